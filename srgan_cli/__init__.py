@@ -1,0 +1,27 @@
+"""srgan: photo super-resolution with SRGAN/ESRGAN generators.
+
+Python API (no CLI needed)::
+
+    from srgan_cli import load_model, upscale_image
+    model = load_model("srgan_x4", device="cpu")
+    big = upscale_image(PIL.Image.open("photo.png"), model)
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "SrganError", "load_model", "upscale_image"]
+
+from .errors import SrganError
+
+
+def __getattr__(name: str):
+    # Lazy: `import srgan_cli` stays cheap (no torch) until the API is used.
+    if name == "load_model":
+        from .api import load_model
+
+        return load_model
+    if name == "upscale_image":
+        from .api import upscale_image
+
+        return upscale_image
+    raise AttributeError(f"module 'srgan_cli' has no attribute {name!r}")

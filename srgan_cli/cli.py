@@ -1,0 +1,76 @@
+"""The ``srgan`` command group. Commands live in ``srgan_cli/commands/`` and are imported
+only when run, so ``srgan --help`` is fast and one command's imports never slow another.
+
+Exit codes (every command): 0 success; 1 an error the user can fix, or a batch in which some
+item failed; 2 a usage error (bad option); 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from . import __version__
+from .errors import SrganError
+
+COMMANDS = {
+    "upscale": ("srgan_cli.commands.upscale", "upscale", "Upscale images or folders of images (x4)."),
+    "bench": ("srgan_cli.commands.bench", "bench", "PSNR/SSIM/LPIPS and speed on Set5, Set14, BSD100 or a folder."),
+    "train": ("srgan_cli.commands.train", "train", "Train a generator: stage mse (SRResNet), then gan (SRGAN)."),
+    "models": ("srgan_cli.commands.models", "models", "List the named models and where their weights come from."),
+    "interpolate": ("srgan_cli.commands.interpolate", "interpolate", "Blend two generators parameter by parameter."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use; user errors become one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _module_exists(COMMANDS[name][0])]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _module_exists(COMMANDS[name][0]):
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except SrganError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``error: message`` on stderr as one line and exit with ``code``."""
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
+
+
+def _module_exists(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="srgan")
+def main() -> None:
+    """srgan: photo super-resolution (x4) with SRGAN and ESRGAN, with bundled weights.
+
+    \b
+      srgan upscale photo.png -o out.png
+      srgan upscale photos/ -o big/
+      srgan bench --set set14
+      srgan train --data images/ --out runs/a
+    """

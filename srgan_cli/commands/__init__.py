@@ -1,0 +1,1 @@
+"""Thin Click commands: parse and validate, call the core, print."""

@@ -1,0 +1,66 @@
+"""Device and precision choice."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import SrganError
+
+DEVICES = "auto|cpu|cuda|cuda:N|mps"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise SrganError("--device mps: MPS is not available on this machine; use --device cpu")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        index = 0
+        if name != "cuda":
+            try:
+                index = int(name.split(":", 1)[1])
+            except ValueError:
+                raise SrganError(f"--device {name}: expected cuda:N with N a GPU index") from None
+        if not torch.cuda.is_available():
+            raise SrganError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+        if index >= torch.cuda.device_count():
+            raise SrganError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) found")
+        return torch.device("cuda", index)
+    raise SrganError(f"unknown device {name!r}; expected one of {DEVICES}")
+
+
+def choose_dtype(precision: str, device: torch.device) -> tuple[torch.dtype, str | None]:
+    """The compute dtype for ``precision`` on ``device``, and a note when it was changed.
+
+    ``auto`` is fp16 on CUDA and MPS, fp32 on the CPU. fp16 on the CPU is mapped to bf16
+    where the CPU runs it natively, else to fp32 (CPU fp16 convolutions are slow or missing);
+    the note says so.
+    """
+    precision = (precision or "auto").lower()
+    if precision not in PRECISIONS:
+        raise SrganError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return (torch.float16 if device.type in ("cuda", "mps") else torch.float32), None
+    dtype = _DTYPES[precision]
+    if device.type == "cpu" and dtype == torch.float16:
+        return torch.float32, "fp16 is not supported on the CPU; running in fp32"
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        return torch.float16, "this GPU has no bf16; running in fp16"
+    return dtype, None
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())

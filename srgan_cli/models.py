@@ -1,0 +1,177 @@
+"""Generators (SRResNet, RRDB) and the SRGAN discriminator, built from config dataclasses.
+
+Inference contract for every generator: input (N, C, H, W) float RGB in [0, 1], output
+(N, C, scale*H, scale*W) on the same scale (not clamped; callers clamp).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import DiscriminatorConfig, GeneratorConfig
+
+
+class _ResidualBlock(nn.Module):
+    """conv3x3 -> BN -> PReLU -> conv3x3 -> BN, plus the identity (SRResNet)."""
+
+    def __init__(self, features: int, batch_norm: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1, bias=True)
+        self.bn1 = nn.BatchNorm2d(features) if batch_norm else nn.Identity()
+        self.act = nn.PReLU(features)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1, bias=True)
+        self.bn2 = nn.BatchNorm2d(features) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+
+
+class SRResNet(nn.Module):
+    """Ledig et al. 2017: 9x9 head, B residual blocks, long skip, sub-pixel x2 stages, 9x9 tail."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, f = config.in_channels, config.num_features
+        self.head = nn.Sequential(nn.Conv2d(c, f, 9, padding=4), nn.PReLU(f))
+        self.body = nn.Sequential(*[_ResidualBlock(f, config.batch_norm) for _ in range(config.num_blocks)])
+        self.body_tail = nn.Sequential(
+            nn.Conv2d(f, f, 3, padding=1),
+            nn.BatchNorm2d(f) if config.batch_norm else nn.Identity(),
+        )
+        stages = []
+        for _ in range(int(math.log2(config.scale))):
+            stages += [nn.Conv2d(f, f * 4, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(f)]
+        self.upsample = nn.Sequential(*stages)
+        self.tail = nn.Conv2d(f, c, 9, padding=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.head(x)
+        x = head + self.body_tail(self.body(head))
+        return self.tail(self.upsample(x))
+
+    def receptive_radius(self) -> float:
+        """How far (in LR pixels) an output pixel sees: the tile pad that makes tiling exact."""
+        radius = 4 + 2 * self.config.num_blocks + 1  # head 9x9, two 3x3 per block, body tail
+        step = 1.0
+        for _ in range(int(math.log2(self.config.scale))):
+            radius += step  # the 3x3 conv of each stage, at the current resolution
+            step /= 2
+        return radius + 4 * step  # 9x9 tail at the output resolution
+
+
+class _DenseBlock(nn.Module):
+    """Five 3x3 convs, each fed every earlier output (ESRGAN's residual dense block)."""
+
+    def __init__(self, features: int, growth: int, res_scale: float) -> None:
+        super().__init__()
+        self.res_scale = res_scale
+        self.convs = nn.ModuleList(
+            nn.Conv2d(features + i * growth, growth if i < 4 else features, 3, padding=1) for i in range(5)
+        )
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x]
+        for i, conv in enumerate(self.convs):
+            y = conv(torch.cat(outs, dim=1))
+            if i < 4:
+                outs.append(self.act(y))
+        return x + self.res_scale * y
+
+
+class _RRDB(nn.Module):
+    """Three dense blocks inside one more scaled residual connection."""
+
+    def __init__(self, features: int, growth: int, res_scale: float) -> None:
+        super().__init__()
+        self.res_scale = res_scale
+        self.blocks = nn.Sequential(*[_DenseBlock(features, growth, res_scale) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.res_scale * self.blocks(x)
+
+
+class RRDBNet(nn.Module):
+    """Wang et al. 2018 (ESRGAN): RRDB trunk, no BatchNorm, nearest-neighbour x2 + conv stages."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, f, g = config.in_channels, config.num_features, config.growth_channels
+        self.head = nn.Conv2d(c, f, 3, padding=1)
+        self.body = nn.Sequential(*[_RRDB(f, g, config.res_scale) for _ in range(config.num_blocks)])
+        self.body_tail = nn.Conv2d(f, f, 3, padding=1)
+        self.up_convs = nn.ModuleList(nn.Conv2d(f, f, 3, padding=1) for _ in range(int(math.log2(config.scale))))
+        self.hr_conv = nn.Conv2d(f, f, 3, padding=1)
+        self.tail = nn.Conv2d(f, c, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self._scale_init(0.1)
+
+    def _scale_init(self, factor: float) -> None:
+        # ESRGAN: default (Kaiming) init scaled down, which keeps the deep residual trunk stable.
+        for module in self.body.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+                module.weight.data.mul_(factor)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.head(x)
+        x = head + self.body_tail(self.body(head))
+        for conv in self.up_convs:
+            x = self.act(conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
+        return self.tail(self.act(self.hr_conv(x)))
+
+    def receptive_radius(self) -> float:
+        radius = 1 + 15 * self.config.num_blocks + 1  # head, 3 x 5 convs per RRDB, body tail
+        step = 1.0
+        for _ in range(int(math.log2(self.config.scale))):
+            step /= 2
+            radius += step  # conv after each nearest x2
+        return radius + 2 * step  # hr_conv and tail at the output resolution
+
+
+class Discriminator(nn.Module):
+    """SRGAN discriminator. Returns logits (apply a sigmoid for D's probability)."""
+
+    def __init__(self, config: DiscriminatorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or DiscriminatorConfig()
+        f = config.num_features
+        maps = [f, f, 2 * f, 2 * f, 4 * f, 4 * f, 8 * f, 8 * f]
+        layers: list[nn.Module] = []
+        in_ch = config.in_channels
+        for i, out_ch in enumerate(maps):
+            stride = 1 if i % 2 == 0 else 2
+            layers.append(nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=not (config.batch_norm and i)))
+            if i and config.batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        side = config.patch_size // 16
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_ch * side * side, 1024),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(1024, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+Generator = SRResNet | RRDBNet
+
+
+def build_generator(config: GeneratorConfig) -> SRResNet | RRDBNet:
+    """A freshly initialised generator for ``config``."""
+    return RRDBNet(config) if config.arch == "rrdb" else SRResNet(config)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

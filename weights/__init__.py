@@ -1,0 +1,1 @@
+"""The bundled weights (installed as package data from weights/)."""
