@@ -1,0 +1,157 @@
+"""Config, device/precision choice, atomic writes and the command group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from srgan_cli.cli import main
+from srgan_cli.config import DiscriminatorConfig, GeneratorConfig
+from srgan_cli.device import choose_device, choose_dtype
+from srgan_cli.errors import SrganError
+from srgan_cli.fsutil import atomic_path
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+def test_config_json_round_trip():
+    for cfg in (GeneratorConfig(), GeneratorConfig.for_arch("rrdb", num_blocks=3), GeneratorConfig(scale=8, batch_norm=False)):
+        assert GeneratorConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_rrdb_defaults_follow_esrgan():
+    cfg = GeneratorConfig.for_arch("rrdb")
+    assert (cfg.num_blocks, cfg.num_features, cfg.growth_channels, cfg.batch_norm) == (23, 64, 32, False)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('{"arch": "unet"}', "unknown generator arch"),
+        ('{"scale": 3}', "unsupported scale"),
+        ('{"num_blocks": "16"}', "num_blocks must be int"),
+        ('{"colour": 1}', "unknown keys: colour"),
+        ("[1, 2]", "JSON object"),
+        ("{not json", "not valid JSON"),
+        ('{"arch": "rrdb", "batch_norm": true}', "no BatchNorm"),
+    ],
+)
+def test_config_rejects_bad_input(text, fragment):
+    with pytest.raises(SrganError, match=fragment):
+        GeneratorConfig.from_json(text)
+
+
+def test_discriminator_patch_must_be_multiple_of_16():
+    DiscriminatorConfig(patch_size=128)
+    with pytest.raises(SrganError):
+        DiscriminatorConfig(patch_size=100)
+
+
+# -- device and precision -----------------------------------------------------------------------
+
+
+def test_choose_device_cpu_and_auto():
+    assert choose_device("cpu").type == "cpu"
+    assert choose_device("auto").type in ("cpu", "cuda", "mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_missing_cuda_is_a_clear_error():
+    with pytest.raises(SrganError, match="CUDA is not available"):
+        choose_device("cuda:0")
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x"])
+def test_unknown_device(name):
+    with pytest.raises(SrganError):
+        choose_device(name)
+
+
+def test_half_precision_on_cpu_is_mapped_with_a_note():
+    dtype, note = choose_dtype("fp16", torch.device("cpu"))
+    assert dtype == torch.float32 and "fp32" in note
+    assert choose_dtype("auto", torch.device("cpu")) == (torch.float32, None)
+    assert choose_dtype("bf16", torch.device("cpu"))[0] == torch.bfloat16
+    with pytest.raises(SrganError):
+        choose_dtype("int8", torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_precision_is_fp16_on_cuda():
+    assert choose_dtype("auto", torch.device("cuda"))[0] == torch.float16
+
+
+# -- atomic writes ------------------------------------------------------------------------------
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert dest.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_atomic_path_without_overwrite_never_clobbers(tmp_path):
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"theirs")
+    with pytest.raises(FileExistsError):
+        with atomic_path(dest, overwrite=False) as tmp:
+            tmp.write_bytes(b"ours")
+    assert dest.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_atomic_path_respects_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "f") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+
+
+# -- the command group --------------------------------------------------------------------------
+
+
+def test_help_lists_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "models" in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and "srgan" in result.output
+
+
+def test_models_json_lists_the_table():
+    import json
+
+    from srgan_cli.weights import DEFAULT_MODEL, MODELS
+
+    result = CliRunner().invoke(main, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {row["name"] for row in rows} == set(MODELS)
+    assert [row["name"] for row in rows if row["default"]] == [DEFAULT_MODEL]
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "srgan_cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "models" in proc.stdout
