@@ -21,6 +21,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    """One intra-op thread: CI has 2 cores, and tests that spawn processes must not oversubscribe."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     import torch
