@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as serialize
 
 from .config import GeneratorConfig
 from .errors import SrganError
@@ -25,6 +26,12 @@ from .models import build_generator
 
 FORMAT = "srgan-generator"
 FORMAT_VERSION = "1"
+
+# Files in these formats are pickles: loading one can run arbitrary code, so none is ever loaded.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+
+# State-dict entries that are buffers, not learned parameters (not counted as "params").
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass(frozen=True)
@@ -96,11 +103,34 @@ def save_generator(
     config: GeneratorConfig,
     metadata: dict[str, str] | None = None,
     dtype: torch.dtype | None = None,
+    overwrite: bool = True,
 ) -> Path:
-    """Write ``model``'s weights with ``config`` in the metadata, atomically."""
+    """Write ``model``'s weights with ``config`` in the metadata, atomically.
+
+    The file gets the usual permissions (``0666 & ~umask``). With ``overwrite=False`` an existing
+    file is never replaced (a one-line SrganError instead), even if it appears meanwhile.
+    """
+    return save_state(path, model.state_dict(), config, metadata=metadata, dtype=dtype, overwrite=overwrite)
+
+
+def save_state(
+    path: str | Path,
+    state: dict[str, torch.Tensor],
+    config: GeneratorConfig,
+    metadata: dict[str, str] | None = None,
+    dtype: torch.dtype | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Like :func:`save_generator`, from a state dict (e.g. an interpolated one)."""
     path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise SrganError(f"{path}: weights are written as safetensors; use a .safetensors name")
+    if not path.parent.is_dir():
+        raise SrganError(f"{path}: folder {path.parent} does not exist; create it first")
+    if not overwrite and path.exists():
+        raise SrganError(f"{path}: already exists; choose another name or pass --overwrite")
     tensors = {}
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
         if key.endswith("num_batches_tracked"):
             continue  # a counter for training only; not needed to rebuild the model
         value = value.detach().to("cpu")
@@ -112,9 +142,38 @@ def save_generator(
         if not isinstance(value, str):
             value = json.dumps(value)
         meta[key] = value
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    data = serialize(tensors, metadata=meta)
+    try:
+        # Writing the bytes into the temp file atomic_path made keeps its permissions (umask);
+        # safetensors' save_file would recreate the file as 0600.
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+    except FileExistsError:
+        raise SrganError(f"{path}: already exists; choose another name or pass --overwrite") from None
+    except OSError as exc:
+        raise SrganError(f"{path}: cannot write weights ({exc.strerror or exc})") from None
     return path
+
+
+def count_file_parameters(path: str | Path) -> int:
+    """Learned parameters in a weights file, read from its header (no tensor data is loaded).
+
+    BatchNorm running statistics are buffers, not parameters, and are not counted, so the number
+    equals ``sum(p.numel() for p in model.parameters())`` of the rebuilt model.
+    """
+    path = Path(path)
+    read_metadata(path)  # one-line error if it is not a safetensors file
+    total = 0
+    with safe_open(str(path), framework="pt") as fh:
+        for key in fh.keys():
+            if key.endswith(_BUFFER_SUFFIXES):
+                continue
+            count = 1
+            for dim in fh.get_slice(key).get_shape():
+                count *= int(dim)
+            total += count
+    return total
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -129,12 +188,16 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, GeneratorConfig, dict[str, str]]:
+def load_generator(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, GeneratorConfig, dict[str, str]]:
     """Rebuild a generator from a weights file alone; strict about every key and shape.
 
     Returns ``(model, config, metadata)`` with the model in eval mode on ``device``.
     """
     path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise SrganError(f"{path}: pickle checkpoints are never loaded, they can run code; convert to safetensors")
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise SrganError(
@@ -170,7 +233,8 @@ def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: P
         got = state[key]
         if tuple(got.shape) != tuple(ref.shape):
             raise SrganError(
-                f"{path}: weights do not match their config: {key} has shape {tuple(got.shape)}, expected {tuple(ref.shape)}"
+                f"{path}: weights do not match their config: {key} has shape {tuple(got.shape)}, "
+                f"expected {tuple(ref.shape)}"
             )
         if not got.is_floating_point() or not torch.isfinite(got).all():
             raise SrganError(f"{path}: tensor {key} is not finite floating point; the file is corrupt")
@@ -183,19 +247,44 @@ def _short(exc: BaseException) -> str:
 
 
 def describe_entries() -> list[dict[str, Any]]:
-    """One row per named model, for ``srgan models``."""
+    """One row per named model, for ``srgan models`` (never touches the network).
+
+    Keys: name, scale, arch, params (None when no file is at hand), size_mb, available (bundled
+    or in the Hugging Face cache), cached (in that cache), source ("bundled", "hub:owner/repo@rev"
+    or "not available yet"), hub ("owner/repo@rev" or None), sha256, default, description.
+    """
     rows = []
     for entry in MODELS.values():
-        path = entry.bundled_path()
+        bundled = entry.bundled_path()
+        hub = f"{entry.hub_repo}@{entry.hub_revision or 'main'}" if entry.hub_repo else None
+        cached = _cached_file(entry) if entry.hub_repo else None
+        local = bundled or cached
+        params = None
+        if local is not None:
+            try:
+                params = count_file_parameters(local)
+            except SrganError:
+                params = None
         rows.append(
             {
                 "name": entry.name,
                 "scale": entry.scale,
                 "arch": entry.arch,
-                "size_mb": round(path.stat().st_size / 1e6, 1) if path else None,
-                "source": "bundled" if path else (f"hub:{entry.hub_repo}" if entry.hub_repo else "not available yet"),
+                "params": params,
+                "size_mb": round(local.stat().st_size / 1e6, 1) if local else None,
+                "available": local is not None,
+                "cached": cached is not None,
+                "source": "bundled" if bundled else (f"hub:{hub}" if hub else "not available yet"),
+                "hub": hub,
+                "sha256": entry.sha256,
                 "default": entry.name == DEFAULT_MODEL,
                 "description": entry.description,
             }
         )
     return rows
+
+
+def _cached_file(entry: ModelEntry) -> Path | None:
+    from .hub import HubRef, cached_path
+
+    return cached_path(HubRef(entry.hub_repo or "", entry.file, entry.hub_revision or "main"))

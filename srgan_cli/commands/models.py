@@ -8,9 +8,13 @@ import click
 
 
 @click.command("models")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (one object per model).")
 def models(as_json: bool) -> None:
-    """List the named models: name, scale, size, source and description."""
+    """List the named models: name, scale, arch, parameters, size, availability and source.
+
+    Never touches the network: 'cached' means the weights are already in the Hugging Face
+    cache. Any model name can be given to 'srgan upscale --model' and 'srgan interpolate'.
+    """
     from ..weights import describe_entries
 
     rows = describe_entries()
@@ -21,10 +25,21 @@ def models(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="srgan models")
-    for column in ("name", "scale", "arch", "size", "source", "description"):
-        table.add_column(column)
+    for column in ("name", "scale", "arch", "params", "size", "available"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("source", overflow="fold")
+    table.add_column("description", overflow="fold", min_width=20)
     for row in rows:
         size = f"{row['size_mb']} MB" if row["size_mb"] is not None else "-"
+        params = f"{row['params'] / 1e6:.2f} M" if row["params"] is not None else "-"
         name = row["name"] + (" (default)" if row["default"] else "")
-        table.add_row(name, f"x{row['scale']}", row["arch"], size, row["source"], row["description"])
-    Console().print(table)
+        if row["available"]:
+            available = "cached" if row["cached"] and row["source"] != "bundled" else "yes"
+        else:
+            available = "download" if row["hub"] else "no"
+        table.add_row(
+            name, f"x{row['scale']}", row["arch"], params, size, available, row["source"], row["description"]
+        )
+    # Piped output is not folded to 80 columns, so each model stays on one line for grep.
+    console = Console() if click.get_text_stream("stdout").isatty() else Console(width=200)
+    console.print(table)

@@ -1,0 +1,45 @@
+"""``srgan interpolate``: blend two generators parameter by parameter (ESRGAN network interpolation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("interpolate")
+@click.argument("model_a", metavar="A")
+@click.argument("model_b", metavar="B")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0.0, 1.0),
+    required=True,
+    help="Weight of B: 0 gives A, 1 gives B, 0.8 is 80% B.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The .safetensors file to write.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def interpolate(model_a: str, model_b: str, alpha: float, output: Path, overwrite: bool) -> None:
+    """Write (1 - ALPHA) * A + ALPHA * B as a new weights file.
+
+    A and B are model names (see 'srgan models'), .safetensors files or Hub references
+    (owner/repo[:file.safetensors][@revision]) of the same network, e.g. an SRResNet and its
+    SRGAN fine-tune:
+
+    \b
+      srgan interpolate srresnet_x4 srgan_x4 --alpha 0.8 -o blend.safetensors
+    """
+    if output.suffix.lower() != ".safetensors":
+        raise click.BadParameter("must end in .safetensors", param_hint="'-o' / '--output'")
+    from ..hub import resolve_weights
+    from ..interpolate import interpolate_files
+
+    path_a = resolve_weights(model_a)
+    path_b = resolve_weights(model_b)
+    written = interpolate_files(path_a, path_b, alpha, output, overwrite=overwrite)
+    click.echo(f"wrote {written} (alpha {alpha:g}: {1 - alpha:g} x {model_a} + {alpha:g} x {model_b})")

@@ -1,0 +1,302 @@
+"""Where weights come from: a named model, a local file, or a Hugging Face Hub reference.
+
+Hub reference grammar (what ``looks_like_hub_ref`` accepts and ``parse_hub_ref`` splits)::
+
+    [hf://]OWNER/REPO[:FILENAME][@REVISION]
+
+* ``OWNER`` and ``REPO``: letters, digits, ``-``, ``_`` and ``.``; start with a letter or digit;
+  at most 96 characters; no ``--`` or ``..``. ``REPO`` must not end in a file suffix such as
+  ``.safetensors`` or ``.pt`` (``weights/model.safetensors`` is a local path, not a repo).
+* ``FILENAME``: the file inside the repo, which may be in a folder (``x4/model.safetensors``)
+  and must end in ``.safetensors``. Default: ``model.safetensors`` (the Hub convention; a
+  fixed default needs no listing call, so it also works offline from the cache).
+* ``REVISION``: a branch, tag or commit hash (letters, digits, ``.``, ``_``, ``-``, ``/``).
+  Default: ``main``. Pin a tag or commit for reproducible results.
+
+A text that names an existing local file or folder is never a Hub reference; ``hf://`` forces
+the Hub reading. Downloads go through ``huggingface_hub.hf_hub_download``, so its cache
+(``HF_HOME``/``HF_HUB_CACHE``), ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and tokens
+(``hf auth login``, ``HF_TOKEN``) all apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SrganError
+from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, load_generator, sha256_file
+
+DEFAULT_FILENAME = "model.safetensors"
+DEFAULT_REVISION = "main"
+
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?|[A-Za-z0-9]"
+_HUB_RE = re.compile(
+    rf"^(?P<owner>{_NAME})/(?P<repo>{_NAME})"
+    r"(?::(?P<filename>[A-Za-z0-9._-][A-Za-z0-9._/-]*\.safetensors))?"
+    r"(?:@(?P<revision>[A-Za-z0-9._-][A-Za-z0-9._/-]*))?$"
+)
+_FILE_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".png", ".jpg", ".jpeg", ".json", ".onnx", ".h5")
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """One file of one revision of a Hub model repo."""
+
+    repo_id: str
+    filename: str = DEFAULT_FILENAME
+    revision: str = DEFAULT_REVISION
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}:{self.filename}@{self.revision}"
+
+
+def _match(text: str) -> re.Match[str] | None:
+    body = text[len("hf://") :] if text.startswith("hf://") else text
+    match = _HUB_RE.match(body)
+    if match is None:
+        return None
+    for part in (match["owner"], match["repo"]):
+        if "--" in part or ".." in part:
+            return None
+    if match["repo"].lower().endswith(_FILE_SUFFIXES):
+        return None
+    for part in (match["filename"] or "", match["revision"] or ""):
+        if ".." in part.split("/") or "//" in part or part.endswith("/"):
+            return None
+    return match
+
+
+def looks_like_hub_ref(text: str) -> bool:
+    """True for ``[hf://]owner/repo[:file.safetensors][@revision]`` that is not an existing local path."""
+    text = str(text)
+    if not text.startswith("hf://") and (Path(text).expanduser().exists() or "\\" in text):
+        return False
+    return _match(text) is not None
+
+
+def parse_hub_ref(text: str) -> HubRef:
+    """Split a Hub reference; a one-line SrganError says the grammar if it is not one."""
+    match = _match(str(text))
+    if match is None:
+        raise SrganError(
+            f"{text!r} is not a Hub reference; expected owner/repo[:file.safetensors][@revision], "
+            "e.g. acme/srgan-weights:srgan_x4.safetensors@v1.0"
+        )
+    return HubRef(
+        repo_id=f"{match['owner']}/{match['repo']}",
+        filename=match["filename"] or DEFAULT_FILENAME,
+        revision=match["revision"] or DEFAULT_REVISION,
+    )
+
+
+def resolve_weights(name_or_path: str | Path) -> Path:
+    """The local safetensors file for a model name, a local path, or a Hub reference.
+
+    1. A name from ``MODELS``: the bundled file (its sha256 checked when the table has one),
+       else a download from the entry's Hub repo and revision, else an error. Never random weights.
+    2. An existing local file (pickle formats refused: they are never loaded).
+    3. A Hub reference: downloaded (or taken from the Hugging Face cache) and checked.
+    4. Otherwise a one-line error that says what was expected.
+    """
+    text = str(name_or_path)
+    if isinstance(name_or_path, str) and text in MODELS:
+        return _resolve_named(MODELS[text])
+    path = Path(text).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise SrganError(
+            f"{path}: pickle checkpoints ({path.suffix}) are never loaded, they can run code; "
+            "convert to safetensors (load it yourself only if you trust it, then save with save_generator)"
+        )
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise SrganError(f"{path}: is a folder; give a .safetensors weights file, a model name or a Hub reference")
+    if not text.startswith("hf://") and path.suffix.lower() == ".safetensors" and _match(text) is None:
+        raise SrganError(f"{path}: no such weights file")
+    if looks_like_hub_ref(text):
+        ref = parse_hub_ref(text)
+        local = download(ref)
+        _check_loads(local, ref)
+        return local
+    names = ", ".join(MODELS)
+    raise SrganError(
+        f"unknown model {text!r}: expected a model name ({names}; 'srgan models' lists them), "
+        "a .safetensors file, or a Hub reference owner/repo[:file.safetensors][@revision]"
+    )
+
+
+def _resolve_named(entry: ModelEntry) -> Path:
+    bundled = entry.bundled_path()
+    if bundled is not None:
+        if entry.sha256 and sha256_file(bundled) != entry.sha256:
+            raise SrganError(
+                f"{bundled}: bundled weights of '{entry.name}' do not match their published sha256; "
+                "the install is damaged, reinstall srgan-cli"
+            )
+        return bundled
+    if entry.hub_repo:
+        ref = HubRef(entry.hub_repo, entry.file, entry.hub_revision or DEFAULT_REVISION)
+        local = download(ref, sha256=entry.sha256)
+        if not entry.sha256:
+            _check_loads(local, ref)
+        return local
+    raise SrganError(
+        f"model '{entry.name}' is not bundled in this install and has no hub source yet; "
+        "train one with 'srgan train' or pass a .safetensors file or Hub reference"
+    )
+
+
+def cached_path(ref: HubRef) -> Path | None:
+    """The file in the Hugging Face cache for ``ref``, or None; never touches the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        return None
+    found = try_to_load_from_cache(ref.repo_id, ref.filename, revision=ref.revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def download(ref: HubRef, sha256: str | None = None) -> Path:
+    """Fetch ``ref`` with ``hf_hub_download`` (cache first as the Hub client decides).
+
+    Every failure is one SrganError line naming the repo and what to do. With ``sha256``, a
+    file that does not match is removed from the cache and refused.
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hf_errors
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        raise SrganError(f"{ref.repo_id}: downloading needs huggingface_hub; pip install huggingface_hub") from None
+
+    where = f"Hub repo '{ref.repo_id}' ({ref.filename}@{ref.revision})"
+    try:
+        with _short_retries():
+            local = Path(
+                huggingface_hub.hf_hub_download(
+                    repo_id=ref.repo_id, filename=ref.filename, revision=ref.revision, etag_timeout=10
+                )
+            )
+    except hf_errors.GatedRepoError:
+        raise SrganError(
+            f"{where}: the repo is gated; accept its terms on the Hub, then log in with 'hf auth login' "
+            "(or 'huggingface-cli login', or set HF_TOKEN)"
+        ) from None
+    except hf_errors.RepositoryNotFoundError:
+        raise SrganError(
+            f"{where}: repository not found; check the name, or log in with 'hf auth login' "
+            "(or set HF_TOKEN) if it is private"
+        ) from None
+    except hf_errors.RevisionNotFoundError:
+        raise SrganError(f"{where}: revision '{ref.revision}' not found; check the branch, tag or commit") from None
+    except hf_errors.RemoteEntryNotFoundError:
+        raise SrganError(
+            f"{where}: no file '{ref.filename}' in the repo; name the file as owner/repo:file.safetensors"
+        ) from None
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled):
+        if _offline():
+            raise SrganError(
+                f"{where}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                "unset HF_HUB_OFFLINE (or run once online) to download it"
+            ) from None
+        raise SrganError(
+            f"{where}: cannot reach the Hub ({_endpoint()}) and the file is not cached; "
+            "check your connection, proxy and HF_ENDPOINT, then retry"
+        ) from None
+    except hf_errors.HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise SrganError(
+                f"{where}: access denied (HTTP {status}); log in with 'hf auth login' (or set HF_TOKEN)"
+            ) from None
+        raise SrganError(f"{where}: download failed (HTTP {status}); retry later") from None
+    except (OSError, ValueError) as exc:
+        raise SrganError(f"{where}: download failed ({_first_line(exc)}); retry") from None
+    except Exception as exc:  # httpx errors and other network failures of the client
+        raise SrganError(f"{where}: download failed ({type(exc).__name__}: {_first_line(exc)}); retry") from None
+    if sha256 is not None:
+        got = sha256_file(local)
+        if got != sha256:
+            _remove_cached(local)
+            raise SrganError(
+                f"{where}: downloaded file has sha256 {got[:12]}..., expected {sha256[:12]}...; "
+                "the bad copy was removed from the cache; retry, and report it if it happens again"
+            )
+    return local
+
+
+def _check_loads(local: Path, ref: HubRef) -> None:
+    """Arbitrary Hub files have no known sha256: they must at least load strictly."""
+    try:
+        load_generator(local)
+    except SrganError as exc:
+        _remove_cached(local)
+        raise SrganError(
+            f"Hub repo '{ref.repo_id}' ({ref.filename}@{ref.revision}): the file is not usable srgan weights "
+            f"({_first_line(exc)}); it was removed from the cache"
+        ) from None
+
+
+def _remove_cached(pointer: Path) -> None:
+    """Delete a cached file: the snapshot link and the blob it points to."""
+    blob = pointer.resolve()
+    for item in (pointer, blob):
+        with contextlib.suppress(OSError):
+            item.unlink()
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _short_retries() -> Iterator[None]:
+    """Fail fast: the Hub client otherwise retries a refused connection for ~20 s with backoff.
+
+    Only inside our call, the module-level retry lists of ``huggingface_hub.file_download``
+    are emptied (when this version has them), so an unreachable Hub fails within seconds.
+    """
+    try:
+        from huggingface_hub import file_download
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    names = ("_DEFAULT_RETRY_ON_EXCEPTIONS", "_DEFAULT_RETRY_ON_STATUS_CODES")
+    with _PATCH_LOCK:
+        saved = {name: getattr(file_download, name) for name in names if hasattr(file_download, name)}
+        try:
+            for name in saved:
+                setattr(file_download, name, ())
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(file_download, name, value)
+
+
+def _offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
+    except ImportError:  # pragma: no cover
+        return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__

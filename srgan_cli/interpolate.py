@@ -1,0 +1,129 @@
+"""Network interpolation (Wang et al. 2018, ESRGAN section 3.4): blend two generators of the
+same architecture parameter by parameter, ``(1 - alpha) * A + alpha * B``.
+
+With A a PSNR-oriented model (SRResNet/MSE) and B its GAN fine-tune (SRGAN), alpha trades
+smoothness for detail without retraining. Both networks must have the same config, so every
+tensor has a counterpart of the same shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+
+from .config import GeneratorConfig
+from .errors import SrganError
+from .weights import load_generator, read_metadata, save_state
+
+
+def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * a + alpha * b`` for every floating tensor (BatchNorm running stats too).
+
+    ``alpha == 0`` returns ``a``'s tensors and ``alpha == 1`` ``b``'s, exactly. Non-floating
+    tensors (counters) must be equal and are copied. Keys and shapes must match.
+    """
+    alpha = _check_alpha(alpha)
+    missing = sorted(set(a) ^ set(b))
+    if missing:
+        raise SrganError(f"the two networks have different tensors (e.g. {missing[0]}); they must share one config")
+    out: dict[str, torch.Tensor] = {}
+    for key, ta in a.items():
+        tb = b[key]
+        if ta.shape != tb.shape:
+            raise SrganError(
+                f"tensor {key} has shape {tuple(ta.shape)} in one network and {tuple(tb.shape)} in the other"
+            )
+        if not (ta.is_floating_point() and tb.is_floating_point()):
+            if not torch.equal(ta, tb):
+                raise SrganError(f"non-floating tensor {key} differs between the two networks; cannot blend it")
+            out[key] = ta.clone()
+        elif alpha == 0.0:
+            out[key] = ta.clone()
+        elif alpha == 1.0:
+            out[key] = tb.clone()
+        else:
+            # Blend in float32 or wider, then return to A's dtype.
+            work = torch.promote_types(torch.promote_types(ta.dtype, tb.dtype), torch.float32)
+            mixed = torch.lerp(ta.to(work), tb.to(work), alpha)
+            out[key] = mixed.to(ta.dtype)
+    return out
+
+
+def config_difference(meta_a: dict[str, str], meta_b: dict[str, str]) -> str | None:
+    """None when both weights files have the same generator config; else a short description."""
+    try:
+        ca = GeneratorConfig.from_json(meta_a.get("config", "")).to_dict()
+        cb = GeneratorConfig.from_json(meta_b.get("config", "")).to_dict()
+    except SrganError as exc:
+        return f"a config cannot be read ({exc})"
+    diffs = [f"{key} {ca[key]!r} vs {cb[key]!r}" for key in ca if ca[key] != cb[key]]
+    return ", ".join(diffs) if diffs else None
+
+
+def interpolate_files(a: Path, b: Path, alpha: float, out: Path, *, overwrite: bool = False) -> Path:
+    """Write the blend of two weights files to ``out`` (atomically; never onto an input).
+
+    The output's metadata records both parents (name and sha256) and alpha.
+    """
+    from .weights import sha256_file
+
+    alpha = _check_alpha(alpha)
+    a, b, out = Path(a), Path(b), Path(out)
+    for parent in (a, b):
+        if out.exists() and out.resolve() == parent.resolve():
+            raise SrganError(f"{out}: is one of the inputs; write the blend to another file")
+    if out.exists() and not overwrite:
+        raise SrganError(f"{out}: already exists; choose another name or pass --overwrite")
+    meta_a, meta_b = read_metadata(a), read_metadata(b)
+    diff = config_difference(meta_a, meta_b)
+    if diff is not None:
+        raise SrganError(f"{a} and {b} have different generator configs ({diff}); only the same network can be blended")
+    model_a, config, _ = load_generator(a)
+    model_b, _, _ = load_generator(b)
+    state = interpolate_state(model_a.state_dict(), model_b.state_dict(), alpha)
+    parents = [
+        {"file": a.name, "sha256": sha256_file(a), "name": meta_a.get("name", a.stem)},
+        {"file": b.name, "sha256": sha256_file(b), "name": meta_b.get("name", b.stem)},
+    ]
+    metadata = {
+        "name": out.stem,
+        "interpolation": json.dumps({"alpha": alpha, "a": parents[0], "b": parents[1]}, sort_keys=True),
+        "interpolation_alpha": repr(alpha),
+    }
+    return save_state(out, state, config, metadata=metadata, overwrite=overwrite)
+
+
+def blend_generators(module_a: torch.nn.Module, module_b: torch.nn.Module, alpha: float) -> torch.nn.Module:
+    """A new module: a copy of ``module_a`` holding the blend of both modules' state."""
+    state = interpolate_state(module_a.state_dict(), module_b.state_dict(), alpha)
+    blended = copy.deepcopy(module_a)
+    blended.load_state_dict(state, strict=True)
+    return blended
+
+
+def parse_blend(text: str) -> tuple[str, float]:
+    """``--blend B:0.8`` -> ``("B", 0.8)``; B is a name, path or Hub ref; alpha after the LAST colon."""
+    text = str(text)
+    head, sep, tail = text.rpartition(":")
+    if not sep or not head:
+        raise SrganError(f"--blend {text!r}: expected MODEL:ALPHA, e.g. srgan_x4:0.8 (alpha in [0, 1])")
+    try:
+        alpha = float(tail)
+    except ValueError:
+        raise SrganError(
+            f"--blend {text!r}: {tail!r} is not a number; expected MODEL:ALPHA with alpha in [0, 1]"
+        ) from None
+    return head, _check_alpha(alpha, f"--blend {text!r}: ")
+
+
+def _check_alpha(alpha: float, prefix: str = "") -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise SrganError(f"{prefix}alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise SrganError(f"{prefix}alpha must be in [0, 1], got {alpha!r}")
+    return value
