@@ -1,0 +1,207 @@
+"""Tile geometry and the tiled forward pass: tiled output must equal the whole-image output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.errors import SrganError
+from srgan_cli.models import build_generator
+from srgan_cli.tiling import choose_tile, default_pad, plan_tiles, upscale_tiled
+
+CONFIGS = {
+    "srresnet_bn": GeneratorConfig(num_blocks=1, num_features=8),
+    "rrdb": GeneratorConfig(arch="rrdb", num_blocks=1, num_features=8, growth_channels=4, batch_norm=False),
+    "srresnet_x2": GeneratorConfig(num_blocks=1, num_features=8, scale=2, batch_norm=False),
+}
+
+
+def _net(config: GeneratorConfig) -> torch.nn.Module:
+    torch.manual_seed(1)
+    net = build_generator(config)
+    # Random BN statistics, so BatchNorm is not the identity in eval mode.
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return {name: _net(cfg) for name, cfg in CONFIGS.items()}
+
+
+def _whole(net, x):
+    with torch.inference_mode():
+        return net(x)
+
+
+def _u8(t: torch.Tensor) -> np.ndarray:
+    return (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def test_plan_covers_every_pixel_once():
+    for h, w, tile, pad in [(37, 53, 16, 5), (1, 1, 8, 3), (1, 50, 7, 2), (50, 1, 7, 0), (10, 10, 100, 4)]:
+        cover = np.zeros((h, w), dtype=int)
+        for t in plan_tiles(h, w, tile, pad):
+            cover[t.core_y, t.core_x] += 1
+            assert 0 <= t.in_y.start <= t.core_y.start and t.core_y.stop <= t.in_y.stop <= h
+            assert 0 <= t.in_x.start <= t.core_x.start and t.core_x.stop <= t.in_x.stop <= w
+            assert t.core_y.start - t.in_y.start == min(pad, t.core_y.start)
+            assert t.in_x.stop - t.core_x.stop == min(pad, w - t.core_x.stop)
+            assert t.core_y.stop - t.core_y.start <= tile
+        assert (cover == 1).all()
+
+
+def test_plan_whole_image_and_bad_values():
+    (t,) = plan_tiles(20, 30, 0, 7)
+    assert (t.in_y, t.in_x, t.core_y, t.core_x) == (slice(0, 20), slice(0, 30), slice(0, 20), slice(0, 30))
+    with pytest.raises(SrganError):
+        plan_tiles(0, 5, 4, 1)
+    with pytest.raises(SrganError):
+        plan_tiles(5, 5, -1, 1)
+
+
+def test_default_pad_is_ceil_of_receptive_radius(nets):
+    for name, net in nets.items():
+        assert default_pad(net) == int(np.ceil(net.receptive_radius()))
+        assert default_pad(CONFIGS[name]) == default_pad(net)
+    # SRResNet x4 with 16 blocks: 9x9 head (4) + 32 convs + body tail (1) + 1 + 0.5 + tail 1 = 39.5
+    assert default_pad(GeneratorConfig()) == 40
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_default_pad_is_sufficient(nets, name):
+    """Changing pixels farther than the pad from a pixel must not change its output."""
+    net = nets[name]
+    s = CONFIGS[name].scale
+    pad = default_pad(net)
+    size = 2 * pad + 9
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, size, size)
+    c = size // 2
+    y = x.clone()
+    far = torch.ones(size, size, dtype=torch.bool)
+    far[c - pad : c + pad + 1, c - pad : c + pad + 1] = False
+    y[:, :, far] = torch.rand(int(far.sum()))
+    a, b = _whole(net, x), _whole(net, y)
+    out_a = a[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s]
+    out_b = b[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s]
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-5)
+    # The pad is also tight enough to be meaningful: changing pixels at distance pad-1 does change it.
+    z = x.clone()
+    z[:, :, c - pad + 2 : c + pad - 1, c - pad + 2 : c + pad - 1] = torch.rand(2 * pad - 3, 2 * pad - 3)
+    assert not torch.allclose(_whole(net, z)[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s], out_a)
+
+
+CASES = [
+    (37, 29, 16),  # not multiples of the tile
+    (33, 33, 11),  # many edge tiles
+    (1, 1, 8),
+    (1, 50, 7),
+    (50, 1, 7),
+    (12, 9, 100),  # tile larger than the image
+]
+
+
+@pytest.mark.parametrize("name", ["srresnet_bn", "rrdb"])
+@pytest.mark.parametrize("h,w,tile", CASES)
+def test_tiled_equals_whole(nets, name, h, w, tile):
+    net = nets[name]
+    torch.manual_seed(h * 100 + w)
+    x = torch.rand(1, 3, h, w)
+    whole = _whole(net, x)
+    pad = default_pad(net)
+    for batch in (1, 3):
+        tiled = upscale_tiled(net, x, CONFIGS[name].scale, tile, pad, batch=batch)
+        assert tiled.shape == whole.shape
+        torch.testing.assert_close(tiled, whole, rtol=0, atol=2e-5)
+        # After rounding to 8 bits: identical except where float noise (~1e-6; convolutions
+        # of different sizes sum in different orders) straddles a rounding boundary.
+        diff = np.abs(_u8(tiled).astype(int) - _u8(whole).astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_too_small_pad_differs(nets):
+    """Guards the test above: with no pad the seams are visible, so equality is not trivial."""
+    net = nets["srresnet_bn"]
+    x = torch.rand(1, 3, 24, 24)
+    tiled = upscale_tiled(net, x, 4, 8, 0)
+    assert (tiled - _whole(net, x)).abs().max() > 1e-3
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    h=st.integers(1, 30),
+    w=st.integers(1, 30),
+    tile=st.integers(0, 20),
+    extra_pad=st.integers(0, 3),
+    batch=st.integers(1, 4),
+)
+def test_tiled_equals_whole_property(nets, h, w, tile, extra_pad, batch):
+    net = nets["srresnet_x2"]
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * 31 + w))
+    tiled = upscale_tiled(net, x, 2, tile, default_pad(net) + extra_pad, batch=batch)
+    torch.testing.assert_close(tiled, _whole(net, x), rtol=0, atol=2e-5)
+
+
+def test_batches_group_equal_windows_and_progress(nets):
+    net = nets["srresnet_x2"]
+    sizes: list[tuple[int, ...]] = []
+
+    def forward(batch):
+        sizes.append(tuple(batch.shape))
+        return net(batch)
+
+    calls = []
+    x = torch.rand(1, 3, 40, 40)
+    with torch.inference_mode():
+        upscale_tiled(forward, x, 2, 10, default_pad(net), batch=4, progress=lambda d, t: calls.append((d, t)))
+    assert all(len({s[2:] for s in [shape]}) == 1 for shape in sizes)
+    assert max(s[0] for s in sizes) > 1  # interior tiles share a window shape and run together
+    assert calls[-1] == (16, 16) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_oom_halves_tile_and_gives_same_output(nets):
+    net = nets["srresnet_x2"]
+    pad = default_pad(net)
+    x = torch.rand(1, 3, 30, 26)
+    seen = []
+
+    def forward(batch):
+        seen.append(batch.shape[2])
+        if batch.shape[2] == 30:  # only the whole image (30 px high) "does not fit"
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return net(batch)
+
+    notes: list[str] = []
+    with torch.inference_mode():
+        out = upscale_tiled(forward, x, 2, 0, pad, batch=2, on_note=notes.append)
+    torch.testing.assert_close(out, _whole(net, x), rtol=0, atol=2e-5)
+    assert len(notes) == 1 and "30 px" in notes[0] and "15 px" in notes[0]
+    assert seen[0] == 30 and max(seen[1:]) < 30  # retried with smaller tiles
+
+
+def test_oom_gives_up_below_min_tile(nets):
+    def forward(batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    notes: list[str] = []
+    with pytest.raises(SrganError, match="out of GPU memory"):
+        upscale_tiled(forward, torch.rand(1, 3, 64, 64), 2, 64, 4, on_note=notes.append)
+    assert len(notes) == 3  # 64 -> 32 -> 16 -> 8, then stop: never loops forever
+
+
+def test_choose_tile_cpu_bounds_memory():
+    cfg = GeneratorConfig()
+    cpu = torch.device("cpu")
+    assert choose_tile(cfg, cpu, 128, 128) == 0  # a small image runs whole
+    big = choose_tile(cfg, cpu, 4000, 3000)
+    assert 200 <= big <= 600 and big % 8 == 0
+    assert choose_tile(cfg, cpu, 4000, 3000, batch=4) < big
+    assert choose_tile(GeneratorConfig(num_blocks=1, num_features=8), cpu, 4000, 3000) > big
