@@ -1,7 +1,15 @@
-"""The Python API: load a model, upscale an image. The CLI is a thin layer over this."""
+"""The Python API: load a model, upscale an image. The CLI is a thin layer over this.
+
+Inference contract: float RGB in [0, 1] in; float32 RGB in [0, 1] (clamped) out, ``scale``
+times larger; run under ``torch.inference_mode()``; tiled when the image is large (the tiled
+result equals the whole-image one, see :mod:`srgan_cli.tiling`). On the CPU the same input
+gives the same output bit for bit.
+"""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,47 +17,254 @@ import numpy as np
 import torch
 
 from .config import GeneratorConfig
-from .device import choose_device
+from .device import choose_device, choose_dtype
 from .errors import SrganError
-from .weights import load_generator
+from .tiling import choose_tile, default_pad, upscale_tiled
+from .weights import DEFAULT_MODEL, MODELS, load_generator
+
+# ITU-R BT.601 luma, for feeding a one-channel generator from RGB.
+_LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
 class Model:
-    """A generator ready for inference: module (eval mode), its config and its provenance."""
+    """A generator ready for inference: module (eval mode, on ``device`` in ``dtype``),
+    its config, its provenance, and notes about choices made while loading (e.g. fp16 -> fp32)."""
 
     module: torch.nn.Module
     config: GeneratorConfig
     name: str
     metadata: dict[str, str] = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    notes: list[str] = field(default_factory=list)
+    channels_last: bool = False
 
     @property
     def scale(self) -> int:
         return self.config.scale
 
     @property
-    def device(self) -> torch.device:
-        return next(self.module.parameters()).device
+    def tile_pad(self) -> int:
+        """The default tile pad: the receptive-field radius, so tiling is exact."""
+        return default_pad(self.config)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on a batch (N, C, h, w) from any device; returns the raw output on ``device``."""
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module(x)
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "auto") -> Model:
-    """Load a named model, a local ``.safetensors`` file, or a Hub reference (``owner/repo``)."""
-    dev = device if isinstance(device, torch.device) else choose_device(device)
-    path = Path(name_or_path)
-    if path.suffix == ".safetensors" or path.exists():
-        module, config, meta = load_generator(path, dev)
-        return Model(module, config, path.stem, meta)
-    raise SrganError(f"unknown model {str(name_or_path)!r}; run 'srgan models' to list the named models")
+def _resolve(name_or_path: str | Path) -> Path:
+    """Weights file for a model name, local path or Hub reference."""
+    try:
+        from .hub import resolve_weights
+    except ImportError:  # hub support missing: named (bundled) models and local files only
+        text = str(name_or_path)
+        if text in MODELS:
+            path = MODELS[text].bundled_path()
+            if path is None:
+                raise SrganError(f"model {text!r} is not installed; pass a .safetensors file with -m") from None
+            return path
+        path = Path(text).expanduser()
+        if path.is_file():
+            return path
+        raise SrganError(f"{text}: no such model or weights file; 'srgan models' lists the named models") from None
+    return resolve_weights(name_or_path)
 
 
-@torch.inference_mode()
-def upscale_array(model: Model, rgb: np.ndarray, dtype: torch.dtype = torch.float32) -> np.ndarray:
-    """Super-resolve a float (H, W, 3) RGB array in [0, 1]; returns float32 (sH, sW, 3) in [0, 1]."""
+def load_model(
+    name_or_path: str | Path = DEFAULT_MODEL,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    *,
+    blend: str | None = None,
+    channels_last: bool | None = None,
+) -> Model:
+    """Load a named model, a local ``.safetensors`` file, or a Hub reference (``owner/repo``).
+
+    ``precision``: ``auto`` (fp16 on GPUs, fp32 on the CPU), ``fp32``, ``fp16`` or ``bf16``;
+    when the device cannot run the request, ``Model.notes`` says what was used instead.
+    ``blend="B:0.8"`` mixes in a second generator (``0.8`` of B, ``0.2`` of this one), as
+    ``srgan interpolate`` does. ``channels_last`` (default: on the CPU) picks the NHWC
+    memory layout, which oneDNN runs faster for these convolutions.
+    """
+    dev = device if isinstance(device, torch.device) else choose_device(str(device))
+    dtype, note = choose_dtype(precision, dev)
+    notes = [note] if note else []
+    path = _resolve(name_or_path)
+    module, config, meta = load_generator(path, "cpu")
+    name = _display_name(name_or_path, path)
+    if blend:
+        from .interpolate import blend_generators, parse_blend
+
+        ref, alpha = parse_blend(blend)
+        other_path = _resolve(ref)
+        other, other_config, _ = load_generator(other_path, "cpu")
+        if other_config != config:
+            raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
+        module = blend_generators(module, other, alpha)
+        name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
+    if channels_last is None:
+        channels_last = dev.type == "cpu"
+    module = module.to(dev, dtype).eval()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last)
+
+
+def _display_name(name_or_path: str | Path, path: Path) -> str:
+    text = str(name_or_path)
+    return text if text in MODELS or not Path(text).expanduser().is_file() else path.stem
+
+
+def _to_model_channels(model: Model, x: torch.Tensor) -> torch.Tensor:
+    if model.config.in_channels == 1 and x.shape[1] == 3:
+        weights = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * weights).sum(dim=1, keepdim=True)
+    return x
+
+
+def upscale_tensor(
+    model: Model,
+    x: torch.Tensor,
+    *,
+    tile: int | None = None,
+    tile_pad: int | None = None,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> torch.Tensor:
+    """Super-resolve ``x`` (1, 3, H, W) float in [0, 1]; returns float32 (1, 3, sH, sW) on the CPU, clamped.
+
+    ``tile``: None chooses from the memory at hand, 0 runs the whole image at once, N uses
+    N x N LR tiles. ``tile_pad`` defaults to the receptive-field radius (exact tiling).
+    """
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+        raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
+    if tile is not None and tile < 0:
+        raise SrganError(f"tile must be 0 (whole image) or positive, got {tile}")
+    if tile_pad is not None and tile_pad < 0:
+        raise SrganError(f"tile pad must not be negative, got {tile_pad}")
+    gray_input = x.shape[1] == 1
+    x = x.detach().to("cpu", torch.float32)
+    if gray_input:
+        x = x.expand(1, 3, *x.shape[2:])
+    x = _to_model_channels(model, x)
+    _, _, h, w = x.shape
+    if tile is None:
+        tile = choose_tile(model.config, model.device, h, w, batch=batch, dtype=model.dtype)
+    pad = model.tile_pad if tile_pad is None else tile_pad
+    with torch.inference_mode():
+        y = upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note)
+        y = y.clamp_(0, 1)
+    if y.shape[1] == 1:
+        y = y.expand(1, 3, *y.shape[2:]).contiguous()
+    return y
+
+
+def upscale_array(
+    model: Model,
+    rgb: np.ndarray,
+    dtype: torch.dtype | None = None,
+    *,
+    tile: int | None = None,
+    tile_pad: int | None = None,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """Super-resolve a float (H, W, 3) RGB array in [0, 1]; returns float32 (sH, sW, 3) in [0, 1].
+
+    ``dtype`` (optional) overrides the model's compute dtype for this call.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise SrganError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise SrganError(f"cannot upscale an empty image ({rgb.shape[1]}x{rgb.shape[0]})")
+    if dtype is not None and dtype != model.dtype:
+        model = Model(
+            copy.deepcopy(model.module).to(dtype), model.config, model.name, model.metadata, dtype, model.device,
+            model.notes, model.channels_last,
+        )  # fmt: skip
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    x = x.to(model.device, dtype)
-    y = model.module.to(dtype)(x).float().clamp_(0, 1)
-    return y[0].permute(1, 2, 0).cpu().numpy()
+    y = upscale_tensor(model, x, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note)
+    return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
 
 
-def upscale_image(image, model: Model, **kwargs):  # pragma: no cover - replaced by the upscale work
-    raise NotImplementedError
+_MODEL_CACHE: dict[tuple[str, str], Model] = {}
+
+
+def upscale_image(
+    image,
+    model: Model | str | Path = DEFAULT_MODEL,
+    *,
+    outscale: float | None = None,
+    tile: int | None = None,
+    tile_pad: int | None = None,
+):
+    """Upscale a PIL image (or an image file) and return a PIL image.
+
+    Alpha is upscaled separately (transparent pixels are filled first, so their hidden colour
+    does not bleed in); grayscale stays grayscale; 16-bit stays 16-bit. ``outscale`` resizes
+    the model's output to any final scale (bicubic, antialiased), e.g. 2 with a x4 model.
+    """
+    from . import images
+
+    if isinstance(image, (str, Path)):
+        loaded = images.read_image(image)
+    else:
+        loaded = images.from_pil(image)
+    if not isinstance(model, Model):
+        key = (str(model), "auto")
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = load_model(model)
+        model = _MODEL_CACHE[key]
+    rgb, alpha = upscale_loaded(model, loaded, outscale=outscale, tile=tile, tile_pad=tile_pad)
+    return images.to_pil(rgb, alpha=alpha, bit_depth=loaded.bit_depth, grayscale=loaded.grayscale)
+
+
+def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:
+    """Final (width, height): ``outscale`` times the input, rounded, at least 1 px."""
+    if outscale is None:
+        return width * scale, height * scale
+    if not outscale > 0:
+        raise SrganError(f"outscale must be positive, got {outscale}")
+    return max(1, round(width * outscale)), max(1, round(height * outscale))
+
+
+def upscale_loaded(
+    model: Model,
+    loaded,
+    *,
+    outscale: float | None = None,
+    tile: int | None = None,
+    tile_pad: int | None = None,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Upscale an ``images.LoadedImage``: returns (rgb, alpha or None) at the final size."""
+    from . import images
+
+    rgb = loaded.rgb
+    if loaded.alpha is not None:
+        rgb = images.fill_transparent(rgb, loaded.alpha)
+    out = upscale_array(model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note)
+    h, w = rgb.shape[:2]
+    alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
+    size = output_size(w, h, model.scale, outscale)
+    if size != (out.shape[1], out.shape[0]):
+        out = np.clip(images.resize_rgb(out, size), 0, 1).astype(np.float32)
+        if alpha is not None:
+            alpha = np.clip(images.resize_rgb(np.repeat(alpha[:, :, None], 3, axis=2), size)[:, :, 0], 0, 1)
+            alpha = alpha.astype(np.float32)
+    return out, alpha

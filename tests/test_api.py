@@ -1,0 +1,206 @@
+"""The Python API: load_model, upscale_array/tensor, upscale_image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from srgan_cli.api import Model, load_model, output_size, upscale_array, upscale_tensor
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.errors import SrganError
+from srgan_cli.models import build_generator
+from srgan_cli.weights import save_generator
+
+TINY = GeneratorConfig(num_blocks=1, num_features=8)
+
+
+def _save(path, config=TINY, seed=0):
+    torch.manual_seed(seed)
+    net = build_generator(config)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    save_generator(path, net, config)
+    return path
+
+
+@pytest.fixture
+def weights(tmp_path):
+    return _save(tmp_path / "tiny.safetensors")
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    return rng.random((21, 17, 3), dtype=np.float32)
+
+
+def test_load_model_local_file(weights):
+    model = load_model(weights, device="cpu")
+    assert isinstance(model, Model)
+    assert model.name == "tiny" and model.scale == 4 and model.config == TINY
+    assert model.dtype == torch.float32 and model.device == torch.device("cpu")
+    assert not model.module.training
+    assert model.channels_last  # the CPU default (faster NHWC convolutions)
+    assert model.metadata["format"] == "srgan-generator"
+    assert not any(p.requires_grad for p in model.module.parameters())
+
+
+def test_load_model_precision_note(weights):
+    model = load_model(weights, device="cpu", precision="fp16")
+    assert model.dtype == torch.float32
+    assert model.notes and "fp32" in model.notes[0]
+    bf16 = load_model(weights, device="cpu", precision="bf16")
+    assert bf16.dtype == torch.bfloat16 and next(bf16.module.parameters()).dtype == torch.bfloat16
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(SrganError, match="missing.safetensors"):
+        load_model(tmp_path / "missing.safetensors", device="cpu")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights at all")
+    with pytest.raises(SrganError, match="bad.safetensors"):
+        load_model(bad, device="cpu")
+    with pytest.raises(SrganError):
+        load_model(tmp_path / "x.safetensors", device="nonsense")
+
+
+def test_upscale_array_shape_range_and_matches_module(weights, rgb):
+    model = load_model(weights, device="cpu", channels_last=False)
+    out = upscale_array(model, rgb, tile=0)
+    assert out.shape == (84, 68, 3) and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+    with torch.inference_mode():
+        ref = model.module(torch.from_numpy(rgb).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+
+
+def test_upscale_is_deterministic_bit_for_bit(weights, rgb):
+    model = load_model(weights, device="cpu")
+    a = upscale_array(model, rgb)
+    b = upscale_array(load_model(weights, device="cpu"), rgb.copy())
+    assert np.array_equal(a, b)
+
+
+def test_channels_last_matches_contiguous(weights, rgb):
+    a = upscale_array(load_model(weights, device="cpu", channels_last=True), rgb, tile=0)
+    b = upscale_array(load_model(weights, device="cpu", channels_last=False), rgb, tile=0)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_tiled_array_equals_whole(weights, rgb):
+    model = load_model(weights, device="cpu")
+    whole = upscale_array(model, rgb, tile=0)
+    progress = []
+    tiled = upscale_array(model, rgb, tile=8, batch=2, progress=lambda d, t: progress.append((d, t)))
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=2e-5)
+    assert progress[-1] == (9, 9)  # ceil(21/8) x ceil(17/8) tiles
+
+
+def test_dtype_override_does_not_change_model(weights, rgb):
+    model = load_model(weights, device="cpu")
+    out = upscale_array(model, rgb, torch.bfloat16, tile=0)
+    assert out.dtype == np.float32
+    assert np.abs(out - upscale_array(model, rgb, tile=0)).max() < 0.05
+    assert next(model.module.parameters()).dtype == torch.float32
+
+
+def test_bad_inputs(weights):
+    model = load_model(weights, device="cpu")
+    with pytest.raises(SrganError):
+        upscale_array(model, np.zeros((4, 4, 5), np.float32))
+    with pytest.raises(SrganError):
+        upscale_array(model, np.zeros((0, 4, 3), np.float32))
+    with pytest.raises(SrganError):
+        upscale_tensor(model, torch.zeros(2, 3, 4, 4))
+    with pytest.raises(SrganError):
+        upscale_array(model, np.zeros((4, 4, 3), np.float32), tile=-1)
+
+
+def test_gray_2d_array_is_replicated(weights):
+    model = load_model(weights, device="cpu")
+    gray = np.random.default_rng(1).random((9, 7), dtype=np.float32)
+    np.testing.assert_array_equal(
+        upscale_array(model, gray), upscale_array(model, np.repeat(gray[:, :, None], 3, axis=2))
+    )
+
+
+def test_blend_endpoints(tmp_path, rgb):
+    a = _save(tmp_path / "a.safetensors", seed=1)
+    b = _save(tmp_path / "b.safetensors", seed=2)
+    out_a = upscale_array(load_model(a, device="cpu"), rgb)
+    out_b = upscale_array(load_model(b, device="cpu"), rgb)
+    assert not np.allclose(out_a, out_b)
+    np.testing.assert_array_equal(upscale_array(load_model(a, device="cpu", blend=f"{b}:0"), rgb), out_a)
+    np.testing.assert_array_equal(upscale_array(load_model(a, device="cpu", blend=f"{b}:1"), rgb), out_b)
+    mid = load_model(a, device="cpu", blend=f"{b}:0.5")
+    assert mid.name.startswith("a+b@0.5")
+    # Parameters are the average of both networks.
+    pa = next(load_model(a, device="cpu").module.parameters())
+    pb = next(load_model(b, device="cpu").module.parameters())
+    torch.testing.assert_close(next(mid.module.parameters()), (pa + pb) / 2)
+
+
+def test_blend_refuses_other_architecture(tmp_path):
+    a = _save(tmp_path / "a.safetensors")
+    c = _save(tmp_path / "c.safetensors", GeneratorConfig(num_blocks=2, num_features=8))
+    with pytest.raises(SrganError, match="blend"):
+        load_model(a, device="cpu", blend=f"{c}:0.5")
+
+
+def test_output_size():
+    assert output_size(10, 7, 4, None) == (40, 28)
+    assert output_size(10, 7, 4, 2) == (20, 14)
+    assert output_size(10, 7, 4, 3.5) == (35, 24)
+    assert output_size(1, 1, 4, 0.1) == (1, 1)
+    with pytest.raises(SrganError):
+        output_size(10, 7, 4, 0)
+
+
+# upscale_image needs the image I/O module.
+def _images():
+    return pytest.importorskip("srgan_cli.images")
+
+
+def test_upscale_image_rgb_gray_rgba(weights):
+    _images()
+    from PIL import Image
+
+    from srgan_cli.api import upscale_image
+
+    model = load_model(weights, device="cpu")
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8), "RGB")
+    out = upscale_image(rgb, model)
+    assert out.mode == "RGB" and out.size == (48, 40)
+    expected = upscale_array(model, np.asarray(rgb, dtype=np.float32) / 255)
+    got = np.asarray(out, dtype=np.float32) / 255
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+
+    gray = upscale_image(rgb.convert("L"), model)
+    assert gray.mode in ("L", "I;16") and gray.size == (48, 40)
+
+    rgba = rgb.convert("RGBA")
+    alpha = np.zeros((10, 12), np.uint8)
+    alpha[:, 6:] = 255
+    rgba.putalpha(Image.fromarray(alpha, "L"))
+    out_rgba = upscale_image(rgba, model)
+    assert out_rgba.mode == "RGBA" and out_rgba.size == (48, 40)
+    a = np.asarray(out_rgba)[:, :, 3]
+    assert a[:, :20].max() <= 8 and a[:, 28:].min() >= 247  # alpha edges kept, not smeared
+
+    half = upscale_image(rgb, model, outscale=2)
+    assert half.size == (24, 20)
+
+
+def test_upscale_image_from_path(weights, tmp_path):
+    _images()
+    from PIL import Image
+
+    from srgan_cli.api import upscale_image
+
+    path = tmp_path / "in.png"
+    Image.new("RGB", (5, 3), (200, 10, 50)).save(path)
+    assert upscale_image(path, load_model(weights, device="cpu")).size == (20, 12)
+    assert upscale_image(str(path), str(weights)).size == (20, 12)
