@@ -1,0 +1,515 @@
+"""Training losses: pixel, VGG content (perceptual), total variation, and GAN losses on logits.
+
+Facts from the papers (see the project's PAPER.md):
+
+* SRGAN content loss ``vgg54`` is the MSE between VGG19 feature maps phi_5,4, taken *after*
+  the ReLU of conv5_4; ``vgg22`` is phi_2,2. The VGG network is frozen.
+* SRGAN rescales the VGG feature maps by 1/12.75 so the VGG loss is on the scale of the pixel
+  MSE (1/12.75**2 = 0.00615 on an MSE, the "0.006" of some implementations). That factor was
+  set for the original Caffe VGG19 (BGR input on 0..255), so it is our default for Caffe
+  weights; torchvision's ImageNet VGG19 takes normalised input and its features are already
+  about two orders of magnitude smaller, so its default scale is 1 (what ESRGAN-style
+  trainers use with it).
+* ESRGAN takes the features *before* activation (``conv5_4``) and uses the relativistic
+  average GAN. Its equations are implemented exactly as written (sum of the two terms);
+  note that the released ESRGAN code averages the two terms instead (a factor 1/2).
+
+Everything takes and returns tensors; nothing here prints, and user-caused problems (a bad
+layer spec, a broken or unsafe weights file, no network for the download) raise SrganError.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import SrganError
+from .fsutil import atomic_path
+
+# ---------------------------------------------------------------------------------------------
+# Layer names and specs
+
+
+def _vgg19_layer_names() -> tuple[str, ...]:
+    # torchvision's vgg19().features ("configuration E"): blocks of 2, 2, 4, 4, 4 convs, each
+    # conv followed by a ReLU, each block closed by a 2x2 max-pool. 37 modules, indices 0..36.
+    names: list[str] = []
+    for block, convs in enumerate((2, 2, 4, 4, 4), start=1):
+        for j in range(1, convs + 1):
+            names += [f"conv{block}_{j}", f"relu{block}_{j}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+VGG19_LAYERS: tuple[str, ...] = _vgg19_layer_names()
+"""The names of torchvision's ``vgg19().features`` modules, in order (index = module index)."""
+
+PIXEL = "pixel"
+"""The pseudo-layer of a content spec that means a loss on the image itself."""
+
+_ALIASES: dict[str, str] = {"mse": PIXEL, PIXEL: PIXEL}
+# SRGAN's names: vggIJ = phi_i,j = the j-th conv of block i, after its ReLU.
+for _name in VGG19_LAYERS:
+    if _name.startswith("relu"):
+        _ALIASES["vgg" + _name[4:].replace("_", "")] = _name
+
+_SPEC_HELP = (
+    "use mse, vgg22, vgg54, a layer such as conv5_4, or a weighted list such as conv2_1:0.1,conv3_1:0.2,conv4_1:1.0"
+)
+
+
+def parse_layers(spec: str) -> dict[str, float]:
+    """Parse a content-loss spec into ``{layer: weight}`` (in the order given).
+
+    ``mse`` (or ``pixel``) is the pixel loss; ``vgg54`` is ``relu5_4`` (SRGAN's phi_5,4, after
+    the ReLU), ``vgg22`` is ``relu2_2``; ``conv5_4`` is the pre-activation map (ESRGAN). A list
+    ``conv2_1:0.1,conv3_1:0.2`` gives each term a weight; a name without ``:w`` weighs 1.0.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise SrganError(f"empty content-loss spec; {_SPEC_HELP}")
+    layers: dict[str, float] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            raise SrganError(f"content-loss spec {spec!r} has an empty item; {_SPEC_HELP}")
+        name, sep, weight_text = item.partition(":")
+        name = name.strip().lower()
+        layer = _ALIASES.get(name, name)
+        if layer != PIXEL and layer not in VGG19_LAYERS:
+            valid = ", ".join(("mse", *sorted(k for k in _ALIASES if k.startswith("vgg")), *VGG19_LAYERS))
+            raise SrganError(f"unknown VGG19 layer {name!r} in content-loss spec {spec!r}; valid names: {valid}")
+        weight = 1.0
+        if sep:
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                bad = weight_text.strip()
+                raise SrganError(f"content-loss spec {spec!r}: weight {bad!r} is not a number") from None
+            if not math.isfinite(weight) or weight < 0:
+                raise SrganError(f"content-loss spec {spec!r}: weight of {name} must be finite and >= 0")
+        if layer in layers:
+            raise SrganError(f"content-loss spec {spec!r} names {layer} twice")
+        layers[layer] = weight
+    return layers
+
+
+def _vgg_layers(layers: Mapping[str, float] | Iterable[str] | str) -> list[str]:
+    if isinstance(layers, str):
+        layers = parse_layers(layers)
+    names = [name for name in layers if name != PIXEL]
+    for name in names:
+        if name not in VGG19_LAYERS:
+            raise SrganError(f"unknown VGG19 layer {name!r}; valid names: {', '.join(VGG19_LAYERS)}")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Input conventions
+
+
+class Convention(str, enum.Enum):
+    """How a VGG19's weights expect their input (our input is always RGB in [0, 1])."""
+
+    CAFFE = "caffe_bgr255"
+    """Original Caffe VGG19: BGR, 0..255, minus the mean (B, G, R) = (103.939, 116.779, 123.68)."""
+    TORCHVISION = "torchvision_rgb_imagenet"
+    """torchvision's ImageNet VGG19: RGB in [0, 1], minus mean, divided by std (ImageNet stats)."""
+
+    @property
+    def bgr(self) -> bool:
+        return self is Convention.CAFFE
+
+    def affine(self) -> tuple[list[float], list[float]]:
+        """``(scale, shift)`` per input channel (in the network's channel order): y = x * scale + shift."""
+        if self is Convention.CAFFE:
+            return [255.0] * 3, [-m for m in CAFFE_MEAN_BGR]
+        return [1 / s for s in IMAGENET_STD], [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+
+    def describe(self) -> str:
+        if self is Convention.CAFFE:
+            return (
+                "caffe_bgr255: input RGB in [0,1] -> reorder to BGR, multiply by 255, subtract mean "
+                "(B,G,R)=(103.939,116.779,123.68); no std division"
+            )
+        return (
+            "torchvision_rgb_imagenet: input RGB in [0,1], subtract mean (0.485,0.456,0.406), "
+            "divide by std (0.229,0.224,0.225)"
+        )
+
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def convention_from_metadata(meta: Mapping[str, str] | None, source: str = "VGG19 weights") -> Convention:
+    """The input convention named by a VGG19 file's ``preprocess`` metadata (its leading tag)."""
+    text = (meta or {}).get("preprocess")
+    if not text:
+        raise SrganError(
+            f"{source} has no 'preprocess' metadata, so its input convention is unknown; "
+            "write the file with srgan_cli.losses.save_vgg19_features"
+        )
+    tag = re.split(r"[:\s]", text.strip(), maxsplit=1)[0].lower()
+    for convention in Convention:
+        if tag == convention.value:
+            return convention
+    valid = ", ".join(c.value for c in Convention)
+    raise SrganError(f"{source}: unknown input convention {tag!r} in its 'preprocess' metadata; expected {valid}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The frozen feature extractor
+
+_CONV_INDICES = tuple(i for i, name in enumerate(VGG19_LAYERS) if name.startswith("conv"))
+
+
+def _conv_shapes() -> dict[int, tuple[int, int]]:
+    shapes, in_ch = {}, 3
+    for i in _CONV_INDICES:
+        out_ch = 64 * 2 ** min(int(VGG19_LAYERS[i][4]) - 1, 3)
+        shapes[i] = (out_ch, in_ch)
+        in_ch = out_ch
+    return shapes
+
+
+_CONV_SHAPES = _conv_shapes()
+
+
+class VGGFeatures(nn.Module):
+    """VGG19 ``features`` truncated after the deepest requested layer, frozen.
+
+    Input: (N, 3, H, W) RGB in [0, 1]. Output: ``{layer: feature map}`` for the requested
+    layers. The input normalisation of ``convention`` is applied inside (buffers, so it
+    follows ``.to(device)``). The network runs in fp32, also under fp16 autocast (Caffe-scale
+    activations overflow fp16); under bf16 autocast it runs in bf16, which has fp32's range.
+    Module indices match torchvision, so the state dict keys are ``features.N.weight``.
+    """
+
+    def __init__(self, layers: Mapping[str, float] | Iterable[str] | str, convention: Convention) -> None:
+        super().__init__()
+        names = _vgg_layers(layers)
+        if not names:
+            raise SrganError("no VGG19 layer requested; " + _SPEC_HELP)
+        self.layers = tuple(names)
+        self.convention = Convention(convention)
+        self._wanted = {VGG19_LAYERS.index(n): n for n in names}
+        depth = max(self._wanted) + 1
+        modules: list[nn.Module] = []
+        for i in range(depth):
+            kind = VGG19_LAYERS[i][:4]
+            if kind == "conv":
+                out_ch, in_ch = _CONV_SHAPES[i]
+                modules.append(nn.Conv2d(in_ch, out_ch, 3, padding=1))
+            elif kind == "relu":
+                # In place saves memory, except where the conv before it is itself an output.
+                modules.append(nn.ReLU(inplace=(i - 1) not in self._wanted))
+            else:
+                modules.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*modules)
+        scale, shift = self.convention.affine()
+        self.register_buffer("scale", torch.tensor(scale).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGGFeatures:
+        # Frozen: a parent's .train() never changes it (it has no BN or dropout, but stay exact).
+        return super().train(False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] -> the network's input convention."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"VGGFeatures expects (N, 3, H, W) RGB, got shape {tuple(x.shape)}")
+        if self.convention.bgr:
+            x = x.flip(1)
+        return x * self.scale + self.shift
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        device_type = x.device.type
+        bf16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+        with torch.autocast(device_type, enabled=bf16):
+            x = self.preprocess(x.to(self.scale.dtype))
+            out: dict[str, torch.Tensor] = {}
+            for i, module in enumerate(self.features):
+                x = module(x)
+                if i in self._wanted:
+                    out[self._wanted[i]] = x
+        return {name: out[name] for name in self.layers}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and saving VGG19 weights
+
+_OFFLINE_HELP = "pass --vgg-weights FILE.safetensors or connect to download torchvision's ImageNet VGG19"
+
+
+def _expected_keys() -> dict[str, tuple[int, ...]]:
+    keys: dict[str, tuple[int, ...]] = {}
+    for i, (out_ch, in_ch) in _CONV_SHAPES.items():
+        keys[f"{i}.weight"] = (out_ch, in_ch, 3, 3)
+        keys[f"{i}.bias"] = (out_ch,)
+    return keys
+
+
+def _canonical_state(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Strict check of a full VGG19 ``features`` state dict; keys may carry a ``features.`` prefix."""
+    clean = {(k[len("features.") :] if k.startswith("features.") else k): v for k, v in state.items()}
+    expected = _expected_keys()
+    missing = [k for k in expected if k not in clean]
+    unexpected = sorted(set(clean) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
+        raise SrganError(
+            f"{source} is not a VGG19 features state dict ({'; '.join(parts)}); "
+            "expected torchvision's vgg19().features layout (keys N.weight/N.bias for the 16 convs)"
+        )
+    for key, shape in expected.items():
+        if tuple(clean[key].shape) != shape:
+            raise SrganError(f"{source}: {key} has shape {tuple(clean[key].shape)}, expected {shape}")
+        if not clean[key].is_floating_point() or not torch.isfinite(clean[key]).all():
+            raise SrganError(f"{source}: {key} is not finite floating point data; the file is damaged")
+    return clean
+
+
+def _build(state: dict[str, torch.Tensor], layers, convention: Convention, device) -> VGGFeatures:
+    module = VGGFeatures(layers, convention)
+    own = module.features.state_dict()
+    module.features.load_state_dict({k: state[k].float() for k in own}, strict=True)
+    return module.to(device)
+
+
+def load_vgg19(
+    weights: str | Path | None,
+    layers: Mapping[str, float] | Iterable[str] | str = ("relu5_4",),
+    device: str | torch.device = "cpu",
+) -> VGGFeatures:
+    """A frozen :class:`VGGFeatures` for ``layers``.
+
+    ``weights`` is a safetensors file in torchvision's ``vgg19().features`` layout whose
+    ``preprocess`` metadata names its input convention (loaded strictly, never unpickled), or
+    None for torchvision's ``VGG19_Weights.IMAGENET1K_V1`` (downloaded once into torch's cache).
+    """
+    if weights is None:
+        state = _canonical_state(_torchvision_state(), "torchvision's VGG19_Weights.IMAGENET1K_V1")
+        return _build(state, layers, Convention.TORCHVISION, device)
+    path = Path(weights)
+    if not path.is_file():
+        raise SrganError(f"VGG weights file {path} not found; {_OFFLINE_HELP}")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata()
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:120]
+        raise SrganError(
+            f"{path} is not a readable safetensors file ({reason}); pickled checkpoints are refused, "
+            "convert it with srgan_cli.losses.save_vgg19_features"
+        ) from None
+    convention = convention_from_metadata(meta, str(path))
+    return _build(_canonical_state(state, str(path)), layers, convention, device)
+
+
+def _torchvision_state() -> dict[str, torch.Tensor]:
+    """torchvision's official ImageNet VGG19 ``features`` weights (download on first use)."""
+    from torchvision.models import VGG19_Weights
+
+    try:
+        state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # any network, proxy, disk or hash failure means the same to the user
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise SrganError(f"no VGG19 weights: {_OFFLINE_HELP} ({reason})") from None
+    return {k: v for k, v in state.items() if k.startswith("features.")}
+
+
+def save_vgg19_features(
+    module_or_state: nn.Module | Mapping[str, torch.Tensor],
+    path: str | Path,
+    convention: Convention | str,
+    dtype: torch.dtype | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a full VGG19 ``features`` (a torchvision VGG, its ``features``, a complete
+    :class:`VGGFeatures` or a state dict) as a safetensors file that :func:`load_vgg19` reads.
+    """
+    from safetensors.torch import save_file
+
+    convention = Convention(convention)
+    if isinstance(module_or_state, nn.Module):
+        module = getattr(module_or_state, "features", module_or_state)
+        state = module.state_dict()
+    else:
+        state = dict(module_or_state)
+    state = _canonical_state(state, "the VGG19 to save")
+    tensors = {k: state[k].detach().to("cpu", dtype or state[k].dtype).contiguous() for k in _expected_keys()}
+    meta = {
+        "format": "vgg19-features",
+        "layout": "torchvision.models.vgg19().features state_dict (conv indices 0..34)",
+        "preprocess": convention.describe(),
+        **dict(metadata or {}),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Content, pixel and TV losses
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """Mean squared (``mse``) or absolute (``l1``) difference, computed in fp32."""
+    if kind == "mse":
+        return F.mse_loss(sr.float(), hr.float())
+    if kind == "l1":
+        return F.l1_loss(sr.float(), hr.float())
+    raise ValueError(f"unknown pixel loss {kind!r}; expected mse or l1")
+
+
+def tv_loss(x: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean squared difference of vertical plus of horizontal neighbours.
+
+    A mean, so it does not grow with batch or image size. The paper's weight 2e-8 was for a
+    sum over a 16 x 3 x 96 x 96 batch; the same strength here is about 2e-8 * 442368 = 8.8e-3.
+    """
+    x = x.float()
+    dh = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()
+    dw = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
+    return dh + dw
+
+
+SRGAN_FEATURE_SCALE = 1 / 12.75
+"""SRGAN's rescaling of (Caffe) VGG feature maps: the VGG MSE lands on the pixel MSE's scale."""
+
+
+def default_feature_scale(convention: Convention) -> float:
+    """1/12.75 (SRGAN) for Caffe weights, 1.0 for torchvision's normalised-input VGG19."""
+    return SRGAN_FEATURE_SCALE if Convention(convention) is Convention.CAFFE else 1.0
+
+
+class ContentLoss(nn.Module):
+    """Weighted sum of a pixel term (layer ``pixel``) and VGG feature terms.
+
+    ``forward(sr, hr)`` returns a scalar; images are RGB in [0, 1]. Feature maps are multiplied
+    by ``feature_scale`` before the criterion (default: :func:`default_feature_scale` of the
+    VGG's convention), so with MSE the loss is scaled by its square. The target's features are
+    computed without gradient.
+    """
+
+    def __init__(
+        self,
+        vgg: VGGFeatures | None,
+        layers: Mapping[str, float] | str,
+        criterion: str = "mse",
+        feature_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        if criterion not in ("mse", "l1"):
+            raise SrganError(f"unknown content-loss criterion {criterion!r}; expected mse or l1")
+        self.layers = dict(parse_layers(layers) if isinstance(layers, str) else layers)
+        if not self.layers:
+            raise SrganError(f"empty content loss; {_SPEC_HELP}")
+        self.criterion = criterion
+        self.vgg_layers = _vgg_layers(self.layers)
+        if self.vgg_layers:
+            if vgg is None:
+                raise SrganError(f"content loss on {', '.join(self.vgg_layers)} needs VGG19 weights; {_OFFLINE_HELP}")
+            absent = [n for n in self.vgg_layers if n not in vgg.layers]
+            if absent:
+                raise SrganError(f"the VGG feature extractor does not compute {', '.join(absent)}")
+        self.vgg = vgg if self.vgg_layers else None
+        if feature_scale is None:
+            feature_scale = default_feature_scale(vgg.convention) if self.vgg is not None else 1.0
+        if not math.isfinite(feature_scale) or feature_scale <= 0:
+            raise SrganError(f"feature_scale must be a positive number, got {feature_scale}")
+        self.feature_scale = float(feature_scale)
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if sr.shape != hr.shape:
+            raise ValueError(f"content loss: sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ in shape")
+        total = sr.new_zeros((), dtype=torch.float32)
+        if PIXEL in self.layers:
+            total = total + self.layers[PIXEL] * pixel_loss(sr, hr, self.criterion)
+        if self.vgg is not None:
+            sr_feats = self.vgg(sr)
+            with torch.no_grad():
+                hr_feats = self.vgg(hr.detach())
+            s = self.feature_scale
+            for name in self.vgg_layers:
+                a, b = sr_feats[name].float() * s, hr_feats[name].float() * s
+                total = total + self.layers[name] * pixel_loss(a, b, self.criterion)
+        return total
+
+
+def content_loss_from_spec(
+    spec: str,
+    vgg_weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    criterion: str = "mse",
+    feature_scale: float | None = None,
+) -> ContentLoss:
+    """Parse ``spec`` and load VGG19 only if it names a VGG layer (call it before training starts)."""
+    layers = parse_layers(spec)
+    vgg = load_vgg19(vgg_weights, layers, device) if _vgg_layers(layers) else None
+    return ContentLoss(vgg, layers, criterion, feature_scale).to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# GAN losses (on the discriminator's logits; BCE-with-logits is stable for any logit size)
+
+GAN_KINDS = ("standard", "relativistic")
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in GAN_KINDS:
+        raise SrganError(f"unknown GAN loss {kind!r}; expected one of {', '.join(GAN_KINDS)}")
+
+
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "standard") -> torch.Tensor:
+    """The discriminator's loss (pass ``fake_logits`` of a detached generator output).
+
+    ``standard`` (SRGAN): -E[log D(x_r)] - E[log(1 - D(x_f))], D = sigmoid(C).
+    ``relativistic`` (ESRGAN): -E[log D_Ra(x_r, x_f)] - E[log(1 - D_Ra(x_f, x_r))], with
+    D_Ra(a, b) = sigmoid(C(a) - mean C(b)).
+    """
+    _check_kind(kind)
+    if kind == "standard":
+        return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+    real, fake = real_logits.float(), fake_logits.float()
+    return _bce(real - fake.mean(), 1.0) + _bce(fake - real.mean(), 0.0)
+
+
+def g_adv_loss(real_logits: torch.Tensor | None, fake_logits: torch.Tensor, kind: str = "standard") -> torch.Tensor:
+    """The generator's adversarial loss (a mean over the batch).
+
+    ``standard`` (SRGAN, non-saturating): -E[log D(G(x))]; ``real_logits`` is not used and may
+    be None. ``relativistic`` (ESRGAN): -E[log(1 - D_Ra(x_r, x_f))] - E[log D_Ra(x_f, x_r)];
+    pass ``real_logits`` detached (D's output on the HR batch).
+    """
+    _check_kind(kind)
+    if kind == "standard":
+        return _bce(fake_logits, 1.0)
+    if real_logits is None:
+        raise ValueError("the relativistic generator loss needs the discriminator's logits on real images")
+    real, fake = real_logits.float(), fake_logits.float()
+    return _bce(real - fake.mean(), 0.0) + _bce(fake - real.mean(), 1.0)

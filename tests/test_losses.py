@@ -1,0 +1,369 @@
+"""Losses: layer specs, VGG19 input conventions and loading, content/pixel/TV and GAN losses."""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.error
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, safe_open, save_file
+
+from srgan_cli import losses
+from srgan_cli.errors import SrganError
+from srgan_cli.losses import (
+    VGG19_LAYERS,
+    ContentLoss,
+    Convention,
+    VGGFeatures,
+    convention_from_metadata,
+    d_loss,
+    g_adv_loss,
+    load_vgg19,
+    parse_layers,
+    pixel_loss,
+    save_vgg19_features,
+    tv_loss,
+)
+
+VGG_FILE = "vgg19/vgg19_features_caffe_fp16.safetensors"
+
+
+@pytest.fixture(scope="module")
+def vgg_path(request):
+    shared = request.getfixturevalue("shared_data")
+    path = shared / VGG_FILE
+    if not path.is_file():
+        pytest.skip(f"{VGG_FILE} is not in the shared data")
+    return path
+
+
+@pytest.fixture(scope="module")
+def vgg_meta(vgg_path):
+    with safe_open(str(vgg_path), framework="pt") as fh:
+        return fh.metadata()
+
+
+@pytest.fixture(scope="module")
+def vgg_state(vgg_path):
+    return load_file(str(vgg_path))
+
+
+def _caffe_mean_from_metadata(meta: dict[str, str]) -> list[float]:
+    # The mean as the file itself states it, e.g. "(B,G,R)=(103.939,116.779,123.68)".
+    match = re.search(r"\(B,G,R\)\s*=\s*\(([^)]*)\)", meta["preprocess"])
+    assert match, meta["preprocess"]
+    return [float(v) for v in match.group(1).split(",")]
+
+
+def _random_vgg_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    state, in_ch = {}, 3
+    for i, name in enumerate(VGG19_LAYERS):
+        if name.startswith("conv"):
+            out_ch = {"1": 64, "2": 128, "3": 256}.get(name[4], 512)
+            state[f"{i}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=gen) * (2 / (9 * in_ch)) ** 0.5
+            state[f"{i}.bias"] = torch.zeros(out_ch)
+            in_ch = out_ch
+    return state
+
+
+# --- layer names and specs ---------------------------------------------------------------------
+
+
+def test_layer_names_follow_torchvision_vgg19_features():
+    torchvision = pytest.importorskip("torchvision")
+    features = torchvision.models.vgg19(weights=None).features
+    assert len(VGG19_LAYERS) == len(features) == 37
+    kinds = {"conv": torch.nn.Conv2d, "relu": torch.nn.ReLU, "pool": torch.nn.MaxPool2d}
+    for name, module in zip(VGG19_LAYERS, features, strict=True):
+        assert isinstance(module, kinds[name[:4]]), name
+    assert VGG19_LAYERS.index("conv5_4") == 34 and VGG19_LAYERS[-1] == "pool5"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("vgg54", {"relu5_4": 1.0}),
+        ("vgg22", {"relu2_2": 1.0}),
+        ("conv5_4", {"conv5_4": 1.0}),
+        ("mse", {"pixel": 1.0}),
+        ("conv2_1:0.1,conv3_1:0.2,conv4_1:1.0", {"conv2_1": 0.1, "conv3_1": 0.2, "conv4_1": 1.0}),
+        (" relu1_1 , VGG54:0.5 ", {"relu1_1": 1.0, "relu5_4": 0.5}),
+        ("pixel:0.01,conv5_4", {"pixel": 0.01, "conv5_4": 1.0}),
+    ],
+)
+def test_parse_layers(spec, expected):
+    parsed = parse_layers(spec)
+    assert parsed == pytest.approx(expected)
+    assert list(parsed) == list(expected)
+
+
+def test_parse_layers_unknown_layer_lists_valid_names():
+    with pytest.raises(SrganError) as info:
+        parse_layers("conv6_1")
+    message = str(info.value)
+    assert "conv6_1" in message and "relu5_4" in message and "vgg54" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("spec", ["", "  ", "conv1_1,", "conv1_1:x", "conv1_1:-1", "conv1_1:nan", "vgg54,relu5_4"])
+def test_parse_layers_rejects_bad_specs(spec):
+    with pytest.raises(SrganError):
+        parse_layers(spec)
+
+
+# --- conventions -------------------------------------------------------------------------------
+
+
+def test_shared_file_convention_is_caffe(vgg_meta):
+    assert convention_from_metadata(vgg_meta) is Convention.CAFFE
+
+
+@pytest.mark.parametrize("meta", [{}, None, {"preprocess": "yuv_weird: something"}])
+def test_unknown_convention_is_refused(meta):
+    with pytest.raises(SrganError, match="convention|preprocess"):
+        convention_from_metadata(meta)
+
+
+def test_caffe_preprocessing_matches_the_file_metadata(vgg_meta):
+    mean_bgr = _caffe_mean_from_metadata(vgg_meta)
+    module = VGGFeatures(["conv1_1"], convention_from_metadata(vgg_meta))
+    grey = module.preprocess(torch.full((1, 3, 2, 2), 0.5))
+    for c in range(3):
+        torch.testing.assert_close(grey[0, c], torch.full((2, 2), 127.5 - mean_bgr[c]))
+    red = torch.zeros(1, 3, 2, 2)
+    red[:, 0] = 1.0  # pure red in RGB: must land in the last (R) channel of BGR
+    out = module.preprocess(red)[0, :, 0, 0]
+    torch.testing.assert_close(out, torch.tensor([0 - mean_bgr[0], 0 - mean_bgr[1], 255 - mean_bgr[2]]))
+
+
+def test_torchvision_preprocessing_is_imagenet_normalisation():
+    module = VGGFeatures(["conv1_1"], Convention.TORCHVISION)
+    red = torch.zeros(1, 3, 1, 1)
+    red[:, 0] = 1.0
+    expected = torch.tensor([(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0 - 0.406) / 0.225])
+    torch.testing.assert_close(module.preprocess(red)[0, :, 0, 0], expected)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def test_shared_vgg_conv1_1_equals_manual_conv(vgg_path, vgg_meta, vgg_state):
+    vgg = load_vgg19(vgg_path, ["conv1_1"])
+    assert len(vgg.features) == 1  # truncated after the deepest requested layer
+    x = torch.rand(2, 3, 9, 7)
+    mean = torch.tensor(_caffe_mean_from_metadata(vgg_meta)).view(1, 3, 1, 1)
+    manual_in = x[:, [2, 1, 0]] * 255 - mean
+    expected = F.conv2d(manual_in, vgg_state["0.weight"].float(), vgg_state["0.bias"].float(), padding=1)
+    torch.testing.assert_close(vgg(x)["conv1_1"], expected, rtol=1e-5, atol=1e-3)
+
+
+def test_pre_and_post_activation_layers_both_correct(vgg_path):
+    # An in-place ReLU must not overwrite a requested pre-activation map.
+    vgg = load_vgg19(vgg_path, parse_layers("conv2_2,relu2_2"))
+    out = vgg(torch.rand(1, 3, 16, 16))
+    assert (out["conv2_2"] < 0).any()
+    torch.testing.assert_close(out["relu2_2"], out["conv2_2"].clamp(min=0))
+
+
+def test_vgg_features_are_frozen_and_pass_gradients(vgg_path):
+    vgg = load_vgg19(vgg_path, ["relu2_2"])
+    assert all(not p.requires_grad for p in vgg.parameters())
+    vgg.train()
+    assert not vgg.training
+    x = torch.rand(1, 3, 12, 12, requires_grad=True)
+    vgg(x)["relu2_2"].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in vgg.parameters())
+
+
+def test_channels_last_input_gives_same_features(vgg_path):
+    vgg = load_vgg19(vgg_path, ["relu1_2"])
+    x = torch.rand(1, 3, 10, 10)
+    a = vgg(x)["relu1_2"]
+    b = vgg(x.contiguous(memory_format=torch.channels_last))["relu1_2"]
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_missing_key_is_refused(tmp_path, vgg_state, vgg_meta):
+    broken = {k: v for k, v in vgg_state.items() if k != "34.weight"}
+    path = tmp_path / "broken.safetensors"
+    save_file(broken, str(path), metadata=vgg_meta)
+    with pytest.raises(SrganError, match=r"missing 34\.weight"):
+        load_vgg19(path, ["conv1_1"])
+
+
+def test_wrong_shape_is_refused(tmp_path, vgg_state, vgg_meta):
+    state = dict(vgg_state)
+    state["2.weight"] = state["2.weight"][:32].contiguous()
+    path = tmp_path / "shape.safetensors"
+    save_file(state, str(path), metadata=vgg_meta)
+    with pytest.raises(SrganError, match="shape"):
+        load_vgg19(path, ["conv1_1"])
+
+
+def test_file_without_convention_is_refused(tmp_path, vgg_state):
+    path = tmp_path / "nometa.safetensors"
+    save_file(dict(vgg_state), str(path))
+    with pytest.raises(SrganError, match="preprocess"):
+        load_vgg19(path, ["conv1_1"])
+
+
+@pytest.mark.parametrize("name", ["vgg.pth", "vgg.safetensors"])
+def test_pickle_is_refused(tmp_path, name):
+    path = tmp_path / name
+    torch.save({"0.weight": torch.zeros(64, 3, 3, 3)}, path)
+    with pytest.raises(SrganError, match="safetensors"):
+        load_vgg19(path, ["conv1_1"])
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(SrganError, match="not found"):
+        load_vgg19(tmp_path / "nope.safetensors", ["conv1_1"])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    state = _random_vgg_state()
+    path = save_vgg19_features(
+        {f"features.{k}": v for k, v in state.items()}, tmp_path / "v.safetensors", "torchvision_rgb_imagenet"
+    )
+    assert not list(tmp_path.glob(".*.part"))
+    vgg = load_vgg19(path, ["relu1_2"])
+    assert vgg.convention is Convention.TORCHVISION
+    x = torch.rand(1, 3, 6, 6)
+    manual = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1
+    )
+    manual = F.relu(F.conv2d(manual, state["0.weight"], state["0.bias"], padding=1))
+    manual = F.relu(F.conv2d(manual, state["2.weight"], state["2.bias"], padding=1))
+    torch.testing.assert_close(vgg(x)["relu1_2"], manual, rtol=1e-5, atol=1e-5)
+
+
+def test_torchvision_weights_offline_is_a_user_error(tmp_path, monkeypatch):
+    pytest.importorskip("torchvision")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache, so a download is attempted
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(SrganError, match="no VGG19 weights: pass --vgg-weights"):
+        load_vgg19(None, parse_layers("vgg54"))
+
+
+def test_torchvision_weights_use_torchvision_convention(monkeypatch):
+    state = {f"features.{k}": v for k, v in _random_vgg_state(1).items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # the full model's head is dropped
+    monkeypatch.setattr(losses, "_torchvision_state", lambda: {k: v for k, v in state.items() if "features" in k})
+    vgg = load_vgg19(None, ["conv1_1"])
+    assert vgg.convention is Convention.TORCHVISION
+    torch.testing.assert_close(vgg.features[0].weight, state["features.0.weight"])
+
+
+# --- content, pixel and TV losses --------------------------------------------------------------
+
+
+def test_pixel_and_tv_losses_by_hand():
+    a = torch.tensor([[[[0.0, 1.0], [0.5, 0.5]]]])
+    b = torch.zeros_like(a)
+    assert pixel_loss(a, b, "mse").item() == pytest.approx((0 + 1 + 0.25 + 0.25) / 4)
+    assert pixel_loss(a, b, "l1").item() == pytest.approx((0 + 1 + 0.5 + 0.5) / 4)
+    # vertical diffs: 0.5, -0.5 -> mean sq 0.25; horizontal: 1, 0 -> mean sq 0.5
+    assert tv_loss(a).item() == pytest.approx(0.75)
+    assert tv_loss(torch.ones(1, 3, 5, 5)).item() == 0.0
+
+
+def test_pixel_content_loss_needs_no_vgg():
+    loss = ContentLoss(None, parse_layers("mse"))
+    sr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert loss(sr, hr).item() == pytest.approx(F.mse_loss(sr, hr).item())
+    with pytest.raises(SrganError, match="VGG19 weights"):
+        ContentLoss(None, parse_layers("vgg54"))
+
+
+def test_vgg_content_loss_zero_for_identical_positive_otherwise(vgg_path):
+    layers = parse_layers("conv2_2:0.5,relu2_2")
+    loss = ContentLoss(load_vgg19(vgg_path, layers), layers)
+    assert loss.feature_scale == pytest.approx(1 / 12.75)
+    hr = torch.rand(2, 3, 16, 16)
+    sr = (hr + 0.05 * torch.randn_like(hr)).clamp(0, 1).requires_grad_(True)
+    assert loss(hr, hr.clone()).item() == 0.0
+    value = loss(sr, hr)
+    assert value.ndim == 0 and value.item() > 0
+    value.backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+
+
+def test_feature_scale_scales_mse_by_its_square(vgg_path):
+    vgg = load_vgg19(vgg_path, ["relu1_1"])
+    hr, sr = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    one = ContentLoss(vgg, {"relu1_1": 1.0}, feature_scale=1.0)(sr, hr)
+    tenth = ContentLoss(vgg, {"relu1_1": 1.0}, feature_scale=0.1)(sr, hr)
+    assert tenth.item() == pytest.approx(one.item() * 0.01, rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_content_loss_under_autocast_stays_finite(vgg_path, dtype):
+    layers = parse_layers("vgg22")
+    loss = ContentLoss(load_vgg19(vgg_path, layers), layers)
+    hr, sr = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    reference = loss(sr, hr).item()
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            value = loss(sr, hr)
+    except RuntimeError as exc:  # pragma: no cover - CPU autocast without fp16 support
+        pytest.skip(f"CPU autocast {dtype}: {exc}")
+    assert value.dtype == torch.float32 and math.isfinite(value.item())
+    tolerance = 5e-2 if dtype == torch.bfloat16 else 1e-4  # fp16 autocast runs VGG in fp32
+    assert value.item() == pytest.approx(reference, rel=tolerance)
+
+
+# --- GAN losses ----------------------------------------------------------------------------------
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+REAL = [1.5, -0.25, 0.75]
+FAKE = [-1.0, 0.5, -2.0]
+
+
+def test_standard_gan_losses_by_hand():
+    real, fake = torch.tensor(REAL).view(-1, 1), torch.tensor(FAKE).view(-1, 1)
+    expected_d = -_mean(math.log(_sig(r)) for r in REAL) - _mean(math.log(1 - _sig(f)) for f in FAKE)
+    expected_g = -_mean(math.log(_sig(f)) for f in FAKE)
+    assert d_loss(real, fake, "standard").item() == pytest.approx(expected_d, rel=1e-5)
+    assert g_adv_loss(None, fake, "standard").item() == pytest.approx(expected_g, rel=1e-5)
+
+
+def test_relativistic_gan_losses_by_hand():
+    real, fake = torch.tensor(REAL).view(-1, 1), torch.tensor(FAKE).view(-1, 1)
+    mr, mf = _mean(REAL), _mean(FAKE)
+    expected_d = -_mean(math.log(_sig(r - mf)) for r in REAL) - _mean(math.log(1 - _sig(f - mr)) for f in FAKE)
+    expected_g = -_mean(math.log(1 - _sig(r - mf)) for r in REAL) - _mean(math.log(_sig(f - mr)) for f in FAKE)
+    assert d_loss(real, fake, "relativistic").item() == pytest.approx(expected_d, rel=1e-5)
+    assert g_adv_loss(real, fake, "relativistic").item() == pytest.approx(expected_g, rel=1e-5)
+
+
+def test_gan_losses_are_stable_for_huge_logits():
+    real, fake = torch.tensor([200.0, 150.0]), torch.tensor([-300.0, -120.0])
+    for kind in ("standard", "relativistic"):
+        assert d_loss(real, fake, kind).item() == pytest.approx(0.0, abs=1e-6)
+        g = g_adv_loss(real, fake, kind)
+        assert math.isfinite(g.item()) and g.item() > 100  # the generator is losing badly, finitely
+    fake_grad = fake.clone().requires_grad_(True)
+    g_adv_loss(real, fake_grad, "relativistic").backward()
+    assert torch.isfinite(fake_grad.grad).all() and (fake_grad.grad < 0).all()
+
+
+def test_unknown_gan_kind_is_refused():
+    with pytest.raises(SrganError, match="relativistic"):
+        d_loss(torch.zeros(2), torch.zeros(2), "wasserstein")
