@@ -1,0 +1,353 @@
+"""Hub references and downloads, against a local HTTP server that answers like the Hub.
+
+The server implements what ``hf_hub_download`` uses: HEAD and GET on
+``/{owner}/{repo}/resolve/{revision}/{filename}`` with ``X-Repo-Commit``, ``ETag`` and
+``Content-Length``, and the Hub's ``X-Error-Code`` headers for missing repos, revisions, files
+and gated repos. Nothing here reaches the real network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from srgan_cli import hub, weights
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.errors import SrganError
+from srgan_cli.hub import HubRef, looks_like_hub_ref, parse_hub_ref, resolve_weights
+from srgan_cli.models import build_generator
+from srgan_cli.weights import ModelEntry, save_generator
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+# ----------------------------------------------------------------------------- grammar
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("acme/srgan-weights", HubRef("acme/srgan-weights", "model.safetensors", "main")),
+        ("hf://acme/x", HubRef("acme/x", "model.safetensors", "main")),
+        (
+            "acme/srgan-weights:srgan_x4.safetensors@v1.0",
+            HubRef("acme/srgan-weights", "srgan_x4.safetensors", "v1.0"),
+        ),
+        ("acme/w:x4/gen.safetensors", HubRef("acme/w", "x4/gen.safetensors", "main")),
+        (f"acme/w@{COMMIT}", HubRef("acme/w", "model.safetensors", COMMIT)),
+        ("acme/w@refs/pr/1", HubRef("acme/w", "model.safetensors", "refs/pr/1")),
+    ],
+)
+def test_parse_hub_ref(text, expected):
+    assert looks_like_hub_ref(text)
+    assert parse_hub_ref(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model.safetensors",
+        "weights/model.safetensors",  # a folder and a file, not owner/repo
+        "runs/a/model.safetensors",
+        "./acme/x",
+        "/abs/path",
+        "acme",
+        "acme/x:model.pt",  # only safetensors files are fetched
+        "acme/x:../../etc/passwd.safetensors",
+        "acme/x@",
+        "ac--me/x",
+        "acme/x/y",
+        "srgan_x4",
+    ],
+)
+def test_not_hub_refs(text):
+    assert not looks_like_hub_ref(text)
+    with pytest.raises(SrganError):
+        parse_hub_ref(text)
+
+
+def test_existing_local_path_is_not_a_hub_ref(tmp_path, monkeypatch):
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "x").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert not looks_like_hub_ref("acme/x")
+    assert looks_like_hub_ref("hf://acme/x")
+
+
+def test_unknown_text_lists_what_was_expected():
+    with pytest.raises(SrganError) as info:
+        resolve_weights("no such thing at all")
+    message = str(info.value)
+    assert "srgan models" in message and "owner/repo" in message and "\n" not in message
+
+
+def test_missing_local_safetensors_is_no_such_file(tmp_path):
+    with pytest.raises(SrganError, match="no such weights file"):
+        resolve_weights(tmp_path / "missing.safetensors")
+
+
+# ----------------------------------------------------------------------------- fake Hub
+
+
+class FakeHub:
+    """repos: {repo_id: {"files": {name: bytes}, "revisions": {rev: commit}, "gated": bool}}."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, repo_id: str, files: dict[str, bytes], revisions=("main",), gated=False) -> None:
+        revs = {rev: COMMIT for rev in revisions}
+        revs[COMMIT] = COMMIT
+        self.repos[repo_id] = {"files": dict(files), "revisions": revs, "gated": gated}
+
+    def gets(self) -> int:
+        return sum(1 for method, _ in self.requests if method == "GET")
+
+    def _handler(self):
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_HEAD(self):
+                self._answer(body=False)
+
+            def do_GET(self):
+                self._answer(body=True)
+
+            def _answer(self, body: bool) -> None:
+                fake.requests.append((self.command, self.path))
+                parts = self.path.split("?")[0].lstrip("/").split("/")
+                if len(parts) < 5 or parts[2] != "resolve":
+                    return self._error(404, None)
+                repo_id, revision, filename = f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:])
+                from urllib.parse import unquote
+
+                revision, filename = unquote(revision), unquote(filename)
+                repo = fake.repos.get(repo_id)
+                if repo is None:
+                    return self._error(404, "RepoNotFound")
+                if repo["gated"]:
+                    return self._error(403, "GatedRepo")
+                if revision not in repo["revisions"]:
+                    return self._error(404, "RevisionNotFound")
+                commit = repo["revisions"][revision]
+                data = repo["files"].get(filename)
+                if data is None:
+                    return self._error(404, "EntryNotFound", commit)
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def _error(self, status: int, code: str | None, commit: str | None = None) -> None:
+                self.send_response(status)
+                if code:
+                    self.send_header("X-Error-Code", code)
+                    self.send_header("X-Error-Message", code)
+                if commit:
+                    self.send_header("X-Repo-Commit", commit)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        return Handler
+
+
+def _point_hub_at(monkeypatch, tmp_path: Path, endpoint: str) -> None:
+    """Send huggingface_hub to ``endpoint`` with a cache in tmp_path and no token."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf_home"
+    cache = home / "hub"
+    for key, value in {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    # huggingface_hub reads these at import time.
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
+
+
+def _set_offline(monkeypatch, offline: bool) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.fixture()
+def fake_hub(monkeypatch, tmp_path):
+    fake = FakeHub()
+    fake.thread.start()
+    _point_hub_at(monkeypatch, tmp_path, fake.url)
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path) -> bytes:
+    config = GeneratorConfig(num_blocks=1, num_features=8)
+    path = save_generator(tmp_path / "tiny.safetensors", build_generator(config), config)
+    return path.read_bytes()
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message and message
+    return message
+
+
+# ----------------------------------------------------------------------------- downloads
+
+
+def test_download_then_cache_then_offline(fake_hub, tiny_weights, monkeypatch):
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+
+    first = resolve_weights("acme/srgan")
+    assert first.read_bytes() == tiny_weights
+    assert fake_hub.gets() == 1
+
+    second = resolve_weights("hf://acme/srgan@main")
+    assert second.read_bytes() == tiny_weights
+    assert fake_hub.gets() == 1, "the second run must be served from the cache"
+
+    _set_offline(monkeypatch, True)
+    before = len(fake_hub.requests)
+    third = resolve_weights("acme/srgan")
+    assert third.read_bytes() == tiny_weights
+    assert len(fake_hub.requests) == before, "offline mode must not touch the network"
+
+
+def test_offline_with_empty_cache_is_one_line(fake_hub, tiny_weights, monkeypatch):
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    _set_offline(monkeypatch, True)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/srgan")
+    message = _one_line(info)
+    assert "acme/srgan" in message and "HF_HUB_OFFLINE" in message
+    assert fake_hub.requests == []
+
+
+def test_missing_repo_is_one_line_naming_it(fake_hub):
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/does-not-exist")
+    message = _one_line(info)
+    assert "acme/does-not-exist" in message and "not found" in message and "login" in message
+
+
+def test_missing_file_and_revision_are_one_line(fake_hub, tiny_weights):
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights}, revisions=("main", "v1.0"))
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/srgan:other.safetensors")
+    assert "other.safetensors" in _one_line(info)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/srgan@v9")
+    assert "v9" in _one_line(info) and "acme/srgan" in str(info.value)
+    assert resolve_weights("acme/srgan@v1.0").read_bytes() == tiny_weights
+
+
+def test_gated_repo_says_log_in(fake_hub, tiny_weights):
+    fake_hub.add("acme/gated", {"model.safetensors": tiny_weights}, gated=True)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/gated")
+    message = _one_line(info)
+    assert "acme/gated" in message and "gated" in message and "auth login" in message
+
+
+def test_refused_connection_fails_fast(monkeypatch, tmp_path):
+    with socket.socket() as sock:  # a port that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _point_hub_at(monkeypatch, tmp_path, f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/srgan")
+    elapsed = time.monotonic() - start
+    message = _one_line(info)
+    assert "acme/srgan" in message and "retry" in message
+    assert elapsed < 5, f"took {elapsed:.1f} s"
+
+
+def test_named_model_downloads_and_checks_sha256(fake_hub, tiny_weights, monkeypatch, tmp_path):
+    monkeypatch.setattr(weights, "bundled_dir", lambda: tmp_path / "not-installed")
+    good = hashlib.sha256(tiny_weights).hexdigest()
+    entry = ModelEntry("tiny_x4", "tiny_x4.safetensors", 4, "srresnet", "test", good, "acme/tiny", "v1")
+    monkeypatch.setitem(weights.MODELS, "tiny_x4", entry)
+    fake_hub.add("acme/tiny", {"tiny_x4.safetensors": tiny_weights}, revisions=("v1",))
+
+    path = resolve_weights("tiny_x4")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == good
+    row = next(r for r in weights.describe_entries() if r["name"] == "tiny_x4")
+    assert row["cached"] and row["available"] and row["hub"] == "acme/tiny@v1"
+    model = build_generator(GeneratorConfig(num_blocks=1, num_features=8))
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_corrupted_download_is_refused_and_removed(fake_hub, tiny_weights, monkeypatch, tmp_path):
+    monkeypatch.setattr(weights, "bundled_dir", lambda: tmp_path / "not-installed")
+    good = hashlib.sha256(tiny_weights).hexdigest()
+    entry = ModelEntry("tiny_x4", "tiny_x4.safetensors", 4, "srresnet", "test", good, "acme/tiny", "main")
+    monkeypatch.setitem(weights.MODELS, "tiny_x4", entry)
+    corrupted = bytearray(tiny_weights)
+    corrupted[-5] ^= 0xFF
+    fake_hub.add("acme/tiny", {"tiny_x4.safetensors": bytes(corrupted)})
+
+    with pytest.raises(SrganError) as info:
+        resolve_weights("tiny_x4")
+    message = _one_line(info)
+    assert "acme/tiny" in message and "sha256" in message and "removed" in message
+    assert hub.cached_path(HubRef("acme/tiny", "tiny_x4.safetensors", "main")) is None
+    cache = Path(tmp_path / "hf_home" / "hub")
+    leftovers = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size == len(corrupted)]
+    assert leftovers == [], "the bad bytes must not stay in the cache"
+
+    # Fixed on the server: the next run downloads again and succeeds.
+    fake_hub.add("acme/tiny", {"tiny_x4.safetensors": tiny_weights})
+    assert hashlib.sha256(resolve_weights("tiny_x4").read_bytes()).hexdigest() == good
+
+
+def test_arbitrary_ref_must_load_strictly(fake_hub, tmp_path):
+    from safetensors.torch import save as serialize
+
+    junk = serialize({"x": torch.zeros(3)}, metadata={"format": "something-else"})
+    fake_hub.add("acme/junk", {"model.safetensors": junk})
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/junk")
+    assert "acme/junk" in _one_line(info)
+    assert hub.cached_path(HubRef("acme/junk")) is None
