@@ -1,0 +1,447 @@
+"""Benchmark runs: find a test set, super-resolve it, score it the literature's way, time it,
+and draw comparison sheets.
+
+The result of :func:`run_bench` is a plain dict, also what ``srgan bench --json`` writes.
+Its schema (``schema_version`` 1; new keys may be added, existing ones keep their meaning)::
+
+    {
+      "schema_version": 1,
+      "set": "set5",              # set name (folder name for a folder)
+      "set_path": "...",          # the folder benchmarked
+      "scale": 4,
+      "num_images": 5,
+      "lr_source": "file",        # "file" (LR_x4/ given), "imresize" (made from HR) or "mixed"
+      "device": "cpu",
+      "runs": 1,                  # timed runs per image (the median is used)
+      "models": [
+        {
+          "name": "bicubic",
+          "source": "matlab-bicubic" | path or model name,
+          "dtype": "float32" | "float16" | "bfloat16" | null (bicubic),
+          "psnr": 28.42,          # dB, mean over images, Y channel, border = scale
+          "ssim": 0.810,          # mean over images, Y channel, border = scale
+          "lpips": null | 0.33,   # mean LPIPS-alex on RGB, border = scale; null if not computed
+          "lpips_note": "why lpips is null" | null,
+          "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
+          "seconds": 0.41,        # total upscale time (sum over images of the median run)
+          "images": [             # one row per image with --per-image, else empty
+            {"name": "baby", "psnr": ..., "ssim": ..., "lpips": null | ..., "seconds": ...}
+          ]
+        }
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SrganError
+from .fsutil import atomic_path
+from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
+from .resize import imresize
+
+SCHEMA_VERSION = 1
+SET_NAMES = ("set5", "set14", "bsd100")
+# The Hugging Face Hub dataset repo laid out as <set>/HR and <set>/LR_x4 for each of SET_NAMES.
+DEFAULT_HUB_DATASET = "srgan-cli/sr-benchmarks"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+BICUBIC = "bicubic"
+
+
+# --------------------------------------------------------------------------- sets
+
+
+def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub_dataset: str | None = None) -> Path:
+    """The folder (holding ``HR/`` and optionally ``LR_x4/``) of a named set or a given folder.
+
+    A name (set5, set14, bsd100) is looked up under ``data_dir``, else under the environment
+    variable ``SRGAN_DATA_DIR``, else downloaded once from the Hub dataset ``hub_dataset``
+    (env ``SRGAN_BENCH_REPO``, default :data:`DEFAULT_HUB_DATASET`) into the Hub cache.
+    """
+    text = str(name_or_dir)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "HR").is_dir():
+            raise SrganError(f"{path}: no HR/ folder in it; a benchmark folder holds HR/ and optionally LR_x4/")
+        return path
+    name = text.lower()
+    if name not in SET_NAMES:
+        if os.sep in text or "/" in text or path.suffix:
+            raise SrganError(f"{text}: no such folder; give set5, set14, bsd100 or a folder with HR/ in it")
+        raise SrganError(f"unknown set {text!r}; expected set5, set14, bsd100 or a folder with HR/ in it")
+    root = data_dir if data_dir is not None else os.environ.get("SRGAN_DATA_DIR") or None
+    if root is not None:
+        root = Path(root).expanduser()
+        how = "--data-dir" if data_dir is not None else "SRGAN_DATA_DIR"
+        if not root.is_dir():
+            raise SrganError(f"{how} {root}: no such folder; it must hold set5/, set14/, bsd100/ with HR/ and LR_x4/")
+        folder = root / name
+        if not (folder / "HR").is_dir():
+            raise SrganError(f"{how} {root}: no {name}/HR in it; it must hold {name}/HR and {name}/LR_x4")
+        return folder
+    return _download_set(name, hub_dataset or os.environ.get("SRGAN_BENCH_REPO") or DEFAULT_HUB_DATASET)
+
+
+def _download_set(name: str, repo: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        root = Path(snapshot_download(repo_id=repo, repo_type="dataset", allow_patterns=[f"{name}/*", f"{name}/**"]))
+    except Exception as exc:  # noqa: BLE001 - network, auth and cache errors all mean "not available"
+        raise SrganError(
+            f"cannot get {name} from the Hugging Face Hub dataset {repo} ({_short(exc)}); "
+            f"check the network or pass --data-dir DIR holding {name}/HR and {name}/LR_x4"
+        ) from None
+    folder = root / name
+    if not (folder / "HR").is_dir():
+        raise SrganError(f"the Hub dataset {repo} has no {name}/HR folder; pass --hub-dataset or --data-dir")
+    return folder
+
+
+@dataclass
+class BenchImage:
+    """One test pair: ``hr`` cropped to a multiple of the scale, ``lr`` its x1/scale input (uint8 RGB)."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+    lr_source: str  # "file" or "imresize"
+    hr_path: Path
+    lr_path: Path | None = None
+
+
+@dataclass
+class BenchSet:
+    name: str
+    path: Path
+    scale: int
+    images: list[BenchImage] = field(default_factory=list)
+
+    @property
+    def lr_source(self) -> str:
+        sources = {image.lr_source for image in self.images}
+        return sources.pop() if len(sources) == 1 else "mixed"
+
+
+def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> BenchSet:
+    """Read ``HR/`` and ``LR_x{scale}/`` of a set folder, paired by file stem.
+
+    HR is cropped to a multiple of ``scale`` (bottom/right). An LR file must be exactly HR/scale;
+    an HR image without one gets its LR from our MATLAB-compatible bicubic ``imresize``.
+    """
+    path = Path(path)
+    hr_dir, lr_dir = path / "HR", path / f"LR_x{scale}"
+    hr_files = _image_files(hr_dir)
+    if not hr_files:
+        raise SrganError(f"{hr_dir}: no images in it (expected {', '.join(IMAGE_SUFFIXES)})")
+    lr_files = {p.stem: p for p in _image_files(lr_dir)} if lr_dir.is_dir() else {}
+    bench = BenchSet(name or path.name, path, scale)
+    for hr_path in hr_files:
+        hr = read_rgb(hr_path)
+        h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+        if h < 3 * scale or w < 3 * scale:
+            raise SrganError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to benchmark at x{scale}")
+        hr = np.ascontiguousarray(hr[:h, :w])
+        lr_path = lr_files.get(hr_path.stem)
+        if lr_path is not None:
+            lr = read_rgb(lr_path)
+            if lr.shape[:2] != (h // scale, w // scale):
+                raise SrganError(
+                    f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives "
+                    f"{w // scale}x{h // scale} at x{scale}; "
+                    "fix or remove the LR file (it is then made from HR)"
+                )
+            bench.images.append(BenchImage(hr_path.stem, hr, lr, "file", hr_path, lr_path))
+        else:
+            bench.images.append(BenchImage(hr_path.stem, hr, imresize(hr, 1 / scale), "imresize", hr_path))
+    return bench
+
+
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as uint8 (H, W, 3); grayscale becomes R = G = B, alpha is dropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                data = np.asarray(im, dtype=np.float64)
+                data = np.clip(np.round(data / (257.0 if data.max() > 255 else 1.0)), 0, 255).astype(np.uint8)
+                return np.repeat(data[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise SrganError(f"{path}: cannot read the image ({_short(exc)})") from None
+
+
+# --------------------------------------------------------------------------- upscalers
+
+
+@dataclass
+class Upscaler:
+    """Something that turns a uint8 LR image into a uint8 SR image, with a name for the table."""
+
+    name: str
+    source: str
+    scale: int
+    run: Callable[[np.ndarray], np.ndarray]
+    dtype: str | None = None
+    synchronize: Callable[[], None] = lambda: None
+
+
+def bicubic_upscaler(scale: int = 4) -> Upscaler:
+    """MATLAB-compatible bicubic upscaling of the LR (the literature's baseline)."""
+    return Upscaler(BICUBIC, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))
+
+
+def model_upscaler(spec: str, device: Any, precision: str = "auto", name: str | None = None) -> Upscaler:
+    """A generator (named model, weights file or Hub reference) loaded through the Python API."""
+    import torch
+
+    from . import api
+    from .device import choose_device, choose_dtype
+
+    dev = device if isinstance(device, torch.device) else choose_device(str(device))
+    dtype, _note = choose_dtype(precision, dev)
+    if "precision" in inspect.signature(api.load_model).parameters:
+        model = api.load_model(spec, device=dev, precision=precision)
+    else:
+        model = api.load_model(spec, device=dev)
+    dtype = getattr(model, "dtype", None) or dtype
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        out = api.upscale_array(model, lr.astype(np.float32) / 255.0, dtype=dtype)
+        return to_uint8(out)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    label = name or getattr(model, "name", None) or Path(spec).stem
+    return Upscaler(label, str(spec), int(model.scale), run, str(dtype).replace("torch.", ""), sync)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_bench(
+    models: Sequence[Upscaler],
+    bench_set: BenchSet,
+    device: str = "cpu",
+    per_image: bool = False,
+    runs: int = 1,
+    lpips: Lpips | None = None,
+    lpips_note: str | None = None,
+    save_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Super-resolve every image with every model; mean PSNR/SSIM(/LPIPS) and output MP/s.
+
+    Each model is warmed up on the first image (untimed); then each image is upscaled ``runs``
+    times and the median time counts. With ``save_dir``, SR images and comparison sheets are
+    written there as the run goes (see :func:`save_outputs`).
+    """
+    if runs < 1:
+        raise ValueError("runs must be >= 1")
+    if not models:
+        raise ValueError("no models to benchmark")
+    if not bench_set.images:
+        raise SrganError(f"{bench_set.path}: the set has no images")
+    scale = bench_set.scale
+    for model in models:
+        if model.scale != scale:
+            raise SrganError(
+                f"model {model.name} upscales x{model.scale} but the set is x{scale}; use an x{scale} model"
+            )
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique, got {names}")
+
+    first = bench_set.images[0].lr
+    for model in models:  # warm-up: first-call allocations, kernel selection, lazy init
+        model.run(first)
+        model.synchronize()
+
+    rows: dict[str, list[dict[str, Any]]] = {m.name: [] for m in models}
+    total = len(bench_set.images)
+    for index, image in enumerate(bench_set.images):
+        outputs: dict[str, np.ndarray] = {}
+        for model in models:
+            times = []
+            for _ in range(runs):
+                model.synchronize()
+                start = time.perf_counter()
+                sr = model.run(image.lr)
+                model.synchronize()
+                times.append(time.perf_counter() - start)
+            if sr.shape != image.hr.shape:
+                raise SrganError(
+                    f"model {model.name} made {sr.shape[1]}x{sr.shape[0]} from {image.name} "
+                    f"but HR is {image.hr.shape[1]}x{image.hr.shape[0]}"
+                )
+            outputs[model.name] = sr
+            row = {
+                "name": image.name,
+                "psnr": psnr_y(sr, image.hr, scale),
+                "ssim": ssim_y(sr, image.hr, scale),
+                "lpips": lpips(sr, image.hr, scale) if lpips is not None else None,
+                "seconds": statistics.median(times),
+                "pixels": sr.shape[0] * sr.shape[1],
+            }
+            rows[model.name].append(row)
+        if save_dir is not None:
+            save_outputs(save_dir, image, outputs, scale, {n: rows[n][-1]["psnr"] for n in outputs})
+        if progress is not None:
+            progress(index + 1, total)
+
+    result_models = []
+    for model in models:
+        model_rows = rows[model.name]
+        seconds = sum(r["seconds"] for r in model_rows)
+        pixels = sum(r["pixels"] for r in model_rows)
+        lp = [r["lpips"] for r in model_rows]
+        result_models.append(
+            {
+                "name": model.name,
+                "source": model.source,
+                "dtype": model.dtype,
+                "psnr": _mean([r["psnr"] for r in model_rows]),
+                "ssim": _mean([r["ssim"] for r in model_rows]),
+                "lpips": _mean(lp) if lpips is not None else None,
+                "lpips_note": None if lpips is not None else (lpips_note or "not computed"),
+                "mp_per_s": pixels / 1e6 / seconds if seconds > 0 else None,
+                "seconds": seconds,
+                "images": [{k: v for k, v in r.items() if k != "pixels"} for r in model_rows] if per_image else [],
+            }
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "set": bench_set.name,
+        "set_path": str(bench_set.path),
+        "scale": scale,
+        "num_images": total,
+        "lr_source": bench_set.lr_source,
+        "device": str(device),
+        "runs": runs,
+        "models": result_models,
+    }
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+# --------------------------------------------------------------------------- pictures
+
+SHEET_CROP = 64  # HR pixels of the detail crop (square); shown enlarged
+SHEET_ZOOM = 4  # nearest-neighbour enlargement of the crop
+_LABEL_H = 14
+
+
+def detail_window(hr: np.ndarray, size: int, step: int = 4) -> tuple[int, int, int]:
+    """(top, left, size) of the ``size``-square window of HR with the most gradient energy."""
+    y = rgb_to_y(hr.astype(np.float64) / 255.0)
+    h, w = y.shape
+    size = max(1, min(size, h, w))
+    energy = np.zeros_like(y)
+    energy[:, :-1] += np.diff(y, axis=1) ** 2
+    energy[:-1, :] += np.diff(y, axis=0) ** 2
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    tops = np.arange(0, h - size + 1, step)
+    lefts = np.arange(0, w - size + 1, step)
+    sums = (
+        integral[np.ix_(tops + size, lefts + size)]
+        - integral[np.ix_(tops, lefts + size)]
+        - integral[np.ix_(tops + size, lefts)]
+        + integral[np.ix_(tops, lefts)]
+    )
+    i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(tops[i]), int(lefts[j]), size
+
+
+def comparison_sheet(
+    hr: np.ndarray, panels: list[tuple[str, np.ndarray]], crop: int = SHEET_CROP, zoom: int = SHEET_ZOOM
+):
+    """A PIL image: the same detail crop of HR and of each ``(label, image)``, side by side.
+
+    The crop is where HR has the most gradient energy, enlarged ``zoom`` times with nearest
+    neighbour so single pixels stay visible; each panel carries its label underneath.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    top, left, size = detail_window(hr, crop)
+    side = size * zoom
+    all_panels = [("HR", hr), *panels]
+    sheet = Image.new("RGB", (len(all_panels) * (side + 4) + 4, side + _LABEL_H + 8), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    max_chars = max(4, side // 6)
+    for k, (label, image) in enumerate(all_panels):
+        patch = Image.fromarray(np.ascontiguousarray(image[top : top + size, left : left + size]))
+        x = 4 + k * (side + 4)
+        sheet.paste(patch.resize((side, side), Image.Resampling.NEAREST), (x, 4))
+        text = label if len(label) <= max_chars else label[: max_chars - 1] + "~"
+        draw.text((x, side + 6), text, fill=(0, 0, 0), font=font)
+    return sheet
+
+
+def save_outputs(
+    save_dir: str | Path, image: BenchImage, outputs: dict[str, np.ndarray], scale: int, psnrs: dict[str, float]
+) -> list[Path]:
+    """Write ``<dir>/<model>/<image>.png`` for each SR output and ``<dir>/sheets/<image>.png``.
+
+    The sheet shows HR, bicubic and every model on the same detail crop, labelled with name and
+    PSNR. Every file is written atomically; a path that is one of the set's inputs is refused.
+    """
+    from PIL import Image
+
+    save_dir = Path(save_dir)
+    inputs = {p.resolve() for p in (image.hr_path, image.lr_path) if p is not None}
+    written = []
+
+    def write(dest: Path, array: np.ndarray) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.resolve() in inputs:
+            raise SrganError(f"{dest}: would overwrite an input image; choose another --save-images folder")
+        with atomic_path(dest) as tmp:
+            Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        written.append(dest)
+
+    for name, sr in outputs.items():
+        write(save_dir / _safe_name(name) / f"{image.name}.png", sr)
+    panels = []
+    if BICUBIC not in outputs:
+        bic = imresize(image.lr, scale)
+        panels.append((f"{BICUBIC} {psnr_y(bic, image.hr, scale):.2f}dB", bic))
+    for name, sr in outputs.items():
+        panels.append((f"{name} {psnrs[name]:.2f}dB", sr))
+    sheet = comparison_sheet(image.hr, panels)
+    write(save_dir / "sheets" / f"{image.name}.png", np.asarray(sheet))
+    return written
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name).strip(".")
+    return cleaned or "model"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__

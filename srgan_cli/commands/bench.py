@@ -1,0 +1,218 @@
+"""``srgan bench``: PSNR/SSIM/LPIPS and speed of one or more models on a test set.
+
+The JSON written by ``--json`` is the result dict documented in :mod:`srgan_cli.bench`
+(``schema_version`` 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from ..device import DEVICES, PRECISIONS
+
+
+@click.command("bench")
+@click.option(
+    "--set",
+    "set_name",
+    default="set5",
+    show_default=True,
+    metavar="NAME|DIR",
+    help="set5, set14, bsd100, or a folder holding HR/ (and optionally LR_x4/).",
+)
+@click.option(
+    "--model",
+    "-m",
+    "model_specs",
+    multiple=True,
+    metavar="MODEL",
+    help="Model name, .safetensors file or Hub reference; 'bicubic' is the baseline. Repeat to compare.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder with set5/, set14/, bsd100/ (each HR/ and LR_x4/). Default: env SRGAN_DATA_DIR, else the Hub.",
+)
+@click.option("--hub-dataset", metavar="REPO", help="Hugging Face Hub dataset to download named sets from.")
+@click.option("--device", default="auto", show_default=True, help=f"Device: {DEVICES}.")
+@click.option(
+    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Compute precision."
+)
+@click.option("--json", "json_out", metavar="FILE|-", help="Write the results as JSON to FILE, or to stdout with '-'.")
+@click.option(
+    "--save-images",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write SR images (DIR/<model>/) and comparison sheets (DIR/sheets/) here.",
+)
+@click.option("--per-image", is_flag=True, help="Also show (and put in the JSON) the numbers of every image.")
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Timed runs per image; the median counts.",
+)
+@click.option("--no-lpips", is_flag=True, help="Skip LPIPS even if the lpips package is installed.")
+def bench(
+    set_name: str,
+    model_specs: tuple[str, ...],
+    data_dir: Path | None,
+    hub_dataset: str | None,
+    device: str,
+    precision: str,
+    json_out: str | None,
+    save_images: Path | None,
+    per_image: bool,
+    runs: int,
+    no_lpips: bool,
+) -> None:
+    """Score models on a test set the literature's way (Y-channel PSNR/SSIM, 4 px border) and time them.
+
+    \b
+      srgan bench --set set14
+      srgan bench --set bsd100 --model bicubic --model srresnet_x4 --model my.safetensors
+      srgan bench --set photos/ --model bicubic --save-images cmp/ --json results.json
+    """
+    from rich.console import Console
+
+    from .. import bench as core
+    from ..device import choose_device
+    from ..errors import SrganError
+    from ..metrics import Lpips, LpipsUnavailable
+    from ..weights import DEFAULT_MODEL, MODELS
+
+    json_to_stdout = json_out == "-"
+    console = Console(stderr=json_to_stdout)
+    if json_out is not None and not json_to_stdout:
+        target = Path(json_out)
+        if target.is_dir():
+            raise click.BadParameter(f"{target} is a folder; give a file name", param_hint="--json")
+        if not target.parent.is_dir():
+            raise click.BadParameter(f"{target.parent}: no such folder", param_hint="--json")
+
+    dev = choose_device(device)
+    folder = core.resolve_set(set_name, data_dir, hub_dataset)
+    bench_set = core.load_set(folder, scale=4, name=_set_label(set_name))
+
+    specs = list(model_specs) or [DEFAULT_MODEL]
+    if not model_specs:
+        entry = MODELS.get(DEFAULT_MODEL)
+        if entry is not None and entry.bundled_path() is None and not entry.hub_repo:
+            raise SrganError(
+                f"the default model {DEFAULT_MODEL} has no weights installed; "
+                "use --model bicubic or --model FILE.safetensors"
+            )
+    upscalers = []
+    taken: set[str] = set()
+    for spec in specs:
+        label = _unique(core.BICUBIC if spec.lower() == core.BICUBIC else _label(spec), taken)
+        if spec.lower() == core.BICUBIC:
+            upscalers.append(core.bicubic_upscaler(bench_set.scale))
+        else:
+            upscalers.append(core.model_upscaler(spec, dev, precision, name=label))
+
+    lpips, lpips_note = None, None
+    if no_lpips:
+        lpips_note = "skipped (--no-lpips)"
+    else:
+        try:
+            lpips = Lpips(device=str(dev))
+        except LpipsUnavailable as exc:
+            lpips_note = exc.reason
+
+    with console.status(f"benchmarking {bench_set.name} ({len(bench_set.images)} images)") as status:
+
+        def progress(done: int, total: int) -> None:
+            status.update(f"benchmarking {bench_set.name}: {done}/{total} images")
+
+        result = core.run_bench(
+            upscalers,
+            bench_set,
+            device=str(dev),
+            per_image=per_image,
+            runs=runs,
+            lpips=lpips,
+            lpips_note=lpips_note,
+            save_dir=save_images,
+            progress=progress,
+        )
+
+    _print_table(console, result, per_image)
+    if json_out is not None:
+        text = json.dumps(_finite(result), indent=2, allow_nan=False)
+        if json_to_stdout:
+            click.echo(text)
+        else:
+            from ..fsutil import atomic_path
+
+            with atomic_path(Path(json_out)) as tmp:
+                tmp.write_text(text + "\n", encoding="utf-8")
+    if save_images is not None:
+        console.print(f"SR images and comparison sheets written to {save_images}")
+
+
+def _print_table(console, result: dict, per_image: bool) -> None:
+    from rich.table import Table
+
+    caption = (
+        f"x{result['scale']}, {result['num_images']} images, LR from {result['lr_source']}; "
+        f"Y-channel PSNR/SSIM with a {result['scale']} px border; MP/s = output megapixels per second "
+        f"on {result['device']} (median of {result['runs']} run(s))"
+    )
+    table = Table(title=f"srgan bench: {result['set']}", caption=caption)
+    for column, justify in (("set", "left"), ("model", "left"), ("PSNR (dB)", "right"), ("SSIM", "right")):
+        table.add_column(column, justify=justify)
+    table.add_column("LPIPS", justify="right")
+    table.add_column("MP/s", justify="right")
+    notes = []
+    for model in result["models"]:
+        if model["lpips"] is None:
+            note = model["lpips_note"] or "not computed"
+            if note not in notes:
+                notes.append(note)
+            lp = f"n/a [{notes.index(note) + 1}]"
+        else:
+            lp = f"{model['lpips']:.4f}"
+        name = model["name"] + (f" ({model['dtype']})" if model["dtype"] else "")
+        speed = "-" if model["mp_per_s"] is None else f"{model['mp_per_s']:.3g}"
+        table.add_row(result["set"], name, f"{model['psnr']:.2f}", f"{model['ssim']:.4f}", lp, speed)
+        if per_image:
+            for row in model["images"]:
+                lpi = "" if row["lpips"] is None else f"{row['lpips']:.4f}"
+                table.add_row("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, "")
+    console.print(table)
+    for k, note in enumerate(notes, 1):
+        console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False)
+
+
+def _set_label(set_name: str) -> str:
+    path = Path(set_name)
+    return set_name.lower() if set_name.lower() in ("set5", "set14", "bsd100") and not path.is_dir() else path.name
+
+
+def _label(spec: str) -> str:
+    path = Path(spec)
+    return path.stem if path.suffix == ".safetensors" else spec
+
+
+def _unique(label: str, taken: set[str]) -> str:
+    candidate, k = label, 2
+    while candidate in taken:
+        candidate, k = f"{label}-{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _finite(value):
+    """The result with non-finite floats (PSNR of identical images) as null: strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
