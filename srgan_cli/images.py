@@ -1,0 +1,971 @@
+"""Read and write images: modes, bit depth, alpha, EXIF/ICC metadata, atomic writes.
+
+Every command reads and writes pictures through this module. Pixels travel as float32
+arrays in [0, 1]: ``rgb`` is (H, W, 3), ``alpha`` is (H, W) or None. Pillow cannot hold
+16-bit RGB(A), so 16-bit PNG and TIFF colour images are decoded and encoded here with
+numpy and zlib; everything else goes through Pillow.
+
+Every failure a user can cause is raised as :class:`SrganError` with a one-line message
+that starts with the file's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import stat
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from .errors import SrganError
+from .fsutil import atomic_path
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+_SUFFIX_FORMAT = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".gif": "GIF",
+}
+_FORMAT_SUFFIX = {
+    "PNG": ".png",
+    "JPEG": ".jpg",
+    "JPG": ".jpg",
+    "MPO": ".jpg",  # multi-picture JPEG (phone cameras): written back as a plain JPEG
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "TIF": ".tif",
+    "GIF": ".gif",
+}
+_SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+_ORIENTATION = 0x0112
+_IMAGE_DESCRIPTION = 0x010E
+_SOFTWARE = 0x0131
+# Image.MAX_IMAGE_PIXELS is process-global; it is switched off only around Image.open (a
+# header parse), under this lock, because read_image applies its own per-call limit first.
+_OPEN_LOCK = threading.Lock()
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, EOFError, IndexError, struct.error, zlib.error)
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image: float pixels plus what is needed to write it back faithfully."""
+
+    rgb: np.ndarray  # float32 (H, W, 3) in [0, 1]; grayscale is replicated to 3 channels
+    alpha: np.ndarray | None  # float32 (H, W) in [0, 1], or None
+    bit_depth: int  # 8 or 16
+    grayscale: bool
+    mode: str  # the file's PIL mode ("RGB;16" for 16-bit colour, which Pillow cannot hold)
+    format: str  # PIL format name, "" when unknown
+    icc_profile: bytes | None
+    exif: bytes | None  # orientation reset to 1: it has been applied to the pixels
+    n_frames: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as Pillow reports it."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def is_image_path(path: str | Path) -> bool:
+    """True when the file name ends in one of :data:`IMAGE_SUFFIXES` (any case)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _normalise_format(fmt: str) -> str:
+    f = fmt.strip().upper().lstrip(".")
+    return {"JPG": "JPEG", "TIF": "TIFF", "MPO": "JPEG"}.get(f, f)
+
+
+def output_suffix_for(fmt: str) -> str:
+    """File suffix for a PIL format name or suffix ("PNG" -> ".png", "JPEG" -> ".jpg")."""
+    suffix = _FORMAT_SUFFIX.get(fmt.strip().upper().lstrip("."))
+    if suffix is None:
+        known = ", ".join(sorted({f.lower() for f in _FORMAT_SUFFIX} - {"mpo", "jpg", "tif"}))
+        raise SrganError(f"cannot write images in format {fmt!r}; choose one of: {known}")
+    return suffix
+
+
+def format_for_path(path: str | Path) -> str:
+    """PIL format name for a path's suffix ("x.jpeg" -> "JPEG"); SrganError for others."""
+    fmt = _SUFFIX_FORMAT.get(Path(path).suffix.lower())
+    if fmt is None:
+        known = " ".join(sorted(IMAGE_SUFFIXES))
+        raise SrganError(f"{path}: unknown image suffix {Path(path).suffix!r}; use one of {known}")
+    return fmt
+
+
+def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``root`` (and its sub-folders when ``recursive``), sorted.
+
+    Hidden names (leading dot) and unfinished ``*.part`` files are skipped. Symlinked
+    folders are followed once: a folder already visited (same device and inode) is not
+    entered again, so a symlink loop cannot recurse forever. Sub-folders that cannot be
+    read are skipped. A ``root`` that is itself an image file is returned alone.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root] if is_image_path(root) else []
+    if not root.is_dir():
+        raise SrganError(f"{root}: no such folder")
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            if folder == root:
+                raise SrganError(f"{root}: cannot list the folder (permission denied?)") from None
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name.endswith(".part"):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                continue
+            if is_dir:
+                if recursive:
+                    pending.append(Path(entry.path))
+            elif is_file and is_image_path(name):
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise SrganError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SrganError(f"{path}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise SrganError(f"{path}: cannot access the file ({_one_line(exc)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SrganError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise SrganError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except PermissionError:
+        raise SrganError(f"{path}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise SrganError(f"{path}: cannot read the file ({_one_line(exc)})") from None
+    if not data:
+        raise SrganError(f"{path}: the file is empty (0 bytes)")
+    return data
+
+
+@contextlib.contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Silence Pillow's warnings (corrupt EXIF, bomb warnings: we apply our own limit)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    with _OPEN_LOCK, _quiet_pillow():
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            head = data[:64]
+            if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8"):
+                raise SrganError(f"{name}: corrupt image file (its header cannot be read)") from None
+            raise SrganError(
+                f"{name}: not an image file, or an unsupported format "
+                f"(supported: {' '.join(sorted(IMAGE_SUFFIXES))})"
+            ) from None
+        except Image.DecompressionBombError as exc:  # pragma: no cover - limit is off here
+            raise SrganError(f"{name}: {_one_line(exc)}") from None
+        except _DECODE_ERRORS as exc:
+            raise SrganError(f"{name}: corrupt image file ({_one_line(exc)})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_size(name: str, width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise SrganError(f"{name}: the image declares an empty size {width}x{height}")
+    if max_pixels is not None and width * height > max_pixels:
+        raise SrganError(
+            f"{name}: image is {width}x{height} = {width * height} pixels, more than the limit "
+            f"of {max_pixels}; pass --max-pixels to raise the limit if the file is trusted"
+        )
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> LoadedImage:
+    """Decode an image file into float arrays; see :class:`LoadedImage`.
+
+    EXIF orientation is applied to the pixels. Palette, CMYK, 1-bit, LA, 16-bit and float
+    images are converted; animated images give their first frame. The declared size is
+    checked against ``max_pixels`` before any pixel is decoded (None: no limit).
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    return _decode(data, str(path), max_pixels)
+
+
+def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
+    im = _open(data, name)
+    _check_size(name, im.width, im.height, max_pixels)
+    fmt = im.format or ""
+    n_frames = int(getattr(im, "n_frames", 1) or 1)
+    try:
+        if fmt == "PNG":
+            sixteen = _png_rgb16(data, name)
+            if sixteen is not None:
+                return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
+        if fmt == "TIFF":
+            sixteen = _tiff_rgb16(im, data, name)
+            if sixteen is not None:
+                return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
+        if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone switched it on: truncation must fail here
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        with _quiet_pillow():
+            im.load()
+    except SrganError:
+        raise
+    except MemoryError:
+        raise SrganError(f"{name}: not enough memory to decode a {im.width}x{im.height} image") from None
+    except _DECODE_ERRORS as exc:
+        raise SrganError(
+            f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); "
+            "the file is truncated or corrupt"
+        ) from None
+    return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name)
+
+
+def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
+    """Convert an in-memory PIL image like :func:`read_image` converts a file."""
+    try:
+        with _quiet_pillow():
+            img.load()
+    except _DECODE_ERRORS as exc:
+        raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
+    n_frames = int(getattr(img, "n_frames", 1) or 1)
+    return _from_loaded_pil(img, fmt=img.format or "", n_frames=n_frames, name=name)
+
+
+def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> LoadedImage:
+    mode = im.mode
+    icc = im.info.get("icc_profile") or None
+    alpha: np.ndarray | None = None
+    grayscale = False
+    bit_depth = 8
+    try:
+        if mode == "CMYK":
+            rgb8, icc = _cmyk_to_rgb(im, icc)
+            rgb = rgb8.astype(np.float32) / 255.0
+        elif mode in ("1", "L"):
+            rgb = _gray(np.asarray(im.convert("L")), 255.0)
+            grayscale = True
+        elif mode in ("LA", "La", "PA") or (mode == "P" and _palette_is_gray(im) and not _has_alpha(im)):
+            conv = im.convert("LA") if mode != "PA" else im.convert("RGBA")
+            if conv.mode == "LA":
+                arr = np.asarray(conv)
+                rgb = _gray(arr[..., 0], 255.0)
+                alpha = arr[..., 1].astype(np.float32) / 255.0
+                grayscale = True
+            else:
+                arr = np.asarray(conv)
+                rgb = arr[..., :3].astype(np.float32) / 255.0
+                alpha = arr[..., 3].astype(np.float32) / 255.0
+            if mode == "P":
+                alpha = None
+        elif mode.startswith("I;16") or mode in ("I", "F"):
+            rgb, bit_depth = _wide_gray(im)
+            grayscale = True
+        else:
+            want_alpha = _has_alpha(im)
+            conv = im.convert("RGBA" if want_alpha else "RGB")
+            arr = np.asarray(conv)
+            rgb = arr[..., :3].astype(np.float32) / 255.0
+            if want_alpha:
+                alpha = arr[..., 3].astype(np.float32) / 255.0
+    except (ValueError, OSError) as exc:
+        raise SrganError(f"{name}: unsupported image mode {mode!r} ({_one_line(exc)})") from None
+    return _finish(im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name)
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    if im.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        return True
+    return im.mode in ("P", "L", "RGB") and "transparency" in im.info
+
+
+def _palette_is_gray(im: Image.Image) -> bool:
+    try:
+        pal = np.frombuffer(im.getpalette("RGB") or b"", dtype=np.uint8).reshape(-1, 3)
+    except (ValueError, TypeError):
+        return False
+    used = np.unique(np.asarray(im))
+    used = used[used < len(pal)]
+    return bool(len(used)) and bool(np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]))
+
+
+def _gray(plane: np.ndarray, scale: float) -> np.ndarray:
+    g = plane.astype(np.float32) / np.float32(scale)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def _wide_gray(im: Image.Image) -> tuple[np.ndarray, int]:
+    """16-bit, 32-bit integer and float grayscale to [0, 1] (bit depth 16 keeps precision)."""
+    if im.mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.float32) / 65535.0
+    elif im.mode == "I":
+        arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.float32) / 65535.0
+    else:  # "F": floats in [0, 1] are used as they are; larger values are taken as 8- or 16-bit
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(arr.max(initial=0.0))
+        if peak > 255.0:
+            arr = arr / 65535.0
+        elif peak > 1.0:
+            arr = arr / 255.0
+        arr = np.clip(arr, 0.0, 1.0)
+    return _gray(arr, 1.0), 16
+
+
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
+    """CMYK to sRGB through the embedded profile when there is one, else the plain formula."""
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            out = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            if out is not None:
+                return np.asarray(out), None
+        except Exception:  # noqa: BLE001 - a broken profile must not make the image unreadable
+            pass
+    return np.asarray(im.convert("RGB")), None
+
+
+def _exif_and_orientation(im: Image.Image) -> tuple[bytes | None, int]:
+    try:
+        exif = im.getexif()
+        orientation = int(exif.get(_ORIENTATION, 1) or 1)
+        if not len(exif):
+            return None, 1
+        if _ORIENTATION in exif:
+            exif[_ORIENTATION] = 1
+        return exif.tobytes(), orientation if 1 <= orientation <= 8 else 1
+    except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
+        return None, 1
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (H, W, ...) array, as a viewer would display it."""
+    if orientation == 2:
+        arr = arr[:, ::-1]
+    elif orientation == 3:
+        arr = arr[::-1, ::-1]
+    elif orientation == 4:
+        arr = arr[::-1]
+    elif orientation == 5:
+        arr = arr.swapaxes(0, 1)
+    elif orientation == 6:
+        arr = np.rot90(arr, k=-1)
+    elif orientation == 7:
+        arr = arr.swapaxes(0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        arr = np.rot90(arr, k=1)
+    return np.ascontiguousarray(arr)
+
+
+def _finish(
+    im: Image.Image,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    bit_depth: int,
+    grayscale: bool,
+    mode: str,
+    *,
+    icc: bytes | None = None,
+    fmt: str,
+    n_frames: int,
+    name: str,
+) -> LoadedImage:
+    exif, orientation = _exif_and_orientation(im)
+    if icc is None and mode != "CMYK":
+        icc = im.info.get("icc_profile") or None
+    rgb = _orient(np.asarray(rgb, dtype=np.float32), orientation)
+    if alpha is not None:
+        alpha = _orient(np.asarray(alpha, dtype=np.float32), orientation)
+    return LoadedImage(
+        rgb=rgb,
+        alpha=alpha,
+        bit_depth=bit_depth,
+        grayscale=grayscale,
+        mode=mode,
+        format=fmt,
+        icc_profile=icc,
+        exif=exif,
+        n_frames=n_frames,
+    )
+
+
+# ----------------------------------------------------------------- 16-bit PNG decoding
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_chunks(data: bytes, name: str) -> Iterator[tuple[bytes, bytes]]:
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        if pos + 8 > len(data):
+            raise SrganError(f"{name}: truncated PNG (the file ends before its IEND chunk)")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise SrganError(f"{name}: truncated PNG (chunk {ctype!r} runs past the end of the file)")
+        body = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[end - 4 : end])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            raise SrganError(f"{name}: corrupt PNG (checksum error in chunk {ctype!r})")
+        yield ctype, body
+        if ctype == b"IEND":
+            return
+        pos = end
+
+
+def _png_rgb16(data: bytes, name: str):
+    """Decode a 16-bit colour (or gray+alpha) PNG that Pillow would cut to 8 bits; else None."""
+    if len(data) < 33 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if depth != 16 or ctype not in (2, 4, 6):
+        return None
+    channels = {2: 3, 4: 2, 6: 4}[ctype]
+    idat = []
+    trns = None
+    for kind, body in _png_chunks(data, name):
+        if kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"tRNS" and ctype == 2 and len(body) >= 6:
+            trns = np.frombuffer(body[:6], dtype=">u2")
+    bpp = 2 * channels
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    geometry = []
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        pw = (width - x0 + dx - 1) // dx if width > x0 else 0
+        ph = (height - y0 + dy - 1) // dy if height > y0 else 0
+        geometry.append((x0, y0, dx, dy, pw, ph))
+        if pw and ph:
+            expected += ph * (1 + pw * bpp)
+    dec = zlib.decompressobj()
+    raw = dec.decompress(b"".join(idat), expected + 1)
+    if len(raw) < expected:
+        raise SrganError(f"{name}: truncated PNG (the image data ends early)")
+    out = np.zeros((height, width, channels), dtype=np.uint16)
+    pos = 0
+    for x0, y0, dx, dy, pw, ph in geometry:
+        if not (pw and ph):
+            continue
+        size = ph * (1 + pw * bpp)
+        rows = np.frombuffer(raw, dtype=np.uint8, count=size, offset=pos).reshape(ph, 1 + pw * bpp)
+        pos += size
+        pixels = _png_unfilter(rows[:, 0], rows[:, 1:].reshape(ph, pw, bpp), name)
+        out[y0::dy, x0::dx] = pixels.view(">u2").reshape(ph, pw, channels).astype(np.uint16)
+    plane = out.astype(np.float32) / 65535.0
+    alpha = None
+    if ctype == 4:
+        rgb, alpha = np.repeat(plane[..., :1], 3, axis=2), plane[..., 1]
+    else:
+        rgb = plane[..., :3]
+        if ctype == 6:
+            alpha = plane[..., 3]
+        elif trns is not None:
+            alpha = (~np.all(out == trns.astype(np.uint16), axis=2)).astype(np.float32)
+    mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
+    return rgb, alpha, 16, ctype == 4, mode
+
+
+def _png_unfilter(ftypes: np.ndarray, filt: np.ndarray, name: str) -> np.ndarray:
+    """Undo PNG row filters on (H, W, bpp) bytes.
+
+    Sub/None/Up rows are vectorised per row. Average and Paeth depend on the pixel to the
+    left, so those rows are swept along anti-diagonals of the whole image at once: every
+    pixel on a diagonal depends only on the previous two diagonals.
+    """
+    if np.any(ftypes > 4):
+        raise SrganError(f"{name}: corrupt PNG (unknown row filter type {int(ftypes.max())})")
+    h, w, bpp = filt.shape
+    out = np.zeros((h + 1, w + 1, bpp), dtype=np.int16)  # row/column 0 are the zero border
+    raw = filt.astype(np.int16)
+    if not np.any(ftypes >= 3):
+        for y in range(h):
+            f = ftypes[y]
+            row = raw[y]
+            if f == 1:
+                row = np.cumsum(row, axis=0)
+            elif f == 2:
+                row = row + out[y, 1:]
+            out[y + 1, 1:] = row & 0xFF
+        return out[1:, 1:].astype(np.uint8)
+    ft = ftypes.astype(np.int16)
+    for d in range(h + w - 1):
+        ys = np.arange(max(0, d - w + 1), min(h, d + 1))
+        xs = d - ys
+        a = out[ys + 1, xs]
+        b = out[ys, xs + 1]
+        c = out[ys, xs]
+        f = ft[ys][:, None]
+        p = a + b - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        pred = np.select([f == 1, f == 2, f == 3, f == 4], [a, b, (a + b) >> 1, paeth], 0)
+        out[ys + 1, xs + 1] = (raw[ys, xs] + pred) & 0xFF
+    return out[1:, 1:].astype(np.uint8)
+
+
+# ----------------------------------------------------------------- 16-bit TIFF decoding
+
+
+def _tiff_rgb16(im: Image.Image, data: bytes, name: str):
+    """Decode a 16-bit RGB(A) TIFF that Pillow would cut to 8 bits; else None.
+
+    Handles what careful writers produce: chunky strips, uncompressed or deflate, with or
+    without the horizontal predictor. Other layouts fall back to Pillow's 8-bit decode.
+    """
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return None
+    bits = tags.get(258)
+    spp = _tag_int(tags, 277, 1)
+    if spp not in (3, 4) or not bits or any(int(b) != 16 for b in np.atleast_1d(bits)):
+        return None
+    if _tag_int(tags, 262, 2) != 2 or _tag_int(tags, 284, 1) != 1 or _tag_int(tags, 339, 1) != 1:
+        return None
+    compression = _tag_int(tags, 259, 1)
+    predictor = _tag_int(tags, 317, 1)
+    offsets, counts = tags.get(273), tags.get(279)
+    if compression not in (1, 8, 32946) or predictor not in (1, 2) or not offsets or not counts:
+        return None
+    width, height = im.size
+    rows_per_strip = min(_tag_int(tags, 278, height), height)
+    endian = ">" if data[:2] == b"MM" else "<"
+    row_bytes = width * spp * 2
+    chunks = []
+    for off, cnt in zip(np.atleast_1d(offsets), np.atleast_1d(counts), strict=False):
+        off, cnt = int(off), int(cnt)
+        if off + cnt > len(data):
+            raise SrganError(f"{name}: truncated TIFF (a strip runs past the end of the file)")
+        strip = data[off : off + cnt]
+        if compression != 1:
+            strip = zlib.decompressobj().decompress(strip, rows_per_strip * row_bytes + 1)
+        if predictor == 2:
+            n = len(strip) // row_bytes
+            arr = np.frombuffer(strip[: n * row_bytes], dtype=endian + "u2").reshape(n, width, spp)
+            strip = np.cumsum(arr, axis=1, dtype=np.uint16).astype(endian + "u2").tobytes()
+        chunks.append(strip)
+    raw = b"".join(chunks)
+    if len(raw) < height * row_bytes:
+        raise SrganError(f"{name}: truncated TIFF (the image data ends early)")
+    arr = np.frombuffer(raw, dtype=endian + "u2", count=height * width * spp).reshape(height, width, spp)
+    plane = arr.astype(np.float32) / 65535.0
+    alpha = plane[..., 3] if spp == 4 else None
+    return plane[..., :3], alpha, 16, False, "RGBA;16" if spp == 4 else "RGB;16"
+
+
+def _tag_int(tags, key: int, default: int) -> int:
+    value = tags.get(key, default)
+    return int(np.atleast_1d(value)[0])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
+    top = 65535.0 if bit_depth == 16 else 255.0
+    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.rint(np.clip(x, 0.0, 1.0) * top).astype(np.uint16 if bit_depth == 16 else np.uint8)
+
+
+def _planes(rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool) -> np.ndarray:
+    """Stack the channels to write: (H, W, C) float with C in 1 (L), 2 (LA), 3 (RGB), 4 (RGBA)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb, grayscale = rgb[..., None], True
+    if rgb.ndim != 3 or rgb.shape[2] not in (1, 3) or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"expected an (H, W, 3) array, got shape {tuple(rgb.shape)}")
+    if grayscale:
+        base = rgb.mean(axis=2, keepdims=True, dtype=np.float32) if rgb.shape[2] == 3 else rgb
+    else:
+        base = rgb if rgb.shape[2] == 3 else np.repeat(rgb, 3, axis=2)
+    if alpha is not None:
+        alpha = np.asarray(alpha)
+        if alpha.shape != base.shape[:2]:
+            raise ValueError(f"alpha shape {tuple(alpha.shape)} does not match the image {base.shape[:2]}")
+        base = np.concatenate([base, alpha[..., None].astype(base.dtype)], axis=2)
+    return base
+
+
+def to_pil(
+    rgb: np.ndarray, alpha: np.ndarray | None = None, bit_depth: int = 8, grayscale: bool = False
+) -> Image.Image:
+    """Float arrays to a PIL image: "RGB", "RGBA", "L" or "LA".
+
+    PIL cannot hold 16-bit colour: with ``bit_depth=16`` only grayscale without alpha gives
+    a 16-bit ("I;16") image; everything else is returned as 8 bits.
+    """
+    planes = _planes(rgb, alpha, grayscale)
+    if bit_depth == 16 and planes.shape[2] == 1:
+        q16 = _quantise(planes[..., 0], 16)
+        return Image.frombytes("I;16", (q16.shape[1], q16.shape[0]), q16.astype("<u2").tobytes())
+    q = _quantise(planes, 8)
+    return Image.fromarray(np.ascontiguousarray(q if q.shape[2] > 1 else q[..., 0]))
+
+
+def write_image(
+    path: str | Path,
+    rgb: np.ndarray,
+    *,
+    alpha: np.ndarray | None = None,
+    bit_depth: int = 8,
+    format: str | None = None,  # noqa: A002 - the name users know from Pillow
+    quality: int | None = None,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    text: dict[str, str] | None = None,
+    grayscale: bool = False,
+    overwrite: bool = True,
+) -> Path:
+    """Write float pixels in [0, 1] atomically; returns the path written.
+
+    The format comes from the suffix unless given. 16-bit output is kept for PNG and TIFF
+    (other formats are written with 8 bits). JPEG has no alpha channel: the alpha plane is
+    dropped (not composited). JPEG quality defaults to 95 with 4:4:4 chroma at quality >= 90;
+    WebP quality defaults to 95 and 100 means lossless. ICC profile and EXIF are embedded
+    where the format allows. ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP
+    and TIFF, into the EXIF/TIFF ImageDescription ("key: value; ...") and Software
+    (the "Software" key) fields. Any failure leaves neither the file nor a temporary file.
+    """
+    path = Path(path)
+    fmt = _normalise_format(format) if format else format_for_path(path)
+    if fmt not in _FORMAT_SUFFIX:
+        output_suffix_for(fmt)  # raises the "cannot write" error
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
+    if quality is not None and not 1 <= int(quality) <= 100:
+        raise SrganError(f"{path}: quality must be between 1 and 100, not {quality}")
+    if fmt not in _SIXTEEN_BIT_FORMATS:
+        bit_depth = 8
+    if fmt == "JPEG":
+        alpha = None
+    planes = _planes(rgb, alpha, grayscale)
+    if fmt == "WEBP" and planes.shape[2] in (1, 2):  # WebP has no gray modes
+        gray = np.repeat(planes[..., :1], 3, axis=2)
+        planes = np.concatenate([gray, planes[..., 1:]], axis=2)
+    if not overwrite and path.exists():
+        raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it")
+    text = {str(k): str(v) for k, v in (text or {}).items()}
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+            if bit_depth == 16 and fmt == "PNG":
+                fh.write(_encode_png16(_quantise(planes, 16), icc_profile, exif, text))
+            elif bit_depth == 16 and fmt == "TIFF":
+                if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
+                    planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
+                fh.write(_encode_tiff16(_quantise(planes, 16), icc_profile, text))
+            else:
+                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text)
+            fh.flush()
+    except FileExistsError:
+        raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
+    except FileNotFoundError:
+        raise SrganError(f"{path}: cannot write: the folder {path.parent} does not exist") from None
+    except OSError as exc:
+        raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
+    except (ValueError, TypeError, KeyError, struct.error) as exc:
+        raise SrganError(f"{path}: cannot encode the image as {fmt} ({_one_line(exc)})") from None
+    return path
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device; free some space and retry"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; choose a folder you can write to"
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only; choose another output folder"
+    if exc.errno == errno.EDQUOT:
+        return "disk quota exceeded; free some space and retry"
+    return _one_line(exc)
+
+
+def _merge_exif(exif: bytes | None, text: dict[str, str]) -> bytes | None:
+    """EXIF bytes with the ``text`` recorded as ImageDescription / Software."""
+    if not text:
+        return exif
+    ex = Image.Exif()
+    if exif:
+        with contextlib.suppress(Exception):
+            ex.load(exif)
+    rest = {k: v for k, v in text.items() if k != "Software"}
+    if rest:
+        ex[_IMAGE_DESCRIPTION] = "; ".join(f"{k}: {v}" for k, v in rest.items())
+    if "Software" in text:
+        ex[_SOFTWARE] = text["Software"]
+    return ex.tobytes()
+
+
+def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str]) -> None:
+    im = to_pil(planes[..., :3] if planes.shape[2] >= 3 else planes[..., 0],
+                planes[..., -1] if planes.shape[2] in (2, 4) else None,
+                grayscale=planes.shape[2] <= 2)  # fmt: skip
+    params: dict = {}
+    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        params["icc_profile"] = icc
+    if fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        for k, v in text.items():
+            try:
+                k.encode("latin-1"), v.encode("latin-1")
+                info.add_text(k[:79], v)
+            except UnicodeEncodeError:
+                info.add_itxt(k[:79], v)
+        params["pnginfo"] = info
+        if exif:
+            params["exif"] = exif
+    elif fmt == "JPEG":
+        q = 95 if quality is None else int(quality)
+        params.update(quality=q, subsampling=0 if q >= 90 else 2)
+        if im.mode == "LA":
+            im = im.convert("L")
+        merged = _merge_exif(exif, text)
+        if merged:
+            params["exif"] = merged
+    elif fmt == "WEBP":
+        q = 95 if quality is None else int(quality)
+        params.update(quality=q, lossless=q == 100, method=4)
+        if q == 100:
+            params["exact"] = True  # keep the colour under transparent pixels
+        merged = _merge_exif(exif, text)
+        if merged:
+            params["exif"] = merged
+    elif fmt == "TIFF":
+        params["compression"] = "tiff_adobe_deflate"
+        if exif:
+            params["exif"] = exif
+        rest = {k: v for k, v in text.items() if k != "Software"}
+        if rest:
+            params["description"] = "; ".join(f"{k}: {v}" for k, v in rest.items())
+        if "Software" in text:
+            params["software"] = text["Software"]
+    elif fmt == "BMP" and im.mode == "LA":
+        im = im.convert("RGBA")
+    elif fmt == "GIF" and im.mode == "LA":
+        im = im.convert("RGBA")
+    im.save(fh, format=fmt, **params)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _encode_png16(q: np.ndarray, icc: bytes | None, exif: bytes | None, text: dict[str, str]) -> bytes:
+    """A 16-bit PNG (gray, gray+alpha, RGB, RGBA), Paeth-filtered (vectorised: filters read raw bytes)."""
+    h, w, c = q.shape
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    bpp = 2 * c
+    raw = q.astype(">u2").view(np.uint8).reshape(h, w * bpp).astype(np.int16)
+    a = np.zeros_like(raw)
+    a[:, bpp:] = raw[:, :-bpp]
+    b = np.zeros_like(raw)
+    b[1:] = raw[:-1]
+    cc = np.zeros_like(raw)
+    cc[1:, bpp:] = raw[:-1, :-bpp]
+    p = a + b - cc
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - cc)
+    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, cc))
+    filtered = ((raw - pred) & 0xFF).astype(np.uint8)
+    rows = np.concatenate([np.full((h, 1), 4, dtype=np.uint8), filtered], axis=1)
+    out = [_PNG_SIGNATURE, _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0))]
+    if icc:
+        out.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    for k, v in text.items():
+        key = k.encode("latin-1", "replace")[:79]
+        try:
+            out.append(_png_chunk(b"tEXt", key + b"\x00" + v.encode("latin-1")))
+        except UnicodeEncodeError:
+            out.append(_png_chunk(b"iTXt", key + b"\x00\x00\x00\x00\x00" + v.encode("utf-8")))
+    if exif:
+        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    out.append(_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+def _encode_tiff16(q: np.ndarray, icc: bytes | None, text: dict[str, str]) -> bytes:
+    """A little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor, one strip."""
+    h, w, c = q.shape
+    diff = q.astype(np.uint16).copy()
+    diff[:, 1:] = q[:, 1:] - q[:, :-1]  # uint16 wraps, as the TIFF predictor expects
+    strip = zlib.compress(diff.astype("<u2").tobytes(), 6)
+    entries: list[tuple[int, int, int, bytes]] = []  # tag, type, count, value bytes
+
+    def add(tag: int, typ: int, values: list[int] | bytes) -> None:
+        if isinstance(values, bytes):
+            entries.append((tag, typ, len(values), values))
+        else:
+            fmt = {3: "<H", 4: "<I"}[typ]
+            entries.append((tag, typ, len(values), b"".join(struct.pack(fmt, v) for v in values)))
+
+    add(256, 4, [w])
+    add(257, 4, [h])
+    add(258, 3, [16] * c)
+    add(259, 3, [8])
+    add(262, 3, [2 if c >= 3 else 1])
+    rest = {k: v for k, v in text.items() if k != "Software"}
+    if rest:
+        add(270, 2, "; ".join(f"{k}: {v}" for k, v in rest.items()).encode("ascii", "replace") + b"\x00")
+    add(273, 4, [0])  # strip offset, patched below
+    add(277, 3, [c])
+    add(278, 4, [h])
+    add(279, 4, [len(strip)])
+    add(284, 3, [1])
+    if "Software" in text:
+        add(305, 2, text["Software"].encode("ascii", "replace") + b"\x00")
+    add(317, 3, [2])
+    if c in (2, 4):
+        add(338, 3, [2])  # unassociated alpha
+    add(339, 3, [1] * c)
+    if icc:
+        add(34675, 7, icc)
+    entries.sort(key=lambda e: e[0])
+    ifd_offset = 8
+    ifd_size = 2 + 12 * len(entries) + 4
+    data_offset = ifd_offset + ifd_size
+    blobs = []
+    ifd = [struct.pack("<H", len(entries))]
+    cursor = data_offset
+    for tag, typ, count, value in entries:
+        if len(value) <= 4:
+            ifd.append(struct.pack("<HHI", tag, typ, count) + value.ljust(4, b"\x00"))
+        else:
+            ifd.append(struct.pack("<HHII", tag, typ, count, cursor))
+            blobs.append(value)
+            cursor += len(value) + (len(value) & 1)
+            if len(value) & 1:
+                blobs.append(b"\x00")
+    ifd.append(struct.pack("<I", 0))
+    strip_offset = cursor
+    body = b"".join(ifd)
+    # Patch the StripOffsets value (its entry is inline, 4 bytes).
+    idx = [e[0] for e in entries].index(273)
+    at = 2 + 12 * idx + 8
+    body = body[:at] + struct.pack("<I", strip_offset) + body[at + 4 :]
+    return b"II*\x00" + struct.pack("<I", ifd_offset) + body + b"".join(blobs) + strip
+
+
+# ----------------------------------------------------------------- pixel helpers
+
+
+def upscale_alpha(alpha: np.ndarray, scale: float) -> np.ndarray:
+    """Resize an alpha plane by ``scale`` to round(H*scale) x round(W*scale), bicubic, in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    alpha = np.asarray(alpha, dtype=np.float32)
+    h, w = alpha.shape
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    t = torch.from_numpy(np.ascontiguousarray(alpha))[None, None]
+    out = F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=scale < 1)
+    return out[0, 0].clamp_(0.0, 1.0).numpy()
+
+
+def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Give transparent pixels the colour of nearby opaque ones (push-pull), as a copy.
+
+    Pixels with alpha >= 0.5 keep their colour; below that they fade into the colour pulled
+    in from their opaque neighbourhood, so a network does not see (and smear) the arbitrary
+    colour, often black, that an editor stored under fully transparent pixels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rgb = np.asarray(rgb, dtype=np.float32)
+    a = np.clip(np.asarray(alpha, dtype=np.float32), 0.0, 1.0)
+    if not np.any(a > 0):
+        return rgb.copy()
+    w = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+    p = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * w
+    pyramid = [(p, w)]
+    while max(p.shape[-2:]) > 1:
+        pad = (0, p.shape[-1] % 2, 0, p.shape[-2] % 2)
+        p = F.avg_pool2d(F.pad(p, pad), 2)
+        w = F.avg_pool2d(F.pad(w, pad), 2)
+        pyramid.append((p, w))
+    p, w = pyramid[-1]
+    colour = p / w.clamp_min(1e-8)
+    for p, w in reversed(pyramid[:-1]):
+        up = F.interpolate(colour, size=p.shape[-2:], mode="bilinear", align_corners=False)
+        # premultiplied "over": what the level knows, on top of what coarser levels filled in
+        colour = p + (1.0 - w) * up
+    fill = colour[0].permute(1, 2, 0).numpy()
+    keep = np.clip(a * 2.0, 0.0, 1.0)[..., None]
+    return np.clip(rgb * keep + fill * (1.0 - keep), 0.0, 1.0).astype(np.float32)
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Lanczos resize of float RGB to ``size`` = (width, height); output clipped to [0, 1]."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    width, height = int(size[0]), int(size[1])
+    if width < 1 or height < 1:
+        raise ValueError(f"resize target must be at least 1x1, got {width}x{height}")
+    if (width, height) == (rgb.shape[1], rgb.shape[0]):
+        return rgb.copy()
+    lanczos = Image.Resampling.LANCZOS
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., i])).resize((width, height), lanczos))
+        for i in range(rgb.shape[2])
+    ]
+    return np.clip(np.stack(planes, axis=2), 0.0, 1.0).astype(np.float32)
