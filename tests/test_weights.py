@@ -1,0 +1,242 @@
+"""Weights files: round trip, and every way a bad file must be refused in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import stat
+
+import pytest
+import torch
+from safetensors.torch import save as serialize
+
+from srgan_cli import weights
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.errors import SrganError
+from srgan_cli.hub import resolve_weights
+from srgan_cli.models import build_generator
+from srgan_cli.weights import (
+    count_file_parameters,
+    describe_entries,
+    load_generator,
+    read_metadata,
+    save_generator,
+    save_state,
+)
+
+TINY = GeneratorConfig(num_blocks=1, num_features=8)
+
+
+def _randomize(model: torch.nn.Module) -> torch.nn.Module:
+    """Random values in every tensor, BN running stats included, so a round trip proves something."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + (0.5 if name.endswith("running_var") else 0.0))
+    return model
+
+
+@pytest.fixture()
+def tiny_file(tmp_path):
+    model = _randomize(build_generator(TINY))
+    return save_generator(tmp_path / "tiny.safetensors", model, TINY, metadata={"name": "tiny"}), model
+
+
+def _one_line(info: pytest.ExceptionInfo) -> str:
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "config",
+    [TINY, GeneratorConfig(arch="rrdb", num_blocks=1, num_features=8, growth_channels=4, batch_norm=False)],
+)
+def test_round_trip_is_exact(tmp_path, config):
+    model = _randomize(build_generator(config)).eval()
+    path = save_generator(tmp_path / "m.safetensors", model, config, metadata={"note": "x", "epochs": 3})
+    loaded, loaded_config, meta = load_generator(path)
+    assert loaded_config == config
+    assert meta["note"] == "x" and json.loads(meta["epochs"]) == 3
+    assert not loaded.training
+    reference = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    got = loaded.state_dict()
+    for key, value in reference.items():
+        assert torch.equal(got[key], value), key
+    x = torch.rand(1, 3, 6, 5)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_count_file_parameters_matches_the_model(tiny_file):
+    path, model = tiny_file
+    assert count_file_parameters(path) == sum(p.numel() for p in model.parameters())
+
+
+def test_saved_file_permissions_follow_umask(tmp_path):
+    model = build_generator(TINY)
+    old = os.umask(0o022)
+    try:
+        a = save_generator(tmp_path / "a.safetensors", model, TINY)
+        os.umask(0o002)
+        b = save_generator(tmp_path / "b.safetensors", model, TINY)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(a.stat().st_mode) == 0o644
+    assert stat.S_IMODE(b.stat().st_mode) == 0o664
+
+
+def test_overwrite_false_keeps_the_existing_file(tiny_file):
+    path, _ = tiny_file
+    before = path.read_bytes()
+    with pytest.raises(SrganError) as info:
+        save_generator(path, build_generator(TINY), TINY, overwrite=False)
+    assert "exists" in _one_line(info)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file may be left behind"
+
+
+def test_save_refuses_pickle_names_and_missing_folders(tmp_path):
+    model = build_generator(TINY)
+    with pytest.raises(SrganError):
+        save_generator(tmp_path / "m.pt", model, TINY)
+    with pytest.raises(SrganError) as info:
+        save_generator(tmp_path / "nope" / "m.safetensors", model, TINY)
+    assert "does not exist" in _one_line(info)
+
+
+def test_truncated_file_is_refused(tiny_file):
+    path, _ = tiny_file
+    data = path.read_bytes()
+    for cut in (4, 40, len(data) - 7):
+        path.write_bytes(data[:cut])
+        with pytest.raises(SrganError) as info:
+            load_generator(path)
+        assert str(path) in _one_line(info)
+
+
+def test_tampered_header_is_refused(tiny_file):
+    path, _ = tiny_file
+    data = bytearray(path.read_bytes())
+    header_len = int.from_bytes(data[:8], "little")
+    start = data.index(b'"shape":[', 8, 8 + header_len) + len(b'"shape":[')
+    data[start] = ord("9")  # a shape that no longer matches the data offsets
+    path.write_bytes(bytes(data))
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert str(path) in _one_line(info)
+
+
+def test_tampered_bundled_file_fails_its_sha256(tmp_path, monkeypatch, tiny_file):
+    path, _ = tiny_file
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    data = bytearray(path.read_bytes())
+    digest = hashlib.sha256(data).hexdigest()
+    data[-3] ^= 0x01  # one bit in the tensor data: loads fine, but is not the published file
+    (bundled / "tiny_x4.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "bundled_dir", lambda: bundled)
+    entry = weights.ModelEntry("tiny_x4", "tiny_x4.safetensors", 4, "srresnet", "test", sha256=digest)
+    monkeypatch.setitem(weights.MODELS, "tiny_x4", entry)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("tiny_x4")
+    assert "sha256" in _one_line(info)
+    (bundled / "tiny_x4.safetensors").write_bytes(path.read_bytes())
+    assert resolve_weights("tiny_x4") == bundled / "tiny_x4.safetensors"
+
+
+def test_config_that_does_not_match_the_shapes_is_refused(tmp_path):
+    model = build_generator(TINY)
+    wrong = GeneratorConfig(num_blocks=1, num_features=16)
+    path = save_state(tmp_path / "m.safetensors", model.state_dict(), wrong)
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert "do not match their config" in _one_line(info)
+    deeper = GeneratorConfig(num_blocks=2, num_features=8)
+    path = save_state(tmp_path / "n.safetensors", model.state_dict(), deeper, overwrite=True)
+    with pytest.raises(SrganError, match="missing"):
+        load_generator(path)
+
+
+def test_file_without_srgan_config_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    path.write_bytes(serialize({"w": torch.zeros(2)}, metadata={"format": "pt"}))
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert "not an srgan generator" in _one_line(info)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    model = build_generator(TINY)
+    with torch.no_grad():
+        model.tail.weight[0, 0, 0, 0] = bad
+    path = save_generator(tmp_path / "m.safetensors", model, TINY)
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert "tail.weight" in _one_line(info)
+
+
+@pytest.fixture()
+def no_unpickling(monkeypatch):
+    """Fail the test if anything tries to unpickle."""
+
+    def forbidden(*args, **kwargs):
+        pytest.fail("something tried to unpickle a file")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+
+
+def test_pickles_are_never_unpickled(tmp_path, no_unpickling):
+    model = build_generator(TINY)
+    pt = tmp_path / "model.pt"
+    torch.save({"state_dict": model.state_dict(), "config": TINY.to_dict()}, pt)
+    disguised = tmp_path / "model.safetensors"
+    disguised.write_bytes(pt.read_bytes())
+
+    for suffix in (".pt", ".pth", ".ckpt", ".pkl", ".bin"):
+        path = pt.with_suffix(suffix)
+        path.write_bytes(pt.read_bytes())
+        with pytest.raises(SrganError) as info:
+            resolve_weights(path)
+        assert "pickle" in _one_line(info) and "safetensors" in str(info.value)
+        with pytest.raises(SrganError):
+            load_generator(path)
+    with pytest.raises(SrganError) as info:
+        load_generator(disguised)
+    assert "not a valid safetensors file" in _one_line(info)
+    with pytest.raises(SrganError):
+        read_metadata(disguised)
+
+
+def test_named_model_without_file_is_not_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "bundled_dir", lambda: tmp_path / "empty")
+    built = []
+    monkeypatch.setattr(weights, "build_generator", lambda *a, **k: built.append(a) or pytest.fail("built a model"))
+    for name in weights.MODELS:
+        entry = weights.MODELS[name]
+        monkeypatch.setitem(weights.MODELS, name, weights.ModelEntry(entry.name, entry.file, 4, entry.arch, "x"))
+        with pytest.raises(SrganError) as info:
+            resolve_weights(name)
+        message = _one_line(info)
+        assert f"model '{name}' is not bundled in this install and has no hub source yet" in message
+    assert built == []
+
+
+def test_describe_entries_rows(tmp_path, monkeypatch, tiny_file):
+    path, model = tiny_file
+    monkeypatch.setattr(weights, "bundled_dir", lambda: path.parent)
+    entry = weights.ModelEntry("tiny_x4", path.name, 4, "srresnet", "a tiny test model")
+    monkeypatch.setitem(weights.MODELS, "tiny_x4", entry)
+    rows = {row["name"]: row for row in describe_entries()}
+    row = rows["tiny_x4"]
+    assert row["available"] and row["source"] == "bundled" and row["hub"] is None and not row["cached"]
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    assert row["size_mb"] == round(path.stat().st_size / 1e6, 1)
+    assert sum(r["default"] for r in rows.values()) == 1
+    assert rows[weights.DEFAULT_MODEL]["default"]
