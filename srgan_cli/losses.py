@@ -202,6 +202,8 @@ class VGGFeatures(nn.Module):
         self.convention = Convention(convention)
         self._wanted = {VGG19_LAYERS.index(n): n for n in names}
         depth = max(self._wanted) + 1
+        # Each max-pool before the deepest layer halves the map; below 1 px the pool fails.
+        self.min_size = 2 ** sum(name.startswith("pool") for name in VGG19_LAYERS[:depth])
         modules: list[nn.Module] = []
         for i in range(depth):
             kind = VGG19_LAYERS[i][:4]
@@ -233,6 +235,12 @@ class VGGFeatures(nn.Module):
         return x * self.scale + self.shift
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if min(x.shape[-2:]) < self.min_size:
+            deepest = self._wanted[max(self._wanted)]
+            raise SrganError(
+                f"VGG19 layer {deepest} needs images of at least {self.min_size} px per side, got "
+                f"{tuple(x.shape[-2:])}; use larger patches or a shallower content layer"
+            )
         device_type = x.device.type
         bf16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
         with torch.autocast(device_type, enabled=bf16):

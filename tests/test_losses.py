@@ -74,8 +74,10 @@ def _random_vgg_state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def test_layer_names_follow_torchvision_vgg19_features():
-    torchvision = pytest.importorskip("torchvision")
-    features = torchvision.models.vgg19(weights=None).features
+    pytest.importorskip("torchvision")
+    from torchvision.models import vgg
+
+    features = vgg.make_layers(vgg.cfgs["E"])  # exactly vgg19(weights=None).features, minus its slow init
     assert len(VGG19_LAYERS) == len(features) == 37
     kinds = {"conv": torch.nn.Conv2d, "relu": torch.nn.ReLU, "pool": torch.nn.MaxPool2d}
     for name, module in zip(VGG19_LAYERS, features, strict=True):
@@ -217,6 +219,18 @@ def test_pickle_is_refused(tmp_path, name):
     torch.save({"0.weight": torch.zeros(64, 3, 3, 3)}, path)
     with pytest.raises(SrganError, match="safetensors"):
         load_vgg19(path, ["conv1_1"])
+
+
+@pytest.mark.parametrize(
+    ("layer", "size"), [("conv1_2", 1), ("relu2_1", 2), ("pool2", 4), ("pool5", 32), ("relu5_4", 16)]
+)
+def test_too_small_input_is_a_clear_error(layer, size):
+    vgg = VGGFeatures([layer], Convention.CAFFE)
+    assert vgg.min_size == size
+    vgg(torch.rand(1, 3, size, size))  # smallest size that works
+    if size > 1:
+        with pytest.raises(SrganError, match=f"{layer} needs images of at least {size} px"):
+            vgg(torch.rand(1, 3, size - 1, 64))
 
 
 def test_missing_file_is_a_user_error(tmp_path):
