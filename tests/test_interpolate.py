@@ -190,9 +190,8 @@ def test_cli_bad_options_are_usage_errors(pair, args, tmp_path, monkeypatch):
 
 def test_cli_bad_input_is_one_line(pair, tmp_path):
     _, _, pa, _ = pair
-    result = CliRunner().invoke(
-        main, ["interpolate", str(pa), str(tmp_path / "missing.safetensors"), "--alpha", "0.5", "-o", str(tmp_path / "o.safetensors")]
-    )
+    missing, out = str(tmp_path / "missing.safetensors"), str(tmp_path / "o.safetensors")
+    result = CliRunner().invoke(main, ["interpolate", str(pa), missing, "--alpha", "0.5", "-o", out])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing.safetensors" in lines[0]
