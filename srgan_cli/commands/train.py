@@ -1,0 +1,275 @@
+"""``srgan train``: parse and validate the options, show progress, call :func:`srgan_cli.train.train`."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import SrganError
+
+# Keys of a --config [train] table that must be true/false, or positive numbers.
+_BOOL_KEYS = ("no_batch_norm", "channels_last", "compile_", "resume", "quiet")
+_POSITIVE_KEYS = ("steps", "batch_size", "patch_size", "lr", "lr_step", "val_every", "checkpoint_every", "log_every")
+_POSITIVE_KEYS += ("threads", "num_blocks", "num_features")
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be positive")
+    return value
+
+
+def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value == "mse":
+        return value
+    try:
+        from ..losses import parse_layers
+    except ImportError:
+        return value
+    try:
+        parse_layers(value)
+    except SrganError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@click.command("train")
+@click.option(
+    "--stage",
+    type=click.Choice(["mse", "gan"]),
+    help="mse: SRResNet on pixel MSE; gan: SRGAN from --init.  [default: mse]",
+)
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder (tree) of training images.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder for checkpoints, metrics and weights.",
+)
+@click.option(
+    "--init",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Generator to start from (required for --stage gan).",
+)
+@click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its checkpoint.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TOML file with a [train] table of these options; flags override it.",
+)
+@click.option("--steps", type=int, callback=_positive, help="Generator updates.  [default: mse 1000000, gan 200000]")
+@click.option("--batch-size", type=int, callback=_positive, help="Patches per step and process.  [default: 16]")
+@click.option("--patch-size", type=int, callback=_positive, help="HR patch side in px.  [default: 96]")
+@click.option("--lr", type=float, callback=_positive, help="Adam learning rate.  [default: 1e-4]")
+@click.option("--lr-decay", type=click.Choice(["none", "step", "cosine"]), help="[default: mse none, gan step]")
+@click.option(
+    "--lr-step", type=int, callback=_positive, help="Steps between x0.1 drops of --lr-decay step.  [default: steps/2]"
+)
+@click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), help="[default: 0.9]")
+@click.option("--device", type=str, help="auto, cpu, cuda, cuda:N or mps.  [default: auto]")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    help="Autocast dtype (auto: fp16 on GPU, fp32 on CPU).",
+)
+@click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format.")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the models.")
+@click.option("--workers", type=click.IntRange(0), help="Data loader processes.  [default: min(4, cpus)]")
+@click.option(
+    "--cache", type=click.Choice(["auto", "on", "off"]), help="Keep decoded images in memory (auto: if under 2 GiB)."
+)
+@click.option(
+    "--vgg-weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="VGG19 safetensors for the content loss.",
+)
+@click.option(
+    "--content-loss",
+    callback=_layers,
+    help="gan content loss: vgg54, vgg22, conv5_4, 'conv2_1:0.1,conv3_1:1' or mse.  [default: vgg54]",
+)
+@click.option(
+    "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
+)
+@click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
+@click.option("--pixel-loss", type=click.Choice(["mse", "l1"]), help="[default: mse]")
+@click.option(
+    "--pixel-weight", type=click.FloatRange(0), help="Pixel loss weight in the gan stage.  [default: 0; ESRGAN 1e-2]"
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="EMA decay of the exported generator (0 = off).  [default: 0]",
+)
+@click.option("--arch", type=click.Choice(["srresnet", "rrdb"]), help="[default: srresnet]")
+@click.option("--num-blocks", type=int, callback=_positive, help="[default: 16 srresnet, 23 rrdb]")
+@click.option("--num-features", type=int, callback=_positive, help="[default: 64]")
+@click.option(
+    "--no-batch-norm", "no_batch_norm", is_flag=True, default=None, help="SRResNet without BatchNorm (ESRGAN)."
+)
+@click.option("--val", type=str, help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.")
+@click.option("--val-every", type=int, callback=_positive, help="[default: 1000]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="SRGAN_DATA_DIR",
+    help="Folder holding set5/, set14/, bsd100/.  [env: SRGAN_DATA_DIR]",
+)
+@click.option("--checkpoint-every", type=int, callback=_positive, help="[default: 1000]")
+@click.option("--log-every", type=int, callback=_positive, help="Steps per metrics line.  [default: 10]")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--threads", type=int, callback=_positive, help="torch CPU threads.")
+@click.option("-q", "--quiet", is_flag=True, default=None, help="Only errors.")
+def train(config_file: Path | None, **given: Any) -> None:
+    """Train a generator: stage mse (SRResNet, pixel MSE), then stage gan (SRGAN) from it.
+
+    \b
+      srgan train --stage mse --data images/ --out runs/srresnet --val set5
+      srgan train --stage gan --init runs/srresnet/generator.safetensors \\
+                  --data images/ --out runs/srgan --vgg-weights vgg19.safetensors
+      torchrun --nproc_per_node 4 -m srgan_cli train --data images/ --out runs/a
+
+    Ctrl-C saves a checkpoint; --resume continues exactly where it stopped.
+    """
+    options = _read_config(config_file) if config_file else {}
+    for key, value in given.items():
+        if value is not None:
+            options[key] = value  # a flag on the command line beats the config file
+    if "compile_" in options:
+        options["compile"] = options.pop("compile_")
+    if "no_batch_norm" in options:
+        options["batch_norm"] = not options.pop("no_batch_norm")
+    out = options.pop("out", None)
+    resume = bool(options.pop("resume", False))
+    quiet = bool(options.pop("quiet", False))
+    if out is None:
+        raise click.UsageError("--out is required: the run folder")
+    if not resume and "data" not in options:
+        raise click.UsageError("--data is required: a folder (tree) of training images")
+    for key in ("data", "init", "vgg_weights", "data_dir"):
+        if key in options:
+            options[key] = str(options[key])
+
+    from ..train import train as run_training
+
+    reporter = None if quiet else _Reporter()
+    try:
+        result = run_training(options, Path(out), resume=resume, report=reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if not quiet:
+        best = f", best val PSNR {result.best_psnr:.2f} dB" if result.best_psnr is not None else ""
+        click.echo(f"done: step {result.step}{best}; weights in {Path(out) / 'generator.safetensors'}", err=True)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise SrganError(f"{path}: reading TOML needs Python 3.11 or the 'tomli' package") from None
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SrganError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("train")
+    if not isinstance(table, dict):
+        raise SrganError(f"{path}: no [train] table; put the options under [train]")
+    params = {p.name for p in train.params} - {"config_file"}
+    aliases = {"compile": "compile_", "batch_norm": None}
+    options: dict[str, Any] = {}
+    for raw_key, value in table.items():
+        key = raw_key.replace("-", "_")
+        if key == "batch_norm":
+            options["no_batch_norm"] = not value
+            continue
+        key = aliases.get(key) or key
+        if key not in params:
+            raise SrganError(f"{path}: unknown option {raw_key!r} in [train]; use the names of the srgan train flags")
+        param = next(p for p in train.params if p.name == key)
+        if key in _BOOL_KEYS and not isinstance(value, bool):
+            raise SrganError(f"{path}: {raw_key} must be true or false")
+        try:
+            options[key] = param.type_cast_value(click.Context(train), value)
+        except click.BadParameter as exc:
+            raise SrganError(f"{path}: {raw_key}: {exc.message}") from None
+        if key in _POSITIVE_KEYS and options[key] <= 0:
+            raise SrganError(f"{path}: {raw_key} must be positive")
+    return options
+
+
+class _Reporter:
+    """Rich progress on a terminal; a plain line per log interval otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+        self.t0 = time.monotonic()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "info":
+            self._line(event["message"])
+        elif kind == "start":
+            g = event["generator"]
+            self._line(
+                f"stage {event['stage']}: {g['arch']} x{g['scale']} ({g['num_blocks']} blocks, "
+                f"{g['num_features']} features) on {event['device']} ({event['dtype']}, "
+                f"{event['world_size']} process(es)), step {event['step']} of {event['steps']}"
+            )
+            if self.tty:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+                self.progress = Progress(
+                    TextColumn("train"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.fields[status]}"),
+                    transient=False,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("train", total=event["steps"], completed=event["step"], status="")
+        elif kind == "log":
+            status = self._status(event)
+            if self.progress is not None:
+                self.progress.update(self.task, completed=event["step"], status=status)
+            else:
+                self._line(f"step {event['step']}/{event['steps']} {status}")
+        elif kind == "checkpoint" and self.progress is None:
+            self._line(f"checkpoint at step {event['step']}")
+
+    @staticmethod
+    def _status(event: dict[str, Any]) -> str:
+        parts = [f"loss {event['loss']:.4g}"]
+        for key in ("loss_content", "loss_adv", "loss_d"):
+            if key in event:
+                parts.append(f"{key[5:]} {event[key]:.4g}")
+        parts.append(f"lr {event['lr']:.2g}")
+        parts.append(f"{event['patches_per_s']:.1f} patches/s")
+        if event.get("val_psnr") is not None and math.isfinite(event["val_psnr"]):
+            parts.append(f"val {event['val_psnr']:.2f} dB")
+        elif event.get("best_psnr") is not None:
+            parts.append(f"best {event['best_psnr']:.2f} dB")
+        return "  ".join(parts)
+
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,281 @@
+"""Training data: random HR crops from any folder tree of images, and their bicubic LR inputs.
+
+Every sample is a pure function of ``(seed, index)``: which image, where the crop sits, the flip
+and the 90-degree rotation all come from a generator seeded with both. Batch ``b`` of step ``s``
+on rank ``r`` of ``w`` processes holds the indices ``((s * w + r) * b) ... + b - 1``, so a run
+resumed at step ``s`` sees exactly the batches an uninterrupted run would have seen, and ranks
+never share a sample (the sharding a DistributedSampler would do, without its epoch state).
+
+HR patches leave the loader as uint8; the LR inputs are made on the training device, batched,
+with the MATLAB-compatible bicubic (:func:`resize.imresize_torch`) and rounded to 8-bit levels
+like the LR files of the benchmark sets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .errors import SrganError
+from .resize import imresize, imresize_torch
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+CACHE_AUTO_LIMIT = 2 << 30  # decode everything up front when the decoded set fits in 2 GiB
+CACHE_MODES = ("auto", "on", "off")
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+@dataclass
+class ImageScan:
+    """The usable images of a folder tree and what was skipped."""
+
+    root: Path
+    paths: list[Path] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height)
+    skipped_small: int = 0
+    skipped_unreadable: int = 0
+
+    @property
+    def decoded_bytes(self) -> int:
+        return sum(w * h * 3 for w, h in self.sizes)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.paths)} training images in {self.root} "
+            f"(skipped {self.skipped_small} smaller than the patch, {self.skipped_unreadable} unreadable)"
+        )
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files under ``root``, recursively, sorted; hidden files and folders are ignored."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def scan_images(root: str | Path, min_size: int) -> ImageScan:
+    """Find the images under ``root`` at least ``min_size`` px on each side (header reads only)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SrganError(f"{root}: no such folder; --data must be a folder (tree) of training images")
+    scan = ImageScan(root=root)
+    for path in list_images(root):
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except _READ_ERRORS:
+            scan.skipped_unreadable += 1
+            continue
+        if width < min_size or height < min_size:
+            scan.skipped_small += 1
+            continue
+        scan.paths.append(path)
+        scan.sizes.append((width, height))
+    if not scan.paths:
+        raise SrganError(
+            f"{root}: no usable training images ({scan.skipped_small} smaller than the {min_size} px patch, "
+            f"{scan.skipped_unreadable} unreadable); give --data a folder of images at least {min_size} px wide"
+        )
+    return scan
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image to (H, W, 3) uint8 RGB."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def resolve_cache(mode: str, scan: ImageScan) -> bool:
+    if mode not in CACHE_MODES:
+        raise SrganError(f"unknown cache mode {mode!r}; expected one of {', '.join(CACHE_MODES)}")
+    if mode == "auto":
+        return scan.decoded_bytes <= CACHE_AUTO_LIMIT
+    return mode == "on"
+
+
+def random_patch(image: np.ndarray, patch: int, rng: np.random.Generator, augment: bool = True) -> np.ndarray:
+    """A random ``patch`` x ``patch`` crop of an (H, W, C) array, randomly flipped and rotated."""
+    h, w = image.shape[:2]
+    y = int(rng.integers(0, h - patch + 1))
+    x = int(rng.integers(0, w - patch + 1))
+    crop = image[y : y + patch, x : x + patch]
+    if augment:
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = np.rot90(crop, k=int(rng.integers(0, 4)))
+    return np.ascontiguousarray(crop)
+
+
+class PatchDataset(Dataset):
+    """Sample ``i`` is a random HR patch, a pure function of ``(seed, i)``; (C, P, P) uint8."""
+
+    def __init__(self, scan: ImageScan, patch_size: int, seed: int = 0, cache: bool = False, augment: bool = True):
+        self.paths = list(scan.paths)
+        self.patch_size = patch_size
+        self.seed = seed
+        self.augment = augment
+        self.images: list[np.ndarray] | None = None
+        if cache:
+            self.images = [read_rgb(p) for p in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _image(self, k: int) -> np.ndarray:
+        if self.images is not None:
+            return self.images[k]
+        return read_rgb(self.paths[k])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng((self.seed, index))
+        k = int(rng.integers(0, len(self.paths)))
+        for attempt in range(len(self.paths)):
+            # An image whose header reads but whose data does not: take the next one, deterministically.
+            try:
+                image = self._image((k + attempt) % len(self.paths))
+                break
+            except _READ_ERRORS:
+                continue
+        else:
+            raise SrganError(f"{self.paths[k].parent}: none of the training images can be decoded")
+        patch = random_patch(image, self.patch_size, rng, self.augment)
+        return torch.from_numpy(patch.transpose(2, 0, 1).copy())
+
+
+class StepBatchSampler(Sampler):
+    """Yields the sample indices of steps ``start_step, start_step + 1, ...`` for one rank."""
+
+    def __init__(self, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1, stop_step=None):
+        self.batch_size = batch_size
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+        self.stop_step = stop_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while self.stop_step is None or step < self.stop_step:
+            base = (step * self.world_size + self.rank) * self.batch_size
+            yield list(range(base, base + self.batch_size))
+            step += 1
+
+    def __len__(self) -> int:
+        if self.stop_step is None:
+            raise TypeError("an open-ended step sampler has no length")
+        return max(0, self.stop_step - self.start_step)
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # workers crop and flip; the main process owns the cores
+    # Ctrl-C reaches the whole process group: the main process saves a checkpoint and stops
+    # the workers itself, so they must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def make_loader(
+    dataset: PatchDataset,
+    batch_size: int,
+    start_step: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 0,
+    pin_memory: bool = False,
+    stop_step: int | None = None,
+) -> DataLoader:
+    sampler = StepBatchSampler(batch_size, start_step, rank, world_size, stop_step)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def make_pair(hr_uint8: torch.Tensor, scale: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) float batches in [0, 1] on ``device`` from a uint8 HR batch (N, C, H, W).
+
+    LR = MATLAB bicubic x(1/scale) of HR, rounded to 8-bit levels (as a saved LR image would be).
+    """
+    hr = hr_uint8.to(device, non_blocking=True).float().div_(255.0)
+    lr = imresize_torch(hr, 1.0 / scale)
+    lr = lr.mul_(255.0).round_().clamp_(0, 255).div_(255.0)
+    return lr, hr
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation images
+
+
+@dataclass
+class ValImage:
+    name: str
+    lr: np.ndarray  # (h, w, 3) uint8
+    hr: np.ndarray  # (scale*h, scale*w, 3) uint8
+
+
+NAMED_SETS = ("set5", "set14", "bsd100")
+
+
+def load_val_set(spec: str, data_dir: str | Path | None, scale: int) -> list[ValImage]:
+    """A named benchmark set (under ``data_dir``) or a folder: its LR_x<scale>/ files when present,
+    else LR made from HR with the MATLAB bicubic (HR cropped to a multiple of ``scale`` first)."""
+    if spec.lower() in NAMED_SETS:
+        if data_dir is None:
+            raise SrganError(
+                f"--val {spec}: say where the benchmark sets are with --data-dir or SRGAN_DATA_DIR "
+                f"(the folder holding {spec.lower()}/HR)"
+            )
+        folder = Path(data_dir) / spec.lower()
+        if not (folder / "HR").is_dir():
+            raise SrganError(f"{folder / 'HR'}: no such folder; point --data-dir at the folder holding {spec.lower()}/")
+    else:
+        folder = Path(spec)
+        if not folder.is_dir():
+            raise SrganError(f"--val {spec}: not a named set ({', '.join(NAMED_SETS)}) nor a folder")
+    hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
+    lr_dir = folder / f"LR_x{scale}"
+    images = []
+    for path in sorted(
+        p for p in hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    ):
+        try:
+            hr = read_rgb(path)
+        except _READ_ERRORS:
+            raise SrganError(f"{path}: cannot read this validation image; remove it or fix it") from None
+        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+        if h < scale * 4 or w < scale * 4:
+            continue
+        hr = np.ascontiguousarray(hr[:h, :w])
+        lr_path = lr_dir / path.name
+        if lr_dir.is_dir() and lr_path.is_file():
+            try:
+                lr = read_rgb(lr_path)
+            except _READ_ERRORS:
+                raise SrganError(f"{lr_path}: cannot read this validation image; remove it or fix it") from None
+            if lr.shape[0] * scale != h or lr.shape[1] * scale != w:
+                raise SrganError(f"{lr_path}: size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale}; fix the pair")
+        else:
+            lr = imresize(hr, 1.0 / scale)
+        images.append(ValImage(path.stem, lr, hr))
+    if not images:
+        raise SrganError(f"{hr_dir}: no validation images found")
+    return images

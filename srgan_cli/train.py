@@ -1,0 +1,791 @@
+"""The training loop: the paper's two stages (``mse``: SRResNet; ``gan``: SRGAN from it).
+
+One function, :func:`train`, runs a stage from a dict of options (the same names as the CLI
+flags) into a run folder::
+
+    RUN/config.json                 the resolved configuration
+    RUN/metrics.jsonl               one JSON line per log interval (step, loss, lr, patches_per_s, val_psnr, ...)
+    RUN/checkpoint.pt               everything to resume (tensors and plain Python only: weights_only loads)
+    RUN/generator.safetensors       the generator at the last checkpoint (the EMA one when --ema is on)
+    RUN/generator_best.safetensors  the generator with the best validation PSNR so far
+
+Resuming is exact: the data stream is a pure function of (seed, step) (see :mod:`data`), and the
+checkpoint holds the model, optimiser, scaler and RNG states, so N steps in one go and k steps
+plus a resume to N give the same weights on the CPU.
+
+Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK set) every process trains on its own shard
+with DistributedDataParallel; rank 0 alone writes files and reports, and the others wait at a
+barrier around each checkpoint. The core never prints: progress goes to a ``report`` callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ARCHS, DiscriminatorConfig, GeneratorConfig
+from .data import (
+    CACHE_MODES,
+    PatchDataset,
+    ValImage,
+    default_workers,
+    load_val_set,
+    make_loader,
+    make_pair,
+    resolve_cache,
+    scan_images,
+)
+from .device import PRECISIONS, choose_device, choose_dtype
+from .errors import SrganError
+from .fsutil import atomic_path
+from .models import Discriminator, build_generator
+from .weights import load_generator, save_generator
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "srgan-train-checkpoint"
+CHECKPOINT_VERSION = 1
+STAGES = ("mse", "gan")
+LR_DECAYS = ("none", "step", "cosine")
+GAN_TYPES = ("standard", "relativistic")
+PIXEL_LOSSES = ("mse", "l1")
+
+Report = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; ``None`` means "the paper's value for this stage" (see :meth:`resolved`)."""
+
+    stage: str = "mse"
+    data: str | None = None
+    init: str | None = None
+    steps: int | None = None  # generator updates; mse 1e6, gan 2e5 (1e5 at lr, 1e5 at lr/10)
+    batch_size: int = 16  # per process
+    patch_size: int = 96  # HR
+    scale: int = 4
+    lr: float = 1e-4
+    lr_decay: str | None = None  # mse: none; gan: step
+    lr_step: int | None = None  # gan: steps // 2
+    lr_gamma: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    workers: int | None = None  # min(4, cpus)
+    cache: str = "auto"
+    vgg_weights: str | None = None
+    content_loss: str | None = None  # mse stage: mse; gan: vgg54
+    gan_type: str = "standard"
+    adv_weight: float = 1e-3
+    pixel_loss: str = "mse"
+    pixel_weight: float | None = None  # mse stage: 1; gan: 0
+    ema: float = 0.0
+    arch: str = "srresnet"
+    num_blocks: int | None = None
+    num_features: int | None = None
+    batch_norm: bool | None = None
+    val: str | None = None
+    val_every: int = 1000
+    data_dir: str | None = None
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise SrganError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolved(self) -> TrainConfig:
+        """Fill the stage-dependent defaults and check every value."""
+        c = dataclasses.replace(self)
+        _choice("stage", c.stage, STAGES)
+        gan = c.stage == "gan"
+        if c.steps is None:
+            c.steps = 200_000 if gan else 1_000_000
+        if c.lr_decay is None:
+            c.lr_decay = "step" if gan else "none"
+        if c.lr_step is None:
+            c.lr_step = max(1, c.steps // 2)
+        if c.content_loss is None:
+            c.content_loss = "vgg54" if gan else "mse"
+        if c.pixel_weight is None:
+            c.pixel_weight = 0.0 if gan else 1.0
+        if c.workers is None:
+            c.workers = default_workers()
+        _choice("lr_decay", c.lr_decay, LR_DECAYS)
+        _choice("gan_type", c.gan_type, GAN_TYPES)
+        _choice("pixel_loss", c.pixel_loss, PIXEL_LOSSES)
+        _choice("precision", c.precision, PRECISIONS)
+        _choice("cache", c.cache, CACHE_MODES)
+        _choice("arch", c.arch, ARCHS)
+        for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
+            if int(getattr(c, name)) < 1:
+                raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
+        if c.workers < 0 or (c.threads is not None and c.threads < 1):
+            raise SrganError("--workers must be >= 0 and --threads >= 1")
+        if not (0.0 <= c.ema < 1.0):
+            raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
+        if c.lr <= 0:
+            raise SrganError(f"--lr must be positive, got {c.lr}")
+        if c.patch_size % c.scale:
+            raise SrganError(f"--patch-size {c.patch_size} must be a multiple of the scale ({c.scale})")
+        if gan and c.patch_size % 16:
+            raise SrganError(f"--patch-size {c.patch_size}: the discriminator needs a multiple of 16 (paper: 96)")
+        if c.data is None:
+            raise SrganError("--data is required: a folder (tree) of training images")
+        return c
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SrganError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(allowed)}")
+
+
+# Options that define what is being trained: a resume may not change them.
+FROZEN_ON_RESUME = ("stage", "arch", "num_blocks", "num_features", "batch_norm", "scale", "seed", "gan_type")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of update ``step`` (0-based)."""
+    if cfg.lr_decay == "step":
+        return cfg.lr * cfg.lr_gamma ** (step // cfg.lr_step)
+    if cfg.lr_decay == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return cfg.lr
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    try:
+        from .losses import pixel_loss as shared_pixel_loss
+    except ImportError:  # losses.py not installed in this tree: the same two losses, here
+        return F.l1_loss(sr, hr) if kind == "l1" else F.mse_loss(sr, hr)
+    return shared_pixel_loss(sr, hr, kind=kind)
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
+    """Y-channel PSNR with a ``crop`` px border removed, exactly as ``srgan bench``."""
+    try:
+        from .metrics import psnr_y as bench_psnr_y
+    except ImportError:
+        bench_psnr_y = None
+    if bench_psnr_y is not None:
+        return float(bench_psnr_y(sr, hr, crop=crop))
+    w = np.array([65.481, 128.553, 24.966]) / 255.0
+    ys = 16.0 + sr.astype(np.float64) @ w
+    yh = 16.0 + hr.astype(np.float64) @ w
+    if crop:
+        ys, yh = ys[crop:-crop, crop:-crop], yh[crop:-crop, crop:-crop]
+    mse = float(np.mean((ys - yh) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Our own checkpoint, loaded without unpickling arbitrary objects; one-line error if broken."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SrganError(f"{path}: no checkpoint to resume from; start the run without --resume") from None
+    except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise SrganError(
+            f"{path}: corrupt or not an srgan checkpoint ({first}); restore a copy or start a new run"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SrganError(f"{path}: not an srgan training checkpoint; restore a copy or start a new run")
+    if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:
+        raise SrganError(f"{path}: written by a newer srgan; upgrade srgan to resume it")
+    return state
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed set-up
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+def _setup_dist(device_name: str) -> tuple[Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), choose_device(device_name)
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if device_name in ("auto", "cuda") and torch.cuda.is_available():
+        device = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = choose_device(device_name)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+    dist = torch.distributed
+    owns = False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+        owns = True
+    return Dist(dist.get_rank(), dist.get_world_size(), local, owns), device
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    generator: nn.Module  # the trained generator (the EMA copy when --ema is on), unwrapped
+    best_psnr: float | None
+    last_psnr: float | None
+    losses: list[float]  # the generator's total loss at every step run in this call
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the step, save, then stop. Second: stop at once."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    module = getattr(module, "_orig_mod", module)
+    return getattr(module, "module", module)
+
+
+def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's configuration: a fresh one from ``options``, or the saved one with ``options`` on top."""
+    ckpt_path = run_dir / CHECKPOINT
+    if not resume:
+        if ckpt_path.exists():
+            raise SrganError(
+                f"{run_dir}: already holds a training run (checkpoint.pt); add --resume to continue it "
+                "or choose another --out"
+            )
+        return TrainConfig.from_dict(options).resolved(), None
+    state = load_checkpoint(ckpt_path)
+    saved = dict(state.get("config") or {})
+    known = {f.name for f in fields(TrainConfig)}
+    saved = {k: v for k, v in saved.items() if k in known}
+    for key in FROZEN_ON_RESUME:
+        if key in options and key in saved and options[key] != saved[key]:
+            raise SrganError(
+                f"--{key.replace('_', '-')} {options[key]!r} differs from the run being resumed ({saved[key]!r}); "
+                "a resume continues the same training"
+            )
+    merged = {**saved, **options}
+    return TrainConfig.from_dict(merged).resolved(), state
+
+
+def train(
+    options: dict[str, Any],
+    out: str | Path,
+    resume: bool = False,
+    report: Report | None = None,
+) -> TrainResult:
+    """Run (or resume) a training stage into the folder ``out``; see the module docstring."""
+    run_dir = Path(out)
+    cfg, state = resolve_options(run_dir, options, resume)
+    dist, device = _setup_dist(cfg.device)
+    try:
+        return _Trainer(cfg, run_dir, state, dist, device, report).run()
+    finally:
+        if dist.owns_group:
+            torch.distributed.destroy_process_group()
+
+
+class _Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        state: dict[str, Any] | None,
+        dist: Dist,
+        device: torch.device,
+        report: Report | None,
+    ) -> None:
+        self.cfg, self.run_dir, self.state, self.dist, self.device = cfg, run_dir, state, dist, device
+        self._report = report
+        self.gan = cfg.stage == "gan"
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.dtype, note = choose_dtype(cfg.precision, device)
+        if note:
+            self.info(note)
+        if cfg.stage == "gan" and cfg.init is None and state is None:
+            raise SrganError(
+                "--stage gan starts from a trained mse generator: give --init GENERATOR.safetensors "
+                "(e.g. RUN/generator.safetensors of an mse run)"
+            )
+
+    # -- reporting -----------------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        if self._report is not None and self.dist.main:
+            self._report(event)
+
+    def info(self, message: str) -> None:
+        self.emit({"event": "info", "message": message})
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _generator_config(self) -> GeneratorConfig:
+        cfg, state = self.cfg, self.state
+        if state is not None:
+            return GeneratorConfig.from_dict(state["generator_config"])
+        if cfg.init is not None:
+            _, gconf, _ = load_generator(cfg.init)
+            return gconf
+        overrides: dict[str, Any] = {"scale": cfg.scale}
+        if cfg.num_blocks is not None:
+            overrides["num_blocks"] = cfg.num_blocks
+        if cfg.num_features is not None:
+            overrides["num_features"] = cfg.num_features
+        if cfg.batch_norm is not None:
+            overrides["batch_norm"] = cfg.batch_norm
+        return GeneratorConfig.for_arch(cfg.arch, **overrides)
+
+    def _build(self) -> None:
+        cfg, device = self.cfg, self.device
+        torch.manual_seed(cfg.seed)
+        self.gconf = self._generator_config()
+        if self.gconf.scale != cfg.scale:
+            raise SrganError(f"{cfg.init}: a x{self.gconf.scale} generator; this run trains x{cfg.scale}")
+        self.G = build_generator(self.gconf).to(device)
+        if self.state is None and cfg.init is not None:
+            init_model, _, _ = load_generator(cfg.init)
+            self.G.load_state_dict(init_model.state_dict())
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        self.ema = None
+        if cfg.ema > 0:
+            self.ema = copy.deepcopy(self.G).requires_grad_(False).eval()
+        self.D = self.opt_d = self.dconf = None
+        if self.gan:
+            self.dconf = DiscriminatorConfig(patch_size=cfg.patch_size)
+            self.D = Discriminator(self.dconf).to(device)
+            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        fp16 = self.dtype == torch.float16 and device.type == "cuda"
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.step = 0
+        self.best_psnr: float | None = None
+        self.last_psnr: float | None = None
+        if self.state is not None:
+            self._restore(self.state)
+        if cfg.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            if self.D is not None:
+                self.D.to(memory_format=torch.channels_last)
+        self.g_train: nn.Module = self.G
+        self.d_train: nn.Module | None = self.D
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            if device.type == "cuda" and self.gconf.batch_norm:
+                self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.g_train = DDP(self.G, device_ids=ids)
+            if self.D is not None:
+                self.d_train = DDP(self.D, device_ids=ids)
+        if cfg.compile:
+            self.g_train = torch.compile(self.g_train)
+            if self.d_train is not None:
+                self.d_train = torch.compile(self.d_train)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.opt_g.load_state_dict(state["optimizer_g"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state.get("ema") or state["generator"])
+            if self.D is not None:
+                self.D.load_state_dict(state["discriminator"])
+                self.opt_d.load_state_dict(state["optimizer_d"])
+            if state.get("scaler_g"):
+                self.scaler_g.load_state_dict(state["scaler_g"])
+            if state.get("scaler_d"):
+                self.scaler_d.load_state_dict(state["scaler_d"])
+            self.step = int(state["step"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise SrganError(
+                f"{self.run_dir / CHECKPOINT}: does not match this run's models ({first}); start a new run"
+            ) from None
+        self.best_psnr = state.get("best_psnr")
+        self.last_psnr = state.get("last_psnr")
+        _set_rng_state(state.get("rng") or {}, self.device)
+
+    def _losses(self) -> None:
+        """Content / adversarial losses; VGG loaded now, so a missing VGG fails before any training."""
+        cfg = self.cfg
+        self.content = None
+        if not self.gan:
+            return
+        try:
+            from . import losses
+        except ImportError:
+            raise SrganError("--stage gan needs srgan_cli.losses, which this installation lacks") from None
+        self.losses = losses
+        if cfg.content_loss != "mse":
+            layers = losses.parse_layers(cfg.content_loss)
+            vgg = losses.load_vgg19(cfg.vgg_weights, layers, self.device)
+            self.content = losses.ContentLoss(vgg, layers, criterion="mse").to(self.device)
+
+    def _data(self) -> None:
+        cfg = self.cfg
+        scan = scan_images(cfg.data, cfg.patch_size)
+        self.info(scan.summary())
+        cache = resolve_cache(cfg.cache, scan)
+        self.dataset = PatchDataset(scan, cfg.patch_size, seed=cfg.seed, cache=cache)
+        self.loader = make_loader(
+            self.dataset,
+            cfg.batch_size,
+            start_step=self.step,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            workers=cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            stop_step=cfg.steps,
+        )
+        self.val_images: list[ValImage] = []
+        if cfg.val:
+            data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
+            self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
+
+    # -- one step ------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        if cfg.channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+            hr = hr.contiguous(memory_format=torch.channels_last)
+        if not self.gan:
+            with self._autocast():
+                sr = self.g_train(lr)
+            loss = pixel_loss(sr.float(), hr, cfg.pixel_loss) * cfg.pixel_weight
+            self.opt_g.zero_grad(set_to_none=True)
+            self.scaler_g.scale(loss).backward()
+            self.scaler_g.step(self.opt_g)
+            self.scaler_g.update()
+            return {"loss": float(loss.detach())}
+        losses = self.losses
+        n = hr.shape[0]
+        with self._autocast():
+            sr = self.g_train(lr)
+        # D step: real and fake in one forward (one DDP all-reduce), G's output detached.
+        self.D.requires_grad_(True)
+        with self._autocast():
+            logits = self.d_train(torch.cat([hr, sr.detach()])).float()
+        loss_d = losses.d_loss(logits[:n], logits[n:], kind=cfg.gan_type)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler_d.scale(loss_d).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
+        # G step: D frozen, called unwrapped (no gradient of D to synchronise).
+        self.D.requires_grad_(False)
+        with self._autocast():
+            logits = self.D(torch.cat([hr, sr])).float()
+        sr32 = sr.float()
+        loss_adv = losses.g_adv_loss(logits[:n].detach(), logits[n:], kind=cfg.gan_type)
+        loss_content = self.content(sr32, hr) if self.content is not None else losses.pixel_loss(sr32, hr, kind="mse")
+        loss = loss_content + cfg.adv_weight * loss_adv
+        loss_pixel = None
+        if cfg.pixel_weight:
+            loss_pixel = losses.pixel_loss(sr32, hr, kind=cfg.pixel_loss)
+            loss = loss + cfg.pixel_weight * loss_pixel
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        self.D.requires_grad_(True)
+        out = {
+            "loss": float(loss.detach()),
+            "loss_content": float(loss_content.detach()),
+            "loss_adv": float(loss_adv.detach()),
+            "loss_d": float(loss_d.detach()),
+        }
+        if loss_pixel is not None:
+            out["loss_pixel"] = float(loss_pixel.detach())
+        return out
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.ema
+        for e, p in zip(self.ema.state_dict().values(), self.G.state_dict().values(), strict=True):
+            if e.is_floating_point():
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            else:
+                e.copy_(p)
+
+    def export_model(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.G
+
+    # -- validation and checkpoints ------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        model = self.export_model()
+        was_training = model.training
+        model.eval()
+        scores = []
+        try:
+            for item in self.val_images:
+                x = torch.from_numpy(item.lr.transpose(2, 0, 1).copy()).float().div_(255).unsqueeze(0).to(self.device)
+                with self._autocast():
+                    y = model(x)
+                sr = y.float().clamp_(0, 1).mul_(255).round_().squeeze(0).permute(1, 2, 0).cpu().numpy()
+                scores.append(psnr_y(sr.astype(np.uint8), item.hr, crop=self.cfg.scale))
+        finally:
+            model.train(was_training)
+        return float(np.mean(scores))
+
+    def _metadata(self) -> dict[str, str]:
+        cfg = self.cfg
+        meta = {
+            "stage": cfg.stage,
+            "steps": str(self.step),
+            "data": str(cfg.data),
+            "seed": str(cfg.seed),
+            "patch_size": str(cfg.patch_size),
+            "batch_size": str(cfg.batch_size * self.dist.world_size),
+            "content_loss": str(cfg.content_loss),
+            "trained_with": "srgan train",
+        }
+        if self.gan:
+            meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight), init=str(cfg.init))
+        if cfg.ema:
+            meta["ema"] = str(cfg.ema)
+        if self.last_psnr is not None:
+            meta["val_psnr"] = f"{self.last_psnr:.4f}"
+            meta["val"] = str(cfg.val)
+        return meta
+
+    def checkpoint(self) -> None:
+        """Write generator.safetensors, then checkpoint.pt, each atomically (rank 0; others wait)."""
+        self.dist.barrier()
+        if self.dist.main:
+            save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "format_version": CHECKPOINT_VERSION,
+                "step": self.step,
+                "config": self.cfg.to_dict(),
+                "generator_config": self.gconf.to_dict(),
+                "generator": self.G.state_dict(),
+                "optimizer_g": self.opt_g.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "discriminator_config": self.dconf.to_dict() if self.dconf is not None else None,
+                "discriminator": self.D.state_dict() if self.D is not None else None,
+                "optimizer_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+                "scaler_g": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else None,
+                "scaler_d": self.scaler_d.state_dict() if self.scaler_d.is_enabled() else None,
+                "rng": _rng_state(self.device),
+                "best_psnr": self.best_psnr,
+                "last_psnr": self.last_psnr,
+                "world_size": self.dist.world_size,
+                "saved_at": time.time(),
+            }
+            _save_checkpoint(self.run_dir / CHECKPOINT, state)
+            self.emit({"event": "checkpoint", "step": self.step})
+        self.dist.barrier()
+
+    def _prepare_run_dir(self) -> None:
+        if not self.dist.main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.run_dir / "config.json") as tmp:
+            record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists():
+            # Drop lines past the checkpoint we resume from: those steps are about to be redone.
+            kept = []
+            for line in metrics.read_text().splitlines():
+                try:
+                    if int(json.loads(line)["step"]) <= self.step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue
+            with atomic_path(metrics) as tmp:
+                tmp.write_text("".join(k + "\n" for k in kept))
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        if self.dist.main:
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self._build()
+        self._losses()
+        self._data()
+        self._prepare_run_dir()
+        self.dist.barrier()
+        start = self.step
+        self.emit(
+            {
+                "event": "start",
+                "step": start,
+                "steps": cfg.steps,
+                "stage": cfg.stage,
+                "device": str(self.device),
+                "dtype": str(self.dtype).replace("torch.", ""),
+                "world_size": self.dist.world_size,
+                "generator": self.gconf.to_dict(),
+            }
+        )
+        self.G.train()
+        if self.D is not None:
+            self.D.train()
+        all_losses: list[float] = []
+        window: dict[str, list[float]] = {}
+        busy = 0.0  # seconds spent loading and training in this log window (not validating or saving)
+        n_window = 0
+        interrupted = False
+        with _Interrupt(enabled=not self.dist.enabled) as stop:
+            it = iter(self.loader)
+            while self.step < cfg.steps:
+                if stop.requested:
+                    interrupted = True
+                    break
+                t_step = time.perf_counter()
+                hr_u8 = next(it)
+                lr_value = lr_at(cfg, self.step)
+                for opt in (self.opt_g, self.opt_d):
+                    if opt is not None:
+                        for group in opt.param_groups:
+                            group["lr"] = lr_value
+                lr, hr = make_pair(hr_u8, cfg.scale, self.device)
+                values = self._train_step(lr, hr)
+                if not math.isfinite(values["loss"]):
+                    raise SrganError(
+                        f"the loss became {values['loss']} at step {self.step + 1}; lower --lr or use "
+                        "--precision fp32, then --resume from the last checkpoint"
+                    )
+                if self.ema is not None:
+                    self._update_ema()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                busy += time.perf_counter() - t_step
+                self.step += 1
+                n_window += 1
+                all_losses.append(values["loss"])
+                for key, value in values.items():
+                    window.setdefault(key, []).append(value)
+                val_psnr = None
+                if self.val_images and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                    if self.dist.main:
+                        val_psnr = self.last_psnr = self.validate()
+                    self.dist.barrier()
+                    if val_psnr is not None and (self.best_psnr is None or val_psnr > self.best_psnr):
+                        self.best_psnr = val_psnr
+                        save_generator(
+                            self.run_dir / "generator_best.safetensors",
+                            self.export_model(),
+                            self.gconf,
+                            self._metadata(),
+                        )
+                if self.step % cfg.log_every == 0 or val_psnr is not None or self.step == cfg.steps:
+                    record: dict[str, Any] = {"step": self.step}
+                    record.update({k: float(np.mean(v)) for k, v in window.items()})
+                    record["lr"] = lr_value
+                    record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
+                    record["val_psnr"] = val_psnr
+                    record["time"] = time.time()
+                    self._write_metrics(record)
+                    self.emit({"event": "log", "steps": cfg.steps, "best_psnr": self.best_psnr, **record})
+                    window, n_window, busy = {}, 0, 0.0
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.checkpoint()
+        if interrupted:
+            if self.step > start:
+                self.checkpoint()
+            raise KeyboardInterrupt
+        if self.step == start and start > 0:
+            self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
+        self.emit({"event": "done", "step": self.step, "best_psnr": self.best_psnr, "val_psnr": self.last_psnr})
+        return TrainResult(self.run_dir, self.step, self.export_model(), self.best_psnr, self.last_psnr, all_losses)

@@ -1,0 +1,150 @@
+"""Training data: crops, augmentation, determinism, skipped files, the bicubic LR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_cli.data import (
+    PatchDataset,
+    StepBatchSampler,
+    load_val_set,
+    make_loader,
+    make_pair,
+    random_patch,
+    resolve_cache,
+    scan_images,
+)
+from srgan_cli.errors import SrganError
+from srgan_cli.resize import imresize, imresize_torch
+
+
+def _write_images(folder, count=3, size=(48, 40), seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+
+
+@pytest.fixture()
+def image_tree(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root / "a", 2)
+    _write_images(root / "b" / "deeper", 2, seed=1)
+    Image.fromarray(np.zeros((10, 50, 3), np.uint8)).save(root / "a" / "tiny.png")
+    (root / "b" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (root / "notes.txt").write_text("ignored")
+    ramp = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8)
+    Image.fromarray(ramp).save(root / "gray.png")  # grayscale: read as RGB
+    return root
+
+
+def test_scan_recurses_and_counts_skipped(image_tree):
+    scan = scan_images(image_tree, 32)
+    assert len(scan.paths) == 5
+    assert scan.skipped_small == 1
+    assert scan.skipped_unreadable == 1
+    assert "skipped 1 smaller" in scan.summary() and "1 unreadable" in scan.summary()
+
+
+def test_scan_without_usable_images_is_one_line_error(tmp_path):
+    _write_images(tmp_path / "small", 2, size=(8, 8))
+    with pytest.raises(SrganError, match="no usable training images") as info:
+        scan_images(tmp_path / "small", 32)
+    assert "\n" not in str(info.value)
+    with pytest.raises(SrganError, match="no such folder"):
+        scan_images(tmp_path / "missing", 32)
+
+
+def test_patches_shape_dtype_and_determinism(image_tree):
+    scan = scan_images(image_tree, 32)
+    a = PatchDataset(scan, 32, seed=3)
+    b = PatchDataset(scan, 32, seed=3, cache=True)
+    c = PatchDataset(scan, 32, seed=4)
+    for i in range(6):
+        pa, pb = a[i], b[i]
+        assert pa.shape == (3, 32, 32) and pa.dtype == torch.uint8
+        assert torch.equal(pa, pb)  # cached or not, a sample is a function of (seed, index)
+    assert any(not torch.equal(a[i], c[i]) for i in range(6))
+    assert not torch.equal(a[0], a[1])
+
+
+def test_random_patch_is_a_flipped_or_rotated_crop():
+    image = np.arange(20 * 30 * 3, dtype=np.int64).reshape(20, 30, 3)
+    seen = set()
+    for s in range(40):
+        patch = random_patch(image, 8, np.random.default_rng(s))
+        assert patch.shape == (8, 8, 3)
+        # Undo every flip/rotation candidate: one of them must be a crop of the image.
+        candidates = [np.rot90(patch, -k) for k in range(4)] + [np.rot90(patch, -k)[:, ::-1] for k in range(4)]
+        found = False
+        for cand in candidates:
+            y, x = np.argwhere(image[..., 0] == cand[0, 0, 0])[0]
+            if y + 8 <= 20 and x + 8 <= 30 and np.array_equal(image[y : y + 8, x : x + 8], cand):
+                found = True
+        assert found
+        seen.add(patch[0, 0, 0] - patch[0, 1, 0])  # horizontal neighbour difference reveals the orientation
+    assert len(seen) >= 3
+
+
+def test_batches_shard_by_rank_and_resume_by_step():
+    full = list(StepBatchSampler(4, start_step=0, world_size=2, rank=0, stop_step=3))
+    other = list(StepBatchSampler(4, start_step=0, world_size=2, rank=1, stop_step=3))
+    resumed = list(StepBatchSampler(4, start_step=2, world_size=2, rank=0, stop_step=3))
+    assert resumed == full[2:]
+    flat0 = {i for batch in full for i in batch}
+    flat1 = {i for batch in other for i in batch}
+    assert not flat0 & flat1 and len(flat0 | flat1) == 24
+
+
+def test_loader_with_workers_matches_in_process(image_tree):
+    dataset = PatchDataset(scan_images(image_tree, 16), 16, seed=1)
+    it0 = iter(make_loader(dataset, 3, start_step=1, workers=0, stop_step=3))
+    it2 = iter(make_loader(dataset, 3, start_step=1, workers=2, stop_step=3))
+    for _ in range(2):
+        assert torch.equal(next(it0), next(it2))
+
+
+def test_imresize_torch_equals_numpy():
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 3, 24, 32))
+    ours = imresize_torch(torch.from_numpy(image), 0.25).numpy()
+    for n in range(2):
+        ref = imresize(image[n].transpose(1, 2, 0), 0.25)
+        np.testing.assert_allclose(ours[n].transpose(1, 2, 0), ref, atol=1e-10)
+
+
+def test_make_pair_lr_is_rounded_bicubic():
+    rng = np.random.default_rng(0)
+    hr = torch.from_numpy(rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8))
+    lr, hr_f = make_pair(hr, 4, torch.device("cpu"))
+    assert lr.shape == (2, 3, 8, 8) and hr_f.shape == (2, 3, 32, 32)
+    assert torch.allclose(hr_f * 255, hr.float())
+    ref = imresize(hr[0].permute(1, 2, 0).numpy().astype(np.float64) / 255, 0.25)
+    np.testing.assert_allclose(lr[0].permute(1, 2, 0).numpy(), np.clip(np.round(ref * 255), 0, 255) / 255, atol=1e-6)
+
+
+def test_cache_auto_depends_on_size(image_tree):
+    scan = scan_images(image_tree, 32)
+    assert resolve_cache("auto", scan) is True
+    assert resolve_cache("off", scan) is False
+    scan.sizes = [(100_000, 100_000)]
+    assert resolve_cache("auto", scan) is False
+
+
+def test_val_folder_makes_lr_and_named_set_needs_data_dir(tmp_path):
+    _write_images(tmp_path / "val", 2, size=(34, 30))
+    images = load_val_set(str(tmp_path / "val"), None, 4)
+    assert len(images) == 2
+    assert images[0].hr.shape == (28, 32, 3) and images[0].lr.shape == (7, 8, 3)
+    with pytest.raises(SrganError, match="--data-dir"):
+        load_val_set("set5", None, 4)
+
+
+def test_named_val_set_uses_given_lr_files(shared_data):
+    images = load_val_set("set5", shared_data / "bench", 4)
+    assert len(images) == 5
+    for item in images:
+        assert item.lr.shape[0] * 4 == item.hr.shape[0] and item.lr.shape[1] * 4 == item.hr.shape[1]

@@ -1,0 +1,190 @@
+"""srgan train: the mse and gan stages, run files, exact resume, crash safety, config handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import load_file
+
+from srgan_cli.cli import main
+from srgan_cli.errors import SrganError
+from srgan_cli.train import CHECKPOINT, load_checkpoint, train
+from srgan_cli.weights import load_generator, read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"num_blocks": 1, "num_features": 8, "batch_size": 4, "patch_size": 16, "workers": 0, "device": "cpu"}
+
+
+def _images(folder: Path, count: int = 3, size: int = 40, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        f = rng.uniform(2, 6, 3)
+        img = np.stack([np.sin(f[c] * (xx + c * yy) + i) for c in range(3)], -1) * 0.5 + 0.5
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return _images(tmp_path / "images")
+
+
+def _options(data: Path, **extra):
+    return {"data": str(data), **TINY, **extra}
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path / CHECKPOINT)["generator"]
+
+
+def test_mse_run_lowers_loss_and_writes_run_files(tmp_path):
+    data = _images(tmp_path / "one", count=1, size=32)
+    val = _images(tmp_path / "val", count=1, size=32, seed=5)
+    run = tmp_path / "run"
+    result = train(_options(data, steps=30, lr=1e-3, checkpoint_every=10, val=str(val), val_every=15, log_every=5), run)
+    first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
+    assert last < 0.7 * first
+    for name in ("config.json", "metrics.jsonl", CHECKPOINT, "generator.safetensors", "generator_best.safetensors"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["stage"] == "mse" and config["steps"] == 30 and config["lr"] == 1e-3
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [5, 10, 15, 20, 25, 30]
+    assert {"step", "loss", "lr", "patches_per_s", "val_psnr"} <= set(lines[0])
+    assert lines[2]["val_psnr"] is not None and lines[2]["val_psnr"] > 5
+    model, gconf, meta = load_generator(run / "generator.safetensors")
+    assert gconf.num_blocks == 1 and gconf.num_features == 8
+    assert meta["stage"] == "mse" and meta["steps"] == "30" and meta["seed"] == "0" and meta["data"] == str(data)
+    best_meta = read_metadata(run / "generator_best.safetensors")
+    assert float(best_meta["val_psnr"]) == pytest.approx(max(r["val_psnr"] for r in lines if r["val_psnr"]), abs=1e-3)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    assert state["step"] == 30 and "optimizer_g" in state and "rng" in state
+    no_hidden_leftovers = [p for p in run.iterdir() if p.name.startswith(".")]
+    assert not no_hidden_leftovers
+
+
+def test_resume_gives_identical_weights(data, tmp_path):
+    opts = _options(data, steps=6, checkpoint_every=3, lr=1e-3)
+    train(opts, tmp_path / "full")
+    train({**opts, "steps": 4}, tmp_path / "part")
+    result = train({"steps": 6}, tmp_path / "part", resume=True)
+    assert result.step == 6
+    full, part = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    assert full.keys() == part.keys()
+    for key in full:
+        assert torch.equal(full[key], part[key]), key
+    # The metrics of the resumed run have each step once.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+
+
+def test_existing_run_without_resume_is_refused(data, tmp_path):
+    train(_options(data, steps=2), tmp_path / "run")
+    before = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    with pytest.raises(SrganError, match="--resume"):
+        train(_options(data, steps=2), tmp_path / "run")
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == before
+    with pytest.raises(SrganError, match="no checkpoint"):
+        train(_options(data, steps=2), tmp_path / "fresh", resume=True)
+    with pytest.raises(SrganError, match="num-blocks"):
+        train({"num_blocks": 2}, tmp_path / "run", resume=True)
+
+
+def test_corrupt_checkpoint_is_one_line_error(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    blob = (run / CHECKPOINT).read_bytes()
+    (run / CHECKPOINT).write_bytes(blob[: len(blob) // 2])
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 1
+    assert "corrupt" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_gan_stage_requires_init(data, tmp_path):
+    with pytest.raises(SrganError, match="--init"):
+        train(_options(data, stage="gan", steps=2), tmp_path / "run")
+
+
+def test_cli_config_toml_and_override(data, tmp_path):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(
+        "[train]\n"
+        f'data = "{data.as_posix()}"\n'
+        "steps = 3\nnum-blocks = 1\nnum_features = 8\nbatch-size = 2\npatch-size = 16\nworkers = 0\n"
+        'device = "cpu"\nlr = 0.0005\n'
+    )
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(run), "--steps", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["steps"] == 2 and config["lr"] == 0.0005 and config["batch_size"] == 2
+    cfg.write_text("[train]\nstepz = 3\n")
+    args = ["train", "--config", str(cfg), "--out", str(tmp_path / "r2"), "--data", str(data)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "stepz" in result.output and "Traceback" not in result.output
+
+
+def test_cli_bad_options_are_usage_errors(data, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--patch-size", "30"])
+    assert result.exit_code == 1 and "multiple of the scale" in result.output
+
+
+@pytest.mark.parametrize("when", [0.0, None])
+def test_sigkill_leaves_a_resumable_checkpoint(data, tmp_path, when):
+    """Kill -9 a training process mid-run (possibly mid-write): the last checkpoint still loads."""
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(run), "--steps", "100000"]
+    args += ["--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "0"]
+    args += ["--checkpoint-every", "1", "--device", "cpu", "--threads", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (run / CHECKPOINT).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (run / CHECKPOINT).exists(), proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint"
+    time.sleep(0.3 if when is None else 0.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    step = load_checkpoint(run / CHECKPOINT)["step"]
+    assert step >= 1
+    result = train({"steps": step + 2}, run, resume=True)
+    assert result.step == step + 2
+    assert load_file(str(run / "generator.safetensors"))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(data, tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(run), "--steps", "100000"]
+    args += ["--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "0"]
+    args += ["--checkpoint-every", "100000", "--log-every", "1", "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "step 3/" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"training ended early: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, seen + rest
+    assert "Traceback" not in rest
+    state = load_checkpoint(run / CHECKPOINT)
+    assert state["step"] >= 3
+    assert load_generator(run / "generator.safetensors")[2]["steps"] == str(state["step"])
