@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -41,5 +42,5 @@ def models(as_json: bool) -> None:
             name, f"x{row['scale']}", row["arch"], params, size, available, row["source"], row["description"]
         )
     # Piped output is not folded to 80 columns, so each model stays on one line for grep.
-    console = Console() if click.get_text_stream("stdout").isatty() else Console(width=200)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)

@@ -1,0 +1,75 @@
+"""``srgan models``: the table and ``--json``, with bundled, downloadable and missing models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from srgan_cli import weights
+from srgan_cli.cli import main
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.models import build_generator
+from srgan_cli.weights import ModelEntry, save_generator
+
+TINY = GeneratorConfig(num_blocks=1, num_features=8)
+
+
+@pytest.fixture()
+def table(tmp_path, monkeypatch):
+    """Three models: one bundled, one only on the Hub (not cached), one with no source."""
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    model = build_generator(TINY)
+    save_generator(bundled / "tiny_x4.safetensors", model, TINY)
+    monkeypatch.setattr(weights, "bundled_dir", lambda: bundled)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    models = {
+        "tiny_x4": ModelEntry("tiny_x4", "tiny_x4.safetensors", 4, "srresnet", "tiny bundled model"),
+        "remote_x4": ModelEntry(
+            "remote_x4", "remote_x4.safetensors", 4, "rrdb", "only on the Hub", "ab" * 32, "acme/remote", "v1"
+        ),
+        "missing_x2": ModelEntry("missing_x2", "missing_x2.safetensors", 2, "srresnet", "not published yet"),
+    }
+    monkeypatch.setattr(weights, "MODELS", models)
+    monkeypatch.setattr(weights, "DEFAULT_MODEL", "tiny_x4")
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_models_json(table):
+    result = CliRunner().invoke(main, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert list(rows) == ["tiny_x4", "remote_x4", "missing_x2"]
+    tiny, remote, missing = rows["tiny_x4"], rows["remote_x4"], rows["missing_x2"]
+    assert tiny["available"] and tiny["default"] and tiny["source"] == "bundled" and tiny["params"] == table
+    assert tiny["size_mb"] is not None and tiny["scale"] == 4 and tiny["arch"] == "srresnet"
+    assert not remote["available"] and not remote["cached"] and remote["hub"] == "acme/remote@v1"
+    assert remote["source"] == "hub:acme/remote@v1" and remote["sha256"] == "ab" * 32 and remote["params"] is None
+    assert not missing["available"] and missing["hub"] is None and missing["source"] == "not available yet"
+    assert not remote["default"] and not missing["default"]
+
+
+def test_models_table(table):
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    tiny = next(line for line in lines if "tiny_x4" in line)
+    assert "(default)" in tiny and "bundled" in tiny and "x4" in tiny and f"{table / 1e6:.2f} M" in tiny
+    remote = next(line for line in lines if "remote_x4" in line)
+    assert "download" in remote and "acme/remote@v1" in remote
+    missing = next(line for line in lines if "missing_x2" in line)
+    assert "not available yet" in missing and "x2" in missing
+
+
+def test_models_real_table_lists_the_default():
+    result = CliRunner().invoke(main, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [row["name"] for row in rows if row["default"]] == [weights.DEFAULT_MODEL]
+    for row in rows:
+        assert row["available"] == (row["size_mb"] is not None)
