@@ -352,7 +352,7 @@ def _mean(values: list[float]) -> float:
 
 SHEET_CROP = 64  # HR pixels of the detail crop (square); shown enlarged
 SHEET_ZOOM = 4  # nearest-neighbour enlargement of the crop
-_LABEL_H = 14
+_LABEL_H = 18
 
 
 def detail_window(hr: np.ndarray, size: int, step: int = 4) -> tuple[int, int, int]:
@@ -391,8 +391,11 @@ def comparison_sheet(
     all_panels = [("HR", hr), *panels]
     sheet = Image.new("RGB", (len(all_panels) * (side + 4) + 4, side + _LABEL_H + 8), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    max_chars = max(4, side // 6)
+    try:
+        font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
+    except (TypeError, ImportError, OSError):
+        font = ImageFont.load_default()
+    max_chars = max(4, side // 8)
     for k, (label, image) in enumerate(all_panels):
         patch = Image.fromarray(np.ascontiguousarray(image[top : top + size, left : left + size]))
         x = 4 + k * (side + 4)
@@ -429,9 +432,9 @@ def save_outputs(
     panels = []
     if BICUBIC not in outputs:
         bic = imresize(image.lr, scale)
-        panels.append((f"{BICUBIC} {psnr_y(bic, image.hr, scale):.2f}dB", bic))
+        panels.append((f"{BICUBIC} {psnr_y(bic, image.hr, scale):.2f} dB", bic))
     for name, sr in outputs.items():
-        panels.append((f"{name} {psnrs[name]:.2f}dB", sr))
+        panels.append((f"{name} {psnrs[name]:.2f} dB", sr))
     sheet = comparison_sheet(image.hr, panels)
     write(save_dir / "sheets" / f"{image.name}.png", np.asarray(sheet))
     return written

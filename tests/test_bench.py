@@ -1,0 +1,272 @@
+"""srgan bench: sets, the command, its JSON schema, comparison sheets and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from srgan_cli import bench as core
+from srgan_cli.cli import main
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.models import build_generator
+from srgan_cli.weights import save_generator
+
+
+@pytest.fixture(autouse=True)
+def _no_lpips_package(monkeypatch):
+    """Tests run offline and must not depend on whether lpips happens to be installed."""
+    monkeypatch.setitem(sys.modules, "lpips", None)
+
+
+@pytest.fixture
+def bench_dir(shared_data):
+    return shared_data / "bench"
+
+
+def _tiny(path, scale=4):
+    config = GeneratorConfig(num_blocks=1, num_features=8, scale=scale)
+    return save_generator(path, build_generator(config), config)
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, ["bench", *map(str, args)])
+    return result
+
+
+def _one_line_error(result):
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def _check_schema(doc, n_models, n_images, per_image):
+    assert doc["schema_version"] == 1
+    assert isinstance(doc["set"], str) and isinstance(doc["set_path"], str)
+    assert doc["scale"] == 4 and doc["num_images"] == n_images
+    assert doc["lr_source"] in ("file", "imresize", "mixed")
+    assert isinstance(doc["device"], str) and doc["runs"] >= 1
+    assert len(doc["models"]) == n_models
+    for m in doc["models"]:
+        keys = {"name", "source", "dtype", "psnr", "ssim", "lpips", "lpips_note", "mp_per_s", "seconds", "images"}
+        assert set(m) >= keys
+        assert isinstance(m["name"], str)
+        assert 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1
+        assert (m["lpips"] is None) != (m["lpips_note"] is None)
+        assert m["mp_per_s"] > 0 and m["seconds"] > 0
+        assert len(m["images"]) == (n_images if per_image else 0)
+        for row in m["images"]:
+            assert set(row) == {"name", "psnr", "ssim", "lpips", "seconds"}
+
+
+def test_set5_bicubic_prints_the_table_and_valid_json(bench_dir, tmp_path):
+    out = tmp_path / "r.json"
+    result = _invoke("--set", "set5", "--model", "bicubic", "--data-dir", bench_dir, "--json", out, "--per-image")
+    assert result.exit_code == 0, result.output
+    assert "bicubic" in result.stdout and "28.42" in result.stdout and "butterfly" in result.stdout
+    doc = json.loads(out.read_text())
+    _check_schema(doc, n_models=1, n_images=5, per_image=True)
+    assert doc["set"] == "set5" and doc["lr_source"] == "file"
+    # the protocol doc's bicubic Set5 numbers (28.42 dB / 0.810)
+    assert abs(doc["models"][0]["psnr"] - 28.42) <= 0.02
+    assert abs(doc["models"][0]["ssim"] - 0.810) <= 0.002
+    assert np.mean([r["psnr"] for r in doc["models"][0]["images"]]) == pytest.approx(doc["models"][0]["psnr"])
+
+
+def test_json_to_stdout_is_pure_json_and_the_table_goes_to_stderr(bench_dir):
+    result = _invoke("--set", "set5", "--model", "bicubic", "--data-dir", bench_dir, "--json", "-")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    _check_schema(doc, n_models=1, n_images=5, per_image=False)
+    assert "srgan bench" in result.stderr
+
+
+def test_data_dir_from_the_environment(bench_dir, monkeypatch):
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(bench_dir))
+    assert core.resolve_set("Set14") == bench_dir / "set14"
+
+
+def test_two_models_in_one_run_and_lpips_reason_shown(bench_dir, tmp_path):
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    result = _invoke(
+        "--set", "set5", "--model", "bicubic", "--model", weights, "--data-dir", bench_dir, "--device", "cpu",
+        "--json", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "bicubic" in result.stdout and "tiny" in result.stdout
+    assert "lpips package is not installed" in result.stdout  # the reason, not a number
+    doc = json.loads(out.read_text())
+    _check_schema(doc, n_models=2, n_images=5, per_image=False)
+    names = [m["name"] for m in doc["models"]]
+    assert names == ["bicubic", "tiny"]
+    bic, tiny = doc["models"]
+    assert tiny["dtype"] == "float32" and bic["dtype"] is None
+    assert tiny["psnr"] < bic["psnr"]  # an untrained network is far worse than bicubic
+    assert all(m["lpips"] is None and "not installed" in m["lpips_note"] for m in doc["models"])
+
+
+def test_no_lpips_flag_says_skipped(bench_dir, tmp_path):
+    out = tmp_path / "r.json"
+    result = _invoke("--set", "set5", "--model", "bicubic", "--data-dir", bench_dir, "--no-lpips", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["models"][0]["lpips_note"] == "skipped (--no-lpips)"
+
+
+def _hr_only_folder(tmp_path, bench_dir, names=("baby", "bird")):
+    folder = tmp_path / "photos"
+    (folder / "HR").mkdir(parents=True)
+    for name in names:
+        shutil.copy(bench_dir / "set5" / "HR" / f"{name}.png", folder / "HR" / f"{name}.png")
+    return folder
+
+
+def test_folder_with_hr_only_makes_lr_with_imresize(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir)
+    bench_set = core.load_set(folder)
+    assert [im.name for im in bench_set.images] == ["baby", "bird"]
+    assert bench_set.lr_source == "imresize"
+    given = np.asarray(Image.open(bench_dir / "set5" / "LR_x4" / "baby.png").convert("RGB"))
+    assert np.abs(bench_set.images[0].lr.astype(float) - given).mean() < 0.5
+    out = tmp_path / "r.json"
+    result = _invoke("--set", folder, "--model", "bicubic", "--json", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["set"] == "photos" and doc["lr_source"] == "imresize" and doc["num_images"] == 2
+
+
+def test_hr_is_cropped_to_a_multiple_of_the_scale_and_gray_is_rgb(tmp_path):
+    folder = tmp_path / "s"
+    (folder / "HR").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (51, 42), dtype=np.uint8), mode="L").save(folder / "HR" / "g.png")
+    bench_set = core.load_set(folder)
+    image = bench_set.images[0]
+    assert image.hr.shape == (48, 40, 3) and image.lr.shape == (12, 10, 3)
+    assert (image.hr[..., 0] == image.hr[..., 2]).all()
+
+
+def test_lr_file_of_the_wrong_size_is_a_one_line_error(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    (folder / "LR_x4").mkdir()
+    Image.new("RGB", (10, 10)).save(folder / "LR_x4" / "baby.png")
+    line = _one_line_error(_invoke("--set", folder, "--model", "bicubic"))
+    assert "LR_x4/baby.png" in line and "10x10" in line
+
+
+def test_save_images_writes_sr_images_and_sheets_that_decode(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir)
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    save = tmp_path / "cmp"
+    result = _invoke("--set", folder, "--model", weights, "--save-images", save, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    for name in ("baby", "bird"):
+        hr = Image.open(folder / "HR" / f"{name}.png")
+        with Image.open(save / "tiny" / f"{name}.png") as sr:
+            sr.load()
+            assert sr.size == hr.size
+        with Image.open(save / "sheets" / f"{name}.png") as sheet:
+            sheet.load()
+            # HR, bicubic (always shown), tiny: three enlarged panels side by side
+            side = core.SHEET_CROP * core.SHEET_ZOOM
+            assert sheet.size[0] >= 3 * side and sheet.size[1] >= side
+    assert not list(save.rglob(".*.part"))  # no temporary files left behind
+
+
+def test_save_images_never_overwrites_an_input(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    before = (folder / "HR" / "baby.png").read_bytes()
+    weights = _tiny(tmp_path / "HR.safetensors")  # its outputs would go to <dir>/HR/
+    line = _one_line_error(_invoke("--set", folder, "--model", weights, "--save-images", folder, "--device", "cpu"))
+    assert "overwrite an input" in line
+    assert (folder / "HR" / "baby.png").read_bytes() == before
+
+
+def test_detail_window_finds_the_textured_region():
+    hr = np.full((200, 300, 3), 128, np.uint8)
+    rng = np.random.default_rng(0)
+    hr[120:180, 200:260] = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    top, left, size = core.detail_window(hr, 64)
+    assert size == 64
+    assert 116 <= top <= 124 and 196 <= left <= 204  # the window holds the 60x60 patch
+
+
+def test_unknown_set_is_a_one_line_error(bench_dir):
+    line = _one_line_error(_invoke("--set", "urban999", "--model", "bicubic", "--data-dir", bench_dir))
+    assert "unknown set 'urban999'" in line and "set5" in line
+
+
+def test_missing_data_dir_is_a_one_line_error_naming_the_option(tmp_path):
+    line = _one_line_error(_invoke("--set", "set5", "--model", "bicubic", "--data-dir", tmp_path / "nope"))
+    assert "--data-dir" in line and "nope" in line
+
+
+def test_data_dir_without_the_set_is_a_one_line_error(tmp_path):
+    line = _one_line_error(_invoke("--set", "bsd100", "--model", "bicubic", "--data-dir", tmp_path))
+    assert "--data-dir" in line and "bsd100/HR" in line
+
+
+def test_offline_hub_download_is_a_one_line_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(**kwargs):
+        assert kwargs["repo_type"] == "dataset" and kwargs["repo_id"] == "someone/sets"
+        raise OSError("We have no connection\nmore")
+
+    monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    line = _one_line_error(_invoke("--set", "set5", "--model", "bicubic", "--hub-dataset", "someone/sets"))
+    assert "someone/sets" in line and "no connection" in line and "--data-dir" in line
+
+
+def test_hub_download_is_used_for_a_named_set_without_data_dir(monkeypatch, bench_dir):
+    import huggingface_hub
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return str(bench_dir)
+
+    monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
+    monkeypatch.delenv("SRGAN_BENCH_REPO", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    assert core.resolve_set("set14") == bench_dir / "set14"
+    assert calls[0]["repo_id"] == core.DEFAULT_HUB_DATASET
+    assert all(p.startswith("set14/") for p in calls[0]["allow_patterns"])
+
+
+def test_default_model_without_weights_suggests_bicubic(bench_dir, monkeypatch):
+    from srgan_cli import weights
+
+    entry = weights.MODELS[weights.DEFAULT_MODEL]
+    monkeypatch.setattr(type(entry), "bundled_path", lambda self: None)
+    monkeypatch.setitem(weights.MODELS, weights.DEFAULT_MODEL, type(entry)(**{**entry.__dict__, "hub_repo": None}))
+    line = _one_line_error(_invoke("--set", "set5", "--data-dir", bench_dir))
+    assert "--model bicubic" in line
+
+
+def test_bad_options_are_usage_errors(bench_dir):
+    assert _invoke("--set", "set5", "--runs", "0", "--data-dir", bench_dir).exit_code == 2
+    assert _invoke("--set", "set5", "--precision", "fp64", "--data-dir", bench_dir).exit_code == 2
+
+
+def test_run_bench_identical_output_gives_infinite_psnr_and_null_in_json(tmp_path, bench_dir):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    bench_set = core.load_set(folder)
+    hr = bench_set.images[0].hr
+    oracle = core.Upscaler("oracle", "test", 4, lambda lr: hr)
+    result = core.run_bench([oracle], bench_set, per_image=True, runs=2)
+    assert result["models"][0]["psnr"] == math.inf and result["models"][0]["ssim"] == pytest.approx(1.0)
+    from srgan_cli.commands.bench import _finite
+
+    assert json.loads(json.dumps(_finite(result), allow_nan=False))["models"][0]["psnr"] is None
