@@ -381,3 +381,17 @@ def test_gan_losses_are_stable_for_huge_logits():
 def test_unknown_gan_kind_is_refused():
     with pytest.raises(SrganError, match="relativistic"):
         d_loss(torch.zeros(2), torch.zeros(2), "wasserstein")
+
+
+def test_content_loss_from_spec_loads_vgg_only_when_needed(tmp_path, vgg_path):
+    missing = tmp_path / "absent.safetensors"
+    pixel_only = losses.content_loss_from_spec("mse", missing)  # no VGG needed: the path is never read
+    assert pixel_only.vgg is None
+    with pytest.raises(SrganError, match="not found"):
+        losses.content_loss_from_spec("vgg22", missing)
+    esrgan = losses.content_loss_from_spec("conv5_4,pixel:0.01", vgg_path, criterion="l1")
+    assert esrgan.vgg is not None and esrgan.vgg.layers == ("conv5_4",)
+    hr = torch.rand(1, 3, 16, 16)
+    sr = hr.flip(-1)
+    expected_pixel = 0.01 * F.l1_loss(sr, hr).item()
+    assert esrgan(sr, hr).item() > expected_pixel > 0
