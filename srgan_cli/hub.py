@@ -230,10 +230,25 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
     return local
 
 
+# Cached Hub files already checked in this process, by (real path, size, mtime): a blob in the
+# Hugging Face cache is named by its ETag and never rewritten, so one strict load per run is enough.
+_CHECKED: set[tuple[str, int, int]] = set()
+
+
 def _check_loads(local: Path, ref: HubRef) -> None:
     """Arbitrary Hub files have no known sha256: they must at least load strictly."""
+    real = local.resolve()
+    try:
+        info = real.stat()
+        key = (str(real), info.st_size, info.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return
     try:
         load_generator(local)
+        if key is not None:
+            _CHECKED.add(key)
     except SrganError as exc:
         _remove_cached(local)
         raise SrganError(

@@ -63,10 +63,20 @@ def config_difference(meta_a: dict[str, str], meta_b: dict[str, str]) -> str | N
     return ", ".join(diffs) if diffs else None
 
 
-def interpolate_files(a: Path, b: Path, alpha: float, out: Path, *, overwrite: bool = False) -> Path:
+def interpolate_files(
+    a: Path,
+    b: Path,
+    alpha: float,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    sources: tuple[str, str] | None = None,
+) -> Path:
     """Write the blend of two weights files to ``out`` (atomically; never onto an input).
 
-    The output's metadata records both parents (name and sha256) and alpha.
+    The output's metadata records both parents (file, sha256, name, and ``sources``: what the
+    user typed, e.g. a model name or Hub reference) and alpha. When both parents store the same
+    floating dtype (e.g. fp16), the blend is stored in it too; otherwise in float32.
     """
     from .weights import sha256_file
 
@@ -88,12 +98,30 @@ def interpolate_files(a: Path, b: Path, alpha: float, out: Path, *, overwrite: b
         {"file": a.name, "sha256": sha256_file(a), "name": meta_a.get("name", a.stem)},
         {"file": b.name, "sha256": sha256_file(b), "name": meta_b.get("name", b.stem)},
     ]
+    if sources is not None:
+        parents[0]["source"], parents[1]["source"] = str(sources[0]), str(sources[1])
+    stored = _stored_float_dtype(a)
+    dtype = stored if stored is not None and stored == _stored_float_dtype(b) else None
     metadata = {
         "name": out.stem,
         "interpolation": json.dumps({"alpha": alpha, "a": parents[0], "b": parents[1]}, sort_keys=True),
         "interpolation_alpha": repr(alpha),
     }
-    return save_state(out, state, config, metadata=metadata, overwrite=overwrite)
+    return save_state(out, state, config, metadata=metadata, dtype=dtype, overwrite=overwrite)
+
+
+_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+
+
+def _stored_float_dtype(path: Path) -> torch.dtype | None:
+    """The one floating dtype a weights file stores, or None if mixed or unknown."""
+    from safetensors import safe_open
+
+    found = set()
+    with safe_open(str(path), framework="pt") as fh:
+        for key in fh.keys():
+            found.add(_DTYPES.get(fh.get_slice(key).get_dtype()))
+    return found.pop() if len(found) == 1 else None
 
 
 def blend_generators(module_a: torch.nn.Module, module_b: torch.nn.Module, alpha: float) -> torch.nn.Module:

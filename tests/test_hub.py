@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import socket
 import threading
 import time
@@ -351,3 +352,30 @@ def test_arbitrary_ref_must_load_strictly(fake_hub, tmp_path):
         resolve_weights("acme/junk")
     assert "acme/junk" in _one_line(info)
     assert hub.cached_path(HubRef("acme/junk")) is None
+
+
+def test_hub_down_after_download_serves_the_cache(fake_hub, tiny_weights):
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
+    fake_hub.server.shutdown()
+    fake_hub.server.server_close()
+    start = time.monotonic()
+    assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
+    assert time.monotonic() - start < 5
+
+
+def test_cli_hub_failure_is_one_error_line(fake_hub, tiny_weights, tmp_path):
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    out = tmp_path / "blend.safetensors"
+    result = CliRunner().invoke(main, ["interpolate", "acme/srgan", "acme/nope", "--alpha", "0.5", "-o", str(out)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "acme/nope" in lines[0], result.output
+    assert not out.exists()
+    result = CliRunner().invoke(main, ["interpolate", "acme/srgan", "acme/srgan", "--alpha", "0.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(weights.read_metadata(out)["interpolation"])["b"]["source"] == "acme/srgan"

@@ -195,3 +195,20 @@ def test_cli_bad_input_is_one_line(pair, tmp_path):
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing.safetensors" in lines[0]
+
+
+def test_half_precision_parents_give_a_half_precision_blend(tmp_path):
+    a, b = _random_model(seed=1), _random_model(seed=2)
+    pa = save_generator(tmp_path / "a16.safetensors", a, TINY, dtype=torch.float16)
+    pb = save_generator(tmp_path / "b16.safetensors", b, TINY, dtype=torch.float16)
+    out = interpolate_files(pa, pb, 0.5, tmp_path / "c16.safetensors", sources=("mse-model", "acme/gan@v1"))
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as fh:
+        assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"F16"}
+    record = json.loads(read_metadata(out)["interpolation"])
+    assert record["a"]["source"] == "mse-model" and record["b"]["source"] == "acme/gan@v1"
+    pc = save_generator(tmp_path / "c32.safetensors", b, TINY)
+    mixed = interpolate_files(pa, pc, 0.5, tmp_path / "mixed.safetensors")
+    with safe_open(str(mixed), framework="pt") as fh:
+        assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"F32"}

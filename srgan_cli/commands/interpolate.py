@@ -41,5 +41,5 @@ def interpolate(model_a: str, model_b: str, alpha: float, output: Path, overwrit
 
     path_a = resolve_weights(model_a)
     path_b = resolve_weights(model_b)
-    written = interpolate_files(path_a, path_b, alpha, output, overwrite=overwrite)
+    written = interpolate_files(path_a, path_b, alpha, output, overwrite=overwrite, sources=(model_a, model_b))
     click.echo(f"wrote {written} (alpha {alpha:g}: {1 - alpha:g} x {model_a} + {alpha:g} x {model_b})")
