@@ -1,0 +1,651 @@
+"""``srgan upscale``: upscale image files and folders, safely and in a pipeline.
+
+Decoding the next image (reader thread) and encoding the previous one (writer thread)
+overlap the inference (main thread); the queues between them hold at most two images each,
+so memory stays bounded. Every output is written atomically; an interruption (Ctrl-C,
+SIGTERM) lets the file being written finish, and never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ..errors import SrganError
+
+FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "same")
+QUEUE_SIZE = 2
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and the output path it goes to."""
+
+    src: Path
+    dest: Path
+    fmt: str | None  # None: from the output suffix
+
+
+@dataclass
+class Tally:
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, what: str) -> None:
+        with self.lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+class Reporter:
+    """One-line messages on stderr, safe from any thread, around a live progress bar."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.console = None
+        self._lock = threading.Lock()
+
+    def error(self, message: str) -> None:
+        self._emit(f"error: {' '.join(str(message).split())}")
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            self._emit(f"note: {' '.join(str(message).split())}")
+
+    def _emit(self, line: str) -> None:
+        with self._lock:
+            if self.console is not None:
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                click.echo(line, err=True)
+
+
+def _read(path: Path, max_pixels: int):
+    """Decode one input (a seam for tests)."""
+    from ..images import read_image
+
+    return read_image(path, max_pixels=max_pixels)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """True when ``path`` (resolved, symlinks followed) lies inside ``folder`` (resolved)."""
+    root = os.path.realpath(folder)
+    target = os.path.realpath(path)
+    try:
+        return os.path.commonpath([root, target]) == root
+    except ValueError:  # different drives
+        return False
+
+
+def _count_other_files(folder: Path, recursive: bool) -> int:
+    """Files in an input folder that are not images (reported as skipped)."""
+    from ..images import is_image_path
+
+    count = 0
+    for _dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
+        count += sum(1 for f in filenames if not f.startswith(".") and not is_image_path(f))
+    return count
+
+
+def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> tuple[str, str | None]:
+    """The output file name for ``src`` and the format to write it in (None: from the name)."""
+    from ..images import format_for_path, output_suffix_for
+
+    if fmt_choice in (None, "same"):
+        in_fmt = format_for_path(src)
+        # GIF holds 256 colours: an upscaled photo goes to PNG, which keeps every pixel.
+        ext = ".png" if in_fmt == "GIF" else src.suffix.lower()
+    else:
+        ext = output_suffix_for(fmt_choice)
+    return f"{src.stem}{suffix}{ext}", None
+
+
+def plan_jobs(
+    inputs: tuple[Path, ...],
+    output: Path,
+    *,
+    fmt: str | None,
+    suffix: str | None,
+    recursive: bool,
+    report: Reporter,
+    tally: Tally,
+) -> tuple[list[Job], bool]:
+    """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
+    from ..images import is_image_path, list_images
+
+    single = len(inputs) == 1 and inputs[0].is_file() and is_image_path(output) and not output.is_dir()
+    if single:
+        src = inputs[0]
+        if not is_image_path(src):
+            report.error(f"{src}: not an image file name (supported: png, jpg, webp, tiff, bmp, gif)")
+            tally.add("failed")
+            return [], True
+        write_fmt = None if fmt in (None, "same") else fmt
+        return [Job(src, output, write_fmt)], True
+
+    if output.exists() and not output.is_dir():
+        raise click.BadParameter(
+            f"{output} is a file; with several inputs or a folder, -o must be a folder", param_hint="'-o'"
+        )
+    name_suffix = suffix or ""
+    jobs: list[Job] = []
+    for item in inputs:
+        if item.is_dir():
+            found = [p for p in list_images(item, recursive=recursive) if not _inside(output, p)]
+            tally.skipped += _count_other_files(item, recursive)
+            for src in found:
+                rel = src.relative_to(item)
+                name, write_fmt = _output_name(src, fmt, name_suffix)
+                jobs.append(Job(src, output / rel.parent / name, write_fmt))
+        elif item.is_file():
+            if not is_image_path(item):
+                tally.skipped += 1
+                continue
+            name, write_fmt = _output_name(item, fmt, name_suffix)
+            jobs.append(Job(item, output / name, write_fmt))
+        else:
+            report.error(f"{item}: no such file or folder")
+            tally.add("failed")
+    return jobs, False
+
+
+def check_jobs(
+    jobs: list[Job],
+    output_root: Path | None,
+    inputs: list[Path],
+    *,
+    overwrite: bool,
+    skip_existing: bool,
+    report: Reporter,
+    tally: Tally,
+) -> list[Job]:
+    """Drop jobs that must not run: output is an input, escapes -o, collides, or exists."""
+    resolved_inputs = {os.path.realpath(p) for p in inputs}
+    claimed: dict[str, Path] = {}
+    keep = []
+    for job in jobs:
+        dest_real = os.path.realpath(job.dest)
+        if dest_real in resolved_inputs or _same_file(job.src, job.dest):
+            report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
+            tally.add("failed")
+            continue
+        if output_root is not None and not _inside(output_root, job.dest):
+            report.error(f"{job.dest}: the output would be written outside {output_root}; refused")
+            tally.add("failed")
+            continue
+        if dest_real in claimed:
+            report.error(
+                f"{job.src}: its output {job.dest} is also the output of {claimed[dest_real]}; "
+                "use --suffix or --format to tell them apart"
+            )
+            tally.add("failed")
+            continue
+        claimed[dest_real] = job.src
+        if os.path.lexists(job.dest) and not overwrite:
+            if skip_existing:
+                tally.add("skipped")
+                continue
+            report.error(f"{job.dest}: already exists; pass --overwrite to replace it or --skip-existing to skip it")
+            tally.add("failed")
+            continue
+        keep.append(job)
+    return keep
+
+
+def rank_share(jobs: list[Job]) -> tuple[list[Job], int, int]:
+    """Under torchrun (WORLD_SIZE > 1) each rank takes every WORLD_SIZE-th file."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise SrganError("WORLD_SIZE, RANK and LOCAL_RANK must be integers") from None
+    if world <= 1:
+        return jobs, 0, 0
+    if not 0 <= rank < world:
+        raise SrganError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world})")
+    return [job for i, job in enumerate(jobs) if i % world == rank], rank, local
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so it stops as cleanly as Ctrl-C (exit 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+def run_pipeline(
+    jobs: list[Job],
+    upscale_one: Callable,
+    write_one: Callable,
+    *,
+    max_pixels: int,
+    report: Reporter,
+    tally: Tally,
+    fail_fast: bool,
+    on_image_done: Callable[[], None] = lambda: None,
+) -> None:
+    """Reader thread -> inference here -> writer thread, with bounded queues."""
+    stop = threading.Event()
+    read_q: queue.Queue = queue.Queue(QUEUE_SIZE)
+    write_q: queue.Queue = queue.Queue(QUEUE_SIZE)
+
+    def fail(job: Job, exc: BaseException) -> None:
+        if isinstance(exc, SrganError):
+            message = str(exc)
+            if str(job.src) not in message and str(job.dest) not in message:
+                message = f"{job.src}: {message}"
+        else:
+            message = f"{job.src}: {type(exc).__name__}: {exc}"
+        report.error(message)
+        tally.add("failed")
+        on_image_done()
+        if fail_fast:
+            stop.set()
+
+    def reader() -> None:
+        for job in jobs:
+            if stop.is_set():
+                break
+            try:
+                item = (job, _read(job.src, max_pixels), None)
+            except Exception as exc:  # reported per file; the batch goes on
+                item = (job, None, exc)
+            if not _put(read_q, item, stop):
+                return
+        _put(read_q, _DONE, stop)
+
+    def writer() -> None:
+        while True:
+            item = _get(write_q)
+            if item is _DONE:
+                return
+            job, loaded, result = item
+            if stop.is_set():
+                continue  # interrupted or failed fast: start no new file
+            try:
+                write_one(job, loaded, result)
+                tally.add("written")
+                on_image_done()
+            except FileExistsError:
+                tally.add("skipped")
+                on_image_done()
+            except Exception as exc:
+                fail(job, exc)
+
+    read_thread = threading.Thread(target=reader, name="srgan-reader", daemon=True)
+    write_thread = threading.Thread(target=writer, name="srgan-writer", daemon=True)
+    read_thread.start()
+    write_thread.start()
+    try:
+        while not stop.is_set():
+            item = _get(read_q)
+            if item is _DONE:
+                break
+            job, loaded, exc = item
+            if exc is not None:
+                fail(job, exc)
+                continue
+            try:
+                result = upscale_one(job, loaded)
+            except SrganError as err:
+                fail(job, err)
+                continue
+            except RuntimeError as err:  # e.g. out of memory on the CPU
+                fail(job, SrganError(f"{job.src}: inference failed ({' '.join(str(err).split())[:200]})"))
+                continue
+            _put(write_q, (job, loaded, result), stop)
+    except BaseException:
+        stop.set()  # the writer finishes the file it is writing, then starts no other
+        raise
+    finally:
+        if stop.is_set():
+            _force_put(write_q, _DONE)
+        else:
+            write_q.put(_DONE)
+        write_thread.join()
+        stop.set()
+        read_thread.join(timeout=5)
+
+
+def _force_put(q: queue.Queue, item) -> None:
+    """Make room and enqueue ``item`` (the writer skips queued work once stopped)."""
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
+
+
+def _progress(report: Reporter, quiet: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    disable = quiet or not console.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+        transient=False,
+    )
+    if not disable:
+        report.console = console
+    return progress
+
+
+def _torchrun_device(device: str, local_rank: int) -> str:
+    import torch
+
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return device
+
+
+@click.command("upscale")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing).",
+)
+@click.option(
+    "-m",
+    "--model",
+    default="srgan_x4",
+    show_default=True,
+    help="Named model (see 'srgan models'), a .safetensors file, or a Hub reference owner/repo[:file][@rev].",
+)
+@click.option(
+    "--blend",
+    metavar="MODEL:ALPHA",
+    help="Blend a second model of the same architecture into -m: ALPHA=0 is -m, 1 is MODEL (e.g. srresnet_x4:0.3).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Compute precision; auto is fp16 on GPUs and fp32 on the CPU.",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tile side in input pixels; 0 runs the whole image at once. Default: chosen from free memory. "
+    "Tiles overlap by --tile-pad, so the result is the same as untiled.",
+)
+@click.option(
+    "--tile-pad",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Overlap of the tiles in input pixels. Default: the model's receptive-field radius "
+    "(exact; smaller values are faster and may show seams).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Tiles of one image run together on the device.",
+)
+@click.option(
+    "--outscale",
+    type=click.FloatRange(min=0, min_open=True, max=64),
+    default=None,
+    help="Final scale relative to the input (e.g. 2 or 3.5): the model's x4 output is resized "
+    "with Lanczos. Default: the model's scale.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default=None,
+    help="Output format. Default: the suffix of -o for one file, else the input's format (GIF -> png).",
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="JPEG/WebP quality (default 95; WebP 100 is lossless).",
+)
+@click.option(
+    "--suffix",
+    default=None,
+    help="Added to each output file name before its extension, e.g. _x4 (photo.png -> photo_x4.png). Default: none.",
+)
+@click.option(
+    "--recursive/--no-recursive",
+    default=False,
+    show_default=True,
+    help="Also upscale images in sub-folders of folder inputs, mirroring them under -o.",
+)
+@click.option(
+    "--skip-existing", is_flag=True, help="Skip images whose output already exists (resume an interrupted batch)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist (inputs are never replaced).")
+@click.option(
+    "--keep-going/--fail-fast",
+    default=True,
+    show_default=True,
+    help="On a broken image: report it and go on with the others, or stop at the first failure.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=100_000_000,
+    show_default=True,
+    help="Refuse input images larger than this many pixels (protects against decompression bombs).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary; errors are still printed.")
+def upscale(
+    inputs: tuple[Path, ...],
+    output: Path,
+    model: str,
+    blend: str | None,
+    device: str,
+    precision: str,
+    tile: int | None,
+    tile_pad: int | None,
+    batch_size: int,
+    outscale: float | None,
+    fmt: str | None,
+    quality: int | None,
+    suffix: str | None,
+    recursive: bool,
+    skip_existing: bool,
+    overwrite: bool,
+    keep_going: bool,
+    max_pixels: int,
+    quiet: bool,
+) -> None:
+    """Upscale image files and folders (x4 by default).
+
+    \b
+      srgan upscale photo.jpg -o photo_x4.png
+      srgan upscale photos/ -o big/ --recursive --skip-existing
+      srgan upscale a.png b.png -o out/ --suffix _x4 --format webp
+
+    Exit status: 0 if every image was written (or skipped), 1 if any failed, 2 for a usage
+    error, 130 if interrupted. Outputs are written atomically and never replace an input.
+    """
+    if skip_existing and overwrite:
+        raise click.UsageError("--skip-existing and --overwrite exclude each other; pick one")
+    if suffix is not None and (os.sep in suffix or "/" in suffix or suffix in (".", "..")):
+        raise click.BadParameter("must not contain a path separator", param_hint="'--suffix'")
+    fmt = fmt.lower() if fmt else None
+
+    report = Reporter(quiet)
+    tally = Tally()
+    with sigterm_as_interrupt():
+        try:
+            _run(
+                inputs, output, model, blend, device, precision, tile, tile_pad, batch_size, outscale, fmt,
+                quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            if not quiet:
+                click.echo(_summary(tally) + " (interrupted)", err=True)
+            raise
+    if not quiet or tally.failed:
+        click.echo(_summary(tally), err=True)
+    if tally.failed:
+        sys.exit(1)
+
+
+def _summary(tally: Tally) -> str:
+    return f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
+
+
+def _run(
+    inputs, output, model_ref, blend, device, precision, tile, tile_pad, batch_size, outscale, fmt,
+    quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
+) -> None:  # fmt: skip
+    jobs, single = plan_jobs(inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=report, tally=tally)
+    jobs = check_jobs(
+        jobs,
+        None if single else output,
+        [j.src for j in jobs] + [p for p in inputs if p.is_file()],
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        report=report,
+        tally=tally,
+    )
+    if not jobs and not tally.failed and not tally.skipped:
+        raise SrganError("no images found in the inputs; supported: png, jpg, webp, tiff, bmp, gif")
+    jobs, rank, local_rank = rank_share(jobs)
+    if not jobs:
+        return
+    try:
+        if single:
+            jobs[0].dest.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            output.mkdir(parents=True, exist_ok=True)
+            for parent in sorted({j.dest.parent for j in jobs}):
+                parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SrganError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
+
+    from .. import __version__
+    from ..api import load_model, upscale_loaded
+    from ..images import write_image
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = _torchrun_device(device, local_rank)
+    net = load_model(model_ref, device=device, precision=precision, blend=blend)
+    for note in net.notes:
+        report.note(note)
+    scale_text = f"{outscale:g}" if outscale else str(net.scale)
+    text = {"Software": f"srgan {__version__}", "srgan:model": net.name, "srgan:scale": scale_text}
+
+    progress = _progress(report, quiet)
+    with progress:
+        images_task = progress.add_task("images", total=len(jobs))
+        tiles_task = progress.add_task("tiles", total=1, visible=False)
+
+        def on_tiles(done: int, total: int) -> None:
+            progress.update(tiles_task, completed=done, total=total, visible=total > 1)
+
+        def upscale_one(job: Job, loaded):
+            progress.update(images_task, description=job.src.name[:40])
+            return upscale_loaded(
+                net,
+                loaded,
+                outscale=outscale,
+                tile=tile,
+                tile_pad=tile_pad,
+                batch=batch_size,
+                progress=on_tiles,
+                on_note=report.note,
+            )
+
+        def write_one(job: Job, loaded, result) -> None:
+            rgb, alpha = result
+            try:
+                write_image(
+                    job.dest,
+                    rgb,
+                    alpha=alpha,
+                    bit_depth=loaded.bit_depth,
+                    format=job.fmt,
+                    quality=quality,
+                    icc_profile=loaded.icc_profile,
+                    exif=loaded.exif,
+                    text=text,
+                    grayscale=loaded.grayscale,
+                    overwrite=overwrite,
+                )
+            except SrganError:
+                # Another process (or a rank) wrote it meanwhile: with --skip-existing, that is a skip.
+                if skip_existing and not overwrite and job.dest.exists():
+                    raise FileExistsError(job.dest) from None
+                raise
+
+        run_pipeline(
+            jobs,
+            upscale_one,
+            write_one,
+            max_pixels=max_pixels,
+            report=report,
+            tally=tally,
+            fail_fast=not keep_going,
+            on_image_done=lambda: progress.advance(images_task),
+        )
+    report.console = None
+    if rank:
+        report.note(f"rank {rank}: {len(jobs)} images")

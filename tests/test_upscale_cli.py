@@ -1,0 +1,342 @@
+"""``srgan upscale``: outputs, options, safety rules and broken inputs (tiny random model)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from srgan_cli.cli import main
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.models import build_generator
+from srgan_cli.weights import save_generator
+
+TINY = GeneratorConfig(num_blocks=1, num_features=8)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_generator(path, build_generator(TINY), TINY)
+    return path
+
+
+def _img(path: Path, size=(12, 10), mode="RGB", seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    data = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    if channels == 1:
+        data = data[:, :, 0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(data, mode).save(path)
+    return path
+
+
+def run(weights: Path, *args: str):
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "-q", *map(str, args)])
+    assert "Traceback" not in result.output
+    return result
+
+
+def _decodes(path: Path) -> Image.Image:
+    im = Image.open(path)
+    im.load()
+    return im
+
+
+def _no_parts(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+def test_single_file(weights, tmp_path):
+    src = _img(tmp_path / "in.png")
+    result = run(weights, src, "-o", tmp_path / "out" / "big.png")
+    assert result.exit_code == 0, result.output
+    out = _decodes(tmp_path / "out" / "big.png")
+    assert out.size == (48, 40) and out.mode == "RGB"
+    assert out.text["srgan:model"] == "tiny" and out.text["srgan:scale"] == "4"
+    assert out.text["Software"].startswith("srgan ")
+
+
+def test_output_matches_api(weights, tmp_path):
+    from srgan_cli.api import load_model, upscale_array
+
+    src = _img(tmp_path / "in.png", seed=5)
+    assert run(weights, src, "-o", tmp_path / "o.png").exit_code == 0
+    expected = upscale_array(load_model(weights, device="cpu"), np.asarray(Image.open(src), np.float32) / 255)
+    got = np.asarray(Image.open(tmp_path / "o.png"), np.float32) / 255
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+
+
+def test_folder_default_names_and_non_images_skipped(weights, tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.jpg")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    _img(tmp_path / "in" / "sub" / "c.png")
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "b.jpg"]  # no recursion by default
+    assert "2 written, 1 skipped, 0 failed" in result.stderr
+
+
+def test_recursive_mirror_suffix_format(weights, tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "deep" / "er" / "c.jpg")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "o", "--recursive", "--suffix", "_x4", "--format", "webp")
+    assert result.exit_code == 0, result.output
+    assert _decodes(tmp_path / "o" / "a_x4.webp").size == (48, 40)
+    assert _decodes(tmp_path / "o" / "deep" / "er" / "c_x4.webp").format == "WEBP"
+
+
+def test_several_files_into_folder_and_jpg_format(weights, tmp_path):
+    a = _img(tmp_path / "a.png")
+    b = _img(tmp_path / "b.png", seed=1)
+    result = run(weights, a, b, "-o", tmp_path / "o", "--format", "jpg", "--quality", "80")
+    assert result.exit_code == 0, result.output
+    assert _decodes(tmp_path / "o" / "a.jpg").format == "JPEG"
+    assert (tmp_path / "o" / "b.jpg").is_file()
+
+
+def test_outscale_exact_size(weights, tmp_path):
+    src = _img(tmp_path / "in.png", size=(13, 7))
+    assert run(weights, src, "-o", tmp_path / "o.png", "--outscale", "2.5").exit_code == 0
+    assert Image.open(tmp_path / "o.png").size == (32, 18)  # round(13*2.5)=32 (banker's), round(17.5)=18
+    assert Image.open(tmp_path / "o.png").text["srgan:scale"] == "2.5"
+
+
+def test_tile_option_same_output(weights, tmp_path):
+    src = _img(tmp_path / "in.png", size=(30, 22))
+    assert run(weights, src, "-o", tmp_path / "whole.png", "--tile", "0").exit_code == 0
+    assert run(weights, src, "-o", tmp_path / "tiled.png", "--tile", "8", "--batch-size", "3").exit_code == 0
+    a = np.asarray(Image.open(tmp_path / "whole.png"), int)
+    b = np.asarray(Image.open(tmp_path / "tiled.png"), int)
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3
+
+
+def test_rgba_gray_16bit_preserved(weights, tmp_path):
+    rgba = _img(tmp_path / "in" / "rgba.png", mode="RGBA")
+    gray = _img(tmp_path / "in" / "gray.png", mode="L")
+    deep = tmp_path / "in" / "deep.png"
+    arr16 = (np.random.default_rng(2).integers(0, 65536, (10, 12), dtype=np.uint16)).astype(np.uint16)
+    Image.fromarray(arr16).save(deep)  # uint16 -> mode I;16
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "o").exit_code == 0
+    assert _decodes(tmp_path / "o" / rgba.name).mode == "RGBA"
+    assert _decodes(tmp_path / "o" / gray.name).mode == "L"
+    out16 = _decodes(tmp_path / "o" / deep.name)
+    assert out16.mode in ("I;16", "I") and np.asarray(out16).max() > 255
+
+
+def test_icc_profile_carried(weights, tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "icc.png"
+    Image.new("RGB", (6, 5), (10, 200, 30)).save(src, icc_profile=icc)
+    assert run(weights, src, "-o", tmp_path / "o.png").exit_code == 0
+    assert Image.open(tmp_path / "o.png").info.get("icc_profile") == icc
+
+
+def test_refuses_to_overwrite_then_skip_existing_and_overwrite(weights, tmp_path):
+    src = _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png", seed=1)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"keep me")
+    result = run(weights, tmp_path / "in", "-o", out)
+    assert result.exit_code == 1
+    assert "a.png: already exists; pass --overwrite" in result.stderr and "--skip-existing" in result.stderr
+    assert (out / "a.png").read_bytes() == b"keep me" and (out / "b.png").is_file()
+    (out / "b.png").unlink()
+    result = run(weights, tmp_path / "in", "-o", out, "--skip-existing")
+    assert result.exit_code == 0 and (out / "a.png").read_bytes() == b"keep me"
+    assert run(weights, tmp_path / "in", "-o", out, "--overwrite").exit_code == 0
+    assert _decodes(out / "a.png").size == (48, 40)
+    assert src.is_file()
+    assert run(weights, tmp_path / "in", "-o", out, "--overwrite", "--skip-existing").exit_code == 2
+
+
+def test_output_equal_to_input_refused(weights, tmp_path):
+    src = _img(tmp_path / "a.png")
+    before = src.read_bytes()
+    result = run(weights, src, "-o", src, "--overwrite")
+    assert result.exit_code == 1 and "would replace an input" in result.stderr
+    link = tmp_path / "link.png"
+    link.symlink_to(src)
+    assert run(weights, src, "-o", link, "--overwrite").exit_code == 1
+    # Folder mode: -o is the input folder itself.
+    assert run(weights, tmp_path, "-o", tmp_path, "--overwrite").exit_code == 1
+    assert src.read_bytes() == before
+
+
+def test_symlinked_subfolder_cannot_escape_output(weights, tmp_path):
+    _img(tmp_path / "in" / "sub" / "a.png")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "sub").symlink_to(outside, target_is_directory=True)
+    result = run(weights, tmp_path / "in", "-o", out, "--recursive")
+    assert result.exit_code == 1 and "outside" in result.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_dotdot_suffix_refused(weights, tmp_path):
+    src = _img(tmp_path / "a.png")
+    result = run(weights, src, "-o", tmp_path / "o", "--suffix", "/../../x")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_plan_never_escapes_with_odd_names(tmp_path):
+    """The plan maps names relative to the input root; `..` in a name cannot climb out."""
+    from srgan_cli.commands.upscale import Job, Reporter, Tally, check_jobs
+
+    out = tmp_path / "o"
+    jobs = [
+        Job(tmp_path / "a.png", out / ".." / "escaped.png", None),
+        Job(tmp_path / "b.png", tmp_path.parent / "x.png", None),  # an absolute path elsewhere
+    ]
+    tally = Tally()
+    assert check_jobs(jobs, out, [], overwrite=False, skip_existing=False, report=Reporter(True), tally=tally) == []
+    assert tally.failed == 2
+
+
+def test_broken_files_reported_one_line_each(weights, tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    for i in range(3):
+        _img(src / f"good{i}.png", seed=i)
+    (src / "empty.png").write_bytes(b"")
+    good = (src / "good0.png").read_bytes()
+    (src / "truncated.png").write_bytes(good[: len(good) // 2])
+    (src / "random.jpg").write_bytes(os.urandom(300))
+    (src / "text.png").write_text("hello, I am not a PNG")
+    (src / "bomb.png").write_bytes(_png_header_only(100_000, 100_000))
+    (src / "unreadable.png").write_bytes(good)
+    (src / "vanishing.png").write_bytes(good)
+
+    from srgan_cli.commands import upscale as cmd
+
+    real_read = cmd._read
+
+    def hook(path, max_pixels):
+        if path.name == "unreadable.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        if path.name == "vanishing.png":
+            path.unlink()  # deleted between listing and reading
+        return real_read(path, max_pixels)
+
+    monkeypatch.setattr(cmd, "_read", hook)
+    result = run(weights, src, "-o", tmp_path / "o")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    broken = ["empty", "truncated", "random", "text", "bomb", "unreadable", "vanishing"]
+    for name in broken:
+        assert sum(name in line for line in lines) == 1, (name, result.stderr)
+    assert len(lines) == len(broken)
+    assert "3 written, 0 skipped, 7 failed" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good0.png", "good1.png", "good2.png"]
+    _no_parts(tmp_path / "o")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny file that declares a huge image (decompression bomb)."""
+    import struct
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+
+
+def test_fail_fast_stops(weights, tmp_path):
+    src = tmp_path / "in"
+    (src).mkdir()
+    (src / "a_broken.png").write_bytes(b"junk")
+    for i in range(3):
+        _img(src / f"b{i}.png", seed=i)
+    result = run(weights, src, "-o", tmp_path / "o", "--fail-fast")
+    assert result.exit_code == 1
+    assert not (tmp_path / "o").exists() or len(list((tmp_path / "o").iterdir())) < 3
+
+
+def test_max_pixels(weights, tmp_path):
+    src = _img(tmp_path / "a.png", size=(20, 20))
+    result = run(weights, src, "-o", tmp_path / "o.png", "--max-pixels", "100")
+    assert result.exit_code == 1 and "--max-pixels" in result.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_missing_weights_one_line(tmp_path):
+    src = _img(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["upscale", str(src), "-o", str(tmp_path / "o.png"), "-m", "nope.safetensors"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "nope" in result.stderr
+
+
+def test_missing_input_and_empty_folder(weights, tmp_path):
+    result = run(weights, tmp_path / "missing.png", "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "missing.png" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run(weights, tmp_path / "empty", "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "no images" in result.stderr
+
+
+def test_bad_options_are_usage_errors(weights, tmp_path):
+    src = _img(tmp_path / "a.png")
+    for args in (["--tile", "-1"], ["--batch-size", "0"], ["--outscale", "0"], ["--format", "gif"], ["--quality", "0"]):
+        result = run(weights, src, "-o", tmp_path / "o.png", *args)
+        assert result.exit_code == 2, args
+    result = run(weights, src, "-o", tmp_path / "o.png", "--precision", "fp8")
+    assert result.exit_code == 2
+
+
+def test_help_lists_every_option():
+    result = CliRunner().invoke(main, ["upscale", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--output", "--model", "--blend", "--device", "--precision", "--tile", "--tile-pad", "--batch-size",
+        "--outscale", "--format", "--quality", "--suffix", "--recursive", "--no-recursive", "--skip-existing",
+        "--overwrite", "--keep-going", "--fail-fast", "--max-pixels", "--quiet",
+    ):  # fmt: skip
+        assert option in result.output, option
+
+
+def test_torchrun_split_two_processes(weights, tmp_path):
+    """Two ranks on the same inputs: every file is written exactly once, by one rank."""
+    for i in range(6):
+        _img(tmp_path / "in" / f"{i}.png", size=(6, 5), seed=i)
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o")]
+        cmd += ["-m", str(weights), "--device", "cpu"]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert "3 written" in errs[0] and "3 written" in errs[1]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"{i}.png" for i in range(6)]
+
+
+def test_rank_share_partition():
+    from srgan_cli.commands.upscale import Job, rank_share
+
+    jobs = [Job(Path(f"{i}"), Path(f"o{i}"), None) for i in range(7)]
+    shares = []
+    for rank in range(3):
+        os.environ.update(WORLD_SIZE="3", RANK=str(rank), LOCAL_RANK=str(rank))
+        try:
+            shares.append(rank_share(jobs)[0])
+        finally:
+            for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+                os.environ.pop(key, None)
+    flat = [j.src for share in shares for j in share]
+    assert sorted(flat) == sorted(j.src for j in jobs) and len(flat) == len(set(flat))
