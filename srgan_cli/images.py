@@ -215,8 +215,7 @@ def _open(data: bytes, name: str) -> Image.Image:
             if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8"):
                 raise SrganError(f"{name}: corrupt image file (its header cannot be read)") from None
             raise SrganError(
-                f"{name}: not an image file, or an unsupported format "
-                f"(supported: {' '.join(sorted(IMAGE_SUFFIXES))})"
+                f"{name}: not an image file, or an unsupported format (supported: {' '.join(sorted(IMAGE_SUFFIXES))})"
             ) from None
         except Image.DecompressionBombError as exc:  # pragma: no cover - limit is off here
             raise SrganError(f"{name}: {_one_line(exc)}") from None
@@ -252,8 +251,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
     im = _open(data, name)
     _check_size(name, im.width, im.height, max_pixels)
     fmt = im.format or ""
-    n_frames = int(getattr(im, "n_frames", 1) or 1)
     try:
+        n_frames = _count_frames(im)
         if fmt == "PNG":
             sixteen = _png_rgb16(data, name)
             if sixteen is not None:
@@ -262,20 +261,35 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
             sixteen = _tiff_rgb16(im, data, name)
             if sixteen is not None:
                 return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
-        if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone switched it on: truncation must fail here
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-        with _quiet_pillow():
-            im.load()
+        _strict_load(im)
     except SrganError:
         raise
     except MemoryError:
         raise SrganError(f"{name}: not enough memory to decode a {im.width}x{im.height} image") from None
     except _DECODE_ERRORS as exc:
         raise SrganError(
-            f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); "
-            "the file is truncated or corrupt"
+            f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
     return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name)
+
+
+def _strict_load(im: Image.Image) -> None:
+    """Decode every pixel; a truncated file fails even if a library switched Pillow to lenient."""
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with _quiet_pillow():
+            im.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+
+
+def _count_frames(im: Image.Image) -> int:
+    with _quiet_pillow():
+        n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
+        if n > 1:
+            im.seek(0)
+        return n
 
 
 def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
@@ -283,9 +297,9 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
     try:
         with _quiet_pillow():
             img.load()
+        n_frames = _count_frames(img)
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
-    n_frames = int(getattr(img, "n_frames", 1) or 1)
     return _from_loaded_pil(img, fmt=img.format or "", n_frames=n_frames, name=name)
 
 
@@ -325,7 +339,7 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> 
             rgb = arr[..., :3].astype(np.float32) / 255.0
             if want_alpha:
                 alpha = arr[..., 3].astype(np.float32) / 255.0
-    except (ValueError, OSError) as exc:
+    except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: unsupported image mode {mode!r} ({_one_line(exc)})") from None
     return _finish(im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name)
 
@@ -338,7 +352,7 @@ def _has_alpha(im: Image.Image) -> bool:
 
 def _palette_is_gray(im: Image.Image) -> bool:
     try:
-        pal = np.frombuffer(im.getpalette("RGB") or b"", dtype=np.uint8).reshape(-1, 3)
+        pal = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
     except (ValueError, TypeError):
         return False
     used = np.unique(np.asarray(im))
@@ -679,8 +693,8 @@ def write_image(
     """Write float pixels in [0, 1] atomically; returns the path written.
 
     The format comes from the suffix unless given. 16-bit output is kept for PNG and TIFF
-    (other formats are written with 8 bits). JPEG has no alpha channel: the alpha plane is
-    dropped (not composited). JPEG quality defaults to 95 with 4:4:4 chroma at quality >= 90;
+    (other formats are written with 8 bits). JPEG and BMP get no alpha channel: the alpha
+    plane is dropped (not composited on a background). JPEG quality defaults to 95 with 4:4:4 chroma at quality >= 90;
     WebP quality defaults to 95 and 100 means lossless. ICC profile and EXIF are embedded
     where the format allows. ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP
     and TIFF, into the EXIF/TIFF ImageDescription ("key: value; ...") and Software
@@ -696,7 +710,7 @@ def write_image(
         raise SrganError(f"{path}: quality must be between 1 and 100, not {quality}")
     if fmt not in _SIXTEEN_BIT_FORMATS:
         bit_depth = 8
-    if fmt == "JPEG":
+    if fmt in ("JPEG", "BMP"):  # JPEG has no alpha; Pillow and most readers ignore BMP's
         alpha = None
     planes = _planes(rgb, alpha, grayscale)
     if fmt == "WEBP" and planes.shape[2] in (1, 2):  # WebP has no gray modes
@@ -800,8 +814,6 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
             params["description"] = "; ".join(f"{k}: {v}" for k, v in rest.items())
         if "Software" in text:
             params["software"] = text["Software"]
-    elif fmt == "BMP" and im.mode == "LA":
-        im = im.convert("RGBA")
     elif fmt == "GIF" and im.mode == "LA":
         im = im.convert("RGBA")
     im.save(fh, format=fmt, **params)
@@ -937,19 +949,22 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if not np.any(a > 0):
         return rgb.copy()
     w = torch.from_numpy(np.ascontiguousarray(a))[None, None]
-    p = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * w
-    pyramid = [(p, w)]
-    while max(p.shape[-2:]) > 1:
-        pad = (0, p.shape[-1] % 2, 0, p.shape[-2] % 2)
-        p = F.avg_pool2d(F.pad(p, pad), 2)
-        w = F.avg_pool2d(F.pad(w, pad), 2)
-        pyramid.append((p, w))
-    p, w = pyramid[-1]
-    colour = p / w.clamp_min(1e-8)
-    for p, w in reversed(pyramid[:-1]):
-        up = F.interpolate(colour, size=p.shape[-2:], mode="bilinear", align_corners=False)
-        # premultiplied "over": what the level knows, on top of what coarser levels filled in
-        colour = p + (1.0 - w) * up
+    c = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    # Pull: each coarser level holds the weighted mean colour of its 2x2 children and a weight
+    # that is the children's summed weight capped at 1 (one opaque child makes it fully known).
+    pyramid = [(c, w)]
+    while max(c.shape[-2:]) > 1:
+        pad = (0, c.shape[-1] % 2, 0, c.shape[-2] % 2)
+        cw = F.avg_pool2d(F.pad(c * w, pad), 2)
+        ws = F.avg_pool2d(F.pad(w, pad), 2)
+        c = cw / ws.clamp_min(1e-12)
+        w = (ws * 4.0).clamp_(max=1.0)
+        pyramid.append((c, w))
+    colour = pyramid[-1][0]
+    # Push: fill each level's unknown part from the (smoothly upsampled) coarser level.
+    for c, w in reversed(pyramid[:-1]):
+        up = F.interpolate(colour, size=c.shape[-2:], mode="bilinear", align_corners=False)
+        colour = w * c + (1.0 - w) * up
     fill = colour[0].permute(1, 2, 0).numpy()
     keep = np.clip(a * 2.0, 0.0, 1.0)[..., None]
     return np.clip(rgb * keep + fill * (1.0 - keep), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,815 @@
+"""Image I/O: round trips per format and mode, metadata, broken inputs, failing writes.
+
+Every test file is generated in tmp_path. Expected pixel values come from the arrays the
+test itself made (or from Pillow as an independent decoder), never from the module under test.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
+
+from srgan_cli import fsutil, images
+from srgan_cli.errors import SrganError
+from srgan_cli.images import (
+    IMAGE_SUFFIXES,
+    fill_transparent,
+    format_for_path,
+    from_pil,
+    is_image_path,
+    list_images,
+    output_suffix_for,
+    read_image,
+    resize_rgb,
+    to_pil,
+    upscale_alpha,
+    write_image,
+)
+
+RNG = np.random.default_rng(1234)
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# ----------------------------------------------------------------- helpers (test-only)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _ref_filter_row(ftype: int, row: np.ndarray, prev: np.ndarray, bpp: int) -> bytes:
+    """Reference PNG filter (spec section 9, one byte at a time), independent of images.py."""
+    out = bytearray()
+    for i, x in enumerate(row.tolist()):
+        a = row[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        c = prev[i - bpp] if i >= bpp else 0
+        a, b, c = int(a), int(b), int(c)
+        if ftype == 0:
+            pred = 0
+        elif ftype == 1:
+            pred = a
+        elif ftype == 2:
+            pred = b
+        elif ftype == 3:
+            pred = (a + b) // 2
+        else:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+        out.append((x - pred) & 0xFF)
+    return bytes([ftype]) + bytes(out)
+
+
+def _ref_png(arr: np.ndarray, depth: int, ctype: int, *, interlace: bool = False, seed: int = 0) -> bytes:
+    """Encode (H, W, C) samples as PNG with a random filter per row (and Adam7 if asked)."""
+    rng = np.random.default_rng(seed)
+    h, w, c = arr.shape
+    dtype = ">u2" if depth == 16 else "u1"
+    bpp = c * depth // 8
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = bytearray()
+    for x0, y0, dx, dy in passes if interlace else ((0, 0, 1, 1),):
+        sub = arr[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        rows = sub.astype(dtype).view(np.uint8).reshape(sub.shape[0], -1)
+        prev = np.zeros(rows.shape[1], dtype=np.uint8)
+        for row in rows:
+            raw += _ref_filter_row(int(rng.integers(0, 5)), row, prev, bpp)
+            prev = row
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 1 if interlace else 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(bytes(raw))) + _chunk(b"IEND", b"")
+    )
+
+
+def _srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _q(x: np.ndarray, top: int) -> np.ndarray:
+    return np.rint(np.asarray(x, dtype=np.float64) * top).astype(np.int64)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ----------------------------------------------------------------- paths and formats
+
+
+def test_suffixes_and_formats():
+    assert {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"} == IMAGE_SUFFIXES
+    assert is_image_path("a/B.JPG") and is_image_path(Path("x.tiff")) and not is_image_path("x.txt")
+    assert output_suffix_for("PNG") == ".png" and output_suffix_for("JPEG") == ".jpg"
+    assert output_suffix_for("jpeg") == ".jpg" and output_suffix_for("MPO") == ".jpg"
+    assert format_for_path("x.JPeG") == "JPEG" and format_for_path("x.tif") == "TIFF"
+    with pytest.raises(SrganError, match=r"x\.xyz"):
+        format_for_path("x.xyz")
+    with pytest.raises(SrganError, match="PPM"):
+        output_suffix_for("PPM")
+
+
+# ----------------------------------------------------------------- round trips
+
+ROUND_TRIPS = [
+    # (suffix, channels, bit_depth, exact)
+    (".png", "RGB", 8, True),
+    (".png", "RGBA", 8, True),
+    (".png", "L", 8, True),
+    (".png", "LA", 8, True),
+    (".png", "RGB", 16, True),
+    (".png", "RGBA", 16, True),
+    (".png", "L", 16, True),
+    (".png", "LA", 16, True),
+    (".tif", "RGB", 8, True),
+    (".tiff", "RGBA", 8, True),
+    (".tif", "L", 8, True),
+    (".tif", "RGB", 16, True),
+    (".tif", "RGBA", 16, True),
+    (".tif", "L", 16, True),
+    (".bmp", "RGB", 8, True),
+    (".bmp", "L", 8, True),
+    (".webp", "RGBA", 8, False),
+    (".jpg", "RGB", 8, False),
+    (".jpeg", "L", 8, False),
+]
+
+
+@pytest.mark.parametrize("suffix,channels,bit_depth,exact", ROUND_TRIPS)
+def test_round_trip(tmp_path, suffix, channels, bit_depth, exact):
+    h, w = 23, 31
+    top = 65535 if bit_depth == 16 else 255
+    gray = channels.startswith("L")
+    if exact:
+        base = RNG.integers(0, top + 1, (h, w, 1 if gray else 3))
+    else:  # lossy codecs: a smooth picture so the error bound is meaningful
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([(xx * 8) % 256, (yy * 11) % 256, ((xx + yy) * 4) % 256], axis=2)[..., : 1 if gray else 3]
+    rgb = np.repeat(base, 3, axis=2) if gray else base
+    alpha = RNG.integers(0, top + 1, (h, w)) if channels.endswith("A") else None
+    out = write_image(
+        tmp_path / f"img{suffix}",
+        rgb / top,
+        alpha=None if alpha is None else alpha / top,
+        bit_depth=bit_depth,
+        grayscale=gray,
+    )
+    assert out == tmp_path / f"img{suffix}" and out.is_file()
+    got = read_image(out)
+    assert got.rgb.dtype == np.float32 and got.rgb.shape == (h, w, 3)
+    assert got.size == (w, h)
+    assert got.bit_depth == bit_depth
+    assert got.format == format_for_path(out)
+    assert got.n_frames == 1
+    if not (suffix.startswith(".tif") and channels == "LA"):
+        assert got.grayscale == gray
+    if exact:
+        assert np.array_equal(_q(got.rgb, top), rgb)
+    else:
+        assert np.abs(_q(got.rgb, top) - rgb).mean() < 4
+    if alpha is None:
+        assert got.alpha is None
+    else:
+        assert got.alpha is not None and got.alpha.shape == (h, w)
+        assert np.abs(_q(got.alpha, top) - alpha).max() <= (0 if exact else 1)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_sixteen_bit_values_are_not_truncated_to_eight(tmp_path):
+    # Values differing only in the low byte must survive: the 8-bit path would merge them.
+    rgb = np.array([[[256, 257, 258], [65534, 1, 0]]], dtype=np.float64) / 65535
+    for suffix in (".png", ".tif"):
+        got = read_image(write_image(tmp_path / f"x{suffix}", rgb, bit_depth=16))
+        assert _q(got.rgb, 65535).tolist() == [[[256, 257, 258], [65534, 1, 0]]]
+
+
+def test_sixteen_bit_png_is_readable_by_pillow(tmp_path):
+    # An independent decoder sees the same picture (Pillow keeps the high byte of 16-bit colour).
+    rgb16 = RNG.integers(0, 65536, (9, 14, 3))
+    out = write_image(tmp_path / "x.png", rgb16 / 65535, bit_depth=16, text={"model": "m"})
+    with Image.open(out) as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), (rgb16 >> 8).astype(np.uint8))
+        assert im.text["model"] == "m"
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("ctype,channels", [(2, 3), (6, 4), (4, 2)])
+def test_sixteen_bit_png_with_every_filter_and_interlace(tmp_path, interlace, ctype, channels):
+    arr = RNG.integers(0, 65536, (13, 11, channels)).astype(np.uint16)
+    path = tmp_path / "ref.png"
+    path.write_bytes(_ref_png(arr, 16, ctype, interlace=interlace, seed=ctype))
+    got = read_image(path)
+    assert got.bit_depth == 16
+    if ctype == 4:
+        assert got.grayscale and np.array_equal(_q(got.rgb[..., 0], 65535), arr[..., 0])
+    else:
+        assert np.array_equal(_q(got.rgb, 65535), arr[..., :3])
+    if channels in (2, 4):
+        assert np.array_equal(_q(got.alpha, 65535), arr[..., -1])
+
+
+def test_png_unfilter_matches_pillow_on_8_bit(tmp_path):
+    # Pillow is the oracle: the same random-filter rows decoded by both.
+    arr = RNG.integers(0, 256, (17, 19, 3)).astype(np.uint8)
+    data = _ref_png(arr, 8, 2, seed=7)
+    (tmp_path / "p.png").write_bytes(data)
+    with Image.open(tmp_path / "p.png") as im:
+        pil = np.asarray(im)
+    assert np.array_equal(pil, arr)
+    raw = zlib.decompress(data[33 + 8 : -12 - 4])  # the IDAT body: after IHDR, before its CRC and IEND
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(17, 1 + 19 * 3)
+    ours = images._png_unfilter(rows[:, 0], rows[:, 1:].reshape(17, 19, 3), "p.png")
+    assert np.array_equal(ours.reshape(17, 19, 3), pil)
+
+
+def test_palette_with_transparency(tmp_path):
+    idx = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    im = Image.fromarray(idx).convert("P")
+    im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (253 * 3))
+    im.info["transparency"] = 1
+    im.save(tmp_path / "p.png", transparency=1)
+    got = read_image(tmp_path / "p.png")
+    assert got.mode == "P" and got.alpha is not None
+    assert _q(got.alpha, 255).tolist() == [[255, 0, 255], [255, 0, 255]]
+    assert _q(got.rgb[0, 0], 255).tolist() == [255, 0, 0]
+    assert _q(got.rgb[0, 2], 255).tolist() == [0, 0, 255]
+
+
+def test_gray_palette_is_grayscale(tmp_path):
+    im = Image.fromarray(np.array([[0, 128, 255]], dtype=np.uint8)).convert("P")
+    im.save(tmp_path / "g.gif")
+    got = read_image(tmp_path / "g.gif")
+    assert got.grayscale and _q(got.rgb[..., 1], 255).tolist() == [[0, 128, 255]]
+
+
+def test_cmyk_jpeg(tmp_path):
+    Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(tmp_path / "c.jpg", quality=95)
+    got = read_image(tmp_path / "c.jpg")
+    assert got.mode == "CMYK" and got.rgb.shape == (6, 8, 3)
+    r, g, b = got.rgb.reshape(-1, 3).mean(axis=0)
+    assert r > 0.9 and g < 0.1 and b < 0.1  # cyan-free, full magenta+yellow = red
+    assert got.icc_profile is None  # pixels are sRGB now; a CMYK profile would be wrong
+
+
+@pytest.mark.parametrize("mode", ["1", "F", "I", "La", "PA", "RGBa", "YCbCr"])
+def test_unusual_modes_are_converted(mode):
+    base = Image.fromarray(RNG.integers(0, 256, (5, 4, 3), dtype=np.uint8))
+    if mode == "F":
+        im = Image.fromarray((RNG.random((5, 4)) * 0.5).astype(np.float32))
+    elif mode == "I":
+        im = Image.fromarray(RNG.integers(0, 65536, (5, 4)).astype(np.int32))
+    elif mode in ("La", "PA", "RGBa"):
+        im = base.convert("RGBA").convert(mode)
+    else:
+        im = base.convert(mode)
+    got = from_pil(im)
+    assert got.rgb.shape == (5, 4, 3) and got.rgb.dtype == np.float32
+    assert 0.0 <= got.rgb.min() and got.rgb.max() <= 1.0
+    if mode == "F":
+        assert np.allclose(got.rgb[..., 0], np.asarray(im), atol=1e-6)
+    if mode == "I":
+        assert got.bit_depth == 16 and np.array_equal(_q(got.rgb[..., 0], 65535), np.asarray(im))
+    assert (got.alpha is not None) == (mode in ("La", "PA", "RGBa"))
+
+
+def test_i16_pil_object_round_trip(tmp_path):
+    arr = RNG.integers(0, 65536, (6, 9)).astype(np.uint16)
+    im = Image.frombytes("I;16", (9, 6), arr.astype("<u2").tobytes())
+    got = from_pil(im)
+    assert got.bit_depth == 16 and got.grayscale
+    back = to_pil(got.rgb, bit_depth=16, grayscale=True)
+    assert back.mode == "I;16" and np.array_equal(np.asarray(back), arr)
+    assert to_pil(got.rgb, bit_depth=16).mode == "RGB"  # PIL has no 16-bit colour
+
+
+# ----------------------------------------------------------------- metadata
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    arr = RNG.integers(0, 256, (4, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(tmp_path / "o.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "o.png") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    got = read_image(tmp_path / "o.png")
+    assert np.array_equal(_q(got.rgb, 255), expected)
+
+
+def test_exif_orientation_6_rotates_jpeg_and_resets_tag(tmp_path):
+    arr = np.zeros((32, 48, 3), dtype=np.uint8)
+    arr[:16, :16] = (255, 0, 0)  # red block top-left of the stored picture
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "TestMaker"
+    Image.fromarray(arr).save(tmp_path / "o.jpg", exif=exif.tobytes(), quality=95)
+    got = read_image(tmp_path / "o.jpg")
+    assert got.size == (32, 48)  # width and height swapped
+    assert got.rgb[4, -4, 0] > 0.8 and got.rgb[4, 4, 0] < 0.2  # 90 degrees clockwise: top-right
+    assert got.exif is not None
+    back = Image.Exif()
+    back.load(got.exif)
+    assert back[0x0112] == 1 and back[0x010F] == "TestMaker"
+    out = write_image(tmp_path / "out.jpg", got.rgb, exif=got.exif)
+    with Image.open(out) as im:
+        assert im.getexif()[0x0112] == 1 and im.size == (32, 48)
+
+
+@pytest.mark.parametrize(
+    "suffix,bit_depth", [(".png", 8), (".png", 16), (".jpg", 8), (".webp", 8), (".tif", 8), (".tif", 16)]
+)
+def test_icc_profile_carried_over(tmp_path, suffix, bit_depth):
+    icc = _srgb_icc()
+    out = write_image(tmp_path / f"i{suffix}", RNG.random((5, 6, 3)), icc_profile=icc, bit_depth=bit_depth)
+    assert read_image(out).icc_profile == icc
+    with Image.open(out) as im:  # an independent reader finds it too
+        assert im.info.get("icc_profile") == icc
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_text_chunks(tmp_path, bit_depth):
+    text = {"model": "srgan_x4", "scale": "4", "Software": "srgan 0.1", "note": "caf\u00e9 \u2713"}
+    out = write_image(tmp_path / "t.png", RNG.random((4, 4, 3)), text=text, bit_depth=bit_depth)
+    with Image.open(out) as im:
+        assert dict(im.text) == text
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif"])
+def test_text_in_exif_or_tiff_tags(tmp_path, suffix):
+    out = write_image(tmp_path / f"t{suffix}", RNG.random((4, 4, 3)), text={"model": "srgan_x4", "Software": "srgan"})
+    with Image.open(out) as im:
+        exif = im.getexif()
+        assert "model: srgan_x4" in str(exif.get(0x010E))
+        assert exif.get(0x0131) == "srgan"
+
+
+def test_jpeg_quality_and_subsampling(tmp_path):
+    rgb = RNG.random((32, 32, 3))
+    hi = write_image(tmp_path / "hi.jpg", rgb)
+    lo = write_image(tmp_path / "lo.jpg", rgb, quality=60)
+    with Image.open(hi) as a, Image.open(lo) as b:
+        assert JpegImagePlugin.get_sampling(a) == 0  # 4:4:4 at the default quality 95
+        assert JpegImagePlugin.get_sampling(b) == 2  # 4:2:0 below 90
+    assert lo.stat().st_size < hi.stat().st_size
+
+
+def test_jpeg_drops_alpha_and_webp_100_is_lossless(tmp_path):
+    rgb, alpha = RNG.random((8, 8, 3)), RNG.random((8, 8))
+    with Image.open(write_image(tmp_path / "a.jpg", rgb, alpha=alpha)) as im:
+        assert im.mode == "RGB"
+    got = read_image(write_image(tmp_path / "a.webp", rgb, alpha=alpha, quality=100))
+    assert np.array_equal(_q(got.rgb, 255), _q(rgb, 255)) and np.array_equal(_q(got.alpha, 255), _q(alpha, 255))
+
+
+def test_explicit_format_overrides_suffix(tmp_path):
+    out = write_image(tmp_path / "picture.out", RNG.random((3, 3, 3)), format="png")
+    with Image.open(out) as im:
+        assert im.format == "PNG"
+
+
+def test_rounding_and_clipping(tmp_path):
+    rgb = np.array([[[-0.5, 1.7, np.nan], [0.5 / 255 + 1e-4, 0.5 / 255 - 1e-4, 1.0]]], dtype=np.float32)
+    got = read_image(write_image(tmp_path / "r.png", rgb))
+    assert _q(got.rgb, 255).tolist() == [[[0, 255, 0], [1, 0, 255]]]
+
+
+# ----------------------------------------------------------------- animated and extreme sizes
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_animated_gives_first_frame(tmp_path, suffix):
+    frames = [Image.new("RGB", (10, 6), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / f"a{suffix}", save_all=True, append_images=frames[1:], duration=50, lossless=True)
+    got = read_image(tmp_path / f"a{suffix}")
+    assert got.n_frames == 3
+    assert _q(got.rgb.reshape(-1, 3).mean(axis=0), 255).tolist() == [255, 0, 0]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 10000), (10000, 1)])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_tiny_and_thin_images(tmp_path, shape, bit_depth):
+    top = 65535 if bit_depth == 16 else 255
+    rgb = RNG.integers(0, top + 1, (*shape, 3))
+    got = read_image(write_image(tmp_path / "thin.png", rgb / top, bit_depth=bit_depth))
+    assert got.size == (shape[1], shape[0]) and np.array_equal(_q(got.rgb, top), rgb)
+
+
+# ----------------------------------------------------------------- broken inputs
+
+
+def _valid_png(tmp_path: Path) -> bytes:
+    p = tmp_path / "valid_source.png"
+    Image.fromarray(RNG.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(p)
+    return p.read_bytes()
+
+
+def _valid_jpeg(tmp_path: Path) -> bytes:
+    p = tmp_path / "valid_source.jpg"
+    Image.fromarray(RNG.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(p, quality=90)
+    return p.read_bytes()
+
+
+def _make_bad(tmp_path: Path, kind: str) -> Path:
+    if kind == "missing":
+        return tmp_path / "missing.png"
+    if kind == "folder":
+        (tmp_path / "folder.png").mkdir()
+        return tmp_path / "folder.png"
+    if kind == "empty":
+        (tmp_path / "empty.png").write_bytes(b"")
+        return tmp_path / "empty.png"
+    if kind == "truncated_png":
+        data = _valid_png(tmp_path)
+        (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+        return tmp_path / "cut.png"
+    if kind == "truncated_jpeg":
+        data = _valid_jpeg(tmp_path)
+        (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+        return tmp_path / "cut.jpg"
+    if kind == "truncated_png16":
+        data = _ref_png(RNG.integers(0, 65536, (20, 20, 3)), 16, 2)
+        (tmp_path / "cut16.png").write_bytes(data[: len(data) - 40])
+        return tmp_path / "cut16.png"
+    if kind == "bad_crc_png16":
+        data = bytearray(_ref_png(RNG.integers(0, 65536, (20, 20, 3)), 16, 2))
+        data[60] ^= 0xFF
+        (tmp_path / "crc16.png").write_bytes(bytes(data))
+        return tmp_path / "crc16.png"
+    if kind == "bad_zlib_png16":
+        ihdr = struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0)
+        data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"not zlib at all") + _chunk(b"IEND", b"")
+        (tmp_path / "zlib16.png").write_bytes(data)
+        return tmp_path / "zlib16.png"
+    if kind == "random_bytes":
+        (tmp_path / "noise.jpg").write_bytes(RNG.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+        return tmp_path / "noise.jpg"
+    if kind == "text_as_png":
+        (tmp_path / "notes.png").write_text("just some notes\n" * 20)
+        return tmp_path / "notes.png"
+    if kind == "unsupported":
+        (tmp_path / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+        return tmp_path / "drawing.svg"
+    raise AssertionError(kind)
+
+
+BAD_KINDS = [
+    "missing",
+    "folder",
+    "empty",
+    "truncated_png",
+    "truncated_jpeg",
+    "truncated_png16",
+    "bad_crc_png16",
+    "bad_zlib_png16",
+    "random_bytes",
+    "text_as_png",
+    "unsupported",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_input_is_one_line_srgan_error(tmp_path, kind):
+    path = _make_bad(tmp_path, kind)
+    with pytest.raises(SrganError) as info:
+        read_image(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "\n" not in msg
+    assert info.value.__cause__ is None or isinstance(info.value.__cause__, SrganError)
+
+
+def test_truncated_load_stays_strict(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as a careless library might
+    with pytest.raises(SrganError, match="cut.png"):
+        read_image(_make_bad(tmp_path, "truncated_png"))
+
+
+def test_permission_denied(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    write_image(path, RNG.random((3, 3, 3)))
+    if IS_ROOT:  # root reads anything: simulate the refusal instead
+        real_open = open
+
+        def refuse(p, *a, **k):
+            if Path(p) == path:
+                raise PermissionError(errno.EACCES, "Permission denied", str(p))
+            return real_open(p, *a, **k)
+
+        monkeypatch.setattr("builtins.open", refuse)
+    else:
+        path.chmod(0)
+    with pytest.raises(SrganError, match="permission denied") as info:
+        read_image(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
+    )
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data)
+    assert path.stat().st_size < 200
+
+    def no_decoding(self, *a, **k):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(SrganError) as info:
+        read_image(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "100000x100000" in msg and "--max-pixels" in msg
+
+
+def test_max_pixels_is_per_call_and_pillow_limit_does_not_leak(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "m.png", RNG.random((50, 60, 3)))
+    with pytest.raises(SrganError, match="--max-pixels"):
+        read_image(path, max_pixels=2999)
+    assert read_image(path, max_pixels=3000).size == (60, 50)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own global limit is not ours
+    assert read_image(path).size == (60, 50)
+    assert read_image(path, max_pixels=None).size == (60, 50)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".gif", ".tif", ".webp", ".bmp", "16.png", "16.tif"])
+def test_damaged_files_never_leak_other_exceptions(tmp_path, suffix):
+    """Truncations and flipped bytes give a picture or an SrganError, nothing else."""
+    bit_depth = 16 if suffix.startswith("16") else 8
+    src = write_image(tmp_path / f"src{suffix}", RNG.random((16, 16, 3)), bit_depth=bit_depth)
+    data = src.read_bytes()
+    rng = np.random.default_rng(99)
+    for i in range(25):
+        damaged = bytearray(data)
+        if i % 2:
+            damaged = damaged[: int(rng.integers(1, len(data)))]
+        else:
+            for pos in rng.integers(0, len(data), 3):
+                damaged[pos] ^= int(rng.integers(1, 256))
+        path = tmp_path / f"d{i}{suffix}"
+        path.write_bytes(bytes(damaged))
+        try:
+            got = read_image(path, max_pixels=1_000_000)
+        except SrganError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(str(path))
+        else:
+            assert got.rgb.ndim == 3 and np.isfinite(got.rgb).all()
+
+
+# ----------------------------------------------------------------- writing failures
+
+
+def test_overwrite_false_refuses_existing(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(b"keep me")
+    with pytest.raises(SrganError, match="already exists") as info:
+        write_image(path, RNG.random((2, 2, 3)), overwrite=False)
+    assert str(info.value).startswith(str(path))
+    assert path.read_bytes() == b"keep me"
+    assert _leftovers(tmp_path) == ["x.png"]
+    write_image(path, RNG.random((2, 2, 3)))  # overwrite=True replaces it
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_output_has_normal_permissions(tmp_path):
+    out = write_image(tmp_path / "p.png", RNG.random((2, 2, 3)))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_read_only_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if IS_ROOT:  # root ignores permissions: simulate the refusal where the temp file is made
+
+        def refuse(*a, **k):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(fsutil.tempfile, "mkstemp", refuse)
+    else:
+        folder.chmod(0o555)
+    try:
+        with pytest.raises(SrganError, match="permission denied") as info:
+            write_image(folder / "x.png", RNG.random((2, 2, 3)))
+        assert str(info.value).startswith(str(folder / "x.png")) and "\n" not in str(info.value)
+    finally:
+        folder.chmod(0o755)
+    assert _leftovers(folder) == []
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(SrganError, match="does not exist"):
+        write_image(tmp_path / "nope" / "x.png", RNG.random((2, 2, 3)))
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EIO])
+def test_disk_errors_leave_nothing(tmp_path, monkeypatch, err):
+    def fail(*a, **k):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(fsutil.os, "fsync", fail)
+    with pytest.raises(SrganError) as info:
+        write_image(tmp_path / "x.png", RNG.random((4, 4, 3)))
+    assert str(info.value).startswith(str(tmp_path / "x.png")) and "\n" not in str(info.value)
+    if err == errno.ENOSPC:
+        assert "no space" in str(info.value)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_encoder_failure_midway_leaves_nothing(tmp_path, monkeypatch, bit_depth):
+    real_save = Image.Image.save
+
+    def half_then_full_disk(self, fp, *a, **k):
+        fp.write(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_then_full_disk)
+    monkeypatch.setattr(images, "_encode_png16", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    path = tmp_path / "x.png"
+    with pytest.raises(SrganError, match="no space"):
+        write_image(path, RNG.random((4, 4, 3)), bit_depth=bit_depth)
+    assert _leftovers(tmp_path) == []
+    monkeypatch.setattr(Image.Image, "save", real_save)
+
+
+def test_interrupt_leaves_nothing_and_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.png"
+    write_image(path, np.zeros((2, 2, 3)))
+    before = path.read_bytes()
+
+    def interrupted(self, fp, *a, **k):
+        fp.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(path, np.ones((2, 2, 3)))
+    assert path.read_bytes() == before and _leftovers(tmp_path) == ["x.png"]
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(SrganError, match="quality"):
+        write_image(tmp_path / "q.jpg", np.zeros((2, 2, 3)), quality=0)
+    with pytest.raises(SrganError, match="cannot write"):
+        write_image(tmp_path / "q.ppm", np.zeros((2, 2, 3)), format="PPM")
+    with pytest.raises(SrganError, match=r"q\.xyz"):
+        write_image(tmp_path / "q.xyz", np.zeros((2, 2, 3)))
+    assert _leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------- listing
+
+
+def test_list_images(tmp_path):
+    (tmp_path / "b.png").write_bytes(b"x")
+    (tmp_path / "a.JPG").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.png").write_bytes(b"x")
+    (tmp_path / ".out.png.abc.part").write_bytes(b"x")
+    (tmp_path / "half.png.part").write_bytes(b"x")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "c.webp").write_bytes(b"x")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "d.png").write_bytes(b"x")
+    os.symlink(tmp_path, sub / "loop")  # a symlink loop back to the root
+    os.symlink(tmp_path / "gone.png", tmp_path / "broken.png")  # dangling link
+    assert list_images(tmp_path, recursive=False) == [tmp_path / "a.JPG", tmp_path / "b.png"]
+    assert list_images(tmp_path, recursive=True) == [tmp_path / "a.JPG", tmp_path / "b.png", sub / "c.webp"]
+    assert list_images(tmp_path / "b.png", recursive=True) == [tmp_path / "b.png"]
+    with pytest.raises(SrganError, match="no such folder"):
+        list_images(tmp_path / "nothing", recursive=True)
+
+
+def test_list_images_skips_unreadable_subfolder(tmp_path, monkeypatch):
+    (tmp_path / "a.png").write_bytes(b"x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "b.png").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(p):
+        if Path(p) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real_scandir(p)
+
+    monkeypatch.setattr(images.os, "scandir", scandir)
+    assert list_images(tmp_path, recursive=True) == [tmp_path / "a.png"]
+
+
+# ----------------------------------------------------------------- pixel helpers
+
+
+def test_upscale_alpha():
+    alpha = np.zeros((6, 5), dtype=np.float32)
+    alpha[2:4, 1:3] = 1.0
+    up = upscale_alpha(alpha, 4)
+    assert up.shape == (24, 20) and up.dtype == np.float32
+    assert up.min() >= 0.0 and up.max() <= 1.0  # bicubic overshoot is clipped
+    assert up[10, 6] > 0.9 and up[0, 0] < 0.05
+    assert np.allclose(upscale_alpha(np.full((3, 3), 0.25, np.float32), 2.5), 0.25, atol=1e-6)
+    assert upscale_alpha(alpha, 1.5).shape == (9, 8)  # round(6*1.5), round(5*1.5)
+
+
+def test_fill_transparent_uses_neighbouring_colour():
+    rgb = np.zeros((16, 16, 3), dtype=np.float32)
+    alpha = np.zeros((16, 16), dtype=np.float32)
+    rgb[4:12, 4:12] = (1.0, 0.5, 0.0)  # orange opaque square; black hidden under transparency
+    alpha[4:12, 4:12] = 1.0
+    out = fill_transparent(rgb, alpha)
+    assert out is not rgb and rgb[0, 0].tolist() == [0, 0, 0]  # input untouched
+    assert np.array_equal(out[4:12, 4:12], rgb[4:12, 4:12])  # opaque pixels keep their colour
+    assert np.allclose(out[~(alpha > 0)], (1.0, 0.5, 0.0), atol=0.02)  # no black left behind
+    assert np.array_equal(fill_transparent(rgb, np.zeros_like(alpha)), rgb)
+
+
+def test_fill_transparent_two_colours_stay_local():
+    rgb = np.zeros((8, 32, 3), dtype=np.float32)
+    alpha = np.zeros((8, 32), dtype=np.float32)
+    rgb[:, :4], alpha[:, :4] = (1, 0, 0), 1
+    rgb[:, -4:], alpha[:, -4:] = (0, 0, 1), 1
+    out = fill_transparent(rgb, alpha)
+    assert out[:, 5, 0].min() > 0.8 and out[:, 26, 2].min() > 0.8  # near each side, its own colour
+
+
+def test_resize_rgb():
+    rgb = RNG.random((10, 12, 3)).astype(np.float32)
+    out = resize_rgb(rgb, (30, 25))
+    assert out.shape == (25, 30, 3) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    flat = np.full((10, 12, 3), 0.3, dtype=np.float32)
+    assert np.allclose(resize_rgb(flat, (5, 7)), 0.3, atol=1e-5)
+    assert np.array_equal(resize_rgb(rgb, (12, 10)), rgb)
+
+
+# ----------------------------------------------------------------- property test
+
+_MODE_SPECS = {"L": (1, 255), "LA": (2, 255), "RGB": (3, 255), "RGBA": (4, 255), "P": (1, 255), "I;16": (1, 65535)}
+_LOSSLESS = ("BMP", "PNG", "TIFF", "WEBP")  # WebP at quality 100 is lossless
+
+
+def _pil_image(mode: str, h: int, w: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels, top = _MODE_SPECS[mode]
+    if mode == "I;16":
+        return Image.frombytes("I;16", (w, h), rng.integers(0, 65536, (h, w)).astype("<u2").tobytes())
+    if mode == "P":
+        im = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).convert("P")
+        im.putpalette(rng.integers(0, 256, 768, dtype=np.uint8).tobytes())
+        return im
+    arr = rng.integers(0, top + 1, (h, w, channels), dtype=np.uint8)
+    return Image.fromarray(arr if channels > 1 else arr[..., 0])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    mode=st.sampled_from(sorted(_MODE_SPECS)),
+    fmt=st.sampled_from(_LOSSLESS),
+    seed=st.integers(0, 2**16),
+)
+def test_property_lossless_round_trip(tmp_path, h, w, mode, fmt, seed):
+    src = _pil_image(mode, h, w, seed)
+    loaded = from_pil(src)
+    # The expected values come from Pillow's own conversion, not from images.py.
+    if mode == "I;16":
+        expected = np.repeat(np.asarray(src).astype(np.int64)[..., None], 3, axis=2)
+    else:
+        expected = np.asarray(src.convert("RGBA"))[..., :3].astype(np.int64)
+    expected_alpha = np.asarray(src)[..., -1].astype(np.int64) if mode in ("LA", "RGBA") else None
+    out = write_image(
+        tmp_path / f"p{seed}{output_suffix_for(fmt)}",
+        loaded.rgb,
+        alpha=loaded.alpha,
+        bit_depth=loaded.bit_depth,
+        grayscale=loaded.grayscale,
+        quality=100,
+    )
+    got = read_image(out)
+    top = 65535 if (mode == "I;16" and fmt in ("PNG", "TIFF")) else 255
+    if top == 255 and mode == "I;16":
+        expected = np.rint(expected / 65535 * 255).astype(np.int64)
+    assert np.array_equal(_q(got.rgb, top), expected)
+    if expected_alpha is not None and fmt != "BMP":  # BMP is written without alpha
+        assert got.alpha is not None and np.array_equal(_q(got.alpha, 255), expected_alpha)
+    out.unlink()
