@@ -379,3 +379,19 @@ def test_cli_hub_failure_is_one_error_line(fake_hub, tiny_weights, tmp_path):
     result = CliRunner().invoke(main, ["interpolate", "acme/srgan", "acme/srgan", "--alpha", "0.5", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(weights.read_metadata(out)["interpolation"])["b"]["source"] == "acme/srgan"
+
+
+def test_models_fetch_fills_the_cache_for_offline_use(fake_hub, tiny_weights, monkeypatch):
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    result = CliRunner().invoke(main, ["models", "--fetch", "acme/srgan"])
+    assert result.exit_code == 0, result.output
+    name, path = result.output.strip().split("\t")
+    assert name == "acme/srgan" and Path(path).read_bytes() == tiny_weights
+    _set_offline(monkeypatch, True)
+    assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
+    result = CliRunner().invoke(main, ["models", "--fetch", "acme/other"])
+    assert result.exit_code == 1 and "acme/other" in result.output and "HF_HUB_OFFLINE" in result.output

@@ -175,6 +175,7 @@ def test_cli_end_to_end(pair, tmp_path):
     [
         ["--alpha", "1.5", "-o", "x.safetensors"],
         ["--alpha", "abc", "-o", "x.safetensors"],
+        ["--alpha", "nan", "-o", "x.safetensors"],
         ["--alpha", "0.5", "-o", "x.pt"],
         ["--alpha", "0.5"],
     ],

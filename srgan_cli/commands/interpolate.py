@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
+
+
+def _finite_alpha(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("must be a number in [0, 1], not nan")
+    return value
 
 
 @click.command("interpolate")
@@ -14,6 +21,7 @@ import click
     "--alpha",
     type=click.FloatRange(0.0, 1.0),
     required=True,
+    callback=_finite_alpha,
     help="Weight of B: 0 gives A, 1 gives B, 0.8 is 80% B.",
 )
 @click.option(
@@ -36,8 +44,12 @@ def interpolate(model_a: str, model_b: str, alpha: float, output: Path, overwrit
     """
     if output.suffix.lower() != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="'-o' / '--output'")
+    from ..errors import SrganError
     from ..hub import resolve_weights
     from ..interpolate import interpolate_files
+
+    if output.exists() and not overwrite:  # before any download
+        raise SrganError(f"{output}: already exists; choose another name or pass --overwrite")
 
     path_a = resolve_weights(model_a)
     path_b = resolve_weights(model_b)

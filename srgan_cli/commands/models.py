@@ -10,12 +10,31 @@ import click
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (one object per model).")
-def models(as_json: bool) -> None:
+@click.option(
+    "--fetch",
+    "fetch",
+    metavar="MODEL",
+    multiple=True,
+    help="Download (or verify) MODEL, a name or Hub reference, into the cache for offline use; "
+    "prints its local path. Repeatable.",
+)
+def models(as_json: bool, fetch: tuple[str, ...]) -> None:
     """List the named models: name, scale, arch, parameters, size, availability and source.
 
-    Never touches the network: 'cached' means the weights are already in the Hugging Face
-    cache. Any model name can be given to 'srgan upscale --model' and 'srgan interpolate'.
+    Listing never touches the network: 'cached' means the weights are already in the Hugging
+    Face cache. Any model name can be given to 'srgan upscale --model' and 'srgan interpolate'.
+
+    \b
+      srgan models
+      srgan models --json
+      srgan models --fetch srgan_x4 --fetch acme/esrgan:rrdb_x4.safetensors@v1.0
     """
+    if fetch:
+        from ..hub import resolve_weights
+
+        for name in fetch:
+            click.echo(f"{name}\t{resolve_weights(name)}")
+        return
     from ..weights import describe_entries
 
     rows = describe_entries()
