@@ -81,7 +81,7 @@ class TrainConfig:
     scale: int = 4
     lr: float = 1e-4
     lr_decay: str | None = None  # mse: none; gan: step
-    lr_step: int | None = None  # gan: steps // 2
+    lr_step: int | None = None  # None: steps // 2, following --steps when a resume extends the run
     lr_gamma: float = 0.1
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -130,8 +130,6 @@ class TrainConfig:
             c.steps = 200_000 if gan else 1_000_000
         if c.lr_decay is None:
             c.lr_decay = "step" if gan else "none"
-        if c.lr_step is None:
-            c.lr_step = max(1, c.steps // 2)
         if c.content_loss is None:
             c.content_loss = "vgg54" if gan else "mse"
         if c.pixel_weight is None:
@@ -145,7 +143,7 @@ class TrainConfig:
         _choice("cache", c.cache, CACHE_MODES)
         _choice("arch", c.arch, ARCHS)
         for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
-            if int(getattr(c, name)) < 1:
+            if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if c.workers < 0 or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
@@ -174,7 +172,7 @@ FROZEN_ON_RESUME = ("stage", "arch", "num_blocks", "num_features", "batch_norm",
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """The learning rate of update ``step`` (0-based)."""
     if cfg.lr_decay == "step":
-        return cfg.lr * cfg.lr_gamma ** (step // cfg.lr_step)
+        return cfg.lr * cfg.lr_gamma ** (step // (cfg.lr_step or max(1, cfg.steps // 2)))
     if cfg.lr_decay == "cosine":
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
     return cfg.lr
@@ -305,6 +303,7 @@ class TrainResult:
     best_psnr: float | None
     last_psnr: float | None
     losses: list[float]  # the generator's total loss at every step run in this call
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # every loss of every step
 
 
 class _Interrupt:
@@ -496,20 +495,14 @@ class _Trainer:
         _set_rng_state(state.get("rng") or {}, self.device)
 
     def _losses(self) -> None:
-        """Content / adversarial losses; VGG loaded now, so a missing VGG fails before any training."""
-        cfg = self.cfg
+        """Content / adversarial losses; VGG is loaded now, so a missing VGG fails before any training."""
         self.content = None
         if not self.gan:
             return
-        try:
-            from . import losses
-        except ImportError:
-            raise SrganError("--stage gan needs srgan_cli.losses, which this installation lacks") from None
+        from . import losses
+
         self.losses = losses
-        if cfg.content_loss != "mse":
-            layers = losses.parse_layers(cfg.content_loss)
-            vgg = losses.load_vgg19(cfg.vgg_weights, layers, self.device)
-            self.content = losses.ContentLoss(vgg, layers, criterion="mse").to(self.device)
+        self.content = losses.content_loss_from_spec(self.cfg.content_loss, self.cfg.vgg_weights, self.device)
 
     def _data(self) -> None:
         cfg = self.cfg
@@ -571,7 +564,7 @@ class _Trainer:
             logits = self.D(torch.cat([hr, sr])).float()
         sr32 = sr.float()
         loss_adv = losses.g_adv_loss(logits[:n].detach(), logits[n:], kind=cfg.gan_type)
-        loss_content = self.content(sr32, hr) if self.content is not None else losses.pixel_loss(sr32, hr, kind="mse")
+        loss_content = self.content(sr32, hr)
         loss = loss_content + cfg.adv_weight * loss_adv
         loss_pixel = None
         if cfg.pixel_weight:
@@ -722,6 +715,7 @@ class _Trainer:
         if self.D is not None:
             self.D.train()
         all_losses: list[float] = []
+        history: list[dict[str, float]] = []
         window: dict[str, list[float]] = {}
         busy = 0.0  # seconds spent loading and training in this log window (not validating or saving)
         n_window = 0
@@ -754,6 +748,7 @@ class _Trainer:
                 self.step += 1
                 n_window += 1
                 all_losses.append(values["loss"])
+                history.append(values)
                 for key, value in values.items():
                     window.setdefault(key, []).append(value)
                 val_psnr = None
@@ -788,4 +783,6 @@ class _Trainer:
         if self.step == start and start > 0:
             self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
         self.emit({"event": "done", "step": self.step, "best_psnr": self.best_psnr, "val_psnr": self.last_psnr})
-        return TrainResult(self.run_dir, self.step, self.export_model(), self.best_psnr, self.last_psnr, all_losses)
+        return TrainResult(
+            self.run_dir, self.step, self.export_model(), self.best_psnr, self.last_psnr, all_losses, history
+        )

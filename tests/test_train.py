@@ -188,3 +188,78 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(data, tmp_path):
     state = load_checkpoint(run / CHECKPOINT)
     assert state["step"] >= 3
     assert load_generator(run / "generator.safetensors")[2]["steps"] == str(state["step"])
+
+
+VGG_FILE = "vgg19/vgg19_features_caffe_fp16.safetensors"
+
+
+@pytest.fixture()
+def mse_generator(tmp_path):
+    """A tiny trained-for-a-moment mse generator: the gan stage's --init."""
+    data = _images(tmp_path / "init_images", count=1, size=32)
+    train(_options(data, steps=3), tmp_path / "mse")
+    return tmp_path / "mse" / "generator.safetensors"
+
+
+def test_gan_run_lowers_content_loss(shared_data, mse_generator, tmp_path):
+    data = _images(tmp_path / "one", count=1, size=32, seed=3)
+    run = tmp_path / "gan"
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=16, batch_size=2, patch_size=32, lr=1e-3)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), lr_decay="none", checkpoint_every=8)
+    result = train(opts, run)
+    content = [h["loss_content"] for h in result.history]
+    assert len(content) == 16 and all(np.isfinite(content))
+    assert np.mean(content[-4:]) < np.mean(content[:4])
+    assert all(np.isfinite(h["loss_d"]) and np.isfinite(h["loss_adv"]) for h in result.history)
+    state = load_checkpoint(run / CHECKPOINT)
+    assert state["discriminator"] is not None and state["optimizer_d"] is not None
+    meta = read_metadata(run / "generator.safetensors")
+    assert meta["stage"] == "gan" and meta["init"] == str(mse_generator)
+    # The gan stage starts from --init: the first generator equals the mse one's config.
+    assert load_generator(run / "generator.safetensors")[1] == load_generator(mse_generator)[1]
+
+
+def test_gan_without_vgg_fails_before_training(mse_generator, data, tmp_path, monkeypatch):
+    from torchvision.models._api import WeightsEnum
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    run = tmp_path / "gan"
+    args = ["train", "--stage", "gan", "--init", str(mse_generator), "--data", str(data), "--out", str(run)]
+    args += ["--steps", "2", "--patch-size", "32", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "VGG19" in result.output and "--vgg-weights" in result.output and "Traceback" not in result.output
+    assert not (run / CHECKPOINT).exists()
+
+
+def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tmp_path):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=4, batch_size=2, patch_size=16)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", gan_type="relativistic")
+    opts.update(pixel_weight=0.01, pixel_loss="l1", ema=0.5, checkpoint_every=2, lr_step=3)  # a drop after the resume
+    train(opts, tmp_path / "full")
+    train({**opts, "steps": 2}, tmp_path / "part")
+    train({"steps": 4}, tmp_path / "part", resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "part" / CHECKPOINT)
+    for part in ("generator", "discriminator", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    # With --ema the exported weights are the EMA generator's, not the raw one's.
+    exported = load_file(str(tmp_path / "full" / "generator.safetensors"))
+    key = next(k for k in exported if k.endswith("weight"))
+    assert torch.equal(exported[key], a["ema"][key]) and not torch.equal(exported[key], a["generator"][key])
+
+
+def test_rrdb_both_stages(shared_data, data, tmp_path):
+    rrdb = {"arch": "rrdb", "num_blocks": 1, "num_features": 8, "pixel_loss": "l1"}
+    result = train({**_options(data, steps=2), **rrdb}, tmp_path / "mse")
+    assert result.step == 2
+    _, gconf, _ = load_generator(tmp_path / "mse" / "generator.safetensors")
+    assert gconf.arch == "rrdb" and not gconf.batch_norm
+    opts = _options(data, stage="gan", init=str(tmp_path / "mse" / "generator.safetensors"), steps=2)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="conv5_4", gan_type="relativistic")
+    opts.update(batch_size=2, patch_size=16, adv_weight=5e-3, pixel_weight=1e-2, pixel_loss="l1")
+    result = train(opts, tmp_path / "gan")
+    assert result.step == 2 and load_generator(tmp_path / "gan" / "generator.safetensors")[1].arch == "rrdb"
