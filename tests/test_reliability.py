@@ -1,0 +1,191 @@
+"""Reliability promises of ``srgan upscale``, tested on the real command.
+
+* An interruption (Ctrl-C, SIGTERM, even SIGKILL) never leaves a partial or corrupt output:
+  every output that exists decodes completely, and ``--skip-existing`` then finishes the batch
+  with outputs byte-identical to an uninterrupted run.
+* A full disk or a read-only output folder gives a clear error per file, no half-written
+  file, and leaves the inputs intact.
+* Two processes writing into one folder with ``--skip-existing`` leave every output valid.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from srgan_cli.cli import main
+from srgan_cli.config import GeneratorConfig
+from srgan_cli.models import build_generator
+from srgan_cli.weights import save_generator
+
+REPO = Path(__file__).resolve().parents[1]
+N_IMAGES = 20
+
+# Runs the real CLI, slowed down (reading and fsync) by $SLOW seconds so a signal lands mid-batch.
+SLOW_CLI = """
+import os, sys, time
+delay = float(os.environ.get("SLOW", "0"))
+import srgan_cli.commands.upscale as cmd
+real_read, real_fsync = cmd._read, os.fsync
+def slow_read(path, max_pixels):
+    time.sleep(delay)
+    return real_read(path, max_pixels)
+def slow_fsync(fd):
+    time.sleep(delay)
+    return real_fsync(fd)
+cmd._read = slow_read
+os.fsync = slow_fsync
+from srgan_cli.cli import main
+main(prog_name="srgan")
+"""
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """20 small images, a tiny model and the outputs of an uninterrupted run."""
+    root = tmp_path_factory.mktemp("rel")
+    torch.manual_seed(0)
+    config = GeneratorConfig(num_blocks=1, num_features=8)
+    weights = save_generator(root / "tiny.safetensors", build_generator(config), config)
+    inputs = root / "in"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(N_IMAGES):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(inputs / f"img{i:02d}.png")
+    (root / "slow_cli.py").write_text(SLOW_CLI)
+    reference = root / "reference"
+    proc = _start(root, weights, inputs, reference, slow=0)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    return {"root": root, "weights": weights, "inputs": inputs, "reference": reference}
+
+
+def _start(root: Path, weights: Path, inputs: Path, out: Path, *extra: str, slow: float = 0.05) -> subprocess.Popen:
+    env = dict(os.environ, SLOW=str(slow), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, str(root / "slow_cli.py"), "upscale", str(inputs), "-o", str(out)]
+    cmd += ["-m", str(weights), "--device", "cpu", "-q", *extra]
+    return subprocess.Popen(cmd, env=env, cwd=root, stderr=subprocess.PIPE, text=True)
+
+
+def _outputs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+
+
+def _wait_for_outputs(folder: Path, count: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 40
+    while len(_outputs(folder)) < count:
+        assert proc.poll() is None, "the batch finished before it could be interrupted"
+        assert time.monotonic() < deadline, "no outputs appeared"
+        time.sleep(0.01)
+
+
+def _assert_all_decode(folder: Path) -> None:
+    for path in _outputs(folder):
+        with Image.open(path) as im:
+            im.load()  # raises on a truncated or corrupt file
+            assert im.size == (128, 96)
+
+
+def _assert_same_as_reference(folder: Path, reference: Path) -> None:
+    names = [p.name for p in _outputs(reference)]
+    assert [p.name for p in _outputs(folder)] == names
+    for name in names:
+        assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupt_then_resume_matches_uninterrupted(batch, tmp_path, sig):
+    out = tmp_path / "out"
+    proc = _start(batch["root"], batch["weights"], batch["inputs"], out)
+    _wait_for_outputs(out, 3, proc)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=30)
+    assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL), proc.stderr.read()
+    done = _outputs(out)
+    assert 3 <= len(done) < N_IMAGES
+    _assert_all_decode(out)
+    if sig == signal.SIGINT:
+        # Ctrl-C lets the file being written finish: not even a hidden temporary file remains.
+        assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+        assert "Traceback" not in proc.stderr.read()
+    resume = _start(batch["root"], batch["weights"], batch["inputs"], out, "--skip-existing", slow=0)
+    assert resume.wait(timeout=60) == 0, resume.stderr.read()
+    _assert_same_as_reference(out, batch["reference"])
+
+
+def test_sigterm_exits_130_cleanly(batch, tmp_path):
+    out = tmp_path / "out"
+    proc = _start(batch["root"], batch["weights"], batch["inputs"], out)
+    _wait_for_outputs(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    err = proc.stderr.read()
+    assert "error: interrupted" in err and "Traceback" not in err
+    _assert_all_decode(out)
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+
+
+def test_two_processes_same_folder_skip_existing(batch, tmp_path):
+    out = tmp_path / "out"
+    procs = [
+        _start(batch["root"], batch["weights"], batch["inputs"], out, "--skip-existing", slow=0.01) for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    _assert_same_as_reference(out, batch["reference"])
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_full_disk(batch, tmp_path, monkeypatch):
+    before = _snapshot(batch["inputs"])
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["upscale", str(batch["inputs"]), "-o", str(out), "-m", str(batch["weights"])])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == N_IMAGES and all("no space left" in line for line in errors)
+    assert f"0 written, 0 skipped, {N_IMAGES} failed" in result.stderr
+    assert list(out.iterdir()) == []  # no output, no temporary file
+    assert _snapshot(batch["inputs"]) == before
+
+
+def test_read_only_output_folder(batch, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    if os.geteuid() == 0:  # root ignores file modes: simulate the refusal instead
+        import tempfile
+
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    else:
+        out.chmod(0o555)
+    try:
+        result = CliRunner().invoke(
+            main, ["upscale", str(batch["inputs"]), "-o", str(out), "-m", str(batch["weights"]), "--fail-fast"]
+        )
+    finally:
+        out.chmod(0o755)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "permission denied" in errors[0]  # --fail-fast: stops at the first
+    assert list(out.iterdir()) == []
