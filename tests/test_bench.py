@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +271,22 @@ def test_run_bench_identical_output_gives_infinite_psnr_and_null_in_json(tmp_pat
     from srgan_cli.commands.bench import _finite
 
     assert json.loads(json.dumps(_finite(result), allow_nan=False))["models"][0]["psnr"] is None
+
+
+def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "upscale_speed.py"
+    spec = importlib.util.spec_from_file_location("upscale_speed", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    argv = ["--model", str(weights), "--sizes", "16", "--tiles", "0,8", "--repeats", "1", "--warmup", "0", "--no-bf16"]
+    assert module.main(argv) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 16px")]
+    names = [r[1].strip() for r in rows]
+    assert names == ["fp32 (ref)", "channels_last fp32", "api tile=0", "api tile=8"]
+    for row in rows:
+        assert float(row[2]) > 0  # MP/s
+        assert float(row[5]) < 0.01  # max gray-level difference: fp32 paths agree (tiling is exact)
+    assert float(rows[0][5]) == 0.0 and rows[0][3].strip() == "1.00x"
