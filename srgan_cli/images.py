@@ -250,7 +250,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> Loa
 def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
     im = _open(data, name)
     _check_size(name, im.width, im.height, max_pixels)
-    fmt = im.format or ""
+    fmt = _format_name(im)
     try:
         n_frames = _count_frames(im)
         if fmt == "PNG":
@@ -266,6 +266,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
         raise
     except MemoryError:
         raise SrganError(f"{name}: not enough memory to decode a {im.width}x{im.height} image") from None
+    except Image.DecompressionBombError as exc:  # e.g. a GIF frame larger than its declared screen
+        raise SrganError(f"{name}: refused as a decompression bomb ({_one_line(exc)})") from None
     except _DECODE_ERRORS as exc:
         raise SrganError(
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
@@ -284,7 +286,14 @@ def _strict_load(im: Image.Image) -> None:
         ImageFile.LOAD_TRUNCATED_IMAGES = lenient
 
 
+def _format_name(im: Image.Image) -> str:
+    # Phone cameras write MPO: a JPEG with a preview image appended, not an animation.
+    return "JPEG" if im.format == "MPO" else (im.format or "")
+
+
 def _count_frames(im: Image.Image) -> int:
+    if im.format == "MPO":
+        return 1
     with _quiet_pillow():
         n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
         if n > 1:
@@ -300,7 +309,7 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
         n_frames = _count_frames(img)
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
-    return _from_loaded_pil(img, fmt=img.format or "", n_frames=n_frames, name=name)
+    return _from_loaded_pil(img, fmt=_format_name(img), n_frames=n_frames, name=name)
 
 
 def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> LoadedImage:
@@ -581,11 +590,16 @@ def _png_unfilter(ftypes: np.ndarray, filt: np.ndarray, name: str) -> np.ndarray
 # ----------------------------------------------------------------- 16-bit TIFF decoding
 
 
+_TIFF_LIBTIFF_COMPRESSIONS = frozenset({1, 5, 8, 32773, 32946, 34925, 50000})  # none, LZW, deflate, ...
+
+
 def _tiff_rgb16(im: Image.Image, data: bytes, name: str):
     """Decode a 16-bit RGB(A) TIFF that Pillow would cut to 8 bits; else None.
 
-    Handles what careful writers produce: chunky strips, uncompressed or deflate, with or
-    without the horizontal predictor. Other layouts fall back to Pillow's 8-bit decode.
+    Chunky strips, uncompressed or deflate, are decoded here with numpy and zlib. Other
+    compressions (LZW, PackBits, zstd, ...) and tiles go through libtiff by presenting the
+    file to Pillow as a 16-bit grayscale image spp times as wide (see _tiff_via_gray).
+    Anything else falls back to Pillow's 8-bit decode.
     """
     tags = getattr(im, "tag_v2", None)
     if tags is None:
@@ -598,33 +612,101 @@ def _tiff_rgb16(im: Image.Image, data: bytes, name: str):
         return None
     compression = _tag_int(tags, 259, 1)
     predictor = _tag_int(tags, 317, 1)
-    offsets, counts = tags.get(273), tags.get(279)
-    if compression not in (1, 8, 32946) or predictor not in (1, 2) or not offsets or not counts:
+    if predictor not in (1, 2) or compression not in _TIFF_LIBTIFF_COMPRESSIONS:
         return None
     width, height = im.size
-    rows_per_strip = min(_tag_int(tags, 278, height), height)
+    offsets, counts = tags.get(273), tags.get(279)
+    if 322 not in tags and compression in (1, 8, 32946) and offsets and counts:
+        arr = _tiff_strips(data, tags, width, height, spp, compression, predictor, name)
+    else:
+        tile_width = _tag_int(tags, 322, 0) if 322 in tags else 0
+        arr = _tiff_via_gray(data, width, height, spp, predictor, tile_width)
+        if arr is None:
+            return None
+    plane = arr.astype(np.float32) / 65535.0
+    rgb, alpha = plane[..., :3], None
+    if spp == 4:
+        extra = _tag_int(tags, 338, 2)
+        if extra == 1:  # associated (premultiplied) alpha: straighten the colour
+            alpha = plane[..., 3]
+            rgb = np.where(alpha[..., None] > 0, rgb / np.maximum(alpha[..., None], 1e-12), 0.0)
+            rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
+        elif extra == 2:
+            alpha = plane[..., 3]
+    return rgb, alpha, 16, False, "RGB;16" if alpha is None else "RGBA;16"
+
+
+def _tiff_strips(data: bytes, tags, width: int, height: int, spp: int, compression: int, predictor: int, name: str):
+    rows_per_strip = max(1, min(_tag_int(tags, 278, height), height))
     endian = ">" if data[:2] == b"MM" else "<"
     row_bytes = width * spp * 2
     chunks = []
-    for off, cnt in zip(np.atleast_1d(offsets), np.atleast_1d(counts), strict=False):
+    for off, cnt in zip(np.atleast_1d(tags.get(273)), np.atleast_1d(tags.get(279)), strict=False):
         off, cnt = int(off), int(cnt)
         if off + cnt > len(data):
             raise SrganError(f"{name}: truncated TIFF (a strip runs past the end of the file)")
         strip = data[off : off + cnt]
         if compression != 1:
             strip = zlib.decompressobj().decompress(strip, rows_per_strip * row_bytes + 1)
-        if predictor == 2:
-            n = len(strip) // row_bytes
-            arr = np.frombuffer(strip[: n * row_bytes], dtype=endian + "u2").reshape(n, width, spp)
-            strip = np.cumsum(arr, axis=1, dtype=np.uint16).astype(endian + "u2").tobytes()
-        chunks.append(strip)
+        chunks.append(strip[: rows_per_strip * row_bytes])
     raw = b"".join(chunks)
     if len(raw) < height * row_bytes:
         raise SrganError(f"{name}: truncated TIFF (the image data ends early)")
     arr = np.frombuffer(raw, dtype=endian + "u2", count=height * width * spp).reshape(height, width, spp)
-    plane = arr.astype(np.float32) / 65535.0
-    alpha = plane[..., 3] if spp == 4 else None
-    return plane[..., :3], alpha, 16, False, "RGBA;16" if spp == 4 else "RGB;16"
+    arr = arr.astype(np.uint16)
+    if predictor == 2:  # horizontal differencing, per sample, wrapping modulo 2**16
+        arr = np.cumsum(arr, axis=1, dtype=np.uint16)
+    return arr
+
+
+def _tiff_via_gray(data: bytes, width: int, height: int, spp: int, predictor: int, tile_width: int):
+    """Let libtiff decompress 16-bit colour by patching the first IFD into 16-bit grayscale.
+
+    Chunky samples R,G,B,R,G,B... of width W are byte for byte a gray image of width W*spp,
+    so only the header changes; the horizontal predictor is switched off for libtiff (it
+    would difference with the wrong stride) and undone here per sample. None when the file
+    does not fit (BigTIFF, odd tag types) or libtiff refuses it.
+    """
+    if data[:4] == b"II*\x00":
+        e = "<"
+    elif data[:4] == b"MM\x00*":
+        e = ">"
+    else:
+        return None
+    buf = bytearray(data)
+
+    def put(pos: int, typ: int, value: int) -> None:
+        struct.pack_into(e + "HI", buf, pos + 2, typ, 1)
+        struct.pack_into(e + ("HH" if typ == 3 else "I"), buf, pos + 8, *((value, 0) if typ == 3 else (value,)))
+
+    try:
+        (ifd,) = struct.unpack_from(e + "I", buf, 4)
+        (n,) = struct.unpack_from(e + "H", buf, ifd)
+        for i in range(n):
+            pos = ifd + 2 + 12 * i
+            (tag,) = struct.unpack_from(e + "H", buf, pos)
+            if tag == 256:
+                put(pos, 4, width * spp)
+            elif tag == 322:
+                put(pos, 4, tile_width * spp)
+            elif tag in (258, 339):
+                put(pos, 3, 16 if tag == 258 else 1)
+            elif tag in (262, 277, 317):
+                put(pos, 3, 1)  # min-is-black, one sample, no predictor
+            elif tag == 338:
+                struct.pack_into(e + "I", buf, pos + 4, 0)  # no extra samples
+        gray = Image.open(io.BytesIO(bytes(buf)))
+        if not gray.mode.startswith("I;16") or gray.size != (width * spp, height):
+            return None
+        _strict_load(gray)
+        arr = np.asarray(gray).astype(np.uint16).reshape(height, width, spp)
+    except Exception:  # noqa: BLE001 - whatever libtiff thinks of the patch, Pillow's path decides
+        return None
+    if predictor == 2:  # differencing restarts at each tile's left edge
+        block = tile_width or width
+        for x0 in range(0, width, block):
+            arr[:, x0 : x0 + block] = np.cumsum(arr[:, x0 : x0 + block], axis=1, dtype=np.uint16)
+    return arr
 
 
 def _tag_int(tags, key: int, default: int) -> int:
@@ -971,8 +1053,10 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Lanczos resize of float RGB to ``size`` = (width, height); output clipped to [0, 1]."""
+    """Lanczos resize of float (H, W, C) or (H, W) to ``size`` = (width, height), clipped to [0, 1]."""
     rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim == 2:
+        return resize_rgb(rgb[..., None], size)[..., 0]
     width, height = int(size[0]), int(size[1])
     if width < 1 or height < 1:
         raise ValueError(f"resize target must be at least 1x1, got {width}x{height}")

@@ -233,6 +233,107 @@ def test_png_unfilter_matches_pillow_on_8_bit(tmp_path):
     assert np.array_equal(ours.reshape(17, 19, 3), pil)
 
 
+def _tiff(width, height, spp, chunks, *, endian="<", compression=1, predictor=1, rows=None, tile=None, extra=2):
+    """A 16-bit chunky TIFF from already encoded strips or tiles (test-side writer)."""
+    e = endian
+    body = bytearray()
+    offsets = []
+    for c in chunks:
+        offsets.append(8 + len(body))
+        body += c + (b"\x00" if len(c) % 2 else b"")
+    tags = {256: (4, [width]), 257: (4, [height]), 258: (3, [16] * spp), 259: (3, [compression])}
+    tags.update({262: (3, [2]), 277: (3, [spp]), 284: (3, [1]), 317: (3, [predictor]), 339: (3, [1] * spp)})
+    if spp == 4:
+        tags[338] = (3, [extra])
+    if tile:
+        tags.update({322: (4, [tile]), 323: (4, [tile]), 324: (4, offsets), 325: (4, [len(c) for c in chunks])})
+    else:
+        tags.update({273: (4, offsets), 278: (4, [rows or height]), 279: (4, [len(c) for c in chunks])})
+    entries = []
+    for tag in sorted(tags):
+        typ, values = tags[tag]
+        value = b"".join(struct.pack(e + ("H" if typ == 3 else "I"), v) for v in values)
+        if len(value) <= 4:
+            entries.append(struct.pack(e + "HHI", tag, typ, len(values)) + value.ljust(4, b"\x00"))
+        else:
+            entries.append(struct.pack(e + "HHII", tag, typ, len(values), 8 + len(body)))
+            body += value
+    ifd = struct.pack(e + "H", len(entries)) + b"".join(entries) + struct.pack(e + "I", 0)
+    head = (b"II*\x00" if e == "<" else b"MM\x00*") + struct.pack(e + "I", 8 + len(body))
+    return head + bytes(body) + ifd
+
+
+def _hdiff(arr: np.ndarray) -> np.ndarray:
+    """TIFF horizontal predictor (per sample, modulo 2**16), computed the plain way."""
+    d = arr.astype(np.int64)
+    d[:, 1:] = d[:, 1:] - d[:, :-1]
+    return (d % 65536).astype(np.uint16)
+
+
+def _pillow_lzw(samples: np.ndarray, tmp_path: Path):
+    """LZW strips by libtiff (via Pillow) for (H, W, spp) uint16 samples seen as a wide gray image."""
+    h, w, spp = samples.shape
+    gray = Image.frombytes("I;16", (w * spp, h), samples.astype("<u2").tobytes())
+    gray.save(tmp_path / "gray_lzw.tif", compression="tiff_lzw")
+    data = (tmp_path / "gray_lzw.tif").read_bytes()
+    with Image.open(tmp_path / "gray_lzw.tif") as im:
+        offs, counts, rows = im.tag_v2[273], im.tag_v2[279], im.tag_v2.get(278, h)
+    return [data[o : o + c] for o, c in zip(offs, counts, strict=True)], int(np.atleast_1d(rows)[0])
+
+
+@pytest.mark.parametrize(
+    "layout", ["raw_le", "raw_be", "deflate_pred", "lzw", "lzw_pred", "tiles_raw", "tiles_deflate_pred"]
+)
+@pytest.mark.parametrize("spp", [3, 4])
+def test_sixteen_bit_tiff_layouts(tmp_path, layout, spp):
+    h, w = 18, 21
+    arr = RNG.integers(0, 65536, (h, w, spp)).astype(np.uint16)
+    if layout in ("raw_le", "raw_be"):
+        e = "<" if layout == "raw_le" else ">"
+        rows = 5
+        chunks = [arr[y : y + rows].astype(e + "u2").tobytes() for y in range(0, h, rows)]
+        data = _tiff(w, h, spp, chunks, endian=e, rows=rows)
+    elif layout == "deflate_pred":
+        chunks = [zlib.compress(_hdiff(arr[y : y + 7]).astype("<u2").tobytes()) for y in range(0, h, 7)]
+        data = _tiff(w, h, spp, chunks, compression=8, predictor=2, rows=7)
+    elif layout.startswith("lzw"):
+        pred = layout == "lzw_pred"
+        chunks, rows = _pillow_lzw(_hdiff(arr) if pred else arr, tmp_path)
+        data = _tiff(w, h, spp, chunks, compression=5, predictor=2 if pred else 1, rows=rows)
+    else:
+        pred = layout == "tiles_deflate_pred"
+        chunks = []
+        for y in range(0, h, 16):
+            for x in range(0, w, 16):
+                t = np.zeros((16, 16, spp), dtype=np.uint16)
+                part = arr[y : y + 16, x : x + 16]
+                t[: part.shape[0], : part.shape[1]] = part
+                raw = (_hdiff(t) if pred else t).astype("<u2").tobytes()
+                chunks.append(zlib.compress(raw) if pred else raw)
+        data = _tiff(w, h, spp, chunks, compression=8 if pred else 1, predictor=2 if pred else 1, tile=16)
+    path = tmp_path / "c16.tif"
+    path.write_bytes(data)
+    with Image.open(path) as im:  # Pillow alone reads the high bytes: the file is valid
+        assert np.array_equal(np.asarray(im.convert("RGB")), (arr[..., :3] >> 8).astype(np.uint8))
+    got = read_image(path)
+    assert got.bit_depth == 16 and got.size == (w, h)
+    assert np.array_equal(_q(got.rgb, 65535), arr[..., :3])
+    if spp == 4:
+        assert np.array_equal(_q(got.alpha, 65535), arr[..., 3])
+
+
+def test_sixteen_bit_tiff_premultiplied_alpha(tmp_path):
+    colour = np.array([40000, 20000, 65535], dtype=np.float64)
+    alpha = np.array([[65535, 32768, 0]], dtype=np.float64)
+    arr = np.zeros((1, 3, 4), dtype=np.uint16)
+    arr[..., :3] = np.rint(colour * alpha[..., None] / 65535)
+    arr[..., 3] = alpha
+    (tmp_path / "pm.tif").write_bytes(_tiff(3, 1, 4, [arr.astype("<u2").tobytes()], extra=1))
+    got = read_image(tmp_path / "pm.tif")
+    assert np.allclose(got.rgb[0, :2] * 65535, colour, atol=2)  # straightened again
+    assert got.rgb[0, 2].tolist() == [0, 0, 0] and _q(got.alpha, 65535).tolist() == [[65535, 32768, 0]]
+
+
 def test_palette_with_transparency(tmp_path):
     idx = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
     im = Image.fromarray(idx).convert("P")
@@ -262,13 +363,15 @@ def test_cmyk_jpeg(tmp_path):
     assert got.icc_profile is None  # pixels are sRGB now; a CMYK profile would be wrong
 
 
-@pytest.mark.parametrize("mode", ["1", "F", "I", "La", "PA", "RGBa", "YCbCr"])
+@pytest.mark.parametrize("mode", ["1", "F", "I", "I;16B", "La", "PA", "RGBa", "YCbCr"])
 def test_unusual_modes_are_converted(mode):
     base = Image.fromarray(RNG.integers(0, 256, (5, 4, 3), dtype=np.uint8))
     if mode == "F":
         im = Image.fromarray((RNG.random((5, 4)) * 0.5).astype(np.float32))
     elif mode == "I":
         im = Image.fromarray(RNG.integers(0, 65536, (5, 4)).astype(np.int32))
+    elif mode == "I;16B":
+        im = Image.frombytes("I;16B", (4, 5), RNG.integers(0, 65536, (5, 4)).astype(">u2").tobytes())
     elif mode in ("La", "PA", "RGBa"):
         im = base.convert("RGBA").convert(mode)
     else:
@@ -278,7 +381,7 @@ def test_unusual_modes_are_converted(mode):
     assert 0.0 <= got.rgb.min() and got.rgb.max() <= 1.0
     if mode == "F":
         assert np.allclose(got.rgb[..., 0], np.asarray(im), atol=1e-6)
-    if mode == "I":
+    if mode in ("I", "I;16B"):
         assert got.bit_depth == 16 and np.array_equal(_q(got.rgb[..., 0], 65535), np.asarray(im))
     assert (got.alpha is not None) == (mode in ("La", "PA", "RGBa"))
 
@@ -487,6 +590,13 @@ def test_bad_input_is_one_line_srgan_error(tmp_path, kind):
     msg = str(info.value)
     assert msg.startswith(str(path)) and "\n" not in msg
     assert info.value.__cause__ is None or isinstance(info.value.__cause__, SrganError)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(SrganError, match="not a regular file"):
+        read_image(tmp_path / "pipe.png")
 
 
 def test_truncated_load_stays_strict(tmp_path, monkeypatch):
@@ -759,6 +869,8 @@ def test_resize_rgb():
     flat = np.full((10, 12, 3), 0.3, dtype=np.float32)
     assert np.allclose(resize_rgb(flat, (5, 7)), 0.3, atol=1e-5)
     assert np.array_equal(resize_rgb(rgb, (12, 10)), rgb)
+    plane = resize_rgb(rgb[..., 0], (6, 5))  # a single plane (alpha) works too
+    assert plane.shape == (5, 6) and np.allclose(plane, resize_rgb(rgb, (6, 5))[..., 0])
 
 
 # ----------------------------------------------------------------- property test
