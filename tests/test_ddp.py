@@ -1,0 +1,92 @@
+"""Distributed training on the CPU (gloo): ranks stay in lockstep, rank 0 writes, resume works."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from srgan_cli.train import CHECKPOINT, load_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"num_blocks": 1, "num_features": 8, "batch_size": 2, "patch_size": 16, "workers": 0, "device": "cpu"}
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed support")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _images(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    result = train(options, out)
+    state = {f"G.{k}": v.detach().clone() for k, v in result.generator.named_parameters()}
+    torch.save(state, Path(results) / f"rank{rank}.pt")
+
+
+def _spawn(options: dict, out: Path, results: Path, world: int = 2) -> list[dict[str, torch.Tensor]]:
+    results.mkdir(parents=True, exist_ok=True)
+    mp.spawn(_worker, args=(world, _free_port(), options, str(out), str(results)), nprocs=world, join=True)
+    return [torch.load(results / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys() and a
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_two_ranks_end_with_identical_weights(tmp_path):
+    """The gan stage: both the generator and the discriminator run under DDP (pixel content loss: no VGG)."""
+    data = _images(tmp_path / "images")
+    init = tmp_path / "init"
+    train({"data": str(data), "steps": 1, **TINY}, init)
+    options = {"data": str(data), "steps": 3, "lr": 1e-3, **TINY}
+    options.update(stage="gan", init=str(init / "generator.safetensors"), content_loss="mse")
+    run = tmp_path / "run"
+    rank0, rank1 = _spawn(options, run, tmp_path / "results")
+    _assert_same(rank0, rank1)
+    state = load_checkpoint(run / CHECKPOINT)
+    assert state["step"] == 3 and state["world_size"] == 2
+    saved = {f"G.{k}": v for k, v in state["generator"].items() if f"G.{k}" in rank0}
+    _assert_same(saved, rank0)  # rank 0 wrote the weights the ranks agree on
+    assert state["discriminator"] is not None and state["optimizer_d"] is not None
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # written once, by rank 0 (log_every 10 > steps: only the last step)
+
+
+def test_torchrun_cli_resumes_a_run(tmp_path):
+    """``torchrun -m srgan_cli train --resume``: a run started in one process continues on two."""
+    data = _images(tmp_path / "images")
+    run = tmp_path / "run"
+    train({"data": str(data), "steps": 2, **TINY}, run)
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    args += ["-m", "srgan_cli", "train", "--out", str(run), "--resume", "--steps", "4", "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("step 4/4") == 1  # progress from rank 0 only
+    state = load_checkpoint(run / CHECKPOINT)
+    assert state["step"] == 4 and state["world_size"] == 2
