@@ -107,6 +107,17 @@ def test_several_files_into_folder_and_jpg_format(weights, tmp_path):
     assert (tmp_path / "o" / "b.jpg").is_file()
 
 
+def test_format_must_match_single_output_and_folder_needs_folder(weights, tmp_path):
+    a = _img(tmp_path / "a.png")
+    b = _img(tmp_path / "b.png")
+    result = run(weights, a, "-o", tmp_path / "o.png", "--format", "jpg")
+    assert result.exit_code == 2 and "does not match" in result.output
+    assert run(weights, a, "-o", tmp_path / "o.jpeg", "--format", "jpg").exit_code == 0
+    assert Image.open(tmp_path / "o.jpeg").format == "JPEG"
+    result = run(weights, a, b, "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "give a folder" in result.output and not (tmp_path / "x.png").exists()
+
+
 def test_outscale_exact_size(weights, tmp_path):
     src = _img(tmp_path / "in.png", size=(13, 7))
     assert run(weights, src, "-o", tmp_path / "o.png", "--outscale", "2.5").exit_code == 0

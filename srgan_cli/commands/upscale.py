@@ -130,7 +130,7 @@ def plan_jobs(
     tally: Tally,
 ) -> tuple[list[Job], bool]:
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
-    from ..images import is_image_path, list_images
+    from ..images import format_for_path, is_image_path, list_images, output_suffix_for
 
     single = len(inputs) == 1 and inputs[0].is_file() and is_image_path(output) and not output.is_dir()
     if single:
@@ -140,11 +140,21 @@ def plan_jobs(
             tally.add("failed")
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
+        if write_fmt and format_for_path(output) != format_for_path(f"x{output_suffix_for(write_fmt)}"):
+            raise click.BadParameter(
+                f"--format {write_fmt} does not match the suffix of {output}; change one of them", param_hint="'-o'"
+            )
         return [Job(src, output, write_fmt)], True
 
     if output.exists() and not output.is_dir():
         raise click.BadParameter(
             f"{output} is a file; with several inputs or a folder, -o must be a folder", param_hint="'-o'"
+        )
+    if is_image_path(output) and not output.exists():
+        raise click.BadParameter(
+            f"{output} looks like an image file name, but the inputs are several files or a folder; "
+            "give a folder for -o",
+            param_hint="'-o'",
         )
     name_suffix = suffix or ""
     jobs: list[Job] = []
