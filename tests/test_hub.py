@@ -110,10 +110,10 @@ class FakeHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add(self, repo_id: str, files: dict[str, bytes], revisions=("main",), gated=False) -> None:
+    def add(self, repo_id: str, files: dict[str, bytes], revisions=("main",), gated=False, private=False) -> None:
         revs = {rev: COMMIT for rev in revisions}
         revs[COMMIT] = COMMIT
-        self.repos[repo_id] = {"files": dict(files), "revisions": revs, "gated": gated}
+        self.repos[repo_id] = {"files": dict(files), "revisions": revs, "gated": gated, "private": private}
 
     def gets(self) -> int:
         return sum(1 for method, _ in self.requests if method == "GET")
@@ -145,6 +145,8 @@ class FakeHub:
                     return self._error(404, "RepoNotFound")
                 if repo["gated"]:
                     return self._error(403, "GatedRepo")
+                if repo["private"]:
+                    return self._error(401, None)
                 if revision not in repo["revisions"]:
                     return self._error(404, "RevisionNotFound")
                 commit = repo["revisions"][revision]
@@ -289,6 +291,14 @@ def test_gated_repo_says_log_in(fake_hub, tiny_weights):
         resolve_weights("acme/gated")
     message = _one_line(info)
     assert "acme/gated" in message and "gated" in message and "auth login" in message
+
+
+def test_unauthorized_says_log_in(fake_hub, tiny_weights):
+    fake_hub.add("acme/private", {"model.safetensors": tiny_weights}, private=True)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/private")
+    message = _one_line(info)
+    assert "acme/private" in message and "auth login" in message and "HF_TOKEN" in message
 
 
 def test_refused_connection_fails_fast(monkeypatch, tmp_path):

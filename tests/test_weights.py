@@ -240,3 +240,26 @@ def test_describe_entries_rows(tmp_path, monkeypatch, tiny_file):
     assert row["size_mb"] == round(path.stat().st_size / 1e6, 1)
     assert sum(r["default"] for r in rows.values()) == 1
     assert rows[weights.DEFAULT_MODEL]["default"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [TINY, GeneratorConfig(arch="rrdb", num_blocks=2, num_features=8, growth_channels=4, batch_norm=False)],
+)
+def test_loaded_model_is_complete_and_trainable(tmp_path, config):
+    """Loading skips random init, so every tensor must come from the file (or be a zeroed counter)."""
+    model = _randomize(build_generator(config))
+    path = save_generator(tmp_path / "m.safetensors", model, config)
+    loaded, _, _ = load_generator(path)
+    reference = model.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.device.type == "cpu", name
+        if name.endswith("num_batches_tracked"):
+            assert tensor.item() == 0
+        else:
+            assert torch.equal(tensor, reference[name]), name
+    assert all(p.requires_grad for p in loaded.parameters())
+    loaded.train()
+    loss = loaded(torch.rand(2, 3, 4, 4)).mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in loaded.parameters())
