@@ -23,6 +23,7 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
           "lpips": null | 0.33,   # mean LPIPS-alex on RGB, border = scale; null if not computed
           "lpips_note": "why lpips is null" | null,
           "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
+          "notes": [],            # choices made while loading, e.g. "fp16 is not supported on the CPU; ..."
           "seconds": 0.41,        # total upscale time (sum over images of the median run)
           "images": [             # one row per image with --per-image, else empty
             {"name": "baby", "psnr": ..., "ssim": ..., "lpips": null | ..., "seconds": ...}
@@ -146,12 +147,22 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     if not hr_files:
         raise SrganError(f"{hr_dir}: no images in it (expected {', '.join(IMAGE_SUFFIXES)})")
     lr_files = {p.stem: p for p in _image_files(lr_dir)} if lr_dir.is_dir() else {}
+    stems: dict[str, Path] = {}
+    for hr_path in hr_files:
+        if hr_path.stem in stems:
+            raise SrganError(f"{hr_path}: same name as {stems[hr_path.stem].name}; HR images are paired by name")
+        stems[hr_path.stem] = hr_path
+    # SSIM's 11 px window must fit after the border crop of `scale` px on every side.
+    min_side = 2 * scale + 11
     bench = BenchSet(name or path.name, path, scale)
     for hr_path in hr_files:
         hr = read_rgb(hr_path)
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        if h < 3 * scale or w < 3 * scale:
-            raise SrganError(f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to benchmark at x{scale}")
+        if h < min_side or w < min_side:
+            raise SrganError(
+                f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to benchmark at x{scale} "
+                f"(at least {min_side}x{min_side} px); remove it from the set"
+            )
         hr = np.ascontiguousarray(hr[:h, :w])
         lr_path = lr_files.get(hr_path.stem)
         if lr_path is not None:
@@ -203,6 +214,7 @@ class Upscaler:
     run: Callable[[np.ndarray], np.ndarray]
     dtype: str | None = None
     synchronize: Callable[[], None] = lambda: None
+    notes: list[str] = field(default_factory=list)
 
 
 def bicubic_upscaler(scale: int = 4) -> Upscaler:
@@ -218,11 +230,13 @@ def model_upscaler(spec: str, device: Any, precision: str = "auto", name: str | 
     from .device import choose_device, choose_dtype
 
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
-    dtype, _note = choose_dtype(precision, dev)
+    dtype, note = choose_dtype(precision, dev)
     if "precision" in inspect.signature(api.load_model).parameters:
         model = api.load_model(spec, device=dev, precision=precision)
-    else:
+        notes = list(getattr(model, "notes", []))
+    else:  # an API without precision handling: convert here
         model = api.load_model(spec, device=dev)
+        notes = [note] if note else []
     dtype = getattr(model, "dtype", None) or dtype
 
     def run(lr: np.ndarray) -> np.ndarray:
@@ -234,7 +248,7 @@ def model_upscaler(spec: str, device: Any, precision: str = "auto", name: str | 
             torch.cuda.synchronize(dev)
 
     label = name or getattr(model, "name", None) or Path(spec).stem
-    return Upscaler(label, str(spec), int(model.scale), run, str(dtype).replace("torch.", ""), sync)
+    return Upscaler(label, str(spec), int(model.scale), run, str(dtype).replace("torch.", ""), sync, notes)
 
 
 # --------------------------------------------------------------------------- the run
@@ -326,6 +340,7 @@ def run_bench(
                 "lpips": _mean(lp) if lpips is not None else None,
                 "lpips_note": None if lpips is not None else (lpips_note or "not computed"),
                 "mp_per_s": pixels / 1e6 / seconds if seconds > 0 else None,
+                "notes": list(model.notes),
                 "seconds": seconds,
                 "images": [{k: v for k, v in r.items() if k != "pixels"} for r in model_rows] if per_image else [],
             }
@@ -420,11 +435,14 @@ def save_outputs(
     written = []
 
     def write(dest: Path, array: np.ndarray) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.resolve() in inputs:
             raise SrganError(f"{dest}: would overwrite an input image; choose another --save-images folder")
-        with atomic_path(dest) as tmp:
-            Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dest) as tmp:
+                Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        except OSError as exc:
+            raise SrganError(f"{dest}: cannot write ({exc.strerror or _short(exc)}); check --save-images") from None
         written.append(dest)
 
     for name, sr in outputs.items():

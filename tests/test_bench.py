@@ -58,7 +58,8 @@ def _check_schema(doc, n_models, n_images, per_image):
     assert isinstance(doc["device"], str) and doc["runs"] >= 1
     assert len(doc["models"]) == n_models
     for m in doc["models"]:
-        keys = {"name", "source", "dtype", "psnr", "ssim", "lpips", "lpips_note", "mp_per_s", "seconds", "images"}
+        keys = {"name", "source", "dtype", "psnr", "ssim", "lpips", "lpips_note", "mp_per_s", "seconds", "notes"}
+        keys |= {"images"}
         assert set(m) >= keys
         assert isinstance(m["name"], str)
         assert 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1
@@ -154,6 +155,29 @@ def test_hr_is_cropped_to_a_multiple_of_the_scale_and_gray_is_rgb(tmp_path):
     image = bench_set.images[0]
     assert image.hr.shape == (48, 40, 3) and image.lr.shape == (12, 10, 3)
     assert (image.hr[..., 0] == image.hr[..., 2]).all()
+
+
+def test_too_small_and_same_named_images_are_one_line_errors(tmp_path):
+    folder = tmp_path / "s"
+    (folder / "HR").mkdir(parents=True)
+    Image.new("RGB", (16, 40)).save(folder / "HR" / "a.png")  # 16 px: nothing left for SSIM after the crop
+    line = _one_line_error(_invoke("--set", folder, "--model", "bicubic"))
+    assert "a.png" in line and "too small" in line
+    Image.new("RGB", (40, 40)).save(folder / "HR" / "a.png")
+    Image.new("RGB", (40, 40)).save(folder / "HR" / "a.jpg")
+    line = _one_line_error(_invoke("--set", folder, "--model", "bicubic"))
+    assert "a.png" in line and "a.jpg" in line
+
+
+def test_precision_fallback_is_noted(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    result = _invoke("--set", folder, "--model", weights, "--device", "cpu", "--precision", "fp16", "--json", out)
+    assert result.exit_code == 0, result.output
+    model = json.loads(out.read_text())["models"][0]
+    assert model["dtype"] == "float32" and any("fp16" in n for n in model["notes"])
+    assert "note: tiny:" in result.stdout
 
 
 def test_lr_file_of_the_wrong_size_is_a_one_line_error(bench_dir, tmp_path):

@@ -149,8 +149,11 @@ def bench(
         else:
             from ..fsutil import atomic_path
 
-            with atomic_path(Path(json_out)) as tmp:
-                tmp.write_text(text + "\n", encoding="utf-8")
+            try:
+                with atomic_path(Path(json_out)) as tmp:
+                    tmp.write_text(text + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise SrganError(f"{json_out}: cannot write the JSON ({exc.strerror or exc})") from None
     if save_images is not None:
         console.print(f"SR images and comparison sheets written to {save_images}")
 
@@ -187,6 +190,9 @@ def _print_table(console, result: dict, per_image: bool) -> None:
     console.print(table)
     for k, note in enumerate(notes, 1):
         console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False)
+    for model in result["models"]:
+        for note in model.get("notes", []):
+            console.print(f"note: {model['name']}: {note}", markup=False, highlight=False)
 
 
 def _set_label(set_name: str) -> str:
