@@ -212,35 +212,10 @@ def load_generator(
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: cannot read weights ({_short(exc)})") from None
-    model = _build_uninitialized(config)
+    model = build_generator(config)
     _load_strict(model, state, path)
     model.eval()
     return model.to(device), config, meta
-
-
-def _build_uninitialized(config: GeneratorConfig) -> torch.nn.Module:
-    """The generator with allocated but uninitialized tensors, all of which loading overwrites.
-
-    Random initialization of a large network (RRDB: 16.7 M parameters) costs seconds and is
-    thrown away by loading. The model is built on the meta device and then given empty CPU
-    memory; this is only done when every tensor is either in the state dict (and so loaded
-    strictly) or a BatchNorm batch counter (set to 0, as in a new model). Otherwise it is
-    built normally.
-    """
-    try:
-        with torch.device("meta"):
-            model = build_generator(config)
-    except (RuntimeError, NotImplementedError):  # a module that cannot be built on meta
-        return build_generator(config)
-    persistent = set(model.state_dict())
-    tensors = [name for name, _ in model.named_parameters()] + [name for name, _ in model.named_buffers()]
-    if any(name not in persistent for name in tensors):  # a non-persistent buffer would stay garbage
-        return build_generator(config)
-    model = model.to_empty(device="cpu")
-    for name, buffer in model.named_buffers():
-        if name.endswith("num_batches_tracked"):
-            buffer.zero_()
-    return model
 
 
 def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
