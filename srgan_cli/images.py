@@ -322,10 +322,10 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> 
         if mode == "CMYK":
             rgb8, icc = _cmyk_to_rgb(im, icc)
             rgb = rgb8.astype(np.float32) / 255.0
-        elif mode in ("1", "L"):
+        elif mode == "1" or (mode == "L" and not _has_alpha(im)):
             rgb = _gray(np.asarray(im.convert("L")), 255.0)
             grayscale = True
-        elif mode in ("LA", "La", "PA") or (mode == "P" and _palette_is_gray(im) and not _has_alpha(im)):
+        elif mode in ("L", "LA", "La", "PA") or (mode == "P" and _palette_is_gray(im) and not _has_alpha(im)):
             conv = im.convert("LA") if mode != "PA" else im.convert("RGBA")
             if conv.mode == "LA":
                 arr = np.asarray(conv)
@@ -364,7 +364,7 @@ def _palette_is_gray(im: Image.Image) -> bool:
         pal = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
     except (ValueError, TypeError):
         return False
-    used = np.unique(np.asarray(im))
+    used = np.flatnonzero(np.bincount(np.asarray(im).ravel(), minlength=256))
     used = used[used < len(pal)]
     return bool(len(used)) and bool(np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]))
 
@@ -407,9 +407,17 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
     return np.asarray(im.convert("RGB")), None
 
 
+# A TIFF's "EXIF" is its whole first IFD; only these describe the picture rather than its
+# layout in that file (strip offsets, bit depth, ... must not travel into another file).
+_TIFF_METADATA_TAGS = frozenset({270, 271, 272, 274, 305, 306, 315, 33432, 0x8769, 0x8825})
+
+
 def _exif_and_orientation(im: Image.Image) -> tuple[bytes | None, int]:
     try:
         exif = im.getexif()
+        if im.format == "TIFF":
+            for tag in [t for t in exif if t not in _TIFF_METADATA_TAGS]:
+                del exif[tag]
         orientation = int(exif.get(_ORIENTATION, 1) or 1)
         if not len(exif):
             return None, 1
@@ -559,32 +567,32 @@ def _png_unfilter(ftypes: np.ndarray, filt: np.ndarray, name: str) -> np.ndarray
     if np.any(ftypes > 4):
         raise SrganError(f"{name}: corrupt PNG (unknown row filter type {int(ftypes.max())})")
     h, w, bpp = filt.shape
-    out = np.zeros((h + 1, w + 1, bpp), dtype=np.int16)  # row/column 0 are the zero border
-    raw = filt.astype(np.int16)
+    out = np.zeros((h + 1, w + 1, bpp), dtype=np.uint8)  # row/column 0 are the zero border
     if not np.any(ftypes >= 3):
         for y in range(h):
             f = ftypes[y]
-            row = raw[y]
             if f == 1:
-                row = np.cumsum(row, axis=0)
+                out[y + 1, 1:] = np.cumsum(filt[y], axis=0, dtype=np.uint8)  # wraps modulo 256
             elif f == 2:
-                row = row + out[y, 1:]
-            out[y + 1, 1:] = row & 0xFF
-        return out[1:, 1:].astype(np.uint8)
+                out[y + 1, 1:] = filt[y] + out[y, 1:]
+            else:
+                out[y + 1, 1:] = filt[y]
+        return out[1:, 1:]
+    raw = filt
     ft = ftypes.astype(np.int16)
     for d in range(h + w - 1):
         ys = np.arange(max(0, d - w + 1), min(h, d + 1))
         xs = d - ys
-        a = out[ys + 1, xs]
-        b = out[ys, xs + 1]
-        c = out[ys, xs]
+        a = out[ys + 1, xs].astype(np.int16)
+        b = out[ys, xs + 1].astype(np.int16)
+        c = out[ys, xs].astype(np.int16)
         f = ft[ys][:, None]
         p = a + b - c
         pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
         paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
         pred = np.select([f == 1, f == 2, f == 3, f == 4], [a, b, (a + b) >> 1, paeth], 0)
         out[ys + 1, xs + 1] = (raw[ys, xs] + pred) & 0xFF
-    return out[1:, 1:].astype(np.uint8)
+    return out[1:, 1:]
 
 
 # ----------------------------------------------------------------- 16-bit TIFF decoding
@@ -776,11 +784,16 @@ def write_image(
 
     The format comes from the suffix unless given. 16-bit output is kept for PNG and TIFF
     (other formats are written with 8 bits). JPEG and BMP get no alpha channel: the alpha
-    plane is dropped (not composited on a background). JPEG quality defaults to 95 with 4:4:4 chroma at quality >= 90;
-    WebP quality defaults to 95 and 100 means lossless. ICC profile and EXIF are embedded
-    where the format allows. ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP
-    and TIFF, into the EXIF/TIFF ImageDescription ("key: value; ...") and Software
-    (the "Software" key) fields. Any failure leaves neither the file nor a temporary file.
+    plane is dropped (not composited on a background). JPEG quality defaults to 95, with
+    4:4:4 chroma at quality >= 90; WebP quality defaults to 95 and 100 means lossless.
+
+    The ICC profile is embedded where the format allows and the profile fits the pixels
+    (an RGB profile on colour output, a gray one on gray output; otherwise it is left out).
+    EXIF is embedded in PNG, JPEG, WebP and 8-bit TIFF, with Orientation set to 1 (the
+    pixels are written as they are meant to be seen) and the pixel dimensions updated.
+    ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF, into the
+    ImageDescription ("key: value; ...") and Software (the "Software" key) fields.
+    Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
     fmt = _normalise_format(format) if format else format_for_path(path)
@@ -801,6 +814,10 @@ def write_image(
     if not overwrite and path.exists():
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it")
     text = {str(k): str(v) for k, v in (text or {}).items()}
+    if icc_profile and not _icc_fits(icc_profile, gray=planes.shape[2] <= 2):
+        icc_profile = None
+    if exif:
+        exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0])
     try:
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if bit_depth == 16 and fmt == "PNG":
@@ -835,20 +852,35 @@ def _os_reason(exc: OSError) -> str:
     return _one_line(exc)
 
 
-def _merge_exif(exif: bytes | None, text: dict[str, str]) -> bytes | None:
-    """EXIF bytes with the ``text`` recorded as ImageDescription / Software."""
-    if not text:
-        return exif
+def _icc_fits(icc: bytes, *, gray: bool) -> bool:
+    """True when the profile's colour space (header bytes 16-19) matches the output pixels."""
+    return len(icc) >= 128 and icc[16:20] == (b"GRAY" if gray else b"RGB ")
+
+
+def _prepare_exif(exif: bytes | None, text: dict[str, str], width: int = 0, height: int = 0) -> bytes | None:
+    """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description."""
+    if not exif and not text:
+        return None
     ex = Image.Exif()
     if exif:
-        with contextlib.suppress(Exception):
+        try:
             ex.load(exif)
+        except Exception:  # noqa: BLE001 - unreadable EXIF is dropped rather than failing the write
+            ex = Image.Exif()
+    if _ORIENTATION in ex:
+        ex[_ORIENTATION] = 1
+    if width and height:
+        with contextlib.suppress(Exception):
+            sub = ex.get_ifd(0x8769)
+            for tag, value in ((0xA002, width), (0xA003, height)):
+                if tag in sub:
+                    sub[tag] = value
     rest = {k: v for k, v in text.items() if k != "Software"}
     if rest:
         ex[_IMAGE_DESCRIPTION] = "; ".join(f"{k}: {v}" for k, v in rest.items())
     if "Software" in text:
         ex[_SOFTWARE] = text["Software"]
-    return ex.tobytes()
+    return ex.tobytes() if len(ex) else None
 
 
 def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str]) -> None:
@@ -876,7 +908,7 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         params.update(quality=q, subsampling=0 if q >= 90 else 2)
         if im.mode == "LA":
             im = im.convert("L")
-        merged = _merge_exif(exif, text)
+        merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged
     elif fmt == "WEBP":
@@ -884,7 +916,7 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         params.update(quality=q, lossless=q == 100, method=4)
         if q == 100:
             params["exact"] = True  # keep the colour under transparent pixels
-        merged = _merge_exif(exif, text)
+        merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged
     elif fmt == "TIFF":

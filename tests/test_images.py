@@ -203,10 +203,11 @@ def test_sixteen_bit_png_is_readable_by_pillow(tmp_path):
         assert im.text["model"] == "m"
 
 
+@pytest.mark.parametrize("shape", [(13, 11), (1, 1), (2, 3), (9, 1)])
 @pytest.mark.parametrize("interlace", [False, True])
 @pytest.mark.parametrize("ctype,channels", [(2, 3), (6, 4), (4, 2)])
-def test_sixteen_bit_png_with_every_filter_and_interlace(tmp_path, interlace, ctype, channels):
-    arr = RNG.integers(0, 65536, (13, 11, channels)).astype(np.uint16)
+def test_sixteen_bit_png_with_every_filter_and_interlace(tmp_path, shape, interlace, ctype, channels):
+    arr = RNG.integers(0, 65536, (*shape, channels)).astype(np.uint16)
     path = tmp_path / "ref.png"
     path.write_bytes(_ref_png(arr, 16, ctype, interlace=interlace, seed=ctype))
     got = read_image(path)
@@ -347,6 +348,12 @@ def test_palette_with_transparency(tmp_path):
     assert _q(got.rgb[0, 2], 255).tolist() == [0, 0, 255]
 
 
+def test_gray_with_transparent_value(tmp_path):
+    Image.fromarray(np.array([[0, 100, 200]], dtype=np.uint8)).save(tmp_path / "t.png", transparency=100)
+    got = read_image(tmp_path / "t.png")
+    assert got.grayscale and _q(got.alpha, 255).tolist() == [[255, 0, 255]]
+
+
 def test_gray_palette_is_grayscale(tmp_path):
     im = Image.fromarray(np.array([[0, 128, 255]], dtype=np.uint8)).convert("P")
     im.save(tmp_path / "g.gif")
@@ -439,6 +446,46 @@ def test_icc_profile_carried_over(tmp_path, suffix, bit_depth):
     assert read_image(out).icc_profile == icc
     with Image.open(out) as im:  # an independent reader finds it too
         assert im.info.get("icc_profile") == icc
+
+
+def test_icc_profile_that_does_not_fit_is_left_out(tmp_path):
+    gray_icc = bytearray(_srgb_icc())
+    gray_icc[16:20] = b"GRAY"  # a gray profile (header check only) must not tag colour pixels
+    gray_icc = bytes(gray_icc)
+    with Image.open(write_image(tmp_path / "c.webp", RNG.random((4, 4, 3)), icc_profile=gray_icc)) as im:
+        assert "icc_profile" not in im.info or not im.info["icc_profile"]
+    out = write_image(tmp_path / "g.png", RNG.random((4, 4, 3)), icc_profile=gray_icc, grayscale=True)
+    with Image.open(out) as im:
+        assert im.mode == "L" and im.info.get("icc_profile") == gray_icc
+    with Image.open(
+        write_image(tmp_path / "g2.png", RNG.random((4, 4, 3)), icc_profile=_srgb_icc(), grayscale=True)
+    ) as im:
+        assert not im.info.get("icc_profile")
+
+
+def test_output_exif_is_upright_with_new_size(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Maker"
+    exif.get_ifd(0x8769)[0xA002] = 10
+    exif.get_ifd(0x8769)[0xA003] = 5
+    for suffix in (".jpg", ".png", ".webp"):
+        out = write_image(tmp_path / f"e{suffix}", RNG.random((8, 12, 3)), exif=exif.tobytes())
+        with Image.open(out) as im:
+            back = im.getexif()
+            assert back[0x0112] == 1 and back[0x010F] == "Maker"  # never rotated twice by a viewer
+            assert back.get_ifd(0x8769)[0xA002] == 12 and back.get_ifd(0x8769)[0xA003] == 8
+
+
+def test_tiff_layout_tags_do_not_travel_as_exif(tmp_path):
+    Image.fromarray(RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(
+        tmp_path / "m.tif", description="a description", software="cam"
+    )
+    got = read_image(tmp_path / "m.tif")
+    ex = Image.Exif()
+    ex.load(got.exif)
+    assert ex[270] == "a description" and ex[305] == "cam"
+    assert not {256, 257, 258, 273, 279} & set(ex)
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
