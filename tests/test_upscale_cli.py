@@ -184,9 +184,26 @@ def test_output_equal_to_input_refused(weights, tmp_path):
     link = tmp_path / "link.png"
     link.symlink_to(src)
     assert run(weights, src, "-o", link, "--overwrite").exit_code == 1
-    # Folder mode: -o is the input folder itself.
-    assert run(weights, tmp_path, "-o", tmp_path, "--overwrite").exit_code == 1
-    assert src.read_bytes() == before
+    hard = tmp_path / "hard.png"
+    os.link(src, hard)
+    assert run(weights, src, "-o", hard, "--overwrite").exit_code == 1
+    # Folder mode: -o is the input folder itself; b.jpg -> b.png would replace the input b.png.
+    _img(tmp_path / "b.jpg")
+    b_png = _img(tmp_path / "b.png", seed=3).read_bytes()
+    result = run(weights, tmp_path, "-o", tmp_path, "--overwrite", "--format", "png")
+    assert result.exit_code == 1 and result.stderr.count("would replace an input") == 5  # a link hard b.jpg b.png
+    assert src.read_bytes() == before and (tmp_path / "b.png").read_bytes() == b_png
+    # The same folder with a suffix is fine, except that b.jpg and b.png would both give b_x4.png.
+    result = run(weights, tmp_path, "-o", tmp_path, "--suffix", "_x4", "--format", "png")
+    assert result.exit_code == 1 and result.stderr.count("error: ") == 1 and "is also the output of" in result.stderr
+    assert Image.open(tmp_path / "a_x4.png").size == (48, 40)
+
+
+def test_output_folder_inside_input_folder_is_not_read(weights, tmp_path):
+    _img(tmp_path / "a.png")
+    assert run(weights, tmp_path, "-o", tmp_path / "big", "--recursive").exit_code == 0
+    result = run(weights, tmp_path, "-o", tmp_path / "big", "--recursive", "--skip-existing")
+    assert result.exit_code == 0 and sorted(p.name for p in (tmp_path / "big").rglob("*")) == ["a.png"]
 
 
 def test_symlinked_subfolder_cannot_escape_output(weights, tmp_path):

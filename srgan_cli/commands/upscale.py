@@ -160,7 +160,10 @@ def plan_jobs(
     jobs: list[Job] = []
     for item in inputs:
         if item.is_dir():
-            found = [p for p in list_images(item, recursive=recursive) if not _inside(output, p)]
+            found = list_images(item, recursive=recursive)
+            if os.path.realpath(item) != os.path.realpath(output):
+                # -o inside an input folder: earlier outputs are not inputs.
+                found = [p for p in found if not _inside(output, p)]
             tally.skipped += _count_other_files(item, recursive)
             for src in found:
                 rel = src.relative_to(item)
@@ -437,8 +440,9 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     "--tile",
     type=click.IntRange(min=0),
     default=None,
-    help="Tile side in input pixels; 0 runs the whole image at once. Default: chosen from free memory. "
-    "Tiles overlap by --tile-pad, so the result is the same as untiled.",
+    help="Tile side in input pixels; 0 runs the whole image at once. Default: whole small images, tiles "
+    "sized to the free GPU memory (CPU: a ~2 GB budget) for large ones. Tiles overlap by --tile-pad, "
+    "so the result is the same as untiled.",
 )
 @click.option(
     "--tile-pad",
@@ -567,18 +571,20 @@ def _run(
     quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
 ) -> None:  # fmt: skip
     jobs, single = plan_jobs(inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=report, tally=tally)
+    if not jobs and not tally.failed and not tally.skipped:
+        raise SrganError("no images found in the inputs; supported: png, jpg, webp, tiff, bmp, gif")
+    all_inputs = [j.src for j in jobs] + [p for p in inputs if p.is_file()]
+    # Split before looking at existing outputs: another rank may already be writing its share.
+    jobs, rank, local_rank = rank_share(jobs)
     jobs = check_jobs(
         jobs,
         None if single else output,
-        [j.src for j in jobs] + [p for p in inputs if p.is_file()],
+        all_inputs,
         overwrite=overwrite,
         skip_existing=skip_existing,
         report=report,
         tally=tally,
     )
-    if not jobs and not tally.failed and not tally.skipped:
-        raise SrganError("no images found in the inputs; supported: png, jpg, webp, tiff, bmp, gif")
-    jobs, rank, local_rank = rank_share(jobs)
     if not jobs:
         return
     try:
