@@ -88,7 +88,9 @@ def _set_means(shared_data, set_name):
 
 
 # The protocol's measured bicubic x4 numbers (docs/BENCHMARK_PROTOCOL.md), typed in from the doc.
-@pytest.mark.parametrize("set_name,want_psnr,want_ssim", [("set5", 28.42, 0.810), ("set14", 26.09, 0.704)])
+@pytest.mark.parametrize(
+    "set_name,want_psnr,want_ssim", [("set5", 28.42, 0.810), ("set14", 26.09, 0.704), ("bsd100", 25.96, 0.667)]
+)
 def test_bicubic_reproduces_the_protocol_numbers(shared_data, set_name, want_psnr, want_ssim):
     got_psnr, got_ssim = _set_means(shared_data, set_name)
     assert abs(got_psnr - want_psnr) <= 0.02, got_psnr

@@ -112,8 +112,13 @@ def bench(
         label = _unique(core.BICUBIC if spec.lower() == core.BICUBIC else _label(spec), taken)
         if spec.lower() == core.BICUBIC:
             upscalers.append(core.bicubic_upscaler(bench_set.scale))
-        else:
+        elif model_specs:
             upscalers.append(core.model_upscaler(spec, dev, precision, name=label))
+        else:
+            try:
+                upscalers.append(core.model_upscaler(spec, dev, precision, name=label))
+            except SrganError as exc:
+                raise SrganError(f"{exc}; or use --model bicubic or --model FILE.safetensors") from None
 
     lpips, lpips_note = None, None
     if no_lpips:
