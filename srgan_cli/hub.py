@@ -100,8 +100,10 @@ def resolve_weights(name_or_path: str | Path) -> Path:
 
     1. A name from ``MODELS``: the bundled file (its sha256 checked when the table has one),
        else a download from the entry's Hub repo and revision, else an error. Never random weights.
-    2. An existing local file (pickle formats refused: they are never loaded).
-    3. A Hub reference: downloaded (or taken from the Hugging Face cache) and checked.
+    2. An existing local file (pickle formats refused: they are never loaded). A ``Path`` object
+       is always a local path, never a Hub reference.
+    3. A Hub reference: downloaded (or taken from the Hugging Face cache) and checked: against the
+       table's sha256 when it is where a named model is published, else by a strict load.
     4. Otherwise a one-line error that says what was expected.
     """
     text = str(name_or_path)
@@ -117,12 +119,16 @@ def resolve_weights(name_or_path: str | Path) -> Path:
         return path
     if path.is_dir():
         raise SrganError(f"{path}: is a folder; give a .safetensors weights file, a model name or a Hub reference")
-    if not text.startswith("hf://") and path.suffix.lower() == ".safetensors" and _match(text) is None:
+    if isinstance(name_or_path, Path) or (
+        not text.startswith("hf://") and path.suffix.lower() == ".safetensors" and _match(text) is None
+    ):
         raise SrganError(f"{path}: no such weights file")
     if looks_like_hub_ref(text):
         ref = parse_hub_ref(text)
-        local = download(ref)
-        _check_loads(local, ref)
+        known = _published_sha256(ref)
+        local = download(ref, sha256=known)
+        if known is None:
+            _check_loads(local, ref)
         return local
     names = ", ".join(MODELS)
     raise SrganError(
@@ -150,6 +156,19 @@ def _resolve_named(entry: ModelEntry) -> Path:
         f"model '{entry.name}' is not bundled in this install and has no hub source yet; "
         "train one with 'srgan train' or pass a .safetensors file or Hub reference"
     )
+
+
+def _published_sha256(ref: HubRef) -> str | None:
+    """The table's sha256 when ``ref`` is exactly where a named model is published."""
+    for entry in MODELS.values():
+        if (
+            entry.sha256
+            and entry.hub_repo == ref.repo_id
+            and entry.file == ref.filename
+            and (entry.hub_revision or DEFAULT_REVISION) == ref.revision
+        ):
+            return entry.sha256
+    return None
 
 
 def cached_path(ref: HubRef) -> Path | None:

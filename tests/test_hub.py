@@ -405,3 +405,20 @@ def test_models_fetch_fills_the_cache_for_offline_use(fake_hub, tiny_weights, mo
     assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
     result = CliRunner().invoke(main, ["models", "--fetch", "acme/other"])
     assert result.exit_code == 1 and "acme/other" in result.output and "HF_HUB_OFFLINE" in result.output
+
+
+def test_ref_to_a_published_model_is_checked_against_the_table(fake_hub, tiny_weights, monkeypatch):
+    entry = ModelEntry("tiny_x4", "tiny_x4.safetensors", 4, "srresnet", "t", "0" * 64, "acme/tiny", "v1")
+    monkeypatch.setitem(weights.MODELS, "tiny_x4", entry)
+    fake_hub.add("acme/tiny", {"tiny_x4.safetensors": tiny_weights}, revisions=("v1", "main"))
+    with pytest.raises(SrganError, match="sha256"):
+        resolve_weights("acme/tiny:tiny_x4.safetensors@v1")
+    # Another revision is not the published file: it only has to load strictly.
+    assert resolve_weights("acme/tiny:tiny_x4.safetensors@main").read_bytes() == tiny_weights
+
+
+def test_path_objects_are_never_hub_refs(fake_hub, tiny_weights):
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    with pytest.raises(SrganError, match="no such weights file"):
+        resolve_weights(Path("acme/srgan"))
+    assert fake_hub.requests == []
