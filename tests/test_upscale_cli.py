@@ -157,6 +157,35 @@ def test_icc_profile_carried(weights, tmp_path):
     assert Image.open(tmp_path / "o.png").info.get("icc_profile") == icc
 
 
+def test_exif_carried_and_16bit_tiff(weights, tmp_path):
+    src = tmp_path / "cam.jpg"
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"  # Make
+    Image.new("RGB", (8, 6), (120, 60, 30)).save(src, exif=exif.tobytes())
+    assert run(weights, src, "-o", tmp_path / "o.jpg").exit_code == 0
+    assert Image.open(tmp_path / "o.jpg").getexif().get(0x010F) == "TestMaker"
+    deep = tmp_path / "deep.tif"
+    Image.fromarray(np.random.default_rng(4).integers(0, 65536, (6, 8), dtype=np.uint16)).save(deep)
+    assert run(weights, deep, "-o", tmp_path / "o.tif").exit_code == 0
+    out = _decodes(tmp_path / "o.tif")
+    assert out.size == (32, 24) and out.mode.startswith("I") and np.asarray(out).max() > 255
+
+
+def test_blend_option(weights, tmp_path):
+    torch.manual_seed(9)
+    other = tmp_path / "other.safetensors"
+    save_generator(other, build_generator(TINY), TINY)
+    src = _img(tmp_path / "a.png")
+    assert run(weights, src, "-o", tmp_path / "a0.png", "--blend", f"{other}:0").exit_code == 0
+    assert run(weights, src, "-o", tmp_path / "plain.png").exit_code == 0
+    assert run(weights, src, "-o", tmp_path / "a1.png", "--blend", f"{other}:1").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a0.png")), np.asarray(Image.open(tmp_path / "plain.png")))
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "a1.png")), np.asarray(Image.open(tmp_path / "a0.png")))
+    assert "other" in Image.open(tmp_path / "a1.png").text["srgan:model"]
+    result = run(weights, src, "-o", tmp_path / "bad.png", "--blend", "nonsense")
+    assert result.exit_code == 1 and result.stderr.startswith("error: --blend") and result.stderr.count("\n") == 1
+
+
 def test_refuses_to_overwrite_then_skip_existing_and_overwrite(weights, tmp_path):
     src = _img(tmp_path / "in" / "a.png")
     _img(tmp_path / "in" / "b.png", seed=1)

@@ -106,17 +106,16 @@ def _count_other_files(folder: Path, recursive: bool) -> int:
     return count
 
 
-def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> tuple[str, str | None]:
-    """The output file name for ``src`` and the format to write it in (None: from the name)."""
+def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
+    """The output file name for ``src``; its suffix decides the format written."""
     from ..images import format_for_path, output_suffix_for
 
     if fmt_choice in (None, "same"):
-        in_fmt = format_for_path(src)
         # GIF holds 256 colours: an upscaled photo goes to PNG, which keeps every pixel.
-        ext = ".png" if in_fmt == "GIF" else src.suffix.lower()
+        ext = ".png" if format_for_path(src) == "GIF" else src.suffix.lower()
     else:
         ext = output_suffix_for(fmt_choice)
-    return f"{src.stem}{suffix}{ext}", None
+    return f"{src.stem}{suffix}{ext}"
 
 
 def plan_jobs(
@@ -167,14 +166,12 @@ def plan_jobs(
             tally.skipped += _count_other_files(item, recursive)
             for src in found:
                 rel = src.relative_to(item)
-                name, write_fmt = _output_name(src, fmt, name_suffix)
-                jobs.append(Job(src, output / rel.parent / name, write_fmt))
+                jobs.append(Job(src, output / rel.parent / _output_name(src, fmt, name_suffix), None))
         elif item.is_file():
             if not is_image_path(item):
                 tally.skipped += 1
                 continue
-            name, write_fmt = _output_name(item, fmt, name_suffix)
-            jobs.append(Job(item, output / name, write_fmt))
+            jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
             report.error(f"{item}: no such file or folder")
             tally.add("failed")
