@@ -53,8 +53,12 @@ class ModelEntry:
         return path if path.is_file() else None
 
 
-# The bundled models. sha256 is that of the file in weights/; hub_repo is where the same
-# file is published (see weights/README.md), tried when the file is not installed.
+# The named models. ``file`` is looked for in bundled_dir(); ``sha256`` (of that file, when
+# published) is checked on every use, bundled or downloaded; ``hub_repo``/``hub_revision`` is
+# where the same file is published on the Hugging Face Hub (pin a tag or commit), fetched into
+# the Hugging Face cache when the file is not installed. An entry with neither a file nor a Hub
+# source is listed as "not available yet" and refused with a clear message, never replaced by
+# random weights.
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (

@@ -57,9 +57,7 @@ def models(as_json: bool, fetch: tuple[str, ...]) -> None:
             available = "cached" if row["cached"] and row["source"] != "bundled" else "yes"
         else:
             available = "download" if row["hub"] else "no"
-        table.add_row(
-            name, f"x{row['scale']}", row["arch"], params, size, available, row["source"], row["description"]
-        )
+        table.add_row(name, f"x{row['scale']}", row["arch"], params, size, available, row["source"], row["description"])
     # Piped output is not folded to 80 columns, so each model stays on one line for grep.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
