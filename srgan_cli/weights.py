@@ -262,8 +262,9 @@ def describe_entries() -> list[dict[str, Any]]:
     """One row per named model, for ``srgan models`` (never touches the network).
 
     Keys: name, scale, arch, params (None when no file is at hand), size_mb, available (bundled
-    or in the Hugging Face cache), cached (in that cache), source ("bundled", "hub:owner/repo@rev"
-    or "not available yet"), hub ("owner/repo@rev" or None), sha256, default, description.
+    or in the Hugging Face cache), path (that local file or None), cached (in that cache),
+    source ("bundled", "hub:owner/repo@rev" or "not available yet"), hub ("owner/repo@rev" or
+    None), sha256, default, description.
     """
     rows = []
     for entry in MODELS.values():
@@ -285,6 +286,7 @@ def describe_entries() -> list[dict[str, Any]]:
                 "params": params,
                 "size_mb": round(local.stat().st_size / 1e6, 1) if local else None,
                 "available": local is not None,
+                "path": str(local) if local else None,
                 "cached": cached is not None,
                 "source": "bundled" if bundled else (f"hub:{hub}" if hub else "not available yet"),
                 "hub": hub,

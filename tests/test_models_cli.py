@@ -48,6 +48,7 @@ def test_models_json(table):
     tiny, remote, missing = rows["tiny_x4"], rows["remote_x4"], rows["missing_x2"]
     assert tiny["available"] and tiny["default"] and tiny["source"] == "bundled" and tiny["params"] == table
     assert tiny["size_mb"] is not None and tiny["scale"] == 4 and tiny["arch"] == "srresnet"
+    assert tiny["path"].endswith("tiny_x4.safetensors") and remote["path"] is None and missing["path"] is None
     assert not remote["available"] and not remote["cached"] and remote["hub"] == "acme/remote@v1"
     assert remote["source"] == "hub:acme/remote@v1" and remote["sha256"] == "ab" * 32 and remote["params"] is None
     assert not missing["available"] and missing["hub"] is None and missing["source"] == "not available yet"
