@@ -397,21 +397,32 @@ def comparison_sheet(
     """A PIL image: the same detail crop of HR and of each ``(label, image)``, side by side.
 
     The crop is where HR has the most gradient energy, enlarged ``zoom`` times with nearest
-    neighbour so single pixels stay visible; each panel carries its label underneath.
+    neighbour so single pixels stay visible; each panel carries its label underneath. A first
+    panel shows the whole HR image, reduced, with the crop outlined in red.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     top, left, size = detail_window(hr, crop)
     side = size * zoom
     all_panels = [("HR", hr), *panels]
-    sheet = Image.new("RGB", (len(all_panels) * (side + 4) + 4, side + _LABEL_H + 8), (255, 255, 255))
+    count = len(all_panels) + 1  # the first panel shows where the crop is
+    sheet = Image.new("RGB", (count * (side + 4) + 4, side + _LABEL_H + 8), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     try:
         font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
     except (TypeError, ImportError, OSError):
         font = ImageFont.load_default()
     max_chars = max(4, side // 8)
-    for k, (label, image) in enumerate(all_panels):
+
+    overview = Image.fromarray(np.ascontiguousarray(hr))
+    factor = min(side / hr.shape[1], side / hr.shape[0])
+    overview = overview.resize((max(1, round(hr.shape[1] * factor)), max(1, round(hr.shape[0] * factor))), Image.BOX)
+    sheet.paste(overview, (4, 4))
+    box = [4 + left * factor, 4 + top * factor, 4 + (left + size) * factor - 1, 4 + (top + size) * factor - 1]
+    draw.rectangle(box, outline=(255, 0, 0), width=2)
+    draw.text((4, side + 6), "crop in red", fill=(0, 0, 0), font=font)
+
+    for k, (label, image) in enumerate(all_panels, start=1):
         patch = Image.fromarray(np.ascontiguousarray(image[top : top + size, left : left + size]))
         x = 4 + k * (side + 4)
         sheet.paste(patch.resize((side, side), Image.Resampling.NEAREST), (x, 4))

@@ -201,9 +201,15 @@ def test_save_images_writes_sr_images_and_sheets_that_decode(bench_dir, tmp_path
             assert sr.size == hr.size
         with Image.open(save / "sheets" / f"{name}.png") as sheet:
             sheet.load()
-            # HR, bicubic (always shown), tiny: three enlarged panels side by side
+            # overview, HR, bicubic (always shown), tiny: four panels side by side
             side = core.SHEET_CROP * core.SHEET_ZOOM
-            assert sheet.size[0] >= 3 * side and sheet.size[1] >= side
+            assert sheet.size[0] >= 4 * side and sheet.size[1] >= side
+            # the HR panel is the detail crop of HR enlarged with nearest neighbour
+            top, left, size = core.detail_window(np.asarray(hr.convert("RGB")), core.SHEET_CROP)
+            want = np.asarray(hr.convert("RGB"))[top : top + size, left : left + size]
+            z, x0 = core.SHEET_ZOOM, side + 8  # second panel: 4 px margin, 4 px gap
+            got = np.asarray(sheet.convert("RGB"))[4 : 4 + side : z, x0 : x0 + side : z]
+            np.testing.assert_array_equal(got, want)
     assert not list(save.rglob(".*.part"))  # no temporary files left behind
 
 
