@@ -203,7 +203,7 @@ def test_sixteen_bit_png_is_readable_by_pillow(tmp_path):
         assert im.text["model"] == "m"
 
 
-@pytest.mark.parametrize("shape", [(13, 11), (1, 1), (2, 3), (9, 1)])
+@pytest.mark.parametrize("shape", [(13, 11), (11, 13), (1, 1), (2, 3), (9, 1), (1, 9), (4, 40)])
 @pytest.mark.parametrize("interlace", [False, True])
 @pytest.mark.parametrize("ctype,channels", [(2, 3), (6, 4), (4, 2)])
 def test_sixteen_bit_png_with_every_filter_and_interlace(tmp_path, shape, interlace, ctype, channels):
@@ -218,6 +218,22 @@ def test_sixteen_bit_png_with_every_filter_and_interlace(tmp_path, shape, interl
         assert np.array_equal(_q(got.rgb, 65535), arr[..., :3])
     if channels in (2, 4):
         assert np.array_equal(_q(got.alpha, 65535), arr[..., -1])
+
+
+def test_sixteen_bit_png_exif_orientation(tmp_path):
+    arr = RNG.integers(0, 65536, (3, 5, 3)).astype(np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    png = _ref_png(arr, 16, 2)
+    at = 8 + 25  # after the signature and IHDR
+    png = png[:at] + _chunk(b"eXIf", exif.tobytes()[6:]) + png[at:]
+    (tmp_path / "o16.png").write_bytes(png)
+    got = read_image(tmp_path / "o16.png")
+    assert got.bit_depth == 16 and got.size == (3, 5)
+    assert np.array_equal(_q(got.rgb, 65535), np.rot90(arr, k=1))  # orientation 8: 90 degrees counter-clockwise
+    back = Image.Exif()
+    back.load(got.exif)
+    assert back[0x0112] == 1
 
 
 def test_png_unfilter_matches_pillow_on_8_bit(tmp_path):
