@@ -397,3 +397,40 @@ def test_rank_share_partition():
                 os.environ.pop(key, None)
     flat = [j.src for share in shares for j in share]
     assert sorted(flat) == sorted(j.src for j in jobs) and len(flat) == len(set(flat))
+
+
+def test_reading_overlaps_inference_and_stays_bounded(weights, tmp_path, monkeypatch):
+    """The reader works ahead while the network runs, but never more than the queue allows."""
+    import threading
+    import time
+
+    import srgan_cli.api as api
+    from srgan_cli.commands import upscale as cmd
+
+    for i in range(8):
+        _img(tmp_path / "in" / f"{i}.png", size=(6, 5), seed=i)
+    log: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    real_read, real_infer = cmd._read, api.upscale_loaded
+
+    def read(path, max_pixels):
+        with lock:
+            log.append(("read", path.name))
+        return real_read(path, max_pixels)
+
+    def infer(model, loaded, **kwargs):
+        time.sleep(0.05)
+        with lock:
+            log.append(("infer", ""))
+        return real_infer(model, loaded, **kwargs)
+
+    monkeypatch.setattr(cmd, "_read", read)
+    monkeypatch.setattr(api, "upscale_loaded", infer)
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "o").exit_code == 0
+    assert len(list((tmp_path / "o").iterdir())) == 8
+    first_infer = log.index(("infer", ""))
+    assert sum(kind == "read" for kind, _ in log[:first_infer]) >= 2  # next image decoded during inference
+    ahead = max(
+        sum(k == "read" for k, _ in log[: i + 1]) - sum(k == "infer" for k, _ in log[: i + 1]) for i in range(len(log))
+    )
+    assert ahead <= cmd.QUEUE_SIZE + 2  # queued + the one being handed over + the one in inference
