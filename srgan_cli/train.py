@@ -98,7 +98,7 @@ class TrainConfig:
     pixel_loss: str = "mse"
     pixel_weight: float | None = None  # mse stage: 1; gan: 0
     ema: float = 0.0
-    arch: str = "srresnet"
+    arch: str | None = None  # srresnet, or what --init holds
     num_blocks: int | None = None
     num_features: int | None = None
     batch_norm: bool | None = None
@@ -141,7 +141,8 @@ class TrainConfig:
         _choice("pixel_loss", c.pixel_loss, PIXEL_LOSSES)
         _choice("precision", c.precision, PRECISIONS)
         _choice("cache", c.cache, CACHE_MODES)
-        _choice("arch", c.arch, ARCHS)
+        if c.arch is not None:
+            _choice("arch", c.arch, ARCHS)
         for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
             if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
@@ -354,6 +355,11 @@ def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tup
                 f"--{key.replace('_', '-')} {options[key]!r} differs from the run being resumed ({saved[key]!r}); "
                 "a resume continues the same training"
             )
+    if saved.get("stage") == "gan" and "patch_size" in options and options["patch_size"] != saved.get("patch_size"):
+        raise SrganError(
+            f"--patch-size {options['patch_size']} differs from the gan run being resumed ({saved.get('patch_size')}); "
+            "the discriminator is built for its patch size"
+        )
     merged = {**saved, **options}
     return TrainConfig.from_dict(merged).resolved(), state
 
@@ -411,18 +417,26 @@ class _Trainer:
     def _generator_config(self) -> GeneratorConfig:
         cfg, state = self.cfg, self.state
         if state is not None:
-            return GeneratorConfig.from_dict(state["generator_config"])
-        if cfg.init is not None:
+            gconf = GeneratorConfig.from_dict(state["generator_config"])
+        elif cfg.init is not None:
             _, gconf, _ = load_generator(cfg.init)
-            return gconf
-        overrides: dict[str, Any] = {"scale": cfg.scale}
-        if cfg.num_blocks is not None:
-            overrides["num_blocks"] = cfg.num_blocks
-        if cfg.num_features is not None:
-            overrides["num_features"] = cfg.num_features
-        if cfg.batch_norm is not None:
-            overrides["batch_norm"] = cfg.batch_norm
-        return GeneratorConfig.for_arch(cfg.arch, **overrides)
+            for name in ("arch", "num_blocks", "num_features", "batch_norm"):
+                wanted = getattr(cfg, name)
+                if wanted is not None and wanted != getattr(gconf, name):
+                    raise SrganError(
+                        f"{cfg.init}: its generator has {name} = {getattr(gconf, name)!r}, but "
+                        f"--{name.replace('_', '-')} {wanted!r} was asked for; drop the option to train the --init model"
+                    )
+        else:
+            overrides: dict[str, Any] = {"scale": cfg.scale}
+            for name in ("num_blocks", "num_features", "batch_norm"):
+                if getattr(cfg, name) is not None:
+                    overrides[name] = getattr(cfg, name)
+            gconf = GeneratorConfig.for_arch(cfg.arch or "srresnet", **overrides)
+        # Record what is trained, whichever way it was chosen.
+        cfg.arch, cfg.num_blocks, cfg.num_features = gconf.arch, gconf.num_blocks, gconf.num_features
+        cfg.batch_norm = gconf.batch_norm
+        return gconf
 
     def _build(self) -> None:
         cfg, device = self.cfg, self.device

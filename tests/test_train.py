@@ -263,3 +263,24 @@ def test_rrdb_both_stages(shared_data, data, tmp_path):
     opts.update(batch_size=2, patch_size=16, adv_weight=5e-3, pixel_weight=1e-2, pixel_loss="l1")
     result = train(opts, tmp_path / "gan")
     assert result.step == 2 and load_generator(tmp_path / "gan" / "generator.safetensors")[1].arch == "rrdb"
+
+
+def test_init_conflicting_arch_is_refused(mse_generator, data, tmp_path):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=1, num_blocks=3, content_loss="mse")
+    with pytest.raises(SrganError, match="--num-blocks 3"):
+        train({**opts, "patch_size": 16}, tmp_path / "run")
+
+
+def test_bf16_channels_last_run_and_plain_progress_lines(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--steps", "4", "--num-blocks", "1"]
+    args += ["--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "0", "--device", "cpu"]
+    args += ["--precision", "bf16", "--channels-last", "--log-every", "2", "--arch", "srresnet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("step 2/4 loss") and "patches/s" in line and "eta" in line for line in lines)
+    assert any("training images" in line and "skipped 0" in line for line in lines)
+    config = json.loads((run / "config.json").read_text())
+    assert config["precision"] == "bf16" and config["channels_last"] and config["num_blocks"] == 1
+    assert load_generator(run / "generator.safetensors")[1].num_blocks == 1

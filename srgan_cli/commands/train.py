@@ -207,6 +207,13 @@ def _read_config(path: Path) -> dict[str, Any]:
     return options
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
 class _Reporter:
     """Rich progress on a terminal; a plain line per log interval otherwise."""
 
@@ -215,12 +222,14 @@ class _Reporter:
         self.progress = None
         self.task = None
         self.t0 = time.monotonic()
+        self.step0 = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "info":
             self._line(event["message"])
         elif kind == "start":
+            self.t0, self.step0 = time.monotonic(), event["step"]
             g = event["generator"]
             self._line(
                 f"stage {event['stage']}: {g['arch']} x{g['scale']} ({g['num_blocks']} blocks, "
@@ -245,7 +254,12 @@ class _Reporter:
             if self.progress is not None:
                 self.progress.update(self.task, completed=event["step"], status=status)
             else:
-                self._line(f"step {event['step']}/{event['steps']} {status}")
+                done = event["step"] - self.step0
+                eta = ""
+                if done > 0:
+                    left = (event["steps"] - event["step"]) * (time.monotonic() - self.t0) / done
+                    eta = f"  eta {_clock(left)}"
+                self._line(f"step {event['step']}/{event['steps']} {status}{eta}")
         elif kind == "checkpoint" and self.progress is None:
             self._line(f"checkpoint at step {event['step']}")
 

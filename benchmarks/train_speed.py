@@ -1,0 +1,147 @@
+"""Training throughput: the data loader, the mse step and the gan step, in HR patches per second.
+
+    python benchmarks/train_speed.py                       # about 1-2 min on 2 CPU cores: batch 4, 48 px
+    python benchmarks/train_speed.py --device cuda --batch-size 16 --patch-size 96 --steps 20   # the paper's batch
+
+Prints a markdown table. Each step row times srgan's own training step (srgan_cli.train) on
+one pre-made batch, so it measures the model and optimiser, not the loader; the loader rows
+time the loader alone. Warm-up steps first, the device synchronised before every clock read,
+the median of the timed steps reported. Peak memory: on CUDA the peak allocated by torch for
+that row; on the CPU the process's peak resident size so far (it only grows down the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from srgan_cli.config import GeneratorConfig  # noqa: E402
+from srgan_cli.data import PatchDataset, make_loader, make_pair, scan_images  # noqa: E402
+from srgan_cli.models import build_generator  # noqa: E402
+from srgan_cli.train import Dist, TrainConfig, _Trainer  # noqa: E402
+from srgan_cli.weights import save_generator  # noqa: E402
+
+DEFAULT_DATA = REPO / ".." / "shared" / "data" / "train"
+DEFAULT_VGG = REPO / ".." / "shared" / "data" / "vgg19" / "vgg19_features_caffe_fp16.safetensors"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def bench_loader(data: Path, args: argparse.Namespace, cache: bool, workers: int) -> float:
+    scan = scan_images(data, args.patch_size)
+    dataset = PatchDataset(scan, args.patch_size, seed=0, cache=cache)
+    batches = args.loader_batches
+    loader = make_loader(dataset, args.batch_size, workers=workers, stop_step=batches + 2)
+    it = iter(loader)
+    next(it)
+    next(it)  # warm-up: workers started, first images decoded
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    seconds = time.perf_counter() - t0
+    del it, loader
+    return batches * args.batch_size / seconds
+
+
+def bench_step(stage: str, variant: str, args: argparse.Namespace, init: Path, device: torch.device):
+    options = {
+        "stage": stage,
+        "data": str(args.data),
+        "batch_size": args.batch_size,
+        "patch_size": args.patch_size,
+        "device": str(device),
+        "workers": 0,
+        "precision": "bf16" if variant == "bf16 autocast" else "fp32",
+        "channels_last": variant == "channels_last",
+    }
+    if stage == "gan":
+        options.update(init=str(init), vgg_weights=str(args.vgg_weights) if args.vgg_weights else None)
+    cfg = TrainConfig.from_dict(options).resolved()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _Trainer(cfg, Path(tmp), None, Dist(), device, None)
+        trainer._build()
+        trainer._losses()
+        hr_u8 = torch.randint(0, 256, (args.batch_size, 3, args.patch_size, args.patch_size), dtype=torch.uint8)
+        lr, hr = make_pair(hr_u8, cfg.scale, device)
+        _reset_peak(device)
+        times = []
+        for i in range(args.warmup + args.steps):
+            _sync(device)
+            t0 = time.perf_counter()
+            trainer._train_step(lr, hr)
+            _sync(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+    return args.batch_size / statistics.median(times), _peak_mb(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training images folder")
+    parser.add_argument("--vgg-weights", type=Path, default=DEFAULT_VGG if DEFAULT_VGG.is_file() else None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--patch-size", type=int, default=48, help="HR patch side (paper: 96)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--loader-batches", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip-gan", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    out = sys.stdout.write
+    cpu = platform.processor() or platform.machine()
+    out(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
+        f"batch {args.batch_size}, HR patch {args.patch_size}, SRResNet 16x64 (paper)\n\n"
+    )
+    out("| what | setting | patches/s | peak memory (MiB) |\n|---|---|---|---|\n")
+    for cache in (True, False):
+        for workers in args.workers:
+            rate = bench_loader(args.data, args, cache, workers)
+            out(f"| loader | cache {'on' if cache else 'off'}, {workers} workers | {rate:.1f} | - |\n")
+            sys.stdout.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        init = Path(tmp) / "init.safetensors"
+        gconf = GeneratorConfig()
+        save_generator(init, build_generator(gconf), gconf)
+        stages = ["mse"] if args.skip_gan else ["mse", "gan"]
+        for stage in stages:
+            for variant in ("fp32", "channels_last", "bf16 autocast"):
+                rate, peak = bench_step(stage, variant, args, init, device)
+                out(f"| {stage} step | {variant} | {rate:.2f} | {peak:.0f} |\n")
+                sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
