@@ -354,6 +354,28 @@ def test_bad_options_are_usage_errors(weights, tmp_path):
         assert result.exit_code == 2, args
     result = run(weights, src, "-o", tmp_path / "o.png", "--precision", "fp8")
     assert result.exit_code == 2
+    result = run(weights, src, "-o", tmp_path / "o.png", "--device", "gpu0")
+    assert result.exit_code == 2 and "--device" in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unexpected_inference_error_is_one_line(weights, tmp_path, monkeypatch):
+    import srgan_cli.api as api
+
+    real = api.upscale_loaded
+
+    def flaky(model, loaded, **kwargs):
+        if loaded.size == (7, 7):
+            raise ValueError("boom")
+        return real(model, loaded, **kwargs)
+
+    monkeypatch.setattr(api, "upscale_loaded", flaky)
+    _img(tmp_path / "in" / "bad.png", size=(7, 7))
+    _img(tmp_path / "in" / "good.png")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "o")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "bad.png" in result.stderr and "ValueError: boom" in result.stderr
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["good.png"]
 
 
 def test_help_lists_every_option():

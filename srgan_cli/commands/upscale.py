@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -348,8 +349,9 @@ def run_pipeline(
             except SrganError as err:
                 fail(job, err)
                 continue
-            except RuntimeError as err:  # e.g. out of memory on the CPU
-                fail(job, SrganError(f"{job.src}: inference failed ({' '.join(str(err).split())[:200]})"))
+            except Exception as err:  # e.g. out of memory on the CPU: this image fails, the batch goes on
+                reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+                fail(job, SrganError(f"{job.src}: upscaling failed ({reason})"))
                 continue
             _put(write_q, (job, loaded, result), stop)
     except BaseException:
@@ -404,6 +406,13 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     return device
 
 
+def _check_device(value: str) -> str:
+    value = value.strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise click.BadParameter(f"{value!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
 @click.command("upscale")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -425,7 +434,13 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     metavar="MODEL:ALPHA",
     help="Blend a second model of the same architecture into -m: ALPHA=0 is -m, 1 is MODEL (e.g. srresnet_x4:0.3).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=lambda ctx, param, value: _check_device(value),
+    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+)
 @click.option(
     "--precision",
     type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
