@@ -251,6 +251,8 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
     im = _open(data, name)
     _check_size(name, im.width, im.height, max_pixels)
     fmt = _format_name(im)
+    if fmt == "TIFF":
+        _quiet_libtiff()
     try:
         n_frames = _count_frames(im)
         if fmt == "PNG":
@@ -274,6 +276,44 @@ def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
     return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name)
+
+
+_LIBTIFF_QUIETED = False
+
+
+def _quiet_libtiff() -> None:
+    """Stop libtiff printing warnings and errors on stderr (once per process).
+
+    Pillow already turns libtiff failures into exceptions, which become our one-line
+    errors; the C library's own lines on stderr would only clutter the terminal. This
+    finds the libtiff that Pillow loaded (from the process's memory map, else Pillow's
+    bundled copy) and clears its global handlers. Best effort: nothing changes if that fails.
+    """
+    global _LIBTIFF_QUIETED
+    if _LIBTIFF_QUIETED:
+        return
+    _LIBTIFF_QUIETED = True
+    import ctypes
+
+    candidates: list[str] = []
+    with contextlib.suppress(OSError):
+        with open("/proc/self/maps") as fh:  # Linux: "address perms offset dev inode path"
+            fields = [ln.split(maxsplit=5) for ln in fh if "libtiff" in ln]
+        candidates += sorted({f[5].strip() for f in fields if len(f) == 6})
+    pil_dir = Path(Image.__file__).parent
+    for folder in (pil_dir.parent / "pillow.libs", pil_dir / ".dylibs"):
+        with contextlib.suppress(OSError):
+            candidates += sorted(str(p) for p in folder.glob("libtiff*"))
+    for candidate in candidates:
+        try:
+            lib = ctypes.CDLL(candidate)
+            for setter in (lib.TIFFSetWarningHandler, lib.TIFFSetErrorHandler):
+                setter.restype = ctypes.c_void_p
+                setter.argtypes = [ctypes.c_void_p]
+                setter(None)
+            return
+        except (OSError, AttributeError):
+            continue
 
 
 def _strict_load(im: Image.Image) -> None:
@@ -952,6 +992,7 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         if merged:
             params["exif"] = merged
     elif fmt == "TIFF":
+        _quiet_libtiff()
         params["compression"] = "tiff_adobe_deflate"
         if exif:
             params["exif"] = exif

@@ -746,6 +746,16 @@ def test_damaged_files_never_leak_other_exceptions(tmp_path, suffix):
             assert got.rgb.ndim == 3 and np.isfinite(got.rgb).all()
 
 
+def test_broken_tiff_prints_nothing_on_stderr(tmp_path, capfd):
+    data = write_image(tmp_path / "s.tif", RNG.random((32, 32, 3))).read_bytes()
+    broken = bytearray(data)
+    broken[20:60] = bytes(40)  # the deflate stream starts right after the header
+    (tmp_path / "b.tif").write_bytes(bytes(broken))
+    with pytest.raises(SrganError, match="b.tif"):
+        read_image(tmp_path / "b.tif")
+    assert capfd.readouterr().err == ""  # libtiff's own complaints stay off the terminal
+
+
 # ----------------------------------------------------------------- writing failures
 
 
