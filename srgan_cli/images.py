@@ -171,7 +171,8 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open_file(path: Path):
+    """Open ``path`` for reading, with a one-line error for each way that can fail."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -184,16 +185,14 @@ def _read_bytes(path: Path) -> bytes:
         raise SrganError(f"{path}: is a folder, not an image file")
     if not stat.S_ISREG(st.st_mode):
         raise SrganError(f"{path}: not a regular file")
+    if st.st_size == 0:
+        raise SrganError(f"{path}: the file is empty (0 bytes)")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
     except PermissionError:
         raise SrganError(f"{path}: permission denied; check the file's permissions") from None
     except OSError as exc:
         raise SrganError(f"{path}: cannot read the file ({_one_line(exc)})") from None
-    if not data:
-        raise SrganError(f"{path}: the file is empty (0 bytes)")
-    return data
 
 
 @contextlib.contextmanager
@@ -204,14 +203,13 @@ def _quiet_pillow() -> Iterator[None]:
         yield
 
 
-def _open(data: bytes, name: str) -> Image.Image:
+def _open(fh, head: bytes, name: str) -> Image.Image:
     with _OPEN_LOCK, _quiet_pillow():
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(io.BytesIO(data))
+            return Image.open(fh)
         except UnidentifiedImageError:
-            head = data[:64]
             if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8"):
                 raise SrganError(f"{name}: corrupt image file (its header cannot be read)") from None
             raise SrganError(
@@ -243,25 +241,35 @@ def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> Loa
     checked against ``max_pixels`` before any pixel is decoded (None: no limit).
     """
     path = Path(path)
-    data = _read_bytes(path)
-    return _decode(data, str(path), max_pixels)
+    with _open_file(path) as fh:
+        return _decode(fh, str(path), max_pixels)
 
 
-def _decode(data: bytes, name: str, max_pixels: int | None) -> LoadedImage:
-    im = _open(data, name)
+def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
+    try:
+        head = fh.read(64)
+        fh.seek(0)
+    except OSError as exc:
+        raise SrganError(f"{name}: cannot read the file ({_one_line(exc)})") from None
+    im = _open(fh, head, name)
     _check_size(name, im.width, im.height, max_pixels)
+
+    def whole_file() -> bytes:  # only for the 16-bit paths, after the size check
+        fh.seek(0)
+        return fh.read()
+
     fmt = _format_name(im)
     if fmt == "TIFF":
         _quiet_libtiff()
     try:
         n_frames = _count_frames(im)
-        if fmt == "PNG":
-            sixteen = _png_rgb16(data, name)
+        if fmt == "PNG" and _png_is_wide_colour(head):
+            sixteen = _png_rgb16(whole_file(), name)
             if sixteen is not None:
                 *pixels, exif_chunk = sixteen
                 return _finish(im, *pixels, fmt=fmt, n_frames=n_frames, name=name, exif_bytes=exif_chunk)
         if fmt == "TIFF":
-            sixteen = _tiff_rgb16(im, data, name)
+            sixteen = _tiff_rgb16(im, whole_file, name)
             if sixteen is not None:
                 return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
         _strict_load(im)
@@ -551,6 +559,11 @@ def _png_chunks(data: bytes, name: str) -> Iterator[tuple[bytes, bytes]]:
         pos = end
 
 
+def _png_is_wide_colour(head: bytes) -> bool:
+    """A PNG header declaring 16-bit RGB, RGBA or gray+alpha (Pillow keeps only 8 bits of those)."""
+    return len(head) >= 29 and head.startswith(_PNG_SIGNATURE) and head[24] == 16 and head[25] in (2, 4, 6)
+
+
 def _png_rgb16(data: bytes, name: str):
     """Decode a 16-bit colour (or gray+alpha) PNG that Pillow would cut to 8 bits; else None."""
     if len(data) < 33 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
@@ -673,7 +686,7 @@ def _unfilter_sweep(ftypes: np.ndarray, filt: np.ndarray) -> np.ndarray:
 _TIFF_LIBTIFF_COMPRESSIONS = frozenset({1, 5, 8, 32773, 32946, 34925, 50000})  # none, LZW, deflate, ...
 
 
-def _tiff_rgb16(im: Image.Image, data: bytes, name: str):
+def _tiff_rgb16(im: Image.Image, whole_file, name: str):
     """Decode a 16-bit RGB(A) TIFF that Pillow would cut to 8 bits; else None.
 
     Chunky strips, uncompressed or deflate, are decoded here with numpy and zlib. Other
@@ -696,6 +709,7 @@ def _tiff_rgb16(im: Image.Image, data: bytes, name: str):
         return None
     width, height = im.size
     offsets, counts = tags.get(273), tags.get(279)
+    data = whole_file()
     if 322 not in tags and compression in (1, 8, 32946) and offsets and counts:
         arr = _tiff_strips(data, tags, width, height, spp, compression, predictor, name)
     else:
