@@ -425,7 +425,7 @@ class _Trainer:
                 if wanted is not None and wanted != getattr(gconf, name):
                     raise SrganError(
                         f"{cfg.init}: its generator has {name} = {getattr(gconf, name)!r}, but "
-                        f"--{name.replace('_', '-')} {wanted!r} was asked for; drop the option to train the --init model"
+                        f"--{name.replace('_', '-')} {wanted!r} was asked for; drop the option to train that model"
                     )
         else:
             overrides: dict[str, Any] = {"scale": cfg.scale}
@@ -523,6 +523,8 @@ class _Trainer:
         scan = scan_images(cfg.data, cfg.patch_size)
         self.info(scan.summary())
         cache = resolve_cache(cfg.cache, scan)
+        if cache:
+            self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
         self.dataset = PatchDataset(scan, cfg.patch_size, seed=cfg.seed, cache=cache)
         self.loader = make_loader(
             self.dataset,

@@ -237,6 +237,7 @@ class _Reporter:
                 f"{event['world_size']} process(es)), step {event['step']} of {event['steps']}"
             )
             if self.tty:
+                from rich.console import Console
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
                 self.progress = Progress(
@@ -245,6 +246,7 @@ class _Reporter:
                     MofNCompleteColumn(),
                     TimeRemainingColumn(),
                     TextColumn("{task.fields[status]}"),
+                    console=Console(stderr=True),
                     transient=False,
                 )
                 self.progress.start()
