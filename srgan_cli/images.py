@@ -351,7 +351,11 @@ def _count_frames(im: Image.Image) -> int:
 
 
 def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
-    """Convert an in-memory PIL image like :func:`read_image` converts a file."""
+    """Convert an in-memory PIL image like :func:`read_image` converts a file.
+
+    Pillow has already cut 16-bit colour PNG/TIFF to 8 bits when it opened them; pass the
+    file's path to :func:`read_image` to keep all 16.
+    """
     try:
         with _quiet_pillow():
             img.load()
@@ -970,9 +974,9 @@ def _prepare_exif(exif: bytes | None, text: dict[str, str], width: int = 0, heig
 
 
 def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str]) -> None:
-    im = to_pil(planes[..., :3] if planes.shape[2] >= 3 else planes[..., 0],
-                planes[..., -1] if planes.shape[2] in (2, 4) else None,
-                grayscale=planes.shape[2] <= 2)  # fmt: skip
+    gray = planes.shape[2] <= 2
+    colour = planes[..., 0] if gray else planes[..., :3]
+    im = to_pil(colour, planes[..., -1] if planes.shape[2] in (2, 4) else None, grayscale=gray)
     params: dict = {}
     if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         params["icc_profile"] = icc
@@ -992,8 +996,6 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
     elif fmt == "JPEG":
         q = 95 if quality is None else int(quality)
         params.update(quality=q, subsampling=0 if q >= 90 else 2)
-        if im.mode == "LA":
-            im = im.convert("L")
         merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged
