@@ -386,6 +386,18 @@ def test_cmyk_jpeg(tmp_path):
     assert got.icc_profile is None  # pixels are sRGB now; a CMYK profile would be wrong
 
 
+def test_cmyk_with_unusable_profile_falls_back(tmp_path):
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "c.jpg", icc_profile=b"not a profile" * 20)
+    got = read_image(tmp_path / "c.jpg")
+    assert got.rgb[..., 0].min() > 0.9 and got.rgb[..., 1:].max() < 0.1 and got.icc_profile is None
+
+
+def test_corrupt_exif_is_dropped_not_fatal(tmp_path):
+    Image.new("RGB", (5, 3), (10, 20, 30)).save(tmp_path / "e.jpg", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7fjunk")
+    got = read_image(tmp_path / "e.jpg")
+    assert got.size == (5, 3) and got.exif is None
+
+
 @pytest.mark.parametrize("mode", ["1", "F", "I", "I;16B", "La", "PA", "RGBa", "YCbCr"])
 def test_unusual_modes_are_converted(mode):
     base = Image.fromarray(RNG.integers(0, 256, (5, 4, 3), dtype=np.uint8))
@@ -711,6 +723,17 @@ def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
     assert msg.startswith(str(path)) and "100000x100000" in msg and "--max-pixels" in msg
 
 
+def test_concurrent_reads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [write_image(tmp_path / f"c{i}.png", np.full((20 + i, 30, 3), i / 10)) for i in range(8)]
+    before = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(lambda p: read_image(p, max_pixels=30 * 27).size, paths))
+    assert sizes == [(30, 20 + i) for i in range(8)]
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
 def test_max_pixels_is_per_call_and_pillow_limit_does_not_leak(tmp_path, monkeypatch):
     path = write_image(tmp_path / "m.png", RNG.random((50, 60, 3)))
     with pytest.raises(SrganError, match="--max-pixels"):
@@ -923,6 +946,12 @@ def test_fill_transparent_uses_neighbouring_colour():
     assert np.array_equal(out[4:12, 4:12], rgb[4:12, 4:12])  # opaque pixels keep their colour
     assert np.allclose(out[~(alpha > 0)], (1.0, 0.5, 0.0), atol=0.02)  # no black left behind
     assert np.array_equal(fill_transparent(rgb, np.zeros_like(alpha)), rgb)
+    half, blue = alpha.copy(), rgb.copy()
+    half[0, 0] = 0.5
+    half[3, 6], blue[3, 6] = 0.25, (0.0, 0.0, 1.0)  # faint blue pixel on the orange square's edge
+    out = fill_transparent(blue, half)
+    assert out[0, 0].tolist() == [0, 0, 0]  # half opaque: its own colour is visible, so it is kept
+    assert 0.2 < out[3, 6, 0] < 0.8 and 0.2 < out[3, 6, 2] < 0.8  # between its blue and the orange fill
 
 
 def test_fill_transparent_two_colours_stay_local():
