@@ -75,28 +75,49 @@ def test_default_pad_is_ceil_of_receptive_radius(nets):
     assert default_pad(GeneratorConfig()) == 40
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_default_pad_is_sufficient(nets, name):
-    """Changing pixels farther than the pad from a pixel must not change its output."""
-    net = nets[name]
-    s = CONFIGS[name].scale
-    pad = default_pad(net)
+PAD_CONFIGS = {
+    **CONFIGS,
+    "srresnet_x8_3blocks": GeneratorConfig(num_blocks=3, num_features=8, scale=8),
+    "rrdb_x2_2blocks": GeneratorConfig(
+        arch="rrdb", num_blocks=2, num_features=8, growth_channels=4, batch_norm=False, scale=2
+    ),
+}
+
+
+def _ring(size: int, c: int, d: int) -> torch.Tensor:
+    """Mask of the pixels at Chebyshev distance exactly ``d`` from (c, c)."""
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[c - d : c + d + 1, c - d : c + d + 1] = True
+    mask[c - d + 1 : c + d, c - d + 1 : c + d] = False
+    return mask
+
+
+@pytest.mark.parametrize("name", list(PAD_CONFIGS))
+def test_default_pad_is_sufficient(name):
+    """Changing pixels farther than the pad from a pixel must not change its output block."""
+    config = PAD_CONFIGS[name]
+    net = _net(config)
+    s, pad = config.scale, default_pad(config)
     size = 2 * pad + 9
-    torch.manual_seed(2)
-    x = torch.rand(1, 3, size, size)
     c = size // 2
-    y = x.clone()
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(2))
+
+    def block(img):
+        return _whole(net, img)[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s]
+
     far = torch.ones(size, size, dtype=torch.bool)
     far[c - pad : c + pad + 1, c - pad : c + pad + 1] = False
-    y[:, :, far] = torch.rand(int(far.sum()))
-    a, b = _whole(net, x), _whole(net, y)
-    out_a = a[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s]
-    out_b = b[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s]
-    torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-5)
-    # The pad is also tight enough to be meaningful: changing pixels at distance pad-1 does change it.
-    z = x.clone()
-    z[:, :, c - pad + 2 : c + pad - 1, c - pad + 2 : c + pad - 1] = torch.rand(2 * pad - 3, 2 * pad - 3)
-    assert not torch.allclose(_whole(net, z)[:, :, c * s : (c + 1) * s, c * s : (c + 1) * s], out_a)
+    y = x.clone()
+    y[:, :, far] = torch.rand(3, int(far.sum()))
+    torch.testing.assert_close(block(y), block(x), rtol=0, atol=1e-6)
+    if config.arch == "srresnet":
+        # ... and the pad is tight: the ring at distance exactly pad does reach the block, so a
+        # smaller pad would show seams. (RRDB's 0.1-scaled init makes that far influence fall
+        # below float32 resolution, so it is checked on SRResNet only.)
+        z = x.clone()
+        ring = _ring(size, c, pad)
+        z[:, :, ring] = torch.rand(3, int(ring.sum()))
+        assert not torch.equal(block(z), block(x))  # beyond the pad the block is bit-identical
 
 
 CASES = [
