@@ -142,9 +142,10 @@ def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
         seen.add(key)
         try:
             entries = list(os.scandir(folder))
-        except OSError:
+        except OSError as exc:
             if folder == root:
-                raise SrganError(f"{root}: cannot list the folder (permission denied?)") from None
+                reason = "permission denied" if isinstance(exc, PermissionError) else _one_line(exc)
+                raise SrganError(f"{root}: cannot list the folder: {reason}") from None
             continue
         for entry in entries:
             name = entry.name
@@ -242,7 +243,12 @@ def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> Loa
     """
     path = Path(path)
     with _open_file(path) as fh:
-        return _decode(fh, str(path), max_pixels)
+        try:
+            return _decode(fh, str(path), max_pixels)
+        except MemoryError:
+            raise SrganError(
+                f"{path}: not enough memory to decode this image; free memory or lower --max-pixels"
+            ) from None
 
 
 def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:

@@ -723,6 +723,18 @@ def test_decompression_bomb_refused_before_decoding(tmp_path, monkeypatch):
     assert msg.startswith(str(path)) and "100000x100000" in msg and "--max-pixels" in msg
 
 
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "m.png", RNG.random((4, 4, 3)))
+
+    def no_memory(*a, **k):
+        raise MemoryError
+
+    monkeypatch.setattr(images, "_from_loaded_pil", no_memory)
+    with pytest.raises(SrganError, match="not enough memory") as info:
+        read_image(path)
+    assert str(info.value).startswith(str(path))
+
+
 def test_concurrent_reads(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
