@@ -247,7 +247,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> Loa
             return _decode(fh, str(path), max_pixels)
         except MemoryError:
             raise SrganError(
-                f"{path}: not enough memory to decode this image; free memory or lower --max-pixels"
+                f"{path}: not enough memory to decode this image; free some memory or use a smaller image"
             ) from None
 
 
