@@ -116,8 +116,8 @@ def test_default_pad_is_sufficient(name):
         # below float32 resolution, so it is checked on SRResNet only.)
         z = x.clone()
         ring = _ring(size, c, pad)
-        z[:, :, ring] = torch.rand(3, int(ring.sum()))
-        assert not torch.equal(block(z), block(x))  # beyond the pad the block is bit-identical
+        z[:, :, ring] = 1000.0  # a loud change, so its faint far influence stands out of float noise
+        assert (block(z) - block(x)).abs().max() > 1e-5
 
 
 CASES = [
