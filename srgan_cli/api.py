@@ -60,19 +60,8 @@ class Model:
 
 def _resolve(name_or_path: str | Path) -> Path:
     """Weights file for a model name, local path or Hub reference."""
-    try:
-        from .hub import resolve_weights
-    except ImportError:  # hub support missing: named (bundled) models and local files only
-        text = str(name_or_path)
-        if text in MODELS:
-            path = MODELS[text].bundled_path()
-            if path is None:
-                raise SrganError(f"model {text!r} is not installed; pass a .safetensors file with -m") from None
-            return path
-        path = Path(text).expanduser()
-        if path.is_file():
-            return path
-        raise SrganError(f"{text}: no such model or weights file; 'srgan models' lists the named models") from None
+    from .hub import resolve_weights  # lazy: huggingface_hub is imported only when needed
+
     return resolve_weights(name_or_path)
 
 
