@@ -6,7 +6,8 @@
 Prints a markdown table. Each step row times srgan's own training step (srgan_cli.train) on
 one pre-made batch, so it measures the model and optimiser, not the loader; the loader rows
 time the loader alone. Warm-up steps first, the device synchronised before every clock read,
-the median of the timed steps reported. Peak memory: on CUDA the peak allocated by torch for
+the median of the timed steps reported. The loader rows include making the LR batch (on the
+CPU). Peak memory: on CUDA the peak allocated by torch for
 that row; on the CPU the process's peak resident size so far (it only grows down the table).
 """
 
@@ -63,7 +64,7 @@ def bench_loader(data: Path, args: argparse.Namespace, cache: bool, workers: int
     next(it)  # warm-up: workers started, first images decoded
     t0 = time.perf_counter()
     for _ in range(batches):
-        next(it)
+        make_pair(next(it), 4, torch.device("cpu"))  # the crops, then their bicubic LR, as in training
     seconds = time.perf_counter() - t0
     del it, loader
     return batches * args.batch_size / seconds
