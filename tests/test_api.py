@@ -192,6 +192,10 @@ def test_upscale_image_rgb_gray_rgba(weights):
 
     half = upscale_image(rgb, model, outscale=2)
     assert half.size == (24, 20)
+    half_rgba = upscale_image(rgba, model, outscale=2)
+    assert half_rgba.mode == "RGBA" and half_rgba.size == (24, 20)
+    a2 = np.asarray(half_rgba)[:, :, 3]
+    assert a2[:, :10].max() <= 8 and a2[:, 14:].min() >= 247
 
 
 def test_upscale_image_from_path(weights, tmp_path):
