@@ -57,7 +57,13 @@ class ImageScan:
 def list_images(root: Path) -> list[Path]:
     """Image files under ``root``, recursively, sorted; hidden files and folders are ignored."""
     found = []
+    seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop, or the same folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:

@@ -656,34 +656,50 @@ class _Trainer:
         """Write generator.safetensors, then checkpoint.pt, each atomically (rank 0; others wait)."""
         self.dist.barrier()
         if self.dist.main:
-            save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "format_version": CHECKPOINT_VERSION,
-                "step": self.step,
-                "config": self.cfg.to_dict(),
-                "generator_config": self.gconf.to_dict(),
-                "generator": self.G.state_dict(),
-                "optimizer_g": self.opt_g.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "discriminator_config": self.dconf.to_dict() if self.dconf is not None else None,
-                "discriminator": self.D.state_dict() if self.D is not None else None,
-                "optimizer_d": self.opt_d.state_dict() if self.opt_d is not None else None,
-                "scaler_g": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else None,
-                "scaler_d": self.scaler_d.state_dict() if self.scaler_d.is_enabled() else None,
-                "rng": _rng_state(self.device),
-                "best_psnr": self.best_psnr,
-                "last_psnr": self.last_psnr,
-                "world_size": self.dist.world_size,
-                "saved_at": time.time(),
-            }
-            _save_checkpoint(self.run_dir / CHECKPOINT, state)
+            try:
+                self._write_checkpoint()
+            except OSError as exc:
+                raise SrganError(
+                    f"{self.run_dir}: cannot write the checkpoint ({exc.strerror or exc}); the previous one is intact: "
+                    "free space or fix the folder, then --resume"
+                ) from None
             self.emit({"event": "checkpoint", "step": self.step})
         self.dist.barrier()
+
+    def _write_checkpoint(self) -> None:
+        save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "generator_config": self.gconf.to_dict(),
+            "generator": self.G.state_dict(),
+            "optimizer_g": self.opt_g.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "discriminator_config": self.dconf.to_dict() if self.dconf is not None else None,
+            "discriminator": self.D.state_dict() if self.D is not None else None,
+            "optimizer_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "scaler_g": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else None,
+            "scaler_d": self.scaler_d.state_dict() if self.scaler_d.is_enabled() else None,
+            "rng": _rng_state(self.device),
+            "best_psnr": self.best_psnr,
+            "last_psnr": self.last_psnr,
+            "world_size": self.dist.world_size,
+            "saved_at": time.time(),
+        }
+        _save_checkpoint(self.run_dir / CHECKPOINT, state)
 
     def _prepare_run_dir(self) -> None:
         if not self.dist.main:
             return
+        try:
+            self._write_run_files()
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise SrganError(f"{self.run_dir}: cannot write the run folder ({reason}); choose another --out") from None
+
+    def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.run_dir / "config.json") as tmp:
             record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
