@@ -9,19 +9,15 @@ Python API (no CLI needed)::
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "SrganError", "load_model", "upscale_image"]
+__all__ = ["__version__", "Model", "SrganError", "load_model", "upscale_array", "upscale_image"]
 
 from .errors import SrganError
 
 
 def __getattr__(name: str):
     # Lazy: `import srgan_cli` stays cheap (no torch) until the API is used.
-    if name == "load_model":
-        from .api import load_model
+    if name in ("Model", "load_model", "upscale_array", "upscale_image"):
+        from . import api
 
-        return load_model
-    if name == "upscale_image":
-        from .api import upscale_image
-
-        return upscale_image
+        return getattr(api, name)
     raise AttributeError(f"module 'srgan_cli' has no attribute {name!r}")
