@@ -89,7 +89,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
-    workers: int | None = None  # min(4, cpus)
+    workers: int | None = None  # None: min(4, cpus) on a GPU, 0 on the CPU (decided at run time)
     cache: str = "auto"
     vgg_weights: str | None = None
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
@@ -134,8 +134,6 @@ class TrainConfig:
             c.content_loss = "vgg54" if gan else "mse"
         if c.pixel_weight is None:
             c.pixel_weight = 0.0 if gan else 1.0
-        if c.workers is None:
-            c.workers = default_workers()
         _choice("lr_decay", c.lr_decay, LR_DECAYS)
         _choice("gan_type", c.gan_type, GAN_TYPES)
         _choice("pixel_loss", c.pixel_loss, PIXEL_LOSSES)
@@ -146,7 +144,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
             if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
-        if c.workers < 0 or (c.threads is not None and c.threads < 1):
+        if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
@@ -532,7 +530,7 @@ class _Trainer:
             start_step=self.step,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            workers=cfg.workers,
+            workers=cfg.workers if cfg.workers is not None else default_workers(self.device),
             pin_memory=self.device.type == "cuda",
             stop_step=cfg.steps,
         )

@@ -284,3 +284,29 @@ def test_bf16_channels_last_run_and_plain_progress_lines(data, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["precision"] == "bf16" and config["channels_last"] and config["num_blocks"] == 1
     assert load_generator(run / "generator.safetensors")[1].num_blocks == 1
+
+
+def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    before = (run / CHECKPOINT).read_bytes()
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        Path(f).write_bytes(Path(f).read_bytes()[:1000])  # a torn write ...
+        raise KeyboardInterrupt  # ... and the process stops before the rename
+
+    monkeypatch.setattr("srgan_cli.train.torch.save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        train({"steps": 4, "checkpoint_every": 1}, run, resume=True)
+    assert (run / CHECKPOINT).read_bytes() == before
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 2
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".part")]
+
+
+def test_default_workers_follow_the_device():
+    from srgan_cli.data import default_workers
+
+    assert default_workers(torch.device("cpu")) == 0
+    assert 1 <= default_workers(torch.device("cuda")) <= 4

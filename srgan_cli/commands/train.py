@@ -80,7 +80,9 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the models.")
-@click.option("--workers", type=click.IntRange(0), help="Data loader processes.  [default: min(4, cpus)]")
+@click.option(
+    "--workers", type=click.IntRange(0), help="Data loader processes.  [default: min(4, cpus) on GPU, 0 on CPU]"
+)
 @click.option(
     "--cache", type=click.Choice(["auto", "on", "off"]), help="Keep decoded images in memory (auto: if under 2 GiB)."
 )
