@@ -251,46 +251,34 @@ NAMED_SETS = ("set5", "set14", "bsd100")
 
 
 def load_val_set(spec: str, data_dir: str | Path | None, scale: int) -> list[ValImage]:
-    """A named benchmark set (under ``data_dir``) or a folder: its LR_x<scale>/ files when present,
-    else LR made from HR with the MATLAB bicubic (HR cropped to a multiple of ``scale`` first)."""
-    if spec.lower() in NAMED_SETS:
-        if data_dir is None:
-            raise SrganError(
-                f"--val {spec}: say where the benchmark sets are with --data-dir or SRGAN_DATA_DIR "
-                f"(the folder holding {spec.lower()}/HR)"
-            )
-        folder = Path(data_dir) / spec.lower()
-        if not (folder / "HR").is_dir():
-            raise SrganError(f"{folder / 'HR'}: no such folder; point --data-dir at the folder holding {spec.lower()}/")
-    else:
-        folder = Path(spec)
-        if not folder.is_dir():
-            raise SrganError(f"--val {spec}: not a named set ({', '.join(NAMED_SETS)}) nor a folder")
-    hr_dir = folder / "HR" if (folder / "HR").is_dir() else folder
-    lr_dir = folder / f"LR_x{scale}"
+    """A validation set, read as ``srgan bench`` reads it.
+
+    ``spec`` is a named set (set5, set14, bsd100: under ``data_dir``, else SRGAN_DATA_DIR, else
+    the Hub, as ``srgan bench``), a folder with ``HR/`` (and ``LR_x<scale>/``), or a plain folder
+    of HR images. HR is cropped to a multiple of ``scale``; missing LR images are made with the
+    MATLAB bicubic.
+    """
+    folder = Path(spec).expanduser()
+    if spec.lower() in NAMED_SETS or (folder / "HR").is_dir():
+        from . import bench
+
+        bench_set = bench.load_set(bench.resolve_set(spec, data_dir), scale)
+        return [ValImage(item.name, item.lr, item.hr) for item in bench_set.images]
+    if not folder.is_dir():
+        raise SrganError(f"--val {spec}: not a named set ({', '.join(NAMED_SETS)}) nor a folder of images")
     images = []
-    for path in sorted(
-        p for p in hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ):
+    for path in list_images(folder):
+        if path.parent != folder:
+            continue
         try:
             hr = read_rgb(path)
         except _READ_ERRORS:
-            raise SrganError(f"{path}: cannot read this validation image; remove it or fix it") from None
+            raise SrganError(f"{path}: cannot read this validation image; fix or remove it") from None
         h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-        if h < scale * 4 or w < scale * 4:
-            continue
+        if h < 2 * scale + 1 or w < 2 * scale + 1:
+            raise SrganError(f"{path}: too small to validate at x{scale}; remove it from the folder")
         hr = np.ascontiguousarray(hr[:h, :w])
-        lr_path = lr_dir / path.name
-        if lr_dir.is_dir() and lr_path.is_file():
-            try:
-                lr = read_rgb(lr_path)
-            except _READ_ERRORS:
-                raise SrganError(f"{lr_path}: cannot read this validation image; remove it or fix it") from None
-            if lr.shape[0] * scale != h or lr.shape[1] * scale != w:
-                raise SrganError(f"{lr_path}: size {lr.shape[1]}x{lr.shape[0]} is not HR/{scale}; fix the pair")
-        else:
-            lr = imresize(hr, 1.0 / scale)
-        images.append(ValImage(path.stem, lr, hr))
+        images.append(ValImage(path.stem, imresize(hr, 1.0 / scale), hr))
     if not images:
-        raise SrganError(f"{hr_dir}: no validation images found")
+        raise SrganError(f"{folder}: no validation images in it")
     return images

@@ -186,20 +186,10 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "mse") -> torch.T
 
 
 def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
-    """Y-channel PSNR with a ``crop`` px border removed, exactly as ``srgan bench``."""
-    try:
-        from .metrics import psnr_y as bench_psnr_y
-    except ImportError:
-        bench_psnr_y = None
-    if bench_psnr_y is not None:
-        return float(bench_psnr_y(sr, hr, crop=crop))
-    w = np.array([65.481, 128.553, 24.966]) / 255.0
-    ys = 16.0 + sr.astype(np.float64) @ w
-    yh = 16.0 + hr.astype(np.float64) @ w
-    if crop:
-        ys, yh = ys[crop:-crop, crop:-crop], yh[crop:-crop, crop:-crop]
-    mse = float(np.mean((ys - yh) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    """Y-channel PSNR with a ``crop`` px border removed: the metric of ``srgan bench``."""
+    from .metrics import psnr_y as bench_psnr_y
+
+    return float(bench_psnr_y(sr, hr, crop=crop))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,7 +525,7 @@ class _Trainer:
             stop_step=cfg.steps,
         )
         self.val_images: list[ValImage] = []
-        if cfg.val:
+        if cfg.val and self.dist.main:  # rank 0 validates; the others wait at a barrier
             data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
             self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
 
@@ -782,7 +772,7 @@ class _Trainer:
                 for key, value in values.items():
                     window.setdefault(key, []).append(value)
                 val_psnr = None
-                if self.val_images and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                if cfg.val and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     if self.dist.main:
                         val_psnr = self.last_psnr = self.validate()
                     self.dist.barrier()

@@ -134,13 +134,15 @@ def test_cache_auto_depends_on_size(image_tree):
     assert resolve_cache("auto", scan) is False
 
 
-def test_val_folder_makes_lr_and_named_set_needs_data_dir(tmp_path):
+def test_val_folder_makes_lr_and_bad_sets_are_one_line_errors(tmp_path):
     _write_images(tmp_path / "val", 2, size=(34, 30))
     images = load_val_set(str(tmp_path / "val"), None, 4)
     assert len(images) == 2
     assert images[0].hr.shape == (28, 32, 3) and images[0].lr.shape == (7, 8, 3)
     with pytest.raises(SrganError, match="--data-dir"):
-        load_val_set("set5", None, 4)
+        load_val_set("set5", tmp_path / "nowhere", 4)
+    with pytest.raises(SrganError, match="nor a folder"):
+        load_val_set(str(tmp_path / "missing"), None, 4)
 
 
 def test_named_val_set_uses_given_lr_files(shared_data):
@@ -148,3 +150,20 @@ def test_named_val_set_uses_given_lr_files(shared_data):
     assert len(images) == 5
     for item in images:
         assert item.lr.shape[0] * 4 == item.hr.shape[0] and item.lr.shape[1] * 4 == item.hr.shape[1]
+        given = np.asarray(Image.open(shared_data / "bench" / "set5" / "LR_x4" / f"{item.name}.png").convert("RGB"))
+        assert np.array_equal(item.lr, given)  # the literature's LR files, not re-derived ones
+
+
+def test_val_psnr_is_the_bench_protocol(tmp_path):
+    """Validation PSNR equals srgan bench's metric (bicubic upscaling of a folder with HR/)."""
+    from srgan_cli.metrics import psnr_y
+    from srgan_cli.train import psnr_y as train_psnr_y
+
+    _write_images(tmp_path / "val" / "HR", 1, size=(40, 32))
+    item = load_val_set(str(tmp_path / "val"), None, 4)[0]
+    up = np.clip(np.round(imresize(item.lr.astype(np.float64), 4.0)), 0, 255).astype(np.uint8)
+    assert train_psnr_y(up, item.hr, crop=4) == psnr_y(up, item.hr, crop=4)
+    # and the protocol itself: Y of BT.601 rounded as MATLAB's rgb2ycbcr on uint8, a 4 px border removed, peak 255
+    y = lambda im: np.round(16 + im.astype(np.float64) @ (np.array([65.481, 128.553, 24.966]) / 255))  # noqa: E731
+    mse = np.mean((y(up) - y(item.hr))[4:-4, 4:-4] ** 2)
+    assert train_psnr_y(up, item.hr, crop=4) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
