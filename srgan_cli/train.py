@@ -168,6 +168,12 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 FROZEN_ON_RESUME = ("stage", "arch", "num_blocks", "num_features", "batch_norm", "scale", "seed", "gan_type")
 
 
+def _flag(name: str, value: Any) -> str:
+    if name == "batch_norm":
+        return "--no-batch-norm" if value is False else "BatchNorm"
+    return f"--{name.replace('_', '-')} {value!r}"
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """The learning rate of update ``step`` (0-based)."""
     if cfg.lr_decay == "step":
@@ -413,7 +419,7 @@ class _Trainer:
                 if wanted is not None and wanted != getattr(gconf, name):
                     raise SrganError(
                         f"{cfg.init}: its generator has {name} = {getattr(gconf, name)!r}, but "
-                        f"--{name.replace('_', '-')} {wanted!r} was asked for; drop the option to train that model"
+                        f"{_flag(name, wanted)} was asked for; drop the option to train that model"
                     )
         else:
             overrides: dict[str, Any] = {"scale": cfg.scale}
@@ -799,6 +805,7 @@ class _Trainer:
         if interrupted:
             if self.step > start:
                 self.checkpoint()
+            self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start})
             raise KeyboardInterrupt
         if self.step == start and start > 0:
             self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")

@@ -184,7 +184,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(data, tmp_path):
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, seen + rest
-    assert "Traceback" not in rest
+    assert "Traceback" not in rest and "continue with --resume" in rest
     state = load_checkpoint(run / CHECKPOINT)
     assert state["step"] >= 3
     assert load_generator(run / "generator.safetensors")[2]["steps"] == str(state["step"])

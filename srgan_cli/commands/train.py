@@ -264,6 +264,9 @@ class _Reporter:
                     left = (event["steps"] - event["step"]) * (time.monotonic() - self.t0) / done
                     eta = f"  eta {_clock(left)}"
                 self._line(f"step {event['step']}/{event['steps']} {status}{eta}")
+        elif kind == "interrupted":
+            where = f"checkpoint saved at step {event['step']}" if event["saved"] else "nothing new to save"
+            self._line(f"interrupted: {where}; continue with --resume")
         elif kind == "checkpoint" and self.progress is None:
             self._line(f"checkpoint at step {event['step']}")
 
