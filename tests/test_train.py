@@ -310,3 +310,35 @@ def test_default_workers_follow_the_device():
 
     assert default_workers(torch.device("cpu")) == 0
     assert 1 <= default_workers(torch.device("cuda")) <= 4
+
+
+@pytest.mark.parametrize("content", ["garbage", "foreign", "pickle"])
+def test_foreign_or_unsafe_checkpoint_is_refused(data, tmp_path, content):
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / CHECKPOINT
+    if content == "garbage":
+        path.write_bytes(os.urandom(2048))
+    elif content == "foreign":
+        torch.save({"model": torch.zeros(2)}, path)  # a checkpoint, but not ours
+    else:
+        torch.save({"format": "srgan-train-checkpoint", "obj": Path("x")}, path)  # needs unpickling a class
+    with pytest.raises(SrganError) as info:
+        train({}, run, resume=True)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_learning_rate_schedules():
+    from srgan_cli.train import TrainConfig, lr_at
+
+    gan = TrainConfig(stage="gan", data="x", steps=100).resolved()
+    assert gan.lr_decay == "step" and gan.content_loss == "vgg54" and gan.pixel_weight == 0
+    assert lr_at(gan, 0) == lr_at(gan, 49) == 1e-4
+    assert lr_at(gan, 50) == lr_at(gan, 99) == pytest.approx(1e-5)  # the paper: 1e-4, then 1e-5 for the second half
+    mse = TrainConfig(data="x", steps=100).resolved()
+    assert mse.lr_decay == "none" and mse.steps == 100 and lr_at(mse, 99) == 1e-4
+    assert TrainConfig(data="x").resolved().steps == 1_000_000
+    cos = TrainConfig(data="x", steps=100, lr_decay="cosine").resolved()
+    assert lr_at(cos, 0) == 1e-4 and lr_at(cos, 50) == pytest.approx(5e-5) and lr_at(cos, 100) == pytest.approx(0)
+    every = TrainConfig(data="x", steps=100, lr_decay="step", lr_step=30).resolved()
+    assert lr_at(every, 65) == pytest.approx(1e-6)
