@@ -125,16 +125,44 @@ def random_patch(image: np.ndarray, patch: int, rng: np.random.Generator, augmen
 
 
 class PatchDataset(Dataset):
-    """Sample ``i`` is a random HR patch, a pure function of ``(seed, i)``; (C, P, P) uint8."""
+    """Sample ``i`` is a random HR patch, a pure function of ``(seed, i)``; (C, P, P) uint8.
 
-    def __init__(self, scan: ImageScan, patch_size: int, seed: int = 0, cache: bool = False, augment: bool = True):
+    With ``group`` = the global batch (batch size x processes), the samples of one step come
+    from different images, as in the paper ("16 random crops from different images"), while
+    there are at least that many images: step ``s`` draws ``group`` distinct images with a
+    generator seeded by ``(seed, s)``.
+    """
+
+    def __init__(
+        self,
+        scan: ImageScan,
+        patch_size: int,
+        seed: int = 0,
+        cache: bool = False,
+        augment: bool = True,
+        group: int = 1,
+    ):
         self.paths = list(scan.paths)
         self.patch_size = patch_size
         self.seed = seed
         self.augment = augment
+        self.group = max(1, group)
+        self._step_images: tuple[int, np.ndarray] | None = None
         self.images: list[np.ndarray] | None = None
         if cache:
             self.images = [read_rgb(p) for p in self.paths]
+
+    def image_index(self, index: int) -> int:
+        """Which image sample ``index`` is cropped from."""
+        n = len(self.paths)
+        if self.group == 1:
+            return int(np.random.default_rng((self.seed, index, 1)).integers(0, n))
+        step, slot = divmod(index, self.group)
+        if self._step_images is None or self._step_images[0] != step:
+            rng = np.random.default_rng((self.seed, step, 2))
+            self._step_images = (step, rng.choice(n, size=min(n, self.group), replace=False))
+        chosen = self._step_images[1]
+        return int(chosen[slot % len(chosen)])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -146,7 +174,7 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng((self.seed, index))
-        k = int(rng.integers(0, len(self.paths)))
+        k = self.image_index(index)
         for attempt in range(len(self.paths)):
             # An image whose header reads but whose data does not: take the next one, deterministically.
             try:

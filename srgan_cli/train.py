@@ -519,7 +519,8 @@ class _Trainer:
         cache = resolve_cache(cfg.cache, scan)
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
-        self.dataset = PatchDataset(scan, cfg.patch_size, seed=cfg.seed, cache=cache)
+        group = cfg.batch_size * self.dist.world_size
+        self.dataset = PatchDataset(scan, cfg.patch_size, seed=cfg.seed, cache=cache, group=group)
         self.loader = make_loader(
             self.dataset,
             cfg.batch_size,

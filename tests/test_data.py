@@ -167,3 +167,22 @@ def test_val_psnr_is_the_bench_protocol(tmp_path):
     y = lambda im: np.round(16 + im.astype(np.float64) @ (np.array([65.481, 128.553, 24.966]) / 255))  # noqa: E731
     mse = np.mean((y(up) - y(item.hr))[4:-4, 4:-4] ** 2)
     assert train_psnr_y(up, item.hr, crop=4) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
+
+
+def test_a_step_draws_its_patches_from_different_images(tmp_path):
+    root = tmp_path / "flat"
+    root.mkdir()
+    for i in range(6):  # flat colours: a patch tells which image it came from
+        Image.fromarray(np.full((20, 20, 3), 10 * i, np.uint8)).save(root / f"{i}.png")
+    scan = scan_images(root, 16)
+    dataset = PatchDataset(scan, 16, seed=0, group=4)
+    steps = []
+    for batch in StepBatchSampler(2, world_size=2, rank=0, stop_step=5):
+        other = [i + 2 for i in batch]  # rank 1's half of the same step
+        colours = [int(dataset[i][0, 0, 0]) for i in batch + other]
+        assert len(set(colours)) == 4
+        steps.append(tuple(colours))
+    assert len(set(steps)) > 1  # and a different draw each step
+    # Fewer images than the batch: every image once before any repeats.
+    few = PatchDataset(scan, 16, seed=0, group=8)
+    assert len({int(few[i][0, 0, 0]) for i in range(8)}) == 6
