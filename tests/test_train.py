@@ -342,3 +342,16 @@ def test_learning_rate_schedules():
     assert lr_at(cos, 0) == 1e-4 and lr_at(cos, 50) == pytest.approx(5e-5) and lr_at(cos, 100) == pytest.approx(0)
     every = TrainConfig(data="x", steps=100, lr_decay="step", lr_step=30).resolved()
     assert lr_at(every, 65) == pytest.approx(1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_mixed_precision_runs_and_resumes(data, tmp_path, precision):
+    opts = _options(data, steps=3, device="cuda", precision=precision, channels_last=True, workers=1)
+    train(opts, tmp_path / "run")
+    result = train({"steps": 5}, tmp_path / "run", resume=True)
+    assert result.step == 5 and all(np.isfinite(result.losses))
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert (state["scaler_g"] is not None) == (precision == "fp16")
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
