@@ -20,6 +20,7 @@ barrier around each checkpoint. The core never prints: progress goes to a ``repo
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -28,6 +29,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -66,6 +68,7 @@ GAN_TYPES = ("standard", "relativistic")
 PIXEL_LOSSES = ("mse", "l1")
 
 Report = Callable[[dict[str, Any]], None]
+HISTORY = 10_000  # per-step losses kept in memory for the caller (a long run must not grow without bound)
 
 
 @dataclass
@@ -297,8 +300,8 @@ class TrainResult:
     generator: nn.Module  # the trained generator (the EMA copy when --ema is on), unwrapped
     best_psnr: float | None
     last_psnr: float | None
-    losses: list[float]  # the generator's total loss at every step run in this call
-    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # every loss of every step
+    losses: list[float]  # the generator's total loss of each step run in this call (the last HISTORY ones)
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # every loss term, same steps
 
 
 class _Interrupt:
@@ -310,6 +313,8 @@ class _Interrupt:
         self._previous: Any = None
 
     def __enter__(self) -> _Interrupt:
+        # Signal handlers can only be set from the main thread (train() may run in another).
+        self.enabled = self.enabled and threading.current_thread() is threading.main_thread()
         if self.enabled:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -741,8 +746,7 @@ class _Trainer:
         self.G.train()
         if self.D is not None:
             self.D.train()
-        all_losses: list[float] = []
-        history: list[dict[str, float]] = []
+        history: collections.deque[dict[str, float]] = collections.deque(maxlen=HISTORY)
         window: dict[str, list[float]] = {}
         busy = 0.0  # seconds spent loading and training in this log window (not validating or saving)
         n_window = 0
@@ -774,7 +778,6 @@ class _Trainer:
                 busy += time.perf_counter() - t_step
                 self.step += 1
                 n_window += 1
-                all_losses.append(values["loss"])
                 history.append(values)
                 for key, value in values.items():
                     window.setdefault(key, []).append(value)
@@ -785,12 +788,11 @@ class _Trainer:
                     self.dist.barrier()
                     if val_psnr is not None and (self.best_psnr is None or val_psnr > self.best_psnr):
                         self.best_psnr = val_psnr
-                        save_generator(
-                            self.run_dir / "generator_best.safetensors",
-                            self.export_model(),
-                            self.gconf,
-                            self._metadata(),
-                        )
+                        best = self.run_dir / "generator_best.safetensors"
+                        try:
+                            save_generator(best, self.export_model(), self.gconf, self._metadata())
+                        except OSError as exc:
+                            raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
                 if self.step % cfg.log_every == 0 or val_psnr is not None or self.step == cfg.steps:
                     record: dict[str, Any] = {"step": self.step}
                     record.update({k: float(np.mean(v)) for k, v in window.items()})
@@ -812,5 +814,11 @@ class _Trainer:
             self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
         self.emit({"event": "done", "step": self.step, "best_psnr": self.best_psnr, "val_psnr": self.last_psnr})
         return TrainResult(
-            self.run_dir, self.step, self.export_model(), self.best_psnr, self.last_psnr, all_losses, history
+            self.run_dir,
+            self.step,
+            self.export_model(),
+            self.best_psnr,
+            self.last_psnr,
+            [h["loss"] for h in history],
+            list(history),
         )
