@@ -355,3 +355,17 @@ def test_cuda_mixed_precision_runs_and_resumes(data, tmp_path, precision):
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert (state["scaler_g"] is not None) == (precision == "fp16")
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+def test_validation_psnr_equals_srgan_bench(data, tmp_path):
+    """The PSNR a run records for generator_best is what ``srgan bench`` reports for that file."""
+    val = tmp_path / "val"
+    _images(val / "HR", count=2, size=40, seed=7)
+    run = tmp_path / "run"
+    train(_options(data, steps=4, lr=1e-3, val=str(val), val_every=4), run)
+    recorded = float(read_metadata(run / "generator_best.safetensors")["val_psnr"])
+    args = ["bench", "--set", str(val), "-m", str(run / "generator_best.safetensors"), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["models"][0]["psnr"] == pytest.approx(recorded, abs=1e-4)
