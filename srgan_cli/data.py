@@ -216,6 +216,7 @@ def _worker_init(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: the main process saves a checkpoint and stops
     # the workers itself, so they must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def default_workers(device: torch.device | None = None) -> int:

@@ -305,18 +305,21 @@ class TrainResult:
 
 
 class _Interrupt:
-    """First Ctrl-C: finish the step, save, then stop. Second: stop at once."""
+    """First Ctrl-C or SIGTERM (a scheduler's preemption): finish the step, save, stop. Second: stop at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
         # Signal handlers can only be set from the main thread (train() may run in another).
         self.enabled = self.enabled and threading.current_thread() is threading.main_thread()
         if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -325,8 +328,8 @@ class _Interrupt:
         self.requested = True
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -169,7 +169,8 @@ def test_sigkill_leaves_a_resumable_checkpoint(data, tmp_path, when):
     assert load_file(str(run / "generator.safetensors"))
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(data, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(data, tmp_path, sig):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(run), "--steps", "100000"]
     args += ["--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "0"]
@@ -181,7 +182,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(data, tmp_path):
         line = proc.stderr.readline()
         assert line, f"training ended early: {seen}"
         seen += line
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, seen + rest
     assert "Traceback" not in rest and "continue with --resume" in rest
