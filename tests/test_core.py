@@ -16,12 +16,15 @@ from srgan_cli.device import choose_device, choose_dtype
 from srgan_cli.errors import SrganError
 from srgan_cli.fsutil import atomic_path
 
-
 # -- config -------------------------------------------------------------------------------------
 
 
 def test_config_json_round_trip():
-    for cfg in (GeneratorConfig(), GeneratorConfig.for_arch("rrdb", num_blocks=3), GeneratorConfig(scale=8, batch_norm=False)):
+    for cfg in (
+        GeneratorConfig(),
+        GeneratorConfig.for_arch("rrdb", num_blocks=3),
+        GeneratorConfig(scale=8, batch_norm=False),
+    ):
         assert GeneratorConfig.from_json(cfg.to_json()) == cfg
 
 
