@@ -75,6 +75,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRResNet (MSE): highest PSNR, smoother",
+            sha256="657057cf6c7487d1bf2fc17b0b260ba56475187660385accefec212ce559e018",
         ),
     )
 }
