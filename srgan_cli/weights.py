@@ -68,6 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
+            sha256="3840d12fe69f83cd3a7dcd268539d5611a20ad7d7e326a7287066b036fc272ba",
         ),
         ModelEntry(
             name="srresnet_x4",
