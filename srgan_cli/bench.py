@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SrganError
+from .errors import SrganError, first_line
 from .fsutil import atomic_path
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
@@ -475,5 +475,4 @@ def _safe_name(name: str) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
+    return first_line(exc, 160)

@@ -7,3 +7,10 @@ class SrganError(Exception):
     The message is one line that says what went wrong and, where it helps, what to do.
     The CLI prints it as ``error: <message>`` and exits non-zero, without a traceback.
     """
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (its type name if empty),
+    for quoting a library's error inside a one-line message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SrganError
+from .errors import SrganError, first_line
 from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, load_generator, sha256_file
 
 DEFAULT_FILENAME = "model.safetensors"
@@ -332,5 +332,4 @@ def _endpoint() -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
+    return first_line(exc).strip()

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from .errors import first_line
+
 # ITU-R BT.601 luma for R, G, B in [0, 1], giving Y in [16, 235] (MATLAB rgb2ycbcr).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 _Y_OFFSET = 16.0
@@ -180,9 +182,7 @@ class Lpips:
         try:
             self._model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
         except Exception as exc:  # noqa: BLE001 - any failure of a third-party loader means "unavailable"
-            text = str(exc).strip().splitlines()
-            why = text[0][:120] if text else type(exc).__name__
-            raise LpipsUnavailable(f"lpips could not be loaded ({why})") from None
+            raise LpipsUnavailable(f"lpips could not be loaded ({first_line(exc, 120)})") from None
         self.device = device
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> float:

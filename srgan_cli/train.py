@@ -54,7 +54,7 @@ from .data import (
     scan_images,
 )
 from .device import PRECISIONS, choose_device, choose_dtype
-from .errors import SrganError
+from .errors import SrganError, first_line
 from .fsutil import atomic_path
 from .models import Discriminator, build_generator
 from .weights import load_generator, save_generator
@@ -212,7 +212,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise SrganError(f"{path}: no checkpoint to resume from; start the run without --resume") from None
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        first = first_line(exc, 160)
         raise SrganError(
             f"{path}: corrupt or not an srgan checkpoint ({first}); restore a copy or start a new run"
         ) from None
@@ -502,7 +502,7 @@ class _Trainer:
                 self.scaler_d.load_state_dict(state["scaler_d"])
             self.step = int(state["step"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            first = first_line(exc, 160)
             raise SrganError(
                 f"{self.run_dir / CHECKPOINT}: does not match this run's models ({first}); start a new run"
             ) from None

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, safe_open
 from safetensors.torch import save as serialize
 
 from .config import GeneratorConfig
-from .errors import SrganError
+from .errors import SrganError, first_line
 from .fsutil import atomic_path
 from .models import build_generator
 
@@ -256,8 +256,7 @@ def _all_finite(tensor: torch.Tensor) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def describe_entries() -> list[dict[str, Any]]:
