@@ -5,11 +5,13 @@
     python benchmarks/upscale_speed.py --model srresnet_x4 --threads 2
 
 Variants, all on the same input and weights:
-  fp32 (ref)       plain PyTorch: fp32 module, contiguous NCHW input, inference_mode, no tiling
-  channels_last    fp32, module and input in NHWC memory format
-  bf16             bfloat16 weights and input (where the device runs bf16); fp16 too on CUDA
-  api tile=T       srgan_cli.api.load_model + upscale_array with its defaults (precision auto,
-                   its memory format), tile T from --tiles ('auto' lets the API choose, 0 = whole)
+  fp32 (ref)       plain PyTorch: the saved network (BatchNorm as trained), fp32, contiguous
+                   NCHW input, inference_mode, no tiling
+  channels_last    the same in NHWC memory format
+  bf16             the same network cast to bfloat16 (where the device runs bf16); fp16 on CUDA
+  api tile=T       srgan_cli.api.load_model + upscale_array with their defaults (precision auto,
+                   BatchNorm folded into the convolutions, channels_last on the CPU), tile T
+                   from --tiles ('auto' lets the API choose, 0 = whole)
   compile          torch.compile of the fp32 module (with --compile)
 
 For each: warm-up runs, then the median of --repeats timed runs (the device is synchronised
@@ -18,6 +20,11 @@ torch.cuda.max_memory_allocated; CPU: the process's peak RSS from getrusage, res
 variant through /proc/self/clear_refs where Linux allows, else a running maximum, marked '>=');
 and the max / RMS difference from the fp32 reference in gray levels (0..255, outputs clamped to
 [0, 1]). The table is printed as markdown.
+
+Input: --input photo (default) is the bundled example photo (weights/examples/chelsea.png),
+cropped or mirrored to each size, since the differences that matter are those on photos;
+--input noise is uniform noise, a worst case with far more high-frequency content than any
+photo; --input FILE takes any image.
 
 Without --model, the default named model is used if its weights are installed, else an
 SRResNet (16 blocks, 64 features) with random weights: speed is the same, but the differences
@@ -144,6 +151,31 @@ def _weights(spec: str | None, tmp: Path) -> tuple[str, str]:
     return str(path), "SRResNet 16x64, random weights (default model not installed)"
 
 
+def _source(spec: str) -> np.ndarray | None:
+    """The input picture as float32 RGB in [0, 1], or None for noise."""
+    from srgan_cli.errors import SrganError
+    from srgan_cli.images import read_image
+
+    if spec == "noise":
+        return None
+    example = Path(__file__).resolve().parents[1] / "weights" / "examples" / "chelsea.png"
+    path = example if spec == "photo" else Path(spec)
+    try:
+        return read_image(path).rgb.astype(np.float32)
+    except (SrganError, OSError) as exc:
+        raise SrganError(f"--input {spec}: {exc}") from None
+
+
+def _fit(rgb: np.ndarray, size: int) -> np.ndarray:
+    """A size x size crop of the picture, mirrored first where it is smaller."""
+    h, w = rgb.shape[:2]
+    if h < size or w < size:
+        rgb = np.pad(rgb, ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0)), mode="symmetric")
+        h, w = rgb.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(rgb[top : top + size, left : left + size], dtype=np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model name or .safetensors file (default: see the module docstring)")
@@ -155,11 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
+    parser.add_argument("--input", default="photo", help="photo (bundled example), noise, or an image FILE")
+    parser.add_argument("--api-precision", default="auto", help="precision of the api rows (default auto)")
     args = parser.parse_args(argv)
 
     from srgan_cli import api
     from srgan_cli.device import choose_device
     from srgan_cli.errors import SrganError
+    from srgan_cli.hub import resolve_weights
+    from srgan_cli.weights import load_generator
 
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -178,20 +214,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         spec, described = _weights(args.model, Path(tmp))
         try:
-            ref_model = api.load_model(spec, device=device, precision="fp32", channels_last=False)
-            api_model = api.load_model(spec, device=device, precision="auto")
+            # The reference is the network as saved, in plain PyTorch: no BatchNorm folding,
+            # no memory-format change, fp32 (the api path applies its own optimisations).
+            module, config, _ = load_generator(resolve_weights(spec), device)
+            module.eval()
+            api_model = api.load_model(spec, device=device, precision=args.api_precision)
+            source = _source(args.input)
         except SrganError as exc:
             print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - a script's own output
             return 1
-    module = ref_model.module
-    scale = ref_model.scale
+    scale = config.scale
 
     head = [
         f"device: {device} ({_cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"model: {described}, x{scale}; api defaults: {str(api_model.dtype).replace('torch.', '')}, "
         f"channels_last={api_model.channels_last}",
-        f"warm-up {args.warmup}, median of {args.repeats} runs; MP/s = output megapixels per second",
+        f"input: {args.input}; warm-up {args.warmup}, median of {args.repeats} runs; "
+        "MP/s = output megapixels per second",
         "",
         "| input | variant | MP/s | vs ref | peak MiB | max diff | RMS diff |",
         "|---|---|---|---|---|---|---|",
@@ -208,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
 
     generator = torch.Generator().manual_seed(0)
     for size in sizes:
-        x = torch.rand(1, 3, size, size, generator=generator)
+        if source is None:
+            x = torch.rand(1, 3, size, size, generator=generator)
+        else:
+            x = torch.from_numpy(_fit(source, size)).permute(2, 0, 1)[None].contiguous()
         rgb = x[0].permute(1, 2, 0).numpy()
         x_dev = x.to(device)
         x_cl = x_dev.contiguous(memory_format=torch.channels_last)

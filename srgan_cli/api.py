@@ -19,6 +19,7 @@ import torch
 from .config import GeneratorConfig
 from .device import choose_device, choose_dtype
 from .errors import SrganError
+from .models import fold_batch_norm
 from .tiling import choose_tile, default_pad, upscale_tiled
 from .weights import DEFAULT_MODEL, MODELS, load_generator
 
@@ -75,14 +76,16 @@ def load_model(
 ) -> Model:
     """Load a named model, a local ``.safetensors`` file, or a Hub reference (``owner/repo``).
 
-    ``precision``: ``auto`` (fp16 on GPUs, fp32 on the CPU), ``fp32``, ``fp16`` or ``bf16``;
-    when the device cannot run the request, ``Model.notes`` says what was used instead.
+    ``precision``: ``auto`` (fp16 on GPUs; on the CPU bf16 where it runs natively (AMX or
+    AVX512-BF16), else fp32), ``fp32``, ``fp16`` or ``bf16``; when the device cannot run the
+    request, ``Model.notes`` says what was used instead. BatchNorm is folded into the
+    convolutions before the cast (same function, faster, and more accurate in bf16).
     ``blend="B:0.8"`` mixes in a second generator (``0.8`` of B, ``0.2`` of this one), as
     ``srgan interpolate`` does. ``channels_last`` (default: on the CPU) picks the NHWC
     memory layout, which oneDNN runs faster for these convolutions.
     """
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
-    dtype, note = choose_dtype(precision, dev)
+    dtype, note = choose_dtype(precision, dev, cpu_bf16=True)
     notes = [note] if note else []
     path = _resolve(name_or_path)
     module, config, meta = load_generator(path, "cpu")
@@ -99,7 +102,7 @@ def load_model(
         name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
     if channels_last is None:
         channels_last = dev.type == "cpu"
-    module = module.to(dev, dtype).eval()
+    module = fold_batch_norm(module.eval()).to(dev, dtype)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     for p in module.parameters():

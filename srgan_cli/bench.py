@@ -230,6 +230,8 @@ def model_upscaler(spec: str, device: Any, precision: str = "auto", name: str | 
     from .device import choose_device, choose_dtype
 
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
+    if (precision or "auto").lower() == "auto" and dev.type == "cpu":
+        precision = "fp32"  # scores comparable across CPUs: upscale's auto may pick bf16 there
     dtype, note = choose_dtype(precision, dev)
     if "precision" in inspect.signature(api.load_model).parameters:
         model = api.load_model(spec, device=dev, precision=precision)

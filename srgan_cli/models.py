@@ -173,5 +173,38 @@ def build_generator(config: GeneratorConfig) -> SRResNet | RRDBNet:
     return RRDBNet(config) if config.arch == "rrdb" else SRResNet(config)
 
 
+def fold_batch_norm(net: nn.Module) -> nn.Module:
+    """Fold each BatchNorm into the convolution before it (inference only: the running
+    statistics become part of the weights and bias), in place; returns ``net``.
+
+    The folded network computes the same function with one pass less over every feature map,
+    and its bf16 copy is more accurate, since no normalisation runs in bf16.
+    """
+    for module in net.modules():
+        if isinstance(module, _ResidualBlock):
+            module.bn1 = _fold(module.conv1, module.bn1)
+            module.bn2 = _fold(module.conv2, module.bn2)
+        elif isinstance(module, nn.Sequential):
+            for i in range(1, len(module)):
+                if isinstance(module[i - 1], nn.Conv2d) and isinstance(module[i], nn.BatchNorm2d):
+                    module[i] = _fold(module[i - 1], module[i])
+    return net
+
+
+def _fold(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    if not isinstance(bn, nn.BatchNorm2d) or not isinstance(conv, nn.Conv2d) or bn.running_var is None:
+        return bn
+    with torch.no_grad():
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+        conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+        folded = (bias - bn.running_mean.double()) * scale + bn.bias.double()
+        if conv.bias is None:
+            conv.bias = nn.Parameter(folded.to(conv.weight.dtype))
+        else:
+            conv.bias.copy_(folded.to(conv.bias.dtype))
+    return nn.Identity()
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -8,8 +8,9 @@ import torch
 
 from srgan_cli.api import Model, load_model, output_size, upscale_array, upscale_tensor
 from srgan_cli.config import GeneratorConfig
+from srgan_cli.device import choose_dtype, cpu_has_native_bf16
 from srgan_cli.errors import SrganError
-from srgan_cli.models import build_generator
+from srgan_cli.models import build_generator, fold_batch_norm
 from srgan_cli.weights import save_generator
 
 TINY = GeneratorConfig(num_blocks=1, num_features=8)
@@ -40,7 +41,10 @@ def test_load_model_local_file(weights):
     model = load_model(weights, device="cpu")
     assert isinstance(model, Model)
     assert model.name == "tiny" and model.scale == 4 and model.config == TINY
-    assert model.dtype == torch.float32 and model.device == torch.device("cpu")
+    # auto precision: bf16 on CPUs that compute it natively (several times faster), else fp32.
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert model.dtype == expected and model.device == torch.device("cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.module.modules())  # folded
     assert not model.module.training
     assert model.channels_last  # the CPU default (faster NHWC convolutions)
     assert model.metadata["format"] == "srgan-generator"
@@ -67,7 +71,7 @@ def test_load_model_errors(tmp_path):
 
 
 def test_upscale_array_shape_range_and_matches_module(weights, rgb):
-    model = load_model(weights, device="cpu", channels_last=False)
+    model = load_model(weights, device="cpu", precision="fp32", channels_last=False)
     out = upscale_array(model, rgb, tile=0)
     assert out.shape == (84, 68, 3) and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 1
@@ -99,7 +103,7 @@ def test_tiled_array_equals_whole(weights, rgb):
 
 
 def test_dtype_override_does_not_change_model(weights, rgb):
-    model = load_model(weights, device="cpu")
+    model = load_model(weights, device="cpu", precision="fp32")
     out = upscale_array(model, rgb, torch.bfloat16, tile=0)
     assert out.dtype == np.float32
     assert np.abs(out - upscale_array(model, rgb, tile=0)).max() < 0.05
@@ -134,11 +138,11 @@ def test_blend_endpoints(tmp_path, rgb):
     assert not np.allclose(out_a, out_b)
     np.testing.assert_array_equal(upscale_array(load_model(a, device="cpu", blend=f"{b}:0"), rgb), out_a)
     np.testing.assert_array_equal(upscale_array(load_model(a, device="cpu", blend=f"{b}:1"), rgb), out_b)
-    mid = load_model(a, device="cpu", blend=f"{b}:0.5")
+    mid = load_model(a, device="cpu", precision="fp32", blend=f"{b}:0.5")
     assert mid.name.startswith("a+b@0.5")
-    # Parameters are the average of both networks.
-    pa = next(load_model(a, device="cpu").module.parameters())
-    pb = next(load_model(b, device="cpu").module.parameters())
+    # Parameters are the average of both networks (the head conv: no BatchNorm folded into it).
+    pa = next(load_model(a, device="cpu", precision="fp32").module.parameters())
+    pb = next(load_model(b, device="cpu", precision="fp32").module.parameters())
     torch.testing.assert_close(next(mid.module.parameters()), (pa + pb) / 2)
 
 
@@ -208,3 +212,57 @@ def test_upscale_image_from_path(weights, tmp_path):
     Image.new("RGB", (5, 3), (200, 10, 50)).save(path)
     assert upscale_image(path, load_model(weights, device="cpu")).size == (20, 12)
     assert upscale_image(str(path), str(weights)).size == (20, 12)
+
+
+def test_fold_batch_norm_keeps_the_function():
+    torch.manual_seed(3)
+    config = GeneratorConfig(num_blocks=2, num_features=8)
+    net = build_generator(config)
+    for m in net.modules():  # statistics far from the identity, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.2, 3.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    x = torch.rand(1, 3, 12, 10)
+    with torch.inference_mode():
+        ref = net(x)
+        folded = fold_batch_norm(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), ref, rtol=1e-5, atol=1e-5)
+    rrdb = build_generator(
+        GeneratorConfig(arch="rrdb", num_blocks=1, num_features=8, growth_channels=4, batch_norm=False)
+    )
+    before = {k: v.clone() for k, v in rrdb.state_dict().items()}
+    after = fold_batch_norm(rrdb).state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_is_bf16_only_where_native(monkeypatch, native):
+    monkeypatch.setattr("srgan_cli.device.cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert choose_dtype("auto", cpu, cpu_bf16=True)[0] == (torch.bfloat16 if native else torch.float32)
+    assert choose_dtype("auto", cpu)[0] == torch.float32  # training and bench keep fp32
+    assert choose_dtype("fp32", cpu, cpu_bf16=True)[0] == torch.float32
+
+
+@pytest.mark.parametrize("name", ["srresnet_x4", "srgan_x4"])
+def test_bundled_weights_in_bf16_stay_within_half_a_gray_level(name):
+    """The speed-up bf16 gives on the CPU is taken only because, on photos, it moves the
+    bundled models' output by less than 0.5 gray levels RMS from fp32."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from srgan_cli.weights import MODELS
+
+    if MODELS[name].bundled_path() is None:
+        pytest.skip(f"{name} is not installed")
+    photo = Path(__file__).resolve().parents[1] / "weights" / "examples" / "chelsea.png"
+    rgb = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float32)[:64, 40:104] / 255.0
+    ref = upscale_array(load_model(name, device="cpu", precision="fp32"), rgb, tile=0)
+    low = upscale_array(load_model(name, device="cpu", precision="bf16"), rgb, tile=0)
+    rms = float(np.sqrt(np.mean(((low - ref) * 255.0) ** 2)))
+    assert 0 < rms < 0.5

@@ -312,7 +312,7 @@ def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
     spec.loader.exec_module(module)
     weights = _tiny(tmp_path / "tiny.safetensors")
     argv = ["--model", str(weights), "--sizes", "16", "--tiles", "0,8", "--repeats", "1", "--warmup", "0", "--no-bf16"]
-    assert module.main(argv) == 0
+    assert module.main([*argv, "--api-precision", "fp32"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 16px")]
     names = [r[1].strip() for r in rows]
     assert names == ["fp32 (ref)", "channels_last fp32", "api tile=0", "api tile=8"]
@@ -320,3 +320,7 @@ def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
         assert float(row[2]) > 0  # MP/s
         assert float(row[5]) < 0.01  # max gray-level difference: fp32 paths agree (tiling is exact)
     assert float(rows[0][5]) == 0.0 and rows[0][3].strip() == "1.00x"
+    # The default input is the bundled photo; noise and any image file work too.
+    assert module.main([*argv, "--input", "noise", "--tiles", "0"]) == 0
+    assert module.main([*argv, "--input", str(tmp_path / "missing.png")]) == 1
+    assert "--input" in capsys.readouterr().err

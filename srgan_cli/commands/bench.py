@@ -40,7 +40,11 @@ from ..device import DEVICES, PRECISIONS
 @click.option("--hub-dataset", metavar="REPO", help="Hugging Face Hub dataset to download named sets from.")
 @click.option("--device", default="auto", show_default=True, help=f"Device: {DEVICES}.")
 @click.option(
-    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Compute precision."
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="Compute precision; auto is fp16 on GPUs and fp32 on the CPU (bench never picks bf16 itself).",
 )
 @click.option("--json", "json_out", metavar="FILE|-", help="Write the results as JSON to FILE, or to stdout with '-'.")
 @click.option(

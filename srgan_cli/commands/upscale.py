@@ -446,7 +446,7 @@ def _check_device(value: str) -> str:
     type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
     default="auto",
     show_default=True,
-    help="Compute precision; auto is fp16 on GPUs and fp32 on the CPU.",
+    help="Compute precision; auto is fp16 on GPUs, bf16 on CPUs with native bf16 (AMX, AVX512-BF16), else fp32.",
 )
 @click.option(
     "--tile",
