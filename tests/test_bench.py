@@ -324,3 +324,18 @@ def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
     assert module.main([*argv, "--input", "noise", "--tiles", "0"]) == 0
     assert module.main([*argv, "--input", str(tmp_path / "missing.png")]) == 1
     assert "--input" in capsys.readouterr().err
+
+
+def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "large_image.py"
+    spec = importlib.util.spec_from_file_location("large_image", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    assert module.main(["--size", "24x16", "--model", str(weights), "--device", "cpu"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 24x16")]
+    assert len(rows) == 1 and rows[0][1].strip() == "96x64"
+    assert float(rows[0][5]) > 0  # peak RSS of the child process
+    assert module.main(["--size", "24x16", "--model", str(tmp_path / "missing.safetensors")]) == 1

@@ -1,0 +1,96 @@
+"""Large photos: time and peak memory of `srgan upscale` on one big image, end to end.
+
+    python benchmarks/large_image.py                         # 4000x3000 -> 16000x12000 PNG
+    python benchmarks/large_image.py --size 2000x1500 --precision fp32 --format jpg
+
+The input is the bundled example photo mirrored out to --size (a photo's statistics at any
+size), written as PNG to a temporary folder; then `srgan upscale` runs in a child process, so
+its peak resident memory (getrusage of the child) is that of the command alone: decoding,
+tiled inference, the output canvas and encoding. Printed as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _photo(width: int, height: int) -> np.ndarray:
+    rgb = np.asarray(Image.open(ROOT / "weights" / "examples" / "chelsea.png").convert("RGB"))
+    reps = (-(-height // rgb.shape[0]), -(-width // rgb.shape[1]))
+    rows = [np.concatenate([rgb if j % 2 == 0 else rgb[:, ::-1] for j in range(reps[1])], axis=1)]
+    band = rows[0]
+    tiled = np.concatenate([band if i % 2 == 0 else band[::-1] for i in range(reps[0])], axis=0)
+    return np.ascontiguousarray(tiled[:height, :width])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="4000x3000", help="input WIDTHxHEIGHT (default 4000x3000)")
+    parser.add_argument("--model", default=None, help="model name or file (default: srgan upscale's default)")
+    parser.add_argument("--precision", default="auto", help="srgan upscale --precision (default auto)")
+    parser.add_argument("--device", default="auto", help="srgan upscale --device (default auto)")
+    parser.add_argument("--format", default="png", help="output format: png, jpg, webp, tiff (default png)")
+    parser.add_argument("--extra", default="", help="more srgan upscale options, space-separated")
+    args = parser.parse_args(argv)
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error("--size takes WIDTHxHEIGHT, e.g. 4000x3000")
+    if width < 8 or height < 8:
+        parser.error("--size must be at least 8x8")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "large.png"
+        Image.fromarray(_photo(width, height)).save(src, compress_level=1)
+        out = Path(tmp) / f"large_x4.{args.format}"
+        cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(src), "-o", str(out), "--quiet"]
+        cmd += ["--precision", args.precision, "--device", args.device]
+        if args.model:
+            cmd += ["--model", args.model]
+        cmd += args.extra.split()
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"srgan upscale failed ({proc.returncode}): {proc.stderr.strip()}", file=sys.stderr)  # noqa: T201
+            return 1
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        with Image.open(out) as im:
+            out_w, out_h = im.size
+        size_mb = out.stat().st_size / 1e6
+
+    print(f"device: {args.device} ({_cpu_name()}); command: {' '.join(cmd[1:3])} upscale ... {' '.join(cmd[6:])}")  # noqa: T201
+    print("")  # noqa: T201
+    print("| input | output | format | seconds (end to end) | output MP/s | peak RSS GiB | file MB |")  # noqa: T201
+    print("|---|---|---|---|---|---|---|")  # noqa: T201
+    print(  # noqa: T201
+        f"| {width}x{height} | {out_w}x{out_h} | {args.format} | {seconds:.1f} | "
+        f"{out_w * out_h / 1e6 / seconds:.2f} | {peak_kib / 2**20:.2f} | {size_mb:.0f} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
