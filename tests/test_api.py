@@ -266,3 +266,12 @@ def test_bundled_weights_in_bf16_stay_within_half_a_gray_level(name):
     low = upscale_array(load_model(name, device="cpu", precision="bf16"), rgb, tile=0)
     rms = float(np.sqrt(np.mean(((low - ref) * 255.0) ** 2)))
     assert 0 < rms < 0.5
+
+
+def test_auto_precision_keeps_rrdb_in_fp32_on_the_cpu(tmp_path):
+    path = _save(
+        tmp_path / "rrdb.safetensors",
+        GeneratorConfig(arch="rrdb", num_blocks=1, num_features=8, growth_channels=4, batch_norm=False),
+    )
+    assert load_model(path, device="cpu").dtype == torch.float32
+    assert load_model(path, device="cpu", precision="bf16").dtype == torch.bfloat16
