@@ -12,7 +12,6 @@ tiled inference, the output canvas and encoding. Printed as a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import subprocess
 import sys
@@ -24,16 +23,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from srgan_cli.device import choose_device, device_name  # noqa: E402
 
 
 def _photo(width: int, height: int) -> np.ndarray:
@@ -81,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             out_w, out_h = im.size
         size_mb = out.stat().st_size / 1e6
 
-    print(f"device: {args.device} ({_cpu_name()}); command: {' '.join(cmd[1:3])} upscale ... {' '.join(cmd[6:])}")  # noqa: T201
+    name = device_name(choose_device(args.device))
+    print(f"device: {args.device} ({name}); command: srgan upscale INPUT -o OUTPUT {' '.join(cmd[7:])}")  # noqa: T201
     print("")  # noqa: T201
     print("| input | output | format | seconds (end to end) | output MP/s | peak RSS GiB | file MB |")  # noqa: T201
     print("|---|---|---|---|---|---|---|")  # noqa: T201

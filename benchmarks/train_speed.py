@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from srgan_cli.config import GeneratorConfig  # noqa: E402
 from srgan_cli.data import PatchDataset, make_loader, make_pair, scan_images  # noqa: E402
+from srgan_cli.device import device_name  # noqa: E402
 from srgan_cli.models import build_generator  # noqa: E402
 from srgan_cli.train import Dist, TrainConfig, _Trainer  # noqa: E402
 from srgan_cli.weights import save_generator  # noqa: E402
@@ -120,9 +120,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     out = sys.stdout.write
-    cpu = platform.processor() or platform.machine()
     out(
-        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu}), "
+        f"device {device} ({device_name(device)}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
         f"batch {args.batch_size}, HR patch {args.patch_size}, SRResNet 16x64 (paper)\n\n"
     )

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import resource
 import statistics
 import sys
@@ -45,16 +44,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _reset_cpu_peak() -> bool:
@@ -192,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from srgan_cli import api
-    from srgan_cli.device import choose_device
+    from srgan_cli.device import choose_device, device_name
     from srgan_cli.errors import SrganError
     from srgan_cli.hub import resolve_weights
     from srgan_cli.weights import load_generator
@@ -226,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = config.scale
 
     head = [
-        f"device: {device} ({_cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name(device)}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"device: {device} ({device_name(device)}), torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"model: {described}, x{scale}; api defaults: {str(api_model.dtype).replace('torch.', '')}, "
         f"channels_last={api_model.channels_last}",
         f"input: {args.input}; warm-up {args.warmup}, median of {args.repeats} runs; "

@@ -75,6 +75,24 @@ def choose_dtype(precision: str, device: torch.device, *, cpu_bf16: bool = False
     return dtype, None
 
 
+def device_name(device: torch.device) -> str:
+    """What a benchmark table should say the device is: the GPU's or the CPU's model name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        import platform
+
+        return platform.processor() or platform.machine()
+    return device.type
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())

@@ -158,3 +158,10 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "srgan_cli", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "models" in proc.stdout
+
+
+def test_device_name_is_never_empty():
+    from srgan_cli.device import device_name
+
+    assert device_name(torch.device("cpu")).strip()
+    assert device_name(torch.device("meta")) == "meta"
