@@ -339,3 +339,21 @@ def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
     assert len(rows) == 1 and rows[0][1].strip() == "96x64"
     assert float(rows[0][5]) > 0  # peak RSS of the child process
     assert module.main(["--size", "24x16", "--model", str(tmp_path / "missing.safetensors")]) == 1
+
+
+def test_unlike_images_script_writes_a_bench_folder(tmp_path):
+    import importlib.util
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "unlike_images.py"
+    spec = importlib.util.spec_from_file_location("unlike_images", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(tmp_path / "u")]) == 0
+    files = sorted(p.name for p in (tmp_path / "u" / "HR").iterdir())
+    assert files == ["gradient.png", "line_art.png", "text.png"]
+    first = np.asarray(Image.open(tmp_path / "u" / "HR" / "text.png"))
+    assert module.main([str(tmp_path / "v")]) == 0  # deterministic: the table can be reproduced
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "v" / "HR" / "text.png")))
+    assert first.std() > 10  # there is text on it
