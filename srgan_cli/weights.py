@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="3840d12fe69f83cd3a7dcd268539d5611a20ad7d7e326a7287066b036fc272ba",
+            sha256="c8b88076c7bec3aae62e8b0336af29c722acb7bd5e5e98ab0d5a3c6495bb292a",
         ),
         ModelEntry(
             name="srresnet_x4",
@@ -76,7 +76,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRResNet (MSE): highest PSNR, smoother",
-            sha256="657057cf6c7487d1bf2fc17b0b260ba56475187660385accefec212ce559e018",
+            sha256="47df7cca29b87596ed739a708a8ab3bf91e80457d29ac43e4c3e193e085e5e9a",
         ),
     )
 }
