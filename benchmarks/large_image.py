@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"srgan upscale failed ({proc.returncode}): {proc.stderr.strip()}", file=sys.stderr)  # noqa: T201
             return 1
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        Image.MAX_IMAGE_PIXELS = None  # our own output: Pillow's bomb guard would refuse 16000x12000
         with Image.open(out) as im:
             out_w, out_h = im.size
         size_mb = out.stat().st_size / 1e6

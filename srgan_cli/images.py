@@ -822,9 +822,29 @@ def _tag_int(tags, key: int, default: int) -> int:
 
 
 def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float in [0, 1] to uint8/uint16, rounding to nearest; NaN -> 0, +inf -> top.
+
+    Works through bands of rows so that the float temporaries stay a few MB however large the
+    image (a 16000x12000 float canvas is 2.3 GB; whole-array temporaries would be several).
+    """
     top = 65535.0 if bit_depth == 16 else 255.0
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.rint(np.clip(x, 0.0, 1.0) * top).astype(np.uint16 if bit_depth == 16 else np.uint8)
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.uint16 if bit_depth == 16 else np.uint8)
+    if x.ndim == 0 or x.size == 0:
+        return _quantise_band(x, top, out)
+    rows = max(1, (1 << 22) // max(1, x[0].size))
+    for start in range(0, x.shape[0], rows):
+        _quantise_band(x[start : start + rows], top, out[start : start + rows])
+    return out
+
+
+def _quantise_band(x: np.ndarray, top: float, out: np.ndarray) -> np.ndarray:
+    band = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)  # a copy
+    np.clip(band, 0.0, 1.0, out=band)
+    band *= top
+    np.rint(band, out=band)
+    out[...] = band
+    return out
 
 
 def _planes(rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool) -> np.ndarray:

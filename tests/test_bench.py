@@ -304,12 +304,7 @@ def test_run_bench_identical_output_gives_infinite_psnr_and_null_in_json(tmp_pat
 
 
 def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "upscale_speed.py"
-    spec = importlib.util.spec_from_file_location("upscale_speed", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_script("upscale_speed")
     weights = _tiny(tmp_path / "tiny.safetensors")
     argv = ["--model", str(weights), "--sizes", "16", "--tiles", "0,8", "--repeats", "1", "--warmup", "0", "--no-bf16"]
     assert module.main([*argv, "--api-precision", "fp32"]) == 0
@@ -327,12 +322,7 @@ def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
 
 
 def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "large_image.py"
-    spec = importlib.util.spec_from_file_location("large_image", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_script("large_image")
     weights = _tiny(tmp_path / "tiny.safetensors")
     assert module.main(["--size", "24x16", "--model", str(weights), "--device", "cpu"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 24x16")]
@@ -342,14 +332,9 @@ def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
 
 
 def test_unlike_images_script_writes_a_bench_folder(tmp_path):
-    import importlib.util
-
     from PIL import Image
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "unlike_images.py"
-    spec = importlib.util.spec_from_file_location("unlike_images", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_script("unlike_images")
     assert module.main([str(tmp_path / "u")]) == 0
     files = sorted(p.name for p in (tmp_path / "u" / "HR").iterdir())
     assert files == ["gradient.png", "line_art.png", "text.png"]
@@ -357,3 +342,14 @@ def test_unlike_images_script_writes_a_bench_folder(tmp_path):
     assert module.main([str(tmp_path / "v")]) == 0  # deterministic: the table can be reproduced
     assert np.array_equal(first, np.asarray(Image.open(tmp_path / "v" / "HR" / "text.png")))
     assert first.std() > 10  # there is text on it
+
+
+def _benchmark_script(name: str):
+    """Import benchmarks/NAME.py (a script, not a package module) by its path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1039,3 +1039,18 @@ def test_property_lossless_round_trip(tmp_path, h, w, mode, fmt, seed):
     if expected_alpha is not None and fmt != "BMP":  # BMP is written without alpha
         assert got.alpha is not None and np.array_equal(_q(got.alpha, 255), expected_alpha)
     out.unlink()
+
+
+def test_quantise_in_bands_equals_the_whole_array_formula():
+    """Large outputs are quantised band by band (bounded memory); the result must not change."""
+    from srgan_cli.images import _quantise
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.5, 0.6, (3000, 700, 3)).astype(np.float32)  # several bands of rows
+    x[0, 0, 0], x[1500, 1, 1], x[2999, 2, 2] = np.nan, np.inf, -np.inf
+    before = x.copy()
+    for depth, top, dtype in ((8, 255, np.uint8), (16, 65535, np.uint16)):
+        whole = np.rint(np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0, 1) * top).astype(dtype)
+        assert np.array_equal(_quantise(x, depth), whole)
+        assert np.array_equal(_quantise(x[..., 0], depth), whole[..., 0])
+    assert np.array_equal(x, before, equal_nan=True)  # the caller's array is untouched
