@@ -456,3 +456,16 @@ def test_reading_overlaps_inference_and_stays_bounded(weights, tmp_path, monkeyp
         sum(k == "read" for k, _ in log[: i + 1]) - sum(k == "infer" for k, _ in log[: i + 1]) for i in range(len(log))
     )
     assert ahead <= cmd.QUEUE_SIZE + 2  # queued + the one being handed over + the one in inference
+
+
+def test_missing_single_input_names_the_file_not_the_output(weights, tmp_path):
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(tmp_path / "nope.png"), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "nope.png: no such file or folder" in result.output
+    assert "looks like an image file name" not in result.output
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "gone.png")
+    result = run(weights, dangling, "-o", out)
+    assert result.exit_code == 1 and "dangling.png: no such file or folder" in result.output
+    assert not out.exists()

@@ -132,9 +132,14 @@ def plan_jobs(
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
     from ..images import format_for_path, is_image_path, list_images, output_suffix_for
 
-    single = len(inputs) == 1 and inputs[0].is_file() and is_image_path(output) and not output.is_dir()
+    single = len(inputs) == 1 and not inputs[0].is_dir() and is_image_path(output) and not output.is_dir()
     if single:
         src = inputs[0]
+        if not src.is_file():
+            missing = not src.exists()  # also a dangling symlink
+            report.error(f"{src}: {'no such file or folder' if missing else 'not a regular file'}")
+            tally.add("failed")
+            return [], True
         if not is_image_path(src):
             report.error(f"{src}: not an image file name (supported: png, jpg, webp, tiff, bmp, gif)")
             tally.add("failed")
