@@ -29,12 +29,10 @@ from srgan_cli.device import choose_device, device_name  # noqa: E402
 
 
 def _photo(width: int, height: int) -> np.ndarray:
+    """The bundled photo mirrored out (or cropped) to width x height."""
     rgb = np.asarray(Image.open(ROOT / "weights" / "examples" / "chelsea.png").convert("RGB"))
-    reps = (-(-height // rgb.shape[0]), -(-width // rgb.shape[1]))
-    rows = [np.concatenate([rgb if j % 2 == 0 else rgb[:, ::-1] for j in range(reps[1])], axis=1)]
-    band = rows[0]
-    tiled = np.concatenate([band if i % 2 == 0 else band[::-1] for i in range(reps[0])], axis=0)
-    return np.ascontiguousarray(tiled[:height, :width])
+    pad = ((0, max(0, height - rgb.shape[0])), (0, max(0, width - rgb.shape[1])), (0, 0))
+    return np.ascontiguousarray(np.pad(rgb, pad, mode="symmetric")[:height, :width])
 
 
 def main(argv: list[str] | None = None) -> int:

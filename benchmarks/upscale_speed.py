@@ -150,7 +150,7 @@ def _source(spec: str) -> np.ndarray | None:
     example = Path(__file__).resolve().parents[1] / "weights" / "examples" / "chelsea.png"
     path = example if spec == "photo" else Path(spec)
     try:
-        return read_image(path).rgb.astype(np.float32)
+        return read_image(path).rgb  # float32 RGB in [0, 1]
     except (SrganError, OSError) as exc:
         raise SrganError(f"--input {spec}: {exc}") from None
 

@@ -24,7 +24,8 @@ from .tiling import choose_tile, default_pad, upscale_tiled
 from .weights import DEFAULT_MODEL, MODELS, load_generator
 
 # Architectures for which ``precision="auto"`` may pick bf16 on the CPU: those whose bf16 output
-# was measured within 0.5 gray levels RMS of fp32 on photos (benchmarks/README.md).
+# was measured within 0.5 gray levels RMS of fp32 on photos (benchmarks/README.md). Deep RRDB
+# trunks may drift further, so they stay fp32 until measured.
 _CPU_BF16_ARCHS = ("srresnet",)
 
 # ITU-R BT.601 luma, for feeding a one-channel generator from RGB.
@@ -82,17 +83,18 @@ def load_model(
 
     ``precision``: ``auto`` (fp16 on GPUs; on the CPU bf16 for SRResNet generators where the
     CPU runs bf16 natively (AMX or AVX512-BF16), else fp32), ``fp32``, ``fp16`` or ``bf16``;
-    when the device cannot run the request, ``Model.notes`` says what was used instead. BatchNorm is folded into the
-    convolutions before the cast (same function, faster, and more accurate in bf16).
+    when the device cannot run the request, ``Model.notes`` says what was used instead.
+    BatchNorm is folded into the convolutions before the cast (same function, faster, and more
+    accurate in bf16).
     ``blend="B:0.8"`` mixes in a second generator (``0.8`` of B, ``0.2`` of this one), as
     ``srgan interpolate`` does. ``channels_last`` (default: on the CPU) picks the NHWC
     memory layout, which oneDNN runs faster for these convolutions.
     """
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
-    dtype, note = choose_dtype(precision, dev, cpu_bf16=True)
-    notes = [note] if note else []
     path = _resolve(name_or_path)
     module, config, meta = load_generator(path, "cpu")
+    dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
+    notes = [note] if note else []
     name = _display_name(name_or_path, path)
     if blend:
         from .interpolate import blend_generators, parse_blend
@@ -104,9 +106,6 @@ def load_model(
             raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
         module = blend_generators(module, other, alpha)
         name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
-    if dtype == torch.bfloat16 and dev.type == "cpu" and (precision or "auto").lower() == "auto":
-        if config.arch not in _CPU_BF16_ARCHS:
-            dtype = torch.float32  # bf16 error measured for SRResNet only; deep RRDB trunks may drift more
     if channels_last is None:
         channels_last = dev.type == "cpu"
     module = fold_batch_norm(module.eval()).to(dev, dtype)
