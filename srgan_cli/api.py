@@ -128,6 +128,26 @@ def _to_model_channels(model: Model, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _tiling_input(
+    model: Model, x: torch.Tensor, tile: int | None, tile_pad: int | None, batch: int
+) -> tuple[torch.Tensor, int, int]:
+    """Check a (1, 1|3, H, W) input; return it as the model's input channels, the tile and the pad."""
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+        raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
+    if tile is not None and tile < 0:
+        raise SrganError(f"tile must be 0 (whole image) or positive, got {tile}")
+    if tile_pad is not None and tile_pad < 0:
+        raise SrganError(f"tile pad must not be negative, got {tile_pad}")
+    x = x.detach().to("cpu", torch.float32)
+    if x.shape[1] == 1:
+        x = x.expand(1, 3, *x.shape[2:])
+    x = _to_model_channels(model, x)
+    _, _, h, w = x.shape
+    if tile is None:
+        tile = choose_tile(model.config, model.device, h, w, batch=batch, dtype=model.dtype)
+    return x, tile, model.tile_pad if tile_pad is None else tile_pad
+
+
 def upscale_tensor(
     model: Model,
     x: torch.Tensor,
@@ -143,21 +163,7 @@ def upscale_tensor(
     ``tile``: None chooses from the memory at hand, 0 runs the whole image at once, N uses
     N x N LR tiles. ``tile_pad`` defaults to the receptive-field radius (exact tiling).
     """
-    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
-        raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
-    if tile is not None and tile < 0:
-        raise SrganError(f"tile must be 0 (whole image) or positive, got {tile}")
-    if tile_pad is not None and tile_pad < 0:
-        raise SrganError(f"tile pad must not be negative, got {tile_pad}")
-    gray_input = x.shape[1] == 1
-    x = x.detach().to("cpu", torch.float32)
-    if gray_input:
-        x = x.expand(1, 3, *x.shape[2:])
-    x = _to_model_channels(model, x)
-    _, _, h, w = x.shape
-    if tile is None:
-        tile = choose_tile(model.config, model.device, h, w, batch=batch, dtype=model.dtype)
-    pad = model.tile_pad if tile_pad is None else tile_pad
+    x, tile, pad = _tiling_input(model, x, tile, tile_pad, batch)
     with torch.inference_mode():
         y = upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note)
         y = y.clamp_(0, 1)
@@ -176,10 +182,16 @@ def upscale_array(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    bit_depth: int | None = None,
+    grayscale: bool = False,
 ) -> np.ndarray:
     """Super-resolve a float (H, W, 3) RGB array in [0, 1]; returns float32 (sH, sW, 3) in [0, 1].
 
-    ``dtype`` (optional) overrides the model's compute dtype for this call.
+    ``dtype`` (optional) overrides the model's compute dtype for this call. With
+    ``bit_depth`` (8 or 16) the result is instead quantised as ``images.write_image`` stores
+    it (uint8 or uint16; with ``grayscale``, the (sH, sW, 1) gray plane), tile by tile, so
+    that no float copy of the whole output is ever held: a 16000x12000 result is 576 MB of
+    uint8 rather than 2.3 GB of float32.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim == 2:
@@ -193,9 +205,32 @@ def upscale_array(
             copy.deepcopy(model.module).to(dtype), model.config, model.name, model.metadata, dtype, model.device,
             model.notes, model.channels_last,
         )  # fmt: skip
+    if bit_depth not in (None, 8, 16):
+        raise SrganError(f"bit depth must be 8 or 16, got {bit_depth}")
+    from . import images
+
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    y = upscale_tensor(model, x, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note)
-    return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+    x, tile, pad = _tiling_input(model, x, tile, tile_pad, batch)
+    size = (x.shape[2] * model.scale, x.shape[3] * model.scale)
+    if bit_depth is None:
+        canvas = np.empty((*size, 3), dtype=np.float32)
+    else:
+        canvas = np.empty((*size, 1 if grayscale else 3), dtype=np.uint16 if bit_depth == 16 else np.uint8)
+
+    def sink(rows: slice, cols: slice, core: torch.Tensor) -> None:
+        # channels last, as a contiguous block: the same layout (and so the same float
+        # arithmetic for the gray mean) as the whole-image path of images.write_image
+        block = np.ascontiguousarray(core.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3).numpy())
+        if bit_depth is None:
+            canvas[rows, cols] = block
+            return
+        if grayscale:
+            block = block.mean(axis=2, keepdims=True, dtype=np.float32)
+        images.quantise_into(block, canvas[rows, cols])
+
+    with torch.inference_mode():
+        upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note, sink=sink)
+    return canvas
 
 
 _MODEL_CACHE: dict[tuple[str, str], Model] = {}
@@ -226,7 +261,11 @@ def upscale_image(
         if key not in _MODEL_CACHE:
             _MODEL_CACHE[key] = load_model(model)
         model = _MODEL_CACHE[key]
-    rgb, alpha = upscale_loaded(model, loaded, outscale=outscale, tile=tile, tile_pad=tile_pad)
+    # to_pil keeps 16 bits only for gray without alpha (Pillow has no 16-bit colour mode)
+    sixteen = loaded.bit_depth == 16 and loaded.grayscale and loaded.alpha is None
+    rgb, alpha = upscale_loaded(
+        model, loaded, outscale=outscale, tile=tile, tile_pad=tile_pad, bit_depth=16 if sixteen else 8
+    )
     return images.to_pil(rgb, alpha=alpha, bit_depth=loaded.bit_depth, grayscale=loaded.grayscale)
 
 
@@ -249,17 +288,29 @@ def upscale_loaded(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    bit_depth: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Upscale an ``images.LoadedImage``: returns (rgb, alpha or None) at the final size."""
+    """Upscale an ``images.LoadedImage``: returns (rgb, alpha or None) at the final size.
+
+    The arrays are float32 in [0, 1]; with ``bit_depth`` (the depth the output file stores,
+    ``images.stored_bit_depth``) and no ``outscale`` resize, they come already quantised
+    instead (see ``upscale_array``), gray as (H, W, 1), ready for ``images.write_image``.
+    """
     from . import images
 
     rgb = loaded.rgb
     if loaded.alpha is not None:
         rgb = images.fill_transparent(rgb, loaded.alpha)
-    out = upscale_array(model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note)
     h, w = rgb.shape[:2]
-    alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
     size = output_size(w, h, model.scale, outscale)
+    direct = bit_depth is not None and size == (w * model.scale, h * model.scale)
+    out = upscale_array(
+        model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note,
+        bit_depth=bit_depth if direct else None, grayscale=direct and loaded.grayscale,
+    )  # fmt: skip
+    alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
+    if direct:
+        return out, None if alpha is None else images.quantise_into(alpha, np.empty_like(alpha, dtype=out.dtype))
     if size != (out.shape[1], out.shape[0]):
         out = np.clip(images.resize_rgb(out, size), 0, 1).astype(np.float32)
         if alpha is not None:

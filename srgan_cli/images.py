@@ -821,21 +821,51 @@ def _tag_int(tags, key: int, default: int) -> int:
 # --------------------------------------------------------------------------- writing
 
 
-def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Float in [0, 1] to uint8/uint16, rounding to nearest; NaN -> 0, +inf -> top.
+def stored_bit_depth(path: str | Path, bit_depth: int, format: str | None = None) -> int:  # noqa: A002
+    """The bit depth ``write_image(path, ..., bit_depth=, format=)`` stores: 16 only for PNG and TIFF."""
+    fmt = _normalise_format(format) if format else format_for_path(Path(path))
+    return _stored_depth(fmt, bit_depth)
 
+
+def _stored_depth(fmt: str, bit_depth: int) -> int:
+    return 16 if bit_depth == 16 and fmt in _SIXTEEN_BIT_FORMATS else 8
+
+
+def _stored_dtype(bit_depth: int) -> np.dtype:
+    return np.dtype(np.uint16 if bit_depth == 16 else np.uint8)
+
+
+def quantise_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Quantise float pixels in [0, 1] into ``out`` (uint8 or uint16, same shape), in place.
+
+    The rounding of ``write_image`` (nearest; NaN -> 0, +inf -> top), so an image quantised
+    tile by tile into one canvas gives the bytes that writing the whole float image would.
     Works through bands of rows so that the float temporaries stay a few MB however large the
     image (a 16000x12000 float canvas is 2.3 GB; whole-array temporaries would be several).
     """
-    top = 65535.0 if bit_depth == 16 else 255.0
+    top = 65535.0 if out.dtype == np.uint16 else 255.0
     x = np.asarray(x)
-    out = np.empty(x.shape, dtype=np.uint16 if bit_depth == 16 else np.uint8)
+    if x.shape != out.shape:
+        raise ValueError(f"cannot quantise shape {x.shape} into {out.shape}")
     if x.ndim == 0 or x.size == 0:
         return _quantise_band(x, top, out)
     rows = max(1, (1 << 22) // max(1, x[0].size))
     for start in range(0, x.shape[0], rows):
         _quantise_band(x[start : start + rows], top, out[start : start + rows])
     return out
+
+
+def _quantise(x: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float in [0, 1] to a new uint8/uint16 array (see ``quantise_into``).
+
+    Pixels already quantised (uint8 for 8 bits, uint16 for 16) are returned as they are.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind in "ui":
+        if x.dtype != _stored_dtype(bit_depth):
+            raise ValueError(f"{x.dtype} pixels cannot be stored with {bit_depth} bits")
+        return x
+    return quantise_into(x, np.empty(x.shape, dtype=_stored_dtype(bit_depth)))
 
 
 def _quantise_band(x: np.ndarray, top: float, out: np.ndarray) -> np.ndarray:
@@ -854,7 +884,10 @@ def _planes(rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool) -> np.nd
         rgb, grayscale = rgb[..., None], True
     if rgb.ndim != 3 or rgb.shape[2] not in (1, 3) or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ValueError(f"expected an (H, W, 3) array, got shape {tuple(rgb.shape)}")
+    quantised = rgb.dtype.kind in "ui"
     if grayscale:
+        if quantised and rgb.shape[2] == 3:
+            raise ValueError("quantised pixels must already be gray (H, W, 1) to be written as gray")
         base = rgb.mean(axis=2, keepdims=True, dtype=np.float32) if rgb.shape[2] == 3 else rgb
     else:
         base = rgb if rgb.shape[2] == 3 else np.repeat(rgb, 3, axis=2)
@@ -862,6 +895,8 @@ def _planes(rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool) -> np.nd
         alpha = np.asarray(alpha)
         if alpha.shape != base.shape[:2]:
             raise ValueError(f"alpha shape {tuple(alpha.shape)} does not match the image {base.shape[:2]}")
+        if quantised:
+            alpha = _quantise(alpha, 16 if base.dtype == np.uint16 else 8)
         base = np.concatenate([base, alpha[..., None].astype(base.dtype)], axis=2)
     return base
 
@@ -898,6 +933,10 @@ def write_image(
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
+    Pixels may also come already quantised to the depth that is stored (uint8; uint16 for
+    16-bit PNG and TIFF; see ``stored_bit_depth``), with gray as (H, W, 1): they are written
+    as they are, which spares a float copy of a large output.
+
     The format comes from the suffix unless given. 16-bit output is kept for PNG and TIFF
     (other formats are written with 8 bits). JPEG and BMP get no alpha channel: the alpha
     plane is dropped (not composited on a background). JPEG quality defaults to 95, with
@@ -919,8 +958,10 @@ def write_image(
         raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
     if quality is not None and not 1 <= int(quality) <= 100:
         raise SrganError(f"{path}: quality must be between 1 and 100, not {quality}")
-    if fmt not in _SIXTEEN_BIT_FORMATS:
-        bit_depth = 8
+    bit_depth = _stored_depth(fmt, bit_depth)
+    rgb = np.asarray(rgb)
+    if rgb.dtype.kind in "ui" and rgb.dtype != _stored_dtype(bit_depth):
+        raise ValueError(f"{rgb.dtype} pixels cannot be written as {bit_depth}-bit {fmt}")
     if fmt in ("JPEG", "BMP"):  # JPEG has no alpha; Pillow and most readers ignore BMP's
         alpha = None
     planes = _planes(rgb, alpha, grayscale)

@@ -161,6 +161,7 @@ def choose_tile(
 
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+Sink = Callable[[slice, slice, torch.Tensor], None]
 
 
 def upscale_tiled(
@@ -172,7 +173,8 @@ def upscale_tiled(
     batch: int = 1,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
-) -> torch.Tensor:
+    sink: Sink | None = None,
+) -> torch.Tensor | None:
     """Upscale ``x`` (1, C, H, W) tile by tile; returns the float32 (1, C, sH, sW) CPU canvas.
 
     ``forward`` maps a CPU batch (N, C, h, w) to the network output (N, C, s*h, s*w) on any
@@ -180,6 +182,12 @@ def upscale_tiled(
     out-of-memory error the tile side is halved and the image is started again (with a note
     via ``on_note``): a tile is never skipped or left stale. ``progress(done, total)`` is
     called after every batch.
+
+    With ``sink``, no canvas is made and None is returned: each tile's core, a float32
+    (C, h, w) CPU tensor, goes to ``sink(rows, cols, core)`` with the slices of the output
+    it covers, so a caller can store it as it likes (for example quantised, or channels
+    last) without a float copy of the whole output. After an out-of-memory restart every
+    region is sent again.
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) tensor, got {tuple(x.shape)}")
@@ -190,7 +198,7 @@ def upscale_tiled(
     while True:
         try:
             with torch.inference_mode():
-                return _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress)
+                return _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink)
         except torch.cuda.OutOfMemoryError:
             current = tile if 0 < tile < max(h, w) else max(h, w)
             smaller = current // 2
@@ -205,9 +213,15 @@ def upscale_tiled(
             tile = smaller
 
 
-def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress) -> torch.Tensor:
+def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> torch.Tensor | None:
     tiles = plan_tiles(h, w, tile, pad)
-    canvas = torch.empty((1, c, h * scale, w * scale), dtype=torch.float32)
+    canvas = None
+    if sink is None:
+        canvas = torch.empty((1, c, h * scale, w * scale), dtype=torch.float32)
+
+        def sink(oy: slice, ox: slice, core: torch.Tensor) -> None:
+            canvas[0, :, oy, ox] = core
+
     groups: dict[tuple[int, int], list[Tile]] = {}
     for t in tiles:
         groups.setdefault(t.in_shape, []).append(t)
@@ -224,7 +238,7 @@ def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress) -> torch.
             for i, t in enumerate(chunk):
                 cy, cx = t.crop_slices(scale)
                 oy, ox = t.out_slices(scale)
-                canvas[:, :, oy, ox] = out[i : i + 1, :, cy, cx]
+                sink(oy, ox, out[i, :, cy, cx])
             done += len(chunk)
             if progress is not None:
                 progress(done, len(tiles))

@@ -275,3 +275,56 @@ def test_auto_precision_keeps_rrdb_in_fp32_on_the_cpu(tmp_path):
     )
     assert load_model(path, device="cpu").dtype == torch.float32
     assert load_model(path, device="cpu", precision="bf16").dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("grayscale", [False, True])
+@pytest.mark.parametrize("tile", [0, 6])
+def test_quantised_output_is_the_float_output_written(weights, rgb, bit_depth, grayscale, tile):
+    """``bit_depth`` quantises tile by tile; the bytes are those write_image makes of the float result."""
+    images = _images()
+    model = load_model(weights, device="cpu")
+    rgb = rgb.copy()
+    rgb[:3, :3] = 0.0  # black and white corners: outputs beyond [0, 1] to clamp
+    rgb[-3:, -3:] = 1.0
+    whole = upscale_array(model, rgb, tile=tile)
+    q = upscale_array(model, rgb, tile=tile, bit_depth=bit_depth, grayscale=grayscale)
+    assert q.dtype == (np.uint16 if bit_depth == 16 else np.uint8)
+    assert q.shape == (84, 68, 1 if grayscale else 3)
+    expected = images._quantise(images._planes(whole, None, grayscale), bit_depth)
+    np.testing.assert_array_equal(q, expected)
+    assert len(np.unique(q)) > 10  # a real image, not a constant
+
+
+def test_quantised_output_of_a_gray_model(tmp_path, rgb):
+    images = _images()
+    luma = GeneratorConfig(num_blocks=1, num_features=8, in_channels=1)
+    model = load_model(_save(tmp_path / "y.safetensors", luma), device="cpu")
+    whole = upscale_array(model, rgb, tile=5)
+    assert whole.shape == (84, 68, 3)
+    for gray in (False, True):
+        q = upscale_array(model, rgb, tile=5, bit_depth=8, grayscale=gray)
+        np.testing.assert_array_equal(q, images._quantise(images._planes(whole, None, gray), 8))
+
+
+def test_upscale_loaded_quantises_only_without_a_resize(weights):
+    images = _images()
+    from srgan_cli.api import upscale_loaded
+
+    model = load_model(weights, device="cpu")
+    rng = np.random.default_rng(5)
+    rgb = rng.random((9, 11, 3), dtype=np.float32)
+    alpha = np.clip(rng.random((9, 11), dtype=np.float32) * 1.4 - 0.2, 0, 1)
+    loaded = images.LoadedImage(rgb, alpha, 8, False, "RGBA", "PNG", None, None, 1)
+    f_rgb, f_alpha = upscale_loaded(model, loaded)
+    q_rgb, q_alpha = upscale_loaded(model, loaded, bit_depth=8)
+    assert q_rgb.dtype == q_alpha.dtype == np.uint8
+    np.testing.assert_array_equal(q_rgb, images._quantise(f_rgb, 8))
+    np.testing.assert_array_equal(q_alpha, images._quantise(f_alpha, 8))
+    resized, resized_alpha = upscale_loaded(model, loaded, outscale=2, bit_depth=8)
+    assert resized.dtype == resized_alpha.dtype == np.float32 and resized.shape == (18, 22, 3)
+
+
+def test_quantised_bit_depth_is_checked(weights, rgb):
+    with pytest.raises(SrganError, match="bit depth"):
+        upscale_array(load_model(weights, device="cpu"), rgb, bit_depth=12)

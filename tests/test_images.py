@@ -1054,3 +1054,49 @@ def test_quantise_in_bands_equals_the_whole_array_formula():
         assert np.array_equal(_quantise(x, depth), whole)
         assert np.array_equal(_quantise(x[..., 0], depth), whole[..., 0])
     assert np.array_equal(x, before, equal_nan=True)  # the caller's array is untouched
+
+
+@pytest.mark.parametrize(
+    "name,bit_depth,gray,with_alpha",
+    [
+        ("a.png", 8, False, False),
+        ("a.png", 8, False, True),
+        ("a.png", 16, False, True),
+        ("a.png", 16, True, False),
+        ("a.png", 16, True, True),
+        ("a.tif", 16, False, False),
+        ("a.tif", 16, True, True),
+        ("a.webp", 8, True, True),
+        ("a.jpg", 16, False, True),
+        ("a.bmp", 8, True, False),
+    ],
+)
+def test_quantised_pixels_write_the_same_file_as_floats(tmp_path, name, bit_depth, gray, with_alpha):
+    """``upscale`` hands write_image pixels already quantised to the stored depth (no float
+    copy of a big output); every format must then store exactly what the float path stores."""
+    rng = np.random.default_rng(7)
+    rgb = rng.random((13, 9, 3), dtype=np.float32)
+    alpha = rng.random((13, 9), dtype=np.float32) if with_alpha else None
+    depth = images.stored_bit_depth(tmp_path / name, bit_depth)
+    assert depth == (16 if bit_depth == 16 and name.endswith((".png", ".tif")) else 8)
+    plane = rgb.mean(axis=2, keepdims=True, dtype=np.float32) if gray else rgb
+    q_rgb = images.quantise_into(plane, np.empty(plane.shape, images._stored_dtype(depth)))
+    q_alpha = None if alpha is None else images._quantise(alpha, depth)
+    kw = {"bit_depth": bit_depth, "grayscale": gray, "text": {"Software": "srgan test"}}
+    a = write_image(tmp_path / ("f_" + name), rgb, alpha=alpha, **kw)
+    b = write_image(tmp_path / ("q_" + name), q_rgb, alpha=q_alpha, **kw)
+    if name.endswith((".png", ".bmp", ".tif")):
+        assert a.read_bytes() == b.read_bytes()
+    fa, fb = read_image(a), read_image(b)
+    assert np.array_equal(fa.rgb, fb.rgb) and fa.bit_depth == fb.bit_depth and fa.grayscale == fb.grayscale
+    assert (fa.alpha is None and fb.alpha is None) or np.array_equal(fa.alpha, fb.alpha)
+
+
+def test_quantised_pixels_of_the_wrong_depth_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="uint8 pixels cannot be written as 16-bit PNG"):
+        write_image(tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), bit_depth=16)
+    with pytest.raises(ValueError, match="uint16 pixels cannot be written as 8-bit JPEG"):
+        write_image(tmp_path / "a.jpg", np.zeros((2, 2, 3), np.uint16), bit_depth=16)
+    with pytest.raises(ValueError, match="must already be gray"):
+        write_image(tmp_path / "b.png", np.zeros((2, 2, 3), np.uint8), grayscale=True)
+    assert not list(tmp_path.iterdir())

@@ -230,3 +230,23 @@ def test_choose_tile_cpu_bounds_memory():
     assert 200 <= big <= 600 and big % 8 == 0
     assert choose_tile(cfg, cpu, 4000, 3000, batch=4) < big
     assert choose_tile(GeneratorConfig(num_blocks=1, num_features=8), cpu, 4000, 3000) > big
+
+
+def test_sink_gets_every_output_pixel_once_with_the_canvas_values(nets):
+    net = nets["srresnet_bn"]
+    torch.manual_seed(4)
+    x = torch.rand(1, 3, 19, 23)
+    pad = default_pad(net)
+    canvas = upscale_tiled(net, x, 4, 8, pad, batch=2)
+    hits = torch.zeros(19 * 4, 23 * 4, dtype=torch.int32)
+    pieces = []
+
+    def sink(rows, cols, core):
+        hits[rows, cols] += 1
+        pieces.append((rows, cols, core.clone()))
+
+    assert upscale_tiled(net, x, 4, 8, pad, batch=2, sink=sink) is None
+    assert len(pieces) == 9 and bool((hits == 1).all())
+    for rows, cols, core in pieces:
+        assert core.dtype == torch.float32 and core.device.type == "cpu"
+        torch.testing.assert_close(core, canvas[0, :, rows, cols], rtol=0, atol=0)

@@ -616,7 +616,7 @@ def _run(
 
     from .. import __version__
     from ..api import load_model, upscale_loaded
-    from ..images import write_image
+    from ..images import stored_bit_depth, write_image
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = _torchrun_device(device, local_rank)
@@ -645,6 +645,8 @@ def _run(
                 batch=batch_size,
                 progress=on_tiles,
                 on_note=report.note,
+                # quantised tile by tile: no float copy of a large output is ever held
+                bit_depth=stored_bit_depth(job.dest, loaded.bit_depth, job.fmt),
             )
 
         def write_one(job: Job, loaded, result) -> None:
