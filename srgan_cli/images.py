@@ -978,11 +978,11 @@ def write_image(
     try:
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if bit_depth == 16 and fmt == "PNG":
-                fh.write(_encode_png16(_quantise(planes, 16), icc_profile, exif, text))
+                _write_png16(fh, _quantise(planes, 16), icc_profile, exif, text)
             elif bit_depth == 16 and fmt == "TIFF":
                 if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
                     planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
-                fh.write(_encode_tiff16(_quantise(planes, 16), icc_profile, text))
+                _write_tiff16(fh, _quantise(planes, 16), icc_profile, text)
             else:
                 _save_pil(fh, planes, fmt, quality, icc_profile, exif, text)
             fh.flush()
@@ -1093,41 +1093,70 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _encode_png16(q: np.ndarray, icc: bytes | None, exif: bytes | None, text: dict[str, str]) -> bytes:
-    """A 16-bit PNG (gray, gray+alpha, RGB, RGBA).
+def _band_rows(h: int, row_bytes: int) -> int:
+    """Rows per band for the 16-bit encoders: about 4 MB of raw samples at a time."""
+    return max(1, (1 << 22) // max(1, row_bytes))
+
+
+def _write_png16(fh, q: np.ndarray, icc: bytes | None, exif: bytes | None, text: dict[str, str]) -> None:
+    """Write a 16-bit PNG (gray, gray+alpha, RGB, RGBA) to ``fh``, band by band.
 
     Every row uses the Up filter: one vectorised subtraction to write, one per row to read
     back (Paeth compresses 3-4% better on photos but costs a sequential sweep to decode).
+    The rows are filtered and deflated a few MB at a time, each piece of the one zlib stream
+    going out as its own IDAT chunk, so memory stays the pixels plus one band.
     """
     h, w, c = q.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    raw = q.astype(">u2").view(np.uint8).reshape(h, w * 2 * c)
-    rows = np.empty((h, 1 + raw.shape[1]), dtype=np.uint8)
-    rows[:, 0] = 2  # Up
-    rows[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
-    out = [_PNG_SIGNATURE, _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0))]
+    head = [_PNG_SIGNATURE, _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0))]
     if icc:
-        out.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+        head.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
     for k, v in text.items():
         key = k.encode("latin-1", "replace")[:79]
         try:
-            out.append(_png_chunk(b"tEXt", key + b"\x00" + v.encode("latin-1")))
+            head.append(_png_chunk(b"tEXt", key + b"\x00" + v.encode("latin-1")))
         except UnicodeEncodeError:
-            out.append(_png_chunk(b"iTXt", key + b"\x00\x00\x00\x00\x00" + v.encode("utf-8")))
+            head.append(_png_chunk(b"iTXt", key + b"\x00\x00\x00\x00\x00" + v.encode("utf-8")))
     if exif:
-        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
-    out.append(_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
-    out.append(_png_chunk(b"IEND", b""))
-    return b"".join(out)
+        head.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    fh.write(b"".join(head))
+    deflate = zlib.compressobj(6)
+    above = np.zeros(w * 2 * c, dtype=np.uint8)  # the row before the first: zeros, for Up
+    step = _band_rows(h, w * 2 * c)
+    for start in range(0, h, step):
+        raw = q[start : start + step].astype(">u2").view(np.uint8).reshape(-1, w * 2 * c)
+        rows = np.empty((raw.shape[0], 1 + raw.shape[1]), dtype=np.uint8)
+        rows[:, 0] = 2  # Up
+        np.subtract(raw[0], above, out=rows[0, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
+        np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
+        above = raw[-1].copy()
+        piece = deflate.compress(rows)
+        if piece:
+            fh.write(_png_chunk(b"IDAT", piece))
+    fh.write(_png_chunk(b"IDAT", deflate.flush()) + _png_chunk(b"IEND", b""))
 
 
-def _encode_tiff16(q: np.ndarray, icc: bytes | None, text: dict[str, str]) -> bytes:
-    """A little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor, one strip."""
+def _write_tiff16(fh, q: np.ndarray, icc: bytes | None, text: dict[str, str]) -> None:
+    """Write a little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor, one strip.
+
+    The strip comes first, right after the header, predicted and deflated a few MB of rows
+    at a time straight into ``fh``; the directory follows it, and the header's pointer to the
+    directory is patched at the end (``fh`` must be seekable, as a file is).
+    """
     h, w, c = q.shape
-    diff = q.astype(np.uint16).copy()
-    diff[:, 1:] = q[:, 1:] - q[:, :-1]  # uint16 wraps, as the TIFF predictor expects
-    strip = zlib.compress(diff.astype("<u2").tobytes(), 6)
+    fh.write(b"II*\x00\x00\x00\x00\x00")  # the directory offset is patched below
+    deflate = zlib.compressobj(6)
+    strip_offset, strip_bytes = 8, 0
+    step = _band_rows(h, w * 2 * c)
+    for start in range(0, h, step):
+        band = q[start : start + step].astype(np.uint16)  # a copy
+        band[:, 1:] = q[start : start + step, 1:] - q[start : start + step, :-1]  # uint16 wraps, as TIFF wants
+        piece = deflate.compress(band.astype("<u2", copy=False))
+        fh.write(piece)
+        strip_bytes += len(piece)
+    piece = deflate.flush()
+    fh.write(piece + b"\x00" * ((strip_bytes + len(piece)) & 1))  # the directory starts on a word boundary
+    strip_bytes += len(piece)
     entries: list[tuple[int, int, int, bytes]] = []  # tag, type, count, value bytes
 
     def add(tag: int, typ: int, values: list[int] | bytes) -> None:
@@ -1145,10 +1174,10 @@ def _encode_tiff16(q: np.ndarray, icc: bytes | None, text: dict[str, str]) -> by
     rest = {k: v for k, v in text.items() if k != "Software"}
     if rest:
         add(270, 2, "; ".join(f"{k}: {v}" for k, v in rest.items()).encode("ascii", "replace") + b"\x00")
-    add(273, 4, [0])  # strip offset, patched below
+    add(273, 4, [strip_offset])
     add(277, 3, [c])
     add(278, 4, [h])
-    add(279, 4, [len(strip)])
+    add(279, 4, [strip_bytes])
     add(284, 3, [1])
     if "Software" in text:
         add(305, 2, text["Software"].encode("ascii", "replace") + b"\x00")
@@ -1159,7 +1188,7 @@ def _encode_tiff16(q: np.ndarray, icc: bytes | None, text: dict[str, str]) -> by
     if icc:
         add(34675, 7, icc)
     entries.sort(key=lambda e: e[0])
-    ifd_offset = 8
+    ifd_offset = strip_offset + strip_bytes + (strip_bytes & 1)
     ifd_size = 2 + 12 * len(entries) + 4
     data_offset = ifd_offset + ifd_size
     blobs = []
@@ -1175,13 +1204,10 @@ def _encode_tiff16(q: np.ndarray, icc: bytes | None, text: dict[str, str]) -> by
             if len(value) & 1:
                 blobs.append(b"\x00")
     ifd.append(struct.pack("<I", 0))
-    strip_offset = cursor
-    body = b"".join(ifd)
-    # Patch the StripOffsets value (its entry is inline, 4 bytes).
-    idx = [e[0] for e in entries].index(273)
-    at = 2 + 12 * idx + 8
-    body = body[:at] + struct.pack("<I", strip_offset) + body[at + 4 :]
-    return b"II*\x00" + struct.pack("<I", ifd_offset) + body + b"".join(blobs) + strip
+    fh.write(b"".join(ifd) + b"".join(blobs))
+    fh.seek(4)
+    fh.write(struct.pack("<I", ifd_offset))
+    fh.seek(0, os.SEEK_END)
 
 
 # ----------------------------------------------------------------- pixel helpers

@@ -861,7 +861,7 @@ def test_encoder_failure_midway_leaves_nothing(tmp_path, monkeypatch, bit_depth)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", half_then_full_disk)
-    monkeypatch.setattr(images, "_encode_png16", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(images, "_write_png16", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     path = tmp_path / "x.png"
     with pytest.raises(SrganError, match="no space"):
         write_image(path, RNG.random((4, 4, 3)), bit_depth=bit_depth)
@@ -1100,3 +1100,28 @@ def test_quantised_pixels_of_the_wrong_depth_are_refused(tmp_path):
     with pytest.raises(ValueError, match="must already be gray"):
         write_image(tmp_path / "b.png", np.zeros((2, 2, 3), np.uint8), grayscale=True)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_sixteen_bit_writers_stream_many_bands_exactly(tmp_path, suffix, channels):
+    """The 16-bit PNG and TIFF writers filter and deflate a few MB of rows at a time; an image
+    of many bands must come back exactly, and Pillow must read the same picture."""
+    h, w = 3000, 700 if channels > 1 else 2100  # 4 MB bands of 750 to 1,000 rows: 3 or more
+    q = np.random.default_rng(channels).integers(0, 65536, (h, w, channels), dtype=np.uint16)
+    q[:, : w // 2] = np.linspace(0, 65535, w // 2, dtype=np.uint16)[None, :, None]  # smooth half
+    rgb = q[..., : min(3, channels)] if channels > 1 else q
+    alpha = q[..., 3] if channels == 4 else None
+    path = write_image(tmp_path / f"x{suffix}", rgb, alpha=alpha, bit_depth=16, grayscale=channels == 1)
+    assert images._band_rows(h, w * 2 * channels) * 3 <= h
+    got = read_image(path)
+    assert got.bit_depth == 16 and got.grayscale == (channels == 1)
+    assert np.array_equal(_q(got.rgb[..., : min(3, channels)], 65535), rgb)
+    if alpha is not None:
+        assert np.array_equal(_q(got.alpha, 65535), alpha)
+    with Image.open(path) as im:
+        im.load()
+        if channels == 1:
+            assert np.array_equal(np.asarray(im).astype(np.uint16), q[..., 0])
+        elif suffix == ".png":
+            assert np.array_equal(np.asarray(im.convert("RGB")), (rgb >> 8).astype(np.uint8))
