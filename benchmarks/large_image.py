@@ -2,9 +2,10 @@
 
     python benchmarks/large_image.py                         # 4000x3000 -> 16000x12000 PNG
     python benchmarks/large_image.py --size 2000x1500 --precision fp32 --format jpg
+    python benchmarks/large_image.py --bits 16 --format tiff     # a 16-bit scan, kept 16-bit
 
 The input is the bundled example photo mirrored out to --size (a photo's statistics at any
-size), written as PNG to a temporary folder; then `srgan upscale` runs in a child process, so
+size), written as PNG (8 or 16 bits a channel) to a temporary folder; then `srgan upscale` runs in a child process, so
 its peak resident memory (getrusage of the child) is that of the command alone: decoding,
 tiled inference, the output canvas and encoding. Printed as a markdown table.
 """
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", help="srgan upscale --precision (default auto)")
     parser.add_argument("--device", default="auto", help="srgan upscale --device (default auto)")
     parser.add_argument("--format", default="png", help="output format: png, jpg, webp, tiff (default png)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="input bits a channel (default 8)")
     parser.add_argument("--extra", default="", help="more srgan upscale options, space-separated")
     args = parser.parse_args(argv)
     try:
@@ -53,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "large.png"
-        Image.fromarray(_photo(width, height)).save(src, compress_level=1)
+        if args.bits == 16:  # Pillow cannot hold 16-bit colour: our writer makes the file
+            from srgan_cli.images import write_image
+
+            write_image(src, _photo(width, height).astype(np.float32) / 255, bit_depth=16)
+        else:
+            Image.fromarray(_photo(width, height)).save(src, compress_level=1)
         out = Path(tmp) / f"large_x4.{args.format}"
         cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(src), "-o", str(out), "--quiet"]
         cmd += ["--precision", args.precision, "--device", args.device]
@@ -75,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     name = device_name(choose_device(args.device))
     print(f"device: {args.device} ({name}); command: srgan upscale INPUT -o OUTPUT {' '.join(cmd[7:])}")  # noqa: T201
     print("")  # noqa: T201
-    print("| input | output | format | seconds (end to end) | output MP/s | peak RSS GiB | file MB |")  # noqa: T201
-    print("|---|---|---|---|---|---|---|")  # noqa: T201
+    print("| input | bits | output | format | seconds (end to end) | output MP/s | peak RSS GiB | file MB |")  # noqa: T201
+    print("|---|---|---|---|---|---|---|---|")  # noqa: T201
     print(  # noqa: T201
-        f"| {width}x{height} | {out_w}x{out_h} | {args.format} | {seconds:.1f} | "
+        f"| {width}x{height} | {args.bits} | {out_w}x{out_h} | {args.format} | {seconds:.1f} | "
         f"{out_w * out_h / 1e6 / seconds:.2f} | {peak_kib / 2**20:.2f} | {size_mb:.0f} |"
     )
     return 0

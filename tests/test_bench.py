@@ -326,8 +326,12 @@ def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
     weights = _tiny(tmp_path / "tiny.safetensors")
     assert module.main(["--size", "24x16", "--model", str(weights), "--device", "cpu"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 24x16")]
-    assert len(rows) == 1 and rows[0][1].strip() == "96x64"
-    assert float(rows[0][5]) > 0  # peak RSS of the child process
+    assert len(rows) == 1 and rows[0][1].strip() == "8" and rows[0][2].strip() == "96x64"
+    assert float(rows[0][6]) > 0  # peak RSS of the child process
+    argv = ["--size", "24x16", "--model", str(weights), "--device", "cpu", "--bits", "16", "--format", "tiff"]
+    assert module.main(argv) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 24x16")]
+    assert [c.strip() for c in rows[0][1:4]] == ["16", "96x64", "tiff"]
     assert module.main(["--size", "24x16", "--model", str(tmp_path / "missing.safetensors")]) == 1
 
 
