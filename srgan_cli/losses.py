@@ -269,25 +269,11 @@ def _expected_keys() -> dict[str, tuple[int, ...]]:
 
 def _canonical_state(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Strict check of a full VGG19 ``features`` state dict; keys may carry a ``features.`` prefix."""
+    from .weights import check_state_dict
+
     clean = {(k[len("features.") :] if k.startswith("features.") else k): v for k, v in state.items()}
-    expected = _expected_keys()
-    missing = [k for k in expected if k not in clean]
-    unexpected = sorted(set(clean) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
-        raise SrganError(
-            f"{source} is not a VGG19 features state dict ({'; '.join(parts)}); "
-            "expected torchvision's vgg19().features layout (keys N.weight/N.bias for the 16 convs)"
-        )
-    for key, shape in expected.items():
-        if tuple(clean[key].shape) != shape:
-            raise SrganError(f"{source}: {key} has shape {tuple(clean[key].shape)}, expected {shape}")
-        if not clean[key].is_floating_point() or not torch.isfinite(clean[key]).all():
-            raise SrganError(f"{source}: {key} is not finite floating point data; the file is damaged")
+    hint = "; expected torchvision's vgg19().features layout (keys N.weight/N.bias for the 16 convs)"
+    check_state_dict(clean, _expected_keys(), source, "not a VGG19 features state dict", hint)
     return clean
 
 

@@ -226,6 +226,21 @@ def load_generator(
 
 def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    check_state_dict(
+        state, {k: tuple(v.shape) for k, v in expected.items()}, str(path), "weights do not match their config"
+    )
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+
+
+def check_state_dict(
+    state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str, mismatch: str, hint: str = ""
+) -> None:
+    """Strict check of a state dict: exactly the ``expected`` keys, their shapes, finite floats.
+
+    One-line errors: ``{source}: {mismatch}: 2 missing (e.g. k), 1 unexpected (e.g. j) tensors{hint}``,
+    ``{source}: {mismatch}: k has shape (..), expected (..)``, and a damaged-file message for
+    NaN, infinity or integer data.
+    """
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -234,17 +249,13 @@ def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: P
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise SrganError(f"{path}: weights do not match their config: {', '.join(parts)} tensors")
-    for key, ref in expected.items():
+        raise SrganError(f"{source}: {mismatch}: {', '.join(parts)} tensors{hint}")
+    for key, shape in expected.items():
         got = state[key]
-        if tuple(got.shape) != tuple(ref.shape):
-            raise SrganError(
-                f"{path}: weights do not match their config: {key} has shape {tuple(got.shape)}, "
-                f"expected {tuple(ref.shape)}"
-            )
+        if tuple(got.shape) != tuple(shape):
+            raise SrganError(f"{source}: {mismatch}: {key} has shape {tuple(got.shape)}, expected {tuple(shape)}")
         if not got.is_floating_point() or not _all_finite(got):
-            raise SrganError(f"{path}: tensor {key} is not finite floating point; the file is corrupt")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+            raise SrganError(f"{source}: tensor {key} is not finite floating point; the file is corrupt")
 
 
 def _all_finite(tensor: torch.Tensor) -> bool:

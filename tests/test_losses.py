@@ -193,7 +193,7 @@ def test_missing_key_is_refused(tmp_path, vgg_state, vgg_meta):
     broken = {k: v for k, v in vgg_state.items() if k != "34.weight"}
     path = tmp_path / "broken.safetensors"
     save_file(broken, str(path), metadata=vgg_meta)
-    with pytest.raises(SrganError, match=r"missing 34\.weight"):
+    with pytest.raises(SrganError, match=r"not a VGG19 features state dict: 1 missing \(e\.g\. 34\.weight\) tensors"):
         load_vgg19(path, ["conv1_1"])
 
 
@@ -274,6 +274,22 @@ def test_torchvision_weights_use_torchvision_convention(monkeypatch):
     vgg = load_vgg19(None, ["conv1_1"])
     assert vgg.convention is Convention.TORCHVISION
     torch.testing.assert_close(vgg.features[0].weight, state["features.0.weight"])
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda s: s.update({"features.99.weight": torch.zeros(1)}), "1 unexpected \\(e.g. 99.weight\\)"),
+        (lambda s: s["features.2.bias"].__setitem__(0, float("nan")), "2.bias is not finite floating point"),
+    ],
+)
+def test_unexpected_or_damaged_vgg_tensors_are_refused(monkeypatch, damage, message):
+    state = {f"features.{k}": v for k, v in _random_vgg_state(2).items()}
+    damage(state)
+    monkeypatch.setattr(losses, "_torchvision_state", lambda: state)
+    with pytest.raises(SrganError, match=message) as info:
+        load_vgg19(None, ["conv1_1"])
+    assert "\n" not in str(info.value)
 
 
 # --- content, pixel and TV losses --------------------------------------------------------------
