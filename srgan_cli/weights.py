@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="c8b88076c7bec3aae62e8b0336af29c722acb7bd5e5e98ab0d5a3c6495bb292a",
+            sha256="62187910a59cc568aa37585c272dee5849bd0b2fccf3aa4500ff6bd2df4043ad",
         ),
         ModelEntry(
             name="srresnet_x4",
