@@ -849,7 +849,7 @@ def quantise_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
         raise ValueError(f"cannot quantise shape {x.shape} into {out.shape}")
     if x.ndim == 0 or x.size == 0:
         return _quantise_band(x, top, out)
-    rows = max(1, (1 << 22) // max(1, x[0].size))
+    rows = _band_rows(x[0].size)
     for start in range(0, x.shape[0], rows):
         _quantise_band(x[start : start + rows], top, out[start : start + rows])
     return out
@@ -1093,9 +1093,9 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _band_rows(h: int, row_bytes: int) -> int:
-    """Rows per band for the 16-bit encoders: about 4 MB of raw samples at a time."""
-    return max(1, (1 << 22) // max(1, row_bytes))
+def _band_rows(row_size: int) -> int:
+    """Rows per band when a large image is worked through in bands: about 4 M items (bytes or samples)."""
+    return max(1, (1 << 22) // max(1, row_size))
 
 
 def _write_png16(fh, q: np.ndarray, icc: bytes | None, exif: bytes | None, text: dict[str, str]) -> None:
@@ -1122,7 +1122,7 @@ def _write_png16(fh, q: np.ndarray, icc: bytes | None, exif: bytes | None, text:
     fh.write(b"".join(head))
     deflate = zlib.compressobj(6)
     above = np.zeros(w * 2 * c, dtype=np.uint8)  # the row before the first: zeros, for Up
-    step = _band_rows(h, w * 2 * c)
+    step = _band_rows(w * 2 * c)
     for start in range(0, h, step):
         raw = q[start : start + step].astype(">u2").view(np.uint8).reshape(-1, w * 2 * c)
         rows = np.empty((raw.shape[0], 1 + raw.shape[1]), dtype=np.uint8)
@@ -1147,7 +1147,7 @@ def _write_tiff16(fh, q: np.ndarray, icc: bytes | None, text: dict[str, str]) ->
     fh.write(b"II*\x00\x00\x00\x00\x00")  # the directory offset is patched below
     deflate = zlib.compressobj(6)
     strip_offset, strip_bytes = 8, 0
-    step = _band_rows(h, w * 2 * c)
+    step = _band_rows(w * 2 * c)
     for start in range(0, h, step):
         band = q[start : start + step].astype(np.uint16)  # a copy
         band[:, 1:] = q[start : start + step, 1:] - q[start : start + step, :-1]  # uint16 wraps, as TIFF wants
