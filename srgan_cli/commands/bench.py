@@ -18,11 +18,10 @@ from ..device import DEVICES, PRECISIONS
 @click.command("bench")
 @click.option(
     "--set",
-    "set_name",
-    default="set5",
-    show_default=True,
+    "set_names",
+    multiple=True,
     metavar="NAME|DIR",
-    help="set5, set14, bsd100, or a folder holding HR/ (and optionally LR_x4/).",
+    help="set5 (default), set14, bsd100, or a folder holding HR/ (and optionally LR_x4/); repeat for several sets.",
 )
 @click.option(
     "--model",
@@ -62,7 +61,7 @@ from ..device import DEVICES, PRECISIONS
 )
 @click.option("--no-lpips", is_flag=True, help="Skip LPIPS even if the lpips package is installed.")
 def bench(
-    set_name: str,
+    set_names: tuple[str, ...],
     model_specs: tuple[str, ...],
     data_dir: Path | None,
     hub_dataset: str | None,
@@ -78,6 +77,7 @@ def bench(
 
     \b
       srgan bench --set set14
+      srgan bench --set set5 --set set14 --set bsd100 --json all.json
       srgan bench --set bsd100 --model bicubic --model srresnet_x4 --model my.safetensors
       srgan bench --set photos/ --model bicubic --save-images cmp/ --json results.json
     """
@@ -99,8 +99,18 @@ def bench(
             raise click.BadParameter(f"{target.parent}: no such folder", param_hint="--json")
 
     dev = choose_device(device)
-    folder = core.resolve_set(set_name, data_dir, hub_dataset)
-    bench_set = core.load_set(folder, scale=4, name=_set_label(set_name))
+    set_names = set_names or ("set5",)
+    # every set is found and read before any model runs: a typo in the last --set fails at once
+    bench_sets = [
+        core.load_set(core.resolve_set(name, data_dir, hub_dataset), scale=4, name=_set_label(name))
+        for name in set_names
+    ]
+    if save_images is not None and len(bench_sets) > 1:
+        labels = [b.name for b in bench_sets]
+        if len(set(labels)) != len(labels):
+            raise click.BadParameter(
+                "two sets have the same name; --save-images needs one folder per set", param_hint="--set"
+            )
 
     specs = list(model_specs) or [DEFAULT_MODEL]
     if not model_specs:
@@ -115,7 +125,7 @@ def bench(
     for spec in specs:
         label = _unique(core.BICUBIC if spec.lower() == core.BICUBIC else _label(spec), taken)
         if spec.lower() == core.BICUBIC:
-            upscalers.append(core.bicubic_upscaler(bench_set.scale))
+            upscalers.append(core.bicubic_upscaler(bench_sets[0].scale))  # every set is loaded at x4
         elif model_specs:
             upscalers.append(core.model_upscaler(spec, dev, precision, name=label))
         else:
@@ -133,26 +143,33 @@ def bench(
         except LpipsUnavailable as exc:
             lpips_note = exc.reason
 
-    with console.status(f"benchmarking {bench_set.name} ({len(bench_set.images)} images)") as status:
+    results = []
+    for bench_set in bench_sets:
+        with console.status(f"benchmarking {bench_set.name} ({len(bench_set.images)} images)") as status:
 
-        def progress(done: int, total: int) -> None:
-            status.update(f"benchmarking {bench_set.name}: {done}/{total} images")
+            def progress(done: int, total: int, name: str = bench_set.name) -> None:
+                status.update(f"benchmarking {name}: {done}/{total} images")
 
-        result = core.run_bench(
-            upscalers,
-            bench_set,
-            device=str(dev),
-            per_image=per_image,
-            runs=runs,
-            lpips=lpips,
-            lpips_note=lpips_note,
-            save_dir=save_images,
-            progress=progress,
-        )
-
-    _print_table(console, result, per_image)
+            save_dir = save_images
+            if save_images is not None and len(bench_sets) > 1:
+                save_dir = save_images / bench_set.name
+            result = core.run_bench(
+                upscalers,
+                bench_set,
+                device=str(dev),
+                per_image=per_image,
+                runs=runs,
+                lpips=lpips,
+                lpips_note=lpips_note,
+                save_dir=save_dir,
+                progress=progress,
+            )
+        _print_table(console, result, per_image)
+        results.append(result)
     if json_out is not None:
-        text = json.dumps(_finite(result), indent=2, allow_nan=False)
+        # one set: the result object; several: a list of them, in --set order
+        doc = results[0] if len(results) == 1 else results
+        text = json.dumps(_finite(doc), indent=2, allow_nan=False)
         if json_to_stdout:
             click.echo(text)
         else:
@@ -164,7 +181,8 @@ def bench(
             except OSError as exc:
                 raise SrganError(f"{json_out}: cannot write the JSON ({exc.strerror or exc})") from None
     if save_images is not None:
-        console.print(f"SR images and comparison sheets written to {save_images}")
+        where = f"{save_images}" if len(bench_sets) == 1 else f"{save_images}/SET/"
+        console.print(f"SR images and comparison sheets written to {where}")
 
 
 def _print_table(console, result: dict, per_image: bool) -> None:
