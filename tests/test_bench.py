@@ -357,3 +357,25 @@ def _benchmark_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_several_sets_in_one_run(bench_dir, tmp_path):
+    out = tmp_path / "r.json"
+    result = _invoke(
+        "--set", "set5", "--set", "set14", "--model", "bicubic", "--data-dir", bench_dir, "--json", out,
+        "--save-images", tmp_path / "cmp",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "srgan bench: set5" in result.stdout and "srgan bench: set14" in result.stdout
+    doc = json.loads(out.read_text())
+    assert [d["set"] for d in doc] == ["set5", "set14"]
+    _check_schema(doc[0], n_models=1, n_images=5, per_image=False)
+    _check_schema(doc[1], n_models=1, n_images=14, per_image=False)
+    assert abs(doc[0]["models"][0]["psnr"] - 28.42) <= 0.02 and abs(doc[1]["models"][0]["psnr"] - 26.09) <= 0.02
+    assert len(list((tmp_path / "cmp" / "set5" / "sheets").iterdir())) == 5
+    assert len(list((tmp_path / "cmp" / "set14" / "sheets").iterdir())) == 14
+    # a missing set fails before any model runs, naming it
+    line = _one_line_error(
+        _invoke("--set", "set5", "--set", tmp_path / "nope", "--model", "bicubic", "--data-dir", bench_dir)
+    )
+    assert "nope" in line
