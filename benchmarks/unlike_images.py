@@ -2,6 +2,11 @@
 
     python benchmarks/unlike_images.py out/unlike
     srgan bench --set out/unlike --model bicubic --model srresnet_x4 --model srgan_x4 --per-image --no-lpips
+    python benchmarks/unlike_images.py out/unlike --texture srresnet_x4 srgan_x4
+
+--texture also measures the texture each model invents on the flat gradient (fp32, on the
+CPU): the RMS of the Y residual against HR, and its regular part, the range of the mean
+residual over the 16 pixel positions modulo 4 (a grid with the period of the x4 upsampling).
 
 The three HR images (256x256 PNG, in FOLDER/HR/) are drawn deterministically, so the table in
 weights/README.md can be reproduced anywhere; `srgan bench --set DIR` makes their LR with the
@@ -61,13 +66,39 @@ def gradient() -> Image.Image:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="benchmark folder: the images go to FOLDER/HR/")
+    parser.add_argument(
+        "--texture", nargs="+", metavar="MODEL", help="print the gradient texture table of these models"
+    )
     args = parser.parse_args(argv)
     hr = args.folder / "HR"
     hr.mkdir(parents=True, exist_ok=True)
     for name, draw in (("text", text), ("line_art", line_art), ("gradient", gradient)):
         draw().save(hr / f"{name}.png")
     print(f"wrote text.png, line_art.png, gradient.png to {hr}")  # noqa: T201
+    if args.texture:
+        print("")  # noqa: T201
+        print("| model | gradient Y-PSNR dB | residual RMS (gray levels) | regular 4 px part (levels) |")  # noqa: T201
+        print("|---|---|---|---|")  # noqa: T201
+        for model in args.texture:
+            psnr, rms, spread = texture(model)
+            print(f"| {model} | {psnr:.2f} | {rms:.2f} | {spread:.2f} |")  # noqa: T201
     return 0
+
+
+def texture(model_ref: str) -> tuple[float, float, float]:
+    """Y-PSNR on the gradient, RMS of the Y residual, range of its mean over the 4x4 phases (8 px border cut)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from srgan_cli import api
+    from srgan_cli.metrics import psnr_y, rgb_to_y
+    from srgan_cli.resize import imresize
+
+    hr = np.asarray(gradient())
+    lr = np.clip(np.rint(imresize(hr.astype(np.float64), 0.25)), 0, 255).astype(np.uint8)
+    model = api.load_model(model_ref, device="cpu", precision="fp32")
+    sr = api.upscale_array(model, lr.astype(np.float32) / 255, bit_depth=8)
+    residual = (rgb_to_y(sr.astype(np.float64) / 255) - rgb_to_y(hr.astype(np.float64) / 255))[8:-8, 8:-8]
+    phases = [residual[i::4, j::4].mean() for i in range(4) for j in range(4)]
+    return psnr_y(sr, hr), float(residual.std()), float(max(phases) - min(phases))
 
 
 if __name__ == "__main__":

@@ -379,3 +379,12 @@ def test_several_sets_in_one_run(bench_dir, tmp_path):
         _invoke("--set", "set5", "--set", tmp_path / "nope", "--model", "bicubic", "--data-dir", bench_dir)
     )
     assert "nope" in line
+
+
+def test_unlike_images_texture_measure(tmp_path, capsys):
+    module = _benchmark_script("unlike_images")
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    psnr, rms, spread = module.texture(str(weights))
+    assert 0 < psnr < 100 and rms > 0 and 0 <= spread <= 2 * 255
+    assert module.main([str(tmp_path / "u"), "--texture", str(weights)]) == 0
+    assert "| regular 4 px part (levels) |" in capsys.readouterr().out
