@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout, for --texture
+
 SIZE = 256
 
 
@@ -87,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def texture(model_ref: str) -> tuple[float, float, float]:
     """Y-PSNR on the gradient, RMS of the Y residual, range of its mean over the 4x4 phases (8 px border cut)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from srgan_cli import api
     from srgan_cli.metrics import psnr_y, rgb_to_y
     from srgan_cli.resize import imresize

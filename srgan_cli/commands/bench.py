@@ -105,7 +105,8 @@ def bench(
         core.load_set(core.resolve_set(name, data_dir, hub_dataset), scale=4, name=_set_label(name))
         for name in set_names
     ]
-    if save_images is not None and len(bench_sets) > 1:
+    folder_per_set = save_images is not None and len(bench_sets) > 1
+    if folder_per_set:
         labels = [b.name for b in bench_sets]
         if len(set(labels)) != len(labels):
             raise click.BadParameter(
@@ -150,9 +151,7 @@ def bench(
             def progress(done: int, total: int, name: str = bench_set.name) -> None:
                 status.update(f"benchmarking {name}: {done}/{total} images")
 
-            save_dir = save_images
-            if save_images is not None and len(bench_sets) > 1:
-                save_dir = save_images / bench_set.name
+            save_dir = save_images / bench_set.name if folder_per_set else save_images
             result = core.run_bench(
                 upscalers,
                 bench_set,
