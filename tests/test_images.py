@@ -7,6 +7,7 @@ test itself made (or from Pillow as an independent decoder), never from the modu
 from __future__ import annotations
 
 import errno
+import io
 import os
 import struct
 import zlib
@@ -852,25 +853,26 @@ def test_disk_errors_leave_nothing(tmp_path, monkeypatch, err):
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("bit_depth", [8, 16])
-def test_encoder_failure_midway_leaves_nothing(tmp_path, monkeypatch, bit_depth):
-    real_save = Image.Image.save
-
+@pytest.mark.parametrize(("suffix", "bit_depth"), [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8)])
+def test_encoder_failure_midway_leaves_nothing(tmp_path, monkeypatch, suffix, bit_depth):
     def half_then_full_disk(self, fp, *a, **k):
         fp.write(b"\x89PNG partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    def full_disk(*a, **k):  # our PNG writer has written its header by then
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(Image.Image, "save", half_then_full_disk)
-    monkeypatch.setattr(images, "_write_png16", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
-    path = tmp_path / "x.png"
+    monkeypatch.setattr(images, "_png_filter_rows", full_disk)
+    path = tmp_path / f"x{suffix}"
     with pytest.raises(SrganError, match="no space"):
         write_image(path, RNG.random((4, 4, 3)), bit_depth=bit_depth)
     assert _leftovers(tmp_path) == []
-    monkeypatch.setattr(Image.Image, "save", real_save)
 
 
-def test_interrupt_leaves_nothing_and_keeps_old_file(tmp_path, monkeypatch):
-    path = tmp_path / "x.png"
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_interrupt_leaves_nothing_and_keeps_old_file(tmp_path, monkeypatch, suffix):
+    path = tmp_path / f"x{suffix}"
     write_image(path, np.zeros((2, 2, 3)))
     before = path.read_bytes()
 
@@ -878,10 +880,14 @@ def test_interrupt_leaves_nothing_and_keeps_old_file(tmp_path, monkeypatch):
         fp.write(b"partial")
         raise KeyboardInterrupt
 
+    def interrupted_filter(*a, **k):
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(Image.Image, "save", interrupted)
+    monkeypatch.setattr(images, "_png_filter_rows", interrupted_filter)
     with pytest.raises(KeyboardInterrupt):
         write_image(path, np.ones((2, 2, 3)))
-    assert path.read_bytes() == before and _leftovers(tmp_path) == ["x.png"]
+    assert path.read_bytes() == before and _leftovers(tmp_path) == [path.name]
 
 
 def test_bad_arguments(tmp_path):
@@ -1125,3 +1131,69 @@ def test_sixteen_bit_writers_stream_many_bands_exactly(tmp_path, suffix, channel
             assert np.array_equal(np.asarray(im).astype(np.uint16), q[..., 0])
         elif suffix == ".png":
             assert np.array_equal(np.asarray(im.convert("RGB")), (rgb >> 8).astype(np.uint8))
+
+
+def _photo_like(h: int, w: int, channels: int) -> np.ndarray:
+    """Smooth gradients, edges and a little noise: what an upscaled photo looks like to a PNG filter."""
+    rng = np.random.default_rng(h + w + channels)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = [0.5 + 0.4 * np.sin(xx / (17 + 5 * k) + yy / (29 + 3 * k)) for k in range(channels)]
+    x = np.stack(base, axis=2)
+    x[h // 3 : h // 2, w // 4 : w // 2] = 0.9  # a flat patch with sharp edges
+    x += rng.normal(0, 0.01, x.shape).astype(np.float32)
+    return images._quantise(x, 8)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png_writer_is_exact_deterministic_and_as_small_as_pillows(tmp_path, channels):
+    """8-bit PNGs are written by our banded, parallel writer: Pillow must read back exactly the
+    pixels, the bytes must not depend on the thread count, and the file must be no larger than
+    what Pillow's own encoder (libpng's adaptive filter) makes of the same pixels."""
+    h, w = 1100, 900  # 1 MB bands: three or more for every channel count
+    q = _photo_like(h, w, channels)
+    rgb = q[..., :1] if channels <= 2 else q[..., :3]
+    alpha = q[..., -1] if channels in (2, 4) else None
+    files = []
+    for threads in (1, 3):
+        buf = io.BytesIO()
+        images._write_png(buf, q, 8, None, None, {"Software": "srgan"}, threads=threads)
+        files.append(buf.getvalue())
+    assert files[0] == files[1]
+    path = write_image(tmp_path / "x.png", rgb, alpha=alpha, grayscale=channels <= 2, text={"Software": "srgan"})
+    assert path.read_bytes() == files[0]
+    with Image.open(path) as im:
+        im.load()
+        assert im.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+        assert np.array_equal(np.asarray(im).reshape(h, w, channels), q)
+        assert im.text.get("Software") == "srgan"
+    pillow = io.BytesIO()
+    Image.fromarray(q[..., 0] if channels == 1 else q).save(pillow, format="PNG")
+    assert len(files[0]) <= len(pillow.getvalue()) * 1.01
+    floats = q.astype(np.float32) / 255  # the 16-bit path too, from floats, read by our own decoder
+    wide = write_image(
+        tmp_path / "w.png",
+        floats[..., : rgb.shape[2]],
+        alpha=None if alpha is None else floats[..., -1],
+        bit_depth=16,
+        grayscale=channels <= 2,
+    )
+    got = read_image(wide)
+    assert np.array_equal(_q(got.rgb[..., : rgb.shape[2]], 255), rgb)
+
+
+def test_png_writer_uses_every_filter_where_it_pays():
+    """Rows are filtered adaptively: a flat row, a ramp and noise do not all get one filter."""
+    raw = np.zeros((4, 30), np.uint8)
+    raw[1] = np.arange(30) * 3  # a ramp: Sub leaves a constant
+    raw[2] = raw[1]  # the row above again: Up leaves zeros
+    raw[3] = np.random.default_rng(0).integers(0, 256, 30)
+    rows = images._png_filter_rows(raw, np.zeros(30, np.uint8), 3, adaptive=True)
+    assert rows[0, 0] == 0 and rows[1, 0] == 1 and rows[2, 0] == 2
+    decoded = images._png_unfilter(rows[:, 0], rows[:, 1:].reshape(4, 10, 3), "x")
+    assert np.array_equal(decoded.reshape(4, 30), raw)
+
+
+def test_adler32_of_pieces_combines_to_the_whole():
+    a, b = bytes(range(256)) * 300, b"srgan" * 7001
+    assert images._adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
+    assert images._adler32_combine(1, zlib.adler32(b), len(b)) == zlib.adler32(b)
