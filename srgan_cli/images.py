@@ -1109,9 +1109,6 @@ def _png_threads() -> int:
     return max(1, min(8, cpus))
 
 
-_SIGNED_COST = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint8)  # |byte read as int8|
-
-
 def _png_filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int, adaptive: bool) -> np.ndarray:
     """PNG-filter rows of bytes: (n, row bytes) uint8 -> (n, 1 + row bytes), filter type first.
 
@@ -1130,18 +1127,22 @@ def _png_filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int, adaptive: boo
         out[:, 0] = 2
         np.subtract(raw, up, out=out[:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
         return out
-    left = np.zeros_like(raw)
+    left, upper_left = np.zeros_like(raw), np.zeros_like(raw)
     left[:, bpp:] = raw[:, :-bpp]
-    a, b = left.astype(np.int16), up.astype(np.int16)
-    c = np.zeros_like(a)
-    c[:, bpp:] = b[:, :-bpp]
-    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c)).astype(np.uint8)
-    del pa, pb, pc, c
-    average = ((a + b) >> 1).astype(np.uint8)
+    upper_left[:, bpp:] = up[:, :-bpp]
+    a, b, c = left.astype(np.int16), up.astype(np.int16), upper_left.astype(np.int16)
+    pa, pb = b - c, a - c  # Paeth: p = a + b - c, and these are p - a, p - b, p - c
+    pc = pa + pb
+    np.abs(pa, out=pa), np.abs(pb, out=pb), np.abs(pc, out=pc)
+    paeth = np.where(pb <= pc, up, upper_left)
+    np.copyto(paeth, left, where=(pa <= pb) & (pa <= pc))
+    del pa, pb, pc, c, upper_left
+    a += b
+    a >>= 1
+    average = a.astype(np.uint8)
     del a, b
     candidates = (raw, raw - left, raw - up, raw - average, raw - paeth)
-    costs = np.stack([_SIGNED_COST[f].sum(axis=1, dtype=np.uint32) for f in candidates])
+    costs = np.stack([np.abs(f.view(np.int8).astype(np.int16)).sum(axis=1) for f in candidates])
     choice = costs.argmin(axis=0)
     out[:, 0] = choice
     for kind, filtered in enumerate(candidates):
