@@ -19,6 +19,7 @@ import io
 import os
 import stat
 import struct
+import sys
 import threading
 import warnings
 import zlib
@@ -1101,11 +1102,17 @@ def _band_rows(row_size: int) -> int:
 
 
 def _png_threads() -> int:
-    """Threads for PNG compression: the CPUs this process may use, at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    """Threads for PNG compression: PyTorch's intra-op thread count when PyTorch is loaded (so
+    OMP_NUM_THREADS and ``torch.set_num_threads`` limit both), else the CPUs this process may
+    use; at most 8."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        cpus = torch.get_num_threads()
+    else:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
     return max(1, min(8, cpus))
 
 

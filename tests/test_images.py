@@ -1197,3 +1197,12 @@ def test_adler32_of_pieces_combines_to_the_whole():
     a, b = bytes(range(256)) * 300, b"srgan" * 7001
     assert images._adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
     assert images._adler32_combine(1, zlib.adler32(b), len(b)) == zlib.adler32(b)
+
+
+def test_png_threads_follow_pytorch(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert images._png_threads() == 3
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert images._png_threads() == 8
