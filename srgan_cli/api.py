@@ -20,7 +20,7 @@ from .config import GeneratorConfig
 from .device import choose_device, choose_dtype
 from .errors import SrganError
 from .models import fold_batch_norm
-from .tiling import choose_tile, default_pad, upscale_tiled
+from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
 from .weights import DEFAULT_MODEL, MODELS, load_generator
 
 # Architectures for which ``precision="auto"`` may pick bf16 on the CPU: those whose bf16 output
@@ -129,9 +129,10 @@ def _to_model_channels(model: Model, x: torch.Tensor) -> torch.Tensor:
 
 
 def _tiling_input(
-    model: Model, x: torch.Tensor, tile: int | None, tile_pad: int | None, batch: int
-) -> tuple[torch.Tensor, int, int]:
-    """Check a (1, 1|3, H, W) input; return it as the model's input channels, the tile and the pad."""
+    model: Model, x: torch.Tensor, tile: int | None, tile_pad: int | None, batch: int | None
+) -> tuple[torch.Tensor, int, int, int]:
+    """Check a (1, 1|3, H, W) input; return it as the model's input channels, the tile, the pad
+    and the tiles per forward (``batch``; None: ``tiling.default_batch`` of the device)."""
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
     if tile is not None and tile < 0:
@@ -143,9 +144,10 @@ def _tiling_input(
         x = x.expand(1, 3, *x.shape[2:])
     x = _to_model_channels(model, x)
     _, _, h, w = x.shape
+    batch = default_batch(model.device) if batch is None else batch
     if tile is None:
         tile = choose_tile(model.config, model.device, h, w, batch=batch, dtype=model.dtype)
-    return x, tile, model.tile_pad if tile_pad is None else tile_pad
+    return x, tile, model.tile_pad if tile_pad is None else tile_pad, batch
 
 
 def upscale_tensor(
@@ -154,7 +156,7 @@ def upscale_tensor(
     *,
     tile: int | None = None,
     tile_pad: int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
@@ -162,8 +164,9 @@ def upscale_tensor(
 
     ``tile``: None chooses from the memory at hand, 0 runs the whole image at once, N uses
     N x N LR tiles. ``tile_pad`` defaults to the receptive-field radius (exact tiling).
+    ``batch``: tiles per forward; None is 4 on GPUs and 1 on the CPU (``tiling.default_batch``).
     """
-    x, tile, pad = _tiling_input(model, x, tile, tile_pad, batch)
+    x, tile, pad, batch = _tiling_input(model, x, tile, tile_pad, batch)
     with torch.inference_mode():
         y = upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note)
         y = y.clamp_(0, 1)
@@ -179,7 +182,7 @@ def upscale_array(
     *,
     tile: int | None = None,
     tile_pad: int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     bit_depth: int | None = None,
@@ -210,7 +213,7 @@ def upscale_array(
     from . import images
 
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    x, tile, pad = _tiling_input(model, x, tile, tile_pad, batch)
+    x, tile, pad, batch = _tiling_input(model, x, tile, tile_pad, batch)
     size = (x.shape[2] * model.scale, x.shape[3] * model.scale)
     if bit_depth is None:
         canvas = np.empty((*size, 3), dtype=np.float32)
@@ -285,7 +288,7 @@ def upscale_loaded(
     outscale: float | None = None,
     tile: int | None = None,
     tile_pad: int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     bit_depth: int | None = None,

@@ -132,6 +132,15 @@ def bytes_per_lr_pixel(config: GeneratorConfig, dtype: torch.dtype = torch.float
     return int(per_px * torch.finfo(dtype).bits // 8 * 1.5)
 
 
+def default_batch(device: torch.device) -> int:
+    """Tiles per forward when the caller does not say: 4 on GPUs, which larger batches fill
+    better, and 1 elsewhere. On a CPU the memory budget is better spent on one larger tile,
+    which recomputes less overlap: with SRResNet's 40 px pad, one 480 px tile redoes 36% of
+    its pixels where four 240 px tiles (the same memory) redo 78%.
+    """
+    return 4 if torch.device(device).type in ("cuda", "mps") else 1
+
+
 def choose_tile(
     model_or_config,
     device: torch.device,

@@ -102,6 +102,24 @@ def test_tiled_array_equals_whole(weights, rgb):
     assert progress[-1] == (9, 9)  # ceil(21/8) x ceil(17/8) tiles
 
 
+def test_cpu_runs_one_larger_tile_at_a_time_unless_told(weights, rgb, monkeypatch):
+    """On the CPU the default is one tile per forward, sized for the whole memory budget
+    (less overlap recomputed than four smaller tiles); an explicit batch is kept."""
+    import srgan_cli.api as api
+
+    model = load_model(weights, device="cpu")
+    shapes, chosen = [], []
+    real_forward, real_choose = model.forward, api.choose_tile
+    monkeypatch.setattr(model, "forward", lambda x: shapes.append(tuple(x.shape)) or real_forward(x))
+    monkeypatch.setattr(api, "choose_tile", lambda *a, **k: chosen.append(k["batch"]) or real_choose(*a, **k))
+    upscale_array(model, rgb)
+    upscale_array(model, rgb, tile=8)
+    assert chosen == [1] and {s[0] for s in shapes} == {1}
+    shapes.clear()
+    upscale_array(model, rgb, tile=8, batch=2)
+    assert max(s[0] for s in shapes) == 2
+
+
 def test_dtype_override_does_not_change_model(weights, rgb):
     model = load_model(weights, device="cpu", precision="fp32")
     out = upscale_array(model, rgb, torch.bfloat16, tile=0)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.errors import SrganError
 from srgan_cli.models import build_generator
-from srgan_cli.tiling import choose_tile, default_pad, plan_tiles, upscale_tiled
+from srgan_cli.tiling import choose_tile, default_batch, default_pad, plan_tiles, upscale_tiled
 
 CONFIGS = {
     "srresnet_bn": GeneratorConfig(num_blocks=1, num_features=8),
@@ -230,6 +230,15 @@ def test_choose_tile_cpu_bounds_memory():
     assert 200 <= big <= 600 and big % 8 == 0
     assert choose_tile(cfg, cpu, 4000, 3000, batch=4) < big
     assert choose_tile(GeneratorConfig(num_blocks=1, num_features=8), cpu, 4000, 3000) > big
+
+
+def test_default_batch_is_one_larger_tile_on_the_cpu():
+    assert default_batch(torch.device("cpu")) == 1
+    assert default_batch(torch.device("cuda", 0)) == 4 and default_batch("mps") == 4
+    cfg, cpu = GeneratorConfig(), torch.device("cpu")
+    one, four = choose_tile(cfg, cpu, 4000, 3000, batch=1), choose_tile(cfg, cpu, 4000, 3000, batch=4)
+    pad = default_pad(cfg)
+    assert ((one + 2 * pad) / one) ** 2 < ((four + 2 * pad) / four) ** 2 - 0.3  # far less overlap
 
 
 def test_sink_gets_every_output_pixel_once_with_the_canvas_values(nets):

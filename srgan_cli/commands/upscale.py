@@ -471,9 +471,9 @@ def _check_device(value: str) -> str:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Tiles of one image run together on the device.",
+    default=None,
+    help="Tiles of one image run together on the device. Default: 4 on a GPU, 1 on the CPU "
+    "(where one larger tile recomputes less overlap than several small ones).",
 )
 @click.option(
     "--outscale",
@@ -533,7 +533,7 @@ def upscale(
     precision: str,
     tile: int | None,
     tile_pad: int | None,
-    batch_size: int,
+    batch_size: int | None,
     outscale: float | None,
     fmt: str | None,
     quality: int | None,
