@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one bounded run, for a machine that is lent for a short time: the CUDA
 # tests, the speed tables of benchmarks/README.md, and a short real training run. Every step
-# has its own time limit (9 min 20 s in all), so one slow step cannot eat the others.
+# has its own time limit (9 min 30 s in all), so one slow step cannot eat the others.
 # Everything comes back in at most five files (the device tool returns eight): the
 # steps' output in $OUT/log.txt, one line per step in $OUT/summary.md, and the training run's
 # config.json, metrics.jsonl and generator.safetensors in $OUT/run_mse/.
@@ -44,13 +44,14 @@ else
 fi
 
 if [ "$DEVICE" != cpu ]; then
-  step tests_cuda 90 python3 -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_train.py -k "cuda"
+  step tests_cuda 80 python3 -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_train.py -k "cuda"
 fi
 step upscale_speed 110 python3 benchmarks/upscale_speed.py --device "$DEVICE" --sizes "$SIZES" --tiles "$TILES" --compile
+step upscale_speed_rrdb 60 python3 benchmarks/upscale_speed.py --device "$DEVICE" --model random-rrdb --sizes "$SIZES" --tiles 0 --repeats 2
 if [ -d .gpu/train ]; then
   GAN=(--skip-gan)
   [ -f .gpu/vgg19.safetensors ] && GAN=(--vgg-weights .gpu/vgg19.safetensors)
-  step train_speed 110 python3 benchmarks/train_speed.py --device "$DEVICE" --data .gpu/train "${TRAIN_ARGS[@]}" "${GAN[@]}"
+  step train_speed 100 python3 benchmarks/train_speed.py --device "$DEVICE" --data .gpu/train "${TRAIN_ARGS[@]}" "${GAN[@]}"
 else
   echo "- train_speed: skipped (no .gpu/train)" >>"$SUMMARY"
 fi
@@ -60,7 +61,7 @@ if [ -d .gpu/train ]; then
   VAL=()
   [ -d .gpu/bench/set5 ] && VAL=(--val set5 --data-dir .gpu/bench)
   # SIGINT at the limit: the trainer saves its checkpoint and exports generator.safetensors.
-  step train_mse 150 python3 -m srgan_cli train --stage mse --init weights/srresnet_x4.safetensors \
+  step train_mse 120 python3 -m srgan_cli train --stage mse --init weights/srresnet_x4.safetensors \
     --data .gpu/train --out "$OUT/run_mse" --steps "$RUN_STEPS" --device "$DEVICE" \
     --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}"
   rm -f "$OUT/run_mse/checkpoint.pt" "$OUT/run_mse/generator_best.safetensors"  # checkpoint: too large to bring back

@@ -29,6 +29,8 @@ photo; --input FILE takes any image.
 Without --model, the default named model is used if its weights are installed, else an
 SRResNet (16 blocks, 64 features) with random weights: speed is the same, but the differences
 of a random network understate those of a trained one (its outputs span a small range).
+--model random-rrdb times ESRGAN's RRDB generator (23 blocks, 64 features, growth 32) the
+same way, with random weights, until trained RRDB weights exist.
 """
 
 from __future__ import annotations
@@ -129,6 +131,15 @@ def _weights(spec: str | None, tmp: Path) -> tuple[str, str]:
     from srgan_cli.models import build_generator
     from srgan_cli.weights import DEFAULT_MODEL, MODELS, save_generator
 
+    if spec in ("random-srresnet", "random-rrdb"):
+        torch.manual_seed(0)
+        rrdb = spec == "random-rrdb"
+        config = GeneratorConfig(
+            arch="rrdb" if rrdb else "srresnet", num_blocks=23 if rrdb else 16, batch_norm=not rrdb
+        )
+        path = save_generator(tmp / f"{spec}.safetensors", build_generator(config), config)
+        name = "RRDB 23x64 (ESRGAN)" if rrdb else "SRResNet 16x64"
+        return str(path), f"{name}, random weights"
     if spec:
         return spec, spec
     entry = MODELS.get(DEFAULT_MODEL)
@@ -167,7 +178,11 @@ def _fit(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="model name or .safetensors file (default: see the module docstring)")
+    parser.add_argument(
+        "--model",
+        help="model name, .safetensors file, or random-srresnet / random-rrdb (the default "
+        "architecture with random weights: the same speed as trained ones)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default cpu)")
     parser.add_argument("--sizes", default="64,128", help="square LR input sizes in px, comma-separated")
     parser.add_argument("--tiles", default="auto,0", help="tile sizes for the api path: auto, 0 (whole) or N")
