@@ -933,6 +933,7 @@ def write_image(
     text: dict[str, str] | None = None,
     grayscale: bool = False,
     overwrite: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -951,6 +952,8 @@ def write_image(
     pixels are written as they are meant to be seen) and the pixel dimensions updated.
     ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF, into the
     ImageDescription ("key: value; ...") and Software (the "Software" key) fields.
+    PNG is compressed on ``threads`` threads (default: PyTorch's thread count if it is
+    loaded, else the CPUs available; at most 8); the file does not depend on the count.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -981,7 +984,7 @@ def write_image(
     try:
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
-                _write_png(fh, planes, bit_depth, icc_profile, exif, text)
+                _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads)
             elif bit_depth == 16 and fmt == "TIFF":
                 if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
                     planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)

@@ -1159,8 +1159,11 @@ def test_png_writer_is_exact_deterministic_and_as_small_as_pillows(tmp_path, cha
         images._write_png(buf, q, 8, None, None, {"Software": "srgan"}, threads=threads)
         files.append(buf.getvalue())
     assert files[0] == files[1]
-    path = write_image(tmp_path / "x.png", rgb, alpha=alpha, grayscale=channels <= 2, text={"Software": "srgan"})
-    assert path.read_bytes() == files[0]
+    for threads in (None, 2):
+        path = write_image(
+            tmp_path / "x.png", rgb, alpha=alpha, grayscale=channels <= 2, text={"Software": "srgan"}, threads=threads
+        )
+        assert path.read_bytes() == files[0]
     with Image.open(path) as im:
         im.load()
         assert im.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
