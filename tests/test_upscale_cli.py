@@ -469,3 +469,55 @@ def test_missing_single_input_names_the_file_not_the_output(weights, tmp_path):
     result = run(weights, dangling, "-o", out)
     assert result.exit_code == 1 and "dangling.png: no such file or folder" in result.output
     assert not out.exists()
+
+
+def _cli(*args: str, data: bytes) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", *args]
+    return subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=120, check=False)
+
+
+def test_pipe_in_and_out_gives_the_file_output(weights, tmp_path):
+    """`srgan upscale - -o -` reads the image from stdin and writes it, whole, to stdout,
+    in the input's format unless --format says otherwise; the same pixels as from files."""
+    src = _img(tmp_path / "in.png", size=(16, 12), seed=3)
+    assert run(weights, src, "-o", tmp_path / "file.png").exit_code == 0
+    piped = _cli("-", "-o", "-", "-m", str(weights), "-q", data=src.read_bytes())
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == b""
+    (tmp_path / "piped.png").write_bytes(piped.stdout)
+    assert np.array_equal(np.asarray(_decodes(tmp_path / "piped.png")), np.asarray(_decodes(tmp_path / "file.png")))
+    jpeg = tmp_path / "in.jpg"
+    Image.open(src).save(jpeg, quality=95)
+    as_jpeg = _cli("-", "-o", "-", "-m", str(weights), "-q", data=jpeg.read_bytes())
+    as_webp = _cli(str(jpeg), "-o", "-", "--format", "webp", "-m", str(weights), "-q", data=b"")
+    assert as_jpeg.returncode == 0 and as_jpeg.stdout.startswith(b"\xff\xd8\xff")
+    assert as_webp.returncode == 0 and as_webp.stdout[8:12] == b"WEBP"
+    to_file = _cli("-", "-o", str(tmp_path / "from_stdin.png"), "-m", str(weights), "-q", data=src.read_bytes())
+    assert to_file.returncode == 0 and to_file.stdout == b""
+    assert _decodes(tmp_path / "from_stdin.png").size == (64, 48)
+
+
+@pytest.mark.parametrize(
+    ("args", "data", "code", "message"),
+    [
+        (["-", "-o", "-"], b"not an image at all", 1, "-: standard input is not a PNG"),
+        (["-", "-o", "-"], b"", 1, "-: standard input is empty"),
+        (["-", "-o", "-"], "truncated", 1, "-: cannot decode"),
+        (["-", "-o", "folder/"], "png", 2, "-o must be an image file name or '-'"),
+        (["-", "{src}", "-o", "x.png"], "png", 2, "must be the only input"),
+        (["{src}", "{src}", "-o", "-"], b"", 2, "takes exactly one input image"),
+    ],
+)
+def test_pipe_errors_are_one_line_and_name_the_stream(weights, tmp_path, args, data, code, message):
+    src = _img(tmp_path / "in.png", size=(16, 12))
+    if data == "png":
+        data = src.read_bytes()
+    elif data == "truncated":
+        data = src.read_bytes()[:60]
+    args = [a.replace("{src}", str(src)) for a in args]
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "-q", *args], input=data)
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert "srgan-stdio" not in result.output and "stdin." not in result.output  # staged names never show
+    assert not (tmp_path / "x.png").exists()

@@ -14,6 +14,7 @@ import queue
 import re
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Reporter:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.console = None
+        self.aliases: dict[str, str] = {}  # staged stdin/stdout files -> "-" in messages
         self._lock = threading.Lock()
 
     def error(self, message: str) -> None:
@@ -65,6 +67,8 @@ class Reporter:
             self._emit(f"note: {' '.join(str(message).split())}")
 
     def _emit(self, line: str) -> None:
+        for staged, shown in self.aliases.items():
+            line = line.replace(staged, shown)
         with self._lock:
             if self.console is not None:
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -425,7 +429,8 @@ def _check_device(value: str) -> str:
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing).",
+    help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing); "
+    "'-' writes the image to standard output (format: --format, else the input's).",
 )
 @click.option(
     "-m",
@@ -551,6 +556,7 @@ def upscale(
       srgan upscale photo.jpg -o photo_x4.png
       srgan upscale photos/ -o big/ --recursive --skip-existing
       srgan upscale a.png b.png -o out/ --suffix _x4 --format webp
+      srgan upscale - -o - < small.png > big.png
 
     Exit status: 0 if every image was written (or skipped), 1 if any failed, 2 for a usage
     error, 130 if interrupted. Outputs are written atomically and never replace an input.
@@ -563,7 +569,8 @@ def upscale(
 
     report = Reporter(quiet)
     tally = Tally()
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
+        inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, Path(stage), report)
         try:
             _run(
                 inputs, output, model, blend, device, precision, tile, tile_pad, batch_size, outscale, fmt,
@@ -573,10 +580,89 @@ def upscale(
             if not quiet:
                 click.echo(_summary(tally) + " (interrupted)", err=True)
             raise
+        if to_stdout and tally.written:
+            _copy_to_stdout(output)
     if not quiet or tally.failed:
         click.echo(_summary(tally), err=True)
     if tally.failed:
         sys.exit(1)
+
+
+def _sniff_suffix(head: bytes) -> str | None:
+    """The file suffix of an image format from its first bytes; None if not one we read."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return ".gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return ".tif"
+    if head.startswith(b"BM"):
+        return ".bmp"
+    return None
+
+
+def _stage_stdio(
+    inputs: tuple[Path, ...], output: Path, fmt: str | None, stage: Path, report: Reporter
+) -> tuple[tuple[Path, ...], Path, bool]:
+    """Standard input ('-' as the input) and output ('-o -') go through files in ``stage``.
+
+    The image read from stdin is saved there under a suffix that matches its content; with
+    '-o -' the output is written there and copied to stdout once complete, so a failure never
+    sends half an image down a pipe. Messages show '-' for both. Returns the inputs and output
+    to use, and whether the output goes to stdout.
+    """
+    from ..images import output_suffix_for
+
+    from_stdin = any(str(p) == "-" for p in inputs)
+    to_stdout = str(output) == "-"
+    if from_stdin and len(inputs) != 1:
+        raise click.BadParameter("'-' (standard input) must be the only input", param_hint="'INPUTS...'")
+    if to_stdout and (len(inputs) != 1 or (not from_stdin and inputs[0].is_dir())):
+        raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
+    if from_stdin and not to_stdout and (output.is_dir() or not output.suffix):
+        raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
+    if to_stdout and sys.stdout.isatty():
+        raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
+    in_suffix = inputs[0].suffix.lower() if not from_stdin else None
+    if from_stdin:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise click.UsageError("standard input is a terminal; pipe an image in: srgan upscale - -o x.png < in.png")
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise SrganError("-: standard input is empty")
+        in_suffix = _sniff_suffix(data[:16])
+        if in_suffix is None:
+            raise SrganError("-: standard input is not a PNG, JPEG, WebP, TIFF, BMP or GIF image")
+        staged_in = stage / f"stdin{in_suffix}"
+        staged_in.write_bytes(data)
+        report.aliases[str(staged_in)] = "-"
+        inputs = (staged_in,)
+    if to_stdout:
+        if fmt not in (None, "same"):
+            out_suffix = output_suffix_for(fmt)
+        else:  # the input's format; GIF holds 256 colours, so an upscaled GIF goes out as PNG
+            out_suffix = ".png" if in_suffix in (None, ".gif") else in_suffix
+        output = stage / f"stdout{out_suffix}"
+        report.aliases[str(output)] = "-"
+    return inputs, output, to_stdout
+
+
+def _copy_to_stdout(path: Path) -> None:
+    try:
+        with open(path, "rb") as fh:
+            out = sys.stdout.buffer
+            while chunk := fh.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): nothing more can be written; stay quiet about it.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SrganError("-: standard output was closed before the image was written") from None
 
 
 def _summary(tally: Tally) -> str:
