@@ -8,7 +8,7 @@ second the model outruns any single-threaded PNG encoder. The picture is the bun
 resized (bicubic) to --size, which is what an upscaled photo looks like to a PNG filter.
 Each row is the median of --repeats encodes into a file in a temporary folder; the size
 column is the file's, and "vs Pillow" compares it with Pillow's file of the same pixels (8 bits
-only: Pillow cannot write 16-bit colour).
+only: Pillow cannot write 16-bit colour, so the 16-bit PNG and TIFF rows show our writers alone).
 Printed as a markdown table.
 """
 
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="4000x3000", help="image WIDTHxHEIGHT (default 4000x3000)")
     parser.add_argument("--threads", default="1,2,0", help="writer thread counts, 0 = all CPUs (default 1,2,0)")
     parser.add_argument("--repeats", type=int, default=3, help="encodes per row; the median counts (default 3)")
-    parser.add_argument("--no-16", action="store_true", help="leave out the 16-bit rows")
+    parser.add_argument("--no-16", action="store_true", help="leave out the 16-bit PNG and TIFF rows")
     args = parser.parse_args(argv)
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
-        threads = list(dict.fromkeys(int(t) or images._png_threads() for t in args.threads.split(",")))
+        threads = list(dict.fromkeys(int(t) or images._encoder_threads() for t in args.threads.split(",")))
     except ValueError:
         parser.error("--size takes WIDTHxHEIGHT and --threads a list of integers")
     if width < 1 or height < 1 or args.repeats < 1 or min(threads) < 1:
@@ -98,20 +98,24 @@ def main(argv: list[str] | None = None) -> int:
 
         seconds = _time(pillow, args.repeats)
         reference = target.stat().st_size
-        _emit(f"| Pillow `Image.save` | 8 | 1 | {seconds:.2f} | {mp / seconds:.1f} | {reference / 1e6:.2f} | 1.000 |")
-        for bits, pixels in ((8, rgb), (16, wide)):
-            if bits == 16 and args.no_16:
-                continue
+        _emit(
+            f"| Pillow `Image.save`, PNG | 8 | 1 | {seconds:.2f} | {mp / seconds:.1f} | {reference / 1e6:.2f} | 1.000 |"
+        )
+        rows = [("PNG", 8, rgb)] + ([] if args.no_16 else [("PNG", 16, wide), ("TIFF", 16, wide)])
+        for fmt, bits, pixels in rows:
             for n in threads:
 
-                def ours(n: int = n, bits: int = bits, pixels: np.ndarray = pixels) -> None:
+                def ours(n: int = n, fmt: str = fmt, bits: int = bits, pixels: np.ndarray = pixels) -> None:
                     with open(target, "wb") as fh:
-                        images._write_png(fh, pixels, bits, None, None, {}, threads=n)
+                        if fmt == "PNG":
+                            images._write_png(fh, pixels, bits, None, None, {}, threads=n)
+                        else:
+                            images._write_tiff16(fh, pixels, None, {}, threads=n)
 
                 seconds = _time(ours, args.repeats)
                 size = target.stat().st_size
                 _emit(
-                    f"| srgan writer | {bits} | {n} | {seconds:.2f} | {mp / seconds:.1f} | {size / 1e6:.2f} "
+                    f"| srgan writer, {fmt} | {bits} | {n} | {seconds:.2f} | {mp / seconds:.1f} | {size / 1e6:.2f} "
                     f"| {f'{size / reference:.3f}' if bits == 8 else '-'} |"
                 )
     return 0
