@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="62187910a59cc568aa37585c272dee5849bd0b2fccf3aa4500ff6bd2df4043ad",
+            sha256="fee9b552a21dee50aaac0adbc8db91f839d7a75443b5ecf6f0a159cdd8d90146",
         ),
         ModelEntry(
             name="srresnet_x4",
