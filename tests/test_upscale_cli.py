@@ -505,6 +505,7 @@ def test_pipe_in_and_out_gives_the_file_output(weights, tmp_path):
         (["-", "-o", "-"], b"", 1, "-: standard input is empty"),
         (["-", "-o", "-"], "truncated", 1, "-: cannot decode"),
         (["-", "-o", "folder/"], "png", 2, "-o must be an image file name or '-'"),
+        (["-", "-o", "notes.txt"], "png", 2, "-o must be an image file name or '-'"),
         (["-", "{src}", "-o", "x.png"], "png", 2, "must be the only input"),
         (["{src}", "{src}", "-o", "-"], b"", 2, "takes exactly one input image"),
     ],

@@ -615,7 +615,7 @@ def _stage_stdio(
     sends half an image down a pipe. Messages show '-' for both. Returns the inputs and output
     to use, and whether the output goes to stdout.
     """
-    from ..images import output_suffix_for
+    from ..images import is_image_path, output_suffix_for
 
     from_stdin = any(str(p) == "-" for p in inputs)
     to_stdout = str(output) == "-"
@@ -623,7 +623,7 @@ def _stage_stdio(
         raise click.BadParameter("'-' (standard input) must be the only input", param_hint="'INPUTS...'")
     if to_stdout and (len(inputs) != 1 or (not from_stdin and inputs[0].is_dir())):
         raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
-    if from_stdin and not to_stdout and (output.is_dir() or not output.suffix):
+    if from_stdin and not to_stdout and (output.is_dir() or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
