@@ -508,6 +508,7 @@ def test_pipe_in_and_out_gives_the_file_output(weights, tmp_path):
         (["-", "-o", "notes.txt"], "png", 2, "-o must be an image file name or '-'"),
         (["-", "{src}", "-o", "x.png"], "png", 2, "must be the only input"),
         (["{src}", "{src}", "-o", "-"], b"", 2, "takes exactly one input image"),
+        (["{notes}", "-o", "-"], b"", 1, "notes.txt: unknown image suffix '.txt'"),
     ],
 )
 def test_pipe_errors_are_one_line_and_name_the_stream(weights, tmp_path, args, data, code, message):
@@ -516,7 +517,8 @@ def test_pipe_errors_are_one_line_and_name_the_stream(weights, tmp_path, args, d
         data = src.read_bytes()
     elif data == "truncated":
         data = src.read_bytes()[:60]
-    args = [a.replace("{src}", str(src)) for a in args]
+    (tmp_path / "notes.txt").write_text("not a picture")
+    args = [a.replace("{src}", str(src)).replace("{notes}", str(tmp_path / "notes.txt")) for a in args]
     result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "-q", *args], input=data)
     assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output

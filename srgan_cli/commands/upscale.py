@@ -615,7 +615,7 @@ def _stage_stdio(
     sends half an image down a pipe. Messages show '-' for both. Returns the inputs and output
     to use, and whether the output goes to stdout.
     """
-    from ..images import is_image_path, output_suffix_for
+    from ..images import is_image_path
 
     from_stdin = any(str(p) == "-" for p in inputs)
     to_stdout = str(output) == "-"
@@ -627,7 +627,6 @@ def _stage_stdio(
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
-    in_suffix = inputs[0].suffix.lower() if not from_stdin else None
     if from_stdin:
         if sys.stdin is None or sys.stdin.isatty():
             raise click.UsageError("standard input is a terminal; pipe an image in: srgan upscale - -o x.png < in.png")
@@ -642,11 +641,9 @@ def _stage_stdio(
         report.aliases[str(staged_in)] = "-"
         inputs = (staged_in,)
     if to_stdout:
-        if fmt not in (None, "same"):
-            out_suffix = output_suffix_for(fmt)
-        else:  # the input's format; GIF holds 256 colours, so an upscaled GIF goes out as PNG
-            out_suffix = ".png" if in_suffix in (None, ".gif") else in_suffix
-        output = stage / f"stdout{out_suffix}"
+        # the suffix a folder output would get: --format, else the input's format (GIF -> PNG);
+        # an input without an image suffix is refused there, with a one-line error
+        output = stage / f"stdout{Path(_output_name(inputs[0], fmt, '')).suffix}"
         report.aliases[str(output)] = "-"
     return inputs, output, to_stdout
 
