@@ -1100,9 +1100,10 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _band_rows(row_size: int) -> int:
-    """Rows per band when a large image is worked through in bands: about 4 M items (bytes or samples)."""
-    return max(1, (1 << 22) // max(1, row_size))
+def _band_rows(row_size: int, band_size: int = 1 << 22) -> int:
+    """Rows per band when a large image is worked through in bands: about ``band_size`` items
+    (bytes or samples; 4 M by default, 1 MB for the bands the PNG and TIFF writers compress)."""
+    return max(1, band_size // max(1, row_size))
 
 
 def _encoder_threads() -> int:
@@ -1227,7 +1228,7 @@ def _write_png(
         head.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     fh.write(b"".join(head))
     bpp = c * bit_depth // 8
-    step = max(1, (1 << 20) // (w * bpp))
+    step = _band_rows(w * bpp, 1 << 20)
 
     def band(start: int) -> tuple[bytes, int, int]:
         stop = min(h, start + step)
@@ -1262,7 +1263,7 @@ def _write_tiff16(fh, planes: np.ndarray, icc: bytes | None, text: dict[str, str
     """
     h, w, c = planes.shape
     fh.write(b"II*\x00\x00\x00\x00\x00")  # the directory offset is patched below
-    step = max(1, (1 << 20) // (w * 2 * c))
+    step = _band_rows(w * 2 * c, 1 << 20)
 
     def strip(start: int) -> bytes:
         q = _quantise(planes[start : start + step], 16)
