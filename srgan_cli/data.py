@@ -25,9 +25,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import SrganError
+from .images import IMAGE_SUFFIXES
 from .resize import imresize, imresize_torch
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 CACHE_AUTO_LIMIT = 2 << 30  # decode everything up front when the decoded set fits in 2 GiB
 CACHE_MODES = ("auto", "on", "off")
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)

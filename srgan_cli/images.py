@@ -33,7 +33,11 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from .errors import SrganError
 from .fsutil import atomic_path
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# The suffixes every command reads (upscale, bench, train). Netpbm files are read only: their
+# outputs are PNG, as are GIF's (see READ_ONLY_OUTPUT_FORMATS).
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
 
 _SUFFIX_FORMAT = {
     ".png": "PNG",
@@ -44,7 +48,14 @@ _SUFFIX_FORMAT = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".gif": "GIF",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+    ".pbm": "PPM",
+    ".pnm": "PPM",
 }
+# Input formats whose upscaled output goes to PNG unless told otherwise: GIF holds 256 colours,
+# and netpbm (PPM) is not written at all.
+PNG_OUTPUT_FORMATS = frozenset({"GIF", "PPM"})
 _FORMAT_SUFFIX = {
     "PNG": ".png",
     "JPEG": ".jpg",

@@ -110,7 +110,9 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_suffixes_and_formats():
-    assert {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"} == IMAGE_SUFFIXES
+    assert {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"} < IMAGE_SUFFIXES
+    assert {".ppm", ".pgm", ".pbm", ".pnm"} < IMAGE_SUFFIXES  # netpbm: read, never written
+    assert format_for_path("x.PGM") == "PPM"
     assert is_image_path("a/B.JPG") and is_image_path(Path("x.tiff")) and not is_image_path("x.txt")
     assert output_suffix_for("PNG") == ".png" and output_suffix_for("JPEG") == ".jpg"
     assert output_suffix_for("jpeg") == ".jpg" and output_suffix_for("MPO") == ".jpg"

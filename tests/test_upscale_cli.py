@@ -89,6 +89,27 @@ def test_folder_default_names_and_non_images_skipped(weights, tmp_path):
     assert "2 written, 1 skipped, 0 failed" in result.stderr
 
 
+def test_netpbm_is_read_everywhere_and_written_as_png(weights, tmp_path):
+    from srgan_cli.bench import _image_files
+    from srgan_cli.data import list_images
+
+    rng = np.random.default_rng(3)
+    gray16 = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(gray16).save(tmp_path / "in" / "g.pgm")  # 16-bit PGM
+    Image.open(_img(tmp_path / "rgb.png")).save(tmp_path / "in" / "c.ppm")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c.png", "g.png"]
+    assert _decodes(tmp_path / "o" / "c.png").mode == "RGB"
+    assert _decodes(tmp_path / "o" / "g.png").mode == "I;16"  # 16 bits kept
+    result = run(weights, tmp_path / "in" / "c.ppm", "-o", tmp_path / "big.ppm")  # read only
+    assert result.exit_code == 2 and "PPM" in result.output and not (tmp_path / "big.ppm").exists()
+    # train and bench read the same suffixes as upscale
+    assert [p.name for p in list_images(tmp_path / "in")] == ["c.ppm", "g.pgm"]
+    assert [p.name for p in _image_files(tmp_path / "in")] == ["c.ppm", "g.pgm"]
+
+
 def test_recursive_mirror_suffix_format(weights, tmp_path):
     _img(tmp_path / "in" / "a.png")
     _img(tmp_path / "in" / "deep" / "er" / "c.jpg")

@@ -100,6 +100,12 @@ def _inside(folder: Path, path: Path) -> bool:
         return False
 
 
+def _supported() -> str:
+    from ..images import IMAGE_SUFFIXES
+
+    return " ".join(sorted(IMAGE_SUFFIXES))
+
+
 def _count_other_files(folder: Path, recursive: bool) -> int:
     """Files in an input folder that are not images (reported as skipped)."""
     from ..images import is_image_path
@@ -113,11 +119,11 @@ def _count_other_files(folder: Path, recursive: bool) -> int:
 
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
     """The output file name for ``src``; its suffix decides the format written."""
-    from ..images import format_for_path, output_suffix_for
+    from ..images import PNG_OUTPUT_FORMATS, format_for_path, output_suffix_for
 
     if fmt_choice in (None, "same"):
-        # GIF holds 256 colours: an upscaled photo goes to PNG, which keeps every pixel.
-        ext = ".png" if format_for_path(src) == "GIF" else src.suffix.lower()
+        # GIF holds 256 colours and PPM is read only: their upscaled photos go to PNG.
+        ext = ".png" if format_for_path(src) in PNG_OUTPUT_FORMATS else src.suffix.lower()
     else:
         ext = output_suffix_for(fmt_choice)
     return f"{src.stem}{suffix}{ext}"
@@ -145,10 +151,14 @@ def plan_jobs(
             tally.add("failed")
             return [], True
         if not is_image_path(src):
-            report.error(f"{src}: not an image file name (supported: png, jpg, webp, tiff, bmp, gif)")
+            report.error(f"{src}: not an image file name (supported: {_supported()})")
             tally.add("failed")
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
+        try:
+            output_suffix_for(format_for_path(output))  # a suffix we read but do not write (.ppm)
+        except SrganError as exc:
+            raise click.BadParameter(str(exc), param_hint="'-o'") from None
         if write_fmt and format_for_path(output) != format_for_path(f"x{output_suffix_for(write_fmt)}"):
             raise click.BadParameter(
                 f"--format {write_fmt} does not match the suffix of {output}; change one of them", param_hint="'-o'"
@@ -492,7 +502,7 @@ def _check_device(value: str) -> str:
     "fmt",
     type=click.Choice(FORMATS, case_sensitive=False),
     default=None,
-    help="Output format. Default: the suffix of -o for one file, else the input's format (GIF -> png).",
+    help="Output format. Default: the suffix of -o for one file, else the input's format (GIF and PPM/PGM -> png).",
 )
 @click.option(
     "--quality",
@@ -672,7 +682,7 @@ def _run(
 ) -> None:  # fmt: skip
     jobs, single = plan_jobs(inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=report, tally=tally)
     if not jobs and not tally.failed and not tally.skipped:
-        raise SrganError("no images found in the inputs; supported: png, jpg, webp, tiff, bmp, gif")
+        raise SrganError(f"no images found in the inputs; supported: {_supported()}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if p.is_file()]
     # Split before looking at existing outputs: another rank may already be writing its share.
     jobs, rank, local_rank = rank_share(jobs)
