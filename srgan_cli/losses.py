@@ -403,6 +403,13 @@ class ContentLoss(nn.Module):
     by ``feature_scale`` before the criterion (default: :func:`default_feature_scale` of the
     VGG's convention), so with MSE the loss is scaled by its square. The target's features are
     computed without gradient.
+
+    ``jitter`` > 1 crops both images by the same offset in ``0 .. jitter - 1`` (each direction:
+    ``forward``'s ``offset``, else drawn from torch's global generator) before the VGG features;
+    the pixel term sees the whole images. Without it VGG's pooling grid (period 16 at conv5_4)
+    is always aligned the same way with the generator's x4 pixel grid, and its gradient favours
+    one fixed 4x4 pattern, the grid texture a GAN fine-tune grows on flat areas; with ``jitter``
+    = the scale every alignment is seen equally often (``benchmarks/vgg_grid.py`` measures it).
     """
 
     def __init__(
@@ -411,6 +418,7 @@ class ContentLoss(nn.Module):
         layers: Mapping[str, float] | str,
         criterion: str = "mse",
         feature_scale: float | None = None,
+        jitter: int = 0,
     ) -> None:
         super().__init__()
         if criterion not in ("mse", "l1"):
@@ -432,14 +440,29 @@ class ContentLoss(nn.Module):
         if not math.isfinite(feature_scale) or feature_scale <= 0:
             raise SrganError(f"feature_scale must be a positive number, got {feature_scale}")
         self.feature_scale = float(feature_scale)
+        if int(jitter) != jitter or jitter < 0:
+            raise SrganError(f"content-loss jitter must be a whole number >= 0, got {jitter}")
+        self.jitter = int(jitter)
 
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor, offset: tuple[int, int] | None = None) -> torch.Tensor:
         if sr.shape != hr.shape:
             raise ValueError(f"content loss: sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ in shape")
         total = sr.new_zeros((), dtype=torch.float32)
         if PIXEL in self.layers:
             total = total + self.layers[PIXEL] * pixel_loss(sr, hr, self.criterion)
         if self.vgg is not None:
+            if self.jitter > 1:
+                cut = self.jitter - 1
+                if min(sr.shape[-2:]) <= cut:
+                    size = tuple(sr.shape[-2:])
+                    raise ValueError(f"content loss: images of {size} px are too small to jitter by {cut}")
+                if offset is None:
+                    offset = (int(torch.randint(self.jitter, ())), int(torch.randint(self.jitter, ())))
+                dy, dx = offset
+                if not (0 <= dy < self.jitter and 0 <= dx < self.jitter):
+                    raise ValueError(f"content loss: offset {offset} outside 0..{cut}")
+                h, w = sr.shape[-2] - cut, sr.shape[-1] - cut
+                sr, hr = sr[..., dy : dy + h, dx : dx + w], hr[..., dy : dy + h, dx : dx + w]
             sr_feats = self.vgg(sr)
             with torch.no_grad():
                 hr_feats = self.vgg(hr.detach())
@@ -456,11 +479,12 @@ def content_loss_from_spec(
     device: str | torch.device = "cpu",
     criterion: str = "mse",
     feature_scale: float | None = None,
+    jitter: int = 0,
 ) -> ContentLoss:
     """Parse ``spec`` and load VGG19 only if it names a VGG layer (call it before training starts)."""
     layers = parse_layers(spec)
     vgg = load_vgg19(vgg_weights, layers, device) if _vgg_layers(layers) else None
-    return ContentLoss(vgg, layers, criterion, feature_scale).to(device)
+    return ContentLoss(vgg, layers, criterion, feature_scale, jitter).to(device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class TrainConfig:
     cache: str = "auto"
     vgg_weights: str | None = None
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
+    content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -149,6 +150,8 @@ class TrainConfig:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
+        if c.content_jitter < 0:
+            raise SrganError(f"--content-jitter must be >= 0 (0 = off), got {c.content_jitter}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         if c.lr <= 0:
@@ -518,7 +521,9 @@ class _Trainer:
         from . import losses
 
         self.losses = losses
-        self.content = losses.content_loss_from_spec(self.cfg.content_loss, self.cfg.vgg_weights, self.device)
+        self.content = losses.content_loss_from_spec(
+            self.cfg.content_loss, self.cfg.vgg_weights, self.device, jitter=self.cfg.content_jitter
+        )
 
     def _data(self) -> None:
         cfg = self.cfg
@@ -583,7 +588,7 @@ class _Trainer:
             logits = self.D(torch.cat([hr, sr])).float()
         sr32 = sr.float()
         loss_adv = losses.g_adv_loss(logits[:n].detach(), logits[n:], kind=cfg.gan_type)
-        loss_content = self.content(sr32, hr)
+        loss_content = self.content(sr32, hr, offset=self._jitter_offset())
         loss = loss_content + cfg.adv_weight * loss_adv
         loss_pixel = None
         if cfg.pixel_weight:
@@ -603,6 +608,14 @@ class _Trainer:
         if loss_pixel is not None:
             out["loss_pixel"] = float(loss_pixel.detach())
         return out
+
+    def _jitter_offset(self) -> tuple[int, int] | None:
+        """The content loss's offset for this step, from (seed, step) as the crops are: a resumed
+        run draws what the uninterrupted one did, and every DDP rank the same."""
+        if self.cfg.content_jitter < 2:
+            return None
+        dy, dx = np.random.default_rng((self.cfg.seed, self.step, 3)).integers(0, self.cfg.content_jitter, 2)
+        return int(dy), int(dx)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -650,6 +663,8 @@ class _Trainer:
             meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight), init=str(cfg.init))
         if cfg.ema:
             meta["ema"] = str(cfg.ema)
+        if self.gan and cfg.content_jitter > 1:
+            meta["content_jitter"] = str(cfg.content_jitter)
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)

@@ -334,6 +334,35 @@ def test_feature_scale_scales_mse_by_its_square(vgg_path):
     assert tenth.item() == pytest.approx(one.item() * 0.01, rel=1e-4)
 
 
+def test_jitter_crops_both_images_by_one_random_offset(vgg_path):
+    layers = parse_layers("mse:0.5,relu1_2")
+    vgg = load_vgg19(vgg_path, ["relu1_2"])
+    plain = ContentLoss(vgg, layers)
+    jittered = ContentLoss(vgg, layers, jitter=4)
+    hr, sr = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 12, 12)
+    assert ContentLoss(vgg, layers, jitter=1)(sr, hr).item() == plain(sr, hr).item()  # 1 = no offset
+    seen = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        dy, dx = int(torch.randint(4, ())), int(torch.randint(4, ()))
+        torch.manual_seed(seed)
+        got = jittered(sr, hr)
+        assert jittered(sr, hr, offset=(dy, dx)).item() == got.item()  # the trainer passes its own
+        crop = (..., slice(dy, dy + 9), slice(dx, dx + 9))
+        pixel = 0.5 * torch.nn.functional.mse_loss(sr, hr)  # the pixel term sees the whole image
+        expected = pixel + plain(sr[crop], hr[crop]) - 0.5 * torch.nn.functional.mse_loss(sr[crop], hr[crop])
+        assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+        seen.add((dy, dx))
+    assert len(seen) > 10  # the offset varies, over 0..3 in both directions
+    assert max(max(o) for o in seen) == 3 and min(min(o) for o in seen) == 0
+    with pytest.raises(SrganError, match="jitter"):
+        ContentLoss(vgg, layers, jitter=-1)
+    with pytest.raises(ValueError, match="too small"):
+        ContentLoss(vgg, layers, jitter=16)(sr, hr)
+    with pytest.raises(ValueError, match="outside"):
+        jittered(sr, hr, offset=(0, 4))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_content_loss_under_autocast_stays_finite(vgg_path, dtype):
     layers = parse_layers("vgg22")

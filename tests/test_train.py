@@ -240,6 +240,7 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
     opts = _options(data, stage="gan", init=str(mse_generator), steps=4, batch_size=2, patch_size=16)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", gan_type="relativistic")
     opts.update(pixel_weight=0.01, pixel_loss="l1", ema=0.5, checkpoint_every=2, lr_step=3)  # a drop after the resume
+    opts.update(content_jitter=4)  # its random offsets continue exactly too
     train(opts, tmp_path / "full")
     train({**opts, "steps": 2}, tmp_path / "part")
     train({"steps": 4}, tmp_path / "part", resume=True)
@@ -249,6 +250,7 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     # With --ema the exported weights are the EMA generator's, not the raw one's.
     exported = load_file(str(tmp_path / "full" / "generator.safetensors"))
+    assert read_metadata(tmp_path / "full" / "generator.safetensors")["content_jitter"] == "4"
     key = next(k for k in exported if k.endswith("weight"))
     assert torch.equal(exported[key], a["ema"][key]) and not torch.equal(exported[key], a["generator"][key])
 

@@ -97,6 +97,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     help="gan content loss: vgg54, vgg22, conv5_4, 'conv2_1:0.1,conv3_1:1' or mse.  [default: vgg54]",
 )
 @click.option(
+    "--content-jitter",
+    type=click.IntRange(0),
+    help="gan: crop SR and HR by one random 0..N-1 px offset per step before VGG, so VGG's pooling "
+    "grid is not locked to the x4 pixel grid (4 = the scale; 0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
