@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def texture(model_ref: str) -> tuple[float, float, float]:
+def texture(model_ref: str, blend: str | None = None) -> tuple[float, float, float]:
     """Y-PSNR on the gradient, RMS of the Y residual, range of its mean over the 4x4 phases (8 px border cut)."""
     from srgan_cli import api
     from srgan_cli.metrics import psnr_y, rgb_to_y
@@ -96,7 +96,7 @@ def texture(model_ref: str) -> tuple[float, float, float]:
 
     hr = np.asarray(gradient())
     lr = np.clip(np.rint(imresize(hr.astype(np.float64), 0.25)), 0, 255).astype(np.uint8)
-    model = api.load_model(model_ref, device="cpu", precision="fp32")
+    model = api.load_model(model_ref, device="cpu", precision="fp32", blend=blend)
     sr = api.upscale_array(model, lr.astype(np.float32) / 255, bit_depth=8)
     residual = (rgb_to_y(sr.astype(np.float64) / 255) - rgb_to_y(hr.astype(np.float64) / 255))[8:-8, 8:-8]
     phases = [residual[i::4, j::4].mean() for i in range(4) for j in range(4)]
