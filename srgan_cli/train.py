@@ -97,6 +97,7 @@ class TrainConfig:
     vgg_weights: str | None = None
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
     content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
+    d_jitter: int = 0  # gan: random 0..N-1 px roll of the discriminator's input (0 = off, the paper)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -150,8 +151,9 @@ class TrainConfig:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
-        if c.content_jitter < 0:
-            raise SrganError(f"--content-jitter must be >= 0 (0 = off), got {c.content_jitter}")
+        for name in ("content_jitter", "d_jitter"):
+            if getattr(c, name) < 0:
+                raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         if c.lr <= 0:
@@ -576,7 +578,7 @@ class _Trainer:
         # D step: real and fake in one forward (one DDP all-reduce), G's output detached.
         self.D.requires_grad_(True)
         with self._autocast():
-            logits = self.d_train(torch.cat([hr, sr.detach()])).float()
+            logits = self.d_train(self._d_input(torch.cat([hr, sr.detach()]))).float()
         loss_d = losses.d_loss(logits[:n], logits[n:], kind=cfg.gan_type)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss_d).backward()
@@ -585,10 +587,10 @@ class _Trainer:
         # G step: D frozen, called unwrapped (no gradient of D to synchronise).
         self.D.requires_grad_(False)
         with self._autocast():
-            logits = self.D(torch.cat([hr, sr])).float()
+            logits = self.D(self._d_input(torch.cat([hr, sr]))).float()
         sr32 = sr.float()
         loss_adv = losses.g_adv_loss(logits[:n].detach(), logits[n:], kind=cfg.gan_type)
-        loss_content = self.content(sr32, hr, offset=self._jitter_offset())
+        loss_content = self.content(sr32, hr, offset=self._jitter_offset(self.cfg.content_jitter, 3))
         loss = loss_content + cfg.adv_weight * loss_adv
         loss_pixel = None
         if cfg.pixel_weight:
@@ -609,13 +611,20 @@ class _Trainer:
             out["loss_pixel"] = float(loss_pixel.detach())
         return out
 
-    def _jitter_offset(self) -> tuple[int, int] | None:
-        """The content loss's offset for this step, from (seed, step) as the crops are: a resumed
+    def _jitter_offset(self, jitter: int, stream: int) -> tuple[int, int] | None:
+        """This step's offset in 0..jitter-1, from (seed, step, stream) as the crops are: a resumed
         run draws what the uninterrupted one did, and every DDP rank the same."""
-        if self.cfg.content_jitter < 2:
+        if jitter < 2:
             return None
-        dy, dx = np.random.default_rng((self.cfg.seed, self.step, 3)).integers(0, self.cfg.content_jitter, 2)
+        dy, dx = np.random.default_rng((self.cfg.seed, self.step, stream)).integers(0, jitter, 2)
         return int(dy), int(dx)
+
+    def _d_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Real and fake patches rolled together by this step's --d-jitter offset: the strided
+        discriminator's gradient is otherwise locked to one phase of the x4 pixel grid. Both
+        halves wrap the same way, so the seam tells real from fake nothing."""
+        offset = self._jitter_offset(self.cfg.d_jitter, 4)
+        return batch if offset is None else torch.roll(batch, shifts=offset, dims=(-2, -1))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -663,8 +672,9 @@ class _Trainer:
             meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight), init=str(cfg.init))
         if cfg.ema:
             meta["ema"] = str(cfg.ema)
-        if self.gan and cfg.content_jitter > 1:
-            meta["content_jitter"] = str(cfg.content_jitter)
+        for name in ("content_jitter", "d_jitter"):
+            if self.gan and getattr(cfg, name) > 1:
+                meta[name] = str(getattr(cfg, name))
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)

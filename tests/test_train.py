@@ -240,7 +240,7 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
     opts = _options(data, stage="gan", init=str(mse_generator), steps=4, batch_size=2, patch_size=16)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", gan_type="relativistic")
     opts.update(pixel_weight=0.01, pixel_loss="l1", ema=0.5, checkpoint_every=2, lr_step=3)  # a drop after the resume
-    opts.update(content_jitter=4)  # its random offsets continue exactly too
+    opts.update(content_jitter=4, d_jitter=4)  # their random offsets continue exactly too
     train(opts, tmp_path / "full")
     train({**opts, "steps": 2}, tmp_path / "part")
     train({"steps": 4}, tmp_path / "part", resume=True)
@@ -250,9 +250,24 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     # With --ema the exported weights are the EMA generator's, not the raw one's.
     exported = load_file(str(tmp_path / "full" / "generator.safetensors"))
-    assert read_metadata(tmp_path / "full" / "generator.safetensors")["content_jitter"] == "4"
+    meta = read_metadata(tmp_path / "full" / "generator.safetensors")
+    assert meta["content_jitter"] == "4" and meta["d_jitter"] == "4"
     key = next(k for k in exported if k.endswith("weight"))
     assert torch.equal(exported[key], a["ema"][key]) and not torch.equal(exported[key], a["generator"][key])
+
+
+def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, data, tmp_path):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
+    offsets = [tuple(np.random.default_rng((opts.get("seed", 0), step, 4)).integers(0, 4, 2)) for step in (0, 1)]
+    assert any(o != (0, 0) for o in offsets)  # so the two runs below must differ
+    train(opts, tmp_path / "plain")
+    train({**opts, "d_jitter": 4}, tmp_path / "rolled")
+    train({**opts, "d_jitter": 1}, tmp_path / "one")  # 1 = no offset
+    runs = ("plain", "rolled", "one")
+    plain, rolled, one = (load_checkpoint(tmp_path / r / CHECKPOINT)["discriminator"] for r in runs)
+    assert any(not torch.equal(plain[k], rolled[k]) for k in plain)
+    assert all(torch.equal(plain[k], one[k]) for k in plain)
 
 
 def test_rrdb_both_stages(shared_data, data, tmp_path):

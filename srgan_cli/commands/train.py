@@ -103,6 +103,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "grid is not locked to the x4 pixel grid (4 = the scale; 0 = off, the paper).  [default: 0]",
 )
 @click.option(
+    "--d-jitter",
+    type=click.IntRange(0),
+    help="gan: roll real and fake patches together by one random 0..N-1 px offset per step before the "
+    "discriminator, so its strided gradient is not locked to the x4 pixel grid (0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
