@@ -407,9 +407,9 @@ class ContentLoss(nn.Module):
     ``jitter`` > 1 crops both images by the same offset in ``0 .. jitter - 1`` (each direction:
     ``forward``'s ``offset``, else drawn from torch's global generator) before the VGG features;
     the pixel term sees the whole images. Without it VGG's pooling grid (period 16 at conv5_4)
-    is always aligned the same way with the generator's x4 pixel grid, and its gradient favours
-    one fixed 4x4 pattern, the grid texture a GAN fine-tune grows on flat areas; with ``jitter``
-    = the scale every alignment is seen equally often (``benchmarks/vgg_grid.py`` measures it).
+    is always aligned the same way with the generator's x4 pixel grid, and its gradient carries
+    one fixed 4x4 pattern; with ``jitter`` = the scale every alignment is seen equally often
+    (``benchmarks/vgg_grid.py`` measures the pattern; weights/README.md what removing it does).
     """
 
     def __init__(
