@@ -34,7 +34,7 @@ from .errors import SrganError
 from .fsutil import atomic_path
 
 # The suffixes every command reads (upscale, bench, train). Netpbm files are read only: their
-# outputs are PNG, as are GIF's (see READ_ONLY_OUTPUT_FORMATS).
+# outputs are PNG, as are GIF's (see PNG_OUTPUT_FORMATS).
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
