@@ -98,6 +98,7 @@ class TrainConfig:
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
     content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
     d_jitter: int = 0  # gan: random 0..N-1 px roll of the discriminator's input (0 = off, the paper)
+    d_batch_norm: bool = True  # gan: the paper's discriminator has BatchNorm
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -174,6 +175,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 # Options that define what is being trained: a resume may not change them.
 FROZEN_ON_RESUME = ("stage", "arch", "num_blocks", "num_features", "batch_norm", "scale", "seed", "gan_type")
+FROZEN_ON_RESUME += ("d_batch_norm",)
 
 
 def _flag(name: str, value: Any) -> str:
@@ -461,7 +463,7 @@ class _Trainer:
             self.ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.D = self.opt_d = self.dconf = None
         if self.gan:
-            self.dconf = DiscriminatorConfig(patch_size=cfg.patch_size)
+            self.dconf = DiscriminatorConfig(patch_size=cfg.patch_size, batch_norm=cfg.d_batch_norm)
             self.D = Discriminator(self.dconf).to(device)
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
         fp16 = self.dtype == torch.float16 and device.type == "cuda"
@@ -675,6 +677,8 @@ class _Trainer:
         for name in ("content_jitter", "d_jitter"):
             if self.gan and getattr(cfg, name) > 1:
                 meta[name] = str(getattr(cfg, name))
+        if self.gan and not cfg.d_batch_norm:
+            meta["d_batch_norm"] = "false"
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)

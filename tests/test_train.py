@@ -270,6 +270,33 @@ def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, 
     assert all(torch.equal(plain[k], one[k]) for k in plain)
 
 
+def test_discriminator_without_batch_norm_from_flag_and_config(shared_data, mse_generator, data, tmp_path):
+    cfg = tmp_path / "gan.toml"
+    cfg.write_text(
+        "[train]\n"
+        f'data = "{data.as_posix()}"\nstage = "gan"\ninit = "{Path(mse_generator).as_posix()}"\n'
+        f'vgg-weights = "{(shared_data / VGG_FILE).as_posix()}"\ncontent-loss = "vgg22"\n'
+        "steps = 1\nnum-blocks = 1\nnum-features = 8\nbatch-size = 2\npatch-size = 16\nworkers = 0\n"
+        'device = "cpu"\nd-batch-norm = false\n'
+    )
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    state = load_checkpoint(run / CHECKPOINT)
+    assert state["discriminator_config"]["batch_norm"] is False
+    assert not any("running_mean" in k for k in state["discriminator"])
+    assert read_metadata(run / "generator.safetensors")["d_batch_norm"] == "false"
+    with pytest.raises(SrganError, match="d-batch-norm"):  # an architecture: fixed for the run
+        train({"d_batch_norm": True, "steps": 2}, run, resume=True)
+    args = ["train", "--config", str(cfg), "--out", str(tmp_path / "flag"), "--no-d-batch-norm", "-q"]
+    cfg.write_text(cfg.read_text().replace("d-batch-norm = false", ""))  # the flag alone
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert load_checkpoint(tmp_path / "flag" / CHECKPOINT)["discriminator_config"]["batch_norm"] is False
+    cfg.write_text(cfg.read_text() + 'd-batch-norm = "no"\n')
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 1 and "true or false" in result.output
+
+
 def test_rrdb_both_stages(shared_data, data, tmp_path):
     rrdb = {"arch": "rrdb", "num_blocks": 1, "num_features": 8, "pixel_loss": "l1"}
     result = train({**_options(data, steps=2), **rrdb}, tmp_path / "mse")

@@ -13,7 +13,7 @@ import click
 from ..errors import SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
-_BOOL_KEYS = ("no_batch_norm", "channels_last", "compile_", "resume", "quiet")
+_BOOL_KEYS = ("no_batch_norm", "no_d_batch_norm", "channels_last", "compile_", "resume", "quiet")
 _POSITIVE_KEYS = ("steps", "batch_size", "patch_size", "lr", "lr_step", "val_every", "checkpoint_every", "log_every")
 _POSITIVE_KEYS += ("threads", "num_blocks", "num_features")
 
@@ -109,6 +109,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "discriminator, so its strided gradient is not locked to the x4 pixel grid (0 = off, the paper).  [default: 0]",
 )
 @click.option(
+    "--no-d-batch-norm",
+    "no_d_batch_norm",
+    is_flag=True,
+    default=None,
+    help="gan: a discriminator without BatchNorm (the paper's has it; real and fake share its batch).",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
@@ -159,6 +166,8 @@ def train(config_file: Path | None, **given: Any) -> None:
         options["compile"] = options.pop("compile_")
     if "no_batch_norm" in options:
         options["batch_norm"] = not options.pop("no_batch_norm")
+    if "no_d_batch_norm" in options:
+        options["d_batch_norm"] = not options.pop("no_d_batch_norm")
     out = options.pop("out", None)
     resume = bool(options.pop("resume", False))
     quiet = bool(options.pop("quiet", False))
@@ -199,12 +208,14 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SrganError(f"{path}: no [train] table; put the options under [train]")
     params = {p.name for p in train.params} - {"config_file"}
-    aliases = {"compile": "compile_", "batch_norm": None}
+    aliases = {"compile": "compile_", "batch_norm": None, "d_batch_norm": None}
     options: dict[str, Any] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
-        if key == "batch_norm":
-            options["no_batch_norm"] = not value
+        if key in ("batch_norm", "d_batch_norm"):
+            if not isinstance(value, bool):
+                raise SrganError(f"{path}: {raw_key} must be true or false")
+            options[f"no_{key}"] = not value
             continue
         key = aliases.get(key) or key
         if key not in params:
