@@ -29,15 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 
 from srgan_cli.hub import resolve_weights  # noqa: E402
+from srgan_cli.images import IMAGE_SUFFIXES  # noqa: E402
 from srgan_cli.losses import content_loss_from_spec  # noqa: E402
 from srgan_cli.resize import imresize_torch  # noqa: E402
 from srgan_cli.weights import load_generator  # noqa: E402
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
 
 def crops(data: Path, count: int, size: int, seed: int) -> torch.Tensor:
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in SUFFIXES)
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     rnd = random.Random(seed)
     rnd.shuffle(files)
     out = []

@@ -38,6 +38,7 @@ from .fsutil import atomic_path
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
+SUPPORTED_SUFFIXES = " ".join(sorted(IMAGE_SUFFIXES))  # for messages
 
 _SUFFIX_FORMAT = {
     ".png": "PNG",
@@ -123,8 +124,7 @@ def format_for_path(path: str | Path) -> str:
     """PIL format name for a path's suffix ("x.jpeg" -> "JPEG"); SrganError for others."""
     fmt = _SUFFIX_FORMAT.get(Path(path).suffix.lower())
     if fmt is None:
-        known = " ".join(sorted(IMAGE_SUFFIXES))
-        raise SrganError(f"{path}: unknown image suffix {Path(path).suffix!r}; use one of {known}")
+        raise SrganError(f"{path}: unknown image suffix {Path(path).suffix!r}; use one of {SUPPORTED_SUFFIXES}")
     return fmt
 
 
@@ -228,7 +228,7 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
             if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8"):
                 raise SrganError(f"{name}: corrupt image file (its header cannot be read)") from None
             raise SrganError(
-                f"{name}: not an image file, or an unsupported format (supported: {' '.join(sorted(IMAGE_SUFFIXES))})"
+                f"{name}: not an image file, or an unsupported format (supported: {SUPPORTED_SUFFIXES})"
             ) from None
         except Image.DecompressionBombError as exc:  # pragma: no cover - limit is off here
             raise SrganError(f"{name}: {_one_line(exc)}") from None

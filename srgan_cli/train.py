@@ -168,14 +168,30 @@ class TrainConfig:
         return c
 
 
+def _roll(batch: torch.Tensor, offset: tuple[int, int] | None) -> torch.Tensor:
+    """The discriminator's input rolled by this step's --d-jitter offset (None: as it is). Its
+    strided gradient is otherwise locked to one phase of the x4 pixel grid; real and fake wrap
+    the same way, so the seam tells them apart by nothing."""
+    return batch if offset is None else torch.roll(batch, shifts=offset, dims=(-2, -1))
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise SrganError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(allowed)}")
 
 
 # Options that define what is being trained: a resume may not change them.
-FROZEN_ON_RESUME = ("stage", "arch", "num_blocks", "num_features", "batch_norm", "scale", "seed", "gan_type")
-FROZEN_ON_RESUME += ("d_batch_norm",)
+FROZEN_ON_RESUME = (
+    "stage",
+    "arch",
+    "num_blocks",
+    "num_features",
+    "batch_norm",
+    "d_batch_norm",
+    "scale",
+    "seed",
+    "gan_type",
+)
 
 
 def _flag(name: str, value: Any) -> str:
@@ -578,9 +594,10 @@ class _Trainer:
         with self._autocast():
             sr = self.g_train(lr)
         # D step: real and fake in one forward (one DDP all-reduce), G's output detached.
+        d_offset = self._jitter_offset(cfg.d_jitter, 4)
         self.D.requires_grad_(True)
         with self._autocast():
-            logits = self.d_train(self._d_input(torch.cat([hr, sr.detach()]))).float()
+            logits = self.d_train(_roll(torch.cat([hr, sr.detach()]), d_offset)).float()
         loss_d = losses.d_loss(logits[:n], logits[n:], kind=cfg.gan_type)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss_d).backward()
@@ -589,10 +606,10 @@ class _Trainer:
         # G step: D frozen, called unwrapped (no gradient of D to synchronise).
         self.D.requires_grad_(False)
         with self._autocast():
-            logits = self.D(self._d_input(torch.cat([hr, sr]))).float()
+            logits = self.D(_roll(torch.cat([hr, sr]), d_offset)).float()
         sr32 = sr.float()
         loss_adv = losses.g_adv_loss(logits[:n].detach(), logits[n:], kind=cfg.gan_type)
-        loss_content = self.content(sr32, hr, offset=self._jitter_offset(self.cfg.content_jitter, 3))
+        loss_content = self.content(sr32, hr, offset=self._jitter_offset(cfg.content_jitter, 3))
         loss = loss_content + cfg.adv_weight * loss_adv
         loss_pixel = None
         if cfg.pixel_weight:
@@ -620,13 +637,6 @@ class _Trainer:
             return None
         dy, dx = np.random.default_rng((self.cfg.seed, self.step, stream)).integers(0, jitter, 2)
         return int(dy), int(dx)
-
-    def _d_input(self, batch: torch.Tensor) -> torch.Tensor:
-        """Real and fake patches rolled together by this step's --d-jitter offset: the strided
-        discriminator's gradient is otherwise locked to one phase of the x4 pixel grid. Both
-        halves wrap the same way, so the seam tells real from fake nothing."""
-        offset = self._jitter_offset(self.cfg.d_jitter, 4)
-        return batch if offset is None else torch.roll(batch, shifts=offset, dims=(-2, -1))
 
     @torch.no_grad()
     def _update_ema(self) -> None:

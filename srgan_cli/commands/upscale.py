@@ -100,12 +100,6 @@ def _inside(folder: Path, path: Path) -> bool:
         return False
 
 
-def _supported() -> str:
-    from ..images import IMAGE_SUFFIXES
-
-    return " ".join(sorted(IMAGE_SUFFIXES))
-
-
 def _count_other_files(folder: Path, recursive: bool) -> int:
     """Files in an input folder that are not images (reported as skipped)."""
     from ..images import is_image_path
@@ -140,7 +134,7 @@ def plan_jobs(
     tally: Tally,
 ) -> tuple[list[Job], bool]:
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
-    from ..images import format_for_path, is_image_path, list_images, output_suffix_for
+    from ..images import SUPPORTED_SUFFIXES, format_for_path, is_image_path, list_images, output_suffix_for
 
     single = len(inputs) == 1 and not inputs[0].is_dir() and is_image_path(output) and not output.is_dir()
     if single:
@@ -151,15 +145,16 @@ def plan_jobs(
             tally.add("failed")
             return [], True
         if not is_image_path(src):
-            report.error(f"{src}: not an image file name (supported: {_supported()})")
+            report.error(f"{src}: not an image file name (supported: {SUPPORTED_SUFFIXES})")
             tally.add("failed")
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
+        out_fmt = format_for_path(output)
         try:
-            output_suffix_for(format_for_path(output))  # a suffix we read but do not write (.ppm)
+            output_suffix_for(out_fmt)  # a suffix we read but do not write (.ppm)
         except SrganError as exc:
             raise click.BadParameter(str(exc), param_hint="'-o'") from None
-        if write_fmt and format_for_path(output) != format_for_path(f"x{output_suffix_for(write_fmt)}"):
+        if write_fmt and out_fmt != format_for_path(f"x{output_suffix_for(write_fmt)}"):
             raise click.BadParameter(
                 f"--format {write_fmt} does not match the suffix of {output}; change one of them", param_hint="'-o'"
             )
@@ -682,7 +677,9 @@ def _run(
 ) -> None:  # fmt: skip
     jobs, single = plan_jobs(inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=report, tally=tally)
     if not jobs and not tally.failed and not tally.skipped:
-        raise SrganError(f"no images found in the inputs; supported: {_supported()}")
+        from ..images import SUPPORTED_SUFFIXES
+
+        raise SrganError(f"no images found in the inputs; supported: {SUPPORTED_SUFFIXES}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if p.is_file()]
     # Split before looking at existing outputs: another rank may already be writing its share.
     jobs, rank, local_rank = rank_share(jobs)
