@@ -547,6 +547,11 @@ class _Trainer:
 
     def _data(self) -> None:
         cfg = self.cfg
+        # the validation set first: it is small, and a wrong --val fails before minutes of decoding
+        self.val_images: list[ValImage] = []
+        if cfg.val and self.dist.main:  # rank 0 validates; the others wait at a barrier
+            data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
+            self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
         scan = scan_images(cfg.data, cfg.patch_size)
         self.info(scan.summary())
         cache = resolve_cache(cfg.cache, scan)
@@ -564,10 +569,6 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
             stop_step=cfg.steps,
         )
-        self.val_images: list[ValImage] = []
-        if cfg.val and self.dist.main:  # rank 0 validates; the others wait at a barrier
-            data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
-            self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
 
     # -- one step ------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:

@@ -146,6 +146,18 @@ def test_cli_bad_options_are_usage_errors(data, tmp_path):
     assert result.exit_code == 1 and "multiple of the scale" in result.output
 
 
+def test_wrong_val_fails_before_the_training_images_are_read(data, tmp_path, monkeypatch):
+    import srgan_cli.train as train_module
+
+    def scan(*args, **kwargs):
+        raise AssertionError("training images scanned before --val was checked")
+
+    monkeypatch.setattr(train_module, "scan_images", scan)
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--val", str(tmp_path / "set7")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "--val" in result.output and "not a named set" in result.output
+
+
 @pytest.mark.parametrize("when", [0.0, None])
 def test_sigkill_leaves_a_resumable_checkpoint(data, tmp_path, when):
     """Kill -9 a training process mid-run (possibly mid-write): the last checkpoint still loads."""
