@@ -375,6 +375,25 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "mse") -> torch.T
     raise ValueError(f"unknown pixel loss {kind!r}; expected mse or l1")
 
 
+def grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """RMS of the mean error at each of the ``scale`` x ``scale`` pixel phases, per channel.
+
+    The mean of SR - HR over the batch and over every ``scale`` x ``scale`` cell, at each of the
+    ``scale**2`` positions in the cell: the regular grid an upsampler can lay over its output
+    (plus any colour offset, the part common to all positions). Real texture is not locked to the
+    pixel grid of random crops, so it averages out of these means; a fixed grid does not. An RMS,
+    not a mean square: its pull does not fade as the grid shrinks. Computed in fp32; the crops
+    must start on the LR pixel grid, as the trainer's do.
+    """
+    err = sr.float() - hr.float()
+    h, w = (err.shape[-2] // scale) * scale, (err.shape[-1] // scale) * scale
+    if h == 0 or w == 0:
+        raise ValueError(f"grid loss: images of {tuple(err.shape[-2:])} px are smaller than one {scale} px cell")
+    cells = err[..., :h, :w].reshape(*err.shape[:-2], h // scale, scale, w // scale, scale)
+    phase = cells.mean(dim=(0, -4, -2))  # (channels, scale, scale)
+    return phase.pow(2).mean().add(1e-12).sqrt()
+
+
 def tv_loss(x: torch.Tensor) -> torch.Tensor:
     """Total variation: mean squared difference of vertical plus of horizontal neighbours.
 

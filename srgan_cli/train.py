@@ -99,6 +99,7 @@ class TrainConfig:
     content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
     d_jitter: int = 0  # gan: random 0..N-1 px roll of the discriminator's input (0 = off, the paper)
     d_batch_norm: bool = True  # gan: the paper's discriminator has BatchNorm
+    grid_weight: float = 0.0  # gan: weight of losses.grid_loss, the 4 px grid's mean (0 = off, the paper)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -155,6 +156,8 @@ class TrainConfig:
         for name in ("content_jitter", "d_jitter"):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
+        if c.grid_weight < 0:
+            raise SrganError(f"--grid-weight must be >= 0 (0 = off), got {c.grid_weight}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         if c.lr <= 0:
@@ -616,6 +619,10 @@ class _Trainer:
         if cfg.pixel_weight:
             loss_pixel = losses.pixel_loss(sr32, hr, kind=cfg.pixel_loss)
             loss = loss + cfg.pixel_weight * loss_pixel
+        loss_grid = None
+        if cfg.grid_weight:
+            loss_grid = losses.grid_loss(sr32, hr, cfg.scale)
+            loss = loss + cfg.grid_weight * loss_grid
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
@@ -629,6 +636,8 @@ class _Trainer:
         }
         if loss_pixel is not None:
             out["loss_pixel"] = float(loss_pixel.detach())
+        if loss_grid is not None:
+            out["loss_grid"] = float(loss_grid.detach())
         return out
 
     def _jitter_offset(self, jitter: int, stream: int) -> tuple[int, int] | None:
@@ -690,6 +699,8 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.gan and not cfg.d_batch_norm:
             meta["d_batch_norm"] = "false"
+        if self.gan and cfg.grid_weight:
+            meta["grid_weight"] = str(cfg.grid_weight)
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)

@@ -21,6 +21,7 @@ from srgan_cli.losses import (
     convention_from_metadata,
     d_loss,
     g_adv_loss,
+    grid_loss,
     load_vgg19,
     parse_layers,
     pixel_loss,
@@ -332,6 +333,32 @@ def test_feature_scale_scales_mse_by_its_square(vgg_path):
     one = ContentLoss(vgg, {"relu1_1": 1.0}, feature_scale=1.0)(sr, hr)
     tenth = ContentLoss(vgg, {"relu1_1": 1.0}, feature_scale=0.1)(sr, hr)
     assert tenth.item() == pytest.approx(one.item() * 0.01, rel=1e-4)
+
+
+def test_grid_loss_measures_the_pattern_locked_to_the_pixel_grid():
+    torch.manual_seed(0)
+    hr = torch.rand(8, 3, 32, 32)
+    pattern = torch.tensor([[1.0, -1.0, 2.0, 0.0], [0.0, 0.0, -2.0, 1.0], [3.0, 0.0, 0.0, -1.0], [0.0, -3.0, 0.0, 0.0]])
+    pattern = torch.stack([pattern, -pattern, 2 * pattern]) / 255  # (3, 4, 4), a colour grid
+    expected = math.sqrt((1.875 + 1.875 + 7.5) / 3) / 255  # by hand: mean squares 30/16, 30/16, 4*30/16
+    gridded = hr + pattern.repeat(1, 8, 8)
+    assert grid_loss(gridded, hr).item() == pytest.approx(expected, rel=1e-5)
+    assert grid_loss(gridded[..., :30, :29], hr[..., :30, :29]).item() == pytest.approx(expected, rel=1e-5)
+    # a colour offset is the part common to all phases; it counts
+    assert grid_loss(hr + 2 / 255, hr).item() == pytest.approx(2 / 255, rel=1e-5)
+    # texture that is not locked to the grid averages out: each phase's mean of 8 x 64 noisy
+    # pixels keeps about 1/sqrt(512) of the noise
+    noisy = hr + torch.randn_like(hr) * 10 / 255
+    assert grid_loss(noisy, hr).item() < 1.5 / math.sqrt(512) * float((noisy - hr).pow(2).mean().sqrt())
+    # the same pattern one pixel off is another pattern, not a smaller one
+    shifted = hr + torch.roll(pattern.repeat(1, 8, 8), 1, dims=-1)
+    assert grid_loss(shifted, hr).item() == pytest.approx(expected, rel=1e-5)
+    # its gradient moves each pixel against its phase's mean error
+    sr = gridded.clone().requires_grad_(True)
+    grid_loss(sr, hr).backward()
+    assert torch.allclose(sr.grad[0], sr.grad[5]) and (sr.grad * (gridded - hr)).sum() > 0
+    with pytest.raises(ValueError, match="smaller than one"):
+        grid_loss(hr[..., :3, :3], hr[..., :3, :3])
 
 
 def test_jitter_crops_both_images_by_one_random_offset(vgg_path):

@@ -282,6 +282,26 @@ def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, 
     assert all(torch.equal(plain[k], one[k]) for k in plain)
 
 
+def test_grid_weight_adds_the_grid_loss(shared_data, mse_generator, data, tmp_path):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
+    train(opts, tmp_path / "plain")
+    train({**opts, "grid_weight": 1.0}, tmp_path / "grid")
+    rows = [json.loads(line) for line in (tmp_path / "grid" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss_grid" in r]
+    assert len(steps) == 2 and all(0 < r["loss_grid"] < 1 for r in steps)
+    for r in steps:  # the total is the sum of its weighted parts
+        total = r["loss_content"] + 1e-3 * r["loss_adv"] + r["loss_grid"]
+        assert r["loss"] == pytest.approx(total, rel=1e-4)
+    plain = load_checkpoint(tmp_path / "plain" / CHECKPOINT)["generator"]
+    grid = load_checkpoint(tmp_path / "grid" / CHECKPOINT)["generator"]
+    assert any(not torch.equal(plain[k], grid[k]) for k in plain)
+    assert read_metadata(tmp_path / "grid" / "generator.safetensors")["grid_weight"] == "1.0"
+    assert "grid_weight" not in read_metadata(tmp_path / "plain" / "generator.safetensors")
+    with pytest.raises(SrganError, match="grid-weight"):
+        train({**opts, "grid_weight": -1.0}, tmp_path / "bad")
+
+
 def test_discriminator_without_batch_norm_from_flag_and_config(shared_data, mse_generator, data, tmp_path):
     cfg = tmp_path / "gan.toml"
     cfg.write_text(

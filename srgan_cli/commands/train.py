@@ -116,6 +116,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     help="gan: a discriminator without BatchNorm (the paper's has it; real and fake share its batch).",
 )
 @click.option(
+    "--grid-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of a loss on the mean error at each of the 4x4 pixel phases (the RMS of the "
+    "regular grid texture an x4 upsampler can draw; 0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
