@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="fee9b552a21dee50aaac0adbc8db91f839d7a75443b5ecf6f0a159cdd8d90146",
+            sha256="d497f16a3b27f91a7437f35a6acb3b4c4560815f00c304d5c279a928a066b437",
         ),
         ModelEntry(
             name="srresnet_x4",
