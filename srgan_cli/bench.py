@@ -49,7 +49,7 @@ import numpy as np
 
 from .errors import SrganError, first_line
 from .fsutil import atomic_path
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -145,7 +145,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     hr_dir, lr_dir = path / "HR", path / f"LR_x{scale}"
     hr_files = _image_files(hr_dir)
     if not hr_files:
-        raise SrganError(f"{hr_dir}: no images in it (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise SrganError(f"{hr_dir}: no images in it (supported: {SUPPORTED_SUFFIXES})")
     lr_files = {p.stem: p for p in _image_files(lr_dir)} if lr_dir.is_dir() else {}
     stems: dict[str, Path] = {}
     for hr_path in hr_files:

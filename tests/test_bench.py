@@ -146,6 +146,15 @@ def test_folder_with_hr_only_makes_lr_with_imresize(bench_dir, tmp_path):
     assert doc["set"] == "photos" and doc["lr_source"] == "imresize" and doc["num_images"] == 2
 
 
+def test_hr_folder_without_images_is_one_line_naming_the_suffixes(tmp_path):
+    (tmp_path / "s" / "HR").mkdir(parents=True)
+    (tmp_path / "s" / "HR" / "notes.txt").write_text("not an image")
+    result = _invoke("--set", tmp_path / "s", "--model", "bicubic")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.output.strip()
+    assert "\n" not in line and "no images in it" in line and ".png" in line and ".ppm" in line
+
+
 def test_hr_is_cropped_to_a_multiple_of_the_scale_and_gray_is_rgb(tmp_path):
     folder = tmp_path / "s"
     (folder / "HR").mkdir(parents=True)
