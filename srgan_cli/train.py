@@ -153,11 +153,9 @@ class TrainConfig:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
-        for name in ("content_jitter", "d_jitter"):
+        for name in ("content_jitter", "d_jitter", "grid_weight"):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
-        if c.grid_weight < 0:
-            raise SrganError(f"--grid-weight must be >= 0 (0 = off), got {c.grid_weight}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         if c.lr <= 0:

@@ -214,7 +214,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SrganError(f"{path}: no [train] table; put the options under [train]")
     params = {p.name for p in train.params} - {"config_file"}
-    aliases = {"compile": "compile_", "batch_norm": None, "d_batch_norm": None}
+    aliases = {"compile": "compile_"}  # batch_norm / d_batch_norm are turned into the no_ flags below
     options: dict[str, Any] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
