@@ -128,6 +128,20 @@ def test_several_files_into_folder_and_jpg_format(weights, tmp_path):
     assert (tmp_path / "o" / "b.jpg").is_file()
 
 
+def test_output_name_with_an_unknown_suffix_is_a_folder_with_a_note(weights, tmp_path):
+    a = _img(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(a), "-o", str(tmp_path / "out.jgp")])
+    assert result.exit_code == 0, result.output
+    assert _decodes(tmp_path / "out.jgp" / "a.png").size == (48, 40)
+    assert "out.jgp is not an image file name" in result.output and "a.png" in result.output
+    # an existing folder, or a name without a suffix, is plainly a folder: no note
+    for out in ("out.jgp", "big"):
+        result = CliRunner().invoke(
+            main, ["upscale", "-m", str(weights), str(a), "-o", str(tmp_path / out), "--overwrite"]
+        )
+        assert result.exit_code == 0 and "note" not in result.output, result.output
+
+
 def test_format_must_match_single_output_and_folder_needs_folder(weights, tmp_path):
     a = _img(tmp_path / "a.png")
     b = _img(tmp_path / "b.png")
