@@ -372,15 +372,10 @@ SHEET_ZOOM = 4  # nearest-neighbour enlargement of the crop
 _LABEL_H = 18
 
 
-def detail_window(hr: np.ndarray, size: int, step: int = 4) -> tuple[int, int, int]:
-    """(top, left, size) of the ``size``-square window of HR with the most gradient energy."""
-    y = rgb_to_y(hr.astype(np.float64) / 255.0)
-    h, w = y.shape
-    size = max(1, min(size, h, w))
-    energy = np.zeros_like(y)
-    energy[:, :-1] += np.diff(y, axis=1) ** 2
-    energy[:-1, :] += np.diff(y, axis=0) ** 2
-    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+def _window_sums(values: np.ndarray, size: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sums of ``values`` over every ``size``-square window on a ``step`` grid, tops, lefts)."""
+    h, w = values.shape
+    integral = np.pad(values.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     tops = np.arange(0, h - size + 1, step)
     lefts = np.arange(0, w - size + 1, step)
     sums = (
@@ -389,26 +384,53 @@ def detail_window(hr: np.ndarray, size: int, step: int = 4) -> tuple[int, int, i
         - integral[np.ix_(tops + size, lefts)]
         + integral[np.ix_(tops, lefts)]
     )
-    i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return sums, tops, lefts
+
+
+def detail_window(hr: np.ndarray, size: int, step: int = 4, flattest: bool = False) -> tuple[int, int, int]:
+    """(top, left, size) of the ``size``-square window of HR with the most gradient energy.
+
+    With ``flattest``, the window with the least, among those whose mean luma is neither near
+    black nor near white (clipped areas hide what a model adds): where a texture or grid that
+    the model lays over smooth skin, sky or paper shows most plainly.
+    """
+    y = rgb_to_y(hr.astype(np.float64) / 255.0)
+    h, w = y.shape
+    size = max(1, min(size, h, w))
+    energy = np.zeros_like(y)
+    energy[:, :-1] += np.diff(y, axis=1) ** 2
+    energy[:-1, :] += np.diff(y, axis=0) ** 2
+    sums, tops, lefts = _window_sums(energy, size, step)
+    if flattest:
+        luma = _window_sums(y, size, step)[0] / (size * size)
+        # Y spans 16-235: keep well clear of both ends (dark noise, clipped white)
+        midtone = (luma > 64) & (luma < 210)
+        i, j = np.unravel_index(int(np.argmin(np.where(midtone, sums, np.inf) if midtone.any() else sums)), sums.shape)
+    else:
+        i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return int(tops[i]), int(lefts[j]), size
 
 
 def comparison_sheet(
     hr: np.ndarray, panels: list[tuple[str, np.ndarray]], crop: int = SHEET_CROP, zoom: int = SHEET_ZOOM
 ):
-    """A PIL image: the same detail crop of HR and of each ``(label, image)``, side by side.
+    """A PIL image: the same crops of HR and of each ``(label, image)``, side by side.
 
-    The crop is where HR has the most gradient energy, enlarged ``zoom`` times with nearest
-    neighbour so single pixels stay visible; each panel carries its label underneath. A first
-    panel shows the whole HR image, reduced, with the crop outlined in red.
+    Two rows: the first shows the crop where HR has the most gradient energy (fine detail), the
+    second the flattest mid-tone one (where a texture the model adds shows), each enlarged
+    ``zoom`` times with nearest neighbour so single pixels stay visible. The first column shows
+    the whole HR image, reduced, with the detail crop outlined in red and the flat one in blue;
+    each panel of the first row carries its label underneath.
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    top, left, size = detail_window(hr, crop)
+    windows = [detail_window(hr, crop), detail_window(hr, crop, flattest=True)]
+    size = windows[0][2]
     side = size * zoom
     all_panels = [("HR", hr), *panels]
-    count = len(all_panels) + 1  # the first panel shows where the crop is
-    sheet = Image.new("RGB", (count * (side + 4) + 4, side + _LABEL_H + 8), (255, 255, 255))
+    count = len(all_panels) + 1  # the first column shows where the crops are
+    row_h = side + _LABEL_H + 4
+    sheet = Image.new("RGB", (count * (side + 4) + 4, 2 * row_h + 4), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     try:
         font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
@@ -420,16 +442,21 @@ def comparison_sheet(
     factor = min(side / hr.shape[1], side / hr.shape[0])
     overview = overview.resize((max(1, round(hr.shape[1] * factor)), max(1, round(hr.shape[0] * factor))), Image.BOX)
     sheet.paste(overview, (4, 4))
-    box = [4 + left * factor, 4 + top * factor, 4 + (left + size) * factor - 1, 4 + (top + size) * factor - 1]
-    draw.rectangle(box, outline=(255, 0, 0), width=2)
-    draw.text((4, side + 6), "crop in red", fill=(0, 0, 0), font=font)
+    for (top, left, _), colour, y, text in zip(
+        windows, [(255, 0, 0), (0, 64, 255)], [side + 6, row_h + 4], ["detail: red", "flat: blue"], strict=True
+    ):
+        box = [4 + left * factor, 4 + top * factor, 4 + (left + size) * factor - 1, 4 + (top + size) * factor - 1]
+        draw.rectangle(box, outline=colour, width=2)
+        draw.text((4, y), text, fill=colour, font=font)
 
-    for k, (label, image) in enumerate(all_panels, start=1):
-        patch = Image.fromarray(np.ascontiguousarray(image[top : top + size, left : left + size]))
-        x = 4 + k * (side + 4)
-        sheet.paste(patch.resize((side, side), Image.Resampling.NEAREST), (x, 4))
-        text = label if len(label) <= max_chars else label[: max_chars - 1] + "~"
-        draw.text((x, side + 6), text, fill=(0, 0, 0), font=font)
+    for row, (top, left, _) in enumerate(windows):
+        for k, (label, image) in enumerate(all_panels, start=1):
+            patch = Image.fromarray(np.ascontiguousarray(image[top : top + size, left : left + size]))
+            x = 4 + k * (side + 4)
+            sheet.paste(patch.resize((side, side), Image.Resampling.NEAREST), (x, 4 + row * row_h))
+            if row == 0:
+                text = label if len(label) <= max_chars else label[: max_chars - 1] + "~"
+                draw.text((x, side + 6), text, fill=(0, 0, 0), font=font)
     return sheet
 
 
@@ -438,8 +465,8 @@ def save_outputs(
 ) -> list[Path]:
     """Write ``<dir>/<model>/<image>.png`` for each SR output and ``<dir>/sheets/<image>.png``.
 
-    The sheet shows HR, bicubic and every model on the same detail crop, labelled with name and
-    PSNR. Every file is written atomically; a path that is one of the set's inputs is refused.
+    The sheet shows HR, bicubic and every model on the same detail crop and flat crop, labelled
+    with name and PSNR. Every file is written atomically; a path that is one of the set's inputs is refused.
     """
     from PIL import Image
 

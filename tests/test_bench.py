@@ -219,6 +219,12 @@ def test_save_images_writes_sr_images_and_sheets_that_decode(bench_dir, tmp_path
             z, x0 = core.SHEET_ZOOM, side + 8  # second panel: 4 px margin, 4 px gap
             got = np.asarray(sheet.convert("RGB"))[4 : 4 + side : z, x0 : x0 + side : z]
             np.testing.assert_array_equal(got, want)
+            # the second row: the flattest mid-tone crop, the same way
+            top, left, size = core.detail_window(np.asarray(hr.convert("RGB")), core.SHEET_CROP, flattest=True)
+            want = np.asarray(hr.convert("RGB"))[top : top + size, left : left + size]
+            y0 = 4 + side + 18 + 4  # row height: the crop, its label line, a gap
+            got = np.asarray(sheet.convert("RGB"))[y0 : y0 + side : z, x0 : x0 + side : z]
+            np.testing.assert_array_equal(got, want)
     assert not list(save.rglob(".*.part"))  # no temporary files left behind
 
 
@@ -238,6 +244,19 @@ def test_detail_window_finds_the_textured_region():
     top, left, size = core.detail_window(hr, 64)
     assert size == 64
     assert 116 <= top <= 124 and 196 <= left <= 204  # the window holds the 60x60 patch
+
+
+def test_flattest_window_is_the_smooth_mid_tone_region():
+    rng = np.random.default_rng(0)
+    hr = rng.integers(60, 200, (200, 300, 3), dtype=np.uint8)  # texture everywhere ...
+    hr[10:80, 10:80] = 0  # ... but flat black (clipped shadows hide what a model adds)
+    hr[100:170, 10:80] = 255  # flat white, the same
+    hr[110:190, 190:270] = np.linspace(100, 140, 80, dtype=np.uint8)[None, :, None]  # a smooth mid-tone ramp
+    top, left, size = core.detail_window(hr, 64, flattest=True)
+    assert size == 64 and 110 <= top <= 126 and 190 <= left <= 206  # inside the ramp
+    assert core.detail_window(hr, 64) != (top, left, size)  # the detail crop is elsewhere
+    dark = np.full((100, 100, 3), 5, np.uint8)  # no mid-tone at all: still a window, not an error
+    assert core.detail_window(dark, 64, flattest=True)[2] == 64
 
 
 def test_unknown_set_is_a_one_line_error(bench_dir):
