@@ -170,13 +170,13 @@ def plan_jobs(
             "give a folder for -o",
             param_hint="'-o'",
         )
+    name_suffix = suffix or ""
     if output.suffix and not output.exists() and len(inputs) == 1 and inputs[0].is_file():
         # 'out.jgp' or 'out.tif2': most likely a mistyped file name, taken as a new folder
         report.note(
             f"{output} is not an image file name ({SUPPORTED_SUFFIXES}), "
-            f"so it is a folder: the image goes into {output / _output_name(inputs[0], fmt, suffix or '')}"
+            f"so it is a folder: the image goes into {output / _output_name(inputs[0], fmt, name_suffix)}"
         )
-    name_suffix = suffix or ""
     jobs: list[Job] = []
     for item in inputs:
         if item.is_dir():
