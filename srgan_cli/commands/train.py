@@ -132,7 +132,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--ema",
     type=click.FloatRange(0, 1, max_open=True),
-    help="EMA decay of the exported generator (0 = off).  [default: 0]",
+    help="EMA decay of the exported generator (0 = off), warmed up as min(EMA, (1+step)/(10+step)).  [default: 0]",
 )
 @click.option("--arch", type=click.Choice(["srresnet", "rrdb"]), help="[default: srresnet]")
 @click.option("--num-blocks", type=int, callback=_positive, help="[default: 16 srresnet, 23 rrdb]")
