@@ -454,7 +454,7 @@ def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start()
     assert ema_decay(0.999, 0) == 0.1  # the first update takes 90% of the trained weights
     assert ema_decay(0.999, 90) == 0.91
     assert ema_decay(0.999, 100_000) == 0.999  # later the asked decay holds
-    kept, step = 1.0, 0
+    kept = 1.0
     for step in range(1000):
         kept *= ema_decay(0.999, step)
     assert kept < 1e-3  # share of the random start left after 1,000 steps (0.37 without warm-up)
