@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from srgan_cli.cli import main
 from srgan_cli.errors import SrganError
-from srgan_cli.train import CHECKPOINT, load_checkpoint, train
+from srgan_cli.train import CHECKPOINT, ema_decay, load_checkpoint, train
 from srgan_cli.weights import load_generator, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -449,8 +449,6 @@ def test_validation_psnr_equals_srgan_bench(data, tmp_path):
 
 
 def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start():
-    from srgan_cli.train import ema_decay
-
     assert ema_decay(0.999, 0) == 0.1  # the first update takes 90% of the trained weights
     assert ema_decay(0.999, 90) == 0.91
     assert ema_decay(0.999, 100_000) == 0.999  # later the asked decay holds
