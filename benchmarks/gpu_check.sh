@@ -18,8 +18,8 @@
 #                    with a smaller train/, such as t91, since a call sends 64 MiB at most)
 # Missing data skips the steps that need it, with a line in the summary.
 # Environment: BUDGET, PROBE (seconds), TRAIN (extra `srgan train` options for the run, which
-# starts from weights/srresnet_x4.safetensors), EXTRA=1 adds the PNG and large-image rows,
-# COMPILE=1 the torch.compile rows.
+# starts from weights/srresnet_x4.safetensors), BENCH=0 skips the speed tables, EXTRA=1 adds
+# the PNG and large-image rows, COMPILE=1 the torch.compile rows.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
@@ -59,14 +59,18 @@ COMPILE_ARG=()
 if [ "$DEVICE" != cpu ]; then
   step tests_cuda 90 python3 -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_train.py tests/test_api.py -k "cuda"
 fi
-step upscale_speed 70 python3 benchmarks/upscale_speed.py --device "$DEVICE" --sizes "$SIZES" --tiles "$TILES" "${COMPILE_ARG[@]}"
-step upscale_speed_rrdb 50 python3 benchmarks/upscale_speed.py --device "$DEVICE" --model random-rrdb --sizes "$SIZES" --tiles 0 --repeats 2
-if [ -d .gpu/train ]; then
+if [ "${BENCH:-1}" = 0 ]; then
+  echo "- speed tables: skipped (BENCH=0)" >>"$SUMMARY"
+else
+  step upscale_speed 70 python3 benchmarks/upscale_speed.py --device "$DEVICE" --sizes "$SIZES" --tiles "$TILES" "${COMPILE_ARG[@]}"
+  step upscale_speed_rrdb 50 python3 benchmarks/upscale_speed.py --device "$DEVICE" --model random-rrdb --sizes "$SIZES" --tiles 0 --repeats 2
+fi
+if [ "${BENCH:-1}" != 0 ] && [ -d .gpu/train ]; then
   GAN=(--skip-gan)
   [ -f .gpu/vgg19.safetensors ] && GAN=(--vgg-weights .gpu/vgg19.safetensors)
   step train_speed 60 python3 benchmarks/train_speed.py --device "$DEVICE" --data .gpu/train "${TRAIN_ARGS[@]}" "${GAN[@]}"
 else
-  echo "- train_speed: skipped (no .gpu/train)" >>"$SUMMARY"
+  echo "- train_speed: skipped (BENCH=0 or no .gpu/train)" >>"$SUMMARY"
 fi
 if [ "${EXTRA:-0}" = 1 ]; then
   step png_encode 40 python3 benchmarks/png_encode.py --size "$PNG" --threads 1,4,8 --repeats 1

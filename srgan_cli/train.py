@@ -338,13 +338,20 @@ class TrainResult:
 
 
 class _Interrupt:
-    """First Ctrl-C or SIGTERM (a scheduler's preemption): finish the step, save, stop. Second: stop at once."""
+    """First Ctrl-C or SIGTERM (a scheduler's preemption): finish the step, save, stop. Second: stop at once.
+
+    A second signal within ``SAME_REQUEST`` seconds of the first is the same request delivered
+    twice, not a second Ctrl-C: `timeout -s INT` signals the command and then its whole process
+    group, and a scheduler may signal a job step and its processes alike.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SAME_REQUEST = 1.0
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.requested = False
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
@@ -356,9 +363,10 @@ class _Interrupt:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if not self.requested:
+            self.requested, self._first = True, time.monotonic()
+        elif time.monotonic() - self._first > self.SAME_REQUEST:
             raise KeyboardInterrupt
-        self.requested = True
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
