@@ -76,7 +76,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRResNet (MSE): highest PSNR, smoother",
-            sha256="47df7cca29b87596ed739a708a8ab3bf91e80457d29ac43e4c3e193e085e5e9a",
+            sha256="6e5461fb333a05304758634a1cc7cbc455781c17d64876f0b640145d9513aec1",
         ),
     )
 }
