@@ -221,15 +221,21 @@ def upscale_array(
         canvas = np.empty((*size, 1 if grayscale else 3), dtype=np.uint16 if bit_depth == 16 else np.uint8)
 
     def sink(rows: slice, cols: slice, core: torch.Tensor) -> None:
-        # channels last, as a contiguous block: the same layout (and so the same float
-        # arithmetic for the gray mean) as the whole-image path of images.write_image
-        block = np.ascontiguousarray(core.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3).numpy())
+        # On the output's own device (a GPU's copy back is the cost there, not the model):
+        # clamp, make channels last, and for RGB quantise with images.quantise_into's
+        # arithmetic (NaN -> 0, clip, x top in float32, round half to even), so only the
+        # stored pixels travel and the bytes equal those of writing the float output.
+        core = core.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3)
         if bit_depth is None:
-            canvas[rows, cols] = block
+            canvas[rows, cols] = core.contiguous().cpu().numpy()
             return
         if grayscale:
-            block = block.mean(axis=2, keepdims=True, dtype=np.float32)
-        images.quantise_into(block, canvas[rows, cols])
+            # the gray mean in NumPy, as images.write_image takes it from the float image
+            block = core.contiguous().cpu().numpy().mean(axis=2, keepdims=True, dtype=np.float32)
+            images.quantise_into(block, canvas[rows, cols])
+            return
+        pixels = torch.nan_to_num(core, nan=0.0).mul(65535.0 if bit_depth == 16 else 255.0).round_()
+        canvas[rows, cols] = pixels.to(torch.int32 if bit_depth == 16 else torch.uint8).contiguous().cpu().numpy()
 
     with torch.inference_mode():
         upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note, sink=sink)

@@ -193,10 +193,11 @@ def upscale_tiled(
     called after every batch.
 
     With ``sink``, no canvas is made and None is returned: each tile's core, a float32
-    (C, h, w) CPU tensor, goes to ``sink(rows, cols, core)`` with the slices of the output
-    it covers, so a caller can store it as it likes (for example quantised, or channels
-    last) without a float copy of the whole output. After an out-of-memory restart every
-    region is sent again.
+    (C, h, w) tensor on the device ``forward`` returned it on, goes to ``sink(rows, cols,
+    core)`` with the slices of the output it covers, so a caller can store it as it likes
+    (for example quantised, or channels last) without a float copy of the whole output, and
+    on a GPU can do that work there and copy back only what it keeps (8-bit pixels are a
+    quarter of float32 ones). After an out-of-memory restart every region is sent again.
     """
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected a (1, C, H, W) tensor, got {tuple(x.shape)}")
@@ -225,6 +226,7 @@ def upscale_tiled(
 def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> torch.Tensor | None:
     tiles = plan_tiles(h, w, tile, pad)
     canvas = None
+    to_host = sink is None
     if sink is None:
         canvas = torch.empty((1, c, h * scale, w * scale), dtype=torch.float32)
 
@@ -243,7 +245,7 @@ def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> 
             expected = (len(chunk), c, inputs.shape[2] * scale, inputs.shape[3] * scale)
             if tuple(out.shape) != expected:
                 raise SrganError(f"the generator returned shape {tuple(out.shape)}, expected {expected}")
-            out = out.to("cpu", torch.float32)
+            out = out.to("cpu", torch.float32) if to_host else out.float()
             for i, t in enumerate(chunk):
                 cy, cx = t.crop_slices(scale)
                 oy, ox = t.out_slices(scale)

@@ -314,6 +314,33 @@ def test_quantised_output_is_the_float_output_written(weights, rgb, bit_depth, g
     assert len(np.unique(q)) > 10  # a real image, not a constant
 
 
+class _Values(torch.nn.Module):
+    """A stand-in x4 generator whose output is a fixed pattern of awkward values."""
+
+    def __init__(self):
+        super().__init__()
+        halves = [(k + 0.5) / 255 for k in range(0, 255, 17)] + [(k + 0.5) / 65535 for k in range(0, 65535, 4099)]
+        values = [float("nan"), float("inf"), -float("inf"), -0.5, 1.5, 0.0, 1.0, 1e-9, 1 - 1e-7, *halves]
+        self.register_buffer("values", torch.tensor(values, dtype=torch.float32))
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        count = 3 * 16 * h * w
+        pattern = self.values.repeat(count // len(self.values) + 1)[:count]
+        return pattern.view(1, 3, 4 * h, 4 * w).expand(n, -1, -1, -1) + 0 * x.sum()
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("tile", [0, 5])
+def test_quantised_output_rounds_nan_inf_and_halves_as_write_image(rgb, bit_depth, tile):
+    images = _images()
+    model = Model(_Values(), TINY, "values")
+    whole = upscale_array(model, rgb, tile=tile)
+    q = upscale_array(model, rgb, tile=tile, bit_depth=bit_depth)
+    np.testing.assert_array_equal(q, images._quantise(images._planes(whole, None, False), bit_depth))
+    assert q.min() == 0 and q.max() == (65535 if bit_depth == 16 else 255)
+
+
 def test_quantised_output_of_a_gray_model(tmp_path, rgb):
     images = _images()
     luma = GeneratorConfig(num_blocks=1, num_features=8, in_channels=1)
@@ -391,3 +418,23 @@ def test_cuda_rrdb_tiled_equals_whole(tmp_path, rgb):
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-4)
     cpu = upscale_array(load_model(path, device="cpu", precision="fp32"), rgb, tile=0)
     np.testing.assert_allclose(whole, cpu, rtol=0, atol=1e-3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_cuda_quantised_output_is_the_float_output_written(rgb, bit_depth):
+    """On a GPU the quantising runs there; the bytes must still be write_image's."""
+    images = _images()
+    cuda = torch.device("cuda")
+    model = Model(_Values().to(cuda), TINY, "values", device=cuda)
+    for tile in (0, 5):
+        whole = upscale_array(model, rgb, tile=tile)
+        q = upscale_array(model, rgb, tile=tile, bit_depth=bit_depth)
+        np.testing.assert_array_equal(q, images._quantise(images._planes(whole, None, False), bit_depth))
+    from srgan_cli.weights import MODELS
+
+    if MODELS["srresnet_x4"].bundled_path() is not None:
+        real = load_model("srresnet_x4", device="cuda")
+        whole = upscale_array(real, rgb, tile=0)
+        q = upscale_array(real, rgb, tile=0, bit_depth=bit_depth)
+        np.testing.assert_array_equal(q, images._quantise(images._planes(whole, None, False), bit_depth))
