@@ -4,9 +4,10 @@
 # second left of BUDGET (default 560 s). Every step has its own time limit, so one slow step
 # cannot eat the others. The training run first trains for PROBE seconds, then sizes --steps
 # from the speed it measured so that its cosine schedule ends inside the budget, and resumes.
-# Everything comes back in at most five files (the device tool returns eight): the steps'
-# output in $OUT/log.txt, one line per step in $OUT/summary.md, and the training run's
-# config.json, metrics.jsonl and generator.safetensors in $OUT/run_mse/.
+# Everything comes back in at most seven files (the device tool returns eight, 16 MiB each):
+# the steps' output in $OUT/log.txt, one line per step in $OUT/summary.md, and the training
+# run's config.json, metrics.jsonl and generator.safetensors in $OUT/run_PLAN/ (a generator
+# over 16 MB, such as RRDB's, in fp16 and in 15 MiB parts: cat generator.safetensors.part*).
 #
 #   bash benchmarks/gpu_check.sh                     # on the GPU machine, from the repo root
 #   DEVICE=cpu QUICK=1 bash benchmarks/gpu_check.sh  # the same plumbing on a CPU, tiny sizes
@@ -14,12 +15,15 @@
 # Data (not in the repository; copy it, not links to it, into the ignored folder .gpu/):
 #   .gpu/train/      training images, e.g. all of ../shared/data/train (48 MiB)
 #   .gpu/bench/set5/ Set5 (HR and LR_x4) for the validation of the training run (1 MiB)
-#   .gpu/vgg19.safetensors     the VGG19 features for the gan rows of train_speed (38 MiB;
-#                    with a smaller train/, such as t91, since a call sends 64 MiB at most)
+#   .gpu/vgg19.safetensors     the VGG19 features for PLAN=gan and the gan rows of
+#                    train_speed (38 MiB; then train/ must be small, e.g. t91 alone: the
+#                    checkout (13 MiB), VGG19, t91 and Set5 make 61 of the 64 MiB a call sends)
 # Missing data skips the steps that need it, with a line in the summary.
-# Environment: BUDGET, PROBE (seconds), TRAIN (extra `srgan train` options for the run, which
-# starts from weights/srresnet_x4.safetensors), BENCH=0 skips the speed tables, EXTRA=1 adds
-# the PNG and large-image rows, COMPILE=1 the torch.compile rows.
+# Environment: BUDGET, PROBE (seconds); PLAN: mse (default: srresnet_x4 at 96 px, batch 64),
+# gan (the SRGAN stage from srresnet_x4; needs .gpu/vgg19.safetensors, so a smaller train/) or
+# rrdb (ESRGAN's RRDB, PSNR stage from scratch); TRAIN replaces the plan's `srgan train`
+# options; BENCH=0 skips the speed tables, EXTRA=1 adds the PNG and large-image rows,
+# COMPILE=1 the torch.compile rows.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
@@ -44,14 +48,25 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log, and record rc a
   echo "- $name: rc $rc, $((SECONDS - start)) s (limit $limit s): \`$*\`" >>"$SUMMARY"
 }
 
+PLAN=${PLAN:-mse}
+case "$PLAN" in
+  mse)  START=(--stage mse --init weights/srresnet_x4.safetensors)
+        RUN_DEFAULT="--batch-size 64 --patch-size 96 --lr 2e-4 --ema 0.999" ;;
+  gan)  START=(--stage gan --init weights/srresnet_x4.safetensors --vgg-weights .gpu/vgg19.safetensors)
+        RUN_DEFAULT="--batch-size 16 --patch-size 96 --lr 1e-4 --ema 0.995 --pixel-loss l1 --pixel-weight 0.2 --grid-weight 1" ;;
+  rrdb) START=(--stage mse --arch rrdb)
+        RUN_DEFAULT="--num-blocks 23 --batch-size 16 --patch-size 128 --lr 2e-4 --ema 0.999" ;;
+  *) echo "PLAN must be mse, gan or rrdb" >&2; exit 2 ;;
+esac
 if [ "$QUICK" = 1 ]; then
   SIZES=32,48; TILES=0,32; BIG=800x600; PNG=1000x800
   TRAIN_ARGS=(--batch-size 2 --patch-size 48 --steps 3 --warmup 1 --loader-batches 2 --workers 0)
-  read -r -a RUN_ARGS <<<"${TRAIN:---batch-size 2 --patch-size 48 --val-every 5 --checkpoint-every 5 --workers 0}"
+  [ "$PLAN" = rrdb ] && RUN_DEFAULT="--num-blocks 1 --num-features 8"
+  read -r -a RUN_ARGS <<<"${TRAIN:-$RUN_DEFAULT --batch-size 2 --patch-size 48 --val-every 5 --checkpoint-every 5 --workers 0}"
 else
   SIZES=256,512; TILES=0,256; BIG=4000x3000; PNG=8000x6000
   TRAIN_ARGS=(--batch-size 16 --patch-size 96 --steps 20 --workers 8)
-  read -r -a RUN_ARGS <<<"${TRAIN:---batch-size 64 --patch-size 96 --lr 2e-4 --ema 0.999 --workers 12 --val-every 1000 --checkpoint-every 2000}"
+  read -r -a RUN_ARGS <<<"${TRAIN:-$RUN_DEFAULT --workers 12 --val-every 1000 --checkpoint-every 2000}"
 fi
 COMPILE_ARG=()
 [ "${COMPILE:-0}" = 1 ] && COMPILE_ARG=(--compile)
@@ -80,9 +95,9 @@ fi
 if [ -d .gpu/train ]; then
   VAL=()
   [ -d .gpu/bench/set5 ] && VAL=(--val set5 --data-dir .gpu/bench)
-  RUN="$OUT/run_mse"
+  RUN="$OUT/run_$PLAN"
   # 1. A probe with an open-ended schedule; SIGINT at its limit saves a checkpoint.
-  step train_probe "$PROBE" python3 -m srgan_cli train --stage mse --init weights/srresnet_x4.safetensors \
+  step train_probe "$PROBE" python3 -m srgan_cli train "${START[@]}" \
     --data .gpu/train --out "$RUN" --steps 1000000 --lr-decay cosine --device "$DEVICE" \
     --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}"
   # 2. The steps that fit in what is left, at the speed of the probe's second half (30 s are
@@ -103,6 +118,12 @@ PY
     --precision bf16 --channels-last "${RUN_ARGS[@]}"
   tail -n 3 "$RUN/metrics.jsonl" >>"$SUMMARY"
   rm -f "$RUN/checkpoint.pt" "$RUN/generator_best.safetensors"  # too large to bring back / Set5 stays a test set
+  # A file comes back only under 16 MiB: a larger generator (RRDB) comes back in fp16, in
+  # parts (cat generator.safetensors.part* > generator.safetensors).
+  if [ -f "$RUN/generator.safetensors" ] && [ "$(stat -c %s "$RUN/generator.safetensors")" -gt 16000000 ]; then
+    python3 benchmarks/half_weights.py "$RUN/generator.safetensors" >>"$SUMMARY" 2>&1
+    split -b 15M -d "$RUN/generator.safetensors" "$RUN/generator.safetensors.part" && rm "$RUN/generator.safetensors"
+  fi
 else
   echo "- train_mse: skipped (no .gpu/train)" >>"$SUMMARY"
 fi
