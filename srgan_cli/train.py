@@ -491,15 +491,19 @@ class _Trainer:
         if self.state is None and cfg.init is not None:
             init_model, _, _ = load_generator(cfg.init)
             self.G.load_state_dict(init_model.state_dict())
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        # fused: one kernel per step for all parameters on a GPU (the foreach default launches
+        # several per tensor group, and at the paper's batch the step is bound by launches)
+        adam = {"betas": (cfg.adam_beta1, cfg.adam_beta2), "fused": True if device.type == "cuda" else None}
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, **adam)
         self.ema = None
+        self._ema_pairs: tuple[list[torch.Tensor], ...] | None = None  # see _update_ema
         if cfg.ema > 0:
             self.ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.D = self.opt_d = self.dconf = None
         if self.gan:
             self.dconf = DiscriminatorConfig(patch_size=cfg.patch_size, batch_norm=cfg.d_batch_norm)
             self.D = Discriminator(self.dconf).to(device)
-            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, **adam)
         fp16 = self.dtype == torch.float16 and device.type == "cuda"
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -594,7 +598,9 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+    def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update; returns the loss terms as detached scalar tensors on the device, read back
+        by the loop once per log window (a read each step would stall a GPU every step)."""
         cfg = self.cfg
         if cfg.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
@@ -607,7 +613,7 @@ class _Trainer:
             self.scaler_g.scale(loss).backward()
             self.scaler_g.step(self.opt_g)
             self.scaler_g.update()
-            return {"loss": float(loss.detach())}
+            return {"loss": loss.detach()}
         losses = self.losses
         n = hr.shape[0]
         with self._autocast():
@@ -644,15 +650,15 @@ class _Trainer:
         self.scaler_g.update()
         self.D.requires_grad_(True)
         out = {
-            "loss": float(loss.detach()),
-            "loss_content": float(loss_content.detach()),
-            "loss_adv": float(loss_adv.detach()),
-            "loss_d": float(loss_d.detach()),
+            "loss": loss.detach(),
+            "loss_content": loss_content.detach(),
+            "loss_adv": loss_adv.detach(),
+            "loss_d": loss_d.detach(),
         }
         if loss_pixel is not None:
-            out["loss_pixel"] = float(loss_pixel.detach())
+            out["loss_pixel"] = loss_pixel.detach()
         if loss_grid is not None:
-            out["loss_grid"] = float(loss_grid.detach())
+            out["loss_grid"] = loss_grid.detach()
         return out
 
     def _jitter_offset(self, jitter: int, stream: int) -> tuple[int, int] | None:
@@ -665,12 +671,23 @@ class _Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        """EMA of every float tensor of the generator's state (weights and BatchNorm statistics),
+        copies of the rest, in a few foreach calls rather than two kernels per tensor."""
+        if self._ema_pairs is None:  # taken once everything is built (channels_last moves the data)
+            pairs = zip(self.ema.state_dict().values(), self.G.state_dict().values(), strict=True)
+            floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+            others: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+            for e, p in pairs:
+                target = floats if e.is_floating_point() else others
+                target[0].append(e)
+                target[1].append(p)
+            self._ema_pairs = (*floats, *others)
+        ema_f, g_f, ema_o, g_o = self._ema_pairs
         decay = ema_decay(self.cfg.ema, self.step)
-        for e, p in zip(self.ema.state_dict().values(), self.G.state_dict().values(), strict=True):
-            if e.is_floating_point():
-                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
-            else:
-                e.copy_(p)
+        torch._foreach_mul_(ema_f, decay)
+        torch._foreach_add_(ema_f, g_f, alpha=1 - decay)
+        for e, p in zip(ema_o, g_o, strict=True):
+            e.copy_(p)
 
     def export_model(self) -> nn.Module:
         return self.ema if self.ema is not None else self.G
@@ -817,16 +834,38 @@ class _Trainer:
             self.D.train()
         history: collections.deque[dict[str, float]] = collections.deque(maxlen=HISTORY)
         window: dict[str, list[float]] = {}
-        busy = 0.0  # seconds spent loading and training in this log window (not validating or saving)
+        pending: list[dict[str, torch.Tensor]] = []  # loss tensors of the steps not yet read back
+        t_window = time.perf_counter()
+        idle = 0.0  # seconds of this log window spent validating or saving (not loading or training)
         n_window = 0
         interrupted = False
+
+        def read_back() -> None:
+            """The pending steps' losses to floats (one device sync), checked before anything is
+            saved or logged: a non-finite loss stops the run before it can reach a file."""
+            if not pending:
+                return
+            keys = list(pending[0])
+            table = torch.stack([torch.stack([v[k].float() for k in keys]) for v in pending]).cpu().numpy()
+            first = self.step - len(pending) + 1
+            for i, row in enumerate(table.tolist()):
+                values = dict(zip(keys, row, strict=True))
+                if not math.isfinite(values["loss"]):
+                    raise SrganError(
+                        f"the loss became {values['loss']} at step {first + i}; lower --lr or use "
+                        "--precision fp32, then --resume from the last checkpoint"
+                    )
+                history.append(values)
+                for key, value in values.items():
+                    window.setdefault(key, []).append(value)
+            pending.clear()
+
         with _Interrupt(enabled=not self.dist.enabled) as stop:
             it = iter(self.loader)
             while self.step < cfg.steps:
                 if stop.requested:
                     interrupted = True
                     break
-                t_step = time.perf_counter()
                 hr_u8 = next(it)
                 lr_value = lr_at(cfg, self.step)
                 for opt in (self.opt_g, self.opt_d):
@@ -834,24 +873,20 @@ class _Trainer:
                         for group in opt.param_groups:
                             group["lr"] = lr_value
                 lr, hr = make_pair(hr_u8, cfg.scale, self.device)
-                values = self._train_step(lr, hr)
-                if not math.isfinite(values["loss"]):
-                    raise SrganError(
-                        f"the loss became {values['loss']} at step {self.step + 1}; lower --lr or use "
-                        "--precision fp32, then --resume from the last checkpoint"
-                    )
+                pending.append(self._train_step(lr, hr))
                 if self.ema is not None:
                     self._update_ema()
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                busy += time.perf_counter() - t_step
                 self.step += 1
                 n_window += 1
-                history.append(values)
-                for key, value in values.items():
-                    window.setdefault(key, []).append(value)
                 val_psnr = None
-                if cfg.val and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                validating = bool(cfg.val) and (self.step % cfg.val_every == 0 or self.step == cfg.steps)
+                logging = self.step % cfg.log_every == 0 or validating or self.step == cfg.steps
+                saving = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+                if validating or logging or saving:
+                    read_back()
+                busy = time.perf_counter() - t_window - idle  # read_back waited for the device
+                t_idle = time.perf_counter()
+                if validating:
                     if self.dist.main:
                         val_psnr = self.last_psnr = self.validate()
                     self.dist.barrier()
@@ -862,7 +897,8 @@ class _Trainer:
                             save_generator(best, self.export_model(), self.gconf, self._metadata())
                         except OSError as exc:
                             raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
-                if self.step % cfg.log_every == 0 or val_psnr is not None or self.step == cfg.steps:
+                idle += time.perf_counter() - t_idle
+                if logging:
                     record: dict[str, Any] = {"step": self.step}
                     record.update({k: float(np.mean(v)) for k, v in window.items()})
                     record["lr"] = lr_value
@@ -871,10 +907,14 @@ class _Trainer:
                     record["time"] = time.time()
                     self._write_metrics(record)
                     self.emit({"event": "log", "steps": cfg.steps, "best_psnr": self.best_psnr, **record})
-                    window, n_window, busy = {}, 0, 0.0
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    window, n_window, idle = {}, 0, 0.0
+                    t_window = time.perf_counter()
+                if saving:
+                    t_idle = time.perf_counter()
                     self.checkpoint()
+                    idle += time.perf_counter() - t_idle
         if interrupted:
+            read_back()
             if self.step > start:
                 self.checkpoint()
             self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start})

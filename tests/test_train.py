@@ -203,6 +203,26 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(data, tmp_path, sig)
     assert load_generator(run / "generator.safetensors")[2]["steps"] == str(state["step"])
 
 
+def test_a_non_finite_loss_stops_the_run_before_it_is_saved(data, tmp_path, monkeypatch):
+    """Losses are read back once per log window, not every step; a NaN at step 3 must still be
+    reported as step 3 and stop the run before the step-4 checkpoint or the metrics take it."""
+    from srgan_cli import train as train_module
+
+    real = train_module._Trainer._train_step
+
+    def step(self, lr, hr):
+        values = real(self, lr, hr)
+        return {"loss": torch.tensor(float("nan"))} if self.step == 2 else values
+
+    monkeypatch.setattr(train_module._Trainer, "_train_step", step)
+    run = tmp_path / "run"
+    with pytest.raises(SrganError, match="at step 3;"):
+        train(_options(data, steps=8, checkpoint_every=2, log_every=10), run)
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 2
+    assert all(torch.isfinite(t).all() for t in _weights(run).values() if t.is_floating_point())
+    assert not (run / "metrics.jsonl").exists() or "NaN" not in (run / "metrics.jsonl").read_text()
+
+
 def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path):
     """`timeout -s INT 8h srgan train ...` signals the trainer, then its whole process group
     (loader workers too): one request delivered twice, which must still save a checkpoint."""
