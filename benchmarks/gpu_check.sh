@@ -83,7 +83,7 @@ fi
 if [ "${BENCH:-1}" != 0 ] && [ -d .gpu/train ]; then
   GAN=(--skip-gan)
   [ -f .gpu/vgg19.safetensors ] && GAN=(--vgg-weights .gpu/vgg19.safetensors)
-  step train_speed 60 python3 benchmarks/train_speed.py --device "$DEVICE" --data .gpu/train "${TRAIN_ARGS[@]}" "${GAN[@]}"
+  step train_speed 90 python3 benchmarks/train_speed.py --device "$DEVICE" --data .gpu/train "${TRAIN_ARGS[@]}" "${GAN[@]}" "${COMPILE_ARG[@]}"
 else
   echo "- train_speed: skipped (BENCH=0 or no .gpu/train)" >>"$SUMMARY"
 fi

@@ -5,8 +5,9 @@
 
 Prints a markdown table. Each step row times srgan's own training step (srgan_cli.train) on
 one pre-made batch, so it measures the model and optimiser, not the loader; the loader rows
-time the loader alone. Warm-up steps first, the device synchronised before every clock read,
-the median of the timed steps reported. The loader rows include making the LR batch (on the
+time the loader alone. Warm-up steps first; then --steps steps back to back, as the training
+loop runs them (no wait for the device between steps), timed from one device sync to the
+next; the median of three such runs is reported. The loader rows include making the LR batch (on the
 CPU). Peak memory: on CUDA the peak allocated by torch for
 that row; on the CPU the process's peak resident size so far (it only grows down the table).
 """
@@ -78,8 +79,9 @@ def bench_step(stage: str, variant: str, args: argparse.Namespace, init: Path, d
         "patch_size": args.patch_size,
         "device": str(device),
         "workers": 0,
-        "precision": "bf16" if variant == "bf16 autocast" else "fp32",
-        "channels_last": variant == "channels_last",
+        "precision": "bf16" if "bf16" in variant else "fp32",
+        "channels_last": "channels_last" in variant,
+        "compile": "compile" in variant,
     }
     if stage == "gan":
         options.update(init=str(init), vgg_weights=str(args.vgg_weights) if args.vgg_weights else None)
@@ -91,14 +93,16 @@ def bench_step(stage: str, variant: str, args: argparse.Namespace, init: Path, d
         hr_u8 = torch.randint(0, 256, (args.batch_size, 3, args.patch_size, args.patch_size), dtype=torch.uint8)
         lr, hr = make_pair(hr_u8, cfg.scale, device)
         _reset_peak(device)
+        for _ in range(args.warmup):
+            trainer._train_step(lr, hr)
         times = []
-        for i in range(args.warmup + args.steps):
+        for _ in range(3):
             _sync(device)
             t0 = time.perf_counter()
-            trainer._train_step(lr, hr)
+            for _ in range(args.steps):
+                trainer._train_step(lr, hr)
             _sync(device)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
+            times.append((time.perf_counter() - t0) / args.steps)
     return args.batch_size / statistics.median(times), _peak_mb(device)
 
 
@@ -115,6 +119,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-gan", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="add rows with torch.compile (slow to warm up)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -137,7 +142,10 @@ def main() -> None:
         save_generator(init, build_generator(gconf), gconf)
         stages = ["mse"] if args.skip_gan else ["mse", "gan"]
         for stage in stages:
-            for variant in ("fp32", "channels_last", "bf16 autocast"):
+            variants = ["fp32", "channels_last", "bf16 autocast", "bf16 autocast + channels_last"]
+            if args.compile:
+                variants.append("bf16 autocast + channels_last + compile")
+            for variant in variants:
                 rate, peak = bench_step(stage, variant, args, init, device)
                 out(f"| {stage} step | {variant} | {rate:.2f} | {peak:.0f} |\n")
                 sys.stdout.flush()
