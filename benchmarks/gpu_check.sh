@@ -22,8 +22,9 @@
 # Environment: BUDGET, PROBE (seconds); PLAN: mse (default: srresnet_x4 at 96 px, batch 64),
 # gan (the SRGAN stage from srresnet_x4; needs .gpu/vgg19.safetensors, so a smaller train/) or
 # rrdb (ESRGAN's RRDB, PSNR stage from scratch); TRAIN replaces the plan's `srgan train`
-# options; BENCH=0 skips the speed tables, EXTRA=1 adds the PNG and large-image rows,
-# COMPILE=1 the torch.compile rows.
+# options; GRAPHS=1 trains with --cuda-graphs (eager again if its probe saves nothing);
+# BENCH=0 skips the speed tables, EXTRA=1 adds the PNG and large-image rows, COMPILE=1 the
+# torch.compile rows.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
@@ -68,6 +69,8 @@ else
   TRAIN_ARGS=(--batch-size 16 --patch-size 96 --steps 20 --workers 8)
   read -r -a RUN_ARGS <<<"${TRAIN:-$RUN_DEFAULT --workers 12 --val-every 1000 --checkpoint-every 2000}"
 fi
+GRAPH_ARG=()  # GRAPHS=1: the mse and rrdb runs with --cuda-graphs (falls back to eager if the probe fails)
+[ "${GRAPHS:-0}" = 1 ] && [ "$PLAN" != gan ] && [ "$DEVICE" != cpu ] && GRAPH_ARG=(--cuda-graphs)
 COMPILE_ARG=()
 [ "${COMPILE:-0}" = 1 ] && COMPILE_ARG=(--compile)
 
@@ -99,7 +102,15 @@ if [ -d .gpu/train ]; then
   # 1. A probe with an open-ended schedule; SIGINT at its limit saves a checkpoint.
   step train_probe "$PROBE" python3 -m srgan_cli train "${START[@]}" \
     --data .gpu/train --out "$RUN" --steps 1000000 --lr-decay cosine --device "$DEVICE" \
-    --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}"
+    --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}" "${GRAPH_ARG[@]}"
+  if [ ${#GRAPH_ARG[@]} -gt 0 ] && [ ! -f "$RUN/checkpoint.pt" ]; then
+    echo "- train: no checkpoint with --cuda-graphs; the probe again without them" >>"$SUMMARY"
+    GRAPH_ARG=()
+    rm -rf "$RUN"
+    step train_probe_eager "$PROBE" python3 -m srgan_cli train "${START[@]}" \
+      --data .gpu/train --out "$RUN" --steps 1000000 --lr-decay cosine --device "$DEVICE" \
+      --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}"
+  fi
   # 2. The steps that fit in what is left, at the speed of the probe's second half (30 s are
   #    kept for the restart and the last validation and save).
   LEFT=$((BUDGET - SECONDS))
@@ -115,7 +126,7 @@ PY
   echo "- train: probe speed sized --steps ${STEPS:-?} for $LEFT s left" >>"$SUMMARY"
   # 3. The same run to the end of its (now fixed) cosine schedule; SIGINT if it overruns.
   step train_mse $((LEFT - 5)) python3 -m srgan_cli train --resume --out "$RUN" --steps "${STEPS:-1}" \
-    --precision bf16 --channels-last "${RUN_ARGS[@]}"
+    --precision bf16 --channels-last "${RUN_ARGS[@]}" "${GRAPH_ARG[@]}"
   tail -n 3 "$RUN/metrics.jsonl" >>"$SUMMARY"
   rm -f "$RUN/checkpoint.pt" "$RUN/generator_best.safetensors"  # too large to bring back / Set5 stays a test set
   # A file comes back only under 16 MiB: a larger generator (RRDB) comes back in fp16, in

@@ -92,6 +92,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False  # mse stage on CUDA: the whole update captured once and replayed
     workers: int | None = None  # None: min(4, cpus) on a GPU, 0 on the CPU (decided at run time)
     cache: str = "auto"
     vgg_weights: str | None = None
@@ -166,6 +167,8 @@ class TrainConfig:
             raise SrganError(f"--patch-size {c.patch_size}: the discriminator needs a multiple of 16 (paper: 96)")
         if c.data is None:
             raise SrganError("--data is required: a folder (tree) of training images")
+        if c.cuda_graphs and (gan or c.compile):
+            raise SrganError("--cuda-graphs works with --stage mse and without --compile")
         return c
 
 
@@ -337,6 +340,53 @@ class TrainResult:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # every loss term, same steps
 
 
+class _GraphedStep:
+    """The mse stage's whole update (forward, loss, backward, Adam) captured once as a CUDA graph
+    and replayed each step: one launch instead of hundreds, for GPUs where the step is bound by
+    launching kernels. The first ``WARMUP`` steps run eagerly on a side stream (as capture
+    wants), then the next step is captured and every step from it on is a replay on static
+    input buffers. The capturable Adam reads its learning rate from a device tensor."""
+
+    WARMUP = 3
+
+    def __init__(self, trainer: _Trainer) -> None:
+        self.t = trainer
+        self.eager_steps = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_lr = self.static_hr = self.static_loss = None
+
+    def _update(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        t, cfg = self.t, self.t.cfg
+        with t._autocast(cache=False):  # no cast cache across a capture
+            sr = t.g_train(lr)
+        loss = pixel_loss(sr.float(), hr, cfg.pixel_loss) * cfg.pixel_weight
+        loss.backward()
+        t.opt_g.step()
+        return loss.detach()
+
+    def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        t = self.t
+        if self.graph is None and self.eager_steps < self.WARMUP:
+            self.eager_steps += 1
+            side = torch.cuda.Stream(t.device)
+            side.wait_stream(torch.cuda.current_stream(t.device))
+            with torch.cuda.stream(side):
+                t.opt_g.zero_grad(set_to_none=True)
+                loss = self._update(lr, hr)
+            torch.cuda.current_stream(t.device).wait_stream(side)
+            return {"loss": loss}
+        if self.graph is None:
+            self.static_lr, self.static_hr = lr.clone(), hr.clone()  # clone keeps the memory format
+            t.opt_g.zero_grad(set_to_none=True)  # the graph's backward then writes, not adds
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_loss = self._update(self.static_lr, self.static_hr)
+        self.static_lr.copy_(lr)
+        self.static_hr.copy_(hr)
+        self.graph.replay()
+        return {"loss": self.static_loss.clone()}
+
+
 class _Interrupt:
     """First Ctrl-C or SIGTERM (a scheduler's preemption): finish the step, save, stop. Second: stop at once.
 
@@ -442,6 +492,11 @@ class _Trainer:
         self.dtype, note = choose_dtype(cfg.precision, device)
         if note:
             self.info(note)
+        if cfg.cuda_graphs:
+            if device.type != "cuda" or self.dist.enabled:
+                raise SrganError("--cuda-graphs needs one CUDA device (not the CPU, not torchrun)")
+            if self.dtype == torch.float16:
+                raise SrganError("--cuda-graphs cannot use fp16's loss scaling: add --precision bf16 (or fp32)")
         if cfg.stage == "gan" and cfg.init is None and state is None:
             raise SrganError(
                 "--stage gan starts from a trained mse generator: give --init GENERATOR.safetensors "
@@ -491,9 +546,7 @@ class _Trainer:
         if self.state is None and cfg.init is not None:
             init_model, _, _ = load_generator(cfg.init)
             self.G.load_state_dict(init_model.state_dict())
-        # fused: one kernel per step for all parameters on a GPU (the foreach default launches
-        # several per tensor group, and at the paper's batch the step is bound by launches)
-        adam = {"betas": (cfg.adam_beta1, cfg.adam_beta2), "fused": True if device.type == "cuda" else None}
+        adam = {"betas": (cfg.adam_beta1, cfg.adam_beta2)}
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, **adam)
         self.ema = None
         self._ema_pairs: tuple[list[torch.Tensor], ...] | None = None  # see _update_ema
@@ -512,6 +565,10 @@ class _Trainer:
         self.last_psnr: float | None = None
         if self.state is not None:
             self._restore(self.state)
+        for opt in (self.opt_g, self.opt_d):
+            if opt is not None:
+                self._set_optimizer_kind(opt)
+        self._graphed = _GraphedStep(self) if cfg.cuda_graphs else None
         if cfg.channels_last:
             self.G.to(memory_format=torch.channels_last)
             if self.D is not None:
@@ -531,6 +588,26 @@ class _Trainer:
             self.g_train = torch.compile(self.g_train)
             if self.d_train is not None:
                 self.d_train = torch.compile(self.d_train)
+
+    def _set_optimizer_kind(self, opt: torch.optim.Optimizer) -> None:
+        """This run's Adam implementation, whatever the checkpoint it resumes was saved with.
+
+        On CUDA the fused one (one kernel per step for all parameters: the foreach default
+        launches several per tensor group, and at the paper's batch a GPU step is bound by
+        launches); with --cuda-graphs the capturable one, whose learning rate is a tensor on
+        the device; elsewhere the default. Each keeps its step counts where it wants them."""
+        graphs = self.cfg.cuda_graphs
+        fused = self.device.type == "cuda" and not graphs
+        for group in opt.param_groups:
+            group["fused"] = True if fused else None
+            group["capturable"] = graphs
+            group["foreach"] = None
+            lr = float(group["lr"])
+            group["lr"] = torch.tensor(lr, device=self.device) if graphs else lr
+        for values in opt.state.values():
+            if "step" in values:
+                on_device = fused or graphs
+                values["step"] = values["step"].to(self.device if on_device else "cpu", torch.float32)
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
@@ -593,10 +670,10 @@ class _Trainer:
         )
 
     # -- one step ------------------------------------------------------------------------------
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self, cache: bool = True) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
 
     def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update; returns the loss terms as detached scalar tensors on the device, read back
@@ -605,6 +682,8 @@ class _Trainer:
         if cfg.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
             hr = hr.contiguous(memory_format=torch.channels_last)
+        if self._graphed is not None:
+            return self._graphed(lr, hr)
         if not self.gan:
             with self._autocast():
                 sr = self.g_train(lr)
@@ -871,7 +950,10 @@ class _Trainer:
                 for opt in (self.opt_g, self.opt_d):
                     if opt is not None:
                         for group in opt.param_groups:
-                            group["lr"] = lr_value
+                            if isinstance(group["lr"], torch.Tensor):
+                                group["lr"].fill_(lr_value)  # --cuda-graphs: the graph reads it there
+                            else:
+                                group["lr"] = lr_value
                 lr, hr = make_pair(hr_u8, cfg.scale, self.device)
                 pending.append(self._train_step(lr, hr))
                 if self.ema is not None:

@@ -13,7 +13,7 @@ import click
 from ..errors import SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
-_BOOL_KEYS = ("no_batch_norm", "no_d_batch_norm", "channels_last", "compile_", "resume", "quiet")
+_BOOL_KEYS = ("no_batch_norm", "no_d_batch_norm", "channels_last", "compile_", "cuda_graphs", "resume", "quiet")
 _POSITIVE_KEYS = ("steps", "batch_size", "patch_size", "lr", "lr_step", "val_every", "checkpoint_every", "log_every")
 _POSITIVE_KEYS += ("threads", "num_blocks", "num_features")
 
@@ -80,6 +80,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the models.")
+@click.option(
+    "--cuda-graphs",
+    is_flag=True,
+    default=None,
+    help="mse stage on one CUDA GPU: capture the whole update once as a CUDA graph and replay it "
+    "(for GPUs where a step is bound by launching kernels; bf16 or fp32).",
+)
 @click.option(
     "--workers", type=click.IntRange(0), help="Data loader processes.  [default: min(4, cpus) on GPU, 0 on CPU]"
 )
