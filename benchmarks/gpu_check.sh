@@ -100,16 +100,17 @@ if [ -d .gpu/train ]; then
   [ -d .gpu/bench/set5 ] && VAL=(--val set5 --data-dir .gpu/bench)
   RUN="$OUT/run_$PLAN"
   # 1. A probe with an open-ended schedule; SIGINT at its limit saves a checkpoint.
-  step train_probe "$PROBE" python3 -m srgan_cli train "${START[@]}" \
-    --data .gpu/train --out "$RUN" --steps 1000000 --lr-decay cosine --device "$DEVICE" \
-    --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}" "${GRAPH_ARG[@]}"
+  probe() {  # probe NAME
+    step "$1" "$PROBE" python3 -m srgan_cli train "${START[@]}" \
+      --data .gpu/train --out "$RUN" --steps 1000000 --lr-decay cosine --device "$DEVICE" \
+      --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}" "${GRAPH_ARG[@]}"
+  }
+  probe train_probe
   if [ ${#GRAPH_ARG[@]} -gt 0 ] && [ ! -f "$RUN/checkpoint.pt" ]; then
     echo "- train: no checkpoint with --cuda-graphs; the probe again without them" >>"$SUMMARY"
     GRAPH_ARG=()
     rm -rf "$RUN"
-    step train_probe_eager "$PROBE" python3 -m srgan_cli train "${START[@]}" \
-      --data .gpu/train --out "$RUN" --steps 1000000 --lr-decay cosine --device "$DEVICE" \
-      --precision bf16 --channels-last "${RUN_ARGS[@]}" "${VAL[@]}"
+    probe train_probe_eager
   fi
   # 2. The steps that fit in what is left, at the speed of the probe's second half (30 s are
   #    kept for the restart and the last validation and save).

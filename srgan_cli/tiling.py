@@ -226,7 +226,6 @@ def upscale_tiled(
 def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> torch.Tensor | None:
     tiles = plan_tiles(h, w, tile, pad)
     canvas = None
-    to_host = sink is None
     if sink is None:
         canvas = torch.empty((1, c, h * scale, w * scale), dtype=torch.float32)
 
@@ -245,7 +244,7 @@ def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> 
             expected = (len(chunk), c, inputs.shape[2] * scale, inputs.shape[3] * scale)
             if tuple(out.shape) != expected:
                 raise SrganError(f"the generator returned shape {tuple(out.shape)}, expected {expected}")
-            out = out.to("cpu", torch.float32) if to_host else out.float()
+            out = out.to("cpu", torch.float32) if canvas is not None else out.float()  # a sink takes it on the device
             for i, t in enumerate(chunk):
                 cy, cx = t.crop_slices(scale)
                 oy, ox = t.out_slices(scale)

@@ -355,15 +355,6 @@ class _GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_lr = self.static_hr = self.static_loss = None
 
-    def _update(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        t, cfg = self.t, self.t.cfg
-        with t._autocast(cache=False):  # no cast cache across a capture
-            sr = t.g_train(lr)
-        loss = pixel_loss(sr.float(), hr, cfg.pixel_loss) * cfg.pixel_weight
-        loss.backward()
-        t.opt_g.step()
-        return loss.detach()
-
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         t = self.t
         if self.graph is None and self.eager_steps < self.WARMUP:
@@ -371,16 +362,14 @@ class _GraphedStep:
             side = torch.cuda.Stream(t.device)
             side.wait_stream(torch.cuda.current_stream(t.device))
             with torch.cuda.stream(side):
-                t.opt_g.zero_grad(set_to_none=True)
-                loss = self._update(lr, hr)
+                loss = t._mse_update(lr, hr, cast_cache=False)
             torch.cuda.current_stream(t.device).wait_stream(side)
             return {"loss": loss}
         if self.graph is None:
             self.static_lr, self.static_hr = lr.clone(), hr.clone()  # clone keeps the memory format
-            t.opt_g.zero_grad(set_to_none=True)  # the graph's backward then writes, not adds
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.static_loss = self._update(self.static_lr, self.static_hr)
+            with torch.cuda.graph(self.graph):  # gradients set to None first: its backward writes them
+                self.static_loss = t._mse_update(self.static_lr, self.static_hr, cast_cache=False)
         self.static_lr.copy_(lr)
         self.static_hr.copy_(hr)
         self.graph.replay()
@@ -685,14 +674,7 @@ class _Trainer:
         if self._graphed is not None:
             return self._graphed(lr, hr)
         if not self.gan:
-            with self._autocast():
-                sr = self.g_train(lr)
-            loss = pixel_loss(sr.float(), hr, cfg.pixel_loss) * cfg.pixel_weight
-            self.opt_g.zero_grad(set_to_none=True)
-            self.scaler_g.scale(loss).backward()
-            self.scaler_g.step(self.opt_g)
-            self.scaler_g.update()
-            return {"loss": loss.detach()}
+            return {"loss": self._mse_update(lr, hr)}
         losses = self.losses
         n = hr.shape[0]
         with self._autocast():
@@ -739,6 +721,19 @@ class _Trainer:
         if loss_grid is not None:
             out["loss_grid"] = loss_grid.detach()
         return out
+
+    def _mse_update(self, lr: torch.Tensor, hr: torch.Tensor, cast_cache: bool = True) -> torch.Tensor:
+        """The mse stage's update: forward, pixel loss, backward, Adam; the detached loss. Also
+        what --cuda-graphs captures (there with no autocast cache, and the loss scaler is off)."""
+        cfg = self.cfg
+        with self._autocast(cache=cast_cache):
+            sr = self.g_train(lr)
+        loss = pixel_loss(sr.float(), hr, cfg.pixel_loss) * cfg.pixel_weight
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler_g.scale(loss).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        return loss.detach()
 
     def _jitter_offset(self, jitter: int, stream: int) -> tuple[int, int] | None:
         """This step's offset in 0..jitter-1, from (seed, step, stream) as the crops are: a resumed
@@ -966,9 +961,8 @@ class _Trainer:
                 saving = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
                 if validating or logging or saving:
                     read_back()
-                busy = time.perf_counter() - t_window - idle  # read_back waited for the device
-                t_idle = time.perf_counter()
                 if validating:
+                    t_idle = time.perf_counter()
                     if self.dist.main:
                         val_psnr = self.last_psnr = self.validate()
                     self.dist.barrier()
@@ -979,8 +973,9 @@ class _Trainer:
                             save_generator(best, self.export_model(), self.gconf, self._metadata())
                         except OSError as exc:
                             raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
-                idle += time.perf_counter() - t_idle
+                    idle += time.perf_counter() - t_idle
                 if logging:
+                    busy = time.perf_counter() - t_window - idle  # read_back waited for the device
                     record: dict[str, Any] = {"step": self.step}
                     record.update({k: float(np.mean(v)) for k, v in window.items()})
                     record["lr"] = lr_value
