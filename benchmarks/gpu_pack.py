@@ -1,0 +1,111 @@
+"""Fill the ignored folder .gpu/ with the data a plan of benchmarks/gpu_check.sh needs, inside
+the 64 MiB one device call may send (the checkout itself counts), and print the sizes.
+
+    python benchmarks/gpu_pack.py --plan mse      # all training images, Set5
+    python benchmarks/gpu_pack.py --plan gan      # VGG19, Set5 and the training images that fit
+    python benchmarks/gpu_pack.py --plan esrgan   # the same, for both ESRGAN stages in one call
+
+The plans that need the VGG19 file (38 MiB) leave room for about 12 MB of training images.
+They are taken in the order of --prefer, whole sets first: Sun-Hays 80 holds the most pixels
+per byte (60 Mpx in 9.8 MB of JPEG, against 5 Mpx in 9.6 MB of PNG for T91), then BSDS500's
+images one by one, by name, until the next one would not fit. Files are copied, not linked
+(a call does not send links). Exits 1 if the call would be over the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 64 * 2**20
+PLANS = {"mse": False, "rrdb": False, "gan": True, "esrgan": True}  # plan -> needs VGG19
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def checkout_bytes(root: Path) -> int:
+    """Bytes of what a call sends besides .gpu/: tracked files and untracked, unignored ones."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    ).stdout
+    total = 0
+    for name in out.decode().split("\0"):
+        path = root / name
+        if name and path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
+def tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--plan", choices=sorted(PLANS), default="mse")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="holds train/, bench/, vgg19/")
+    ap.add_argument("--prefer", default="sun_hays80,bsds500,t91", help="training sets in the order they are taken")
+    ap.add_argument("--margin-mib", type=float, default=0.5, help="room kept free under the limit")
+    args = ap.parse_args(argv)
+
+    gpu = ROOT / ".gpu"
+    if gpu.exists():
+        shutil.rmtree(gpu)
+    (gpu / "bench").mkdir(parents=True)
+    shutil.copytree(args.data / "bench" / "set5", gpu / "bench" / "set5")
+    if PLANS[args.plan]:
+        vgg = sorted((args.data / "vgg19").glob("*.safetensors"))
+        if not vgg:
+            print(f"no VGG19 .safetensors under {args.data / 'vgg19'}", file=sys.stderr)
+            return 1
+        shutil.copyfile(vgg[0], gpu / "vgg19.safetensors")
+
+    base = checkout_bytes(ROOT)
+    room = LIMIT - int(args.margin_mib * 2**20) - base - tree_bytes(gpu)
+    train = gpu / "train"
+    taken: dict[str, tuple[int, int]] = {}
+    sets = [s for s in args.prefer.split(",") if s]
+    sets += sorted(p.name for p in (args.data / "train").iterdir() if p.is_dir() and p.name not in sets)
+    full = False
+    for name in sets:
+        for src in images(args.data / "train" / name):
+            size = src.stat().st_size
+            if size > room:
+                full = True
+                break
+            dst = train / src.relative_to(args.data / "train")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            room -= size
+            n, b = taken.get(name, (0, 0))
+            taken[name] = (n + 1, b + size)
+        if full:
+            break
+
+    mib = 2**20
+    print(f"plan {args.plan}: checkout {base / mib:.1f} MiB")
+    for name in ("vgg19.safetensors", "bench"):
+        if (gpu / name).exists():
+            print(f"  .gpu/{name}: {tree_bytes(gpu / name) / mib:.1f} MiB")
+    for name, (n, b) in taken.items():
+        have = len(images(args.data / "train" / name))
+        print(f"  .gpu/train/{name}: {n} of {have} images, {b / mib:.1f} MiB")
+    total = base + tree_bytes(gpu)
+    print(f"total {total / mib:.1f} of {LIMIT / mib:.0f} MiB: carry [\".gpu\"]")
+    return 0 if total <= LIMIT else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
