@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if PLANS[args.plan]:
         vgg = sorted((args.data / "vgg19").glob("*.safetensors"))
         if not vgg:
-            print(f"no VGG19 .safetensors under {args.data / 'vgg19'}", file=sys.stderr)
+            sys.stderr.write(f"no VGG19 .safetensors under {args.data / 'vgg19'}\n")
             return 1
         shutil.copyfile(vgg[0], gpu / "vgg19.safetensors")
 
@@ -95,15 +95,16 @@ def main(argv: list[str] | None = None) -> int:
             break
 
     mib = 2**20
-    print(f"plan {args.plan}: checkout {base / mib:.1f} MiB")
+    say = print  # noqa: T201 - this script's output is its report
+    say(f"plan {args.plan}: checkout {base / mib:.1f} MiB")
     for name in ("vgg19.safetensors", "bench"):
         if (gpu / name).exists():
-            print(f"  .gpu/{name}: {tree_bytes(gpu / name) / mib:.1f} MiB")
+            say(f"  .gpu/{name}: {tree_bytes(gpu / name) / mib:.1f} MiB")
     for name, (n, b) in taken.items():
         have = len(images(args.data / "train" / name))
-        print(f"  .gpu/train/{name}: {n} of {have} images, {b / mib:.1f} MiB")
+        say(f"  .gpu/train/{name}: {n} of {have} images, {b / mib:.1f} MiB")
     total = base + tree_bytes(gpu)
-    print(f"total {total / mib:.1f} of {LIMIT / mib:.0f} MiB: carry [\".gpu\"]")
+    say(f'total {total / mib:.1f} of {LIMIT / mib:.0f} MiB: carry [".gpu"]')
     return 0 if total <= LIMIT else 1
 
 
