@@ -9,6 +9,7 @@ gives the same output bit for bit.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class Model:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     notes: list[str] = field(default_factory=list)
     channels_last: bool = False
+    ensemble: bool = False  # geometric self-ensemble: the mean over the 8 flips and rotations
 
     @property
     def scale(self) -> int:
@@ -59,9 +61,32 @@ class Model:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch (N, C, h, w) from any device; returns the raw output on ``device``."""
         x = x.to(self.device, self.dtype, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.module(x)
+        if not self.ensemble:
+            return self.module(self._layout(x))
+        # Self-ensemble ("EDSR+", Lim et al. 2017): run the 8 dihedral transforms of the
+        # batch, undo each on its output and average in float32. Each transform is a network
+        # with rotated kernels, so the receptive field and the exact tiling stay the same.
+        total = None
+        for k in range(8):
+            y = _undo_dihedral(self.module(self._layout(_dihedral(x, k))), k).float()
+            total = y if total is None else total.add_(y)
+        return total.div_(8)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+
+def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Transform k (0..7) of the square's symmetry group on the last two dims: mirror left-right
+    if k >= 4, then k % 4 quarter turns. 0 is the identity."""
+    if k >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+def _undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
+    y = torch.rot90(y, -(k % 4), dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
 
 
 def _resolve(name_or_path: str | Path) -> Path:
@@ -78,6 +103,7 @@ def load_model(
     *,
     blend: str | None = None,
     channels_last: bool | None = None,
+    ensemble: bool = False,
 ) -> Model:
     """Load a named model, a local ``.safetensors`` file, or a Hub reference (``owner/repo``).
 
@@ -88,7 +114,9 @@ def load_model(
     accurate in bf16).
     ``blend="B:0.8"`` mixes in a second generator (``0.8`` of B, ``0.2`` of this one), as
     ``srgan interpolate`` does. ``channels_last`` (default: on the CPU) picks the NHWC
-    memory layout, which oneDNN runs faster for these convolutions.
+    memory layout, which oneDNN runs faster for these convolutions. ``ensemble`` averages
+    the outputs of the 8 flips and rotations of the input (8x the time; a few tenths of a dB
+    more PSNR for a PSNR-oriented model, see the README).
     """
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
     path = _resolve(name_or_path)
@@ -113,7 +141,7 @@ def load_model(
         module = module.to(memory_format=torch.channels_last)
     for p in module.parameters():
         p.requires_grad_(False)
-    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last)
+    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble)
 
 
 def _display_name(name_or_path: str | Path, path: Path) -> str:
@@ -204,10 +232,7 @@ def upscale_array(
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise SrganError(f"cannot upscale an empty image ({rgb.shape[1]}x{rgb.shape[0]})")
     if dtype is not None and dtype != model.dtype:
-        model = Model(
-            copy.deepcopy(model.module).to(dtype), model.config, model.name, model.metadata, dtype, model.device,
-            model.notes, model.channels_last,
-        )  # fmt: skip
+        model = dataclasses.replace(model, module=copy.deepcopy(model.module).to(dtype), dtype=dtype)
     if bit_depth not in (None, 8, 16):
         raise SrganError(f"bit depth must be 8 or 16, got {bit_depth}")
     from . import images

@@ -222,8 +222,11 @@ def bicubic_upscaler(scale: int = 4) -> Upscaler:
     return Upscaler(BICUBIC, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))
 
 
-def model_upscaler(spec: str, device: Any, precision: str = "auto", name: str | None = None) -> Upscaler:
-    """A generator (named model, weights file or Hub reference) loaded through the Python API."""
+def model_upscaler(
+    spec: str, device: Any, precision: str = "auto", name: str | None = None, ensemble: bool = False
+) -> Upscaler:
+    """A generator (named model, weights file or Hub reference) loaded through the Python API;
+    ``ensemble``: scored with the x8 self-ensemble (``api.load_model(ensemble=True)``)."""
     import torch
 
     from . import api
@@ -233,7 +236,10 @@ def model_upscaler(spec: str, device: Any, precision: str = "auto", name: str | 
     if (precision or "auto").lower() == "auto" and dev.type == "cpu":
         precision = "fp32"  # scores comparable across CPUs: upscale's auto may pick bf16 there
     dtype, note = choose_dtype(precision, dev)
-    if "precision" in inspect.signature(api.load_model).parameters:
+    if ensemble:
+        model = api.load_model(spec, device=dev, precision=precision, ensemble=True)
+        notes = list(model.notes)
+    elif "precision" in inspect.signature(api.load_model).parameters:
         model = api.load_model(spec, device=dev, precision=precision)
         notes = list(getattr(model, "notes", []))
     else:  # an API without precision handling: convert here

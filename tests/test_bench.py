@@ -117,6 +117,19 @@ def test_two_models_in_one_run_and_lpips_reason_shown(bench_dir, tmp_path):
     assert all(m["lpips"] is None and "not installed" in m["lpips_note"] for m in doc["models"])
 
 
+def test_ensemble_adds_a_row_per_model(bench_dir, tmp_path):
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    result = _invoke(
+        "--set", "set5", "--model", "bicubic", "--model", weights, "--ensemble", "--data-dir", bench_dir,
+        "--device", "cpu", "--no-lpips", "--json", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    models = json.loads(out.read_text())["models"]
+    assert [m["name"] for m in models] == ["bicubic", "tiny", "tiny+ensemble"]  # no ensemble of bicubic
+    assert models[1]["psnr"] != models[2]["psnr"]
+
+
 def test_no_lpips_flag_says_skipped(bench_dir, tmp_path):
     out = tmp_path / "r.json"
     result = _invoke("--set", "set5", "--model", "bicubic", "--data-dir", bench_dir, "--no-lpips", "--json", out)

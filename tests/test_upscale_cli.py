@@ -221,6 +221,31 @@ def test_blend_option(weights, tmp_path):
     assert result.exit_code == 1 and result.stderr.startswith("error: --blend") and result.stderr.count("\n") == 1
 
 
+def test_ensemble_option(weights, tmp_path):
+    from srgan_cli.api import load_model, upscale_array
+
+    src = _img(tmp_path / "a.png", seed=3)
+    assert run(weights, src, "-o", tmp_path / "e.png", "--ensemble").exit_code == 0
+    out = Image.open(tmp_path / "e.png")
+    assert out.text["srgan:ensemble"].startswith("x8") and out.text["srgan:model"] == "tiny"
+    expected = upscale_array(load_model(weights, device="cpu", ensemble=True), np.asarray(Image.open(src)) / 255)
+    assert np.abs(np.asarray(out, np.float32) / 255 - expected).max() <= 0.5 / 255 + 1e-6
+    assert run(weights, src, "-o", tmp_path / "p.png").exit_code == 0
+    assert "srgan:ensemble" not in Image.open(tmp_path / "p.png").text
+
+
+def test_animated_input_says_only_its_first_frame_is_upscaled(weights, tmp_path):
+    rng = np.random.default_rng(2)
+    frames = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).convert("P") for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "anim.gif"), "-o", str(tmp_path / "a.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "anim.gif: 3 frames; only the first is upscaled" in result.stderr
+    assert _decodes(tmp_path / "a.png").size == (48, 40)
+
+
 def test_refuses_to_overwrite_then_skip_existing_and_overwrite(weights, tmp_path):
     src = _img(tmp_path / "in" / "a.png")
     _img(tmp_path / "in" / "b.png", seed=1)

@@ -60,6 +60,11 @@ from ..device import DEVICES, PRECISIONS
     help="Timed runs per image; the median counts.",
 )
 @click.option("--no-lpips", is_flag=True, help="Skip LPIPS even if the lpips package is installed.")
+@click.option(
+    "--ensemble",
+    is_flag=True,
+    help="Also score each model with the x8 self-ensemble of 'srgan upscale --ensemble' (rows NAME+ensemble).",
+)
 def bench(
     set_names: tuple[str, ...],
     model_specs: tuple[str, ...],
@@ -72,6 +77,7 @@ def bench(
     per_image: bool,
     runs: int,
     no_lpips: bool,
+    ensemble: bool,
 ) -> None:
     """Score models on a test set the literature's way (Y-channel PSNR/SSIM, 4 px border) and time them.
 
@@ -80,6 +86,7 @@ def bench(
       srgan bench --set set5 --set set14 --set bsd100 --json all.json
       srgan bench --set bsd100 --model bicubic --model srresnet_x4 --model my.safetensors
       srgan bench --set photos/ --model bicubic --save-images cmp/ --json results.json
+      srgan bench --set set5 --model srresnet_x4 --ensemble
     """
     from rich.console import Console
 
@@ -134,6 +141,10 @@ def bench(
                 upscalers.append(core.model_upscaler(spec, dev, precision, name=label))
             except SrganError as exc:
                 raise SrganError(f"{exc}; or use --model bicubic or --model FILE.safetensors") from None
+        if ensemble and spec.lower() != core.BICUBIC:
+            upscalers.append(
+                core.model_upscaler(spec, dev, precision, name=_unique(f"{label}+ensemble", taken), ensemble=True)
+            )
 
     lpips, lpips_note = None, None
     if no_lpips:
