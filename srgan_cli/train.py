@@ -95,6 +95,7 @@ class TrainConfig:
     cuda_graphs: bool = False  # mse stage on CUDA: the whole update captured once and replayed
     workers: int | None = None  # None: min(4, cpus) on a GPU, 0 on the CPU (decided at run time)
     cache: str = "auto"
+    scale_aug: float = 1.0  # crops from the image downscaled by a random factor in [scale_aug, 1] (1 = off)
     vgg_weights: str | None = None
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
     content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
@@ -157,6 +158,8 @@ class TrainConfig:
         for name in ("content_jitter", "d_jitter", "grid_weight"):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
+        if not (0.0 < c.scale_aug <= 1.0):
+            raise SrganError(f"--scale-aug must be in (0, 1] (1 = off), got {c.scale_aug}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         if c.lr <= 0:
@@ -646,7 +649,9 @@ class _Trainer:
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
         group = cfg.batch_size * self.dist.world_size
-        self.dataset = PatchDataset(scan, cfg.patch_size, seed=cfg.seed, cache=cache, group=group)
+        self.dataset = PatchDataset(
+            scan, cfg.patch_size, seed=cfg.seed, cache=cache, group=group, min_scale=cfg.scale_aug
+        )
         self.loader = make_loader(
             self.dataset,
             cfg.batch_size,
@@ -800,6 +805,8 @@ class _Trainer:
             meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight), init=str(cfg.init))
         if cfg.ema:
             meta["ema"] = str(cfg.ema)
+        if cfg.scale_aug < 1:
+            meta["scale_aug"] = str(cfg.scale_aug)
         for name in ("content_jitter", "d_jitter"):
             if self.gan and getattr(cfg, name) > 1:
                 meta[name] = str(getattr(cfg, name))

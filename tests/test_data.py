@@ -89,6 +89,42 @@ def test_random_patch_is_a_flipped_or_rotated_crop():
     assert len(seen) >= 3
 
 
+def test_scale_augmentation_crops_downscaled_detail():
+    # A ramp rising 2 levels per pixel, the same along both axes up to the sign: whatever the
+    # flip or rotation, a patch cut from the image downscaled by f rises 2/f levels per pixel.
+    yy, xx = np.mgrid[0:100, 0:100]
+    image = np.repeat((xx + yy)[:, :, None], 3, axis=2).astype(np.uint8)
+    slopes = []
+    for s in range(40):
+        patch = random_patch(image, 24, np.random.default_rng(s), min_scale=0.5)
+        assert patch.shape == (24, 24, 3) and patch.dtype == np.uint8
+        inner = patch[4:-4, 4:-4, 0].astype(np.float64)  # away from the resize's edge handling
+        slopes.append(np.abs(np.diff(inner, axis=1)).mean())
+    slopes = np.array(slopes)
+    assert slopes.min() >= 0.95 and slopes.max() <= 2.1  # factors within [0.5, 1]
+    assert slopes.max() - slopes.min() > 0.5  # and spread over that range
+    same = random_patch(image, 24, np.random.default_rng(7), min_scale=0.5)
+    assert np.array_equal(same, random_patch(image, 24, np.random.default_rng(7), min_scale=0.5))
+    # off (1.0) draws nothing extra: the crops of runs without it are unchanged
+    assert np.array_equal(
+        random_patch(image, 24, np.random.default_rng(3)),
+        random_patch(image, 24, np.random.default_rng(3), min_scale=1.0),
+    )
+
+
+def test_scale_augmentation_in_a_short_run_and_its_metadata(image_tree, tmp_path):
+    from srgan_cli.errors import SrganError
+    from srgan_cli.train import train
+    from srgan_cli.weights import load_generator
+
+    options = dict(data=str(image_tree), steps=2, batch_size=2, patch_size=32, num_blocks=1, num_features=8)
+    train({**options, "scale_aug": 0.6}, tmp_path / "r", report=None)
+    _, _, meta = load_generator(tmp_path / "r" / "generator.safetensors")
+    assert meta["scale_aug"] == "0.6"
+    with pytest.raises(SrganError, match="scale-aug"):
+        train({**options, "scale_aug": 0.0}, tmp_path / "bad", report=None)
+
+
 def test_batches_shard_by_rank_and_resume_by_step():
     full = list(StepBatchSampler(4, start_step=0, world_size=2, rank=0, stop_step=3))
     other = list(StepBatchSampler(4, start_step=0, world_size=2, rank=1, stop_step=3))

@@ -94,6 +94,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--cache", type=click.Choice(["auto", "on", "off"]), help="Keep decoded images in memory (auto: if under 2 GiB)."
 )
 @click.option(
+    "--scale-aug",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="MIN",
+    help="Scale augmentation: crop each patch from the image downscaled by a random factor in [MIN, 1] "
+    "(e.g. 0.6; 1 = off, the paper), for small training sets.  [default: 1]",
+)
+@click.option(
     "--vgg-weights",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="VGG19 safetensors for the content loss.",
