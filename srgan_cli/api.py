@@ -141,6 +141,8 @@ def load_model(
         module = module.to(memory_format=torch.channels_last)
     for p in module.parameters():
         p.requires_grad_(False)
+    if ensemble and meta.get("stage") == "gan":
+        notes.append(f"{name} is a GAN model: the ensemble's mean of 8 passes smooths part of its texture")
     return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble)
 
 

@@ -137,6 +137,14 @@ def test_ensemble_is_the_mean_over_flips_and_rotations(weights, rgb):
     assert np.abs(out - plain).max() > 1e-3  # a random network is not symmetric: it changes something
 
 
+def test_ensemble_of_a_gan_model_says_it_smooths(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "g.safetensors"
+    save_generator(path, build_generator(TINY), TINY, metadata={"stage": "gan"})
+    assert any("GAN model" in n for n in load_model(path, device="cpu", ensemble=True).notes)
+    assert not any("GAN model" in n for n in load_model(path, device="cpu").notes)
+
+
 def test_ensemble_keeps_tiling_exact(weights, rgb):
     model = load_model(weights, device="cpu", precision="fp32", ensemble=True)
     whole = upscale_array(model, rgb, tile=0)
