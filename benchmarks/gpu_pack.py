@@ -58,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="holds train/, bench/, vgg19/")
     ap.add_argument("--prefer", default="sun_hays80,bsds500,t91", help="training sets in the order they are taken")
     ap.add_argument("--margin-mib", type=float, default=0.5, help="room kept free under the limit")
+    ap.add_argument("--limit-mib", type=float, default=LIMIT / 2**20, help="what one call may send")
+    ap.add_argument("--dest", type=Path, default=ROOT / ".gpu", help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
+    limit = int(args.limit_mib * 2**20)
 
-    gpu = ROOT / ".gpu"
+    gpu = args.dest
     if gpu.exists():
         shutil.rmtree(gpu)
     (gpu / "bench").mkdir(parents=True)
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(vgg[0], gpu / "vgg19.safetensors")
 
     base = checkout_bytes(ROOT)
-    room = LIMIT - int(args.margin_mib * 2**20) - base - tree_bytes(gpu)
+    room = limit - int(args.margin_mib * 2**20) - base - tree_bytes(gpu)
     train = gpu / "train"
     taken: dict[str, tuple[int, int]] = {}
     sets = [s for s in args.prefer.split(",") if s]

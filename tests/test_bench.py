@@ -422,6 +422,32 @@ def test_several_sets_in_one_run(bench_dir, tmp_path):
     assert "nope" in line
 
 
+def test_gpu_pack_fills_the_upload_by_pixels_per_byte_within_the_limit(tmp_path, capsys):
+    module = _benchmark_script("gpu_pack")
+    data = tmp_path / "data"
+    for name, count, size in (("sun_hays80", 3, 100_000), ("bsds500", 5, 60_000), ("t91", 2, 50_000)):
+        for i in range(count):
+            (data / "train" / name).mkdir(parents=True, exist_ok=True)
+            (data / "train" / name / f"{i}.jpg").write_bytes(b"x" * size)
+    (data / "bench" / "set5" / "HR").mkdir(parents=True)
+    (data / "bench" / "set5" / "HR" / "a.png").write_bytes(b"x" * 1000)
+    (data / "vgg19").mkdir()
+    (data / "vgg19" / "v.safetensors").write_bytes(b"x" * 200_000)
+    checkout = module.checkout_bytes(module.ROOT)
+    limit = (checkout + 1000 + 200_000 + 300_000 + 2 * 60_000 + 30_000) / 2**20  # room for 2 BSDS images
+    dest = tmp_path / "gpu"
+    args = ["--data", str(data), "--dest", str(dest), "--margin-mib", "0", "--limit-mib", str(limit)]
+    assert module.main(["--plan", "gan", *args]) == 0
+    assert (dest / "vgg19.safetensors").stat().st_size == 200_000
+    assert len(list((dest / "train" / "sun_hays80").iterdir())) == 3
+    assert sorted(p.name for p in (dest / "train" / "bsds500").iterdir()) == ["0.jpg", "1.jpg"]
+    assert not (dest / "train" / "t91").exists()
+    assert "2 of 5 images" in capsys.readouterr().out
+    assert module.main(["--plan", "mse", *args]) == 0  # no VGG19: its room goes to images
+    assert not (dest / "vgg19.safetensors").exists()
+    assert [len(list((dest / "train" / n).iterdir())) for n in ("sun_hays80", "bsds500", "t91")] == [3, 5, 1]
+
+
 def test_unlike_images_texture_measure(tmp_path, capsys):
     module = _benchmark_script("unlike_images")
     weights = _tiny(tmp_path / "tiny.safetensors")
