@@ -236,11 +236,8 @@ def model_upscaler(
     if (precision or "auto").lower() == "auto" and dev.type == "cpu":
         precision = "fp32"  # scores comparable across CPUs: upscale's auto may pick bf16 there
     dtype, note = choose_dtype(precision, dev)
-    if ensemble:
-        model = api.load_model(spec, device=dev, precision=precision, ensemble=True)
-        notes = list(model.notes)
-    elif "precision" in inspect.signature(api.load_model).parameters:
-        model = api.load_model(spec, device=dev, precision=precision)
+    if "precision" in inspect.signature(api.load_model).parameters:
+        model = api.load_model(spec, device=dev, precision=precision, ensemble=ensemble)
         notes = list(getattr(model, "notes", []))
     else:  # an API without precision handling: convert here
         model = api.load_model(spec, device=dev)

@@ -157,8 +157,6 @@ class PatchDataset(Dataset):
         group: int = 1,
         min_scale: float = 1.0,
     ):
-        if not 0.0 < min_scale <= 1.0:
-            raise SrganError(f"--scale-aug must be in (0, 1] (1 = off), got {min_scale}")
         self.paths = list(scan.paths)
         self.patch_size = patch_size
         self.seed = seed
