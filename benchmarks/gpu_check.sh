@@ -60,10 +60,10 @@ case "$PLAN" in
   esrgan) STAGES=(rrdb esrgan_gan) ;;  # both ESRGAN stages in one call: RRDB's weights need not travel
   *) echo "PLAN must be mse, gan, rrdb or esrgan" >&2; exit 2 ;;
 esac
-# The runs live under runs/gpu (a relative path, so the generators' metadata names no folder of
-# the machine) and move to $OUT at the end.
-RUNS=runs/gpu
-rm -rf "$RUNS"
+# The runs live in a new folder under runs/ (a relative path, so the generators' metadata names
+# no folder of the machine) and go to $OUT in one tar at the end.
+mkdir -p runs
+RUNS=$(mktemp -d runs/gpu_check.XXXXXX)
 stage_args() {  # stage_args STAGE: sets START (how the run starts), INIT and RUN_ARGS
   local vgg=(--vgg-weights .gpu/vgg19.safetensors) default
   case "$1" in
@@ -196,6 +196,7 @@ if [ -d .gpu/train ]; then
     fi
     echo "- results: $(cd "$OUT" && echo runs.tar*)" >>"$SUMMARY"
   fi
+  rm -rf "$RUNS"
 else
   echo "- training: skipped (no .gpu/train)" >>"$SUMMARY"
 fi
