@@ -454,6 +454,19 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @needs_cuda
+def test_cuda_ensemble_matches_the_cpu():
+    """--ensemble on a GPU (fp16, 8 passes summed in float32, tiles batched) stays within half
+    a gray level RMS of the CPU's fp32 ensemble, tiled or not."""
+    rgb = _bundled_photo_crop("srresnet_x4", 64)
+    ref = upscale_array(load_model("srresnet_x4", device="cpu", precision="fp32", ensemble=True), rgb, tile=0)
+    model = load_model("srresnet_x4", device="cuda", ensemble=True)
+    for tile in (0, 24):
+        out = upscale_array(model, rgb, tile=tile)
+        assert out.shape == ref.shape
+        assert float(np.sqrt(np.mean((out - ref) ** 2))) * 255.0 < 0.5
+
+
+@needs_cuda
 @pytest.mark.parametrize("name", ["srresnet_x4", "srgan_x4"])
 def test_cuda_upscale_matches_the_cpu(name):
     """On a GPU the default (fp16, BatchNorm folded, tiles batched) stays within half a gray
