@@ -54,7 +54,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log, and record rc a
 }
 
 PLAN=${PLAN:-mse}
-RRDB_BLOCKS=${RRDB_BLOCKS:-23}
+RRDB_SIZE=(--num-blocks "${RRDB_BLOCKS:-23}")
+[ "$QUICK" = 1 ] && RRDB_SIZE=(--num-blocks 1 --num-features 8)
 case "$PLAN" in
   mse|gan|rrdb) STAGES=("$PLAN") ;;
   esrgan) STAGES=(rrdb esrgan_gan) ;;  # both ESRGAN stages in one call: RRDB's weights need not travel
@@ -71,8 +72,7 @@ stage_args() {  # stage_args STAGE: sets START (how the run starts), INIT and RU
           default="--batch-size 64 --patch-size 96 --lr 2e-4 --ema 0.999" ;;
     gan)  INIT=weights/srresnet_x4.safetensors; START=(--stage gan --init "$INIT" "${vgg[@]}")
           default="--batch-size 16 --patch-size 96 --lr 1e-4 --ema 0.995 --pixel-loss l1 --pixel-weight 0.2 --grid-weight 1" ;;
-    rrdb) INIT=; START=(--stage mse --arch rrdb --num-blocks "$RRDB_BLOCKS")
-          [ "$QUICK" = 1 ] && START=(--stage mse --arch rrdb --num-blocks 1 --num-features 8)
+    rrdb) INIT=; START=(--stage mse --arch rrdb "${RRDB_SIZE[@]}")
           default="--batch-size 16 --patch-size 128 --lr 2e-4 --ema 0.999" ;;
     esrgan_gan)  # ESRGAN's GAN stage: relativistic, pre-activation conv5_4, L1 pixel term
           INIT=$RUNS/run_rrdb/generator.safetensors; START=(--stage gan --init "$INIT" "${vgg[@]}")
