@@ -394,6 +394,40 @@ def grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tenso
     return phase.pow(2).mean().add(1e-12).sqrt()
 
 
+def artifact_map(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """LDL's artifact map (Liang et al., CVPR 2022, "Details or Artifacts"), one weight per pixel.
+
+    R = |HR - SR| summed over the channels. A pixel's weight is the variance of R over the
+    ``window`` x ``window`` neighbourhood around it (unbiased, reflect-padded at the borders)
+    times the variance of R over the whole image to the power 1/5, and 0 wherever the EMA
+    generator's output is nearer HR than SR is: noise-like error that the averaged model does
+    not make is an artifact; detail that it makes as well is not. Computed in fp32 and detached
+    (the map says where to pull, not a quantity to be lowered itself).
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"artifact map: the window must be odd and at least 3, got {window}")
+    with torch.no_grad():
+        hr = hr.float()
+        res = (hr - sr.float()).abs().sum(dim=1, keepdim=True)
+        res_ema = (hr - sr_ema.float()).abs().sum(dim=1, keepdim=True)
+        pad = window // 2
+        if min(res.shape[-2:]) <= pad:
+            size = tuple(res.shape[-2:])
+            raise ValueError(f"artifact map: images of {size} px are too small for a {window} px window")
+        padded = F.pad(res, (pad, pad, pad, pad), mode="reflect")
+        n = window * window
+        mean = F.avg_pool2d(padded, window, stride=1)
+        local = (F.avg_pool2d(padded * padded, window, stride=1) - mean * mean).clamp_min(0) * (n / (n - 1))
+        whole = res.flatten(1).var(dim=1).view(-1, 1, 1, 1).pow(0.2)
+        return torch.where(res < res_ema, torch.zeros_like(local), local * whole)
+
+
+def ldl_loss(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """LDL's artifact loss: the mean of :func:`artifact_map` x |SR - HR| (fp32)."""
+    weight = artifact_map(sr, hr, sr_ema, window)
+    return (weight * (sr.float() - hr.float())).abs().mean()
+
+
 def tv_loss(x: torch.Tensor) -> torch.Tensor:
     """Total variation: mean squared difference of vertical plus of horizontal neighbours.
 

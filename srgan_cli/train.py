@@ -102,6 +102,7 @@ class TrainConfig:
     d_jitter: int = 0  # gan: random 0..N-1 px roll of the discriminator's input (0 = off, the paper)
     d_batch_norm: bool = True  # gan: the paper's discriminator has BatchNorm
     grid_weight: float = 0.0  # gan: weight of losses.grid_loss, the 4 px grid's mean (0 = off, the paper)
+    ldl_weight: float = 0.0  # gan: weight of losses.ldl_loss, LDL's artifact loss; needs --ema (0 = off)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -155,13 +156,15 @@ class TrainConfig:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
-        for name in ("content_jitter", "d_jitter", "grid_weight"):
+        for name in ("content_jitter", "d_jitter", "grid_weight", "ldl_weight"):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
         if not (0.0 < c.scale_aug <= 1.0):
             raise SrganError(f"--scale-aug must be in (0, 1] (1 = off), got {c.scale_aug}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
+        if c.ldl_weight and not (gan and c.ema):
+            raise SrganError("--ldl-weight works in --stage gan with --ema (its artifact map compares SR with the EMA)")
         if c.lr <= 0:
             raise SrganError(f"--lr must be positive, got {c.lr}")
         if c.patch_size % c.scale:
@@ -710,6 +713,12 @@ class _Trainer:
         if cfg.grid_weight:
             loss_grid = losses.grid_loss(sr32, hr, cfg.scale)
             loss = loss + cfg.grid_weight * loss_grid
+        loss_ldl = None
+        if cfg.ldl_weight:
+            with torch.no_grad(), self._autocast():
+                sr_ema = self.ema(lr)
+            loss_ldl = losses.ldl_loss(sr32, hr, sr_ema)
+            loss = loss + cfg.ldl_weight * loss_ldl
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
@@ -725,6 +734,8 @@ class _Trainer:
             out["loss_pixel"] = loss_pixel.detach()
         if loss_grid is not None:
             out["loss_grid"] = loss_grid.detach()
+        if loss_ldl is not None:
+            out["loss_ldl"] = loss_ldl.detach()
         return out
 
     def _mse_update(self, lr: torch.Tensor, hr: torch.Tensor, cast_cache: bool = True) -> torch.Tensor:
@@ -814,6 +825,8 @@ class _Trainer:
             meta["d_batch_norm"] = "false"
         if self.gan and cfg.grid_weight:
             meta["grid_weight"] = str(cfg.grid_weight)
+        if self.gan and cfg.ldl_weight:
+            meta["ldl_weight"] = str(cfg.ldl_weight)
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)

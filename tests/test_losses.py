@@ -18,10 +18,12 @@ from srgan_cli.losses import (
     ContentLoss,
     Convention,
     VGGFeatures,
+    artifact_map,
     convention_from_metadata,
     d_loss,
     g_adv_loss,
     grid_loss,
+    ldl_loss,
     load_vgg19,
     parse_layers,
     pixel_loss,
@@ -359,6 +361,43 @@ def test_grid_loss_measures_the_pattern_locked_to_the_pixel_grid():
     assert torch.allclose(sr.grad[0], sr.grad[5]) and (sr.grad * (gridded - hr)).sum() > 0
     with pytest.raises(ValueError, match="smaller than one"):
         grid_loss(hr[..., :3, :3], hr[..., :3, :3])
+
+
+def test_artifact_map_and_ldl_loss_on_a_hand_computed_spike():
+    # One channel, 16 x 16: SR is HR plus one spike of height a at (8, 8); the EMA's error is b
+    # everywhere, with 0 < b < a, so only the spike is where SR is worse than the EMA.
+    a, b = 0.5, 0.1
+    hr = torch.full((1, 1, 16, 16), 0.25)
+    sr = hr.clone()
+    sr[0, 0, 8, 8] += a
+    ema = hr + b
+    # Each 7 x 7 window holding the spike once: unbiased variance (a^2 - 49 (a/49)^2) / 48 = a^2/49.
+    # The whole image: (a^2 - 256 (a/256)^2) / 255 = a^2/256, to the power 1/5.
+    spike = a * a / 49 * (a * a / 256) ** 0.2
+    weights = artifact_map(sr, hr, ema)
+    expected = torch.zeros_like(weights)
+    expected[0, 0, 8, 8] = spike
+    assert not weights.requires_grad
+    assert torch.allclose(weights, expected, atol=1e-7)
+    # Where the EMA is as wrong as SR, the other pixels of the windows count too.
+    everywhere = artifact_map(sr, hr, hr)
+    assert everywhere[0, 0, 5:12, 5:12].allclose(torch.full((7, 7), spike), rtol=1e-4)
+    assert everywhere[0, 0, :5].abs().max() < 1e-7 and everywhere[0, 0, 12:].abs().max() < 1e-7
+    # Colour channels are summed before the variance: a grey spike in 3 channels is a 3a spike.
+    grey = artifact_map(sr.repeat(1, 3, 1, 1), hr.repeat(1, 3, 1, 1), ema.repeat(1, 3, 1, 1))
+    assert grey[0, 0, 8, 8].item() == pytest.approx(9 * a * a / 49 * (9 * a * a / 256) ** 0.2, rel=1e-4)
+    # The loss: the mean of map x |error|, with the map held fixed in the gradient.
+    x = sr.clone().requires_grad_(True)
+    loss = ldl_loss(x, hr, ema)
+    assert loss.item() == pytest.approx(spike * a / 256, rel=1e-4)
+    loss.backward()
+    assert torch.allclose(x.grad, expected / 256, atol=1e-9)
+    # An error that is the same everywhere has no local variance: no artifact.
+    assert ldl_loss(hr + 0.2, hr, hr).item() == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="odd"):
+        artifact_map(sr, hr, ema, window=4)
+    with pytest.raises(ValueError, match="too small"):
+        artifact_map(sr[..., :3, :3], hr[..., :3, :3], ema[..., :3, :3])
 
 
 def test_jitter_crops_both_images_by_one_random_offset(vgg_path):

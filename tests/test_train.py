@@ -324,6 +324,28 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
     assert torch.equal(exported[key], a["ema"][key]) and not torch.equal(exported[key], a["generator"][key])
 
 
+def test_ldl_weight_adds_the_artifact_loss(shared_data, mse_generator, data, tmp_path):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", ema=0.5)
+    train(opts, tmp_path / "plain")
+    train({**opts, "ldl_weight": 100.0}, tmp_path / "ldl")
+    rows = [json.loads(line) for line in (tmp_path / "ldl" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss_ldl" in r]
+    assert len(steps) == 2 and all(r["loss_ldl"] > 0 for r in steps)
+    for r in steps:  # the total is the sum of its weighted parts
+        total = r["loss_content"] + 1e-3 * r["loss_adv"] + 100.0 * r["loss_ldl"]
+        assert r["loss"] == pytest.approx(total, rel=1e-4)
+    plain = load_checkpoint(tmp_path / "plain" / CHECKPOINT)["generator"]
+    ldl = load_checkpoint(tmp_path / "ldl" / CHECKPOINT)["generator"]
+    assert any(not torch.equal(plain[k], ldl[k]) for k in plain)
+    assert read_metadata(tmp_path / "ldl" / "generator.safetensors")["ldl_weight"] == "100.0"
+    assert "ldl_weight" not in read_metadata(tmp_path / "plain" / "generator.safetensors")
+    with pytest.raises(SrganError, match="--ema"):
+        train({**opts, "ldl_weight": 1.0, "ema": 0.0}, tmp_path / "no_ema")
+    with pytest.raises(SrganError, match="ldl-weight"):
+        train({**opts, "ldl_weight": -1.0}, tmp_path / "bad")
+
+
 def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, data, tmp_path):
     opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")

@@ -136,6 +136,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "regular grid texture an x4 upsampler can draw; 0 = off, the paper).  [default: 0]",
 )
 @click.option(
+    "--ldl-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of LDL's artifact loss (Liang et al. 2022): L1 where the error is locally noisy "
+    "and the EMA generator's is smaller; needs --ema (0 = off, the paper).  [default: 0; LDL: 1]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
