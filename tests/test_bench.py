@@ -455,3 +455,25 @@ def test_unlike_images_texture_measure(tmp_path, capsys):
     assert 0 < psnr < 100 and rms > 0 and 0 <= spread <= 2 * 255
     assert module.main([str(tmp_path / "u"), "--texture", str(weights)]) == 0
     assert "| regular 4 px part (levels) |" in capsys.readouterr().out
+
+
+def test_flat_noise_measures_fine_texture_on_flat_areas_only(tmp_path, capsys):
+    module = _benchmark_script("flat_noise")
+    hr = np.full((64, 64, 3), 128, np.uint8)
+    hr[:, 40:] = 30  # an edge at x = 40: pixels within 7 px of it are not flat
+    checker = (np.indices((64, 64)).sum(0) % 2 * 4 - 2).astype(np.int16)[..., None]  # +-2 per channel
+    sr = (hr.astype(np.int16) + checker).astype(np.uint8)
+    fine, own, size = module.flat_residual(sr, hr, flat=1.5)
+    assert size == 48 * 48  # 64 px less the 8 px border on each side
+    assert fine.size == 48 * (25 + 9)  # flat: centres x 8..32 and 47..55 (15 px window clear of the edge)
+    # +-2 in R, G and B is +-2 * 219/255 in Y; a 7x7 window holds 25 of one sign and 24 of the other
+    expected = 2 * 219 / 255 * (1 - 1 / 49)
+    assert np.sqrt(np.mean(fine**2)) == pytest.approx(expected, rel=1e-6)
+    assert np.abs(own).max() < 1e-9  # a flat HR has no grain of its own
+    offset, _, _ = module.flat_residual(np.clip(hr.astype(np.int16) + 3, 0, 255).astype(np.uint8), hr, 1.5)
+    assert np.abs(offset).max() < 1e-9  # a brightness offset is not texture
+    (tmp_path / "s" / "HR").mkdir(parents=True)
+    Image.fromarray(np.tile(hr, (2, 2, 1))).save(tmp_path / "s" / "HR" / "a.png")
+    assert module.main(["--set", str(tmp_path / "s"), "-m", "bicubic"]) == 0
+    out = capsys.readouterr().out
+    assert "| set | flat pixels | HR's own | bicubic |" in out and "| s |" in out

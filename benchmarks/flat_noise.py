@@ -1,0 +1,111 @@
+"""How much texture does a model invent where a photo is flat? Fine residual on flat areas.
+
+    python benchmarks/flat_noise.py --set set14 --set bsd100 -m bicubic -m srresnet_x4 -m srgan_x4
+    python benchmarks/flat_noise.py --set set14 -m srgan_x4 -m runs/x/generator.safetensors --per-image
+
+PSNR says little about the faint mottle a GAN-stage model can lay over skin, sky or paper: it
+is a small part of the error of a whole photo. This measures it on its own. For each image,
+on the Y channel (0-255, as the benchmark protocol computes it):
+
+- the flat pixels: where the standard deviation of HR's Y over the 15x15 window around the
+  pixel is below --flat gray levels (default 1.5), so that no edge lies within 7 px;
+- there, the RMS of the model's residual (SR - HR) minus the residual's own 7x7 local mean:
+  the fine texture that the model adds where the photo has none. A brightness or colour
+  offset, or an error that is smooth over 7 px, does not count. "HR's own" is what an output
+  smooth over 7 px would score: the photo's own grain there, which no model can recover.
+
+Reported per set: the share of flat pixels, and per model the RMS pooled over the set's flat
+pixels (gray levels) and how many images have a larger one than the first model given. LR
+from the set's own files (MATLAB-made) where it has them, like `srgan bench`; fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
+
+from srgan_cli.bench import bicubic_upscaler, load_set, model_upscaler, resolve_set  # noqa: E402
+from srgan_cli.metrics import rgb_to_y  # noqa: E402
+
+WINDOW = 7  # the fine residual: the residual minus its mean over this window
+FLAT_WINDOW = 15  # flat: HR's std over this window, so no edge lies within 7 px
+BORDER = 8
+
+
+def box_mean(x: np.ndarray, k: int = WINDOW) -> np.ndarray:
+    """The mean over every k x k window that fits ("valid"): shape (H - k + 1, W - k + 1)."""
+    c = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
+    c[1:, 1:] = x.cumsum(0).cumsum(1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def flat_residual(sr: np.ndarray, hr: np.ndarray, flat: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """At HR's flat pixels, the fine residual of SR and HR's own fine texture (what an output
+    smooth over 7 px would score), gray levels; and the number of pixels scored."""
+    y_hr = rgb_to_y(hr.astype(np.float64) / 255)  # 16..235, unrounded
+    y_sr = rgb_to_y(sr.astype(np.float64) / 255)
+    h, f = WINDOW // 2, FLAT_WINDOW // 2
+    res = y_sr - y_hr
+    fine = res[h:-h, h:-h] - box_mean(res)
+    own = y_hr[h:-h, h:-h] - box_mean(y_hr)
+    mean = box_mean(y_hr, FLAT_WINDOW)
+    std = np.sqrt(np.maximum(box_mean(y_hr * y_hr, FLAT_WINDOW) - mean * mean, 0))
+    fine, own = (a[f - h : a.shape[0] - (f - h), f - h : a.shape[1] - (f - h)] for a in (fine, own))
+    cut = BORDER - f if BORDER > f else 0
+    if cut:
+        std, fine, own = (a[cut:-cut, cut:-cut] for a in (std, fine, own))
+    mask = std < flat
+    return fine[mask], own[mask], int(std.size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="sets", action="append", required=True, help="set5, set14, bsd100 or a folder")
+    parser.add_argument("-m", "--model", dest="models", action="append", required=True, help="bicubic, a name or FILE")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "bench"))
+    parser.add_argument("--flat", type=float, default=1.5, help="HR's local std below which a pixel is flat")
+    parser.add_argument("--per-image", action="store_true")
+    args = parser.parse_args(argv)
+    upscalers = [
+        bicubic_upscaler() if m == "bicubic" else model_upscaler(m, "cpu", "fp32", name=Path(m).stem)
+        for m in args.models
+    ]
+    header = "| set | flat pixels | HR's own | " + " | ".join(u.name for u in upscalers) + " |"
+    rows = [header, "|---" * (3 + len(upscalers)) + "|"]
+    for spec in args.sets:
+        bench = load_set(resolve_set(spec, args.data_dir))
+        pooled: list[list[np.ndarray]] = [[] for _ in upscalers]
+        per_image: list[list[float]] = [[] for _ in upscalers]
+        own_parts: list[np.ndarray] = []
+        flat_count = total = 0
+        for image in bench.images:
+            for i, up in enumerate(upscalers):
+                fine, own, size = flat_residual(up.run(image.lr), image.hr, args.flat)
+                pooled[i].append(fine)
+                per_image[i].append(float(np.sqrt(np.mean(fine**2))) if fine.size else 0.0)
+            own_parts.append(own)
+            flat_count += fine.size
+            total += size
+            if args.per_image:
+                values = " ".join(f"{p[-1]:.2f}" for p in per_image)
+                sys.stdout.write(f"{bench.name}/{image.name}: {fine.size / size:.1%} flat, {values}\n")
+        cells = []
+        for i in range(len(upscalers)):
+            rms = float(np.sqrt(np.mean(np.concatenate(pooled[i]) ** 2))) if flat_count else float("nan")
+            worse = sum(a > b for a, b in zip(per_image[i], per_image[0], strict=True))
+            cells.append(f"{rms:.2f}" + (f" ({worse}/{len(bench.images)} above)" if i else ""))
+        own_rms = float(np.sqrt(np.mean(np.concatenate(own_parts) ** 2))) if flat_count else float("nan")
+        rows.append(f"| {bench.name} | {flat_count / total:.1%} | {own_rms:.2f} | " + " | ".join(cells) + " |")
+    sys.stdout.write(f"fine residual RMS on flat areas (gray levels; HR's std over 15x15 < {args.flat:g})\n\n")
+    sys.stdout.write("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
