@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 
-from srgan_cli.bench import bicubic_upscaler, load_set, model_upscaler, resolve_set  # noqa: E402
+from srgan_cli.bench import bicubic_upscaler, load_set, model_upscaler, resolve_set, window_sums  # noqa: E402
 from srgan_cli.metrics import rgb_to_y  # noqa: E402
 
 WINDOW = 7  # the fine residual: the residual minus its mean over this window
@@ -40,9 +40,7 @@ BORDER = 8
 
 def box_mean(x: np.ndarray, k: int = WINDOW) -> np.ndarray:
     """The mean over every k x k window that fits ("valid"): shape (H - k + 1, W - k + 1)."""
-    c = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
-    c[1:, 1:] = x.cumsum(0).cumsum(1)
-    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+    return window_sums(x, k, 1)[0] / (k * k)
 
 
 def flat_residual(sr: np.ndarray, hr: np.ndarray, flat: float) -> tuple[np.ndarray, np.ndarray, int]:

@@ -375,7 +375,7 @@ SHEET_ZOOM = 4  # nearest-neighbour enlargement of the crop
 _LABEL_H = 18
 
 
-def _window_sums(values: np.ndarray, size: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_sums(values: np.ndarray, size: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sums of ``values`` over every ``size``-square window on a ``step`` grid, tops, lefts)."""
     h, w = values.shape
     integral = np.pad(values.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
@@ -403,9 +403,9 @@ def detail_window(hr: np.ndarray, size: int, step: int = 4, flattest: bool = Fal
     energy = np.zeros_like(y)
     energy[:, :-1] += np.diff(y, axis=1) ** 2
     energy[:-1, :] += np.diff(y, axis=0) ** 2
-    sums, tops, lefts = _window_sums(energy, size, step)
+    sums, tops, lefts = window_sums(energy, size, step)
     if flattest:
-        luma = _window_sums(y, size, step)[0] / (size * size)
+        luma = window_sums(y, size, step)[0] / (size * size)
         # Y spans 16-235: keep well clear of both ends (dark noise, clipped white)
         midtone = (luma > 64) & (luma < 210)
         i, j = np.unravel_index(int(np.argmin(np.where(midtone, sums, np.inf) if midtone.any() else sums)), sums.shape)
