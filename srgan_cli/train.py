@@ -823,10 +823,9 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.gan and not cfg.d_batch_norm:
             meta["d_batch_norm"] = "false"
-        if self.gan and cfg.grid_weight:
-            meta["grid_weight"] = str(cfg.grid_weight)
-        if self.gan and cfg.ldl_weight:
-            meta["ldl_weight"] = str(cfg.ldl_weight)
+        for name in ("grid_weight", "ldl_weight"):
+            if self.gan and getattr(cfg, name):
+                meta[name] = str(getattr(cfg, name))
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)
