@@ -324,22 +324,30 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
     assert torch.equal(exported[key], a["ema"][key]) and not torch.equal(exported[key], a["generator"][key])
 
 
+def _extra_loss_steps(opts: dict, tmp_path: Path, name: str, weight: float, term: str) -> list[dict]:
+    """Train with ``opts`` and with ``name`` = ``weight`` added; check that the option changes the
+    generator, is in the metadata only when on, and that each logged total is the sum of its
+    weighted parts; return the logged steps that hold the loss ``term``."""
+    train(opts, tmp_path / "plain")
+    train({**opts, name: weight}, tmp_path / name)
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if term in r]
+    for r in steps:
+        total = r["loss_content"] + 1e-3 * r["loss_adv"] + weight * r[term]
+        assert r["loss"] == pytest.approx(total, rel=1e-4)
+    plain = load_checkpoint(tmp_path / "plain" / CHECKPOINT)["generator"]
+    extra = load_checkpoint(tmp_path / name / CHECKPOINT)["generator"]
+    assert any(not torch.equal(plain[k], extra[k]) for k in plain)
+    assert read_metadata(tmp_path / name / "generator.safetensors")[name] == str(weight)
+    assert name not in read_metadata(tmp_path / "plain" / "generator.safetensors")
+    return steps
+
+
 def test_ldl_weight_adds_the_artifact_loss(shared_data, mse_generator, data, tmp_path):
     opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", ema=0.5)
-    train(opts, tmp_path / "plain")
-    train({**opts, "ldl_weight": 100.0}, tmp_path / "ldl")
-    rows = [json.loads(line) for line in (tmp_path / "ldl" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "loss_ldl" in r]
+    steps = _extra_loss_steps(opts, tmp_path, "ldl_weight", 100.0, "loss_ldl")
     assert len(steps) == 2 and all(r["loss_ldl"] > 0 for r in steps)
-    for r in steps:  # the total is the sum of its weighted parts
-        total = r["loss_content"] + 1e-3 * r["loss_adv"] + 100.0 * r["loss_ldl"]
-        assert r["loss"] == pytest.approx(total, rel=1e-4)
-    plain = load_checkpoint(tmp_path / "plain" / CHECKPOINT)["generator"]
-    ldl = load_checkpoint(tmp_path / "ldl" / CHECKPOINT)["generator"]
-    assert any(not torch.equal(plain[k], ldl[k]) for k in plain)
-    assert read_metadata(tmp_path / "ldl" / "generator.safetensors")["ldl_weight"] == "100.0"
-    assert "ldl_weight" not in read_metadata(tmp_path / "plain" / "generator.safetensors")
     with pytest.raises(SrganError, match="--ema"):
         train({**opts, "ldl_weight": 1.0, "ema": 0.0}, tmp_path / "no_ema")
     with pytest.raises(SrganError, match="ldl-weight"):
@@ -363,19 +371,8 @@ def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, 
 def test_grid_weight_adds_the_grid_loss(shared_data, mse_generator, data, tmp_path):
     opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
-    train(opts, tmp_path / "plain")
-    train({**opts, "grid_weight": 1.0}, tmp_path / "grid")
-    rows = [json.loads(line) for line in (tmp_path / "grid" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "loss_grid" in r]
+    steps = _extra_loss_steps(opts, tmp_path, "grid_weight", 1.0, "loss_grid")
     assert len(steps) == 2 and all(0 < r["loss_grid"] < 1 for r in steps)
-    for r in steps:  # the total is the sum of its weighted parts
-        total = r["loss_content"] + 1e-3 * r["loss_adv"] + r["loss_grid"]
-        assert r["loss"] == pytest.approx(total, rel=1e-4)
-    plain = load_checkpoint(tmp_path / "plain" / CHECKPOINT)["generator"]
-    grid = load_checkpoint(tmp_path / "grid" / CHECKPOINT)["generator"]
-    assert any(not torch.equal(plain[k], grid[k]) for k in plain)
-    assert read_metadata(tmp_path / "grid" / "generator.safetensors")["grid_weight"] == "1.0"
-    assert "grid_weight" not in read_metadata(tmp_path / "plain" / "generator.safetensors")
     with pytest.raises(SrganError, match="grid-weight"):
         train({**opts, "grid_weight": -1.0}, tmp_path / "bad")
 
