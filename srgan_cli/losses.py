@@ -394,6 +394,17 @@ def grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tenso
     return phase.pow(2).mean().add(1e-12).sqrt()
 
 
+_Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BT.601 luma of [0, 1] RGB, in [0, 1]
+
+
+def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over the ``window`` x ``window`` neighbourhood of every pixel, reflect-padded."""
+    pad = window // 2
+    if min(x.shape[-2:]) <= pad:
+        raise ValueError(f"images of {tuple(x.shape[-2:])} px are too small for a {window} px window")
+    return F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), window, stride=1)
+
+
 def artifact_map(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, window: int = 7) -> torch.Tensor:
     """LDL's artifact map (Liang et al., CVPR 2022, "Details or Artifacts"), one weight per pixel.
 
@@ -410,14 +421,9 @@ def artifact_map(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, windo
         hr = hr.float()
         res = (hr - sr.float()).abs().sum(dim=1, keepdim=True)
         res_ema = (hr - sr_ema.float()).abs().sum(dim=1, keepdim=True)
-        pad = window // 2
-        if min(res.shape[-2:]) <= pad:
-            size = tuple(res.shape[-2:])
-            raise ValueError(f"artifact map: images of {size} px are too small for a {window} px window")
-        padded = F.pad(res, (pad, pad, pad, pad), mode="reflect")
         n = window * window
-        mean = F.avg_pool2d(padded, window, stride=1)
-        local = (F.avg_pool2d(padded * padded, window, stride=1) - mean * mean).clamp_min(0) * (n / (n - 1))
+        mean = _box_mean(res, window)
+        local = (_box_mean(res * res, window) - mean * mean).clamp_min(0) * (n / (n - 1))
         whole = res.flatten(1).var(dim=1).view(-1, 1, 1, 1).pow(0.2)
         return torch.where(res < res_ema, torch.zeros_like(local), local * whole)
 
@@ -426,6 +432,39 @@ def ldl_loss(sr: torch.Tensor, hr: torch.Tensor, sr_ema: torch.Tensor, window: i
     """LDL's artifact loss: the mean of :func:`artifact_map` x |SR - HR| (fp32)."""
     weight = artifact_map(sr, hr, sr_ema, window)
     return (weight * (sr.float() - hr.float())).abs().mean()
+
+
+def flat_map(hr: torch.Tensor, window: int = 15, low: float = 2.0, high: float = 4.0) -> torch.Tensor:
+    """Where HR is flat, one weight per pixel: 1 where the standard deviation of HR's luma over
+    the ``window`` x ``window`` neighbourhood is at most ``low`` gray levels (of 255), 0 from
+    ``high`` on, linear between. Skin, sky, paper; no edge or texture within ``window // 2`` px.
+    Computed in fp32, without gradient; shape (N, 1, H, W)."""
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"flat map: the window must be odd and at least 3, got {window}")
+    if not 0 <= low < high:
+        raise ValueError(f"flat map: need 0 <= low < high, got {low}, {high}")
+    with torch.no_grad():
+        w = torch.tensor(_Y_WEIGHTS, dtype=torch.float32, device=hr.device).view(1, 3, 1, 1)
+        y = (hr.float() * w).sum(dim=1, keepdim=True) * 255
+        mean = _box_mean(y, window)
+        std = (_box_mean(y * y, window) - mean * mean).clamp_min(0).sqrt()
+        return ((high - std) / (high - low)).clamp(0, 1)
+
+
+def flat_loss(sr: torch.Tensor, hr: torch.Tensor, window: int = 7, flat_window: int = 15) -> torch.Tensor:
+    """L1 of the fine residual where HR is flat: the texture a model invents on skin and sky.
+
+    The residual SR - HR less its own ``window`` x ``window`` local mean (so a colour offset or
+    an error smooth over ``window`` px does not count), weighted by :func:`flat_map` and
+    averaged over every pixel and channel: its pull per flat pixel is that of an L1 pixel loss of
+    the same weight, and nothing elsewhere. An L1, so the pull does not fade as the texture
+    shrinks. Computed in fp32.
+    """
+    if window < 3 or window % 2 == 0:
+        raise ValueError(f"flat loss: the window must be odd and at least 3, got {window}")
+    err = sr.float() - hr.float()
+    fine = err - _box_mean(err, window)
+    return (flat_map(hr, flat_window) * fine).abs().mean()
 
 
 def tv_loss(x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,8 @@ from srgan_cli.losses import (
     artifact_map,
     convention_from_metadata,
     d_loss,
+    flat_loss,
+    flat_map,
     g_adv_loss,
     grid_loss,
     ldl_loss,
@@ -398,6 +400,53 @@ def test_artifact_map_and_ldl_loss_on_a_hand_computed_spike():
         artifact_map(sr, hr, ema, window=4)
     with pytest.raises(ValueError, match="too small"):
         artifact_map(sr[..., :3, :3], hr[..., :3, :3], ema[..., :3, :3])
+
+
+def _checkerboard(size: int, amplitude: float) -> torch.Tensor:
+    """A grey (1, 3, size, size) image: 0.5 +- amplitude, alternating pixel by pixel."""
+    sign = (torch.arange(size).view(-1, 1) + torch.arange(size)) % 2 * 2 - 1
+    return (0.5 + amplitude * sign.float()).expand(1, 3, size, size).clone()
+
+
+def test_flat_map_weighs_pixels_by_the_local_spread_of_hr():
+    flat = torch.full((1, 3, 24, 24), 0.4)
+    assert torch.equal(flat_map(flat), torch.ones(1, 1, 24, 24))
+    # Grey: luma = 219/255 of the RGB value, so +-d/219 in RGB is a luma spread of d gray
+    # levels (the 15x15 mean is off zero by d/225, a std of d * (1 - 1/225**2) ** 0.5).
+    for d, expected in ((1.0, 1.0), (3.0, 0.5), (3.5, 0.25), (5.0, 0.0)):
+        got = flat_map(_checkerboard(24, d / 219))
+        assert got.shape == (1, 1, 24, 24) and not got.requires_grad
+        assert got.min().item() == pytest.approx(expected, abs=1e-3)
+        assert got.max().item() == pytest.approx(expected, abs=1e-3)
+    # An edge: no weight within 7 px of it, full weight beyond.
+    edge = torch.full((1, 3, 32, 32), 0.2)
+    edge[..., 16:] = 0.8
+    got = flat_map(edge)[0, 0]
+    assert got[:, 9:23].max() == 0 and got[:, :9].min() == 1 and got[:, 23:].min() == 1
+    with pytest.raises(ValueError, match="odd"):
+        flat_map(flat, window=4)
+    with pytest.raises(ValueError, match="low < high"):
+        flat_map(flat, low=4, high=2)
+    with pytest.raises(ValueError, match="too small"):
+        flat_map(flat[..., :6, :6])
+
+
+def test_flat_loss_is_the_fine_residual_on_flat_hr_only():
+    e = 0.01
+    hr = torch.full((1, 3, 24, 24), 0.5)
+    sr = _checkerboard(24, e).requires_grad_(True)
+    # The 7x7 mean of a +-e checkerboard is +-e/49 (25 of one sign, 24 of the other), so the
+    # fine residual is +-48e/49 at every pixel, and HR is flat everywhere.
+    loss = flat_loss(sr, hr)
+    assert loss.item() == pytest.approx(48 * e / 49, rel=1e-4)
+    loss.backward()
+    assert sr.grad.abs().sum() > 0
+    # A colour offset is not texture; a textured HR (std 10 levels) gives no weight.
+    assert flat_loss(hr + 0.1, hr).item() == pytest.approx(0.0, abs=1e-7)
+    busy = _checkerboard(24, 10 / 219)
+    assert flat_loss(busy + (sr.detach() - 0.5), busy).item() == 0.0
+    with pytest.raises(ValueError, match="odd"):
+        flat_loss(sr, hr, window=6)
 
 
 def test_jitter_crops_both_images_by_one_random_offset(vgg_path):

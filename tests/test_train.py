@@ -377,6 +377,24 @@ def test_grid_weight_adds_the_grid_loss(shared_data, mse_generator, data, tmp_pa
         train({**opts, "grid_weight": -1.0}, tmp_path / "bad")
 
 
+def test_flat_weight_adds_the_flat_loss(shared_data, mse_generator, tmp_path):
+    flat = tmp_path / "flat"  # plain colours with faint grain: flat everywhere
+    flat.mkdir()
+    rng = np.random.default_rng(3)
+    for i, colour in enumerate(((90, 120, 150), (200, 180, 160), (40, 40, 40))):
+        img = np.clip(np.array(colour) + rng.normal(0, 0.6, (40, 40, 3)), 0, 255).round().astype(np.uint8)
+        Image.fromarray(img).save(flat / f"{i}.png")
+    opts = _options(flat, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
+    steps = _extra_loss_steps(opts, tmp_path, "flat_weight", 10.0, "loss_flat")
+    assert len(steps) == 2 and all(r["loss_flat"] > 0 for r in steps)
+    with pytest.raises(SrganError, match="flat-weight"):
+        train({**opts, "flat_weight": -1.0}, tmp_path / "bad")
+    mse = _options(flat, steps=1, grid_weight=1.0, flat_weight=1.0)
+    with pytest.raises(SrganError, match="--grid-weight, --flat-weight: only in --stage gan"):
+        train(mse, tmp_path / "mse_stage")
+
+
 def test_discriminator_without_batch_norm_from_flag_and_config(shared_data, mse_generator, data, tmp_path):
     cfg = tmp_path / "gan.toml"
     cfg.write_text(

@@ -142,6 +142,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "and the EMA generator's is smaller; needs --ema (0 = off, the paper).  [default: 0; LDL: 1]",
 )
 @click.option(
+    "--flat-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of an L1 loss on the fine residual (SR - HR less its 7x7 mean) where HR is flat: "
+    "against invented texture on skin, sky and paper (0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
