@@ -15,7 +15,11 @@ on the Y channel (0-255, as the benchmark protocol computes it):
   smooth over 7 px would score: the photo's own grain there, which no model can recover.
 
 Reported per set: the share of flat pixels, and per model the RMS pooled over the set's flat
-pixels (gray levels) and how many images have a larger one than the first model given. LR
+pixels (gray levels) and how many images have a larger one than the first model given. A
+second table checks that a quieter flat area is not bought with a blurrier picture: on the
+textured pixels (HR's 15x15 std of at least --busy levels), the RMS of the output's own finest
+component (Y less its 3x3 local mean) over HR's, pooled per set: 1 is as much fine detail as
+the photo has (right or wrong), a blurry model scores well below it (bicubic about 0.14). LR
 from the set's own files (MATLAB-made) where it has them, like `srgan bench`; fp32 on the CPU.
 """
 
@@ -34,6 +38,7 @@ from srgan_cli.bench import bicubic_upscaler, load_set, model_upscaler, resolve_
 from srgan_cli.metrics import rgb_to_y  # noqa: E402
 
 WINDOW = 7  # the fine residual: the residual minus its mean over this window
+DETAIL_WINDOW = 3  # detail on textured areas: the finest scale, where GAN texture lives
 FLAT_WINDOW = 15  # flat: HR's std over this window, so no edge lies within 7 px
 BORDER = 8
 
@@ -43,23 +48,41 @@ def box_mean(x: np.ndarray, k: int = WINDOW) -> np.ndarray:
     return window_sums(x, k, 1)[0] / (k * k)
 
 
+def _fine_and_std(y: np.ndarray, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """y less its window x window mean, and y's 15x15 std, on the pixels where the 15x15
+    window fits and that are at least BORDER px from the image's edge."""
+    h, f = window // 2, FLAT_WINDOW // 2
+    fine = y[h:-h, h:-h] - box_mean(y, window)
+    fine = fine[f - h : fine.shape[0] - (f - h), f - h : fine.shape[1] - (f - h)]
+    mean = box_mean(y, FLAT_WINDOW)
+    std = np.sqrt(np.maximum(box_mean(y * y, FLAT_WINDOW) - mean * mean, 0))
+    cut = BORDER - f if BORDER > f else 0
+    if cut:
+        fine, std = fine[cut:-cut, cut:-cut], std[cut:-cut, cut:-cut]
+    return fine, std
+
+
+def _y(rgb: np.ndarray) -> np.ndarray:
+    return rgb_to_y(rgb.astype(np.float64) / 255)  # 16..235, unrounded
+
+
 def flat_residual(sr: np.ndarray, hr: np.ndarray, flat: float) -> tuple[np.ndarray, np.ndarray, int]:
     """At HR's flat pixels, the fine residual of SR and HR's own fine texture (what an output
     smooth over 7 px would score), gray levels; and the number of pixels scored."""
-    y_hr = rgb_to_y(hr.astype(np.float64) / 255)  # 16..235, unrounded
-    y_sr = rgb_to_y(sr.astype(np.float64) / 255)
-    h, f = WINDOW // 2, FLAT_WINDOW // 2
-    res = y_sr - y_hr
-    fine = res[h:-h, h:-h] - box_mean(res)
-    own = y_hr[h:-h, h:-h] - box_mean(y_hr)
-    mean = box_mean(y_hr, FLAT_WINDOW)
-    std = np.sqrt(np.maximum(box_mean(y_hr * y_hr, FLAT_WINDOW) - mean * mean, 0))
-    fine, own = (a[f - h : a.shape[0] - (f - h), f - h : a.shape[1] - (f - h)] for a in (fine, own))
-    cut = BORDER - f if BORDER > f else 0
-    if cut:
-        std, fine, own = (a[cut:-cut, cut:-cut] for a in (std, fine, own))
+    y_hr = _y(hr)
+    fine, _ = _fine_and_std(_y(sr) - y_hr)
+    own, std = _fine_and_std(y_hr)
     mask = std < flat
     return fine[mask], own[mask], int(std.size)
+
+
+def busy_detail(sr: np.ndarray, hr: np.ndarray, busy: float) -> tuple[float, float]:
+    """On HR's textured pixels (15x15 std >= ``busy`` gray levels), the sums of squares of SR's
+    and of HR's finest component (Y less its 3x3 mean): the fine detail each has there."""
+    fine_sr, _ = _fine_and_std(_y(sr), DETAIL_WINDOW)
+    fine_hr, std = _fine_and_std(_y(hr), DETAIL_WINDOW)
+    mask = std >= busy
+    return float(np.sum(fine_sr[mask] ** 2)), float(np.sum(fine_hr[mask] ** 2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-m", "--model", dest="models", action="append", required=True, help="bicubic, a name or FILE")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "bench"))
     parser.add_argument("--flat", type=float, default=1.5, help="HR's local std below which a pixel is flat")
+    parser.add_argument("--busy", type=float, default=4.0, help="HR's local std from which a pixel is textured")
     parser.add_argument("--per-image", action="store_true")
     args = parser.parse_args(argv)
     upscalers = [
@@ -76,15 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     header = "| set | flat pixels | HR's own | " + " | ".join(u.name for u in upscalers) + " |"
     rows = [header, "|---" * (3 + len(upscalers)) + "|"]
+    detail_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]
     for spec in args.sets:
         bench = load_set(resolve_set(spec, args.data_dir))
         pooled: list[list[np.ndarray]] = [[] for _ in upscalers]
         per_image: list[list[float]] = [[] for _ in upscalers]
         own_parts: list[np.ndarray] = []
+        detail = np.zeros((len(upscalers), 2))
         flat_count = total = 0
         for image in bench.images:
             for i, up in enumerate(upscalers):
-                fine, own, size = flat_residual(up.run(image.lr), image.hr, args.flat)
+                sr = up.run(image.lr)
+                fine, own, size = flat_residual(sr, image.hr, args.flat)
+                detail[i] += busy_detail(sr, image.hr, args.busy)
                 pooled[i].append(fine)
                 per_image[i].append(float(np.sqrt(np.mean(fine**2))) if fine.size else 0.0)
             own_parts.append(own)
@@ -100,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{rms:.2f}" + (f" ({worse}/{len(bench.images)} above)" if i else ""))
         own_rms = float(np.sqrt(np.mean(np.concatenate(own_parts) ** 2))) if flat_count else float("nan")
         rows.append(f"| {bench.name} | {flat_count / total:.1%} | {own_rms:.2f} | " + " | ".join(cells) + " |")
+        ratios = " | ".join(f"{np.sqrt(s / h):.2f}" if h else "nan" for s, h in detail)
+        detail_rows.append(f"| {bench.name} | {ratios} |")
     sys.stdout.write(f"fine residual RMS on flat areas (gray levels; HR's std over 15x15 < {args.flat:g})\n\n")
     sys.stdout.write("\n".join(rows) + "\n")
+    sys.stdout.write(f"\nfinest detail (3x3) on textured areas over HR's (HR's 15x15 std >= {args.busy:g})\n\n")
+    sys.stdout.write("\n".join(detail_rows) + "\n")
     return 0
 
 

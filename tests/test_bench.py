@@ -472,8 +472,16 @@ def test_flat_noise_measures_fine_texture_on_flat_areas_only(tmp_path, capsys):
     assert np.abs(own).max() < 1e-9  # a flat HR has no grain of its own
     offset, _, _ = module.flat_residual(np.clip(hr.astype(np.int16) + 3, 0, 255).astype(np.uint8), hr, 1.5)
     assert np.abs(offset).max() < 1e-9  # a brightness offset is not texture
+    # Detail on textured pixels: HR's own for HR, none for a flat output, half for half its contrast.
+    busy = (128 + 4 * checker).astype(np.uint8).repeat(3, axis=2)  # +-8 per channel: textured
+    sr_energy, hr_energy = module.busy_detail(busy, busy, busy=4.0)
+    assert hr_energy > 0 and sr_energy == hr_energy
+    assert module.busy_detail(np.full_like(busy, 128), busy, busy=4.0)[0] < 1e-9
+    half = (128 + 2 * checker).astype(np.uint8).repeat(3, axis=2)
+    assert np.sqrt(np.divide(*module.busy_detail(half, busy, busy=4.0))) == pytest.approx(0.5, rel=1e-6)
     (tmp_path / "s" / "HR").mkdir(parents=True)
     Image.fromarray(np.tile(hr, (2, 2, 1))).save(tmp_path / "s" / "HR" / "a.png")
     assert module.main(["--set", str(tmp_path / "s"), "-m", "bicubic"]) == 0
     out = capsys.readouterr().out
     assert "| set | flat pixels | HR's own | bicubic |" in out and "| s |" in out
+    assert "detail (3x3) on textured areas" in out and "| set | bicubic |" in out
