@@ -485,3 +485,24 @@ def test_flat_noise_measures_fine_texture_on_flat_areas_only(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| set | flat pixels | HR's own | bicubic |" in out and "| s |" in out
     assert "detail (3x3) on textured areas" in out and "| set | bicubic |" in out
+
+
+def test_loss_pull_compares_each_term_with_the_content_loss(shared_data, tmp_path, capsys):
+    module = _benchmark_script("loss_pull")
+    data = tmp_path / "train"
+    data.mkdir()
+    image = np.full((48, 48, 3), 120, np.uint8)
+    image[:, 24:] = 200  # flat halves, an edge between them
+    Image.fromarray(image).save(data / "a.png")
+    vgg = str(shared_data / "vgg19" / "vgg19_features_caffe_fp16.safetensors")
+    args = ["--data", str(data), "--vgg-weights", vgg, "--crops", "2", "--size", "32", "--content-loss", "vgg22"]
+    assert module.main(args + ["-m", "srresnet_x4"]) == 0
+    out = capsys.readouterr().out
+    rows = {r.split(" | ")[1]: r.split(" | ") for r in out.splitlines() if r.startswith("| srresnet_x4 |")}
+    assert set(rows) == {"vgg22", "l1", "flat", "grid"}
+    assert rows["vgg22"][-1].rstrip(" |") == "1"
+    flat, elsewhere = float(rows["flat"][3]), float(rows["flat"][4])
+    assert flat > 0 and elsewhere < flat / 10  # the flat loss pulls on flat pixels only
+    # The pull of an L1 term: 1/N per element, the same on flat pixels and elsewhere.
+    n = 2 * 3 * 32 * 32
+    assert float(rows["l1"][3]) == pytest.approx(1 / n, rel=1e-2)

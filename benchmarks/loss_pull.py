@@ -1,0 +1,99 @@
+"""How hard each training loss pulls on flat pixels and elsewhere: for choosing loss weights.
+
+    python benchmarks/loss_pull.py --vgg-weights ../shared/data/vgg19/vgg19_features_caffe_fp16.safetensors
+    python benchmarks/loss_pull.py -m srgan_x4 -m runs/x/generator.safetensors --crops 64 --vgg-weights ...
+
+A loss's weight says little until one knows the size of its gradient. On random crops of the
+training images (LR made with the MATLAB-compatible bicubic, as `srgan train` makes it), each
+model's output is scored by the gan stage's loss terms, each at weight 1: the content loss
+(--content-loss, default vgg54), the L1 pixel loss, `losses.flat_loss` (`--flat-weight`) and
+`losses.grid_loss` (`--grid-weight`). For each term the table gives its value and the mean
+|d term / d SR| on the flat pixels (`losses.flat_map` = 1: HR's 15x15 luma std at most 2 gray
+levels) and on the others. The last column is the weight at which the term pulls flat pixels
+as hard as the content loss does. fp32, on the CPU; a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
+
+from srgan_cli import losses  # noqa: E402
+from srgan_cli.data import list_images, make_pair, random_patch, read_rgb  # noqa: E402
+from srgan_cli.hub import resolve_weights  # noqa: E402
+from srgan_cli.weights import load_generator  # noqa: E402
+
+
+def training_crops(data: Path, count: int, size: int, seed: int) -> torch.Tensor:
+    """``count`` random ``size`` px crops (flipped and rotated, as the trainer's), uint8 NCHW."""
+    paths = list_images(data)
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        image = read_rgb(paths[int(rng.integers(len(paths)))])
+        if min(image.shape[:2]) >= size:
+            out.append(random_patch(image, size, rng))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+
+def pulls(sr: torch.Tensor, hr: torch.Tensor, terms: dict, flat: torch.Tensor) -> dict[str, tuple[float, float, float]]:
+    """Per term: its value, mean |gradient| over SR on flat pixels and on the others."""
+    out = {}
+    mask = flat.expand_as(sr)
+    for name, term in terms.items():
+        x = sr.detach().clone().requires_grad_(True)
+        value = term(x, hr)
+        (grad,) = torch.autograd.grad(value, x)
+        grad = grad.abs()
+        out[name] = (value.item(), grad[mask].mean().item(), grad[~mask].mean().item())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model", dest="models", action="append", help="a name or FILE (default srgan_x4)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "train"))
+    parser.add_argument("--vgg-weights", required=True)
+    parser.add_argument("--content-loss", default="vgg54")
+    parser.add_argument("--crops", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64, help="HR crop side, as srgan train --patch-size")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    lr, hr = make_pair(training_crops(Path(args.data), args.crops, args.size, args.seed), 4, torch.device("cpu"))
+    flat = losses.flat_map(hr) == 1
+    content = losses.content_loss_from_spec(args.content_loss, args.vgg_weights)
+    terms = {
+        args.content_loss: content,
+        "l1": lambda sr, hr: losses.pixel_loss(sr, hr, "l1"),
+        "flat": losses.flat_loss,
+        "grid": losses.grid_loss,
+    }
+    sys.stdout.write(f"{args.crops} crops of {args.size} px, {flat.float().mean().item():.1%} of pixels flat\n\n")
+    sys.stdout.write(
+        "| model | term | value | mean pull, flat pixels | elsewhere | weight to match the content loss |\n"
+    )
+    sys.stdout.write("|---|---|---|---|---|---|\n")
+    for spec in args.models or ["srgan_x4"]:
+        model, _, _ = load_generator(resolve_weights(spec))
+        with torch.no_grad():
+            sr = model(lr).clamp(0, 1)
+        table = pulls(sr, hr, terms, flat)
+        reference = table[args.content_loss][1]
+        for name, (value, on_flat, elsewhere) in table.items():
+            match = f"{reference / on_flat:.3g}" if on_flat else "-"
+            sys.stdout.write(
+                f"| {Path(spec).stem} | {name} | {value:.3e} | {on_flat:.2e} | {elsewhere:.2e} | {match} |\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
