@@ -16,7 +16,9 @@ on the Y channel (0-255, as the benchmark protocol computes it):
 
 Reported per set: the share of flat pixels, and per model the RMS pooled over the set's flat
 pixels (gray levels) and how many images have a larger one than the first model given. A
-second table checks that a quieter flat area is not bought with a blurrier picture: on the
+second table gives the whole residual there (fine texture plus what is smooth over 7 px:
+blotches, a brightness or colour drift), since a GAN-stage model errs there at both scales. A
+third table checks that a quieter flat area is not bought with a blurrier picture: on the
 textured pixels (HR's 15x15 std of at least --busy levels), the RMS of the output's own finest
 component (Y less its 3x3 local mean) over HR's, pooled per set: 1 is as much fine detail as
 the photo has (right or wrong), a blurry model scores well below it (bicubic about 0.14). LR
@@ -62,18 +64,27 @@ def _fine_and_std(y: np.ndarray, window: int = WINDOW) -> tuple[np.ndarray, np.n
     return fine, std
 
 
+def _valid(y: np.ndarray) -> np.ndarray:
+    """y on the pixels that _fine_and_std returns."""
+    f = FLAT_WINDOW // 2
+    cut = max(BORDER, f)
+    return y[cut:-cut, cut:-cut]
+
+
 def _y(rgb: np.ndarray) -> np.ndarray:
     return rgb_to_y(rgb.astype(np.float64) / 255)  # 16..235, unrounded
 
 
-def flat_residual(sr: np.ndarray, hr: np.ndarray, flat: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """At HR's flat pixels, the fine residual of SR and HR's own fine texture (what an output
-    smooth over 7 px would score), gray levels; and the number of pixels scored."""
+def flat_residual(sr: np.ndarray, hr: np.ndarray, flat: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """At HR's flat pixels: the fine residual of SR, its whole residual (SR - HR, fine or
+    coarse) and HR's own fine texture (what an output smooth over 7 px would score), gray
+    levels; and the number of pixels scored."""
     y_hr = _y(hr)
-    fine, _ = _fine_and_std(_y(sr) - y_hr)
+    residual = _y(sr) - y_hr
+    fine, _ = _fine_and_std(residual)
     own, std = _fine_and_std(y_hr)
     mask = std < flat
-    return fine[mask], own[mask], int(std.size)
+    return fine[mask], _valid(residual)[mask], own[mask], int(std.size)
 
 
 def busy_detail(sr: np.ndarray, hr: np.ndarray, busy: float) -> tuple[float, float]:
@@ -101,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     header = "| set | flat pixels | HR's own | " + " | ".join(u.name for u in upscalers) + " |"
     rows = [header, "|---" * (3 + len(upscalers)) + "|"]
     detail_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]
+    whole_rows = list(detail_rows)
     for spec in args.sets:
         bench = load_set(resolve_set(spec, args.data_dir))
         pooled: list[list[np.ndarray]] = [[] for _ in upscalers]
+        pooled_whole: list[list[np.ndarray]] = [[] for _ in upscalers]
         per_image: list[list[float]] = [[] for _ in upscalers]
         own_parts: list[np.ndarray] = []
         detail = np.zeros((len(upscalers), 2))
@@ -111,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         for image in bench.images:
             for i, up in enumerate(upscalers):
                 sr = up.run(image.lr)
-                fine, own, size = flat_residual(sr, image.hr, args.flat)
+                fine, whole, own, size = flat_residual(sr, image.hr, args.flat)
                 detail[i] += busy_detail(sr, image.hr, args.busy)
                 pooled[i].append(fine)
+                pooled_whole[i].append(whole)
                 per_image[i].append(float(np.sqrt(np.mean(fine**2))) if fine.size else 0.0)
             own_parts.append(own)
             flat_count += fine.size
@@ -128,10 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{rms:.2f}" + (f" ({worse}/{len(bench.images)} above)" if i else ""))
         own_rms = float(np.sqrt(np.mean(np.concatenate(own_parts) ** 2))) if flat_count else float("nan")
         rows.append(f"| {bench.name} | {flat_count / total:.1%} | {own_rms:.2f} | " + " | ".join(cells) + " |")
+        wholes = " | ".join(
+            f"{np.sqrt(np.mean(np.concatenate(p) ** 2)):.2f}" if flat_count else "nan" for p in pooled_whole
+        )
+        whole_rows.append(f"| {bench.name} | {wholes} |")
         ratios = " | ".join(f"{np.sqrt(s / h):.2f}" if h else "nan" for s, h in detail)
         detail_rows.append(f"| {bench.name} | {ratios} |")
     sys.stdout.write(f"fine residual RMS on flat areas (gray levels; HR's std over 15x15 < {args.flat:g})\n\n")
     sys.stdout.write("\n".join(rows) + "\n")
+    sys.stdout.write("\nwhole residual RMS on the same flat areas (fine texture, blotches and colour drift)\n\n")
+    sys.stdout.write("\n".join(whole_rows) + "\n")
     sys.stdout.write(f"\nfinest detail (3x3) on textured areas over HR's (HR's 15x15 std >= {args.busy:g})\n\n")
     sys.stdout.write("\n".join(detail_rows) + "\n")
     return 0

@@ -463,15 +463,17 @@ def test_flat_noise_measures_fine_texture_on_flat_areas_only(tmp_path, capsys):
     hr[:, 40:] = 30  # an edge at x = 40: pixels within 7 px of it are not flat
     checker = (np.indices((64, 64)).sum(0) % 2 * 4 - 2).astype(np.int16)[..., None]  # +-2 per channel
     sr = (hr.astype(np.int16) + checker).astype(np.uint8)
-    fine, own, size = module.flat_residual(sr, hr, flat=1.5)
+    fine, whole, own, size = module.flat_residual(sr, hr, flat=1.5)
     assert size == 48 * 48  # 64 px less the 8 px border on each side
     assert fine.size == 48 * (25 + 9)  # flat: centres x 8..32 and 47..55 (15 px window clear of the edge)
     # +-2 in R, G and B is +-2 * 219/255 in Y; a 7x7 window holds 25 of one sign and 24 of the other
     expected = 2 * 219 / 255 * (1 - 1 / 49)
     assert np.sqrt(np.mean(fine**2)) == pytest.approx(expected, rel=1e-6)
     assert np.abs(own).max() < 1e-9  # a flat HR has no grain of its own
-    offset, _, _ = module.flat_residual(np.clip(hr.astype(np.int16) + 3, 0, 255).astype(np.uint8), hr, 1.5)
+    assert whole.size == fine.size and np.abs(whole).max() == pytest.approx(2 * 219 / 255, rel=1e-6)
+    offset, drift, _, _ = module.flat_residual(np.clip(hr.astype(np.int16) + 3, 0, 255).astype(np.uint8), hr, 1.5)
     assert np.abs(offset).max() < 1e-9  # a brightness offset is not texture
+    assert drift == pytest.approx(np.full(drift.shape, 3 * 219 / 255), rel=1e-6)  # but is an error
     # Detail on textured pixels: HR's own for HR, none for a flat output, half for half its contrast.
     busy = (128 + 4 * checker).astype(np.uint8).repeat(3, axis=2)  # +-8 per channel: textured
     sr_energy, hr_energy = module.busy_detail(busy, busy, busy=4.0)
@@ -484,6 +486,7 @@ def test_flat_noise_measures_fine_texture_on_flat_areas_only(tmp_path, capsys):
     assert module.main(["--set", str(tmp_path / "s"), "-m", "bicubic"]) == 0
     out = capsys.readouterr().out
     assert "| set | flat pixels | HR's own | bicubic |" in out and "| s |" in out
+    assert "whole residual RMS" in out
     assert "detail (3x3) on textured areas" in out and "| set | bicubic |" in out
 
 
