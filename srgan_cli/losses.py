@@ -451,20 +451,17 @@ def flat_map(hr: torch.Tensor, window: int = 15, low: float = 2.0, high: float =
         return ((high - std) / (high - low)).clamp(0, 1)
 
 
-def flat_loss(sr: torch.Tensor, hr: torch.Tensor, window: int = 7, flat_window: int = 15) -> torch.Tensor:
-    """L1 of the fine residual where HR is flat: the texture a model invents on skin and sky.
+def flat_loss(sr: torch.Tensor, hr: torch.Tensor, flat_window: int = 15) -> torch.Tensor:
+    """L1 of SR - HR where HR is flat: against texture and blotches a model invents on skin and sky.
 
-    The residual SR - HR less its own ``window`` x ``window`` local mean (so a colour offset or
-    an error smooth over ``window`` px does not count), weighted by :func:`flat_map` and
-    averaged over every pixel and channel: its pull per flat pixel is that of an L1 pixel loss of
-    the same weight, and nothing elsewhere. An L1, so the pull does not fade as the texture
-    shrinks. Computed in fp32.
+    Weighted by :func:`flat_map` and averaged over every pixel and channel, so its pull per flat
+    pixel is that of an L1 pixel loss of the same weight, and it pulls nowhere else. On flat
+    areas there is no detail to invent: the photo's own grain cannot be predicted, so the best
+    output there is the smooth one, and any error, fine (a mottle) or coarse (a blotch, a colour
+    drift), is an artifact. An L1, so the pull does not fade as the error shrinks. fp32.
     """
-    if window < 3 or window % 2 == 0:
-        raise ValueError(f"flat loss: the window must be odd and at least 3, got {window}")
-    err = sr.float() - hr.float()
-    fine = err - _box_mean(err, window)
-    return (flat_map(hr, flat_window) * fine).abs().mean()
+    weight = flat_map(hr, flat_window)
+    return (weight * (sr.float() - hr.float())).abs().mean()
 
 
 def tv_loss(x: torch.Tensor) -> torch.Tensor:

@@ -103,7 +103,7 @@ class TrainConfig:
     d_batch_norm: bool = True  # gan: the paper's discriminator has BatchNorm
     grid_weight: float = 0.0  # gan: weight of losses.grid_loss, the 4 px grid's mean (0 = off, the paper)
     ldl_weight: float = 0.0  # gan: weight of losses.ldl_loss, LDL's artifact loss; needs --ema (0 = off)
-    flat_weight: float = 0.0  # gan: weight of losses.flat_loss, fine texture where HR is flat (0 = off)
+    flat_weight: float = 0.0  # gan: weight of losses.flat_loss, L1 where HR is flat (0 = off)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"

@@ -144,8 +144,8 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--flat-weight",
     type=click.FloatRange(0),
-    help="gan: weight of an L1 loss on the fine residual (SR - HR less its 7x7 mean) where HR is flat: "
-    "against invented texture on skin, sky and paper (0 = off, the paper).  [default: 0]",
+    help="gan: weight of an L1 loss on SR - HR where HR is flat (its 15x15 luma std at most 2 gray levels, "
+    "none from 4): against invented texture and blotches on skin, sky and paper (0 = off, the paper).  [default: 0]",
 )
 @click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
