@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="d497f16a3b27f91a7437f35a6acb3b4c4560815f00c304d5c279a928a066b437",
+            sha256="8e1f2db7683bf147bf808b268c9be946b1ab1aec4e85626650547a32ea6286aa",
         ),
         ModelEntry(
             name="srresnet_x4",
