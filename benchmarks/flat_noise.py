@@ -21,7 +21,7 @@ blotches, a brightness or colour drift), since a GAN-stage model errs there at b
 third table checks that a quieter flat area is not bought with a blurrier picture: on the
 textured pixels (HR's 15x15 std of at least --busy levels), the RMS of the output's own finest
 component (Y less its 3x3 local mean) over HR's, pooled per set: 1 is as much fine detail as
-the photo has (right or wrong), a blurry model scores well below it (bicubic about 0.14). LR
+the photo has (right or wrong), a blurry model scores well below it (bicubic 0.14-0.21). LR
 from the set's own files (MATLAB-made) where it has them, like `srgan bench`; fp32 on the CPU.
 """
 
@@ -50,25 +50,21 @@ def box_mean(x: np.ndarray, k: int = WINDOW) -> np.ndarray:
     return window_sums(x, k, 1)[0] / (k * k)
 
 
+CUT = max(BORDER, FLAT_WINDOW // 2)  # scored pixels: the 15x15 window fits, BORDER px clear of the edge
+
+
+def _core(a: np.ndarray, margin: int) -> np.ndarray:
+    """The scored pixels of ``a``, an array that starts ``margin`` px inside the image."""
+    c = CUT - margin
+    return a[c : a.shape[0] - c, c : a.shape[1] - c]
+
+
 def _fine_and_std(y: np.ndarray, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
-    """y less its window x window mean, and y's 15x15 std, on the pixels where the 15x15
-    window fits and that are at least BORDER px from the image's edge."""
-    h, f = window // 2, FLAT_WINDOW // 2
-    fine = y[h:-h, h:-h] - box_mean(y, window)
-    fine = fine[f - h : fine.shape[0] - (f - h), f - h : fine.shape[1] - (f - h)]
+    """y less its window x window mean, and y's 15x15 std, on the scored pixels."""
+    h = window // 2
     mean = box_mean(y, FLAT_WINDOW)
     std = np.sqrt(np.maximum(box_mean(y * y, FLAT_WINDOW) - mean * mean, 0))
-    cut = BORDER - f if BORDER > f else 0
-    if cut:
-        fine, std = fine[cut:-cut, cut:-cut], std[cut:-cut, cut:-cut]
-    return fine, std
-
-
-def _valid(y: np.ndarray) -> np.ndarray:
-    """y on the pixels that _fine_and_std returns."""
-    f = FLAT_WINDOW // 2
-    cut = max(BORDER, f)
-    return y[cut:-cut, cut:-cut]
+    return _core(y[h:-h, h:-h] - box_mean(y, window), h), _core(std, FLAT_WINDOW // 2)
 
 
 def _y(rgb: np.ndarray) -> np.ndarray:
@@ -84,7 +80,7 @@ def flat_residual(sr: np.ndarray, hr: np.ndarray, flat: float) -> tuple[np.ndarr
     fine, _ = _fine_and_std(residual)
     own, std = _fine_and_std(y_hr)
     mask = std < flat
-    return fine[mask], _valid(residual)[mask], own[mask], int(std.size)
+    return fine[mask], _core(residual, 0)[mask], own[mask], int(std.size)
 
 
 def busy_detail(sr: np.ndarray, hr: np.ndarray, busy: float) -> tuple[float, float]:
