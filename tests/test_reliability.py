@@ -34,7 +34,10 @@ N_IMAGES = 20
 
 # Runs the real CLI, slowed down (reading and fsync) by $SLOW seconds so a signal lands mid-batch.
 SLOW_CLI = """
-import os, sys, time
+import os, signal, sys, time
+# Ctrl-C as in a terminal, even when the suite itself runs with SIGINT ignored (a background job
+# of a non-interactive shell), which a child would inherit.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 delay = float(os.environ.get("SLOW", "0"))
 import srgan_cli.commands.upscale as cmd
 real_read, real_fsync = cmd._read, os.fsync
