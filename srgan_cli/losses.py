@@ -32,6 +32,7 @@ from torch import nn
 
 from .errors import SrganError
 from .fsutil import atomic_path
+from .metrics import Y_WEIGHTS
 
 # ---------------------------------------------------------------------------------------------
 # Layer names and specs
@@ -394,9 +395,6 @@ def grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tenso
     return phase.pow(2).mean().add(1e-12).sqrt()
 
 
-_Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BT.601 luma of [0, 1] RGB, in [0, 1]
-
-
 def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over the ``window`` x ``window`` neighbourhood of every pixel, reflect-padded."""
     pad = window // 2
@@ -444,7 +442,7 @@ def flat_map(hr: torch.Tensor, window: int = 15, low: float = 2.0, high: float =
     if not 0 <= low < high:
         raise ValueError(f"flat map: need 0 <= low < high, got {low}, {high}")
     with torch.no_grad():
-        w = torch.tensor(_Y_WEIGHTS, dtype=torch.float32, device=hr.device).view(1, 3, 1, 1)
+        w = torch.tensor(Y_WEIGHTS, dtype=torch.float32, device=hr.device).view(1, 3, 1, 1)  # BT.601 luma
         y = (hr.float() * w).sum(dim=1, keepdim=True) * 255
         mean = _box_mean(y, window)
         std = (_box_mean(y * y, window) - mean * mean).clamp_min(0).sqrt()

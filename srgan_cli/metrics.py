@@ -20,7 +20,7 @@ import numpy as np
 from .errors import first_line
 
 # ITU-R BT.601 luma for R, G, B in [0, 1], giving Y in [16, 235] (MATLAB rgb2ycbcr).
-_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 _Y_OFFSET = 16.0
 
 
@@ -47,9 +47,9 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     if data.ndim == 2:
-        y = _Y_OFFSET + data * (_Y_WEIGHTS.sum() * 255.0)
+        y = _Y_OFFSET + data * (Y_WEIGHTS.sum() * 255.0)
     elif data.ndim == 3 and data.shape[2] == 3:
-        y = _Y_OFFSET + (data @ _Y_WEIGHTS) * 255.0
+        y = _Y_OFFSET + (data @ Y_WEIGHTS) * 255.0
     else:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     return np.round(y) if image.dtype == np.uint8 else y
