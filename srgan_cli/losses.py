@@ -395,6 +395,42 @@ def grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tenso
     return phase.pow(2).mean().add(1e-12).sqrt()
 
 
+def phase_steps(x: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """The mean absolute step between neighbouring pixels at each pixel phase: shape (2 * scale,).
+
+    Entry k (k < scale) is the mean of |x[..., j + 1] - x[..., j]| over every j with j mod scale
+    = k, over rows, channels and the batch; entry scale + k the same down the columns. Step k =
+    scale - 1 crosses from one LR pixel's cell to the next. A photo's steps are the same at
+    every phase (its content is not aligned with the pixel grid of a random crop); an upsampler
+    that draws each LR pixel as a little block has larger steps where the cells meet, and one
+    that smears inside cells smaller ones there, whatever the sign of the step. fp32.
+    """
+    x = x.float()
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs()
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs()
+    if dx.shape[-1] < scale or dy.shape[-2] < scale:
+        raise ValueError(f"phase steps: images of {tuple(x.shape[-2:])} px are narrower than {scale + 1} px")
+    across = [dx[..., k::scale].mean() for k in range(scale)]
+    down = [dy[..., k::scale, :].mean() for k in range(scale)]
+    return torch.stack(across + down)
+
+
+def block_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """RMS of how unevenly SR's steps fall on the pixel phases, beyond HR's: against blockiness.
+
+    With s = :func:`phase_steps` of SR less that of HR (HR's own unevenness in this batch, so
+    that content which happens to fall on one phase does not count), the RMS over the two
+    directions' phases of s less its mean in that direction. Zero when SR's steps are as even
+    over the phases as HR's, whatever their size: it does not ask for sharper or softer output,
+    only that no phase of the x4 grid stand out. Unlike :func:`grid_loss` it sees a block
+    pattern whose sign changes from place to place (steps up on one edge of a cell, down on
+    the next), the faint squares a GAN-stage model can lay over skin. fp32; crops must start on
+    the LR pixel grid.
+    """
+    s = (phase_steps(sr, scale) - phase_steps(hr, scale)).view(2, scale)
+    return (s - s.mean(dim=1, keepdim=True)).pow(2).mean().add(1e-12).sqrt()
+
+
 def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over the ``window`` x ``window`` neighbourhood of every pixel, reflect-padded."""
     pad = window // 2

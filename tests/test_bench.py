@@ -490,6 +490,22 @@ def test_flat_noise_measures_fine_texture_on_flat_areas_only(tmp_path, capsys):
     assert "detail (3x3) on textured areas" in out and "| set | bicubic |" in out
 
 
+def test_blockiness_scores_blocks_on_the_pixel_grid(tmp_path, capsys):
+    module = _benchmark_script("blockiness")
+    rng = np.random.default_rng(5)
+    lr = rng.integers(0, 256, (16, 16, 1), dtype=np.uint8).repeat(3, axis=2)
+    blocky = lr.repeat(4, axis=0).repeat(4, axis=1)  # each LR pixel a 4x4 block
+    # steps 0, 0, 0, a in each direction: less their mean a/4, over it, -1, -1, -1, 3: RMS sqrt(3)
+    assert module.unevenness(blocky) == pytest.approx(100 * np.sqrt(3), rel=1e-6)
+    photo = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)  # no grid: even up to sampling
+    assert module.unevenness(photo) < 2
+    (tmp_path / "s" / "HR").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "s" / "HR" / "a.png")
+    assert module.main(["--set", str(tmp_path / "s"), "-m", "bicubic", "-m", "bicubic", "--per-image"]) == 0
+    out = capsys.readouterr().out
+    assert "| set | HR's own | bicubic | bicubic |" in out and "(0/1 above)" in out and "s/a: HR" in out
+
+
 def test_loss_pull_compares_each_term_with_the_content_loss(shared_data, tmp_path, capsys):
     module = _benchmark_script("loss_pull")
     data = tmp_path / "train"

@@ -19,6 +19,7 @@ from srgan_cli.losses import (
     Convention,
     VGGFeatures,
     artifact_map,
+    block_loss,
     convention_from_metadata,
     d_loss,
     flat_loss,
@@ -28,6 +29,7 @@ from srgan_cli.losses import (
     ldl_loss,
     load_vgg19,
     parse_layers,
+    phase_steps,
     pixel_loss,
     save_vgg19_features,
     tv_loss,
@@ -363,6 +365,38 @@ def test_grid_loss_measures_the_pattern_locked_to_the_pixel_grid():
     assert torch.allclose(sr.grad[0], sr.grad[5]) and (sr.grad * (gridded - hr)).sum() > 0
     with pytest.raises(ValueError, match="smaller than one"):
         grid_loss(hr[..., :3, :3], hr[..., :3, :3])
+
+
+def test_phase_steps_and_block_loss_see_blocks_whatever_their_sign():
+    torch.manual_seed(0)
+    lr = torch.rand(4, 3, 8, 8)
+    blocky = lr.repeat_interleave(4, dim=-1).repeat_interleave(4, dim=-2)  # each LR pixel a 4x4 block
+    # inside a cell no step; between cells the LR image's own steps
+    a = (lr[..., 1:] - lr[..., :-1]).abs().mean().item()
+    b = (lr[..., 1:, :] - lr[..., :-1, :]).abs().mean().item()
+    assert phase_steps(blocky).tolist() == pytest.approx([0, 0, 0, a, 0, 0, 0, b], abs=1e-6)
+    flat = lr.mean(dim=(0, 2, 3), keepdim=True).expand_as(blocky)  # each channel's mean: no step anywhere
+    # by hand: per direction, phases 0, 0, 0, a less their mean a/4 square to 3 a^2 / 16 on average
+    expected = math.sqrt((3 * a * a / 16 + 3 * b * b / 16) / 2)
+    assert block_loss(blocky, flat).item() == pytest.approx(expected, rel=1e-5)
+    # every phase sees every cell once, so the mean error is 0 at each: the grid loss does not
+    # see these blocks, whose sign changes from cell to cell
+    assert grid_loss(blocky, flat).item() < 1e-5
+    # HR's own unevenness is taken off: the same blocks in HR are no error
+    assert block_loss(blocky, blocky).item() < 1e-5
+    # sharper or softer, but even over the phases, costs nothing
+    photo = torch.rand(4, 3, 256, 256)
+    assert block_loss(photo * 0.5, photo).item() < 0.02 * block_loss(blocky, flat).item()
+    # the same blocks one pixel off are other phases, not smaller blocks
+    rolled = torch.roll(blocky, (1, 1), dims=(-2, -1))
+    assert block_loss(rolled, flat).item() == pytest.approx(expected, rel=0.05)  # the roll wraps one seam
+    # a step of gradient descent makes the blocks less blocky
+    sr = blocky.clone().requires_grad_(True)
+    block_loss(sr, flat).backward()
+    with torch.no_grad():
+        assert block_loss(sr - 0.05 * sr.grad / sr.grad.abs().max(), flat) < block_loss(blocky, flat)
+    with pytest.raises(ValueError, match="narrower than 5 px"):
+        phase_steps(torch.rand(1, 3, 4, 4))
 
 
 def test_artifact_map_and_ldl_loss_on_a_hand_computed_spike():

@@ -395,6 +395,17 @@ def test_flat_weight_adds_the_flat_loss(shared_data, mse_generator, tmp_path):
         train(mse, tmp_path / "mse_stage")
 
 
+def test_block_weight_adds_the_block_loss(shared_data, mse_generator, data, tmp_path):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
+    steps = _extra_loss_steps(opts, tmp_path, "block_weight", 5.0, "loss_block")
+    assert len(steps) == 2 and all(0 < r["loss_block"] < 1 for r in steps)
+    with pytest.raises(SrganError, match="block-weight"):
+        train({**opts, "block_weight": -1.0}, tmp_path / "bad")
+    with pytest.raises(SrganError, match="--block-weight: only in --stage gan"):
+        train(_options(data, steps=1, block_weight=1.0), tmp_path / "mse_stage")
+
+
 def test_discriminator_without_batch_norm_from_flag_and_config(shared_data, mse_generator, data, tmp_path):
     cfg = tmp_path / "gan.toml"
     cfg.write_text(

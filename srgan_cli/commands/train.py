@@ -148,6 +148,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "none from 4): against invented texture and blotches on skin, sky and paper (0 = off, the paper).  [default: 0]",
 )
 @click.option(
+    "--block-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of a loss on how unevenly the output's pixel-to-pixel steps fall on the 4 pixel "
+    "phases, beyond HR's: against faint 4 px squares on skin and texture (0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
