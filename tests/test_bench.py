@@ -518,7 +518,7 @@ def test_loss_pull_compares_each_term_with_the_content_loss(shared_data, tmp_pat
     assert module.main(args + ["-m", "srresnet_x4"]) == 0
     out = capsys.readouterr().out
     rows = {r.split(" | ")[1]: r.split(" | ") for r in out.splitlines() if r.startswith("| srresnet_x4 |")}
-    assert set(rows) == {"vgg22", "l1", "flat", "grid"}
+    assert set(rows) == {"vgg22", "l1", "flat", "grid", "block"}
     assert rows["vgg22"][-1].rstrip(" |") == "1"
     flat, elsewhere = float(rows["flat"][3]), float(rows["flat"][4])
     assert flat > 0 and elsewhere < flat / 10  # the flat loss pulls on flat pixels only
