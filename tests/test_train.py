@@ -368,13 +368,18 @@ def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, 
     assert all(torch.equal(plain[k], one[k]) for k in plain)
 
 
-def test_grid_weight_adds_the_grid_loss(shared_data, mse_generator, data, tmp_path):
+@pytest.mark.parametrize(("name", "weight"), [("grid_weight", 1.0), ("block_weight", 5.0)])
+def test_grid_and_block_weights_add_their_loss(shared_data, mse_generator, data, tmp_path, name, weight):
     opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
-    steps = _extra_loss_steps(opts, tmp_path, "grid_weight", 1.0, "loss_grid")
-    assert len(steps) == 2 and all(0 < r["loss_grid"] < 1 for r in steps)
-    with pytest.raises(SrganError, match="grid-weight"):
-        train({**opts, "grid_weight": -1.0}, tmp_path / "bad")
+    term = "loss_" + name.removesuffix("_weight")
+    steps = _extra_loss_steps(opts, tmp_path, name, weight, term)
+    assert len(steps) == 2 and all(0 < r[term] < 1 for r in steps)
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(SrganError, match=flag):
+        train({**opts, name: -1.0}, tmp_path / "bad")
+    with pytest.raises(SrganError, match=f"{flag}: only in --stage gan"):
+        train(_options(data, steps=1, **{name: 1.0}), tmp_path / "mse_stage")
 
 
 def test_flat_weight_adds_the_flat_loss(shared_data, mse_generator, tmp_path):
@@ -393,17 +398,6 @@ def test_flat_weight_adds_the_flat_loss(shared_data, mse_generator, tmp_path):
     mse = _options(flat, steps=1, grid_weight=1.0, flat_weight=1.0)
     with pytest.raises(SrganError, match="--grid-weight, --flat-weight: only in --stage gan"):
         train(mse, tmp_path / "mse_stage")
-
-
-def test_block_weight_adds_the_block_loss(shared_data, mse_generator, data, tmp_path):
-    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
-    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
-    steps = _extra_loss_steps(opts, tmp_path, "block_weight", 5.0, "loss_block")
-    assert len(steps) == 2 and all(0 < r["loss_block"] < 1 for r in steps)
-    with pytest.raises(SrganError, match="block-weight"):
-        train({**opts, "block_weight": -1.0}, tmp_path / "bad")
-    with pytest.raises(SrganError, match="--block-weight: only in --stage gan"):
-        train(_options(data, steps=1, block_weight=1.0), tmp_path / "mse_stage")
 
 
 def test_discriminator_without_batch_norm_from_flag_and_config(shared_data, mse_generator, data, tmp_path):
