@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="8e1f2db7683bf147bf808b268c9be946b1ab1aec4e85626650547a32ea6286aa",
+            sha256="fc0894b2b13b5a50e742d36053be7404fe89368ebe4181bd1a4b3dcd600d2b55",
         ),
         ModelEntry(
             name="srresnet_x4",
