@@ -395,6 +395,32 @@ def grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tenso
     return phase.pow(2).mean().add(1e-12).sqrt()
 
 
+def local_grid_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4, window: int = 64) -> torch.Tensor:
+    """RMS of the grid pattern of SR - HR within each ``window`` x ``window`` px square of each image.
+
+    :func:`grid_loss` averages the error at each pixel phase over the whole batch, so a grid
+    whose phase differs from one image or region to the next cancels out of it; here the mean
+    is taken per square (the squares that fit, from the top-left corner; an image smaller than
+    ``window`` is one square of whole cells), less the square's mean over the ``scale**2``
+    phases, so a brightness offset does not count. Per channel, fp32; crops must start on the
+    LR pixel grid. The photo's own detail leaves a floor (about 0.9 gray levels RMS for
+    ``srresnet_x4`` on Set14 with 64 px squares): the loss pulls the regular part of the output
+    towards HR's within each square, which an invented lattice moves away from.
+    """
+    if window < scale or window % scale:
+        raise ValueError(f"local grid loss: the window must be a multiple of {scale} px, got {window}")
+    err = sr.float() - hr.float()
+    wh = min(window, (err.shape[-2] // scale) * scale)
+    ww = min(window, (err.shape[-1] // scale) * scale)
+    if wh == 0 or ww == 0:
+        raise ValueError(f"local grid loss: images of {tuple(err.shape[-2:])} px are smaller than one {scale} px cell")
+    h, w = (err.shape[-2] // wh) * wh, (err.shape[-1] // ww) * ww
+    cells = err[..., :h, :w].reshape(*err.shape[:-2], h // wh, wh // scale, scale, w // ww, ww // scale, scale)
+    phase = cells.mean(dim=(-5, -2))  # (..., squares down, scale, squares across, scale)
+    phase = phase - phase.mean(dim=(-3, -1), keepdim=True)
+    return phase.pow(2).mean().add(1e-12).sqrt()
+
+
 def phase_steps(x: torch.Tensor, scale: int = 4) -> torch.Tensor:
     """The mean absolute step between neighbouring pixels at each pixel phase: shape (2 * scale,).
 

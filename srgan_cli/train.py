@@ -105,6 +105,7 @@ class TrainConfig:
     ldl_weight: float = 0.0  # gan: weight of losses.ldl_loss, LDL's artifact loss; needs --ema (0 = off)
     flat_weight: float = 0.0  # gan: weight of losses.flat_loss, L1 where HR is flat (0 = off)
     block_weight: float = 0.0  # gan: weight of losses.block_loss, steps uneven over the 4 px phases (0 = off)
+    local_grid_weight: float = 0.0  # gan: weight of losses.local_grid_loss, the grid per 64 px square (0 = off)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -158,7 +159,15 @@ class TrainConfig:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
-        for name in ("content_jitter", "d_jitter", "grid_weight", "ldl_weight", "flat_weight", "block_weight"):
+        for name in (
+            "content_jitter",
+            "d_jitter",
+            "grid_weight",
+            "ldl_weight",
+            "flat_weight",
+            "block_weight",
+            "local_grid_weight",
+        ):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
         if not (0.0 < c.scale_aug <= 1.0):
@@ -166,7 +175,9 @@ class TrainConfig:
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         gan_only = [
-            n for n in ("content_jitter", "d_jitter", "grid_weight", "flat_weight", "block_weight") if getattr(c, n)
+            n
+            for n in ("content_jitter", "d_jitter", "grid_weight", "flat_weight", "block_weight", "local_grid_weight")
+            if getattr(c, n)
         ]
         if gan_only and not gan:
             flags = ", ".join("--" + n.replace("_", "-") for n in gan_only)
@@ -735,6 +746,10 @@ class _Trainer:
         if cfg.block_weight:
             loss_block = losses.block_loss(sr32, hr, cfg.scale)
             loss = loss + cfg.block_weight * loss_block
+        loss_local_grid = None
+        if cfg.local_grid_weight:
+            loss_local_grid = losses.local_grid_loss(sr32, hr, cfg.scale)
+            loss = loss + cfg.local_grid_weight * loss_local_grid
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
@@ -756,6 +771,8 @@ class _Trainer:
             out["loss_flat"] = loss_flat.detach()
         if loss_block is not None:
             out["loss_block"] = loss_block.detach()
+        if loss_local_grid is not None:
+            out["loss_local_grid"] = loss_local_grid.detach()
         return out
 
     def _mse_update(self, lr: torch.Tensor, hr: torch.Tensor, cast_cache: bool = True) -> torch.Tensor:
@@ -843,7 +860,7 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.gan and not cfg.d_batch_norm:
             meta["d_batch_norm"] = "false"
-        for name in ("grid_weight", "ldl_weight", "flat_weight", "block_weight"):
+        for name in ("grid_weight", "ldl_weight", "flat_weight", "block_weight", "local_grid_weight"):
             if self.gan and getattr(cfg, name):
                 meta[name] = str(getattr(cfg, name))
         if self.last_psnr is not None:

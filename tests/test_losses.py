@@ -28,6 +28,7 @@ from srgan_cli.losses import (
     grid_loss,
     ldl_loss,
     load_vgg19,
+    local_grid_loss,
     parse_layers,
     phase_steps,
     pixel_loss,
@@ -365,6 +366,39 @@ def test_grid_loss_measures_the_pattern_locked_to_the_pixel_grid():
     assert torch.allclose(sr.grad[0], sr.grad[5]) and (sr.grad * (gridded - hr)).sum() > 0
     with pytest.raises(ValueError, match="smaller than one"):
         grid_loss(hr[..., :3, :3], hr[..., :3, :3])
+
+
+def test_local_grid_loss_sees_a_grid_whose_phase_changes_from_place_to_place():
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 64, 64)
+    pattern = torch.tensor([[1.0, -1.0, 2.0, 0.0], [0.0, 0.0, -2.0, 1.0], [3.0, 0.0, 0.0, -1.0], [0.0, -3.0, 0.0, 0.0]])
+    expected = math.sqrt(30 / 16) / 255  # by hand: the pattern sums to 0, its mean square is 30/16
+    grid = (pattern / 255).repeat(16, 16)
+    assert local_grid_loss(hr + grid, hr).item() == pytest.approx(expected, rel=1e-5)
+    # one image with the grid, the other with its negative: the batch's mean grid is gone
+    flipped = hr + torch.stack([grid, -grid]).unsqueeze(1)
+    assert local_grid_loss(flipped, hr).item() == pytest.approx(expected, rel=1e-5)
+    assert grid_loss(flipped, hr).item() < 1e-5
+    # the same within one image, square by square (32 px squares: four per image)
+    squares = torch.cat(
+        [torch.cat([grid[:32, :32], -grid[:32, :32]], 1), torch.cat([-grid[:32, :32], grid[:32, :32]], 1)]
+    )
+    assert local_grid_loss(hr + squares, hr, window=32).item() == pytest.approx(expected, rel=1e-5)
+    assert local_grid_loss(hr + squares, hr, window=64).item() < 1e-5
+    # a brightness offset is no grid
+    assert local_grid_loss(hr + 3 / 255, hr).item() < 1e-5
+    # only whole squares count: a 90 px image has one 64 px square, the grid outside it is not seen
+    big = torch.rand(1, 3, 90, 90)
+    outside = big.clone()
+    outside[..., 64:, :] += (pattern / 255).repeat(7, 23)[:26, :90]
+    assert local_grid_loss(outside, big).item() < 1e-5
+    # an image smaller than the window is one square of whole cells
+    assert local_grid_loss((hr + grid)[..., :30, :29], hr[..., :30, :29]).item() == pytest.approx(expected, rel=1e-5)
+    sr = (hr + grid).requires_grad_(True)
+    local_grid_loss(sr, hr).backward()
+    assert (sr.grad * grid).sum() > 0  # descent takes the grid away
+    with pytest.raises(ValueError, match="multiple of 4"):
+        local_grid_loss(hr, hr, window=30)
 
 
 def test_phase_steps_and_block_loss_see_blocks_whatever_their_sign():

@@ -154,6 +154,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "phases, beyond HR's: against faint 4 px squares on skin and texture (0 = off, the paper).  [default: 0]",
 )
 @click.option(
+    "--local-grid-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of the grid loss taken per 64 px square of each patch instead of over the batch: "
+    "against a 4 px lattice whose phase changes from place to place (0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
