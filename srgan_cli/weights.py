@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="fc0894b2b13b5a50e742d36053be7404fe89368ebe4181bd1a4b3dcd600d2b55",
+            sha256="2d135c899cab3f86abcf43841ffc677f48fbb1c3a90c9158553365d87b40dae7",
         ),
         ModelEntry(
             name="srresnet_x4",
