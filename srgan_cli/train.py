@@ -66,6 +66,8 @@ STAGES = ("mse", "gan")
 LR_DECAYS = ("none", "step", "cosine")
 GAN_TYPES = ("standard", "relativistic")
 PIXEL_LOSSES = ("mse", "l1")
+# gan stage: the weights of the loss terms on SR and HR alone that hold artifacts back (0 = off)
+ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight")
 
 Report = Callable[[dict[str, Any]], None]
 HISTORY = 10_000  # per-step losses kept in memory for the caller (a long run must not grow without bound)
@@ -159,26 +161,14 @@ class TrainConfig:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
-        for name in (
-            "content_jitter",
-            "d_jitter",
-            "grid_weight",
-            "ldl_weight",
-            "flat_weight",
-            "block_weight",
-            "local_grid_weight",
-        ):
+        for name in ("content_jitter", "d_jitter", "ldl_weight", *ARTIFACT_WEIGHTS):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
         if not (0.0 < c.scale_aug <= 1.0):
             raise SrganError(f"--scale-aug must be in (0, 1] (1 = off), got {c.scale_aug}")
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
-        gan_only = [
-            n
-            for n in ("content_jitter", "d_jitter", "grid_weight", "flat_weight", "block_weight", "local_grid_weight")
-            if getattr(c, n)
-        ]
+        gan_only = [n for n in ("content_jitter", "d_jitter", *ARTIFACT_WEIGHTS) if getattr(c, n)]
         if gan_only and not gan:
             flags = ", ".join("--" + n.replace("_", "-") for n in gan_only)
             raise SrganError(f"{flags}: only in --stage gan (the mse stage has the pixel loss alone)")
@@ -728,28 +718,24 @@ class _Trainer:
         if cfg.pixel_weight:
             loss_pixel = losses.pixel_loss(sr32, hr, kind=cfg.pixel_loss)
             loss = loss + cfg.pixel_weight * loss_pixel
-        loss_grid = None
-        if cfg.grid_weight:
-            loss_grid = losses.grid_loss(sr32, hr, cfg.scale)
-            loss = loss + cfg.grid_weight * loss_grid
+        artifact_terms = {  # ARTIFACT_WEIGHTS: (logged name, the loss)
+            "grid_weight": ("loss_grid", lambda: losses.grid_loss(sr32, hr, cfg.scale)),
+            "flat_weight": ("loss_flat", lambda: losses.flat_loss(sr32, hr)),
+            "block_weight": ("loss_block", lambda: losses.block_loss(sr32, hr, cfg.scale)),
+            "local_grid_weight": ("loss_local_grid", lambda: losses.local_grid_loss(sr32, hr, cfg.scale)),
+        }
+        logged = {}
+        for name in ARTIFACT_WEIGHTS:
+            if getattr(cfg, name):
+                key, term = artifact_terms[name]
+                logged[key] = term()
+                loss = loss + getattr(cfg, name) * logged[key]
         loss_ldl = None
         if cfg.ldl_weight:
             with torch.no_grad(), self._autocast():
                 sr_ema = self.ema(lr)
             loss_ldl = losses.ldl_loss(sr32, hr, sr_ema)
             loss = loss + cfg.ldl_weight * loss_ldl
-        loss_flat = None
-        if cfg.flat_weight:
-            loss_flat = losses.flat_loss(sr32, hr)
-            loss = loss + cfg.flat_weight * loss_flat
-        loss_block = None
-        if cfg.block_weight:
-            loss_block = losses.block_loss(sr32, hr, cfg.scale)
-            loss = loss + cfg.block_weight * loss_block
-        loss_local_grid = None
-        if cfg.local_grid_weight:
-            loss_local_grid = losses.local_grid_loss(sr32, hr, cfg.scale)
-            loss = loss + cfg.local_grid_weight * loss_local_grid
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
@@ -763,16 +749,9 @@ class _Trainer:
         }
         if loss_pixel is not None:
             out["loss_pixel"] = loss_pixel.detach()
-        if loss_grid is not None:
-            out["loss_grid"] = loss_grid.detach()
         if loss_ldl is not None:
             out["loss_ldl"] = loss_ldl.detach()
-        if loss_flat is not None:
-            out["loss_flat"] = loss_flat.detach()
-        if loss_block is not None:
-            out["loss_block"] = loss_block.detach()
-        if loss_local_grid is not None:
-            out["loss_local_grid"] = loss_local_grid.detach()
+        out.update((key, value.detach()) for key, value in logged.items())
         return out
 
     def _mse_update(self, lr: torch.Tensor, hr: torch.Tensor, cast_cache: bool = True) -> torch.Tensor:
@@ -860,7 +839,7 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.gan and not cfg.d_batch_norm:
             meta["d_batch_norm"] = "false"
-        for name in ("grid_weight", "ldl_weight", "flat_weight", "block_weight", "local_grid_weight"):
+        for name in ("ldl_weight", *ARTIFACT_WEIGHTS):
             if self.gan and getattr(cfg, name):
                 meta[name] = str(getattr(cfg, name))
         if self.last_psnr is not None:
