@@ -22,6 +22,14 @@ of the 16 pixel phases less their mean, RMS over the squares and phases (Y, gray
 set the mean over its images. The photo's own detail leaves a floor that no model avoids
 (`srresnet_x4`: about 0.9 on Set14). LR from the set's own files (MATLAB-made) where it has
 them, like `srgan bench`; fp32, on the CPU.
+
+A third table gives the hatch or weave a model can lay over painted and smooth surfaces, a
+nearly periodic pattern of 2-3 px whose phase changes from place to place and which neither of
+the above sees (`--spectral-weight`, `srgan_cli.losses.spectral_loss`): per 32 px square, the
+power SR has beyond twice HR's at each frequency with a period under 8 px (Hann-windowed
+spectra, smoothed over 3 x 3 bins), summed, as an RMS over the squares (Y, gray levels); per
+set the mean over its images. Not zero for a good model: where the LR leaves the direction of
+fine stripes open, a model that guesses another direction than HR's scores here too.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 
 from srgan_cli.bench import bicubic_upscaler, load_set, model_upscaler, resolve_set  # noqa: E402
-from srgan_cli.losses import local_grid_loss, phase_steps  # noqa: E402
+from srgan_cli.losses import local_grid_loss, phase_steps, spectral_loss  # noqa: E402
 from srgan_cli.metrics import rgb_to_y  # noqa: E402
 
 SCALE = 4
@@ -59,6 +67,11 @@ def unevenness(rgb: np.ndarray, scale: int = SCALE) -> float:
 def local_grid(sr: np.ndarray, hr: np.ndarray, scale: int = SCALE, window: int = WINDOW) -> float:
     """The grid pattern of SR - HR per ``window`` px square (``losses.local_grid_loss``), Y, gray levels."""
     return float(local_grid_loss(_y(sr)[None, None], _y(hr)[None, None], scale, window))
+
+
+def beyond_hr(sr: np.ndarray, hr: np.ndarray) -> float:
+    """Fine detail beyond HR's per 32 px square (``losses.spectral_loss``), Y, gray levels."""
+    return float(spectral_loss(_y(sr)[None, None], _y(hr)[None, None]))
 
 
 def _cells(scores: list[list[float]], digits: int) -> list[str]:
@@ -83,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = ["| set | HR's own | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (2 + len(upscalers)) + "|"]
     grid_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]
+    spectral_rows = list(grid_rows)
     for spec in args.sets:
         bench = load_set(resolve_set(spec, args.data_dir))
         scores: list[list[float]] = [[] for _ in upscalers]
         grids: list[list[float]] = [[] for _ in upscalers]
+        spectra: list[list[float]] = [[] for _ in upscalers]
         own: list[float] = []
         for image in bench.images:
             own.append(unevenness(image.hr))
@@ -94,16 +109,24 @@ def main(argv: list[str] | None = None) -> int:
                 sr = up.run(image.lr)
                 scores[i].append(unevenness(sr))
                 grids[i].append(local_grid(sr, image.hr))
+                spectra[i].append(beyond_hr(sr, image.hr))
             if args.per_image:
-                values = " ".join(f"{s[-1]:.1f} / {g[-1]:.2f}" for s, g in zip(scores, grids, strict=True))
+                values = " ".join(
+                    f"{s[-1]:.1f} / {g[-1]:.2f} / {f[-1]:.2f}" for s, g, f in zip(scores, grids, spectra, strict=True)
+                )
                 sys.stdout.write(f"{bench.name}/{image.name}: HR {own[-1]:.1f}, {values}\n")
         rows.append(f"| {bench.name} | {np.mean(own):.1f} | " + " | ".join(_cells(scores, 1)) + " |")
         grid_rows.append(f"| {bench.name} | " + " | ".join(_cells(grids, 2)) + " |")
+        spectral_rows.append(f"| {bench.name} | " + " | ".join(_cells(spectra, 2)) + " |")
     title = "unevenness of the |steps| between neighbouring pixels over the 4 px phases (Y, % of the mean step)"
     sys.stdout.write(title + "\n\n")
     sys.stdout.write("\n".join(rows) + "\n")
     sys.stdout.write(f"\nthe 4 px grid of SR - HR per {WINDOW} px square (Y, gray levels RMS)\n\n")
     sys.stdout.write("\n".join(grid_rows) + "\n")
+    sys.stdout.write(
+        "\nfine detail beyond twice HR's power, periods under 8 px, per 32 px square (Y, gray levels RMS)\n\n"
+    )
+    sys.stdout.write("\n".join(spectral_rows) + "\n")
     return 0
 
 

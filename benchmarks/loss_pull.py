@@ -7,8 +7,9 @@ A loss's weight says little until one knows the size of its gradient. On random 
 training images (LR made with the MATLAB-compatible bicubic, as `srgan train` makes it), each
 model's output is scored by the gan stage's loss terms, each at weight 1: the content loss
 (--content-loss, default vgg54), the L1 pixel loss, `losses.flat_loss` (`--flat-weight`),
-`losses.grid_loss` (`--grid-weight`), `losses.block_loss` (`--block-weight`) and
-`losses.local_grid_loss` (`--local-grid-weight`). For each term the table gives its value and
+`losses.grid_loss` (`--grid-weight`), `losses.block_loss` (`--block-weight`),
+`losses.local_grid_loss` (`--local-grid-weight`) and `losses.spectral_loss`
+(`--spectral-weight`). For each term the table gives its value and
 the mean |d term / d SR| on the flat pixels (`losses.flat_map` = 1: HR's 15x15 luma std at
 most 2 gray levels) and on the others. The last column is the weight at which the term pulls
 flat pixels as hard as the content loss does. fp32, on the CPU; a minute or two.
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "grid": losses.grid_loss,
         "block": losses.block_loss,
         "local grid": losses.local_grid_loss,
+        "spectral": losses.spectral_loss,
     }
     sys.stdout.write(f"{args.crops} crops of {args.size} px, {flat.float().mean().item():.1%} of pixels flat\n\n")
     sys.stdout.write(

@@ -457,6 +457,63 @@ def block_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int = 4) -> torch.Tens
     return (s - s.mean(dim=1, keepdim=True)).pow(2).mean().add(1e-12).sqrt()
 
 
+def _window_power(x: torch.Tensor, window: int, smooth: int) -> torch.Tensor:
+    """Power spectrum of each ``window`` x ``window`` px square of ``x`` (those that fit, from
+    the top-left corner): the square less its mean, times a 2-D (periodic) Hann window, |FFT|^2
+    scaled so that the bins sum to the window-weighted variance, then averaged over ``smooth`` x
+    ``smooth`` neighbouring bins (circularly). Shape (..., squares down, squares across, window,
+    window)."""
+    x = x.float()
+    h, w = (x.shape[-2] // window) * window, (x.shape[-1] // window) * window
+    x = x[..., :h, :w].unflatten(-2, (h // window, window)).unflatten(-1, (w // window, window)).movedim(-3, -2)
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    hann = torch.hann_window(window, periodic=True, dtype=x.dtype, device=x.device)
+    hann = hann[:, None] * hann[None, :]
+    power = torch.fft.fft2(x * hann).abs().pow(2) / (window * window * hann.pow(2).sum())
+    if smooth > 1:
+        k = smooth // 2
+        flat = F.pad(power.reshape(-1, 1, window, window), (k, k, k, k), mode="circular")
+        power = F.avg_pool2d(flat, smooth, stride=1).view(power.shape)
+    return power
+
+
+def spectral_loss(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    window: int = 32,
+    low: float = 0.125,
+    margin: float = 2.0,
+    smooth: int = 3,
+) -> torch.Tensor:
+    """RMS of the fine detail SR has beyond HR's, frequency by frequency, per ``window`` px square.
+
+    For each square of each image and channel, SR's and HR's power spectra (:func:`_window_power`:
+    Hann-windowed, smoothed over ``smooth`` x ``smooth`` bins); at each frequency with a period
+    of at most ``1 / low`` px along x or y (0.125: above what the x4 LR holds, all invented by
+    the model), the power SR has beyond ``margin`` times HR's; summed over those frequencies, a
+    variance; the square root of its mean over squares, images and channels. Zero while SR's
+    detail has no more energy than ``margin`` x HR's at any fine frequency, whatever its phase:
+    it does not ask for HR's texture pixel for pixel, or for blur. What it sees is a hatch or
+    weave a GAN-stage model can lay over painted and smooth surfaces: a nearly periodic pattern
+    (periods of 2-3 px) whose energy sits in a few frequencies where HR has little, and whose
+    phase changes from place to place, so that none of the grid losses see it. An image smaller
+    than ``window`` is one square of its shorter side. fp32.
+    """
+    if not 0 <= low <= 0.5 or margin < 0 or smooth < 1 or smooth % 2 == 0:
+        raise ValueError(
+            f"spectral loss: need 0 <= low <= 0.5, margin >= 0 and odd smooth, got {low}, {margin}, {smooth}"
+        )
+    window = min(window, *sr.shape[-2:])  # an image smaller than the window is one square
+    if window < 4:
+        raise ValueError(
+            f"spectral loss: need squares of at least 4 px, got {window} (images of {tuple(sr.shape[-2:])} px)"
+        )
+    f = torch.fft.fftfreq(window, device=sr.device).abs()
+    band = (torch.maximum(f[:, None], f[None, :]) >= low - 1e-9).float()
+    excess = (_window_power(sr, window, smooth) - margin * _window_power(hr, window, smooth)).clamp_min(0)
+    return (excess * band).sum(dim=(-2, -1)).mean().add(1e-12).sqrt()
+
+
 def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over the ``window`` x ``window`` neighbourhood of every pixel, reflect-padded."""
     pad = window // 2

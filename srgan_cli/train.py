@@ -67,7 +67,7 @@ LR_DECAYS = ("none", "step", "cosine")
 GAN_TYPES = ("standard", "relativistic")
 PIXEL_LOSSES = ("mse", "l1")
 # gan stage: the weights of the loss terms on SR and HR alone that hold artifacts back (0 = off)
-ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight")
+ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight", "spectral_weight")
 
 Report = Callable[[dict[str, Any]], None]
 HISTORY = 10_000  # per-step losses kept in memory for the caller (a long run must not grow without bound)
@@ -108,6 +108,7 @@ class TrainConfig:
     flat_weight: float = 0.0  # gan: weight of losses.flat_loss, L1 where HR is flat (0 = off)
     block_weight: float = 0.0  # gan: weight of losses.block_loss, steps uneven over the 4 px phases (0 = off)
     local_grid_weight: float = 0.0  # gan: weight of losses.local_grid_loss, the grid per 64 px square (0 = off)
+    spectral_weight: float = 0.0  # gan: weight of losses.spectral_loss, fine detail beyond HR's (0 = off)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -723,6 +724,7 @@ class _Trainer:
             "flat_weight": ("loss_flat", lambda: losses.flat_loss(sr32, hr)),
             "block_weight": ("loss_block", lambda: losses.block_loss(sr32, hr, cfg.scale)),
             "local_grid_weight": ("loss_local_grid", lambda: losses.local_grid_loss(sr32, hr, cfg.scale)),
+            "spectral_weight": ("loss_spectral", lambda: losses.spectral_loss(sr32, hr)),
         }
         logged = {}
         for name in ARTIFACT_WEIGHTS:

@@ -505,6 +505,7 @@ def test_blockiness_scores_blocks_on_the_pixel_grid(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| set | HR's own | bicubic | bicubic |" in out and "(0/1 above)" in out and "s/a: HR" in out
     assert "grid of SR - HR per 64 px square" in out and "| set | bicubic | bicubic |" in out
+    assert "fine detail beyond twice HR's power" in out
     # the local grid: a 4 px pattern on HR, of opposite sign in each half, scores its RMS in Y
     hr = np.full((64, 128, 3), 128, np.uint8)
     pattern = np.array([[2, -2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.int16)  # sums to 0
@@ -513,6 +514,10 @@ def test_blockiness_scores_blocks_on_the_pixel_grid(tmp_path, capsys):
     sr[:, 64:] -= np.tile(pattern, (16, 16))[..., None]
     expected = np.sqrt(8 / 16) * 219 / 255  # mean square 8/16 per gray level of RGB, Y = 219/255 of it
     assert module.local_grid(sr.astype(np.uint8), hr) == pytest.approx(expected, rel=1e-6)
+    # fine detail beyond HR's: columns of +3 / -3 gray levels (period 2 px) over flat HR score their RMS in Y
+    hatched = hr.astype(np.int16) + np.where(np.arange(128) % 2, -3, 3)[None, :, None]
+    assert module.beyond_hr(hatched.astype(np.uint8), hr) == pytest.approx(3 * 219 / 255, rel=1e-4)
+    assert module.beyond_hr(hr, hr) < 1e-4
 
 
 def test_loss_pull_compares_each_term_with_the_content_loss(shared_data, tmp_path, capsys):
@@ -527,7 +532,7 @@ def test_loss_pull_compares_each_term_with_the_content_loss(shared_data, tmp_pat
     assert module.main(args + ["-m", "srresnet_x4"]) == 0
     out = capsys.readouterr().out
     rows = {r.split(" | ")[1]: r.split(" | ") for r in out.splitlines() if r.startswith("| srresnet_x4 |")}
-    assert set(rows) == {"vgg22", "l1", "flat", "grid", "block", "local grid"}
+    assert set(rows) == {"vgg22", "l1", "flat", "grid", "block", "local grid", "spectral"}
     assert rows["vgg22"][-1].rstrip(" |") == "1"
     flat, elsewhere = float(rows["flat"][3]), float(rows["flat"][4])
     assert flat > 0 and elsewhere < flat / 10  # the flat loss pulls on flat pixels only

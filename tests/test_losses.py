@@ -33,6 +33,7 @@ from srgan_cli.losses import (
     phase_steps,
     pixel_loss,
     save_vgg19_features,
+    spectral_loss,
     tv_loss,
 )
 
@@ -399,6 +400,46 @@ def test_local_grid_loss_sees_a_grid_whose_phase_changes_from_place_to_place():
     assert (sr.grad * grid).sum() > 0  # descent takes the grid away
     with pytest.raises(ValueError, match="multiple of 4"):
         local_grid_loss(hr, hr, window=30)
+
+
+def _hatch(amplitude: float, size: int, cycles_per_32: int = 12, phase=0.0) -> torch.Tensor:
+    """Vertical lines: amplitude * cos(2 pi f x + phase), f = cycles_per_32 / 32 per px (0.375: 2.7 px)."""
+    x = torch.arange(size, dtype=torch.float64)
+    return (amplitude * torch.cos(2 * math.pi * cycles_per_32 / 32 * x + phase)).float().expand(size, size)
+
+
+def test_spectral_loss_sees_a_hatch_whatever_its_phase_and_only_beyond_hr():
+    a = 6 / 255
+    expected = a / math.sqrt(2)  # by hand: a sinusoid's RMS (the Hann window's own bins are far from 2f)
+    coarse = 0.5 + 0.1 * _hatch(1.0, 64, cycles_per_32=1).t()  # HR: a wave of period 32 px (below the band)
+    hr = coarse.expand(2, 3, 64, 64)
+    assert spectral_loss(hr, hr).item() < 1e-5
+    assert spectral_loss(hr + _hatch(a, 64), hr).item() == pytest.approx(expected, rel=1e-4)
+    # a phase of its own in each 32 px square and image: the grid losses see nothing, this the same
+    hatch = torch.zeros(2, 3, 64, 64)
+    for n, (i, j) in enumerate(((0, 0), (0, 32), (32, 0), (32, 32))):
+        hatch[0, :, i : i + 32, j : j + 32] = _hatch(a, 32, phase=n * 1.1)
+        hatch[1, :, i : i + 32, j : j + 32] = -_hatch(a, 32, phase=n * 0.7)
+    assert spectral_loss(hr + hatch, hr).item() == pytest.approx(expected, rel=1e-4)
+    assert local_grid_loss(hr + hatch, hr).item() < 1e-5 and grid_loss(hr + hatch, hr).item() < 1e-5
+    # HR's own hatch, at another phase: SR need not copy HR's texture pixel for pixel
+    textured = hr + _hatch(a, 64)
+    assert spectral_loss(hr + _hatch(a, 64, phase=2.0), textured).item() < 1e-5
+    # up to twice HR's power is free; beyond it, the excess: a^2 - 2 (a/2)^2 = a^2 / 2
+    half = hr + _hatch(a / 2, 64, phase=1.0)
+    assert spectral_loss(hr + _hatch(a, 64), half).item() == pytest.approx(expected / math.sqrt(2), rel=1e-4)
+    # coarse detail the LR holds is not its business (a wave of period 32 px, 3 gray levels)
+    assert spectral_loss(hr + 0.5 * _hatch(a, 64, cycles_per_32=1), hr).item() < 1e-5
+    # a 16 px image is one square (6 cycles in 16 px: the same frequency)
+    small = hr[..., :16, :16]
+    assert spectral_loss(small + _hatch(a, 16), small).item() == pytest.approx(expected, rel=1e-4)
+    sr = (hr + _hatch(a, 64)).requires_grad_(True)
+    spectral_loss(sr, hr).backward()
+    assert (sr.grad * _hatch(a, 64)).sum() > 0  # descent takes the hatch away
+    with pytest.raises(ValueError, match="at least 4 px"):
+        spectral_loss(hr[..., :3, :3], hr[..., :3, :3])
+    with pytest.raises(ValueError, match="odd smooth"):
+        spectral_loss(hr, hr, smooth=2)
 
 
 def test_phase_steps_and_block_loss_see_blocks_whatever_their_sign():

@@ -368,11 +368,14 @@ def test_d_jitter_rolls_what_the_discriminator_sees(shared_data, mse_generator, 
     assert all(torch.equal(plain[k], one[k]) for k in plain)
 
 
-@pytest.mark.parametrize(("name", "weight"), [("grid_weight", 1.0), ("block_weight", 5.0), ("local_grid_weight", 10.0)])
+@pytest.mark.parametrize(
+    ("name", "weight"),
+    [("grid_weight", 1.0), ("block_weight", 5.0), ("local_grid_weight", 10.0), ("spectral_weight", 30.0)],
+)
 def test_grid_and_block_weights_add_their_loss(shared_data, mse_generator, data, tmp_path, name, weight):
     opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
     opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22")
-    term = "loss_" + name.removesuffix("_weight")  # loss_grid, loss_block, loss_local_grid
+    term = "loss_" + name.removesuffix("_weight")  # loss_grid, loss_block, loss_local_grid, loss_spectral
     steps = _extra_loss_steps(opts, tmp_path, name, weight, term)
     assert len(steps) == 2 and all(0 < r[term] < 1 for r in steps)
     flag = "--" + name.replace("_", "-")

@@ -160,6 +160,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "against a 4 px lattice whose phase changes from place to place (0 = off, the paper).  [default: 0]",
 )
 @click.option(
+    "--spectral-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of the loss on fine detail (periods under 8 px) with more energy than twice HR's at any "
+    "frequency, per 32 px square: against a hatch or weave laid over painted and smooth surfaces "
+    "(0 = off, the paper).  [default: 0]",
+)
+@click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
 )
 @click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
