@@ -26,7 +26,7 @@ them, like `srgan bench`; fp32, on the CPU.
 A third table gives the hatch or weave a model can lay over painted and smooth surfaces, a
 nearly periodic pattern of 2-3 px whose phase changes from place to place and which neither of
 the above sees (`--spectral-weight`, `srgan_cli.losses.spectral_loss`): per 32 px square, the
-power SR has beyond twice HR's at each frequency with a period under 8 px (Hann-windowed
+power SR has beyond twice HR's at each frequency with a period of 8 px or less (Hann-windowed
 spectra, smoothed over 3 x 3 bins), summed, as an RMS over the squares (Y, gray levels); per
 set the mean over its images. Not zero for a good model: where the LR leaves the direction of
 fine stripes open, a model that guesses another direction than HR's scores here too.
@@ -70,8 +70,8 @@ def local_grid(sr: np.ndarray, hr: np.ndarray, scale: int = SCALE, window: int =
 
 
 def beyond_hr(sr: np.ndarray, hr: np.ndarray) -> float:
-    """Fine detail beyond HR's per 32 px square (``losses.spectral_loss``), Y, gray levels."""
-    return float(spectral_loss(_y(sr)[None, None], _y(hr)[None, None]))
+    """Fine detail beyond HR's per 32 px square (``losses.spectral_loss``, its ceiling alone), Y, gray levels."""
+    return float(spectral_loss(_y(sr)[None, None], _y(hr)[None, None], floor=0))
 
 
 def _cells(scores: list[list[float]], digits: int) -> list[str]:
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(f"\nthe 4 px grid of SR - HR per {WINDOW} px square (Y, gray levels RMS)\n\n")
     sys.stdout.write("\n".join(grid_rows) + "\n")
     sys.stdout.write(
-        "\nfine detail beyond twice HR's power, periods under 8 px, per 32 px square (Y, gray levels RMS)\n\n"
+        "\nfine detail beyond twice HR's power, periods of 8 px or less, per 32 px square (Y, gray levels RMS)\n\n"
     )
     sys.stdout.write("\n".join(spectral_rows) + "\n")
     return 0

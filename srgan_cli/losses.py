@@ -484,6 +484,7 @@ def spectral_loss(
     low: float = 0.125,
     margin: float = 2.0,
     smooth: int = 3,
+    floor: float = 0.1,
 ) -> torch.Tensor:
     """RMS of the fine detail SR has beyond HR's, frequency by frequency, per ``window`` px square.
 
@@ -496,12 +497,18 @@ def spectral_loss(
     it does not ask for HR's texture pixel for pixel, or for blur. What it sees is a hatch or
     weave a GAN-stage model can lay over painted and smooth surfaces: a nearly periodic pattern
     (periods of 2-3 px) whose energy sits in a few frequencies where HR has little, and whose
-    phase changes from place to place, so that none of the grid losses see it. An image smaller
-    than ``window`` is one square of its shorter side. fp32.
+    phase changes from place to place, so that none of the grid losses see it.
+
+    A ceiling alone is met most cheaply by blur: a model taught with it softened every edge and
+    lost about 1 dB (``weights/README.md``). So each square also counts the fine-detail energy
+    SR falls short of ``floor`` x HR's (summed over the same frequencies; 0 = off): most of
+    HR's detail is free to lose, as a PSNR model does, not all of it. An image smaller than
+    ``window`` is one square of its shorter side. fp32.
     """
-    if not 0 <= low <= 0.5 or margin < 0 or smooth < 1 or smooth % 2 == 0:
+    if not 0 <= low <= 0.5 or margin < 0 or floor < 0 or smooth < 1 or smooth % 2 == 0:
         raise ValueError(
-            f"spectral loss: need 0 <= low <= 0.5, margin >= 0 and odd smooth, got {low}, {margin}, {smooth}"
+            "spectral loss: need 0 <= low <= 0.5, margin >= 0, floor >= 0 and odd smooth, "
+            f"got {low}, {margin}, {floor}, {smooth}"
         )
     window = min(window, *sr.shape[-2:])  # an image smaller than the window is one square
     if window < 4:
@@ -510,8 +517,11 @@ def spectral_loss(
         )
     f = torch.fft.fftfreq(window, device=sr.device).abs()
     band = (torch.maximum(f[:, None], f[None, :]) >= low - 1e-9).float()
-    excess = (_window_power(sr, window, smooth) - margin * _window_power(hr, window, smooth)).clamp_min(0)
-    return (excess * band).sum(dim=(-2, -1)).mean().add(1e-12).sqrt()
+    p_sr, p_hr = _window_power(sr, window, smooth) * band, _window_power(hr, window, smooth) * band
+    excess = (p_sr - margin * p_hr).clamp_min(0).sum(dim=(-2, -1))
+    if floor:
+        excess = excess + (floor * p_hr.sum(dim=(-2, -1)) - p_sr.sum(dim=(-2, -1))).clamp_min(0)
+    return excess.mean().add(1e-12).sqrt()
 
 
 def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:

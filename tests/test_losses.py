@@ -428,6 +428,13 @@ def test_spectral_loss_sees_a_hatch_whatever_its_phase_and_only_beyond_hr():
     # up to twice HR's power is free; beyond it, the excess: a^2 - 2 (a/2)^2 = a^2 / 2
     half = hr + _hatch(a / 2, 64, phase=1.0)
     assert spectral_loss(hr + _hatch(a, 64), half).item() == pytest.approx(expected / math.sqrt(2), rel=1e-4)
+    # blur is no way out: fine detail short of floor x HR's counts (floor=0: it does not)
+    assert spectral_loss(hr, textured).item() == pytest.approx(expected * math.sqrt(0.1), rel=1e-4)  # the default
+    assert spectral_loss(hr, textured, floor=0.25).item() == pytest.approx(expected / 2, rel=1e-4)  # sqrt(a^2/2 / 4)
+    assert spectral_loss(hr, textured, floor=0).item() < 1e-5
+    quarter = hr + _hatch(a / 4, 64, phase=1.0)  # 1/16 of HR's power: 1/4 - 1/16 = 3/16 of it short
+    assert spectral_loss(quarter, textured, floor=0.25).item() == pytest.approx(expected * math.sqrt(3 / 16), rel=1e-4)
+    assert spectral_loss(hr + _hatch(a / 1.5, 64), textured, floor=0.25).item() < 1e-5  # 4/9 of HR's: free
     # coarse detail the LR holds is not its business (a wave of period 32 px, 3 gray levels)
     assert spectral_loss(hr + 0.5 * _hatch(a, 64, cycles_per_32=1), hr).item() < 1e-5
     # a 16 px image is one square (6 cycles in 16 px: the same frequency)
@@ -440,6 +447,8 @@ def test_spectral_loss_sees_a_hatch_whatever_its_phase_and_only_beyond_hr():
         spectral_loss(hr[..., :3, :3], hr[..., :3, :3])
     with pytest.raises(ValueError, match="odd smooth"):
         spectral_loss(hr, hr, smooth=2)
+    with pytest.raises(ValueError, match="floor >= 0"):
+        spectral_loss(hr, hr, floor=-1)
 
 
 def test_phase_steps_and_block_loss_see_blocks_whatever_their_sign():

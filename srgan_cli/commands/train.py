@@ -162,9 +162,9 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--spectral-weight",
     type=click.FloatRange(0),
-    help="gan: weight of the loss on fine detail (periods under 8 px) with more energy than twice HR's at any "
-    "frequency, per 32 px square: against a hatch or weave laid over painted and smooth surfaces "
-    "(0 = off, the paper).  [default: 0]",
+    help="gan: weight of the loss on fine detail (periods of 8 px or less) with more energy than twice HR's at any "
+    "frequency, or less than a tenth of HR's in all, per 32 px square: against a hatch or weave laid over "
+    "painted and smooth surfaces, without blur (0 = off, the paper).  [default: 0]",
 )
 @click.option(
     "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
