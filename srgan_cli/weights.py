@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="2d135c899cab3f86abcf43841ffc677f48fbb1c3a90c9158553365d87b40dae7",
+            sha256="9756740a4703189735b21a780434813be285834d7464e03f55741d3ac9926d71",
         ),
         ModelEntry(
             name="srresnet_x4",
