@@ -518,10 +518,10 @@ def spectral_loss(
     f = torch.fft.fftfreq(window, device=sr.device).abs()
     band = (torch.maximum(f[:, None], f[None, :]) >= low - 1e-9).float()
     p_sr, p_hr = _window_power(sr, window, smooth) * band, _window_power(hr, window, smooth) * band
-    excess = (p_sr - margin * p_hr).clamp_min(0).sum(dim=(-2, -1))
-    if floor:
-        excess = excess + (floor * p_hr.sum(dim=(-2, -1)) - p_sr.sum(dim=(-2, -1))).clamp_min(0)
-    return excess.mean().add(1e-12).sqrt()
+    cost = (p_sr - margin * p_hr).clamp_min(0).sum(dim=(-2, -1))  # beyond the ceiling, per square
+    if floor:  # short of the floor, per square
+        cost = cost + (floor * p_hr.sum(dim=(-2, -1)) - p_sr.sum(dim=(-2, -1))).clamp_min(0)
+    return cost.mean().add(1e-12).sqrt()
 
 
 def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
