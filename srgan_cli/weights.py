@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="9756740a4703189735b21a780434813be285834d7464e03f55741d3ac9926d71",
+            sha256="d48c891bcb4bbf58d811790a2a5cb65c8e08ed41ae2cac296d177876d570616c",
         ),
         ModelEntry(
             name="srresnet_x4",
