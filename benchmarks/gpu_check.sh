@@ -71,7 +71,7 @@ stage_args() {  # stage_args STAGE: sets START (how the run starts), INIT and RU
     mse)  INIT=weights/srresnet_x4.safetensors; START=(--stage mse --init "$INIT")
           default="--batch-size 64 --patch-size 96 --lr 2e-4 --ema 0.999" ;;
     gan)  INIT=weights/srresnet_x4.safetensors; START=(--stage gan --init "$INIT" "${vgg[@]}")
-          default="--batch-size 16 --patch-size 96 --lr 1e-4 --ema 0.995 --pixel-loss l1 --pixel-weight 0.2 --grid-weight 1 --flat-weight 50 --block-weight 10 --local-grid-weight 10 --spectral-weight 20" ;;
+          default="--batch-size 16 --patch-size 96 --lr 1e-4 --ema 0.995 --pixel-loss l1 --pixel-weight 0.2 --grid-weight 1 --flat-weight 50 --block-weight 10 --local-grid-weight 10 --spectral-weight 20 --ldl-weight 100" ;;
     rrdb) INIT=; START=(--stage mse --arch rrdb "${RRDB_SIZE[@]}")
           default="--batch-size 16 --patch-size 128 --lr 2e-4 --ema 0.999" ;;
     esrgan_gan)  # ESRGAN's GAN stage: relativistic, pre-activation conv5_4, L1 pixel term
