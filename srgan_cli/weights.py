@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="d48c891bcb4bbf58d811790a2a5cb65c8e08ed41ae2cac296d177876d570616c",
+            sha256="ea783dd1298291462d9fd81fa8daa7dc3f926a54518c448e08ae155ffd0ed24c",
         ),
         ModelEntry(
             name="srresnet_x4",
