@@ -75,8 +75,11 @@ def interpolate_files(
     """Write the blend of two weights files to ``out`` (atomically; never onto an input).
 
     The output's metadata records both parents (file, sha256, name, and ``sources``: what the
-    user typed, e.g. a model name or Hub reference) and alpha. When both parents store the same
-    floating dtype (e.g. fp16), the blend is stored in it too; otherwise in float32.
+    user typed, e.g. a model name or Hub reference) and alpha, and keeps the training metadata
+    both parents agree on (``stage``, the loss weights, ``data``...), so that the mean of two
+    runs of one recipe (a "model soup", Wortsman et al. 2022) still says what it is. When both
+    parents store the same floating dtype (e.g. fp16), the blend is stored in it too; otherwise
+    in float32.
     """
     from .weights import sha256_file
 
@@ -102,13 +105,18 @@ def interpolate_files(
         parents[0]["source"], parents[1]["source"] = str(sources[0]), str(sources[1])
     stored = _stored_float_dtype(a)
     dtype = stored if stored is not None and stored == _stored_float_dtype(b) else None
+    shared = {k: v for k, v in meta_a.items() if k not in _OWN_METADATA and meta_b.get(k) == v}
     metadata = {
+        **shared,
         "name": out.stem,
         "interpolation": json.dumps({"alpha": alpha, "a": parents[0], "b": parents[1]}, sort_keys=True),
         "interpolation_alpha": repr(alpha),
     }
     return save_state(out, state, config, metadata=metadata, dtype=dtype, overwrite=overwrite)
 
+
+# Metadata that describes one file rather than how it was trained: never carried into a blend.
+_OWN_METADATA = frozenset({"name", "format", "format_version", "config", "interpolation", "interpolation_alpha"})
 
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 
