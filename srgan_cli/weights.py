@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="ea783dd1298291462d9fd81fa8daa7dc3f926a54518c448e08ae155ffd0ed24c",
+            sha256="ecd1eada59e3dc8590f764b5db416e7a3c32bf9389cde6ee15dc4246fa3385c8",
         ),
         ModelEntry(
             name="srresnet_x4",
