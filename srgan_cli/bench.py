@@ -27,7 +27,15 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
           "seconds": 0.41,        # total upscale time (sum over images of the median run)
           "images": [             # one row per image with --per-image, else empty
             {"name": "baby", "psnr": ..., "ssim": ..., "lpips": null | ..., "seconds": ...}
-          ]
+          ],
+          "paired": null | {      # null for the first model; else its per-image difference from it
+            "against": "bicubic", # the first model's name
+            "n": 5,               # images where both PSNRs are finite
+            "psnr": 3.21,         # mean of (this - first) PSNR over those images, dB
+            "psnr_sem": 0.12,     # its standard error (stdev / sqrt(n)); null if n < 2
+            "ssim": 0.061, "ssim_sem": 0.004,
+            "better": 5, "worse": 0   # images where this model's PSNR is higher / lower
+          }
         }
       ]
     }
@@ -330,7 +338,7 @@ def run_bench(
             progress(index + 1, total)
 
     result_models = []
-    for model in models:
+    for index, model in enumerate(models):
         model_rows = rows[model.name]
         seconds = sum(r["seconds"] for r in model_rows)
         pixels = sum(r["pixels"] for r in model_rows)
@@ -348,6 +356,7 @@ def run_bench(
                 "notes": list(model.notes),
                 "seconds": seconds,
                 "images": [{k: v for k, v in r.items() if k != "pixels"} for r in model_rows] if per_image else [],
+                "paired": paired_difference(model_rows, rows[models[0].name], models[0].name) if index else None,
             }
         )
     return {
@@ -360,6 +369,37 @@ def run_bench(
         "device": str(device),
         "runs": runs,
         "models": result_models,
+    }
+
+
+def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]], against: str) -> dict[str, Any]:
+    """One model's per-image PSNR/SSIM less another's on the same images: the mean difference,
+    its standard error and how many images each side wins. A difference of means alone hides
+    whether a 0.03 dB gain is every image or one; the paired standard error says which.
+    Images where either PSNR is not finite (an output identical to HR) are left out."""
+    pairs = [
+        (r["psnr"] - b["psnr"], r["ssim"] - b["ssim"])
+        for r, b in zip(rows, base, strict=True)
+        if math.isfinite(r["psnr"]) and math.isfinite(b["psnr"])
+    ]
+    n = len(pairs)
+
+    def mean_sem(values: list[float]) -> tuple[float, float | None]:
+        if not values:
+            return math.nan, None
+        return float(np.mean(values)), (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None)
+
+    dpsnr, psnr_sem = mean_sem([p for p, _ in pairs])
+    dssim, ssim_sem = mean_sem([q for _, q in pairs])
+    return {
+        "against": against,
+        "n": n,
+        "psnr": dpsnr,
+        "psnr_sem": psnr_sem,
+        "ssim": dssim,
+        "ssim_sem": ssim_sem,
+        "better": sum(p > 0 for p, _ in pairs),
+        "worse": sum(p < 0 for p, _ in pairs),
     }
 
 

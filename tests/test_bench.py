@@ -59,7 +59,7 @@ def _check_schema(doc, n_models, n_images, per_image):
     assert len(doc["models"]) == n_models
     for m in doc["models"]:
         keys = {"name", "source", "dtype", "psnr", "ssim", "lpips", "lpips_note", "mp_per_s", "seconds", "notes"}
-        keys |= {"images"}
+        keys |= {"images", "paired"}
         assert set(m) >= keys
         assert isinstance(m["name"], str)
         assert 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1
@@ -128,6 +128,49 @@ def test_ensemble_adds_a_row_per_model(bench_dir, tmp_path):
     models = json.loads(out.read_text())["models"]
     assert [m["name"] for m in models] == ["bicubic", "tiny", "tiny+ensemble"]  # no ensemble of bicubic
     assert models[1]["psnr"] != models[2]["psnr"]
+
+
+def test_paired_difference_is_the_mean_and_standard_error_of_per_image_differences():
+    base = [
+        {"psnr": 30.0, "ssim": 0.8},
+        {"psnr": 25.0, "ssim": 0.7},
+        {"psnr": 28.0, "ssim": 0.9},
+        {"psnr": math.inf, "ssim": 1.0},
+    ]
+    rows = [
+        {"psnr": 30.1, "ssim": 0.81},
+        {"psnr": 25.3, "ssim": 0.69},
+        {"psnr": 27.9, "ssim": 0.9},
+        {"psnr": 40.0, "ssim": 0.99},
+    ]
+    p = core.paired_difference(rows, base, "base")
+    assert p["against"] == "base" and p["n"] == 3  # the image with an infinite PSNR is left out
+    assert p["psnr"] == pytest.approx(0.1) and p["psnr_sem"] == pytest.approx(0.2 / math.sqrt(3))
+    assert p["ssim"] == pytest.approx(0.0) and p["ssim_sem"] == pytest.approx(0.01 / math.sqrt(3))
+    assert (p["better"], p["worse"]) == (2, 1)
+    one = core.paired_difference(rows[:1], base[:1], "base")
+    assert one["n"] == 1 and one["psnr"] == pytest.approx(0.1) and one["psnr_sem"] is None
+    none = core.paired_difference(rows[3:], base[3:], "base")
+    assert none["n"] == 0 and math.isnan(none["psnr"]) and none["psnr_sem"] is None
+
+
+def test_paired_table_and_json_compare_each_model_with_the_first(bench_dir, tmp_path):
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    result = _invoke(
+        "--set", "set5", "--model", "bicubic", "--model", weights, "--data-dir", bench_dir, "--device", "cpu",
+        "--no-lpips", "--per-image", "--paired", "--json", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "paired per image against bicubic" in result.stdout and "0 / 5 of 5" in result.stdout
+    bic, tiny = json.loads(out.read_text())["models"]
+    assert bic["paired"] is None
+    diffs = [t["psnr"] - b["psnr"] for t, b in zip(tiny["images"], bic["images"], strict=True)]
+    assert tiny["paired"]["psnr"] == pytest.approx(np.mean(diffs)) == pytest.approx(tiny["psnr"] - bic["psnr"])
+    assert tiny["paired"]["psnr_sem"] == pytest.approx(np.std(diffs, ddof=1) / math.sqrt(5))
+    assert (tiny["paired"]["better"], tiny["paired"]["worse"], tiny["paired"]["n"]) == (0, 5, 5)
+    plain = _invoke("--set", "set5", "--model", "bicubic", "--model", weights, "--data-dir", bench_dir, "--no-lpips")
+    assert plain.exit_code == 0 and "paired" not in plain.stdout  # the table only when asked for
 
 
 def test_no_lpips_flag_says_skipped(bench_dir, tmp_path):

@@ -59,6 +59,12 @@ from ..device import DEVICES, PRECISIONS
     show_default=True,
     help="Timed runs per image; the median counts.",
 )
+@click.option(
+    "--paired",
+    is_flag=True,
+    help="Also show each model's per-image difference from the first --model "
+    "(mean +- standard error, images better / worse); always in the JSON.",
+)
 @click.option("--no-lpips", is_flag=True, help="Skip LPIPS even if the lpips package is installed.")
 @click.option(
     "--ensemble",
@@ -76,6 +82,7 @@ def bench(
     save_images: Path | None,
     per_image: bool,
     runs: int,
+    paired: bool,
     no_lpips: bool,
     ensemble: bool,
 ) -> None:
@@ -87,6 +94,7 @@ def bench(
       srgan bench --set bsd100 --model bicubic --model srresnet_x4 --model my.safetensors
       srgan bench --set photos/ --model bicubic --save-images cmp/ --json results.json
       srgan bench --set set5 --model srresnet_x4 --ensemble
+      srgan bench --set bsd100 --model srgan_x4 --model mine.safetensors --paired
     """
     from rich.console import Console
 
@@ -175,6 +183,8 @@ def bench(
                 progress=progress,
             )
         _print_table(console, result, per_image)
+        if paired and len(result["models"]) > 1:
+            _print_paired(console, result)
         results.append(result)
     if json_out is not None:
         # one set: the result object; several: a list of them, in --set order
@@ -230,6 +240,33 @@ def _print_table(console, result: dict, per_image: bool) -> None:
     for model in result["models"]:
         for note in model.get("notes", []):
             console.print(f"note: {model['name']}: {note}", markup=False, highlight=False)
+
+
+def _print_paired(console, result: dict) -> None:
+    from rich.table import Table
+
+    first = result["models"][0]["name"]
+    table = Table(
+        title=f"{result['set']}: paired per image against {first}",
+        caption="mean difference +- its standard error; better / worse: images with a higher / lower PSNR",
+    )
+    for column in ("model", "PSNR (dB)", "better / worse", "SSIM"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+
+    def fmt(mean: float, sem: float | None, digits: int) -> str:
+        if not math.isfinite(mean):
+            return "n/a"
+        return f"{mean:+.{digits}f}" + ("" if sem is None else f" +- {sem:.{digits}f}")
+
+    for model in result["models"][1:]:
+        p = model["paired"]
+        table.add_row(
+            model["name"],
+            fmt(p["psnr"], p["psnr_sem"], 3),
+            f"{p['better']} / {p['worse']} of {p['n']}",
+            fmt(p["ssim"], p["ssim_sem"], 4),
+        )
+    console.print(table)
 
 
 def _set_label(set_name: str) -> str:
