@@ -74,3 +74,43 @@ def test_models_real_table_lists_the_default():
     assert [row["name"] for row in rows if row["default"]] == [weights.DEFAULT_MODEL]
     for row in rows:
         assert row["available"] == (row["size_mb"] is not None)
+
+
+def _complete(args, incomplete):
+    from click.shell_completion import BashComplete
+
+    items = BashComplete(main, {}, "srgan", "_SRGAN_COMPLETE").get_completions(args, incomplete)
+    return [(item.type, item.value) for item in items]
+
+
+def test_completion_names_match_the_model_table_and_the_bench_sets():
+    from srgan_cli import bench
+    from srgan_cli.commands import completion
+
+    assert set(completion.MODEL_NAMES) == set(weights.MODELS)
+    assert completion.SET_NAMES == bench.SET_NAMES
+
+
+def test_shell_completion_offers_model_names_sets_and_paths():
+    assert _complete(["upscale", "photo.png", "-m"], "srr") == [("file", "srr"), ("plain", "srresnet_x4")]
+    assert _complete(["upscale", "photo.png", "--model"], "") == [
+        ("file", ""), ("plain", "srgan_x4"), ("plain", "srresnet_x4")
+    ]  # fmt: skip
+    assert ("plain", "bicubic") in _complete(["bench", "-m"], "")
+    assert _complete(["bench", "--set"], "set1") == [("dir", "set1"), ("plain", "set14")]
+    assert _complete(["interpolate"], "srg") == [("file", "srg"), ("plain", "srgan_x4")]
+    assert _complete(["interpolate", "srgan_x4"], "mine") == [("file", "mine")]  # B: a file path
+
+
+def test_completion_does_not_import_torch():
+    """Completion runs the CLI on every Tab: it must stay fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.shell_completion import BashComplete; from srgan_cli.cli import main; "
+        "BashComplete(main, {}, 'srgan', '_SRGAN_COMPLETE').get_completions(['upscale', 'a.png', '-m'], 's'); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

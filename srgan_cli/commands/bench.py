@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ..device import DEVICES, PRECISIONS
+from .completion import complete_bench_model, complete_set
 
 
 @click.command("bench")
@@ -21,6 +22,7 @@ from ..device import DEVICES, PRECISIONS
     "set_names",
     multiple=True,
     metavar="NAME|DIR",
+    shell_complete=complete_set,
     help="set5 (default), set14, bsd100, or a folder holding HR/ (and optionally LR_x4/); repeat for several sets.",
 )
 @click.option(
@@ -29,6 +31,7 @@ from ..device import DEVICES, PRECISIONS
     "model_specs",
     multiple=True,
     metavar="MODEL",
+    shell_complete=complete_bench_model,
     help="Model name, .safetensors file or Hub reference; 'bicubic' is the baseline. Repeat to compare.",
 )
 @click.option(

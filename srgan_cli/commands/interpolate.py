@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .completion import complete_model
+
 
 def _finite_alpha(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if value is not None and math.isnan(value):
@@ -15,8 +17,8 @@ def _finite_alpha(ctx: click.Context, param: click.Parameter, value: float) -> f
 
 
 @click.command("interpolate")
-@click.argument("model_a", metavar="A")
-@click.argument("model_b", metavar="B")
+@click.argument("model_a", metavar="A", shell_complete=complete_model)
+@click.argument("model_b", metavar="B", shell_complete=complete_model)
 @click.option(
     "--alpha",
     type=click.FloatRange(0.0, 1.0),

@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from ..errors import SrganError
+from .completion import complete_model
 
 FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "same")
 QUEUE_SIZE = 2
@@ -448,6 +449,7 @@ def _check_device(value: str) -> str:
     "--model",
     default="srgan_x4",
     show_default=True,
+    shell_complete=complete_model,
     help="Named model (see 'srgan models'), a .safetensors file, or a Hub reference owner/repo[:file][@rev].",
 )
 @click.option(
