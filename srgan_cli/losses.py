@@ -500,7 +500,7 @@ def spectral_loss(
     phase changes from place to place, so that none of the grid losses see it.
 
     A ceiling alone is met most cheaply by blur: a model taught with it softened every edge and
-    lost about 1 dB (``weights/README.md``). So each square also counts the fine-detail energy
+    lost about 1 dB (``docs/TRAINING_NOTES.md``). So each square also counts the fine-detail energy
     SR falls short of ``floor`` x HR's (summed over the same frequencies; 0 = off): most of
     HR's detail is free to lose, as a PSNR model does, not all of it. An image smaller than
     ``window`` is one square of its shorter side. fp32.
@@ -625,7 +625,7 @@ class ContentLoss(nn.Module):
     the pixel term sees the whole images. Without it VGG's pooling grid (period 16 at conv5_4)
     is always aligned the same way with the generator's x4 pixel grid, and its gradient carries
     one fixed 4x4 pattern; with ``jitter`` = the scale every alignment is seen equally often
-    (``benchmarks/vgg_grid.py`` measures the pattern; weights/README.md what removing it does).
+    (``benchmarks/vgg_grid.py`` measures the pattern; docs/TRAINING_NOTES.md what removing it does).
     """
 
     def __init__(
