@@ -422,3 +422,21 @@ def test_path_objects_are_never_hub_refs(fake_hub, tiny_weights):
     with pytest.raises(SrganError, match="no such weights file"):
         resolve_weights(Path("acme/srgan"))
     assert fake_hub.requests == []
+
+
+def test_weights_folder_is_a_valid_hub_model_card_listing_every_bundled_file():
+    """weights/ is uploaded as the Hub repo: its README must parse as a model card, name its
+    licence properly, and list each named model's file with the sha256 the code checks."""
+    from huggingface_hub import ModelCard
+
+    folder = Path(__file__).resolve().parent.parent / "weights"
+    card = ModelCard.load(folder / "README.md")
+    meta = card.data.to_dict()
+    assert meta["license"] == "other" and meta["license_name"]
+    assert (folder / meta["license_link"]).is_file()  # a file inside the repo
+    assert meta["library_name"] == "srgan-cli" and meta["pipeline_tag"] == "image-to-image"
+    for entry in weights.MODELS.values():
+        if (folder / entry.file).is_file():
+            assert entry.sha256 and hashlib.sha256((folder / entry.file).read_bytes()).hexdigest() == entry.sha256
+            row = next(line for line in card.text.splitlines() if line.startswith(f"| `{entry.name}` |"))
+            assert f"`{entry.file}`" in row and entry.sha256 in row, row
