@@ -34,7 +34,9 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
             "psnr": 3.21,         # mean of (this - first) PSNR over those images, dB
             "psnr_sem": 0.12,     # its standard error (stdev / sqrt(n)); null if n < 2
             "ssim": 0.061, "ssim_sem": 0.004,
-            "better": 5, "worse": 0   # images where this model's PSNR is higher / lower
+            "better": 5, "worse": 0,  # images where this model's PSNR is higher / lower
+            "lpips": -0.12 | null, "lpips_sem": 0.01 | null,  # null where LPIPS was not computed
+            "lpips_lower": 5 | null   # images where this model's LPIPS is lower (better)
           }
         }
       ]
@@ -391,6 +393,13 @@ def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, A
 
     dpsnr, psnr_sem = mean_sem([p for p, _ in pairs])
     dssim, ssim_sem = mean_sem([q for _, q in pairs])
+    # LPIPS over every image where both have it (it stays finite for identical images)
+    lp = [
+        r["lpips"] - b["lpips"]
+        for r, b in zip(rows, base, strict=True)
+        if r.get("lpips") is not None and b.get("lpips") is not None
+    ]
+    dlpips, lpips_sem = mean_sem(lp) if lp else (None, None)
     return {
         "against": against,
         "n": n,
@@ -400,6 +409,9 @@ def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, A
         "ssim_sem": ssim_sem,
         "better": sum(p > 0 for p, _ in pairs),
         "worse": sum(p < 0 for p, _ in pairs),
+        "lpips": dlpips,
+        "lpips_sem": lpips_sem,
+        "lpips_lower": sum(d < 0 for d in lp) if lp else None,
     }
 
 

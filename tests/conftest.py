@@ -36,3 +36,10 @@ def _deterministic_torch():
 
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_lpips_weights(monkeypatch, tmp_path_factory):
+    """LPIPS weights made on this machine (python -m srgan_cli.perceptual) must not reach tests:
+    each test sees none unless it makes its own."""
+    monkeypatch.setenv("SRGAN_LPIPS_WEIGHTS", str(tmp_path_factory.getbasetemp() / "no-lpips-weights.safetensors"))

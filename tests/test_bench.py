@@ -162,7 +162,7 @@ def test_paired_table_and_json_compare_each_model_with_the_first(bench_dir, tmp_
         "--no-lpips", "--per-image", "--paired", "--json", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "paired per image against bicubic" in result.stdout and "0 / 5 of 5" in result.stdout
+    assert "paired per image against bicubic" in result.stdout and " 0/5 " in result.stdout
     bic, tiny = json.loads(out.read_text())["models"]
     assert bic["paired"] is None
     diffs = [t["psnr"] - b["psnr"] for t, b in zip(tiny["images"], bic["images"], strict=True)]

@@ -68,7 +68,7 @@ from .completion import complete_bench_model, complete_set
     help="Also show each model's per-image difference from the first --model "
     "(mean +- standard error, images better / worse); always in the JSON.",
 )
-@click.option("--no-lpips", is_flag=True, help="Skip LPIPS even if the lpips package is installed.")
+@click.option("--no-lpips", is_flag=True, help="Skip LPIPS even where it can be computed.")
 @click.option(
     "--ensemble",
     is_flag=True,
@@ -239,36 +239,42 @@ def _print_table(console, result: dict, per_image: bool) -> None:
                 table.add_row("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, "")
     console.print(table)
     for k, note in enumerate(notes, 1):
-        console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False)
+        console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False, soft_wrap=True)
     for model in result["models"]:
         for note in model.get("notes", []):
             console.print(f"note: {model['name']}: {note}", markup=False, highlight=False)
 
 
 def _print_paired(console, result: dict) -> None:
+    from rich import box
     from rich.table import Table
 
     first = result["models"][0]["name"]
+    models = result["models"][1:]
+    with_lpips = any(m["paired"]["lpips"] is not None for m in models)
     table = Table(
         title=f"{result['set']}: paired per image against {first}",
-        caption="mean difference +- its standard error; better / worse: images with a higher / lower PSNR",
+        caption="mean difference +- its standard error; higher: images with a higher PSNR"
+        + ("; lower: images with a lower LPIPS" if with_lpips else ""),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
-    for column in ("model", "PSNR (dB)", "better / worse", "SSIM"):
+    for column in ("model", "PSNR (dB)", "higher", "SSIM") + (("LPIPS", "lower") if with_lpips else ()):
         table.add_column(column, justify="left" if column == "model" else "right")
 
-    def fmt(mean: float, sem: float | None, digits: int) -> str:
-        if not math.isfinite(mean):
+    def fmt(mean: float | None, sem: float | None, digits: int) -> str:
+        if mean is None or not math.isfinite(mean):
             return "n/a"
-        return f"{mean:+.{digits}f}" + ("" if sem is None else f" +- {sem:.{digits}f}")
+        return f"{mean:+.{digits}f}" + ("" if sem is None else f"+-{sem:.{digits}f}")
 
-    for model in result["models"][1:]:
+    for model in models:
         p = model["paired"]
-        table.add_row(
-            model["name"],
-            fmt(p["psnr"], p["psnr_sem"], 3),
-            f"{p['better']} / {p['worse']} of {p['n']}",
-            fmt(p["ssim"], p["ssim_sem"], 4),
-        )
+        cells = [model["name"], fmt(p["psnr"], p["psnr_sem"], 3), f"{p['better']}/{p['n']}"]
+        cells.append(fmt(p["ssim"], p["ssim_sem"], 4))
+        if with_lpips:
+            lower = "-" if p["lpips_lower"] is None else f"{p['lpips_lower']}/{result['num_images']}"
+            cells += [fmt(p["lpips"], p["lpips_sem"], 4), lower]
+        table.add_row(*cells)
     console.print(table)
 
 
