@@ -7,8 +7,9 @@ For each alpha, the blend (1 - alpha) * A + alpha * B (what `srgan upscale -m A 
 runs) is scored on Set5 with the provided LR files: Y-PSNR and SSIM as `srgan bench` computes
 them, the mean Y error (SR - HR, gray levels, 4 px border cut, averaged over the images: a
 blend that darkens or brightens shows here), and the regular 4 px part of its texture on the
-flat gradient of `benchmarks/unlike_images.py`. A pair made for blending gives values between
-its two ends. fp32 on the CPU; under a minute for Set5.
+flat gradient of `benchmarks/unlike_images.py`, and LPIPS where its weights file is there
+(`python -m srgan_cli.perceptual`; otherwise "n/a"). A pair made for blending gives values
+between its two ends. fp32 on the CPU; under a minute for Set5, a few for BSD100 (`--set DIR`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from unlike_images import texture  # noqa: E402
 
 from srgan_cli import api  # noqa: E402
 from srgan_cli.bench import load_set  # noqa: E402
-from srgan_cli.metrics import psnr_y, rgb_to_y, ssim_y  # noqa: E402
+from srgan_cli.metrics import Lpips, LpipsUnavailable, psnr_y, rgb_to_y, ssim_y  # noqa: E402
 
 
 def main() -> int:
@@ -38,21 +39,30 @@ def main() -> int:
     parser.add_argument("--set", default=str(ROOT.parent / "shared" / "data" / "bench" / "set5"))
     args = parser.parse_args()
     bench = load_set(args.set)
-    rows = ["| alpha | PSNR / SSIM | mean Y error (gray levels) | gradient: regular 4 px part |", "|---|---|---|---|"]
+    try:
+        lpips = Lpips()
+    except LpipsUnavailable:
+        lpips = None
+    rows = [
+        "| alpha | PSNR / SSIM | LPIPS | mean Y error (gray levels) | gradient: regular 4 px part |",
+        "|---|---|---|---|---|",
+    ]
     for alpha in args.alpha:
         blend = None if alpha == 0 else f"{args.b}:{alpha}"
         model = api.load_model(args.a, device="cpu", precision="fp32", blend=blend)
-        psnrs, ssims, errors = [], [], []
+        psnrs, ssims, errors, lps = [], [], [], []
         for image in bench.images:
             sr = api.upscale_array(model, image.lr.astype(np.float32) / 255, bit_depth=8)
             psnrs.append(psnr_y(sr, image.hr, crop=4))
             ssims.append(ssim_y(sr, image.hr, crop=4))
+            if lpips is not None:
+                lps.append(lpips(sr, image.hr, crop=4))
             error = rgb_to_y(sr.astype(np.float64) / 255) - rgb_to_y(image.hr.astype(np.float64) / 255)
             errors.append(float(error[4:-4, 4:-4].mean()))
         _, _, regular = texture(args.a, blend=blend)
-        rows.append(
-            f"| {alpha:g} | {np.mean(psnrs):.2f} / {np.mean(ssims):.4f} | {np.mean(errors):+.2f} | {regular:.2f} |"
-        )
+        lp = f"{np.mean(lps):.4f}" if lps else "n/a"
+        scores = f"{np.mean(psnrs):.2f} / {np.mean(ssims):.4f} | {lp}"
+        rows.append(f"| {alpha:g} | {scores} | {np.mean(errors):+.2f} | {regular:.2f} |")
     sys.stdout.write(f"A = {args.a}, B = {args.b}, set {bench.name} ({len(bench.images)} images)\n\n")
     sys.stdout.write("\n".join(rows) + "\n")
     return 0
