@@ -17,6 +17,7 @@
 # Data (not in the repository; benchmarks/gpu_pack.py copies it into the ignored folder .gpu/):
 #   .gpu/train/      training images, e.g. all of ../shared/data/train (48 MiB)
 #   .gpu/bench/set5/ Set5 (HR and LR_x4) for the validation of the training runs (1 MiB)
+#   .gpu/lpips.safetensors     optional: LPIPS weights, logged as val_lpips by the runs
 #   .gpu/vgg19.safetensors     the VGG19 features for the GAN stages and the gan rows of
 #                    train_speed (38 MiB; then only about 12 MB of training images fit: the
 #                    checkout is 13 MiB of the 64 MiB a call sends)
@@ -38,6 +39,8 @@ BUDGET=${BUDGET:-560}
 PROBE=${PROBE:-60}
 mkdir -p "$OUT"
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# LPIPS weights sent by `gpu_pack.py --lpips FILE`: the runs' validation logs LPIPS too
+[ -f .gpu/lpips.safetensors ] && export SRGAN_LPIPS_WEIGHTS=.gpu/lpips.safetensors
 SUMMARY="$OUT/summary.md"
 echo "# gpu_check on $DEVICE, $(date -u +%Y-%m-%dT%H:%MZ)" >"$SUMMARY"
 python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA')" >>"$SUMMARY" 2>&1

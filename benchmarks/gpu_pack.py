@@ -6,6 +6,9 @@ the 64 MiB one device call may send (the checkout itself counts), and print the 
     python benchmarks/gpu_pack.py --plan esrgan   # the same, for both ESRGAN stages in one call
 
 The plans that need the VGG19 file (38 MiB) leave room for about 12 MB of training images.
+`--lpips FILE` adds the LPIPS weights (`python -m srgan_cli.perceptual` makes them; 9.4 MiB)
+as .gpu/lpips.safetensors, so that the runs' validation logs LPIPS beside PSNR (gpu_check.sh
+points SRGAN_LPIPS_WEIGHTS at it); they take the place of training images.
 They are taken in the order of --prefer, whole sets first: Sun-Hays 80 holds the most pixels
 per byte (60 Mpx in 9.8 MB of JPEG, against 5 Mpx in 9.6 MB of PNG for T91), then BSDS500's
 images one by one, by name, until the next one would not fit. Files are copied, not linked
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefer", default="sun_hays80,bsds500,t91", help="training sets in the order they are taken")
     ap.add_argument("--margin-mib", type=float, default=0.5, help="room kept free under the limit")
     ap.add_argument("--limit-mib", type=float, default=LIMIT / 2**20, help="what one call may send")
+    ap.add_argument("--lpips", type=Path, help="LPIPS weights file to send as .gpu/lpips.safetensors")
     ap.add_argument("--dest", type=Path, default=ROOT / ".gpu", help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
     limit = int(args.limit_mib * 2**20)
@@ -74,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"no VGG19 .safetensors under {args.data / 'vgg19'}\n")
             return 1
         shutil.copyfile(vgg[0], gpu / "vgg19.safetensors")
+    if args.lpips is not None:
+        if not args.lpips.is_file():
+            sys.stderr.write(f"{args.lpips}: no such file\n")
+            return 1
+        shutil.copyfile(args.lpips, gpu / "lpips.safetensors")
 
     base = checkout_bytes(ROOT)
     room = limit - int(args.margin_mib * 2**20) - base - tree_bytes(gpu)
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     mib = 2**20
     say = print  # noqa: T201 - this script's output is its report
     say(f"plan {args.plan}: checkout {base / mib:.1f} MiB")
-    for name in ("vgg19.safetensors", "bench"):
+    for name in ("vgg19.safetensors", "lpips.safetensors", "bench"):
         if (gpu / name).exists():
             say(f"  .gpu/{name}: {tree_bytes(gpu / name) / mib:.1f} MiB")
     for name, (n, b) in taken.items():

@@ -4,7 +4,8 @@ One function, :func:`train`, runs a stage from a dict of options (the same names
 flags) into a run folder::
 
     RUN/config.json                 the resolved configuration
-    RUN/metrics.jsonl               one JSON line per log interval (step, loss, lr, patches_per_s, val_psnr, ...)
+    RUN/metrics.jsonl               one JSON line per log interval (step, loss, lr, patches_per_s, val_psnr,
+                                    val_lpips where LPIPS can be computed, ...)
     RUN/checkpoint.pt               everything to resume (tensors and plain Python only: weights_only loads)
     RUN/generator.safetensors       the generator at the last checkpoint (the EMA one when --ema is on)
     RUN/generator_best.safetensors  the generator with the best validation PSNR so far
@@ -656,6 +657,16 @@ class _Trainer:
         if cfg.val and self.dist.main:  # rank 0 validates; the others wait at a barrier
             data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
             self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
+        # LPIPS beside PSNR at each validation, where its weights file is there (metrics.Lpips)
+        self.val_lpips = None
+        self.last_lpips: float | None = None
+        if self.val_images:
+            from .metrics import Lpips, LpipsUnavailable
+
+            try:
+                self.val_lpips = Lpips(device=str(self.device))
+            except LpipsUnavailable as exc:
+                self.info(f"validation without LPIPS: {exc.reason}")
         scan = scan_images(cfg.data, cfg.patch_size)
         self.info(scan.summary())
         cache = resolve_cache(cfg.cache, scan)
@@ -806,7 +817,7 @@ class _Trainer:
         model = self.export_model()
         was_training = model.training
         model.eval()
-        scores = []
+        scores, lpips = [], []
         try:
             for item in self.val_images:
                 x = torch.from_numpy(item.lr.transpose(2, 0, 1).copy()).float().div_(255).unsqueeze(0).to(self.device)
@@ -814,8 +825,11 @@ class _Trainer:
                     y = model(x)
                 sr = y.float().clamp_(0, 1).mul_(255).round_().squeeze(0).permute(1, 2, 0).cpu().numpy()
                 scores.append(psnr_y(sr.astype(np.uint8), item.hr, crop=self.cfg.scale))
+                if self.val_lpips is not None:
+                    lpips.append(self.val_lpips(sr.astype(np.uint8), item.hr, crop=self.cfg.scale))
         finally:
             model.train(was_training)
+        self.last_lpips = float(np.mean(lpips)) if lpips else None
         return float(np.mean(scores))
 
     def _metadata(self) -> dict[str, str]:
@@ -1018,6 +1032,8 @@ class _Trainer:
                     record["lr"] = lr_value
                     record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
                     record["val_psnr"] = val_psnr
+                    if self.val_lpips is not None:
+                        record["val_lpips"] = self.last_lpips if val_psnr is not None else None
                     record["time"] = time.time()
                     self._write_metrics(record)
                     self.emit({"event": "log", "steps": cfg.steps, "best_psnr": self.best_psnr, **record})

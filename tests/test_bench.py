@@ -489,6 +489,12 @@ def test_gpu_pack_fills_the_upload_by_pixels_per_byte_within_the_limit(tmp_path,
     assert module.main(["--plan", "mse", *args]) == 0  # no VGG19: its room goes to images
     assert not (dest / "vgg19.safetensors").exists()
     assert [len(list((dest / "train" / n).iterdir())) for n in ("sun_hays80", "bsds500", "t91")] == [3, 5, 1]
+    lpips = tmp_path / "lpips.safetensors"
+    lpips.write_bytes(b"x" * 200_000)
+    assert module.main(["--plan", "mse", "--lpips", str(lpips), *args]) == 0  # it takes the room of images
+    assert (dest / "lpips.safetensors").read_bytes() == lpips.read_bytes()
+    assert sorted(p.name for p in (dest / "train" / "bsds500").iterdir()) == ["0.jpg", "1.jpg"]
+    assert module.main(["--plan", "mse", "--lpips", str(tmp_path / "nope"), *args]) == 1
 
 
 def test_unlike_images_texture_measure(tmp_path, capsys):

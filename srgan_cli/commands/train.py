@@ -354,6 +354,8 @@ class _Reporter:
         parts.append(f"{event['patches_per_s']:.1f} patches/s")
         if event.get("val_psnr") is not None and math.isfinite(event["val_psnr"]):
             parts.append(f"val {event['val_psnr']:.2f} dB")
+            if event.get("val_lpips") is not None:
+                parts.append(f"LPIPS {event['val_lpips']:.4f}")
         elif event.get("best_psnr") is not None:
             parts.append(f"best {event['best_psnr']:.2f} dB")
         return "  ".join(parts)
