@@ -104,7 +104,7 @@ COMPILE_ARG=()
 [ "${COMPILE:-0}" = 1 ] && COMPILE_ARG=(--compile)
 
 if [ "$DEVICE" != cpu ]; then
-  step tests_cuda 90 python3 -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_train.py tests/test_api.py -k "cuda"
+  step tests_cuda 90 python3 -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_train.py tests/test_api.py tests/test_perceptual.py -k "cuda"
 fi
 if [ "${BENCH:-1}" = 0 ]; then
   echo "- speed tables: skipped (BENCH=0)" >>"$SUMMARY"

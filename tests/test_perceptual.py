@@ -124,3 +124,13 @@ def test_bench_reports_lpips_and_its_paired_difference(weights, monkeypatch, tmp
     assert srres["paired"]["lpips"] == pytest.approx(np.mean(diffs))
     assert srres["paired"]["lpips_lower"] == sum(d < 0 for d in diffs)
     assert "lower" in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lpips_on_cuda_matches_the_cpu(weights):
+    rng = np.random.default_rng(2)
+    hr = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-20, 21, hr.shape), 0, 255).astype(np.uint8)
+    assert Lpips(device="cuda", weights=weights)(sr, hr, crop=4) == pytest.approx(
+        Lpips(weights=weights)(sr, hr, crop=4), rel=1e-4
+    )
