@@ -584,3 +584,60 @@ def test_pipe_errors_are_one_line_and_name_the_stream(weights, tmp_path, args, d
     assert message in result.output and "Traceback" not in result.output
     assert "srgan-stdio" not in result.output and "stdin." not in result.output  # staged names never show
     assert not (tmp_path / "x.png").exists()
+
+
+def test_report_lists_every_file_with_its_status_and_matches_the_summary(weights, tmp_path):
+    import json
+
+    src = tmp_path / "in"
+    _img(src / "a.png")
+    _img(src / "sub" / "b.png", seed=1)
+    (src / "broken.png").write_bytes(b"not a png")
+    (src / "notes.txt").write_text("x")
+    out = tmp_path / "out"
+    _img(out / "sub" / "b.png", seed=2)  # exists: skipped with --skip-existing
+    report = tmp_path / "report.json"
+    result = run(weights, src, "-o", out, "--recursive", "--skip-existing", "--report", report)
+    assert result.exit_code == 1  # one image failed
+    doc = json.loads(report.read_text())
+    assert doc["schema_version"] == 1 and doc["ended"] == "completed"
+    assert (doc["written"], doc["skipped"], doc["failed"]) == (1, 2, 1)
+    assert "1 written, 2 skipped, 1 failed" in result.stderr
+    by_input = {Path(f["input"]).name: f for f in doc["files"]}
+    assert set(by_input) == {"a.png", "b.png", "broken.png", "notes.txt"}
+    assert by_input["a.png"]["status"] == "written" and Path(by_input["a.png"]["output"]) == out / "a.png"
+    assert by_input["b.png"]["status"] == "skipped" and "exists" in by_input["b.png"]["reason"]
+    assert by_input["notes.txt"]["status"] == "skipped" and by_input["notes.txt"]["output"] is None
+    broken = by_input["broken.png"]
+    assert broken["status"] == "failed" and broken["reason"] in result.stderr  # the error line's text
+    _no_parts(tmp_path)
+
+
+def test_report_replaces_an_earlier_report_but_never_another_file(weights, tmp_path):
+    import json
+
+    _img(tmp_path / "a.png")
+    report = tmp_path / "r.json"
+    for overwrite in ((), ("--overwrite",)):
+        assert run(weights, tmp_path / "a.png", "-o", tmp_path / "b.png", *overwrite, "--report", report).exit_code == 0
+    assert json.loads(report.read_text())["written"] == 1  # the second run's report
+    image = tmp_path / "a.png"
+    before = image.read_bytes()
+    result = run(weights, image, "-o", tmp_path / "c.png", "--report", image)
+    assert result.exit_code == 2 and "not an srgan report" in result.output and image.read_bytes() == before
+    assert run(weights, image, "-o", tmp_path / "c.png", "--report", tmp_path / "no" / "r.json").exit_code == 2
+    assert run(weights, image, "-o", "-", "--report", "-").exit_code == 2  # stdout is taken by the image
+
+
+def test_report_to_stdout_and_after_a_fail_fast_stop(weights, tmp_path):
+    import json
+
+    src = tmp_path / "in"
+    (src / "a_broken.png").parent.mkdir(parents=True)
+    (src / "a_broken.png").write_bytes(b"junk")
+    _img(src / "b.png")
+    result = run(weights, src, "-o", tmp_path / "out", "--fail-fast", "--report", "-")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["failed"] == 1 and [f["status"] for f in doc["files"]] == ["failed"]
+    assert doc["ended"].startswith("stopped: --fail-fast")

@@ -41,14 +41,26 @@ class Job:
 
 @dataclass
 class Tally:
+    """The counts of the summary line, and one record per file for ``--report``."""
+
     written: int = 0
     skipped: int = 0
     failed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    files: list[dict[str, str | None]] = field(default_factory=list)
+    stopped: bool = False  # --fail-fast stopped the batch at a failure
 
-    def add(self, what: str) -> None:
+    def add(self, what: str, src: Path | None = None, dest: Path | None = None, reason: str | None = None) -> None:
         with self.lock:
             setattr(self, what, getattr(self, what) + 1)
+            self.files.append(
+                {
+                    "input": None if src is None else str(src),
+                    "output": None if dest is None else str(dest),
+                    "status": what,
+                    "reason": None if reason is None else " ".join(str(reason).split()),
+                }
+            )
 
 
 class Reporter:
@@ -60,14 +72,19 @@ class Reporter:
         self.aliases: dict[str, str] = {}  # staged stdin/stdout files -> "-" in messages
         self._lock = threading.Lock()
 
-    def error(self, message: str) -> None:
-        self._emit(f"error: {' '.join(str(message).split())}")
+    def error(self, message: str) -> str:
+        """Print ``error: MESSAGE`` on one line; returns the message as printed (for --report)."""
+        return self._emit(f"error: {' '.join(str(message).split())}")[len("error: ") :]
 
     def note(self, message: str) -> None:
         if not self.quiet:
             self._emit(f"note: {' '.join(str(message).split())}")
 
-    def _emit(self, line: str) -> None:
+    def shown(self, path: Path | None) -> Path | str | None:
+        """A path as messages show it: a staged stdin/stdout file as '-'."""
+        return self.aliases.get(str(path), path) if path is not None else None
+
+    def _emit(self, line: str) -> str:
         for staged, shown in self.aliases.items():
             line = line.replace(staged, shown)
         with self._lock:
@@ -75,6 +92,7 @@ class Reporter:
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
             else:
                 click.echo(line, err=True)
+        return line
 
 
 def _read(path: Path, max_pixels: int):
@@ -101,15 +119,15 @@ def _inside(folder: Path, path: Path) -> bool:
         return False
 
 
-def _count_other_files(folder: Path, recursive: bool) -> int:
+def _other_files(folder: Path, recursive: bool) -> list[Path]:
     """Files in an input folder that are not images (reported as skipped)."""
     from ..images import is_image_path
 
-    count = 0
-    for _dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
-        count += sum(1 for f in filenames if not f.startswith(".") and not is_image_path(f))
-    return count
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".") and not is_image_path(f)]
+    return found
 
 
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
@@ -142,12 +160,12 @@ def plan_jobs(
         src = inputs[0]
         if not src.is_file():
             missing = not src.exists()  # also a dangling symlink
-            report.error(f"{src}: {'no such file or folder' if missing else 'not a regular file'}")
-            tally.add("failed")
+            why = report.error(f"{src}: {'no such file or folder' if missing else 'not a regular file'}")
+            tally.add("failed", src, None, why)
             return [], True
         if not is_image_path(src):
-            report.error(f"{src}: not an image file name (supported: {SUPPORTED_SUFFIXES})")
-            tally.add("failed")
+            why = report.error(f"{src}: not an image file name (supported: {SUPPORTED_SUFFIXES})")
+            tally.add("failed", src, None, why)
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
         out_fmt = format_for_path(output)
@@ -185,18 +203,18 @@ def plan_jobs(
             if os.path.realpath(item) != os.path.realpath(output):
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
-            tally.skipped += _count_other_files(item, recursive)
+            for other in _other_files(item, recursive):
+                tally.add("skipped", other, None, "not an image file")
             for src in found:
                 rel = src.relative_to(item)
                 jobs.append(Job(src, output / rel.parent / _output_name(src, fmt, name_suffix), None))
         elif item.is_file():
             if not is_image_path(item):
-                tally.skipped += 1
+                tally.add("skipped", item, None, "not an image file")
                 continue
             jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
-            report.error(f"{item}: no such file or folder")
-            tally.add("failed")
+            tally.add("failed", item, None, report.error(f"{item}: no such file or folder"))
     return jobs, False
 
 
@@ -217,27 +235,29 @@ def check_jobs(
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
         if dest_real in resolved_inputs or _same_file(job.src, job.dest):
-            report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
-            tally.add("failed")
+            why = report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
+            tally.add("failed", job.src, job.dest, why)
             continue
         if output_root is not None and not _inside(output_root, job.dest):
-            report.error(f"{job.dest}: the output would be written outside {output_root}; refused")
-            tally.add("failed")
+            why = report.error(f"{job.dest}: the output would be written outside {output_root}; refused")
+            tally.add("failed", job.src, job.dest, why)
             continue
         if dest_real in claimed:
-            report.error(
+            why = report.error(
                 f"{job.src}: its output {job.dest} is also the output of {claimed[dest_real]}; "
                 "use --suffix or --format to tell them apart"
             )
-            tally.add("failed")
+            tally.add("failed", job.src, job.dest, why)
             continue
         claimed[dest_real] = job.src
         if os.path.lexists(job.dest) and not overwrite:
             if skip_existing:
-                tally.add("skipped")
+                tally.add("skipped", job.src, job.dest, "the output exists (--skip-existing)")
                 continue
-            report.error(f"{job.dest}: already exists; pass --overwrite to replace it or --skip-existing to skip it")
-            tally.add("failed")
+            why = report.error(
+                f"{job.dest}: already exists; pass --overwrite to replace it or --skip-existing to skip it"
+            )
+            tally.add("failed", job.src, job.dest, why)
             continue
         keep.append(job)
     return keep
@@ -316,10 +336,10 @@ def run_pipeline(
                 message = f"{job.src}: {message}"
         else:
             message = f"{job.src}: {type(exc).__name__}: {exc}"
-        report.error(message)
-        tally.add("failed")
+        tally.add("failed", report.shown(job.src), report.shown(job.dest), report.error(message))
         on_image_done()
         if fail_fast:
+            tally.stopped = True
             stop.set()
 
     def reader() -> None:
@@ -344,10 +364,12 @@ def run_pipeline(
                 continue  # interrupted or failed fast: start no new file
             try:
                 write_one(job, loaded, result)
-                tally.add("written")
+                tally.add("written", report.shown(job.src), report.shown(job.dest))
                 on_image_done()
             except FileExistsError:
-                tally.add("skipped")
+                tally.add(
+                    "skipped", report.shown(job.src), report.shown(job.dest), "written meanwhile by another process"
+                )
                 on_image_done()
             except Exception as exc:
                 fail(job, exc)
@@ -547,6 +569,13 @@ def _check_device(value: str) -> str:
     show_default=True,
     help="Refuse input images larger than this many pixels (protects against decompression bombs).",
 )
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Also write a JSON report to this file ('-': standard output): each file's input, output, status "
+    "(written, skipped, failed) and reason, and the counts; written at the end, also when interrupted.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary; errors are still printed.")
 def upscale(
     inputs: tuple[Path, ...],
@@ -568,6 +597,7 @@ def upscale(
     overwrite: bool,
     keep_going: bool,
     max_pixels: int,
+    report_path: Path | None,
     quiet: bool,
 ) -> None:
     """Upscale image files and folders (x4 by default).
@@ -586,20 +616,29 @@ def upscale(
     if suffix is not None and (os.sep in suffix or "/" in suffix or suffix in (".", "..")):
         raise click.BadParameter("must not contain a path separator", param_hint="'--suffix'")
     fmt = fmt.lower() if fmt else None
+    report_path = _check_report_path(report_path, output)
 
     report = Reporter(quiet)
     tally = Tally()
     with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
         inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, Path(stage), report)
+        ended = "interrupted"
         try:
             _run(
                 inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
                 quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
             )  # fmt: skip
+            ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
             if not quiet:
                 click.echo(_summary(tally) + " (interrupted)", err=True)
             raise
+        except SrganError as exc:
+            ended = f"stopped: {' '.join(str(exc).split())}"
+            raise
+        finally:
+            if report_path is not None:
+                _write_report(report_path, tally, ended, report)
         if to_stdout and tally.written:
             _copy_to_stdout(output)
     if not quiet or tally.failed:
@@ -680,6 +719,65 @@ def _copy_to_stdout(path: Path) -> None:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SrganError("-: standard output was closed before the image was written") from None
+
+
+def _check_report_path(path: Path | None, output: Path) -> Path | None:
+    if path is None:
+        return None
+    if str(path) == "-":
+        if str(output) == "-":
+            raise click.BadParameter("'-o -' already writes to standard output", param_hint="'--report'")
+        return path
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:  # under torchrun each rank reports its own share
+        path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder; give a file name", param_hint="'--report'")
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"{path.parent}: no such folder", param_hint="'--report'")
+    if path.exists() and not _is_report(path):
+        # a report replaces an earlier report (cron jobs reuse the name), never another file
+        raise click.BadParameter(
+            f"{path} exists and is not an srgan report; choose another name", param_hint="'--report'"
+        )
+    return path
+
+
+def _is_report(path: Path) -> bool:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.loads(fh.read(50_000_000))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("schema_version") == 1 and isinstance(doc.get("files"), list)
+
+
+def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> None:
+    """The --report JSON (schema_version 1): counts, how the run ended, one record per file."""
+    import json
+
+    from ..fsutil import atomic_path
+
+    with tally.lock:
+        doc = {
+            "schema_version": 1,
+            "ended": ended,  # "completed", "interrupted" or "stopped: WHY"
+            "written": tally.written,
+            "skipped": tally.skipped,
+            "failed": tally.failed,
+            "files": list(tally.files),
+        }
+    text = json.dumps(doc, indent=1) + "\n"
+    if str(path) == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
 
 
 def _summary(tally: Tally) -> str:
