@@ -143,6 +143,20 @@ def test_sigterm_exits_130_cleanly(batch, tmp_path):
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
 
+def test_sigterm_still_writes_the_report_of_what_was_done(batch, tmp_path):
+    import json
+
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    proc = _start(batch["root"], batch["weights"], batch["inputs"], out, "--report", str(report))
+    _wait_for_outputs(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    doc = json.loads(report.read_text())
+    assert doc["ended"] == "interrupted"
+    written = sorted(Path(f["output"]).name for f in doc["files"] if f["status"] == "written")
+    assert written == sorted(p.name for p in _outputs(out)) and doc["written"] == len(written) >= 2
+
+
 def test_two_processes_same_folder_skip_existing(batch, tmp_path):
     out = tmp_path / "out"
     procs = [
