@@ -73,11 +73,9 @@ def default_weights_path() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from .weights import sha256_file
+
+    return sha256_file(path)
 
 
 def tensor_sha256(state: dict[str, Any]) -> str:
