@@ -11,6 +11,7 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
       "scale": 4,
       "num_images": 5,
       "lr_source": "file",        # "file" (LR_x4/ given), "imresize" (made from HR) or "mixed"
+      "lpips_source": "...",      # what computed LPIPS (implementation, weights); null if not computed
       "device": "cpu",
       "runs": 1,                  # timed runs per image (the median is used)
       "models": [
@@ -368,6 +369,7 @@ def run_bench(
         "scale": scale,
         "num_images": total,
         "lr_source": bench_set.lr_source,
+        "lpips_source": getattr(lpips, "source", None) if lpips is not None else None,
         "device": str(device),
         "runs": runs,
         "models": result_models,

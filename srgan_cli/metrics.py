@@ -184,6 +184,7 @@ class Lpips:
                 self._model = perceptual.build(perceptual.load_weights(path)).to(device)
             except perceptual.WeightsError as exc:
                 raise LpipsUnavailable(first_line(exc, 160)) from None
+            self.source = f"srgan_cli.perceptual, LPIPS v0.1 AlexNet weights {perceptual.TENSORS_SHA256[:12]}"
             return
         make = "python -m srgan_cli.perceptual"
         try:
@@ -200,6 +201,7 @@ class Lpips:
             )
         try:
             self._model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
+            self.source = f"lpips package {getattr(lpips, '__version__', '')}, net {net}".replace("  ", " ")
         except Exception as exc:  # noqa: BLE001 - any failure of a third-party loader means "unavailable"
             raise LpipsUnavailable(f"lpips could not be loaded ({first_line(exc, 120)})") from None
 

@@ -115,6 +115,7 @@ def test_two_models_in_one_run_and_lpips_reason_shown(bench_dir, tmp_path):
     assert tiny["dtype"] == "float32" and bic["dtype"] is None
     assert tiny["psnr"] < bic["psnr"]  # an untrained network is far worse than bicubic
     assert all(m["lpips"] is None and "not installed" in m["lpips_note"] for m in doc["models"])
+    assert doc["lpips_source"] is None
 
 
 def test_ensemble_adds_a_row_per_model(bench_dir, tmp_path):

@@ -134,7 +134,9 @@ def test_bench_reports_lpips_and_its_paired_difference(weights, monkeypatch, tmp
     args = ["bench", "--set", "set5", "-m", "bicubic", "-m", "srresnet_x4", "--data-dir", str(shared_data / "bench")]
     result = CliRunner().invoke(main, [*args, "--device", "cpu", "--paired", "--per-image", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    bic, srres = json.loads(out.read_text())["models"]
+    doc = json.loads(out.read_text())
+    assert doc["lpips_source"].startswith("srgan_cli.perceptual")
+    bic, srres = doc["models"]
     assert all(m["lpips"] > 0 and m["lpips_note"] is None for m in (bic, srres))
     diffs = [s["lpips"] - b["lpips"] for s, b in zip(srres["images"], bic["images"], strict=True)]
     assert srres["paired"]["lpips"] == pytest.approx(np.mean(diffs))

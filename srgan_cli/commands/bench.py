@@ -238,6 +238,8 @@ def _print_table(console, result: dict, per_image: bool) -> None:
                 lpi = "" if row["lpips"] is None else f"{row['lpips']:.4f}"
                 table.add_row("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, "")
     console.print(table)
+    if result.get("lpips_source"):
+        console.print(f"LPIPS by {result['lpips_source']}", markup=False, highlight=False, soft_wrap=True)
     for k, note in enumerate(notes, 1):
         console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False, soft_wrap=True)
     for model in result["models"]:
