@@ -56,7 +56,9 @@ def main() -> int:
             psnrs.append(psnr_y(sr, image.hr, crop=4))
             ssims.append(ssim_y(sr, image.hr, crop=4))
             if lpips is not None:
-                lps.append(lpips(sr, image.hr, crop=4))
+                score = lpips(sr, image.hr, crop=4)
+                if score is not None:  # None: too small for LPIPS
+                    lps.append(score)
             error = rgb_to_y(sr.astype(np.float64) / 255) - rgb_to_y(image.hr.astype(np.float64) / 255)
             errors.append(float(error[4:-4, 4:-4].mean()))
         _, _, regular = texture(args.a, blend=blend)

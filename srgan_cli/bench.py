@@ -345,7 +345,9 @@ def run_bench(
         model_rows = rows[model.name]
         seconds = sum(r["seconds"] for r in model_rows)
         pixels = sum(r["pixels"] for r in model_rows)
-        lp = [r["lpips"] for r in model_rows]
+        lp = [r["lpips"] for r in model_rows if r["lpips"] is not None]  # None: computed nowhere, or too small
+        scored = lpips is not None and bool(lp)
+        too_small = "every image is smaller than LPIPS's 31 px after the border cut"
         result_models.append(
             {
                 "name": model.name,
@@ -353,8 +355,8 @@ def run_bench(
                 "dtype": model.dtype,
                 "psnr": _mean([r["psnr"] for r in model_rows]),
                 "ssim": _mean([r["ssim"] for r in model_rows]),
-                "lpips": _mean(lp) if lpips is not None else None,
-                "lpips_note": None if lpips is not None else (lpips_note or "not computed"),
+                "lpips": _mean(lp) if scored else None,
+                "lpips_note": None if scored else (too_small if lpips is not None else (lpips_note or "not computed")),
                 "mp_per_s": pixels / 1e6 / seconds if seconds > 0 else None,
                 "notes": list(model.notes),
                 "seconds": seconds,

@@ -205,13 +205,19 @@ class Lpips:
         except Exception as exc:  # noqa: BLE001 - any failure of a third-party loader means "unavailable"
             raise LpipsUnavailable(f"lpips could not be loaded ({first_line(exc, 120)})") from None
 
-    def __call__(self, sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> float:
-        """LPIPS distance of two RGB images (uint8, or float in [0, 1]), after a border crop."""
+    # AlexNet's stride-4 convolution and two 3x3 / stride-2 pools need at least 31 pixels a side.
+    MIN_SIDE = 31
+
+    def __call__(self, sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> float | None:
+        """LPIPS distance of two RGB images (uint8, or float in [0, 1]), after a border crop;
+        None for an image smaller than :attr:`MIN_SIDE` pixels a side, which LPIPS cannot score."""
         import torch
 
         a = crop_border(to_uint8(sr), crop)
         b = crop_border(to_uint8(hr), crop)
         _check_same_shape(a, b)
+        if min(a.shape[:2]) < self.MIN_SIDE:
+            return None
 
         def tensor(img: np.ndarray) -> torch.Tensor:
             if img.ndim == 2:

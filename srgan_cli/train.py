@@ -826,7 +826,9 @@ class _Trainer:
                 sr = y.float().clamp_(0, 1).mul_(255).round_().squeeze(0).permute(1, 2, 0).cpu().numpy()
                 scores.append(psnr_y(sr.astype(np.uint8), item.hr, crop=self.cfg.scale))
                 if self.val_lpips is not None:
-                    lpips.append(self.val_lpips(sr.astype(np.uint8), item.hr, crop=self.cfg.scale))
+                    score = self.val_lpips(sr.astype(np.uint8), item.hr, crop=self.cfg.scale)
+                    if score is not None:  # None: too small for LPIPS
+                        lpips.append(score)
         finally:
             model.train(was_training)
         self.last_lpips = float(np.mean(lpips)) if lpips else None

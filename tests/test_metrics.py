@@ -155,10 +155,11 @@ def test_lpips_with_a_working_package_feeds_minus_one_to_one(monkeypatch):
     monkeypatch.setitem(sys.modules, "lpips", fake)
     monkeypatch.setattr(metrics, "_backbone_cached", lambda: True)
     lp = Lpips()
-    hr = np.zeros((12, 10, 3), np.uint8)
+    hr = np.zeros((36, 35, 3), np.uint8)
     hr[..., 0] = 255
     sr = np.zeros_like(hr)
     assert lp(hr, hr, crop=2) == 0.0
     assert lp(sr, hr, crop=2) == pytest.approx(2 / 3)  # only R differs, by 2 in [-1, 1]
-    assert seen["shape"] == (1, 3, 8, 6)
+    assert seen["shape"] == (1, 3, 32, 31)
     assert seen["range"] == (-1.0, -1.0)
+    assert lp(sr[:34], hr[:34], crop=2) is None  # 30 px after the cut: too small for AlexNet's LPIPS

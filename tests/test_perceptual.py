@@ -102,6 +102,19 @@ def test_lpips_from_a_weights_file_is_zero_for_identical_images_and_symmetric(we
     assert lp(sr, hr, crop=4) == d  # deterministic
 
 
+def test_bench_of_images_too_small_for_lpips_says_so(weights, tmp_path):
+    hr = tmp_path / "tiny" / "HR"
+    hr.mkdir(parents=True)
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(hr / "a.png")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["bench", "--set", str(tmp_path / "tiny"), "-m", "bicubic", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    model = json.loads(out.read_text())["models"][0]
+    assert model["lpips"] is None and "smaller than LPIPS" in model["lpips_note"]
+
+
 def test_lpips_network_scores_a_batch_like_its_images_one_by_one(weights):
     net = perceptual.build(perceptual.load_weights(weights))
     a, b = torch.rand(3, 3, 64, 64) * 2 - 1, torch.rand(3, 3, 64, 64) * 2 - 1
