@@ -629,6 +629,18 @@ def test_report_replaces_an_earlier_report_but_never_another_file(weights, tmp_p
     assert run(weights, image, "-o", "-", "--report", "-").exit_code == 2  # stdout is taken by the image
 
 
+def test_report_names_stdin_as_dash_also_when_the_output_is_refused(weights, tmp_path):
+    import json
+
+    png = _img(tmp_path / "a.png").read_bytes()
+    out, report = _img(tmp_path / "exists.png", seed=3), tmp_path / "r.json"
+    args = ["upscale", "-m", str(weights), "-q", "-", "-o", str(out), "--report", str(report)]
+    result = CliRunner().invoke(main, args, input=png)
+    assert result.exit_code == 1  # the output exists and --overwrite was not given
+    (record,) = json.loads(report.read_text())["files"]
+    assert record["input"] == "-" and record["status"] == "failed"
+
+
 def test_report_to_stdout_and_after_a_fail_fast_stop(weights, tmp_path):
     import json
 

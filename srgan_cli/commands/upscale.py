@@ -80,9 +80,9 @@ class Reporter:
         if not self.quiet:
             self._emit(f"note: {' '.join(str(message).split())}")
 
-    def shown(self, path: Path | None) -> Path | str | None:
+    def shown(self, path: str | None) -> str | None:
         """A path as messages show it: a staged stdin/stdout file as '-'."""
-        return self.aliases.get(str(path), path) if path is not None else None
+        return self.aliases.get(path, path) if path is not None else None
 
     def _emit(self, line: str) -> str:
         for staged, shown in self.aliases.items():
@@ -336,7 +336,7 @@ def run_pipeline(
                 message = f"{job.src}: {message}"
         else:
             message = f"{job.src}: {type(exc).__name__}: {exc}"
-        tally.add("failed", report.shown(job.src), report.shown(job.dest), report.error(message))
+        tally.add("failed", job.src, job.dest, report.error(message))
         on_image_done()
         if fail_fast:
             tally.stopped = True
@@ -364,12 +364,10 @@ def run_pipeline(
                 continue  # interrupted or failed fast: start no new file
             try:
                 write_one(job, loaded, result)
-                tally.add("written", report.shown(job.src), report.shown(job.dest))
+                tally.add("written", job.src, job.dest)
                 on_image_done()
             except FileExistsError:
-                tally.add(
-                    "skipped", report.shown(job.src), report.shown(job.dest), "written meanwhile by another process"
-                )
+                tally.add("skipped", job.src, job.dest, "written meanwhile by another process")
                 on_image_done()
             except Exception as exc:
                 fail(job, exc)
@@ -767,7 +765,10 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> Non
             "written": tally.written,
             "skipped": tally.skipped,
             "failed": tally.failed,
-            "files": list(tally.files),
+            # every record's paths as the messages show them (stdin/stdout as '-'), in one place
+            "files": [
+                {**f, "input": report.shown(f["input"]), "output": report.shown(f["output"])} for f in tally.files
+            ],
         }
     text = json.dumps(doc, indent=1) + "\n"
     if str(path) == "-":
