@@ -68,7 +68,7 @@ MODELS: dict[str, ModelEntry] = {
             scale=4,
             arch="srresnet",
             description="SRGAN (VGG54 + adversarial): photo-realistic detail; the default",
-            sha256="ecd1eada59e3dc8590f764b5db416e7a3c32bf9389cde6ee15dc4246fa3385c8",
+            sha256="0ee90a57b90ce91029927e12834e617448a45869f975ddc90ec31e1e9d0aac45",
         ),
         ModelEntry(
             name="srresnet_x4",
