@@ -8,7 +8,8 @@ flags) into a run folder::
                                     val_lpips where LPIPS can be computed, ...)
     RUN/checkpoint.pt               everything to resume (tensors and plain Python only: weights_only loads)
     RUN/generator.safetensors       the generator at the last checkpoint (the EMA one when --ema is on)
-    RUN/generator_best.safetensors  the generator with the best validation PSNR so far
+    RUN/generator_best.safetensors  the generator with the best validation score so far (PSNR, or
+                                    LPIPS in the gan stage where it can be computed: --best-by)
 
 Resuming is exact: the data stream is a pure function of (seed, step) (see :mod:`data`), and the
 checkpoint holds the model, optimiser, scaler and RNG states, so N steps in one go and k steps
@@ -66,6 +67,7 @@ CHECKPOINT_VERSION = 1
 STAGES = ("mse", "gan")
 LR_DECAYS = ("none", "step", "cosine")
 GAN_TYPES = ("standard", "relativistic")
+BEST_BY = ("psnr", "lpips")  # what generator_best.safetensors is best at on the validation set
 PIXEL_LOSSES = ("mse", "l1")
 # gan stage: the weights of the loss terms on SR and HR alone that hold artifacts back (0 = off)
 ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight", "spectral_weight")
@@ -121,6 +123,7 @@ class TrainConfig:
     batch_norm: bool | None = None
     val: str | None = None
     val_every: int = 1000
+    best_by: str | None = None  # generator_best by val "psnr" or "lpips"; None: mse psnr, gan lpips if computable
     data_dir: str | None = None
     checkpoint_every: int = 1000
     log_every: int = 10
@@ -156,6 +159,8 @@ class TrainConfig:
         _choice("pixel_loss", c.pixel_loss, PIXEL_LOSSES)
         _choice("precision", c.precision, PRECISIONS)
         _choice("cache", c.cache, CACHE_MODES)
+        if c.best_by is not None:
+            _choice("best_by", c.best_by, BEST_BY)
         if c.arch is not None:
             _choice("arch", c.arch, ARCHS)
         for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
@@ -351,10 +356,12 @@ class TrainResult:
     run_dir: Path
     step: int
     generator: nn.Module  # the trained generator (the EMA copy when --ema is on), unwrapped
-    best_psnr: float | None
+    best_psnr: float | None  # the best validation PSNR seen (generator_best's with --best-by psnr)
     last_psnr: float | None
     losses: list[float]  # the generator's total loss of each step run in this call (the last HISTORY ones)
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # every loss term, same steps
+    best_lpips: float | None = None  # the best (lowest) validation LPIPS seen, where computed
+    best_by: str = "psnr"  # what generator_best.safetensors was chosen by
 
 
 class _GraphedStep:
@@ -569,6 +576,10 @@ class _Trainer:
         self.step = 0
         self.best_psnr: float | None = None
         self.last_psnr: float | None = None
+        self.last_lpips: float | None = None
+        self.best_lpips: float | None = None
+        self.best_score: float | None = None  # generator_best's score by self.best_by, higher is better
+        self._restored_best: tuple[str | None, float | None] = (None, None)
         if self.state is not None:
             self._restore(self.state)
         for opt in (self.opt_g, self.opt_d):
@@ -636,6 +647,10 @@ class _Trainer:
             ) from None
         self.best_psnr = state.get("best_psnr")
         self.last_psnr = state.get("last_psnr")
+        self.best_lpips = state.get("best_lpips")
+        self.last_lpips = state.get("last_lpips")
+        # (what generator_best was chosen by, its score); checkpoints before --best-by chose by PSNR
+        self._restored_best = (state.get("best_by", "psnr"), state.get("best_score", self.best_psnr))
         _set_rng_state(state.get("rng") or {}, self.device)
 
     def _losses(self) -> None:
@@ -659,14 +674,19 @@ class _Trainer:
             self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
         # LPIPS beside PSNR at each validation, where its weights file is there (metrics.Lpips)
         self.val_lpips = None
-        self.last_lpips: float | None = None
         if self.val_images:
             from .metrics import Lpips, LpipsUnavailable
 
             try:
                 self.val_lpips = Lpips(device=str(self.device))
             except LpipsUnavailable as exc:
+                if cfg.best_by == "lpips":
+                    raise SrganError(f"--best-by lpips: LPIPS cannot be computed ({exc.reason})") from None
                 self.info(f"validation without LPIPS: {exc.reason}")
+        self.best_by = cfg.best_by or ("lpips" if self.gan and self.val_lpips is not None else "psnr")
+        restored_by, restored_score = self._restored_best
+        if restored_by == self.best_by:  # else the first validation's generator becomes the best
+            self.best_score = restored_score
         scan = scan_images(cfg.data, cfg.patch_size)
         self.info(scan.summary())
         cache = resolve_cache(cfg.cache, scan)
@@ -863,7 +883,13 @@ class _Trainer:
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
             meta["val"] = str(cfg.val)
+            if self.last_lpips is not None:
+                meta["val_lpips"] = f"{self.last_lpips:.4f}"
         return meta
+
+    def _best(self) -> dict[str, Any]:
+        """The best validation scores so far, for the progress events."""
+        return {"best_psnr": self.best_psnr, "best_lpips": self.best_lpips, "best_by": self.best_by}
 
     def checkpoint(self) -> None:
         """Write generator.safetensors, then checkpoint.pt, each atomically (rank 0; others wait)."""
@@ -898,6 +924,10 @@ class _Trainer:
             "rng": _rng_state(self.device),
             "best_psnr": self.best_psnr,
             "last_psnr": self.last_psnr,
+            "best_lpips": self.best_lpips,
+            "last_lpips": self.last_lpips,
+            "best_score": self.best_score,
+            "best_by": self.best_by,
             "world_size": self.dist.world_size,
             "saved_at": time.time(),
         }
@@ -1019,8 +1049,15 @@ class _Trainer:
                     if self.dist.main:
                         val_psnr = self.last_psnr = self.validate()
                     self.dist.barrier()
-                    if val_psnr is not None and (self.best_psnr is None or val_psnr > self.best_psnr):
-                        self.best_psnr = val_psnr
+                    score = None  # generator_best's measure, higher is better: PSNR or -LPIPS
+                    if val_psnr is not None:
+                        self.best_psnr = val_psnr if self.best_psnr is None else max(self.best_psnr, val_psnr)
+                        lpips = self.last_lpips  # None where LPIPS could not be computed
+                        if lpips is not None:
+                            self.best_lpips = lpips if self.best_lpips is None else min(self.best_lpips, lpips)
+                        score = val_psnr if self.best_by == "psnr" else (None if lpips is None else -lpips)
+                    if score is not None and (self.best_score is None or score > self.best_score):
+                        self.best_score = score
                         best = self.run_dir / "generator_best.safetensors"
                         try:
                             save_generator(best, self.export_model(), self.gconf, self._metadata())
@@ -1038,7 +1075,7 @@ class _Trainer:
                         record["val_lpips"] = self.last_lpips if val_psnr is not None else None
                     record["time"] = time.time()
                     self._write_metrics(record)
-                    self.emit({"event": "log", "steps": cfg.steps, "best_psnr": self.best_psnr, **record})
+                    self.emit({"event": "log", "steps": cfg.steps, **self._best(), **record})
                     window, n_window, idle = {}, 0, 0.0
                     t_window = time.perf_counter()
                 if saving:
@@ -1053,7 +1090,7 @@ class _Trainer:
             raise KeyboardInterrupt
         if self.step == start and start > 0:
             self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
-        self.emit({"event": "done", "step": self.step, "best_psnr": self.best_psnr, "val_psnr": self.last_psnr})
+        self.emit({"event": "done", "step": self.step, **self._best(), "val_psnr": self.last_psnr})
         return TrainResult(
             self.run_dir,
             self.step,
@@ -1062,4 +1099,6 @@ class _Trainer:
             self.last_psnr,
             [h["loss"] for h in history],
             list(history),
+            self.best_lpips,
+            self.best_by,
         )

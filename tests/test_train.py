@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from safetensors.torch import load_file
 
 from srgan_cli.cli import main
 from srgan_cli.errors import SrganError
-from srgan_cli.train import CHECKPOINT, ema_decay, load_checkpoint, train
+from srgan_cli.train import CHECKPOINT, TrainConfig, ema_decay, load_checkpoint, train
 from srgan_cli.weights import load_generator, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -595,6 +596,65 @@ def test_validation_lpips_is_logged_and_equals_srgan_bench(data, tmp_path, fake_
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     assert report["models"][0]["lpips"] == pytest.approx(logged[4], abs=1e-5)
+
+
+def _validations(run: Path) -> dict[int, tuple[float, float | None]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: (r["val_psnr"], r.get("val_lpips")) for r in rows if r.get("val_psnr") is not None}
+
+
+def test_best_by_lpips_keeps_the_generator_of_the_lowest_validation_lpips(data, tmp_path, fake_lpips_weights):
+    val = tmp_path / "val"
+    _images(val / "HR", count=2, size=40, seed=7)
+    run = tmp_path / "run"
+    result = train(_options(data, steps=8, lr=3e-3, val=str(val), val_every=1, best_by="lpips"), run)
+    scores = _validations(run)
+    best_step = min(scores, key=lambda step: scores[step][1])
+    assert best_step != max(scores, key=lambda step: scores[step][0])  # so PSNR would have picked another
+    meta = read_metadata(run / "generator_best.safetensors")
+    assert meta["steps"] == str(best_step)
+    assert float(meta["val_lpips"]) == pytest.approx(scores[best_step][1], abs=1e-4)
+    assert result.best_by == "lpips" and result.best_lpips == pytest.approx(scores[best_step][1])
+    assert result.best_psnr == max(psnr for psnr, _ in scores.values())  # still reported
+
+
+def test_best_by_defaults_to_lpips_in_the_gan_stage_and_psnr_without_its_weights(mse_generator, data, tmp_path):
+    val = tmp_path / "val"
+    _images(val / "HR", count=1, size=40, seed=7)
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, content_loss="mse", val=str(val), val_every=1)
+    assert train(opts, tmp_path / "no_lpips").best_by == "psnr"  # conftest hides the LPIPS weights
+    with pytest.raises(SrganError, match="--best-by lpips: LPIPS cannot be computed"):
+        train({**opts, "best_by": "lpips"}, tmp_path / "asked")
+    assert train({k: v for k, v in opts.items() if k != "val"}, tmp_path / "no_val").best_by == "psnr"
+
+
+def test_best_by_gan_default_with_lpips_weights_and_across_a_resume(mse_generator, data, tmp_path, fake_lpips_weights):
+    val = tmp_path / "val"
+    _images(val / "HR", count=1, size=40, seed=7)
+    run = tmp_path / "run"
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=3, content_loss="mse", val=str(val), val_every=1)
+    assert train(opts, run).best_by == "lpips"
+    # a resume that asks for PSNR instead: the first validation after it sets the new best
+    result = train({**opts, "steps": 5, "best_by": "psnr"}, run, resume=True)
+    assert result.best_by == "psnr"
+    assert read_metadata(run / "generator_best.safetensors")["steps"] in {"4", "5"}
+
+
+def test_best_by_is_checked():
+    with pytest.raises(SrganError, match="best.by"):
+        TrainConfig(data="x", best_by="ssim").resolved()
+
+
+def test_best_by_lpips_from_the_command_line(data, tmp_path, fake_lpips_weights):
+    val = tmp_path / "val"
+    _images(val / "HR", count=1, size=40, seed=7)
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--num-blocks", "1"]
+    args += ["--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "0", "--device", "cpu"]
+    args += ["--val", str(val), "--val-every", "1", "--best-by", "lpips"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r", best val LPIPS \d+\.\d{4};", result.output.splitlines()[-1])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["best_by"] == "lpips"
 
 
 def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start():

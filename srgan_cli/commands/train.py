@@ -188,6 +188,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--val", type=str, help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.")
 @click.option("--val-every", type=int, callback=_positive, help="[default: 1000]")
 @click.option(
+    "--best-by",
+    type=click.Choice(["psnr", "lpips"]),
+    help="What generator_best.safetensors is best at on --val: higher PSNR or lower LPIPS.  "
+    "[default: mse psnr; gan lpips where LPIPS can be computed, else psnr]",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="SRGAN_DATA_DIR",
@@ -239,7 +245,11 @@ def train(config_file: Path | None, **given: Any) -> None:
         if reporter is not None:
             reporter.close()
     if not quiet:
-        best = f", best val PSNR {result.best_psnr:.2f} dB" if result.best_psnr is not None else ""
+        best = ""
+        if result.best_by == "lpips" and result.best_lpips is not None:
+            best = f", best val LPIPS {result.best_lpips:.4f}"
+        elif result.best_psnr is not None:
+            best = f", best val PSNR {result.best_psnr:.2f} dB"
         click.echo(f"done: step {result.step}{best}; weights in {Path(out) / 'generator.safetensors'}", err=True)
 
 
@@ -356,6 +366,8 @@ class _Reporter:
             parts.append(f"val {event['val_psnr']:.2f} dB")
             if event.get("val_lpips") is not None:
                 parts.append(f"LPIPS {event['val_lpips']:.4f}")
+        elif event.get("best_by") == "lpips" and event.get("best_lpips") is not None:
+            parts.append(f"best LPIPS {event['best_lpips']:.4f}")
         elif event.get("best_psnr") is not None:
             parts.append(f"best {event['best_psnr']:.2f} dB")
         return "  ".join(parts)
