@@ -13,6 +13,7 @@ like the LR files of the benchmark sets.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 from collections.abc import Iterator
@@ -95,6 +96,34 @@ def scan_images(root: str | Path, min_size: int) -> ImageScan:
             f"{scan.skipped_unreadable} unreadable); give --data a folder of images at least {min_size} px wide"
         )
     return scan
+
+
+def hold_out(scan: ImageScan, count: int) -> tuple[ImageScan, list[Path]]:
+    """Split ``count`` images off a scan for validation (``srgan train --val-holdout``).
+
+    The held-out images are those whose path under the scan's root has the lowest sha256: the
+    choice depends on neither the seed (runs with different seeds validate on the same images),
+    nor the machine or the order of a folder listing. Returns the scan without them, and them.
+    """
+    if not 0 < count < len(scan.paths):
+        raise SrganError(
+            f"--val-holdout {count}: {scan.root} has {len(scan.paths)} usable training images; "
+            "hold out at least 1 and leave at least 1 to train on"
+        )
+
+    def rank(path: Path) -> str:
+        return hashlib.sha256(path.relative_to(scan.root).as_posix().encode()).hexdigest()
+
+    held = set(sorted(scan.paths, key=rank)[:count])
+    kept = [i for i, path in enumerate(scan.paths) if path not in held]
+    rest = ImageScan(
+        root=scan.root,
+        paths=[scan.paths[i] for i in kept],
+        sizes=[scan.sizes[i] for i in kept],
+        skipped_small=scan.skipped_small,
+        skipped_unreadable=scan.skipped_unreadable,
+    )
+    return rest, sorted(held)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -311,19 +340,23 @@ def load_val_set(spec: str, data_dir: str | Path | None, scale: int) -> list[Val
         return [ValImage(item.name, item.lr, item.hr) for item in bench_set.images]
     if not folder.is_dir():
         raise SrganError(f"--val {spec}: not a named set ({', '.join(NAMED_SETS)}) nor a folder of images")
-    images = []
-    for path in list_images(folder):
-        if path.parent != folder:
-            continue
-        try:
-            hr = read_rgb(path)
-        except _READ_ERRORS:
-            raise SrganError(f"{path}: cannot read this validation image; fix or remove it") from None
-        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-        if h < 2 * scale + 1 or w < 2 * scale + 1:
-            raise SrganError(f"{path}: too small to validate at x{scale}; remove it from the folder")
-        hr = np.ascontiguousarray(hr[:h, :w])
-        images.append(ValImage(path.stem, imresize(hr, 1.0 / scale), hr))
+    images = [val_image(path, scale) for path in list_images(folder) if path.parent == folder]
     if not images:
         raise SrganError(f"{folder}: no validation images in it")
     return images
+
+
+def val_image(path: Path, scale: int, max_side: int | None = None) -> ValImage:
+    """An HR image as a validation pair: cropped to a multiple of ``scale`` (and to its central
+    ``max_side`` px a side where given), its LR made with the MATLAB bicubic."""
+    try:
+        hr = read_rgb(path)
+    except _READ_ERRORS:
+        raise SrganError(f"{path}: cannot read this validation image; fix or remove it") from None
+    side = max_side or max(hr.shape[:2])
+    h, w = (min(hr.shape[0], side) // scale) * scale, (min(hr.shape[1], side) // scale) * scale
+    if h < 2 * scale + 1 or w < 2 * scale + 1:
+        raise SrganError(f"{path}: too small to validate at x{scale}; remove it from the folder")
+    top, left = ((hr.shape[0] - h) // 2, (hr.shape[1] - w) // 2) if max_side else (0, 0)
+    hr = np.ascontiguousarray(hr[top : top + h, left : left + w])
+    return ValImage(path.stem, imresize(hr, 1.0 / scale), hr)

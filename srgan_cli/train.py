@@ -49,11 +49,13 @@ from .data import (
     PatchDataset,
     ValImage,
     default_workers,
+    hold_out,
     load_val_set,
     make_loader,
     make_pair,
     resolve_cache,
     scan_images,
+    val_image,
 )
 from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import SrganError, first_line
@@ -73,6 +75,7 @@ PIXEL_LOSSES = ("mse", "l1")
 ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight", "spectral_weight")
 
 Report = Callable[[dict[str, Any]], None]
+HOLDOUT_SIDE = 256  # --val-holdout validates on each held-out image's central 256 x 256 px (HR)
 HISTORY = 10_000  # per-step losses kept in memory for the caller (a long run must not grow without bound)
 
 
@@ -123,6 +126,7 @@ class TrainConfig:
     batch_norm: bool | None = None
     val: str | None = None
     val_every: int = 1000
+    val_holdout: int = 0  # validate on this many images held out of --data instead of --val (0 = off)
     best_by: str | None = None  # generator_best by val "psnr" or "lpips"; None: mse psnr, gan lpips if computable
     data_dir: str | None = None
     checkpoint_every: int = 1000
@@ -166,6 +170,10 @@ class TrainConfig:
         for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
             if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
+        if c.val_holdout < 0:
+            raise SrganError(f"--val-holdout must be >= 0 (0 = off), got {c.val_holdout}")
+        if c.val_holdout and c.val:
+            raise SrganError("--val-holdout validates on images of --data; give it or --val, not both")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
         for name in ("content_jitter", "d_jitter", "ldl_weight", *ARTIFACT_WEIGHTS):
@@ -217,6 +225,7 @@ FROZEN_ON_RESUME = (
     "scale",
     "seed",
     "gan_type",
+    "val_holdout",  # which images are trained on
 )
 
 
@@ -455,6 +464,7 @@ def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tup
     saved = dict(state.get("config") or {})
     known = {f.name for f in fields(TrainConfig)}
     saved = {k: v for k, v in saved.items() if k in known}
+    saved.setdefault("val_holdout", 0)  # runs from before --val-holdout held none out
     for key in FROZEN_ON_RESUME:
         if key in options and key in saved and options[key] != saved[key]:
             raise SrganError(
@@ -669,9 +679,15 @@ class _Trainer:
         cfg = self.cfg
         # the validation set first: it is small, and a wrong --val fails before minutes of decoding
         self.val_images: list[ValImage] = []
-        if cfg.val and self.dist.main:  # rank 0 validates; the others wait at a barrier
-            data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
-            self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
+        scan = held = None
+        if cfg.val_holdout:  # the scan reads headers only, so this still fails early
+            scan, held = hold_out(scan_images(cfg.data, cfg.patch_size), cfg.val_holdout)
+        if self.dist.main:  # rank 0 validates; the others wait at a barrier
+            if held:
+                self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
+            elif cfg.val:
+                data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
+                self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
         # LPIPS beside PSNR at each validation, where its weights file is there (metrics.Lpips)
         self.val_lpips = None
         if self.val_images:
@@ -687,8 +703,9 @@ class _Trainer:
         restored_by, restored_score = self._restored_best
         if restored_by == self.best_by:  # else the first validation's generator becomes the best
             self.best_score = restored_score
-        scan = scan_images(cfg.data, cfg.patch_size)
-        self.info(scan.summary())
+        if scan is None:
+            scan = scan_images(cfg.data, cfg.patch_size)
+        self.info(scan.summary() + (f"; {len(held)} more held out for validation" if held else ""))
         cache = resolve_cache(cfg.cache, scan)
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
@@ -882,7 +899,7 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
-            meta["val"] = str(cfg.val)
+            meta["val"] = f"{cfg.val_holdout} images held out of the data" if cfg.val_holdout else str(cfg.val)
             if self.last_lpips is not None:
                 meta["val_lpips"] = f"{self.last_lpips:.4f}"
         return meta
@@ -1039,7 +1056,9 @@ class _Trainer:
                 self.step += 1
                 n_window += 1
                 val_psnr = None
-                validating = bool(cfg.val) and (self.step % cfg.val_every == 0 or self.step == cfg.steps)
+                validating = bool(cfg.val or cfg.val_holdout) and (
+                    self.step % cfg.val_every == 0 or self.step == cfg.steps
+                )
                 logging = self.step % cfg.log_every == 0 or validating or self.step == cfg.steps
                 saving = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
                 if validating or logging or saving:

@@ -10,12 +10,14 @@ from PIL import Image
 from srgan_cli.data import (
     PatchDataset,
     StepBatchSampler,
+    hold_out,
     load_val_set,
     make_loader,
     make_pair,
     random_patch,
     resolve_cache,
     scan_images,
+    val_image,
 )
 from srgan_cli.errors import SrganError
 from srgan_cli.resize import imresize, imresize_torch
@@ -56,6 +58,42 @@ def test_scan_without_usable_images_is_one_line_error(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(SrganError, match="no such folder"):
         scan_images(tmp_path / "missing", 32)
+
+
+def test_hold_out_is_a_split_that_depends_on_the_paths_only(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root / "a", 6)
+    _write_images(root / "b", 6, seed=1)
+    scan = scan_images(root, 32)
+    rest, held = hold_out(scan, 3)
+    assert len(held) == 3 and len(rest.paths) == len(rest.sizes) == 9
+    assert not set(held) & set(rest.paths) and set(held) | set(rest.paths) == set(scan.paths)
+    assert rest.sizes == [scan.sizes[scan.paths.index(path)] for path in rest.paths]
+    # the same images from a copy of the tree elsewhere, and from a scan listed in another order
+    copy = tmp_path / "copy"
+    for path in scan.paths:
+        (copy / path.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+        (copy / path.relative_to(root)).write_bytes(path.read_bytes())
+    assert [p.relative_to(copy) for p in hold_out(scan_images(copy, 32), 3)[1]] == [p.relative_to(root) for p in held]
+    scan.paths.reverse()
+    scan.sizes.reverse()
+    assert hold_out(scan, 3)[1] == held
+    assert set(held) < set(hold_out(scan, 4)[1])  # a larger N adds to the same images
+    for count in (0, 12):
+        with pytest.raises(SrganError, match=f"--val-holdout {count}: .* 12 usable"):
+            hold_out(scan, count)
+
+
+def test_val_image_crops_the_centre_to_a_multiple_of_the_scale(tmp_path):
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (300, 203, 3), dtype=np.uint8)
+    Image.fromarray(hr).save(tmp_path / "x.png")
+    item = val_image(tmp_path / "x.png", 4, max_side=256)
+    assert item.hr.shape == (256, 200, 3) and item.lr.shape == (64, 50, 3)
+    assert np.array_equal(item.hr, hr[22:278, 1:201])
+    whole = val_image(tmp_path / "x.png", 4)
+    assert whole.hr.shape == (300, 200, 3) and np.array_equal(whole.hr, hr[:, :200])  # as --val DIR reads it
+    assert np.array_equal(item.lr, imresize(item.hr, 0.25))
 
 
 def test_patches_shape_dtype_and_determinism(image_tree):

@@ -657,6 +657,33 @@ def test_best_by_lpips_from_the_command_line(data, tmp_path, fake_lpips_weights)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["best_by"] == "lpips"
 
 
+def test_val_holdout_validates_on_images_it_never_trains_on(tmp_path, monkeypatch):
+    import srgan_cli.train as train_module
+
+    data = _images(tmp_path / "images", count=5, size=40)
+    trained_on = []
+
+    class Recording(train_module.PatchDataset):
+        def __init__(self, scan, *args, **kwargs):
+            trained_on.extend(scan.paths)
+            super().__init__(scan, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "PatchDataset", Recording)
+    run = tmp_path / "run"
+    train(_options(data, steps=2, val_holdout=2, val_every=1), run)
+    held = {data / f"{i}.png" for i in range(5)} - set(trained_on)
+    assert len(trained_on) == 3 and len(held) == 2
+    assert all(psnr is not None for psnr, _ in _validations(run).values())
+    assert read_metadata(run / "generator_best.safetensors")["val"] == "2 images held out of the data"
+    # a resume keeps the split; changing it would change what the run trains on
+    with pytest.raises(SrganError, match="--val-holdout 1 differs from the run being resumed"):
+        train(_options(data, steps=4, val_holdout=1), run, resume=True)
+    with pytest.raises(SrganError, match="give it or --val, not both"):
+        train(_options(data, steps=2, val_holdout=2, val=str(data)), tmp_path / "both")
+    with pytest.raises(SrganError, match="--val-holdout 5: .* 5 usable"):
+        train(_options(data, steps=2, val_holdout=5), tmp_path / "all")
+
+
 def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start():
     assert ema_decay(0.999, 0) == 0.1  # the first update takes 90% of the trained weights
     assert ema_decay(0.999, 90) == 0.91

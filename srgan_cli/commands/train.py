@@ -188,6 +188,12 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--val", type=str, help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.")
 @click.option("--val-every", type=int, callback=_positive, help="[default: 1000]")
 @click.option(
+    "--val-holdout",
+    type=click.IntRange(min=0),
+    help="Validate on N images held out of --data (their central 256 px; the same N whatever the seed) "
+    "instead of --val, so that the benchmark sets stay test sets.  [default: 0, off]",
+)
+@click.option(
     "--best-by",
     type=click.Choice(["psnr", "lpips"]),
     help="What generator_best.safetensors is best at on --val: higher PSNR or lower LPIPS.  "
