@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from srgan_cli import weights
+from srgan_cli import hub, weights
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.models import build_generator
@@ -36,6 +36,7 @@ def table(tmp_path, monkeypatch):
         "missing_x2": ModelEntry("missing_x2", "missing_x2.safetensors", 2, "srresnet", "not published yet"),
     }
     monkeypatch.setattr(weights, "MODELS", models)
+    monkeypatch.setattr(hub, "MODELS", models)  # hub binds the table at import
     monkeypatch.setattr(weights, "DEFAULT_MODEL", "tiny_x4")
     return sum(p.numel() for p in model.parameters())
 
@@ -114,3 +115,34 @@ def test_completion_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_models_info_shows_the_bundled_default_with_its_provenance():
+    result = CliRunner().invoke(main, ["models", "--info", weights.DEFAULT_MODEL, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    entry = weights.MODELS[weights.DEFAULT_MODEL]
+    assert info["sha256"] == entry.sha256 == weights.sha256_file(weights.bundled_dir() / entry.file)
+    assert info["metadata"]["name"] == entry.name and info["metadata"]["config"]["arch"] == entry.arch
+    assert {"stage", "steps", "data", "seed", "trained_with"} <= set(info["metadata"])
+    text = CliRunner().invoke(main, ["models", "--info", weights.DEFAULT_MODEL]).output
+    rows = [line.split(maxsplit=1) for line in text.splitlines()]
+    assert ["sha256", entry.sha256] in rows and ["seed", info["metadata"]["seed"]] in rows
+    assert ["metadata"] in rows  # the file's own fields first, then its metadata
+
+
+def test_models_info_of_files_and_bad_names(tmp_path):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_generator(a, build_generator(TINY), TINY, {"stage": "mse", "val_psnr": "12.3400"})
+    save_generator(b, build_generator(TINY), TINY, {"sha256": "not the file's"})
+    result = CliRunner().invoke(main, ["models", "--info", str(a), "--info", str(b), "--json"])
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(result.output)
+    assert first["file"] == str(a) and first["metadata"]["val_psnr"] == "12.3400"
+    assert first["params"] == sum(p.numel() for p in build_generator(TINY).parameters())
+    assert second["sha256"] == weights.sha256_file(b)  # metadata cannot pass for the file's own fields
+    assert second["metadata"]["sha256"] == "not the file's"
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    for bad, message in (("nope_x4", "unknown model 'nope_x4'"), (str(tmp_path / "junk.safetensors"), "not a valid")):
+        result = CliRunner().invoke(main, ["models", "--info", bad])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

@@ -7,18 +7,30 @@ import sys
 
 import click
 
+from .completion import complete_model
+
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (one object per model).")
+@click.option(
+    "--info",
+    "info",
+    metavar="MODEL",
+    multiple=True,
+    shell_complete=complete_model,
+    help="Show where MODEL's weights file is, its sha256 and parameters, and the config and "
+    "provenance in its metadata (how it was trained, its validation scores); with --json as JSON. Repeatable.",
+)
 @click.option(
     "--fetch",
     "fetch",
     metavar="MODEL",
     multiple=True,
+    shell_complete=complete_model,
     help="Download (or verify) MODEL, a name or Hub reference, into the cache for offline use; "
     "prints its local path. Repeatable.",
 )
-def models(as_json: bool, fetch: tuple[str, ...]) -> None:
+def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None:
     """List the named models: name, scale, arch, parameters, size, availability and source.
 
     Listing never touches the network: 'cached' means the weights are already in the Hugging
@@ -27,8 +39,24 @@ def models(as_json: bool, fetch: tuple[str, ...]) -> None:
     \b
       srgan models
       srgan models --json
+      srgan models --info srgan_x4
+      srgan models --info runs/a/generator.safetensors --json
       srgan models --fetch srgan_x4 --fetch acme/esrgan:rrdb_x4.safetensors@v1.0
     """
+    if info:
+        records = [_info(name) for name in info]
+        if as_json:
+            click.echo(json.dumps(records if len(records) > 1 else records[0], indent=2))
+            return
+        for i, record in enumerate(records):
+            if i:
+                click.echo("")
+            meta = record.pop("metadata")
+            width = max(len(key) for key in [*record, *meta]) + 2
+            for key, value in [*record.items(), ("metadata", ""), *((f"  {k}", v) for k, v in meta.items())]:
+                text = value if isinstance(value, str) else json.dumps(value)
+                click.echo(f"{key.ljust(width)}  {text}".rstrip())
+        return
     if fetch:
         from ..hub import resolve_weights
 
@@ -61,3 +89,28 @@ def models(as_json: bool, fetch: tuple[str, ...]) -> None:
     # Piped output is not folded to 80 columns, so each model stays on one line for grep.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
+
+
+def _info(name: str) -> dict[str, object]:
+    """One weights file's identity and metadata, values as stored (config parsed from JSON)."""
+    from ..hub import resolve_weights
+    from ..weights import count_file_parameters, read_metadata, sha256_file
+
+    path = resolve_weights(name)
+    meta = read_metadata(path)
+    shown: dict[str, object] = {}
+    for key in sorted(meta):
+        shown[key] = meta[key]
+        if key in ("config", "interpolation"):
+            try:
+                shown[key] = json.loads(meta[key])
+            except ValueError:
+                pass  # shown as stored
+    return {
+        "model": name,
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "params": count_file_parameters(path),
+        "metadata": shown,
+    }
