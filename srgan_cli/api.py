@@ -22,7 +22,7 @@ from .device import choose_device, choose_dtype
 from .errors import SrganError
 from .models import fold_batch_norm
 from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
-from .weights import DEFAULT_MODEL, MODELS, load_generator
+from .weights import DEFAULT_MODEL, MODELS, load_generator, sha256_file
 
 # Architectures for which ``precision="auto"`` may pick bf16 on the CPU: those whose bf16 output
 # was measured within 0.5 gray levels RMS of fp32 on photos (benchmarks/README.md). Deep RRDB
@@ -47,6 +47,7 @@ class Model:
     notes: list[str] = field(default_factory=list)
     channels_last: bool = False
     ensemble: bool = False  # geometric self-ensemble: the mean over the 8 flips and rotations
+    sha256: str = ""  # of the weights file; a blend: "A+B@alpha" of the two files' sha256
 
     @property
     def scale(self) -> int:
@@ -124,6 +125,7 @@ def load_model(
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
+    sha256 = sha256_file(path)
     if blend:
         from .interpolate import blend_generators, parse_blend
 
@@ -134,6 +136,7 @@ def load_model(
             raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
         module = blend_generators(module, other, alpha)
         name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
+        sha256 = f"{sha256}+{sha256_file(other_path)}@{alpha:g}"
     if channels_last is None:
         channels_last = dev.type == "cpu"
     module = fold_batch_norm(module.eval()).to(dev, dtype)
@@ -143,7 +146,7 @@ def load_model(
         p.requires_grad_(False)
     if ensemble and meta.get("stage") == "gan":
         notes.append(f"{name} is a GAN model: the ensemble's mean of 8 passes smooths part of its texture")
-    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble)
+    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble, sha256)
 
 
 def _display_name(name_or_path: str | Path, path: Path) -> str:

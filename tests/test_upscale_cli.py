@@ -17,7 +17,7 @@ from PIL import Image
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.models import build_generator
-from srgan_cli.weights import save_generator
+from srgan_cli.weights import save_generator, sha256_file
 
 TINY = GeneratorConfig(num_blocks=1, num_features=8)
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +65,7 @@ def test_single_file(weights, tmp_path):
     out = _decodes(tmp_path / "out" / "big.png")
     assert out.size == (48, 40) and out.mode == "RGB"
     assert out.text["srgan:model"] == "tiny" and out.text["srgan:scale"] == "4"
+    assert out.text["srgan:model_sha256"] == sha256_file(weights)
     assert out.text["Software"].startswith("srgan ")
 
 
@@ -217,6 +218,8 @@ def test_blend_option(weights, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a0.png")), np.asarray(Image.open(tmp_path / "plain.png")))
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "a1.png")), np.asarray(Image.open(tmp_path / "a0.png")))
     assert "other" in Image.open(tmp_path / "a1.png").text["srgan:model"]
+    blended = f"{sha256_file(weights)}+{sha256_file(other)}@1"
+    assert Image.open(tmp_path / "a1.png").text["srgan:model_sha256"] == blended
     result = run(weights, src, "-o", tmp_path / "bad.png", "--blend", "nonsense")
     assert result.exit_code == 1 and result.stderr.startswith("error: --blend") and result.stderr.count("\n") == 1
 
