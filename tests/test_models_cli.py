@@ -146,3 +146,5 @@ def test_models_info_of_files_and_bad_names(tmp_path):
     for bad, message in (("nope_x4", "unknown model 'nope_x4'"), (str(tmp_path / "junk.safetensors"), "not a valid")):
         result = CliRunner().invoke(main, ["models", "--info", bad])
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    both = CliRunner().invoke(main, ["models", "--info", str(a), "--fetch", str(a)])
+    assert both.exit_code == 2 and "not both" in both.output

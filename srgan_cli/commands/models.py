@@ -43,6 +43,8 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
       srgan models --info runs/a/generator.safetensors --json
       srgan models --fetch srgan_x4 --fetch acme/esrgan:rrdb_x4.safetensors@v1.0
     """
+    if info and fetch:
+        raise click.UsageError("give --info or --fetch, not both")
     if info:
         records = [_info(name) for name in info]
         if as_json:
