@@ -605,6 +605,7 @@ def test_report_lists_every_file_with_its_status_and_matches_the_summary(weights
     doc = json.loads(report.read_text())
     assert doc["schema_version"] == 1 and doc["ended"] == "completed"
     assert (doc["written"], doc["skipped"], doc["failed"]) == (1, 2, 1)
+    assert doc["model"] == {"name": "tiny", "sha256": sha256_file(weights)} and doc["srgan_version"]
     assert "1 written, 2 skipped, 1 failed" in result.stderr
     by_input = {Path(f["input"]).name: f for f in doc["files"]}
     assert set(by_input) == {"a.png", "b.png", "broken.png", "notes.txt"}

@@ -49,6 +49,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     files: list[dict[str, str | None]] = field(default_factory=list)
     stopped: bool = False  # --fail-fast stopped the batch at a failure
+    model: dict[str, str] | None = None  # name and weights sha256, once the model is loaded
 
     def add(self, what: str, src: Path | None = None, dest: Path | None = None, reason: str | None = None) -> None:
         with self.lock:
@@ -756,6 +757,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> Non
     """The --report JSON (schema_version 1): counts, how the run ended, one record per file."""
     import json
 
+    from .. import __version__
     from ..fsutil import atomic_path
 
     with tally.lock:
@@ -765,6 +767,8 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> Non
             "written": tally.written,
             "skipped": tally.skipped,
             "failed": tally.failed,
+            "srgan_version": __version__,
+            "model": tally.model,  # None when the run ended before the model was loaded
             # every record's paths as the messages show them (stdin/stdout as '-'), in one place
             "files": [
                 {**f, "input": report.shown(f["input"]), "output": report.shown(f["output"])} for f in tally.files
@@ -830,6 +834,7 @@ def _run(
     scale_text = f"{outscale:g}" if outscale else str(net.scale)
     text = {"Software": f"srgan {__version__}", "srgan:model": net.name, "srgan:scale": scale_text}
     text["srgan:model_sha256"] = net.sha256  # the name alone does not say which weights: files change
+    tally.model = {"name": net.name, "sha256": net.sha256}
     if ensemble:
         text["srgan:ensemble"] = "x8 (flips and rotations)"
 
