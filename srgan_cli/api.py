@@ -22,7 +22,7 @@ from .device import choose_device, choose_dtype
 from .errors import SrganError
 from .models import fold_batch_norm
 from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
-from .weights import DEFAULT_MODEL, MODELS, load_generator, sha256_file
+from .weights import DEFAULT_MODEL, MODELS, load_generator
 
 # Architectures for which ``precision="auto"`` may pick bf16 on the CPU: those whose bf16 output
 # was measured within 0.5 gray levels RMS of fp32 on photos (benchmarks/README.md). Deep RRDB
@@ -90,11 +90,12 @@ def _undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
     return y.flip(-1) if k >= 4 else y
 
 
-def _resolve(name_or_path: str | Path) -> Path:
-    """Weights file for a model name, local path or Hub reference."""
-    from .hub import resolve_weights  # lazy: huggingface_hub is imported only when needed
+def _resolve(name_or_path: str | Path) -> tuple[Path, str]:
+    """Weights file for a model name, local path or Hub reference, and its sha256."""
+    from .hub import resolve_weights, weights_sha256  # lazy: huggingface_hub is imported only when needed
 
-    return resolve_weights(name_or_path)
+    path = resolve_weights(name_or_path)
+    return path, weights_sha256(name_or_path, path)
 
 
 def load_model(
@@ -120,23 +121,22 @@ def load_model(
     PSNR for ``srresnet_x4`` on the benchmark sets, see the README).
     """
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
-    path = _resolve(name_or_path)
+    path, sha256 = _resolve(name_or_path)
     module, config, meta = load_generator(path, "cpu")
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
-    sha256 = sha256_file(path)
     if blend:
         from .interpolate import blend_generators, parse_blend
 
         ref, alpha = parse_blend(blend)
-        other_path = _resolve(ref)
+        other_path, other_sha256 = _resolve(ref)
         other, other_config, _ = load_generator(other_path, "cpu")
         if other_config != config:
             raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
         module = blend_generators(module, other, alpha)
         name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
-        sha256 = f"{sha256}+{sha256_file(other_path)}@{alpha:g}"
+        sha256 = f"{sha256}+{other_sha256}@{alpha:g}"
     if channels_last is None:
         channels_last = dev.type == "cpu"
     module = fold_batch_norm(module.eval()).to(dev, dtype)

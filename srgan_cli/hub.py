@@ -137,6 +137,14 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     )
 
 
+def weights_sha256(name_or_path: str | Path, path: Path) -> str:
+    """The sha256 of ``path``, the file ``resolve_weights(name_or_path)`` returned: for a named
+    model with a published sha256 that resolve already checked the file against, the table's
+    value, so the file is not hashed a second time."""
+    entry = MODELS.get(name_or_path) if isinstance(name_or_path, str) else None
+    return entry.sha256 if entry is not None and entry.sha256 else sha256_file(path)
+
+
 def _resolve_named(entry: ModelEntry) -> Path:
     bundled = entry.bundled_path()
     if bundled is not None:

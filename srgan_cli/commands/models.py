@@ -95,8 +95,8 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
 
 def _info(name: str) -> dict[str, object]:
     """One weights file's identity and metadata, values as stored (config parsed from JSON)."""
-    from ..hub import resolve_weights
-    from ..weights import count_file_parameters, read_metadata, sha256_file
+    from ..hub import resolve_weights, weights_sha256
+    from ..weights import count_file_parameters, read_metadata
 
     path = resolve_weights(name)
     meta = read_metadata(path)
@@ -111,7 +111,7 @@ def _info(name: str) -> dict[str, object]:
     return {
         "model": name,
         "file": str(path),
-        "sha256": sha256_file(path),
+        "sha256": weights_sha256(name, path),
         "size_bytes": path.stat().st_size,
         "params": count_file_parameters(path),
         "metadata": shown,
