@@ -16,12 +16,17 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
     The temporary file lives in the destination folder (same filesystem, so the rename is
     atomic), is hidden (dot-prefixed) and is removed on any error or interruption. With
     ``overwrite=False`` an existing ``dest`` is never replaced (FileExistsError instead).
+    Works on filesystems without Unix permissions or hard links (FAT, exFAT, some network
+    shares), as on memory cards and USB drives.
     """
     dest = Path(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
+    # mkstemp makes 0600; outputs get the usual permissions. FAT and exFAT refuse most modes
+    # (EPERM): there the file keeps the ones the mount gives every file.
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -29,13 +34,33 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
         if overwrite:
             os.replace(tmp, dest)
         else:
-            # link() fails if dest exists, so two writers can never clobber each other.
-            os.link(tmp, dest)
-            tmp.unlink()
+            _publish_new(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _publish_new(tmp: Path, dest: Path) -> None:
+    """Give the finished ``tmp`` the name ``dest``, which must not exist (FileExistsError)."""
+    try:
+        # link() fails if dest exists, so two writers can never clobber each other.
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links here (FAT, exFAT: EPERM; some shares: EOPNOTSUPP). Claim the name with
+        # an exclusive create, which fails as link() would if it exists, then rename the file
+        # over that empty placeholder: a reader can see an empty file only in between.
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise
+    else:
+        tmp.unlink()
 
 
 def _umask() -> int:

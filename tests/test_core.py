@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from srgan_cli import fsutil
 from srgan_cli.cli import main
 from srgan_cli.config import DiscriminatorConfig, GeneratorConfig
 from srgan_cli.device import choose_device, choose_dtype
@@ -126,6 +128,56 @@ def test_atomic_path_respects_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+
+
+def _no_hard_links(monkeypatch, err=errno.EPERM):
+    """link() as FAT and exFAT answer it (EPERM), or some network shares (EOPNOTSUPP)."""
+
+    def refuse(*a, **k):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(fsutil.os, "link", refuse)
+
+
+@pytest.mark.parametrize("err", [errno.EPERM, errno.EOPNOTSUPP], ids=["EPERM", "EOPNOTSUPP"])
+def test_atomic_path_without_hard_links_writes_and_never_clobbers(tmp_path, monkeypatch, err):
+    _no_hard_links(monkeypatch, err)
+    dest = tmp_path / "out.bin"
+    with atomic_path(dest, overwrite=False) as tmp:
+        tmp.write_bytes(b"ours")
+    assert dest.read_bytes() == b"ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with pytest.raises(FileExistsError):
+        with atomic_path(dest, overwrite=False) as tmp:
+            tmp.write_bytes(b"again")
+    assert dest.read_bytes() == b"ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_atomic_path_without_hard_links_leaves_nothing_when_the_rename_fails(tmp_path, monkeypatch):
+    _no_hard_links(monkeypatch)
+
+    def fail(*a, **k):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(fsutil.os, "replace", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        with atomic_path(tmp_path / "out.bin", overwrite=False) as tmp:
+            tmp.write_bytes(b"ours")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_where_modes_are_refused(tmp_path, monkeypatch):
+    def refuse(*a, **k):  # chmod on FAT/exFAT for a mode the mount does not give
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(fsutil.os, "chmod", refuse)
+    for overwrite in (True, False):
+        dest = tmp_path / f"out{overwrite}.bin"
+        with atomic_path(dest, overwrite=overwrite) as tmp:
+            tmp.write_bytes(b"x")
+        assert dest.read_bytes() == b"x"
+    assert len(list(tmp_path.iterdir())) == 2
 
 
 # -- the command group --------------------------------------------------------------------------

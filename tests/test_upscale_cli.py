@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -266,6 +267,28 @@ def test_refuses_to_overwrite_then_skip_existing_and_overwrite(weights, tmp_path
     assert _decodes(out / "a.png").size == (48, 40)
     assert src.is_file()
     assert run(weights, tmp_path / "in", "-o", out, "--overwrite", "--skip-existing").exit_code == 2
+
+
+def test_writes_where_the_filesystem_has_no_hard_links_or_modes(weights, tmp_path, monkeypatch):
+    """A memory card or USB drive (FAT, exFAT): link() and chmod() answer EPERM there."""
+    from srgan_cli import fsutil
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(fsutil.os, "link", refuse)
+    monkeypatch.setattr(fsutil.os, "chmod", refuse)
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.jpg", seed=1)
+    out = tmp_path / "card"
+    out.mkdir()
+    (out / "b.jpg").write_bytes(b"keep me")
+    result = run(weights, tmp_path / "in", "-o", out)
+    assert result.exit_code == 1 and "b.jpg: already exists" in result.stderr
+    assert _decodes(out / "a.png").size == (48, 40) and (out / "b.jpg").read_bytes() == b"keep me"
+    assert run(weights, tmp_path / "in", "-o", out, "--overwrite").exit_code == 0
+    assert _decodes(out / "b.jpg").size == (48, 40)
+    _no_parts(out)
 
 
 def test_output_equal_to_input_refused(weights, tmp_path):
