@@ -20,7 +20,7 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
     shares), as on memory cards and USB drives.
     """
     dest = Path(dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{_shortened(dest.name)}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp makes 0600; outputs get the usual permissions. FAT and exFAT refuse most modes
@@ -61,6 +61,15 @@ def _publish_new(tmp: Path, dest: Path) -> None:
             raise
     else:
         tmp.unlink()
+
+
+def _shortened(name: str) -> str:
+    """``name`` cut so that the temporary file's name, ``.NAME.XXXXXXXX.part``, fits in the 255
+    bytes a file name may have: a name that fits on its own must not fail for its temp name."""
+    room = 255 - len("..") - 8 - len(".part")  # 8: mkstemp's random part
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return name
 
 
 def _umask() -> int:

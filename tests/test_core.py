@@ -130,6 +130,17 @@ def test_atomic_path_respects_umask(tmp_path):
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.parametrize("name", ["a" * 251 + ".png", "\u5199" * 83 + ".png"], ids=["ascii", "utf8"])
+def test_atomic_path_takes_the_longest_names_the_filesystem_does(tmp_path, name):
+    assert 250 <= len(os.fsencode(name)) <= 255
+    for overwrite in (False, True):
+        with atomic_path(tmp_path / name, overwrite=overwrite) as tmp:
+            assert tmp.name.startswith(".") and tmp.name.endswith(".part")
+            tmp.write_bytes(b"x" if overwrite else b"y")
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert (tmp_path / name).read_bytes() == b"x"
+
+
 def _no_hard_links(monkeypatch, err=errno.EPERM):
     """link() as FAT and exFAT answer it (EPERM), or some network shares (EOPNOTSUPP)."""
 
