@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+            _fsync(fh.fileno())
         if overwrite:
             os.replace(tmp, dest)
         else:
@@ -61,6 +62,16 @@ def _publish_new(tmp: Path, dest: Path) -> None:
             raise
     else:
         tmp.unlink()
+
+
+def _fsync(fd: int) -> None:
+    """Flush to the disk; a filesystem that cannot (some network and FUSE mounts answer EINVAL
+    or ENOTSUP) keeps the data as safe as it can, which is no reason to refuse the write."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
 
 
 def _shortened(name: str) -> str:

@@ -1024,6 +1024,10 @@ def _os_reason(exc: OSError) -> str:
         return "the file system is read-only; choose another output folder"
     if exc.errno == errno.EDQUOT:
         return "disk quota exceeded; free some space and retry"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the file name is too long for the file system; choose a shorter -o or --suffix"
+    if exc.errno == errno.EINVAL:
+        return 'invalid argument: the file system may not take this file name (FAT and exFAT refuse \\ : * ? " < > |)'
     return _one_line(exc)
 
 

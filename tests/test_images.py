@@ -855,6 +855,33 @@ def test_disk_errors_leave_nothing(tmp_path, monkeypatch, err):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("err", [errno.EINVAL, errno.ENOTSUP, errno.ENOSYS], ids=["EINVAL", "ENOTSUP", "ENOSYS"])
+def test_a_filesystem_that_cannot_fsync_still_gets_the_image(tmp_path, monkeypatch, err):
+    def cannot(*a, **k):  # some network and FUSE mounts
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(fsutil.os, "fsync", cannot)
+    rgb = RNG.random((4, 4, 3))
+    write_image(tmp_path / "x.png", rgb, overwrite=False)
+    assert read_image(tmp_path / "x.png").rgb.shape == (4, 4, 3)
+    assert _leftovers(tmp_path) == ["x.png"]
+
+
+@pytest.mark.parametrize(
+    ("err", "reason"),
+    [(errno.ENAMETOOLONG, "too long for the file system"), (errno.EINVAL, "FAT and exFAT refuse")],
+    ids=["ENAMETOOLONG", "EINVAL"],
+)
+def test_names_the_filesystem_refuses_are_explained(tmp_path, monkeypatch, err, reason):
+    def refuse(*a, **k):  # FAT/exFAT answer EINVAL for a name with : * ? " < > |
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(fsutil.tempfile, "mkstemp", refuse)
+    with pytest.raises(SrganError, match=reason) as info:
+        write_image(tmp_path / "a:b.png", RNG.random((2, 2, 3)))
+    assert str(info.value).startswith(str(tmp_path / "a:b.png")) and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize(("suffix", "bit_depth"), [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8)])
 def test_encoder_failure_midway_leaves_nothing(tmp_path, monkeypatch, suffix, bit_depth):
     def half_then_full_disk(self, fp, *a, **k):
