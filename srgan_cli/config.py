@@ -74,18 +74,26 @@ class GeneratorConfig:
         return cls.from_dict(data)
 
 
+D_ARCHS = ("vgg", "unet")
+
+
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """The SRGAN discriminator: 8 convs (64..512 maps), dense 1024, dense 1."""
+    """The discriminator. ``arch`` "vgg": SRGAN's, 8 convs (64..512 maps), dense 1024, dense 1,
+    one logit per patch. "unet": a U-Net with spectral normalisation (the kind Real-ESRGAN
+    uses), one logit per pixel; ``batch_norm`` applies to "vgg" only."""
 
     patch_size: int = 96
     num_features: int = 64
     batch_norm: bool = True
     in_channels: int = 3
+    arch: str = "vgg"
 
     def __post_init__(self) -> None:
         if self.patch_size < 16 or self.patch_size % 16:
             raise SrganError(f"discriminator patch_size must be a multiple of 16, got {self.patch_size}")
+        if self.arch not in D_ARCHS:
+            raise SrganError(f"discriminator arch must be one of {', '.join(D_ARCHS)}, got {self.arch!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

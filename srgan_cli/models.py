@@ -1,4 +1,4 @@
-"""Generators (SRResNet, RRDB) and the SRGAN discriminator, built from config dataclasses.
+"""Generators (SRResNet, RRDB) and the discriminators (SRGAN's, a U-Net), built from config dataclasses.
 
 Inference contract for every generator: input (N, C, H, W) float RGB in [0, 1], output
 (N, C, scale*H, scale*W) on the same scale (not clamped; callers clamp).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import DiscriminatorConfig, GeneratorConfig
@@ -163,6 +164,49 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class UNetDiscriminator(nn.Module):
+    """A U-Net discriminator with spectral normalisation: one logit per pixel.
+
+    Three stride-2 stages down (f, 2f, 4f, 8f maps), three bilinear x2 stages back up, each
+    added to the encoder's map of its size, two 3x3 convs and a 1-map head. The logits say
+    *where* an image looks generated, not only whether it does, so the generator's adversarial
+    gradient is local. Spectral normalisation on every conv but the first and the head bounds
+    D's Lipschitz constant, which keeps a per-pixel D stable without BatchNorm (Real-ESRGAN,
+    Wang et al. 2021, uses this kind of D for the same reasons)."""
+
+    def __init__(self, config: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.config = config
+        f = config.num_features
+        sn = nn.utils.parametrizations.spectral_norm
+
+        def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Module:
+            return sn(nn.Conv2d(cin, cout, kernel, stride=stride, padding=1, bias=False))
+
+        self.stem = nn.Conv2d(config.in_channels, f, 3, padding=1)
+        self.down = nn.ModuleList([conv(f, 2 * f, 4, 2), conv(2 * f, 4 * f, 4, 2), conv(4 * f, 8 * f, 4, 2)])
+        self.up = nn.ModuleList([conv(8 * f, 4 * f), conv(4 * f, 2 * f), conv(2 * f, f)])
+        self.refine = nn.ModuleList([conv(f, f), conv(f, f)])
+        self.head = nn.Conv2d(f, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [F.leaky_relu(self.stem(x), 0.2)]
+        for layer in self.down:
+            skips.append(F.leaky_relu(layer(skips[-1]), 0.2))
+        y = skips.pop()
+        for layer in self.up:
+            y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+            y = F.leaky_relu(layer(y), 0.2) + skips.pop()
+        for layer in self.refine:
+            y = F.leaky_relu(layer(y), 0.2)
+        return self.head(y)
+
+
+def build_discriminator(config: DiscriminatorConfig) -> Discriminator | UNetDiscriminator:
+    """A freshly initialised discriminator for ``config`` (logits: (N, 1) for "vgg", (N, 1, H, W) for "unet")."""
+    return UNetDiscriminator(config) if config.arch == "unet" else Discriminator(config)
 
 
 Generator = SRResNet | RRDBNet

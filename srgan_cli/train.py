@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ARCHS, DiscriminatorConfig, GeneratorConfig
+from .config import ARCHS, D_ARCHS, DiscriminatorConfig, GeneratorConfig
 from .data import (
     CACHE_MODES,
     PatchDataset,
@@ -60,7 +60,7 @@ from .data import (
 from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import SrganError, first_line
 from .fsutil import atomic_path
-from .models import Discriminator, build_generator
+from .models import build_discriminator, build_generator
 from .weights import load_generator, save_generator
 
 CHECKPOINT = "checkpoint.pt"
@@ -109,6 +109,8 @@ class TrainConfig:
     content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
     d_jitter: int = 0  # gan: random 0..N-1 px roll of the discriminator's input (0 = off, the paper)
     d_batch_norm: bool = True  # gan: the paper's discriminator has BatchNorm
+    d_arch: str = "vgg"  # gan: "vgg" (the paper's, one logit a patch) or "unet" (spectral norm, one a pixel)
+    d_features: int = 64  # gan: the discriminator's first conv's maps (both archs double them as they go)
     grid_weight: float = 0.0  # gan: weight of losses.grid_loss, the 4 px grid's mean (0 = off, the paper)
     ldl_weight: float = 0.0  # gan: weight of losses.ldl_loss, LDL's artifact loss; needs --ema (0 = off)
     flat_weight: float = 0.0  # gan: weight of losses.flat_loss, L1 where HR is flat (0 = off)
@@ -160,6 +162,7 @@ class TrainConfig:
             c.pixel_weight = 0.0 if gan else 1.0
         _choice("lr_decay", c.lr_decay, LR_DECAYS)
         _choice("gan_type", c.gan_type, GAN_TYPES)
+        _choice("d_arch", c.d_arch, D_ARCHS)
         _choice("pixel_loss", c.pixel_loss, PIXEL_LOSSES)
         _choice("precision", c.precision, PRECISIONS)
         _choice("cache", c.cache, CACHE_MODES)
@@ -167,7 +170,16 @@ class TrainConfig:
             _choice("best_by", c.best_by, BEST_BY)
         if c.arch is not None:
             _choice("arch", c.arch, ARCHS)
-        for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "log_every", "lr_step"):
+        for name in (
+            "steps",
+            "batch_size",
+            "patch_size",
+            "val_every",
+            "checkpoint_every",
+            "log_every",
+            "lr_step",
+            "d_features",
+        ):
             if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
         if c.val_holdout < 0:
@@ -184,6 +196,7 @@ class TrainConfig:
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         gan_only = [n for n in ("content_jitter", "d_jitter", *ARTIFACT_WEIGHTS) if getattr(c, n)]
+        gan_only += [n for n, default in (("d_arch", "vgg"), ("d_features", 64)) if getattr(c, n) != default]
         if gan_only and not gan:
             flags = ", ".join("--" + n.replace("_", "-") for n in gan_only)
             raise SrganError(f"{flags}: only in --stage gan (the mse stage has the pixel loss alone)")
@@ -222,6 +235,8 @@ FROZEN_ON_RESUME = (
     "num_features",
     "batch_norm",
     "d_batch_norm",
+    "d_arch",
+    "d_features",
     "scale",
     "seed",
     "gan_type",
@@ -577,8 +592,13 @@ class _Trainer:
             self.ema = copy.deepcopy(self.G).requires_grad_(False).eval()
         self.D = self.opt_d = self.dconf = None
         if self.gan:
-            self.dconf = DiscriminatorConfig(patch_size=cfg.patch_size, batch_norm=cfg.d_batch_norm)
-            self.D = Discriminator(self.dconf).to(device)
+            self.dconf = DiscriminatorConfig(
+                patch_size=cfg.patch_size,
+                batch_norm=cfg.d_batch_norm,
+                arch=cfg.d_arch,
+                num_features=cfg.d_features,
+            )
+            self.D = build_discriminator(self.dconf).to(device)
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, **adam)
         fp16 = self.dtype == torch.float16 and device.type == "cuda"
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -892,8 +912,12 @@ class _Trainer:
         for name in ("content_jitter", "d_jitter"):
             if self.gan and getattr(cfg, name) > 1:
                 meta[name] = str(getattr(cfg, name))
-        if self.gan and not cfg.d_batch_norm:
+        if self.gan and not cfg.d_batch_norm and cfg.d_arch == "vgg":
             meta["d_batch_norm"] = "false"
+        if self.gan and cfg.d_arch != "vgg":
+            meta["d_arch"] = cfg.d_arch
+        if self.gan and cfg.d_features != 64:
+            meta["d_features"] = str(cfg.d_features)
         for name in ("ldl_weight", *ARTIFACT_WEIGHTS):
             if self.gan and getattr(cfg, name):
                 meta[name] = str(getattr(cfg, name))

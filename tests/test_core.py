@@ -58,6 +58,30 @@ def test_discriminator_patch_must_be_multiple_of_16():
         DiscriminatorConfig(patch_size=100)
 
 
+def test_unet_discriminator_gives_a_logit_per_pixel_with_spectrally_normalised_convs():
+    from torch.nn.utils import parametrize
+
+    from srgan_cli.models import build_discriminator
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    d = build_discriminator(DiscriminatorConfig(patch_size=32, arch="unet", num_features=8)).train()
+    sn = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d) and parametrize.is_parametrized(m)]
+    assert len(sn) == 8  # all but the first conv and the head
+    with torch.no_grad():
+        for m in sn:
+            m.parametrizations.weight.original.mul_(10.0)  # whatever the raw weights' scale ...
+        for _ in range(50):  # ... once the power iteration has converged ...
+            out = d(x)
+    assert out.shape == (2, 1, 32, 32)
+    for m in sn:  # ... each conv's largest singular value is 1
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert abs(float(sigma) - 1.0) < 0.05
+    assert build_discriminator(DiscriminatorConfig(patch_size=32))(x).shape == (2, 1)  # the paper's: one a patch
+    with pytest.raises(SrganError, match="arch"):
+        DiscriminatorConfig(arch="patch")
+
+
 # -- device and precision -----------------------------------------------------------------------
 
 

@@ -325,6 +325,35 @@ def test_gan_resume_gives_identical_weights(shared_data, mse_generator, data, tm
     assert torch.equal(exported[key], a["ema"][key]) and not torch.equal(exported[key], a["generator"][key])
 
 
+def test_unet_discriminator_trains_resumes_identically_and_is_fixed_for_the_run(
+    shared_data, mse_generator, data, tmp_path
+):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=4, batch_size=2, patch_size=16)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", checkpoint_every=2, lr_step=3)
+    opts.update(d_arch="unet", d_features=8)
+    result = train(opts, tmp_path / "full")
+    assert all(np.isfinite(h["loss_d"]) and np.isfinite(h["loss_adv"]) for h in result.history)
+    train({**opts, "steps": 2}, tmp_path / "part")
+    train({"steps": 4}, tmp_path / "part", resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "part" / CHECKPOINT)
+    assert a["discriminator_config"]["arch"] == "unet" and a["discriminator_config"]["num_features"] == 8
+    # the spectral norm's power-iteration vectors are state too: without them a resume would differ
+    assert any(key.endswith("_u") for key in a["discriminator"])
+    for part in ("generator", "discriminator"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    meta = read_metadata(tmp_path / "full" / "generator.safetensors")
+    assert meta["d_arch"] == "unet" and meta["d_features"] == "8" and "d_batch_norm" not in meta
+    for change in ({"d_arch": "vgg"}, {"d_features": 16}):  # architectures: fixed for the run
+        with pytest.raises(SrganError, match=next(iter(change)).replace("_", "-")):
+            train({**change, "steps": 6}, tmp_path / "part", resume=True)
+    with pytest.raises(SrganError, match="--d-arch: only in --stage gan"):
+        train(_options(data, steps=1, d_arch="unet"), tmp_path / "mse_stage")
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--stage", "gan", "--d-arch", "patch"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "--d-arch" in result.output
+
+
 def _extra_loss_steps(opts: dict, tmp_path: Path, name: str, weight: float, term: str) -> list[dict]:
     """Train with ``opts`` and with ``name`` = ``weight`` added; check that the option changes the
     generator, is in the metadata only when on, and that each logged total is the sum of its
@@ -534,6 +563,20 @@ def test_cuda_mixed_precision_runs_and_resumes(data, tmp_path, precision):
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert (state["scaler_g"] is not None) == (precision == "fp16")
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_gan_with_the_unet_discriminator_runs_and_resumes(shared_data, mse_generator, data, tmp_path, precision):
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=3, batch_size=2, patch_size=32)
+    opts.update(vgg_weights=str(shared_data / VGG_FILE), content_loss="vgg22", d_arch="unet", d_features=8)
+    opts.update(device="cuda", precision=precision, channels_last=True, workers=1)
+    train(opts, tmp_path / "run")
+    result = train({"steps": 5}, tmp_path / "run", resume=True)
+    assert result.step == 5 and all(np.isfinite(h["loss_d"]) and np.isfinite(h["loss_adv"]) for h in result.history)
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert all(torch.isfinite(v).all() for v in state["discriminator"].values() if v.is_floating_point())
 
 
 @pytest.mark.cuda
