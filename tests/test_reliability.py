@@ -211,3 +211,31 @@ def test_read_only_output_folder(batch, tmp_path, monkeypatch):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "permission denied" in errors[0]  # --fail-fast: stops at the first
     assert list(out.iterdir()) == []
+
+
+def test_fail_fast_while_the_reader_is_busy_never_hangs(monkeypatch, tmp_path):
+    """The writer fails (--fail-fast) while inference waits for the reader's next image; the
+    reader then sees the stop and ends without queueing its end marker. The batch must end, not
+    wait for that marker forever (a read-only output folder hung a batch this way)."""
+    import threading
+
+    import srgan_cli.commands.upscale as cmd
+
+    def slow_read(path, max_pixels):
+        if path.name == "b.png":
+            time.sleep(0.5)  # the first output's write fails meanwhile
+        return path.name
+
+    def write_one(job, loaded, result):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(cmd, "_read", slow_read)
+    jobs = [cmd.Job(tmp_path / n, tmp_path / "out" / n, None) for n in ("a.png", "b.png", "c.png")]
+    tally = cmd.Tally()
+    args = (jobs, lambda job, loaded: loaded, write_one)
+    kwargs = {"max_pixels": 10**8, "report": cmd.Reporter(quiet=True), "tally": tally, "fail_fast": True}
+    done = threading.Thread(target=cmd.run_pipeline, args=args, kwargs=kwargs, daemon=True)
+    done.start()
+    done.join(timeout=20)
+    assert not done.is_alive(), "the pipeline hung after a fail-fast failure"
+    assert tally.stopped and tally.failed == 1 and tally.written == 0

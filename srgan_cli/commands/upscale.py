@@ -306,12 +306,15 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def _get(q: queue.Queue):
+def _get(q: queue.Queue, stop: threading.Event | None = None):
+    """The next item; with ``stop``, _DONE once stop is set and nothing is queued (a producer
+    that sees stop returns without enqueueing _DONE, so waiting on would wait forever)."""
     while True:
         try:
             return q.get(timeout=0.1)
         except queue.Empty:
-            continue
+            if stop is not None and stop.is_set():
+                return _DONE
 
 
 def run_pipeline(
@@ -379,8 +382,8 @@ def run_pipeline(
     write_thread.start()
     try:
         while not stop.is_set():
-            item = _get(read_q)
-            if item is _DONE:
+            item = _get(read_q, stop)  # the writer may fail fast while this waits on the reader
+            if item is _DONE or stop.is_set():
                 break
             job, loaded, exc = item
             if exc is not None:
