@@ -196,7 +196,7 @@ class TrainConfig:
         if not (0.0 <= c.ema < 1.0):
             raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         gan_only = [n for n in ("content_jitter", "d_jitter", *ARTIFACT_WEIGHTS) if getattr(c, n)]
-        gan_only += [n for n, default in (("d_arch", "vgg"), ("d_features", 64)) if getattr(c, n) != default]
+        gan_only += [n for n in ("d_arch", "d_features") if getattr(c, n) != getattr(TrainConfig, n)]
         if gan_only and not gan:
             flags = ", ".join("--" + n.replace("_", "-") for n in gan_only)
             raise SrganError(f"{flags}: only in --stage gan (the mse stage has the pixel loss alone)")
@@ -914,10 +914,9 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.gan and not cfg.d_batch_norm and cfg.d_arch == "vgg":
             meta["d_batch_norm"] = "false"
-        if self.gan and cfg.d_arch != "vgg":
-            meta["d_arch"] = cfg.d_arch
-        if self.gan and cfg.d_features != 64:
-            meta["d_features"] = str(cfg.d_features)
+        for name in ("d_arch", "d_features"):  # recorded where they differ from the paper's discriminator
+            if self.gan and getattr(cfg, name) != getattr(TrainConfig, name):
+                meta[name] = str(getattr(cfg, name))
         for name in ("ldl_weight", *ARTIFACT_WEIGHTS):
             if self.gan and getattr(cfg, name):
                 meta[name] = str(getattr(cfg, name))
