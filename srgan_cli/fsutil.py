@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +21,7 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
     shares), as on memory cards and USB drives.
     """
     dest = Path(dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{_shortened(dest.name)}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp makes 0600; outputs get the usual permissions. FAT and exFAT refuse most modes
-    # (EPERM): there the file keeps the ones the mount gives every file.
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, 0o666 & ~_umask())
+    tmp = _new_temp(dest)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -77,13 +71,27 @@ def _fsync(fd: int) -> None:
 def _shortened(name: str) -> str:
     """``name`` cut so that the temporary file's name, ``.NAME.XXXXXXXX.part``, fits in the 255
     bytes a file name may have: a name that fits on its own must not fail for its temp name."""
-    room = 255 - len("..") - 8 - len(".part")  # 8: mkstemp's random part
+    room = 255 - len("..") - 8 - len(".part")  # 8: _new_temp's random part
     while len(os.fsencode(name)) > room:
         name = name[:-1]
     return name
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_temp(dest: Path) -> Path:
+    """Create an empty ``.NAME.XXXXXXXX.part`` beside ``dest`` with the usual permissions.
+
+    Opened with mode 0666 and O_EXCL, so the kernel applies the umask as it does to any new file
+    (mkstemp would make it 0600) and no two writers get the same file. The umask is never read:
+    Python reads it only by setting it, and while it is set another thread's new files would get
+    the wrong permissions. FAT and exFAT ignore the mode: the file gets the mount's.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    prefix = f".{_shortened(dest.name)}."
+    for _ in range(100):
+        tmp = dest.parent / f"{prefix}{secrets.token_hex(4)}.part"
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(dest.parent))

@@ -154,6 +154,19 @@ def test_atomic_path_respects_umask(tmp_path):
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
 
 
+def test_atomic_path_never_sets_the_umask(tmp_path, monkeypatch):
+    # Reading the umask means setting it for a moment, during which another thread's new files
+    # would get the wrong permissions: the temp file is created so that the kernel applies it.
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real(mask))
+    for overwrite in (True, False):
+        with atomic_path(tmp_path / f"f{overwrite}", overwrite=overwrite) as tmp:
+            tmp.write_bytes(b"x")
+    assert calls == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fFalse", "fTrue"]
+
+
 @pytest.mark.parametrize("name", ["a" * 251 + ".png", "\u5199" * 83 + ".png"], ids=["ascii", "utf8"])
 def test_atomic_path_takes_the_longest_names_the_filesystem_does(tmp_path, name):
     assert 250 <= len(os.fsencode(name)) <= 255

@@ -824,7 +824,7 @@ def test_read_only_folder(tmp_path, monkeypatch):
         def refuse(*a, **k):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(fsutil.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(fsutil, "_new_temp", refuse)
     else:
         folder.chmod(0o555)
     try:
@@ -876,7 +876,7 @@ def test_names_the_filesystem_refuses_are_explained(tmp_path, monkeypatch, err, 
     def refuse(*a, **k):  # FAT/exFAT answer EINVAL for a name with : * ? " < > |
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(fsutil.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(fsutil, "_new_temp", refuse)
     with pytest.raises(SrganError, match=reason) as info:
         write_image(tmp_path / "a:b.png", RNG.random((2, 2, 3)))
     assert str(info.value).startswith(str(tmp_path / "a:b.png")) and "\n" not in str(info.value)

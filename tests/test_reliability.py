@@ -193,12 +193,12 @@ def test_read_only_output_folder(batch, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     if os.geteuid() == 0:  # root ignores file modes: simulate the refusal instead
-        import tempfile
+        from srgan_cli import fsutil
 
         def denied(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(tempfile, "mkstemp", denied)
+        monkeypatch.setattr(fsutil, "_new_temp", denied)
     else:
         out.chmod(0o555)
     try:
