@@ -60,7 +60,7 @@ import numpy as np
 
 from .errors import SrganError, first_line
 from .fsutil import atomic_path
-from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES
+from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_rgb8
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -197,19 +197,9 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as uint8 (H, W, 3); grayscale becomes R = G = B, alpha is dropped."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                data = np.asarray(im, dtype=np.float64)
-                data = np.clip(np.round(data / (257.0 if data.max() > 255 else 1.0)), 0, 255).astype(np.uint8)
-                return np.repeat(data[..., None], 3, axis=2)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise SrganError(f"{path}: cannot read the image ({_short(exc)})") from None
+    """An image file as uint8 (H, W, 3) as ``srgan upscale`` decodes it (16-bit and float images
+    scaled to 8 bits, grayscale as R = G = B); alpha is dropped."""
+    return read_rgb8(path)
 
 
 # --------------------------------------------------------------------------- upscalers

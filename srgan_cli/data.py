@@ -25,13 +25,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import SrganError
-from .images import IMAGE_SUFFIXES
+from .errors import SrganError, first_line
+from .images import IMAGE_SUFFIXES, read_rgb8
 from .resize import imresize, imresize_torch
 
 CACHE_AUTO_LIMIT = 2 << 30  # decode everything up front when the decoded set fits in 2 GiB
 CACHE_MODES = ("auto", "on", "off")
-_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+# SrganError: what images.read_rgb8 raises for a file it cannot decode.
+_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, SrganError)
 
 
 @dataclass
@@ -127,9 +128,8 @@ def hold_out(scan: ImageScan, count: int) -> tuple[ImageScan, list[Path]]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image to (H, W, 3) uint8 RGB."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """Decode an image to (H, W, 3) uint8 RGB (16-bit and float images scaled, not clipped)."""
+    return read_rgb8(path)
 
 
 def resolve_cache(mode: str, scan: ImageScan) -> bool:
@@ -193,9 +193,20 @@ class PatchDataset(Dataset):
         self.min_scale = min_scale
         self.group = max(1, group)
         self._step_images: tuple[int, np.ndarray] | None = None
-        self.images: list[np.ndarray] | None = None
+        self.images: list[np.ndarray | None] | None = None
+        # Images whose header reads but whose data does not, with why (found only when caching):
+        # their samples come from the next image, exactly as without the cache.
+        self.undecodable: list[tuple[Path, str]] = []
         if cache:
-            self.images = [read_rgb(p) for p in self.paths]
+            self.images = []
+            for path in self.paths:
+                try:
+                    self.images.append(read_rgb(path))
+                except _READ_ERRORS as exc:
+                    self.images.append(None)
+                    self.undecodable.append((path, first_line(exc)))
+            if len(self.undecodable) == len(self.paths):
+                raise SrganError(f"{scan.root}: none of the training images can be decoded")
 
     def image_index(self, index: int) -> int:
         """Which image sample ``index`` is cropped from."""
@@ -213,9 +224,12 @@ class PatchDataset(Dataset):
         return len(self.paths)
 
     def _image(self, k: int) -> np.ndarray:
-        if self.images is not None:
-            return self.images[k]
-        return read_rgb(self.paths[k])
+        if self.images is None:
+            return read_rgb(self.paths[k])
+        image = self.images[k]
+        if image is None:
+            raise ValueError(f"{self.paths[k]}: could not be decoded")
+        return image
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng((self.seed, index))

@@ -265,6 +265,16 @@ def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> Loa
             ) from None
 
 
+def read_rgb8(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB, decoded as ``read_image`` decodes it for ``srgan
+    upscale``: EXIF orientation applied, 16-bit and float images scaled to 8 bits (not clipped),
+    CMYK through its profile, grayscale as R = G = B; alpha is dropped. Training, validation and
+    benchmark images are read with it, so they see the pixels an upscale would.
+    """
+    rgb = read_image(path, max_pixels=max_pixels).rgb
+    return quantise_into(rgb, np.empty(rgb.shape, dtype=np.uint8))
+
+
 def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
     try:
         head = fh.read(64)

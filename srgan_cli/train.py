@@ -733,6 +733,13 @@ class _Trainer:
         self.dataset = PatchDataset(
             scan, cfg.patch_size, seed=cfg.seed, cache=cache, group=group, min_scale=cfg.scale_aug
         )
+        if self.dataset.undecodable:
+            path, why = self.dataset.undecodable[0]
+            count = len(self.dataset.undecodable)
+            self.info(
+                f"{count} training image(s) could not be decoded and are not trained on "
+                f"(first: {why if str(path) in why else f'{path}: {why}'}); their samples come from other images"
+            )
         self.loader = make_loader(
             self.dataset,
             cfg.batch_size,

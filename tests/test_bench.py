@@ -223,6 +223,20 @@ def test_hr_is_cropped_to_a_multiple_of_the_scale_and_gray_is_rgb(tmp_path):
     assert (image.hr[..., 0] == image.hr[..., 2]).all()
 
 
+def test_sixteen_bit_and_float_sets_are_scaled_as_upscale_reads_them(tmp_path):
+    # 16-bit grayscale and float scans: scaled to 8 bits (not clipped to white or black), the
+    # pixels srgan upscale would read from the same files.
+    folder = tmp_path / "s"
+    (folder / "HR").mkdir(parents=True)
+    (folder / "LR_x4").mkdir()
+    ramp = np.linspace(0, 65535, 48 * 40).reshape(40, 48).round().astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "HR" / "scan.png")
+    Image.fromarray(np.full((10, 12), 0.25, np.float32)).save(folder / "LR_x4" / "scan.tiff")
+    image = core.load_set(folder).images[0]
+    assert np.array_equal(image.hr[..., 1], np.rint(ramp / 257.0).astype(np.uint8))
+    assert np.all(image.lr == 64)  # 0.25 * 255 = 63.75
+
+
 def test_too_small_and_same_named_images_are_one_line_errors(tmp_path):
     folder = tmp_path / "s"
     (folder / "HR").mkdir(parents=True)

@@ -109,6 +109,47 @@ def test_patches_shape_dtype_and_determinism(image_tree):
     assert not torch.equal(a[0], a[1])
 
 
+def test_wide_and_float_images_are_scaled_to_eight_bits_not_clipped(tmp_path):
+    # Pillow's convert("RGB") clips 16-bit grayscale to white and float images to black; a
+    # training set of 16-bit scans would train on blank patches.
+    root = tmp_path / "data"
+    root.mkdir()
+    Image.fromarray(np.full((40, 40), 0x4040, np.uint16)).save(root / "gray16.png")  # 16448 / 65535 -> 64
+    Image.fromarray(np.full((40, 40), 0.75, np.float32)).save(root / "float.tiff")  # 0.75 -> 191.25 -> 191
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(root / "rgb8.png")
+    expected = {"gray16": 64, "float": 191, "rgb8": 200}
+    scan = scan_images(root, 32)
+    assert len(scan.paths) == 3
+    for cache in (False, True):
+        data = PatchDataset(scan, 32, cache=cache)
+        assert not data.undecodable
+        for k, path in enumerate(data.paths):
+            image = data._image(k)
+            assert image.dtype == np.uint8 and image.shape == (40, 40, 3)
+            assert np.all(image == expected[path.stem]), (path.name, cache, np.unique(image))
+    assert np.all(val_image(root / "gray16.png", 4).hr == 64)
+
+
+def test_an_undecodable_image_is_replaced_alike_with_and_without_the_cache(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root, 3)
+    good = (root / "img0.png").read_bytes()
+    (root / "img1.png").write_bytes(good[: len(good) // 2])  # the header reads, the data does not
+    scan = scan_images(root, 32)
+    assert len(scan.paths) == 3
+    plain = PatchDataset(scan, 32, seed=5, group=3)
+    cached = PatchDataset(scan, 32, seed=5, group=3, cache=True)
+    assert [p.name for p, _ in cached.undecodable] == ["img1.png"]
+    assert "truncated" in cached.undecodable[0][1]
+    assert plain.undecodable == []  # found only when decoding up front
+    for i in range(9):
+        assert torch.equal(plain[i], cached[i])
+    for name in ("img0.png", "img2.png"):
+        (root / name).write_bytes(b"\x89PNG\r\n\x1a\n" + good[8:40])
+    with pytest.raises(SrganError, match="none of the training images can be decoded"):
+        PatchDataset(scan, 32, cache=True)
+
+
 def test_random_patch_is_a_flipped_or_rotated_crop():
     image = np.arange(20 * 30 * 3, dtype=np.int64).reshape(20, 30, 3)
     seen = set()
