@@ -1240,3 +1240,67 @@ def test_encoder_threads_follow_pytorch(monkeypatch):
     assert images._encoder_threads() == 3
     monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
     assert images._encoder_threads() == 8
+
+
+def _rgb8_cases(folder: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    files = {}
+
+    def save(name, image, **kw):
+        files[name] = folder / name
+        image.save(files[name], **kw)
+
+    save("rgb.png", Image.fromarray(rgb))
+    save("gray.png", Image.fromarray(rgb[..., 0]))
+    save("rgb.jpg", Image.fromarray(rgb), quality=90)
+    save("gray.jpg", Image.fromarray(rgb[..., 1]), quality=90)
+    save("rgb.webp", Image.fromarray(rgb), lossless=True)
+    save("rgb.bmp", Image.fromarray(rgb))
+    save("rgba.png", Image.fromarray(np.dstack([rgb, rgb[..., :1]])))
+    save("palette.png", Image.fromarray(rgb).convert("P"), transparency=3)
+    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"))
+    rotated = Image.fromarray(rgb)
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    save("rotated.jpg", rotated, exif=exif, quality=90)
+    images.write_image(folder / "rgb16.png", rgb.astype(np.float32) / 255 + 1e-4, bit_depth=16)
+    images.write_image(folder / "gray16.tiff", rgb[..., :1].repeat(3, 2) / 255.0, bit_depth=16, grayscale=True)
+    files["rgb16.png"], files["gray16.tiff"] = folder / "rgb16.png", folder / "gray16.tiff"
+    return files
+
+
+def test_read_rgb8_is_read_image_in_eight_bits(tmp_path, monkeypatch):
+    # Training and bench images go through read_rgb8; its direct path for plain 8-bit files
+    # must give the bytes read_image does, and everything else must take read_image's path.
+    files = _rgb8_cases(tmp_path)
+    expected = {}
+    for name, path in files.items():
+        rgb = read_image(path).rgb
+        expected[name] = images.quantise_into(rgb, np.empty(rgb.shape, np.uint8))
+        got = images.read_rgb8(path)
+        assert got.dtype == np.uint8 and np.array_equal(got, expected[name]), name
+    assert expected["rotated.jpg"].shape == (40, 30, 3)  # turned upright
+
+    def refuse(path, **kw):
+        raise AssertionError(f"{Path(path).name} took the float path")
+
+    monkeypatch.setattr(images, "read_image", refuse)
+    plain = ("rgb.png", "gray.png", "rgb.jpg", "gray.jpg", "rgb.webp", "rgb.bmp")
+    for name in plain:
+        assert np.array_equal(images.read_rgb8(files[name]), expected[name])
+    for name in set(files) - set(plain):
+        with pytest.raises(AssertionError, match="took the float path"):
+            images.read_rgb8(files[name])
+
+
+def test_read_rgb8_errors_are_read_images(tmp_path):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(good)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(SrganError, match="cut.png: cannot decode the PNG data"):
+        images.read_rgb8(cut)
+    with pytest.raises(SrganError, match="more than the limit of 100"):
+        images.read_rgb8(good, max_pixels=100)
+    assert images.read_rgb8(good)[0, 0].tolist() == [1, 2, 3]
