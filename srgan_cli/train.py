@@ -46,6 +46,7 @@ from torch import nn
 from .config import ARCHS, D_ARCHS, DiscriminatorConfig, GeneratorConfig
 from .data import (
     CACHE_MODES,
+    ImageScan,
     PatchDataset,
     ValImage,
     default_workers,
@@ -695,13 +696,31 @@ class _Trainer:
             self.cfg.content_loss, self.cfg.vgg_weights, self.device, jitter=self.cfg.content_jitter
         )
 
+    def _scan(self) -> ImageScan:
+        """The training images: under torchrun, rank 0 scans and sends its list to the others,
+        so every rank trains on the same list (a folder that changes during the scans would
+        otherwise give the ranks different ones) and a large tree is read once, not per rank."""
+        cfg = self.cfg
+        if not self.dist.enabled:
+            return scan_images(cfg.data, cfg.patch_size)
+        box: list[ImageScan | SrganError | None] = [None]
+        if self.dist.main:
+            try:
+                box[0] = scan_images(cfg.data, cfg.patch_size)
+            except SrganError as exc:  # sent too, so that no rank waits for a list that never comes
+                box[0] = exc
+        torch.distributed.broadcast_object_list(box, src=0)
+        if isinstance(box[0], SrganError):
+            raise box[0]
+        return box[0]
+
     def _data(self) -> None:
         cfg = self.cfg
         # the validation set first: it is small, and a wrong --val fails before minutes of decoding
         self.val_images: list[ValImage] = []
         scan = held = None
         if cfg.val_holdout:  # the scan reads headers only, so this still fails early
-            scan, held = hold_out(scan_images(cfg.data, cfg.patch_size), cfg.val_holdout)
+            scan, held = hold_out(self._scan(), cfg.val_holdout)
         if self.dist.main:  # rank 0 validates; the others wait at a barrier
             if held:
                 self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
@@ -724,7 +743,7 @@ class _Trainer:
         if restored_by == self.best_by:  # else the first validation's generator becomes the best
             self.best_score = restored_score
         if scan is None:
-            scan = scan_images(cfg.data, cfg.patch_size)
+            scan = self._scan()
         self.info(scan.summary() + (f"; {len(held)} more held out for validation" if held else ""))
         cache = resolve_cache(cfg.cache, scan)
         if cache:

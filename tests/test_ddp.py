@@ -46,9 +46,29 @@ def _worker(rank: int, world: int, port: int, options: dict, out: str, results: 
     torch.save(state, Path(results) / f"rank{rank}.pt")
 
 
-def _spawn(options: dict, out: Path, results: Path, world: int = 2) -> list[dict[str, torch.Tensor]]:
+def _rank0_scans_worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
+    if rank != 0:
+        import srgan_cli.train
+
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"rank {rank} scanned the training folder")
+
+        srgan_cli.train.scan_images = refuse
+    _worker(rank, world, port, options, out, results)
+
+
+def _error_worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
+    from srgan_cli.errors import SrganError
+
+    try:
+        _worker(rank, world, port, options, out, results)
+    except SrganError as exc:
+        (Path(results) / f"rank{rank}.err").write_text(str(exc))
+
+
+def _spawn(options: dict, out: Path, results: Path, world: int = 2, worker=_worker) -> list[dict[str, torch.Tensor]]:
     results.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_worker, args=(world, _free_port(), options, str(out), str(results)), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, _free_port(), options, str(out), str(results)), nprocs=world, join=True)
     return [torch.load(results / f"rank{r}.pt", weights_only=True) for r in range(world)]
 
 
@@ -75,6 +95,33 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     assert state["discriminator"] is not None and state["optimizer_d"] is not None
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1  # written once, by rank 0 (log_every 10 > steps: only the last step)
+
+
+@pytest.mark.parametrize("holdout", [0, 1])
+def test_rank_zero_scans_the_training_folder_for_every_rank(tmp_path, holdout):
+    """One scan (a big tree is read once) whose list every rank trains on."""
+    data = _images(tmp_path / "images")
+    options = {"data": str(data), "steps": 2, "val_holdout": holdout, **TINY}
+    _assert_same(*_spawn(options, tmp_path / "run", tmp_path / "results", worker=_rank0_scans_worker))
+
+
+def test_a_failed_scan_stops_every_rank_with_its_error(tmp_path):
+    """Rank 0 sends its scan's error: no rank waits for an image list that never comes."""
+    (tmp_path / "empty").mkdir()
+    results = tmp_path / "results"
+    results.mkdir()
+    options = {"data": str(tmp_path / "empty"), "steps": 1, **TINY}
+    args = (2, _free_port(), options, str(tmp_path / "run"), str(results))
+    context = mp.spawn(_error_worker, args=args, nprocs=2, join=False)
+    for _ in range(24):  # 2 minutes at most
+        if context.join(timeout=5):
+            break
+    else:
+        for process in context.processes:
+            process.kill()
+        pytest.fail("a rank hung after rank 0's scan failed")
+    for rank in (0, 1):
+        assert "no usable training images" in (results / f"rank{rank}.err").read_text()
 
 
 def test_torchrun_cli_resumes_a_run(tmp_path):
