@@ -218,6 +218,21 @@ class Upscaler:
     notes: list[str] = field(default_factory=list)
 
 
+def model_label(spec: str) -> str:
+    """A model's name in tables: a weights file's stem, else the name or Hub reference as given."""
+    path = Path(spec)
+    return path.stem if path.suffix == ".safetensors" else spec
+
+
+def unique_label(label: str, taken: set[str]) -> str:
+    """``label``, or ``label-2``, ``label-3``, ... if taken (two files with one stem); adds it to ``taken``."""
+    candidate, k = label, 2
+    while candidate in taken:
+        candidate, k = f"{label}-{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
 def bicubic_upscaler(scale: int = 4) -> Upscaler:
     """MATLAB-compatible bicubic upscaling of the LR (the literature's baseline)."""
     return Upscaler(BICUBIC, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))

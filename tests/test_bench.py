@@ -567,8 +567,8 @@ def test_blockiness_scores_blocks_on_the_pixel_grid(tmp_path, capsys):
     Image.fromarray(photo).save(tmp_path / "s" / "HR" / "a.png")
     assert module.main(["--set", str(tmp_path / "s"), "-m", "bicubic", "-m", "bicubic", "--per-image"]) == 0
     out = capsys.readouterr().out
-    assert "| set | HR's own | bicubic | bicubic |" in out and "(0/1 above)" in out and "s/a: HR" in out
-    assert "grid of SR - HR per 64 px square" in out and "| set | bicubic | bicubic |" in out
+    assert "| set | HR's own | bicubic | bicubic-2 |" in out and "(0/1 above)" in out and "s/a: HR" in out
+    assert "grid of SR - HR per 64 px square" in out and "| set | bicubic | bicubic-2 |" in out
     assert "fine detail beyond twice HR's power" in out
     # the local grid: a 4 px pattern on HR, of opposite sign in each half, scores its RMS in Y
     hr = np.full((64, 128, 3), 128, np.uint8)

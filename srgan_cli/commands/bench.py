@@ -142,7 +142,7 @@ def bench(
     upscalers = []
     taken: set[str] = set()
     for spec in specs:
-        label = _unique(core.BICUBIC if spec.lower() == core.BICUBIC else _label(spec), taken)
+        label = core.unique_label(core.BICUBIC if spec.lower() == core.BICUBIC else core.model_label(spec), taken)
         if spec.lower() == core.BICUBIC:
             upscalers.append(core.bicubic_upscaler(bench_sets[0].scale))  # every set is loaded at x4
         elif model_specs:
@@ -154,7 +154,9 @@ def bench(
                 raise SrganError(f"{exc}; or use --model bicubic or --model FILE.safetensors") from None
         if ensemble and spec.lower() != core.BICUBIC:
             upscalers.append(
-                core.model_upscaler(spec, dev, precision, name=_unique(f"{label}+ensemble", taken), ensemble=True)
+                core.model_upscaler(
+                    spec, dev, precision, name=core.unique_label(f"{label}+ensemble", taken), ensemble=True
+                )
             )
 
     lpips, lpips_note = None, None
@@ -283,19 +285,6 @@ def _print_paired(console, result: dict) -> None:
 def _set_label(set_name: str) -> str:
     path = Path(set_name)
     return set_name.lower() if set_name.lower() in ("set5", "set14", "bsd100") and not path.is_dir() else path.name
-
-
-def _label(spec: str) -> str:
-    path = Path(spec)
-    return path.stem if path.suffix == ".safetensors" else spec
-
-
-def _unique(label: str, taken: set[str]) -> str:
-    candidate, k = label, 2
-    while candidate in taken:
-        candidate, k = f"{label}-{k}", k + 1
-    taken.add(candidate)
-    return candidate
 
 
 def _finite(value):
