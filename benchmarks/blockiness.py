@@ -44,7 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 
-from srgan_cli.bench import bicubic_upscaler, load_set, model_label, model_upscaler, resolve_set, unique_label  # noqa: E402
+from srgan_cli.bench import load_set, resolve_set, upscalers_for  # noqa: E402
 from srgan_cli.losses import local_grid_loss, phase_steps, spectral_loss  # noqa: E402
 from srgan_cli.metrics import rgb_to_y  # noqa: E402
 
@@ -90,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "bench"))
     parser.add_argument("--per-image", action="store_true")
     args = parser.parse_args(argv)
-    taken: set[str] = set()  # two models of one name get the names srgan bench gives them: gen, gen-2
-    upscalers = []
-    for m in args.models:
-        upscaler = bicubic_upscaler() if m == "bicubic" else model_upscaler(m, "cpu", "fp32")
-        upscaler.name = unique_label(model_label(m), taken)
-        upscalers.append(upscaler)
+    upscalers = upscalers_for(args.models)  # fp32 on the CPU
     rows = ["| set | HR's own | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (2 + len(upscalers)) + "|"]
     grid_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]
     spectral_rows = list(grid_rows)

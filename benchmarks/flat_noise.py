@@ -36,15 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 
-from srgan_cli.bench import (  # noqa: E402
-    bicubic_upscaler,
-    load_set,
-    model_label,
-    model_upscaler,
-    resolve_set,
-    unique_label,
-    window_sums,
-)
+from srgan_cli.bench import load_set, resolve_set, upscalers_for, window_sums  # noqa: E402
 from srgan_cli.metrics import rgb_to_y  # noqa: E402
 
 WINDOW = 7  # the fine residual: the residual minus its mean over this window
@@ -109,12 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=float, default=4.0, help="HR's local std from which a pixel is textured")
     parser.add_argument("--per-image", action="store_true")
     args = parser.parse_args(argv)
-    taken: set[str] = set()  # two models of one name get the names srgan bench gives them: gen, gen-2
-    upscalers = []
-    for m in args.models:
-        upscaler = bicubic_upscaler() if m == "bicubic" else model_upscaler(m, "cpu", "fp32")
-        upscaler.name = unique_label(model_label(m), taken)
-        upscalers.append(upscaler)
+    upscalers = upscalers_for(args.models)  # fp32 on the CPU
     header = "| set | flat pixels | HR's own | " + " | ".join(u.name for u in upscalers) + " |"
     rows = [header, "|---" * (3 + len(upscalers)) + "|"]
     detail_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]

@@ -233,6 +233,21 @@ def unique_label(label: str, taken: set[str]) -> str:
     return candidate
 
 
+def upscalers_for(specs: Sequence[str], device: Any = "cpu", precision: str = "fp32") -> list[Upscaler]:
+    """An upscaler for each of ``specs`` ('bicubic', a model name, a weights file or a Hub
+    reference), named as ``srgan bench`` names them (two files with one stem: gen, gen-2)."""
+    taken: set[str] = set()
+    upscalers = []
+    for spec in specs:
+        if spec.lower() == BICUBIC:
+            upscaler, label = bicubic_upscaler(), BICUBIC
+        else:
+            upscaler, label = model_upscaler(spec, device, precision), model_label(spec)
+        upscaler.name = unique_label(label, taken)
+        upscalers.append(upscaler)
+    return upscalers
+
+
 def bicubic_upscaler(scale: int = 4) -> Upscaler:
     """MATLAB-compatible bicubic upscaling of the LR (the literature's baseline)."""
     return Upscaler(BICUBIC, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))
