@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 
 from srgan_cli import losses  # noqa: E402
-from srgan_cli.data import list_images, make_pair, random_patch, read_rgb  # noqa: E402
+from srgan_cli.data import list_images, make_pair, random_patch  # noqa: E402
 from srgan_cli.hub import resolve_weights  # noqa: E402
+from srgan_cli.images import read_rgb8  # noqa: E402
 from srgan_cli.weights import load_generator  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def training_crops(data: Path, count: int, size: int, seed: int) -> torch.Tensor
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
-        image = read_rgb(paths[int(rng.integers(len(paths)))])
+        image = read_rgb8(paths[int(rng.integers(len(paths)))])
         if min(image.shape[:2]) >= size:
             out.append(random_patch(image, size, rng))
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)

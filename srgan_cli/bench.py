@@ -167,7 +167,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     min_side = 2 * scale + 11
     bench = BenchSet(name or path.name, path, scale)
     for hr_path in hr_files:
-        hr = read_rgb(hr_path)
+        hr = read_rgb8(hr_path)
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
         if h < min_side or w < min_side:
             raise SrganError(
@@ -177,7 +177,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         hr = np.ascontiguousarray(hr[:h, :w])
         lr_path = lr_files.get(hr_path.stem)
         if lr_path is not None:
-            lr = read_rgb(lr_path)
+            lr = read_rgb8(lr_path)
             if lr.shape[:2] != (h // scale, w // scale):
                 raise SrganError(
                     f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives "
@@ -194,12 +194,6 @@ def _image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as uint8 (H, W, 3) as ``srgan upscale`` decodes it (16-bit and float images
-    scaled to 8 bits, grayscale as R = G = B); alpha is dropped."""
-    return read_rgb8(path)
 
 
 # --------------------------------------------------------------------------- upscalers

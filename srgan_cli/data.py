@@ -127,11 +127,6 @@ def hold_out(scan: ImageScan, count: int) -> tuple[ImageScan, list[Path]]:
     return rest, sorted(held)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image to (H, W, 3) uint8 RGB (16-bit and float images scaled, not clipped)."""
-    return read_rgb8(path)
-
-
 def resolve_cache(mode: str, scan: ImageScan) -> bool:
     if mode not in CACHE_MODES:
         raise SrganError(f"unknown cache mode {mode!r}; expected one of {', '.join(CACHE_MODES)}")
@@ -201,7 +196,7 @@ class PatchDataset(Dataset):
             self.images = []
             for path in self.paths:
                 try:
-                    self.images.append(read_rgb(path))
+                    self.images.append(read_rgb8(path))
                 except _READ_ERRORS as exc:
                     self.images.append(None)
                     self.undecodable.append((path, first_line(exc)))
@@ -225,7 +220,7 @@ class PatchDataset(Dataset):
 
     def _image(self, k: int) -> np.ndarray:
         if self.images is None:
-            return read_rgb(self.paths[k])
+            return read_rgb8(self.paths[k])
         image = self.images[k]
         if image is None:
             raise ValueError(f"{self.paths[k]}: could not be decoded")
@@ -364,7 +359,7 @@ def val_image(path: Path, scale: int, max_side: int | None = None) -> ValImage:
     """An HR image as a validation pair: cropped to a multiple of ``scale`` (and to its central
     ``max_side`` px a side where given), its LR made with the MATLAB bicubic."""
     try:
-        hr = read_rgb(path)
+        hr = read_rgb8(path)
     except _READ_ERRORS:
         raise SrganError(f"{path}: cannot read this validation image; fix or remove it") from None
     side = max_side or max(hr.shape[:2])
