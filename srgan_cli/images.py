@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fractions
 import io
 import os
 import stat
@@ -91,6 +92,7 @@ class LoadedImage:
     icc_profile: bytes | None
     exif: bytes | None  # orientation reset to 1: it has been applied to the pixels
     n_frames: int
+    dpi: tuple[float, float] | None = None  # (x, y) pixels per inch as the file records it, after orientation
 
     @property
     def size(self) -> tuple[int, int]:
@@ -586,6 +588,9 @@ def _finish(
     rgb = _orient(np.asarray(rgb, dtype=np.float32), orientation)
     if alpha is not None:
         alpha = _orient(np.asarray(alpha, dtype=np.float32), orientation)
+    dpi = _dpi_of(im)
+    if dpi and orientation in (5, 6, 7, 8):  # the pixels were turned a quarter: so is the density
+        dpi = (dpi[1], dpi[0])
     return LoadedImage(
         rgb=rgb,
         alpha=alpha,
@@ -596,7 +601,20 @@ def _finish(
         icc_profile=icc,
         exif=exif,
         n_frames=n_frames,
+        dpi=dpi,
     )
+
+
+def _dpi_of(im: Image.Image) -> tuple[float, float] | None:
+    """The pixel density Pillow read (PNG pHYs, JPEG JFIF or EXIF, TIFF, BMP), if it is a real one."""
+    try:
+        x, y = (float(v) for v in im.info["dpi"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (0.5 <= x <= 1e6 and 0.5 <= y <= 1e6):  # unset (0 or 1 "dpi" of aspect-only headers) or nonsense
+        return None
+    # PNG stores whole pixels per metre (steps of 0.0254 dpi): 300 dpi reads back as 299.9994
+    return tuple(float(round(v)) if abs(v - round(v)) < 0.02 else v for v in (x, y))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------- 16-bit PNG decoding
@@ -986,6 +1004,7 @@ def write_image(
     grayscale: bool = False,
     overwrite: bool = True,
     threads: int | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -1004,6 +1023,8 @@ def write_image(
     pixels are written as they are meant to be seen) and the pixel dimensions updated.
     ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF, into the
     ImageDescription ("key: value; ...") and Software (the "Software" key) fields.
+    ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
+    field for it).
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
@@ -1037,13 +1058,13 @@ def write_image(
     try:
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
-                _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads)
+                _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads, dpi)
             elif bit_depth == 16 and fmt == "TIFF":
                 if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
                     planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
-                _write_tiff16(fh, planes, icc_profile, text, threads)
+                _write_tiff16(fh, planes, icc_profile, text, threads, dpi)
             else:
-                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text)
+                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi)
             fh.flush()
     except FileExistsError:
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
@@ -1051,7 +1072,7 @@ def write_image(
         raise SrganError(f"{path}: cannot write: the folder {path.parent} does not exist") from None
     except OSError as exc:
         raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
-    except (ValueError, TypeError, KeyError, struct.error) as exc:
+    except (ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:  # RuntimeError: libtiff's
         raise SrganError(f"{path}: cannot encode the image as {fmt} ({_one_line(exc)})") from None
     return path
 
@@ -1103,11 +1124,30 @@ def _prepare_exif(exif: bytes | None, text: dict[str, str], width: int = 0, heig
     return ex.tobytes() if len(ex) else None
 
 
-def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str]) -> None:
+def _exif_without_sub_ifds(exif: bytes | None) -> bytes | None:
+    """EXIF with only its main IFD's tags, for Pillow's compressed TIFF writer: libtiff refuses the
+    pointers to the Exif, GPS and interoperability IFDs ("Error setting from dictionary"), so the
+    camera settings and GPS position in those IFDs are left out of TIFF output; Make, Model,
+    DateTime, Artist, Copyright and the like stay."""
+    if not exif:
+        return None
+    ex = Image.Exif()
+    try:
+        ex.load(exif)
+    except Exception:  # noqa: BLE001 - unreadable EXIF is dropped rather than failing the write
+        return None
+    for pointer in (0x8769, 0x8825, 0xA005):
+        ex.pop(pointer, None)
+    return ex.tobytes() if len(ex) else None
+
+
+def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None) -> None:
     gray = planes.shape[2] <= 2
     colour = planes[..., 0] if gray else planes[..., :3]
     im = to_pil(colour, planes[..., -1] if planes.shape[2] in (2, 4) else None, grayscale=gray)
     params: dict = {}
+    if dpi and fmt in ("JPEG", "TIFF", "BMP"):
+        params["dpi"] = dpi
     if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         params["icc_profile"] = icc
     if fmt == "PNG":
@@ -1140,6 +1180,7 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
     elif fmt == "TIFF":
         _quiet_libtiff()
         params["compression"] = "tiff_adobe_deflate"
+        exif = _exif_without_sub_ifds(exif)
         if exif:
             params["exif"] = exif
         rest = {k: v for k, v in text.items() if k != "Software"}
@@ -1256,6 +1297,7 @@ def _write_png(
     exif: bytes | None,
     text: dict[str, str],
     threads: int | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> None:
     """Write a PNG (gray, gray+alpha, RGB, RGBA; 8 or 16 bits) to ``fh``, band by band, in parallel.
 
@@ -1282,6 +1324,8 @@ def _write_png(
             head.append(_png_chunk(b"iTXt", key + b"\x00\x00\x00\x00\x00" + v.encode("utf-8")))
     if exif:
         head.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if dpi:  # pixels per metre
+        head.append(_png_chunk(b"pHYs", struct.pack(">IIB", *(max(1, round(d / 0.0254)) for d in dpi), 1)))
     fh.write(b"".join(head))
     bpp = c * bit_depth // 8
     step = _band_rows(w * bpp, 1 << 20)
@@ -1308,7 +1352,14 @@ def _write_png(
     fh.write(_png_chunk(b"IEND", b""))
 
 
-def _write_tiff16(fh, planes: np.ndarray, icc: bytes | None, text: dict[str, str], threads: int | None = None) -> None:
+def _write_tiff16(
+    fh,
+    planes: np.ndarray,
+    icc: bytes | None,
+    text: dict[str, str],
+    threads: int | None = None,
+    dpi: tuple[float, float] | None = None,
+) -> None:
     """Write a little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor.
 
     ``planes`` is (H, W, C) float in [0, 1] or uint16. The strips (about 1 MB of rows each)
@@ -1358,7 +1409,13 @@ def _write_tiff16(fh, planes: np.ndarray, icc: bytes | None, text: dict[str, str
     add(277, 3, [c])
     add(278, 4, [min(step, h)])
     add(279, 4, strip_counts)
+    if dpi:
+        for tag, d in zip((282, 283), dpi, strict=True):
+            ratio = fractions.Fraction(d).limit_denominator(1000)
+            entries.append((tag, 5, 1, struct.pack("<II", ratio.numerator, ratio.denominator)))
     add(284, 3, [1])
+    if dpi:
+        add(296, 3, [2])  # inches
     if "Software" in text:
         add(305, 2, text["Software"].encode("ascii", "replace") + b"\x00")
     add(317, 3, [2])

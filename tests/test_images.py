@@ -508,6 +508,49 @@ def test_output_exif_is_upright_with_new_size(tmp_path):
             assert back.get_ifd(0x8769)[0xA002] == 12 and back.get_ifd(0x8769)[0xA003] == 8
 
 
+def test_exif_goes_into_tiff_output_without_its_sub_ifds(tmp_path):
+    # libtiff refused the Exif IFD pointer ("RuntimeError: Error setting from dictionary"): every
+    # camera JPEG failed to upscale to TIFF, as did any EXIF once the new pixel size was set.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Maker"
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
+    exif.get_ifd(0x8825)[1] = "N"
+    for depth in (8, 16):
+        out = write_image(tmp_path / f"e{depth}.tif", RNG.random((8, 12, 3)), exif=exif.tobytes(), bit_depth=depth)
+        with Image.open(out) as im:
+            assert im.size == (12, 8)
+            if depth == 8:  # the 16-bit writer carries no EXIF
+                back = im.getexif()
+                assert back[0x0112] == 1 and back[0x010F] == "Maker"
+
+
+@pytest.mark.parametrize("src", [".png", ".jpg", ".tif", ".bmp", "16.png", "16.tif"])
+@pytest.mark.parametrize("dst", [".png", ".jpg", ".tif", ".bmp", "16.png", "16.tif"])
+def test_dpi_is_kept(tmp_path, src, dst):
+    pixels = RNG.integers(0, 65536 if src.startswith("16") else 256, (6, 8), dtype=np.uint16)
+    im = Image.fromarray(pixels) if src.startswith("16") else Image.fromarray(pixels.astype(np.uint8)).convert("RGB")
+    im.save(tmp_path / f"in{src}", dpi=(300, 150))
+    got = read_image(tmp_path / f"in{src}")
+    assert got.dpi == (300, 150)
+    depth = 16 if dst.startswith("16") else 8
+    out = write_image(tmp_path / f"out{dst}", got.rgb, bit_depth=depth, dpi=got.dpi)
+    assert read_image(out).dpi == (300, 150)
+
+
+def test_dpi_turns_with_the_exif_orientation_and_unset_is_none(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(
+        tmp_path / "r.jpg", exif=exif.tobytes(), dpi=(300, 150)
+    )
+    assert read_image(tmp_path / "r.jpg").dpi == (150, 300)
+    Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / "plain.png")
+    assert read_image(tmp_path / "plain.png").dpi is None
+    with Image.open(write_image(tmp_path / "o.png", RNG.random((4, 4, 3)))) as im:
+        assert "dpi" not in im.info
+
+
 def test_tiff_layout_tags_do_not_travel_as_exif(tmp_path):
     Image.fromarray(RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(
         tmp_path / "m.tif", description="a description", software="cam"

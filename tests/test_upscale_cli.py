@@ -194,6 +194,17 @@ def test_icc_profile_carried(weights, tmp_path):
     assert Image.open(tmp_path / "o.png").info.get("icc_profile") == icc
 
 
+def test_dpi_carried_and_camera_exif_to_tiff(weights, tmp_path):
+    src = tmp_path / "cam.jpg"
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"  # DateTimeOriginal, in the Exif IFD
+    Image.new("RGB", (6, 5), (10, 200, 30)).save(src, exif=exif.tobytes(), dpi=(300, 300))
+    for name in ("o.png", "o.jpg", "o.tif"):  # TIFF failed on any EXIF; every format dropped the dpi
+        assert run(weights, src, "-o", tmp_path / name).exit_code == 0
+        with Image.open(tmp_path / name) as im:
+            assert im.size == (24, 20) and tuple(round(v) for v in im.info["dpi"]) == (300, 300)
+
+
 def test_exif_carried_and_16bit_tiff(weights, tmp_path):
     src = tmp_path / "cam.jpg"
     exif = Image.Exif()

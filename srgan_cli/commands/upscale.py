@@ -878,6 +878,7 @@ def _run(
                     quality=quality,
                     icc_profile=loaded.icc_profile,
                     exif=loaded.exif,
+                    dpi=loaded.dpi,
                     text=text,
                     grayscale=loaded.grayscale,
                     overwrite=overwrite,
