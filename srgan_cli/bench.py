@@ -242,9 +242,9 @@ def upscalers_for(specs: Sequence[str], device: Any = "cpu", precision: str = "f
     return upscalers
 
 
-def bicubic_upscaler(scale: int = 4) -> Upscaler:
+def bicubic_upscaler(scale: int = 4, name: str = BICUBIC) -> Upscaler:
     """MATLAB-compatible bicubic upscaling of the LR (the literature's baseline)."""
-    return Upscaler(BICUBIC, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))
+    return Upscaler(name, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))
 
 
 def model_upscaler(
@@ -533,27 +533,66 @@ def comparison_sheet(
     return sheet
 
 
+_SAVED_BY = "srgan bench --save-images"
+
+
+def saved_paths(save_dir: str | Path, image_name: str, model_names: Sequence[str]) -> list[Path]:
+    """The files :func:`save_outputs` writes for one image: one SR image per model, then the sheet."""
+    save_dir = Path(save_dir)
+    return [save_dir / _safe_name(n) / f"{image_name}.png" for n in model_names] + [
+        save_dir / "sheets" / f"{image_name}.png"
+    ]
+
+
+def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Sequence[str]) -> None:
+    """Raise SrganError, before anything runs, if ``--save-images`` would replace a set's image or
+    a file that an earlier ``srgan bench --save-images`` did not write."""
+    for image in bench_set.images:
+        for dest in saved_paths(save_dir, image.name, model_names):
+            _check_replaceable(dest, image)
+
+
+def _check_replaceable(dest: Path, image: BenchImage) -> None:
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    inputs = {p.resolve() for p in (image.hr_path, image.lr_path) if p is not None}
+    if dest.resolve() in inputs:
+        raise SrganError(f"{dest}: would overwrite an input image; choose another --save-images folder")
+    from PIL import Image
+
+    try:
+        with Image.open(dest) as im:
+            ours = im.format == "PNG" and im.info.get("Software") == _SAVED_BY
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        ours = False
+    if not ours or not dest.is_file() or dest.is_symlink():
+        raise SrganError(
+            f"{dest}: exists and was not written by srgan bench --save-images; choose another --save-images folder"
+        )
+
+
 def save_outputs(
     save_dir: str | Path, image: BenchImage, outputs: dict[str, np.ndarray], scale: int, psnrs: dict[str, float]
 ) -> list[Path]:
     """Write ``<dir>/<model>/<image>.png`` for each SR output and ``<dir>/sheets/<image>.png``.
 
     The sheet shows HR, bicubic and every model on the same detail crop and flat crop, labelled
-    with name and PSNR. Every file is written atomically; a path that is one of the set's inputs is refused.
+    with name and PSNR. Every file is written atomically and marked as written here; an existing
+    file is replaced only if an earlier call wrote it (never one of the set's inputs).
     """
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     save_dir = Path(save_dir)
-    inputs = {p.resolve() for p in (image.hr_path, image.lr_path) if p is not None}
     written = []
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text("Software", _SAVED_BY)
 
     def write(dest: Path, array: np.ndarray) -> None:
-        if dest.resolve() in inputs:
-            raise SrganError(f"{dest}: would overwrite an input image; choose another --save-images folder")
+        _check_replaceable(dest, image)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(dest) as tmp:
-                Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+                Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG", pnginfo=mark)
         except OSError as exc:
             raise SrganError(f"{dest}: cannot write ({exc.strerror or _short(exc)}); check --save-images") from None
         written.append(dest)

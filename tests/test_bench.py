@@ -308,6 +308,39 @@ def test_save_images_never_overwrites_an_input(bench_dir, tmp_path):
     assert (folder / "HR" / "baby.png").read_bytes() == before
 
 
+def test_save_images_replaces_only_its_own_files(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    save = tmp_path / "cmp"
+    assert _invoke("--set", folder, "-m", "bicubic", "--save-images", save, "--no-lpips").exit_code == 0
+    again = _invoke("--set", folder, "-m", "bicubic", "--save-images", save, "--no-lpips")
+    assert again.exit_code == 0, again.output  # a rerun replaces what the first run wrote
+    mine = save / "bicubic" / "baby.png"
+    Image.new("RGB", (8, 8)).save(mine)  # a user's own file where an output would go: kept
+    before = mine.read_bytes()
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--save-images", save, "--no-lpips"))
+    assert "not written by srgan bench" in line and mine.read_bytes() == before
+
+
+def test_json_replaces_an_earlier_result_but_no_other_file(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    out = tmp_path / "r.json"
+    for _ in range(2):
+        assert _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--json", out).exit_code == 0
+    assert json.loads(out.read_text())["set"]
+    hr = folder / "HR" / "baby.png"
+    before = hr.read_bytes()
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--json", hr)  # it replaced the HR image
+    assert result.exit_code == 2 and "not an srgan bench result" in result.output
+    assert hr.read_bytes() == before
+
+
+def test_the_same_model_twice_gets_two_columns_not_a_traceback(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    result = _invoke("--set", folder, "-m", "bicubic", "-m", "bicubic", "--no-lpips", "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert [m["name"] for m in json.loads(result.stdout)["models"]] == ["bicubic", "bicubic-2"]
+
+
 def test_detail_window_finds_the_textured_region():
     hr = np.full((200, 300, 3), 128, np.uint8)
     rng = np.random.default_rng(0)

@@ -115,6 +115,11 @@ def bench(
             raise click.BadParameter(f"{target} is a folder; give a file name", param_hint="--json")
         if not target.parent.is_dir():
             raise click.BadParameter(f"{target.parent}: no such folder", param_hint="--json")
+        if (target.exists() or target.is_symlink()) and not _is_bench_json(target):
+            # a result replaces an earlier result (scripts reuse the name), never another file
+            raise click.BadParameter(
+                f"{target} exists and is not an srgan bench result; choose another name", param_hint="--json"
+            )
 
     dev = choose_device(device)
     set_names = set_names or ("set5",)
@@ -144,7 +149,7 @@ def bench(
     for spec in specs:
         label = core.unique_label(core.BICUBIC if spec.lower() == core.BICUBIC else core.model_label(spec), taken)
         if spec.lower() == core.BICUBIC:
-            upscalers.append(core.bicubic_upscaler(bench_sets[0].scale))  # every set is loaded at x4
+            upscalers.append(core.bicubic_upscaler(bench_sets[0].scale, name=label))  # every set is loaded at x4
         elif model_specs:
             upscalers.append(core.model_upscaler(spec, dev, precision, name=label))
         else:
@@ -158,6 +163,11 @@ def bench(
                     spec, dev, precision, name=core.unique_label(f"{label}+ensemble", taken), ensemble=True
                 )
             )
+
+    if save_images is not None:  # before any model runs: a refusal costs nothing
+        for bench_set in bench_sets:
+            save_dir = save_images / bench_set.name if folder_per_set else save_images
+            core.check_save_dir(save_dir, bench_set, [u.name for u in upscalers])
 
     lpips, lpips_note = None, None
     if no_lpips:
@@ -208,6 +218,19 @@ def bench(
     if save_images is not None:
         where = f"{save_images}" if len(bench_sets) == 1 else f"{save_images}/SET/"
         console.print(f"SR images and comparison sheets written to {where}")
+
+
+def _is_bench_json(path: Path) -> bool:
+    """True for a file that ``srgan bench --json`` wrote: a result object, or a list of them."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.loads(fh.read(50_000_000))
+    except (OSError, ValueError):
+        return False
+    docs = doc if isinstance(doc, list) else [doc]
+    return bool(docs) and all(
+        isinstance(d, dict) and "schema_version" in d and isinstance(d.get("models"), list) and "set" in d for d in docs
+    )
 
 
 def _print_table(console, result: dict, per_image: bool) -> None:
