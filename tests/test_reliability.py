@@ -213,6 +213,38 @@ def test_read_only_output_folder(batch, tmp_path, monkeypatch):
     assert list(out.iterdir()) == []
 
 
+def test_an_interrupt_while_the_last_file_is_written_waits_for_it(monkeypatch, tmp_path):
+    """Ctrl-C (or SIGTERM) reaching the main thread while it waits for the writer: the writer's
+    file is finished (or removed) before the interrupt goes on. Left behind, the daemon writer
+    died mid-file at exit and left its hidden temporary file in the output folder."""
+    import threading
+
+    import srgan_cli.commands.upscale as cmd
+
+    main_thread = threading.main_thread().ident
+    finished = []
+
+    def write_one(job, loaded, result):
+        signal.pthread_kill(main_thread, signal.SIGINT)  # the main thread is joining the writer now
+        time.sleep(0.5)  # a large PNG being encoded
+        finished.append(job.dest.name)
+
+    monkeypatch.setattr(cmd, "_read", lambda path, max_pixels: path.name)
+    jobs = [cmd.Job(tmp_path / "a.png", tmp_path / "out" / "a.png", None)]
+    tally = cmd.Tally()
+    with pytest.raises(KeyboardInterrupt):
+        cmd.run_pipeline(
+            jobs,
+            lambda job, loaded: time.sleep(0.2) or loaded,  # the writer starts while the main thread joins
+            write_one,
+            max_pixels=10**8,
+            report=cmd.Reporter(quiet=True),
+            tally=tally,
+            fail_fast=False,
+        )
+    assert finished == ["a.png"] and tally.written == 1
+
+
 def test_fail_fast_while_the_reader_is_busy_never_hangs(monkeypatch, tmp_path):
     """The writer fails (--fail-fast) while inference waits for the reader's next image; the
     reader then sees the stop and ends without queueing its end marker. The batch must end, not

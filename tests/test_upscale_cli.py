@@ -667,6 +667,51 @@ def test_report_replaces_an_earlier_report_but_never_another_file(weights, tmp_p
     assert run(weights, image, "-o", "-", "--report", "-").exit_code == 2  # stdout is taken by the image
 
 
+def test_rerun_in_place_with_a_suffix_skips_its_earlier_outputs(weights, tmp_path):
+    folder = tmp_path / "photos"
+    _img(folder / "a.png")
+    _img(folder / "b.jpg")
+    _img(folder / "c_x4.png")  # the user's own file with an output-like name: still an input
+    assert run(weights, folder, "-o", folder, "--suffix", "_x4").exit_code == 0
+    made = sorted(p.name for p in folder.iterdir())
+    assert made == ["a.png", "a_x4.png", "b.jpg", "b_x4.jpg", "c_x4.png", "c_x4_x4.png"]
+    for flag in ("--skip-existing", "--overwrite"):  # cron's rerun; a redo
+        result = run(weights, folder, "-o", folder, "--suffix", "_x4", flag)
+        assert result.exit_code == 0, result.output  # was: "would replace an input image", and x16 files
+        assert sorted(p.name for p in folder.iterdir()) == made
+
+
+def test_a_broken_symlink_in_a_folder_is_a_failure_not_silence(weights, tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "gone.png: a symbolic link to a missing file" in result.stderr
+    assert "1 written, 0 skipped, 1 failed" in result.stderr and (tmp_path / "out" / "a.png").exists()
+
+
+def test_report_never_takes_an_output_images_name(weights, tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png")
+    (tmp_path / "o").mkdir()
+    for src, out, report in (("in/a.png", "out.png", "out.png"), ("in", "o", "o/b.png")):
+        result = run(weights, tmp_path / src, "-o", tmp_path / out, "--report", tmp_path / report)
+        assert result.exit_code == 2 and "one of the output images" in result.output, result.output
+        assert not (tmp_path / "out.png").exists() and not list((tmp_path / "o").iterdir())
+
+
+def test_a_report_that_cannot_be_written_fails_the_run(weights, tmp_path, monkeypatch):
+    from srgan_cli import fsutil
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    _img(tmp_path / "a.png")
+    monkeypatch.setattr(fsutil, "atomic_path", no_room)  # the report's (images.py holds its own reference)
+    result = run(weights, tmp_path / "a.png", "-o", tmp_path / "b.png", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1 and "cannot write the report" in result.stderr
+    assert (tmp_path / "b.png").exists() and not (tmp_path / "r.json").exists()
+
+
 def test_report_names_stdin_as_dash_also_when_the_output_is_refused(weights, tmp_path):
     import json
 

@@ -120,15 +120,23 @@ def _inside(folder: Path, path: Path) -> bool:
         return False
 
 
-def _other_files(folder: Path, recursive: bool) -> list[Path]:
-    """Files in an input folder that are not images (reported as skipped)."""
+def _other_files(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    """Files in an input folder that are not images (reported as skipped), and image names
+    that are symbolic links to nothing (reported as failed: the image the user meant is missing)."""
     from ..images import is_image_path
 
-    found = []
+    others, broken = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".") and not is_image_path(f)]
-    return found
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            if f.startswith("."):
+                continue
+            if not is_image_path(f):
+                others.append(path)
+            elif path.is_symlink() and not path.exists():
+                broken.append(path)
+    return others, broken
 
 
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
@@ -198,17 +206,22 @@ def plan_jobs(
             f"so it is a folder: the image goes into {output / _output_name(inputs[0], fmt, name_suffix)}"
         )
     jobs: list[Job] = []
+    listed: set[Path] = set()  # found in a folder, not named on the command line
     for item in inputs:
         if item.is_dir():
             found = list_images(item, recursive=recursive)
             if os.path.realpath(item) != os.path.realpath(output):
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
-            for other in _other_files(item, recursive):
+            others, broken = _other_files(item, recursive)
+            for other in others:
                 tally.add("skipped", other, None, "not an image file")
+            for link in broken:
+                tally.add("failed", link, None, report.error(f"{link}: a symbolic link to a missing file"))
             for src in found:
                 rel = src.relative_to(item)
                 jobs.append(Job(src, output / rel.parent / _output_name(src, fmt, name_suffix), None))
+                listed.add(src)
         elif item.is_file():
             if not is_image_path(item):
                 tally.add("skipped", item, None, "not an image file")
@@ -216,7 +229,34 @@ def plan_jobs(
             jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
             tally.add("failed", item, None, report.error(f"{item}: no such file or folder"))
-    return jobs, False
+    return _without_earlier_outputs(jobs, listed, tally), False
+
+
+def _without_earlier_outputs(jobs: list[Job], listed: set[Path], tally: Tally) -> list[Job]:
+    """Drop the files that an earlier run wrote into an input folder (-o the folder itself, with
+    --suffix): each is the output of another job here and carries srgan's mark. Upscaled again
+    they became x16 images, and a --skip-existing rerun failed on "would replace an input"."""
+    by_dest = {os.path.realpath(j.dest): j for j in jobs}
+    keep = []
+    for job in jobs:
+        maker = by_dest.get(os.path.realpath(job.src)) if job.src in listed else None
+        if maker is not None and maker is not job and _written_by_srgan(job.src):
+            tally.add("skipped", job.src, None, f"the output of {maker.src} from an earlier run, not an input")
+            continue
+        keep.append(job)
+    return keep
+
+
+def _written_by_srgan(path: Path) -> bool:
+    """True when the image's Software field (PNG text, EXIF, TIFF tag) says srgan wrote it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            software = im.info.get("Software") or im.getexif().get(0x0131) or ""
+    except Exception:  # noqa: BLE001 - unreadable: not known to be ours, so it stays an input
+        return False
+    return isinstance(software, str) and software.startswith("srgan ")
 
 
 def check_jobs(
@@ -332,6 +372,7 @@ def run_pipeline(
     stop = threading.Event()
     read_q: queue.Queue = queue.Queue(QUEUE_SIZE)
     write_q: queue.Queue = queue.Queue(QUEUE_SIZE)
+    writer_done = threading.Event()
 
     def fail(job: Job, exc: BaseException) -> None:
         if isinstance(exc, SrganError):
@@ -359,6 +400,12 @@ def run_pipeline(
         _put(read_q, _DONE, stop)
 
     def writer() -> None:
+        try:
+            write_all()
+        finally:
+            writer_done.set()
+
+    def write_all() -> None:
         while True:
             item = _get(write_q)
             if item is _DONE:
@@ -407,9 +454,27 @@ def run_pipeline(
             _force_put(write_q, _DONE)
         else:
             write_q.put(_DONE)
+        late = _wait_through_interrupts(writer_done, stop)
         write_thread.join()
         stop.set()
         read_thread.join(timeout=5)
+        if late is not None:
+            raise late
+
+
+def _wait_through_interrupts(done: threading.Event, stop: threading.Event) -> KeyboardInterrupt | None:
+    """Wait for the writer even through Ctrl-C / SIGTERM (each one stops the batch): left
+    behind, the daemon thread would die mid-file at exit and leave its temporary file. Returns
+    the interrupt that came while waiting, for the caller to raise once the writer is done.
+    (Not ``Thread.join``: before Python 3.13 an interrupted join marks the thread as ended.)"""
+    late = None
+    while not done.is_set():
+        try:
+            done.wait(0.5)
+        except KeyboardInterrupt as exc:
+            stop.set()
+            late = exc
+    return late
 
 
 def _force_put(q: queue.Queue, item) -> None:
@@ -622,6 +687,7 @@ def upscale(
 
     report = Reporter(quiet)
     tally = Tally()
+    report_written = True
     with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
         inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, Path(stage), report)
         ended = "interrupted"
@@ -629,6 +695,7 @@ def upscale(
             _run(
                 inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
                 quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
+                report_path,
             )  # fmt: skip
             ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
@@ -638,14 +705,17 @@ def upscale(
         except SrganError as exc:
             ended = f"stopped: {' '.join(str(exc).split())}"
             raise
+        except click.UsageError:
+            report_path = None  # nothing ran, and the report's path may be what is wrong
+            raise
         finally:
-            if report_path is not None:
-                _write_report(report_path, tally, ended, report)
+            if report_path is not None:  # part of the job: a script must see it missing in the exit status
+                report_written = _write_report(report_path, tally, ended, report)
         if to_stdout and tally.written:
             _copy_to_stdout(output)
     if not quiet or tally.failed:
         click.echo(_summary(tally), err=True)
-    if tally.failed:
+    if tally.failed or not report_written:
         sys.exit(1)
 
 
@@ -756,8 +826,9 @@ def _is_report(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("schema_version") == 1 and isinstance(doc.get("files"), list)
 
 
-def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> None:
-    """The --report JSON (schema_version 1): counts, how the run ended, one record per file."""
+def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> bool:
+    """The --report JSON (schema_version 1): counts, how the run ended, one record per file.
+    False (with the error printed) when it cannot be written."""
     import json
 
     from .. import __version__
@@ -780,12 +851,14 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> Non
     text = json.dumps(doc, indent=1) + "\n"
     if str(path) == "-":
         click.echo(text, nl=False)
-        return
+        return True
     try:
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
+        return False
+    return True
 
 
 def _summary(tally: Tally) -> str:
@@ -795,8 +868,15 @@ def _summary(tally: Tally) -> str:
 def _run(
     inputs, output, model_ref, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
     quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
+    report_path=None,
 ) -> None:  # fmt: skip
     jobs, single = plan_jobs(inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=report, tally=tally)
+    if report_path is not None and str(report_path) != "-":
+        target = report_path.resolve()
+        if any(j.dest.resolve() == target for j in jobs):
+            raise click.BadParameter(
+                f"{report_path} is one of the output images; choose another name", param_hint="'--report'"
+            )
     if not jobs and not tally.failed and not tally.skipped:
         from ..images import SUPPORTED_SUFFIXES
 
