@@ -217,6 +217,58 @@ def build_generator(config: GeneratorConfig) -> SRResNet | RRDBNet:
     return RRDBNet(config) if config.arch == "rrdb" else SRResNet(config)
 
 
+def generator_state_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """The keys and shapes of ``build_generator(config).state_dict()``, without building anything
+    (BatchNorm's ``num_batches_tracked`` counters left out, as weights files leave them out).
+
+    Cheap for any config (no module, no tensor), so a weights file's header can be checked
+    against its config before a model is built; ``tests/test_weights.py`` keeps it equal to
+    the real state dict.
+    """
+    c, f, g = config.in_channels, config.num_features, config.growth_channels
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(name: str, cout: int, cin: int, kernel: int) -> None:
+        shapes[f"{name}.weight"] = (cout, cin, kernel, kernel)
+        shapes[f"{name}.bias"] = (cout,)
+
+    def batch_norm(name: str) -> None:
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{name}.{part}"] = (f,)
+
+    stages = int(math.log2(config.scale))
+    if config.arch == "rrdb":
+        conv("head", f, c, 3)
+        for b in range(config.num_blocks):
+            for d in range(3):
+                for i in range(5):
+                    conv(f"body.{b}.blocks.{d}.convs.{i}", g if i < 4 else f, f + i * g, 3)
+        conv("body_tail", f, f, 3)
+        for s in range(stages):
+            conv(f"up_convs.{s}", f, f, 3)
+        conv("hr_conv", f, f, 3)
+        conv("tail", c, f, 3)
+        return shapes
+    conv("head.0", f, c, 9)
+    shapes["head.1.weight"] = (f,)
+    for b in range(config.num_blocks):
+        conv(f"body.{b}.conv1", f, f, 3)
+        if config.batch_norm:
+            batch_norm(f"body.{b}.bn1")
+        shapes[f"body.{b}.act.weight"] = (f,)
+        conv(f"body.{b}.conv2", f, f, 3)
+        if config.batch_norm:
+            batch_norm(f"body.{b}.bn2")
+    conv("body_tail.0", f, f, 3)
+    if config.batch_norm:
+        batch_norm("body_tail.1")
+    for s in range(stages):
+        conv(f"upsample.{3 * s}", 4 * f, f, 3)
+        shapes[f"upsample.{3 * s + 2}.weight"] = (f,)
+    conv("tail", c, f, 9)
+    return shapes
+
+
 def fold_batch_norm(net: nn.Module) -> nn.Module:
     """Fold each BatchNorm into the convolution before it (inference only: the running
     statistics become part of the weights and bias), in place; returns ``net``.

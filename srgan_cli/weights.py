@@ -1,14 +1,17 @@
 """Weights: safetensors files that carry their config, and the table of named models.
 
 A generator file holds the state dict and, in its metadata, ``format`` = ``srgan-generator``,
-``config`` = the JSON of :class:`GeneratorConfig`, plus free-form provenance keys. The file
-alone rebuilds its model. Loading is strict, and nothing is ever unpickled.
+``format_version`` = ``1``, ``config`` = the JSON of :class:`GeneratorConfig`, plus free-form
+provenance keys. The file alone rebuilds its model. Loading is strict, and nothing is ever
+unpickled; the config is checked against the header's tensor names and shapes before a model
+is built, so a file cannot make srgan build more than it holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,10 +25,19 @@ from safetensors.torch import save as serialize
 from .config import GeneratorConfig
 from .errors import SrganError, first_line
 from .fsutil import atomic_path
-from .models import build_generator
+from .models import build_generator, generator_state_shapes
 
 FORMAT = "srgan-generator"
+# The version of the file format written in ``format_version``. "1" is the only one so far;
+# files without the key are read as version 1, and a higher number is refused (a newer srgan).
 FORMAT_VERSION = "1"
+
+# The largest config a weights file may ask for, far above every published generator (SRResNet
+# 16 blocks of 64 features, ESRGAN 23 RRDBs of 64 features, growth 32): a file is never
+# trusted to make srgan build an absurd model.
+MAX_BLOCKS = 256
+MAX_FEATURES = 1024
+MAX_GROWTH = 1024
 
 # Files in these formats are pickles: loading one can run arbitrary code, so none is ever loaded.
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
@@ -210,10 +222,16 @@ def load_generator(
             f"{path}: not an srgan generator file (no '{FORMAT}' config in its metadata); "
             "weights must be saved by srgan (srgan train, srgan interpolate)"
         )
+    _check_format_version(meta.get("format_version"), path)
     try:
         config = GeneratorConfig.from_json(meta["config"])
     except SrganError as exc:
         raise SrganError(f"{path}: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise SrganError(f"{path}: generator config is not valid ({_short(exc)})") from None
+    # The header alone (names and shapes, no tensor data) must match the config before any
+    # module is built: a config that claims a billion blocks is refused here in milliseconds.
+    check_file_config(path, config)
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -222,6 +240,100 @@ def load_generator(
     _load_strict(model, state, path)
     model.eval()
     return model.to(device), config, meta
+
+
+def _check_format_version(version: str | None, path: Path) -> None:
+    if version is None or version == FORMAT_VERSION:
+        return
+    if version.isascii() and version.isdigit() and len(version) <= 6 and int(version) > int(FORMAT_VERSION):
+        raise SrganError(
+            f"{path}: made by a newer srgan (weights format_version {version}, this srgan reads "
+            f"{FORMAT_VERSION}); upgrade srgan to load it"
+        )
+    raise SrganError(
+        f"{path}: unknown weights format_version {_clip(version)!r} (this srgan reads {FORMAT_VERSION}); "
+        "the file is damaged or was not saved by srgan"
+    )
+
+
+_BLOCK_KEY = re.compile(r"body\.(\d+)\.")
+_SRRESNET_STAGE_KEY = re.compile(r"upsample\.\d+\.bias")
+_RRDB_STAGE_KEY = re.compile(r"up_convs\.\d+\.weight")
+
+
+def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's name and shape, from the file's header (no tensor data is read)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {key: tuple(int(d) for d in fh.get_slice(key).get_shape()) for key in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
+
+
+def check_file_config(path: str | Path, config: GeneratorConfig) -> None:
+    """Check ``config`` against the tensor names and shapes in the file's header, reading no
+    tensor data and building nothing: the block count, the first conv's channels, the growth
+    channels, the upsampling stages, BatchNorm, upper bounds on every size, then every key and
+    shape. One-line SrganError on the first mismatch.
+    """
+    path = Path(path)
+    shapes = read_shapes(path)
+    says = f"{path}: weights do not match their config: it says"
+    rrdb = config.arch == "rrdb"
+    head = "head.weight" if rrdb else "head.0.weight"
+    other_arch, other_head = ("srresnet", "head.0.weight") if rrdb else ("rrdb", "head.weight")
+    if head not in shapes and other_head in shapes:
+        raise SrganError(f"{says} arch {config.arch} but the file holds {other_arch} weights ({other_head})")
+    blocks = len({m.group(1) for key in shapes if (m := _BLOCK_KEY.match(key))})
+    if blocks != config.num_blocks:
+        raise SrganError(
+            f"{says} num_blocks {_clip(config.num_blocks)} but the file holds weights for "
+            f"{blocks} block{'s' if blocks != 1 else ''}"
+        )
+    first = shapes.get(head)
+    if first is not None and len(first) == 4:
+        if first[0] != config.num_features:
+            raise SrganError(
+                f"{says} num_features {_clip(config.num_features)} but its first conv ({head}) "
+                f"has {first[0]} output channels"
+            )
+        if first[1] != config.in_channels:
+            raise SrganError(
+                f"{says} in_channels {config.in_channels} but its first conv ({head}) has {first[1]} input channels"
+            )
+    dense = shapes.get("body.0.blocks.0.convs.0.weight")
+    if rrdb and dense is not None and len(dense) == 4 and dense[0] != config.growth_channels:
+        raise SrganError(
+            f"{says} growth_channels {_clip(config.growth_channels)} but body.0.blocks.0.convs.0.weight "
+            f"has {dense[0]} output channels"
+        )
+    stage_key = _RRDB_STAGE_KEY if rrdb else _SRRESNET_STAGE_KEY
+    stages = sum(1 for key in shapes if stage_key.fullmatch(key))
+    if first is not None and 2**stages != config.scale:
+        raise SrganError(
+            f"{says} scale {config.scale} but the file holds {stages} x2 upsampling stage"
+            f"{'s' if stages != 1 else ''} (x{2**stages})"
+        )
+    if not rrdb and first is not None:
+        norms = [key for key in shapes if ".bn1." in key or ".bn2." in key or key.startswith("body_tail.1.")]
+        if config.batch_norm and not norms:
+            raise SrganError(f"{says} batch_norm true but the file holds no BatchNorm weights")
+        if not config.batch_norm and norms:
+            raise SrganError(f"{says} batch_norm false but the file holds BatchNorm weights ({norms[0]})")
+    bounds = [("num_blocks", config.num_blocks, MAX_BLOCKS), ("num_features", config.num_features, MAX_FEATURES)]
+    if rrdb:
+        bounds.append(("growth_channels", config.growth_channels, MAX_GROWTH))
+    for name, value, limit in bounds:
+        if value > limit:
+            raise SrganError(f"{path}: its config says {name} {_clip(value)}; srgan loads at most {limit}")
+    _check_shapes(shapes, generator_state_shapes(config), str(path), "weights do not match their config")
+
+
+def _clip(value: object, limit: int = 40) -> str:
+    """``value`` as text, cut to ``limit`` characters (a config may hold a 4000-digit number)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -241,8 +353,19 @@ def check_state_dict(
     ``{source}: {mismatch}: k has shape (..), expected (..)``, and a damaged-file message for
     NaN, infinity or integer data.
     """
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    _check_shapes({k: tuple(v.shape) for k, v in state.items()}, expected, source, mismatch, hint)
+    for key in expected:
+        got = state[key]
+        if not got.is_floating_point() or not _all_finite(got):
+            raise SrganError(f"{source}: tensor {key} is not finite floating point; the file is corrupt")
+
+
+def _check_shapes(
+    shapes: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], source: str, mismatch: str, hint: str = ""
+) -> None:
+    """Exactly the ``expected`` keys, each with its shape; the one-line errors of check_state_dict."""
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
@@ -251,11 +374,8 @@ def check_state_dict(
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise SrganError(f"{source}: {mismatch}: {', '.join(parts)} tensors{hint}")
     for key, shape in expected.items():
-        got = state[key]
-        if tuple(got.shape) != tuple(shape):
-            raise SrganError(f"{source}: {mismatch}: {key} has shape {tuple(got.shape)}, expected {tuple(shape)}")
-        if not got.is_floating_point() or not _all_finite(got):
-            raise SrganError(f"{source}: tensor {key} is not finite floating point; the file is corrupt")
+        if tuple(shapes[key]) != tuple(shape):
+            raise SrganError(f"{source}: {mismatch}: {key} has shape {tuple(shapes[key])}, expected {tuple(shape)}")
 
 
 def _all_finite(tensor: torch.Tensor) -> bool:

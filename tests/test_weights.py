@@ -10,14 +10,17 @@ import stat
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import save as serialize
 
-from srgan_cli import weights
+from srgan_cli import models, weights
+from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.errors import SrganError
 from srgan_cli.hub import resolve_weights
-from srgan_cli.models import build_generator
+from srgan_cli.models import build_generator, generator_state_shapes
 from srgan_cli.weights import (
+    bundled_dir,
     count_file_parameters,
     describe_entries,
     load_generator,
@@ -156,7 +159,7 @@ def test_config_that_does_not_match_the_shapes_is_refused(tmp_path):
     assert "do not match their config" in _one_line(info)
     deeper = GeneratorConfig(num_blocks=2, num_features=8)
     path = save_state(tmp_path / "n.safetensors", model.state_dict(), deeper, overwrite=True)
-    with pytest.raises(SrganError, match="missing"):
+    with pytest.raises(SrganError, match="num_blocks 2 but the file holds weights for 1 block$"):
         load_generator(path)
 
 
@@ -263,3 +266,204 @@ def test_loaded_model_is_complete_and_trainable(tmp_path, config):
     loss = loaded(torch.rand(2, 3, 4, 4)).mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in loaded.parameters())
+
+
+# --- the config in a file's metadata is checked against its header before anything is built ---
+
+TINY_RRDB = GeneratorConfig(arch="rrdb", num_blocks=1, num_features=8, growth_channels=4, batch_norm=False)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TINY,
+        GeneratorConfig(num_blocks=3, num_features=4, batch_norm=False, scale=8, in_channels=1),
+        GeneratorConfig(num_blocks=2, num_features=6, scale=2),
+        TINY_RRDB,
+        GeneratorConfig(arch="rrdb", num_blocks=2, num_features=6, growth_channels=5, batch_norm=False, scale=8),
+        GeneratorConfig(arch="rrdb", num_blocks=1, num_features=4, growth_channels=3, batch_norm=False, in_channels=1),
+    ],
+)
+def test_generator_state_shapes_equal_the_built_model(config):
+    built = {k: tuple(v.shape) for k, v in build_generator(config).state_dict().items()}
+    assert generator_state_shapes(config) == {k: v for k, v in built.items() if not k.endswith("num_batches_tracked")}
+
+
+def _with_metadata(src, dst, config=None, **meta):
+    """A copy of ``src`` whose metadata has ``meta`` set (None: removed) and its config JSON updated
+    with ``config`` (a dict), or replaced by it (a string); the header is rewritten as bytes, the
+    tensor data is copied untouched."""
+    data = src.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    metadata = header["__metadata__"]
+    if isinstance(config, str):
+        metadata["config"] = config
+    elif config:
+        metadata["config"] = json.dumps({**json.loads(metadata["config"]), **config})
+    for key, value in meta.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    dst.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + size :])
+    return dst
+
+
+@pytest.fixture()
+def nothing_built_or_read(monkeypatch):
+    """Fail the test if a generator is built or tensor data is read: a refusal must come from the header."""
+
+    def built(*args, **kwargs):
+        raise AssertionError("a generator was built before the file's config was checked")
+
+    def read(*args, **kwargs):
+        raise AssertionError("tensor data was read before the file's config was checked")
+
+    for cls in (models.SRResNet, models.RRDBNet):
+        monkeypatch.setattr(cls, "__init__", built)
+    monkeypatch.setattr(weights, "load_file", read)
+
+
+@pytest.mark.parametrize("blocks", [10**9, 10**5])
+def test_absurd_num_blocks_in_a_real_file_is_refused_from_the_header(tmp_path, blocks, nothing_built_or_read):
+    path = _with_metadata(
+        bundled_dir() / "srresnet_x4.safetensors", tmp_path / "huge.safetensors", config={"num_blocks": blocks}
+    )
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert _one_line(info) == (
+        f"{path}: weights do not match their config: "
+        f"it says num_blocks {blocks} but the file holds weights for 16 blocks"
+    )
+
+
+@pytest.mark.parametrize(
+    "source, config, expected",
+    [
+        ("srresnet", {"num_blocks": 10**5}, "it says num_blocks 100000 but the file holds weights for 1 block"),
+        ("srresnet", {"num_features": 10**6}, "it says num_features 1000000 but its first conv (head.0.weight) has 8"),
+        ("srresnet", {"in_channels": 1}, "it says in_channels 1 but its first conv (head.0.weight) has 3 input"),
+        ("srresnet", {"scale": 8}, "it says scale 8 but the file holds 2 x2 upsampling stages (x4)"),
+        ("srresnet", {"batch_norm": False}, "it says batch_norm false but the file holds BatchNorm weights"),
+        ("srresnet", {"arch": "rrdb", "batch_norm": False}, "it says arch rrdb but the file holds srresnet weights"),
+        ("rrdb", {"arch": "srresnet"}, "it says arch srresnet but the file holds rrdb weights"),
+        ("rrdb", {"growth_channels": 10**6}, "it says growth_channels 1000000 but body.0.blocks.0.convs.0.weight"),
+        ("rrdb", {"num_features": 2**40}, "it says num_features 1099511627776 but its first conv (head.weight) has 8"),
+        ("rrdb", {"num_blocks": 7}, "it says num_blocks 7 but the file holds weights for 1 block"),
+        ("rrdb", {"scale": 2}, "it says scale 2 but the file holds 2 x2 upsampling stages (x4)"),
+    ],
+)
+def test_config_that_contradicts_the_header_is_refused_before_building(
+    tmp_path, source, config, expected, nothing_built_or_read
+):
+    good = TINY if source == "srresnet" else TINY_RRDB
+    state = {k: torch.zeros(shape) for k, shape in generator_state_shapes(good).items()}
+    src = save_state(tmp_path / "good.safetensors", state, good)
+    path = _with_metadata(src, tmp_path / "bad.safetensors", config=config)
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    message = _one_line(info)
+    assert message.startswith(f"{path}: weights do not match their config: ")
+    assert expected in message
+
+
+def test_batch_norm_claimed_but_absent_is_refused(tmp_path, nothing_built_or_read):
+    plain = GeneratorConfig(num_blocks=1, num_features=8, batch_norm=False)
+    state = {k: torch.zeros(shape) for k, shape in generator_state_shapes(plain).items()}
+    path = save_state(tmp_path / "m.safetensors", state, GeneratorConfig(num_blocks=1, num_features=8))
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert _one_line(info).endswith("it says batch_norm true but the file holds no BatchNorm weights")
+
+
+def test_block_names_without_their_weights_are_refused_before_building(tmp_path, nothing_built_or_read):
+    """Block indices alone prove nothing: 300 names holding one number each, with a matching
+    num_blocks, must not make srgan build 300 full blocks."""
+    state = {k: torch.zeros(shape) for k, shape in generator_state_shapes(TINY).items()}
+    many = dict(state, **{f"body.{i}.act.weight": torch.zeros(8) for i in range(1, 300)})
+    path = save_state(tmp_path / "many.safetensors", many, GeneratorConfig(num_blocks=300, num_features=8))
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert _one_line(info) == f"{path}: its config says num_blocks 300; srgan loads at most {weights.MAX_BLOCKS}"
+    some = dict(state, **{f"body.{i}.act.weight": torch.zeros(8) for i in range(1, 10)})
+    path = save_state(tmp_path / "some.safetensors", some, GeneratorConfig(num_blocks=10, num_features=8))
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert "weights do not match their config: 108 missing (e.g. body.1.bn1.bias) tensors" in _one_line(info)
+
+
+def test_sizes_are_bounded_even_when_the_file_matches(tmp_path, monkeypatch):
+    deep = GeneratorConfig(num_blocks=weights.MAX_BLOCKS + 1, num_features=1, batch_norm=False)
+    state = {k: torch.zeros(shape) for k, shape in generator_state_shapes(deep).items()}
+    path = save_state(tmp_path / "deep.safetensors", state, deep)
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert _one_line(info) == f"{path}: its config says num_blocks 257; srgan loads at most {weights.MAX_BLOCKS}"
+    path = save_generator(tmp_path / "tiny.safetensors", build_generator(TINY_RRDB), TINY_RRDB)
+    monkeypatch.setattr(weights, "MAX_FEATURES", 4)
+    with pytest.raises(SrganError, match="its config says num_features 8; srgan loads at most 4$"):
+        load_generator(path)
+    monkeypatch.setattr(weights, "MAX_FEATURES", 8)
+    monkeypatch.setattr(weights, "MAX_GROWTH", 3)
+    with pytest.raises(SrganError, match="its config says growth_channels 4; srgan loads at most 3$"):
+        load_generator(path)
+    monkeypatch.setattr(weights, "MAX_GROWTH", 4)
+    assert load_generator(path)[1] == TINY_RRDB
+
+
+def test_config_with_a_number_too_long_to_parse_is_one_line(tiny_file):
+    path, _ = tiny_file
+    bad = _with_metadata(path, path.parent / "long.safetensors", config='{"num_blocks": ' + "9" * 5000 + "}")
+    with pytest.raises(SrganError) as info:
+        load_generator(bad)
+    assert _one_line(info).startswith(f"{bad}: generator config is not valid (")
+
+
+def test_upscale_with_an_absurd_file_is_a_one_line_error(tmp_path, nothing_built_or_read):
+    path = _with_metadata(
+        bundled_dir() / "srresnet_x4.safetensors", tmp_path / "huge.safetensors", config={"num_blocks": 10**9}
+    )
+    image = bundled_dir() / "examples" / "chelsea.png"
+    result = CliRunner().invoke(main, ["upscale", str(image), "-o", str(tmp_path / "o.png"), "-m", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {path}: weights do not match their config: it says num_blocks 1000000000 "
+        "but the file holds weights for 16 blocks"
+    ]
+    assert not (tmp_path / "o.png").exists()
+
+
+# --- format_version ---
+
+
+def test_newer_format_version_is_refused(tiny_file):
+    path, _ = tiny_file
+    newer = _with_metadata(path, path.parent / "newer.safetensors", format_version="99")
+    with pytest.raises(SrganError) as info:
+        load_generator(newer)
+    assert _one_line(info) == (
+        f"{newer}: made by a newer srgan (weights format_version 99, this srgan reads 1); upgrade srgan to load it"
+    )
+
+
+@pytest.mark.parametrize("version", ["0", "abc", "1.5", "", "-2", pytest.param("9" * 5000, id="5000-digits")])
+def test_unknown_format_version_is_refused(tiny_file, version):
+    path, _ = tiny_file
+    odd = _with_metadata(path, path.parent / "odd.safetensors", format_version=version)
+    with pytest.raises(SrganError) as info:
+        load_generator(odd)
+    message = _one_line(info)
+    assert message.startswith(f"{odd}: unknown weights format_version ") and len(message) < 300
+
+
+def test_files_without_format_version_still_load(tiny_file):
+    path, model = tiny_file
+    assert weights.FORMAT_VERSION == "1" and read_metadata(path)["format_version"] == "1"
+    old = _with_metadata(path, path.parent / "old.safetensors", format_version=None)
+    assert "format_version" not in read_metadata(old)
+    loaded, config, _ = load_generator(old)
+    assert config == TINY
+    assert torch.equal(loaded.tail.weight, model.tail.weight)
