@@ -78,6 +78,12 @@ ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_we
 Report = Callable[[dict[str, Any]], None]
 HOLDOUT_SIDE = 256  # --val-holdout validates on each held-out image's central 256 x 256 px (HR)
 HISTORY = 10_000  # per-step losses kept in memory for the caller (a long run must not grow without bound)
+# Every file a run writes in its folder: a new run (no --resume) refuses a folder that holds any of them.
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT, "generator.safetensors", "generator_best.safetensors")
+SEED_MAX = 2**64 - 1  # torch.manual_seed's limit (numpy's generators take any int >= 0)
+# Upper bounds far above any real model (the paper's SRResNet: 16 x 64; ESRGAN's RRDB: 23 x 64; D: 64),
+# below the sizes that fail only after minutes (or hundreds of GB) of allocating and training.
+MAX_SIZES = {"num_blocks": 256, "num_features": 1024, "d_features": 512}
 
 
 @dataclass
@@ -171,6 +177,10 @@ class TrainConfig:
             _choice("best_by", c.best_by, BEST_BY)
         if c.arch is not None:
             _choice("arch", c.arch, ARCHS)
+        for f in fields(c):  # NaN passes every comparison below, and inf makes the loss NaN
+            value = getattr(c, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SrganError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         for name in (
             "steps",
             "batch_size",
@@ -180,16 +190,23 @@ class TrainConfig:
             "log_every",
             "lr_step",
             "d_features",
+            "num_blocks",
+            "num_features",
         ):
             if getattr(c, name) is not None and int(getattr(c, name)) < 1:
                 raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
+        for name, most in MAX_SIZES.items():
+            if getattr(c, name) is not None and getattr(c, name) > most:
+                raise SrganError(f"--{name.replace('_', '-')} must be at most {most}, got {getattr(c, name)}")
+        if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed <= SEED_MAX:
+            raise SrganError(f"--seed must be a whole number from 0 to 2**64 - 1 ({SEED_MAX}), got {c.seed}")
         if c.val_holdout < 0:
             raise SrganError(f"--val-holdout must be >= 0 (0 = off), got {c.val_holdout}")
         if c.val_holdout and c.val:
             raise SrganError("--val-holdout validates on images of --data; give it or --val, not both")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
             raise SrganError("--workers must be >= 0 and --threads >= 1")
-        for name in ("content_jitter", "d_jitter", "ldl_weight", *ARTIFACT_WEIGHTS):
+        for name in ("content_jitter", "d_jitter", "adv_weight", "pixel_weight", "ldl_weight", *ARTIFACT_WEIGHTS):
             if getattr(c, name) < 0:
                 raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
         if not (0.0 < c.scale_aug <= 1.0):
@@ -205,6 +222,9 @@ class TrainConfig:
             raise SrganError("--ldl-weight works in --stage gan with --ema (its artifact map compares SR with the EMA)")
         if c.lr <= 0:
             raise SrganError(f"--lr must be positive, got {c.lr}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not (0.0 <= getattr(c, name) < 1.0):
+                raise SrganError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(c, name)}")
         if c.patch_size % c.scale:
             raise SrganError(f"--patch-size {c.patch_size} must be a multiple of the scale ({c.scale})")
         if gan and c.patch_size % 16:
@@ -470,11 +490,9 @@ def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tup
     """The run's configuration: a fresh one from ``options``, or the saved one with ``options`` on top."""
     ckpt_path = run_dir / CHECKPOINT
     if not resume:
-        if ckpt_path.exists():
-            raise SrganError(
-                f"{run_dir}: already holds a training run (checkpoint.pt); add --resume to continue it "
-                "or choose another --out"
-            )
+        # Every rank checks here, before torch.distributed is set up: rank 0 writes nothing until
+        # all ranks have joined its first collectives, so each one sees the folder as it was.
+        _refuse_run_files(run_dir)
         return TrainConfig.from_dict(options).resolved(), None
     state = load_checkpoint(ckpt_path)
     saved = dict(state.get("config") or {})
@@ -494,6 +512,23 @@ def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tup
         )
     merged = {**saved, **options}
     return TrainConfig.from_dict(merged).resolved(), state
+
+
+def _refuse_run_files(run_dir: Path) -> None:
+    """A new run must not overwrite anything: refuse a folder that holds a file it would write."""
+    if not run_dir.is_dir():
+        return  # a new folder, or one that is not a folder (writing the run files says so)
+    found = [name for name in RUN_FILES if os.path.lexists(run_dir / name)]  # lexists: a dangling link too
+    if CHECKPOINT in found:
+        raise SrganError(
+            f"{run_dir}: already holds a training run (checkpoint.pt); add --resume to continue it "
+            "or choose another --out"
+        )
+    if found:
+        raise SrganError(
+            f"{run_dir}: already holds {', '.join(found)}, which a new run would overwrite, and no checkpoint.pt "
+            "to --resume from; choose another --out or move them away"
+        )
 
 
 def train(

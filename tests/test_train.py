@@ -735,3 +735,146 @@ def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start()
     for step in range(1000):
         kept *= ema_decay(0.999, step)
     assert kept < 1e-3  # share of the random start left after 1,000 steps (0.37 without warm-up)
+
+
+def _cli_train(data: Path, out: Path, *extra: str, tiny: bool = True):
+    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--batch-size", "2", "--patch-size", "16"]
+    args += ["--workers", "0", "--device", "cpu", "-q"]
+    if tiny:
+        args += ["--num-blocks", "1", "--num-features", "8"]
+    return CliRunner().invoke(main, [*args, *extra])  # the last of a flag given twice wins
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught exception
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--adam-beta1", "nan"),
+        ("--adv-weight", "nan"),
+        ("--adv-weight", "inf"),
+        ("--pixel-weight", "nan"),
+        ("--grid-weight", "nan"),
+        ("--ldl-weight", "inf", "--ema", "0.9"),
+        ("--flat-weight", "nan"),
+        ("--block-weight", "inf"),
+        ("--local-grid-weight", "nan"),
+        ("--spectral-weight", "inf"),
+        ("--ema", "nan"),
+        ("--scale-aug", "nan"),
+        ("--seed", "-1"),
+        ("--seed", "99999999999999999999999"),
+        ("--num-features", "100000"),
+    ],
+    ids=lambda args: "=".join(args[:2]),
+)
+def test_bad_numbers_are_one_line_errors_before_anything_is_written(data, tmp_path, args):
+    run = tmp_path / "run"
+    # --stage gan (without --init, which is checked later): its weights must not be refused as mse-only
+    line = _one_line_error(_cli_train(data, run, "--stage", "gan", *args))
+    assert args[0] in line, line
+    assert not run.exists()
+
+
+def test_bad_numbers_in_a_config_file_are_one_line_errors(data, tmp_path):
+    cfg = tmp_path / "train.toml"
+    for entry, flag in [
+        ("lr = nan", "--lr"),
+        ("lr = inf", "--lr"),
+        ("adam-beta1 = nan", "--adam-beta1"),
+        ("spectral_weight = inf", "--spectral-weight"),
+        ("seed = -1", "--seed"),
+        ("num-features = 100000", "--num-features"),
+        ("num-blocks = 100000", "--num-blocks"),
+    ]:
+        cfg.write_text(f'[train]\nstage = "gan"\n{entry}\n')
+        run = tmp_path / "run"
+        line = _one_line_error(_cli_train(data, run, "--config", str(cfg), tiny=False))  # flags beat the file
+        assert flag in line, (entry, line)
+        assert not run.exists()
+
+
+def test_numbers_are_checked_in_the_config():
+    ok = TrainConfig(data="x", seed=2**64 - 1, num_blocks=256, num_features=1024).resolved()
+    assert ok.seed == 2**64 - 1
+    TrainConfig(data="x", stage="gan", d_features=512).resolved()
+    bad = [
+        ({"lr": float("nan")}, "--lr"),
+        ({"lr": float("inf")}, "--lr"),
+        ({"lr_gamma": float("nan")}, "--lr-gamma"),
+        ({"adam_beta1": float("nan")}, "--adam-beta1"),
+        ({"adam_beta2": 1.0}, "--adam-beta2"),
+        ({"adv_weight": float("inf")}, "--adv-weight"),
+        ({"adv_weight": -1.0}, "--adv-weight"),
+        ({"pixel_weight": float("nan")}, "--pixel-weight"),
+        ({"seed": -1}, "--seed"),
+        ({"seed": 2**64}, "--seed"),
+        ({"num_blocks": 100_000}, "--num-blocks"),
+        ({"num_blocks": 0}, "--num-blocks"),
+        ({"num_features": 100_000}, "--num-features"),
+        ({"stage": "gan", "d_features": 100_000}, "--d-features"),
+    ]
+    for options, flag in bad:
+        with pytest.raises(SrganError, match=re.escape(flag)):
+            TrainConfig(**{"data": "x", **options}).resolved()
+
+
+def test_the_largest_seed_trains_and_a_resume_checks_its_numbers_too(data, tmp_path):
+    run = tmp_path / "run"
+    assert train(_options(data, steps=1, seed=2**64 - 1), run).step == 1
+    before = (run / CHECKPOINT).read_bytes()
+    for options, flag in [({"lr": float("nan")}, "--lr"), ({"adam_beta1": float("inf")}, "--adam-beta1")]:
+        with pytest.raises(SrganError, match=re.escape(flag)):
+            train({"steps": 2, **options}, run, resume=True)
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "2", "--lr", "inf"])
+    assert "--lr must be a finite number" in _one_line_error(result)
+    assert (run / CHECKPOINT).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "metrics.jsonl", "generator.safetensors", "generator_best.safetensors"]
+)
+def test_a_folder_with_files_a_run_writes_is_not_overwritten(data, tmp_path, name):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).write_text("mine\n")
+    (run / "notes.txt").write_text("also mine\n")
+    line = _one_line_error(_cli_train(data, run))
+    assert name in line and "--out" in line, line
+    assert sorted(p.name for p in run.iterdir()) == sorted([name, "notes.txt"])
+    assert (run / name).read_text() == "mine\n"
+    with pytest.raises(SrganError, match=re.escape(name)):
+        train(_options(data, steps=1), run)
+    assert sorted(p.name for p in run.iterdir()) == sorted([name, "notes.txt"])
+
+
+def test_a_dangling_link_named_like_a_run_file_is_not_followed(data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    with pytest.raises(SrganError, match="metrics.jsonl"):
+        train(_options(data, steps=1), run)
+    assert not (tmp_path / "elsewhere.jsonl").exists()
+
+
+def test_an_empty_folder_or_one_with_other_files_is_fine_for_a_new_run(data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train(_options(data, steps=1), empty).step == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine\n")
+    (other / "generator_old.safetensors").write_text("mine\n")
+    assert train(_options(data, steps=1), other).step == 1
+    assert (other / "notes.txt").read_text() == "mine\n"
+    assert (other / "generator_old.safetensors").read_text() == "mine\n"
+    assert (other / CHECKPOINT).is_file()
