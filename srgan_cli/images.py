@@ -498,10 +498,13 @@ def _wide_gray(im: Image.Image) -> tuple[np.ndarray, int]:
         arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.float32) / 65535.0
     else:  # "F": floats in [0, 1] are used as they are; larger values are taken as 8- or 16-bit
         arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        peak = float(arr.max(initial=0.0))
-        if peak > 255.0:
+        # The range is judged on the 99.9th percentile, with room above 1: a [0, 1] image whose
+        # processing overshot to 1.0001 somewhere (or HDR highlights) must not be read as 8-bit,
+        # which made it nearly black; the overshoot is clipped.
+        level = float(np.percentile(arr, 99.9)) if arr.size else 0.0
+        if level > 255.0:
             arr = arr / 65535.0
-        elif peak > 1.0:
+        elif level > 2.0:
             arr = arr / 255.0
         arr = np.clip(arr, 0.0, 1.0)
     return _gray(arr, 1.0), 16

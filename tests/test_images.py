@@ -551,6 +551,20 @@ def test_dpi_turns_with_the_exif_orientation_and_unset_is_none(tmp_path):
         assert "dpi" not in im.info
 
 
+@pytest.mark.parametrize(
+    ("top", "overshoot"), [(1.0, 1.0001), (1.0, 1.7), (255.0, 255.5), (65535.0, 70000.0), (0.5, None)]
+)
+def test_float_images_keep_their_range_through_a_few_overshooting_pixels(tmp_path, top, overshoot):
+    ramp = np.linspace(0.0, top, 64 * 64, dtype=np.float32).reshape(64, 64)
+    if overshoot is not None:
+        ramp[0, 0] = overshoot  # one pixel a filter pushed past the range (was: a 0..1 image read as 8-bit)
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    got = read_image(tmp_path / "f.tif").rgb[..., 0]
+    scale = {1.0: 1.0, 255.0: 255.0, 65535.0: 65535.0, 0.5: 1.0}[top]
+    np.testing.assert_allclose(got[1:].ravel(), np.clip(ramp[1:].ravel() / scale, 0, 1), atol=1e-6)
+    assert got.max() == pytest.approx(min(1.0, (overshoot or top) / scale), abs=1e-6)
+
+
 def test_tiff_layout_tags_do_not_travel_as_exif(tmp_path):
     Image.fromarray(RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(
         tmp_path / "m.tif", description="a description", software="cam"
