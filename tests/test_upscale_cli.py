@@ -623,6 +623,36 @@ def test_pipe_errors_are_one_line_and_name_the_stream(weights, tmp_path, args, d
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "1"])
+def test_netpbm_from_stdin(weights, tmp_path, mode):
+    import io
+
+    buf = io.BytesIO()
+    Image.open(_img(tmp_path / "in.png")).convert(mode).save(buf, format="PPM")  # P6, P5 or P4
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "x.png")], input=buf.getvalue()
+    )
+    assert result.exit_code == 0, result.output  # was: "not a PNG, JPEG, WebP, TIFF, BMP or GIF image"
+    assert _decodes(tmp_path / "x.png").size == (48, 40)
+
+
+def test_format_same_must_agree_with_the_output_name(weights, tmp_path):
+    src = tmp_path / "in.jpg"
+    Image.open(_img(tmp_path / "in.png")).save(src)
+    result = run(weights, src, "-o", tmp_path / "x.png", "--format", "same")
+    assert result.exit_code == 2 and "--format same writes" in result.output  # was: a PNG, silently
+    assert run(weights, src, "-o", tmp_path / "x.jpg", "--format", "same").exit_code == 0
+
+
+def test_the_summary_names_the_files_that_failed(weights, tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    for name in ("b.png", "c.jpg"):
+        (tmp_path / "in" / name).write_bytes(b"not an image")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == f"failed: {tmp_path / 'in' / 'b.png'}, {tmp_path / 'in' / 'c.jpg'}"
+
+
 def test_report_lists_every_file_with_its_status_and_matches_the_summary(weights, tmp_path):
     import json
 

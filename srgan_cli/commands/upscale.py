@@ -186,6 +186,12 @@ def plan_jobs(
             raise click.BadParameter(
                 f"--format {write_fmt} does not match the suffix of {output}; change one of them", param_hint="'-o'"
             )
+        kept = format_for_path(_output_name(src, "same", "")) if fmt == "same" else out_fmt
+        if kept != out_fmt:
+            raise click.BadParameter(
+                f"--format same writes {src}'s format ({kept}), but {output} names {out_fmt}; change one of them",
+                param_hint="'-o'",
+            )
         return [Job(src, output, write_fmt)], True
 
     if output.exists() and not output.is_dir():
@@ -643,7 +649,12 @@ def _check_device(value: str) -> str:
     help="Also write a JSON report to this file ('-': standard output): each file's input, output, status "
     "(written, skipped, failed) and reason, and the counts; written at the end, also when interrupted.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or summary; errors are still printed.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress bar, notes or summary; errors (and the summary, when a file failed) are still printed.",
+)
 def upscale(
     inputs: tuple[Path, ...],
     output: Path,
@@ -715,6 +726,8 @@ def upscale(
             _copy_to_stdout(output)
     if not quiet or tally.failed:
         click.echo(_summary(tally), err=True)
+    if tally.failed:  # the error lines may have scrolled away above a long batch's progress
+        click.echo(_failed_list(tally, report), err=True)
     if tally.failed or not report_written:
         sys.exit(1)
 
@@ -733,6 +746,8 @@ def _sniff_suffix(head: bytes) -> str | None:
         return ".tif"
     if head.startswith(b"BM"):
         return ".bmp"
+    if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n#":
+        return ".pnm"  # PBM, PGM or PPM, plain or raw
     return None
 
 
@@ -766,7 +781,7 @@ def _stage_stdio(
             raise SrganError("-: standard input is empty")
         in_suffix = _sniff_suffix(data[:16])
         if in_suffix is None:
-            raise SrganError("-: standard input is not a PNG, JPEG, WebP, TIFF, BMP or GIF image")
+            raise SrganError("-: standard input is not a PNG, JPEG, WebP, TIFF, BMP, GIF or PPM/PGM/PBM image")
         staged_in = stage / f"stdin{in_suffix}"
         staged_in.write_bytes(data)
         report.aliases[str(staged_in)] = "-"
@@ -859,6 +874,14 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
         return False
     return True
+
+
+def _failed_list(tally: Tally, report: Reporter, most: int = 10) -> str:
+    """``failed: a.png, b.png (and 3 more)``: the inputs that failed, in order."""
+    with tally.lock:
+        names = [report.shown(f["input"] or f["output"] or "?") for f in tally.files if f["status"] == "failed"]
+    more = f" (and {len(names) - most} more)" if len(names) > most else ""
+    return "failed: " + ", ".join(names[:most]) + more
 
 
 def _summary(tally: Tally) -> str:
