@@ -232,8 +232,10 @@ def test_blend_option(weights, tmp_path):
     assert "other" in Image.open(tmp_path / "a1.png").text["srgan:model"]
     blended = f"{sha256_file(weights)}+{sha256_file(other)}@1"
     assert Image.open(tmp_path / "a1.png").text["srgan:model_sha256"] == blended
-    result = run(weights, src, "-o", tmp_path / "bad.png", "--blend", "nonsense")
-    assert result.exit_code == 1 and result.stderr.startswith("error: --blend") and result.stderr.count("\n") == 1
+    for bad in ("nonsense", f"{other}:2"):  # a usage error (exit 2, as the help promises), before any image is read
+        result = run(weights, src, "-o", tmp_path / "bad.png", "--blend", bad)
+        assert result.exit_code == 2 and "Invalid value for '--blend'" in result.output, result.output
+        assert not (tmp_path / "bad.png").exists()
 
 
 def test_ensemble_option(weights, tmp_path):
@@ -717,6 +719,15 @@ def test_a_broken_symlink_in_a_folder_is_a_failure_not_silence(weights, tmp_path
     result = run(weights, tmp_path / "in", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "gone.png: a symbolic link to a missing file" in result.stderr
     assert "1 written, 0 skipped, 1 failed" in result.stderr and (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_folder_where_an_output_would_go_is_a_failure_not_a_skip(weights, tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    for flags in ((), ("--skip-existing",), ("--overwrite",)):  # was: "1 skipped", exit 0, and no image
+        result = run(weights, tmp_path / "in", "-o", tmp_path / "out", *flags)
+        assert result.exit_code == 1 and "out/a.png: is a folder" in result.stderr, result.output
+        assert ".part" not in result.stderr
 
 
 def test_report_never_takes_an_output_images_name(weights, tmp_path):

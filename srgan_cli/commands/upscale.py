@@ -281,6 +281,12 @@ def check_jobs(
     keep = []
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
+        if job.dest.is_dir():  # never "exists, skipped": no image would be there
+            why = report.error(
+                f"{job.dest}: is a folder, where the output image would go; move it or choose another -o"
+            )
+            tally.add("failed", job.src, job.dest, why)
+            continue
         if dest_real in resolved_inputs or _same_file(job.src, job.dest):
             why = report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
             tally.add("failed", job.src, job.dest, why)
@@ -550,6 +556,7 @@ def _check_device(value: str) -> str:
 @click.option(
     "--blend",
     metavar="MODEL:ALPHA",
+    callback=lambda ctx, param, value: _check_blend(value),
     help="Blend a second model of the same architecture into -m: ALPHA=0 is -m, 1 is MODEL (e.g. srresnet_x4:0.3).",
 )
 @click.option(
@@ -730,6 +737,18 @@ def upscale(
         click.echo(_failed_list(tally, report), err=True)
     if tally.failed or not report_written:
         sys.exit(1)
+
+
+def _check_blend(value: str | None) -> str | None:
+    """--blend's syntax is a usage error (exit 2), found before any image is read."""
+    if value is not None:
+        from ..interpolate import parse_blend
+
+        try:
+            parse_blend(value)
+        except SrganError as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+    return value
 
 
 def _sniff_suffix(head: bytes) -> str | None:
