@@ -148,3 +148,12 @@ def test_models_info_of_files_and_bad_names(tmp_path):
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     both = CliRunner().invoke(main, ["models", "--info", str(a), "--fetch", str(a)])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_fetch_verifies_a_local_file_and_speaks_json(tmp_path):
+    good = save_generator(tmp_path / "good.safetensors", build_generator(TINY), TINY)
+    result = CliRunner().invoke(main, ["models", "--fetch", str(good), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == {"model": str(good), "path": str(good)}
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n not weights")
+    result = CliRunner().invoke(main, ["models", "--fetch", str(tmp_path / "photo.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output  # was: its path printed, exit 0

@@ -61,9 +61,18 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
         return
     if fetch:
         from ..hub import resolve_weights
+        from ..weights import load_generator
 
+        fetched = []
         for name in fetch:
-            click.echo(f"{name}\t{resolve_weights(name)}")
+            path = resolve_weights(name)
+            load_generator(path, device="cpu")  # verified: an srgan generator whose weights match its config
+            fetched.append({"model": name, "path": str(path)})
+        if as_json:
+            click.echo(json.dumps(fetched if len(fetched) > 1 else fetched[0], indent=2))
+        else:
+            for record in fetched:
+                click.echo(f"{record['model']}\t{record['path']}")
         return
     from ..weights import describe_entries
 
