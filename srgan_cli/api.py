@@ -1,8 +1,10 @@
 """The Python API: load a model, upscale an image. The CLI is a thin layer over this.
 
-Inference contract: float RGB in [0, 1] in; float32 RGB in [0, 1] (clamped) out, ``scale``
-times larger; run under ``torch.inference_mode()``; tiled when the image is large (the tiled
-result equals the whole-image one, see :mod:`srgan_cli.tiling`). On the CPU the same input
+Inference contract: float RGB in [0, 1] in (clamped to [0, 1]; NaN or infinity is an error;
+uint8 and uint16 pixels are read as value / 255 and value / 65535; other integer, bool and
+complex dtypes are refused); float32 RGB in [0, 1] (clamped) out, ``scale`` times larger;
+run under ``torch.inference_mode()``; tiled when the image is large (the tiled result
+equals the whole-image one, see :mod:`srgan_cli.tiling`). On the CPU the same input
 gives the same output bit for bit.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 
 from .config import GeneratorConfig
-from .device import choose_device, choose_dtype
+from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import SrganError
 from .models import fold_batch_norm
 from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
@@ -31,6 +35,85 @@ _CPU_BF16_ARCHS = ("srresnet",)
 
 # ITU-R BT.601 luma, for feeding a one-channel generator from RGB.
 _LUMA = (0.299, 0.587, 0.114)
+
+# The largest ``outscale``, as the CLI's ``--outscale`` allows: beyond it the resized output
+# is more memory than any machine has (1e6 on an 8x10 image is 8e13 pixels).
+MAX_OUTSCALE = 64.0
+
+# Integer pixel dtypes that are read as a fraction of their full scale; others are refused.
+_INT_PIXEL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+_TENSOR_INT_PIXEL_SCALE = {torch.uint8: 255.0}
+if hasattr(torch, "uint16"):  # torch >= 2.3
+    _TENSOR_INT_PIXEL_SCALE[torch.uint16] = 65535.0
+
+
+def _describe(value: object) -> str:
+    """``value``'s type for an error message: ``str 'x'``, ``numpy.ndarray``, ``PIL.Image.Image``."""
+    kind = type(value)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = name.replace("torch._tensor.", "torch.").replace("numpy.core.", "numpy.")
+    if isinstance(value, (str, int, float, torch.dtype)) and len(repr(value)) <= 40:
+        return f"{name} {value!r}"
+    return name
+
+
+def _check_model(model: object, where: str) -> None:
+    if isinstance(model, Model):
+        return
+    hint = f"; load it first with load_model({str(model)!r})" if isinstance(model, (str, os.PathLike)) else ""
+    raise TypeError(f"{where} takes a Model (from load_model) as its first argument, got {_describe(model)}{hint}")
+
+
+def _check_int(name: str, value: object, minimum: int, rule: str) -> int | None:
+    """``value`` as an int (None stays None); TypeError unless an integer (bool is not),
+    SrganError (``name`` ``rule``) when below ``minimum``."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, got {_describe(value)}")
+    if value < minimum:
+        raise SrganError(f"{name} must be {rule}, got {value}")
+    return int(value)
+
+
+def _check_outscale(outscale: object) -> float | None:
+    """``outscale`` as a float (None stays None): a finite number in (0, MAX_OUTSCALE]."""
+    if outscale is None:
+        return None
+    if isinstance(outscale, (bool, np.bool_)) or not isinstance(outscale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"outscale must be a number or None, got {_describe(outscale)}")
+    value = float(outscale)
+    if not (math.isfinite(value) and 0 < value <= MAX_OUTSCALE):
+        raise SrganError(f"outscale must be a finite number in (0, {MAX_OUTSCALE:g}], got {outscale}")
+    return value
+
+
+def _array_pixels(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) pixels as C-contiguous float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats
+    clamped; NaN or infinity is an error, other dtypes are refused."""
+    scale = _INT_PIXEL_SCALE.get(rgb.dtype.newbyteorder("="))
+    if scale is not None:
+        return np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(scale)
+    if rgb.dtype.kind != "f":
+        raise TypeError(
+            f"cannot upscale an array of dtype {rgb.dtype}: expected float pixels in [0, 1], uint8 or uint16"
+        )
+    if not np.isfinite(rgb).all():
+        raise SrganError("the image array contains NaN or infinity")
+    return np.ascontiguousarray(np.clip(rgb, 0, 1), dtype=np.float32)
+
+
+def _tensor_pixels(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float in [0, 1] like :func:`_array_pixels`: uint8 / 255, uint16 / 65535, floats
+    clamped; NaN or infinity is an error, other dtypes are refused."""
+    scale = _TENSOR_INT_PIXEL_SCALE.get(x.dtype)
+    if scale is not None:
+        return x.detach().to(torch.float32) / scale
+    if not x.is_floating_point():
+        raise TypeError(f"cannot upscale a tensor of dtype {x.dtype}: expected float pixels in [0, 1], uint8 or uint16")
+    if not torch.isfinite(x).all():
+        raise SrganError("the image tensor contains NaN or infinity")
+    return x.detach().clamp(0, 1)
 
 
 @dataclass
@@ -120,6 +203,14 @@ def load_model(
     the outputs of the 8 flips and rotations of the input (8x the time; 0.06-0.20 dB more
     PSNR for ``srresnet_x4`` on the benchmark sets, see the README).
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"load_model takes a model name or a weights path, got {_describe(name_or_path)}")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string (auto, cpu, cuda:N, mps) or a torch.device, got {_describe(device)}")
+    if precision is not None and not isinstance(precision, str):
+        raise TypeError(f"precision must be one of the strings {', '.join(PRECISIONS)}, got {_describe(precision)}")
+    if blend is not None and not isinstance(blend, str):
+        raise TypeError(f"blend must be a string 'MODEL:ALPHA' or None, got {_describe(blend)}")
     dev = device if isinstance(device, torch.device) else choose_device(str(device))
     path, sha256 = _resolve(name_or_path)
     module, config, meta = load_generator(path, "cpu")
@@ -161,17 +252,24 @@ def _to_model_channels(model: Model, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _check_options(tile: object, tile_pad: object, batch: object, progress: object, on_note: object):
+    """The tiling options checked: (tile, tile_pad, batch) as ints or None."""
+    tile = _check_int("tile", tile, 0, "0 (whole image) or positive")
+    tile_pad = _check_int("tile_pad", tile_pad, 0, "0 or positive")
+    batch = _check_int("batch", batch, 1, "at least 1")
+    for name, value in (("progress", progress), ("on_note", on_note)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be a callable or None, got {_describe(value)}")
+    return tile, tile_pad, batch
+
+
 def _tiling_input(
     model: Model, x: torch.Tensor, tile: int | None, tile_pad: int | None, batch: int | None
 ) -> tuple[torch.Tensor, int, int, int]:
-    """Check a (1, 1|3, H, W) input; return it as the model's input channels, the tile, the pad
-    and the tiles per forward (``batch``; None: ``tiling.default_batch`` of the device)."""
+    """Check a (1, 1|3, H, W) float input in [0, 1]; return it as the model's input channels, the
+    tile, the pad and the tiles per forward (``batch``; None: ``tiling.default_batch`` of the device)."""
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
-    if tile is not None and tile < 0:
-        raise SrganError(f"tile must be 0 (whole image) or positive, got {tile}")
-    if tile_pad is not None and tile_pad < 0:
-        raise SrganError(f"tile pad must not be negative, got {tile_pad}")
     x = x.detach().to("cpu", torch.float32)
     if x.shape[1] == 1:
         x = x.expand(1, 3, *x.shape[2:])
@@ -195,11 +293,20 @@ def upscale_tensor(
 ) -> torch.Tensor:
     """Super-resolve ``x`` (1, 3, H, W) float in [0, 1]; returns float32 (1, 3, sH, sW) on the CPU, clamped.
 
+    Float input is clamped to [0, 1]; NaN or infinity raises :class:`SrganError`. A uint8
+    tensor is read as value / 255 (uint16 as value / 65535), as :func:`upscale_array` reads
+    arrays; other integer, bool and complex tensors raise ``TypeError``.
+
     ``tile``: None chooses from the memory at hand, 0 runs the whole image at once, N uses
     N x N LR tiles. ``tile_pad`` defaults to the receptive-field radius (exact tiling).
     ``batch``: tiles per forward; None is 4 on GPUs and 1 on the CPU (``tiling.default_batch``).
     """
-    x, tile, pad, batch = _tiling_input(model, x, tile, tile_pad, batch)
+    _check_model(model, "upscale_tensor")
+    if not isinstance(x, torch.Tensor):
+        hint = "; use upscale_array for (H, W, 3) arrays" if isinstance(x, np.ndarray) else ""
+        raise TypeError(f"upscale_tensor takes a torch.Tensor (1, 3, H, W), got {_describe(x)}{hint}")
+    tile, tile_pad, batch = _check_options(tile, tile_pad, batch, progress, on_note)
+    x, tile, pad, batch = _tiling_input(model, _tensor_pixels(x), tile, tile_pad, batch)
     with torch.inference_mode():
         y = upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note)
         y = y.clamp_(0, 1)
@@ -223,13 +330,29 @@ def upscale_array(
 ) -> np.ndarray:
     """Super-resolve a float (H, W, 3) RGB array in [0, 1]; returns float32 (sH, sW, 3) in [0, 1].
 
-    ``dtype`` (optional) overrides the model's compute dtype for this call. With
+    Float input is clamped to [0, 1]; NaN or infinity raises :class:`SrganError`. uint8
+    pixels are read as value / 255 and uint16 as value / 65535; other integer, bool and
+    complex arrays raise ``TypeError``. A 2-D (H, W) array is gray, replicated to RGB.
+    ``dtype`` (optional, a floating ``torch.dtype``) overrides the model's compute dtype for this call. With
     ``bit_depth`` (8 or 16) the result is instead quantised as ``images.write_image`` stores
     it (uint8 or uint16; with ``grayscale``, the (sH, sW, 1) gray plane), tile by tile, so
     that no float copy of the whole output is ever held: a 16000x12000 result is 576 MB of
     uint8 rather than 2.3 GB of float32.
     """
+    _check_model(model, "upscale_array")
+    if isinstance(rgb, (str, bytes, os.PathLike)) or rgb is None:
+        raise TypeError(f"upscale_array takes an (H, W, 3) NumPy array, got {_describe(rgb)}")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(
+            f"upscale_array's dtype must be a torch.dtype such as torch.bfloat16, or None, got {_describe(dtype)}; "
+            "for a precision string pass precision= to load_model"
+        )
+    if dtype is not None and not dtype.is_floating_point:
+        raise SrganError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    tile, tile_pad, batch = _check_options(tile, tile_pad, batch, progress, on_note)
     rgb = np.asarray(rgb)
+    if rgb.dtype.kind not in "biufc":
+        raise TypeError(f"upscale_array takes an (H, W, 3) NumPy array of pixels, got an array of dtype {rgb.dtype}")
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -238,11 +361,11 @@ def upscale_array(
         raise SrganError(f"cannot upscale an empty image ({rgb.shape[1]}x{rgb.shape[0]})")
     if dtype is not None and dtype != model.dtype:
         model = dataclasses.replace(model, module=copy.deepcopy(model.module).to(dtype), dtype=dtype)
-    if bit_depth not in (None, 8, 16):
+    if isinstance(bit_depth, (bool, np.bool_)) or bit_depth not in (None, 8, 16):
         raise SrganError(f"bit depth must be 8 or 16, got {bit_depth}")
     from . import images
 
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = torch.from_numpy(_array_pixels(rgb)).permute(2, 0, 1)[None]
     x, tile, pad, batch = _tiling_input(model, x, tile, tile_pad, batch)
     size = (x.shape[2] * model.scale, x.shape[3] * model.scale)
     if bit_depth is None:
@@ -287,14 +410,30 @@ def upscale_image(
 
     Alpha is upscaled separately (transparent pixels are filled first, so their hidden colour
     does not bleed in); grayscale stays grayscale; 16-bit stays 16-bit. ``outscale`` resizes
-    the model's output to any final scale (bicubic, antialiased), e.g. 2 with a x4 model.
+    the model's output to any final scale (bicubic, antialiased), e.g. 2 with a x4 model, up
+    to ``MAX_OUTSCALE`` (64, as the CLI's ``--outscale``).
     """
+    from PIL import Image
+
     from . import images
 
-    if isinstance(image, (str, Path)):
-        loaded = images.read_image(image)
-    else:
+    if not isinstance(image, (str, os.PathLike, Image.Image)):
+        if isinstance(image, np.ndarray):
+            hint = "; use upscale_array for arrays"
+        elif isinstance(image, (bytes, bytearray)):
+            hint = "; open encoded bytes with PIL.Image.open(io.BytesIO(data))"
+        else:
+            hint = ""
+        raise TypeError(f"upscale_image takes a PIL.Image.Image or an image path, got {_describe(image)}{hint}")
+    if not isinstance(model, (Model, str, os.PathLike)):
+        raise TypeError(f"upscale_image's model must be a Model, a model name or a path, got {_describe(model)}")
+    outscale = _check_outscale(outscale)
+    tile = _check_int("tile", tile, 0, "0 (whole image) or positive")
+    tile_pad = _check_int("tile_pad", tile_pad, 0, "0 or positive")
+    if isinstance(image, Image.Image):
         loaded = images.from_pil(image)
+    else:
+        loaded = images.read_image(image)
     if not isinstance(model, Model):
         key = (str(model), "auto")
         if key not in _MODEL_CACHE:
@@ -309,11 +448,13 @@ def upscale_image(
 
 
 def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:
-    """Final (width, height): ``outscale`` times the input, rounded, at least 1 px."""
+    """Final (width, height): ``outscale`` times the input, rounded, at least 1 px.
+
+    ``outscale`` must be a finite number in (0, ``MAX_OUTSCALE``] (64, as the CLI's ``--outscale``).
+    """
+    outscale = _check_outscale(outscale)
     if outscale is None:
         return width * scale, height * scale
-    if not outscale > 0:
-        raise SrganError(f"outscale must be positive, got {outscale}")
     return max(1, round(width * outscale)), max(1, round(height * outscale))
 
 

@@ -301,6 +301,129 @@ def test_upscale_image_from_path(weights, tmp_path):
     assert upscale_image(str(path), str(weights)).size == (20, 12)
 
 
+# Input checks: integer pixels, out-of-range and non-finite floats, argument types, outscale.
+
+
+@pytest.fixture
+def fp32(weights):
+    return load_model(weights, device="cpu", precision="fp32")
+
+
+def test_uint8_and_uint16_pixels_are_scaled_to_unit_range(fp32):
+    pixels = np.random.default_rng(7).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    expected = upscale_array(fp32, pixels.astype(np.float32) / 255, tile=0)
+    np.testing.assert_array_equal(upscale_array(fp32, pixels, tile=0), expected)  # was all white
+    wide = pixels.astype(np.uint16) * 257  # the same levels at 16 bits
+    np.testing.assert_allclose(upscale_array(fp32, wide, tile=0), expected, rtol=0, atol=1e-6)
+    gray = pixels[:, :, 0]  # 2-D: replicated to RGB after the scaling
+    np.testing.assert_array_equal(
+        upscale_array(fp32, gray, tile=0), upscale_array(fp32, gray / np.float32(255), tile=0)
+    )
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    got = upscale_tensor(fp32, tensor, tile=0)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int16, np.uint32, np.bool_, np.complex64])
+def test_other_non_float_arrays_are_refused_naming_the_dtype(fp32, dtype):
+    with pytest.raises(TypeError, match=np.dtype(dtype).name):
+        upscale_array(fp32, np.ones((8, 8, 3), dtype=dtype), tile=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64], ids=str)
+def test_other_non_float_tensors_are_refused_naming_the_dtype(fp32, dtype):
+    with pytest.raises(TypeError, match=str(dtype).removeprefix("torch.")):
+        upscale_tensor(fp32, torch.ones(1, 3, 8, 8, dtype=dtype), tile=0)
+
+
+def test_float_input_is_clamped_to_unit_range(fp32, rgb):
+    wide = rgb * 3 - 1  # two thirds of the values outside [0, 1]
+    clamped = upscale_array(fp32, np.clip(wide, 0, 1), tile=0)
+    np.testing.assert_array_equal(upscale_array(fp32, wide, tile=0), clamped)
+    np.testing.assert_array_equal(upscale_array(fp32, wide.astype(np.float64), tile=0), clamped)
+    tensor = torch.from_numpy(wide).permute(2, 0, 1)[None]
+    got = upscale_tensor(fp32, tensor, tile=0)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, clamped)
+    assert tensor.min() < 0  # the caller's tensor is not clamped in place
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("bit_depth", [None, 8])
+def test_nan_or_infinite_input_is_an_error(fp32, rgb, bad, bit_depth):
+    rgb = rgb.copy()
+    rgb[3, 4, 1] = bad
+    with pytest.raises(SrganError, match="NaN or infinity"):
+        upscale_array(fp32, rgb, tile=0, bit_depth=bit_depth)
+    with pytest.raises(SrganError, match="NaN or infinity"):
+        upscale_tensor(fp32, torch.from_numpy(rgb).permute(2, 0, 1)[None], tile=0)
+
+
+def test_wrong_argument_types_are_type_errors(weights, fp32):
+    from PIL import Image
+
+    from srgan_cli.api import upscale_image
+
+    arr = np.zeros((8, 8, 3), np.uint8)
+    img = Image.fromarray(arr)
+    cases = [
+        (lambda: upscale_image(arr, fp32), "upscale_image takes a PIL.Image.Image.*numpy.ndarray.*upscale_array"),
+        (lambda: upscale_image(b"\x89PNG", fp32), "got bytes"),
+        (lambda: upscale_image(None, fp32), "got NoneType"),
+        (lambda: upscale_image(img, 3), "model must be"),
+        (lambda: upscale_array("srgan_x4", arr), "takes a Model.*got str 'srgan_x4'.*load_model"),
+        (lambda: upscale_tensor(fp32, arr), "upscale_tensor takes a torch.Tensor.*numpy.ndarray"),
+        (lambda: upscale_tensor(weights, torch.zeros(1, 3, 4, 4)), "takes a Model"),
+        (lambda: upscale_array(fp32, None), "got NoneType"),
+        (lambda: upscale_array(fp32, np.array([["a"]])), "dtype"),
+        (lambda: upscale_array(fp32, arr, dtype="fp16"), "torch.dtype.*got str 'fp16'"),
+        (lambda: load_model(weights, device="cpu", precision=torch.float16), "precision must be"),
+        (lambda: load_model(weights, device=0), "device must be"),
+        (lambda: load_model(None), "model name or a weights path"),
+        (lambda: output_size(8, 10, 4, "2"), "outscale must be a number"),
+        (lambda: upscale_image(img, fp32, outscale="2"), "outscale must be a number"),
+        (lambda: upscale_array(fp32, arr, tile="a"), "tile must be an int"),
+        (lambda: upscale_array(fp32, arr, tile=2.5), "tile must be an int"),
+        (lambda: upscale_array(fp32, arr, tile=True), "tile must be an int"),
+        (lambda: upscale_array(fp32, arr, tile_pad=1.0), "tile_pad must be an int"),
+        (lambda: upscale_tensor(fp32, torch.zeros(1, 3, 4, 4), batch="2"), "batch must be an int"),
+        (lambda: upscale_image(img, fp32, tile=2.5), "tile must be an int"),
+        (lambda: upscale_array(fp32, arr, progress=1), "progress must be a callable"),
+    ]
+    for call, message in cases:
+        with pytest.raises(TypeError, match=message):
+            call()
+    with pytest.raises(SrganError, match="floating-point"):
+        upscale_array(fp32, arr, dtype=torch.int8)
+    with pytest.raises(SrganError, match="batch must be at least 1"):
+        upscale_array(fp32, arr, batch=0)
+    # integers of other kinds stay valid
+    np.testing.assert_array_equal(upscale_array(fp32, arr, tile=np.int64(4)), upscale_array(fp32, arr, tile=4))
+
+
+@pytest.mark.parametrize("outscale", [0, -1, float("nan"), float("inf"), 64.5, 1e6])
+def test_outscale_must_be_finite_positive_and_at_most_64(fp32, outscale):
+    from PIL import Image
+
+    from srgan_cli.api import upscale_image, upscale_loaded
+
+    with pytest.raises(SrganError, match="outscale"):
+        output_size(8, 10, 4, outscale)
+    with pytest.raises(SrganError, match="outscale"):
+        upscale_image(Image.new("RGB", (8, 10)), fp32, outscale=outscale)
+    images = _images()
+    loaded = images.LoadedImage(np.zeros((10, 8, 3), np.float32), None, 8, False, "RGB", "PNG", None, None, 1)
+    with pytest.raises(SrganError, match="outscale"):
+        upscale_loaded(fp32, loaded, outscale=outscale)
+
+
+def test_outscale_up_to_64_is_accepted():
+    from srgan_cli.api import MAX_OUTSCALE
+
+    assert MAX_OUTSCALE == 64  # as the CLI's --outscale
+    assert output_size(8, 10, 4, 64) == (512, 640)
+    assert output_size(8, 10, 4, np.float32(0.5)) == (4, 5)
+
+
 def test_fold_batch_norm_keeps_the_function():
     torch.manual_seed(3)
     config = GeneratorConfig(num_blocks=2, num_features=8)
