@@ -313,7 +313,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise SrganError(f"{path}: no checkpoint to resume from; start the run without --resume") from None
+        raise SrganError(_no_checkpoint(path)) from None
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
         first = first_line(exc, 160)
         raise SrganError(
@@ -323,7 +323,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise SrganError(f"{path}: not an srgan training checkpoint; restore a copy or start a new run")
     if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:
         raise SrganError(f"{path}: written by a newer srgan; upgrade srgan to resume it")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise SrganError(f"{path}: damaged checkpoint (its step is {step!r}); restore a copy or start a new run")
     return state
+
+
+def _no_checkpoint(path: Path) -> str:
+    """Why --resume cannot go on without ``path``, and what can be done instead."""
+    generator = path.parent / "generator.safetensors"
+    if generator.is_file():  # written just before checkpoint.pt: the run stopped while saving its first one
+        return (
+            f"{path}: no checkpoint to resume from; the run stopped while saving its first checkpoint, and its "
+            f"{generator.name} is kept: start a new run with another --out and --init {generator}"
+        )
+    return f"{path}: no checkpoint to resume from; start the run without --resume"
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -488,12 +502,20 @@ def _unwrap(module: nn.Module) -> nn.Module:
 
 def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's configuration: a fresh one from ``options``, or the saved one with ``options`` on top."""
+    cfg, state, _ = _resolve_options(run_dir, options, resume)
+    return cfg, state
+
+
+def _resolve_options(
+    run_dir: Path, options: dict[str, Any], resume: bool
+) -> tuple[TrainConfig, dict[str, Any] | None, str | None]:
+    """:func:`resolve_options`, and the note on the files of a dead run a new run replaces (or None)."""
     ckpt_path = run_dir / CHECKPOINT
     if not resume:
         # Every rank checks here, before torch.distributed is set up: rank 0 writes nothing until
         # all ranks have joined its first collectives, so each one sees the folder as it was.
-        _refuse_run_files(run_dir)
-        return TrainConfig.from_dict(options).resolved(), None
+        replacing = _refuse_run_files(run_dir)
+        return TrainConfig.from_dict(options).resolved(), None, replacing
     state = load_checkpoint(ckpt_path)
     saved = dict(state.get("config") or {})
     known = {f.name for f in fields(TrainConfig)}
@@ -511,24 +533,66 @@ def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tup
             "the discriminator is built for its patch size"
         )
     merged = {**saved, **options}
-    return TrainConfig.from_dict(merged).resolved(), state
+    return TrainConfig.from_dict(merged).resolved(), state, None
 
 
-def _refuse_run_files(run_dir: Path) -> None:
-    """A new run must not overwrite anything: refuse a folder that holds a file it would write."""
+def _refuse_run_files(run_dir: Path) -> str | None:
+    """A new run must not overwrite anything: refuse a folder that holds a file it would write.
+
+    Except the config.json and metrics.jsonl of an earlier run that stopped (killed, crashed)
+    before its first checkpoint: nothing can resume it, so a new run replaces them. Returns the
+    note saying so, or None where there is nothing to replace.
+    """
     if not run_dir.is_dir():
-        return  # a new folder, or one that is not a folder (writing the run files says so)
+        return None  # a new folder, or one that is not a folder (writing the run files says so)
     found = [name for name in RUN_FILES if os.path.lexists(run_dir / name)]  # lexists: a dangling link too
     if CHECKPOINT in found:
         raise SrganError(
             f"{run_dir}: already holds a training run (checkpoint.pt); add --resume to continue it "
             "or choose another --out"
         )
-    if found:
-        raise SrganError(
-            f"{run_dir}: already holds {', '.join(found)}, which a new run would overwrite, and no checkpoint.pt "
-            "to --resume from; choose another --out or move them away"
-        )
+    if not found:
+        return None
+    if set(found) <= {"config.json", "metrics.jsonl"} and all(_written_by_a_run(run_dir / name) for name in found):
+        return f"replacing the {'/'.join(found)} of a run that stopped before its first checkpoint"
+    raise SrganError(
+        f"{run_dir}: already holds {', '.join(found)}, which a new run would overwrite, and no checkpoint.pt "
+        "to --resume from; choose another --out or move them away"
+    )
+
+
+# Keys of every config.json srgan train has written (TrainConfig's oldest fields, the generator, the world size)
+_RUN_CONFIG_KEYS = {"stage", "data", "steps", "batch_size", "patch_size", "lr", "seed", "generator", "world_size"}
+_RUN_METRICS_START = b'{"step": '  # how json.dumps begins each metrics line (a line cut short by a kill too)
+
+
+def _written_by_a_run(path: Path) -> bool:
+    """Whether ``path`` (config.json or metrics.jsonl) is recognisably the one srgan train writes."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return False
+    if path.name == "config.json":
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        return isinstance(record, dict) and _RUN_CONFIG_KEYS <= set(record) and isinstance(record["generator"], dict)
+    lines = raw.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            record = None
+        if not isinstance(record, dict):
+            if i == len(lines) - 1 and line.startswith(_RUN_METRICS_START):
+                continue  # the last line, cut short by the kill while it was being written
+            return False
+    return True
 
 
 def train(
@@ -539,10 +603,10 @@ def train(
 ) -> TrainResult:
     """Run (or resume) a training stage into the folder ``out``; see the module docstring."""
     run_dir = Path(out)
-    cfg, state = resolve_options(run_dir, options, resume)
+    cfg, state, replacing = _resolve_options(run_dir, options, resume)
     dist, device = _setup_dist(cfg.device)
     try:
-        return _Trainer(cfg, run_dir, state, dist, device, report).run()
+        return _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing).run()
     finally:
         if dist.owns_group:
             torch.distributed.destroy_process_group()
@@ -557,9 +621,11 @@ class _Trainer:
         dist: Dist,
         device: torch.device,
         report: Report | None,
+        replacing: str | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.state, self.dist, self.device = cfg, run_dir, state, dist, device
         self._report = report
+        self.replacing = replacing  # the note on a dead run's files this new run replaces, or None
         self.gan = cfg.stage == "gan"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -1049,17 +1115,22 @@ class _Trainer:
             record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         metrics = self.run_dir / "metrics.jsonl"
+        if self.replacing:
+            self.info(self.replacing)
         if metrics.exists():
-            # Drop lines past the checkpoint we resume from: those steps are about to be redone.
+            # Drop lines past the checkpoint we resume from: those steps are about to be redone (all of a
+            # dead run's, on a new run). Lines that are not UTF-8 JSON with a step (damaged) go too.
             kept = []
-            for line in metrics.read_text().splitlines():
+            for raw in metrics.read_bytes().splitlines() if self.state is not None else []:
                 try:
-                    if int(json.loads(line)["step"]) <= self.step:
+                    line = raw.decode("utf-8").strip()
+                    record = json.loads(line)
+                    if 0 <= int(record["step"]) <= self.step:
                         kept.append(line)
-                except (ValueError, KeyError, TypeError):
-                    continue
+                except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+                    continue  # UnicodeDecodeError is a ValueError
             with atomic_path(metrics) as tmp:
-                tmp.write_text("".join(k + "\n" for k in kept))
+                tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.dist.main:

@@ -878,3 +878,136 @@ def test_an_empty_folder_or_one_with_other_files_is_fine_for_a_new_run(data, tmp
     assert (other / "notes.txt").read_text() == "mine\n"
     assert (other / "generator_old.safetensors").read_text() == "mine\n"
     assert (other / CHECKPOINT).is_file()
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("data = 5", "data must be a string, got int"),
+        ('data = ["data"]', "data must be a string, got array"),
+        ("data = {a=1}", "data must be a string, got table"),
+        ("data = 2024-01-01", "data must be a string, got date"),
+        ("vgg_weights = 5", "vgg_weights must be a string, got int"),
+        ("init = [1]", "init must be a string, got array"),
+        ("device = 0", "device must be a string, got int"),
+        ("stage = 1", "stage must be a string, got int"),
+        ("steps = 2.5", "steps must be a whole number, got float"),
+        ("steps = true", "steps must be a whole number, got bool"),
+        ("threads = 1.7", "threads must be a whole number, got float"),
+        ("workers = 0.5", "workers must be a whole number, got float"),
+        ("lr = true", "lr must be a number, got bool"),
+        ('ema = "0.9"', "ema must be a number, got str"),
+        ("channels-last = 1", "channels-last must be true or false"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_one_line_errors(data, tmp_path, entry, message):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f"[train]\n{entry}\n")
+    run = tmp_path / "run"
+    line = _one_line_error(_cli_train(data, run, "--config", str(cfg)))  # a flag beating the key changes nothing
+    assert line == f"error: {cfg}: {message}", line
+    assert not run.exists()
+
+
+def test_config_numbers_may_be_whole_where_a_float_is_wanted(data, tmp_path):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("[train]\nscale-aug = 1\nadv-weight = 0\nthreads = 1\n")
+    run = tmp_path / "run"
+    result = _cli_train(data, run, "--config", str(cfg))
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["scale_aug"] == 1.0 and isinstance(config["scale_aug"], float) and config["threads"] == 1
+
+
+def test_resume_skips_metrics_lines_that_are_not_utf8_json(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2, log_every=1), run)
+    with open(run / "metrics.jsonl", "ab") as fh:
+        fh.write(b'\xff\xfe\x00garbage\n{"step": 1, "loss": "\xff"}\n[1]\n{"step": 1e999}\n{"step": -1}\n')
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "3", "-q"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+
+
+def test_a_checkpoint_with_a_negative_step_is_damaged(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=1), run)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    state["step"] = -3
+    torch.save(state, run / CHECKPOINT)
+    line = _one_line_error(CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "2"]))
+    assert "damaged checkpoint" in line and str(run / CHECKPOINT) in line, line
+
+
+def _dead_run(data: Path, run: Path) -> None:
+    """The files of a run killed before its first checkpoint: config.json and metrics.jsonl (its
+    last line cut short), from a real run with its checkpoint and weights taken away."""
+    train(_options(data, steps=2, log_every=1), run)
+    for name in (CHECKPOINT, "generator.safetensors"):
+        (run / name).unlink()
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 3, "loss": 0.2')
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(data, tmp_path):
+    run = tmp_path / "run"
+    _dead_run(data, run)
+    (run / "notes.txt").write_text("mine\n")
+    line = _one_line_error(CliRunner().invoke(main, ["train", "--out", str(run), "--resume"]))
+    assert "no checkpoint to resume from; start the run without --resume" in line, line
+    events: list[dict] = []
+    assert train(_options(data, steps=1, log_every=1), run, report=events.append).step == 1
+    notes = [e["message"] for e in events if e["event"] == "info"]
+    note = "replacing the config.json/metrics.jsonl of a run that stopped before its first checkpoint"
+    assert note in notes, notes
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert json.loads((run / "config.json").read_text())["steps"] == 1
+    assert (run / CHECKPOINT).is_file() and (run / "notes.txt").read_text() == "mine\n"
+    (run / CHECKPOINT).unlink()  # only config.json, or an empty metrics.jsonl, left behind: the same
+    (run / "generator.safetensors").unlink()
+    (run / "metrics.jsonl").unlink()
+    assert _cli_train(data, run).exit_code == 0
+    (run / CHECKPOINT).unlink()
+    (run / "generator.safetensors").unlink()
+    (run / "config.json").unlink()
+    (run / "metrics.jsonl").write_text("")
+    assert _cli_train(data, run).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["foreign config.json", "config.json array", "metrics line", "metrics text", "generator_best", "config link"],
+)
+def test_files_that_are_not_a_dead_runs_own_are_still_not_overwritten(data, tmp_path, damage):
+    run = tmp_path / "run"
+    _dead_run(data, run)
+    if damage == "foreign config.json":
+        (run / "config.json").write_text('{"name": "mine", "steps": 3}\n')
+    elif damage == "config.json array":
+        (run / "config.json").write_text("[1, 2]\n")
+    elif damage == "metrics line":
+        (run / "metrics.jsonl").write_text('{"step": 1}\n[1]\n')
+    elif damage == "metrics text":
+        (run / "metrics.jsonl").write_text('{"step": 1}\nmine, cut short')
+    elif damage == "generator_best":
+        (run / "generator_best.safetensors").write_text("mine\n")
+    else:
+        (tmp_path / "my_config.json").write_text((run / "config.json").read_text())
+        (run / "config.json").unlink()
+        (run / "config.json").symlink_to(tmp_path / "my_config.json")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    line = _one_line_error(_cli_train(data, run))
+    assert "already holds" in line and "--out" in line, line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_of_a_run_stopped_while_saving_its_first_checkpoint_points_to_its_generator(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=1), run)
+    (run / CHECKPOINT).unlink()  # generator.safetensors is written first
+    line = _one_line_error(CliRunner().invoke(main, ["train", "--out", str(run), "--resume"]))
+    generator = run / "generator.safetensors"
+    assert "generator.safetensors is kept" in line and f"--init {generator}" in line, line
+    assert _cli_train(data, tmp_path / "next", "--init", str(generator)).exit_code == 0
+    assert generator.is_file()

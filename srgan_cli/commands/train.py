@@ -303,6 +303,9 @@ def _read_config(path: Path) -> dict[str, Any]:
         param = next(p for p in train.params if p.name == key)
         if key in _BOOL_KEYS and not isinstance(value, bool):
             raise SrganError(f"{path}: {raw_key} must be true or false")
+        expected = _config_type_error(param, value)
+        if expected:
+            raise SrganError(f"{path}: {raw_key} must be {expected}, got {_toml_type(value)}")
         try:
             options[key] = param.type_cast_value(click.Context(train), value)
         except click.BadParameter as exc:
@@ -310,6 +313,29 @@ def _read_config(path: Path) -> dict[str, Any]:
         if key in _POSITIVE_KEYS and options[key] <= 0:
             raise SrganError(f"{path}: {raw_key} must be positive")
     return options
+
+
+def _config_type_error(param: click.Parameter, value: Any) -> str | None:
+    """What a --config value of ``param`` must be, where ``value``'s TOML type is wrong (else None).
+
+    Click's casts would turn an int into a path's string, truncate 2.5 to 2 and take true as 1.
+    """
+    kind = param.type
+    if getattr(param, "is_flag", False) or isinstance(kind, click.types.BoolParamType):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(kind, click.types.IntParamType):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if isinstance(kind, click.types.FloatParamType):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    return None if isinstance(value, str) else "a string"  # paths, choices and plain strings
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__  # bool, int, float, str, datetime, date, time
 
 
 def _clock(seconds: float) -> str:
