@@ -95,3 +95,16 @@ def _new_temp(dest: Path) -> Path:
             continue
         return tmp
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(dest.parent))
+
+
+def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:
+    """The JSON document in ``path`` (its first ``limit`` bytes), or None when the file cannot be
+    read or is not JSON: how a command tells its own earlier output, which it may replace, from
+    a file of the user's, which it must not."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.read(limit))
+    except (OSError, ValueError, RecursionError):
+        return None

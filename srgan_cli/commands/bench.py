@@ -222,11 +222,9 @@ def bench(
 
 def _is_bench_json(path: Path) -> bool:
     """True for a file that ``srgan bench --json`` wrote: a result object, or a list of them."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.loads(fh.read(50_000_000))
-    except (OSError, ValueError):
-        return False
+    from ..fsutil import read_json
+
+    doc = read_json(path)
     docs = doc if isinstance(doc, list) else [doc]
     return bool(docs) and all(
         isinstance(d, dict) and "schema_version" in d and isinstance(d.get("models"), list) and "set" in d for d in docs

@@ -850,13 +850,9 @@ def _check_report_path(path: Path | None, output: Path) -> Path | None:
 
 
 def _is_report(path: Path) -> bool:
-    import json
+    from ..fsutil import read_json
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.loads(fh.read(50_000_000))
-    except (OSError, ValueError):
-        return False
+    doc = read_json(path)
     return isinstance(doc, dict) and doc.get("schema_version") == 1 and isinstance(doc.get("files"), list)
 
 
