@@ -43,17 +43,26 @@ class ImageScan:
     paths: list[Path] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height)
     skipped_small: int = 0
-    skipped_unreadable: int = 0
+    unreadable: list[Path] = field(default_factory=list)  # files with an image name whose header did not read
+
+    @property
+    def skipped_unreadable(self) -> int:
+        return len(self.unreadable)
 
     @property
     def decoded_bytes(self) -> int:
         return sum(w * h * 3 for w, h in self.sizes)
 
-    def summary(self) -> str:
-        return (
+    def summary(self, most: int = 5) -> str:
+        """One line for the log; names the unreadable files (the first ``most``), so they can be fixed."""
+        text = (
             f"{len(self.paths)} training images in {self.root} "
             f"(skipped {self.skipped_small} smaller than the patch, {self.skipped_unreadable} unreadable)"
         )
+        if self.unreadable:
+            more = f" and {len(self.unreadable) - most} more" if len(self.unreadable) > most else ""
+            text += f"; unreadable: {', '.join(str(p) for p in self.unreadable[:most])}{more}"
+        return text
 
 
 def list_images(root: Path) -> list[Path]:
@@ -84,7 +93,7 @@ def scan_images(root: str | Path, min_size: int) -> ImageScan:
             with Image.open(path) as im:
                 width, height = im.size
         except _READ_ERRORS:
-            scan.skipped_unreadable += 1
+            scan.unreadable.append(path)
             continue
         if width < min_size or height < min_size:
             scan.skipped_small += 1
@@ -122,7 +131,7 @@ def hold_out(scan: ImageScan, count: int) -> tuple[ImageScan, list[Path]]:
         paths=[scan.paths[i] for i in kept],
         sizes=[scan.sizes[i] for i in kept],
         skipped_small=scan.skipped_small,
-        skipped_unreadable=scan.skipped_unreadable,
+        unreadable=scan.unreadable,
     )
     return rest, sorted(held)
 

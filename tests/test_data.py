@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -49,6 +51,8 @@ def test_scan_recurses_and_counts_skipped(image_tree):
     assert scan.skipped_small == 1
     assert scan.skipped_unreadable == 1
     assert "skipped 1 smaller" in scan.summary() and "1 unreadable" in scan.summary()
+    assert scan.summary().endswith(f"; unreadable: {scan.unreadable[0]}")  # named, so it can be fixed
+    assert "and 2 more" in dataclasses.replace(scan, unreadable=scan.unreadable * 7).summary()
 
 
 def test_scan_without_usable_images_is_one_line_error(tmp_path):
