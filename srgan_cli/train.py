@@ -527,6 +527,13 @@ def _resolve_options(
                 f"--{key.replace('_', '-')} {options[key]!r} differs from the run being resumed ({saved[key]!r}); "
                 "a resume continues the same training"
             )
+    new_init, old_init = options.get("init"), saved.get("init")
+    if new_init is not None and (old_init is None or os.path.realpath(new_init) != os.path.realpath(old_init)):
+        # the weights come from the checkpoint: a new --init would be recorded in the exports, not used
+        raise SrganError(
+            f"--init {new_init} differs from the run being resumed ({old_init or 'none'}); a resume continues "
+            "from its checkpoint: drop --init, or start a new run with another --out"
+        )
     if saved.get("stage") == "gan" and "patch_size" in options and options["patch_size"] != saved.get("patch_size"):
         raise SrganError(
             f"--patch-size {options['patch_size']} differs from the gan run being resumed ({saved.get('patch_size')}); "

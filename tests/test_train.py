@@ -1011,3 +1011,17 @@ def test_resume_of_a_run_stopped_while_saving_its_first_checkpoint_points_to_its
     assert "generator.safetensors is kept" in line and f"--init {generator}" in line, line
     assert _cli_train(data, tmp_path / "next", "--init", str(generator)).exit_code == 0
     assert generator.is_file()
+
+
+def test_a_resume_refuses_a_new_init_that_it_would_only_record(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    other = tmp_path / "other"
+    train(_options(data, steps=1), other)
+    # was: accepted, weights taken from the checkpoint, and the exports' metadata naming the new --init
+    with pytest.raises(SrganError, match="--init .* differs from the run being resumed \\(none\\)"):
+        train(_options(data, steps=3, init=str(other / "generator.safetensors")), run, resume=True)
+    started = tmp_path / "started"
+    train(_options(data, steps=2, init=str(run / "generator.safetensors")), started)
+    same = os.path.relpath(run / "generator.safetensors")  # the same file, spelt otherwise: fine
+    assert train(_options(data, steps=3, init=same), started, resume=True).step == 3
