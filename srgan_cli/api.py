@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import GeneratorConfig
+from .config import MAX_OUTSCALE, GeneratorConfig
 from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import SrganError
 from .models import fold_batch_norm
@@ -36,9 +36,6 @@ _CPU_BF16_ARCHS = ("srresnet",)
 # ITU-R BT.601 luma, for feeding a one-channel generator from RGB.
 _LUMA = (0.299, 0.587, 0.114)
 
-# The largest ``outscale``, as the CLI's ``--outscale`` allows: beyond it the resized output
-# is more memory than any machine has (1e6 on an 8x10 image is 8e13 pixels).
-MAX_OUTSCALE = 64.0
 
 # Integer pixel dtypes that are read as a fraction of their full scale; others are refused.
 _INT_PIXEL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}

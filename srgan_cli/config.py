@@ -9,6 +9,10 @@ from typing import Any
 
 from .errors import SrganError
 
+# The largest final scale (``srgan upscale --outscale``, the API's ``outscale``): beyond it the
+# resized output is more memory than any machine has (1e6 on an 8x10 image is 8e13 pixels).
+MAX_OUTSCALE = 64.0
+
 ARCHS = ("srresnet", "rrdb")
 SCALES = (2, 4, 8)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
 
@@ -603,7 +604,7 @@ def _check_device(value: str) -> str:
 )
 @click.option(
     "--outscale",
-    type=click.FloatRange(min=0, min_open=True, max=64),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_OUTSCALE),
     default=None,
     help="Final scale relative to the input (e.g. 2 or 3.5): the model's x4 output is resized "
     "with Lanczos. Default: the model's scale.",
