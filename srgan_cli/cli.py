@@ -7,6 +7,7 @@ item failed; 2 a usage error (bad option); 130 interrupted (Ctrl-C).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import sys
@@ -51,11 +52,21 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # most often standard output closed or full (> /dev/full): a line, not a traceback
+            if getattr(exc, "filename", None) is None and exc.errno in _STREAM_ERRNOS:
+                fail(f"cannot write the output: {exc.strerror or exc}")
+            raise
+
+
+_STREAM_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT)
 
 
 def fail(message: str, code: int = 1) -> None:
     """Print ``error: message`` on stderr as one line and exit with ``code``."""
-    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    try:
+        click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    except OSError:
+        pass  # stderr gone too: the exit status still tells
     sys.exit(code)
 
 

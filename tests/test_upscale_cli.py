@@ -777,3 +777,31 @@ def test_report_to_stdout_and_after_a_fail_fast_stop(weights, tmp_path):
     doc = json.loads(result.stdout)
     assert doc["failed"] == 1 and [f["status"] for f in doc["files"]] == ["failed"]
     assert doc["ended"].startswith("stopped: --fail-fast")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_or_closed_stream_is_one_line_and_never_stops_a_batch(weights, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    srgan = [sys.executable, "-m", "srgan_cli"]
+    for name in ("a.png", "c.png"):
+        _img(tmp_path / "in" / name)
+    (tmp_path / "in" / "b.png").write_bytes(b"not an image")
+    with open("/dev/full", "w") as full:
+        # stderr full: printing b.png's error raised and stopped the batch before c.png
+        batch = [*srgan, "upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+        done = subprocess.run(batch, stderr=full, env=env, timeout=120, check=False)
+        assert done.returncode == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+        # stdout full: a traceback before
+        listed = subprocess.run([*srgan, "models", "--json"], stdout=full, stderr=subprocess.PIPE, env=env, timeout=120)
+        assert listed.returncode == 1 and listed.stderr.decode().splitlines() == [
+            "error: cannot write the output: No space left on device"
+        ]
+    closed = subprocess.run(
+        [*srgan, "upscale", "-m", str(weights), str(tmp_path / "in" / "a.png"), "-o", "-"],
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert closed.returncode == 1 and "standard output is closed" in closed.stderr.decode()

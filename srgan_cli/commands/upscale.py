@@ -89,7 +89,7 @@ class Reporter:
     def _emit(self, line: str) -> str:
         for staged, shown in self.aliases.items():
             line = line.replace(staged, shown)
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):  # stderr gone (closed, full): the batch goes on
             if self.console is not None:
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
             else:
@@ -732,10 +732,11 @@ def upscale(
                 report_written = _write_report(report_path, tally, ended, report)
         if to_stdout and tally.written:
             _copy_to_stdout(output)
-    if not quiet or tally.failed:
-        click.echo(_summary(tally), err=True)
-    if tally.failed:  # the error lines may have scrolled away above a long batch's progress
-        click.echo(_failed_list(tally, report), err=True)
+    with contextlib.suppress(OSError):  # stderr gone: the exit status still tells
+        if not quiet or tally.failed:
+            click.echo(_summary(tally), err=True)
+        if tally.failed:  # the error lines may have scrolled away above a long batch's progress
+            click.echo(_failed_list(tally, report), err=True)
     if tally.failed or not report_written:
         sys.exit(1)
 
@@ -791,6 +792,8 @@ def _stage_stdio(
         raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
     if from_stdin and not to_stdout and (output.is_dir() or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
+    if to_stdout and (sys.stdout is None or sys.stdout.closed):
+        raise SrganError("-o -: standard output is closed")
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
     if from_stdin:
