@@ -539,7 +539,8 @@ _SAVED_BY = "srgan bench --save-images"
 def saved_paths(save_dir: str | Path, image_name: str, model_names: Sequence[str]) -> list[Path]:
     """The files :func:`save_outputs` writes for one image: one SR image per model, then the sheet."""
     save_dir = Path(save_dir)
-    return [save_dir / _safe_name(n) / f"{image_name}.png" for n in model_names] + [
+    folders = model_folders(model_names)
+    return [save_dir / folders[n] / f"{image_name}.png" for n in model_names] + [
         save_dir / "sheets" / f"{image_name}.png"
     ]
 
@@ -597,8 +598,9 @@ def save_outputs(
             raise SrganError(f"{dest}: cannot write ({exc.strerror or _short(exc)}); check --save-images") from None
         written.append(dest)
 
+    folders = model_folders(list(outputs))
     for name, sr in outputs.items():
-        write(save_dir / _safe_name(name) / f"{image.name}.png", sr)
+        write(save_dir / folders[name] / f"{image.name}.png", sr)
     panels = []
     if BICUBIC not in outputs:
         bic = imresize(image.lr, scale)
@@ -608,6 +610,21 @@ def save_outputs(
     sheet = comparison_sheet(image.hr, panels)
     write(save_dir / "sheets" / f"{image.name}.png", np.asarray(sheet))
     return written
+
+
+def model_folders(names: Sequence[str]) -> dict[str, str]:
+    """Each model's folder under ``--save-images``: its name made safe for a file system, and
+    unique ('my model' and 'my_model' are my_model and my_model-2; 'sheets' is the sheets')."""
+    used = {"sheets"}
+    folders = {}
+    for name in names:
+        base = _safe_name(name)
+        folder, n = base, 2
+        while folder.lower() in used:  # case-insensitive file systems too
+            folder, n = f"{base}-{n}", n + 1
+        used.add(folder.lower())
+        folders[name] = folder
+    return folders
 
 
 def _safe_name(name: str) -> str:

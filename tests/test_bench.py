@@ -636,3 +636,27 @@ def test_loss_pull_compares_each_term_with_the_content_loss(shared_data, tmp_pat
     # The pull of an L1 term: 1/N per element, the same on flat pixels and elsewhere.
     n = 2 * 3 * 32 * 32
     assert float(rows["l1"][3]) == pytest.approx(1 / n, rel=1e-2)
+
+
+def test_save_images_gives_each_model_its_own_folder(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    (tmp_path / "m").mkdir()
+    names = ("my model.safetensors", "my_model.safetensors", "sheets.safetensors")
+    models = [_tiny(tmp_path / "m" / name) for name in names]
+    save = tmp_path / "cmp"
+    result = _invoke("--set", folder, *(a for m in models for a in ("-m", m)), "--save-images", save, "--no-lpips")
+    assert result.exit_code == 0, result.output
+    # were: both 'my model' and 'my_model' in my_model/ (one lost), the 'sheets' model under its sheets
+    assert sorted(p.name for p in save.iterdir()) == ["my_model", "my_model-2", "sheets", "sheets-2"]
+    assert core.model_folders(["a", "A"]) == {"a": "a", "A": "A-2"}  # one folder on a case-blind disk
+
+
+def test_dot_sets_are_named_after_their_folder(bench_dir, tmp_path, monkeypatch):
+    first = _hr_only_folder(tmp_path / "one", bench_dir, names=("baby",))
+    second = _hr_only_folder(tmp_path / "two", bench_dir, names=("bird",)).rename(tmp_path / "two" / "other")
+    monkeypatch.chdir(first / "HR")
+    save = tmp_path / "cmp"
+    result = _invoke("--set", "..", "--set", second, "-m", "bicubic", "--save-images", save, "--no-lpips", "--json=-")
+    assert result.exit_code == 0, result.output
+    assert [r["set"] for r in json.loads(result.stdout)] == [first.name, second.name]  # was: '..'
+    assert (save / first.name / "sheets" / "baby.png").exists()  # was: written beside save, outside it

@@ -305,7 +305,9 @@ def _print_paired(console, result: dict) -> None:
 
 def _set_label(set_name: str) -> str:
     path = Path(set_name)
-    return set_name.lower() if set_name.lower() in ("set5", "set14", "bsd100") and not path.is_dir() else path.name
+    if set_name.lower() in ("set5", "set14", "bsd100") and not path.is_dir():
+        return set_name.lower()
+    return path.resolve().name or "set"  # '.' and '..' name the folder they stand for
 
 
 def _finite(value):
