@@ -60,7 +60,7 @@ from .data import (
 )
 from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import SrganError, first_line
-from .fsutil import atomic_path
+from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
 from .weights import load_generator, save_generator
 
@@ -577,16 +577,13 @@ def _written_by_a_run(path: Path) -> bool:
     """Whether ``path`` (config.json or metrics.jsonl) is recognisably the one srgan train writes."""
     if path.is_symlink() or not path.is_file():
         return False
+    if path.name == "config.json":
+        record = read_json(path)
+        return isinstance(record, dict) and _RUN_CONFIG_KEYS <= set(record) and isinstance(record["generator"], dict)
     try:
         raw = path.read_bytes()
     except OSError:
         return False
-    if path.name == "config.json":
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return False
-        return isinstance(record, dict) and _RUN_CONFIG_KEYS <= set(record) and isinstance(record["generator"], dict)
     lines = raw.split(b"\n")
     for i, line in enumerate(lines):
         if not line.strip():
