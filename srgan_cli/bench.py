@@ -83,7 +83,8 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     """
     text = str(name_or_dir)
     path = Path(text).expanduser()
-    if path.is_dir():
+    named = text.lower() in SET_NAMES and not (path / "HR").is_dir()  # not ./set5 made by --save-images set5
+    if path.is_dir() and not named:
         if not (path / "HR").is_dir():
             raise SrganError(f"{path}: no HR/ folder in it; a benchmark folder holds HR/ and optionally LR_x4/")
         return path
@@ -157,7 +158,11 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     hr_files = _image_files(hr_dir)
     if not hr_files:
         raise SrganError(f"{hr_dir}: no images in it (supported: {SUPPORTED_SUFFIXES})")
-    lr_files = {p.stem: p for p in _image_files(lr_dir)} if lr_dir.is_dir() else {}
+    lr_files: dict[str, Path] = {}
+    for lr_path in _image_files(lr_dir) if lr_dir.is_dir() else []:
+        if lr_path.stem in lr_files:  # which one would pair with HR is then a matter of listing order
+            raise SrganError(f"{lr_path}: same name as {lr_files[lr_path.stem].name}; LR images are paired by name")
+        lr_files[lr_path.stem] = lr_path
     stems: dict[str, Path] = {}
     for hr_path in hr_files:
         if hr_path.stem in stems:
@@ -172,7 +177,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         if h < min_side or w < min_side:
             raise SrganError(
                 f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to benchmark at x{scale} "
-                f"(at least {min_side}x{min_side} px); remove it from the set"
+                f"(at least {-(-min_side // scale) * scale}x{-(-min_side // scale) * scale} px); remove it from the set"
             )
         hr = np.ascontiguousarray(hr[:h, :w])
         lr_path = lr_files.get(hr_path.stem)

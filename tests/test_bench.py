@@ -16,6 +16,7 @@ from PIL import Image
 from srgan_cli import bench as core
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
+from srgan_cli.errors import SrganError
 from srgan_cli.models import build_generator
 from srgan_cli.weights import save_generator
 
@@ -660,3 +661,27 @@ def test_dot_sets_are_named_after_their_folder(bench_dir, tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     assert [r["set"] for r in json.loads(result.stdout)] == [first.name, second.name]  # was: '..'
     assert (save / first.name / "sheets" / "baby.png").exists()  # was: written beside save, outside it
+
+
+def test_a_set5_folder_without_hr_does_not_hide_the_named_set(bench_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "set5" / "bicubic").mkdir(parents=True)  # what `--save-images set5` leaves here
+    assert core.resolve_set("set5", bench_dir) == bench_dir / "set5"  # was: "set5: no HR/ folder in it"
+    with pytest.raises(SrganError, match="no HR/ folder"):
+        core.resolve_set(tmp_path / "set5" / "bicubic", bench_dir)
+
+
+def test_lr_images_of_one_name_are_refused_as_hr_ones_are(bench_dir, tmp_path):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    (folder / "LR_x4").mkdir()
+    shutil.copy(bench_dir / "set5" / "LR_x4" / "baby.png", folder / "LR_x4" / "baby.png")
+    Image.new("RGB", (128, 128)).save(folder / "LR_x4" / "baby.bmp")  # was: one of the two, silently
+    with pytest.raises(SrganError, match="LR images are paired by name"):
+        core.load_set(folder)
+
+
+def test_too_small_names_the_real_minimum(tmp_path):
+    (tmp_path / "s" / "HR").mkdir(parents=True)
+    Image.new("RGB", (19, 19), (90, 90, 90)).save(tmp_path / "s" / "HR" / "t.png")
+    with pytest.raises(SrganError, match=r"19x19 is too small to benchmark at x4 \(at least 20x20 px\)"):
+        core.load_set(tmp_path / "s")
