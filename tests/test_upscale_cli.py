@@ -350,6 +350,10 @@ def test_dotdot_suffix_refused(weights, tmp_path):
     src = _img(tmp_path / "a.png")
     result = run(weights, src, "-o", tmp_path / "o", "--suffix", "/../../x")
     assert result.exit_code == 2 and "Traceback" not in result.output
+    for bad, why in ((".", "must not be '.'"), ("a\nb", "control characters")):  # was: a name with a newline
+        result = run(weights, src, "-o", tmp_path / "o", "--suffix", bad)
+        assert result.exit_code == 2 and why in result.output, result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_plan_never_escapes_with_odd_names(tmp_path):

@@ -299,7 +299,7 @@ def check_jobs(
         if dest_real in claimed:
             why = report.error(
                 f"{job.src}: its output {job.dest} is also the output of {claimed[dest_real]}; "
-                "use --suffix or --format to tell them apart"
+                "rename one, or upscale them in two runs with different --suffix"
             )
             tally.add("failed", job.src, job.dest, why)
             continue
@@ -700,7 +700,9 @@ def upscale(
     if skip_existing and overwrite:
         raise click.UsageError("--skip-existing and --overwrite exclude each other; pick one")
     if suffix is not None and (os.sep in suffix or "/" in suffix or suffix in (".", "..")):
-        raise click.BadParameter("must not contain a path separator", param_hint="'--suffix'")
+        raise click.BadParameter("must not be '.' or '..' or contain a path separator", param_hint="'--suffix'")
+    if suffix is not None and any(ord(c) < 32 or ord(c) == 127 for c in suffix):
+        raise click.BadParameter("must not contain control characters (a newline, a tab)", param_hint="'--suffix'")
     fmt = fmt.lower() if fmt else None
     report_path = _check_report_path(report_path, output)
 
@@ -797,7 +799,9 @@ def _stage_stdio(
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
     if from_stdin:
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None or sys.stdin.closed:
+            raise SrganError("-: standard input is closed")
+        if sys.stdin.isatty():
             raise click.UsageError("standard input is a terminal; pipe an image in: srgan upscale - -o x.png < in.png")
         data = sys.stdin.buffer.read()
         if not data:
