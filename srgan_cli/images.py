@@ -1057,7 +1057,7 @@ def write_image(
     if icc_profile and not _icc_fits(icc_profile, gray=planes.shape[2] <= 2):
         icc_profile = None
     if exif:
-        exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0])
+        exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF")
     try:
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
@@ -1101,8 +1101,15 @@ def _icc_fits(icc: bytes, *, gray: bool) -> bool:
     return len(icc) >= 128 and icc[16:20] == (b"GRAY" if gray else b"RGB ")
 
 
-def _prepare_exif(exif: bytes | None, text: dict[str, str], width: int = 0, height: int = 0) -> bytes | None:
-    """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description."""
+def _prepare_exif(
+    exif: bytes | None, text: dict[str, str], width: int = 0, height: int = 0, sub_ifds: bool = True
+) -> bytes | None:
+    """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description.
+
+    ``sub_ifds=False`` keeps only the main IFD's tags, for Pillow's compressed TIFF writer:
+    libtiff refuses the pointers to the Exif, GPS and interoperability IFDs ("Error setting from
+    dictionary"), so TIFF output leaves out the camera settings and GPS position kept there;
+    Make, Model, DateTime, Artist, Copyright and the like stay."""
     if not exif and not text:
         return None
     ex = Image.Exif()
@@ -1124,23 +1131,9 @@ def _prepare_exif(exif: bytes | None, text: dict[str, str], width: int = 0, heig
         ex[_IMAGE_DESCRIPTION] = "; ".join(f"{k}: {v}" for k, v in rest.items())
     if "Software" in text:
         ex[_SOFTWARE] = text["Software"]
-    return ex.tobytes() if len(ex) else None
-
-
-def _exif_without_sub_ifds(exif: bytes | None) -> bytes | None:
-    """EXIF with only its main IFD's tags, for Pillow's compressed TIFF writer: libtiff refuses the
-    pointers to the Exif, GPS and interoperability IFDs ("Error setting from dictionary"), so the
-    camera settings and GPS position in those IFDs are left out of TIFF output; Make, Model,
-    DateTime, Artist, Copyright and the like stay."""
-    if not exif:
-        return None
-    ex = Image.Exif()
-    try:
-        ex.load(exif)
-    except Exception:  # noqa: BLE001 - unreadable EXIF is dropped rather than failing the write
-        return None
-    for pointer in (0x8769, 0x8825, 0xA005):
-        ex.pop(pointer, None)
+    if not sub_ifds:
+        for pointer in (0x8769, 0x8825, 0xA005):
+            ex.pop(pointer, None)
     return ex.tobytes() if len(ex) else None
 
 
@@ -1183,8 +1176,7 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
     elif fmt == "TIFF":
         _quiet_libtiff()
         params["compression"] = "tiff_adobe_deflate"
-        exif = _exif_without_sub_ifds(exif)
-        if exif:
+        if exif:  # prepared by write_image without its sub-IFDs
             params["exif"] = exif
         rest = {k: v for k, v in text.items() if k != "Software"}
         if rest:
