@@ -609,9 +609,16 @@ def train(
     run_dir = Path(out)
     cfg, state, replacing = _resolve_options(run_dir, options, resume)
     dist, device = _setup_dist(cfg.device)
+    trainer = None
     try:
-        return _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing).run()
+        trainer = _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing)
+        return trainer.run()
     finally:
+        if trainer is not None:
+            # an error's traceback keeps the trainer alive past this call: its DDP wrappers would
+            # outlive the process group and be torn down at interpreter exit, where gloo can abort
+            # the process ("terminate called without an active exception")
+            trainer.release_wrappers()
         if dist.owns_group:
             torch.distributed.destroy_process_group()
 
@@ -741,6 +748,12 @@ class _Trainer:
             self.g_train = torch.compile(self.g_train)
             if self.d_train is not None:
                 self.d_train = torch.compile(self.d_train)
+
+    def release_wrappers(self) -> None:
+        """Drop the DDP / compiled wrappers (the plain modules stay), while the process group lives."""
+        self.g_train = getattr(self, "G", None)
+        self.d_train = getattr(self, "D", None)
+        self._graphed = None
 
     def _set_optimizer_kind(self, opt: torch.optim.Optimizer) -> None:
         """This run's Adam implementation, whatever the checkpoint it resumes was saved with.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -64,6 +65,9 @@ def _error_worker(rank: int, world: int, port: int, options: dict, out: str, res
         _worker(rank, world, port, options, out, results)
     except SrganError as exc:
         (Path(results) / f"rank{rank}.err").write_text(str(exc))
+    # DDP wrappers left alive past the group's end are torn down at exit, where gloo can abort
+    alive = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+    (Path(results) / f"rank{rank}.ddp").write_text(str(alive))
 
 
 def _spawn(options: dict, out: Path, results: Path, world: int = 2, worker=_worker) -> list[dict[str, torch.Tensor]]:
@@ -106,7 +110,7 @@ def test_rank_zero_scans_the_training_folder_for_every_rank(tmp_path, holdout):
 
 
 def test_a_failed_scan_stops_every_rank_with_its_error(tmp_path):
-    """Rank 0 sends its scan's error: no rank waits for an image list that never comes."""
+    """Rank 0 sends its scan's error: no rank waits for a list that never comes, none keeps DDP past the group."""
     (tmp_path / "empty").mkdir()
     results = tmp_path / "results"
     results.mkdir()
@@ -122,6 +126,7 @@ def test_a_failed_scan_stops_every_rank_with_its_error(tmp_path):
         pytest.fail("a rank hung after rank 0's scan failed")
     for rank in (0, 1):
         assert "no usable training images" in (results / f"rank{rank}.err").read_text()
+        assert (results / f"rank{rank}.ddp").read_text() == "0"
 
 
 def test_torchrun_cli_resumes_a_run(tmp_path):
