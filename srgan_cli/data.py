@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -276,10 +278,29 @@ class StepBatchSampler(Sampler):
 
 def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # workers crop and flip; the main process owns the cores
-    # Ctrl-C reaches the whole process group: the main process saves a checkpoint and stops
-    # the workers itself, so they must not die first.
+    # Ctrl-C, and SIGTERM from `timeout` or a scheduler at its time limit, reach the whole
+    # process group: the main process saves a checkpoint and stops the workers itself, so they
+    # must not die first (a dead worker fails the step with a traceback and loses the save).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _WorkerTerm().handle)
+
+
+class _WorkerTerm:
+    """A loader worker's SIGTERM: the group's signal (and its repeats within a second) is left to
+    the main process; a later one is the loader stopping a worker that did not exit: it dies."""
+
+    SAME_REQUEST = 1.0
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now
+        elif now - self.first > self.SAME_REQUEST:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def default_workers(device: torch.device | None = None) -> int:

@@ -224,9 +224,11 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_saved(data, tmp_path, monk
     assert not (run / "metrics.jsonl").exists() or "NaN" not in (run / "metrics.jsonl").read_text()
 
 
-def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path):
-    """`timeout -s INT 8h srgan train ...` signals the trainer, then its whole process group
-    (loader workers too): one request delivered twice, which must still save a checkpoint."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path, sig):
+    """`timeout 8h srgan train ...` (SIGTERM; `-s INT` for Ctrl-C's) signals the trainer, then its
+    whole process group (loader workers too): one request delivered twice, which must still save
+    a checkpoint, not lose it to a worker killed mid-step."""
     run = tmp_path / "run"
     args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(run), "--steps", "100000"]
     args += ["--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "2"]
@@ -238,8 +240,8 @@ def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path):
         line = proc.stderr.readline()
         assert line, f"training ended early: {seen}"
         seen += line
-    proc.send_signal(signal.SIGINT)
-    os.killpg(proc.pid, signal.SIGINT)
+    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)
     rest = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, seen + rest
     assert "continue with --resume" in rest, rest
