@@ -7,10 +7,14 @@ item failed; 2 a usage error (bad option); 130 interrupted (Ctrl-C).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
@@ -68,6 +72,23 @@ def fail(message: str, code: int = 1) -> None:
     except OSError:
         pass  # stderr gone too: the exit status still tells
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so it stops as cleanly as Ctrl-C (exit 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _module_exists(module: str) -> bool:

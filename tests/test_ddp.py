@@ -70,6 +70,13 @@ def _error_worker(rank: int, world: int, port: int, options: dict, out: str, res
     (Path(results) / f"rank{rank}.ddp").write_text(str(alive))
 
 
+def _interrupt_worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
+    try:
+        _worker(rank, world, port, options, out, results)
+    except KeyboardInterrupt:
+        (Path(results) / f"rank{rank}.stopped").write_text("")
+
+
 def _spawn(options: dict, out: Path, results: Path, world: int = 2, worker=_worker) -> list[dict[str, torch.Tensor]]:
     results.mkdir(parents=True, exist_ok=True)
     mp.spawn(worker, args=(world, _free_port(), options, str(out), str(results)), nprocs=world, join=True)
@@ -142,3 +149,33 @@ def test_torchrun_cli_resumes_a_run(tmp_path):
     assert done.stderr.count("step 4/4") == 1  # progress from rank 0 only
     state = load_checkpoint(run / CHECKPOINT)
     assert state["step"] == 4 and state["world_size"] == 2
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
+    """`kill -TERM` of one rank (or torchrun passing a signal on at different moments): the ranks
+    agree to stop at one step and save it; alone, that rank would leave the others waiting."""
+    import signal
+    import time
+
+    data = _images(tmp_path / "images")
+    results = tmp_path / "results"
+    results.mkdir()
+    run = tmp_path / "run"
+    options = {"data": str(data), "steps": 100000, "log_every": 1, "checkpoint_every": 100000, **TINY}
+    context = mp.spawn(_interrupt_worker, args=(2, _free_port(), options, str(run), str(results)), nprocs=2, join=False)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.2)
+    os.kill(context.processes[1].pid, signal.SIGTERM)
+    for _ in range(24):  # 2 minutes at most
+        if context.join(timeout=5):
+            break
+    else:
+        for process in context.processes:
+            process.kill()
+        pytest.fail("a rank hung after rank 1 was signalled")
+    assert (results / "rank0.stopped").exists() and (results / "rank1.stopped").exists()
+    state = load_checkpoint(run / CHECKPOINT)
+    assert 3 <= state["step"] < 100000 and state["world_size"] == 2

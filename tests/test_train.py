@@ -159,6 +159,25 @@ def test_wrong_val_fails_before_the_training_images_are_read(data, tmp_path, mon
     assert result.exit_code == 1 and "--val" in result.output and "not a named set" in result.output
 
 
+def test_sigterm_while_the_run_starts_exits_130_with_a_message(data, tmp_path, monkeypatch):
+    """Before the training loop (reading images, building models) SIGTERM stops like Ctrl-C:
+    a line and 130, not a silent death by signal (143)."""
+    import srgan_cli.train as train_module
+
+    real = train_module.scan_images
+
+    def scan(*args, **kwargs):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):  # would kill the test run
+            raise AssertionError("SIGTERM is not handled while the run starts")
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "scan_images", scan)
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "2"])
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
 @pytest.mark.parametrize("when", [0.0, None])
 def test_sigkill_leaves_a_resumable_checkpoint(data, tmp_path, when):
     """Kill -9 a training process mid-run (possibly mid-write): the last checkpoint still loads."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..cli import sigterm_as_interrupt
 from ..errors import SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -259,7 +260,8 @@ def train(config_file: Path | None, **given: Any) -> None:
 
     reporter = None if quiet else _Reporter()
     try:
-        result = run_training(options, Path(out), resume=resume, report=reporter)
+        with sigterm_as_interrupt():  # while it starts up; the training loop saves a checkpoint first
+            result = run_training(options, Path(out), resume=resume, report=reporter)
     finally:
         if reporter is not None:
             reporter.close()

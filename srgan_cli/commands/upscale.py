@@ -12,16 +12,16 @@ import contextlib
 import os
 import queue
 import re
-import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+from ..cli import sigterm_as_interrupt
 from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
@@ -330,23 +330,6 @@ def rank_share(jobs: list[Job]) -> tuple[list[Job], int, int]:
     if not 0 <= rank < world:
         raise SrganError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world})")
     return [job for i, job in enumerate(jobs) if i % world == rank], rank, local
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, so it stops as cleanly as Ctrl-C (exit 130)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
