@@ -607,6 +607,78 @@ def train(
 ) -> TrainResult:
     """Run (or resume) a training stage into the folder ``out``; see the module docstring."""
     run_dir = Path(out)
+    with _RunLock(run_dir):
+        return _train(run_dir, options, resume, report)
+
+
+LOCK_FILE = ".lock"
+
+
+class _RunLock:
+    """An exclusive lock on the run folder (``RUN/.lock``, flock) for the whole run, taken by rank 0
+    before it looks at the folder: a second ``srgan train`` (or ``--resume``) into a folder
+    whose run is still going is refused, instead of taking it over. The folder is made here if
+    missing, and removed again if the run fails before writing anything into it; the lock file
+    goes when the run ends (a killed run's stays, unlocked). Where the file system cannot lock
+    (some network mounts) the run goes on without the lock."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / LOCK_FILE
+        self.fd: int | None = None
+        self.made: list[Path] = []  # the folders made here, deepest first
+
+    def __enter__(self) -> _RunLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX
+            return self
+        if int(os.environ.get("RANK", "0") or 0) != 0:
+            return self  # the ranks of one torchrun run: rank 0 holds the lock for them all
+        missing = [d for d in (self.run_dir, *self.run_dir.parents) if not d.exists()]
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return self  # --out a file, no permission, ...: the run's own checks say what is wrong
+        self.made = missing
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return self
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise SrganError(
+                    f"{self.run_dir}: another srgan train is running in this folder; wait for it to end, "
+                    "or choose another --out"
+                ) from None
+            except OSError:
+                os.close(fd)
+                return self  # no locks on this file system
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except OSError:
+                same = False
+            if same:  # not a file an ending run removed after we opened it
+                self.fd = fd
+                return self
+            os.close(fd)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # while still locked: a run that opened it before retries (see __enter__)
+        os.close(self.fd)
+        with contextlib.suppress(OSError):
+            for folder in self.made:
+                folder.rmdir()  # only if empty: a run that failed before writing anything leaves nothing
+
+
+def _train(run_dir: Path, options: dict[str, Any], resume: bool, report: Report | None) -> TrainResult:
     cfg, state, replacing = _resolve_options(run_dir, options, resume)
     dist, device = _setup_dist(cfg.device)
     trainer = None

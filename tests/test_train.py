@@ -1046,3 +1046,30 @@ def test_a_resume_refuses_a_new_init_that_it_would_only_record(data, tmp_path):
     train(_options(data, steps=2, init=str(run / "generator.safetensors")), started)
     same = os.path.relpath(run / "generator.safetensors")  # the same file, spelt otherwise: fine
     assert train(_options(data, steps=3, init=same), started, resume=True).step == 3
+
+
+def test_a_run_folder_in_use_is_refused_to_a_second_run(data, tmp_path):
+    """A second `srgan train` (or `--resume`) into the folder of a run still going is refused
+    before it touches the folder; it took the live run over before."""
+    import fcntl
+
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with open(run / ".lock", "w") as held:  # as the live run holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for resume in (False, True):
+            with pytest.raises(SrganError, match="another srgan train is running in this folder"):
+                train(_options(data, steps=4), run, resume=resume)
+        result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "4"])
+        assert result.exit_code == 1 and "another srgan train" in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"} == before
+    assert train(_options(data, steps=4), run, resume=True).step == 4  # free again
+    assert not (run / ".lock").exists()
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SrganError, match="no usable training images"):
+        train(_options(tmp_path / "empty", steps=2), tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()
