@@ -11,6 +11,7 @@ import contextlib
 import errno
 import importlib
 import importlib.util
+import re
 import signal
 import sys
 import threading
@@ -52,7 +53,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SrganError as exc:
-            fail(str(exc))
+            fail(str(exc), getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
@@ -72,6 +73,17 @@ def fail(message: str, code: int = 1) -> None:
     except OSError:
         pass  # stderr gone too: the exit status still tells
     sys.exit(code)
+
+
+def check_device(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
+    """A click callback for ``--device``: auto, cpu, mps, cuda or cuda:N (whether it exists is
+    checked when it is used)."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise click.BadParameter(f"{value!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return value
 
 
 @contextlib.contextmanager

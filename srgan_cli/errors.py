@@ -9,6 +9,13 @@ class SrganError(Exception):
     """
 
 
+class OptionError(SrganError):
+    """A bad option value or combination found past click's own checks: the CLI exits 2, as for
+    click's usage errors, so scripts can tell a wrong command line from a failed run."""
+
+    exit_code = 2
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of ``exc``'s message, at most ``limit`` characters (its type name if empty),
     for quoting a library's error inside a one-line message."""

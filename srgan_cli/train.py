@@ -59,7 +59,7 @@ from .data import (
     val_image,
 )
 from .device import PRECISIONS, choose_device, choose_dtype
-from .errors import SrganError, first_line
+from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
 from .weights import load_generator, save_generator
@@ -180,7 +180,7 @@ class TrainConfig:
         for f in fields(c):  # NaN passes every comparison below, and inf makes the loss NaN
             value = getattr(c, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise SrganError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+                raise OptionError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         for name in (
             "steps",
             "batch_size",
@@ -194,45 +194,55 @@ class TrainConfig:
             "num_features",
         ):
             if getattr(c, name) is not None and int(getattr(c, name)) < 1:
-                raise SrganError(f"--{name.replace('_', '-')} must be at least 1")
+                raise OptionError(f"--{name.replace('_', '-')} must be at least 1")
         for name, most in MAX_SIZES.items():
             if getattr(c, name) is not None and getattr(c, name) > most:
-                raise SrganError(f"--{name.replace('_', '-')} must be at most {most}, got {getattr(c, name)}")
+                raise OptionError(f"--{name.replace('_', '-')} must be at most {most}, got {getattr(c, name)}")
         if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed <= SEED_MAX:
-            raise SrganError(f"--seed must be a whole number from 0 to 2**64 - 1 ({SEED_MAX}), got {c.seed}")
+            raise OptionError(f"--seed must be a whole number from 0 to 2**64 - 1 ({SEED_MAX}), got {c.seed}")
         if c.val_holdout < 0:
-            raise SrganError(f"--val-holdout must be >= 0 (0 = off), got {c.val_holdout}")
+            raise OptionError(f"--val-holdout must be >= 0 (0 = off), got {c.val_holdout}")
         if c.val_holdout and c.val:
-            raise SrganError("--val-holdout validates on images of --data; give it or --val, not both")
+            raise OptionError("--val-holdout validates on images of --data; give it or --val, not both")
         if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
-            raise SrganError("--workers must be >= 0 and --threads >= 1")
+            raise OptionError("--workers must be >= 0 and --threads >= 1")
         for name in ("content_jitter", "d_jitter", "adv_weight", "pixel_weight", "ldl_weight", *ARTIFACT_WEIGHTS):
             if getattr(c, name) < 0:
-                raise SrganError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
+                raise OptionError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
         if not (0.0 < c.scale_aug <= 1.0):
-            raise SrganError(f"--scale-aug must be in (0, 1] (1 = off), got {c.scale_aug}")
+            raise OptionError(f"--scale-aug must be in (0, 1] (1 = off), got {c.scale_aug}")
         if not (0.0 <= c.ema < 1.0):
-            raise SrganError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
+            raise OptionError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         gan_only = [n for n in ("content_jitter", "d_jitter", *ARTIFACT_WEIGHTS) if getattr(c, n)]
-        gan_only += [n for n in ("d_arch", "d_features") if getattr(c, n) != getattr(TrainConfig, n)]
+        gan_only += [
+            n
+            for n in ("d_arch", "d_features", "d_batch_norm", "gan_type", "adv_weight", "vgg_weights")
+            if getattr(c, n) != getattr(TrainConfig, n)
+        ]
+        if c.content_loss != "mse":
+            gan_only.append("content_loss")  # the mse stage trains on pixels; it was recorded, not used
+        if c.pixel_weight != 1.0:
+            gan_only.append("pixel_weight")  # the mse stage's loss is the pixel loss alone: 0 trained nothing
         if gan_only and not gan:
             flags = ", ".join("--" + n.replace("_", "-") for n in gan_only)
-            raise SrganError(f"{flags}: only in --stage gan (the mse stage has the pixel loss alone)")
+            raise OptionError(f"{flags}: only in --stage gan (the mse stage has the pixel loss alone)")
         if c.ldl_weight and not (gan and c.ema):
-            raise SrganError("--ldl-weight works in --stage gan with --ema (its artifact map compares SR with the EMA)")
+            raise OptionError(
+                "--ldl-weight works in --stage gan with --ema (its artifact map compares SR with the EMA)"
+            )
         if c.lr <= 0:
-            raise SrganError(f"--lr must be positive, got {c.lr}")
+            raise OptionError(f"--lr must be positive, got {c.lr}")
         for name in ("adam_beta1", "adam_beta2"):
             if not (0.0 <= getattr(c, name) < 1.0):
-                raise SrganError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(c, name)}")
+                raise OptionError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(c, name)}")
         if c.patch_size % c.scale:
-            raise SrganError(f"--patch-size {c.patch_size} must be a multiple of the scale ({c.scale})")
+            raise OptionError(f"--patch-size {c.patch_size} must be a multiple of the scale ({c.scale})")
         if gan and c.patch_size % 16:
-            raise SrganError(f"--patch-size {c.patch_size}: the discriminator needs a multiple of 16 (paper: 96)")
+            raise OptionError(f"--patch-size {c.patch_size}: the discriminator needs a multiple of 16 (paper: 96)")
         if c.data is None:
-            raise SrganError("--data is required: a folder (tree) of training images")
+            raise OptionError("--data is required: a folder (tree) of training images")
         if c.cuda_graphs and (gan or c.compile):
-            raise SrganError("--cuda-graphs works with --stage mse and without --compile")
+            raise OptionError("--cuda-graphs works with --stage mse and without --compile")
         return c
 
 
@@ -245,7 +255,7 @@ def _roll(batch: torch.Tensor, offset: tuple[int, int] | None) -> torch.Tensor:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise SrganError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(allowed)}")
+        raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(allowed)}")
 
 
 # Options that define what is being trained: a resume may not change them.

@@ -144,7 +144,11 @@ def test_cli_bad_options_are_usage_errors(data, tmp_path):
     result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "0"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--patch-size", "30"])
-    assert result.exit_code == 1 and "multiple of the scale" in result.output
+    assert result.exit_code == 2 and "multiple of the scale" in result.output  # a bad value: a usage error
+    for args in (["--lr", "nan"], ["--seed", "-1"], ["--device", "foo"], ["--val-holdout", "1", "--val", "set5"]):
+        result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *args])
+        assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
+    assert not (tmp_path / "r").exists()
 
 
 def test_wrong_val_fails_before_the_training_images_are_read(data, tmp_path, monkeypatch):
@@ -766,8 +770,9 @@ def _cli_train(data: Path, out: Path, *extra: str, tiny: bool = True):
     return CliRunner().invoke(main, [*args, *extra])  # the last of a flag given twice wins
 
 
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
+def _one_line_error(result, code: int = 1) -> str:
+    """The one ``error:`` line of a failed command; ``code`` 2 for a bad option value."""
+    assert result.exit_code == code, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught exception
     assert "Traceback" not in result.output
     lines = result.output.strip().splitlines()
@@ -801,7 +806,7 @@ def _one_line_error(result) -> str:
 def test_bad_numbers_are_one_line_errors_before_anything_is_written(data, tmp_path, args):
     run = tmp_path / "run"
     # --stage gan (without --init, which is checked later): its weights must not be refused as mse-only
-    line = _one_line_error(_cli_train(data, run, "--stage", "gan", *args))
+    line = _one_line_error(_cli_train(data, run, "--stage", "gan", *args), code=2)
     assert args[0] in line, line
     assert not run.exists()
 
@@ -819,7 +824,7 @@ def test_bad_numbers_in_a_config_file_are_one_line_errors(data, tmp_path):
     ]:
         cfg.write_text(f'[train]\nstage = "gan"\n{entry}\n')
         run = tmp_path / "run"
-        line = _one_line_error(_cli_train(data, run, "--config", str(cfg), tiny=False))  # flags beat the file
+        line = _one_line_error(_cli_train(data, run, "--config", str(cfg), tiny=False), code=2)  # flags beat the file
         assert flag in line, (entry, line)
         assert not run.exists()
 
@@ -857,7 +862,7 @@ def test_the_largest_seed_trains_and_a_resume_checks_its_numbers_too(data, tmp_p
         with pytest.raises(SrganError, match=re.escape(flag)):
             train({"steps": 2, **options}, run, resume=True)
     result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "2", "--lr", "inf"])
-    assert "--lr must be a finite number" in _one_line_error(result)
+    assert "--lr must be a finite number" in _one_line_error(result, code=2)
     assert (run / CHECKPOINT).read_bytes() == before
 
 
@@ -932,12 +937,13 @@ def test_config_values_of_the_wrong_type_are_one_line_errors(data, tmp_path, ent
 
 def test_config_numbers_may_be_whole_where_a_float_is_wanted(data, tmp_path):
     cfg = tmp_path / "train.toml"
-    cfg.write_text("[train]\nscale-aug = 1\nadv-weight = 0\nthreads = 1\n")
+    cfg.write_text("[train]\nscale-aug = 1\nlr = 1\nthreads = 1\n")
     run = tmp_path / "run"
     result = _cli_train(data, run, "--config", str(cfg))
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
     assert config["scale_aug"] == 1.0 and isinstance(config["scale_aug"], float) and config["threads"] == 1
+    assert isinstance(config["lr"], float)
 
 
 def test_resume_skips_metrics_lines_that_are_not_utf8_json(data, tmp_path):
@@ -1073,3 +1079,25 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
     with pytest.raises(SrganError, match="no usable training images"):
         train(_options(tmp_path / "empty", steps=2), tmp_path / "new" / "run")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"content_loss": "vgg22"},
+        {"gan_type": "relativistic"},
+        {"adv_weight": 5e-3},
+        {"vgg_weights": "vgg19.safetensors"},
+        {"d_batch_norm": False},
+        {"pixel_weight": 0.0},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_gan_options_are_refused_in_the_mse_stage(data, tmp_path, option):
+    """The mse stage trains on the pixel loss alone: these were accepted and ignored (the content
+    loss even recorded in the weights' metadata), and --pixel-weight 0 trained nothing."""
+    flag = "--" + next(iter(option)).replace("_", "-")
+    with pytest.raises(SrganError, match=f"{flag}: only in --stage gan"):
+        train(_options(data, steps=1, **option), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    train(_options(data, steps=1, content_loss="mse", pixel_weight=1.0), tmp_path / "plain")  # the stage's own

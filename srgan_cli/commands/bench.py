@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..cli import check_device
 from ..device import DEVICES, PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -40,7 +41,7 @@ from .completion import complete_bench_model, complete_set
     help="Folder with set5/, set14/, bsd100/ (each HR/ and LR_x4/). Default: env SRGAN_DATA_DIR, else the Hub.",
 )
 @click.option("--hub-dataset", metavar="REPO", help="Hugging Face Hub dataset to download named sets from.")
-@click.option("--device", default="auto", show_default=True, help=f"Device: {DEVICES}.")
+@click.option("--device", default="auto", show_default=True, callback=check_device, help=f"Device: {DEVICES}.")
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..cli import sigterm_as_interrupt
+from ..cli import check_device, sigterm_as_interrupt
 from ..errors import SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -73,7 +73,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--lr-step", type=int, callback=_positive, help="Steps between x0.1 drops of --lr-decay step.  [default: steps/2]"
 )
 @click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), help="[default: 0.9]")
-@click.option("--device", type=str, help="auto, cpu, cuda, cuda:N or mps.  [default: auto]")
+@click.option("--device", type=str, callback=check_device, help="auto, cpu, cuda, cuda:N or mps.  [default: auto]")
 @click.option(
     "--precision",
     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),

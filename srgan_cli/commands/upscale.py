@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import sys
 import tempfile
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import sigterm_as_interrupt
+from ..cli import check_device, sigterm_as_interrupt
 from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
@@ -512,13 +511,6 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     return device
 
 
-def _check_device(value: str) -> str:
-    value = value.strip().lower()
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-        raise click.BadParameter(f"{value!r}: expected auto, cpu, cuda, cuda:N or mps")
-    return value
-
-
 @click.command("upscale")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -553,7 +545,7 @@ def _check_device(value: str) -> str:
     "--device",
     default="auto",
     show_default=True,
-    callback=lambda ctx, param, value: _check_device(value),
+    callback=check_device,
     help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
 )
 @click.option(
