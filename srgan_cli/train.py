@@ -352,7 +352,10 @@ def _no_checkpoint(path: Path) -> str:
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # a full disk reaches torch's zip writer as "unexpected pos ..."
+            raise OSError(f"writing failed, is the disk full? ({first_line(exc, 80)})") from None
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -503,6 +506,17 @@ class _Interrupt:
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
+
+
+def _worker_message(message: str) -> str:
+    """The error's own message, without the traceback torch puts around an error raised in a
+    DataLoader worker ("Caught SrganError in DataLoader worker process 1. Original Traceback...")."""
+    if not message.startswith("Caught ") or "Traceback" not in message:
+        return message
+    lines = [line for line in message.splitlines() if line.strip()]
+    last = lines[-1] if lines else message
+    head, sep, tail = last.partition("SrganError: ")
+    return tail if sep else last
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -1173,7 +1187,8 @@ class _Trainer:
         return {"best_psnr": self.best_psnr, "best_lpips": self.best_lpips, "best_by": self.best_by}
 
     def checkpoint(self) -> None:
-        """Write generator.safetensors, then checkpoint.pt, each atomically (rank 0; others wait)."""
+        """Write checkpoint.pt, then generator.safetensors, each atomically (rank 0; others wait): a
+        failed write leaves the weights file no newer than the checkpoint a resume starts from."""
         self.dist.barrier()
         if self.dist.main:
             try:
@@ -1187,7 +1202,6 @@ class _Trainer:
         self.dist.barrier()
 
     def _write_checkpoint(self) -> None:
-        save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
         state = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -1213,6 +1227,7 @@ class _Trainer:
             "saved_at": time.time(),
         }
         _save_checkpoint(self.run_dir / CHECKPOINT, state)
+        save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
 
     def _prepare_run_dir(self) -> None:
         if not self.dist.main:
@@ -1248,8 +1263,15 @@ class _Trainer:
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if self.dist.main:
-            with open(self.run_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            path = self.run_dir / "metrics.jsonl"
+            try:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise SrganError(
+                    f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact: free space or "
+                    "fix the folder, then --resume"
+                ) from None
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -1309,7 +1331,10 @@ class _Trainer:
                 if self._stop_agreed(stop):
                     interrupted = True
                     break
-                hr_u8 = next(it)
+                try:
+                    hr_u8 = next(it)
+                except SrganError as exc:  # from a loader worker, torch adds the worker's traceback
+                    raise SrganError(_worker_message(str(exc))) from None
                 lr_value = lr_at(cfg, self.step)
                 for opt in (self.opt_g, self.opt_d):
                     if opt is not None:

@@ -1101,3 +1101,53 @@ def test_gan_options_are_refused_in_the_mse_stage(data, tmp_path, option):
         train(_options(data, steps=1, **option), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     train(_options(data, steps=1, content_loss="mse", pixel_weight=1.0), tmp_path / "plain")  # the stage's own
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_leaves_the_last_one(data, tmp_path, monkeypatch):
+    """A full disk reaches torch.save as a RuntimeError ("unexpected pos ..."): it was a traceback,
+    after generator.safetensors had already moved past the checkpoint a resume starts from."""
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    before = {name: (run / name).read_bytes() for name in (CHECKPOINT, "generator.safetensors")}
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 148736 vs 148636")
+
+    monkeypatch.setattr(torch, "save", full)
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "4", "-q"])
+    line = _one_line_error(result)
+    assert "cannot write the checkpoint" in line and "disk full" in line and "--resume" in line, line
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_failed_metrics_write_names_the_file(data, tmp_path, monkeypatch):
+    import builtins
+
+    run = tmp_path / "run"
+    real_open = builtins.open
+
+    def opener(file, mode="r", *args, **kwargs):
+        if str(file).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", opener)
+    line = _one_line_error(_cli_train(data, run))
+    assert "metrics.jsonl: cannot write (No space left on device)" in line, line
+
+
+@pytest.mark.skipif(
+    torch.multiprocessing.get_start_method(allow_none=False) != "fork", reason="workers see the patch only when forked"
+)
+def test_an_error_in_a_loader_worker_is_its_one_line(data, tmp_path, monkeypatch):
+    """torch re-raises a worker's SrganError with the worker's whole traceback in its message."""
+    import srgan_cli.data as data_module
+
+    def broken(path):
+        raise ValueError("cannot decode")
+
+    monkeypatch.setattr(data_module, "read_rgb8", broken)  # the scan reads headers only: it still passes
+    result = _cli_train(data, tmp_path / "run", "--workers", "1", "--cache", "off")
+    line = _one_line_error(result)
+    assert line.endswith("none of the training images can be decoded") and "Traceback" not in line, line
