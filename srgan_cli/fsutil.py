@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             _fsync(fh.fileno())
         if overwrite:
+            _keep_mode(dest, tmp)
             os.replace(tmp, dest)
         else:
             _publish_new(tmp, dest)
@@ -34,6 +36,17 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _keep_mode(dest: Path, tmp: Path) -> None:
+    """A file replaced in place keeps its permission bits (a private 0600 file stays private),
+    as an in-place write would; a new file has the umask's."""
+    try:
+        mode = os.stat(dest).st_mode
+    except OSError:
+        return  # no file there yet
+    with contextlib.suppress(OSError):  # FAT and exFAT have no modes to keep
+        os.chmod(tmp, stat.S_IMODE(mode))
 
 
 def _publish_new(tmp: Path, dest: Path) -> None:

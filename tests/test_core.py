@@ -154,6 +154,16 @@ def test_atomic_path_respects_umask(tmp_path):
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
 
 
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    """`srgan upscale --overwrite` onto a private 0600 file made it 0644 (the new file's umask)."""
+    dest = tmp_path / "private.png"
+    dest.write_bytes(b"old")
+    dest.chmod(0o600)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new" and dest.stat().st_mode & 0o777 == 0o600
+
+
 def test_atomic_path_never_sets_the_umask(tmp_path, monkeypatch):
     # Reading the umask means setting it for a moment, during which another thread's new files
     # would get the wrong permissions: the temp file is created so that the kernel applies it.
