@@ -259,3 +259,19 @@ def test_sink_gets_every_output_pixel_once_with_the_canvas_values(nets):
     for rows, cols, core in pieces:
         assert core.dtype == torch.float32 and core.device.type == "cpu"
         torch.testing.assert_close(core, canvas[0, :, rows, cols], rtol=0, atol=0)
+
+
+def test_a_tile_smaller_than_the_least_is_a_usage_error(tmp_path):
+    """`--tile 1` ran each pixel as an 81x81 window (the pad on every side): minutes a pixel."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from srgan_cli.cli import main
+
+    Image.new("RGB", (12, 12), (90, 120, 150)).save(tmp_path / "a.png")
+    for tile in ("1", "7"):
+        result = CliRunner().invoke(
+            main, ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--tile", tile]
+        )
+        assert result.exit_code == 2 and "--tile" in result.output and "at least 8" in result.output, result.output
+    assert not (tmp_path / "b.png").exists()

@@ -511,6 +511,15 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     return device
 
 
+def _check_tile(value: int | None) -> int | None:
+    from ..tiling import MIN_TILE
+
+    if value is not None and 0 < value < MIN_TILE:
+        # each tile runs with --tile-pad's overlap on every side: 1 px tiles took minutes a pixel
+        raise click.BadParameter(f"{value}: use 0 (the whole image) or at least {MIN_TILE} px")
+    return value
+
+
 @click.command("upscale")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -559,6 +568,7 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     "--tile",
     type=click.IntRange(min=0),
     default=None,
+    callback=lambda ctx, param, value: _check_tile(value),
     help="Tile side in input pixels; 0 runs the whole image at once. Default: whole small images, tiles "
     "sized to the free GPU memory (CPU: a ~2 GB budget) for large ones. Tiles overlap by --tile-pad, "
     "so the result is the same as untiled.",
