@@ -110,12 +110,15 @@ def scan_images(root: str | Path, min_size: int) -> ImageScan:
     return scan
 
 
-def hold_out(scan: ImageScan, count: int) -> tuple[ImageScan, list[Path]]:
+def hold_out(scan: ImageScan, count: int, names: list[str] | None = None) -> tuple[ImageScan, list[Path]]:
     """Split ``count`` images off a scan for validation (``srgan train --val-holdout``).
 
     The held-out images are those whose path under the scan's root has the lowest sha256: the
     choice depends on neither the seed (runs with different seeds validate on the same images),
-    nor the machine or the order of a folder listing. Returns the scan without them, and them.
+    nor the machine or the order of a folder listing. ``names`` (paths under the root, as a
+    resumed run recorded them) are held out instead where the scan still has them, so images
+    added to the folder since do not change the validation set, nor put its images in training.
+    Returns the scan without them, and them.
     """
     if not 0 < count < len(scan.paths):
         raise SrganError(
@@ -126,7 +129,10 @@ def hold_out(scan: ImageScan, count: int) -> tuple[ImageScan, list[Path]]:
     def rank(path: Path) -> str:
         return hashlib.sha256(path.relative_to(scan.root).as_posix().encode()).hexdigest()
 
-    held = set(sorted(scan.paths, key=rank)[:count])
+    recorded = set(names or ())
+    held = {path for path in scan.paths if path.relative_to(scan.root).as_posix() in recorded}
+    if not held or len(held) == len(scan.paths):
+        held = set(sorted(scan.paths, key=rank)[:count])
     kept = [i for i, path in enumerate(scan.paths) if path not in held]
     rest = ImageScan(
         root=scan.root,

@@ -508,6 +508,10 @@ class _Interrupt:
             signal.signal(sig, previous)
 
 
+def _val_name(val: str | None, holdout: int) -> str:
+    return f"{holdout} held-out images" if holdout else (val or "none")
+
+
 def _worker_message(message: str) -> str:
     """The error's own message, without the traceback torch puts around an error raised in a
     DataLoader worker ("Caught SrganError in DataLoader worker process 1. Original Traceback...")."""
@@ -551,6 +555,11 @@ def _resolve_options(
                 f"--{key.replace('_', '-')} {options[key]!r} differs from the run being resumed ({saved[key]!r}); "
                 "a resume continues the same training"
             )
+    cwd = state.get("cwd")
+    if isinstance(cwd, str) and os.path.isdir(cwd) and not os.path.samefile(cwd, os.getcwd()):
+        for key in ("data", "init", "vgg_weights", "data_dir"):  # as typed when the run began, there
+            if key not in options and isinstance(saved.get(key), str) and not os.path.isabs(saved[key]):
+                saved[key] = os.path.join(cwd, saved[key])
     new_init, old_init = options.get("init"), saved.get("init")
     if new_init is not None and (old_init is None or os.path.realpath(new_init) != os.path.realpath(old_init)):
         # the weights come from the checkpoint: a new --init would be recorded in the exports, not used
@@ -911,6 +920,8 @@ class _Trainer:
         self.last_lpips = state.get("last_lpips")
         # (what generator_best was chosen by, its score); checkpoints before --best-by chose by PSNR
         self._restored_best = (state.get("best_by", "psnr"), state.get("best_score", self.best_psnr))
+        saved = state.get("config") or {}
+        self._restored_val = (saved.get("val"), saved.get("val_holdout", 0))
         _set_rng_state(state.get("rng") or {}, self.device)
 
     def _losses(self) -> None:
@@ -949,7 +960,10 @@ class _Trainer:
         self.val_images: list[ValImage] = []
         scan = held = None
         if cfg.val_holdout:  # the scan reads headers only, so this still fails early
-            scan, held = hold_out(self._scan(), cfg.val_holdout)
+            # a resume holds out the images the run began with, even if images were added since
+            names = (self.state or {}).get("held_out")
+            scan, held = hold_out(self._scan(), cfg.val_holdout, names)
+        self.held_out = [p.relative_to(scan.root).as_posix() for p in held] if held else None
         if self.dist.main:  # rank 0 validates; the others wait at a barrier
             if held:
                 self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
@@ -969,7 +983,16 @@ class _Trainer:
                 self.info(f"validation without LPIPS: {exc.reason}")
         self.best_by = cfg.best_by or ("lpips" if self.gan and self.val_lpips is not None else "psnr")
         restored_by, restored_score = self._restored_best
-        if restored_by == self.best_by:  # else the first validation's generator becomes the best
+        same_val = getattr(self, "_restored_val", None) in (None, (cfg.val, cfg.val_holdout))
+        if not same_val and (restored_score is not None or self.best_psnr is not None):
+            # scores of another validation set do not compare: the best starts again
+            was, now = self._restored_val, (cfg.val, cfg.val_holdout)
+            self.info(
+                f"validation changed since the checkpoint ({_val_name(*was)}, now {_val_name(*now)}): "
+                "generator_best is chosen again from this run's validations"
+            )
+            self.best_psnr = self.best_lpips = None
+        elif restored_by == self.best_by:  # else the first validation's generator becomes the best
             self.best_score = restored_score
         if scan is None:
             scan = self._scan()
@@ -1159,7 +1182,9 @@ class _Trainer:
             "trained_with": "srgan train",
         }
         if self.gan:
-            meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight), init=str(cfg.init))
+            meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight))
+        if cfg.init is not None:  # the mse stage may start from weights too (a longer schedule)
+            meta["init"] = str(cfg.init)
         if cfg.ema:
             meta["ema"] = str(cfg.ema)
         if cfg.scale_aug < 1:
@@ -1224,6 +1249,8 @@ class _Trainer:
             "best_score": self.best_score,
             "best_by": self.best_by,
             "world_size": self.dist.world_size,
+            "held_out": self.held_out,  # --val-holdout's images, under --data
+            "cwd": os.getcwd(),  # what relative paths of the config are relative to, for a resume elsewhere
             "saved_at": time.time(),
         }
         _save_checkpoint(self.run_dir / CHECKPOINT, state)

@@ -1151,3 +1151,57 @@ def test_an_error_in_a_loader_worker_is_its_one_line(data, tmp_path, monkeypatch
     result = _cli_train(data, tmp_path / "run", "--workers", "1", "--cache", "off")
     line = _one_line_error(result)
     assert line.endswith("none of the training images can be decoded") and "Traceback" not in line, line
+
+
+def test_a_resume_keeps_what_the_run_began_with(tmp_path, monkeypatch):
+    """Resumed from another folder, relative paths mean what they meant when the run began (it
+    trained on another `images/` before); images added to --data since do not change the
+    held-out validation images (they went into training before)."""
+    import hashlib
+
+    base = tmp_path / "base"
+    _images(base / "images", count=4)
+    monkeypatch.chdir(base)
+    train({"data": "images", "steps": 2, "val_holdout": 1, "val_every": 1, **TINY}, "run")
+    held = load_checkpoint(base / "run" / CHECKPOINT)["held_out"]
+    assert len(held) == 1
+
+    def rank(name: str) -> str:
+        return hashlib.sha256(name.encode()).hexdigest()
+
+    extra = next(f"new{i}.png" for i in range(1000) if rank(f"new{i}.png") < rank(held[0]))
+    Image.open(base / "images" / held[0]).save(base / "images" / extra)  # would be held out by a new run
+    elsewhere = tmp_path / "elsewhere"
+    _images(elsewhere / "images", count=1, seed=5)  # another images/ where the resume runs
+    monkeypatch.chdir(elsewhere)
+    events: list[dict] = []
+    result = train({"steps": 4}, base / "run", resume=True, report=events.append)
+    assert result.step == 4
+    summary = next(e["message"] for e in events if "training images in" in e.get("message", ""))
+    assert summary.startswith("4 training images in") and str(base / "images") in summary, summary
+    assert load_checkpoint(base / "run" / CHECKPOINT)["held_out"] == held
+
+
+def test_a_resume_with_another_validation_set_starts_the_best_again(data, tmp_path):
+    """Scores on another --val set do not compare: a resume with one kept the old set's best."""
+    sets = {}
+    for name, seed in (("a", 7), ("b", 9)):
+        sets[name] = tmp_path / name
+        _images(sets[name] / "HR", count=2, size=40, seed=seed)
+    run = tmp_path / "run"
+    train(_options(data, steps=2, lr=1e-3, val=str(sets["a"]), val_every=2), run)
+    first = (run / "generator_best.safetensors").read_bytes()
+    events: list[dict] = []
+    train({"steps": 4, "val": str(sets["b"]), "val_every": 2}, run, resume=True, report=events.append)
+    assert any("validation changed since the checkpoint" in e.get("message", "") for e in events)
+    best = read_metadata(run / "generator_best.safetensors")
+    assert (run / "generator_best.safetensors").read_bytes() != first and best["val"] == str(sets["b"])
+    assert best["steps"] == "4"
+
+
+def test_an_mse_run_from_init_records_it(data, tmp_path):
+    """A longer mse schedule from earlier weights (how the bundled srresnet_x4 was trained)."""
+    train(_options(data, steps=1), tmp_path / "first")
+    init = str(tmp_path / "first" / "generator.safetensors")
+    train(_options(data, steps=1, init=init), tmp_path / "second")
+    assert read_metadata(tmp_path / "second" / "generator.safetensors")["init"] == init
