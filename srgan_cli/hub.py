@@ -111,6 +111,11 @@ def resolve_weights(name_or_path: str | Path) -> Path:
         return _resolve_named(MODELS[text])
     path = Path(text).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
+        if path.name == "checkpoint.pt" and (path.parent / "generator.safetensors").is_file():
+            raise SrganError(
+                f"{path}: a training checkpoint, not weights; use {path.parent / 'generator.safetensors'} "
+                "(or generator_best.safetensors) beside it"
+            )
         raise SrganError(
             f"{path}: pickle checkpoints ({path.suffix}) are never loaded, they can run code; "
             "convert to safetensors (load it yourself only if you trust it, then save with save_generator)"

@@ -237,6 +237,10 @@ class TrainConfig:
                 raise OptionError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(c, name)}")
         if c.patch_size % c.scale:
             raise OptionError(f"--patch-size {c.patch_size} must be a multiple of the scale ({c.scale})")
+        if c.patch_size < 2 * c.scale:  # a 1 px LR patch: BatchNorm cannot train on one value a channel
+            raise OptionError(
+                f"--patch-size {c.patch_size}: the low-resolution patch would be 1 px; use at least {2 * c.scale}"
+            )
         if gan and c.patch_size % 16:
             raise OptionError(f"--patch-size {c.patch_size}: the discriminator needs a multiple of 16 (paper: 96)")
         if c.data is None:
@@ -278,6 +282,8 @@ FROZEN_ON_RESUME = (
 def _flag(name: str, value: Any) -> str:
     if name == "batch_norm":
         return "--no-batch-norm" if value is False else "BatchNorm"
+    if name == "d_batch_norm":
+        return "--no-d-batch-norm" if value is False else "the discriminator's BatchNorm"
     return f"--{name.replace('_', '-')} {value!r}"
 
 
@@ -552,7 +558,7 @@ def _resolve_options(
     for key in FROZEN_ON_RESUME:
         if key in options and key in saved and options[key] != saved[key]:
             raise SrganError(
-                f"--{key.replace('_', '-')} {options[key]!r} differs from the run being resumed ({saved[key]!r}); "
+                f"{_flag(key, options[key])} differs from the run being resumed ({_flag(key, saved[key])}); "
                 "a resume continues the same training"
             )
     cwd = state.get("cwd")
@@ -573,7 +579,17 @@ def _resolve_options(
             "the discriminator is built for its patch size"
         )
     merged = {**saved, **options}
-    return TrainConfig.from_dict(merged).resolved(), state, None
+    try:
+        cfg = TrainConfig.from_dict(merged).resolved()
+    except (TypeError, ValueError, KeyError) as exc:  # a checkpoint's config edited by hand
+        raise SrganError(f"{ckpt_path}: its saved configuration is damaged ({first_line(exc, 120)})") from None
+    step = state.get("step")
+    if isinstance(step, int) and cfg.steps < step:
+        raise SrganError(
+            f"--steps {cfg.steps} is below the run's step {step}: a resume goes on from there; raise --steps, "
+            "or use RUN/generator.safetensors as it is"
+        )
+    return cfg, state, None
 
 
 def _refuse_run_files(run_dir: Path) -> str | None:
@@ -771,7 +787,12 @@ class _Trainer:
     def _generator_config(self) -> GeneratorConfig:
         cfg, state = self.cfg, self.state
         if state is not None:
-            gconf = GeneratorConfig.from_dict(state["generator_config"])
+            try:
+                gconf = GeneratorConfig.from_dict(state["generator_config"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SrganError(
+                    f"{self.run_dir / CHECKPOINT}: its generator configuration is damaged ({first_line(exc, 120)})"
+                ) from None
         elif cfg.init is not None:
             _, gconf, _ = load_generator(cfg.init)
             for name in ("arch", "num_blocks", "num_features", "batch_norm"):

@@ -1205,3 +1205,30 @@ def test_an_mse_run_from_init_records_it(data, tmp_path):
     init = str(tmp_path / "first" / "generator.safetensors")
     train(_options(data, steps=1, init=init), tmp_path / "second")
     assert read_metadata(tmp_path / "second" / "generator.safetensors")["init"] == init
+
+
+def test_resume_mistakes_are_one_line_that_says_what_to_do(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=4), run)
+    runner = CliRunner()
+
+    def resume(*args: str) -> str:
+        return _one_line_error(runner.invoke(main, ["train", "--out", str(run), "--resume", *args]))
+
+    assert "--no-batch-norm differs from the run being resumed (BatchNorm)" in resume("--no-batch-norm")
+    line = resume("--steps", "2")  # printed "step 4 of 2" and rewrote config.json's steps
+    assert "--steps 2 is below the run's step 4" in line, line
+    assert json.loads((run / "config.json").read_text())["steps"] == 4
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    for damage in ({"config": {**state["config"], "patch_size": "big"}}, {"generator_config": None}):
+        torch.save({**state, **damage}, run / CHECKPOINT)
+        assert "is damaged" in resume("--steps", "6")
+    torch.save(state, run / CHECKPOINT)
+    result = runner.invoke(
+        main, ["upscale", str(data / "0.png"), "-o", str(tmp_path / "x.png"), "-m", str(run / CHECKPOINT)]
+    )
+    assert (
+        result.exit_code == 1 and "generator.safetensors" in result.output and "a training checkpoint" in result.output
+    )
+    result = _cli_train(data, tmp_path / "tiny", "--patch-size", "4", "--batch-size", "1")
+    assert result.exit_code == 2 and "1 px" in result.output and "Traceback" not in result.output
