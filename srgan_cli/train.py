@@ -230,6 +230,10 @@ class TrainConfig:
             raise OptionError(
                 "--ldl-weight works in --stage gan with --ema (its artifact map compares SR with the EMA)"
             )
+        if c.lr_step is not None and c.lr_decay != "step":
+            raise OptionError(f"--lr-step works with --lr-decay step, not {c.lr_decay}")
+        if c.best_by is not None and not (c.val or c.val_holdout):
+            raise OptionError("--best-by chooses generator_best by validation: give --val or --val-holdout too")
         if c.lr <= 0:
             raise OptionError(f"--lr must be positive, got {c.lr}")
         for name in ("adam_beta1", "adam_beta2"):

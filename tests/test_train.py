@@ -145,7 +145,14 @@ def test_cli_bad_options_are_usage_errors(data, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--patch-size", "30"])
     assert result.exit_code == 2 and "multiple of the scale" in result.output  # a bad value: a usage error
-    for args in (["--lr", "nan"], ["--seed", "-1"], ["--device", "foo"], ["--val-holdout", "1", "--val", "set5"]):
+    ignored = (["--lr-step", "5"], ["--best-by", "psnr"])  # were accepted and did nothing
+    for args in (
+        ["--lr", "nan"],
+        ["--seed", "-1"],
+        ["--device", "foo"],
+        ["--val-holdout", "1", "--val", "set5"],
+        *ignored,
+    ):
         result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *args])
         assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
     assert not (tmp_path / "r").exists()
