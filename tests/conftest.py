@@ -75,3 +75,12 @@ def fake_lpips_weights(tmp_path, monkeypatch):
     perceptual.save(state, path)
     monkeypatch.setenv(perceptual.WEIGHTS_ENV, str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _plain_terminal(monkeypatch):
+    """Output checks assume rich's defaults for a non-terminal (80 columns, no colour): a
+    caller's COLUMNS or FORCE_COLOR would wrap tables or turn on live progress bars. Tests
+    that want those set them themselves."""
+    for key in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(key, raising=False)

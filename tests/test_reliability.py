@@ -271,3 +271,29 @@ def test_fail_fast_while_the_reader_is_busy_never_hangs(monkeypatch, tmp_path):
     done.join(timeout=20)
     assert not done.is_alive(), "the pipeline hung after a fail-fast failure"
     assert tally.stopped and tally.failed == 1 and tally.written == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_progress_bar_on_a_full_stderr_never_stops_a_batch(batch, tmp_path):
+    """With a terminal forced (FORCE_COLOR, as CI systems and `script` give) the live progress
+    bar draws on stderr; on a full one its first draw raised and no image was written."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "c.png"):
+        (inputs / name).write_bytes((batch["inputs"] / "img00.png").read_bytes())
+    (inputs / "b.png").write_bytes(b"not an image")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
+    args = [
+        sys.executable,
+        "-m",
+        "srgan_cli",
+        "upscale",
+        "-m",
+        str(batch["weights"]),
+        str(inputs),
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(args, stderr=full, env=env, timeout=120, check=False)
+    assert done.returncode == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
