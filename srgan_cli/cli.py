@@ -103,6 +103,33 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class DroppingStream:
+    """stderr for progress bars: a write that fails (stderr closed, or full as on /dev/full) is
+    dropped, so drawing a bar, in the main thread or rich's refresh thread, never stops a batch
+    or a training run."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def _module_exists(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 

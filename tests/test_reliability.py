@@ -297,3 +297,24 @@ def test_a_progress_bar_on_a_full_stderr_never_stops_a_batch(batch, tmp_path):
     with open("/dev/full", "w") as full:
         done = subprocess.run(args, stderr=full, env=env, timeout=120, check=False)
     assert done.returncode == 1 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_training_run_on_a_full_stderr_goes_on(tmp_path, terminal):
+    """`srgan train ... 2>>log` on a full disk: its first progress line raised and killed the run."""
+    data = tmp_path / "images"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if terminal:
+        env.update(FORCE_COLOR="1", TTY_COMPATIBLE="1")
+    args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(tmp_path / "run")]
+    args += ["--steps", "3", "--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16"]
+    args += ["--device", "cpu", "--log-every", "1", "--threads", "1"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(args, stderr=full, env=env, timeout=120, check=False)
+    assert done.returncode == 0
+    assert (tmp_path / "run" / "generator.safetensors").is_file()

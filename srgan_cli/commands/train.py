@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -10,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..cli import check_device, sigterm_as_interrupt
+from ..cli import DroppingStream, check_device, sigterm_as_interrupt
 from ..errors import SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -271,7 +272,8 @@ def train(config_file: Path | None, **given: Any) -> None:
             best = f", best val LPIPS {result.best_lpips:.4f}"
         elif result.best_psnr is not None:
             best = f", best val PSNR {result.best_psnr:.2f} dB"
-        click.echo(f"done: step {result.step}{best}; weights in {Path(out) / 'generator.safetensors'}", err=True)
+        with contextlib.suppress(OSError):  # stderr closed or full: the run is done all the same
+            click.echo(f"done: step {result.step}{best}; weights in {Path(out) / 'generator.safetensors'}", err=True)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -379,7 +381,7 @@ class _Reporter:
                     MofNCompleteColumn(),
                     TimeRemainingColumn(),
                     TextColumn("{task.fields[status]}"),
-                    console=Console(stderr=True),
+                    console=Console(file=DroppingStream(sys.stderr)),
                     transient=False,
                 )
                 self.progress.start()
@@ -420,10 +422,11 @@ class _Reporter:
         return "  ".join(parts)
 
     def _line(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text, highlight=False)
-        else:
-            click.echo(text, err=True)
+        with contextlib.suppress(OSError):  # stderr closed or full: the run goes on, its files tell
+            if self.progress is not None:
+                self.progress.console.print(text, highlight=False)
+            else:
+                click.echo(text, err=True)
 
     def close(self) -> None:
         if self.progress is not None:

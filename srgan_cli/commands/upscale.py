@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import check_device, sigterm_as_interrupt
+from ..cli import DroppingStream, check_device, sigterm_as_interrupt
 from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
@@ -483,37 +483,11 @@ def _force_put(q: queue.Queue, item) -> None:
                 q.get_nowait()
 
 
-class _DroppingStream:
-    """stderr for the progress bar: a write that fails (stderr closed, or full as on /dev/full) is
-    dropped, so drawing the bar, in the main thread or rich's refresh thread, never stops a batch."""
-
-    def __init__(self, stream) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        with contextlib.suppress(OSError, ValueError):
-            self._stream.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._stream.flush()
-
-    def isatty(self) -> bool:
-        try:
-            return self._stream.isatty()
-        except (OSError, ValueError):
-            return False
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
-
-
 def _progress(report: Reporter, quiet: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    console = Console(file=_DroppingStream(sys.stderr))
+    console = Console(file=DroppingStream(sys.stderr))
     disable = quiet or not console.is_terminal
     progress = Progress(
         TextColumn("{task.description}"),
