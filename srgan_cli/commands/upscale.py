@@ -512,9 +512,11 @@ def _torchrun_device(device: str, local_rank: int) -> str:
 
 
 def _check_tile(value: int | None) -> int | None:
+    if not value:
+        return value  # (and no import: click runs callbacks on every Tab of the completion)
     from ..tiling import MIN_TILE
 
-    if value is not None and 0 < value < MIN_TILE:
+    if value < MIN_TILE:
         # each tile runs with --tile-pad's overlap on every side: 1 px tiles took minutes a pixel
         raise click.BadParameter(f"{value}: use 0 (the whole image) or at least {MIN_TILE} px")
     return value
