@@ -24,7 +24,7 @@ import sys
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,6 +457,8 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> 
         elif mode.startswith("I;16") or mode in ("I", "F"):
             rgb, bit_depth = _wide_gray(im)
             grayscale = True
+            if _has_alpha(im):  # a 16-bit gray PNG's tRNS: the one gray value that is transparent
+                alpha = (np.asarray(im) != im.info["transparency"]).astype(np.float32)
         else:
             want_alpha = _has_alpha(im)
             conv = im.convert("RGBA" if want_alpha else "RGB")
@@ -472,6 +474,8 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> 
 def _has_alpha(im: Image.Image) -> bool:
     if im.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
         return True
+    if im.mode.startswith("I;16") or im.mode == "I":
+        return isinstance(im.info.get("transparency"), int)
     return im.mode in ("P", "L", "RGB") and "transparency" in im.info
 
 
@@ -1008,6 +1012,7 @@ def write_image(
     overwrite: bool = True,
     threads: int | None = None,
     dpi: tuple[float, float] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -1016,21 +1021,26 @@ def write_image(
     as they are, which spares a float copy of a large output.
 
     The format comes from the suffix unless given. 16-bit output is kept for PNG and TIFF
-    (other formats are written with 8 bits). JPEG and BMP get no alpha channel: the alpha
-    plane is dropped (not composited on a background). JPEG quality defaults to 95, with
-    4:4:4 chroma at quality >= 90; WebP quality defaults to 95 and 100 means lossless.
+    (other formats are written with 8 bits). JPEG and BMP get no alpha channel: the image
+    is composited onto white (as image editors export a transparent image to JPEG). JPEG
+    quality defaults to 95, with 4:4:4 chroma at quality >= 90; WebP quality defaults to 95
+    and 100 means lossless.
 
-    The ICC profile is embedded where the format allows and the profile fits the pixels
-    (an RGB profile on colour output, a gray one on gray output; otherwise it is left out).
-    EXIF is embedded in PNG, JPEG, WebP and 8-bit TIFF, with Orientation set to 1 (the
-    pixels are written as they are meant to be seen) and the pixel dimensions updated.
-    ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF, into the
-    ImageDescription ("key: value; ...") and Software (the "Software" key) fields.
+    The ICC profile is embedded where the format allows (not BMP and GIF) and the profile fits
+    the pixels (an RGB profile on colour output, a gray one on gray output; otherwise it is
+    left out). EXIF is embedded in PNG, JPEG, WebP and TIFF, with Orientation set to 1 (the
+    pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
+    keeps its main IFD only (16-bit TIFF the tags that describe the picture: see
+    ``_write_tiff16``). ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF,
+    into the ImageDescription ("key: value; ...", unless the EXIF has a caption there, which
+    is kept) and Software (the "Software" key) fields.
     ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
     field for it).
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
+    ``on_note`` is given one line, starting with the path, for each thing the format could
+    not keep (transparency in JPEG or BMP, an ICC profile in BMP or GIF), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1045,9 +1055,12 @@ def write_image(
     rgb = np.asarray(rgb)
     if rgb.dtype.kind in "ui" and rgb.dtype != _stored_dtype(bit_depth):
         raise ValueError(f"{rgb.dtype} pixels cannot be written as {bit_depth}-bit {fmt}")
-    if fmt in ("JPEG", "BMP"):  # JPEG has no alpha; Pillow and most readers ignore BMP's
-        alpha = None
+    notes: list[str] = []
     planes = _planes(rgb, alpha, grayscale)
+    if fmt in ("JPEG", "BMP") and planes.shape[2] in (2, 4):  # JPEG has no alpha; Pillow and most readers ignore BMP's
+        planes, flattened = _flatten_on_white(planes)
+        if flattened:
+            notes.append(f"{path}: alpha flattened onto white: {fmt} has no transparency")
     if fmt == "WEBP" and planes.shape[2] in (1, 2):  # WebP has no gray modes
         gray = np.repeat(planes[..., :1], 3, axis=2)
         planes = np.concatenate([gray, planes[..., 1:]], axis=2)
@@ -1056,6 +1069,8 @@ def write_image(
     text = {str(k): str(v) for k, v in (text or {}).items()}
     if icc_profile and not _icc_fits(icc_profile, gray=planes.shape[2] <= 2):
         icc_profile = None
+    if icc_profile and fmt in ("BMP", "GIF"):
+        notes.append(f"{path}: the ICC colour profile is left out: {fmt} output carries none")
     if exif:
         exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF")
     try:
@@ -1065,7 +1080,7 @@ def write_image(
             elif bit_depth == 16 and fmt == "TIFF":
                 if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
                     planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
-                _write_tiff16(fh, planes, icc_profile, text, threads, dpi)
+                _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi)
             else:
                 _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi)
             fh.flush()
@@ -1077,7 +1092,30 @@ def write_image(
         raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
     except (ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:  # RuntimeError: libtiff's
         raise SrganError(f"{path}: cannot encode the image as {fmt} ({_one_line(exc)})") from None
+    if on_note is not None:
+        for note in notes:
+            on_note(note)
     return path
+
+
+def _flatten_on_white(planes: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Composite (H, W, 2 or 4) planes onto white, for a format without alpha: the 8-bit colour
+    planes, and whether any pixel was less than opaque.
+
+    Works on the 8-bit values JPEG and BMP store (so pixels handed over quantised give the
+    file floats give), in bands of rows: no float copy of a large image.
+    """
+    q = _quantise(planes, 8)
+    colour, alpha = q[..., :-1], q[..., -1:]
+    if alpha.min() == 255:
+        return colour, False
+    out = np.empty(colour.shape, dtype=np.uint8)
+    step = _band_rows(q[0].size)
+    for start in range(0, q.shape[0], step):
+        a = alpha[start : start + step].astype(np.uint32)
+        mixed = colour[start : start + step] * a + 255 * (255 - a)  # at most 255 * 255
+        out[start : start + step] = (mixed + 127) // 255
+    return out, True
 
 
 def _os_reason(exc: OSError) -> str:
@@ -1106,6 +1144,10 @@ def _prepare_exif(
 ) -> bytes | None:
     """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description.
 
+    ``text`` goes into ImageDescription ("key: value; ...") only where the EXIF has none: a
+    caption the picture came with is kept (one that an earlier write made of the same ``text``
+    keys is replaced). Its "Software" key always becomes the Software tag.
+
     ``sub_ifds=False`` keeps only the main IFD's tags, for Pillow's compressed TIFF writer:
     libtiff refuses the pointers to the Exif, GPS and interoperability IFDs ("Error setting from
     dictionary"), so TIFF output leaves out the camera settings and GPS position kept there;
@@ -1120,14 +1162,16 @@ def _prepare_exif(
             ex = Image.Exif()
     if _ORIENTATION in ex:
         ex[_ORIENTATION] = 1
-    if width and height:
+    # Only an Exif IFD that is there: Pillow's get_ifd adds an empty one otherwise, whose pointer
+    # tobytes() writes even once popped (libtiff refuses it; other formats gained it).
+    if width and height and 0x8769 in ex:
         with contextlib.suppress(Exception):
             sub = ex.get_ifd(0x8769)
             for tag, value in ((0xA002, width), (0xA003, height)):
                 if tag in sub:
                     sub[tag] = value
     rest = {k: v for k, v in text.items() if k != "Software"}
-    if rest:
+    if rest and not _has_caption(ex, next(iter(rest))):
         ex[_IMAGE_DESCRIPTION] = "; ".join(f"{k}: {v}" for k, v in rest.items())
     if "Software" in text:
         ex[_SOFTWARE] = text["Software"]
@@ -1135,6 +1179,19 @@ def _prepare_exif(
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
     return ex.tobytes() if len(ex) else None
+
+
+def _has_caption(ex: Image.Exif, first_key: str) -> bool:
+    """True when the EXIF's ImageDescription describes the picture: not blank, and not the
+    ``text`` of an earlier write (an upscaled image upscaled again), which starts with the same key."""
+    caption = ex.get(_IMAGE_DESCRIPTION)
+    if isinstance(caption, bytes):
+        caption = caption.decode("latin-1")
+    return (
+        isinstance(caption, str)
+        and bool(caption.replace("\x00", " ").strip())
+        and not caption.startswith(f"{first_key}: ")
+    )
 
 
 def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None) -> None:
@@ -1176,13 +1233,9 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
     elif fmt == "TIFF":
         _quiet_libtiff()
         params["compression"] = "tiff_adobe_deflate"
-        if exif:  # prepared by write_image without its sub-IFDs
-            params["exif"] = exif
-        rest = {k: v for k, v in text.items() if k != "Software"}
-        if rest:
-            params["description"] = "; ".join(f"{k}: {v}" for k, v in rest.items())
-        if "Software" in text:
-            params["software"] = text["Software"]
+        merged = _prepare_exif(exif, text)  # exif: prepared by write_image without its sub-IFDs
+        if merged:
+            params["exif"] = merged
     elif fmt == "GIF" and im.mode == "LA":
         im = im.convert("RGBA")
     im.save(fh, format=fmt, **params)
@@ -1351,6 +1404,7 @@ def _write_tiff16(
     fh,
     planes: np.ndarray,
     icc: bytes | None,
+    exif: bytes | None,
     text: dict[str, str],
     threads: int | None = None,
     dpi: tuple[float, float] | None = None,
@@ -1362,6 +1416,10 @@ def _write_tiff16(
     on several threads (as for PNG; the file does not depend on the count), and written
     straight into ``fh``; the directory follows them, and the header's pointer to it is
     patched at the end (``fh`` must be seekable, as a file is).
+
+    Of ``exif`` (with ``text`` merged in as for the other formats) the directory keeps the tags
+    that describe the picture: ImageDescription, Make, Model, Orientation, Software, DateTime,
+    Artist and Copyright.
     """
     h, w, c = planes.shape
     fh.write(b"II*\x00\x00\x00\x00\x00")  # the directory offset is patched below
@@ -1397,9 +1455,16 @@ def _write_tiff16(
     add(258, 3, [16] * c)
     add(259, 3, [8])
     add(262, 3, [2 if c >= 3 else 1])
-    rest = {k: v for k, v in text.items() if k != "Software"}
-    if rest:
-        add(270, 2, "; ".join(f"{k}: {v}" for k, v in rest.items()).encode("ascii", "replace") + b"\x00")
+    tags = Image.Exif()
+    merged = _prepare_exif(exif, text)
+    if merged:
+        tags.load(merged)
+    for tag in sorted((_TIFF_METADATA_TAGS - {0x8769, 0x8825}) & set(tags)):
+        value = tags[tag]
+        if tag == _ORIENTATION and isinstance(value, int):
+            add(tag, 3, [value])
+        elif isinstance(value, str):  # ASCII, as Pillow writes it
+            add(tag, 2, value.encode("ascii", "replace") + b"\x00")
     add(273, 4, strip_offsets)
     add(277, 3, [c])
     add(278, 4, [min(step, h)])
@@ -1411,8 +1476,6 @@ def _write_tiff16(
     add(284, 3, [1])
     if dpi:
         add(296, 3, [2])  # inches
-    if "Software" in text:
-        add(305, 2, text["Software"].encode("ascii", "replace") + b"\x00")
     add(317, 3, [2])
     if c in (2, 4):
         add(338, 3, [2])  # unassociated alpha

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
+from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, TiffImagePlugin
 
 from srgan_cli import fsutil, images
 from srgan_cli.errors import SrganError
@@ -373,6 +373,18 @@ def test_gray_with_transparent_value(tmp_path):
     assert got.grayscale and _q(got.alpha, 255).tolist() == [[255, 0, 255]]
 
 
+def test_sixteen_bit_gray_with_transparent_value(tmp_path):
+    # A 16-bit gray PNG's tRNS (8-bit gray's was kept) was ignored: its transparent pixels came out opaque.
+    pixels = np.array([[0, 30000, 65535], [30000, 12345, 30000]], dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "t16.png", transparency=30000)
+    got = read_image(tmp_path / "t16.png")
+    assert got.grayscale and got.bit_depth == 16 and got.alpha is not None
+    assert _q(got.alpha, 255).tolist() == [[255, 0, 255], [0, 255, 0]]
+    assert _q(got.rgb[..., 0], 65535).tolist() == pixels.tolist()
+    back = read_image(write_image(tmp_path / "o.png", got.rgb, alpha=got.alpha, bit_depth=16, grayscale=True))
+    assert back.mode == "LA;16" and np.array_equal(back.alpha, got.alpha)
+
+
 def test_gray_palette_is_grayscale(tmp_path):
     im = Image.fromarray(np.array([[0, 128, 255]], dtype=np.uint8)).convert("P")
     im.save(tmp_path / "g.gif")
@@ -520,9 +532,96 @@ def test_exif_goes_into_tiff_output_without_its_sub_ifds(tmp_path):
         out = write_image(tmp_path / f"e{depth}.tif", RNG.random((8, 12, 3)), exif=exif.tobytes(), bit_depth=depth)
         with Image.open(out) as im:
             assert im.size == (12, 8)
-            if depth == 8:  # the 16-bit writer carries no EXIF
-                back = im.getexif()
-                assert back[0x0112] == 1 and back[0x010F] == "Maker"
+            back = im.getexif()
+            assert back[0x0112] == 1 and back[0x010F] == "Maker" and 0x8769 not in back and 0x8825 not in back
+
+
+def _scanner_tiff_exif(tmp_path: Path) -> bytes:
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x0131], tags[0x013B] = "Epson Scan 2", "Jane Archivist"
+    Image.fromarray(RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(tmp_path / "scan.tif", tiffinfo=tags)
+    return read_image(tmp_path / "scan.tif").exif
+
+
+def _caption_jpeg_exif(tmp_path: Path) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0112], exif[0x010E] = "Maker", 6, "Grandma, 1952"
+    Image.fromarray(RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(tmp_path / "cap.jpg", exif=exif.tobytes())
+    return read_image(tmp_path / "cap.jpg").exif
+
+
+def _own_output_exif(tmp_path: Path) -> bytes:
+    out = write_image(tmp_path / "own.jpg", RNG.random((5, 6, 3)), text={"Software": "srgan 9", "srgan:model": "m"})
+    return read_image(out).exif
+
+
+@pytest.mark.parametrize("source", [_scanner_tiff_exif, _caption_jpeg_exif, _own_output_exif])
+@pytest.mark.parametrize("suffix", [".tif", "16.tif", ".jpg", ".png", ".webp"])
+def test_exif_without_an_exif_ifd_is_written_and_gains_none(tmp_path, source, suffix):
+    # Setting the new pixel size gave EXIF without an Exif IFD (a scanner's TIFF tags, a JPEG with
+    # only Make or a caption, srgan's own outputs) an empty one, whose pointer libtiff refused:
+    # "cannot encode the image as TIFF (Error setting from dictionary)"; the other formats gained it.
+    exif = source(tmp_path)
+    before = Image.Exif()
+    before.load(exif)
+    assert 0x8769 not in before
+    depth = 16 if suffix.startswith("16") else 8
+    out = write_image(tmp_path / f"o{suffix}", RNG.random((8, 12, 3)), exif=exif, bit_depth=depth)
+    with Image.open(out) as im:
+        back = im.getexif()
+    assert 0x8769 not in back
+    assert {k: back.get(k) for k in before if k != 0x0112} == {k: before[k] for k in before if k != 0x0112}
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", "16.tif"])
+def test_a_caption_in_the_exif_is_kept_and_the_text_goes_where_there_is_none(tmp_path, suffix):
+    # The EXIF ImageDescription ("Grandma at the harbour, 1952") was replaced by the text's "key: value" list.
+    depth = 16 if suffix.startswith("16") else 8
+    text = {"Software": "srgan 9", "srgan:model": "m", "srgan:scale": "4"}
+    exif = Image.Exif()
+    exif[0x010E], exif[0x0131] = "Grandma at the harbour, 1952", "Editor 2"
+    out = write_image(tmp_path / f"c{suffix}", RNG.random((4, 5, 3)), exif=exif.tobytes(), text=text, bit_depth=depth)
+    with Image.open(out) as im:
+        back = im.getexif()
+    assert back[0x010E] == "Grandma at the harbour, 1952"
+    assert back[0x0131] == "srgan 9"  # srgan made the file: what tells its outputs from inputs
+    # No caption (or a blank one): the text goes there; an output written again gets the new text.
+    exif[0x010E] = "   "
+    out = write_image(tmp_path / f"t{suffix}", RNG.random((4, 5, 3)), exif=exif.tobytes(), text=text, bit_depth=depth)
+    again = write_image(
+        tmp_path / f"a{suffix}", RNG.random((4, 5, 3)), exif=read_image(out).exif, text={**text, "srgan:scale": "2"}
+    )
+    with Image.open(out) as first, Image.open(again) as second:
+        assert first.getexif()[0x010E] == "srgan:model: m; srgan:scale: 4"
+        assert second.getexif()[0x010E] == "srgan:model: m; srgan:scale: 2"
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_sixteen_bit_tiff_keeps_the_main_exif_tags(tmp_path, gray):
+    # The 16-bit TIFF writer was given no EXIF: a scan's Artist, Copyright, caption... were all lost.
+    tags = {
+        0x010E: "Parish register 1832, p. 4",
+        0x010F: "Maker",
+        0x0110: "Model X",
+        0x0132: "2020:01:02 03:04:05",
+        0x013B: "Jane Archivist",
+        0x8298: "(c) County Archive",
+    }
+    exif = Image.Exif()
+    for tag, value in tags.items():
+        exif[tag] = value
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
+    text = {"Software": "srgan 9", "srgan:model": "m"}
+    out = write_image(
+        tmp_path / "s.tif", RNG.random((6, 7, 3)), exif=exif.tobytes(), text=text, bit_depth=16, grayscale=gray
+    )
+    with Image.open(out) as im:
+        got = dict(im.tag_v2)
+    assert {k: got.get(k) for k in tags} == tags
+    assert got[0x0112] == 1 and got[0x0131] == "srgan 9" and 0x8769 not in got
+    loaded = read_image(out)
+    assert loaded.bit_depth == 16 and loaded.grayscale == gray and loaded.exif
 
 
 @pytest.mark.parametrize("src", [".png", ".jpg", ".tif", ".bmp", "16.png", "16.tif"])
@@ -601,6 +700,38 @@ def test_jpeg_quality_and_subsampling(tmp_path):
         assert JpegImagePlugin.get_sampling(a) == 0  # 4:4:4 at the default quality 95
         assert JpegImagePlugin.get_sampling(b) == 2  # 4:2:0 below 90
     assert lo.stat().st_size < hi.stat().st_size
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp"])
+@pytest.mark.parametrize("gray", [False, True])
+def test_alpha_is_flattened_onto_white_with_a_note(tmp_path, suffix, gray):
+    # JPEG and BMP dropped the alpha plane: the colour transparency hid showed (upscale fills it with
+    # the opaque neighbours' colour), so a logo on a transparent background came out a solid block.
+    rgb = np.empty((24, 24, 3), np.float32)
+    rgb[...] = (0.6, 0.2, 0.2)
+    alpha = np.zeros((24, 24), np.float32)
+    alpha[8:16, :8], alpha[8:16, 8:16] = 1.0, 0.5  # 8x8 blocks: exact enough through JPEG
+    fmt = "JPEG" if suffix == ".jpg" else "BMP"
+    out = write_image(tmp_path / f"l{suffix}", rgb, alpha=alpha, grayscale=gray)
+    got = read_image(out)
+    assert got.alpha is None and got.grayscale == gray
+    colour = np.array([85.0] * 3 if gray else [153.0, 51.0, 51.0])
+    a = 128 / 255
+    for (y, x), want in (((2, 2), 255.0), ((12, 4), colour), ((12, 12), colour * a + 255 * (1 - a)), ((12, 20), 255)):
+        assert np.abs(_q(got.rgb[y, x], 255) - want).max() <= (2 if fmt == "JPEG" else 0.5), (y, x)
+    notes: list[str] = []
+    write_image(tmp_path / f"n{suffix}", rgb, alpha=alpha, grayscale=gray, on_note=notes.append)
+    assert notes == [f"{tmp_path / f'n{suffix}'}: alpha flattened onto white: {fmt} has no transparency"]
+    opaque = write_image(tmp_path / f"o{suffix}", rgb, alpha=np.ones((24, 24)), grayscale=gray, on_note=notes.append)
+    assert opaque.read_bytes() == write_image(tmp_path / f"p{suffix}", rgb, grayscale=gray).read_bytes()
+    assert len(notes) == 1  # nothing to flatten: nothing to say
+
+
+def test_formats_without_an_icc_profile_say_it_is_left_out(tmp_path):
+    for suffix, fmt in ((".bmp", "BMP"), (".gif", "GIF"), (".png", None), (".jpg", None), (".tif", None)):
+        notes: list[str] = []
+        out = write_image(tmp_path / f"i{suffix}", RNG.random((4, 4, 3)), icc_profile=_srgb_icc(), on_note=notes.append)
+        assert notes == ([f"{out}: the ICC colour profile is left out: {fmt} output carries none"] if fmt else [])
 
 
 def test_jpeg_drops_alpha_and_webp_100_is_lossless(tmp_path):
@@ -1127,8 +1258,11 @@ def test_property_lossless_round_trip(tmp_path, h, w, mode, fmt, seed):
     top = 65535 if (mode == "I;16" and fmt in ("PNG", "TIFF")) else 255
     if top == 255 and mode == "I;16":
         expected = np.rint(expected / 65535 * 255).astype(np.int64)
+    if expected_alpha is not None and fmt == "BMP":  # BMP is written without alpha: flattened onto white
+        a = expected_alpha[..., None]
+        expected = (expected * a + 255 * (255 - a) + 127) // 255
     assert np.array_equal(_q(got.rgb, top), expected)
-    if expected_alpha is not None and fmt != "BMP":  # BMP is written without alpha
+    if expected_alpha is not None and fmt != "BMP":
         assert got.alpha is not None and np.array_equal(_q(got.alpha, 255), expected_alpha)
     out.unlink()
 
@@ -1161,6 +1295,8 @@ def test_quantise_in_bands_equals_the_whole_array_formula():
         ("a.webp", 8, True, True),
         ("a.jpg", 16, False, True),
         ("a.bmp", 8, True, False),
+        ("a.bmp", 8, False, True),
+        ("a.bmp", 8, True, True),
     ],
 )
 def test_quantised_pixels_write_the_same_file_as_floats(tmp_path, name, bit_depth, gray, with_alpha):

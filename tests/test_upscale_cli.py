@@ -809,3 +809,66 @@ def test_a_full_or_closed_stream_is_one_line_and_never_stops_a_batch(weights, tm
         preexec_fn=lambda: os.close(1),
     )
     assert closed.returncode == 1 and "standard output is closed" in closed.stderr.decode()
+
+
+def test_exif_without_an_exif_ifd_to_tiff_and_a_caption_kept(weights, tmp_path):
+    from PIL import TiffImagePlugin
+
+    from srgan_cli.commands.upscale import _written_by_srgan
+
+    # A scanner's TIFF with only Software/Artist tags, and srgan's own JPEG output, failed to upscale
+    # to TIFF: "cannot encode the image as TIFF (Error setting from dictionary)".
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x0131], tags[0x013B] = "Epson Scan 2", "Jane Archivist"
+    Image.new("RGB", (6, 5), (120, 120, 120)).save(tmp_path / "scan.tif", tiffinfo=tags)
+    result = run(weights, tmp_path / "scan.tif", "-o", tmp_path / "scan_x4.tif")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "scan_x4.tif") as im:
+        assert im.size == (24, 20) and im.tag_v2[0x013B] == "Jane Archivist"
+    assert _written_by_srgan(tmp_path / "scan_x4.tif")
+    _img(tmp_path / "plain.png")
+    assert run(weights, tmp_path / "plain.png", "-o", tmp_path / "p.jpg").exit_code == 0
+    result = run(weights, tmp_path / "p.jpg", "-o", tmp_path / "p.tif")
+    assert result.exit_code == 0, result.output
+    # The input's caption was replaced by the model and scale; srgan still knows the file as its own.
+    exif = Image.Exif()
+    exif[0x010E] = "Grandma at the harbour, 1952"
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "cap.jpg", exif=exif.tobytes())
+    for name in ("cap_x4.jpg", "cap_x4.tif"):
+        assert run(weights, tmp_path / "cap.jpg", "-o", tmp_path / name).exit_code == 0
+        with Image.open(tmp_path / name) as im:
+            assert im.getexif()[0x010E] == "Grandma at the harbour, 1952" and 0x8769 not in im.getexif()
+        assert _written_by_srgan(tmp_path / name)
+
+
+def test_sixteen_bit_tiff_keeps_artist_and_copyright(weights, tmp_path):
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x013B], tags[0x8298], tags[0x010E] = "Jane Archivist", "(c) County Archive", "Parish register 1832"
+    deep = np.random.default_rng(4).integers(0, 65536, (6, 8), dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "scan16.tif", tiffinfo=tags)
+    assert run(weights, tmp_path / "scan16.tif", "-o", tmp_path / "o.tif").exit_code == 0
+    with Image.open(tmp_path / "o.tif") as im:
+        assert im.mode.startswith("I") and np.asarray(im).max() > 255  # still 16-bit
+        assert im.tag_v2[0x013B] == "Jane Archivist" and im.tag_v2[0x8298] == "(c) County Archive"
+        assert im.tag_v2[0x010E] == "Parish register 1832" and im.tag_v2[0x0131].startswith("srgan ")
+
+
+def test_transparent_image_to_jpeg_is_flattened_onto_white(weights, tmp_path):
+    # The alpha plane was dropped: the colour upscale fills under transparency (the disc's) showed.
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., :3] = (30, 30, 160)
+    rgba[4:12, 4:12, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "logo.png")
+    assert run(weights, tmp_path / "logo.png", "-o", tmp_path / "big.png").exit_code == 0
+    assert run(weights, tmp_path / "logo.png", "-o", tmp_path / "big.jpg").exit_code == 0
+    png = np.asarray(Image.open(tmp_path / "big.png"), np.float64)
+    jpg = np.asarray(Image.open(tmp_path / "big.jpg"), np.float64)
+    a = png[..., 3:] / 255
+    flat = png[..., :3] * a + 255 * (1 - a)
+    assert np.abs(jpg[:8, :8] - 255).max() <= 1  # the transparent corner is white
+    assert np.abs(jpg - flat).mean() < 3
+    args = ["upscale", "-m", str(weights), str(tmp_path / "logo.png"), "-o", str(tmp_path / "again.jpg")]
+    result = CliRunner().invoke(main, args)  # not -q: the note is shown
+    assert result.exit_code == 0 and "alpha flattened onto white: JPEG has no transparency" in result.output

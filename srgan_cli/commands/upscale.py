@@ -995,6 +995,7 @@ def _run(
                     text=text,
                     grayscale=loaded.grayscale,
                     overwrite=overwrite,
+                    on_note=report.note,
                 )
             except SrganError:
                 # Another process (or a rank) wrote it meanwhile: with --skip-existing, that is a skip.
