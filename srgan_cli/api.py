@@ -4,8 +4,9 @@ Inference contract: float RGB in [0, 1] in (clamped to [0, 1]; NaN or infinity i
 uint8 and uint16 pixels are read as value / 255 and value / 65535; other integer, bool and
 complex dtypes are refused); float32 RGB in [0, 1] (clamped) out, ``scale`` times larger;
 run under ``torch.inference_mode()``; tiled when the image is large (the tiled result
-equals the whole-image one, see :mod:`srgan_cli.tiling`). On the CPU the same input
-gives the same output bit for bit.
+equals the whole-image one, see :mod:`srgan_cli.tiling`); an image under 8 px across runs
+padded with its edge pixels; under ``precision="auto"`` 16-bit input runs in fp32. On the CPU
+the same input gives the same output bit for bit.
 """
 
 from __future__ import annotations
@@ -128,10 +129,37 @@ class Model:
     channels_last: bool = False
     ensemble: bool = False  # geometric self-ensemble: the mean over the 8 flips and rotations
     sha256: str = ""  # of the weights file; a blend: "A+B@alpha" of the two files' sha256
+    # ``dtype`` was chosen by ``precision="auto"``: images of more than 8 bits then run in fp32
+    # (bf16 keeps about 8 significant bits, fp16 about 11), see ``upscale_array``.
+    auto_precision: bool = False
+    # Builds this model's module again in a given dtype from its weights file(s); None: cast a copy.
+    _reload: Callable[[torch.dtype], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
+    _fp32: Model | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def scale(self) -> int:
         return self.config.scale
+
+    def _as_fp32(self, on_note: Callable[[str], None] | None = None) -> Model:
+        """This model computing in fp32: itself when it does, else an fp32 twin made on first use
+        (the weights read again from their file, so it equals ``load_model(precision="fp32")``)
+        and kept, so a model that never meets a high-bit-depth image never holds a second copy.
+        ``on_note`` hears once why the twin was made, when it is for ``precision="auto"``."""
+        if self.dtype == torch.float32:
+            return self
+        if self._fp32 is None:
+            if self._reload is not None:
+                module = self._reload(torch.float32)
+            else:  # a Model built by hand: the weights it holds, in fp32
+                module = copy.deepcopy(self.module).to(torch.float32)
+            self._fp32 = dataclasses.replace(self, module=module, dtype=torch.float32, auto_precision=False)
+            if self.auto_precision and on_note is not None:
+                short, kept = ("bf16", 8) if self.dtype == torch.bfloat16 else ("fp16", 11)
+                on_note(
+                    f"16-bit images run in fp32, 8-bit ones in {short}: {short} keeps only about {kept} bits "
+                    f"of each pixel (--precision {short} or fp32 to run all in one)"
+                )
+        return self._fp32
 
     @property
     def tile_pad(self) -> int:
@@ -214,6 +242,8 @@ def load_model(
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
+    files = [(path, sha256)]  # the weights files and their sha256, to build the module again
+    alpha = 0.0
     if blend:
         from .interpolate import blend_generators, parse_blend
 
@@ -225,16 +255,35 @@ def load_model(
         module = blend_generators(module, other, alpha)
         name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
         sha256 = f"{sha256}+{other_sha256}@{alpha:g}"
+        files.append((other_path, other_sha256))
     if channels_last is None:
         channels_last = dev.type == "cpu"
-    module = fold_batch_norm(module.eval()).to(dev, dtype)
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    for p in module.parameters():
-        p.requires_grad_(False)
+
+    def ready(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+        module = fold_batch_norm(module.eval()).to(dev, dtype)
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return module
+
+    def reload(dtype: torch.dtype) -> torch.nn.Module:
+        """The module built again from its files (checked unchanged since) in ``dtype``."""
+        from .interpolate import blend_generators
+        from .weights import sha256_file
+
+        modules = []
+        for file, digest in files:
+            if sha256_file(file) != digest:
+                raise SrganError(f"{file}: the weights file changed since the model was loaded; load it again")
+            modules.append(load_generator(file, "cpu")[0])
+        return ready(modules[0] if len(modules) == 1 else blend_generators(*modules, alpha), dtype)
+
+    module = ready(module, dtype)
     if ensemble and meta.get("stage") == "gan":
         notes.append(f"{name} is a GAN model: the ensemble's mean of 8 passes smooths part of its texture")
-    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble, sha256)
+    auto = (precision or "auto").lower() == "auto"
+    return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble, sha256, auto, reload)
 
 
 def _display_name(name_or_path: str | Path, path: Path) -> str:
@@ -262,20 +311,87 @@ def _check_options(tile: object, tile_pad: object, batch: object, progress: obje
 
 def _tiling_input(
     model: Model, x: torch.Tensor, tile: int | None, tile_pad: int | None, batch: int | None
-) -> tuple[torch.Tensor, int, int, int]:
+) -> tuple[torch.Tensor, int, int, int, tuple[int, int, int, int] | None]:
     """Check a (1, 1|3, H, W) float input in [0, 1]; return it as the model's input channels, the
-    tile, the pad and the tiles per forward (``batch``; None: ``tiling.default_batch`` of the device)."""
+    tile, the pad, the tiles per forward (``batch``; None: ``tiling.default_batch`` of the device)
+    and, for an image narrower than ``MIN_SIDE`` (then padded, see :func:`_pad_small`), the part
+    of the output to keep: (top, left, height, width) in output pixels."""
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
     x = x.detach().to("cpu", torch.float32)
     if x.shape[1] == 1:
         x = x.expand(1, 3, *x.shape[2:])
-    x = _to_model_channels(model, x)
+    x, keep = _pad_small(_to_model_channels(model, x), model.scale)
     _, _, h, w = x.shape
     batch = default_batch(model.device) if batch is None else batch
     if tile is None:
         tile = choose_tile(model.config, model.device, h, w, batch=batch, dtype=model.dtype)
-    return x, tile, model.tile_pad if tile_pad is None else tile_pad, batch
+    return x, tile, model.tile_pad if tile_pad is None else tile_pad, batch, keep
+
+
+# Images narrower or shorter than this (LR pixels) run padded to it by repeating their edge pixels.
+# The convolutions zero-pad at the border: on a 1 px image that zero margin outweighs the pixel
+# (a 1x1 (200, 100, 50) came out as a 4x4 block of mean (23, 23, 12); a 64x1 strip lost a quarter
+# of its brightness). Measured with the bundled models on photo crops, the output's mean colour
+# is off by 6-14 levels at 2 px, 2-6 at 3 px, up to 2.4 at 4 px, and from 8 px on no more than on
+# large images (0.4 srresnet_x4, 1.0 srgan_x4). Larger images are never padded: their output stays
+# exactly what the network gives.
+MIN_SIDE = 8
+
+
+def _pad_small(x: torch.Tensor, scale: int) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
+    """``x`` (1, C, H, W) with each side under ``MIN_SIDE`` grown to it by edge replication (as
+    evenly as possible on both ends), and the output region of the original image: (top, left,
+    height, width) in output pixels; (x, None) when no side is under ``MIN_SIDE``."""
+    _, _, h, w = x.shape
+    if h >= MIN_SIDE and w >= MIN_SIDE:
+        return x, None
+    grow_h, grow_w = max(0, MIN_SIDE - h), max(0, MIN_SIDE - w)
+    top, left = grow_h // 2, grow_w // 2
+    x = torch.nn.functional.pad(x, (left, grow_w - left, top, grow_h - top), mode="replicate")
+    return x, (top * scale, left * scale, h * scale, w * scale)
+
+
+def _crop_sink(sink: Callable[[slice, slice, torch.Tensor], None], keep: tuple[int, int, int, int]):
+    """A tiling sink for a padded image that passes on only the ``keep`` region, as if unpadded."""
+    top, left, height, width = keep
+
+    def cropped(rows: slice, cols: slice, core: torch.Tensor) -> None:
+        r0, r1 = max(rows.start, top), min(rows.stop, top + height)
+        c0, c1 = max(cols.start, left), min(cols.stop, left + width)
+        if r0 < r1 and c0 < c1:
+            part = core[:, r0 - rows.start : r1 - rows.start, c0 - cols.start : c1 - cols.start]
+            sink(slice(r0 - top, r1 - top), slice(c0 - left, c1 - left), part)
+
+    return cropped
+
+
+def _source_bits(value_dtype: object, source_bit_depth: object) -> int:
+    """The bit depth the pixels carry: ``source_bit_depth`` (8 or 16) when given, else 16 for
+    uint16 pixels and 8 for the others (uint8, and floats, which most often come from 8 bits)."""
+    if source_bit_depth is not None:
+        if isinstance(source_bit_depth, (bool, np.bool_)) or source_bit_depth not in (8, 16):
+            raise SrganError(f"source_bit_depth must be 8, 16 or None, got {source_bit_depth}")
+        return int(source_bit_depth)
+    if isinstance(value_dtype, torch.dtype):
+        return 16 if value_dtype == getattr(torch, "uint16", None) else 8
+    return 16 if np.dtype(value_dtype).newbyteorder("=") == np.uint16 else 8
+
+
+def _compute_model(model: Model, dtype: torch.dtype | None, bits: int, on_note) -> Model:
+    """The model to run: in ``dtype`` when given; in fp32 when the model's dtype was chosen by
+    ``precision="auto"`` and the image has ``bits`` > 8 (bf16 keeps about 8 significant bits,
+    fp16 about 11: a 16-bit image's smooth gradients came out in 8-bit steps); else the model."""
+    if dtype is not None:
+        if dtype == model.dtype:
+            return model
+        if dtype == torch.float32:
+            return model._as_fp32()
+        module = copy.deepcopy(model.module).to(dtype)
+        return dataclasses.replace(model, module=module, dtype=dtype, auto_precision=False, _reload=None)
+    if bits > 8 and model.auto_precision:
+        return model._as_fp32(on_note)
+    return model
 
 
 def upscale_tensor(
@@ -287,6 +403,7 @@ def upscale_tensor(
     batch: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    source_bit_depth: int | None = None,
 ) -> torch.Tensor:
     """Super-resolve ``x`` (1, 3, H, W) float in [0, 1]; returns float32 (1, 3, sH, sW) on the CPU, clamped.
 
@@ -297,15 +414,21 @@ def upscale_tensor(
     ``tile``: None chooses from the memory at hand, 0 runs the whole image at once, N uses
     N x N LR tiles. ``tile_pad`` defaults to the receptive-field radius (exact tiling).
     ``batch``: tiles per forward; None is 4 on GPUs and 1 on the CPU (``tiling.default_batch``).
+    ``source_bit_depth`` and the precision: as for :func:`upscale_array` (a uint16 tensor, or
+    any with ``source_bit_depth=16``, runs in fp32 under ``precision="auto"``).
     """
     _check_model(model, "upscale_tensor")
     if not isinstance(x, torch.Tensor):
         hint = "; use upscale_array for (H, W, 3) arrays" if isinstance(x, np.ndarray) else ""
         raise TypeError(f"upscale_tensor takes a torch.Tensor (1, 3, H, W), got {_describe(x)}{hint}")
     tile, tile_pad, batch = _check_options(tile, tile_pad, batch, progress, on_note)
-    x, tile, pad, batch = _tiling_input(model, _tensor_pixels(x), tile, tile_pad, batch)
+    model = _compute_model(model, None, _source_bits(x.dtype, source_bit_depth), on_note)
+    x, tile, pad, batch, keep = _tiling_input(model, _tensor_pixels(x), tile, tile_pad, batch)
     with torch.inference_mode():
         y = upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note)
+        if keep is not None:
+            top, left, height, width = keep
+            y = y[:, :, top : top + height, left : left + width].contiguous()
         y = y.clamp_(0, 1)
     if y.shape[1] == 1:
         y = y.expand(1, 3, *y.shape[2:]).contiguous()
@@ -324,17 +447,29 @@ def upscale_array(
     on_note: Callable[[str], None] | None = None,
     bit_depth: int | None = None,
     grayscale: bool = False,
+    source_bit_depth: int | None = None,
 ) -> np.ndarray:
     """Super-resolve a float (H, W, 3) RGB array in [0, 1]; returns float32 (sH, sW, 3) in [0, 1].
 
     Float input is clamped to [0, 1]; NaN or infinity raises :class:`SrganError`. uint8
     pixels are read as value / 255 and uint16 as value / 65535; other integer, bool and
     complex arrays raise ``TypeError``. A 2-D (H, W) array is gray, replicated to RGB.
+    An image less than ``MIN_SIDE`` (8) pixels wide or tall runs padded to that size by
+    repeating its edge pixels, and the output is cropped back: the network's zero padding
+    otherwise swamps a 1 or 2 px image (a 1x1 pixel came out nearly black).
     ``dtype`` (optional, a floating ``torch.dtype``) overrides the model's compute dtype for this call. With
     ``bit_depth`` (8 or 16) the result is instead quantised as ``images.write_image`` stores
     it (uint8 or uint16; with ``grayscale``, the (sH, sW, 1) gray plane), tile by tile, so
     that no float copy of the whole output is ever held: a 16000x12000 result is 576 MB of
     uint8 rather than 2.3 GB of float32.
+
+    Precision: a model loaded with ``precision="auto"`` that computes in bf16 or fp16 runs
+    images of more than 8 bits in fp32 (with an fp32 copy of the weights, read from the weights
+    file on the first such image and kept): bf16 keeps about 8 significant bits (fp16 about
+    11), so a 16-bit gradient came out in 8-bit steps. ``source_bit_depth`` (8 or 16) says how
+    many bits the pixels hold; by default 16 for uint16 arrays and 8 for uint8 and float ones
+    (floats most often come from 8-bit images: pass ``source_bit_depth=16`` for those made
+    from 16-bit ones). An explicit precision or ``dtype`` is always used as it is.
     """
     _check_model(model, "upscale_array")
     if isinstance(rgb, (str, bytes, os.PathLike)) or rgb is None:
@@ -356,15 +491,14 @@ def upscale_array(
         raise SrganError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise SrganError(f"cannot upscale an empty image ({rgb.shape[1]}x{rgb.shape[0]})")
-    if dtype is not None and dtype != model.dtype:
-        model = dataclasses.replace(model, module=copy.deepcopy(model.module).to(dtype), dtype=dtype)
     if isinstance(bit_depth, (bool, np.bool_)) or bit_depth not in (None, 8, 16):
         raise SrganError(f"bit depth must be 8 or 16, got {bit_depth}")
+    model = _compute_model(model, dtype, _source_bits(rgb.dtype, source_bit_depth), on_note)
     from . import images
 
+    size = (rgb.shape[0] * model.scale, rgb.shape[1] * model.scale)
     x = torch.from_numpy(_array_pixels(rgb)).permute(2, 0, 1)[None]
-    x, tile, pad, batch = _tiling_input(model, x, tile, tile_pad, batch)
-    size = (x.shape[2] * model.scale, x.shape[3] * model.scale)
+    x, tile, pad, batch, keep = _tiling_input(model, x, tile, tile_pad, batch)
     if bit_depth is None:
         canvas = np.empty((*size, 3), dtype=np.float32)
     else:
@@ -387,6 +521,8 @@ def upscale_array(
         pixels = torch.nan_to_num(core, nan=0.0).mul(65535.0 if bit_depth == 16 else 255.0).round_()
         canvas[rows, cols] = pixels.to(torch.int32 if bit_depth == 16 else torch.uint8).contiguous().cpu().numpy()
 
+    if keep is not None:
+        sink = _crop_sink(sink, keep)
     with torch.inference_mode():
         upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note, sink=sink)
     return canvas
@@ -406,9 +542,21 @@ def upscale_image(
     """Upscale a PIL image (or an image file) and return a PIL image.
 
     Alpha is upscaled separately (transparent pixels are filled first, so their hidden colour
-    does not bleed in); grayscale stays grayscale; 16-bit stays 16-bit. ``outscale`` resizes
-    the model's output to any final scale (bicubic, antialiased), e.g. 2 with a x4 model, up
-    to ``MAX_OUTSCALE`` (64, as the CLI's ``--outscale``).
+    does not bleed in); grayscale stays grayscale. 16-bit images are computed in fp32 under
+    ``precision="auto"``; 16-bit grayscale without alpha comes back 16-bit (mode ``I;16``),
+    other 16-bit images with 8 bits per channel, as Pillow has no 16-bit colour mode
+    (``srgan upscale``, or ``images.read_image`` + :func:`upscale_loaded` +
+    ``images.write_image``, keep 16-bit colour).
+    ``outscale`` resizes the model's output to any final scale with Lanczos (alpha too), e.g. 2
+    with a x4 model, up to ``MAX_OUTSCALE`` (64, as the CLI's ``--outscale``).
+
+    As Pillow's own ``resize`` does, the result's ``info`` keeps the input's ``icc_profile``
+    (when it fits the output: an RGB profile on colour, a gray one on gray); ``dpi``, unchanged
+    as image editors and ``srgan upscale`` keep it (the print grows with the pixels); and
+    ``exif`` as ``srgan upscale`` writes it: Orientation 1 (the pixels are upright) and the
+    pixel size updated. Pillow's PNG and TIFF writers embed ``info["icc_profile"]`` by
+    themselves; the rest, as for any Pillow image, is saved when passed:
+    ``big.save(path, icc_profile=big.info.get("icc_profile"), dpi=..., exif=...)``.
     """
     from PIL import Image
 
@@ -441,7 +589,25 @@ def upscale_image(
     rgb, alpha = upscale_loaded(
         model, loaded, outscale=outscale, tile=tile, tile_pad=tile_pad, bit_depth=16 if sixteen else 8
     )
-    return images.to_pil(rgb, alpha=alpha, bit_depth=loaded.bit_depth, grayscale=loaded.grayscale)
+    out = images.to_pil(rgb, alpha=alpha, bit_depth=loaded.bit_depth, grayscale=loaded.grayscale)
+    _carry_metadata(out, loaded)
+    return out
+
+
+def _carry_metadata(out, loaded) -> None:
+    """Put the ICC profile, dpi and EXIF of ``loaded`` into the PIL image ``out``'s ``info``, as
+    ``images.write_image`` would write them into a file of ``out``'s size and mode."""
+    from . import images
+
+    gray = out.mode in ("L", "LA", "I;16")
+    if loaded.icc_profile and images._icc_fits(loaded.icc_profile, gray=gray):
+        out.info["icc_profile"] = loaded.icc_profile
+    if loaded.dpi:
+        out.info["dpi"] = loaded.dpi
+    if loaded.exif:
+        exif = images._prepare_exif(loaded.exif, {}, out.width, out.height)
+        if exif:
+            out.info["exif"] = exif
 
 
 def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:
@@ -472,6 +638,8 @@ def upscale_loaded(
     The arrays are float32 in [0, 1]; with ``bit_depth`` (the depth the output file stores,
     ``images.stored_bit_depth``) and no ``outscale`` resize, they come already quantised
     instead (see ``upscale_array``), gray as (H, W, 1), ready for ``images.write_image``.
+    A 16-bit (or float) image runs in fp32 under ``precision="auto"``, an 8-bit one in the
+    model's dtype (see ``upscale_array``).
     """
     from . import images
 
@@ -484,6 +652,7 @@ def upscale_loaded(
     out = upscale_array(
         model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note,
         bit_depth=bit_depth if direct else None, grayscale=direct and loaded.grayscale,
+        source_bit_depth=loaded.bit_depth,
     )  # fmt: skip
     alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
     if direct:

@@ -573,6 +573,198 @@ def test_quantised_bit_depth_is_checked(weights, rgb):
         upscale_array(load_model(weights, device="cpu"), rgb, bit_depth=12)
 
 
+# Precision: under precision="auto", images of more than 8 bits run in fp32 (bf16 keeps about 8).
+
+
+def _ramp16() -> np.ndarray:
+    """A 32x32 16-bit colour ramp rising 16 levels a pixel (1/16 of an 8-bit step)."""
+    y, x = np.mgrid[0:32, 0:32]
+    g = 40000 + 16 * x + 16 * y
+    return np.stack([g, g, np.full_like(g, 45000)], axis=2).astype(np.uint16)
+
+
+def _levels(out: np.ndarray) -> int:
+    """Distinct 16-bit levels of the red channel away from the border."""
+    return len(np.unique(np.round(out[8:-8, 8:-8, 0] * 65535)))
+
+
+@pytest.fixture
+def auto_bf16(weights, monkeypatch):
+    """The tiny SRResNet with precision="auto" where auto picks bf16 (CPUs with AMX or
+    AVX512-BF16), made so on any CPU."""
+    monkeypatch.setattr("srgan_cli.device.cpu_has_native_bf16", lambda: True)
+    model = load_model(weights, device="cpu")
+    assert model.dtype == torch.bfloat16
+    return model
+
+
+def test_auto_precision_runs_16_bit_images_in_fp32(weights, auto_bf16):
+    """bf16 has 8 significant bits: a 16-bit ramp came out in 8-bit steps (6 distinct values
+    where fp32 gives hundreds). Under auto, 16-bit pixels give exactly the fp32 result."""
+    ramp = _ramp16()
+    fp32 = upscale_array(load_model(weights, device="cpu", precision="fp32"), ramp)
+    bf16 = upscale_array(load_model(weights, device="cpu", precision="bf16"), ramp)
+    assert _levels(fp32) > 256 and _levels(bf16) < _levels(fp32) / 4  # what is at stake
+    notes = []
+    out = upscale_array(auto_bf16, ramp, on_note=notes.append)
+    np.testing.assert_array_equal(out, fp32)
+    assert _levels(out) > 256
+    np.testing.assert_array_equal(
+        upscale_array(auto_bf16, ramp, bit_depth=16, tile=8, on_note=notes.append),
+        upscale_array(load_model(weights, device="cpu", precision="fp32"), ramp, bit_depth=16, tile=8),
+    )
+    np.testing.assert_array_equal(upscale_array(auto_bf16, ramp / 65535.0, source_bit_depth=16), fp32)
+    torch.testing.assert_close(
+        upscale_tensor(auto_bf16, torch.from_numpy(ramp / 65535.0).permute(2, 0, 1)[None], source_bit_depth=16),
+        torch.from_numpy(fp32).permute(2, 0, 1)[None],
+        rtol=0,
+        atol=0,
+    )
+    assert len(notes) == 1 and "16-bit images run in fp32, 8-bit ones in bf16" in notes[0]  # said once
+    # the model itself stays bf16, for 8-bit images
+    assert auto_bf16.dtype == torch.bfloat16 and next(auto_bf16.module.parameters()).dtype == torch.bfloat16
+
+
+def test_auto_precision_keeps_8_bit_images_in_bf16_and_loads_fp32_weights_only_when_needed(weights, auto_bf16):
+    eight = (_ramp16() >> 8).astype(np.uint8)
+    explicit = load_model(weights, device="cpu", precision="bf16")
+    np.testing.assert_array_equal(upscale_array(auto_bf16, eight), upscale_array(explicit, eight))
+    floats = eight / np.float32(255)  # floats are taken as 8-bit pixels unless told otherwise
+    np.testing.assert_array_equal(upscale_array(auto_bf16, floats), upscale_array(explicit, floats))
+    assert auto_bf16._fp32 is None  # no second copy of the weights until a 16-bit image comes
+    upscale_array(auto_bf16, _ramp16())
+    twin = auto_bf16._fp32
+    assert twin is not None and next(twin.module.parameters()).dtype == torch.float32
+    upscale_array(auto_bf16, _ramp16())
+    assert auto_bf16._fp32 is twin  # made once
+    # an explicit precision is the user's choice, 16 bits or not
+    np.testing.assert_array_equal(
+        upscale_array(explicit, _ramp16()), upscale_array(explicit, _ramp16() / 65535.0, source_bit_depth=16)
+    )
+    assert explicit._fp32 is None
+    with pytest.raises(SrganError, match="source_bit_depth"):
+        upscale_array(auto_bf16, eight, source_bit_depth=12)
+
+
+def test_auto_precision_keeps_16_bit_through_upscale_image_and_the_cli(weights, auto_bf16, tmp_path):
+    images = _images()
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from srgan_cli.api import upscale_image
+    from srgan_cli.cli import main
+
+    ramp = _ramp16()
+    fp32 = load_model(weights, device="cpu", precision="fp32")
+    gray = Image.frombytes("I;16", (32, 32), np.ascontiguousarray(ramp[..., 0]).astype("<u2").tobytes())
+    out = upscale_image(gray, auto_bf16)
+    assert out.mode == "I;16" and np.array_equal(np.asarray(out), np.asarray(upscale_image(gray, fp32)))
+    assert len(np.unique(np.asarray(out)[8:-8, 8:-8])) > 256
+
+    src = tmp_path / "sky16.png"
+    images.write_image(src, ramp / 65535.0, bit_depth=16)
+    outputs = {}
+    for precision in ("auto", "fp32", "bf16"):
+        dest = tmp_path / f"{precision}.png"
+        argv = ["upscale", "-m", str(weights), "--precision", precision, str(src), "-o", str(dest)]
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 0, result.output
+        assert ("16-bit images run in fp32" in result.output) == (precision == "auto")
+        outputs[precision] = images.read_image(dest)
+        assert outputs[precision].bit_depth == 16
+    np.testing.assert_array_equal(outputs["auto"].rgb, outputs["fp32"].rgb)
+    assert _levels(outputs["auto"].rgb) > 256 and _levels(outputs["bf16"].rgb) < _levels(outputs["auto"].rgb) / 4
+
+
+# upscale_image keeps the metadata Pillow's own resize keeps.
+
+
+def test_upscale_image_keeps_icc_profile_dpi_and_exif(weights, tmp_path):
+    _images()
+    import io
+
+    from PIL import Image, ImageCms
+
+    from srgan_cli.api import upscale_image
+
+    model = load_model(weights, device="cpu")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010E] = "the harbour, 1952"
+    exif[0x0112] = 6  # turned a quarter: the pixels come out upright
+    exif.get_ifd(0x8769).update({0xA002: 12, 0xA003: 10})
+    data = io.BytesIO()
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(
+        data, "JPEG", icc_profile=icc, dpi=(300, 300), exif=exif
+    )
+    photo = Image.open(io.BytesIO(data.getvalue()))
+    big = upscale_image(photo, model)
+    assert big.size == (40, 48)
+    assert big.info["icc_profile"] == icc and big.info["dpi"] == (300, 300)  # dpi unchanged, as the CLI writes it
+    out_exif = big.getexif()
+    assert out_exif[0x010E] == "the harbour, 1952" and out_exif.get(0x0112) == 1
+    assert out_exif.get_ifd(0x8769) == {0xA002: 40, 0xA003: 48}
+    big.save(tmp_path / "big.png")
+    assert Image.open(tmp_path / "big.png").info["icc_profile"] == icc
+    assert upscale_image(photo, model, outscale=2).info["icc_profile"] == icc
+    # an RGB profile does not describe gray pixels: left out, as write_image leaves it out
+    gray = photo.convert("L")
+    gray.info["icc_profile"] = icc
+    assert "icc_profile" not in upscale_image(gray, model).info
+    assert upscale_image(Image.new("RGB", (9, 9)), model).info == {}
+
+
+# Images under 8 px across run padded by edge replication: zero padding swamped a 1 px image.
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 64), (64, 1), (3, 3), (7, 30)])
+def test_images_narrower_than_8_px_run_edge_padded_and_cropped(fp32, shape):
+    images = _images()
+    h, w = shape
+    rgb = np.random.default_rng(h * 100 + w).random((h, w, 3), dtype=np.float32)
+    grow_h, grow_w = max(0, 8 - h), max(0, 8 - w)
+    top, left = grow_h // 2, grow_w // 2
+    padded = np.pad(rgb, ((top, grow_h - top), (left, grow_w - left), (0, 0)), mode="edge")
+    expected = upscale_array(fp32, padded, tile=0)[4 * top : 4 * (top + h), 4 * left : 4 * (left + w)]
+    out = upscale_array(fp32, rgb, tile=0)
+    assert out.shape == (4 * h, 4 * w, 3)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(upscale_array(fp32, rgb, tile=8), expected, rtol=0, atol=2e-5)
+    q = upscale_array(fp32, rgb, tile=0, bit_depth=8)
+    np.testing.assert_array_equal(q, images._quantise(expected, 8))
+    tensor = upscale_tensor(fp32, torch.from_numpy(rgb).permute(2, 0, 1)[None], tile=0)
+    np.testing.assert_array_equal(tensor[0].permute(1, 2, 0).numpy(), expected)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 21), (21, 8)])
+def test_images_of_8_px_and_more_are_not_padded(fp32, shape):
+    rgb = np.random.default_rng(7).random((*shape, 3), dtype=np.float32)
+    with torch.inference_mode():
+        ref = fp32.forward(torch.from_numpy(rgb).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(upscale_array(fp32, rgb, tile=0), ref)
+
+
+@pytest.mark.parametrize("name", ["srresnet_x4", "srgan_x4"])
+def test_tiny_images_keep_their_colour(name):
+    """A 1x1 (200, 100, 50) came out as a block of mean (23, 23, 12), a 64x1 gradient strip
+    lost a quarter of its brightness: the network's zero padding outweighed the pixels."""
+    _bundled_photo_crop(name, 8)  # skips when the model is not installed
+    model = load_model(name, device="cpu", precision="fp32")
+    ramp = np.linspace(0, 255, 64)
+    strip = np.stack([ramp, np.full(64, 128.0), ramp[::-1]], axis=1)[None].round().astype(np.uint8)
+    cases = {
+        "1x1": np.array([[[200, 100, 50]]], np.uint8),
+        "64x1": strip,
+        "1x64": strip.transpose(1, 0, 2),
+        "3x3": np.broadcast_to(np.array([30, 160, 220], np.uint8), (3, 3, 3)),
+    }
+    for label, pixels in cases.items():
+        out = upscale_array(model, pixels)
+        error = np.abs(out.reshape(-1, 3).mean(0) * 255 - pixels.reshape(-1, 3).mean(0)).max()
+        assert error < 4, (label, error)
+
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -640,3 +832,17 @@ def test_cuda_quantised_output_is_the_float_output_written(rgb, bit_depth):
         whole = upscale_array(real, rgb, tile=0)
         q = upscale_array(real, rgb, tile=0, bit_depth=bit_depth)
         np.testing.assert_array_equal(q, images._quantise(images._planes(whole, None, False), bit_depth))
+
+
+@needs_cuda
+def test_cuda_auto_precision_runs_16_bit_images_in_fp32(weights):
+    """auto is fp16 on GPUs (about 11 significant bits): 16-bit images run in fp32 there too."""
+    model = load_model(weights, device="cuda")
+    assert model.dtype == torch.float16
+    ramp = _ramp16()
+    out = upscale_array(model, ramp)
+    ref = upscale_array(load_model(weights, device="cuda", precision="fp32"), ramp)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+    assert _levels(out) > 256
+    assert next(model._fp32.module.parameters()).device.type == "cuda"
+    assert next(model.module.parameters()).dtype == torch.float16
