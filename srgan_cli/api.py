@@ -556,7 +556,9 @@ def upscale_image(
     ``exif`` as ``srgan upscale`` writes it: Orientation 1 (the pixels are upright) and the
     pixel size updated. Pillow's PNG and TIFF writers embed ``info["icc_profile"]`` by
     themselves; the rest, as for any Pillow image, is saved when passed:
-    ``big.save(path, icc_profile=big.info.get("icc_profile"), dpi=..., exif=...)``.
+    ``big.save(path, icc_profile=big.info.get("icc_profile"), dpi=..., exif=...)`` (and
+    ``xmp=big.info.get("xmp")``, the input's XMP with its orientation and size updated, which
+    Pillow writes for JPEG and WebP).
     """
     from PIL import Image
 
@@ -608,6 +610,8 @@ def _carry_metadata(out, loaded) -> None:
         exif = images._prepare_exif(loaded.exif, {}, out.width, out.height)
         if exif:
             out.info["exif"] = exif
+    if loaded.xmp:
+        out.info["xmp"] = images._prepare_xmp(loaded.xmp, out.width, out.height)
 
 
 def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Read and write images: modes, bit depth, alpha, EXIF/ICC metadata, atomic writes.
+"""Read and write images: modes, bit depth, alpha, EXIF/ICC/XMP metadata, atomic writes.
 
 Every command reads and writes pictures through this module. Pixels travel as float32
 arrays in [0, 1]: ``rgb`` is (H, W, 3), ``alpha`` is (H, W) or None. Pillow cannot hold
@@ -18,6 +18,7 @@ import errno
 import fractions
 import io
 import os
+import re
 import stat
 import struct
 import sys
@@ -73,6 +74,10 @@ _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION = 0x0112
 _IMAGE_DESCRIPTION = 0x010E
 _SOFTWARE = 0x0131
+_XMP_TAG = 700  # TIFF's XMLPacket
+_XMP_KEY = b"XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
+_JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/" header; Pillow refuses more
+_PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
 # Image.MAX_IMAGE_PIXELS is process-global; it is switched off only around Image.open (a
 # header parse), under this lock, because read_image applies its own per-call limit first.
 _OPEN_LOCK = threading.Lock()
@@ -93,6 +98,8 @@ class LoadedImage:
     exif: bytes | None  # orientation reset to 1: it has been applied to the pixels
     n_frames: int
     dpi: tuple[float, float] | None = None  # (x, y) pixels per inch as the file records it, after orientation
+    xmp: bytes | None = None  # the XMP packet, tiff:Orientation reset to 1 as in ``exif``
+    png_colour: dict | None = None  # a PNG's gAMA, cHRM, sRGB: Pillow's info "gamma", "chromaticity", "srgb"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -329,8 +336,10 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         if fmt == "PNG" and _png_is_wide_colour(head):
             sixteen = _png_rgb16(whole_file(), name)
             if sixteen is not None:
-                *pixels, exif_chunk = sixteen
-                return _finish(im, *pixels, fmt=fmt, n_frames=n_frames, name=name, exif_bytes=exif_chunk)
+                *pixels, exif_chunk, xmp_chunk = sixteen
+                return _finish(
+                    im, *pixels, fmt=fmt, n_frames=n_frames, name=name, exif_bytes=exif_chunk, xmp_bytes=xmp_chunk
+                )
         if fmt == "TIFF":
             sixteen = _tiff_rgb16(im, whole_file, name)
             if sixteen is not None:
@@ -535,14 +544,19 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
 _TIFF_METADATA_TAGS = frozenset({270, 271, 272, 274, 305, 306, 315, 33432, 0x8769, 0x8825})
 
 
-def _exif_and_orientation(im: Image.Image, raw: bytes | None = None) -> tuple[bytes | None, int]:
+def _exif_and_orientation(
+    im: Image.Image, raw: bytes | None = None, xmp: bytes | None = None
+) -> tuple[bytes | None, int]:
     try:
         if raw is None:
-            exif = im.getexif()
+            exif = im.getexif()  # without an EXIF Orientation, Pillow takes the XMP's tiff:Orientation
         else:  # from our own PNG chunk walk: Pillow's PNG getexif() would decode all pixels again
             exif = Image.Exif()
             if raw:
                 exif.load(raw)
+            found = _XMP_ORIENTATION_READ.search(xmp or b"")
+            if found and _ORIENTATION not in exif:  # as Pillow's getexif() does
+                exif[_ORIENTATION] = int(found[2])
         if im.format == "TIFF":
             for tag in [t for t in exif if t not in _TIFF_METADATA_TAGS]:
                 del exif[tag]
@@ -588,8 +602,11 @@ def _finish(
     n_frames: int,
     name: str,
     exif_bytes: bytes | None = None,
+    xmp_bytes: bytes | None = None,
 ) -> LoadedImage:
-    exif, orientation = _exif_and_orientation(im, exif_bytes)
+    # exif_bytes and xmp_bytes come together from our own PNG chunk walk (b"": none), else from Pillow
+    xmp = _xmp_of(im) if exif_bytes is None else (xmp_bytes or None)
+    exif, orientation = _exif_and_orientation(im, exif_bytes, xmp)
     if icc is None and mode != "CMYK":
         icc = im.info.get("icc_profile") or None
     rgb = _orient(np.asarray(rgb, dtype=np.float32), orientation)
@@ -598,6 +615,7 @@ def _finish(
     dpi = _dpi_of(im)
     if dpi and orientation in (5, 6, 7, 8):  # the pixels were turned a quarter: so is the density
         dpi = (dpi[1], dpi[0])
+    png_colour = {k: im.info[k] for k in _PNG_COLOUR_KEYS if k in im.info} if fmt == "PNG" else None
     return LoadedImage(
         rgb=rgb,
         alpha=alpha,
@@ -609,7 +627,43 @@ def _finish(
         exif=exif,
         n_frames=n_frames,
         dpi=dpi,
+        xmp=_prepare_xmp(xmp) if xmp else None,
+        png_colour=png_colour or None,
     )
+
+
+def _xmp_of(im: Image.Image) -> bytes | None:
+    """The XMP packet Pillow read (JPEG APP1, PNG iTXt, WebP XMP chunk, TIFF tag 700), as bytes."""
+    xmp = im.info.get("xmp") or im.info.get(_XMP_KEY.decode())  # the latter: a PNG's tEXt or zTXt
+    if isinstance(xmp, tuple) and len(xmp) == 1:
+        xmp = xmp[0]
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return bytes(xmp) if isinstance(xmp, (bytes, bytearray)) and xmp.strip(b"\x00 \t\r\n") else None
+
+
+# Pillow's own pattern (Image.getexif): an XMP orientation it applies to the pixels as EXIF's
+_XMP_ORIENTATION_READ = re.compile(rb'tiff:Orientation(="|>)([0-9])')
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation(?:="|>))[0-9]+')
+
+
+def _prepare_xmp(xmp: bytes, width: int = 0, height: int = 0) -> bytes:
+    """An XMP packet for upright pixels: tiff:Orientation 1 and, given the size, the pixel dimensions
+    it records (exif:PixelXDimension/PixelYDimension, tiff:ImageWidth/ImageLength) set to it.
+
+    Only values written as Pillow reads them (``name="6"`` or ``<name>6</name>``, with the usual
+    prefixes) are changed; the rest of the packet (rights, keywords, edits) is kept byte for byte.
+    """
+    xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+    if width and height:
+        for field, value in (
+            (b"exif:PixelXDimension", width),
+            (b"exif:PixelYDimension", height),
+            (b"tiff:ImageWidth", width),
+            (b"tiff:ImageLength", height),
+        ):
+            xmp = re.sub(b"(" + field + rb'(?:="|>))[0-9]+', rb"\g<1>" + str(value).encode(), xmp)
+    return xmp
 
 
 def _dpi_of(im: Image.Image) -> tuple[float, float] | None:
@@ -664,12 +718,14 @@ def _png_rgb16(data: bytes, name: str):
     channels = {2: 3, 4: 2, 6: 4}[ctype]
     idat = []
     trns = None
-    exif = b""
+    exif = xmp = b""
     for kind, body in _png_chunks(data, name):
         if kind == b"IDAT":
             idat.append(body)
         elif kind == b"eXIf":
             exif = b"Exif\x00\x00" + body
+        elif kind == b"iTXt" and body.startswith(_XMP_KEY + b"\x00"):
+            xmp = _itxt_text(body) or xmp
         elif kind == b"tRNS" and ctype == 2 and len(body) >= 6:
             trns = np.frombuffer(body[:6], dtype=">u2")
     bpp = 2 * channels
@@ -707,7 +763,24 @@ def _png_rgb16(data: bytes, name: str):
         elif trns is not None:
             alpha = (~np.all(out == trns.astype(np.uint16), axis=2)).astype(np.float32)
     mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
-    return rgb, alpha, 16, ctype == 4, mode, exif
+    return rgb, alpha, 16, ctype == 4, mode, exif, xmp
+
+
+def _itxt_text(body: bytes, limit: int = 1 << 24) -> bytes:
+    """The text of an iTXt chunk (keyword, flag, method, language, translated keyword, text), inflated
+    if compressed; b"" when malformed or, compressed, larger than ``limit`` bytes."""
+    try:
+        _key, rest = body.split(b"\x00", 1)
+        compressed = rest[0]
+        _lang, _translated, text = rest[2:].split(b"\x00", 2)
+        if compressed:
+            inflate = zlib.decompressobj()
+            text = inflate.decompress(text, limit)
+            if inflate.unconsumed_tail:
+                return b""
+        return text
+    except (ValueError, IndexError, zlib.error):
+        return b""
 
 
 def _png_unfilter(ftypes: np.ndarray, filt: np.ndarray, name: str) -> np.ndarray:
@@ -1013,6 +1086,8 @@ def write_image(
     threads: int | None = None,
     dpi: tuple[float, float] | None = None,
     on_note: Callable[[str], None] | None = None,
+    xmp: bytes | None = None,
+    png_colour: dict | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -1036,11 +1111,18 @@ def write_image(
     is kept) and Software (the "Software" key) fields.
     ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
     field for it).
+    ``xmp`` (an XMP packet: rights, keywords, editing history) is embedded in JPEG (APP1), PNG
+    (iTXt "XML:com.adobe.xmp"), WebP (XMP chunk) and TIFF (tag 700) as it is, but for tiff:Orientation
+    set to 1 and the pixel dimensions it records updated (see ``_prepare_xmp``); JPEG leaves out a
+    packet larger than one segment holds (64 KB).
+    ``png_colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") goes into PNG output as
+    gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them).
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
-    not keep (transparency in JPEG or BMP, an ICC profile in BMP or GIF), once the file is written.
+    not keep (transparency in JPEG or BMP, an ICC profile or XMP in BMP or GIF, XMP too large for
+    JPEG), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1073,16 +1155,25 @@ def write_image(
         notes.append(f"{path}: the ICC colour profile is left out: {fmt} output carries none")
     if exif:
         exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF")
+    if xmp:
+        xmp = _prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0])
+        if fmt in ("BMP", "GIF"):
+            notes.append(f"{path}: the XMP metadata is left out: {fmt} output carries none")
+            xmp = None
+        elif fmt == "JPEG" and len(xmp) > _JPEG_XMP_MAX:
+            notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
+            xmp = None
     try:
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
-                _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads, dpi)
+                colour = None if icc_profile else png_colour
+                _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads, dpi, xmp=xmp, colour=colour)
             elif bit_depth == 16 and fmt == "TIFF":
                 if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
                     planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
-                _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi)
+                _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp)
             else:
-                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi)
+                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp)
             fh.flush()
     except FileExistsError:
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
@@ -1194,7 +1285,7 @@ def _has_caption(ex: Image.Exif, first_key: str) -> bool:
     )
 
 
-def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None) -> None:
+def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None, xmp=None) -> None:
     gray = planes.shape[2] <= 2
     colour = planes[..., 0] if gray else planes[..., :3]
     im = to_pil(colour, planes[..., -1] if planes.shape[2] in (2, 4) else None, grayscale=gray)
@@ -1203,6 +1294,8 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         params["dpi"] = dpi
     if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         params["icc_profile"] = icc
+    if xmp and fmt in ("JPEG", "WEBP"):
+        params["xmp"] = xmp
     if fmt == "PNG":
         from PIL import PngImagePlugin
 
@@ -1234,6 +1327,12 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         _quiet_libtiff()
         params["compression"] = "tiff_adobe_deflate"
         merged = _prepare_exif(exif, text)  # exif: prepared by write_image without its sub-IFDs
+        if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
+            tags = Image.Exif()
+            if merged:
+                tags.load(merged)
+            tags[_XMP_TAG] = xmp
+            merged = tags.tobytes()
         if merged:
             params["exif"] = merged
     elif fmt == "GIF" and im.mode == "LA":
@@ -1243,6 +1342,24 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _png_colour_chunks(colour: dict) -> list[bytes]:
+    """gAMA, cHRM and sRGB chunks from Pillow's PNG info values (stored as 100000 times the number);
+    a value out of the chunk's range is left out."""
+    chunks = []
+    gamma = colour.get("gamma")
+    if isinstance(gamma, (int, float)) and 0 < round(gamma * 100000) < 1 << 31:
+        chunks.append(_png_chunk(b"gAMA", struct.pack(">I", round(gamma * 100000))))
+    points = colour.get("chromaticity")
+    if isinstance(points, (tuple, list)) and len(points) == 8:
+        values = [round(v * 100000) if isinstance(v, (int, float)) else -1 for v in points]
+        if all(0 <= v < 1 << 31 for v in values):
+            chunks.append(_png_chunk(b"cHRM", struct.pack(">8I", *values)))
+    intent = colour.get("srgb")
+    if isinstance(intent, int) and 0 <= intent <= 3:
+        chunks.append(_png_chunk(b"sRGB", bytes([intent])))
+    return chunks
 
 
 def _band_rows(row_size: int, band_size: int = 1 << 22) -> int:
@@ -1346,6 +1463,9 @@ def _write_png(
     text: dict[str, str],
     threads: int | None = None,
     dpi: tuple[float, float] | None = None,
+    *,
+    xmp: bytes | None = None,
+    colour: dict | None = None,
 ) -> None:
     """Write a PNG (gray, gray+alpha, RGB, RGBA; 8 or 16 bits) to ``fh``, band by band, in parallel.
 
@@ -1358,12 +1478,16 @@ def _write_png(
     is a raw deflate stream ended by a sync flush (the last one by the final block), so the
     pieces, in order, form one zlib stream; each goes out as its own IDAT chunk. Deflate uses
     the "filtered" strategy with memLevel 9, as Pillow does: files are as small as Pillow's.
+
+    ``colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") becomes gAMA, cHRM and sRGB chunks
+    (the caller leaves it out with an ICC profile); ``xmp`` an uncompressed iTXt "XML:com.adobe.xmp".
     """
     h, w, c = planes.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     head = [_PNG_SIGNATURE, _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, ctype, 0, 0, 0))]
     if icc:
         head.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    head += _png_colour_chunks(colour or {})  # before IDAT (and PLTE), as the spec wants
     for k, v in text.items():
         key = k.encode("latin-1", "replace")[:79]
         try:
@@ -1372,6 +1496,8 @@ def _write_png(
             head.append(_png_chunk(b"iTXt", key + b"\x00\x00\x00\x00\x00" + v.encode("utf-8")))
     if exif:
         head.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if xmp:
+        head.append(_png_chunk(b"iTXt", _XMP_KEY + b"\x00\x00\x00\x00\x00" + xmp))
     if dpi:  # pixels per metre
         head.append(_png_chunk(b"pHYs", struct.pack(">IIB", *(max(1, round(d / 0.0254)) for d in dpi), 1)))
     fh.write(b"".join(head))
@@ -1408,6 +1534,8 @@ def _write_tiff16(
     text: dict[str, str],
     threads: int | None = None,
     dpi: tuple[float, float] | None = None,
+    *,
+    xmp: bytes | None = None,
 ) -> None:
     """Write a little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor.
 
@@ -1419,7 +1547,7 @@ def _write_tiff16(
 
     Of ``exif`` (with ``text`` merged in as for the other formats) the directory keeps the tags
     that describe the picture: ImageDescription, Make, Model, Orientation, Software, DateTime,
-    Artist and Copyright.
+    Artist and Copyright. ``xmp`` goes into tag 700 (XMLPacket).
     """
     h, w, c = planes.shape
     fh.write(b"II*\x00\x00\x00\x00\x00")  # the directory offset is patched below
@@ -1480,6 +1608,8 @@ def _write_tiff16(
     if c in (2, 4):
         add(338, 3, [2])  # unassociated alpha
     add(339, 3, [1] * c)
+    if xmp:
+        add(_XMP_TAG, 1, xmp)
     if icc:
         add(34675, 7, icc)
     entries.sort(key=lambda e: e[0])

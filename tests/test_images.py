@@ -734,6 +734,141 @@ def test_formats_without_an_icc_profile_say_it_is_left_out(tmp_path):
         assert notes == ([f"{out}: the ICC colour profile is left out: {fmt} output carries none"] if fmt else [])
 
 
+def _xmp(orientation: int = 6, width: int = 8, height: int = 6) -> bytes:
+    """An XMP packet as Lightroom writes one: rights, keywords, an edit, orientation and pixel size."""
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+        ' xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:exif="http://ns.adobe.com/exif/1.0/"'
+        ' xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"'
+        f' tiff:Orientation="{orientation}" exif:PixelXDimension="{width}" crs:Exposure2012="+0.35">'
+        f"<exif:PixelYDimension>{height}</exif:PixelYDimension>"
+        '<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">\u00a9 County Archive</rdf:li></rdf:Alt></dc:rights>'
+        "<dc:subject><rdf:Bag><rdf:li>harbour</rdf:li><rdf:li>1952</rdf:li></rdf:Bag></dc:subject>"
+        '</rdf:Description></rdf:RDF></x:xmpmeta>\n<?xpacket end="w"?>'
+    ).encode()
+
+
+def _xmp_kept(xmp: bytes | None, width: int, height: int) -> bool:
+    """The packet's rights, keywords and edit are there; orientation 1 and the pixel size are the output's."""
+    return (
+        xmp is not None
+        and "\u00a9 County Archive".encode() in xmp
+        and b"<rdf:li>harbour</rdf:li><rdf:li>1952</rdf:li>" in xmp
+        and b'crs:Exposure2012="+0.35"' in xmp
+        and b'tiff:Orientation="1"' in xmp
+        and f'exif:PixelXDimension="{width}"'.encode() in xmp
+        and f"<exif:PixelYDimension>{height}</exif:PixelYDimension>".encode() in xmp
+    )
+
+
+def _save_with_xmp(path: Path, arr: np.ndarray, xmp: bytes) -> None:
+    """Write ``arr`` with an XMP packet, each format where its writers put it (by Pillow, independently)."""
+    im = Image.fromarray(arr)
+    if path.suffix == ".png":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=True)  # compressed, as exiftool may
+        im.save(path, pnginfo=info)
+    elif path.suffix == ".tif":
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[700] = xmp
+        tags.tagtype[700] = 1  # BYTE, as the TIFF/XMP specs want
+        im.save(path, tiffinfo=tags)
+    else:
+        im.save(path, xmp=xmp)
+
+
+@pytest.mark.parametrize("src", [".jpg", ".png", ".webp", ".tif"])
+def test_xmp_is_read_and_turns_upright_with_the_pixels(tmp_path, src):
+    # XMP (rights, keywords, Lightroom edits) was dropped: archives lost their rights statements.
+    arr = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    _save_with_xmp(tmp_path / f"in{src}", arr, _xmp(orientation=6))
+    got = read_image(tmp_path / f"in{src}")
+    assert got.size == (6, 8)  # Pillow applies an XMP orientation when the EXIF has none: so do we
+    # orientation 1 (Pillow's TIFF reader, which turns the pixels itself, removes the attribute instead)
+    assert got.xmp is not None and b'tiff:Orientation="6"' not in got.xmp and b"County Archive" in got.xmp
+    assert b'tiff:Orientation="1"' in got.xmp or src == ".tif"
+
+
+@pytest.mark.parametrize("dst", [".jpg", ".png", "16.png", ".webp", ".tif", "16.tif"])
+def test_xmp_is_carried_to_every_format_with_a_place_for_it(tmp_path, dst):
+    arr = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    _save_with_xmp(tmp_path / "in.jpg", arr, _xmp(orientation=6, width=8, height=6))
+    got = read_image(tmp_path / "in.jpg")
+    depth = 16 if dst.startswith("16") else 8
+    notes: list[str] = []
+    out = write_image(
+        tmp_path / f"out{dst}", resize_rgb(got.rgb, (12, 16)), xmp=got.xmp, bit_depth=depth, on_note=notes.append
+    )
+    assert not notes
+    with Image.open(out) as im:  # where an independent reader looks: APP1, iTXt, XMP chunk, tag 700
+        assert _xmp_kept(im.info.get("xmp"), 12, 16), im.info.get("xmp")
+        assert im.getexif().get(0x0112, 1) == 1  # a viewer reading the XMP turns it no further
+    assert _xmp_kept(read_image(out).xmp, 12, 16)
+
+
+def test_sixteen_bit_png_xmp_orientation_and_compressed_xmp(tmp_path):
+    arr = RNG.integers(0, 65536, (3, 5, 3)).astype(np.uint16)
+    png = _ref_png(arr, 16, 2)
+    at = 8 + 25  # after the signature and IHDR
+    itxt = b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + zlib.compress(_xmp(orientation=8, width=5, height=3))
+    (tmp_path / "o16.png").write_bytes(png[:at] + _chunk(b"iTXt", itxt) + png[at:])
+    got = read_image(tmp_path / "o16.png")
+    assert got.bit_depth == 16 and got.size == (3, 5)  # as Pillow turns the same file at 8 bits
+    assert np.array_equal(_q(got.rgb, 65535), np.rot90(arr, k=1))
+    assert b'tiff:Orientation="1"' in got.xmp and b"County Archive" in got.xmp
+
+
+def test_xmp_left_out_where_there_is_no_place_for_it_with_a_note(tmp_path):
+    for suffix, fmt in ((".bmp", "BMP"), (".gif", "GIF")):
+        notes: list[str] = []
+        out = write_image(tmp_path / f"x{suffix}", RNG.random((4, 4, 3)), xmp=_xmp(), on_note=notes.append)
+        assert notes == [f"{out}: the XMP metadata is left out: {fmt} output carries none"]
+    notes = []
+    big = _xmp().replace(b"<rdf:li>1952</rdf:li>", b"<rdf:li>x</rdf:li>" * 4000)  # more than one APP1 segment
+    out = write_image(tmp_path / "big.jpg", RNG.random((4, 4, 3)), xmp=big, on_note=notes.append)
+    assert notes == [f"{out}: the XMP metadata is left out: {len(big)} bytes, more than a JPEG segment holds"]
+    with Image.open(out) as im:
+        assert "xmp" not in im.info
+    with Image.open(write_image(tmp_path / "big.png", RNG.random((4, 4, 3)), xmp=big)) as im:
+        assert im.info["xmp"].count(b"<rdf:li>x</rdf:li>") == 4000  # PNG has no such limit
+
+
+def _png_chunk_types(path: Path) -> list[bytes]:
+    data, pos, kinds = path.read_bytes(), 8, []
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        kinds.append(kind)
+        pos += 12 + length
+    return kinds
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_gamma_chromaticity_and_srgb_are_carried(tmp_path, bit_depth):
+    # A PNG with gAMA 1.0 came out with IHDR/tEXt/IDAT/IEND only: browsers showed it at another brightness.
+    arr = RNG.integers(0, 256 if bit_depth == 8 else 65536, (4, 5, 3)).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    png = _ref_png(arr, bit_depth, 2)
+    at = 8 + 25
+    points = (31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+    colour = _chunk(b"gAMA", struct.pack(">I", 100000)) + _chunk(b"cHRM", struct.pack(">8I", *points))
+    (tmp_path / "g.png").write_bytes(png[:at] + colour + _chunk(b"sRGB", b"\x01") + png[at:])
+    got = read_image(tmp_path / "g.png")
+    assert got.png_colour == {"gamma": 1.0, "chromaticity": tuple(v / 100000 for v in points), "srgb": 1}
+    out = write_image(tmp_path / "o.png", got.rgb, bit_depth=bit_depth, png_colour=got.png_colour)
+    kinds = _png_chunk_types(out)
+    assert {b"gAMA", b"cHRM", b"sRGB"} <= set(kinds[: kinds.index(b"IDAT")])  # before the pixels, as the spec wants
+    with Image.open(out) as im:
+        assert im.info["gamma"] == 1.0 and im.info["srgb"] == 1
+        assert im.info["chromaticity"] == tuple(v / 100000 for v in points)
+    # an ICC profile takes precedence (the spec's rule): then it alone describes the colour
+    out = write_image(tmp_path / "i.png", got.rgb, png_colour=got.png_colour, icc_profile=_srgb_icc())
+    assert not {b"gAMA", b"cHRM", b"sRGB"} & set(_png_chunk_types(out)) and b"iCCP" in _png_chunk_types(out)
+    assert read_image(write_image(tmp_path / "p.png", RNG.random((4, 4, 3)))).png_colour is None
+
+
 def test_jpeg_drops_alpha_and_webp_100_is_lossless(tmp_path):
     rgb, alpha = RNG.random((8, 8, 3)), RNG.random((8, 8))
     with Image.open(write_image(tmp_path / "a.jpg", rgb, alpha=alpha)) as im:

@@ -872,3 +872,57 @@ def test_transparent_image_to_jpeg_is_flattened_onto_white(weights, tmp_path):
     args = ["upscale", "-m", str(weights), str(tmp_path / "logo.png"), "-o", str(tmp_path / "again.jpg")]
     result = CliRunner().invoke(main, args)  # not -q: the note is shown
     assert result.exit_code == 0 and "alpha flattened onto white: JPEG has no transparency" in result.output
+
+
+def test_xmp_rights_and_keywords_reach_every_output_format(weights, tmp_path):
+    # XMP (dc:rights, dc:subject, Lightroom edits) was dropped: archivists lost rights and keywords.
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+        b' xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6">'
+        b'<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">(c) County Archive</rdf:li></rdf:Alt></dc:rights>'
+        b"<dc:subject><rdf:Bag><rdf:li>harbour</rdf:li></rdf:Bag></dc:subject>"
+        b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "scan.jpg", xmp=xmp)
+    for name in ("o.jpg", "o.png", "o.webp", "o.tif"):
+        assert run(weights, tmp_path / "scan.jpg", "-o", tmp_path / name).exit_code == 0
+        with Image.open(tmp_path / name) as im:
+            # turned upright as the EXIF orientation is, and then says so (a viewer must not turn it again)
+            assert im.size == (20, 24) and im.info.get("xmp") == xmp.replace(b'Orientation="6"', b'Orientation="1"')
+
+
+def test_png_gamma_reaches_the_png_output(weights, tmp_path):
+    # A PNG with gAMA 1.0 came out with IHDR/tEXt/IDAT/IEND only: shown at another brightness.
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "lin.png")
+    data = (tmp_path / "lin.png").read_bytes()
+    gama = b"gAMA" + (100000).to_bytes(4, "big")
+    chunk = (4).to_bytes(4, "big") + gama + zlib.crc32(gama).to_bytes(4, "big")
+    (tmp_path / "lin.png").write_bytes(data[:33] + chunk + data[33:])  # after the signature and IHDR
+    assert run(weights, tmp_path / "lin.png", "-o", tmp_path / "o.png").exit_code == 0
+    with Image.open(tmp_path / "o.png") as im:
+        assert im.size == (24, 20) and im.info.get("gamma") == 1.0
+
+
+def test_quality_with_a_lossless_output_says_it_is_not_used(weights, tmp_path):
+    # --quality with PNG, TIFF or BMP output changed no byte, and said nothing.
+    src = _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png", seed=1)
+    args = ["upscale", "-m", str(weights), "--quality", "80"]
+    for out, fmt in (("o.png", "PNG"), ("o.tif", "TIFF"), ("o.bmp", "BMP")):
+        result = CliRunner().invoke(main, [*args, str(src), "-o", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+        assert f"note: --quality applies to JPEG and WebP; {fmt} output is lossless\n" in result.output
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "in"), "-o", str(tmp_path / "folder")])
+    assert result.exit_code == 0 and result.output.count("--quality applies") == 1  # once for the batch
+    result = CliRunner().invoke(main, [*args, str(src), "-o", str(tmp_path / "o.jpg")])
+    assert result.exit_code == 0 and "--quality" not in result.output
+
+
+def test_format_gif_is_a_choice_as_the_gif_suffix_is(weights, tmp_path):
+    src = _img(tmp_path / "in" / "a.png")
+    assert run(weights, src, "-o", tmp_path / "a.gif", "--format", "gif").exit_code == 0
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "out", "--format", "GIF").exit_code == 0
+    for path in (tmp_path / "a.gif", tmp_path / "out" / "a.gif"):
+        with Image.open(path) as im:
+            assert im.format == "GIF" and im.size == (48, 40)

@@ -25,7 +25,7 @@ from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
 
-FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "same")
+FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")
 QUEUE_SIZE = 2
 _DONE = object()
 
@@ -894,6 +894,25 @@ def _failed_list(tally: Tally, report: Reporter, most: int = 10) -> str:
     return "failed: " + ", ".join(names[:most]) + more
 
 
+def _note_quality_unused(jobs: list[Job], report: Reporter) -> None:
+    """One note when --quality is given and some outputs do not take it (it changed no byte of them)."""
+    from ..images import format_for_path
+
+    formats = set()
+    for job in jobs:
+        with contextlib.suppress(SrganError):
+            formats.add(format_for_path(job.dest))
+    lossless = [f for f in ("PNG", "TIFF", "BMP") if f in formats]
+    parts = []
+    if lossless:
+        names = lossless[0] if len(lossless) == 1 else f"{', '.join(lossless[:-1])} and {lossless[-1]}"
+        parts.append(f"{names} output is lossless")
+    if "GIF" in formats:
+        parts.append("GIF output has no quality setting")
+    if parts:
+        report.note("--quality applies to JPEG and WebP; " + "; ".join(parts))
+
+
 def _summary(tally: Tally) -> str:
     return f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
 
@@ -928,6 +947,8 @@ def _run(
     )
     if not jobs:
         return
+    if quality is not None:
+        _note_quality_unused(jobs, report)
     try:
         if single:
             jobs[0].dest.parent.mkdir(parents=True, exist_ok=True)
@@ -991,6 +1012,8 @@ def _run(
                     quality=quality,
                     icc_profile=loaded.icc_profile,
                     exif=loaded.exif,
+                    xmp=loaded.xmp,
+                    png_colour=loaded.png_colour,
                     dpi=loaded.dpi,
                     text=text,
                     grayscale=loaded.grayscale,
