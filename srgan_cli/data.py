@@ -17,7 +17,7 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,7 @@ class PatchDataset(Dataset):
         augment: bool = True,
         group: int = 1,
         min_scale: float = 1.0,
+        should_stop: Callable[[], bool] | None = None,
     ):
         self.paths = list(scan.paths)
         self.patch_size = patch_size
@@ -212,6 +213,8 @@ class PatchDataset(Dataset):
         if cache:
             self.images = []
             for path in self.paths:
+                if should_stop is not None and should_stop():  # Ctrl-C while a large set is decoded
+                    raise KeyboardInterrupt
                 try:
                     self.images.append(read_rgb8(path))
                 except _READ_ERRORS as exc:

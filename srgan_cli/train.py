@@ -214,11 +214,7 @@ class TrainConfig:
         if not (0.0 <= c.ema < 1.0):
             raise OptionError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         gan_only = [n for n in ("content_jitter", "d_jitter", *ARTIFACT_WEIGHTS) if getattr(c, n)]
-        gan_only += [
-            n
-            for n in ("d_arch", "d_features", "d_batch_norm", "gan_type", "adv_weight", "vgg_weights")
-            if getattr(c, n) != getattr(TrainConfig, n)
-        ]
+        gan_only += [n for n in _GAN_ONLY_VALUES[:6] if getattr(c, n) != getattr(TrainConfig, n)]
         if c.content_loss != "mse":
             gan_only.append("content_loss")  # the mse stage trains on pixels; it was recorded, not used
         if c.pixel_weight != 1.0:
@@ -265,6 +261,19 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(allowed)}")
 
+
+# Options of the gan stage alone, beside the artifact weights and jitters (see TrainConfig.resolved);
+# the last two have stage-dependent defaults (None until resolved).
+_GAN_ONLY_VALUES = (
+    "d_arch",
+    "d_features",
+    "d_batch_norm",
+    "gan_type",
+    "adv_weight",
+    "vgg_weights",
+    "content_loss",
+    "pixel_weight",
+)
 
 # Options that define what is being trained: a resume may not change them.
 FROZEN_ON_RESUME = (
@@ -559,6 +568,16 @@ def _resolve_options(
     known = {f.name for f in fields(TrainConfig)}
     saved = {k: v for k, v in saved.items() if k in known}
     saved.setdefault("val_holdout", 0)  # runs from before --val-holdout held none out
+    if saved.get("stage", "mse") == "mse":
+        # values of the gan stage that runs from before they were refused in the mse stage kept
+        # (recorded, never used): a resume drops them rather than refuse its own run
+        for name in _GAN_ONLY_VALUES:
+            if name not in options:
+                saved.pop(name, None)
+    if saved.get("lr_decay") not in (None, "step") and "lr_step" not in options:
+        saved.pop("lr_step", None)
+    if not (options.get("val") or saved.get("val") or saved.get("val_holdout")) and "best_by" not in options:
+        saved.pop("best_by", None)
     for key in FROZEN_ON_RESUME:
         if key in options and key in saved and options[key] != saved[key]:
             raise SrganError(
@@ -567,9 +586,12 @@ def _resolve_options(
             )
     cwd = state.get("cwd")
     if isinstance(cwd, str) and os.path.isdir(cwd) and not os.path.samefile(cwd, os.getcwd()):
-        for key in ("data", "init", "vgg_weights", "data_dir"):  # as typed when the run began, there
-            if key not in options and isinstance(saved.get(key), str) and not os.path.isabs(saved[key]):
-                saved[key] = os.path.join(cwd, saved[key])
+        for key in ("data", "init", "vgg_weights", "data_dir", "val"):  # as typed when the run began, there
+            value = saved.get(key)
+            if isinstance(value, str) and not os.path.isabs(value):
+                there = os.path.join(cwd, value)
+                if key != "val" or os.path.exists(there):  # a --val that is no folder there names a set
+                    saved[key] = there
     new_init, old_init = options.get("init"), saved.get("init")
     if new_init is not None and (old_init is None or os.path.realpath(new_init) != os.path.realpath(old_init)):
         # the weights come from the checkpoint: a new --init would be recorded in the exports, not used
@@ -582,6 +604,7 @@ def _resolve_options(
             f"--patch-size {options['patch_size']} differs from the gan run being resumed ({saved.get('patch_size')}); "
             "the discriminator is built for its patch size"
         )
+    state["resumed_val"] = saved.get("val")  # as resolved above, for the trainer's "validation changed" check
     merged = {**saved, **options}
     try:
         cfg = TrainConfig.from_dict(merged).resolved()
@@ -667,6 +690,13 @@ def train(
 LOCK_FILE = ".lock"
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        return default  # torch.distributed says what is wrong with it, where it is used
+
+
 class _RunLock:
     """An exclusive lock on the run folder (``RUN/.lock``, flock) for the whole run, taken by rank 0
     before it looks at the folder: a second ``srgan train`` (or ``--resume``) into a folder
@@ -686,7 +716,7 @@ class _RunLock:
             import fcntl
         except ImportError:  # not POSIX
             return self
-        if int(os.environ.get("RANK", "0") or 0) != 0:
+        if _env_int("WORLD_SIZE", 1) > 1 and _env_int("RANK", 0) != 0:
             return self  # the ranks of one torchrun run: rank 0 holds the lock for them all
         missing = [d for d in (self.run_dir, *self.run_dir.parents) if not d.exists()]
         try:
@@ -887,7 +917,7 @@ class _Trainer:
         GPUs every tenth, since reading the answer waits for the device."""
         if not self.dist.enabled:
             return stop.requested
-        nccl = "nccl" in str(torch.distributed.get_backend()).lower()
+        nccl = self._nccl()
         if nccl and self.step % 10:
             return False
         flag = torch.tensor([int(stop.requested)], device=self.device if nccl else "cpu")
@@ -946,7 +976,7 @@ class _Trainer:
         # (what generator_best was chosen by, its score); checkpoints before --best-by chose by PSNR
         self._restored_best = (state.get("best_by", "psnr"), state.get("best_score", self.best_psnr))
         saved = state.get("config") or {}
-        self._restored_val = (saved.get("val"), saved.get("val_holdout", 0))
+        self._restored_val = (state.get("resumed_val", saved.get("val")), saved.get("val_holdout", 0))
         _set_rng_state(state.get("rng") or {}, self.device)
 
     def _losses(self) -> None:
@@ -983,12 +1013,17 @@ class _Trainer:
         cfg = self.cfg
         # the validation set first: it is small, and a wrong --val fails before minutes of decoding
         self.val_images: list[ValImage] = []
-        scan = held = None
+        scan = held = names = None
         if cfg.val_holdout:  # the scan reads headers only, so this still fails early
             # a resume holds out the images the run began with, even if images were added since
             names = (self.state or {}).get("held_out")
             scan, held = hold_out(self._scan(), cfg.val_holdout, names)
         self.held_out = [p.relative_to(scan.root).as_posix() for p in held] if held else None
+        # all of them deleted since: others are held out, which the run has trained on
+        self._held_changed = bool(names) and not set(self.held_out or ()) <= set(names)
+        if names and self.held_out != sorted(names):
+            gone = len(set(names) - set(self.held_out or ()))
+            self.info(f"{gone} of the {len(names)} held-out images are gone from --data")
         if self.dist.main:  # rank 0 validates; the others wait at a barrier
             if held:
                 self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
@@ -1009,12 +1044,16 @@ class _Trainer:
         self.best_by = cfg.best_by or ("lpips" if self.gan and self.val_lpips is not None else "psnr")
         restored_by, restored_score = self._restored_best
         same_val = getattr(self, "_restored_val", None) in (None, (cfg.val, cfg.val_holdout))
-        if not same_val and (restored_score is not None or self.best_psnr is not None):
+        if (not same_val or self._held_changed) and (restored_score is not None or self.best_psnr is not None):
             # scores of another validation set do not compare: the best starts again
             was, now = self._restored_val, (cfg.val, cfg.val_holdout)
+            what = f"{_val_name(*was)}, now {_val_name(*now)}" if not same_val else "other held-out images"
             self.info(
-                f"validation changed since the checkpoint ({_val_name(*was)}, now {_val_name(*now)}): "
-                "generator_best is chosen again from this run's validations"
+                f"validation changed since the checkpoint ({what}): generator_best is chosen again from this "
+                "run's validations, which may include images it trained on"
+                if self._held_changed
+                else f"validation changed since the checkpoint ({what}): generator_best is chosen again from "
+                "this run's validations"
             )
             self.best_psnr = self.best_lpips = None
         elif restored_by == self.best_by:  # else the first validation's generator becomes the best
@@ -1026,8 +1065,15 @@ class _Trainer:
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
         group = cfg.batch_size * self.dist.world_size
+        stop = getattr(self, "_stop", None)
         self.dataset = PatchDataset(
-            scan, cfg.patch_size, seed=cfg.seed, cache=cache, group=group, min_scale=cfg.scale_aug
+            scan,
+            cfg.patch_size,
+            seed=cfg.seed,
+            cache=cache,
+            group=group,
+            min_scale=cfg.scale_aug,
+            should_stop=None if stop is None or self.dist.enabled else (lambda: stop.requested),
         )
         if self.dataset.undecodable:
             path, why = self.dataset.undecodable[0]
@@ -1327,10 +1373,35 @@ class _Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        # From here Ctrl-C / SIGTERM set a flag, checked between the set-up's phases and before
+        # each step: a KeyboardInterrupt raised at any point of torch's set-up (a lazy import,
+        # say) could be swallowed, or turned into another error.
+        with _Interrupt(enabled=True) as stop:
+            return self._run(stop)
+
+    def _set_up_check(self, stop: _Interrupt) -> None:
+        """Stop (nothing to save yet) if a signal came during the set-up; the ranks agree on it."""
+        if self.dist.enabled:
+            flag = torch.tensor([int(stop.requested)], device=self.device if self._nccl() else "cpu")
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            requested = bool(flag.item())
+        else:
+            requested = stop.requested
+        if requested:
+            raise KeyboardInterrupt
+
+    def _nccl(self) -> bool:
+        return "nccl" in str(torch.distributed.get_backend()).lower()
+
+    def _run(self, stop: _Interrupt) -> TrainResult:
         cfg = self.cfg
+        self._stop = stop
         self._build()
+        self._set_up_check(stop)
         self._losses()
+        self._set_up_check(stop)
         self._data()
+        self._set_up_check(stop)
         self._prepare_run_dir()
         self.dist.barrier()
         start = self.step
@@ -1377,76 +1448,73 @@ class _Trainer:
                     window.setdefault(key, []).append(value)
             pending.clear()
 
-        with _Interrupt(enabled=True) as stop:
-            it = iter(self.loader)
-            while self.step < cfg.steps:
-                if self._stop_agreed(stop):
-                    interrupted = True
-                    break
-                try:
-                    hr_u8 = next(it)
-                except SrganError as exc:  # from a loader worker, torch adds the worker's traceback
-                    raise SrganError(_worker_message(str(exc))) from None
-                lr_value = lr_at(cfg, self.step)
-                for opt in (self.opt_g, self.opt_d):
-                    if opt is not None:
-                        for group in opt.param_groups:
-                            if isinstance(group["lr"], torch.Tensor):
-                                group["lr"].fill_(lr_value)  # --cuda-graphs: the graph reads it there
-                            else:
-                                group["lr"] = lr_value
-                lr, hr = make_pair(hr_u8, cfg.scale, self.device)
-                pending.append(self._train_step(lr, hr))
-                if self.ema is not None:
-                    self._update_ema()
-                self.step += 1
-                n_window += 1
-                val_psnr = None
-                validating = bool(cfg.val or cfg.val_holdout) and (
-                    self.step % cfg.val_every == 0 or self.step == cfg.steps
-                )
-                logging = self.step % cfg.log_every == 0 or validating or self.step == cfg.steps
-                saving = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
-                if validating or logging or saving:
-                    read_back()
-                if validating:
-                    t_idle = time.perf_counter()
-                    if self.dist.main:
-                        val_psnr = self.last_psnr = self.validate()
-                    self.dist.barrier()
-                    score = None  # generator_best's measure, higher is better: PSNR or -LPIPS
-                    if val_psnr is not None:
-                        self.best_psnr = val_psnr if self.best_psnr is None else max(self.best_psnr, val_psnr)
-                        lpips = self.last_lpips  # None where LPIPS could not be computed
-                        if lpips is not None:
-                            self.best_lpips = lpips if self.best_lpips is None else min(self.best_lpips, lpips)
-                        score = val_psnr if self.best_by == "psnr" else (None if lpips is None else -lpips)
-                    if score is not None and (self.best_score is None or score > self.best_score):
-                        self.best_score = score
-                        best = self.run_dir / "generator_best.safetensors"
-                        try:
-                            save_generator(best, self.export_model(), self.gconf, self._metadata())
-                        except OSError as exc:
-                            raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
-                    idle += time.perf_counter() - t_idle
-                if logging:
-                    busy = time.perf_counter() - t_window - idle  # read_back waited for the device
-                    record: dict[str, Any] = {"step": self.step}
-                    record.update({k: float(np.mean(v)) for k, v in window.items()})
-                    record["lr"] = lr_value
-                    record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
-                    record["val_psnr"] = val_psnr
-                    if self.val_lpips is not None:
-                        record["val_lpips"] = self.last_lpips if val_psnr is not None else None
-                    record["time"] = time.time()
-                    self._write_metrics(record)
-                    self.emit({"event": "log", "steps": cfg.steps, **self._best(), **record})
-                    window, n_window, idle = {}, 0, 0.0
-                    t_window = time.perf_counter()
-                if saving:
-                    t_idle = time.perf_counter()
-                    self.checkpoint()
-                    idle += time.perf_counter() - t_idle
+        it = iter(self.loader)
+        while self.step < cfg.steps:
+            if self._stop_agreed(stop):
+                interrupted = True
+                break
+            try:
+                hr_u8 = next(it)
+            except SrganError as exc:  # from a loader worker, torch adds the worker's traceback
+                raise SrganError(_worker_message(str(exc))) from None
+            lr_value = lr_at(cfg, self.step)
+            for opt in (self.opt_g, self.opt_d):
+                if opt is not None:
+                    for group in opt.param_groups:
+                        if isinstance(group["lr"], torch.Tensor):
+                            group["lr"].fill_(lr_value)  # --cuda-graphs: the graph reads it there
+                        else:
+                            group["lr"] = lr_value
+            lr, hr = make_pair(hr_u8, cfg.scale, self.device)
+            pending.append(self._train_step(lr, hr))
+            if self.ema is not None:
+                self._update_ema()
+            self.step += 1
+            n_window += 1
+            val_psnr = None
+            validating = bool(cfg.val or cfg.val_holdout) and (self.step % cfg.val_every == 0 or self.step == cfg.steps)
+            logging = self.step % cfg.log_every == 0 or validating or self.step == cfg.steps
+            saving = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+            if validating or logging or saving:
+                read_back()
+            if validating:
+                t_idle = time.perf_counter()
+                if self.dist.main:
+                    val_psnr = self.last_psnr = self.validate()
+                self.dist.barrier()
+                score = None  # generator_best's measure, higher is better: PSNR or -LPIPS
+                if val_psnr is not None:
+                    self.best_psnr = val_psnr if self.best_psnr is None else max(self.best_psnr, val_psnr)
+                    lpips = self.last_lpips  # None where LPIPS could not be computed
+                    if lpips is not None:
+                        self.best_lpips = lpips if self.best_lpips is None else min(self.best_lpips, lpips)
+                    score = val_psnr if self.best_by == "psnr" else (None if lpips is None else -lpips)
+                if score is not None and (self.best_score is None or score > self.best_score):
+                    self.best_score = score
+                    best = self.run_dir / "generator_best.safetensors"
+                    try:
+                        save_generator(best, self.export_model(), self.gconf, self._metadata())
+                    except OSError as exc:
+                        raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
+                idle += time.perf_counter() - t_idle
+            if logging:
+                busy = time.perf_counter() - t_window - idle  # read_back waited for the device
+                record: dict[str, Any] = {"step": self.step}
+                record.update({k: float(np.mean(v)) for k, v in window.items()})
+                record["lr"] = lr_value
+                record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
+                record["val_psnr"] = val_psnr
+                if self.val_lpips is not None:
+                    record["val_lpips"] = self.last_lpips if val_psnr is not None else None
+                record["time"] = time.time()
+                self._write_metrics(record)
+                self.emit({"event": "log", "steps": cfg.steps, **self._best(), **record})
+                window, n_window, idle = {}, 0, 0.0
+                t_window = time.perf_counter()
+            if saving:
+                t_idle = time.perf_counter()
+                self.checkpoint()
+                idle += time.perf_counter() - t_idle
         if interrupted:
             read_back()
             if self.step > start:

@@ -184,8 +184,9 @@ def test_sigterm_while_the_run_starts_exits_130_with_a_message(data, tmp_path, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "scan_images", scan)
-    result = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "2"])
-    assert result.exit_code == 130 and "interrupted" in result.output
+    result = _cli_train(data, tmp_path / "r", "--steps", "100")
+    assert result.exit_code == 130 and "interrupted" in result.output, result.output
+    assert not (tmp_path / "r").exists()  # stopped before the first step: nothing to keep
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
 
 
@@ -1239,3 +1240,61 @@ def test_resume_mistakes_are_one_line_that_says_what_to_do(data, tmp_path):
     )
     result = _cli_train(data, tmp_path / "tiny", "--patch-size", "4", "--batch-size", "1")
     assert result.exit_code == 2 and "1 px" in result.output and "Traceback" not in result.output
+
+
+def test_a_run_from_before_the_mse_stage_refused_gan_options_still_resumes(data, tmp_path):
+    """Runs that recorded now-refused values (never used) resume: they are dropped, not refused."""
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    old = {"gan_type": "relativistic", "d_batch_norm": False, "lr_step": 1, "best_by": "psnr", "content_loss": "vgg22"}
+    torch.save({**state, "config": {**state["config"], **old}}, run / CHECKPOINT)
+    assert train({"steps": 3}, run, resume=True).step == 3
+    assert CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "4", "-q"]).exit_code == 0
+
+
+def test_rank_without_a_world_takes_the_lock_and_a_bad_rank_is_no_traceback(data, tmp_path, monkeypatch):
+    import fcntl
+
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    monkeypatch.setenv("RANK", "1")  # left in the environment, no WORLD_SIZE: one process
+    with open(run / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SrganError, match="another srgan train"):
+            train({"steps": 4}, run, resume=True)
+    monkeypatch.setenv("RANK", "abc")
+    assert train({"steps": 4}, run, resume=True).step == 4
+
+
+def test_a_resume_elsewhere_compares_init_and_finds_val_where_the_run_began(tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    _images(base / "images", count=3)
+    _images(base / "valdir" / "HR", count=2, seed=7)
+    monkeypatch.chdir(base)
+    train({"data": "images", "steps": 1, **TINY}, "first")
+    init = "first/generator.safetensors"
+    train({"data": "images", "steps": 2, "init": init, "val": "valdir", "val_every": 1, **TINY}, "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    events: list[dict] = []
+    options = {"steps": 3, "init": str(base / init)}  # the same file, typed from here
+    assert train(options, base / "run", resume=True, report=events.append).step == 3
+    assert not any("validation changed" in e.get("message", "") for e in events)
+    assert read_metadata(base / "run" / "generator_best.safetensors")["val"] == str(base / "valdir")
+
+
+def test_a_resume_whose_held_out_images_are_gone_says_so_and_starts_the_best_again(tmp_path):
+    data = _images(tmp_path / "images", count=5)
+    run = tmp_path / "run"
+    train(_options(data, steps=2, val_holdout=2, val_every=1), run)
+    held = load_checkpoint(run / CHECKPOINT)["held_out"]
+    for name in held:
+        (data / name).unlink()
+    events: list[dict] = []
+    train({"steps": 3}, run, resume=True, report=events.append)
+    messages = [e.get("message", "") for e in events]
+    assert any("2 of the 2 held-out images are gone" in m for m in messages), messages
+    assert any("validation changed since the checkpoint (other held-out images)" in m for m in messages), messages
+    assert read_metadata(run / "generator_best.safetensors")["steps"] == "3"
