@@ -370,7 +370,9 @@ def _source_bits(value_dtype: object, source_bit_depth: object) -> int:
     """The bit depth the pixels carry: ``source_bit_depth`` (8 or 16) when given, else 16 for
     uint16 pixels and 8 for the others (uint8, and floats, which most often come from 8 bits)."""
     if source_bit_depth is not None:
-        if isinstance(source_bit_depth, (bool, np.bool_)) or source_bit_depth not in (8, 16):
+        if isinstance(source_bit_depth, (bool, np.bool_)) or not isinstance(source_bit_depth, (int, np.integer)):
+            raise TypeError(f"source_bit_depth must be 8, 16 or None, got {source_bit_depth!r}")
+        if source_bit_depth not in (8, 16):
             raise SrganError(f"source_bit_depth must be 8, 16 or None, got {source_bit_depth}")
         return int(source_bit_depth)
     if isinstance(value_dtype, torch.dtype):

@@ -644,6 +644,9 @@ def test_auto_precision_keeps_8_bit_images_in_bf16_and_loads_fp32_weights_only_w
     assert explicit._fp32 is None
     with pytest.raises(SrganError, match="source_bit_depth"):
         upscale_array(auto_bf16, eight, source_bit_depth=12)
+    for wrong in ("16", 16.0):  # "16" was reported as "got 16"; 16.0 passed
+        with pytest.raises(TypeError, match="source_bit_depth"):
+            upscale_array(auto_bf16, eight, source_bit_depth=wrong)
 
 
 def test_auto_precision_keeps_16_bit_through_upscale_image_and_the_cli(weights, auto_bf16, tmp_path):
