@@ -915,14 +915,17 @@ class _Trainer:
         `kill`), or reaches them at different steps (torchrun passing it on). On the CPU they
         agree every step (a few microseconds against a step of tens of milliseconds or more); on
         GPUs every tenth, since reading the answer waits for the device."""
-        if not self.dist.enabled:
-            return stop.requested
-        nccl = self._nccl()
-        if nccl and self.step % 10:
+        if self.dist.enabled and self._nccl() and self.step % 10:
             return False
-        flag = torch.tensor([int(stop.requested)], device=self.device if nccl else "cpu")
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
+        return self._on_any_rank(stop.requested)
+
+    def _on_any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank (this process's own flag without torchrun)."""
+        if not self.dist.enabled:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device if self._nccl() else "cpu")
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item())
 
     def release_wrappers(self) -> None:
         """Drop the DDP / compiled wrappers (the plain modules stay), while the process group lives."""
@@ -1381,13 +1384,7 @@ class _Trainer:
 
     def _set_up_check(self, stop: _Interrupt) -> None:
         """Stop (nothing to save yet) if a signal came during the set-up; the ranks agree on it."""
-        if self.dist.enabled:
-            flag = torch.tensor([int(stop.requested)], device=self.device if self._nccl() else "cpu")
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            requested = bool(flag.item())
-        else:
-            requested = stop.requested
-        if requested:
+        if self._on_any_rank(stop.requested):
             raise KeyboardInterrupt
 
     def _nccl(self) -> bool:

@@ -77,6 +77,16 @@ def _interrupt_worker(rank: int, world: int, port: int, options: dict, out: str,
         (Path(results) / f"rank{rank}.stopped").write_text("")
 
 
+def _join_or_fail(context, hung: str) -> None:
+    """Wait for spawned ranks, 2 minutes at most; a hang kills them and fails the test with ``hung``."""
+    for _ in range(24):
+        if context.join(timeout=5):
+            return
+    for process in context.processes:
+        process.kill()
+    pytest.fail(hung)
+
+
 def _spawn(options: dict, out: Path, results: Path, world: int = 2, worker=_worker) -> list[dict[str, torch.Tensor]]:
     results.mkdir(parents=True, exist_ok=True)
     mp.spawn(worker, args=(world, _free_port(), options, str(out), str(results)), nprocs=world, join=True)
@@ -124,13 +134,7 @@ def test_a_failed_scan_stops_every_rank_with_its_error(tmp_path):
     options = {"data": str(tmp_path / "empty"), "steps": 1, **TINY}
     args = (2, _free_port(), options, str(tmp_path / "run"), str(results))
     context = mp.spawn(_error_worker, args=args, nprocs=2, join=False)
-    for _ in range(24):  # 2 minutes at most
-        if context.join(timeout=5):
-            break
-    else:
-        for process in context.processes:
-            process.kill()
-        pytest.fail("a rank hung after rank 0's scan failed")
+    _join_or_fail(context, "a rank hung after rank 0's scan failed")
     for rank in (0, 1):
         assert "no usable training images" in (results / f"rank{rank}.err").read_text()
         assert (results / f"rank{rank}.ddp").read_text() == "0"
@@ -169,13 +173,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp
         assert time.monotonic() < deadline, "training did not start"
         time.sleep(0.2)
     os.kill(context.processes[1].pid, signal.SIGTERM)
-    for _ in range(24):  # 2 minutes at most
-        if context.join(timeout=5):
-            break
-    else:
-        for process in context.processes:
-            process.kill()
-        pytest.fail("a rank hung after rank 1 was signalled")
+    _join_or_fail(context, "a rank hung after rank 1 was signalled")
     assert (results / "rank0.stopped").exists() and (results / "rank1.stopped").exists()
     state = load_checkpoint(run / CHECKPOINT)
     assert 3 <= state["step"] < 100000 and state["world_size"] == 2
