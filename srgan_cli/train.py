@@ -214,7 +214,7 @@ class TrainConfig:
         if not (0.0 <= c.ema < 1.0):
             raise OptionError(f"--ema must be in [0, 1) (0 = off), got {c.ema}")
         gan_only = [n for n in ("content_jitter", "d_jitter", *ARTIFACT_WEIGHTS) if getattr(c, n)]
-        gan_only += [n for n in _GAN_ONLY_VALUES[:6] if getattr(c, n) != getattr(TrainConfig, n)]
+        gan_only += [n for n in _GAN_ONLY_FIXED if getattr(c, n) != getattr(TrainConfig, n)]
         if c.content_loss != "mse":
             gan_only.append("content_loss")  # the mse stage trains on pixels; it was recorded, not used
         if c.pixel_weight != 1.0:
@@ -262,18 +262,10 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise OptionError(f"--{name.replace('_', '-')} {value!r}: expected one of {', '.join(allowed)}")
 
 
-# Options of the gan stage alone, beside the artifact weights and jitters (see TrainConfig.resolved);
-# the last two have stage-dependent defaults (None until resolved).
-_GAN_ONLY_VALUES = (
-    "d_arch",
-    "d_features",
-    "d_batch_norm",
-    "gan_type",
-    "adv_weight",
-    "vgg_weights",
-    "content_loss",
-    "pixel_weight",
-)
+# Options of the gan stage alone, beside the artifact weights and jitters (see TrainConfig.resolved):
+# those with a fixed default, and the two whose default depends on the stage (None until resolved).
+_GAN_ONLY_FIXED = ("d_arch", "d_features", "d_batch_norm", "gan_type", "adv_weight", "vgg_weights")
+_GAN_ONLY_VALUES = (*_GAN_ONLY_FIXED, "content_loss", "pixel_weight")
 
 # Options that define what is being trained: a resume may not change them.
 FROZEN_ON_RESUME = (
