@@ -565,6 +565,7 @@ def _exif_and_orientation(
             return None, 1
         if _ORIENTATION in exif:
             exif[_ORIENTATION] = 1
+        _keep_text_bytes(exif)
         return exif.tobytes(), orientation if 1 <= orientation <= 8 else 1
     except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
         return None, 1
@@ -1251,6 +1252,7 @@ def _prepare_exif(
             ex.load(exif)
         except Exception:  # noqa: BLE001 - unreadable EXIF is dropped rather than failing the write
             ex = Image.Exif()
+    _keep_text_bytes(ex)
     if _ORIENTATION in ex:
         ex[_ORIENTATION] = 1
     # Only an Exif IFD that is there: Pillow's get_ifd adds an empty one otherwise, whose pointer
@@ -1263,13 +1265,27 @@ def _prepare_exif(
                     sub[tag] = value
     rest = {k: v for k, v in text.items() if k != "Software"}
     if rest and not _has_caption(ex, next(iter(rest))):
-        ex[_IMAGE_DESCRIPTION] = "; ".join(f"{k}: {v}" for k, v in rest.items())
+        ex[_IMAGE_DESCRIPTION] = _exif_text("; ".join(f"{k}: {v}" for k, v in rest.items()))
     if "Software" in text:
-        ex[_SOFTWARE] = text["Software"]
+        ex[_SOFTWARE] = _exif_text(text["Software"])
     if not sub_ifds:
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
     return ex.tobytes() if len(ex) else None
+
+
+def _keep_text_bytes(ex: Image.Exif) -> None:
+    """Pillow reads a text tag's bytes as latin-1 and writes text as ASCII, so a UTF-8 caption
+    ("Grand-mère", as phones and exiftool write it) came out as "Grand-m??re": put its bytes back."""
+    for tag, value in list(ex.items()):
+        if isinstance(value, str) and not value.isascii():
+            ex[tag] = value.encode("latin-1", "replace")
+
+
+def _exif_text(value: str) -> str | bytes:
+    """A text tag's value: ASCII as it is, other text as UTF-8 bytes (as phones and exiftool write
+    it; Pillow would write each non-ASCII character as '?')."""
+    return value if value.isascii() else value.encode("utf-8")
 
 
 def _has_caption(ex: Image.Exif, first_key: str) -> bool:
@@ -1592,7 +1608,7 @@ def _write_tiff16(
         if tag == _ORIENTATION and isinstance(value, int):
             add(tag, 3, [value])
         elif isinstance(value, str):  # ASCII, as Pillow writes it
-            add(tag, 2, value.encode("ascii", "replace") + b"\x00")
+            add(tag, 2, value.encode("latin-1", "replace") + b"\x00")  # the bytes Pillow read (UTF-8 too)
     add(273, 4, strip_offsets)
     add(277, 3, [c])
     add(278, 4, [min(step, h)])

@@ -926,3 +926,18 @@ def test_format_gif_is_a_choice_as_the_gif_suffix_is(weights, tmp_path):
     for path in (tmp_path / "a.gif", tmp_path / "out" / "a.gif"):
         with Image.open(path) as im:
             assert im.format == "GIF" and im.size == (48, 40)
+
+
+def test_a_utf8_caption_keeps_its_characters(weights, tmp_path):
+    """Phones and exiftool write UTF-8 in EXIF text tags; Pillow reads them as latin-1 and writes
+    text as ASCII, so "Grand-mère" came out as "Grand-m??re". (TIFF output still does: Pillow's
+    TIFF writer.)"""
+    exif = Image.Exif()
+    exif[0x010E], exif[0x013B] = "Grand-mère à la plage".encode(), "Jürgen".encode()
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "cap.jpg", exif=exif.tobytes())
+    for name in ("o.jpg", "o.png", "o.webp"):
+        assert run(weights, tmp_path / "cap.jpg", "-o", tmp_path / name).exit_code == 0
+        with Image.open(tmp_path / name) as im:
+            got = im.getexif()
+        assert got[0x010E].encode("latin-1").decode("utf-8") == "Grand-mère à la plage", name
+        assert got[0x013B].encode("latin-1").decode("utf-8") == "Jürgen", name
