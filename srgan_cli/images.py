@@ -635,11 +635,17 @@ def _finish(
 
 def _xmp_of(im: Image.Image) -> bytes | None:
     """The XMP packet Pillow read (JPEG APP1, PNG iTXt, WebP XMP chunk, TIFF tag 700), as bytes."""
-    xmp = im.info.get("xmp") or im.info.get(_XMP_KEY.decode())  # the latter: a PNG's tEXt or zTXt
+    xmp = im.info.get("xmp")
     if isinstance(xmp, tuple) and len(xmp) == 1:
         xmp = xmp[0]
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
+    if not xmp:  # a PNG's tEXt or zTXt, whose bytes Pillow decoded as latin-1: the packet's UTF-8 bytes back
+        from PIL import PngImagePlugin
+
+        text = im.info.get(_XMP_KEY.decode())
+        if isinstance(text, str):
+            xmp = text.encode("utf-8" if isinstance(text, PngImagePlugin.iTXt) else "latin-1", "replace")
     return bytes(xmp) if isinstance(xmp, (bytes, bytearray)) and xmp.strip(b"\x00 \t\r\n") else None
 
 
@@ -727,6 +733,8 @@ def _png_rgb16(data: bytes, name: str):
             exif = b"Exif\x00\x00" + body
         elif kind == b"iTXt" and body.startswith(_XMP_KEY + b"\x00"):
             xmp = _itxt_text(body) or xmp
+        elif kind in (b"tEXt", b"zTXt") and body.startswith(_XMP_KEY + b"\x00") and not xmp:
+            xmp = _text_chunk(body, compressed=kind == b"zTXt")  # as Pillow reads them at 8 bits
         elif kind == b"tRNS" and ctype == 2 and len(body) >= 6:
             trns = np.frombuffer(body[:6], dtype=">u2")
     bpp = 2 * channels
@@ -765,6 +773,21 @@ def _png_rgb16(data: bytes, name: str):
             alpha = (~np.all(out == trns.astype(np.uint16), axis=2)).astype(np.float32)
     mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
     return rgb, alpha, 16, ctype == 4, mode, exif, xmp
+
+
+def _text_chunk(body: bytes, compressed: bool, limit: int = 1 << 24) -> bytes:
+    """The text of a tEXt or zTXt chunk (keyword, [method,] text), inflated for zTXt; b"" when
+    malformed or larger than ``limit`` bytes."""
+    try:
+        _key, text = body.split(b"\x00", 1)
+        if compressed:
+            inflate = zlib.decompressobj()
+            text = inflate.decompress(text[1:], limit)
+            if inflate.unconsumed_tail:
+                return b""
+        return text
+    except (ValueError, IndexError, zlib.error):
+        return b""
 
 
 def _itxt_text(body: bytes, limit: int = 1 << 24) -> bytes:
@@ -1154,6 +1177,11 @@ def write_image(
         icc_profile = None
     if icc_profile and fmt in ("BMP", "GIF"):
         notes.append(f"{path}: the ICC colour profile is left out: {fmt} output carries none")
+    if fmt == "GIF" and planes.shape[2] in (2, 4):
+        a = planes[..., -1]
+        top = 65535 if a.dtype == np.uint16 else (255 if a.dtype == np.uint8 else 1.0)
+        if ((a > 0) & (a < top)).any():
+            notes.append(f"{path}: transparency made on/off at half opacity: GIF has no partial transparency")
     if exif:
         exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF")
     if xmp:
@@ -1351,9 +1379,23 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
             merged = tags.tobytes()
         if merged:
             params["exif"] = merged
-    elif fmt == "GIF" and im.mode == "LA":
-        im = im.convert("RGBA")
+    elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
+        im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
+        params["optimize"] = False  # it merges the transparent slot with a colour of the same value
     im.save(fh, format=fmt, **params)
+
+
+def _gif_with_transparency(rgba: Image.Image) -> Image.Image:
+    """A palette image for GIF with 1-bit transparency: 255 colours, and index 255 where alpha is
+    below half. Pillow's own RGBA to P conversion lost all transparency for some alpha mixes."""
+    alpha = np.asarray(rgba)[..., 3]
+    paletted = rgba.convert("RGB").quantize(255)
+    indices = np.asarray(paletted).copy()
+    indices[alpha < 128] = 255
+    out = Image.fromarray(indices, "P")
+    palette = (paletted.getpalette() or [])[: 255 * 3]
+    out.putpalette(palette + [0] * (256 * 3 - len(palette)))
+    return out
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -941,3 +941,58 @@ def test_a_utf8_caption_keeps_its_characters(weights, tmp_path):
             got = im.getexif()
         assert got[0x010E].encode("latin-1").decode("utf-8") == "Grand-mère à la plage", name
         assert got[0x013B].encode("latin-1").decode("utf-8") == "Jürgen", name
+
+
+def test_gif_output_keeps_transparency_on_or_off_with_a_note(weights, tmp_path):
+    """Pillow's RGBA-to-palette conversion dropped every transparent pixel for some alpha mixes."""
+    rgba = np.zeros((4, 8, 4), np.uint8)
+    rgba[:, :2] = (255, 0, 0, 255)
+    rgba[:, 2:] = (0, 0, 255, 200)
+    rgba[0, :, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    args = ["upscale", "-m", str(weights), str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--format", "gif"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "GIF has no partial transparency" in result.output, result.output
+    with Image.open(tmp_path / "out" / "a.gif") as im:
+        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+    assert run(weights, tmp_path / "a.png", "-o", tmp_path / "a_x4.png").exit_code == 0
+    with Image.open(tmp_path / "a_x4.png") as im:
+        full = np.asarray(im)[..., 3]
+    assert alpha[:3].max() == 0 and alpha[-4:].min() == 255  # the transparent top row stays transparent
+    np.testing.assert_array_equal(alpha == 255, full >= 128)  # on where the PNG is at least half opaque
+
+
+def test_xmp_in_a_png_text_chunk_keeps_its_bytes_and_turns_16_bit_upright(weights, tmp_path):
+    """XMP in tEXt (not iTXt): its UTF-8 bytes were read as latin-1 and written re-encoded
+    ("Ménage" became "MÃ©nage"); a 16-bit PNG ignored it, orientation included."""
+    from PIL import PngImagePlugin
+
+    packet = '<?xpacket begin="\ufeff"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description '
+    packet += 'tiff:Orientation="6"><dc:rights>(c) Ménage</dc:rights></rdf:Description></x:xmpmeta>'
+    info = PngImagePlugin.PngInfo()
+    info.add_text("XML:com.adobe.xmp", packet.encode().decode("latin-1"))
+    Image.new("RGB", (8, 4), (20, 40, 60)).save(tmp_path / "eight.png", pnginfo=info)
+    deep = np.full((4, 8, 3), 30000, np.uint16)
+    raw = _png16_bytes(deep, extra=[(b"tEXt", b"XML:com.adobe.xmp\x00" + packet.encode())])
+    (tmp_path / "deep.png").write_bytes(raw)
+    for name in ("eight.png", "deep.png"):
+        assert run(weights, tmp_path / name, "-o", tmp_path / f"x_{name}").exit_code == 0
+        data = (tmp_path / f"x_{name}").read_bytes()
+        assert "(c) Ménage".encode() in data and "MÃ©nage".encode() not in data, name
+        with Image.open(tmp_path / f"x_{name}") as im:
+            assert im.size == (16, 32), name  # turned upright by the XMP's orientation 6
+
+
+def _png16_bytes(rgb: np.ndarray, extra: list[tuple[bytes, bytes]]) -> bytes:
+    """A 16-bit RGB PNG of ``rgb`` (H, W, 3) uint16 with ``extra`` chunks before IDAT."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    out += b"".join(chunk(k, b) for k, b in extra)
+    return out + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
