@@ -780,14 +780,16 @@ def _text_chunk(body: bytes, compressed: bool, limit: int = 1 << 24) -> bytes:
     malformed or larger than ``limit`` bytes."""
     try:
         _key, text = body.split(b"\x00", 1)
-        if compressed:
-            inflate = zlib.decompressobj()
-            text = inflate.decompress(text[1:], limit)
-            if inflate.unconsumed_tail:
-                return b""
-        return text
+        return _inflate(text[1:], limit) if compressed else text
     except (ValueError, IndexError, zlib.error):
         return b""
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """``data`` inflated; b"" when it would be larger than ``limit`` bytes (zlib.error if malformed)."""
+    inflate = zlib.decompressobj()
+    text = inflate.decompress(data, limit)
+    return b"" if inflate.unconsumed_tail else text
 
 
 def _itxt_text(body: bytes, limit: int = 1 << 24) -> bytes:
@@ -797,12 +799,7 @@ def _itxt_text(body: bytes, limit: int = 1 << 24) -> bytes:
         _key, rest = body.split(b"\x00", 1)
         compressed = rest[0]
         _lang, _translated, text = rest[2:].split(b"\x00", 2)
-        if compressed:
-            inflate = zlib.decompressobj()
-            text = inflate.decompress(text, limit)
-            if inflate.unconsumed_tail:
-                return b""
-        return text
+        return _inflate(text, limit) if compressed else text
     except (ValueError, IndexError, zlib.error):
         return b""
 
