@@ -294,11 +294,16 @@ def _worker_init(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, _WorkerTerm().handle)
 
 
+# Seconds within which a second signal is the first one delivered again (to the process, then its
+# group), not a second request: the trainer's Ctrl-C handling and its loader workers share it.
+SAME_REQUEST = 1.0
+
+
 class _WorkerTerm:
     """A loader worker's SIGTERM: the group's signal (and its repeats within a second) is left to
     the main process; a later one is the loader stopping a worker that did not exit: it dies."""
 
-    SAME_REQUEST = 1.0
+    SAME_REQUEST = SAME_REQUEST
 
     def __init__(self) -> None:
         self.first: float | None = None

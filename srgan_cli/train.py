@@ -46,6 +46,7 @@ from torch import nn
 from .config import ARCHS, D_ARCHS, DiscriminatorConfig, GeneratorConfig
 from .data import (
     CACHE_MODES,
+    SAME_REQUEST,
     ImageScan,
     PatchDataset,
     ValImage,
@@ -492,7 +493,7 @@ class _Interrupt:
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
-    SAME_REQUEST = 1.0
+    SAME_REQUEST = SAME_REQUEST
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled

@@ -411,8 +411,7 @@ def _png_header_only(width: int, height: int) -> bytes:
     """A tiny file that declares a huge image (decompression bomb)."""
     import struct
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    from srgan_cli.images import _png_chunk as chunk
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
@@ -988,8 +987,7 @@ def _png16_bytes(rgb: np.ndarray, extra: list[tuple[bytes, bytes]]) -> bytes:
     import struct
     import zlib
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    from srgan_cli.images import _png_chunk as chunk
 
     h, w, _ = rgb.shape
     rows = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
