@@ -1368,14 +1368,16 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         _quiet_libtiff()
         params["compression"] = "tiff_adobe_deflate"
         merged = _prepare_exif(exif, text)  # exif: prepared by write_image without its sub-IFDs
-        if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
-            tags = Image.Exif()
-            if merged:
-                tags.load(merged)
-            tags[_XMP_TAG] = xmp
-            merged = tags.tobytes()
+        # The tags go in as tiffinfo, not as exif= bytes: Pillow would read those back as latin-1
+        # text and write each non-ASCII character as '?'; bytes values are written as they are.
+        tags = Image.Exif()
         if merged:
-            params["exif"] = merged
+            tags.load(merged)
+            _keep_text_bytes(tags)
+        if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
+            tags[_XMP_TAG] = xmp
+        if len(tags):
+            params["tiffinfo"] = tags
     elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
         im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
         params["optimize"] = False  # it merges the transparent slot with a colour of the same value
