@@ -573,7 +573,7 @@ def _resolve_options(
         saved.pop("best_by", None)
     for key in FROZEN_ON_RESUME:
         if key in options and key in saved and options[key] != saved[key]:
-            raise SrganError(
+            raise OptionError(
                 f"{_flag(key, options[key])} differs from the run being resumed ({_flag(key, saved[key])}); "
                 "a resume continues the same training"
             )
@@ -588,12 +588,12 @@ def _resolve_options(
     new_init, old_init = options.get("init"), saved.get("init")
     if new_init is not None and (old_init is None or os.path.realpath(new_init) != os.path.realpath(old_init)):
         # the weights come from the checkpoint: a new --init would be recorded in the exports, not used
-        raise SrganError(
+        raise OptionError(
             f"--init {new_init} differs from the run being resumed ({old_init or 'none'}); a resume continues "
             "from its checkpoint: drop --init, or start a new run with another --out"
         )
     if saved.get("stage") == "gan" and "patch_size" in options and options["patch_size"] != saved.get("patch_size"):
-        raise SrganError(
+        raise OptionError(
             f"--patch-size {options['patch_size']} differs from the gan run being resumed ({saved.get('patch_size')}); "
             "the discriminator is built for its patch size"
         )
@@ -605,7 +605,7 @@ def _resolve_options(
         raise SrganError(f"{ckpt_path}: its saved configuration is damaged ({first_line(exc, 120)})") from None
     step = state.get("step")
     if isinstance(step, int) and cfg.steps < step:
-        raise SrganError(
+        raise OptionError(
             f"--steps {cfg.steps} is below the run's step {step}: a resume goes on from there; raise --steps, "
             "or use RUN/generator.safetensors as it is"
         )

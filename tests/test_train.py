@@ -1220,17 +1220,18 @@ def test_resume_mistakes_are_one_line_that_says_what_to_do(data, tmp_path):
     train(_options(data, steps=4), run)
     runner = CliRunner()
 
-    def resume(*args: str) -> str:
-        return _one_line_error(runner.invoke(main, ["train", "--out", str(run), "--resume", *args]))
+    def resume(*args: str, code: int = 2) -> str:  # 2: a wrong command line, as for click's usage errors
+        return _one_line_error(runner.invoke(main, ["train", "--out", str(run), "--resume", *args]), code)
 
     assert "--no-batch-norm differs from the run being resumed (BatchNorm)" in resume("--no-batch-norm")
+    assert "--init" in resume("--init", str(run / "generator.safetensors"))
     line = resume("--steps", "2")  # printed "step 4 of 2" and rewrote config.json's steps
     assert "--steps 2 is below the run's step 4" in line, line
     assert json.loads((run / "config.json").read_text())["steps"] == 4
     state = torch.load(run / CHECKPOINT, weights_only=True)
     for damage in ({"config": {**state["config"], "patch_size": "big"}}, {"generator_config": None}):
         torch.save({**state, **damage}, run / CHECKPOINT)
-        assert "is damaged" in resume("--steps", "6")
+        assert "is damaged" in resume("--steps", "6", code=1)
     torch.save(state, run / CHECKPOINT)
     result = runner.invoke(
         main, ["upscale", str(data / "0.png"), "-o", str(tmp_path / "x.png"), "-m", str(run / CHECKPOINT)]
