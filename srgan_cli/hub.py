@@ -268,7 +268,8 @@ _CHECKED: set[tuple[str, int, int]] = set()
 
 
 def _check_loads(local: Path, ref: HubRef) -> None:
-    """Arbitrary Hub files have no known sha256: they must at least load strictly."""
+    """Arbitrary Hub files have no known sha256: they must at least load strictly. One that does not
+    is refused and left where it is (only a file that fails a published sha256 is removed)."""
     real = local.resolve()
     try:
         info = real.stat()
@@ -282,10 +283,11 @@ def _check_loads(local: Path, ref: HubRef) -> None:
         if key is not None:
             _CHECKED.add(key)
     except SrganError as exc:
-        _remove_cached(local)
+        # Left in the cache: it may be another tool's file there (the cache is shared), and with no
+        # published sha256 there is no telling a damaged copy from a file that is not srgan's.
         raise SrganError(
             f"Hub repo '{ref.repo_id}' ({ref.filename}@{ref.revision}): the file is not usable srgan weights "
-            f"({_first_line(exc)}); it was removed from the cache"
+            f"({first_line(exc, 1000)})"
         ) from None
 
 

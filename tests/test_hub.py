@@ -353,15 +353,37 @@ def test_corrupted_download_is_refused_and_removed(fake_hub, tiny_weights, monke
     assert hashlib.sha256(resolve_weights("tiny_x4").read_bytes()).hexdigest() == good
 
 
-def test_arbitrary_ref_must_load_strictly(fake_hub, tmp_path):
+def test_arbitrary_ref_must_load_strictly(fake_hub, tmp_path, monkeypatch):
     from safetensors.torch import save as serialize
 
     junk = serialize({"x": torch.zeros(3)}, metadata={"format": "something-else"})
     fake_hub.add("acme/junk", {"model.safetensors": junk})
     with pytest.raises(SrganError) as info:
         resolve_weights("acme/junk")
-    assert "acme/junk" in _one_line(info)
-    assert hub.cached_path(HubRef("acme/junk")) is None
+    message = _one_line(info)
+    assert "acme/junk" in message and "not usable srgan weights" in message and "removed" not in message
+    # The shared Hugging Face cache may hold it for another tool, and offline it could not come back:
+    # it stays (it was deleted, blob and all, even by a read-only 'srgan models --info').
+    kept = hub.cached_path(HubRef("acme/junk"))
+    assert kept is not None and kept.read_bytes() == junk
+    _set_offline(monkeypatch, True)
+    with pytest.raises(SrganError, match="not usable srgan weights"):
+        resolve_weights("acme/junk")
+    assert hub.cached_path(HubRef("acme/junk")).read_bytes() == junk
+
+
+def test_a_refused_hub_file_is_named_in_full(fake_hub, tiny_weights, tmp_path):
+    """The load's reason was cut at 200 characters, mid-word."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    (tmp_path / "t.safetensors").write_bytes(tiny_weights)
+    with safe_open(tmp_path / "t.safetensors", "pt") as fh:
+        meta = dict(fh.metadata(), format_version="99")  # from a newer srgan: a long reason
+    fake_hub.add("acme/newer", {"model.safetensors": save(load_file(tmp_path / "t.safetensors"), metadata=meta)})
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/newer")
+    assert _one_line(info).endswith(")") and "upgrade srgan" in _one_line(info)
 
 
 def test_hub_down_after_download_serves_the_cache(fake_hub, tiny_weights):
