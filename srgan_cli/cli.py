@@ -51,7 +51,10 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            # SIGTERM (`timeout`, a scheduler, CI) stops every command as Ctrl-C does: exit 130, one
+            # line, no temporary file left; train and upscale set their own handling inside this.
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except SrganError as exc:
             fail(str(exc), getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:

@@ -318,3 +318,41 @@ def test_a_training_run_on_a_full_stderr_goes_on(tmp_path, terminal):
         done = subprocess.run(args, stderr=full, env=env, timeout=120, check=False)
     assert done.returncode == 0
     assert (tmp_path / "run" / "generator.safetensors").is_file()
+
+
+# Any command, with every fsync of an atomic write slowed by $SLOW seconds.
+SLOW_FSYNC_CLI = """
+import os, time
+delay, real_fsync = float(os.environ.get("SLOW", "0")), os.fsync
+def slow_fsync(fd):
+    time.sleep(delay)
+    return real_fsync(fd)
+os.fsync = slow_fsync
+from srgan_cli.cli import main
+main(prog_name="srgan")
+"""
+
+
+def test_sigterm_stops_bench_like_ctrl_c_without_temporary_files(batch, tmp_path):
+    """Only upscale and train handled SIGTERM: `timeout srgan bench --save-images` died at once
+    (exit 143, no message) and could leave a hidden .part file among the saved images."""
+    bench_set = tmp_path / "mine"
+    (bench_set / "HR").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(N_IMAGES):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(bench_set / "HR" / f"h{i:02d}.png")
+    (tmp_path / "slow_cli.py").write_text(SLOW_FSYNC_CLI)
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, str(tmp_path / "slow_cli.py"), "bench", "--set", str(bench_set), "-m", "bicubic"]
+    cmd += ["-m", str(batch["weights"]), "--no-lpips", "--device", "cpu", "--save-images", str(out)]
+    env = dict(os.environ, SLOW="0.05", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_outputs(out / "sheets", 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    err = proc.stderr.read()
+    assert "error: interrupted" in err and "Traceback" not in err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    for sheet in _outputs(out / "sheets"):
+        with Image.open(sheet) as im:
+            im.load()
