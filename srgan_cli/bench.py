@@ -24,7 +24,7 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
           "lpips": null | 0.33,   # mean LPIPS-alex on RGB, border = scale; null if not computed
           "lpips_note": "why lpips is null" | null,
           "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
-          "notes": [],            # choices made while loading, e.g. "fp16 is not supported on the CPU; ..."
+          "notes": [],            # choices made while loading (e.g. "fp16 is not supported on the CPU; ..."), images left out of the mean PSNR
           "seconds": 0.41,        # total upscale time (sum over images of the median run)
           "images": [             # one row per image with --per-image, else empty
             {"name": "baby", "psnr": ..., "ssim": ..., "lpips": null | ..., "seconds": ...}
@@ -66,6 +66,9 @@ from .resize import imresize
 
 SCHEMA_VERSION = 1
 SET_NAMES = ("set5", "set14", "bsd100")
+# How many images each standard set has: scores of a set that goes by its name with another count
+# (a partial download, a folder of one's own) are not comparable with published ones.
+SET_SIZES = {"set5": 5, "set14": 14, "bsd100": 100}
 # The Hugging Face Hub dataset repo laid out as <set>/HR and <set>/LR_x4 for each of SET_NAMES.
 DEFAULT_HUB_DATASET = "srgan-cli/sr-benchmarks"
 BICUBIC = "bicubic"
@@ -83,7 +86,9 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     """
     text = str(name_or_dir)
     path = Path(text).expanduser()
-    named = text.lower() in SET_NAMES and not (path / "HR").is_dir()  # not ./set5 made by --save-images set5
+    # A bare set name is the set under --data-dir when one is given; else a ./set5 folder with HR/ in it
+    # is that folder (one that --save-images set5 made, without HR/, is not).
+    named = text.lower() in SET_NAMES and (data_dir is not None or not (path / "HR").is_dir())
     if path.is_dir() and not named:
         if not (path / "HR").is_dir():
             raise SrganError(f"{path}: no HR/ folder in it; a benchmark folder holds HR/ and optionally LR_x4/")
@@ -118,7 +123,12 @@ def _download_set(name: str, repo: str) -> Path:
         ) from None
     folder = root / name
     if not (folder / "HR").is_dir():
-        raise SrganError(f"the Hub dataset {repo} has no {name}/HR folder; pass --hub-dataset or --data-dir")
+        # Offline or with the Hub unreachable, snapshot_download returns the cached snapshot as it is,
+        # which may hold other sets only: this is not proof that the dataset lacks the set.
+        raise SrganError(
+            f"{name}/HR is not in the Hub dataset {repo}, or not in its cached copy while the Hub cannot be "
+            f"reached; check the network, or pass --hub-dataset, or --data-dir DIR holding {name}/HR and {name}/LR_x4"
+        )
     return folder
 
 
@@ -193,6 +203,18 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         else:
             bench.images.append(BenchImage(hr_path.stem, hr, imresize(hr, 1 / scale), "imresize", hr_path))
     return bench
+
+
+def size_note(bench_set: BenchSet) -> str | None:
+    """A note when a set named like a standard one does not have its number of images."""
+    expected = SET_SIZES.get(bench_set.name.lower())
+    found = len(bench_set.images)
+    if expected is None or found == expected:
+        return None
+    return (
+        f"{bench_set.name} at {bench_set.path} has {found} image{'s' if found != 1 else ''}, the standard "
+        f"{bench_set.name.lower()} has {expected}: its scores are not comparable with published ones"
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -377,7 +399,7 @@ def run_bench(
                 "lpips": _mean(lp) if scored else None,
                 "lpips_note": None if scored else (too_small if lpips is not None else (lpips_note or "not computed")),
                 "mp_per_s": pixels / 1e6 / seconds if seconds > 0 else None,
-                "notes": list(model.notes),
+                "notes": list(model.notes) + _exact_note(model_rows),
                 "seconds": seconds,
                 "images": [{k: v for k, v in r.items() if k != "pixels"} for r in model_rows] if per_image else [],
                 "paired": paired_difference(model_rows, rows[models[0].name], models[0].name) if index else None,
@@ -438,9 +460,22 @@ def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, A
     }
 
 
+def _exact_note(rows: list[dict[str, Any]]) -> list[str]:
+    exact = sum(1 for r in rows if r["psnr"] == math.inf)
+    if not exact or exact == len(rows):
+        return []
+    return [f"{exact} of {len(rows)} images reproduced exactly (PSNR infinite) are left out of its mean PSNR"]
+
+
 def _mean(values: list[float]) -> float:
-    finite = [v for v in values if v is not None]
-    return float(np.mean(finite)) if finite else math.nan
+    """The mean of the values that are there (None: not computed); an infinite PSNR (an image
+    reproduced exactly) is left out unless every image's is, so one such image does not make the
+    set's mean infinite."""
+    present = [v for v in values if v is not None]
+    finite = [v for v in present if math.isfinite(v)]
+    if finite:
+        return float(np.mean(finite))
+    return present[0] if present and all(v == present[0] for v in present) else math.nan
 
 
 # --------------------------------------------------------------------------- pictures
@@ -553,6 +588,14 @@ def saved_paths(save_dir: str | Path, image_name: str, model_names: Sequence[str
 def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Sequence[str]) -> None:
     """Raise SrganError, before anything runs, if ``--save-images`` would replace a set's image or
     a file that an earlier ``srgan bench --save-images`` did not write."""
+    save_dir = Path(save_dir)
+    folders = {save_dir, save_dir / "sheets", *(save_dir / f for f in model_folders(model_names).values())}
+    for folder in sorted(folders):
+        for part in (folder, *folder.parents):
+            if part.exists() and not part.is_dir():
+                raise SrganError(
+                    f"{part}: is a file where --save-images needs a folder; choose another --save-images folder"
+                )
     for image in bench_set.images:
         for dest in saved_paths(save_dir, image.name, model_names):
             _check_replaceable(dest, image)

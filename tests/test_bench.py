@@ -685,3 +685,64 @@ def test_too_small_names_the_real_minimum(tmp_path):
     Image.new("RGB", (19, 19), (90, 90, 90)).save(tmp_path / "s" / "HR" / "t.png")
     with pytest.raises(SrganError, match=r"19x19 is too small to benchmark at x4 \(at least 20x20 px\)"):
         core.load_set(tmp_path / "s")
+
+
+def test_data_dir_wins_over_a_set5_folder_here(bench_dir, tmp_path, monkeypatch):
+    """A ./set5 with HR/ in it was scored under the name set5 although --data-dir was given."""
+    monkeypatch.chdir(tmp_path)
+    _hr_only_folder(tmp_path, bench_dir, names=("baby",)).rename(tmp_path / "set5")
+    assert core.resolve_set("set5", bench_dir) == bench_dir / "set5"
+    assert core.resolve_set("set5") == Path("set5")  # without --data-dir the folder here is meant
+    assert core.resolve_set("./set5", bench_dir) == Path("set5")  # as is a path
+
+
+def test_a_standard_set_with_another_number_of_images_is_noted(bench_dir, tmp_path):
+    """A partial copy of set5 (an interrupted download) was scored as set5 without a word."""
+    data = tmp_path / "data"
+    shutil.copytree(bench_dir / "set5", data / "set5")
+    for name in ("woman", "head"):
+        (data / "set5" / "HR" / f"{name}.png").unlink()
+    result = _invoke("--set", "set5", "--data-dir", data, "-m", "bicubic", "--no-lpips", "--json=-")
+    assert result.exit_code == 0, result.output
+    assert "set5 has 3 images, the standard set5 has 5" in " ".join(result.stderr.split())
+    full = _invoke("--set", "set5", "--data-dir", bench_dir, "-m", "bicubic", "--no-lpips", "--json=-")
+    assert full.exit_code == 0 and "note:" not in full.stderr
+
+
+def test_a_missing_set_in_a_cached_hub_copy_does_not_claim_the_dataset_lacks_it(monkeypatch, tmp_path):
+    """Offline, snapshot_download hands back the cached snapshot, which may hold other sets only."""
+    import huggingface_hub
+
+    (tmp_path / "set5" / "HR").mkdir(parents=True)
+    monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kwargs: str(tmp_path))
+    line = _one_line_error(_invoke("--set", "set14", "--model", "bicubic"))
+    assert "cannot be reached" in line and "--data-dir" in line
+
+
+def test_save_images_refuses_a_file_where_a_folder_goes_before_anything_runs(bench_dir, tmp_path, monkeypatch):
+    save = tmp_path / "cmp"
+    save.mkdir()
+    (save / "sheets").write_text("my notes")
+    ran = []
+    real = core.run_bench
+    monkeypatch.setattr(core, "run_bench", lambda *a, **k: ran.append(1) or real(*a, **k))
+    line = _one_line_error(_invoke("--set", "set5", "--data-dir", bench_dir, "-m", "bicubic", "--save-images", save))
+    assert "sheets: is a file" in line and not ran
+    assert sorted(p.name for p in save.iterdir()) == ["sheets"] and (save / "sheets").read_text() == "my notes"
+
+
+def test_one_image_reproduced_exactly_does_not_make_the_mean_psnr_infinite(tmp_path, bench_dir):
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby", "bird"))
+    bench_set = core.load_set(folder)
+    exact = bench_set.images[0]
+    bicubic = core.bicubic_upscaler(4)
+
+    def mostly_bicubic(lr):
+        return exact.hr if lr is exact.lr else bicubic.run(lr)
+
+    result = core.run_bench([core.Upscaler("m", "test", 4, mostly_bicubic)], bench_set, per_image=True)
+    model = result["models"][0]
+    assert [r["psnr"] for r in model["images"]][0] == math.inf
+    assert model["psnr"] == pytest.approx(model["images"][1]["psnr"])
+    assert any("1 of 2 images reproduced exactly" in n for n in model["notes"])

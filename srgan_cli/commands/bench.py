@@ -129,6 +129,10 @@ def bench(
         core.load_set(core.resolve_set(name, data_dir, hub_dataset), scale=4, name=_set_label(name))
         for name in set_names
     ]
+    for bench_set in bench_sets:
+        note = core.size_note(bench_set)
+        if note:
+            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     folder_per_set = save_images is not None and len(bench_sets) > 1
     if folder_per_set:
         labels = [b.name for b in bench_sets]
