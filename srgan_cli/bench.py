@@ -24,7 +24,8 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
           "lpips": null | 0.33,   # mean LPIPS-alex on RGB, border = scale; null if not computed
           "lpips_note": "why lpips is null" | null,
           "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
-          "notes": [],            # choices made while loading (e.g. "fp16 is not supported on the CPU; ..."), images left out of the mean PSNR
+          "notes": [],            # choices made while loading, e.g. "fp16 is not supported on the CPU; ...",
+                                  # and images left out of the mean PSNR (reproduced exactly)
           "seconds": 0.41,        # total upscale time (sum over images of the median run)
           "images": [             # one row per image with --per-image, else empty
             {"name": "baby", "psnr": ..., "ssim": ..., "lpips": null | ..., "seconds": ...}
