@@ -394,9 +394,10 @@ def describe_entries() -> list[dict[str, Any]]:
     """One row per named model, for ``srgan models`` (never touches the network).
 
     Keys: name, scale, arch, params (None when no file is at hand), size_mb, available (bundled
-    or in the Hugging Face cache), path (that local file or None), cached (in that cache),
-    source ("bundled", "hub:owner/repo@rev" or "not available yet"), hub ("owner/repo@rev" or
-    None), sha256, default, description.
+    or in the Hugging Face cache, and not damaged), path (that local file or None), cached (in
+    that cache), damaged (that file does not match the published sha256: a damaged install or a bad
+    cached copy, which no command will load), source ("bundled", "hub:owner/repo@rev" or "not
+    available yet"), hub ("owner/repo@rev" or None), sha256 (the published one), default, description.
     """
     rows = []
     for entry in MODELS.values():
@@ -405,11 +406,16 @@ def describe_entries() -> list[dict[str, Any]]:
         cached = _cached_file(entry) if entry.hub_repo else None
         local = bundled or cached
         params = None
+        damaged = False
         if local is not None:
             try:
                 params = count_file_parameters(local)
             except SrganError:
                 params = None
+            try:
+                damaged = bool(entry.sha256) and sha256_file(local) != entry.sha256
+            except OSError:
+                damaged = True
         rows.append(
             {
                 "name": entry.name,
@@ -417,9 +423,10 @@ def describe_entries() -> list[dict[str, Any]]:
                 "arch": entry.arch,
                 "params": params,
                 "size_mb": round(local.stat().st_size / 1e6, 1) if local else None,
-                "available": local is not None,
+                "available": local is not None and not damaged,
                 "path": str(local) if local else None,
                 "cached": cached is not None,
+                "damaged": damaged,
                 "source": "bundled" if bundled else (f"hub:{hub}" if hub else "not available yet"),
                 "hub": hub,
                 "sha256": entry.sha256,

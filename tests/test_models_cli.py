@@ -157,3 +157,22 @@ def test_fetch_verifies_a_local_file_and_speaks_json(tmp_path):
     (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n not weights")
     result = CliRunner().invoke(main, ["models", "--fetch", str(tmp_path / "photo.png")])
     assert result.exit_code == 1 and "Traceback" not in result.output  # was: its path printed, exit 0
+
+
+def test_a_damaged_bundled_file_is_listed_as_damaged_not_available(table, monkeypatch):
+    """A truncated or replaced bundled file was listed as available; every use then failed."""
+    path = weights.bundled_dir() / "tiny_x4.safetensors"
+    good = weights.sha256_file(path)
+    entry = weights.MODELS["tiny_x4"]
+    monkeypatch.setitem(weights.MODELS, "tiny_x4", ModelEntry(**{**entry.__dict__, "sha256": good}))
+    rows = {row["name"]: row for row in json.loads(CliRunner().invoke(main, ["models", "--json"]).output)}
+    assert rows["tiny_x4"]["available"] and not rows["tiny_x4"]["damaged"]
+    path.write_bytes(path.read_bytes()[:1000])
+    result = CliRunner().invoke(main, ["models", "--json"])
+    row = {row["name"]: row for row in json.loads(result.output)}["tiny_x4"]
+    assert not row["available"] and row["damaged"] and row["sha256"] == good
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0
+    line = next(line for line in result.output.splitlines() if line.startswith("│ tiny_x4") or "tiny_x4 " in line)
+    assert "damaged" in line
+    assert "does not match its published sha256 (reinstall srgan-cli)" in " ".join(result.output.split())

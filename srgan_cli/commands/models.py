@@ -88,11 +88,15 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
         table.add_column(column, no_wrap=True)
     table.add_column("source", overflow="fold")
     table.add_column("description", overflow="fold", min_width=20)
+    damaged = []
     for row in rows:
         size = f"{row['size_mb']} MB" if row["size_mb"] is not None else "-"
         params = f"{row['params'] / 1e6:.2f} M" if row["params"] is not None else "-"
         name = row["name"] + (" (default)" if row["default"] else "")
-        if row["available"]:
+        if row["damaged"]:  # the published sha256 does not match: no command loads it
+            available = "damaged"
+            damaged.append(row)
+        elif row["available"]:
             available = "cached" if row["cached"] and row["source"] != "bundled" else "yes"
         else:
             available = "download" if row["hub"] else "no"
@@ -100,6 +104,18 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
     # Piped output is not folded to 80 columns, so each model stays on one line for grep.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
+    for row in damaged:
+        fix = (
+            "reinstall srgan-cli"
+            if row["source"] == "bundled"
+            else f"a bad cached copy: 'srgan models --fetch {row['name']}' removes it, and run again downloads it"
+        )
+        console.print(
+            f"note: {row['name']}: {row['path']} does not match its published sha256 ({fix})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _info(name: str) -> dict[str, object]:
