@@ -16,7 +16,7 @@ import torch
 
 from .config import GeneratorConfig
 from .errors import SrganError
-from .weights import load_generator, read_metadata, save_state
+from .weights import generator_config_of, load_generator, read_metadata, save_state
 
 
 def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -91,6 +91,8 @@ def interpolate_files(
     if out.exists() and not overwrite:
         raise SrganError(f"{out}: already exists; choose another name or pass --overwrite")
     meta_a, meta_b = read_metadata(a), read_metadata(b)
+    for path, meta in ((a, meta_a), (b, meta_b)):  # what each file is, before how they differ
+        generator_config_of(meta, path)
     diff = config_difference(meta_a, meta_b)
     if diff is not None:
         raise SrganError(f"{a} and {b} have different generator configs ({diff}); only the same network can be blended")

@@ -217,18 +217,7 @@ def load_generator(
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise SrganError(f"{path}: pickle checkpoints are never loaded, they can run code; convert to safetensors")
     meta = read_metadata(path)
-    if meta.get("format") != FORMAT or "config" not in meta:
-        raise SrganError(
-            f"{path}: not an srgan generator file (no '{FORMAT}' config in its metadata); "
-            "weights must be saved by srgan (srgan train, srgan interpolate)"
-        )
-    _check_format_version(meta.get("format_version"), path)
-    try:
-        config = GeneratorConfig.from_json(meta["config"])
-    except SrganError as exc:
-        raise SrganError(f"{path}: {exc}") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise SrganError(f"{path}: generator config is not valid ({_short(exc)})") from None
+    config = generator_config_of(meta, path)
     # The header alone (names and shapes, no tensor data) must match the config before any
     # module is built: a config that claims a billion blocks is refused here in milliseconds.
     check_file_config(path, config)
@@ -240,6 +229,24 @@ def load_generator(
     _load_strict(model, state, path)
     model.eval()
     return model.to(device), config, meta
+
+
+def generator_config_of(meta: dict[str, str], path: str | Path) -> GeneratorConfig:
+    """The generator config of a weights file's metadata; SrganError naming ``path`` when it is not
+    an srgan generator file, is from a newer srgan, or its config cannot be read."""
+    path = Path(path)
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise SrganError(
+            f"{path}: not an srgan generator file (no '{FORMAT}' config in its metadata); "
+            "weights must be saved by srgan (srgan train, srgan interpolate)"
+        )
+    _check_format_version(meta.get("format_version"), path)
+    try:
+        return GeneratorConfig.from_json(meta["config"])
+    except SrganError as exc:
+        raise SrganError(f"{path}: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise SrganError(f"{path}: generator config is not valid ({_short(exc)})") from None
 
 
 def _check_format_version(version: str | None, path: Path) -> None:

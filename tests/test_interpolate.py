@@ -227,3 +227,18 @@ def test_half_precision_parents_give_a_half_precision_blend(tmp_path):
     mixed = interpolate_files(pa, pc, 0.5, tmp_path / "mixed.safetensors")
     with safe_open(str(mixed), framework="pt") as fh:
         assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"F32"}
+
+
+def test_a_file_that_is_not_srgan_weights_is_named_as_such(pair, tmp_path):
+    """It was reported as 'different generator configs (a config cannot be read ...)'."""
+    from safetensors.torch import save_file
+
+    _, _, pa, _ = pair
+    foreign = tmp_path / "other.safetensors"
+    save_file({"conv.weight": torch.zeros(8, 3, 3, 3)}, str(foreign), metadata={"config": "not json{"})
+    for first, second in ((pa, foreign), (foreign, pa)):
+        with pytest.raises(SrganError) as info:
+            interpolate_files(first, second, 0.5, tmp_path / "out.safetensors")
+        message = str(info.value)
+        assert message.startswith(f"{foreign}: not an srgan generator file") and "different" not in message
+    assert not (tmp_path / "out.safetensors").exists()
