@@ -58,8 +58,7 @@ class LazyGroup(click.Group):
         except SrganError as exc:
             fail(str(exc), getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            sys.exit(130)
+            fail("interrupted", 130)  # stderr may be gone (SIGHUP: the terminal closed): 130 all the same
         except OSError as exc:  # most often standard output closed or full (> /dev/full): a line, not a traceback
             if getattr(exc, "filename", None) is None and exc.errno in _STREAM_ERRNOS:
                 fail(f"cannot write the output: {exc.strerror or exc}")
@@ -89,9 +88,21 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
     return value
 
 
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop a command as Ctrl-C does: SIGTERM (`timeout`, a scheduler), and
+    SIGHUP (the terminal or SSH session closed) unless it is ignored, as under `nohup`, which
+    asks for the command to go on."""
+    signals = [signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)  # not on Windows
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        signals.append(hup)
+    return signals
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, so it stops as cleanly as Ctrl-C (exit 130)."""
+    """SIGTERM and SIGHUP (see ``stop_signals``) raise KeyboardInterrupt, so they stop as
+    cleanly as Ctrl-C (exit 130; a batch's report written, a training run's checkpoint saved)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -99,11 +110,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in stop_signals()}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 class DroppingStream:

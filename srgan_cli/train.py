@@ -485,14 +485,16 @@ class _GraphedStep:
 
 
 class _Interrupt:
-    """First Ctrl-C or SIGTERM (a scheduler's preemption): finish the step, save, stop. Second: stop at once.
+    """First Ctrl-C, SIGTERM (a scheduler's preemption) or SIGHUP (the terminal or SSH session
+    closed): finish the step, save, stop. Second: stop at once.
 
     A second signal within ``SAME_REQUEST`` seconds of the first is the same request delivered
     twice, not a second Ctrl-C: `timeout -s INT` signals the command and then its whole process
-    group, and a scheduler may signal a job step and its processes alike.
+    group, and a scheduler may signal a job step and its processes alike. SIGHUP is left alone
+    where it is ignored (under `nohup`: the run is to go on).
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
     SAME_REQUEST = SAME_REQUEST
 
     def __init__(self, enabled: bool) -> None:
@@ -500,16 +502,24 @@ class _Interrupt:
         self.requested = False
         self._first = 0.0
         self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def __enter__(self) -> _Interrupt:
         # Signal handlers can only be set from the main thread (train() may run in another).
         self.enabled = self.enabled and threading.current_thread() is threading.main_thread()
         if self.enabled:
+            self._pid = os.getpid()
             for sig in self.SIGNALS:
+                if sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # nohup
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            # a loader worker, forked with this handler (the group's SIGHUP reaches it too): the
+            # main process stops it once the checkpoint is saved; it must not die first
+            return
         if not self.requested:
             self.requested, self._first = True, time.monotonic()
         elif time.monotonic() - self._first > self.SAME_REQUEST:

@@ -78,11 +78,13 @@ def _run_here(weights: Path, inputs: Path, out: Path, *extra: str):
     return CliRunner().invoke(main, args)
 
 
-def _start(root: Path, weights: Path, inputs: Path, out: Path, *extra: str, slow: float = 0.05) -> subprocess.Popen:
+def _start(
+    root: Path, weights: Path, inputs: Path, out: Path, *extra: str, slow: float = 0.05, preexec_fn=None
+) -> subprocess.Popen:
     env = dict(os.environ, SLOW=str(slow), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, str(root / "slow_cli.py"), "upscale", str(inputs), "-o", str(out)]
     cmd += ["-m", str(weights), "--device", "cpu", "-q", *extra]
-    return subprocess.Popen(cmd, env=env, cwd=root, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env, cwd=root, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
 
 
 def _outputs(folder: Path) -> list[Path]:
@@ -155,6 +157,50 @@ def test_sigterm_still_writes_the_report_of_what_was_done(batch, tmp_path):
     assert doc["ended"] == "interrupted"
     written = sorted(Path(f["output"]).name for f in doc["files"] if f["status"] == "written")
     assert written == sorted(p.name for p in _outputs(out)) and doc["written"] == len(written) >= 2
+
+
+def test_sigterm_as_interrupt_takes_sighup_too_unless_it_is_ignored():
+    from srgan_cli.cli import sigterm_as_interrupt
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with sigterm_as_interrupt():
+            assert callable(signal.getsignal(signal.SIGHUP)), "SIGHUP is not handled"  # would kill the test run
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(0.5)  # the handler runs between bytecodes
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: the command is to outlive the terminal
+        with sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.1)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+@pytest.mark.parametrize("nohup", [False, True], ids=["hangup", "nohup"])
+def test_sighup_stops_a_batch_with_its_report_unless_under_nohup(batch, tmp_path, nohup):
+    """The SSH session closed: SIGHUP killed the batch (exit 129) with no report; under nohup
+    (SIGHUP ignored) the batch goes on to the end."""
+    import json
+
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
+    proc = _start(batch["root"], batch["weights"], batch["inputs"], out, "--report", str(report), preexec_fn=ignore)
+    _wait_for_outputs(out, 2, proc)
+    proc.send_signal(signal.SIGHUP)
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert "Traceback" not in err and not [p for p in out.iterdir() if p.name.endswith(".part")]
+    _assert_all_decode(out)
+    doc = json.loads(report.read_text())
+    if nohup:
+        assert code == 0 and doc["ended"] == "completed" and len(_outputs(out)) == N_IMAGES, err
+    else:
+        assert code == 130 and "error: interrupted" in err, err
+        assert doc["ended"] == "interrupted" and doc["written"] == len(_outputs(out)) >= 2
 
 
 def test_two_processes_same_folder_skip_existing(batch, tmp_path):

@@ -255,11 +255,12 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_saved(data, tmp_path, monk
     assert not (run / "metrics.jsonl").exists() or "NaN" not in (run / "metrics.jsonl").read_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path, sig):
     """`timeout 8h srgan train ...` (SIGTERM; `-s INT` for Ctrl-C's) signals the trainer, then its
     whole process group (loader workers too): one request delivered twice, which must still save
-    a checkpoint, not lose it to a worker killed mid-step."""
+    a checkpoint, not lose it to a worker killed mid-step. SIGHUP (the SSH session closed) reaches
+    the group too: it killed the run (exit 129) with no checkpoint."""
     run = tmp_path / "run"
     args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(run), "--steps", "100000"]
     args += ["--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "2"]
@@ -291,6 +292,26 @@ def test_a_second_ctrl_c_later_stops_at_once(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)  # the handler runs between bytecodes; give it the chance
+
+
+def test_sighup_is_a_stop_request_unless_it_is_ignored():
+    from srgan_cli.train import _Interrupt
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with _Interrupt(enabled=True) as stop:
+            assert callable(signal.getsignal(signal.SIGHUP)), "SIGHUP is not handled"  # would kill the test run
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert stop.requested
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup: the run is to outlive the terminal
+        with _Interrupt(enabled=True) as stop:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.1)
+            assert not stop.requested
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 VGG_FILE = "vgg19/vgg19_features_caffe_fp16.safetensors"
