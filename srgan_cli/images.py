@@ -1167,7 +1167,7 @@ def write_image(
     if fmt == "WEBP" and planes.shape[2] in (1, 2):  # WebP has no gray modes
         gray = np.repeat(planes[..., :1], 3, axis=2)
         planes = np.concatenate([gray, planes[..., 1:]], axis=2)
-    if not overwrite and path.exists():
+    if not overwrite and _exists(path):
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it")
     text = {str(k): str(v) for k, v in (text or {}).items()}
     if icc_profile and not _icc_fits(icc_profile, gray=planes.shape[2] <= 2):
@@ -1233,6 +1233,15 @@ def _flatten_on_white(planes: np.ndarray) -> tuple[np.ndarray, bool]:
         mixed = colour[start : start + step] * a + 255 * (255 - a)  # at most 255 * 255
         out[start : start + step] = (mixed + 127) // 255
     return out, True
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()`` for an output; a name the file system refuses (too long, say) is the
+    one-line write error, not an OSError with a traceback."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
 
 
 def _os_reason(exc: OSError) -> str:

@@ -1205,6 +1205,17 @@ def test_names_the_filesystem_refuses_are_explained(tmp_path, monkeypatch, err, 
     assert str(info.value).startswith(str(tmp_path / "a:b.png")) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_name_too_long_for_the_filesystem_is_the_friendly_reason(tmp_path, overwrite):
+    """Without --overwrite, the "exists already?" check before the write raised the raw
+    OSError [Errno 36] (Python 3.11's Path.exists() lets ENAMETOOLONG through)."""
+    path = tmp_path / f"{'x' * 300}.png"
+    with pytest.raises(SrganError, match="too long for the file system") as info:
+        write_image(path, RNG.random((2, 2, 3)), overwrite=overwrite)
+    assert str(info.value).startswith(str(path)) and "Errno" not in str(info.value)
+    assert _leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize(("suffix", "bit_depth"), [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8)])
 def test_encoder_failure_midway_leaves_nothing(tmp_path, monkeypatch, suffix, bit_depth):
     def half_then_full_disk(self, fp, *a, **k):

@@ -994,3 +994,123 @@ def _png16_bytes(rgb: np.ndarray, extra: list[tuple[bytes, bytes]]) -> bytes:
     out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
     out += b"".join(chunk(k, b) for k, b in extra)
     return out + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("out_exists", [True, False], ids=["existing-o", "new-o"])
+def test_an_output_name_too_long_fails_that_file_only(weights, tmp_path, out_exists):
+    """A 255-byte input name plus --suffix makes an output name the file system refuses: with -o
+    existing, Path.is_dir() raised OSError (ENAMETOOLONG) out of the whole batch, nothing written;
+    with a new -o the file failed with the raw "OSError: [Errno 36] ..."."""
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / f"{'x' * 251}.png", seed=1)
+    out = tmp_path / "out"
+    if out_exists:
+        out.mkdir()
+    result = run(weights, tmp_path / "in", "-o", out, "--suffix", "_x4", "--skip-existing")
+    assert result.exit_code == 1 and not isinstance(result.exception, OSError), result.exception
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "too long for the file system; choose a shorter -o or --suffix" in errors[0]
+    assert "Errno" not in result.stderr
+    assert "1 written, 0 skipped, 1 failed" in result.stderr and [p.name for p in out.iterdir()] == ["a_x4.png"]
+
+
+def test_an_empty_path_is_a_usage_error(weights, tmp_path, monkeypatch):
+    """An unset variable ("$IN", "$OUT") is '', which Path() makes '.': every image of the
+    current folder was upscaled, or the outputs went into it."""
+    monkeypatch.chdir(tmp_path)
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "in" / "b.png")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (
+        ["", "-o", "out"],
+        ["in/b.png", "-o", ""],
+        ["in", "-o", ""],
+        ["in/b.png", "", "-o", "out"],
+        ["in/b.png", "-o", "out", "--report", ""],
+    ):
+        result = run(weights, *args)
+        assert result.exit_code == 2 and "an empty path" in result.output, (args, result.output)
+    result = CliRunner().invoke(main, ["upscale", "-m", "", "in/b.png", "-o", "out"])
+    assert result.exit_code == 2 and "an empty model" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not (tmp_path / "out").exists()
+
+
+def test_a_run_that_stops_at_its_input_still_replaces_an_earlier_report(weights, tmp_path):
+    """A run that failed while reading stdin (before the batch) left the last run's report,
+    which said "completed", in place."""
+    import json
+
+    report = tmp_path / "r.json"
+    assert run(weights, _img(tmp_path / "a.png"), "-o", tmp_path / "b.png", "--report", report).exit_code == 0
+    assert json.loads(report.read_text())["ended"] == "completed"
+    args = ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "x.png"), "--report", str(report)]
+    result = CliRunner().invoke(main, args, input=b"hello")
+    assert result.exit_code == 1 and "standard input is not a PNG" in result.stderr
+    doc = json.loads(report.read_text())
+    assert doc["ended"].startswith("stopped: -: standard input is not a PNG"), doc["ended"]
+    assert (doc["written"], doc["failed"], doc["files"]) == (0, 0, [])
+
+
+def test_a_file_where_a_mirrored_subfolder_goes_fails_only_its_images(weights, tmp_path):
+    """out/sub a file: the batch stopped with "out: cannot create the output folder (File
+    exists)", naming the wrong path, and wrote nothing."""
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "sub" / "b.png", seed=1)
+    _img(tmp_path / "in" / "sub" / "c.png", seed=2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").write_text("data")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--recursive")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {tmp_path / 'out' / 'sub'}: a file, where the output folder would go; "
+                      "move it or choose another -o"] * 2  # fmt: skip
+    assert "1 written, 0 skipped, 2 failed" in result.stderr and (tmp_path / "out" / "a.png").is_file()
+    assert (tmp_path / "out" / "sub").read_text() == "data"
+    one = run(weights, tmp_path / "in" / "a.png", "-o", tmp_path / "out" / "sub" / "x.png")  # one file, same rule
+    assert one.exit_code == 1 and f"{tmp_path / 'out' / 'sub'}: a file, where the output folder" in one.stderr
+
+
+def test_report_to_a_closed_stdout_is_an_error_not_silence(weights, tmp_path):
+    """`--report - >&-`: click.echo drops the text when sys.stdout is None: exit 0, report lost."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", "-m", str(weights), str(_img(tmp_path / "a.png"))]
+    cmd += ["-o", str(tmp_path / "out"), "--report", "-"]
+    closed = subprocess.run(cmd, stderr=subprocess.PIPE, env=env, timeout=120, preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 1 and closed.stderr.decode().splitlines() == [
+        "error: --report -: standard output is closed"
+    ]
+    assert not (tmp_path / "out").exists()  # refused before anything ran, as '-o -' is
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "-nan"])
+def test_outscale_nan_is_a_usage_error(weights, tmp_path, value):
+    """NaN passes click.FloatRange (no comparison with it is true): each file then failed, exit 1,
+    after the model was loaded."""
+    result = run(weights, _img(tmp_path / "a.png"), "-o", tmp_path / "o.png", "--outscale", value)
+    assert result.exit_code == 2 and "--outscale" in result.output and "not a number" in result.output
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_named_like_an_image_is_a_failure_not_silence(weights, tmp_path):
+    """A FIFO named b.png in an input folder was dropped without a word (exit 0, not in the
+    report); it is never opened (that would block)."""
+    import json
+
+    _img(tmp_path / "in" / "a.png")
+    os.mkfifo(tmp_path / "in" / "b.png")
+    report = tmp_path / "r.json"
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--report", report)
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'in' / 'b.png'}: not a regular file (a FIFO" in result.stderr
+    assert "1 written, 0 skipped, 1 failed" in result.stderr and (tmp_path / "out" / "a.png").is_file()
+    by_name = {Path(f["input"]).name: f["status"] for f in json.loads(report.read_text())["files"]}
+    assert by_name == {"a.png": "written", "b.png": "failed"}
+    named = run(weights, tmp_path / "in" / "b.png", tmp_path / "in" / "a.png", "-o", tmp_path / "out2")
+    assert named.exit_code == 1 and "b.png: not a regular file" in named.stderr  # was: "no such file or folder"
+    # a FIFO given as --report is not a report to replace; reading it to find out blocked forever
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", "-m", str(weights), str(tmp_path / "in" / "a.png")]
+    cmd += ["-o", str(tmp_path / "c.png"), "--report", str(tmp_path / "in" / "b.png")]
+    done = subprocess.run(cmd, capture_output=True, env=env, timeout=60)
+    assert done.returncode == 2 and b"not an srgan report" in done.stderr

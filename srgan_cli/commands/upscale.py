@@ -9,8 +9,11 @@ SIGTERM) lets the file being written finish, and never leaves a half-written one
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
 import os
 import queue
+import stat
 import sys
 import tempfile
 import threading
@@ -120,13 +123,50 @@ def _inside(folder: Path, path: Path) -> bool:
         return False
 
 
-def _other_files(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
-    """Files in an input folder that are not images (reported as skipped), and image names
-    that are symbolic links to nothing (reported as failed: the image the user meant is missing)."""
+def _not_a_file_reason(path: Path) -> str:
+    """Why an input that is not a regular file (nor a folder) cannot be read; it is never opened
+    (a FIFO would block)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "no such file or folder"  # also a symbolic link to nothing
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    return "not a regular file (a FIFO, socket or device), so it is not read"
+
+
+def _unreadable_image_name(path: Path) -> str | None:
+    """Why an image name listed in an input folder is no image file to read, or None if it is one."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "a symbolic link to a missing file" if os.path.islink(path) else None  # else: deleted meanwhile
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    return "not a regular file (a FIFO, socket or device), so it is not read"
+
+
+def _other_files(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files in an input folder that are not images (reported as skipped), and image names that
+    are no image file to read (reported as failed, with why: the image the user meant is not
+    there): symbolic links to nothing, FIFOs, sockets, devices. Symlinked sub-folders are
+    followed once, as the images are listed."""
     from ..images import is_image_path
 
-    others, broken = [], []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    others, failed = [], []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) in seen:  # a symlink loop, or a folder linked twice
+            dirnames[:] = []
+            continue
+        if st is not None:
+            seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
         for f in sorted(filenames):
             path = Path(dirpath) / f
@@ -134,9 +174,9 @@ def _other_files(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]
                 continue
             if not is_image_path(f):
                 others.append(path)
-            elif path.is_symlink() and not path.exists():
-                broken.append(path)
-    return others, broken
+            elif (why := _unreadable_image_name(path)) is not None:
+                failed.append((path, why))
+    return others, failed
 
 
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
@@ -164,13 +204,13 @@ def plan_jobs(
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
     from ..images import SUPPORTED_SUFFIXES, format_for_path, is_image_path, list_images, output_suffix_for
 
-    single = len(inputs) == 1 and not inputs[0].is_dir() and is_image_path(output) and not output.is_dir()
+    # os.path's tests, not Path's: a name the file system refuses (too long) is False there, and
+    # fails later as its one file, where Path.is_dir() raised OSError out of the whole batch.
+    single = len(inputs) == 1 and not os.path.isdir(inputs[0]) and is_image_path(output) and not os.path.isdir(output)
     if single:
         src = inputs[0]
-        if not src.is_file():
-            missing = not src.exists()  # also a dangling symlink
-            why = report.error(f"{src}: {'no such file or folder' if missing else 'not a regular file'}")
-            tally.add("failed", src, None, why)
+        if not os.path.isfile(src):
+            tally.add("failed", src, None, report.error(f"{src}: {_not_a_file_reason(src)}"))
             return [], True
         if not is_image_path(src):
             why = report.error(f"{src}: not an image file name (supported: {SUPPORTED_SUFFIXES})")
@@ -194,18 +234,18 @@ def plan_jobs(
             )
         return [Job(src, output, write_fmt)], True
 
-    if output.exists() and not output.is_dir():
+    if os.path.exists(output) and not os.path.isdir(output):
         raise click.BadParameter(
             f"{output} is a file; with several inputs or a folder, -o must be a folder", param_hint="'-o'"
         )
-    if is_image_path(output) and not output.exists():
+    if is_image_path(output) and not os.path.exists(output):
         raise click.BadParameter(
             f"{output} looks like an image file name, but the inputs are several files or a folder; "
             "give a folder for -o",
             param_hint="'-o'",
         )
     name_suffix = suffix or ""
-    if output.suffix and not output.exists() and len(inputs) == 1 and inputs[0].is_file():
+    if output.suffix and not os.path.exists(output) and len(inputs) == 1 and os.path.isfile(inputs[0]):
         # 'out.jgp' or 'out.tif2': most likely a mistyped file name, taken as a new folder
         report.note(
             f"{output} is not an image file name ({SUPPORTED_SUFFIXES}), "
@@ -214,27 +254,27 @@ def plan_jobs(
     jobs: list[Job] = []
     listed: set[Path] = set()  # found in a folder, not named on the command line
     for item in inputs:
-        if item.is_dir():
+        if os.path.isdir(item):
             found = list_images(item, recursive=recursive)
             if os.path.realpath(item) != os.path.realpath(output):
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
-            others, broken = _other_files(item, recursive)
+            others, unreadable = _other_files(item, recursive)
             for other in others:
                 tally.add("skipped", other, None, "not an image file")
-            for link in broken:
-                tally.add("failed", link, None, report.error(f"{link}: a symbolic link to a missing file"))
+            for path, why in unreadable:
+                tally.add("failed", path, None, report.error(f"{path}: {why}"))
             for src in found:
                 rel = src.relative_to(item)
                 jobs.append(Job(src, output / rel.parent / _output_name(src, fmt, name_suffix), None))
                 listed.add(src)
-        elif item.is_file():
+        elif os.path.isfile(item):
             if not is_image_path(item):
                 tally.add("skipped", item, None, "not an image file")
                 continue
             jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
-            tally.add("failed", item, None, report.error(f"{item}: no such file or folder"))
+            tally.add("failed", item, None, report.error(f"{item}: {_not_a_file_reason(item)}"))
     return _without_earlier_outputs(jobs, listed, tally), False
 
 
@@ -281,11 +321,9 @@ def check_jobs(
     keep = []
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
-        if job.dest.is_dir():  # never "exists, skipped": no image would be there
-            why = report.error(
-                f"{job.dest}: is a folder, where the output image would go; move it or choose another -o"
-            )
-            tally.add("failed", job.src, job.dest, why)
+        problem = _dest_problem(job.dest)
+        if problem is not None:
+            tally.add("failed", job.src, job.dest, report.error(f"{job.dest}: {problem}"))
             continue
         if dest_real in resolved_inputs or _same_file(job.src, job.dest):
             why = report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
@@ -314,6 +352,22 @@ def check_jobs(
             continue
         keep.append(job)
     return keep
+
+
+def _dest_problem(dest: Path) -> str | None:
+    """Why no image can be written at ``dest``, known before any work: a folder is there, or the
+    file system refuses the name (too long, a folder that cannot be searched); else None."""
+    from ..images import _os_reason
+
+    try:
+        st = os.stat(dest)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):  # nothing there (yet), or a link loop
+            return None
+        return f"cannot write the image: {_os_reason(exc)}"
+    if stat.S_ISDIR(st.st_mode):  # never "exists, skipped": no image would be there
+        return "is a folder, where the output image would go; move it or choose another -o"
+    return None
 
 
 def rank_share(jobs: list[Job]) -> tuple[list[Job], int, int]:
@@ -511,6 +565,33 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     return device
 
 
+class NonEmptyPath(click.Path):
+    """click.Path that refuses '': Path('') is '.', so an unset variable in a script
+    (``srgan upscale "$IN" -o "$OUT"``) upscaled, or wrote into, the current folder."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            name = "a file or folder name, or '.' for the current folder" if self.dir_okay else "a file name"
+            self.fail(f"an empty path (an unset variable?); give {name}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _check_model(value: str) -> str:
+    """-m '' was taken as the path '.', a folder: an error only once the images were planned."""
+    if not value:
+        raise click.BadParameter(
+            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
+        )
+    return value
+
+
+def _check_finite(value: float | None) -> float | None:
+    """NaN passes click.FloatRange (every comparison with it is false): refuse it here, as a usage error."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value}: not a number")
+    return value
+
+
 def _check_tile(value: int | None) -> int | None:
     if not value:
         return value  # (and no import: click runs callbacks on every Tab of the completion)
@@ -523,12 +604,12 @@ def _check_tile(value: int | None) -> int | None:
 
 
 @click.command("upscale")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=NonEmptyPath(path_type=Path))
 @click.option(
     "-o",
     "--output",
     required=True,
-    type=click.Path(path_type=Path),
+    type=NonEmptyPath(path_type=Path),
     help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing); "
     "'-' writes the image to standard output (format: --format, else the input's).",
 )
@@ -538,6 +619,7 @@ def _check_tile(value: int | None) -> int | None:
     default="srgan_x4",
     show_default=True,
     shell_complete=complete_model,
+    callback=lambda ctx, param, value: _check_model(value),
     help="Named model (see 'srgan models'), a .safetensors file, or a Hub reference owner/repo[:file][@rev].",
 )
 @click.option(
@@ -593,6 +675,7 @@ def _check_tile(value: int | None) -> int | None:
     "--outscale",
     type=click.FloatRange(min=0, min_open=True, max=MAX_OUTSCALE),
     default=None,
+    callback=lambda ctx, param, value: _check_finite(value),
     help="Final scale relative to the input (e.g. 2 or 3.5): the model's x4 output is resized "
     "with Lanczos. Default: the model's scale.",
 )
@@ -640,7 +723,7 @@ def _check_tile(value: int | None) -> int | None:
 @click.option(
     "--report",
     "report_path",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, allow_dash=True, path_type=Path),
     help="Also write a JSON report to this file ('-': standard output): each file's input, output, status "
     "(written, skipped, failed) and reason, and the counts; written at the end, also when interrupted.",
 )
@@ -692,14 +775,18 @@ def upscale(
         raise click.BadParameter("must not contain control characters (a newline, a tab)", param_hint="'--suffix'")
     fmt = fmt.lower() if fmt else None
     report_path = _check_report_path(report_path, output)
+    if report_path is not None and str(report_path) == "-":
+        _check_stdout_open("--report -")  # closed: click.echo would drop the report without a word
 
     report = Reporter(quiet)
     tally = Tally()
     report_written = True
     with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
-        inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, Path(stage), report)
-        ended = "interrupted"
+        ended, to_stdout = "interrupted", False
         try:
+            # in the try: a run that stops here (stdin empty or not an image, Ctrl-C while it is read)
+            # replaces an earlier run's report too, which would say "completed"
+            inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, Path(stage), report)
             _run(
                 inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
                 quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
@@ -708,7 +795,8 @@ def upscale(
             ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
             if not quiet:
-                click.echo(_summary(tally) + " (interrupted)", err=True)
+                with contextlib.suppress(OSError):  # stderr gone (SIGHUP: the terminal closed)
+                    click.echo(_summary(tally) + " (interrupted)", err=True)
             raise
         except SrganError as exc:
             ended = f"stopped: {' '.join(str(exc).split())}"
@@ -777,12 +865,12 @@ def _stage_stdio(
     to_stdout = str(output) == "-"
     if from_stdin and len(inputs) != 1:
         raise click.BadParameter("'-' (standard input) must be the only input", param_hint="'INPUTS...'")
-    if to_stdout and (len(inputs) != 1 or (not from_stdin and inputs[0].is_dir())):
+    if to_stdout and (len(inputs) != 1 or (not from_stdin and os.path.isdir(inputs[0]))):
         raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
-    if from_stdin and not to_stdout and (output.is_dir() or not is_image_path(output)):
+    if from_stdin and not to_stdout and (os.path.isdir(output) or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
-    if to_stdout and (sys.stdout is None or sys.stdout.closed):
-        raise SrganError("-o -: standard output is closed")
+    if to_stdout:
+        _check_stdout_open("-o -")
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
     if from_stdin:
@@ -806,6 +894,12 @@ def _stage_stdio(
         output = stage / f"stdout{Path(_output_name(inputs[0], fmt, '')).suffix}"
         report.aliases[str(output)] = "-"
     return inputs, output, to_stdout
+
+
+def _check_stdout_open(what: str) -> None:
+    """Refuse to start a run whose image or report would go to a closed standard output."""
+    if sys.stdout is None or sys.stdout.closed:
+        raise SrganError(f"{what}: standard output is closed")
 
 
 def _copy_to_stdout(path: Path) -> None:
@@ -832,12 +926,19 @@ def _check_report_path(path: Path | None, output: Path) -> Path | None:
     world = os.environ.get("WORLD_SIZE", "1")
     if world.isdigit() and int(world) > 1:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder; give a file name", param_hint="'--report'")
-    if not path.parent.is_dir():
+    if not os.path.isdir(path.parent):
         raise click.BadParameter(f"{path.parent}: no such folder", param_hint="'--report'")
-    if path.exists() and not _is_report(path):
-        # a report replaces an earlier report (cron jobs reuse the name), never another file
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:  # a name too long, a folder that cannot be searched
+        raise click.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="'--report'") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise click.BadParameter(f"{path} is a folder; give a file name", param_hint="'--report'")
+    # a report replaces an earlier report (cron jobs reuse the name), never another file; a FIFO
+    # or device is never opened to find out (reading a FIFO would block)
+    if not stat.S_ISREG(st.st_mode) or not _is_report(path):
         raise click.BadParameter(
             f"{path} exists and is not an srgan report; choose another name", param_hint="'--report'"
         )
@@ -875,6 +976,9 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         }
     text = json.dumps(doc, indent=1) + "\n"
     if str(path) == "-":
+        if sys.stdout is None or sys.stdout.closed:
+            report.error("--report -: cannot write the report: standard output is closed")
+            return False
         click.echo(text, nl=False)
         return True
     try:
@@ -913,6 +1017,33 @@ def _note_quality_unused(jobs: list[Job], report: Reporter) -> None:
         report.note("--quality applies to JPEG and WebP; " + "; ".join(parts))
 
 
+def _make_folders(jobs: list[Job], report: Reporter, tally: Tally) -> list[Job]:
+    """Create the folders the outputs go into (the mirrored sub-folders of --recursive); the
+    jobs whose folder cannot be made fail, each on its own, and the others go on."""
+    failed: dict[Path, str] = {}
+    for parent in sorted({j.dest.parent for j in jobs}):
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            failed[parent] = _folder_problem(parent, exc)
+    keep = []
+    for job in jobs:
+        if job.dest.parent in failed:
+            tally.add("failed", job.src, job.dest, report.error(failed[job.dest.parent]))
+        else:
+            keep.append(job)
+    return keep
+
+
+def _folder_problem(folder: Path, exc: OSError) -> str:
+    """The error line for an output folder that cannot be made: names the file that stands where
+    a folder must go (``out/sub``, not ``out``), else the folder and the system's reason."""
+    for above in [*reversed(folder.parents), folder]:
+        if os.path.lexists(above) and not os.path.isdir(above):
+            return f"{above}: a file, where the output folder would go; move it or choose another -o"
+    return f"{folder}: cannot create the output folder ({exc.strerror or exc})"
+
+
 def _summary(tally: Tally) -> str:
     return f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
 
@@ -933,7 +1064,7 @@ def _run(
         from ..images import SUPPORTED_SUFFIXES
 
         raise SrganError(f"no images found in the inputs; supported: {SUPPORTED_SUFFIXES}")
-    all_inputs = [j.src for j in jobs] + [p for p in inputs if p.is_file()]
+    all_inputs = [j.src for j in jobs] + [p for p in inputs if os.path.isfile(p)]
     # Split before looking at existing outputs: another rank may already be writing its share.
     jobs, rank, local_rank = rank_share(jobs)
     jobs = check_jobs(
@@ -947,17 +1078,16 @@ def _run(
     )
     if not jobs:
         return
+    if not single:
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SrganError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
+    jobs = _make_folders(jobs, report, tally)
+    if not jobs:
+        return
     if quality is not None:
         _note_quality_unused(jobs, report)
-    try:
-        if single:
-            jobs[0].dest.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            output.mkdir(parents=True, exist_ok=True)
-            for parent in sorted({j.dest.parent for j in jobs}):
-                parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SrganError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
 
     from .. import __version__
     from ..api import load_model, upscale_loaded
@@ -1022,7 +1152,7 @@ def _run(
                 )
             except SrganError:
                 # Another process (or a rank) wrote it meanwhile: with --skip-existing, that is a skip.
-                if skip_existing and not overwrite and job.dest.exists():
+                if skip_existing and not overwrite and os.path.exists(job.dest):
                     raise FileExistsError(job.dest) from None
                 raise
 
