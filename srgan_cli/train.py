@@ -1383,7 +1383,21 @@ class _Trainer:
         # each step: a KeyboardInterrupt raised at any point of torch's set-up (a lazy import,
         # say) could be swallowed, or turned into another error.
         with _Interrupt(enabled=True) as stop:
-            return self._run(stop)
+            try:
+                return self._run(stop)
+            finally:
+                self._close_loader()
+
+    def _close_loader(self) -> None:
+        """Stop the loader's worker processes now. An error's traceback keeps the iterator alive to
+        interpreter exit, where multiprocessing terminates the workers with one SIGTERM, which they
+        leave to the main process (``data._WorkerTerm``), and then waits for them forever: the run
+        printed its error and hung."""
+        it, self._loader_iter = getattr(self, "_loader_iter", None), None
+        shut_down = getattr(it, "_shutdown_workers", None)  # torch's multi-process iterator has it
+        if shut_down is not None:
+            with contextlib.suppress(Exception):
+                shut_down()
 
     def _set_up_check(self, stop: _Interrupt) -> None:
         """Stop (nothing to save yet) if a signal came during the set-up; the ranks agree on it."""
@@ -1448,7 +1462,7 @@ class _Trainer:
                     window.setdefault(key, []).append(value)
             pending.clear()
 
-        it = iter(self.loader)
+        it = self._loader_iter = iter(self.loader)
         while self.step < cfg.steps:
             if self._stop_agreed(stop):
                 interrupted = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -1320,3 +1321,20 @@ def test_a_resume_whose_held_out_images_are_gone_says_so_and_starts_the_best_aga
     assert any("2 of the 2 held-out images are gone" in m for m in messages), messages
     assert any("validation changed since the checkpoint (other held-out images)" in m for m in messages), messages
     assert read_metadata(run / "generator_best.safetensors")["steps"] == "3"
+
+
+def test_an_error_from_a_loader_worker_exits_instead_of_hanging(tmp_path):
+    """The error was printed, then the process waited forever at exit for a worker it had sent one
+    SIGTERM (which workers leave to the main process): the traceback kept the loader alive."""
+    data = tmp_path / "data"
+    data.mkdir()
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buf, "PNG")
+    (data / "a.png").write_bytes(buf.getvalue()[:60])  # the header reads; the pixels do not
+    args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(tmp_path / "run")]
+    args += ["--steps", "2", "--batch-size", "2", "--patch-size", "24", "--workers", "1", "--cache", "off"]
+    args += ["--device", "cpu", "--threads", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {data}: none of the training images can be decoded"]
