@@ -530,7 +530,32 @@ def upscale_array(
     return canvas
 
 
-_MODEL_CACHE: dict[tuple[str, str], Model] = {}
+# Models upscale_image loaded by name or path, the most recently used last; a few only, so a loop
+# over many checkpoints does not keep them all.
+_MODEL_CACHE: dict[tuple, Model] = {}
+_MODEL_CACHE_SIZE = 4
+
+
+def _cached_model(model: str | os.PathLike) -> Model:
+    """``load_model(model)``, loaded once while the file stays the same: a local file is known by
+    its real path, size and modification time, so new weights written to the same path (a training
+    run's generator.safetensors, a relative name after chdir) are loaded anew."""
+    text = os.fspath(model)
+    key: tuple = (text, isinstance(model, str))  # a Path is always a path, never a model name
+    try:
+        st = os.stat(os.path.expanduser(text))
+        key = (os.path.realpath(os.path.expanduser(text)), st.st_size, st.st_mtime_ns, st.st_ino)
+    except (OSError, ValueError):
+        pass  # a model name or a Hub reference
+    if isinstance(model, str) and text in MODELS:
+        key = (text, True)
+    found = _MODEL_CACHE.pop(key, None)
+    if found is None:
+        found = load_model(model)
+    _MODEL_CACHE[key] = found
+    while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+        del _MODEL_CACHE[next(iter(_MODEL_CACHE))]
+    return found
 
 
 def upscale_image(
@@ -584,10 +609,7 @@ def upscale_image(
     else:
         loaded = images.read_image(image)
     if not isinstance(model, Model):
-        key = (str(model), "auto")
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(model)
-        model = _MODEL_CACHE[key]
+        model = _cached_model(model)
     # to_pil keeps 16 bits only for gray without alpha (Pillow has no 16-bit colour mode)
     sixteen = loaded.bit_depth == 16 and loaded.grayscale and loaded.alpha is None
     rgb, alpha = upscale_loaded(

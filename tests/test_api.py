@@ -849,3 +849,31 @@ def test_cuda_auto_precision_runs_16_bit_images_in_fp32(weights):
     assert _levels(out) > 256
     assert next(model._fp32.module.parameters()).device.type == "cuda"
     assert next(model.module.parameters()).dtype == torch.float16
+
+
+def test_upscale_image_by_path_loads_the_weights_now_in_the_file(tmp_path, monkeypatch):
+    """The models loaded by name or path were cached by the text alone: new weights written to the
+    same file (a run's generator.safetensors after more steps), or the same relative name in
+    another folder, gave the first file's results."""
+    from PIL import Image
+
+    from srgan_cli import api
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for seed, folder in enumerate(folders):
+        folder.mkdir()
+        torch.manual_seed(seed)
+        save_generator(folder / "g.safetensors", build_generator(TINY), TINY)
+    monkeypatch.chdir(folders[0])
+    first = np.asarray(api.upscale_image(image, "g.safetensors"))
+    monkeypatch.chdir(folders[1])
+    second = np.asarray(api.upscale_image(image, "g.safetensors"))
+    assert not np.array_equal(first, second)
+    assert np.array_equal(second, np.asarray(api.upscale_image(image, load_model("g.safetensors"))))
+    (folders[1] / "g.safetensors").write_bytes((folders[0] / "g.safetensors").read_bytes())  # new weights, same path
+    assert np.array_equal(np.asarray(api.upscale_image(image, "g.safetensors")), first)
+    for i in range(api._MODEL_CACHE_SIZE + 3):  # a loop over many files keeps a few models only
+        torch.manual_seed(10 + i)
+        api.upscale_image(image, save_generator(tmp_path / f"c{i}.safetensors", build_generator(TINY), TINY))
+    assert len(api._MODEL_CACHE) == api._MODEL_CACHE_SIZE
