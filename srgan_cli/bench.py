@@ -610,12 +610,14 @@ def _check_replaceable(dest: Path, image: BenchImage) -> None:
         raise SrganError(f"{dest}: would overwrite an input image; choose another --save-images folder")
     from PIL import Image
 
-    try:
-        with Image.open(dest) as im:
-            ours = im.format == "PNG" and im.info.get("Software") == _SAVED_BY
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        ours = False
-    if not ours or not dest.is_file() or dest.is_symlink():
+    ours = False
+    if dest.is_file() and not dest.is_symlink():  # a FIFO is never opened: that would block
+        try:
+            with Image.open(dest) as im:
+                ours = im.format == "PNG" and im.info.get("Software") == _SAVED_BY
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            ours = False
+    if not ours:
         raise SrganError(
             f"{dest}: exists and was not written by srgan bench --save-images; choose another --save-images folder"
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ def scan_images(root: str | Path, min_size: int) -> ImageScan:
     scan = ImageScan(root=root)
     for path in list_images(root):
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named like an image: opening it would block
+                raise ValueError(f"{path}: not a regular file")
             with Image.open(path) as im:
                 width, height = im.size
         except _READ_ERRORS:

@@ -84,3 +84,35 @@ def _plain_terminal(monkeypatch):
     that want those set them themselves."""
     for key in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(key, raising=False)
+
+
+def _without_blocking(fn, fifo):
+    """fn() in a thread; a FIFO it opened for reading (and blocked on) is released to fail the test."""
+    import os
+    import threading
+
+    out: dict = {}
+
+    def call():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a writer lets the blocked open return
+        thread.join(10)
+        pytest.fail(f"blocked opening the FIFO {fifo}")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.fixture()
+def without_blocking():
+    """``without_blocking(fn, fifo)``: fn's result, failing the test (not hanging it) if fn blocks
+    on opening ``fifo`` for reading."""
+    return _without_blocking

@@ -746,3 +746,14 @@ def test_one_image_reproduced_exactly_does_not_make_the_mean_psnr_infinite(tmp_p
     assert [r["psnr"] for r in model["images"]][0] == math.inf
     assert model["psnr"] == pytest.approx(model["images"][1]["psnr"])
     assert any("1 of 2 images reproduced exactly" in n for n in model["notes"])
+
+
+def test_save_images_never_opens_a_fifo_in_its_way(bench_dir, tmp_path, without_blocking):
+    import os
+
+    save = tmp_path / "cmp"
+    (save / "sheets").mkdir(parents=True)
+    os.mkfifo(save / "sheets" / "baby.png")
+    bench_set = core.load_set(bench_dir / "set5")
+    with pytest.raises(SrganError, match="not written by srgan bench"):
+        without_blocking(lambda: core.check_save_dir(save, bench_set, ["bicubic"]), save / "sheets" / "baby.png")

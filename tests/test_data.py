@@ -305,3 +305,14 @@ def test_a_step_draws_its_patches_from_different_images(tmp_path):
     # Fewer images than the batch: every image once before any repeats.
     few = PatchDataset(scan, 16, seed=0, group=8)
     assert len({int(few[i][0, 0, 0]) for i in range(8)}) == 6
+
+
+def test_a_fifo_named_like_an_image_is_unreadable_not_a_hang(tmp_path, without_blocking):
+    """Training hung for ever (Ctrl-C and SIGTERM only set a flag) on a FIFO in --data."""
+    import os
+
+    _write_images(tmp_path / "d", 1)
+    fifo = tmp_path / "d" / "pipe.png"
+    os.mkfifo(fifo)
+    scan = without_blocking(lambda: scan_images(tmp_path / "d", 32), fifo)
+    assert len(scan.paths) == 1 and scan.unreadable == [fifo]
