@@ -803,11 +803,11 @@ class _Trainer:
             self.info(note)
         if cfg.cuda_graphs:
             if device.type != "cuda" or self.dist.enabled:
-                raise SrganError("--cuda-graphs needs one CUDA device (not the CPU, not torchrun)")
+                raise OptionError("--cuda-graphs needs one CUDA device (not the CPU, not torchrun)")
             if self.dtype == torch.float16:
-                raise SrganError("--cuda-graphs cannot use fp16's loss scaling: add --precision bf16 (or fp32)")
+                raise OptionError("--cuda-graphs cannot use fp16's loss scaling: add --precision bf16 (or fp32)")
         if cfg.stage == "gan" and cfg.init is None and state is None:
-            raise SrganError(
+            raise OptionError(
                 "--stage gan starts from a trained mse generator: give --init GENERATOR.safetensors "
                 "(e.g. RUN/generator.safetensors of an mse run)"
             )

@@ -137,7 +137,7 @@ def test_cli_config_toml_and_override(data, tmp_path):
     cfg.write_text("[train]\nstepz = 3\n")
     args = ["train", "--config", str(cfg), "--out", str(tmp_path / "r2"), "--data", str(data)]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1 and "stepz" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "stepz" in result.output and "Traceback" not in result.output
 
 
 def test_cli_bad_options_are_usage_errors(data, tmp_path):
@@ -512,7 +512,7 @@ def test_discriminator_without_batch_norm_from_flag_and_config(shared_data, mse_
     assert load_checkpoint(tmp_path / "flag" / CHECKPOINT)["discriminator_config"]["batch_norm"] is False
     cfg.write_text(cfg.read_text() + 'd-batch-norm = "no"\n')
     result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(tmp_path / "bad")])
-    assert result.exit_code == 1 and "true or false" in result.output
+    assert result.exit_code == 2 and "true or false" in result.output
 
 
 def test_rrdb_both_stages(shared_data, data, tmp_path):
@@ -960,7 +960,7 @@ def test_config_values_of_the_wrong_type_are_one_line_errors(data, tmp_path, ent
     cfg = tmp_path / "train.toml"
     cfg.write_text(f"[train]\n{entry}\n")
     run = tmp_path / "run"
-    line = _one_line_error(_cli_train(data, run, "--config", str(cfg)))  # a flag beating the key changes nothing
+    line = _one_line_error(_cli_train(data, run, "--config", str(cfg)), code=2)  # a flag beating the key: the same
     assert line == f"error: {cfg}: {message}", line
     assert not run.exists()
 
@@ -1338,3 +1338,38 @@ def test_an_error_from_a_loader_worker_exits_instead_of_hanging(tmp_path):
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {data}: none of the training images can be decoded"]
+
+
+def test_the_config_files_data_dir_beats_the_environment(data, shared_data, tmp_path, monkeypatch):
+    """SRGAN_DATA_DIR came in as if it were --data-dir on the command line, beating the file."""
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[train]\nval = "set5"\ndata_dir = "{(shared_data / "bench").as_posix()}"\nval-every = 1\n')
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(tmp_path / "elsewhere"))  # no such folder
+    result = _cli_train(data, tmp_path / "run", "--config", str(cfg))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] == str(shared_data / "bench")
+    cfg.write_text('[train]\nval = "set5"\nval-every = 1\n')  # without it, the variable is the default
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(shared_data / "bench"))
+    assert _cli_train(data, tmp_path / "run2", "--config", str(cfg)).exit_code == 0
+
+
+def test_a_config_file_may_name_paths_from_home_and_spell_each_option_once(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[train]\ndata = "~/{data.name}"\nout = "~/runs/a"\n')
+    args = ["train", "--config", str(cfg), "--steps", "1", "--batch-size", "2", "--patch-size", "16"]
+    args += ["--workers", "0", "--device", "cpu", "-q", "--num-blocks", "1", "--num-features", "8"]
+    monkeypatch.chdir(data)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output  # was: "~/images: no such folder"
+    assert (tmp_path / "runs" / "a" / "generator.safetensors").is_file() and not (data / "~").exists()
+    cfg.write_text("[train]\nlog-every = 1\nlog_every = 2\n")  # the last one won, silently
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg)), code=2)
+    assert "'log-every' and 'log_every' are the same option" in line
+
+
+def test_option_combinations_the_trainer_refuses_exit_2(data, tmp_path):
+    for extra in (["--stage", "gan", "--patch-size", "32", "--content-loss", "mse"], ["--cuda-graphs"]):
+        line = _one_line_error(_cli_train(data, tmp_path / "run", *extra), code=2)
+        assert "--init" in line or "--cuda-graphs" in line, line
+        assert not (tmp_path / "run").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from ..cli import DroppingStream, check_device, sigterm_as_interrupt
-from ..errors import SrganError
+from ..errors import OptionError, SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
 _BOOL_KEYS = ("no_batch_norm", "no_d_batch_norm", "channels_last", "compile_", "cuda_graphs", "resume", "quiet")
@@ -217,8 +218,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="SRGAN_DATA_DIR",
-    help="Folder holding set5/, set14/, bsd100/.  [env: SRGAN_DATA_DIR]",
+    help="Folder holding set5/, set14/, bsd100/ for --val.  [default: env SRGAN_DATA_DIR]",
 )
 @click.option("--checkpoint-every", type=int, callback=_positive, help="[default: 1000]")
 @click.option("--log-every", type=int, callback=_positive, help="Steps per metrics line.  [default: 10]")
@@ -290,33 +290,43 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise SrganError(f"{path}: not valid TOML ({exc})") from None
     table = data.get("train")
     if not isinstance(table, dict):
-        raise SrganError(f"{path}: no [train] table; put the options under [train]")
+        raise OptionError(f"{path}: no [train] table; put the options under [train]")
     params = {p.name for p in train.params} - {"config_file"}
     aliases = {"compile": "compile_"}  # batch_norm / d_batch_norm are turned into the no_ flags below
     options: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
+        if key in spelled:  # log-every and log_every: which one wins would be a matter of order
+            raise OptionError(f"{path}: {spelled[key]!r} and {raw_key!r} are the same option; keep one")
+        spelled[key] = raw_key
         if key in ("batch_norm", "d_batch_norm"):
             if not isinstance(value, bool):
-                raise SrganError(f"{path}: {raw_key} must be true or false")
+                raise OptionError(f"{path}: {raw_key} must be true or false")
             options[f"no_{key}"] = not value
             continue
         key = aliases.get(key) or key
         if key not in params:
-            raise SrganError(f"{path}: unknown option {raw_key!r} in [train]; use the names of the srgan train flags")
+            raise OptionError(f"{path}: unknown option {raw_key!r} in [train]; use the names of the srgan train flags")
         param = next(p for p in train.params if p.name == key)
         if key in _BOOL_KEYS and not isinstance(value, bool):
-            raise SrganError(f"{path}: {raw_key} must be true or false")
+            raise OptionError(f"{path}: {raw_key} must be true or false")
         expected = _config_type_error(param, value)
         if expected:
-            raise SrganError(f"{path}: {raw_key} must be {expected}, got {_toml_type(value)}")
+            raise OptionError(f"{path}: {raw_key} must be {expected}, got {_toml_type(value)}")
         try:
             options[key] = param.type_cast_value(click.Context(train), value)
         except click.BadParameter as exc:
-            raise SrganError(f"{path}: {raw_key}: {exc.message}") from None
+            raise OptionError(f"{path}: {raw_key}: {exc.message}") from None
         if key in _POSITIVE_KEYS and options[key] <= 0:
-            raise SrganError(f"{path}: {raw_key} must be positive")
+            raise OptionError(f"{path}: {raw_key} must be positive")
+        if key in _PATH_KEYS and str(options[key]).startswith("~"):  # as the shell does for a flag
+            options[key] = type(options[key])(os.path.expanduser(str(options[key])))
     return options
+
+
+# Options that name a file or folder: '~' in the config file means the home folder, as on the command line.
+_PATH_KEYS = frozenset({"data", "out", "init", "vgg_weights", "data_dir", "val"})
 
 
 def _config_type_error(param: click.Parameter, value: Any) -> str | None:
