@@ -883,6 +883,7 @@ class _Trainer:
         self.best_psnr: float | None = None
         self.last_psnr: float | None = None
         self.last_lpips: float | None = None
+        self.last_val_step: int | None = None  # the step last_psnr and last_lpips were measured at
         self.best_lpips: float | None = None
         self.best_score: float | None = None  # generator_best's score by self.best_by, higher is better
         self._restored_best: tuple[str | None, float | None] = (None, None)
@@ -979,6 +980,7 @@ class _Trainer:
         self.last_psnr = state.get("last_psnr")
         self.best_lpips = state.get("best_lpips")
         self.last_lpips = state.get("last_lpips")
+        self.last_val_step = state.get("last_val_step")
         # (what generator_best was chosen by, its score); checkpoints before --best-by chose by PSNR
         self._restored_best = (state.get("best_by", "psnr"), state.get("best_score", self.best_psnr))
         saved = state.get("config") or {}
@@ -1279,6 +1281,8 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.last_psnr is not None:
             meta["val_psnr"] = f"{self.last_psnr:.4f}"
+            if self.last_val_step is not None:  # the weights' own step when they were validated, else earlier
+                meta["val_step"] = str(self.last_val_step)
             meta["val"] = f"{cfg.val_holdout} images held out of the data" if cfg.val_holdout else str(cfg.val)
             if self.last_lpips is not None:
                 meta["val_lpips"] = f"{self.last_lpips:.4f}"
@@ -1323,6 +1327,7 @@ class _Trainer:
             "last_psnr": self.last_psnr,
             "best_lpips": self.best_lpips,
             "last_lpips": self.last_lpips,
+            "last_val_step": self.last_val_step,
             "best_score": self.best_score,
             "best_by": self.best_by,
             "world_size": self.dist.world_size,
@@ -1495,6 +1500,7 @@ class _Trainer:
                 t_idle = time.perf_counter()
                 if self.dist.main:
                     val_psnr = self.last_psnr = self.validate()
+                    self.last_val_step = self.step
                 self.dist.barrier()
                 score = None  # generator_best's measure, higher is better: PSNR or -LPIPS
                 if val_psnr is not None:

@@ -1373,3 +1373,30 @@ def test_option_combinations_the_trainer_refuses_exit_2(data, tmp_path):
         line = _one_line_error(_cli_train(data, tmp_path / "run", *extra), code=2)
         assert "--init" in line or "--cuda-graphs" in line, line
         assert not (tmp_path / "run").exists()
+
+
+def test_the_weights_say_which_step_their_validation_score_is_from(data, tmp_path):
+    """generator.safetensors recorded the last val_psnr, measured on older weights, as its own."""
+    run = tmp_path / "run"
+    train(_options(data, steps=3, val=str(data), val_every=2, checkpoint_every=3), run)
+    meta = read_metadata(run / "generator.safetensors")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    measured = {row["step"]: row["val_psnr"] for row in rows if row.get("val_psnr") is not None}
+    assert meta["steps"] == "3" and meta["val_step"] == "3"  # the last step validates
+    assert float(meta["val_psnr"]) == pytest.approx(measured[3], abs=1e-4)
+    best = read_metadata(run / "generator_best.safetensors")
+    assert best["val_step"] == best["steps"]
+
+    def interrupt_at_step_5(event):  # Ctrl-C: the checkpoint is of a step that was not validated
+        if event.get("event") == "log" and event.get("step") == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):  # after saving
+        train(
+            _options(data, steps=50, val=str(data), val_every=2, log_every=1),
+            run,
+            resume=True,
+            report=interrupt_at_step_5,
+        )
+    meta = read_metadata(run / "generator.safetensors")
+    assert meta["steps"] == "5" and meta["val_step"] == "4", meta
