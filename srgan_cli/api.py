@@ -318,6 +318,8 @@ def _tiling_input(
     of the output to keep: (top, left, height, width) in output pixels."""
     if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
         raise SrganError(f"expected a (1, 3, H, W) image tensor, got shape {tuple(x.shape)}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise SrganError(f"cannot upscale an empty image ({x.shape[3]}x{x.shape[2]})")
     x = x.detach().to("cpu", torch.float32)
     if x.shape[1] == 1:
         x = x.expand(1, 3, *x.shape[2:])

@@ -877,3 +877,13 @@ def test_upscale_image_by_path_loads_the_weights_now_in_the_file(tmp_path, monke
         torch.manual_seed(10 + i)
         api.upscale_image(image, save_generator(tmp_path / f"c{i}.safetensors", build_generator(TINY), TINY))
     assert len(api._MODEL_CACHE) == api._MODEL_CACHE_SIZE
+
+
+def test_an_empty_tensor_is_a_one_line_error_as_an_empty_array_is(weights):
+    """upscale_tensor raised torch's own RuntimeError on a (1, 3, 0, W) tensor."""
+    model = load_model(weights)
+    for shape in [(1, 3, 0, 10), (1, 3, 5, 0)]:
+        with pytest.raises(SrganError, match="cannot upscale an empty image"):
+            upscale_tensor(model, torch.rand(*shape))
+    with pytest.raises(SrganError, match="cannot upscale an empty image"):
+        upscale_array(model, np.zeros((0, 5, 3), np.uint8))
