@@ -2,7 +2,8 @@
 only when run, so ``srgan --help`` is fast and one command's imports never slow another.
 
 Exit codes (every command): 0 success; 1 an error the user can fix, or a batch in which some
-item failed; 2 a usage error (bad option); 130 interrupted (Ctrl-C).
+item failed; 2 a usage error (bad option); 130 interrupted (Ctrl-C, SIGTERM, or SIGHUP unless
+ignored as under `nohup`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import click
@@ -99,6 +101,12 @@ def stop_signals() -> list[signal.Signals]:
     return signals
 
 
+# Seconds within which a second stop signal is the first one delivered again (to the process, then
+# its group; a closing session's SIGHUP, then SIGTERM), not a second request: the commands, the
+# trainer and its loader workers share it.
+SAME_REQUEST = 1.0
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (see ``stop_signals``) raise KeyboardInterrupt, so they stop as
@@ -107,7 +115,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
+    first: list[float] = []
+
     def handler(signum, frame):
+        # the same request delivered again is not raised a second time: it would cut short the
+        # clean-up the first one started (a batch's report); a later one stops at once
+        now = time.monotonic()
+        if first and now - first[0] <= SAME_REQUEST:
+            return
+        first[:] = [now]
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in stop_signals()}

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .cli import SAME_REQUEST
 from .errors import SrganError, first_line
 from .images import IMAGE_SUFFIXES, read_rgb8
 from .resize import imresize, imresize_torch
@@ -293,13 +294,12 @@ def _worker_init(_worker_id: int) -> None:
     # Ctrl-C, and SIGTERM from `timeout` or a scheduler at its time limit, reach the whole
     # process group: the main process saves a checkpoint and stops the workers itself, so they
     # must not die first (a dead worker fails the step with a traceback and loses the save).
+    # SIGHUP (the session closed) too, whatever the start method (forked workers had the trainer's
+    # handler; spawned ones would die of it); where it is ignored (nohup) it stays so.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _WorkerTerm().handle)
-
-
-# Seconds within which a second signal is the first one delivered again (to the process, then its
-# group), not a second request: the trainer's Ctrl-C handling and its loader workers share it.
-SAME_REQUEST = 1.0
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class _WorkerTerm:

@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli import SAME_REQUEST, stop_signals
 from .config import ARCHS, D_ARCHS, DiscriminatorConfig, GeneratorConfig
 from .data import (
     CACHE_MODES,
-    SAME_REQUEST,
     ImageScan,
     PatchDataset,
     ValImage,
@@ -494,7 +494,6 @@ class _Interrupt:
     where it is ignored (under `nohup`: the run is to go on).
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
     SAME_REQUEST = SAME_REQUEST
 
     def __init__(self, enabled: bool) -> None:
@@ -502,24 +501,16 @@ class _Interrupt:
         self.requested = False
         self._first = 0.0
         self._previous: dict[int, Any] = {}
-        self._pid = os.getpid()
 
     def __enter__(self) -> _Interrupt:
         # Signal handlers can only be set from the main thread (train() may run in another).
         self.enabled = self.enabled and threading.current_thread() is threading.main_thread()
         if self.enabled:
-            self._pid = os.getpid()
-            for sig in self.SIGNALS:
-                if sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) is signal.SIG_IGN:
-                    continue  # nohup
+            for sig in (signal.SIGINT, *stop_signals()):  # SIGHUP not where it is ignored (nohup)
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self._pid:
-            # a loader worker, forked with this handler (the group's SIGHUP reaches it too): the
-            # main process stops it once the checkpoint is saved; it must not die first
-            return
         if not self.requested:
             self.requested, self._first = True, time.monotonic()
         elif time.monotonic() - self._first > self.SAME_REQUEST:

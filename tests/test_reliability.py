@@ -180,6 +180,27 @@ def test_sigterm_as_interrupt_takes_sighup_too_unless_it_is_ignored():
         signal.signal(signal.SIGHUP, before)
 
 
+def test_a_stop_signal_delivered_again_does_not_cut_the_clean_up_short(monkeypatch):
+    """A second SIGTERM/SIGHUP within a second (the signal to the process, then to its group; a
+    closing session's SIGHUP then SIGTERM) raised again inside the first one's clean-up, and the
+    batch's report was lost; a later one still stops at once."""
+    from srgan_cli import cli
+
+    with cli.sigterm_as_interrupt():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the same request: the clean-up goes on
+            time.sleep(0.1)
+        except KeyboardInterrupt:
+            pytest.fail("the repeated signal interrupted the clean-up")
+        monkeypatch.setattr(cli, "SAME_REQUEST", 0.0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)
+
+
 @pytest.mark.parametrize("nohup", [False, True], ids=["hangup", "nohup"])
 def test_sighup_stops_a_batch_with_its_report_unless_under_nohup(batch, tmp_path, nohup):
     """The SSH session closed: SIGHUP killed the batch (exit 129) with no report; under nohup

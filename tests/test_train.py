@@ -315,6 +315,18 @@ def test_sighup_is_a_stop_request_unless_it_is_ignored():
         signal.signal(signal.SIGHUP, before)
 
 
+def test_loader_workers_leave_sighup_to_the_main_process():
+    """Forked workers ignored it only by inheriting the trainer's handler; spawned ones (macOS, and
+    Linux's default from Python 3.14) died of the group's SIGHUP and failed the run."""
+    code = (
+        "import signal; from srgan_cli.data import _worker_init; _worker_init(0); "
+        "print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr
+
+
 VGG_FILE = "vgg19/vgg19_features_caffe_fp16.safetensors"
 
 
