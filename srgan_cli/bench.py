@@ -14,18 +14,19 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
       "lpips_source": "...",      # what computed LPIPS (implementation, weights); null if not computed
       "device": "cpu",
       "runs": 1,                  # timed runs per image (the median is used)
+      "notes": [],                # about the set, e.g. a standard set's name with another number of images
       "models": [
         {
           "name": "bicubic",
           "source": "matlab-bicubic" | path or model name,
           "dtype": "float32" | "float16" | "bfloat16" | null (bicubic),
-          "psnr": 28.42,          # dB, mean over images, Y channel, border = scale
+          "psnr": 28.42,          # dB, mean over images (an exact one counts 100), Y channel, border = scale
           "ssim": 0.810,          # mean over images, Y channel, border = scale
           "lpips": null | 0.33,   # mean LPIPS-alex on RGB, border = scale; null if not computed
           "lpips_note": "why lpips is null" | null,
           "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
           "notes": [],            # choices made while loading, e.g. "fp16 is not supported on the CPU; ...",
-                                  # and images left out of the mean PSNR (reproduced exactly)
+                                  # and images reproduced exactly (counted as PSNR_CEILING in the mean)
           "seconds": 0.41,        # total upscale time (sum over images of the median run)
           "images": [             # one row per image with --per-image, else empty
             {"name": "baby", "psnr": ..., "ssim": ..., "lpips": null | ..., "seconds": ...}
@@ -87,9 +88,10 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     """
     text = str(name_or_dir)
     path = Path(text).expanduser()
-    # A bare set name is the set under --data-dir when one is given; else a ./set5 folder with HR/ in it
-    # is that folder (one that --save-images set5 made, without HR/, is not).
-    named = text.lower() in SET_NAMES and (data_dir is not None or not (path / "HR").is_dir())
+    root = data_dir if data_dir is not None else os.environ.get("SRGAN_DATA_DIR") or None
+    # A bare set name is the set under --data-dir (or SRGAN_DATA_DIR) when one is given; else a ./set5
+    # folder with HR/ in it is that folder (one that --save-images set5 made, without HR/, is not).
+    named = text.lower() in SET_NAMES and (root is not None or not (path / "HR").is_dir())
     if path.is_dir() and not named:
         if not (path / "HR").is_dir():
             raise SrganError(f"{path}: no HR/ folder in it; a benchmark folder holds HR/ and optionally LR_x4/")
@@ -99,7 +101,6 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
         if os.sep in text or "/" in text or path.suffix:
             raise SrganError(f"{text}: no such folder; give set5, set14, bsd100 or a folder with HR/ in it")
         raise SrganError(f"unknown set {text!r}; expected set5, set14, bsd100 or a folder with HR/ in it")
-    root = data_dir if data_dir is not None else os.environ.get("SRGAN_DATA_DIR") or None
     if root is not None:
         root = Path(root).expanduser()
         how = "--data-dir" if data_dir is not None else "SRGAN_DATA_DIR"
@@ -395,7 +396,7 @@ def run_bench(
                 "name": model.name,
                 "source": model.source,
                 "dtype": model.dtype,
-                "psnr": _mean([r["psnr"] for r in model_rows]),
+                "psnr": _mean_psnr([r["psnr"] for r in model_rows]),
                 "ssim": _mean([r["ssim"] for r in model_rows]),
                 "lpips": _mean(lp) if scored else None,
                 "lpips_note": None if scored else (too_small if lpips is not None else (lpips_note or "not computed")),
@@ -416,6 +417,7 @@ def run_bench(
         "lpips_source": getattr(lpips, "source", None) if lpips is not None else None,
         "device": str(device),
         "runs": runs,
+        "notes": [note] if (note := size_note(bench_set)) else [],  # about the set: a partial standard set
         "models": result_models,
     }
 
@@ -463,20 +465,27 @@ def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, A
 
 def _exact_note(rows: list[dict[str, Any]]) -> list[str]:
     exact = sum(1 for r in rows if r["psnr"] == math.inf)
-    if not exact or exact == len(rows):
+    if not exact:
         return []
-    return [f"{exact} of {len(rows)} images reproduced exactly (PSNR infinite) are left out of its mean PSNR"]
+    return [
+        f"{exact} of {len(rows)} images reproduced exactly (PSNR infinite) count as {PSNR_CEILING:g} dB"
+        " in its mean PSNR"
+    ]
 
 
-def _mean(values: list[float]) -> float:
-    """The mean of the values that are there (None: not computed); an infinite PSNR (an image
-    reproduced exactly) is left out unless every image's is, so one such image does not make the
-    set's mean infinite."""
+# An image reproduced exactly has an infinite PSNR; in a mean it counts as this many dB, so one such
+# image neither makes the mean infinite nor, left out, ranks its model below a worse one.
+PSNR_CEILING = 100.0
+
+
+def _mean_psnr(values: list[float]) -> float:
+    return _mean([min(v, PSNR_CEILING) for v in values])
+
+
+def _mean(values: list[float | None]) -> float:
+    """The mean of the values that are there (None: not computed), NaN if none is."""
     present = [v for v in values if v is not None]
-    finite = [v for v in present if math.isfinite(v)]
-    if finite:
-        return float(np.mean(finite))
-    return present[0] if present and all(v == present[0] for v in present) else math.nan
+    return float(np.mean(present)) if present else math.nan
 
 
 # --------------------------------------------------------------------------- pictures

@@ -430,10 +430,13 @@ def test_run_bench_identical_output_gives_infinite_psnr_and_null_in_json(tmp_pat
     hr = bench_set.images[0].hr
     oracle = core.Upscaler("oracle", "test", 4, lambda lr: hr)
     result = core.run_bench([oracle], bench_set, per_image=True, runs=2)
-    assert result["models"][0]["psnr"] == math.inf and result["models"][0]["ssim"] == pytest.approx(1.0)
+    model = result["models"][0]
+    assert model["images"][0]["psnr"] == math.inf and model["ssim"] == pytest.approx(1.0)
+    assert model["psnr"] == core.PSNR_CEILING  # in the mean, an exact image counts as the ceiling
     from srgan_cli.commands.bench import _finite
 
-    assert json.loads(json.dumps(_finite(result), allow_nan=False))["models"][0]["psnr"] is None
+    doc = json.loads(json.dumps(_finite(result), allow_nan=False))["models"][0]
+    assert doc["images"][0]["psnr"] is None and doc["psnr"] == core.PSNR_CEILING
 
 
 def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
@@ -692,7 +695,10 @@ def test_data_dir_wins_over_a_set5_folder_here(bench_dir, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     _hr_only_folder(tmp_path, bench_dir, names=("baby",)).rename(tmp_path / "set5")
     assert core.resolve_set("set5", bench_dir) == bench_dir / "set5"
+    monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
     assert core.resolve_set("set5") == Path("set5")  # without --data-dir the folder here is meant
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(bench_dir))  # --data-dir's default, as the option itself
+    assert core.resolve_set("set5") == bench_dir / "set5"
     assert core.resolve_set("./set5", bench_dir) == Path("set5")  # as is a path
 
 
@@ -705,8 +711,9 @@ def test_a_standard_set_with_another_number_of_images_is_noted(bench_dir, tmp_pa
     result = _invoke("--set", "set5", "--data-dir", data, "-m", "bicubic", "--no-lpips", "--json=-")
     assert result.exit_code == 0, result.output
     assert "set5 has 3 images, the standard set5 has 5" in " ".join(result.stderr.split())
+    assert "the standard set5 has 5" in json.loads(result.stdout)["notes"][0]  # scripts read the JSON
     full = _invoke("--set", "set5", "--data-dir", bench_dir, "-m", "bicubic", "--no-lpips", "--json=-")
-    assert full.exit_code == 0 and "note:" not in full.stderr
+    assert full.exit_code == 0 and "note:" not in full.stderr and json.loads(full.stdout)["notes"] == []
 
 
 def test_a_missing_set_in_a_cached_hub_copy_does_not_claim_the_dataset_lacks_it(monkeypatch, tmp_path):
@@ -733,6 +740,8 @@ def test_save_images_refuses_a_file_where_a_folder_goes_before_anything_runs(ben
 
 
 def test_one_image_reproduced_exactly_does_not_make_the_mean_psnr_infinite(tmp_path, bench_dir):
+    """It made the mean infinite (null in the JSON); left out of the mean instead, it would rank the
+    model below one that is worse on that image and the same on the others."""
     folder = _hr_only_folder(tmp_path, bench_dir, names=("baby", "bird"))
     bench_set = core.load_set(folder)
     exact = bench_set.images[0]
@@ -741,11 +750,20 @@ def test_one_image_reproduced_exactly_does_not_make_the_mean_psnr_infinite(tmp_p
     def mostly_bicubic(lr):
         return exact.hr if lr is exact.lr else bicubic.run(lr)
 
-    result = core.run_bench([core.Upscaler("m", "test", 4, mostly_bicubic)], bench_set, per_image=True)
-    model = result["models"][0]
-    assert [r["psnr"] for r in model["images"]][0] == math.inf
-    assert model["psnr"] == pytest.approx(model["images"][1]["psnr"])
-    assert any("1 of 2 images reproduced exactly" in n for n in model["notes"])
+    def nearly(lr):
+        if lr is not exact.lr:
+            return bicubic.run(lr)
+        out = exact.hr.copy()
+        out[10, 10] ^= 4
+        return out
+
+    models = [core.Upscaler("exact", "test", 4, mostly_bicubic), core.Upscaler("near", "test", 4, nearly)]
+    result = core.run_bench(models, bench_set, per_image=True)
+    exact_row, near_row = result["models"]
+    assert exact_row["images"][0]["psnr"] == math.inf and math.isfinite(near_row["images"][0]["psnr"])
+    assert exact_row["psnr"] == pytest.approx((core.PSNR_CEILING + exact_row["images"][1]["psnr"]) / 2)
+    assert exact_row["psnr"] > near_row["psnr"]
+    assert any("1 of 2 images reproduced exactly" in n for n in exact_row["notes"]) and not near_row["notes"]
 
 
 def test_save_images_never_opens_a_fifo_in_its_way(bench_dir, tmp_path, without_blocking):
