@@ -1375,9 +1375,17 @@ def test_a_config_file_may_name_paths_from_home_and_spell_each_option_once(data,
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output  # was: "~/images: no such folder"
     assert (tmp_path / "runs" / "a" / "generator.safetensors").is_file() and not (data / "~").exists()
-    cfg.write_text("[train]\nlog-every = 1\nlog_every = 2\n")  # the last one won, silently
-    line = _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg)), code=2)
-    assert "'log-every' and 'log_every' are the same option" in line
+    for first, second in [
+        ("log-every = 1", "log_every = 2"),  # the last one won, silently
+        ("batch-norm = false", "no-batch-norm = false"),
+        ("compile = true", "compile_ = false"),
+        ("d-batch-norm = true", "no_d_batch_norm = true"),
+    ]:
+        cfg.write_text(f"[train]\n{first}\n{second}\n")
+        line = _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg)), code=2)
+        assert f"{first.split()[0]!r} and {second.split()[0]!r} are the same option" in line, line
+    cfg.write_text("[train\nsteps = 1\n")  # a bad config file is a bad command line: 2, as its bad values
+    assert "not valid TOML" in _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg)), code=2)
 
 
 def test_option_combinations_the_trainer_refuses_exit_2(data, tmp_path):

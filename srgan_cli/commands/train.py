@@ -287,7 +287,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SrganError(f"{path}: not valid TOML ({exc})") from None
+        raise OptionError(f"{path}: not valid TOML ({exc})") from None
     table = data.get("train")
     if not isinstance(table, dict):
         raise OptionError(f"{path}: no [train] table; put the options under [train]")
@@ -297,9 +297,12 @@ def _read_config(path: Path) -> dict[str, Any]:
     spelled: dict[str, str] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
-        if key in spelled:  # log-every and log_every: which one wins would be a matter of order
-            raise OptionError(f"{path}: {spelled[key]!r} and {raw_key!r} are the same option; keep one")
-        spelled[key] = raw_key
+        # log-every and log_every, batch-norm and no-batch-norm, compile and compile_: one option,
+        # and which one wins would be a matter of their order in the file
+        option = aliases.get(key) or (f"no_{key}" if key in ("batch_norm", "d_batch_norm") else key)
+        if option in spelled:
+            raise OptionError(f"{path}: {spelled[option]!r} and {raw_key!r} are the same option; keep one")
+        spelled[option] = raw_key
         if key in ("batch_norm", "d_batch_norm"):
             if not isinstance(value, bool):
                 raise OptionError(f"{path}: {raw_key} must be true or false")
