@@ -79,6 +79,22 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+class NonEmptyPath(click.Path):
+    """click.Path that refuses '': Path('') is '.', so an unset variable in a script
+    (``srgan upscale "$IN" -o "$OUT"``, ``srgan train --out "$RUN"``) upscaled, trained on or wrote
+    into the current folder."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            name = "a file or folder name" if self.file_okay else "a folder name"
+            if self.dir_okay:
+                name += ", or '.' for the current folder"
+            else:
+                name = "a file name"
+            self.fail(f"an empty path (an unset variable?); give {name}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def check_device(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
     """A click callback for ``--device``: auto, cpu, mps, cuda or cuda:N (whether it exists is
     checked when it is used)."""

@@ -1420,3 +1420,16 @@ def test_the_weights_say_which_step_their_validation_score_is_from(data, tmp_pat
         )
     meta = read_metadata(run / "generator.safetensors")
     assert meta["steps"] == "5" and meta["val_step"] == "4", meta
+
+
+def test_an_empty_path_is_a_usage_error_in_train_and_bench(data, tmp_path, monkeypatch):
+    """--out "" wrote the run (checkpoint, config, weights) into the current folder; bench's
+    --save-images "" wrote its folders there."""
+    monkeypatch.chdir(tmp_path)
+    for option in ("--out", "--data", "--data-dir"):
+        result = _cli_train(data, tmp_path / "run", option, "")
+        assert result.exit_code == 2 and "an empty path" in result.output, (option, result.output)
+    args = ["bench", "--set", "set5", "-m", "bicubic", "--no-lpips", "--save-images", ""]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "an empty path" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import check_device
+from ..cli import NonEmptyPath, check_device
 from ..device import DEVICES, PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -37,7 +37,7 @@ from .completion import complete_bench_model, complete_set
 )
 @click.option(
     "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=NonEmptyPath(path_type=Path, file_okay=False),
     help="Folder with set5/, set14/, bsd100/ (each HR/ and LR_x4/). Default: env SRGAN_DATA_DIR, else the Hub.",
 )
 @click.option("--hub-dataset", metavar="REPO", help="Hugging Face Hub dataset to download named sets from.")
@@ -52,7 +52,7 @@ from .completion import complete_bench_model, complete_set
 @click.option("--json", "json_out", metavar="FILE|-", help="Write the results as JSON to FILE, or to stdout with '-'.")
 @click.option(
     "--save-images",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=NonEmptyPath(path_type=Path, file_okay=False),
     help="Write SR images (DIR/<model>/) and comparison sheets (DIR/sheets/) here.",
 )
 @click.option("--per-image", is_flag=True, help="Also show (and put in the JSON) the numbers of every image.")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..cli import DroppingStream, check_device, sigterm_as_interrupt
+from ..cli import DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
 from ..errors import OptionError, SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -47,11 +47,11 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     type=click.Choice(["mse", "gan"]),
     help="mse: SRResNet on pixel MSE; gan: SRGAN from --init.  [default: mse]",
 )
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder (tree) of training images.")
+@click.option("--data", type=NonEmptyPath(file_okay=False, path_type=Path), help="Folder (tree) of training images.")
 @click.option(
     "--out",
     "out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NonEmptyPath(file_okay=False, path_type=Path),
     help="Run folder for checkpoints, metrics and weights.",
 )
 @click.option(
@@ -217,7 +217,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NonEmptyPath(file_okay=False, path_type=Path),
     help="Folder holding set5/, set14/, bsd100/ for --val.  [default: env SRGAN_DATA_DIR]",
 )
 @click.option("--checkpoint-every", type=int, callback=_positive, help="[default: 1000]")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DroppingStream, check_device, sigterm_as_interrupt
+from ..cli import DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
 from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
@@ -563,17 +563,6 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     if device in ("auto", "cuda") and torch.cuda.is_available():
         return f"cuda:{local_rank % torch.cuda.device_count()}"
     return device
-
-
-class NonEmptyPath(click.Path):
-    """click.Path that refuses '': Path('') is '.', so an unset variable in a script
-    (``srgan upscale "$IN" -o "$OUT"``) upscaled, or wrote into, the current folder."""
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and not value:
-            name = "a file or folder name, or '.' for the current folder" if self.dir_okay else "a file name"
-            self.fail(f"an empty path (an unset variable?); give {name}", param, ctx)
-        return super().convert(value, param, ctx)
 
 
 def _check_model(value: str) -> str:
