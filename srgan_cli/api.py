@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -536,6 +537,7 @@ def upscale_array(
 # over many checkpoints does not keep them all.
 _MODEL_CACHE: dict[tuple, Model] = {}
 _MODEL_CACHE_SIZE = 4
+_MODEL_CACHE_LOCK = threading.Lock()
 
 
 def _cached_model(model: str | os.PathLike) -> Model:
@@ -551,12 +553,14 @@ def _cached_model(model: str | os.PathLike) -> Model:
         pass  # a model name or a Hub reference
     if isinstance(model, str) and text in MODELS:
         key = (text, True)
-    found = _MODEL_CACHE.pop(key, None)
+    with _MODEL_CACHE_LOCK:  # upscale_image may run in several threads
+        found = _MODEL_CACHE.pop(key, None)
     if found is None:
         found = load_model(model)
-    _MODEL_CACHE[key] = found
-    while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
-        del _MODEL_CACHE[next(iter(_MODEL_CACHE))]
+    with _MODEL_CACHE_LOCK:
+        _MODEL_CACHE[key] = found
+        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+            del _MODEL_CACHE[next(iter(_MODEL_CACHE))]
     return found
 
 
