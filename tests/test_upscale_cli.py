@@ -569,7 +569,7 @@ def test_missing_single_input_names_the_file_not_the_output(weights, tmp_path):
     dangling = tmp_path / "dangling.png"
     dangling.symlink_to(tmp_path / "gone.png")
     result = run(weights, dangling, "-o", out)
-    assert result.exit_code == 1 and "dangling.png: no such file or folder" in result.output
+    assert result.exit_code == 1 and "dangling.png: a symbolic link to a missing file" in result.output
     assert not out.exists()
 
 

@@ -123,18 +123,6 @@ def _inside(folder: Path, path: Path) -> bool:
         return False
 
 
-def _not_a_file_reason(path: Path) -> str:
-    """Why an input that is not a regular file (nor a folder) cannot be read; it is never opened
-    (a FIFO would block)."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return "no such file or folder"  # also a symbolic link to nothing
-    except OSError as exc:
-        return f"cannot read it ({exc.strerror or exc})"
-    return "not a regular file (a FIFO, socket or device), so it is not read"
-
-
 def _unreadable_image_name(path: Path) -> str | None:
     """Why an image name listed in an input folder is no image file to read, or None if it is one."""
     try:
@@ -146,6 +134,11 @@ def _unreadable_image_name(path: Path) -> str | None:
     if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         return None
     return "not a regular file (a FIFO, socket or device), so it is not read"
+
+
+def _not_a_file_reason(path: Path) -> str:
+    """Why an input that is neither a regular file nor a folder cannot be read; never opened."""
+    return _unreadable_image_name(path) or "no such file or folder"
 
 
 def _other_files(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -965,8 +958,10 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         }
     text = json.dumps(doc, indent=1) + "\n"
     if str(path) == "-":
-        if sys.stdout is None or sys.stdout.closed:
-            report.error("--report -: cannot write the report: standard output is closed")
+        try:
+            _check_stdout_open("--report -")
+        except SrganError as exc:
+            report.error(f"cannot write the report: {exc}")
             return False
         click.echo(text, nl=False)
         return True
