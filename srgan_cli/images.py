@@ -164,12 +164,13 @@ def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
             continue
         seen.add(key)
         try:
-            entries = list(os.scandir(folder))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             if folder == root:
                 reason = "permission denied" if isinstance(exc, PermissionError) else _one_line(exc)
                 raise SrganError(f"{root}: cannot list the folder: {reason}") from None
             continue
+        folders = []
         for entry in entries:
             name = entry.name
             if name.startswith(".") or name.endswith(".part"):
@@ -181,9 +182,12 @@ def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
                 continue
             if is_dir:
                 if recursive:
-                    pending.append(Path(entry.path))
+                    folders.append(Path(entry.path))
             elif is_file and is_image_path(name):
                 found.append(Path(entry.path))
+        # visited in name order, depth first (as a sorted os.walk): of two links to one folder, the
+        # first by name is the one its images are listed under, on every file system
+        pending.extend(reversed(folders))
     return sorted(found)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -1114,3 +1115,22 @@ def test_a_fifo_named_like_an_image_is_a_failure_not_silence(weights, tmp_path):
     cmd += ["-o", str(tmp_path / "c.png"), "--report", str(tmp_path / "in" / "b.png")]
     done = subprocess.run(cmd, capture_output=True, env=env, timeout=60)
     assert done.returncode == 2 and b"not an srgan report" in done.stderr
+
+
+def test_links_to_one_folder_list_its_files_under_one_name(weights, tmp_path):
+    """Images were listed under whichever link the folder listing gave first, and the skipped and
+    failed files of the same folder under the first link by name: one folder, two names."""
+    real, inputs = tmp_path / "real", tmp_path / "in"
+    real.mkdir()
+    inputs.mkdir()
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(real / "x.png")
+    (real / "notes.txt").write_text("not an image")
+    for name in "fcaebd":
+        (inputs / name).symlink_to(real, target_is_directory=True)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    assert run(weights, inputs, "-o", out, "--recursive", "--report", report).exit_code == 0
+    files = {
+        Path(f["input"]).relative_to(inputs).as_posix(): f["status"] for f in json.loads(report.read_text())["files"]
+    }
+    assert files == {"a/x.png": "written", "a/notes.txt": "skipped"}
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == ["a/x.png"]
