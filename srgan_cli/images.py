@@ -683,7 +683,9 @@ def _dpi_of(im: Image.Image) -> tuple[float, float] | None:
         x, y = (float(v) for v in im.info["dpi"])
     except (KeyError, TypeError, ValueError):
         return None
-    if not (0.5 <= x <= 1e6 and 0.5 <= y <= 1e6):  # unset (0 or 1 "dpi" of aspect-only headers) or nonsense
+    # unset: 0, or 1 (aspect-only headers; Pillow's value for a TIFF without resolution tags, which
+    # written back claimed a 1-dpi print, a 92 px image 92 inches wide), or nonsense
+    if not (1.5 <= x <= 1e6 and 1.5 <= y <= 1e6):
         return None
     # PNG stores whole pixels per metre (steps of 0.0254 dpi): 300 dpi reads back as 299.9994
     return tuple(float(round(v)) if abs(v - round(v)) < 0.02 else v for v in (x, y))  # type: ignore[return-value]

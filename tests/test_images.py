@@ -648,6 +648,11 @@ def test_dpi_turns_with_the_exif_orientation_and_unset_is_none(tmp_path):
     assert read_image(tmp_path / "plain.png").dpi is None
     with Image.open(write_image(tmp_path / "o.png", RNG.random((4, 4, 3)))) as im:
         assert "dpi" not in im.info
+    # a TIFF without resolution tags: Pillow says 1 dpi, which outputs then claimed (a 1-dpi print)
+    Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / "plain.tif")
+    with Image.open(tmp_path / "plain.tif") as im:
+        assert "dpi" not in im.info or tuple(im.info["dpi"]) == (1, 1)  # what Pillow makes of it
+    assert read_image(tmp_path / "plain.tif").dpi is None
 
 
 @pytest.mark.parametrize(
