@@ -731,12 +731,15 @@ def _png_rgb16(data: bytes, name: str):
     channels = {2: 3, 4: 2, 6: 4}[ctype]
     idat = []
     trns = None
-    exif = xmp = b""
+    exif = xmp = raw_exif = b""
     for kind, body in _png_chunks(data, name):
         if kind == b"IDAT":
             idat.append(body)
         elif kind == b"eXIf":
             exif = b"Exif\x00\x00" + body
+        elif kind in (b"tEXt", b"zTXt", b"iTXt") and body.startswith(_RAW_EXIF_KEY + b"\x00"):
+            text = _itxt_text(body) if kind == b"iTXt" else _text_chunk(body, compressed=kind == b"zTXt")
+            raw_exif = _raw_profile_exif(text)
         elif kind == b"iTXt" and body.startswith(_XMP_KEY + b"\x00"):
             xmp = _itxt_text(body) or xmp
         elif kind in (b"tEXt", b"zTXt") and body.startswith(_XMP_KEY + b"\x00") and not xmp:
@@ -778,7 +781,21 @@ def _png_rgb16(data: bytes, name: str):
         elif trns is not None:
             alpha = (~np.all(out == trns.astype(np.uint16), axis=2)).astype(np.float32)
     mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
-    return rgb, alpha, 16, ctype == 4, mode, exif, xmp
+    return rgb, alpha, 16, ctype == 4, mode, exif or raw_exif, xmp
+
+
+# ImageMagick (and exiftool, for PNGs from before eXIf) keep EXIF as hex in a text chunk of this name:
+# "\nexif\n<length>\n<hex lines>"; Pillow reads it too, where an 8-bit PNG has no eXIf chunk.
+_RAW_EXIF_KEY = b"Raw profile type exif"
+
+
+def _raw_profile_exif(text: bytes) -> bytes:
+    """The EXIF bytes (with their "Exif" header) of a raw-profile text; b"" when malformed."""
+    try:
+        data = bytes.fromhex(b"".join(text.split(b"\n")[3:]).decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return b""
+    return data if not data or data.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + data
 
 
 def _text_chunk(body: bytes, compressed: bool, limit: int = 1 << 24) -> bytes:

@@ -1648,3 +1648,23 @@ def test_read_rgb8_errors_are_read_images(tmp_path):
     with pytest.raises(SrganError, match="more than the limit of 100"):
         images.read_rgb8(good, max_pixels=100)
     assert images.read_rgb8(good)[0, 0].tolist() == [1, 2, 3]
+
+
+def test_sixteen_bit_png_reads_an_imagemagick_raw_exif_profile(tmp_path):
+    """EXIF as hex in a "Raw profile type exif" text chunk (ImageMagick): Pillow turns the 8-bit
+    file upright from it, but the 16-bit colour one was neither turned nor kept its EXIF."""
+    arr = RNG.integers(0, 65536, (3, 5, 3)).astype(np.uint16)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x013B] = 8, "Ansel"
+    raw = exif.tobytes()
+    text = "\nexif\n%8d\n" % len(raw) + "\n".join(raw.hex()[i : i + 72] for i in range(0, len(raw) * 2, 72)) + "\n"
+    png = _ref_png(arr, 16, 2)
+    at = 8 + 25  # after the signature and IHDR
+    ztxt = b"Raw profile type exif\x00\x00" + zlib.compress(text.encode())
+    (tmp_path / "raw16.png").write_bytes(png[:at] + _chunk(b"zTXt", ztxt) + png[at:])
+    got = read_image(tmp_path / "raw16.png")
+    assert got.bit_depth == 16 and got.size == (3, 5)  # turned upright, as Pillow turns the 8-bit file
+    assert np.array_equal(_q(got.rgb, 65535), np.rot90(arr, k=1))
+    back = Image.Exif()
+    back.load(got.exif)
+    assert back[0x0112] == 1 and back[0x013B] == "Ansel"
