@@ -1657,7 +1657,7 @@ def test_sixteen_bit_png_reads_an_imagemagick_raw_exif_profile(tmp_path):
     exif = Image.Exif()
     exif[0x0112], exif[0x013B] = 8, "Ansel"
     raw = exif.tobytes()
-    text = "\nexif\n%8d\n" % len(raw) + "\n".join(raw.hex()[i : i + 72] for i in range(0, len(raw) * 2, 72)) + "\n"
+    text = f"\nexif\n{len(raw):8d}\n" + "\n".join(raw.hex()[i : i + 72] for i in range(0, len(raw) * 2, 72)) + "\n"
     png = _ref_png(arr, 16, 2)
     at = 8 + 25  # after the signature and IHDR
     ztxt = b"Raw profile type exif\x00\x00" + zlib.compress(text.encode())
