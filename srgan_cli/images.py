@@ -1203,7 +1203,11 @@ def write_image(
         if ((a > 0) & (a < top)).any():
             notes.append(f"{path}: transparency made on/off at half opacity: GIF has no partial transparency")
     if exif:
-        exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF")
+        # a description an earlier srgan write made of the same text keys is dropped here: PNG keeps
+        # the text in its own chunks (the EXIF one named another model and scale); JPEG, WebP and
+        # TIFF write the new one in its place (_save_pil)
+        ours = next((k for k in text if k != "Software"), None)
+        exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours)
     if xmp:
         xmp = _prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0])
         if fmt in ("BMP", "GIF"):
@@ -1289,13 +1293,21 @@ def _icc_fits(icc: bytes, *, gray: bool) -> bool:
 
 
 def _prepare_exif(
-    exif: bytes | None, text: dict[str, str], width: int = 0, height: int = 0, sub_ifds: bool = True
+    exif: bytes | None,
+    text: dict[str, str],
+    width: int = 0,
+    height: int = 0,
+    sub_ifds: bool = True,
+    stale: str | None = None,
 ) -> bytes | None:
     """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description.
 
     ``text`` goes into ImageDescription ("key: value; ...") only where the EXIF has none: a
     caption the picture came with is kept (one that an earlier write made of the same ``text``
     keys is replaced). Its "Software" key always becomes the Software tag.
+
+    ``stale`` (a text key) drops an ImageDescription that an earlier write made of text starting with
+    that key, or a blank one, where ``text`` writes none (PNG output keeps its text in its own chunks).
 
     ``sub_ifds=False`` keeps only the main IFD's tags, for Pillow's compressed TIFF writer:
     libtiff refuses the pointers to the Exif, GPS and interoperability IFDs ("Error setting from
@@ -1320,6 +1332,8 @@ def _prepare_exif(
             for tag, value in ((0xA002, width), (0xA003, height)):
                 if tag in sub:
                     sub[tag] = value
+    if stale is not None and _IMAGE_DESCRIPTION in ex and not _has_caption(ex, stale):
+        del ex[_IMAGE_DESCRIPTION]  # blank, or what an earlier write made of the text keys starting with ``stale``
     rest = {k: v for k, v in text.items() if k != "Software"}
     if rest and not _has_caption(ex, next(iter(rest))):
         ex[_IMAGE_DESCRIPTION] = _exif_text("; ".join(f"{k}: {v}" for k, v in rest.items()))

@@ -1134,3 +1134,22 @@ def test_links_to_one_folder_list_its_files_under_one_name(weights, tmp_path):
     }
     assert files == {"a/x.png": "written", "a/notes.txt": "skipped"}
     assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == ["a/x.png"]
+
+
+def test_an_earlier_srgan_description_does_not_outlive_a_second_pass_to_png(weights, tmp_path):
+    """Upscaling srgan's own JPEG again to PNG kept the first pass's EXIF description ("...scale:
+    2"), which contradicted the PNG's own text chunks; JPEG output replaced it."""
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "in.png")
+    assert run(weights, tmp_path / "in.png", "-o", tmp_path / "a.jpg", "--outscale", "2").exit_code == 0
+    with Image.open(tmp_path / "a.jpg") as im:
+        assert "scale: 2" in im.getexif()[0x010E]
+    for name in ("b.png", "b.jpg"):
+        assert run(weights, tmp_path / "a.jpg", "-o", tmp_path / name).exit_code == 0
+        with Image.open(tmp_path / name) as im:
+            assert "scale: 2" not in str(im.getexif().get(0x010E, "")), name
+    caption = Image.Exif()
+    caption[0x010E] = "Harbour at dawn"  # a real caption stays, in every format
+    Image.new("RGB", (6, 5)).save(tmp_path / "cap.jpg", exif=caption.tobytes())
+    assert run(weights, tmp_path / "cap.jpg", "-o", tmp_path / "cap.png").exit_code == 0
+    with Image.open(tmp_path / "cap.png") as im:
+        assert im.getexif()[0x010E] == "Harbour at dawn"
