@@ -1165,8 +1165,8 @@ def write_image(
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
-    not keep (transparency in JPEG or BMP, an ICC profile or XMP in BMP or GIF, XMP too large for
-    JPEG), once the file is written.
+    not keep (transparency in JPEG or BMP, an ICC profile or XMP in BMP or GIF, a gray ICC profile
+    in WebP, XMP too large for JPEG), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1188,6 +1188,9 @@ def write_image(
         if flattened:
             notes.append(f"{path}: alpha flattened onto white: {fmt} has no transparency")
     if fmt == "WEBP" and planes.shape[2] in (1, 2):  # WebP has no gray modes
+        if icc_profile and _icc_fits(icc_profile, gray=True):
+            notes.append(f"{path}: the gray ICC colour profile is left out: WebP stores gray as RGB")
+            icc_profile = None
         gray = np.repeat(planes[..., :1], 3, axis=2)
         planes = np.concatenate([gray, planes[..., 1:]], axis=2)
     if not overwrite and _exists(path):

@@ -504,6 +504,13 @@ def test_icc_profile_that_does_not_fit_is_left_out(tmp_path):
         write_image(tmp_path / "g2.png", RNG.random((4, 4, 3)), icc_profile=_srgb_icc(), grayscale=True)
     ) as im:
         assert not im.info.get("icc_profile")
+    notes: list[str] = []  # a gray image to WebP, which has no gray: the profile goes, with a note
+    out = write_image(
+        tmp_path / "g.webp", RNG.random((4, 4, 3)), icc_profile=gray_icc, grayscale=True, on_note=notes.append
+    )
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")
+    assert notes == [f"{out}: the gray ICC colour profile is left out: WebP stores gray as RGB"]
 
 
 def test_output_exif_is_upright_with_new_size(tmp_path):
