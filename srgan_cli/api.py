@@ -645,14 +645,15 @@ def _carry_metadata(out, loaded) -> None:
 
 
 def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:
-    """Final (width, height): ``outscale`` times the input, rounded, at least 1 px.
+    """Final (width, height): ``outscale`` times the input, rounded to the nearest pixel (a half up:
+    23 x 17 at 0.5 is 12 x 9; Python's round() took halves to the even one, 12 x 8), at least 1 px.
 
     ``outscale`` must be a finite number in (0, ``MAX_OUTSCALE``] (64, as the CLI's ``--outscale``).
     """
     outscale = _check_outscale(outscale)
     if outscale is None:
         return width * scale, height * scale
-    return max(1, round(width * outscale)), max(1, round(height * outscale))
+    return max(1, math.floor(width * outscale + 0.5)), max(1, math.floor(height * outscale + 0.5))
 
 
 def upscale_loaded(

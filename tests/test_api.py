@@ -243,7 +243,8 @@ def test_blend_refuses_other_architecture(tmp_path):
 def test_output_size():
     assert output_size(10, 7, 4, None) == (40, 28)
     assert output_size(10, 7, 4, 2) == (20, 14)
-    assert output_size(10, 7, 4, 3.5) == (35, 24)
+    assert output_size(10, 7, 4, 3.5) == (35, 25)  # 24.5: a half rounds up (was to the even 24)
+    assert output_size(23, 17, 4, 0.5) == (12, 9)
     assert output_size(1, 1, 4, 0.1) == (1, 1)
     with pytest.raises(SrganError):
         output_size(10, 7, 4, 0)

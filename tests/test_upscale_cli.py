@@ -159,7 +159,7 @@ def test_format_must_match_single_output_and_folder_needs_folder(weights, tmp_pa
 def test_outscale_exact_size(weights, tmp_path):
     src = _img(tmp_path / "in.png", size=(13, 7))
     assert run(weights, src, "-o", tmp_path / "o.png", "--outscale", "2.5").exit_code == 0
-    assert Image.open(tmp_path / "o.png").size == (32, 18)  # round(13*2.5)=32 (banker's), round(17.5)=18
+    assert Image.open(tmp_path / "o.png").size == (33, 18)  # 32.5 and 17.5: halves round up, both sides alike
     assert Image.open(tmp_path / "o.png").text["srgan:scale"] == "2.5"
 
 

@@ -659,7 +659,7 @@ def _check_tile(value: int | None) -> int | None:
     default=None,
     callback=lambda ctx, param, value: _check_finite(value),
     help="Final scale relative to the input (e.g. 2 or 3.5): the model's x4 output is resized "
-    "with Lanczos. Default: the model's scale.",
+    "with Lanczos; sizes round to the nearest pixel, a half up. Default: the model's scale.",
 )
 @click.option(
     "--format",
