@@ -1153,3 +1153,44 @@ def test_an_earlier_srgan_description_does_not_outlive_a_second_pass_to_png(weig
     assert run(weights, tmp_path / "cap.jpg", "-o", tmp_path / "cap.png").exit_code == 0
     with Image.open(tmp_path / "cap.png") as im:
         assert im.getexif()[0x010E] == "Harbour at dawn"
+
+
+def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weights, tmp_path):
+    """torchrun stops every rank once one exits non-zero: the rank whose share had a broken file
+    finished first, exited 1, and the other rank's share was interrupted (--keep-going is the
+    default). Each rank now waits for the others before it exits."""
+    for i in range(6):
+        _img(tmp_path / "in" / f"{i}.png", size=(6, 5), seed=i)
+    (tmp_path / "in" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # in rank 0's share, first
+    slow = tmp_path / "rank1_slow.py"  # rank 1 reads each image a second late: rank 0 is done first
+    slow.write_text(
+        "import os, time\n"
+        "import srgan_cli.commands.upscale as cmd\n"
+        "real = cmd._read\n"
+        "def read(path, max_pixels):\n"
+        "    if os.environ.get('RANK') == '1':\n"
+        "        time.sleep(1.0)\n"
+        "    return real(path, max_pixels)\n"
+        "cmd._read = read\n"
+        "from srgan_cli.cli import main\n"
+        "main(prog_name='srgan')\n"
+    )
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    args += [str(slow), "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", str(weights)]
+    args += ["--device", "cpu", "--report", str(tmp_path / "r.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "(interrupted)" not in done.stderr, done.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"{i}.png" for i in range(1, 6)]
+    ended = [json.loads((tmp_path / f"r.rank{r}.json").read_text())["ended"] for r in range(2)]
+    assert ended == ["completed", "completed"]
+    refused = subprocess.run(args[:-2] + ["--report", "-"], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "each rank writes its own report" in refused.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

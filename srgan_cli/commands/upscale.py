@@ -796,8 +796,37 @@ def upscale(
             click.echo(_summary(tally), err=True)
         if tally.failed:  # the error lines may have scrolled away above a long batch's progress
             click.echo(_failed_list(tally, report), err=True)
+    _wait_for_other_ranks()
     if tally.failed or not report_written:
         sys.exit(1)
+
+
+def _wait_for_other_ranks() -> None:
+    """Under torchrun, return once every rank is done with its share. torchrun stops the other
+    ranks as soon as one exits non-zero: a rank with a failed file in its share (exit 1) cut the
+    others' shares short, and --keep-going did not keep going. Without a torchrun rendezvous
+    (MASTER_ADDR), or if it cannot be joined, each rank ends on its own as before."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return
+    if world <= 1 or not os.environ.get("MASTER_ADDR"):
+        return
+    try:
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        if not dist.is_available() or dist.is_initialized():
+            return
+        # gloo, on every device: a barrier needs no GPU; the timeout allows for the slowest share
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - no rendezvous to be had: end as a rank on its own
+        return
 
 
 def _check_blend(value: str | None) -> str | None:
@@ -901,11 +930,16 @@ def _copy_to_stdout(path: Path) -> None:
 def _check_report_path(path: Path | None, output: Path) -> Path | None:
     if path is None:
         return None
+    world = os.environ.get("WORLD_SIZE", "1")
     if str(path) == "-":
         if str(output) == "-":
             raise click.BadParameter("'-o -' already writes to standard output", param_hint="'--report'")
+        if world.isdigit() and int(world) > 1:  # the ranks' documents would run together on stdout
+            raise click.BadParameter(
+                "under torchrun each rank writes its own report: give a file name (it becomes NAME.rankN.json)",
+                param_hint="'--report'",
+            )
         return path
-    world = os.environ.get("WORLD_SIZE", "1")
     if world.isdigit() and int(world) > 1:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
     if not os.path.isdir(path.parent):
