@@ -151,6 +151,7 @@ def test_torchrun_cli_resumes_a_run(tmp_path):
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("step 4/4") == 1  # progress from rank 0 only
+    assert done.stderr.count("done: step 4") == 1  # and its last line (another rank's had a stale best score)
     state = load_checkpoint(run / CHECKPOINT)
     assert state["step"] == 4 and state["world_size"] == 2
 

@@ -266,7 +266,7 @@ def train(config_file: Path | None, **given: Any) -> None:
     finally:
         if reporter is not None:
             reporter.close()
-    if not quiet:
+    if not quiet and os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 speaks (only it validates)
         best = ""
         if result.best_by == "lpips" and result.best_lpips is not None:
             best = f", best val LPIPS {result.best_lpips:.4f}"
