@@ -117,6 +117,11 @@ def stop_signals() -> list[signal.Signals]:
     return signals
 
 
+# The --device and --precision values, here (not in device.py, which imports torch) for the option
+# declarations: click imports every command to complete `srgan <Tab>`, and a Tab must stay quick.
+DEVICES = "auto|cpu|cuda|cuda:N|mps"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 # Seconds within which a second stop signal is the first one delivered again (to the process, then
 # its group; a closing session's SIGHUP, then SIGTERM), not a second request: the commands, the
 # trainer and its loader workers share it.

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from .cli import DEVICES, PRECISIONS
 from .errors import SrganError
 
-DEVICES = "auto|cpu|cuda|cuda:N|mps"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

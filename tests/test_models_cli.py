@@ -103,14 +103,23 @@ def test_shell_completion_offers_model_names_sets_and_paths():
     assert _complete(["interpolate", "srgan_x4"], "mine") == [("file", "mine")]  # B: a file path
 
 
-def test_completion_does_not_import_torch():
+@pytest.mark.parametrize(
+    ("words", "incomplete"),
+    [
+        (["upscale", "a.png", "-m"], "s"),
+        ([], ""),  # `srgan <Tab>`: click imports every command to list them (bench's imported torch)
+        (["bench", "--set"], "s"),
+        (["train", "--precision"], ""),
+    ],
+)
+def test_completion_does_not_import_torch(words, incomplete):
     """Completion runs the CLI on every Tab: it must stay fast."""
     import subprocess
     import sys
 
     code = (
         "import sys; from click.shell_completion import BashComplete; from srgan_cli.cli import main; "
-        "BashComplete(main, {}, 'srgan', '_SRGAN_COMPLETE').get_completions(['upscale', 'a.png', '-m'], 's'); "
+        f"BashComplete(main, {{}}, 'srgan', '_SRGAN_COMPLETE').get_completions({words!r}, {incomplete!r}); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

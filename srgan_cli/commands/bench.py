@@ -12,8 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import NonEmptyPath, check_device
-from ..device import DEVICES, PRECISIONS
+from ..cli import DEVICES, PRECISIONS, NonEmptyPath, check_device
 from .completion import complete_bench_model, complete_set
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
+from ..cli import PRECISIONS, DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
 from ..errors import OptionError, SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -78,7 +78,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--device", type=str, callback=check_device, help="auto, cpu, cuda, cuda:N or mps.  [default: auto]")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(PRECISIONS),
     help="Autocast dtype (auto: fp16 on GPU, fp32 on CPU).",
 )
 @click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format.")

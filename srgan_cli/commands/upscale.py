@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
+from ..cli import PRECISIONS, DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
 from ..config import MAX_OUTSCALE
 from ..errors import SrganError
 from .completion import complete_model
@@ -625,7 +625,7 @@ def _check_tile(value: int | None) -> int | None:
 )
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
     help="Compute precision; auto is fp16 on GPUs, bf16 on CPUs with native bf16 (AMX, AVX512-BF16), else fp32.",
