@@ -208,8 +208,12 @@ def test_sighup_stops_a_batch_with_its_report_unless_under_nohup(batch, tmp_path
     import json
 
     out, report = tmp_path / "out", tmp_path / "report.json"
-    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
-    proc = _start(batch["root"], batch["weights"], batch["inputs"], out, "--report", str(report), preexec_fn=ignore)
+    # the child's SIGHUP set either way: the suite itself may run under nohup, whose SIG_IGN it inherits
+    handling = signal.SIG_IGN if nohup else signal.SIG_DFL
+    proc = _start(
+        batch["root"], batch["weights"], batch["inputs"], out, "--report", str(report),
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, handling),
+    )  # fmt: skip
     _wait_for_outputs(out, 2, proc)
     proc.send_signal(signal.SIGHUP)
     code = proc.wait(timeout=60)

@@ -267,7 +267,14 @@ def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path, 
     args += ["--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16", "--workers", "2"]
     args += ["--checkpoint-every", "100000", "--log-every", "1", "--device", "cpu", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def default_handling() -> None:  # the suite may run under nohup, or as a background job (SIGINT ignored)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    proc = subprocess.Popen(
+        args, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_handling
+    )
     seen = ""
     while "step 3/" not in seen:
         line = proc.stderr.readline()
