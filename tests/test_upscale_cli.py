@@ -1194,3 +1194,20 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_torchrun_two_inputs_with_one_output_in_two_shares_collide(weights, tmp_path):
+    """a.png and a.jpg with --format png fell in two ranks' shares, where the clash check did not
+    look: with --overwrite one input's output silently replaced the other's."""
+    _img(tmp_path / "in" / "a.png", size=(6, 5), seed=1)
+    _img(tmp_path / "in" / "a.jpg", size=(6, 5), seed=2)
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o")]
+        cmd += ["-m", str(weights), "--device", "cpu", "--format", "png", "--overwrite"]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=60)[1] for p in procs]
+    assert sorted(p.returncode for p in procs) == [0, 1], errs
+    assert sum("is also the output of" in err for err in errs) == 1, errs
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]

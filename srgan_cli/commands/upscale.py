@@ -307,10 +307,14 @@ def check_jobs(
     skip_existing: bool,
     report: Reporter,
     tally: Tally,
+    claims: dict[str, Job] | None = None,
 ) -> list[Job]:
-    """Drop jobs that must not run: output is an input, escapes -o, collides, or exists."""
+    """Drop jobs that must not run: output is an input, escapes -o, collides, or exists.
+
+    ``claims`` (see :func:`output_claims`) is made from every rank's jobs under torchrun, where
+    ``jobs`` is one rank's share: two inputs with one output in different shares collide too."""
     resolved_inputs = {os.path.realpath(p) for p in inputs}
-    claimed: dict[str, Path] = {}
+    claims = output_claims(jobs) if claims is None else claims
     keep = []
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
@@ -326,14 +330,14 @@ def check_jobs(
             why = report.error(f"{job.dest}: the output would be written outside {output_root}; refused")
             tally.add("failed", job.src, job.dest, why)
             continue
-        if dest_real in claimed:
+        first = claims.get(dest_real, job)
+        if first is not job:
             why = report.error(
-                f"{job.src}: its output {job.dest} is also the output of {claimed[dest_real]}; "
+                f"{job.src}: its output {job.dest} is also the output of {first.src}; "
                 "rename one, or upscale them in two runs with different --suffix"
             )
             tally.add("failed", job.src, job.dest, why)
             continue
-        claimed[dest_real] = job.src
         if os.path.lexists(job.dest) and not overwrite:
             if skip_existing:
                 tally.add("skipped", job.src, job.dest, "the output exists (--skip-existing)")
@@ -345,6 +349,14 @@ def check_jobs(
             continue
         keep.append(job)
     return keep
+
+
+def output_claims(jobs: list[Job]) -> dict[str, Job]:
+    """Each output's (real path's) first job: a later job with the same output collides with it."""
+    claims: dict[str, Job] = {}
+    for job in jobs:
+        claims.setdefault(os.path.realpath(job.dest), job)
+    return claims
 
 
 def _dest_problem(dest: Path) -> str | None:
@@ -1083,7 +1095,10 @@ def _run(
 
         raise SrganError(f"no images found in the inputs; supported: {SUPPORTED_SUFFIXES}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if os.path.isfile(p)]
-    # Split before looking at existing outputs: another rank may already be writing its share.
+    # Split before looking at existing outputs: another rank may already be writing its share. Which
+    # input an output belongs to is decided over all the shares, so that a clash between two shares
+    # is found (it was one input's output overwritten by another's, or skipped as existing).
+    claims = output_claims(jobs)
     jobs, rank, local_rank = rank_share(jobs)
     jobs = check_jobs(
         jobs,
@@ -1093,6 +1108,7 @@ def _run(
         skip_existing=skip_existing,
         report=report,
         tally=tally,
+        claims=claims,
     )
     if not jobs:
         return
