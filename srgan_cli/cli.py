@@ -13,16 +13,13 @@ import errno
 import importlib
 import importlib.util
 import re
-import signal
 import sys
-import threading
-import time
-from collections.abc import Iterator
 
 import click
 
 from . import __version__
 from .errors import SrganError
+from .stopping import sigterm_as_interrupt
 
 COMMANDS = {
     "upscale": ("srgan_cli.commands.upscale", "upscale", "Upscale images or folders of images (x4)."),
@@ -104,55 +101,6 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
         raise click.BadParameter(f"{value!r}: expected auto, cpu, cuda, cuda:N or mps")
     return value
-
-
-def stop_signals() -> list[signal.Signals]:
-    """The signals that stop a command as Ctrl-C does: SIGTERM (`timeout`, a scheduler), and
-    SIGHUP (the terminal or SSH session closed) unless it is ignored, as under `nohup`, which
-    asks for the command to go on."""
-    signals = [signal.SIGTERM]
-    hup = getattr(signal, "SIGHUP", None)  # not on Windows
-    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
-        signals.append(hup)
-    return signals
-
-
-# The --device and --precision values, here (not in device.py, which imports torch) for the option
-# declarations: click imports every command to complete `srgan <Tab>`, and a Tab must stay quick.
-DEVICES = "auto|cpu|cuda|cuda:N|mps"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-# Seconds within which a second stop signal is the first one delivered again (to the process, then
-# its group; a closing session's SIGHUP, then SIGTERM), not a second request: the commands, the
-# trainer and its loader workers share it.
-SAME_REQUEST = 1.0
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP (see ``stop_signals``) raise KeyboardInterrupt, so they stop as
-    cleanly as Ctrl-C (exit 130; a batch's report written, a training run's checkpoint saved)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    first: list[float] = []
-
-    def handler(signum, frame):
-        # the same request delivered again is not raised a second time: it would cut short the
-        # clean-up the first one started (a batch's report); a later one stops at once
-        now = time.monotonic()
-        if first and now - first[0] <= SAME_REQUEST:
-            return
-        first[:] = [now]
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in stop_signals()}
-    try:
-        yield
-    finally:
-        for sig, handler_before in previous.items():
-            signal.signal(sig, handler_before)
 
 
 class DroppingStream:

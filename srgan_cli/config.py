@@ -13,6 +13,11 @@ from .errors import SrganError
 # resized output is more memory than any machine has (1e6 on an 8x10 image is 8e13 pixels).
 MAX_OUTSCALE = 64.0
 
+# The --device and --precision values, here (torch-free; device.py imports torch) for the option
+# declarations: click imports every command to complete `srgan <Tab>`, and a Tab must stay quick.
+DEVICES = "auto|cpu|cuda|cuda:N|mps"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 ARCHS = ("srresnet", "rrdb")
 SCALES = (2, 4, 8)
 

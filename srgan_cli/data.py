@@ -28,10 +28,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .cli import SAME_REQUEST
 from .errors import SrganError, first_line
 from .images import IMAGE_SUFFIXES, read_rgb8
 from .resize import imresize, imresize_torch
+from .stopping import SAME_REQUEST
 
 CACHE_AUTO_LIMIT = 2 << 30  # decode everything up front when the decoded set fits in 2 GiB
 CACHE_MODES = ("auto", "on", "off")

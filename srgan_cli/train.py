@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cli import SAME_REQUEST, stop_signals
 from .config import ARCHS, D_ARCHS, DiscriminatorConfig, GeneratorConfig
 from .data import (
     CACHE_MODES,
@@ -63,6 +62,7 @@ from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
+from .stopping import SAME_REQUEST, stop_signals
 from .weights import load_generator, save_generator
 
 CHECKPOINT = "checkpoint.pt"

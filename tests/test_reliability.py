@@ -160,7 +160,7 @@ def test_sigterm_still_writes_the_report_of_what_was_done(batch, tmp_path):
 
 
 def test_sigterm_as_interrupt_takes_sighup_too_unless_it_is_ignored():
-    from srgan_cli.cli import sigterm_as_interrupt
+    from srgan_cli.stopping import sigterm_as_interrupt
 
     before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
@@ -184,9 +184,9 @@ def test_a_stop_signal_delivered_again_does_not_cut_the_clean_up_short(monkeypat
     """A second SIGTERM/SIGHUP within a second (the signal to the process, then to its group; a
     closing session's SIGHUP then SIGTERM) raised again inside the first one's clean-up, and the
     batch's report was lost; a later one still stops at once."""
-    from srgan_cli import cli
+    from srgan_cli import stopping
 
-    with cli.sigterm_as_interrupt():
+    with stopping.sigterm_as_interrupt():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.5)
@@ -195,7 +195,7 @@ def test_a_stop_signal_delivered_again_does_not_cut_the_clean_up_short(monkeypat
             time.sleep(0.1)
         except KeyboardInterrupt:
             pytest.fail("the repeated signal interrupted the clean-up")
-        monkeypatch.setattr(cli, "SAME_REQUEST", 0.0)
+        monkeypatch.setattr(stopping, "SAME_REQUEST", 0.0)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.5)

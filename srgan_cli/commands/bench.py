@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import DEVICES, PRECISIONS, NonEmptyPath, check_device
+from ..cli import NonEmptyPath, check_device
+from ..config import DEVICES, PRECISIONS
 from .completion import complete_bench_model, complete_set
 
 

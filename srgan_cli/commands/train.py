@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from ..cli import PRECISIONS, DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
+from ..cli import DroppingStream, NonEmptyPath, check_device
+from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -261,8 +262,9 @@ def train(config_file: Path | None, **given: Any) -> None:
 
     reporter = None if quiet else _Reporter()
     try:
-        with sigterm_as_interrupt():  # while it starts up; the training loop saves a checkpoint first
-            result = run_training(options, Path(out), resume=resume, report=reporter)
+        # SIGTERM/SIGHUP while it starts up stop it as Ctrl-C does (the command group's
+        # sigterm_as_interrupt); the training loop then saves a checkpoint first
+        result = run_training(options, Path(out), resume=resume, report=reporter)
     finally:
         if reporter is not None:
             reporter.close()

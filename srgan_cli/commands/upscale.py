@@ -23,8 +23,8 @@ from pathlib import Path
 
 import click
 
-from ..cli import PRECISIONS, DroppingStream, NonEmptyPath, check_device, sigterm_as_interrupt
-from ..config import MAX_OUTSCALE
+from ..cli import DroppingStream, NonEmptyPath, check_device
+from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError
 from .completion import complete_model
 
@@ -775,7 +775,8 @@ def upscale(
     report = Reporter(quiet)
     tally = Tally()
     report_written = True
-    with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
+    # SIGTERM/SIGHUP stop it as Ctrl-C does: the command group's sigterm_as_interrupt
+    with tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
         ended, to_stdout = "interrupted", False
         try:
             # in the try: a run that stops here (stdin empty or not an image, Ctrl-C while it is read)
