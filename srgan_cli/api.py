@@ -545,14 +545,15 @@ def _cached_model(model: str | os.PathLike) -> Model:
     its real path, size and modification time, so new weights written to the same path (a training
     run's generator.safetensors, a relative name after chdir) are loaded anew."""
     text = os.fspath(model)
-    key: tuple = (text, isinstance(model, str))  # a Path is always a path, never a model name
-    try:
-        st = os.stat(os.path.expanduser(text))
-        key = (os.path.realpath(os.path.expanduser(text)), st.st_size, st.st_mtime_ns, st.st_ino)
-    except (OSError, ValueError):
-        pass  # a model name or a Hub reference
-    if isinstance(model, str) and text in MODELS:
-        key = (text, True)
+    if isinstance(model, str) and text in MODELS:  # a name wins over a file of that name, as in load_model
+        key: tuple = (text,)
+    else:
+        path = os.path.expanduser(text)
+        try:
+            st = os.stat(path)
+            key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        except (OSError, ValueError):
+            key = (text, isinstance(model, str))  # a Hub reference (a Path is never one)
     with _MODEL_CACHE_LOCK:  # upscale_image may run in several threads
         found = _MODEL_CACHE.pop(key, None)
     if found is None:

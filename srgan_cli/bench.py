@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SrganError, first_line
-from .fsutil import atomic_path
+from .fsutil import atomic_path, file_in_the_way
 from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_rgb8
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
@@ -601,11 +601,11 @@ def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Seque
     save_dir = Path(save_dir)
     folders = {save_dir, save_dir / "sheets", *(save_dir / f for f in model_folders(model_names).values())}
     for folder in sorted(folders):
-        for part in (folder, *folder.parents):
-            if part.exists() and not part.is_dir():
-                raise SrganError(
-                    f"{part}: is a file where --save-images needs a folder; choose another --save-images folder"
-                )
+        blocked = file_in_the_way(folder)
+        if blocked is not None:
+            raise SrganError(
+                f"{blocked}: is a file where --save-images needs a folder; choose another --save-images folder"
+            )
     for image in bench_set.images:
         for dest in saved_paths(save_dir, image.name, model_names):
             _check_replaceable(dest, image)

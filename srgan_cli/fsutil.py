@@ -110,6 +110,16 @@ def _new_temp(dest: Path) -> Path:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(dest.parent))
 
 
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """The outermost path on the way to ``folder`` (``folder`` included) that is there but is not a
+    folder (a file, a link to nothing), so ``folder`` cannot be made; None if nothing is in the way."""
+    folder = Path(folder)
+    for above in [*reversed(folder.parents), folder]:
+        if os.path.lexists(above) and not os.path.isdir(above):
+            return above
+    return None
+
+
 def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:
     """The JSON document in ``path`` (its first ``limit`` bytes), or None when the file cannot be
     read or is not JSON: how a command tells its own earlier output, which it may replace, from

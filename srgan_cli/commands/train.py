@@ -308,9 +308,9 @@ def _read_config(path: Path) -> dict[str, Any]:
         if key in ("batch_norm", "d_batch_norm"):
             if not isinstance(value, bool):
                 raise OptionError(f"{path}: {raw_key} must be true or false")
-            options[f"no_{key}"] = not value
+            options[option] = not value
             continue
-        key = aliases.get(key) or key
+        key = option
         if key not in params:
             raise OptionError(f"{path}: unknown option {raw_key!r} in [train]; use the names of the srgan train flags")
         param = next(p for p in train.params if p.name == key)

@@ -1069,9 +1069,11 @@ def _make_folders(jobs: list[Job], report: Reporter, tally: Tally) -> list[Job]:
 def _folder_problem(folder: Path, exc: OSError) -> str:
     """The error line for an output folder that cannot be made: names the file that stands where
     a folder must go (``out/sub``, not ``out``), else the folder and the system's reason."""
-    for above in [*reversed(folder.parents), folder]:
-        if os.path.lexists(above) and not os.path.isdir(above):
-            return f"{above}: a file, where the output folder would go; move it or choose another -o"
+    from ..fsutil import file_in_the_way
+
+    blocked = file_in_the_way(folder)
+    if blocked is not None:
+        return f"{blocked}: a file, where the output folder would go; move it or choose another -o"
     return f"{folder}: cannot create the output folder ({exc.strerror or exc})"
 
 
