@@ -1211,3 +1211,23 @@ def test_torchrun_two_inputs_with_one_output_in_two_shares_collide(weights, tmp_
     assert sorted(p.returncode for p in procs) == [0, 1], errs
     assert sum("is also the output of" in err for err in errs) == 1, errs
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]
+
+
+def test_torchrun_files_found_while_planning_are_counted_once(weights, tmp_path):
+    """A non-image file or a broken link was reported, and counted, by every rank."""
+    for i in range(2):
+        _img(tmp_path / "in" / f"{i}.png", size=(6, 5), seed=i)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o")]
+        cmd += ["-m", str(weights), "--device", "cpu", "--report", str(tmp_path / "r.json")]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [1, 0], errs  # the broken link fails rank 0's run only
+    assert "gone.png" in errs[0] and "gone.png" not in errs[1]
+    docs = [json.loads((tmp_path / f"r.rank{r}.json").read_text()) for r in range(2)]
+    assert [d["written"] for d in docs] == [1, 1]
+    assert [(d["skipped"], d["failed"]) for d in docs] == [(1, 1), (0, 0)]

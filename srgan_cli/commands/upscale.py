@@ -375,6 +375,14 @@ def _dest_problem(dest: Path) -> str | None:
     return None
 
 
+def _env_rank() -> int:
+    """This process's rank under torchrun (WORLD_SIZE > 1), else 0; rank_share checks the values."""
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0
+
+
 def rank_share(jobs: list[Job]) -> tuple[list[Job], int, int]:
     """Under torchrun (WORLD_SIZE > 1) each rank takes every WORLD_SIZE-th file."""
     try:
@@ -1077,6 +1085,15 @@ def _folder_problem(folder: Path, exc: OSError) -> str:
     return f"{folder}: cannot create the output folder ({exc.strerror or exc})"
 
 
+class _Silent(Reporter):
+    """A Reporter that formats its lines but prints none (another rank prints them)."""
+
+    def _emit(self, line: str) -> str:
+        for staged, shown in self.aliases.items():
+            line = line.replace(staged, shown)
+        return line
+
+
 def _summary(tally: Tally) -> str:
     return f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
 
@@ -1086,14 +1103,19 @@ def _run(
     quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
     report_path=None,
 ) -> None:  # fmt: skip
-    jobs, single = plan_jobs(inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=report, tally=tally)
+    # What planning finds (files that are no images, broken links) concerns the whole batch: under
+    # torchrun rank 0 alone reports and counts it, or every rank's summary and report had it.
+    planned = (report, tally) if _env_rank() == 0 else (_Silent(quiet), Tally())
+    jobs, single = plan_jobs(
+        inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=planned[0], tally=planned[1]
+    )
     if report_path is not None and str(report_path) != "-":
         target = report_path.resolve()
         if any(j.dest.resolve() == target for j in jobs):
             raise click.BadParameter(
                 f"{report_path} is one of the output images; choose another name", param_hint="'--report'"
             )
-    if not jobs and not tally.failed and not tally.skipped:
+    if not jobs and not planned[1].failed and not planned[1].skipped:
         from ..images import SUPPORTED_SUFFIXES
 
         raise SrganError(f"no images found in the inputs; supported: {SUPPORTED_SUFFIXES}")
