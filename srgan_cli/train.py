@@ -677,8 +677,8 @@ def train(
 ) -> TrainResult:
     """Run (or resume) a training stage into the folder ``out``; see the module docstring."""
     run_dir = Path(out)
-    with _RunLock(run_dir):
-        return _train(run_dir, options, resume, report)
+    with _RunLock(run_dir) as lock:
+        return _train(run_dir, options, resume, report, refused=lock.refused)
 
 
 LOCK_FILE = ".lock"
@@ -704,6 +704,10 @@ class _RunLock:
         self.path = run_dir / LOCK_FILE
         self.fd: int | None = None
         self.made: list[Path] = []  # the folders made here, deepest first
+        # Under torchrun rank 0's refusal is not raised here but handed to every rank once they have
+        # met (_train): raised here, the other ranks waited for rank 0 to join until torchrun
+        # killed them (40 s, SIGKILL).
+        self.refused: str | None = None
 
     def __enter__(self) -> _RunLock:
         try:
@@ -727,10 +731,14 @@ class _RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise SrganError(
+                message = (
                     f"{self.run_dir}: another srgan train is running in this folder; wait for it to end, "
                     "or choose another --out"
-                ) from None
+                )
+                if _env_int("WORLD_SIZE", 1) > 1:
+                    self.refused = message
+                    return self
+                raise SrganError(message) from None
             except OSError:
                 os.close(fd)
                 return self  # no locks on this file system
@@ -755,11 +763,18 @@ class _RunLock:
                 folder.rmdir()  # only if empty: a run that failed before writing anything leaves nothing
 
 
-def _train(run_dir: Path, options: dict[str, Any], resume: bool, report: Report | None) -> TrainResult:
+def _train(
+    run_dir: Path, options: dict[str, Any], resume: bool, report: Report | None, refused: str | None = None
+) -> TrainResult:
     cfg, state, replacing = _resolve_options(run_dir, options, resume)
     dist, device = _setup_dist(cfg.device)
     trainer = None
     try:
+        if dist.enabled:  # rank 0 could not lock the run folder: every rank stops with its reason
+            why = [refused]
+            torch.distributed.broadcast_object_list(why, src=0)
+            if why[0]:
+                raise SrganError(why[0])
         trainer = _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing)
         return trainer.run()
     finally:

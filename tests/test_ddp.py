@@ -178,3 +178,27 @@ def test_a_signal_to_one_rank_stops_every_rank_at_one_step_with_a_checkpoint(tmp
     assert (results / "rank0.stopped").exists() and (results / "rank1.stopped").exists()
     state = load_checkpoint(run / CHECKPOINT)
     assert 3 <= state["step"] < 100000 and state["world_size"] == 2
+
+
+def test_a_locked_run_folder_stops_every_rank_at_once(tmp_path):
+    """Rank 0 refused a folder another run holds before the ranks had met; the others waited for it
+    in init_process_group until torchrun killed them (about 40 s, SIGKILL)."""
+    import fcntl
+    import time
+
+    data = _images(tmp_path / "images")
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a live run's lock
+        args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        args += ["--master_port", str(_free_port()), "-m", "srgan_cli", "train", "--data", str(data)]
+        args += ["--out", str(run), "--steps", "2", "--threads", "1", "--num-blocks", "1", "--num-features", "8"]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        start = time.monotonic()
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+        took = time.monotonic() - start
+    assert done.returncode != 0 and "another srgan train is running" in done.stderr, done.stderr[-2000:]
+    # (torchrun prints its own report of a failed child; the ranks print one error line each)
+    assert "[rank1]: Traceback" not in done.stderr and "SIGKILL" not in done.stderr, done.stderr[-2000:]
+    assert took < 30, took  # not torchrun's 30 s grace before it kills a rank
