@@ -33,7 +33,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -929,6 +929,25 @@ class _Trainer:
             return False
         return self._on_any_rank(stop.requested)
 
+    @contextlib.contextmanager
+    def _rank0_work(self) -> Iterator[None]:
+        """Around work only rank 0 does (writing the run's files, validating): every rank enters,
+        and an SrganError rank 0 meets there reaches every rank, which all stop with it. Alone,
+        rank 0 stopped with its one line while the others failed at their next collective with a
+        gloo traceback (or waited for it). The exit is a sync point of the ranks, as a barrier."""
+        failure: SrganError | None = None
+        try:
+            yield
+        except SrganError as exc:
+            if not self.dist.enabled:
+                raise
+            failure = exc
+        if self.dist.enabled:
+            box: list[SrganError | None] = [failure]
+            torch.distributed.broadcast_object_list(box, src=0)
+            if box[0] is not None:
+                raise box[0]
+
     def _on_any_rank(self, flag: bool) -> bool:
         """Whether ``flag`` is set on any rank (this process's own flag without torchrun)."""
         if not self.dist.enabled:
@@ -1038,12 +1057,13 @@ class _Trainer:
         if names and self.held_out != sorted(names):
             gone = len(set(names) - set(self.held_out or ()))
             self.info(f"{gone} of the {len(names)} held-out images are gone from --data")
-        if self.dist.main:  # rank 0 validates; the others wait at a barrier
-            if held:
-                self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
-            elif cfg.val:
-                data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
-                self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
+        with self._rank0_work():  # rank 0 validates; a set it cannot read stops every rank
+            if self.dist.main:
+                if held:
+                    self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
+                elif cfg.val:
+                    data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
+                    self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
         # LPIPS beside PSNR at each validation, where its weights file is there (metrics.Lpips)
         self.val_lpips = None
         if self.val_images:
@@ -1302,16 +1322,16 @@ class _Trainer:
         """Write checkpoint.pt, then generator.safetensors, each atomically (rank 0; others wait): a
         failed write leaves the weights file no newer than the checkpoint a resume starts from."""
         self.dist.barrier()
-        if self.dist.main:
-            try:
-                self._write_checkpoint()
-            except OSError as exc:
-                raise SrganError(
-                    f"{self.run_dir}: cannot write the checkpoint ({exc.strerror or exc}); the previous one is intact: "
-                    "free space or fix the folder, then --resume"
-                ) from None
-            self.emit({"event": "checkpoint", "step": self.step})
-        self.dist.barrier()
+        with self._rank0_work():
+            if self.dist.main:
+                try:
+                    self._write_checkpoint()
+                except OSError as exc:
+                    raise SrganError(
+                        f"{self.run_dir}: cannot write the checkpoint ({exc.strerror or exc}); the previous one is "
+                        "intact: free space or fix the folder, then --resume"
+                    ) from None
+                self.emit({"event": "checkpoint", "step": self.step})
 
     def _write_checkpoint(self) -> None:
         state = {
@@ -1427,8 +1447,8 @@ class _Trainer:
         self._set_up_check(stop)
         self._data()
         self._set_up_check(stop)
-        self._prepare_run_dir()
-        self.dist.barrier()
+        with self._rank0_work():
+            self._prepare_run_dir()
         start = self.step
         self.emit(
             {
@@ -1504,24 +1524,24 @@ class _Trainer:
                 read_back()
             if validating:
                 t_idle = time.perf_counter()
-                if self.dist.main:
-                    val_psnr = self.last_psnr = self.validate()
-                    self.last_val_step = self.step
-                self.dist.barrier()
-                score = None  # generator_best's measure, higher is better: PSNR or -LPIPS
-                if val_psnr is not None:
-                    self.best_psnr = val_psnr if self.best_psnr is None else max(self.best_psnr, val_psnr)
-                    lpips = self.last_lpips  # None where LPIPS could not be computed
-                    if lpips is not None:
-                        self.best_lpips = lpips if self.best_lpips is None else min(self.best_lpips, lpips)
-                    score = val_psnr if self.best_by == "psnr" else (None if lpips is None else -lpips)
-                if score is not None and (self.best_score is None or score > self.best_score):
-                    self.best_score = score
-                    best = self.run_dir / "generator_best.safetensors"
-                    try:
-                        save_generator(best, self.export_model(), self.gconf, self._metadata())
-                    except OSError as exc:
-                        raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
+                with self._rank0_work():  # rank 0 validates and keeps the best; the others wait
+                    if self.dist.main:
+                        val_psnr = self.last_psnr = self.validate()
+                        self.last_val_step = self.step
+                    score = None  # generator_best's measure, higher is better: PSNR or -LPIPS
+                    if val_psnr is not None:
+                        self.best_psnr = val_psnr if self.best_psnr is None else max(self.best_psnr, val_psnr)
+                        lpips = self.last_lpips  # None where LPIPS could not be computed
+                        if lpips is not None:
+                            self.best_lpips = lpips if self.best_lpips is None else min(self.best_lpips, lpips)
+                        score = val_psnr if self.best_by == "psnr" else (None if lpips is None else -lpips)
+                    if score is not None and (self.best_score is None or score > self.best_score):
+                        self.best_score = score
+                        best = self.run_dir / "generator_best.safetensors"
+                        try:
+                            save_generator(best, self.export_model(), self.gconf, self._metadata())
+                        except OSError as exc:
+                            raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
                 idle += time.perf_counter() - t_idle
             if logging:
                 busy = time.perf_counter() - t_window - idle  # read_back waited for the device
@@ -1533,7 +1553,8 @@ class _Trainer:
                 if self.val_lpips is not None:
                     record["val_lpips"] = self.last_lpips if val_psnr is not None else None
                 record["time"] = time.time()
-                self._write_metrics(record)
+                with self._rank0_work():
+                    self._write_metrics(record)
                 self.emit({"event": "log", "steps": cfg.steps, **self._best(), **record})
                 window, n_window, idle = {}, 0, 0.0
                 t_window = time.perf_counter()

@@ -202,3 +202,29 @@ def test_a_locked_run_folder_stops_every_rank_at_once(tmp_path):
     # (torchrun prints its own report of a failed child; the ranks print one error line each)
     assert "[rank1]: Traceback" not in done.stderr and "SIGKILL" not in done.stderr, done.stderr[-2000:]
     assert took < 30, took  # not torchrun's 30 s grace before it kills a rank
+
+
+@pytest.mark.parametrize("failure", ["val", "out"])
+def test_a_failure_in_rank_0_work_stops_every_rank_with_its_line(tmp_path, failure):
+    """Validation and the run's files are rank 0's work: when it failed there (an unreadable
+    --val), the other ranks failed at their next collective with a ~90-line gloo traceback, or
+    waited for rank 0. (An --out that is no folder already failed on every rank alike: a guard.)"""
+    data = _images(tmp_path / "images")
+    extra = []
+    if failure == "val":
+        (tmp_path / "badval").mkdir()
+        (tmp_path / "badval" / "x.png").write_text("not an image")
+        extra = ["--val", str(tmp_path / "badval")]
+        out = tmp_path / "run"
+    else:
+        (tmp_path / "afile").write_text("a file, not a folder")
+        out = tmp_path / "afile" / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    args += ["--master_port", str(_free_port()), "-m", "srgan_cli", "train", "--data", str(data), "--out", str(out)]
+    args += ["--steps", "2", "--threads", "1", "--num-blocks", "1", "--num-features", "8", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert "[rank1]: Traceback" not in done.stderr and "SIGKILL" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and len(set(errors)) == 1, errors  # every rank says the same one thing
