@@ -1057,24 +1057,25 @@ class _Trainer:
         if names and self.held_out != sorted(names):
             gone = len(set(names) - set(self.held_out or ()))
             self.info(f"{gone} of the {len(names)} held-out images are gone from --data")
-        with self._rank0_work():  # rank 0 validates; a set it cannot read stops every rank
+        # LPIPS beside PSNR at each validation, where its weights file is there (metrics.Lpips)
+        self.val_lpips = None
+        # rank 0 validates: a set it cannot read, or --best-by lpips without LPIPS, stops every rank
+        with self._rank0_work():
             if self.dist.main:
                 if held:
                     self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
                 elif cfg.val:
                     data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
                     self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
-        # LPIPS beside PSNR at each validation, where its weights file is there (metrics.Lpips)
-        self.val_lpips = None
-        if self.val_images:
-            from .metrics import Lpips, LpipsUnavailable
+            if self.val_images:
+                from .metrics import Lpips, LpipsUnavailable
 
-            try:
-                self.val_lpips = Lpips(device=str(self.device))
-            except LpipsUnavailable as exc:
-                if cfg.best_by == "lpips":
-                    raise SrganError(f"--best-by lpips: LPIPS cannot be computed ({exc.reason})") from None
-                self.info(f"validation without LPIPS: {exc.reason}")
+                try:
+                    self.val_lpips = Lpips(device=str(self.device))
+                except LpipsUnavailable as exc:
+                    if cfg.best_by == "lpips":
+                        raise SrganError(f"--best-by lpips: LPIPS cannot be computed ({exc.reason})") from None
+                    self.info(f"validation without LPIPS: {exc.reason}")
         self.best_by = cfg.best_by or ("lpips" if self.gan and self.val_lpips is not None else "psnr")
         restored_by, restored_score = self._restored_best
         same_val = getattr(self, "_restored_val", None) in (None, (cfg.val, cfg.val_holdout))

@@ -204,7 +204,7 @@ def test_a_locked_run_folder_stops_every_rank_at_once(tmp_path):
     assert took < 30, took  # not torchrun's 30 s grace before it kills a rank
 
 
-@pytest.mark.parametrize("failure", ["val", "out"])
+@pytest.mark.parametrize("failure", ["val", "lpips", "out"])
 def test_a_failure_in_rank_0_work_stops_every_rank_with_its_line(tmp_path, failure):
     """Validation and the run's files are rank 0's work: when it failed there (an unreadable
     --val), the other ranks failed at their next collective with a ~90-line gloo traceback, or
@@ -216,6 +216,9 @@ def test_a_failure_in_rank_0_work_stops_every_rank_with_its_line(tmp_path, failu
         (tmp_path / "badval" / "x.png").write_text("not an image")
         extra = ["--val", str(tmp_path / "badval")]
         out = tmp_path / "run"
+    elif failure == "lpips":  # --best-by lpips where LPIPS cannot be computed: found by rank 0 alone
+        extra = ["--val", str(data), "--best-by", "lpips"]
+        out = tmp_path / "run"
     else:
         (tmp_path / "afile").write_text("a file, not a folder")
         out = tmp_path / "afile" / "run"
@@ -223,8 +226,19 @@ def test_a_failure_in_rank_0_work_stops_every_rank_with_its_line(tmp_path, failu
     args += ["--master_port", str(_free_port()), "-m", "srgan_cli", "train", "--data", str(data), "--out", str(out)]
     args += ["--steps", "2", "--threads", "1", "--num-blocks", "1", "--num-features", "8", *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env["SRGAN_LPIPS_WEIGHTS"] = str(tmp_path / "no-lpips.safetensors")  # and no lpips package in sys.path:
+    env["PYTHONPATH"] += os.pathsep + str(_no_lpips_package(tmp_path))
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode != 0, done.stderr[-2000:]
+    assert failure != "lpips" or "LPIPS cannot be computed" in done.stderr, done.stderr[-2000:]
     assert "[rank1]: Traceback" not in done.stderr and "SIGKILL" not in done.stderr, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors and len(set(errors)) == 1, errors  # every rank says the same one thing
+
+
+def _no_lpips_package(tmp_path: Path) -> Path:
+    """A folder that, first on the path, makes `import lpips` fail even where the package is installed."""
+    folder = tmp_path / "no_lpips"
+    (folder / "lpips").mkdir(parents=True, exist_ok=True)
+    (folder / "lpips" / "__init__.py").write_text("raise ImportError('lpips hidden for this test')\n")
+    return folder
