@@ -88,9 +88,13 @@ class Reporter:
         """A path as messages show it: a staged stdin/stdout file as '-'."""
         return self.aliases.get(path, path) if path is not None else None
 
+    printing = True  # _Silent: the lines are made (for --report) but not shown
+
     def _emit(self, line: str) -> str:
         for staged, shown in self.aliases.items():
             line = line.replace(staged, shown)
+        if not self.printing:
+            return line
         with self._lock, contextlib.suppress(OSError):  # stderr gone (closed, full): the batch goes on
             if self.console is not None:
                 self.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -375,10 +379,19 @@ def _dest_problem(dest: Path) -> str | None:
     return None
 
 
+def _env_world() -> int:
+    """WORLD_SIZE (torchrun's process count), 1 without torchrun or where it is no number
+    (rank_share reports bad values)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
 def _env_rank() -> int:
     """This process's rank under torchrun (WORLD_SIZE > 1), else 0; rank_share checks the values."""
     try:
-        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+        return int(os.environ.get("RANK", "0")) if _env_world() > 1 else 0
     except ValueError:
         return 0
 
@@ -827,11 +840,7 @@ def _wait_for_other_ranks() -> None:
     ranks as soon as one exits non-zero: a rank with a failed file in its share (exit 1) cut the
     others' shares short, and --keep-going did not keep going. Without a torchrun rendezvous
     (MASTER_ADDR), or if it cannot be joined, each rank ends on its own as before."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return
-    if world <= 1 or not os.environ.get("MASTER_ADDR"):
+    if _env_world() <= 1 or not os.environ.get("MASTER_ADDR"):
         return
     try:
         from datetime import timedelta
@@ -951,17 +960,17 @@ def _copy_to_stdout(path: Path) -> None:
 def _check_report_path(path: Path | None, output: Path) -> Path | None:
     if path is None:
         return None
-    world = os.environ.get("WORLD_SIZE", "1")
+    torchrun = _env_world() > 1
     if str(path) == "-":
         if str(output) == "-":
             raise click.BadParameter("'-o -' already writes to standard output", param_hint="'--report'")
-        if world.isdigit() and int(world) > 1:  # the ranks' documents would run together on stdout
+        if torchrun:  # the ranks' documents would run together on stdout
             raise click.BadParameter(
                 "under torchrun each rank writes its own report: give a file name (it becomes NAME.rankN.json)",
                 param_hint="'--report'",
             )
         return path
-    if world.isdigit() and int(world) > 1:  # under torchrun each rank reports its own share
+    if torchrun:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
     if not os.path.isdir(path.parent):
         raise click.BadParameter(f"{path.parent}: no such folder", param_hint="'--report'")
@@ -1088,10 +1097,7 @@ def _folder_problem(folder: Path, exc: OSError) -> str:
 class _Silent(Reporter):
     """A Reporter that formats its lines but prints none (another rank prints them)."""
 
-    def _emit(self, line: str) -> str:
-        for staged, shown in self.aliases.items():
-            line = line.replace(staged, shown)
-        return line
+    printing = False
 
 
 def _summary(tally: Tally) -> str:
@@ -1152,7 +1158,7 @@ def _run(
     from ..api import load_model, upscale_loaded
     from ..images import stored_bit_depth, write_image
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if _env_world() > 1:
         device = _torchrun_device(device, local_rank)
     net = load_model(model_ref, device=device, precision=precision, blend=blend, ensemble=ensemble)
     for note in net.notes:
