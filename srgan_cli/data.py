@@ -29,7 +29,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import SrganError, first_line
-from .images import IMAGE_SUFFIXES, read_rgb8
+from .images import folder_entries, is_image_path, read_rgb8
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
 
@@ -69,21 +69,12 @@ class ImageScan:
         return text
 
 
-def list_images(root: Path) -> list[Path]:
-    """Image files under ``root``, recursively, sorted; hidden files and folders are ignored."""
-    found = []
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a symlink loop, or the same folder linked twice
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                found.append(Path(dirpath) / name)
-    return sorted(found)
+def list_images(root: Path, recursive: bool = True) -> list[Path]:
+    """Image names under ``root`` (recursively by default), sorted; hidden names are ignored and
+    symlinked folders followed once (:func:`images.folder_entries`, as ``upscale`` lists a
+    folder). Names that are no regular file (a broken link, a FIFO) are listed too, so that the
+    scan counts them unreadable instead of leaving them out unsaid."""
+    return sorted(path for path, _ in folder_entries(root, recursive) if is_image_path(path))
 
 
 def scan_images(root: str | Path, min_size: int) -> ImageScan:
@@ -396,7 +387,7 @@ def load_val_set(spec: str, data_dir: str | Path | None, scale: int) -> list[Val
         return [ValImage(item.name, item.lr, item.hr) for item in bench_set.images]
     if not folder.is_dir():
         raise SrganError(f"--val {spec}: not a named set ({', '.join(NAMED_SETS)}) nor a folder of images")
-    images = [val_image(path, scale) for path in list_images(folder) if path.parent == folder]
+    images = [val_image(path, scale) for path in list_images(folder, recursive=False)]
     if not images:
         raise SrganError(f"{folder}: no validation images in it")
     return images

@@ -137,20 +137,22 @@ def format_for_path(path: str | Path) -> str:
     return fmt
 
 
-def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files in ``root`` (and its sub-folders when ``recursive``), sorted.
+def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path, bool]]:
+    """Every name in the folder ``root`` (and its sub-folders when ``recursive``) that is not a
+    folder, with whether it is a regular file (links followed): ``[(path, is_file), ...]``.
 
-    Hidden names (leading dot) and unfinished ``*.part`` files are skipped. Symlinked
-    folders are followed once: a folder already visited (same device and inode) is not
-    entered again, so a symlink loop cannot recurse forever. Sub-folders that cannot be
-    read are skipped. A ``root`` that is itself an image file is returned alone.
+    The one walk behind :func:`list_images`, ``upscale``'s report of the other files and the
+    training data scan, so they agree on what a folder holds. Hidden names (leading dot) are
+    skipped. Names are visited in order, depth first (as a sorted ``os.walk``): a folder's own
+    names, then each sub-folder's. Symlinked folders are followed once: a folder already visited
+    (same device and inode) is not entered again, so a symlink loop cannot recurse forever, and
+    of two links to one folder the first by name is the one its files are listed under.
+    Sub-folders that cannot be read are skipped; an unreadable ``root`` is an SrganError.
     """
     root = Path(root)
-    if root.is_file():
-        return [root] if is_image_path(root) else []
     if not root.is_dir():
         raise SrganError(f"{root}: no such folder")
-    found: list[Path] = []
+    found: list[tuple[Path, bool]] = []
     seen: set[tuple[int, int]] = set()
     pending = [root]
     while pending:
@@ -172,23 +174,33 @@ def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
             continue
         folders = []
         for entry in entries:
-            name = entry.name
-            if name.startswith(".") or name.endswith(".part"):
+            if entry.name.startswith("."):
                 continue
             try:
                 is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
                 is_file = not is_dir and entry.is_file()
             except OSError:
-                continue
+                is_dir = is_file = False
             if is_dir:
                 if recursive:
                     folders.append(Path(entry.path))
-            elif is_file and is_image_path(name):
-                found.append(Path(entry.path))
-        # visited in name order, depth first (as a sorted os.walk): of two links to one folder, the
-        # first by name is the one its images are listed under, on every file system
+            else:
+                found.append((Path(entry.path), is_file))
         pending.extend(reversed(folders))
-    return sorted(found)
+    return found
+
+
+def list_images(root: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``root`` (and its sub-folders when ``recursive``), sorted.
+
+    The regular files with an image suffix among :func:`folder_entries` (hidden names are
+    skipped, symlinked folders followed once). A ``root`` that is itself an image file is
+    returned alone.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root] if is_image_path(root) else []
+    return sorted(path for path, is_file in folder_entries(root, recursive) if is_file and is_image_path(path))
 
 
 # --------------------------------------------------------------------------- reading

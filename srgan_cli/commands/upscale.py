@@ -145,35 +145,22 @@ def _not_a_file_reason(path: Path) -> str:
     return _unreadable_image_name(path) or "no such file or folder"
 
 
-def _other_files(folder: Path, recursive: bool) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files in an input folder that are not images (reported as skipped), and image names that
-    are no image file to read (reported as failed, with why: the image the user meant is not
-    there): symbolic links to nothing, FIFOs, sockets, devices. Symlinked sub-folders are
-    followed once, as the images are listed."""
-    from ..images import is_image_path
+def _sort_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """An input folder's images, sorted; its files that are not images (reported as skipped); and
+    its image names that are no image file to read (reported as failed, with why: the image the
+    user meant is not there): symbolic links to nothing, FIFOs, sockets, devices. One walk
+    (:func:`images.folder_entries`), so the three lists agree."""
+    from ..images import folder_entries, is_image_path
 
-    others, failed = [], []
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError:
-            st = None
-        if st is not None and (st.st_dev, st.st_ino) in seen:  # a symlink loop, or a folder linked twice
-            dirnames[:] = []
-            continue
-        if st is not None:
-            seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for f in sorted(filenames):
-            path = Path(dirpath) / f
-            if f.startswith("."):
-                continue
-            if not is_image_path(f):
-                others.append(path)
-            elif (why := _unreadable_image_name(path)) is not None:
-                failed.append((path, why))
-    return others, failed
+    images, others, failed = [], [], []
+    for path, is_file in folder_entries(folder, recursive):
+        if not is_image_path(path):
+            others.append(path)
+        elif is_file:
+            images.append(path)
+        elif (why := _unreadable_image_name(path)) is not None:
+            failed.append((path, why))
+    return sorted(images), others, failed
 
 
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
@@ -199,7 +186,7 @@ def plan_jobs(
     tally: Tally,
 ) -> tuple[list[Job], bool]:
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
-    from ..images import SUPPORTED_SUFFIXES, format_for_path, is_image_path, list_images, output_suffix_for
+    from ..images import SUPPORTED_SUFFIXES, format_for_path, is_image_path, output_suffix_for
 
     # os.path's tests, not Path's: a name the file system refuses (too long) is False there, and
     # fails later as its one file, where Path.is_dir() raised OSError out of the whole batch.
@@ -252,11 +239,10 @@ def plan_jobs(
     listed: set[Path] = set()  # found in a folder, not named on the command line
     for item in inputs:
         if os.path.isdir(item):
-            found = list_images(item, recursive=recursive)
+            found, others, unreadable = _sort_folder(item, recursive)
             if os.path.realpath(item) != os.path.realpath(output):
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
-            others, unreadable = _other_files(item, recursive)
             for other in others:
                 tally.add("skipped", other, None, "not an image file")
             for path, why in unreadable:
