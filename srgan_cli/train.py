@@ -63,7 +63,7 @@ from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
 from .stopping import SAME_REQUEST, stop_signals
-from .weights import load_generator, save_generator
+from .weights import load_generator, read_metadata, save_generator
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "srgan-train-checkpoint"
@@ -84,7 +84,8 @@ RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT, "generator.safetensors"
 SEED_MAX = 2**64 - 1  # torch.manual_seed's limit (numpy's generators take any int >= 0)
 # Upper bounds far above any real model (the paper's SRResNet: 16 x 64; ESRGAN's RRDB: 23 x 64; D: 64),
 # below the sizes that fail only after minutes (or hundreds of GB) of allocating and training.
-MAX_SIZES = {"num_blocks": 256, "num_features": 1024, "d_features": 512}
+MAX_SIZES = {"num_blocks": 256, "num_features": 1024, "d_features": 512, "batch_size": 4096}
+MAX_LR = 1.0  # Adam's steps are about lr in size: far above 1 only diverges
 
 
 @dataclass
@@ -231,8 +232,10 @@ class TrainConfig:
             raise OptionError(f"--lr-step works with --lr-decay step, not {c.lr_decay}")
         if c.best_by is not None and not (c.val or c.val_holdout):
             raise OptionError("--best-by chooses generator_best by validation: give --val or --val-holdout too")
-        if c.lr <= 0:
-            raise OptionError(f"--lr must be positive, got {c.lr}")
+        if not 0 < c.lr <= MAX_LR:  # far larger overflows Adam's float32 step (a traceback at ~3e37)
+            raise OptionError(f"--lr must be positive and at most {MAX_LR:g} (the paper's is 1e-4), got {c.lr}")
+        if not 0 < c.lr_gamma <= 1:
+            raise OptionError(f"lr_gamma must be in (0, 1], got {c.lr_gamma}")
         for name in ("adam_beta1", "adam_beta2"):
             if not (0.0 <= getattr(c, name) < 1.0):
                 raise OptionError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(c, name)}")
@@ -353,11 +356,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def _no_checkpoint(path: Path) -> str:
     """Why --resume cannot go on without ``path``, and what can be done instead."""
-    generator = path.parent / "generator.safetensors"
-    if generator.is_file():  # written just before checkpoint.pt: the run stopped while saving its first one
+    kept = [path.parent / name for name in ("generator.safetensors", "generator_best.safetensors")]
+    kept = [weights for weights in kept if weights.is_file()]
+    if kept:  # generator_best from a validation before the first checkpoint, or a checkpoint.pt deleted
+        names = " and ".join(weights.name for weights in kept)
         return (
-            f"{path}: no checkpoint to resume from; the run stopped while saving its first checkpoint, and its "
-            f"{generator.name} is kept: start a new run with another --out and --init {generator}"
+            f"{path}: no checkpoint to resume from; the run stopped before its first checkpoint, and its {names} "
+            f"{'is' if len(kept) == 1 else 'are'} kept: start a new run with another --out (--init {kept[0]} "
+            "starts it from those weights)"
         )
     return f"{path}: no checkpoint to resume from; start the run without --resume"
 
@@ -893,8 +899,10 @@ class _Trainer:
         self.best_lpips: float | None = None
         self.best_score: float | None = None  # generator_best's score by self.best_by, higher is better
         self._restored_best: tuple[str | None, float | None] = (None, None)
+        self.saved_step: int | None = None  # the step of the checkpoint on disk, None before the first
         if self.state is not None:
             self._restore(self.state)
+            self.saved_step = self.step
         for opt in (self.opt_g, self.opt_d):
             if opt is not None:
                 self._set_optimizer_kind(opt)
@@ -1265,6 +1273,11 @@ class _Trainer:
                 with self._autocast():
                     y = model(x)
                 sr = y.float().clamp_(0, 1).mul_(255).round_().squeeze(0).permute(1, 2, 0).cpu().numpy()
+                if np.isnan(sr).any():  # finite weights, an overflow inside (fp16): NaN cast to 0 was scored
+                    raise SrganError(
+                        f"validation at step {self.step}: the generator's output for {item.name} is NaN; lower "
+                        f"--lr or use --precision fp32, {self._go_on()}"
+                    )
                 scores.append(psnr_y(sr.astype(np.uint8), item.hr, crop=self.cfg.scale))
                 if self.val_lpips is not None:
                     score = self.val_lpips(sr.astype(np.uint8), item.hr, crop=self.cfg.scale)
@@ -1329,10 +1342,36 @@ class _Trainer:
                     self._write_checkpoint()
                 except OSError as exc:
                     raise SrganError(
-                        f"{self.run_dir}: cannot write the checkpoint ({exc.strerror or exc}); the previous one is "
-                        "intact: free space or fix the folder, then --resume"
+                        f"{self.run_dir}: cannot write the checkpoint ({exc.strerror or exc}); free space or fix "
+                        f"the folder, {self._go_on()}"
                     ) from None
                 self.emit({"event": "checkpoint", "step": self.step})
+        self.saved_step = self.step
+
+    def _go_on(self) -> str:
+        """How the user goes on after the run stopped on an error: from the checkpoint on disk, which
+        is intact (written atomically), or, before the first one, by starting the run again."""
+        if self.saved_step is None:
+            return "then start the run again (it has no checkpoint yet to --resume from)"
+        return f"then --resume from the last checkpoint (step {self.saved_step}), which is intact"
+
+    def _check_weights(self) -> None:
+        """Stop before weights that are no longer finite reach a file. A step's loss is computed with
+        the weights from before its update, so the losses alone miss the last update before a save:
+        a diverging run wrote NaN weights as its checkpoint (the resume the message advised failed
+        again) and as generator_best (a black image from upscale). One device sync."""
+        tensors = [
+            t.detach()
+            for model in (self.G, self.ema, self.D)
+            if model is not None
+            for t in (*model.parameters(), *model.buffers())
+            if t.is_floating_point()
+        ]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise SrganError(
+                f"the weights became NaN or infinite by step {self.step}; lower --lr or use --precision fp32, "
+                f"{self._go_on()}"
+            )
 
     def _write_checkpoint(self) -> None:
         state = {
@@ -1374,6 +1413,25 @@ class _Trainer:
             reason = exc.strerror or exc
             raise SrganError(f"{self.run_dir}: cannot write the run folder ({reason}); choose another --out") from None
 
+    def _refresh_generator(self) -> None:
+        """On a resume, rewrite generator.safetensors from the checkpoint where it is missing or from
+        another step: a run stopped between writing checkpoint.pt and it (a kill, a second Ctrl-C)
+        kept an older file, or none, and a resume with nothing left to train said "done" over it."""
+        if self.state is None or not self.dist.main:
+            return
+        path = self.run_dir / "generator.safetensors"
+        try:
+            current = read_metadata(path).get("steps") == str(self.step)
+        except SrganError:
+            current = False
+        if current:
+            return
+        try:
+            save_generator(path, self.export_model(), self.gconf, self._metadata())
+        except OSError as exc:
+            raise SrganError(f"{path}: cannot write ({exc.strerror or exc}); free space or fix the folder") from None
+        self.info(f"{path.name} was missing or older than the checkpoint: written from it (step {self.step})")
+
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.run_dir / "config.json") as tmp:
@@ -1405,8 +1463,7 @@ class _Trainer:
                     fh.write(json.dumps(record) + "\n")
             except OSError as exc:
                 raise SrganError(
-                    f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact: free space or "
-                    "fix the folder, then --resume"
+                    f"{path}: cannot write ({exc.strerror or exc}); free space or fix the folder, {self._go_on()}"
                 ) from None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -1450,6 +1507,7 @@ class _Trainer:
         self._set_up_check(stop)
         with self._rank0_work():
             self._prepare_run_dir()
+            self._refresh_generator()
         start = self.step
         self.emit(
             {
@@ -1487,7 +1545,7 @@ class _Trainer:
                 if not math.isfinite(values["loss"]):
                     raise SrganError(
                         f"the loss became {values['loss']} at step {first + i}; lower --lr or use "
-                        "--precision fp32, then --resume from the last checkpoint"
+                        f"--precision fp32, {self._go_on()}"
                     )
                 history.append(values)
                 for key, value in values.items():
@@ -1523,6 +1581,8 @@ class _Trainer:
             saving = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
             if validating or logging or saving:
                 read_back()
+            if validating or saving:
+                self._check_weights()  # and the last update, which no loss read back has seen
             if validating:
                 t_idle = time.perf_counter()
                 with self._rank0_work():  # rank 0 validates and keeps the best; the others wait
@@ -1542,7 +1602,10 @@ class _Trainer:
                         try:
                             save_generator(best, self.export_model(), self.gconf, self._metadata())
                         except OSError as exc:
-                            raise SrganError(f"{best}: cannot write ({exc.strerror or exc}); then --resume") from None
+                            raise SrganError(
+                                f"{best}: cannot write ({exc.strerror or exc}); free space or fix the folder, "
+                                f"{self._go_on()}"
+                            ) from None
                 idle += time.perf_counter() - t_idle
             if logging:
                 busy = time.perf_counter() - t_window - idle  # read_back waited for the device
@@ -1566,6 +1629,7 @@ class _Trainer:
         if interrupted:
             read_back()
             if self.step > start:
+                self._check_weights()
                 self.checkpoint()
             self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start})
             raise KeyboardInterrupt

@@ -1440,3 +1440,108 @@ def test_an_empty_path_is_a_usage_error_in_train_and_bench(data, tmp_path, monke
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "an empty path" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+def test_a_resume_rewrites_a_generator_missing_or_older_than_its_checkpoint(data, tmp_path):
+    """A run stopped between writing checkpoint.pt and generator.safetensors kept an older file (or
+    none); a resume with nothing left to train said "done" over it."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    train(_options(data, steps=2), run)
+    train(_options(data, steps=1), other)
+    checkpointed = _weights(run)
+    for damage in ("older", "missing"):
+        if damage == "older":
+            (run / "generator.safetensors").write_bytes((other / "generator.safetensors").read_bytes())
+        else:
+            (run / "generator.safetensors").unlink()
+        result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume"])
+        assert result.exit_code == 0, result.output
+        assert "older than the checkpoint: written from it (step 2)" in result.output, result.output
+        assert read_metadata(run / "generator.safetensors")["steps"] == "2"
+        rewritten = load_file(run / "generator.safetensors")
+        assert all(torch.equal(rewritten[k], v) for k, v in checkpointed.items() if k in rewritten)
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 0 and "written from it" not in result.output, result.output  # current: left alone
+
+
+def _diverge_at(monkeypatch, step: int) -> None:
+    """Turn one weight NaN in the update of ``step`` (counted from 1), after its loss is computed:
+    what a too-large update does, without waiting for one."""
+    from srgan_cli.train import _Trainer
+
+    real = _Trainer._train_step
+
+    def train_step(self, lr, hr):
+        losses = real(self, lr, hr)
+        if self.step + 1 == step:
+            with torch.no_grad():
+                next(self.G.parameters()).view(-1)[0] = float("nan")
+        return losses
+
+    monkeypatch.setattr(_Trainer, "_train_step", train_step)
+
+
+def test_weights_that_diverged_after_the_last_loss_reach_no_file(data, tmp_path, monkeypatch):
+    """The last update before a save is seen by no loss: a diverging run wrote NaN weights as its
+    checkpoint (the resume it advised failed again) and as generator_best (black images)."""
+    _diverge_at(monkeypatch, 1)
+    run = tmp_path / "run"
+    with pytest.raises(SrganError, match=r"weights became NaN or infinite by step 1.*start the run again") as err:
+        train(_options(data, steps=1, val_holdout=1, val_every=1), run)
+    assert "--resume" not in str(err.value).replace("to --resume from", "")  # there is nothing to resume
+    assert not {CHECKPOINT, "generator.safetensors", "generator_best.safetensors"} & {p.name for p in run.iterdir()}
+
+    monkeypatch.undo()
+    _diverge_at(monkeypatch, 3)
+    run = tmp_path / "later"
+    with pytest.raises(SrganError, match=r"by step 3.*--resume from the last checkpoint \(step 2\)"):
+        train(_options(data, steps=4, checkpoint_every=2, val_holdout=1, val_every=1), run)
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 2
+    for name in ("generator.safetensors", "generator_best.safetensors"):
+        assert all(torch.isfinite(t).all() for t in load_file(run / name).values()), name
+    assert all(torch.isfinite(t).all() for t in _weights(run).values())
+
+
+def test_validation_refuses_a_nan_output_instead_of_scoring_it_as_black(data, tmp_path, monkeypatch):
+    from srgan_cli.train import _Trainer
+
+    class Nan(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 3, x.shape[2] * 4, x.shape[3] * 4), float("nan"))
+
+    monkeypatch.setattr(_Trainer, "export_model", lambda self: Nan())
+    with pytest.raises(SrganError, match=r"validation at step 1: the generator's output for .* is NaN"):
+        train(_options(data, steps=1, val_holdout=1, val_every=1), tmp_path / "run")
+    assert not (tmp_path / "run" / "generator_best.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--lr", "1.5"), ("--lr", "4e37"), ("--batch-size", "1000000000000")], ids=["lr", "huge-lr", "batch"]
+)
+def test_absurd_learning_rates_and_batches_are_option_errors(data, tmp_path, flag, value):
+    """--lr 4e37 overflowed Adam's float32 step (a traceback), a huge batch size a MemoryError."""
+    line = _one_line_error(_cli_train(data, tmp_path / "run", flag, value), 2)
+    assert flag in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_first_checkpoint_does_not_send_the_user_to_a_resume(data, tmp_path, monkeypatch):
+    import srgan_cli.train as train_module
+
+    def full(path, state):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", full)
+    with pytest.raises(SrganError, match=r"cannot write the checkpoint \(No space left on device\).*start the run again"):
+        train(_options(data, steps=1), tmp_path / "run")
+
+
+def test_resume_of_a_run_stopped_after_a_best_generator_points_to_it(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=1, val_holdout=1, val_every=1), run)
+    for name in (CHECKPOINT, "generator.safetensors"):  # killed after validation, before the first checkpoint
+        (run / name).unlink()
+    line = _one_line_error(CliRunner().invoke(main, ["train", "--out", str(run), "--resume"]))
+    best = run / "generator_best.safetensors"
+    assert "generator_best.safetensors is kept" in line and f"--init {best}" in line, line
+    assert "without --resume" not in line, line
