@@ -490,6 +490,10 @@ def test_help_lists_every_option():
         "--overwrite", "--keep-going", "--fail-fast", "--max-pixels", "--quiet",
     ):  # fmt: skip
         assert option in result.output, option
+    from srgan_cli.tiling import MIN_TILE
+
+    text = " ".join(result.output.split())
+    assert f"--tile INTEGER Tile side in input pixels, at least {MIN_TILE};" in text, text  # was "[x>=0]"
 
 
 def test_torchrun_split_two_processes(weights, tmp_path):

@@ -647,14 +647,15 @@ def _check_tile(value: int | None) -> int | None:
     type=click.Choice(PRECISIONS),
     default="auto",
     show_default=True,
-    help="Compute precision; auto is fp16 on GPUs, bf16 on CPUs with native bf16 (AMX, AVX512-BF16), else fp32.",
+    help="Compute precision; auto is fp16 on GPUs, bf16 on CPUs with native bf16 (AMX, AVX512-BF16) for "
+    "SRResNet models, else fp32; 16-bit and float images run in fp32 under auto.",
 )
 @click.option(
     "--tile",
-    type=click.IntRange(min=0),
+    type=int,  # not an IntRange: its "[x>=0]" in --help hid that 1 to 7 are refused
     default=None,
     callback=lambda ctx, param, value: _check_tile(value),
-    help="Tile side in input pixels; 0 runs the whole image at once. Default: whole small images, tiles "
+    help="Tile side in input pixels, at least 8; 0 runs the whole image at once. Default: whole small images, tiles "
     "sized to the free GPU memory (CPU: a ~2 GB budget) for large ones. Tiles overlap by --tile-pad, "
     "so the result is the same as untiled.",
 )
