@@ -345,8 +345,11 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         return fh.read()
 
     fmt = _format_name(im)
+    turned = 1  # the orientation Pillow applies to the pixels as it loads them (TIFF), before we look
     if fmt == "TIFF":
         _quiet_libtiff()
+        with contextlib.suppress(Exception):
+            turned = _tag_int(im.tag_v2, _ORIENTATION, 1)
     try:
         n_frames = _count_frames(im)
         if fmt == "PNG" and _png_is_wide_colour(head):
@@ -371,7 +374,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         raise SrganError(
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
-    return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name)
+    return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned)
 
 
 _LIBTIFF_QUIETED = False
@@ -453,7 +456,7 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
     return _from_loaded_pil(img, fmt=_format_name(img), n_frames=n_frames, name=name)
 
 
-def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> LoadedImage:
+def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str, turned: int = 1) -> LoadedImage:
     mode = im.mode
     icc = im.info.get("icc_profile") or None
     alpha: np.ndarray | None = None
@@ -482,6 +485,8 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> 
         elif mode.startswith("I;16") or mode in ("I", "F"):
             rgb, bit_depth = _wide_gray(im)
             grayscale = True
+            if fmt == "TIFF" and mode.startswith("I;16") and _tag_int(im.tag_v2, 262, 1) == 0:
+                rgb = 1.0 - rgb  # MinIsWhite: Pillow inverts 8-bit gray, and gave 16-bit as a negative
             if _has_alpha(im):  # a 16-bit gray PNG's tRNS: the one gray value that is transparent
                 alpha = (np.asarray(im) != im.info["transparency"]).astype(np.float32)
         else:
@@ -493,7 +498,9 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str) -> 
                 alpha = arr[..., 3].astype(np.float32) / 255.0
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: unsupported image mode {mode!r} ({_one_line(exc)})") from None
-    return _finish(im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name)
+    return _finish(
+        im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name, turned=turned
+    )
 
 
 def _has_alpha(im: Image.Image) -> bool:
@@ -620,6 +627,7 @@ def _finish(
     name: str,
     exif_bytes: bytes | None = None,
     xmp_bytes: bytes | None = None,
+    turned: int = 1,
 ) -> LoadedImage:
     # exif_bytes and xmp_bytes come together from our own PNG chunk walk (b"": none), else from Pillow
     xmp = _xmp_of(im) if exif_bytes is None else (xmp_bytes or None)
@@ -630,7 +638,8 @@ def _finish(
     if alpha is not None:
         alpha = _orient(np.asarray(alpha, dtype=np.float32), orientation)
     dpi = _dpi_of(im)
-    if dpi and orientation in (5, 6, 7, 8):  # the pixels were turned a quarter: so is the density
+    # the pixels were turned a quarter, here or by Pillow as it loaded them (TIFF): so is the density
+    if dpi and (orientation in (5, 6, 7, 8) or turned in (5, 6, 7, 8)):
         dpi = (dpi[1], dpi[0])
     png_colour = {k: im.info[k] for k in _PNG_COLOUR_KEYS if k in im.info} if fmt == "PNG" else None
     return LoadedImage(
@@ -920,17 +929,34 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str):
     spp = _tag_int(tags, 277, 1)
     if spp not in (3, 4) or not bits or any(int(b) != 16 for b in np.atleast_1d(bits)):
         return None
-    if _tag_int(tags, 262, 2) != 2 or _tag_int(tags, 284, 1) != 1 or _tag_int(tags, 339, 1) != 1:
+    planar = _tag_int(tags, 284, 1)
+    if _tag_int(tags, 262, 2) != 2 or planar not in (1, 2) or _tag_int(tags, 339, 1) != 1:
         return None
     compression = _tag_int(tags, 259, 1)
     predictor = _tag_int(tags, 317, 1)
     if predictor not in (1, 2) or compression not in _TIFF_LIBTIFF_COMPRESSIONS:
         return None
-    width, height = im.size
+    # the stored size: Pillow's im.size is already turned for an Orientation of 5 to 8
+    width, height = _tag_int(tags, 256, im.width), _tag_int(tags, 257, im.height)
     offsets, counts = tags.get(273), tags.get(279)
+    strips = 322 not in tags and compression in (1, 8, 32946) and bool(offsets) and bool(counts)
+    if planar == 2 and not strips:
+        return None  # planes in LZW strips or in tiles: libtiff, through Pillow (8 bits)
     data = whole_file()
-    if 322 not in tags and compression in (1, 8, 32946) and offsets and counts:
-        arr = _tiff_strips(data, tags, width, height, spp, compression, predictor, name)
+    if strips:
+        offsets, counts = np.atleast_1d(offsets), np.atleast_1d(counts)
+        if planar == 1:
+            arr = _tiff_strips(data, tags, offsets, counts, width, height, spp, compression, predictor, name)
+        else:  # one plane after the other, each in its own strips (uncompressed: Pillow decoded garbage)
+            each = len(offsets) // spp
+            if each < 1 or len(offsets) != each * spp or len(counts) != len(offsets):
+                raise SrganError(f"{name}: damaged TIFF (its strips do not divide into {spp} planes)")
+            planes = [slice(i * each, (i + 1) * each) for i in range(spp)]
+            arr = np.concatenate(
+                [_tiff_strips(data, tags, offsets[p], counts[p], width, height, 1, compression, predictor, name)
+                 for p in planes],
+                axis=2,
+            )  # fmt: skip
     else:
         tile_width = _tag_int(tags, 322, 0) if 322 in tags else 0
         arr = _tiff_via_gray(data, width, height, spp, predictor, tile_width)
@@ -949,12 +975,14 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str):
     return rgb, alpha, 16, False, "RGB;16" if alpha is None else "RGBA;16"
 
 
-def _tiff_strips(data: bytes, tags, width: int, height: int, spp: int, compression: int, predictor: int, name: str):
+def _tiff_strips(
+    data: bytes, tags, offsets, counts, width: int, height: int, spp: int, compression: int, predictor: int, name: str
+):
     rows_per_strip = max(1, min(_tag_int(tags, 278, height), height))
     endian = ">" if data[:2] == b"MM" else "<"
     row_bytes = width * spp * 2
     chunks = []
-    for off, cnt in zip(np.atleast_1d(tags.get(273)), np.atleast_1d(tags.get(279)), strict=False):
+    for off, cnt in zip(offsets, counts, strict=False):
         off, cnt = int(off), int(cnt)
         if off + cnt > len(data):
             raise SrganError(f"{name}: truncated TIFF (a strip runs past the end of the file)")
@@ -1008,6 +1036,10 @@ def _tiff_via_gray(data: bytes, width: int, height: int, spp: int, predictor: in
                 put(pos, 3, 1)  # min-is-black, one sample, no predictor
             elif tag == 338:
                 struct.pack_into(e + "I", buf, pos + 4, 0)  # no extra samples
+            elif tag == 274:
+                # upright for Pillow, which would turn the wide gray copy (mirroring R and B inside
+                # each pixel) and swap its size; the orientation is applied to the colour pixels after
+                put(pos, 3, 1)
         gray = Image.open(io.BytesIO(bytes(buf)))
         if not gray.mode.startswith("I;16") or gray.size != (width * spp, height):
             return None
@@ -1028,6 +1060,22 @@ def _tag_int(tags, key: int, default: int) -> int:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+# The widest side each encoder takes: libjpeg's JPEG_MAX_DIMENSION, WebP's 14-bit sizes, GIF's 16-bit
+# ones. Past them JPEG failed as "broken data stream" (with libjpeg's own line on stderr) and GIF
+# with an OverflowError, after the whole upscale.
+_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535}
+
+
+def size_problem(width: int, height: int, path: str | Path, format: str | None = None) -> str | None:  # noqa: A002
+    """Why ``write_image(path, ..., format=)`` cannot write a ``width`` x ``height`` image, or None:
+    a side longer than its format holds. Cheap, so callers ask before the work that makes it."""
+    fmt = _normalise_format(format) if format else format_for_path(Path(path))
+    most = _MAX_SIDE.get(fmt)
+    if most is None or max(width, height) <= most:
+        return None
+    return f"{path}: a {width}x{height} image is too large for {fmt} (at most {most} px a side); write PNG or TIFF"
 
 
 def stored_bit_depth(path: str | Path, bit_depth: int, format: str | None = None) -> int:  # noqa: A002
@@ -1193,6 +1241,8 @@ def write_image(
     rgb = np.asarray(rgb)
     if rgb.dtype.kind in "ui" and rgb.dtype != _stored_dtype(bit_depth):
         raise ValueError(f"{rgb.dtype} pixels cannot be written as {bit_depth}-bit {fmt}")
+    if rgb.ndim >= 2 and (problem := size_problem(rgb.shape[1], rgb.shape[0], path, fmt)):
+        raise SrganError(problem)
     notes: list[str] = []
     planes = _planes(rgb, alpha, grayscale)
     if fmt in ("JPEG", "BMP") and planes.shape[2] in (2, 4):  # JPEG has no alpha; Pillow and most readers ignore BMP's
@@ -1249,7 +1299,7 @@ def write_image(
         raise SrganError(f"{path}: cannot write: the folder {path.parent} does not exist") from None
     except OSError as exc:
         raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
-    except (ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:  # RuntimeError: libtiff's
+    except (ValueError, TypeError, KeyError, RuntimeError, OverflowError, struct.error) as exc:  # Runtime: libtiff
         raise SrganError(f"{path}: cannot encode the image as {fmt} ({_one_line(exc)})") from None
     if on_note is not None:
         for note in notes:
@@ -1770,20 +1820,21 @@ def upscale_alpha(alpha: np.ndarray, scale: float) -> np.ndarray:
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Give transparent pixels the colour of nearby opaque ones (push-pull), as a copy.
+    """Give fully transparent pixels the colour of nearby visible ones (push-pull), as a copy.
 
-    Pixels with alpha >= 0.5 keep their colour; below that they fade into the colour pulled
-    in from their opaque neighbourhood, so a network does not see (and smear) the arbitrary
-    colour, often black, that an editor stored under fully transparent pixels.
+    Every pixel with some opacity keeps its own colour: it shows. Only the colour under alpha 0,
+    arbitrary (often black) as an editor stored it, is replaced by the colour pulled in from the
+    visible neighbourhood, so a network does not smear it into the edges. (Pixels under alpha
+    0.5 used to fade into that fill too, which blurred the colours of a semi-transparent layer.)
     """
     import torch
     import torch.nn.functional as F
 
     rgb = np.asarray(rgb, dtype=np.float32)
-    a = np.clip(np.asarray(alpha, dtype=np.float32), 0.0, 1.0)
-    if not np.any(a > 0):
+    visible = np.asarray(alpha, dtype=np.float32) > 0
+    if not np.any(visible):
         return rgb.copy()
-    w = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+    w = torch.from_numpy(visible.astype(np.float32))[None, None]
     c = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
     # Pull: each coarser level holds the weighted mean colour of its 2x2 children and a weight
     # that is the children's summed weight capped at 1 (one opaque child makes it fully known).
@@ -1801,8 +1852,7 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         up = F.interpolate(colour, size=c.shape[-2:], mode="bilinear", align_corners=False)
         colour = w * c + (1.0 - w) * up
     fill = colour[0].permute(1, 2, 0).numpy()
-    keep = np.clip(a * 2.0, 0.0, 1.0)[..., None]
-    return np.clip(rgb * keep + fill * (1.0 - keep), 0.0, 1.0).astype(np.float32)
+    return np.where(visible[..., None], rgb, np.clip(fill, 0.0, 1.0)).astype(np.float32)
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

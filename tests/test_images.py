@@ -253,8 +253,24 @@ def test_png_unfilter_matches_pillow_on_8_bit(tmp_path):
     assert np.array_equal(ours.reshape(17, 19, 3), pil)
 
 
-def _tiff(width, height, spp, chunks, *, endian="<", compression=1, predictor=1, rows=None, tile=None, extra=2):
-    """A 16-bit chunky TIFF from already encoded strips or tiles (test-side writer)."""
+def _tiff(
+    width,
+    height,
+    spp,
+    chunks,
+    *,
+    endian="<",
+    compression=1,
+    predictor=1,
+    rows=None,
+    tile=None,
+    extra=2,
+    orientation=None,
+    planar=1,
+    photometric=2,
+):
+    """A 16-bit TIFF from already encoded strips or tiles (test-side writer); chunky unless
+    ``planar`` is 2 (then ``chunks`` holds each plane's strips, one plane after the other)."""
     e = endian
     body = bytearray()
     offsets = []
@@ -262,9 +278,12 @@ def _tiff(width, height, spp, chunks, *, endian="<", compression=1, predictor=1,
         offsets.append(8 + len(body))
         body += c + (b"\x00" if len(c) % 2 else b"")
     tags = {256: (4, [width]), 257: (4, [height]), 258: (3, [16] * spp), 259: (3, [compression])}
-    tags.update({262: (3, [2]), 277: (3, [spp]), 284: (3, [1]), 317: (3, [predictor]), 339: (3, [1] * spp)})
+    tags.update({262: (3, [photometric]), 277: (3, [spp]), 284: (3, [planar]), 317: (3, [predictor])})
+    tags[339] = (3, [1] * spp)
     if spp == 4:
         tags[338] = (3, [extra])
+    if orientation is not None:
+        tags[274] = (3, [orientation])
     if tile:
         tags.update({322: (4, [tile]), 323: (4, [tile]), 324: (4, offsets), 325: (4, [len(c) for c in chunks])})
     else:
@@ -1344,7 +1363,17 @@ def test_fill_transparent_uses_neighbouring_colour():
     half[3, 6], blue[3, 6] = 0.25, (0.0, 0.0, 1.0)  # faint blue pixel on the orange square's edge
     out = fill_transparent(blue, half)
     assert out[0, 0].tolist() == [0, 0, 0]  # half opaque: its own colour is visible, so it is kept
-    assert 0.2 < out[3, 6, 0] < 0.8 and 0.2 < out[3, 6, 2] < 0.8  # between its blue and the orange fill
+    assert out[3, 6].tolist() == [0, 0, 1]  # faint, but visible: kept too
+
+
+def test_fill_transparent_keeps_the_colours_of_a_semi_transparent_layer():
+    """A photo at 30% opacity had every colour faded into a blurred fill (up to 28 levels off)."""
+    rgb = RNG.random((20, 24, 3)).astype(np.float32)
+    alpha = np.full((20, 24), 76 / 255, dtype=np.float32)
+    alpha[:, :4] = 0.0  # and a transparent band, which is filled
+    out = fill_transparent(rgb, alpha)
+    assert np.array_equal(out[:, 4:], rgb[:, 4:])
+    assert not np.array_equal(out[:, :4], rgb[:, :4]) and 0 <= out.min() and out.max() <= 1
 
 
 def test_fill_transparent_two_colours_stay_local():
@@ -1675,3 +1704,94 @@ def test_sixteen_bit_png_reads_an_imagemagick_raw_exif_profile(tmp_path):
     back = Image.Exif()
     back.load(got.exif)
     assert back[0x0112] == 1 and back[0x013B] == "Ansel"
+
+
+# Pillow's own table (ImageOps.exif_transpose): the oracle for how each EXIF orientation turns the pixels
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _turned(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) uint16 samples as a viewer shows them, channel by channel through Pillow."""
+    if orientation == 1:
+        return arr
+    planes = [np.asarray(Image.fromarray(arr[..., c]).transpose(_TRANSPOSE[orientation])) for c in range(arr.shape[2])]
+    return np.stack(planes, axis=2)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("layout", ["raw", "deflate", "lzw", "tiles"])
+def test_sixteen_bit_colour_tiff_is_turned_upright_and_stays_sixteen_bit(tmp_path, layout, orientation):
+    """Orientation 5-8 failed as "truncated" (Pillow's size is already turned) or fell back to 8 bits,
+    and LZW or tiled files came out unturned with red and blue swapped (Pillow turned the wide gray
+    copy they are decoded through, then the orientation was applied again)."""
+    h, w, spp = 10, 13, 3
+    arr = RNG.integers(0, 65536, (h, w, spp)).astype(np.uint16)
+    if layout == "raw":
+        data = _tiff(w, h, spp, [arr.astype("<u2").tobytes()], orientation=orientation)
+    elif layout == "deflate":
+        data = _tiff(w, h, spp, [zlib.compress(arr.astype("<u2").tobytes())], compression=8, orientation=orientation)
+    elif layout == "lzw":
+        chunks, rows = _pillow_lzw(arr, tmp_path)
+        data = _tiff(w, h, spp, chunks, compression=5, rows=rows, orientation=orientation)
+    else:
+        chunks = []
+        for y in range(0, h, 16):
+            for x in range(0, w, 16):
+                t = np.zeros((16, 16, spp), dtype=np.uint16)
+                t[: min(16, h - y), : min(16, w - x)] = arr[y : y + 16, x : x + 16]
+                chunks.append(t.astype("<u2").tobytes())
+        data = _tiff(w, h, spp, chunks, tile=16, orientation=orientation)
+    (tmp_path / "o.tif").write_bytes(data)
+    got = read_image(tmp_path / "o.tif")
+    assert got.bit_depth == 16 and got.mode == "RGB;16"
+    assert np.array_equal(_q(got.rgb, 65535), _turned(arr, orientation))
+
+
+@pytest.mark.parametrize("compression", [1, 8])
+def test_sixteen_bit_planar_tiff_is_read_whole(tmp_path, compression):
+    """PlanarConfiguration 2 (one plane after the other): uncompressed, Pillow decoded garbage that
+    was upscaled without a word; deflate came out cut to 8 bits."""
+    h, w, spp, rows = 9, 11, 3, 4
+    arr = RNG.integers(0, 65536, (h, w, spp)).astype(np.uint16)
+    chunks = []
+    for c in range(spp):
+        for y in range(0, h, rows):
+            raw = arr[y : y + rows, :, c].astype("<u2").tobytes()
+            chunks.append(zlib.compress(raw) if compression == 8 else raw)
+    (tmp_path / "p.tif").write_bytes(_tiff(w, h, spp, chunks, compression=compression, rows=rows, planar=2))
+    got = read_image(tmp_path / "p.tif")
+    assert got.bit_depth == 16 and np.array_equal(_q(got.rgb, 65535), arr)
+
+
+def test_sixteen_bit_min_is_white_tiff_is_not_a_negative(tmp_path):
+    h, w = 5, 7
+    arr = RNG.integers(0, 65536, (h, w)).astype(np.uint16)
+    (tmp_path / "w.tif").write_bytes(_tiff(w, h, 1, [arr.astype("<u2").tobytes()], photometric=0))
+    got = read_image(tmp_path / "w.tif")
+    assert got.grayscale and got.bit_depth == 16
+    assert np.array_equal(_q(got.rgb[..., 0], 65535), 65535 - arr)
+
+
+def test_a_tiff_turned_a_quarter_by_pillow_swaps_its_dpi_too(tmp_path):
+    """Pillow turns a TIFF's pixels itself as it loads them and drops the tag, so the density (here
+    300 x 150) stayed unswapped, unlike the same picture as JPEG or PNG."""
+    Image.new("RGB", (6, 4), (10, 20, 30)).save(tmp_path / "d.tif", dpi=(300, 150), tiffinfo={274: 6})
+    got = read_image(tmp_path / "d.tif")
+    assert got.size == (4, 6) and got.dpi == (150, 300)
+
+
+@pytest.mark.parametrize("suffix, most", [(".jpg", 65500), (".gif", 65535), (".webp", 16383)])
+def test_write_image_refuses_a_side_longer_than_the_format_holds(tmp_path, suffix, most):
+    path = tmp_path / f"w{suffix}"
+    write_image(path, np.zeros((1, most, 3), dtype=np.uint8))  # the longest side it takes is written
+    with pytest.raises(SrganError, match=rf"too large for .* \(at most {most} px a side\); write PNG or TIFF"):
+        write_image(tmp_path / f"x{suffix}", np.zeros((most + 1, 1, 3), dtype=np.uint8))
+    assert not (tmp_path / f"x{suffix}").exists() and not list(tmp_path.glob(".*"))

@@ -1235,3 +1235,19 @@ def test_torchrun_files_found_while_planning_are_counted_once(weights, tmp_path)
     docs = [json.loads((tmp_path / f"r.rank{r}.json").read_text()) for r in range(2)]
     assert [d["written"] for d in docs] == [1, 1]
     assert [(d["skipped"], d["failed"]) for d in docs] == [(1, 1), (0, 0)]
+
+
+def test_an_output_too_wide_for_its_format_fails_before_the_upscale(weights, tmp_path, monkeypatch):
+    """A 4100 px wide input to WebP (16383 px at most) was upscaled in full and then failed; to JPEG
+    past 65500 px it failed as "broken data stream" with libjpeg's own line, to GIF as OverflowError."""
+    import srgan_cli.api
+
+    def no_upscale(*args, **kwargs):
+        raise AssertionError("upscaled an image that cannot be written")
+
+    monkeypatch.setattr(srgan_cli.api, "upscale_loaded", no_upscale)
+    src = _img(tmp_path / "wide.png", size=(4100, 2))
+    result = run(weights, src, "-o", tmp_path / "wide.webp")
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'wide.webp'}: a 16400x8 image is too large for WEBP (at most 16383 px" in result.output
+    assert not (tmp_path / "wide.webp").exists()

@@ -1142,8 +1142,8 @@ def _run(
         _note_quality_unused(jobs, report)
 
     from .. import __version__
-    from ..api import load_model, upscale_loaded
-    from ..images import stored_bit_depth, write_image
+    from ..api import load_model, output_size, upscale_loaded
+    from ..images import size_problem, stored_bit_depth, write_image
 
     if _env_world() > 1:
         device = _torchrun_device(device, local_rank)
@@ -1169,6 +1169,8 @@ def _run(
             progress.update(images_task, description=job.src.name[:40])
             if loaded.n_frames > 1:
                 report.note(f"{job.src}: {loaded.n_frames} frames; only the first is upscaled")
+            if problem := size_problem(*output_size(*loaded.size, net.scale, outscale), job.dest, job.fmt):
+                raise SrganError(problem)  # found before the upscale, not after it
             return upscale_loaded(
                 net,
                 loaded,
