@@ -7,6 +7,7 @@ import errno
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,31 @@ def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:
             return json.loads(fh.read(limit))
     except (OSError, ValueError, RecursionError):
         return None
+
+
+def write_stdout(data: bytes) -> None:
+    """Write all of ``data`` to standard output, or raise BrokenPipeError.
+
+    A write to a pipe whose reader goes away part way returns a short count, and Python's
+    buffered stdout neither retried nor raised: an image or a report cut short went down the
+    pipe and the command exited 0. Here the rest is written until it is all out or the pipe
+    is broken.
+    """
+    out = sys.stdout
+    out.flush()
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (a test's capture): written whole
+        out.buffer.write(data)
+        out.buffer.flush()
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def stdout_gone() -> None:
+    """After a broken pipe: point standard output at /dev/null, so that Python's flush at exit
+    does not complain about the reader that went away (e.g. `| head`)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

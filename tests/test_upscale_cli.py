@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -1251,3 +1252,36 @@ def test_an_output_too_wide_for_its_format_fails_before_the_upscale(weights, tmp
     assert result.exit_code == 1, result.output
     assert f"error: {tmp_path / 'wide.webp'}: a 16400x8 image is too large for WEBP (at most 16383 px" in result.output
     assert not (tmp_path / "wide.webp").exists()
+
+
+def test_an_image_cut_short_by_its_pipe_reader_is_a_failure(weights, tmp_path):
+    """A reader that goes away part way through the image (the pipe holds 64 KB): the write to the
+    pipe returned short, Python's stdout neither retried nor raised, and the run exited 0 with a
+    report saying the image was written."""
+    src = _img(tmp_path / "in.png", size=(96, 96), seed=4)  # its x4 PNG is far over 64 KB
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(src), "-o", "-", "-m", str(weights)]
+    cmd += ["--report", str(tmp_path / "r.json")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert len(proc.stdout.read(10)) == 10
+    time.sleep(1)  # the writer fills the pipe and waits for the reader
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert b"-: standard output was closed before the image was written" in err and b"Traceback" not in err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["failed"] == 1 and report["written"] == 0 and report["files"][0]["status"] == "failed"
+
+
+def test_write_stdout_writes_on_after_short_writes(monkeypatch, capfd):
+    from srgan_cli import fsutil
+
+    real, calls = os.write, []
+
+    def short(fd, data):
+        calls.append(len(data))
+        return real(fd, bytes(data[:3]))  # as a pipe does when its reader is slow or gone
+
+    monkeypatch.setattr(fsutil.os, "write", short)
+    fsutil.write_stdout(b"0123456789")
+    assert capfd.readouterr().out == "0123456789" and calls == [10, 7, 4, 1]

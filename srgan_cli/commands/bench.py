@@ -211,7 +211,13 @@ def bench(
         doc = results[0] if len(results) == 1 else results
         text = json.dumps(_finite(doc), indent=2, allow_nan=False)
         if json_to_stdout:
-            click.echo(text)
+            from ..fsutil import stdout_gone, write_stdout
+
+            try:
+                write_stdout((text + "\n").encode("utf-8"))
+            except BrokenPipeError:
+                stdout_gone()
+                raise SrganError("--json -: standard output was closed before the JSON was all written") from None
         else:
             from ..fsutil import atomic_path
 

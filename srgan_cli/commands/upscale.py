@@ -66,6 +66,15 @@ class Tally:
                 }
             )
 
+    def unwrite(self, dest: Path, reason: str) -> None:
+        """A written file that did not reach its reader after all (standard output closed): failed."""
+        with self.lock:
+            for record in self.files:
+                if record["output"] == str(dest) and record["status"] == "written":
+                    record.update(status="failed", reason=" ".join(reason.split()))
+                    self.written -= 1
+                    self.failed += 1
+
 
 class Reporter:
     """One-line messages on stderr, safe from any thread, around a live progress bar."""
@@ -795,6 +804,11 @@ def upscale(
                 quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
                 report_path,
             )  # fmt: skip
+            if to_stdout and tally.written:  # before the report, which says whether it got through
+                try:
+                    _copy_to_stdout(output)
+                except SrganError as exc:
+                    tally.unwrite(output, report.error(str(exc)))
             ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
             if not quiet:
@@ -810,8 +824,6 @@ def upscale(
         finally:
             if report_path is not None:  # part of the job: a script must see it missing in the exit status
                 report_written = _write_report(report_path, tally, ended, report)
-        if to_stdout and tally.written:
-            _copy_to_stdout(output)
     with contextlib.suppress(OSError):  # stderr gone: the exit status still tells
         if not quiet or tally.failed:
             click.echo(_summary(tally), err=True)
@@ -931,16 +943,14 @@ def _check_stdout_open(what: str) -> None:
 
 
 def _copy_to_stdout(path: Path) -> None:
+    from ..fsutil import stdout_gone, write_stdout
+
     try:
         with open(path, "rb") as fh:
-            out = sys.stdout.buffer
             while chunk := fh.read(1 << 20):
-                out.write(chunk)
-            out.flush()
+                write_stdout(chunk)
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`): nothing more can be written; stay quiet about it.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_gone()
         raise SrganError("-: standard output was closed before the image was written") from None
 
 
@@ -1014,7 +1024,14 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         except SrganError as exc:
             report.error(f"cannot write the report: {exc}")
             return False
-        click.echo(text, nl=False)
+        from ..fsutil import stdout_gone, write_stdout
+
+        try:
+            write_stdout(text.encode("utf-8"))
+        except BrokenPipeError:
+            stdout_gone()
+            report.error("cannot write the report: standard output was closed before it was all written")
+            return False
         return True
     try:
         with atomic_path(path) as tmp:
