@@ -122,7 +122,8 @@ def hold_out(scan: ImageScan, count: int, names: list[str] | None = None) -> tup
         )
 
     def rank(path: Path) -> str:
-        return hashlib.sha256(path.relative_to(scan.root).as_posix().encode()).hexdigest()
+        # fsencode: the bytes of the name (UTF-8 for text names, as before), also where they are not UTF-8
+        return hashlib.sha256(os.fsencode(path.relative_to(scan.root).as_posix())).hexdigest()
 
     recorded = set(names or ())
     held = {path for path in scan.paths if path.relative_to(scan.root).as_posix() in recorded}

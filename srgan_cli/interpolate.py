@@ -16,7 +16,7 @@ import torch
 
 from .config import GeneratorConfig
 from .errors import SrganError
-from .weights import generator_config_of, load_generator, read_metadata, save_state
+from .weights import generator_config_of, load_generator, read_metadata, save_state, st_path
 
 
 def interpolate_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -128,7 +128,7 @@ def _stored_float_dtype(path: Path) -> torch.dtype | None:
     from safetensors import safe_open
 
     found = set()
-    with safe_open(str(path), framework="pt") as fh:
+    with safe_open(st_path(path), framework="pt") as fh:
         for key in fh.keys():
             found.add(_DTYPES.get(fh.get_slice(key).get_dtype()))
     return found.pop() if len(found) == 1 else None

@@ -305,10 +305,12 @@ def load_vgg19(
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
+    from .weights import st_path
+
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(st_path(path), framework="pt") as fh:
             meta = fh.metadata()
-        state = load_file(str(path))
+        state = load_file(st_path(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:120]
         raise SrganError(

@@ -97,7 +97,11 @@ def load_weights(path: Path, sha256: str | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     try:
-        state = load_file(str(path))
+        os.fspath(path).encode("utf-8")  # the safetensors library takes UTF-8 names only
+    except UnicodeEncodeError:
+        raise WeightsError(f"{path}: the file name is not valid UTF-8; rename the file") from None
+    try:
+        state = load_file(os.fspath(path))
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     shapes = {k: tuple(v.shape) for k, v in state.items()}

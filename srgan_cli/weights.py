@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -159,7 +160,7 @@ def save_state(
     for key, value in (metadata or {}).items():
         if not isinstance(value, str):
             value = json.dumps(value)
-        meta[key] = value
+        meta[_utf8(str(key))] = _utf8(value)
     data = serialize(tensors, metadata=meta)
     try:
         # Writing the bytes into the temp file atomic_path made keeps its permissions (umask);
@@ -183,7 +184,7 @@ def count_file_parameters(path: str | Path) -> int:
     path = Path(path)
     read_metadata(path)  # one-line error if it is not a safetensors file
     total = 0
-    with safe_open(str(path), framework="pt") as fh:
+    with safe_open(st_path(path), framework="pt") as fh:
         for key in fh.keys():
             if key.endswith(_BUFFER_SUFFIXES):
                 continue
@@ -194,13 +195,37 @@ def count_file_parameters(path: str | Path) -> int:
     return total
 
 
+def st_path(path: str | Path) -> str:
+    """``path`` as the safetensors library opens it: a name that is not valid UTF-8 (bytes from
+    another system's encoding) cannot pass into it, and its error called the file invalid."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SrganError(
+            f"{path}: the file name is not valid UTF-8, which the safetensors library cannot open; rename the file"
+        ) from None
+    return text
+
+
+def _utf8(text: str) -> str:
+    """Metadata text that safetensors can store: a path that is not valid UTF-8 (undecodable
+    bytes, held as surrogates) is kept with those bytes written as \\xNN escapes. It raised a
+    traceback after training, before generator.safetensors was written."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a safetensors file, or a one-line error if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise SrganError(f"{path}: no such weights file")
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(st_path(path), framework="pt") as fh:
             return dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
@@ -222,7 +247,7 @@ def load_generator(
     # module is built: a config that claims a billion blocks is refused here in milliseconds.
     check_file_config(path, config)
     try:
-        state = load_file(str(path), device="cpu")
+        state = load_file(st_path(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: cannot read weights ({_short(exc)})") from None
     model = build_generator(config)
@@ -272,7 +297,7 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Every tensor's name and shape, from the file's header (no tensor data is read)."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(st_path(path), framework="pt") as fh:
             return {key: tuple(int(d) for d in fh.get_slice(key).get_shape()) for key in fh.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None

@@ -1547,3 +1547,29 @@ def test_resume_of_a_run_stopped_after_a_best_generator_points_to_it(data, tmp_p
     best = run / "generator_best.safetensors"
     assert "generator_best.safetensors is kept" in line and f"--init {best}" in line, line
     assert "without --resume" not in line, line
+
+
+def test_names_that_are_not_utf8_train_and_are_kept_in_the_metadata(tmp_path):
+    """Bytes from another system's encoding in a file or folder name: --val-holdout's ranking
+    raised UnicodeEncodeError, and the first checkpoint's weights file a traceback (safetensors
+    metadata is UTF-8 only), after checkpoint.pt was written."""
+    data = _images(Path(os.fsdecode(bytes(tmp_path) + b"/d\xe9ta")), count=3)
+    os.rename(data / "0.png", os.fsdecode(bytes(data) + b"/caf\xe9.png"))
+    run = tmp_path / "run"
+    result = _cli_train(data, run, "--val-holdout", "1", "--steps", "2")
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(run / "generator.safetensors")
+    assert meta["data"].endswith("d\\xe9ta"), meta["data"]  # the undecodable byte, as an escape
+    assert load_checkpoint(run / CHECKPOINT)["held_out"]
+
+
+def test_a_weights_file_whose_name_is_not_utf8_gets_a_true_reason(tmp_path):
+    from srgan_cli.weights import load_generator
+
+    good = tmp_path / "g.safetensors"
+    train(_options(_images(tmp_path / "data"), steps=1), tmp_path / "run")
+    good.write_bytes((tmp_path / "run" / "generator.safetensors").read_bytes())
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/g\xe9.safetensors"))
+    os.rename(good, odd)
+    with pytest.raises(SrganError, match="the file name is not valid UTF-8, which the safetensors library cannot open"):
+        load_generator(odd)
