@@ -12,6 +12,7 @@ import contextlib
 import errno
 import importlib
 import importlib.util
+import io
 import re
 import sys
 
@@ -49,6 +50,7 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        _lenient_streams()
         try:
             # SIGTERM (`timeout`, a scheduler, CI) stops every command as Ctrl-C does: exit 130, one
             # line, no temporary file left; train and upscale set their own handling inside this.
@@ -62,6 +64,18 @@ class LazyGroup(click.Group):
             if getattr(exc, "filename", None) is None and exc.errno in _STREAM_ERRNOS:
                 fail(f"cannot write the output: {exc.strerror or exc}")
             raise
+
+
+def _lenient_streams() -> None:
+    """Write what the output's encoding cannot hold as backslash escapes instead of failing:
+    under an ASCII locale or PYTHONIOENCODING=ascii, a name like "café.png" in bench's table
+    raised UnicodeEncodeError (a traceback, and the --json file never written). stderr does
+    this already; stdout is made to do the same."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError, io.UnsupportedOperation):
+                reconfigure(errors="backslashreplace")
 
 
 _STREAM_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT)

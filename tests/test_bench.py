@@ -775,3 +775,38 @@ def test_save_images_never_opens_a_fifo_in_its_way(bench_dir, tmp_path, without_
     bench_set = core.load_set(bench_dir / "set5")
     with pytest.raises(SrganError, match="not written by srgan bench"):
         without_blocking(lambda: core.check_save_dir(save, bench_set, ["bicubic"]), save / "sheets" / "baby.png")
+
+
+def _named_set(tmp_path, names):
+    rng = np.random.default_rng(5)
+    (tmp_path / "S" / "HR").mkdir(parents=True)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "S" / "HR" / name)
+    return tmp_path / "S"
+
+
+def test_the_table_shows_names_as_they_are_and_whole(tmp_path):
+    """Names were rich markup ("[bold]b.png" showed as "b"), and in a log (not a terminal) long
+    names were cut to the 80 columns with "...": two models' rows could not be told apart."""
+    folder = _named_set(tmp_path, ["[bold]b.png", "c.png"])
+    long_a, long_b = (_tiny(tmp_path / f"archive_model_2023_12_07_run_after_fix_{k}.safetensors") for k in "AB")
+    result = _invoke("--set", str(folder), "--per-image", "-m", str(long_a), "-m", str(long_b), "--no-lpips")
+    assert result.exit_code == 0, result.output
+    assert "[bold]b" in result.output
+    for path in (long_a, long_b):
+        assert path.stem in result.output
+    assert "…" not in result.output
+
+
+def test_a_name_the_output_encoding_cannot_hold_is_escaped_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+
+    folder = _named_set(tmp_path, ["café.png", "d.png"])
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "20", "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "srgan_cli", "bench", "--set", str(folder), "--per-image", "-m", "bicubic"]
+    cmd += ["--no-lpips", "--json", str(tmp_path / "r.json")]
+    done = subprocess.run(cmd, capture_output=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert b"caf\\xe9" in done.stdout and b"Traceback" not in done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["images"][0]["name"] == "café"

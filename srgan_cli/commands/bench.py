@@ -110,6 +110,8 @@ def bench(
 
     json_to_stdout = json_out == "-"
     console = Console(stderr=json_to_stdout)
+    if not console.is_terminal:  # a log or a pipe: rows as wide as they need, never cut to COLUMNS or 80
+        console = Console(stderr=json_to_stdout, width=_LOG_WIDTH)
     if json_out is not None and not json_to_stdout:
         target = Path(json_out)
         if target.is_dir():
@@ -242,6 +244,16 @@ def _is_bench_json(path: Path) -> bool:
     )
 
 
+_LOG_WIDTH = 400
+
+
+def _cells(*cells: str):
+    """Table cells as plain text: names are not rich markup ("[bold]x.png" showed as "x")."""
+    from rich.text import Text
+
+    return [Text(str(cell)) for cell in cells]
+
+
 def _print_table(console, result: dict, per_image: bool) -> None:
     from rich.table import Table
 
@@ -250,11 +262,13 @@ def _print_table(console, result: dict, per_image: bool) -> None:
         f"Y-channel PSNR/SSIM with a {result['scale']} px border; MP/s = output megapixels per second "
         f"on {result['device']} (median of {result['runs']} run(s))"
     )
-    table = Table(title=f"srgan bench: {result['set']}", caption=caption)
-    for column, justify in (("set", "left"), ("model", "left"), ("PSNR (dB)", "right"), ("SSIM", "right")):
-        table.add_column(column, justify=justify)
-    table.add_column("LPIPS", justify="right")
-    table.add_column("MP/s", justify="right")
+    table = Table(title=_cells(f"srgan bench: {result['set']}")[0], caption=_cells(caption)[0])
+    # names fold onto a second line where the width is short, never end in "..." (two long model
+    # names cut to one); numbers stay whole
+    for column in ("set", "model"):
+        table.add_column(column, overflow="fold")
+    for column in ("PSNR (dB)", "SSIM", "LPIPS", "MP/s"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column.split()[0]))
     notes = []
     for model in result["models"]:
         if model["lpips"] is None:
@@ -266,11 +280,11 @@ def _print_table(console, result: dict, per_image: bool) -> None:
             lp = f"{model['lpips']:.4f}"
         name = model["name"] + (f" ({model['dtype']})" if model["dtype"] else "")
         speed = "-" if model["mp_per_s"] is None else f"{model['mp_per_s']:.3g}"
-        table.add_row(result["set"], name, f"{model['psnr']:.2f}", f"{model['ssim']:.4f}", lp, speed)
+        table.add_row(*_cells(result["set"], name, f"{model['psnr']:.2f}", f"{model['ssim']:.4f}", lp, speed))
         if per_image:
             for row in model["images"]:
                 lpi = "" if row["lpips"] is None else f"{row['lpips']:.4f}"
-                table.add_row("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, "")
+                table.add_row(*_cells("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, ""))
     console.print(table)
     if result.get("lpips_source"):
         console.print(f"LPIPS by {result['lpips_source']}", markup=False, highlight=False, soft_wrap=True)
@@ -289,14 +303,15 @@ def _print_paired(console, result: dict) -> None:
     models = result["models"][1:]
     with_lpips = any(m["paired"]["lpips"] is not None for m in models)
     table = Table(
-        title=f"{result['set']}: paired per image against {first}",
+        title=_cells(f"{result['set']}: paired per image against {first}")[0],
         caption="mean difference +- its standard error; higher: images with a higher PSNR"
         + ("; lower: images with a lower LPIPS" if with_lpips else ""),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for column in ("model", "PSNR (dB)", "higher", "SSIM") + (("LPIPS", "lower") if with_lpips else ()):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("model", overflow="fold")
+    for column in ("PSNR (dB)", "higher", "SSIM") + (("LPIPS", "lower") if with_lpips else ()):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column.split()[0]))
 
     def fmt(mean: float | None, sem: float | None, digits: int) -> str:
         if mean is None or not math.isfinite(mean):
@@ -310,7 +325,7 @@ def _print_paired(console, result: dict) -> None:
         if with_lpips:
             lower = "-" if p["lpips_lower"] is None else f"{p['lpips_lower']}/{result['num_images']}"
             cells += [fmt(p["lpips"], p["lpips_sem"], 4), lower]
-        table.add_row(*cells)
+        table.add_row(*_cells(*cells))
     console.print(table)
 
 
