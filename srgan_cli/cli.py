@@ -19,7 +19,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import SrganError
+from .errors import SrganError, printable
 from .stopping import sigterm_as_interrupt
 
 COMMANDS = {
@@ -84,7 +84,7 @@ _STREAM_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUO
 def fail(message: str, code: int = 1) -> None:
     """Print ``error: message`` on stderr as one line and exit with ``code``."""
     try:
-        click.echo(f"error: {' '.join(str(message).split())}", err=True)
+        click.echo(f"error: {printable(str(message).strip())}", err=True)
     except OSError:
         pass  # stderr gone too: the exit status still tells
     sys.exit(code)

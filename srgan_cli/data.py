@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import SrganError, first_line
+from .errors import SrganError, first_line, printable
 from .images import folder_entries, is_image_path, read_rgb8
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
@@ -65,7 +65,7 @@ class ImageScan:
         )
         if self.unreadable:
             more = f" and {len(self.unreadable) - most} more" if len(self.unreadable) > most else ""
-            text += f"; unreadable: {', '.join(str(p) for p in self.unreadable[:most])}{more}"
+            text += f"; unreadable: {', '.join(printable(str(p)) for p in self.unreadable[:most])}{more}"
         return text
 
 

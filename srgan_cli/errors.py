@@ -1,4 +1,6 @@
-"""The one exception type for errors a user can cause."""
+"""The one exception type for errors a user can cause, and how its messages are shown."""
+
+import re
 
 
 class SrganError(Exception):
@@ -21,3 +23,15 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     for quoting a library's error inside a one-line message."""
     lines = str(exc).strip().splitlines()
     return lines[0][:limit] if lines else type(exc).__name__
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` on one line and faithful: control characters (a newline or tab in a file name, a
+    terminal escape sequence) written as ``\\n``, ``\\t``, ``\\x1b``. Collapsing them into spaces
+    made "new\\nline.png" and "new line.png" read the same, and an escape sequence in a name was
+    run by the terminal (or stripped from a log, so two names read the same there)."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)

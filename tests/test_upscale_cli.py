@@ -1285,3 +1285,26 @@ def test_write_stdout_writes_on_after_short_writes(monkeypatch, capfd):
     monkeypatch.setattr(fsutil.os, "write", short)
     fsutil.write_stdout(b"0123456789")
     assert capfd.readouterr().out == "0123456789" and calls == [10, 7, 4, 1]
+
+
+def test_names_with_newlines_tabs_or_escapes_are_shown_faithfully(weights, tmp_path):
+    """A newline or tab in a name was collapsed into a space ("new\\nline.png" and "new line.png"
+    read the same), the failed list ran over two lines and was ambiguous with a comma in a name,
+    and a terminal escape sequence in a name was run (or stripped from a log)."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    names = ["new\nline.png", "new line.png", "a, b.png", "tab\there.png", "esc\x1b[31m.png", "two  spaces.png"]
+    for name in names:
+        (bad / name).write_bytes(b"not an image")
+    result = run(weights, bad, "-o", tmp_path / "out", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(names), result.stderr
+    for shown in ("new\\nline.png", "new line.png", "tab\\there.png", "esc\\x1b[31m.png", "two  spaces.png"):
+        assert sum(f"{bad}/{shown}:" in line for line in errors) == 1, (shown, errors)
+    assert "\x1b" not in result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and f"'{bad}/a, b.png'" in failed[0], result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(f["input"] for f in report["files"]) == sorted(str(bad / n) for n in names)
+    assert any("two  spaces.png" in f["reason"] for f in report["files"])

@@ -25,7 +25,7 @@ import click
 
 from ..cli import DroppingStream, NonEmptyPath, check_device
 from ..config import MAX_OUTSCALE, PRECISIONS
-from ..errors import SrganError
+from ..errors import SrganError, printable
 from .completion import complete_model
 
 FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")
@@ -62,7 +62,7 @@ class Tally:
                     "input": None if src is None else str(src),
                     "output": None if dest is None else str(dest),
                     "status": what,
-                    "reason": None if reason is None else " ".join(str(reason).split()),
+                    "reason": None if reason is None else printable(str(reason).strip()),
                 }
             )
 
@@ -71,7 +71,7 @@ class Tally:
         with self.lock:
             for record in self.files:
                 if record["output"] == str(dest) and record["status"] == "written":
-                    record.update(status="failed", reason=" ".join(reason.split()))
+                    record.update(status="failed", reason=printable(reason.strip()))
                     self.written -= 1
                     self.failed += 1
 
@@ -87,11 +87,11 @@ class Reporter:
 
     def error(self, message: str) -> str:
         """Print ``error: MESSAGE`` on one line; returns the message as printed (for --report)."""
-        return self._emit(f"error: {' '.join(str(message).split())}")[len("error: ") :]
+        return self._emit(f"error: {printable(str(message).strip())}")[len("error: ") :]
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            self._emit(f"note: {' '.join(str(message).split())}")
+            self._emit(f"note: {printable(str(message).strip())}")
 
     def shown(self, path: str | None) -> str | None:
         """A path as messages show it: a staged stdin/stdout file as '-'."""
@@ -816,7 +816,7 @@ def upscale(
                     click.echo(_summary(tally) + " (interrupted)", err=True)
             raise
         except SrganError as exc:
-            ended = f"stopped: {' '.join(str(exc).split())}"
+            ended = f"stopped: {printable(str(exc).strip())}"
             raise
         except click.UsageError:
             report_path = None  # nothing ran, and the report's path may be what is wrong
@@ -1043,11 +1043,14 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
 
 
 def _failed_list(tally: Tally, report: Reporter, most: int = 10) -> str:
-    """``failed: a.png, b.png (and 3 more)``: the inputs that failed, in order."""
+    """``failed: a.png, b.png (and 3 more)``: the inputs that failed, in order; a name with a comma,
+    a space or another character a shell reads is quoted (``'a, b.png'``), so the list is not ambiguous."""
+    import shlex
+
     with tally.lock:
         names = [report.shown(f["input"] or f["output"] or "?") for f in tally.files if f["status"] == "failed"]
     more = f" (and {len(names) - most} more)" if len(names) > most else ""
-    return "failed: " + ", ".join(names[:most]) + more
+    return "failed: " + ", ".join(shlex.quote(printable(name)) for name in names[:most]) + more
 
 
 def _note_quality_unused(jobs: list[Job], report: Reporter) -> None:
