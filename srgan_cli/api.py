@@ -40,6 +40,7 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 # Integer pixel dtypes that are read as a fraction of their full scale; others are refused.
+_TWIN_LOCK = threading.Lock()  # Model._as_fp32: the fp32 twin is made once
 _INT_PIXEL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _TENSOR_INT_PIXEL_SCALE = {torch.uint8: 255.0}
 if hasattr(torch, "uint16"):  # torch >= 2.3
@@ -148,18 +149,19 @@ class Model:
         ``on_note`` hears once why the twin was made, when it is for ``precision="auto"``."""
         if self.dtype == torch.float32:
             return self
-        if self._fp32 is None:
-            if self._reload is not None:
-                module = self._reload(torch.float32)
-            else:  # a Model built by hand: the weights it holds, in fp32
-                module = copy.deepcopy(self.module).to(torch.float32)
-            self._fp32 = dataclasses.replace(self, module=module, dtype=torch.float32, auto_precision=False)
-            if self.auto_precision and on_note is not None:
-                short, kept = ("bf16", 8) if self.dtype == torch.bfloat16 else ("fp16", 11)
-                on_note(
-                    f"16-bit images run in fp32, 8-bit ones in {short}: {short} keeps only about {kept} bits "
-                    f"of each pixel (--precision {short} or fp32 to run all in one)"
-                )
+        with _TWIN_LOCK:  # threads sharing the model: one twin and one note, not one per thread
+            if self._fp32 is None:
+                if self._reload is not None:
+                    module = self._reload(torch.float32)
+                else:  # a Model built by hand: the weights it holds, in fp32
+                    module = copy.deepcopy(self.module).to(torch.float32)
+                self._fp32 = dataclasses.replace(self, module=module, dtype=torch.float32, auto_precision=False)
+                if self.auto_precision and on_note is not None:
+                    short, kept = ("bf16", 8) if self.dtype == torch.bfloat16 else ("fp16", 11)
+                    on_note(
+                        f"16-bit images run in fp32, 8-bit ones in {short}: {short} keeps only about {kept} bits "
+                        f"of each pixel (--precision {short} or fp32 to run all in one)"
+                    )
         return self._fp32
 
     @property

@@ -235,12 +235,35 @@ def _open_file(path: Path):
         raise SrganError(f"{path}: cannot read the file ({_one_line(exc)})") from None
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet: list[warnings.catch_warnings] = []  # the one catch_warnings in force while any thread is quiet
+_quiet_depth = 0
+
+
 @contextlib.contextmanager
 def _quiet_pillow() -> Iterator[None]:
-    """Silence Pillow's warnings (corrupt EXIF, bomb warnings: we apply our own limit)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    """Silence Pillow's warnings (corrupt EXIF, bomb warnings: we apply our own limit).
+
+    The warning filters are global to the process, and catch_warnings is not thread-safe: two
+    threads decoding at once (the API from a thread pool, upscale's reader and writer) could
+    restore each other's "ignore" and leave every warning of the process silenced for good.
+    So one catch_warnings is entered by the first thread in and left by the last one out.
+    """
+    global _quiet_depth
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            catcher = warnings.catch_warnings()
+            catcher.__enter__()
+            warnings.simplefilter("ignore")
+            _quiet.append(catcher)
+        _quiet_depth += 1
+    try:
         yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                _quiet.pop().__exit__(None, None, None)
 
 
 def _open(fh, head: bytes, name: str) -> Image.Image:

@@ -888,3 +888,32 @@ def test_an_empty_tensor_is_a_one_line_error_as_an_empty_array_is(weights):
             upscale_tensor(model, torch.rand(*shape))
     with pytest.raises(SrganError, match="cannot upscale an empty image"):
         upscale_array(model, np.zeros((0, 5, 3), np.uint8))
+
+
+def test_threads_sharing_a_model_make_one_fp32_twin_and_one_note(weights, auto_bf16, monkeypatch):
+    """Eight threads meeting their first 16-bit image at once each made a twin (the weights read
+    eight times) and each said the note."""
+    import threading
+    import time
+
+    reload, loads = auto_bf16._reload, []
+
+    def slow_reload(dtype):
+        loads.append(dtype)
+        time.sleep(0.2)  # the window in which the other threads arrive
+        return reload(dtype)
+
+    monkeypatch.setattr(auto_bf16, "_reload", slow_reload)
+    notes, ramp = [], _ramp16()[:8, :8]
+    barrier = threading.Barrier(8)
+
+    def work():
+        barrier.wait()
+        upscale_array(auto_bf16, ramp, on_note=notes.append)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [torch.float32] and len(notes) == 1, (loads, notes)

@@ -1795,3 +1795,26 @@ def test_write_image_refuses_a_side_longer_than_the_format_holds(tmp_path, suffi
     with pytest.raises(SrganError, match=rf"too large for .* \(at most {most} px a side\); write PNG or TIFF"):
         write_image(tmp_path / f"x{suffix}", np.zeros((most + 1, 1, 3), dtype=np.uint8))
     assert not (tmp_path / f"x{suffix}").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path):
+    """catch_warnings is not thread-safe: threads reading images at once left an "ignore all"
+    filter in front of the process's filters for good (3 runs out of 3 with 6 threads)."""
+    import threading
+    import warnings
+
+    Image.fromarray(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    before = list(warnings.filters)
+    barrier = threading.Barrier(6)
+
+    def work():
+        barrier.wait()
+        for _ in range(150):
+            read_image(tmp_path / "a.png")
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert list(warnings.filters) == before

@@ -1308,3 +1308,12 @@ def test_names_with_newlines_tabs_or_escapes_are_shown_faithfully(weights, tmp_p
     report = json.loads((tmp_path / "r.json").read_text())
     assert sorted(f["input"] for f in report["files"]) == sorted(str(bad / n) for n in names)
     assert any("two  spaces.png" in f["reason"] for f in report["files"])
+
+
+def test_a_model_that_does_not_load_leaves_no_output_folder(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    result = CliRunner().invoke(
+        main, ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out" / "x4"), "-m", "nosuch"]
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

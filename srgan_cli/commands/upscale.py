@@ -1150,6 +1150,17 @@ def _run(
     )
     if not jobs:
         return
+
+    from .. import __version__
+    from ..api import load_model, output_size, upscale_loaded
+    from ..images import size_problem, stored_bit_depth, write_image
+
+    if _env_world() > 1:
+        device = _torchrun_device(device, local_rank)
+    # before any output folder is made: a model that does not load left an empty -o folder behind
+    net = load_model(model_ref, device=device, precision=precision, blend=blend, ensemble=ensemble)
+    for note in net.notes:
+        report.note(note)
     if not single:
         try:
             output.mkdir(parents=True, exist_ok=True)
@@ -1160,16 +1171,6 @@ def _run(
         return
     if quality is not None:
         _note_quality_unused(jobs, report)
-
-    from .. import __version__
-    from ..api import load_model, output_size, upscale_loaded
-    from ..images import size_problem, stored_bit_depth, write_image
-
-    if _env_world() > 1:
-        device = _torchrun_device(device, local_rank)
-    net = load_model(model_ref, device=device, precision=precision, blend=blend, ensemble=ensemble)
-    for note in net.notes:
-        report.note(note)
     scale_text = f"{outscale:g}" if outscale else str(net.scale)
     text = {"Software": f"srgan {__version__}", "srgan:model": net.name, "srgan:scale": scale_text}
     text["srgan:model_sha256"] = net.sha256  # the name alone does not say which weights: files change
