@@ -35,3 +35,14 @@ def printable(text: str) -> str:
     made "new\\nline.png" and "new line.png" read the same, and an escape sequence in a name was
     run by the terminal (or stripped from a log, so two names read the same there)."""
     return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` storable as UTF-8 (safetensors metadata, PNG iTXt, EXIF): a path that is not valid
+    UTF-8 (undecodable bytes, held as surrogates) is kept with those bytes as ``\\xNN`` escapes;
+    it raised UnicodeEncodeError (a traceback, a file not written)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -135,24 +135,34 @@ def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:
 
 
 def write_stdout(data: bytes) -> None:
-    """Write all of ``data`` to standard output, or raise BrokenPipeError.
+    """Write all of ``data`` to standard output, or raise OSError (BrokenPipeError: the reader left).
 
     A write to a pipe whose reader goes away part way returns a short count, and Python's
     buffered stdout neither retried nor raised: an image or a report cut short went down the
-    pipe and the command exited 0. Here the rest is written until it is all out or the pipe
-    is broken.
+    pipe and the command exited 0. Here the rest is written until it is all out or the write
+    fails; a non-blocking stdout is waited on until it takes more.
     """
     out = sys.stdout
     out.flush()
     try:
         fd = out.fileno()
-    except (AttributeError, OSError, ValueError):  # not a file descriptor (a test's capture): written whole
-        out.buffer.write(data)
-        out.buffer.flush()
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a capture, a redirect_stdout)
+        buffer = getattr(out, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:  # a text stream (io.StringIO)
+            out.write(data.decode("utf-8", "surrogateescape"))
+            out.flush()
         return
+    import select
+
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # a non-blocking pipe that is full: wait until its reader takes some
+            select.select([], [fd], [])
 
 
 def stdout_gone() -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .errors import SrganError
+from .errors import SrganError, utf8_safe
 from .fsutil import atomic_path
 
 # The suffixes every command reads (upscale, bench, train). Netpbm files are read only: their
@@ -1256,6 +1256,8 @@ def write_image(
     fmt = _normalise_format(format) if format else format_for_path(path)
     if fmt not in _FORMAT_SUFFIX:
         output_suffix_for(fmt)  # raises the "cannot write" error
+    if text:  # a model named by a path that is not UTF-8 (srgan:model) failed the file's encoding
+        text = {utf8_safe(str(k)): utf8_safe(str(v)) for k, v in text.items()}
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
     if quality is not None and not 1 <= int(quality) <= 100:

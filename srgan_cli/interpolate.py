@@ -128,7 +128,7 @@ def _stored_float_dtype(path: Path) -> torch.dtype | None:
     from safetensors import safe_open
 
     found = set()
-    with safe_open(st_path(path), framework="pt") as fh:
+    with st_path(path) as name, safe_open(name, framework="pt") as fh:
         for key in fh.keys():
             found.add(_DTYPES.get(fh.get_slice(key).get_dtype()))
     return found.pop() if len(found) == 1 else None

@@ -308,9 +308,9 @@ def load_vgg19(
     from .weights import st_path
 
     try:
-        with safe_open(st_path(path), framework="pt") as fh:
+        with st_path(path) as name, safe_open(name, framework="pt") as fh:
             meta = fh.metadata()
-        state = load_file(st_path(path))
+            state = load_file(name)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:120]
         raise SrganError(

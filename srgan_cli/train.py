@@ -1352,6 +1352,11 @@ class _Trainer:
         """How the user goes on after the run stopped on an error: from the checkpoint on disk, which
         is intact (written atomically), or, before the first one, by starting the run again."""
         if self.saved_step is None:
+            if (self.run_dir / "generator_best.safetensors").exists():  # a new run here would refuse it
+                return (
+                    "then start the run again with another --out (it has no checkpoint yet to --resume from; "
+                    "its generator_best.safetensors is kept)"
+                )
             return "then start the run again (it has no checkpoint yet to --resume from)"
         return f"then --resume from the last checkpoint (step {self.saved_step}), which is intact"
 

@@ -9,10 +9,13 @@ is built, so a file cannot make srgan build more than it holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,7 +27,7 @@ from safetensors.torch import load_file, safe_open
 from safetensors.torch import save as serialize
 
 from .config import GeneratorConfig
-from .errors import SrganError, first_line
+from .errors import SrganError, first_line, utf8_safe
 from .fsutil import atomic_path
 from .models import build_generator, generator_state_shapes
 
@@ -160,7 +163,7 @@ def save_state(
     for key, value in (metadata or {}).items():
         if not isinstance(value, str):
             value = json.dumps(value)
-        meta[_utf8(str(key))] = _utf8(value)
+        meta[utf8_safe(str(key))] = utf8_safe(value)
     data = serialize(tensors, metadata=meta)
     try:
         # Writing the bytes into the temp file atomic_path made keeps its permissions (umask);
@@ -184,7 +187,7 @@ def count_file_parameters(path: str | Path) -> int:
     path = Path(path)
     read_metadata(path)  # one-line error if it is not a safetensors file
     total = 0
-    with safe_open(st_path(path), framework="pt") as fh:
+    with st_path(path) as name, safe_open(name, framework="pt") as fh:
         for key in fh.keys():
             if key.endswith(_BUFFER_SUFFIXES):
                 continue
@@ -195,28 +198,32 @@ def count_file_parameters(path: str | Path) -> int:
     return total
 
 
-def st_path(path: str | Path) -> str:
-    """``path`` as the safetensors library opens it: a name that is not valid UTF-8 (bytes from
-    another system's encoding) cannot pass into it, and its error called the file invalid."""
+@contextlib.contextmanager
+def st_path(path: str | Path) -> Iterator[str]:
+    """``path`` as the safetensors library opens it, for the length of the ``with``.
+
+    The library takes UTF-8 names only: a name with bytes from another system's encoding (a
+    run folder under such a folder, too) was called "not a valid safetensors file". Such a
+    file is opened through a symbolic link with a plain name in a temporary folder.
+    """
     text = os.fspath(path)
     try:
         text.encode("utf-8")
+        plain = True
     except UnicodeEncodeError:
-        raise SrganError(
-            f"{path}: the file name is not valid UTF-8, which the safetensors library cannot open; rename the file"
-        ) from None
-    return text
-
-
-def _utf8(text: str) -> str:
-    """Metadata text that safetensors can store: a path that is not valid UTF-8 (undecodable
-    bytes, held as surrogates) is kept with those bytes written as \\xNN escapes. It raised a
-    traceback after training, before generator.safetensors was written."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        plain = False
+    if plain:
+        yield text
+        return
+    with tempfile.TemporaryDirectory(prefix="srgan-") as folder:
+        link = os.path.join(folder, "weights.safetensors")
+        try:
+            os.symlink(os.path.abspath(text), link)
+        except OSError:  # no symbolic links here (some Windows set-ups)
+            raise SrganError(
+                f"{path}: the file name is not valid UTF-8, which the safetensors library cannot open; rename the file"
+            ) from None
+        yield link
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -225,7 +232,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise SrganError(f"{path}: no such weights file")
     try:
-        with safe_open(st_path(path), framework="pt") as fh:
+        with st_path(path) as name, safe_open(name, framework="pt") as fh:
             return dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
@@ -247,7 +254,8 @@ def load_generator(
     # module is built: a config that claims a billion blocks is refused here in milliseconds.
     check_file_config(path, config)
     try:
-        state = load_file(st_path(path), device="cpu")
+        with st_path(path) as name:
+            state = load_file(name, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: cannot read weights ({_short(exc)})") from None
     model = build_generator(config)
@@ -297,7 +305,7 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Every tensor's name and shape, from the file's header (no tensor data is read)."""
     path = Path(path)
     try:
-        with safe_open(st_path(path), framework="pt") as fh:
+        with st_path(path) as name, safe_open(name, framework="pt") as fh:
             return {key: tuple(int(d) for d in fh.get_slice(key).get_shape()) for key in fh.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None

@@ -1563,13 +1563,23 @@ def test_names_that_are_not_utf8_train_and_are_kept_in_the_metadata(tmp_path):
     assert load_checkpoint(run / CHECKPOINT)["held_out"]
 
 
-def test_a_weights_file_whose_name_is_not_utf8_gets_a_true_reason(tmp_path):
-    from srgan_cli.weights import load_generator
+def test_weights_and_runs_whose_names_are_not_utf8_load_and_resume(tmp_path):
+    """The safetensors library takes UTF-8 names only: such a file was "not a valid safetensors
+    file", and every resume of a run in such a folder rewrote its current generator.safetensors."""
+    run = Path(os.fsdecode(bytes(tmp_path) + b"/run\xe9"))
+    train(_options(_images(tmp_path / "data"), steps=1), run)
+    model, config, meta = load_generator(run / "generator.safetensors")
+    assert meta["steps"] == "1" and config.num_blocks == TINY["num_blocks"]
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume"])
+        assert result.exit_code == 0 and "written from it" not in result.output, result.output
 
-    good = tmp_path / "g.safetensors"
-    train(_options(_images(tmp_path / "data"), steps=1), tmp_path / "run")
-    good.write_bytes((tmp_path / "run" / "generator.safetensors").read_bytes())
-    odd = Path(os.fsdecode(bytes(tmp_path) + b"/g\xe9.safetensors"))
-    os.rename(good, odd)
-    with pytest.raises(SrganError, match="the file name is not valid UTF-8, which the safetensors library cannot open"):
-        load_generator(odd)
+
+def test_before_the_first_checkpoint_with_a_best_generator_the_advice_is_another_out(data, tmp_path, monkeypatch):
+    """A validation wrote generator_best before the run diverged: "start the run again" was
+    refused there, since a new run does not overwrite that file."""
+    _diverge_at(monkeypatch, 2)
+    run = tmp_path / "run"
+    with pytest.raises(SrganError, match=r"again with another --out .*generator_best.safetensors is kept"):
+        train(_options(data, steps=4, checkpoint_every=3, val_holdout=1, val_every=1), run)
+    assert (run / "generator_best.safetensors").is_file() and not (run / CHECKPOINT).exists()

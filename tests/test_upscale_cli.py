@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -1317,3 +1319,53 @@ def test_a_model_that_does_not_load_leaves_no_output_folder(tmp_path):
     )
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_standard_output_that_is_full_fails_the_image_in_the_report(weights, tmp_path):
+    src = _img(tmp_path / "in.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(src), "-o", "-", "-m", str(weights)]
+    cmd += ["--report", str(tmp_path / "r.json")]
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, env=env, timeout=120, check=False)
+    assert done.returncode == 1 and b"Traceback" not in done.stderr, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ended"] == "completed" and report["failed"] == 1 and report["written"] == 0, report
+
+
+def test_a_non_blocking_standard_output_gets_the_whole_image(weights, tmp_path):
+    """os.write on a full non-blocking pipe raises BlockingIOError: it is waited on, not a traceback."""
+    src = _img(tmp_path / "in.png", size=(96, 96), seed=4)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(src), "-o", "-", "-m", str(weights)]
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    proc = subprocess.Popen(cmd, stdout=write_end, stderr=subprocess.PIPE, env=env)
+    os.close(write_end)
+    time.sleep(3)  # the pipe fills while nobody reads
+    with os.fdopen(read_end, "rb") as fh:
+        data = fh.read()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err
+    assert Image.open(io.BytesIO(data)).size == (384, 384) and len(data) > 65536
+
+
+def test_the_report_goes_to_a_redirected_text_stdout(weights, tmp_path):
+    """contextlib.redirect_stdout(io.StringIO()) has no .buffer: --report - failed with AttributeError."""
+    import contextlib
+
+    src = _img(tmp_path / "in.png")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        args = ["upscale", str(src), "-o", str(tmp_path / "o.png"), "-m", str(weights), "-q", "--report", "-"]
+        main(args, standalone_mode=False)
+    assert json.loads(out.getvalue())["written"] == 1
+
+
+def test_a_model_file_whose_name_is_not_utf8_upscales(weights, tmp_path):
+    """It was "not a valid safetensors file", then its name failed the PNG's text chunk."""
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/m\xe9.safetensors"))
+    shutil.copyfile(weights, odd)
+    result = run(odd, _img(tmp_path / "in.png"), "-o", tmp_path / "o.png")
+    assert result.exit_code == 0, result.output
+    assert _decodes(tmp_path / "o.png").info["srgan:model"] == "m\\xe9"

@@ -217,8 +217,10 @@ def bench(
 
             try:
                 write_stdout((text + "\n").encode("utf-8"))
-            except BrokenPipeError:
+            except OSError as exc:
                 stdout_gone()
+                if not isinstance(exc, BrokenPipeError):
+                    raise SrganError(f"--json -: cannot write the JSON ({exc.strerror or exc})") from None
                 raise SrganError("--json -: standard output was closed before the JSON was all written") from None
         else:
             from ..fsutil import atomic_path

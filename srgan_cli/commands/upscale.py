@@ -952,6 +952,9 @@ def _copy_to_stdout(path: Path) -> None:
     except BrokenPipeError:
         stdout_gone()
         raise SrganError("-: standard output was closed before the image was written") from None
+    except OSError as exc:  # full (> /dev/full), an I/O error: the image did not get through either
+        stdout_gone()
+        raise SrganError(f"-: cannot write the image to standard output ({exc.strerror or exc})") from None
 
 
 def _check_report_path(path: Path | None, output: Path) -> Path | None:
@@ -1032,6 +1035,10 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
             stdout_gone()
             report.error("cannot write the report: standard output was closed before it was all written")
             return False
+        except OSError as exc:
+            stdout_gone()
+            report.error(f"cannot write the report to standard output ({exc.strerror or exc})")
+            return False
         return True
     try:
         with atomic_path(path) as tmp:
@@ -1043,8 +1050,9 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
 
 
 def _failed_list(tally: Tally, report: Reporter, most: int = 10) -> str:
-    """``failed: a.png, b.png (and 3 more)``: the inputs that failed, in order; a name with a comma,
-    a space or another character a shell reads is quoted (``'a, b.png'``), so the list is not ambiguous."""
+    """``failed: a.png, b.png (and 3 more)``: the inputs that failed, in order; a name with a space or
+    another character beyond a shell's plain words (a quote, a non-ASCII letter) is quoted as the
+    shell takes it (``'a, b.png'``), so the list is not ambiguous."""
     import shlex
 
     with tally.lock:
