@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _cli import run  # noqa: E402
 from unlike_images import texture  # noqa: E402
 
 from srgan_cli import api  # noqa: E402
@@ -31,13 +32,27 @@ from srgan_cli.bench import load_set  # noqa: E402
 from srgan_cli.metrics import Lpips, LpipsUnavailable, psnr_y, rgb_to_y, ssim_y  # noqa: E402
 
 
-def main() -> int:
+def _alpha(text: str) -> float:
+    """An argparse type: a blend weight in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", nargs="?", default="srresnet_x4")
     parser.add_argument("b", nargs="?", default="srgan_x4")
-    parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, 0.5, 0.8, 1.0])
+    parser.add_argument("--alpha", type=_alpha, nargs="+", default=[0.0, 0.5, 0.8, 1.0])
     parser.add_argument("--set", default=str(ROOT.parent / "shared" / "data" / "bench" / "set5"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # The models load (or fail, in one line) before the set is scored.
+    top = max(args.alpha)
+    api.load_model(args.a, device="cpu", precision="fp32", blend=f"{args.b}:{top}" if top else None)
     bench = load_set(args.set)
     try:
         lpips = Lpips()
@@ -71,4 +86,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

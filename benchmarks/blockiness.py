@@ -43,6 +43,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _cli, also when this file is imported by its path
+
+from _cli import run  # noqa: E402
 
 from srgan_cli.bench import load_set, resolve_set, upscalers_for  # noqa: E402
 from srgan_cli.losses import local_grid_loss, phase_steps, spectral_loss  # noqa: E402
@@ -90,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "bench"))
     parser.add_argument("--per-image", action="store_true")
     args = parser.parse_args(argv)
+    folders = [resolve_set(spec, args.data_dir) for spec in args.sets]  # every set is found before any model runs
     upscalers = upscalers_for(args.models)  # fp32 on the CPU
     rows = ["| set | HR's own | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (2 + len(upscalers)) + "|"]
     grid_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]
     spectral_rows = list(grid_rows)
-    for spec in args.sets:
-        bench = load_set(resolve_set(spec, args.data_dir))
+    for folder in folders:
+        bench = load_set(folder)
         scores: list[list[float]] = [[] for _ in upscalers]
         grids: list[list[float]] = [[] for _ in upscalers]
         spectra: list[list[float]] = [[] for _ in upscalers]
@@ -128,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

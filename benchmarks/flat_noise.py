@@ -35,6 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _cli, also when this file is imported by its path
+
+from _cli import run  # noqa: E402
 
 from srgan_cli.bench import load_set, resolve_set, upscalers_for, window_sums  # noqa: E402
 from srgan_cli.metrics import rgb_to_y  # noqa: E402
@@ -101,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=float, default=4.0, help="HR's local std from which a pixel is textured")
     parser.add_argument("--per-image", action="store_true")
     args = parser.parse_args(argv)
+    folders = [resolve_set(spec, args.data_dir) for spec in args.sets]  # every set is found before any model runs
     upscalers = upscalers_for(args.models)  # fp32 on the CPU
     header = "| set | flat pixels | HR's own | " + " | ".join(u.name for u in upscalers) + " |"
     rows = [header, "|---" * (3 + len(upscalers)) + "|"]
     detail_rows = ["| set | " + " | ".join(u.name for u in upscalers) + " |", "|---" * (1 + len(upscalers)) + "|"]
     whole_rows = list(detail_rows)
-    for spec in args.sets:
-        bench = load_set(resolve_set(spec, args.data_dir))
+    for folder in folders:
+        bench = load_set(folder)
         pooled: list[list[np.ndarray]] = [[] for _ in upscalers]
         pooled_whole: list[list[np.ndarray]] = [[] for _ in upscalers]
         per_image: list[list[float]] = [[] for _ in upscalers]
@@ -151,4 +155,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

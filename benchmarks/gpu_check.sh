@@ -163,9 +163,14 @@ print(half[-1]["step"] + max(int(rate * (left - 30) * 0.95), 1))
 PY
   )
   echo "- $name: probe speed sized --steps ${steps:-?} for $left s left" >>"$SUMMARY"
-  # 3. The same run to the end of its (now fixed) cosine schedule; SIGINT if it overruns.
-  step "$name" $((left - 5)) python3 -m srgan_cli train --resume --out "$run" --steps "${steps:-1}" \
-    --precision bf16 --channels-last "${RUN_ARGS[@]}" "${graph[@]}"
+  # 3. The same run to the end of its (now fixed) cosine schedule; SIGINT if it overruns. With
+  #    no time left, none: timeout takes 0 as no limit at all, and refuses a negative one.
+  if [ $((left - 5)) -gt 0 ]; then
+    step "$name" $((left - 5)) python3 -m srgan_cli train --resume --out "$run" --steps "${steps:-1}" \
+      --precision bf16 --channels-last "${RUN_ARGS[@]}" "${graph[@]}"
+  else
+    echo "- $name: skipped (the budget is spent: $left s left after the probe)" >>"$SUMMARY"
+  fi
   tail -n 3 "$run/metrics.jsonl" >>"$SUMMARY"
 }
 

@@ -55,6 +55,11 @@ def images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _error(text: str) -> int:
+    sys.stderr.write(f"error: {text}\n")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plan", choices=sorted(PLANS), default="mse")
@@ -65,26 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lpips", type=Path, help="LPIPS weights file to send as .gpu/lpips.safetensors")
     ap.add_argument("--dest", type=Path, default=ROOT / ".gpu", help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
+    if not args.limit_mib > 0 or not args.margin_mib >= 0:
+        ap.error("--limit-mib must be positive and --margin-mib at least 0")
     limit = int(args.limit_mib * 2**20)
+
+    # Every input is checked before .gpu/ is emptied: a wrong --data leaves the last pack as it was.
+    set5 = args.data / "bench" / "set5"
+    needs = "train/, bench/set5/ and vgg19/" if PLANS[args.plan] else "train/ and bench/set5/"
+    for folder in (args.data, set5, args.data / "train"):
+        if not folder.is_dir():
+            return _error(f"{folder}: no such folder; --data must hold {needs}")
+    vgg = sorted((args.data / "vgg19").glob("*.safetensors")) if PLANS[args.plan] else []
+    if PLANS[args.plan] and not vgg:
+        return _error(f"no VGG19 .safetensors under {args.data / 'vgg19'} (plan {args.plan} needs it)")
+    if args.lpips is not None and not args.lpips.is_file():
+        return _error(f"{args.lpips}: no such file")
+    try:
+        base = checkout_bytes(ROOT)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return _error(f"cannot list the checkout's files with git ls-files ({exc})")
 
     gpu = args.dest
     if gpu.exists():
         shutil.rmtree(gpu)
     (gpu / "bench").mkdir(parents=True)
-    shutil.copytree(args.data / "bench" / "set5", gpu / "bench" / "set5")
-    if PLANS[args.plan]:
-        vgg = sorted((args.data / "vgg19").glob("*.safetensors"))
-        if not vgg:
-            sys.stderr.write(f"no VGG19 .safetensors under {args.data / 'vgg19'}\n")
-            return 1
+    shutil.copytree(set5, gpu / "bench" / "set5")
+    if vgg:
         shutil.copyfile(vgg[0], gpu / "vgg19.safetensors")
     if args.lpips is not None:
-        if not args.lpips.is_file():
-            sys.stderr.write(f"{args.lpips}: no such file\n")
-            return 1
         shutil.copyfile(args.lpips, gpu / "lpips.safetensors")
 
-    base = checkout_bytes(ROOT)
     room = limit - int(args.margin_mib * 2**20) - base - tree_bytes(gpu)
     train = gpu / "train"
     taken: dict[str, tuple[int, int]] = {}
@@ -116,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         have = len(images(args.data / "train" / name))
         say(f"  .gpu/train/{name}: {n} of {have} images, {b / mib:.1f} MiB")
     total = base + tree_bytes(gpu)
-    say(f'total {total / mib:.1f} of {LIMIT / mib:.0f} MiB: carry [".gpu"]')
-    return 0 if total <= LIMIT else 1
+    say(f'total {total / mib:.1f} of {args.limit_mib:g} MiB: carry [".gpu"]')
+    if total > limit:
+        return _error(f"{total / mib:.1f} MiB is over the limit of {args.limit_mib:g} MiB")
+    return 0
 
 
 if __name__ == "__main__":

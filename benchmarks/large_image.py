@@ -7,12 +7,15 @@
 The input is the bundled example photo mirrored out to --size (a photo's statistics at any
 size), written as PNG (8 or 16 bits a channel) to a temporary folder; then `srgan upscale` runs in a child process, so
 its peak resident memory (getrusage of the child) is that of the command alone: decoding,
-tiled inference, the output canvas and encoding. Printed as a markdown table.
+tiled inference, the output canvas and encoding. It runs in the folder this script is run from,
+so a relative --model or path in --extra means the same as on the command line. Printed as a
+markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -27,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from srgan_cli.device import choose_device, device_name  # noqa: E402
+from srgan_cli.errors import SrganError  # noqa: E402
+
+FORMATS = ("png", "jpg", "webp", "tiff", "bmp")
 
 
 def _photo(width: int, height: int) -> np.ndarray:
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model name or file (default: srgan upscale's default)")
     parser.add_argument("--precision", default="auto", help="srgan upscale --precision (default auto)")
     parser.add_argument("--device", default="auto", help="srgan upscale --device (default auto)")
-    parser.add_argument("--format", default="png", help="output format: png, jpg, webp, tiff (default png)")
+    parser.add_argument("--format", default="png", choices=FORMATS, help="output format (default png)")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="input bits a channel (default 8)")
     parser.add_argument("--extra", default="", help="more srgan upscale options, space-separated")
     args = parser.parse_args(argv)
@@ -52,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--size takes WIDTHxHEIGHT, e.g. 4000x3000")
     if width < 8 or height < 8:
         parser.error("--size must be at least 8x8")
+    try:
+        device = choose_device(args.device)
+    except SrganError as exc:
+        parser.error(str(exc))
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "large.png"
@@ -68,10 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--model", args.model]
         cmd += args.extra.split()
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        # In the caller's folder (relative paths in --model and --extra are the caller's), with
+        # srgan_cli importable from this checkout.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
-            print(f"srgan upscale failed ({proc.returncode}): {proc.stderr.strip()}", file=sys.stderr)  # noqa: T201
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            why = lines[-1].strip().removeprefix("error: ") if lines else "no message"
+            sys.stderr.write(f"error: srgan upscale failed (exit status {proc.returncode}): {why}\n")
             return 1
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         Image.MAX_IMAGE_PIXELS = None  # our own output: Pillow's bomb guard would refuse 16000x12000
@@ -79,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             out_w, out_h = im.size
         size_mb = out.stat().st_size / 1e6
 
-    name = device_name(choose_device(args.device))
+    name = device_name(device)
     print(f"device: {args.device} ({name}); command: srgan upscale INPUT -o OUTPUT {' '.join(cmd[7:])}")  # noqa: T201
     print("")  # noqa: T201
     print("| input | bits | output | format | seconds (end to end) | output MP/s | peak RSS GiB | file MB |")  # noqa: T201

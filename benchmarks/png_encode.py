@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         if fmt == "PNG":
                             images._write_png(fh, pixels, bits, None, None, {}, threads=n)
                         else:
-                            images._write_tiff16(fh, pixels, None, {}, threads=n)
+                            images._write_tiff16(fh, pixels, None, None, {}, threads=n)
 
                 seconds = _time(ours, args.repeats)
                 size = target.stat().st_size

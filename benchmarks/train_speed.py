@@ -27,10 +27,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # _cli, also when this file is imported by its path
+
+from _cli import non_negative_int, positive_int, run  # noqa: E402
 
 from srgan_cli.config import GeneratorConfig  # noqa: E402
 from srgan_cli.data import PatchDataset, make_loader, make_pair, scan_images  # noqa: E402
-from srgan_cli.device import device_name  # noqa: E402
+from srgan_cli.device import choose_device, device_name  # noqa: E402
+from srgan_cli.errors import SrganError  # noqa: E402
 from srgan_cli.models import build_generator  # noqa: E402
 from srgan_cli.train import Dist, TrainConfig, _Trainer  # noqa: E402
 from srgan_cli.weights import save_generator  # noqa: E402
@@ -107,24 +111,34 @@ def bench_step(stage: str, variant: str, args: argparse.Namespace, init: Path, d
     return args.batch_size / statistics.median(times), _peak_mb(device)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training images folder")
     parser.add_argument("--vgg-weights", type=Path, default=DEFAULT_VGG if DEFAULT_VGG.is_file() else None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--patch-size", type=int, default=48, help="HR patch side (paper: 96)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--loader-batches", type=int, default=20)
-    parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--patch-size", type=positive_int, default=48, help="HR patch side (paper: 96)")
+    parser.add_argument("--steps", type=positive_int, default=3, help="timed steps per row (median reported)")
+    parser.add_argument("--warmup", type=non_negative_int, default=1)
+    parser.add_argument("--loader-batches", type=positive_int, default=20)
+    parser.add_argument("--workers", type=non_negative_int, nargs="*", default=[0, 2])
+    parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--skip-gan", action="store_true")
     parser.add_argument("--compile", action="store_true", help="add rows with torch.compile (slow to warm up)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        device = choose_device(args.device)
+        # The values srgan train itself would refuse (a patch that is not a multiple of the scale)
+        TrainConfig.from_dict(
+            {"stage": "mse", "data": str(args.data), "batch_size": args.batch_size, "patch_size": args.patch_size}
+        ).resolved()
+    except SrganError as exc:  # no such device here, or an OptionError
+        parser.error(str(exc))
+    scan_images(args.data, args.patch_size)  # a missing folder or one without usable images: one line
+    if args.vgg_weights is not None and not args.skip_gan and not args.vgg_weights.is_file():
+        raise SrganError(f"--vgg-weights {args.vgg_weights}: no such file")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     out = sys.stdout.write
     out(
         f"device {device} ({device_name(device)}), "
@@ -156,7 +170,8 @@ def main() -> None:
                     continue
                 out(f"| {stage} step | {variant} | {rate:.2f} | {peak:.0f} |\n")
                 sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

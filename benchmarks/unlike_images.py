@@ -25,6 +25,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout, for --texture
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _cli, also when this file is imported by its path
+
+from _cli import fail, run  # noqa: E402
 
 SIZE = 256
 
@@ -73,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         "--texture", nargs="+", metavar="MODEL", help="print the gradient texture table of these models"
     )
     args = parser.parse_args(argv)
+    if args.texture:  # the models are found (or refused, in one line) before anything is written
+        from srgan_cli.hub import resolve_weights
+
+        for model in args.texture:
+            resolve_weights(model)
     hr = args.folder / "HR"
+    for folder in (args.folder, hr):
+        if folder.exists() and not folder.is_dir():
+            return fail(f"{folder}: not a folder; give the name of a folder (new or existing)")
     hr.mkdir(parents=True, exist_ok=True)
     for name, draw in (("text", text), ("line_art", line_art), ("gradient", gradient)):
         draw().save(hr / f"{name}.png")
@@ -104,4 +115,4 @@ def texture(model_ref: str, blend: str | None = None) -> tuple[float, float, flo
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -47,6 +47,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _cli, also when this file is imported by its path
+
+from _cli import positive_int  # noqa: E402
+
 
 def _reset_cpu_peak() -> bool:
     """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0); False where not possible."""
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiles", default="auto,0", help="tile sizes for the api path: auto, 0 (whole) or N")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
     parser.add_argument("--input", default="photo", help="photo (bundled example), noise, or an image FILE")
@@ -208,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes and --tiles take comma-separated integers (tiles also 'auto')")
     if not sizes or min(sizes) < 8 or args.repeats < 1 or args.warmup < 0:
         parser.error("sizes must be >= 8 px, --repeats >= 1, --warmup >= 0")
+    if any(t is not None and t < 0 for t in tiles):
+        parser.error("--tiles takes 'auto', 0 (whole) or tile sizes in px, comma-separated")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

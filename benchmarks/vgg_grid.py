@@ -27,7 +27,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # srgan_cli from this checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _cli, also when this file is imported by its path
 
+from _cli import positive_int, run  # noqa: E402
+
+from srgan_cli.errors import SrganError  # noqa: E402
 from srgan_cli.hub import resolve_weights  # noqa: E402
 from srgan_cli.images import IMAGE_SUFFIXES  # noqa: E402
 from srgan_cli.losses import content_loss_from_spec  # noqa: E402
@@ -36,7 +40,11 @@ from srgan_cli.weights import load_generator  # noqa: E402
 
 
 def crops(data: Path, count: int, size: int, seed: int) -> torch.Tensor:
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    """``count`` random ``size`` px crops of the images under ``data``, fewer if fewer images are
+    that large, one at most per image; a one-line SrganError if none is."""
+    if not data.is_dir():
+        raise SrganError(f"--data {data}: no such folder; give a folder (tree) of training images")
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     rnd = random.Random(seed)
     rnd.shuffle(files)
     out = []
@@ -48,6 +56,8 @@ def crops(data: Path, count: int, size: int, seed: int) -> torch.Tensor:
         out.append(torch.from_numpy(image[i : i + size, j : j + size].copy()).permute(2, 0, 1))
         if len(out) == count:
             break
+    if not out:
+        raise SrganError(f"--data {data}: no image is at least {size} px on each side")
     return torch.stack(out)
 
 
@@ -78,27 +88,30 @@ def vgg_push(content, sr: torch.Tensor, hr: torch.Tensor, jitter: int) -> torch.
     return -regular(sr.grad)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="srresnet_x4", help="the PSNR model GAN runs start from")
     parser.add_argument("--gan", action="append", help="GAN models to compare (default: srgan_x4)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "train")
     parser.add_argument("--vgg-weights", type=Path, required=True)
-    parser.add_argument("--patches", type=int, default=24)
+    parser.add_argument("--patches", type=positive_int, default=24)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # The models and the VGG weights are found (or refused, in one line) before any image is read.
+    gans = args.gan or ["srgan_x4"]
+    paths = {name: resolve_weights(name) for name in [args.start, *gans]}
     torch.manual_seed(args.seed)
+    content = content_loss_from_spec("vgg54", args.vgg_weights)
     hr = crops(args.data, args.patches, 96, args.seed)
     lr = imresize_torch(hr, 0.25).clamp(0, 1)
-    content = content_loss_from_spec("vgg54", args.vgg_weights)
 
     def output(name: str) -> torch.Tensor:
-        model, _, _ = load_generator(resolve_weights(name))
+        model, _, _ = load_generator(paths[name])
         with torch.no_grad():
             return model.eval()(lr)
 
     start_sr = output(args.start)
-    grids = {name: regular(output(name) - hr) * 255 for name in args.gan or ["srgan_x4"]}
+    grids = {name: regular(output(name) - hr) * 255 for name in gans}
     pushes = {j: vgg_push(content, start_sr, hr, j) for j in (1, 4)}
     emit(f"{len(hr)} crops of 96 px from {args.data.name}/; VGG54 gradient at {args.start}")
     emit()
@@ -112,7 +125,8 @@ def main() -> None:
     ratio = float(pushes[4].norm() / pushes[1].norm())
     emit()
     emit(f"size of the VGG push on the 4x4 grid with jitter 4: {ratio:.2f} of without")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))
