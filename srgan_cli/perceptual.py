@@ -96,12 +96,14 @@ def load_weights(path: Path, sha256: str | None = None) -> dict[str, Any]:
 
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
+    from .errors import SrganError
+    from .weights import st_path  # a name that is not UTF-8 too, as for the generator's weights
+
     try:
-        os.fspath(path).encode("utf-8")  # the safetensors library takes UTF-8 names only
-    except UnicodeEncodeError:
-        raise WeightsError(f"{path}: the file name is not valid UTF-8; rename the file") from None
-    try:
-        state = load_file(os.fspath(path))
+        with st_path(path) as name:
+            state = load_file(name)
+    except SrganError as exc:
+        raise WeightsError(str(exc)) from None
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     shapes = {k: tuple(v.shape) for k, v in state.items()}
