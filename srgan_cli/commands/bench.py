@@ -257,6 +257,7 @@ def _cells(*cells: str):
 
 
 def _print_table(console, result: dict, per_image: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     caption = (
@@ -264,7 +265,8 @@ def _print_table(console, result: dict, per_image: bool) -> None:
         f"Y-channel PSNR/SSIM with a {result['scale']} px border; MP/s = output megapixels per second "
         f"on {result['device']} (median of {result['runs']} run(s))"
     )
-    table = Table(title=_cells(f"srgan bench: {result['set']}")[0], caption=_cells(caption)[0])
+    # title and caption as escaped markup, not Text: they keep the table's title and caption styles
+    table = Table(title=escape(f"srgan bench: {result['set']}"), caption=escape(caption))
     # names fold onto a second line where the width is short, never end in "..." (two long model
     # names cut to one); numbers stay whole
     for column in ("set", "model"):
@@ -299,13 +301,14 @@ def _print_table(console, result: dict, per_image: bool) -> None:
 
 def _print_paired(console, result: dict) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     first = result["models"][0]["name"]
     models = result["models"][1:]
     with_lpips = any(m["paired"]["lpips"] is not None for m in models)
     table = Table(
-        title=_cells(f"{result['set']}: paired per image against {first}")[0],
+        title=escape(f"{result['set']}: paired per image against {first}"),
         caption="mean difference +- its standard error; higher: images with a higher PSNR"
         + ("; lower: images with a lower LPIPS" if with_lpips else ""),
         box=box.SIMPLE_HEAD,
