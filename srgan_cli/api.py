@@ -173,6 +173,11 @@ class Model:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch (N, C, h, w) from any device; returns the raw output on ``device``."""
         x = x.to(self.device, self.dtype, non_blocking=True)
+        # a caller's torch.autocast would run an fp32 model in bf16: the model's precision is its own
+        with torch.autocast(self.device.type, enabled=False):
+            return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if not self.ensemble:
             return self.module(self._layout(x))
         # Self-ensemble ("EDSR+", Lim et al. 2017): run the 8 dihedral transforms of the
@@ -239,7 +244,9 @@ def load_model(
         raise TypeError(f"precision must be one of the strings {', '.join(PRECISIONS)}, got {_describe(precision)}")
     if blend is not None and not isinstance(blend, str):
         raise TypeError(f"blend must be a string 'MODEL:ALPHA' or None, got {_describe(blend)}")
-    dev = device if isinstance(device, torch.device) else choose_device(str(device))
+    # a torch.device is checked as its name is (torch.device("cuda") without CUDA, "meta"): it was
+    # taken as it came, and failed later with a RuntimeError of many lines
+    dev = choose_device(str(device))
     path, sha256 = _resolve(name_or_path)
     module, config, meta = load_generator(path, "cpu")
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
@@ -437,9 +444,8 @@ def upscale_tensor(
             top, left, height, width = keep
             y = y[:, :, top : top + height, left : left + width].contiguous()
         y = y.clamp_(0, 1)
-    if y.shape[1] == 1:
-        y = y.expand(1, 3, *y.shape[2:]).contiguous()
-    return y
+    # made here, outside inference mode: an inference tensor refused in-place changes and autograd
+    return y.expand(1, 3, *y.shape[2:]).contiguous() if y.shape[1] == 1 else y.clone()
 
 
 def upscale_array(

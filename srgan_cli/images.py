@@ -458,9 +458,10 @@ def _count_frames(im: Image.Image) -> int:
     if im.format == "MPO":
         return 1
     with _quiet_pillow():
+        here = im.tell()  # a caller's image (from_pil) may stand at another frame: that one is upscaled
         n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
-        if n > 1:
-            im.seek(0)
+        if n > 1 and im.tell() != here:
+            im.seek(here)
         return n
 
 
@@ -593,17 +594,41 @@ _TIFF_METADATA_TAGS = frozenset({270, 271, 272, 274, 305, 306, 315, 33432, 0x876
 def _exif_and_orientation(
     im: Image.Image, raw: bytes | None = None, xmp: bytes | None = None
 ) -> tuple[bytes | None, int]:
-    try:
-        if raw is None:
-            exif = im.getexif()  # without an EXIF Orientation, Pillow takes the XMP's tiff:Orientation
-        else:  # from our own PNG chunk walk: Pillow's PNG getexif() would decode all pixels again
-            exif = Image.Exif()
+    if raw is not None:  # from our own PNG chunk walk: Pillow's PNG getexif() would decode all pixels again
+        exif = Image.Exif()
+        try:
             if raw:
                 exif.load(raw)
             found = _XMP_ORIENTATION_READ.search(xmp or b"")
             if found and _ORIENTATION not in exif:  # as Pillow's getexif() does
                 exif[_ORIENTATION] = int(found[2])
-        if im.format == "TIFF":
+        except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
+            return None, 1
+        return _upright_exif(exif, im.format)
+    try:
+        exif = im.getexif()  # without an EXIF Orientation, Pillow takes the XMP's tiff:Orientation
+        # Pillow keeps this object on the image: the edits below are undone after, or a caller's
+        # image (from_pil) lost its orientation and tags to them (a copy cannot be made: tobytes
+        # and load turn UTF-8 text into "?", and a TIFF's EXIF does not deepcopy)
+        kept = dict(exif.items())
+    except Exception:  # noqa: BLE001
+        return None, 1
+    try:
+        return _upright_exif(exif, im.format)
+    finally:
+        with contextlib.suppress(Exception):
+            for tag in [t for t in exif if t not in kept]:
+                del exif[tag]
+            for tag, value in kept.items():
+                if tag not in exif or exif[tag] is not value:
+                    exif[tag] = value
+
+
+def _upright_exif(exif: Image.Exif, fmt: str | None) -> tuple[bytes | None, int]:
+    """The EXIF to write for upright pixels (Orientation 1; a TIFF's picture tags only), and the
+    orientation it had; edits ``exif``."""
+    try:
+        if fmt == "TIFF":
             for tag in [t for t in exif if t not in _TIFF_METADATA_TAGS]:
                 del exif[tag]
         orientation = int(exif.get(_ORIENTATION, 1) or 1)

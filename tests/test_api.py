@@ -917,3 +917,57 @@ def test_threads_sharing_a_model_make_one_fp32_twin_and_one_note(weights, auto_b
     for t in threads:
         t.join()
     assert loads == [torch.float32] and len(notes) == 1, (loads, notes)
+
+
+def test_upscale_image_leaves_the_callers_pil_image_as_it_was(weights, tmp_path):
+    """Its EXIF lost the orientation (a later exif_transpose did nothing) and a TIFF's tags, and a
+    multi-frame image seeked to frame 2 was upscaled as frame 0 and left at frame 0."""
+    from PIL import Image, ImageOps
+
+    from srgan_cli.api import upscale_image
+
+    model = load_model(weights, device="cpu", precision="fp32")
+    exif = Image.Exif()
+    exif[274] = 6
+    Image.new("RGB", (12, 10), (200, 10, 10)).save(tmp_path / "rot.jpg", exif=exif.tobytes())
+    with Image.open(tmp_path / "rot.jpg") as im:
+        out = upscale_image(im, model)
+        assert out.size == (40, 48)  # turned upright
+        assert im.getexif()[274] == 6 and ImageOps.exif_transpose(im).size == (10, 12)
+    frames = [Image.new("RGB", (12, 10), (i * 100, 255 - i * 100, 30)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(tmp_path / "anim.gif") as gif:
+        gif.seek(2)
+        third = gif.convert("RGB")
+        got = np.asarray(upscale_image(gif, model).convert("RGB"))
+        assert gif.tell() == 2
+        gif.seek(0)
+        first = np.asarray(upscale_image(gif.convert("RGB"), model))
+    np.testing.assert_array_equal(got, np.asarray(upscale_image(third, model)))  # frame 2, not frame 0
+    assert not np.array_equal(got, first)
+
+
+def test_a_callers_autocast_does_not_change_the_models_precision(weights):
+    model = load_model(weights, device="cpu", precision="fp32")
+    x = np.random.default_rng(0).random((10, 12, 3), dtype=np.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = upscale_array(model, x)
+    np.testing.assert_array_equal(inside, upscale_array(model, x))
+
+
+def test_a_torch_device_is_checked_like_its_name(weights):
+    if not torch.cuda.is_available():
+        with pytest.raises(SrganError, match="CUDA is not available"):
+            load_model(weights, device=torch.device("cuda"))
+    with pytest.raises(SrganError):
+        load_model(weights, device=torch.device("meta"))
+    assert load_model(weights, device=torch.device("cpu")).device == torch.device("cpu")
+
+
+def test_upscale_tensor_returns_a_plain_tensor(weights):
+    """It returned an inference tensor: in-place changes and autograd refused it."""
+    model = load_model(weights, device="cpu", precision="fp32")
+    y = upscale_tensor(model, torch.rand(1, 3, 6, 5))
+    assert not y.is_inference()
+    y.add_(0)
+    (y * torch.ones_like(y, requires_grad=True)).sum().backward()
