@@ -135,13 +135,29 @@ def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:
 
 
 def write_stdout(data: bytes) -> None:
-    """Write all of ``data`` to standard output, or raise OSError (BrokenPipeError: the reader left).
+    """Write all of ``data`` to standard output, or raise OSError (BrokenPipeError: the reader left;
+    :func:`stdout_problem` says it in words), with stdout then pointed at /dev/null.
 
     A write to a pipe whose reader goes away part way returns a short count, and Python's
     buffered stdout neither retried nor raised: an image or a report cut short went down the
     pipe and the command exited 0. Here the rest is written until it is all out or the write
     fails; a non-blocking stdout is waited on until it takes more.
     """
+    try:
+        _write_all(data)
+    except OSError:
+        stdout_gone()
+        raise
+
+
+def stdout_problem(exc: OSError) -> str:
+    """Why :func:`write_stdout` failed, for a message: the reader left, or the system's reason."""
+    if isinstance(exc, BrokenPipeError):
+        return "standard output was closed"
+    return f"cannot write to standard output ({exc.strerror or exc})"
+
+
+def _write_all(data: bytes) -> None:
     out = sys.stdout
     out.flush()
     try:
@@ -166,7 +182,7 @@ def write_stdout(data: bytes) -> None:
 
 
 def stdout_gone() -> None:
-    """After a broken pipe: point standard output at /dev/null, so that Python's flush at exit
-    does not complain about the reader that went away (e.g. `| head`)."""
+    """After a failed write: point standard output at /dev/null, so that Python's flush at exit
+    does not complain about the reader that went away (e.g. `| head`) or the full disk."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

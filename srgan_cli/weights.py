@@ -207,12 +207,7 @@ def st_path(path: str | Path) -> Iterator[str]:
     file is opened through a symbolic link with a plain name in a temporary folder.
     """
     text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-        plain = True
-    except UnicodeEncodeError:
-        plain = False
-    if plain:
+    if utf8_safe(text) == text:  # valid UTF-8 as it is
         yield text
         return
     with tempfile.TemporaryDirectory(prefix="srgan-") as folder:

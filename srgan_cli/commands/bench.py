@@ -213,15 +213,12 @@ def bench(
         doc = results[0] if len(results) == 1 else results
         text = json.dumps(_finite(doc), indent=2, allow_nan=False)
         if json_to_stdout:
-            from ..fsutil import stdout_gone, write_stdout
+            from ..fsutil import stdout_problem, write_stdout
 
             try:
                 write_stdout((text + "\n").encode("utf-8"))
             except OSError as exc:
-                stdout_gone()
-                if not isinstance(exc, BrokenPipeError):
-                    raise SrganError(f"--json -: cannot write the JSON ({exc.strerror or exc})") from None
-                raise SrganError("--json -: standard output was closed before the JSON was all written") from None
+                raise SrganError(f"--json -: {stdout_problem(exc)} before the JSON was all written") from None
         else:
             from ..fsutil import atomic_path
 

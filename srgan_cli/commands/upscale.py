@@ -943,18 +943,14 @@ def _check_stdout_open(what: str) -> None:
 
 
 def _copy_to_stdout(path: Path) -> None:
-    from ..fsutil import stdout_gone, write_stdout
+    from ..fsutil import stdout_problem, write_stdout
 
-    try:
-        with open(path, "rb") as fh:
+    with open(path, "rb") as fh:
+        try:
             while chunk := fh.read(1 << 20):
                 write_stdout(chunk)
-    except BrokenPipeError:
-        stdout_gone()
-        raise SrganError("-: standard output was closed before the image was written") from None
-    except OSError as exc:  # full (> /dev/full), an I/O error: the image did not get through either
-        stdout_gone()
-        raise SrganError(f"-: cannot write the image to standard output ({exc.strerror or exc})") from None
+        except OSError as exc:  # the reader left, a full disk (> /dev/full), an I/O error
+            raise SrganError(f"-: {stdout_problem(exc)} before the image was written") from None
 
 
 def _check_report_path(path: Path | None, output: Path) -> Path | None:
@@ -1027,17 +1023,12 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         except SrganError as exc:
             report.error(f"cannot write the report: {exc}")
             return False
-        from ..fsutil import stdout_gone, write_stdout
+        from ..fsutil import stdout_problem, write_stdout
 
         try:
             write_stdout(text.encode("utf-8"))
-        except BrokenPipeError:
-            stdout_gone()
-            report.error("cannot write the report: standard output was closed before it was all written")
-            return False
         except OSError as exc:
-            stdout_gone()
-            report.error(f"cannot write the report to standard output ({exc.strerror or exc})")
+            report.error(f"cannot write the report: {stdout_problem(exc)} before it was all written")
             return False
         return True
     try:
