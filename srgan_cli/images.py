@@ -988,8 +988,6 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str):
     width, height = _tag_int(tags, 256, im.width), _tag_int(tags, 257, im.height)
     offsets, counts = tags.get(273), tags.get(279)
     strips = 322 not in tags and compression in (1, 8, 32946) and bool(offsets) and bool(counts)
-    if planar == 2 and not strips:
-        return None  # planes in LZW strips or in tiles: libtiff, through Pillow (8 bits)
     data = whole_file()
     if strips:
         offsets, counts = np.atleast_1d(offsets), np.atleast_1d(counts)
@@ -1007,7 +1005,11 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str):
             )  # fmt: skip
     else:
         tile_width = _tag_int(tags, 322, 0) if 322 in tags else 0
-        arr = _tiff_via_gray(data, width, height, spp, predictor, tile_width)
+        if planar == 1:
+            arr = _tiff_via_gray(data, width, height, spp, predictor, tile_width)
+        else:  # planes in LZW strips or in tiles: each plane read as a gray image of its own
+            planes = [_tiff_via_gray(data, width, height, spp, predictor, tile_width, plane=p) for p in range(spp)]
+            arr = None if any(p is None for p in planes) else np.concatenate(planes, axis=2)
         if arr is None:
             return None
     plane = arr.astype(np.float32) / 65535.0
@@ -1048,13 +1050,17 @@ def _tiff_strips(
     return arr
 
 
-def _tiff_via_gray(data: bytes, width: int, height: int, spp: int, predictor: int, tile_width: int):
+def _tiff_via_gray(
+    data: bytes, width: int, height: int, spp: int, predictor: int, tile_width: int, plane: int | None = None
+):
     """Let libtiff decompress 16-bit colour by patching the first IFD into 16-bit grayscale.
 
     Chunky samples R,G,B,R,G,B... of width W are byte for byte a gray image of width W*spp,
     so only the header changes; the horizontal predictor is switched off for libtiff (it
-    would difference with the wrong stride) and undone here per sample. None when the file
-    does not fit (BigTIFF, odd tag types) or libtiff refuses it.
+    would difference with the wrong stride) and undone here per sample. With ``plane`` (a
+    planar file: each sample's plane in strips or tiles of its own) the gray image is that
+    plane, of width W, its strip or tile offsets and counts narrowed to the plane's share.
+    None when the file does not fit (BigTIFF, odd tag types) or libtiff refuses it.
     """
     if data[:4] == b"II*\x00":
         e = "<"
@@ -1064,9 +1070,27 @@ def _tiff_via_gray(data: bytes, width: int, height: int, spp: int, predictor: in
         return None
     buf = bytearray(data)
 
+    wide = 1 if plane is not None else spp  # samples a gray pixel's row holds per colour pixel
+
     def put(pos: int, typ: int, value: int) -> None:
         struct.pack_into(e + "HI", buf, pos + 2, typ, 1)
         struct.pack_into(e + ("HH" if typ == 3 else "I"), buf, pos + 8, *((value, 0) if typ == 3 else (value,)))
+
+    def narrow(pos: int) -> None:
+        """Strip or tile offsets/byte counts: keep the ``plane``-th of ``spp`` equal shares."""
+        typ, count = struct.unpack_from(e + "HI", buf, pos + 2)
+        size = {3: 2, 4: 4}[typ]  # a KeyError (another type) gives the file to Pillow
+        share = count // spp
+        if share < 1 or share * spp != count:
+            raise ValueError("strips or tiles do not divide into planes")
+        inline = count * size <= 4
+        start = pos + 8 if inline else struct.unpack_from(e + "I", buf, pos + 8)[0]
+        first = start + plane * share * size
+        struct.pack_into(e + "I", buf, pos + 4, share)
+        if share * size <= 4:
+            buf[pos + 8 : pos + 12] = bytes(buf[first : first + share * size]).ljust(4, b"\x00")
+        else:
+            struct.pack_into(e + "I", buf, pos + 8, first)
 
     try:
         (ifd,) = struct.unpack_from(e + "I", buf, 4)
@@ -1075,9 +1099,13 @@ def _tiff_via_gray(data: bytes, width: int, height: int, spp: int, predictor: in
             pos = ifd + 2 + 12 * i
             (tag,) = struct.unpack_from(e + "H", buf, pos)
             if tag == 256:
-                put(pos, 4, width * spp)
+                put(pos, 4, width * wide)
             elif tag == 322:
-                put(pos, 4, tile_width * spp)
+                put(pos, 4, tile_width * wide)
+            elif tag in (273, 279, 324, 325) and plane is not None:
+                narrow(pos)
+            elif tag == 284:
+                put(pos, 3, 1)  # chunky (one sample: the same thing)
             elif tag in (258, 339):
                 put(pos, 3, 16 if tag == 258 else 1)
             elif tag in (262, 277, 317):
@@ -1089,10 +1117,10 @@ def _tiff_via_gray(data: bytes, width: int, height: int, spp: int, predictor: in
                 # each pixel) and swap its size; the orientation is applied to the colour pixels after
                 put(pos, 3, 1)
         gray = Image.open(io.BytesIO(bytes(buf)))
-        if not gray.mode.startswith("I;16") or gray.size != (width * spp, height):
+        if not gray.mode.startswith("I;16") or gray.size != (width * wide, height):
             return None
         _strict_load(gray)
-        arr = np.asarray(gray).astype(np.uint16).reshape(height, width, spp)
+        arr = np.asarray(gray).astype(np.uint16).reshape(height, width, wide)
     except Exception:  # noqa: BLE001 - whatever libtiff thinks of the patch, Pillow's path decides
         return None
     if predictor == 2:  # differencing restarts at each tile's left edge

@@ -1771,6 +1771,38 @@ def test_sixteen_bit_planar_tiff_is_read_whole(tmp_path, compression):
     assert got.bit_depth == 16 and np.array_equal(_q(got.rgb, 65535), arr)
 
 
+@pytest.mark.parametrize("layout", ["lzw", "lzw_pred", "tiles_raw", "tiles_deflate_pred"])
+@pytest.mark.parametrize("spp", [3, 4])
+def test_sixteen_bit_planar_tiff_in_lzw_or_tiles_keeps_sixteen_bits(tmp_path, layout, spp):
+    """Planar 16-bit TIFF in LZW strips or in tiles was read by Pillow cut to 8 bits, silently."""
+    h, w = 18, 21
+    arr = RNG.integers(0, 65536, (h, w, spp)).astype(np.uint16)
+    pred = layout.endswith("_pred")
+    chunks, rows = [], None
+    for c in range(spp):
+        plane = arr[..., c : c + 1]
+        if layout.startswith("lzw"):
+            strips, rows = _pillow_lzw(_hdiff(plane) if pred else plane, tmp_path)
+            chunks += strips
+            continue
+        for y in range(0, h, 16):
+            for x in range(0, w, 16):
+                t = np.zeros((16, 16, 1), dtype=np.uint16)
+                part = plane[y : y + 16, x : x + 16]
+                t[: part.shape[0], : part.shape[1]] = part
+                raw = (_hdiff(t) if pred else t).astype("<u2").tobytes()
+                chunks.append(zlib.compress(raw) if pred else raw)
+    compression = 5 if layout.startswith("lzw") else 8 if pred else 1
+    tile = None if layout.startswith("lzw") else 16
+    data = _tiff(w, h, spp, chunks, compression=compression, predictor=2 if pred else 1, rows=rows, tile=tile, planar=2)
+    (tmp_path / "p.tif").write_bytes(data)
+    got = read_image(tmp_path / "p.tif")
+    assert got.bit_depth == 16 and got.size == (w, h)
+    assert np.array_equal(_q(got.rgb, 65535), arr[..., :3])
+    if spp == 4:
+        assert np.array_equal(_q(got.alpha, 65535), arr[..., 3])
+
+
 def test_sixteen_bit_min_is_white_tiff_is_not_a_negative(tmp_path):
     h, w = 5, 7
     arr = RNG.integers(0, 65536, (h, w)).astype(np.uint16)
