@@ -72,6 +72,7 @@ _FORMAT_SUFFIX = {
 }
 _SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _ORIENTATION = 0x0112
+_X_RESOLUTION, _Y_RESOLUTION = 0x011A, 0x011B
 _IMAGE_DESCRIPTION = 0x010E
 _SOFTWARE = 0x0131
 _XMP_TAG = 700  # TIFF's XMLPacket
@@ -275,6 +276,8 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
         except UnidentifiedImageError:
             if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8"):
                 raise SrganError(f"{name}: corrupt image file (its header cannot be read)") from None
+            if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+                raise SrganError(f"{name}: {_tiff_refusal(fh)}") from None
             raise SrganError(
                 f"{name}: not an image file, or an unsupported format (supported: {SUPPORTED_SUFFIXES})"
             ) from None
@@ -284,6 +287,37 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
             raise SrganError(f"{name}: corrupt image file ({_one_line(exc)})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point"}
+
+
+def _tiff_refusal(fh) -> str:
+    """Why Pillow refused a file that starts as a TIFF: its samples' layout where the first IFD
+    says it (floating-point or signed colour is the usual case), else a damaged TIFF."""
+    try:
+        fh.seek(0)
+        data = fh.read(1 << 20)
+        e = "<" if data[:2] == b"II" else ">"
+        if data[2:4] != struct.pack(e + "H", 42):
+            return "a BigTIFF file, which srgan cannot read; save it as TIFF or PNG"
+        (ifd,) = struct.unpack_from(e + "I", data, 4)
+        (n,) = struct.unpack_from(e + "H", data, ifd)
+        tags = {}
+        for i in range(n):
+            tag, typ, count = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * i)
+            if tag in (258, 277, 339) and typ == 3:
+                tags[tag] = struct.unpack_from(e + "H", data, ifd + 2 + 12 * i + (8 if count <= 2 else 0))[0]
+                if count > 2:  # the values are elsewhere: the first of them
+                    (at,) = struct.unpack_from(e + "I", data, ifd + 2 + 12 * i + 8)
+                    tags[tag] = struct.unpack_from(e + "H", data, at)[0]
+        bits, spp, kind = tags.get(258, 1), tags.get(277, 1), _SAMPLE_KINDS.get(tags.get(339, 1), "unknown")
+        return (
+            f"a TIFF of {spp} {bits}-bit {kind} sample{'s' if spp != 1 else ''} per pixel, which srgan "
+            "cannot read; save it as 8- or 16-bit integer TIFF or PNG"
+        )
+    except (OSError, struct.error, ValueError):
+        return "damaged TIFF (its first directory cannot be read)"
 
 
 def _check_size(name: str, width: int, height: int, max_pixels: int | None) -> None:
@@ -493,7 +527,10 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str, tur
         elif mode == "1" or (mode == "L" and not _has_alpha(im)):
             rgb = _gray(np.asarray(im.convert("L")), 255.0)
             grayscale = True
-        elif mode in ("L", "LA", "La", "PA") or (mode == "P" and _palette_is_gray(im) and not _has_alpha(im)):
+        elif mode in ("L", "LA", "La", "PA") or (
+            # a gray palette under an RGB profile stays RGB: as gray it lost the profile
+            mode == "P" and _palette_is_gray(im) and not _has_alpha(im) and not (icc and _icc_fits(icc, gray=False))
+        ):
             conv = im.convert("LA") if mode != "PA" else im.convert("RGBA")
             if conv.mode == "LA":
                 arr = np.asarray(conv)
@@ -636,6 +673,9 @@ def _upright_exif(exif: Image.Exif, fmt: str | None) -> tuple[bytes | None, int]
             return None, 1
         if _ORIENTATION in exif:
             exif[_ORIENTATION] = 1
+        if orientation in (5, 6, 7, 8) and _X_RESOLUTION in exif and _Y_RESOLUTION in exif:
+            # the pixels are turned a quarter, so is their density (as the file's dpi is)
+            exif[_X_RESOLUTION], exif[_Y_RESOLUTION] = exif[_Y_RESOLUTION], exif[_X_RESOLUTION]
         _keep_text_bytes(exif)
         return exif.tobytes(), orientation if 1 <= orientation <= 8 else 1
     except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
@@ -1301,8 +1341,8 @@ def write_image(
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
-    not keep (transparency in JPEG or BMP, an ICC profile or XMP in BMP or GIF, a gray ICC profile
-    in WebP, XMP too large for JPEG), once the file is written.
+    not keep (transparency in JPEG or BMP, an ICC profile, EXIF or XMP in BMP or GIF, a gray ICC
+    profile in WebP or with alpha in 16-bit TIFF, XMP too large for JPEG), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1333,6 +1373,11 @@ def write_image(
             icc_profile = None
         gray = np.repeat(planes[..., :1], 3, axis=2)
         planes = np.concatenate([gray, planes[..., 1:]], axis=2)
+    if fmt == "TIFF" and bit_depth == 16 and planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable
+        if icc_profile and _icc_fits(icc_profile, gray=True):  # for Pillow: RGBA, which a gray profile does not fit
+            notes.append(f"{path}: the gray ICC colour profile is left out: 16-bit TIFF stores gray with alpha as RGBA")
+            icc_profile = None
+        planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
     if not overwrite and _exists(path):
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it")
     text = {str(k): str(v) for k, v in (text or {}).items()}
@@ -1345,6 +1390,9 @@ def write_image(
         top = 65535 if a.dtype == np.uint16 else (255 if a.dtype == np.uint8 else 1.0)
         if ((a > 0) & (a < top)).any():
             notes.append(f"{path}: transparency made on/off at half opacity: GIF has no partial transparency")
+    if exif and fmt in ("BMP", "GIF"):
+        notes.append(f"{path}: the EXIF metadata is left out: {fmt} output carries none")
+        exif = None
     if exif:
         # a description an earlier srgan write made of the same text keys is dropped here: PNG keeps
         # the text in its own chunks (the EXIF one named another model and scale); JPEG, WebP and
@@ -1365,8 +1413,6 @@ def write_image(
                 colour = None if icc_profile else png_colour
                 _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads, dpi, xmp=xmp, colour=colour)
             elif bit_depth == 16 and fmt == "TIFF":
-                if planes.shape[2] == 2:  # 16-bit gray+alpha TIFF is unreadable for Pillow: use RGBA
-                    planes = np.concatenate([np.repeat(planes[..., :1], 3, axis=2), planes[..., 1:]], axis=2)
                 _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp)
             else:
                 _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp)

@@ -268,6 +268,8 @@ def _tiff(
     orientation=None,
     planar=1,
     photometric=2,
+    bits=16,
+    sample_format=1,
 ):
     """A 16-bit TIFF from already encoded strips or tiles (test-side writer); chunky unless
     ``planar`` is 2 (then ``chunks`` holds each plane's strips, one plane after the other)."""
@@ -277,9 +279,9 @@ def _tiff(
     for c in chunks:
         offsets.append(8 + len(body))
         body += c + (b"\x00" if len(c) % 2 else b"")
-    tags = {256: (4, [width]), 257: (4, [height]), 258: (3, [16] * spp), 259: (3, [compression])}
+    tags = {256: (4, [width]), 257: (4, [height]), 258: (3, [bits] * spp), 259: (3, [compression])}
     tags.update({262: (3, [photometric]), 277: (3, [spp]), 284: (3, [planar]), 317: (3, [predictor])})
-    tags[339] = (3, [1] * spp)
+    tags[339] = (3, [sample_format] * spp)
     if spp == 4:
         tags[338] = (3, [extra])
     if orientation is not None:
@@ -1850,3 +1852,76 @@ def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path):
     for t in threads:
         t.join()
     assert list(warnings.filters) == before
+
+
+def _gray_icc() -> bytes:
+    gray = bytearray(_srgb_icc())
+    gray[16:20] = b"GRAY"  # the header is all the writer looks at
+    return bytes(gray)
+
+
+def test_sixteen_bit_gray_with_alpha_tiff_leaves_its_gray_profile_out_with_a_note(tmp_path):
+    """16-bit gray+alpha TIFF is written as RGBA (Pillow cannot read 16-bit LA TIFF): it carried
+    the gray profile, which colour-managed readers refuse on RGB pixels."""
+    notes: list[str] = []
+    out = write_image(
+        tmp_path / "la.tif",
+        RNG.random((4, 5, 3)),
+        alpha=RNG.random((4, 5)),
+        grayscale=True,
+        bit_depth=16,
+        icc_profile=_gray_icc(),
+        on_note=notes.append,
+    )
+    with Image.open(out) as im:
+        assert im.mode == "RGBA" and not im.info.get("icc_profile")
+    assert len(notes) == 1 and "gray ICC colour profile is left out" in notes[0]
+
+
+def test_gray_palette_with_an_rgb_profile_keeps_the_profile(tmp_path):
+    icc = _srgb_icc()
+    p = Image.new("P", (6, 4), 0)
+    p.putpalette([128, 128, 128, 60, 60, 60] + [0] * 762)
+    p.paste(1, (0, 0, 3, 4))
+    p.save(tmp_path / "p.png", icc_profile=icc)
+    got = read_image(tmp_path / "p.png")
+    assert not got.grayscale and got.icc_profile == icc
+    with Image.open(write_image(tmp_path / "o.png", got.rgb, icc_profile=got.icc_profile)) as im:
+        assert im.info.get("icc_profile") == icc
+    p.save(tmp_path / "plain.png")  # without a profile, a gray palette is still gray
+    assert read_image(tmp_path / "plain.png").grayscale
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_exif_resolution_turns_with_the_pixels(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112], exif[0x011A], exif[0x011B], exif[0x0128] = orientation, 300.0, 150.0, 2
+    Image.new("RGB", (6, 4), (90, 90, 90)).save(tmp_path / "o.jpg", exif=exif, dpi=(300, 150))
+    got = read_image(tmp_path / "o.jpg")
+    out = write_image(tmp_path / "out.jpg", got.rgb, exif=got.exif, dpi=got.dpi)
+    with Image.open(out) as im:
+        e = im.getexif()
+        want = (150.0, 300.0) if orientation == 6 else (300.0, 150.0)
+        assert (float(e[0x011A]), float(e[0x011B])) == want
+        assert tuple(round(float(v)) for v in im.info["dpi"]) == want
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".gif"])
+def test_exif_left_out_of_bmp_and_gif_with_a_note(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x8298] = "(c) Someone"
+    notes: list[str] = []
+    write_image(tmp_path / f"o{suffix}", RNG.random((4, 4, 3)), exif=exif.tobytes(), on_note=notes.append)
+    assert any("EXIF metadata is left out" in n for n in notes)
+
+
+@pytest.mark.parametrize(("bits", "fmt", "kind"), [(32, 3, "32-bit floating-point"), (16, 2, "16-bit signed integer")])
+def test_a_tiff_pillow_cannot_read_says_what_its_samples_are(tmp_path, bits, fmt, kind):
+    """Float or signed colour TIFF was "not an image file, or an unsupported format"."""
+    raw = np.zeros((3, 4, 3), dtype="<f4" if fmt == 3 else "<i2").tobytes()
+    (tmp_path / "f.tif").write_bytes(_tiff(4, 3, 3, [raw], bits=bits, sample_format=fmt))
+    with pytest.raises(SrganError, match=f"a TIFF of 3 {kind} samples per pixel, which srgan cannot read"):
+        read_image(tmp_path / "f.tif")
+    (tmp_path / "d.tif").write_bytes(b"II*\x00" + struct.pack("<I", 1 << 30))  # its directory is past the end
+    with pytest.raises(SrganError, match="damaged TIFF"):
+        read_image(tmp_path / "d.tif")
