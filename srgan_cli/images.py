@@ -101,6 +101,9 @@ class LoadedImage:
     dpi: tuple[float, float] | None = None  # (x, y) pixels per inch as the file records it, after orientation
     xmp: bytes | None = None  # the XMP packet, tiff:Orientation reset to 1 as in ``exif``
     png_colour: dict | None = None  # a PNG's gAMA, cHRM, sRGB: Pillow's info "gamma", "chromaticity", "srgb"
+    # text beside the pixels: a PNG's text chunks (Title, Author, Copyright, a generator's parameters;
+    # not XMP, EXIF or srgan's own keys), a JPEG or GIF comment as "Comment"
+    comments: dict[str, str] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -412,9 +415,16 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         if fmt == "PNG" and _png_is_wide_colour(head):
             sixteen = _png_rgb16(whole_file(), name)
             if sixteen is not None:
-                *pixels, exif_chunk, xmp_chunk = sixteen
+                *pixels, exif_chunk, xmp_chunk, texts = sixteen
                 return _finish(
-                    im, *pixels, fmt=fmt, n_frames=n_frames, name=name, exif_bytes=exif_chunk, xmp_bytes=xmp_chunk
+                    im,
+                    *pixels,
+                    fmt=fmt,
+                    n_frames=n_frames,
+                    name=name,
+                    exif_bytes=exif_chunk,
+                    xmp_bytes=xmp_chunk,
+                    comments=texts,
                 )
         if fmt == "TIFF":
             sixteen = _tiff_rgb16(im, whole_file, name)
@@ -716,6 +726,7 @@ def _finish(
     exif_bytes: bytes | None = None,
     xmp_bytes: bytes | None = None,
     turned: int = 1,
+    comments: dict[str, str] | None = None,
 ) -> LoadedImage:
     # exif_bytes and xmp_bytes come together from our own PNG chunk walk (b"": none), else from Pillow
     xmp = _xmp_of(im) if exif_bytes is None else (xmp_bytes or None)
@@ -730,6 +741,8 @@ def _finish(
     if dpi and (orientation in (5, 6, 7, 8) or turned in (5, 6, 7, 8)):
         dpi = (dpi[1], dpi[0])
     png_colour = {k: im.info[k] for k in _PNG_COLOUR_KEYS if k in im.info} if fmt == "PNG" else None
+    if comments is None:
+        comments = _comments_of(im, fmt)
     return LoadedImage(
         rgb=rgb,
         alpha=alpha,
@@ -743,7 +756,47 @@ def _finish(
         dpi=dpi,
         xmp=_prepare_xmp(xmp) if xmp else None,
         png_colour=png_colour or None,
+        comments=comments or None,
     )
+
+
+# text keys an upscale does not carry as text: XMP and EXIF go their own ways (updated), srgan's own
+# keys are written anew (a stale "srgan:blend" must not outlive the run that wrote it)
+# ImageMagick's date:* keys are the old file's times, not the picture's: not carried into a new file
+_NOT_COMMENTS = (
+    _XMP_KEY.decode(),
+    "Raw profile type exif",
+    "Raw profile type APP1",
+    "Software",
+    "date:create",
+    "date:modify",
+    "date:timestamp",
+)
+
+
+def _own_comments(texts: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in texts.items()
+        if isinstance(k, str) and isinstance(v, str) and k not in _NOT_COMMENTS and not k.startswith("srgan:")
+    }
+
+
+def _comments_of(im: Image.Image, fmt: str) -> dict[str, str]:
+    """A PNG's text chunks, a JPEG's or GIF's comment (see ``LoadedImage.comments``)."""
+    try:
+        if fmt == "PNG":
+            return _own_comments(dict(getattr(im, "text", None) or {}))
+        comment = im.info.get("comment") if fmt in ("JPEG", "GIF") else None
+        if isinstance(comment, bytes):
+            try:
+                comment = comment.decode("utf-8")
+            except UnicodeDecodeError:
+                comment = comment.decode("latin-1")
+        comment = comment.rstrip("\x00") if isinstance(comment, str) else ""
+        return {"Comment": comment} if comment.strip() else {}
+    except Exception:  # noqa: BLE001 - text is a courtesy: damaged chunks leave it out, not the image
+        return {}
 
 
 def _xmp_of(im: Image.Image) -> bytes | None:
@@ -841,6 +894,7 @@ def _png_rgb16(data: bytes, name: str):
     idat = []
     trns = None
     exif = xmp = raw_exif = b""
+    texts: dict[str, str] = {}
     for kind, body in _png_chunks(data, name):
         if kind == b"IDAT":
             idat.append(body)
@@ -855,6 +909,10 @@ def _png_rgb16(data: bytes, name: str):
             xmp = _text_chunk(body, compressed=kind == b"zTXt")  # as Pillow reads them at 8 bits
         elif kind == b"tRNS" and ctype == 2 and len(body) >= 6:
             trns = np.frombuffer(body[:6], dtype=">u2")
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            key = body.split(b"\x00", 1)[0].decode("latin-1")
+            value = _itxt_text(body) if kind == b"iTXt" else _text_chunk(body, compressed=kind == b"zTXt")
+            texts[key] = value.decode("utf-8" if kind == b"iTXt" else "latin-1", "replace")
     bpp = 2 * channels
     passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
     geometry = []
@@ -890,7 +948,7 @@ def _png_rgb16(data: bytes, name: str):
         elif trns is not None:
             alpha = (~np.all(out == trns.astype(np.uint16), axis=2)).astype(np.float32)
     mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
-    return rgb, alpha, 16, ctype == 4, mode, exif or raw_exif, xmp
+    return rgb, alpha, 16, ctype == 4, mode, exif or raw_exif, xmp, _own_comments(texts)
 
 
 # ImageMagick (and exiftool, for PNGs from before eXIf) keep EXIF as hex in a text chunk of this name:
@@ -1308,6 +1366,7 @@ def write_image(
     on_note: Callable[[str], None] | None = None,
     xmp: bytes | None = None,
     png_colour: dict | None = None,
+    comments: dict[str, str] | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -1335,6 +1394,9 @@ def write_image(
     (iTXt "XML:com.adobe.xmp"), WebP (XMP chunk) and TIFF (tag 700) as it is, but for tiff:Orientation
     set to 1 and the pixel dimensions it records updated (see ``_prepare_xmp``); JPEG leaves out a
     packet larger than one segment holds (64 KB).
+    ``comments`` (``LoadedImage.comments``) go into PNG output as text chunks (``text`` wins a
+    shared key), a "Comment" into JPEG and GIF as their comment; what a format has no place for
+    is left out with a note.
     ``png_colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") goes into PNG output as
     gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them).
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
@@ -1390,6 +1452,17 @@ def write_image(
         top = 65535 if a.dtype == np.uint16 else (255 if a.dtype == np.uint8 else 1.0)
         if ((a > 0) & (a < top)).any():
             notes.append(f"{path}: transparency made on/off at half opacity: GIF has no partial transparency")
+    comment = None
+    comments = {str(k): str(v) for k, v in (comments or {}).items() if str(k) not in text}
+    if comments and fmt in ("JPEG", "GIF"):  # a comment goes into their comment block
+        comment = comments.pop("Comment", None)
+        if comment and fmt == "JPEG" and len(comment.encode("utf-8")) > 65533:  # one segment's room
+            comments["Comment"], comment = comment, None
+    if comments and fmt != "PNG":
+        keys = sorted(comments)
+        named = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        notes.append(f"{path}: the text ({named}) is left out: {fmt} output has no place for it")
+        comments = {}
     if exif and fmt in ("BMP", "GIF"):
         notes.append(f"{path}: the EXIF metadata is left out: {fmt} output carries none")
         exif = None
@@ -1411,11 +1484,12 @@ def write_image(
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
                 colour = None if icc_profile else png_colour
-                _write_png(fh, planes, bit_depth, icc_profile, exif, text, threads, dpi, xmp=xmp, colour=colour)
+                texts = {**comments, **text}  # srgan's keys last
+                _write_png(fh, planes, bit_depth, icc_profile, exif, texts, threads, dpi, xmp=xmp, colour=colour)
             elif bit_depth == 16 and fmt == "TIFF":
                 _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp)
             else:
-                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp)
+                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp, comment=comment)
             fh.flush()
     except FileExistsError:
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
@@ -1561,7 +1635,9 @@ def _has_caption(ex: Image.Exif, first_key: str) -> bool:
     )
 
 
-def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None, xmp=None) -> None:
+def _save_pil(
+    fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None, xmp=None, comment=None
+) -> None:
     gray = planes.shape[2] <= 2
     colour = planes[..., 0] if gray else planes[..., :3]
     im = to_pil(colour, planes[..., -1] if planes.shape[2] in (2, 4) else None, grayscale=gray)
@@ -1572,6 +1648,8 @@ def _save_pil(fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[s
         params["icc_profile"] = icc
     if xmp and fmt in ("JPEG", "WEBP"):
         params["xmp"] = xmp
+    if comment and fmt in ("JPEG", "GIF"):
+        params["comment"] = comment.encode("utf-8")
     if fmt == "PNG":
         from PIL import PngImagePlugin
 

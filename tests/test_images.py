@@ -1925,3 +1925,37 @@ def test_a_tiff_pillow_cannot_read_says_what_its_samples_are(tmp_path, bits, fmt
     (tmp_path / "d.tif").write_bytes(b"II*\x00" + struct.pack("<I", 1 << 30))  # its directory is past the end
     with pytest.raises(SrganError, match="damaged TIFF"):
         read_image(tmp_path / "d.tif")
+
+
+def test_png_text_and_comments_are_carried(tmp_path):
+    """A PNG's text chunks (a title, an author, a generator's parameters) and a JPEG's comment were
+    dropped by every upscale; srgan's own keys from an earlier write are written anew, not kept."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "Sunset")
+    info.add_text("Copyright", "(c) me", zip=True)
+    info.add_itxt("Author", "Zoë")
+    info.add_text("srgan:blend", "stale")
+    info.add_text("date:modify", "2020-01-01")
+    Image.new("RGB", (6, 4), (200, 60, 30)).save(tmp_path / "t.png", pnginfo=info)
+    got = read_image(tmp_path / "t.png")
+    assert got.comments == {"Title": "Sunset", "Copyright": "(c) me", "Author": "Zoë"}
+    out = write_image(tmp_path / "o.png", got.rgb, comments=got.comments, text={"Title": "ours", "srgan:model": "m"})
+    with Image.open(out) as im:
+        assert im.text == {"Title": "ours", "Copyright": "(c) me", "Author": "Zoë", "srgan:model": "m"}
+    sixteen = write_image(tmp_path / "s.png", got.rgb, bit_depth=16, comments={"Title": "Sixteen"})
+    assert read_image(sixteen).comments == {"Title": "Sixteen"}  # read by srgan's own 16-bit PNG decoder
+    notes: list[str] = []
+    write_image(tmp_path / "o.webp", got.rgb, comments=got.comments, on_note=notes.append)
+    left_out = "the text (Author, Copyright, Title) is left out: WEBP output has no place for it"
+    assert notes == [f"{tmp_path / 'o.webp'}: {left_out}"]
+
+    Image.new("RGB", (6, 4), (1, 2, 3)).save(tmp_path / "c.jpg", comment="shot by me")
+    got = read_image(tmp_path / "c.jpg")
+    assert got.comments == {"Comment": "shot by me"}
+    for suffix in (".jpg", ".gif"):
+        with Image.open(write_image(tmp_path / f"c{suffix}", got.rgb, comments=got.comments)) as im:
+            assert im.info.get("comment") == b"shot by me"
+    with Image.open(write_image(tmp_path / "c.png", got.rgb, comments=got.comments)) as im:
+        assert im.text == {"Comment": "shot by me"}

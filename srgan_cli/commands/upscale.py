@@ -1218,6 +1218,7 @@ def _run(
                     exif=loaded.exif,
                     xmp=loaded.xmp,
                     png_colour=loaded.png_colour,
+                    comments=loaded.comments,
                     dpi=loaded.dpi,
                     text=text,
                     grayscale=loaded.grayscale,
