@@ -298,7 +298,7 @@ def load_model(
 
 def _display_name(name_or_path: str | Path, path: Path) -> str:
     text = str(name_or_path)
-    return text if text in MODELS or not Path(text).expanduser().is_file() else path.stem
+    return text if text in MODELS or not os.path.isfile(os.path.expanduser(text)) else path.stem
 
 
 def _to_model_channels(model: Model, x: torch.Tensor) -> torch.Tensor:

@@ -87,7 +87,7 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     (env ``SRGAN_BENCH_REPO``, default :data:`DEFAULT_HUB_DATASET`) into the Hub cache.
     """
     text = str(name_or_dir)
-    path = Path(text).expanduser()
+    path = Path(os.path.expanduser(text))  # Path.expanduser raises for a user who does not exist
     root = data_dir if data_dir is not None else os.environ.get("SRGAN_DATA_DIR") or None
     # A bare set name is the set under --data-dir (or SRGAN_DATA_DIR) when one is given; else a ./set5
     # folder with HR/ in it is that folder (one that --save-images set5 made, without HR/, is not).
@@ -102,7 +102,7 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
             raise SrganError(f"{text}: no such folder; give set5, set14, bsd100 or a folder with HR/ in it")
         raise SrganError(f"unknown set {text!r}; expected set5, set14, bsd100 or a folder with HR/ in it")
     if root is not None:
-        root = Path(root).expanduser()
+        root = Path(os.path.expanduser(root))
         how = "--data-dir" if data_dir is not None else "SRGAN_DATA_DIR"
         if not root.is_dir():
             raise SrganError(f"{how} {root}: no such folder; it must hold set5/, set14/, bsd100/ with HR/ and LR_x4/")

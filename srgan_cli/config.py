@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -12,6 +13,11 @@ from .errors import SrganError
 # The largest final scale (``srgan upscale --outscale``, the API's ``outscale``): beyond it the
 # resized output is more memory than any machine has (1e6 on an 8x10 image is 8e13 pixels).
 MAX_OUTSCALE = 64.0
+
+# The largest residual scaling an RRDB generator may have (ESRGAN uses 0.2): the scale multiplies
+# each block's output 3 x 23 times over, so a weights file's 1e300, infinity or NaN made every
+# output pixel NaN (a black image, exit 0).
+MAX_RES_SCALE = 10.0
 
 # The --device and --precision values, here (torch-free; device.py imports torch) for the option
 # declarations: click imports every command to complete `srgan <Tab>`, and a Tab must stay quick.
@@ -51,6 +57,12 @@ class GeneratorConfig:
             raise SrganError("in_channels must be 1 or 3")
         if self.arch == "rrdb" and self.batch_norm:
             raise SrganError("the rrdb generator has no BatchNorm; set batch_norm=False")
+        if not (
+            isinstance(self.res_scale, (int, float))
+            and math.isfinite(self.res_scale)
+            and 0 < self.res_scale <= MAX_RES_SCALE
+        ):
+            raise SrganError(f"res_scale must be a finite number in (0, {MAX_RES_SCALE:g}], got {self.res_scale!r}")
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> GeneratorConfig:
@@ -121,7 +133,10 @@ def _strict_from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     for key, value in data.items():
         expected = type(getattr(cls(), key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a 400-digit integer: an OverflowError traceback otherwise
+                raise SrganError(f"{what}: {key} is a number too large for a float") from None
         if type(value) is not expected:
             raise SrganError(f"{what}: {key} must be {expected.__name__}, got {value!r}")
         kwargs[key] = value

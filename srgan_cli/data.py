@@ -380,7 +380,7 @@ def load_val_set(spec: str, data_dir: str | Path | None, scale: int) -> list[Val
     of HR images. HR is cropped to a multiple of ``scale``; missing LR images are made with the
     MATLAB bicubic.
     """
-    folder = Path(spec).expanduser()
+    folder = Path(os.path.expanduser(spec))  # Path.expanduser raises for a user who does not exist
     if spec.lower() in NAMED_SETS or (folder / "HR").is_dir():
         from . import bench
 

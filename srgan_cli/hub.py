@@ -24,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SrganError, first_line
-from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, load_generator, sha256_file
+from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, check_weights_file, load_generator, sha256_file, unreadable
 
 DEFAULT_FILENAME = "model.safetensors"
 DEFAULT_REVISION = "main"
@@ -75,7 +76,8 @@ def _match(text: str) -> re.Match[str] | None:
 def looks_like_hub_ref(text: str) -> bool:
     """True for ``[hf://]owner/repo[:file.safetensors][@revision]`` that is not an existing local path."""
     text = str(text)
-    if not text.startswith("hf://") and (Path(text).expanduser().exists() or "\\" in text):
+    # os.path.expanduser leaves "~nouser/x" as it is; pathlib's raised RuntimeError (a traceback)
+    if not text.startswith("hf://") and (Path(os.path.expanduser(text)).exists() or "\\" in text):
         return False
     return _match(text) is not None
 
@@ -100,8 +102,8 @@ def resolve_weights(name_or_path: str | Path) -> Path:
 
     1. A name from ``MODELS``: the bundled file (its sha256 checked when the table has one),
        else a download from the entry's Hub repo and revision, else an error. Never random weights.
-    2. An existing local file (pickle formats refused: they are never loaded). A ``Path`` object
-       is always a local path, never a Hub reference.
+    2. An existing local file, which must be a regular file this process may read (pickle formats
+       refused: they are never loaded). A ``Path`` object is always a local path, never a Hub reference.
     3. A Hub reference: downloaded (or taken from the Hugging Face cache) and checked: against the
        table's sha256 when it is where a named model is published, else by a strict load.
     4. Otherwise a one-line error that says what was expected.
@@ -109,7 +111,7 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if isinstance(name_or_path, str) and text in MODELS:
         return _resolve_named(MODELS[text])
-    path = Path(text).expanduser()
+    path = Path(os.path.expanduser(text))  # not Path.expanduser: it raises for a user who does not exist
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if path.name == "checkpoint.pt" and (path.parent / "generator.safetensors").is_file():
             raise SrganError(
@@ -120,10 +122,20 @@ def resolve_weights(name_or_path: str | Path) -> Path:
             f"{path}: pickle checkpoints ({path.suffix}) are never loaded, they can run code; "
             "convert to safetensors (load it yourself only if you trust it, then save with save_generator)"
         )
-    if path.is_file():
-        return path
-    if path.is_dir():
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except PermissionError as exc:  # a folder on the way may not be searched: a local path all the same
+        raise unreadable(path, exc) from None
+    except (OSError, ValueError):
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
         raise SrganError(f"{path}: is a folder; give a .safetensors weights file, a model name or a Hub reference")
+    if mode is not None:
+        # A FIFO, socket or device is named as such (not "no such weights file"), and never
+        # opened to read; a file this process may not read is refused here, before any command
+        # hashes it (a PermissionError traceback).
+        check_weights_file(path)
+        return path
     if isinstance(name_or_path, Path) or (
         not text.startswith("hf://") and path.suffix.lower() == ".safetensors" and _match(text) is None
     ):
@@ -147,13 +159,21 @@ def weights_sha256(name_or_path: str | Path, path: Path) -> str:
     model with a published sha256 that resolve already checked the file against, the table's
     value, so the file is not hashed a second time."""
     entry = MODELS.get(name_or_path) if isinstance(name_or_path, str) else None
-    return entry.sha256 if entry is not None and entry.sha256 else sha256_file(path)
+    return entry.sha256 if entry is not None and entry.sha256 else _sha256(path)
+
+
+def _sha256(path: Path) -> str:
+    """``sha256_file``, with a file that cannot be read (permissions, I/O) as one SrganError line."""
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise unreadable(path, exc) from None
 
 
 def _resolve_named(entry: ModelEntry) -> Path:
     bundled = entry.bundled_path()
     if bundled is not None:
-        if entry.sha256 and sha256_file(bundled) != entry.sha256:
+        if entry.sha256 and _sha256(bundled) != entry.sha256:
             raise SrganError(
                 f"{bundled}: bundled weights of '{entry.name}' do not match their published sha256; "
                 "the install is damaged, reinstall srgan-cli"
@@ -252,7 +272,7 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
     except Exception as exc:  # httpx errors and other network failures of the client
         raise SrganError(f"{where}: download failed ({type(exc).__name__}: {_first_line(exc)}); retry") from None
     if sha256 is not None:
-        got = sha256_file(local)
+        got = _sha256(local)
         if got != sha256:
             _remove_cached(local)
             raise SrganError(

@@ -67,7 +67,7 @@ class WeightsError(Exception):
 def default_weights_path() -> Path:
     """``$SRGAN_LPIPS_WEIGHTS``, else ``$XDG_CACHE_HOME/srgan/`` (default ``~/.cache/srgan/``)."""
     if os.environ.get(WEIGHTS_ENV):
-        return Path(os.environ[WEIGHTS_ENV]).expanduser()
+        return Path(os.path.expanduser(os.environ[WEIGHTS_ENV]))
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "srgan" / FILE_NAME
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 # State-dict entries that are buffers, not learned parameters (not counted as "params").
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+# The tensor dtypes a weights file may store. Any other is refused by name: float8 has no CPU
+# kernel for the checks below (a NotImplementedError traceback from every command), and integer
+# or bool data is no trained weight.
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -221,11 +227,39 @@ def st_path(path: str | Path) -> Iterator[str]:
         yield link
 
 
+def check_weights_file(path: str | Path) -> None:
+    """One-line SrganError unless ``path`` is a regular file this process may read.
+
+    Looked at and opened here first, since the safetensors library reports a file it may not
+    read (EACCES) as "No such file or directory". A FIFO is named as such ("no such weights
+    file" before) and never opened: reading one waits for a writer. The test open comes only
+    after stat said "regular file", and does not block all the same.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in the name
+        raise SrganError(f"{path}: no such weights file") from None
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    if stat.S_ISDIR(mode):
+        raise SrganError(f"{path}: is a folder; give a .safetensors weights file")
+    if not stat.S_ISREG(mode):
+        raise SrganError(f"{path}: not a regular file (a FIFO, socket or device); give a .safetensors weights file")
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+
+
+def unreadable(path: str | Path, exc: OSError) -> SrganError:
+    """The one-line error for a weights file that exists but cannot be read (permissions, I/O)."""
+    return SrganError(f"{path}: cannot read the weights file ({exc.strerror or _short(exc)})")
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a safetensors file, or a one-line error if it is not one."""
     path = Path(path)
-    if not path.is_file():
-        raise SrganError(f"{path}: no such weights file")
+    check_weights_file(path)
     try:
         with st_path(path) as name, safe_open(name, framework="pt") as fh:
             return dict(fh.metadata() or {})
@@ -373,6 +407,8 @@ def _clip(value: object, limit: int = 40) -> str:
 
 def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    # The built model is float32 (check_state_dict's default dtype): a float64 value beyond its
+    # range is refused there, not loaded as infinity.
     check_state_dict(
         state, {k: tuple(v.shape) for k, v in expected.items()}, str(path), "weights do not match their config"
     )
@@ -380,19 +416,45 @@ def _load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: P
 
 
 def check_state_dict(
-    state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], source: str, mismatch: str, hint: str = ""
+    state: dict[str, torch.Tensor],
+    expected: dict[str, tuple[int, ...]],
+    source: str,
+    mismatch: str,
+    hint: str = "",
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Strict check of a state dict: exactly the ``expected`` keys, their shapes, finite floats.
 
     One-line errors: ``{source}: {mismatch}: 2 missing (e.g. k), 1 unexpected (e.g. j) tensors{hint}``,
-    ``{source}: {mismatch}: k has shape (..), expected (..)``, and a damaged-file message for
-    NaN, infinity or integer data.
+    ``{source}: {mismatch}: k has shape (..), expected (..)``, one naming a dtype other than
+    float16, bfloat16, float32 or float64, and a damaged-file message for NaN, infinity, a value
+    beyond the range of ``dtype`` (the dtype the tensors are loaded into: float64's 1e300 became
+    infinity there, and the network NaN) or a negative BatchNorm ``running_var`` (folding takes
+    its square root).
     """
     _check_shapes({k: tuple(v.shape) for k, v in state.items()}, expected, source, mismatch, hint)
     for key in expected:
         got = state[key]
-        if not got.is_floating_point() or not _all_finite(got):
+        if got.dtype not in _FLOAT_DTYPES:
+            raise SrganError(
+                f"{source}: tensor {key} is {str(got.dtype).removeprefix('torch.')}; "
+                "srgan reads float16, bfloat16, float32 or float64 weights"
+            )
+        if got.numel() == 0:
+            continue
+        # min/max propagate NaN, so two scalars tell (no full-size mask); the cast is monotonic,
+        # so the two ends cast to ``dtype`` tell whether every value fits it.
+        low, high = torch.aminmax(got.detach().reshape(-1))
+        if not (torch.isfinite(low) and torch.isfinite(high)):
             raise SrganError(f"{source}: tensor {key} is not finite floating point; the file is corrupt")
+        for end in (low, high):
+            if not torch.isfinite(end.to(dtype)):
+                raise SrganError(
+                    f"{source}: tensor {key} holds {end.item():g}, beyond the range of "
+                    f"{str(dtype).removeprefix('torch.')}; the file is corrupt"
+                )
+        if key.endswith("running_var") and low < 0:
+            raise SrganError(f"{source}: tensor {key} holds a negative variance ({low.item():g}); the file is corrupt")
 
 
 def _check_shapes(
@@ -411,14 +473,6 @@ def _check_shapes(
     for key, shape in expected.items():
         if tuple(shapes[key]) != tuple(shape):
             raise SrganError(f"{source}: {mismatch}: {key} has shape {tuple(shapes[key])}, expected {tuple(shape)}")
-
-
-def _all_finite(tensor: torch.Tensor) -> bool:
-    """No NaN or infinity; min/max propagate NaN, so two scalars tell (no full-size mask)."""
-    if tensor.numel() == 0:
-        return True
-    low, high = torch.aminmax(tensor.detach().reshape(-1))
-    return bool(torch.isfinite(low) and torch.isfinite(high))
 
 
 def _short(exc: BaseException) -> str:

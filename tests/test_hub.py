@@ -386,6 +386,25 @@ def test_a_refused_hub_file_is_named_in_full(fake_hub, tiny_weights, tmp_path):
     assert _one_line(info).endswith(")") and "upgrade srgan" in _one_line(info)
 
 
+def test_a_float8_hub_file_is_refused_in_one_line(fake_hub, tiny_weights, tmp_path):
+    """The strict load's NotImplementedError (aminmax has no CPU kernel for float8) passed through
+    _check_loads, which catches SrganError only: a traceback."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    (tmp_path / "t.safetensors").write_bytes(tiny_weights)
+    with safe_open(tmp_path / "t.safetensors", "pt") as fh:
+        meta = fh.metadata()
+    state = {k: v.to(torch.float8_e4m3fn) for k, v in load_file(tmp_path / "t.safetensors").items()}
+    fake_hub.add("acme/f8", {"model.safetensors": save(state, metadata=meta)})
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/f8")
+    assert _one_line(info).startswith(
+        "Hub repo 'acme/f8' (model.safetensors@main): the file is not usable srgan weights"
+    )
+    assert "is float8_e4m3fn; srgan reads float16, bfloat16, float32 or float64 weights)" in _one_line(info)
+
+
 def test_hub_down_after_download_serves_the_cache(fake_hub, tiny_weights):
     fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
     assert resolve_weights("acme/srgan").read_bytes() == tiny_weights

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
 
+from ..errors import printable
 from .completion import complete_model
 
 
@@ -54,9 +56,12 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
             if i:
                 click.echo("")
             meta = record.pop("metadata")
-            width = max(len(key) for key in [*record, *meta]) + 2
-            for key, value in [*record.items(), ("metadata", ""), *((f"  {k}", v) for k, v in meta.items())]:
-                text = value if isinstance(value, str) else json.dumps(value)
+            # A file's metadata is anyone's text: an escape sequence in it cleared the screen or set
+            # the window title, and a newline broke the layout. printable() shows both as written.
+            shown = [(printable(key), value) for key, value in meta.items()]  # a list: two keys may print alike
+            width = max(len(key) for key in [*record, *(key for key, _ in shown)]) + 2
+            for key, value in [*record.items(), ("metadata", ""), *((f"  {k}", v) for k, v in shown)]:
+                text = printable(value if isinstance(value, str) else json.dumps(value))
                 click.echo(f"{key.ljust(width)}  {text}".rstrip())
         return
     if fetch:
@@ -72,7 +77,7 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
             click.echo(json.dumps(fetched if len(fetched) > 1 else fetched[0], indent=2))
         else:
             for record in fetched:
-                click.echo(f"{record['model']}\t{record['path']}")
+                click.echo(f"{printable(record['model'])}\t{printable(record['path'])}")
         return
     from ..weights import describe_entries
 
@@ -130,9 +135,9 @@ def _info(name: str) -> dict[str, object]:
         shown[key] = meta[key]
         if key in ("config", "interpolation"):
             try:
-                shown[key] = json.loads(meta[key])
-            except ValueError:
-                pass  # shown as stored
+                shown[key] = json.loads(meta[key], parse_constant=_no_constant, parse_float=_finite_float)
+            except (ValueError, RecursionError):
+                pass  # shown as stored (NaN or infinity too: --json printed a bare NaN, which is not JSON)
     return {
         "model": name,
         "file": str(path),
@@ -141,3 +146,14 @@ def _info(name: str) -> dict[str, object]:
         "params": count_file_parameters(path),
         "metadata": shown,
     }
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"{text} is not a finite number")
+    return value
