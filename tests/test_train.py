@@ -786,10 +786,19 @@ def test_val_holdout_validates_on_images_it_never_trains_on(tmp_path, monkeypatc
             super().__init__(scan, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "PatchDataset", Recording)
+    validated = []
+    real_val_image = train_module.val_image
+
+    def recording_val_image(path, *args, **kwargs):
+        validated.append(Path(path))
+        return real_val_image(path, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "val_image", recording_val_image)
     run = tmp_path / "run"
     train(_options(data, steps=2, val_holdout=2, val_every=1), run)
     held = {data / f"{i}.png" for i in range(5)} - set(trained_on)
     assert len(trained_on) == 3 and len(held) == 2
+    assert set(validated) == held  # validation reads exactly the held-out images
     assert all(psnr is not None for psnr, _ in _validations(run).values())
     assert read_metadata(run / "generator_best.safetensors")["val"] == "2 images held out of the data"
     # a resume keeps the split; changing it would change what the run trains on
@@ -809,6 +818,66 @@ def test_ema_is_warmed_up_so_a_run_from_scratch_does_not_keep_its_random_start()
     for step in range(1000):
         kept *= ema_decay(0.999, step)
     assert kept < 1e-3  # share of the random start left after 1,000 steps (0.37 without warm-up)
+
+
+def test_ema_follows_its_formula_at_every_step(data, tmp_path, monkeypatch):
+    """Each update is ema = d * ema + (1 - d) * G with d = ema_decay(--ema, step), over the floats of the
+    generator's state (BatchNorm statistics too); the rest is copied."""
+    import srgan_cli.train as train_module
+
+    real = train_module._Trainer._update_ema
+    steps = []
+
+    def checked(self):
+        before = [t.detach().clone() for t in self.ema.state_dict().values()]
+        g = [t.detach().clone() for t in self.G.state_dict().values()]
+        real(self)
+        d = ema_decay(self.cfg.ema, self.step)
+        for old, now, new in zip(before, g, self.ema.state_dict().values(), strict=True):
+            if new.is_floating_point():
+                assert torch.allclose(new, d * old + (1 - d) * now, rtol=1e-5, atol=1e-7)
+            else:
+                assert torch.equal(new, now)
+        steps.append(self.step)
+
+    monkeypatch.setattr(train_module._Trainer, "_update_ema", checked)
+    run = tmp_path / "run"
+    start = None
+
+    def first_state(self, *args, **kwargs):
+        nonlocal start
+        if start is None:
+            start = {k: v.detach().clone() for k, v in self.G.state_dict().items()}
+        return real_step(self, *args, **kwargs)
+
+    real_step = train_module._Trainer._train_step
+    monkeypatch.setattr(train_module._Trainer, "_train_step", first_state)
+    train(_options(data, steps=4, lr=1e-3, ema=0.9), run)
+    assert steps == [0, 1, 2, 3]
+    exported = load_file(run / "generator.safetensors")
+    key = next(k for k in exported if k.endswith("weight"))
+    assert not torch.equal(exported[key], start[key])  # the EMA moved away from the random start
+
+
+def test_the_optimisers_follow_the_learning_rate_schedule(data, tmp_path, monkeypatch):
+    import srgan_cli.train as train_module
+    from srgan_cli.train import lr_at
+
+    seen = []
+    real_step = train_module._Trainer._train_step
+
+    def recording(self, *args, **kwargs):
+        seen.append((self.step, float(self.opt_g.param_groups[0]["lr"])))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_module._Trainer, "_train_step", recording)
+    run = tmp_path / "run"
+    train(_options(data, steps=4, lr_decay="step", lr_step=2, log_every=1), run)
+    cfg = TrainConfig(data=str(data), steps=4, lr_decay="step", lr_step=2).resolved()
+    assert seen == [(s, pytest.approx(lr_at(cfg, s))) for s in range(4)]
+    assert seen[0][1] == pytest.approx(1e-4) and seen[2][1] == pytest.approx(1e-5)  # the drop at step 2
+    logged = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [pytest.approx(v) for v in (1e-4, 1e-4, 1e-5, 1e-5)]
 
 
 def _cli_train(data: Path, out: Path, *extra: str, tiny: bool = True):
