@@ -13,13 +13,14 @@ import errno
 import importlib
 import importlib.util
 import io
+import os
 import re
 import sys
 
 import click
 
 from . import __version__
-from .errors import SrganError, printable
+from .errors import SrganError, first_line, printable
 from .stopping import sigterm_as_interrupt
 
 COMMANDS = {
@@ -49,9 +50,24 @@ class LazyGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def main(self, *args, **kwargs):  # type: ignore[override]
+        """click's main, with the same one line for what fails outside a command: the group's own
+        --version and --help, and shell completion, print in click's parsing, before invoke (a
+        traceback on a full or closed output); and PyTorch failing to load (a traceback)."""
+        _stand_in_for_closed_stdout()
+        try:
+            return super().main(*args, **kwargs)
+        except (ImportError, OSError) as exc:
+            if isinstance(exc, OSError) and _stream_error(exc):
+                fail(f"cannot write the output: {exc.strerror or exc}")
+            if (library := _failed_to_load(exc)) is not None:
+                fail(f"cannot load {library} ({first_line(exc)})")
+            raise
+
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         _lenient_streams()
         try:
+            _check_cwd()
             # SIGTERM (`timeout`, a scheduler, CI) stops every command as Ctrl-C does: exit 130, one
             # line, no temporary file left; train and upscale set their own handling inside this.
             with sigterm_as_interrupt():
@@ -61,9 +77,99 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             fail("interrupted", 130)  # stderr may be gone (SIGHUP: the terminal closed): 130 all the same
         except OSError as exc:  # most often standard output closed or full (> /dev/full): a line, not a traceback
-            if getattr(exc, "filename", None) is None and exc.errno in _STREAM_ERRNOS:
+            if _stream_error(exc):
                 fail(f"cannot write the output: {exc.strerror or exc}")
             raise
+
+
+def _check_cwd() -> None:
+    """Refuse to run in a folder that was deleted (`rmdir` from another shell): relative paths
+    mean nothing there, and PyTorch's MKL died with "Intel oneMKL FATAL ERROR" (exit 2) even
+    where every path was absolute."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise SrganError("the current folder no longer exists; cd to another one") from None
+    except OSError:
+        pass  # a folder above that may not be searched (EACCES): the paths given may still work
+
+
+def _stream_error(exc: OSError) -> bool:
+    """An error of standard output or error (closed, full, gone), not of a named file."""
+    return getattr(exc, "filename", None) is None and exc.errno in _STREAM_ERRNOS
+
+
+_LIBRARIES = {"torch": "PyTorch", "PIL": "Pillow"}
+
+
+def _failed_to_load(exc: BaseException) -> str | None:
+    """The library whose import raised ``exc``, or None: PyTorch not installed, or a library's
+    shared objects failing to load (``libtorch_cpu.so: failed to map segment from shared object``
+    under a ulimit -v, a broken install), a traceback before. Found by the module code of another
+    package than srgan's being run where it was raised, so an OSError that a library raises later
+    (a file torch.load cannot open) or an ImportError of srgan's own is not one."""
+    if isinstance(exc, ImportError) and exc.name is not None and exc.name.split(".")[0] == "torch":
+        return _LIBRARIES["torch"]
+    library = None
+    tb = exc.__traceback__
+    while tb is not None:  # outermost to innermost: the last one found is the import that failed
+        frame = tb.tb_frame
+        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if frame.f_code.co_name == "<module>" and package not in ("", "__main__", "srgan_cli"):
+            library = _LIBRARIES.get(package, package)
+        tb = tb.tb_next
+    return library
+
+
+class ClosedOutput:
+    """Standard output when srgan runs with it closed (`srgan ... >&-`): Python makes sys.stdout
+    None, where a command's ``sys.stdout.isatty()`` raised AttributeError and click and rich
+    wrote what they were asked to print to nowhere (exit 0, the output lost). Here every write
+    raises OSError (EBADF), which the group turns into one line and exit 1, as for a full output;
+    a command that prints nothing on stdout runs as usual. ``closed`` is True, so a command
+    about to send its result there (``-o -``, ``--json -``) refuses before any work."""
+
+    closed = True
+    encoding = "utf-8"
+    errors = "strict"
+
+    def write(self, text) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def writelines(self, lines) -> None:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass  # nothing is ever held; Python flushes stdout at exit
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+
+def _stand_in_for_closed_stdout() -> None:
+    if sys.stdout is None:
+        sys.stdout = ClosedOutput()
+
+
+def stdout_closed() -> bool:
+    """Whether standard output is closed (`>&-`), so that nothing printed there arrives."""
+    return sys.stdout is None or bool(getattr(sys.stdout, "closed", False))
+
+
+def check_stdout_open(what: str) -> None:
+    """Refuse to start a run whose result (an image, a report, JSON) would go to a closed standard
+    output: found after the work, it was all done for nothing."""
+    if stdout_closed():
+        raise SrganError(f"{what}: standard output is closed")
 
 
 def _lenient_streams() -> None:
@@ -142,6 +248,24 @@ class DroppingStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def is_tty(stream) -> bool:
+    """Whether ``stream`` is a terminal, by its file descriptor. rich's Console.is_terminal also
+    says yes under FORCE_COLOR (any value, 0 too) or TTY_COMPATIBLE=1, which CI systems and
+    containers set for colour: a log file then got live progress bars (cursor escapes and \\r
+    redraws) and tables cut to 80 columns."""
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor (a capture), or closed
+        return False
+
+
+def live_terminal(stream) -> bool:
+    """Whether a live display (a progress bar or spinner redrawn in place) may be drawn on
+    ``stream``: a real terminal that is not a dumb one (TERM=dumb: Emacs shells, some CI logs).
+    Colour is another matter, left to rich (FORCE_COLOR, NO_COLOR)."""
+    return is_tty(stream) and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
 
 
 def _module_exists(module: str) -> bool:

@@ -23,11 +23,14 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
     shares), as on memory cards and USB drives.
     """
     dest = Path(dest)
-    tmp = _new_temp(dest)
+    tmp, mode = _new_temp(dest)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             _fsync(fh.fileno())
+        if mode is not None:  # the umask's mode, without the owner's read or write bit: given only now
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, mode)
         if overwrite:
             _keep_mode(dest, tmp)
             os.replace(tmp, dest)
@@ -91,24 +94,52 @@ def _shortened(name: str) -> str:
     return name
 
 
-def _new_temp(dest: Path) -> Path:
-    """Create an empty ``.NAME.XXXXXXXX.part`` beside ``dest`` with the usual permissions.
+def _new_temp(dest: Path) -> tuple[Path, int | None]:
+    """Create an empty ``.NAME.XXXXXXXX.part`` beside ``dest`` with the usual permissions; returns
+    it, and the mode to give it once written where that is not its mode now (else None).
 
-    Opened with mode 0666 and O_EXCL, so the kernel applies the umask as it does to any new file
-    (mkstemp would make it 0600) and no two writers get the same file. The umask is never read:
-    Python reads it only by setting it, and while it is set another thread's new files would get
-    the wrong permissions. FAT and exFAT ignore the mode: the file gets the mount's.
+    Opened with mode 0666 and O_EXCL, so the kernel applies the umask (or a folder's default ACL)
+    as it does to any new file, as cp's are made (mkstemp would make it 0600), and no two writers
+    get the same file. The umask is never read: Python reads it only by setting it, and while it
+    is set another thread's new files would get the wrong permissions. FAT and exFAT ignore the
+    mode: the file gets the mount's.
+
+    A umask without the owner's write bit (222, 277, 777) gives a file its owner may not write,
+    and the writers reopen the file by its name: every output failed with "permission denied"
+    (not as root, who may write anyway). Such a file is made readable and writable by its owner
+    for the writing, and atomic_path gives it the umask's mode before the rename.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     prefix = f".{_shortened(dest.name)}."
     for _ in range(100):
         tmp = dest.parent / f"{prefix}{secrets.token_hex(4)}.part"
         try:
-            os.close(os.open(tmp, flags, 0o666))
+            fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
-        return tmp
+        try:
+            return tmp, _owner_writable(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            os.close(fd)
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(dest.parent))
+
+
+def _owner_writable(fd: int) -> int | None:
+    """Let the owner read and write the new file ``fd`` (atomic_path reopens it to fsync it) if
+    its mode does not; returns the mode it had (to restore once written), or None where nothing
+    was changed (the usual case; FAT, which refuses modes, too)."""
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & stat.S_IRUSR and mode & stat.S_IWUSR:
+        return None
+    try:
+        os.fchmod(fd, mode | stat.S_IRUSR | stat.S_IWUSR)
+    except (OSError, AttributeError):  # no modes here (FAT), or no fchmod (Windows)
+        return None
+    return mode
 
 
 def file_in_the_way(folder: str | Path) -> Path | None:

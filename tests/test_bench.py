@@ -810,3 +810,17 @@ def test_a_name_the_output_encoding_cannot_hold_is_escaped_not_a_traceback(tmp_p
     assert done.returncode == 0, done.stderr
     assert b"caf\\xe9" in done.stdout and b"Traceback" not in done.stderr
     assert json.loads((tmp_path / "r.json").read_text())["models"][0]["images"][0]["name"] == "café"
+
+
+@pytest.mark.parametrize("env", [{"FORCE_COLOR": "1"}, {"FORCE_COLOR": "0"}, {"TTY_COMPATIBLE": "1"}])
+def test_a_log_gets_no_spinner_and_whole_rows_whatever_the_colour_settings(tmp_path, monkeypatch, env):
+    """rich takes FORCE_COLOR (any value) and TTY_COMPATIBLE=1 for a terminal: a log got the
+    spinner's redraws (\\r, a hidden cursor), and rows folded at 80 columns. Colour may follow them."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    folder = _named_set(tmp_path, ["b.png", "c.png"])
+    model = _tiny(tmp_path / "archive_model_2023_12_07_run_after_the_fix_of_the_log_width.safetensors")
+    result = _invoke("--set", str(folder), "-m", str(model), "--no-lpips", "--per-image")
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.output and "\x1b[?25l" not in result.output, repr(result.output)
+    assert any(model.stem in line and "S" in line for line in result.output.splitlines())  # the row on one line

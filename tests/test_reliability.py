@@ -344,20 +344,32 @@ def test_fail_fast_while_the_reader_is_busy_never_hangs(monkeypatch, tmp_path):
     assert tally.stopped and tally.failed == 1 and tally.written == 0
 
 
+# srgan run with its stderr taken for a live terminal, whatever it is (here /dev/full): os.isatty says
+# so for srgan's own check, FORCE_COLOR and TTY_COMPATIBLE for rich's
+AS_A_TERMINAL = """
+import os
+real_isatty = os.isatty
+os.isatty = lambda fd: fd == 2 or real_isatty(fd)
+from srgan_cli.cli import main
+main(prog_name="srgan")
+"""
+TERMINAL_ENV = {"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TERM": "xterm"}
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_progress_bar_on_a_full_stderr_never_stops_a_batch(batch, tmp_path):
-    """With a terminal forced (FORCE_COLOR, as CI systems and `script` give) the live progress
-    bar draws on stderr; on a full one its first draw raised and no image was written."""
+    """On a terminal the live progress bar draws on stderr; on a full one its first draw raised
+    and no image was written."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     for name in ("a.png", "c.png"):
         (inputs / name).write_bytes((batch["inputs"] / "img00.png").read_bytes())
     (inputs / "b.png").write_bytes(b"not an image")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **TERMINAL_ENV}
     args = [
         sys.executable,
-        "-m",
-        "srgan_cli",
+        "-c",
+        AS_A_TERMINAL,
         "upscale",
         "-m",
         str(batch["weights"]),
@@ -379,10 +391,9 @@ def test_a_training_run_on_a_full_stderr_goes_on(tmp_path, terminal):
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if terminal:
-        env.update(FORCE_COLOR="1", TTY_COMPATIBLE="1")
-    args = [sys.executable, "-m", "srgan_cli", "train", "--data", str(data), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(TERMINAL_ENV if terminal else {})}
+    run = ["-c", AS_A_TERMINAL] if terminal else ["-m", "srgan_cli"]
+    args = [sys.executable, *run, "train", "--data", str(data), "--out", str(tmp_path / "run")]
     args += ["--steps", "3", "--num-blocks", "1", "--num-features", "8", "--batch-size", "2", "--patch-size", "16"]
     args += ["--device", "cpu", "--log-every", "1", "--threads", "1"]
     with open("/dev/full", "w") as full:

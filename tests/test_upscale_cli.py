@@ -752,7 +752,8 @@ def test_report_never_takes_an_output_images_name(weights, tmp_path):
 
 
 def test_a_report_that_cannot_be_written_fails_the_run(weights, tmp_path, monkeypatch):
-    from srgan_cli import fsutil
+    # images first: imported while atomic_path is patched (this test run alone), it kept no_room for good
+    from srgan_cli import fsutil, images  # noqa: F401
 
     def no_room(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -1369,3 +1370,153 @@ def test_a_model_file_whose_name_is_not_utf8_upscales(weights, tmp_path):
     result = run(odd, _img(tmp_path / "in.png"), "-o", tmp_path / "o.png")
     assert result.exit_code == 0, result.output
     assert _decodes(tmp_path / "o.png").info["srgan:model"] == "m\\xe9"
+
+
+def _no_temporary_folder(monkeypatch) -> None:
+    """tempfile as on a system where TMPDIR, /tmp, /var/tmp and the current folder are read-only."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # else the folder found earlier is reused
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [])
+
+
+def test_file_to_file_needs_no_temporary_folder(weights, tmp_path, monkeypatch):
+    """Without a writable temporary folder even `upscale a.png -o b.png` failed with a traceback:
+    the folder for standard input and output was made on every run."""
+    _no_temporary_folder(monkeypatch)
+    src = _img(tmp_path / "a.png")
+    result = run(weights, src, "-o", tmp_path / "b.png")
+    assert result.exit_code == 0, result.output
+    assert _decodes(tmp_path / "b.png").size == (48, 40)
+    result = run(weights, tmp_path / "a.png", "-o", tmp_path / "out")  # a folder too
+    assert result.exit_code == 0 and (tmp_path / "out" / "a.png").is_file(), result.output
+    for args in ([src, "-o", "-"], ["-", "-o", tmp_path / "c.png"]):  # these need one: a line, exit 1
+        result = CliRunner().invoke(
+            main, ["upscale", "-m", str(weights), "-q", *map(str, args)], input=src.read_bytes()
+        )
+        assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+        assert result.stderr.startswith("error: cannot make a temporary folder for standard input and output (")
+        assert result.stderr.count("\n") == 1 and "set TMPDIR" in result.stderr
+    assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("others", [["readme.txt"], ["readme.txt", "notes.md"]])
+def test_a_folder_without_images_is_an_error_even_with_other_files(weights, tmp_path, others):
+    """An empty folder was an error, but one of other files only was "0 written, 1 skipped, 0
+    failed" and exit 0: a cron job over a folder without images succeeded."""
+    for name in others:
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_text("not an image")
+    report = tmp_path / "r.json"
+    for inputs in ([tmp_path / "in"], [tmp_path / "in" / name for name in others]):
+        result = run(weights, *inputs, "-o", tmp_path / "out", "--report", report)
+        assert result.exit_code == 1, result.output
+        n = len(others)
+        passed = "1 file that is not an image" if n == 1 else f"{n} files that are not images"
+        assert result.stderr.startswith(f"error: no images found in the inputs (passed over {passed}); supported: ")
+        assert result.stderr.count("\n") == 1
+        doc = json.loads(report.read_text())
+        assert doc["ended"].startswith("stopped: no images found") and doc["skipped"] == n
+    assert not (tmp_path / "out").exists()
+
+
+def test_outputs_that_all_exist_are_still_skipped_with_success(weights, tmp_path):
+    """--skip-existing over a finished batch (with a non-image file beside) stays exit 0."""
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "readme.txt").write_text("not an image")
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "out").exit_code == 0
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--skip-existing")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["folder", "one-file"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loads(
+    weights, tmp_path, monkeypatch, single
+):
+    """A read-only output folder: every image was upscaled, then each write failed."""
+    from srgan_cli import api
+
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png", seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_access = os.access
+
+    def access(path, mode, **kwargs):  # as for a folder of another user's (root's own modes refuse it nothing)
+        return not (Path(path) == out and mode & os.W_OK) and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(api, "load_model", no_model)
+    target = [tmp_path / "in" / "a.png", "-o", out / "a.png"] if single else [tmp_path / "in", "-o", out]
+    result = run(weights, *target)
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert (
+        result.stderr
+        == f"error: {out}: cannot write into the output folder: permission denied; choose a folder you can write to\n"
+    )
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("env", [{"FORCE_COLOR": "1"}, {"FORCE_COLOR": "0"}, {"TTY_COMPATIBLE": "1"}])
+def test_no_live_progress_into_a_log_whatever_the_colour_settings(weights, tmp_path, monkeypatch, env):
+    """rich takes FORCE_COLOR (any value) and TTY_COMPATIBLE=1 for a terminal: a log file (here,
+    CliRunner's stderr) got the live bar's cursor escapes and redraws."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for seed in range(3):
+        _img(tmp_path / "in" / f"{seed}.png", seed=seed)
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr, repr(result.stderr)
+    assert result.stderr == "3 written, 0 skipped, 0 failed\n"
+
+
+def test_live_progress_on_a_terminal_but_not_a_dumb_one(monkeypatch):
+    from srgan_cli.commands.upscale import Reporter, _progress
+
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w") as terminal:
+            monkeypatch.setattr(sys, "stderr", terminal)
+            for term, live in (("xterm-256color", True), ("dumb", False)):
+                monkeypatch.setenv("TERM", term)
+                report = Reporter(quiet=False)
+                _progress(report, quiet=False)
+                assert (report.console is not None) == live, term
+            monkeypatch.setenv("TERM", "xterm-256color")
+            report = Reporter(quiet=True)
+            _progress(report, quiet=True)
+            assert report.console is None
+    finally:
+        os.close(master)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_live_progress_bar_on_a_full_terminal_never_stops_a_batch(weights, tmp_path, monkeypatch):
+    """The live bar is drawn on a terminal only (FORCE_COLOR no longer draws it into a file), so
+    its writes failing (a terminal's full or gone stderr) is tried with a terminal assumed."""
+    import contextlib
+
+    from srgan_cli.commands import upscale as command
+
+    for seed in range(2):
+        _img(tmp_path / "in" / f"{seed}.png", seed=seed)
+    monkeypatch.setattr(command, "live_terminal", lambda stream: True)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich's own test, for the console on /dev/full
+    drawn = []
+    real_progress = command._progress
+    monkeypatch.setattr(command, "_progress", lambda *a: drawn.append(real_progress(*a)) or drawn[-1])
+    full = open("/dev/full", "w")  # noqa: SIM115 - its close fails too (what is left in its buffer)
+    try:
+        monkeypatch.setattr(sys, "stderr", full)
+        main(["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "out")], standalone_mode=False)
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            full.close()
+    assert not drawn[0].disable
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]

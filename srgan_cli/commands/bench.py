@@ -6,13 +6,14 @@ The JSON written by ``--json`` is the result dict documented in :mod:`srgan_cli.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
 
 import click
 
-from ..cli import NonEmptyPath, check_device
+from ..cli import NonEmptyPath, check_device, is_tty, live_terminal, stdout_closed
 from ..config import DEVICES, PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -100,18 +101,28 @@ def bench(
       srgan bench --set set5 --model srresnet_x4 --ensemble
       srgan bench --set bsd100 --model srgan_x4 --model mine.safetensors --paired
     """
+    from ..errors import SrganError
+
+    json_to_stdout = json_out == "-"
+    if stdout_closed():  # `>&-`: every set was scored, then a traceback (--json -) or the table lost, exit 0
+        if json_to_stdout:
+            raise SrganError("--json -: standard output is closed")
+        raise SrganError("standard output is closed, and the table of results goes there (> /dev/null drops it)")
+
     from rich.console import Console
 
     from .. import bench as core
     from ..device import choose_device
-    from ..errors import SrganError
     from ..metrics import Lpips, LpipsUnavailable
     from ..weights import DEFAULT_MODEL, MODELS
 
-    json_to_stdout = json_out == "-"
     console = Console(stderr=json_to_stdout)
-    if not console.is_terminal:  # a log or a pipe: rows as wide as they need, never cut to COLUMNS or 80
+    # a log or a pipe: rows as wide as they need, never cut to COLUMNS or 80; by the file, not by
+    # rich's is_terminal, which FORCE_COLOR or TTY_COMPATIBLE=1 make true for a log too
+    if not is_tty(console.file):
         console = Console(stderr=json_to_stdout, width=_LOG_WIDTH)
+    # the spinner only where it redraws in place: on a log (FORCE_COLOR) it wrote a line per image
+    live = live_terminal(console.file) and console.is_interactive
     if json_out is not None and not json_to_stdout:
         target = Path(json_out)
         if target.is_dir():
@@ -187,7 +198,8 @@ def bench(
 
     results = []
     for bench_set in bench_sets:
-        with console.status(f"benchmarking {bench_set.name} ({len(bench_set.images)} images)") as status:
+        message = f"benchmarking {bench_set.name} ({len(bench_set.images)} images)"
+        with console.status(message) if live else contextlib.nullcontext(_NoStatus()) as status:
 
             def progress(done: int, total: int, name: str = bench_set.name) -> None:
                 status.update(f"benchmarking {name}: {done}/{total} images")
@@ -230,6 +242,13 @@ def bench(
     if save_images is not None:
         where = f"{save_images}" if len(bench_sets) == 1 else f"{save_images}/SET/"
         console.print(f"SR images and comparison sheets written to {where}")
+
+
+class _NoStatus:
+    """console.status's stand-in where no live display is drawn."""
+
+    def update(self, *args, **kwargs) -> None:
+        pass
 
 
 def _is_bench_json(path: Path) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_device
+from ..cli import DroppingStream, NonEmptyPath, check_device, live_terminal
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
 
@@ -368,7 +368,7 @@ class _Reporter:
     """Rich progress on a terminal; a plain line per log interval otherwise."""
 
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
+        self.tty = live_terminal(sys.stderr)  # not TERM=dumb, where a bar is not redrawn in place
         self.progress = None
         self.task = None
         self.t0 = time.monotonic()

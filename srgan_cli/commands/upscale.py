@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_device
+from ..cli import DroppingStream, NonEmptyPath, check_device, check_stdout_open, live_terminal
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from .completion import complete_model
@@ -31,6 +31,7 @@ from .completion import complete_model
 FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")
 QUEUE_SIZE = 2
 _DONE = object()
+NOT_AN_IMAGE = "not an image file"  # the reason a file in an input folder is skipped
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def plan_jobs(
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
             for other in others:
-                tally.add("skipped", other, None, "not an image file")
+                tally.add("skipped", other, None, NOT_AN_IMAGE)
             for path, why in unreadable:
                 tally.add("failed", path, None, report.error(f"{path}: {why}"))
             for src in found:
@@ -262,7 +263,7 @@ def plan_jobs(
                 listed.add(src)
         elif os.path.isfile(item):
             if not is_image_path(item):
-                tally.add("skipped", item, None, "not an image file")
+                tally.add("skipped", item, None, NOT_AN_IMAGE)
                 continue
             jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
@@ -563,7 +564,10 @@ def _progress(report: Reporter, quiet: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(file=DroppingStream(sys.stderr))
-    disable = quiet or not console.is_terminal
+    # live only on a real terminal: rich's is_terminal is also true under FORCE_COLOR (even 0) or
+    # TTY_COMPATIBLE=1, and a log file got cursor escapes and a redraw per image; rich's own "no"
+    # (TTY_COMPATIBLE=0, TTY_INTERACTIVE=0) is kept
+    disable = quiet or not (live_terminal(sys.stderr) and console.is_interactive)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -602,9 +606,11 @@ def _check_finite(value: float | None) -> float | None:
     return value
 
 
-def _check_tile(value: int | None) -> int | None:
-    if not value:
-        return value  # (and no import: click runs callbacks on every Tab of the completion)
+def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
+    # click runs callbacks on every Tab of the shell completion too, where what they say is ignored:
+    # no check there, so no import (..tiling imports torch: 3 s a Tab with --tile on the line)
+    if not value or (ctx is not None and ctx.resilient_parsing):
+        return value
     from ..tiling import MIN_TILE
 
     if value < MIN_TILE:
@@ -635,7 +641,7 @@ def _check_tile(value: int | None) -> int | None:
 @click.option(
     "--blend",
     metavar="MODEL:ALPHA",
-    callback=lambda ctx, param, value: _check_blend(value),
+    callback=lambda ctx, param, value: _check_blend(ctx, value),
     help="Blend a second model of the same architecture into -m: ALPHA=0 is -m, 1 is MODEL (e.g. srresnet_x4:0.3).",
 )
 @click.option(
@@ -663,7 +669,7 @@ def _check_tile(value: int | None) -> int | None:
     "--tile",
     type=int,  # not an IntRange: its "[x>=0]" in --help hid that 1 to 7 are refused
     default=None,
-    callback=lambda ctx, param, value: _check_tile(value),
+    callback=lambda ctx, param, value: _check_tile(ctx, value),
     help="Tile side in input pixels, at least 8; 0 runs the whole image at once. Default: whole small images, tiles "
     "sized to the free GPU memory (CPU: a ~2 GB budget) for large ones. Tiles overlap by --tile-pad, "
     "so the result is the same as untiled.",
@@ -775,8 +781,9 @@ def upscale(
       srgan upscale a.png b.png -o out/ --suffix _x4 --format webp
       srgan upscale - -o - < small.png > big.png
 
-    Exit status: 0 if every image was written (or skipped), 1 if any failed, 2 for a usage
-    error, 130 if interrupted. Outputs are written atomically and never replace an input.
+    Exit status: 0 if every image was written (or skipped), 1 if any failed or the inputs hold
+    no image, 2 for a usage error, 130 if interrupted. Outputs are written atomically and never
+    replace an input.
     """
     if skip_existing and overwrite:
         raise click.UsageError("--skip-existing and --overwrite exclude each other; pick one")
@@ -787,18 +794,18 @@ def upscale(
     fmt = fmt.lower() if fmt else None
     report_path = _check_report_path(report_path, output)
     if report_path is not None and str(report_path) == "-":
-        _check_stdout_open("--report -")  # closed: click.echo would drop the report without a word
+        check_stdout_open("--report -")  # closed: click.echo would drop the report without a word
 
     report = Reporter(quiet)
     tally = Tally()
     report_written = True
     # SIGTERM/SIGHUP stop it as Ctrl-C does: the command group's sigterm_as_interrupt
-    with tempfile.TemporaryDirectory(prefix="srgan-stdio-") as stage:
+    with contextlib.ExitStack() as stage:  # holds the temporary folder of stdin/stdout, if one is made
         ended, to_stdout = "interrupted", False
         try:
             # in the try: a run that stops here (stdin empty or not an image, Ctrl-C while it is read)
             # replaces an earlier run's report too, which would say "completed"
-            inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, Path(stage), report)
+            inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, stage, report)
             _run(
                 inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
                 quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
@@ -858,9 +865,10 @@ def _wait_for_other_ranks() -> None:
         return
 
 
-def _check_blend(value: str | None) -> str | None:
-    """--blend's syntax is a usage error (exit 2), found before any image is read."""
-    if value is not None:
+def _check_blend(ctx: click.Context | None, value: str | None) -> str | None:
+    """--blend's syntax is a usage error (exit 2), found before any image is read. Not checked
+    while completing (``resilient_parsing``, as :func:`_check_tile`): ..interpolate imports torch."""
+    if value is not None and not (ctx is not None and ctx.resilient_parsing):
         from ..interpolate import parse_blend
 
         try:
@@ -890,14 +898,16 @@ def _sniff_suffix(head: bytes) -> str | None:
 
 
 def _stage_stdio(
-    inputs: tuple[Path, ...], output: Path, fmt: str | None, stage: Path, report: Reporter
+    inputs: tuple[Path, ...], output: Path, fmt: str | None, stack: contextlib.ExitStack, report: Reporter
 ) -> tuple[tuple[Path, ...], Path, bool]:
-    """Standard input ('-' as the input) and output ('-o -') go through files in ``stage``.
+    """Standard input ('-' as the input) and output ('-o -') go through files in a temporary
+    folder, which ``stack`` removes at its end.
 
     The image read from stdin is saved there under a suffix that matches its content; with
     '-o -' the output is written there and copied to stdout once complete, so a failure never
     sends half an image down a pipe. Messages show '-' for both. Returns the inputs and output
-    to use, and whether the output goes to stdout.
+    to use, and whether the output goes to stdout. The folder is made only for them: a system
+    without a writable temporary folder upscaled no file at all (a traceback, file to file too).
     """
     from ..images import is_image_path
 
@@ -910,7 +920,7 @@ def _stage_stdio(
     if from_stdin and not to_stdout and (os.path.isdir(output) or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
     if to_stdout:
-        _check_stdout_open("-o -")
+        check_stdout_open("-o -")
     if to_stdout and sys.stdout.isatty():
         raise click.UsageError("refusing to write image data to a terminal; redirect standard output or give -o FILE")
     if from_stdin:
@@ -918,6 +928,10 @@ def _stage_stdio(
             raise SrganError("-: standard input is closed")
         if sys.stdin.isatty():
             raise click.UsageError("standard input is a terminal; pipe an image in: srgan upscale - -o x.png < in.png")
+    if not (from_stdin or to_stdout):
+        return inputs, output, False
+    stage = _temporary_folder(stack)
+    if from_stdin:
         data = sys.stdin.buffer.read()
         if not data:
             raise SrganError("-: standard input is empty")
@@ -925,7 +939,10 @@ def _stage_stdio(
         if in_suffix is None:
             raise SrganError("-: standard input is not a PNG, JPEG, WebP, TIFF, BMP, GIF or PPM/PGM/PBM image")
         staged_in = stage / f"stdin{in_suffix}"
-        staged_in.write_bytes(data)
+        try:
+            staged_in.write_bytes(data)
+        except OSError as exc:  # a full temporary folder (a small tmpfs /tmp)
+            raise SrganError(f"-: cannot keep standard input in {stage} ({exc.strerror or exc})") from None
         report.aliases[str(staged_in)] = "-"
         inputs = (staged_in,)
     if to_stdout:
@@ -936,10 +953,19 @@ def _stage_stdio(
     return inputs, output, to_stdout
 
 
-def _check_stdout_open(what: str) -> None:
-    """Refuse to start a run whose image or report would go to a closed standard output."""
-    if sys.stdout is None or sys.stdout.closed:
-        raise SrganError(f"{what}: standard output is closed")
+def _temporary_folder(stack: contextlib.ExitStack) -> Path:
+    """A new temporary folder, removed when ``stack`` ends; a one-line error where none can be made."""
+    try:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="srgan-stdio-")))
+    except OSError as exc:
+        # tempfile's own message lists every folder it tried, on one long line
+        why = exc.strerror or str(exc)
+        if "No usable temporary directory" in why:
+            why = "no writable one in TMPDIR, /tmp, /var/tmp or the current folder"
+        raise SrganError(
+            f"cannot make a temporary folder for standard input and output ({why}); "
+            "set TMPDIR to a folder you can write to"
+        ) from None
 
 
 def _copy_to_stdout(path: Path) -> None:
@@ -1019,7 +1045,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
     text = json.dumps(doc, indent=1) + "\n"
     if str(path) == "-":
         try:
-            _check_stdout_open("--report -")
+            check_stdout_open("--report -")
         except SrganError as exc:
             report.error(f"cannot write the report: {exc}")
             return False
@@ -1089,6 +1115,23 @@ def _make_folders(jobs: list[Job], report: Reporter, tally: Tally) -> list[Job]:
     return keep
 
 
+def _check_output_folder(folder: Path) -> None:
+    """Refuse, before the model loads, an output folder that is there but cannot be written (a
+    read-only mount, another user's folder): every image was upscaled before its write failed.
+    A folder still to be made is left to its mkdir. access() answers as a write would, for root
+    too (modes do not stop root; a read-only mount does)."""
+    from ..images import _os_reason
+
+    if not os.path.isdir(folder) or os.access(folder, os.W_OK | os.X_OK):
+        return
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        read_only = False
+    reason = _os_reason(OSError(errno.EROFS if read_only else errno.EACCES, ""))
+    raise SrganError(f"{folder}: cannot write into the output folder: {reason}")
+
+
 def _folder_problem(folder: Path, exc: OSError) -> str:
     """The error line for an output folder that cannot be made: names the file that stands where
     a folder must go (``out/sub``, not ``out``), else the folder and the system's reason."""
@@ -1104,6 +1147,12 @@ class _Silent(Reporter):
     """A Reporter that formats its lines but prints none (another rank prints them)."""
 
     printing = False
+
+
+def _not_images(tally: Tally) -> int:
+    """How many inputs were skipped as files that are not images."""
+    with tally.lock:
+        return sum(1 for f in tally.files if f["status"] == "skipped" and f["reason"] == NOT_AN_IMAGE)
 
 
 def _summary(tally: Tally) -> str:
@@ -1127,10 +1176,18 @@ def _run(
             raise click.BadParameter(
                 f"{report_path} is one of the output images; choose another name", param_hint="'--report'"
             )
-    if not jobs and not planned[1].failed and not planned[1].skipped:
+    others = _not_images(planned[1])
+    if not jobs and not planned[1].failed and planned[1].skipped == others:
         from ..images import SUPPORTED_SUFFIXES
 
-        raise SrganError(f"no images found in the inputs; supported: {SUPPORTED_SUFFIXES}")
+        # only files that are not images is an error too: a cron job over a folder of them exited 0
+        # ("0 written, 1 skipped"), where an empty folder was an error
+        what = "no images found in the inputs"
+        if others == 1:
+            what += " (passed over 1 file that is not an image)"
+        elif others:
+            what += f" (passed over {others} files that are not images)"
+        raise SrganError(f"{what}; supported: {SUPPORTED_SUFFIXES}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if os.path.isfile(p)]
     # Split before looking at existing outputs: another rank may already be writing its share. Which
     # input an output belongs to is decided over all the shares, so that a clash between two shares
@@ -1149,6 +1206,7 @@ def _run(
     )
     if not jobs:
         return
+    _check_output_folder(output.parent if single else output)
 
     from .. import __version__
     from ..api import load_model, output_size, upscale_loaded

@@ -1,0 +1,229 @@
+"""The command line in a broken environment: standard output closed or full, the current folder
+deleted, PyTorch that does not load, shell completion. Each is one `error:` line and exit 1,
+never a traceback; each runs the real `srgan` in a subprocess, as a shell would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_DEV_FULL = Path("/dev/full").exists()
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **extra}
+    for key in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "_SRGAN_COMPLETE"):
+        if key not in extra:
+            env.pop(key, None)
+    return env
+
+
+def _srgan(*args, stdout: str = "pipe", env: dict[str, str] | None = None, cwd=None, **kwargs):
+    """`srgan ARGS` with stdout a pipe, 'closed' (`>&-`) or 'full' (`> /dev/full`)."""
+    cmd = [sys.executable, "-m", "srgan_cli", *map(str, args)]
+    if stdout == "closed":
+        cmd = ["sh", "-c", 'exec "$@" >&-', "sh", *cmd]
+    out = open("/dev/full", "wb") if stdout == "full" else subprocess.PIPE  # noqa: SIM115 - closed below
+    try:
+        return subprocess.run(
+            cmd, stdout=out, stderr=subprocess.PIPE, env=env or _env(), cwd=cwd, timeout=300, check=False, **kwargs
+        )
+    finally:
+        if stdout == "full":
+            out.close()
+
+
+def _one_line(done, start: str = "error: ") -> str:
+    err = done.stderr.decode()
+    assert done.returncode == 1, (done.returncode, err)
+    assert err.count("\n") == 1 and err.startswith(start) and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    path = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+# -- standard output full or closed --------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_DEV_FULL, reason="needs /dev/full")
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--version"], {}), (["--help"], {}), ([], {"_SRGAN_COMPLETE": "bash_source"})],
+    ids=["version", "help", "completion-script"],
+)
+def test_the_groups_own_output_on_a_full_stdout_is_one_line(args, env):
+    """`srgan --version >/dev/full` was a traceback: the group's options print in click's parsing,
+    before the command group's error handling, as the completion script does."""
+    done = _srgan(*args, stdout="full", env=_env(**env))
+    assert _one_line(done) == "error: cannot write the output: No space left on device"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["models", "--json"], ["models"]],
+    ids=["version", "models-json", "models-table"],
+)
+def test_what_was_asked_for_on_a_closed_stdout_is_an_error(args):
+    """With stdout closed (`>&-`) `--version` and `models --json` exited 0 having printed nothing,
+    and `models` was a traceback (sys.stdout is None)."""
+    done = _srgan(*args, stdout="closed")
+    assert _one_line(done) == "error: cannot write the output: standard output is closed"
+
+
+@pytest.mark.parametrize(
+    ("json", "message"),
+    [(["--json", "-"], "--json -: standard output is closed"), ([], "standard output is closed, and the table")],
+    ids=["json", "table"],
+)
+def test_bench_refuses_a_closed_stdout_before_it_runs(tmp_path, json, message):
+    """`bench --json - >&-` benchmarked every image, then failed with a traceback; without --json
+    the table went nowhere and the exit status was 0. The set does not exist: refused before it is looked for."""
+    done = _srgan("bench", "--set", tmp_path / "nosuch", "--model", "bicubic", "--no-lpips", *json, stdout="closed")
+    assert _one_line(done).startswith(f"error: {message}")
+
+
+def test_upscale_to_a_file_needs_no_stdout(image, tmp_path):
+    """The stand-in for a closed stdout changes nothing for a command that prints nothing there."""
+    done = _srgan("upscale", image, "-o", tmp_path / "b.png", "--device", "cpu", "-m", "srresnet_x4", stdout="closed")
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "b.png").size == (48, 40)
+    done = _srgan("upscale", image, "-o", "-", "--device", "cpu", stdout="closed")
+    assert _one_line(done) == "error: -o -: standard output is closed"
+
+
+# -- the current folder deleted ------------------------------------------------------------------
+
+GONE_CWD = """
+import os, sys
+os.mkdir("gone")
+os.chdir("gone")
+os.rmdir(os.getcwd())
+from srgan_cli.cli import main
+main(sys.argv[1:], prog_name="srgan")
+"""
+
+
+def test_a_deleted_current_folder_is_one_line(image, tmp_path):
+    """`cd d; rmdir ../d` from elsewhere, then `srgan upscale /abs/a.png -o /abs/b.png`: PyTorch's
+    MKL died with "Intel oneMKL FATAL ERROR" and exit 2."""
+    cmd = [sys.executable, "-c", GONE_CWD, "upscale", str(image), "-o", str(tmp_path / "b.png"), "--device", "cpu"]
+    done = subprocess.run(cmd, capture_output=True, env=_env(), cwd=tmp_path, timeout=300, check=False)
+    assert _one_line(done) == "error: the current folder no longer exists; cd to another one"
+    assert not (tmp_path / "b.png").exists()
+
+
+# -- PyTorch that does not load --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        'ImportError("libtorch_cpu.so: failed to map segment from shared object")',
+        'OSError("libtorch_global_deps.so: cannot open shared object file: No such file or directory")',
+    ],
+    ids=["ImportError", "OSError"],
+)
+def test_pytorch_that_does_not_load_is_one_line(image, tmp_path, error):
+    """Under a memory limit (`ulimit -v 1500000`) importing torch raises "libtorch_cpu.so: failed to
+    map segment from shared object": a traceback. Here a torch package that raises as the real
+    one does stands before it on the path."""
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(f"raise {error}\n")
+    env = _env(PYTHONPATH=os.pathsep.join([str(fake.parent), str(REPO)]))
+    done = _srgan("upscale", image, "-o", tmp_path / "b.png", env=env)
+    message = error.split('"')[1]
+    assert _one_line(done) == f"error: cannot load PyTorch ({message})"
+
+
+def test_an_oserror_from_pytorch_at_work_is_not_called_a_failed_load():
+    from srgan_cli.cli import _failed_to_load
+
+    def load_a_missing_file():
+        import torch
+
+        torch.load("/nonexistent/x.pt")
+
+    with pytest.raises(OSError) as info:
+        load_a_missing_file()
+    assert _failed_to_load(info.value) is None
+    assert _failed_to_load(ModuleNotFoundError("No module named 'torch'", name="torch")) == "PyTorch"
+
+
+# -- shell completion ------------------------------------------------------------------------------
+
+# what completion prints, and on stderr at exit whether torch was imported
+COMPLETE = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("torch imported" if "torch" in sys.modules else "no torch"))
+from srgan_cli.cli import main
+main(prog_name="srgan")
+"""
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["upscale", "a.png", "--tile", "16", "-m", ""],
+        ["upscale", "a.png", "--blend", "srresnet_x4:0.5", "-m", ""],
+        ["upscale", "a.png", "--tile", "3", "--blend", "nonsense", "-m", ""],  # bad values: still no torch
+    ],
+    ids=["tile", "blend", "bad-values"],
+)
+def test_completion_with_tile_or_blend_on_the_line_does_not_import_torch(words):
+    """--tile's and --blend's checks imported ..tiling and ..interpolate, which import torch:
+    with either on the line every Tab took 3 s (the README promises completion without PyTorch)."""
+    env = _env(_SRGAN_COMPLETE="bash_complete", COMP_WORDS=" ".join(["srgan", *words]), COMP_CWORD=str(len(words)))
+    done = subprocess.run([sys.executable, "-c", COMPLETE], capture_output=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "plain,srgan_x4" in done.stdout.decode().splitlines()
+    assert done.stderr.decode() == "no torch"
+
+
+def test_tile_and_blend_are_still_checked_when_run():
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+
+    for option in (["--tile", "3"], ["--blend", "nonsense"]):
+        result = CliRunner().invoke(main, ["upscale", "a.png", "-o", "b.png", *option])
+        assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.stderr, result.output
+
+
+# -- live displays -----------------------------------------------------------------------------------
+
+
+def test_live_displays_only_on_a_real_terminal_that_is_not_dumb(tmp_path, monkeypatch):
+    """rich's is_terminal is true under FORCE_COLOR or TTY_COMPATIBLE=1 for a log file too; live
+    bars and spinners ask the file itself. Training's progress lines follow the same test."""
+    from srgan_cli.cli import DroppingStream, is_tty, live_terminal
+    from srgan_cli.commands.train import _Reporter
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    with open(tmp_path / "log", "w") as log:
+        assert not is_tty(log) and not live_terminal(log)
+        monkeypatch.setattr(sys, "stderr", log)
+        assert not _Reporter().tty
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w") as terminal:
+            monkeypatch.setattr(sys, "stderr", terminal)
+            monkeypatch.setenv("TERM", "xterm")
+            assert live_terminal(terminal) and live_terminal(DroppingStream(terminal)) and _Reporter().tty
+            monkeypatch.setenv("TERM", "dumb")  # Emacs' shell: no redraw in place
+            assert is_tty(terminal) and not live_terminal(terminal) and not _Reporter().tty
+    finally:
+        os.close(master)

@@ -1,0 +1,122 @@
+"""fsutil: atomic writes under every umask, as a user who is not root."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import io
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from srgan_cli import fsutil
+from srgan_cli.fsutil import atomic_path
+
+
+@pytest.fixture
+def as_a_user(monkeypatch):
+    """Opening a file checks its owner's permission bits, as the kernel does for a user who is not
+    root (the tests run as root, who may read and write any file, which hid the umask bug)."""
+    real_open, real_os_open = builtins.open, os.open
+
+    def check(path, reading: bool, writing: bool) -> None:
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, TypeError, ValueError):  # not there yet (it is being made), or a descriptor
+            return
+        if (reading and not mode & stat.S_IRUSR) or (writing and not mode & stat.S_IWUSR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    def user_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            check(file, "r" in mode or "+" in mode, any(c in mode for c in "wa+"))
+        return real_open(file, mode, *args, **kwargs)
+
+    def user_os_open(path, flags, *args, **kwargs):
+        if not (flags & os.O_CREAT and flags & os.O_EXCL):  # an exclusive create makes a new file
+            access = flags & os.O_ACCMODE
+            check(path, access in (os.O_RDONLY, os.O_RDWR), access in (os.O_WRONLY, os.O_RDWR))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", user_open)
+    monkeypatch.setattr(io, "open", user_open)  # pathlib's write_bytes and write_text
+    monkeypatch.setattr(os, "open", user_os_open)
+
+
+@pytest.fixture
+def umask():
+    """Set the umask for the test (``umask(0o222)``), restored after it."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def test_the_user_fixture_refuses_what_the_kernel_refuses(tmp_path, as_a_user):
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError):
+        open(path, "rb+")
+    with pytest.raises(PermissionError):
+        path.write_bytes(b"y")
+    assert path.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("mask", [0o222, 0o277, 0o777, 0o077, 0o022, 0o002], ids=lambda m: f"umask{m:03o}")
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_new_files_get_the_umasks_mode_whatever_the_umask(tmp_path, as_a_user, umask, mask, overwrite):
+    """A umask without the owner's write bit (222, 277, 777) made every output and --report fail
+    with "permission denied" (not as root): the temporary file was created with the umask's mode
+    and reopened by its name to be written. cp gives such a file r--r--r--, and so does srgan."""
+    umask(mask)
+    dest = tmp_path / "out.bin"
+    with atomic_path(dest, overwrite=overwrite) as tmp:
+        # writable by its owner while it is written, whatever the final mode
+        assert stat.S_IMODE(tmp.stat().st_mode) & 0o600 == 0o600
+        with open(tmp, "wb") as fh:  # as write_image writes it
+            fh.write(b"data")
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o666 & ~mask
+    assert os.listdir(tmp_path) == ["out.bin"]
+    dest.chmod(0o644)
+    assert dest.read_bytes() == b"data"
+
+
+def test_a_replaced_file_keeps_its_mode_under_a_read_only_umask(tmp_path, as_a_user, umask):
+    dest = tmp_path / "private.bin"
+    dest.write_bytes(b"old")
+    dest.chmod(0o600)
+    umask(0o222)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new" and stat.S_IMODE(dest.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mask", [0o222, 0o277], ids=lambda m: f"umask{m:03o}")
+def test_images_and_reports_are_written_under_a_read_only_umask(tmp_path, as_a_user, umask, mask):
+    from srgan_cli.images import write_image
+
+    umask(mask)
+    image = write_image(tmp_path / "a.png", np.random.default_rng(0).random((4, 4, 3)), overwrite=False)
+    with atomic_path(tmp_path / "report.json") as tmp:  # as --report writes it
+        tmp.write_text("{}\n", encoding="utf-8")
+    for path in (image, tmp_path / "report.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "report.json"]
+
+
+def test_a_temporary_file_that_cannot_be_given_a_mode_is_still_written(tmp_path, monkeypatch, umask):
+    """FAT and exFAT refuse chmod: the file keeps the mount's mode, and the write goes on (as root
+    here, who may write it)."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(fsutil.os, "fchmod", refuse)
+    monkeypatch.setattr(fsutil.os, "chmod", refuse)
+    umask(0o222)
+    with atomic_path(tmp_path / "out.bin") as tmp:
+        tmp.write_bytes(b"x")
+    assert Path(tmp_path / "out.bin").read_bytes() == b"x" and os.listdir(tmp_path) == ["out.bin"]
