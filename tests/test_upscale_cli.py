@@ -280,6 +280,7 @@ def test_refuses_to_overwrite_then_skip_existing_and_overwrite(weights, tmp_path
     (out / "b.png").unlink()
     result = run(weights, tmp_path / "in", "-o", out, "--skip-existing")
     assert result.exit_code == 0 and (out / "a.png").read_bytes() == b"keep me"
+    assert _decodes(out / "b.png").size == (48, 40)  # skips what exists, writes what does not
     assert run(weights, tmp_path / "in", "-o", out, "--overwrite").exit_code == 0
     assert _decodes(out / "a.png").size == (48, 40)
     assert src.is_file()
