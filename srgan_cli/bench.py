@@ -39,7 +39,8 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
             "ssim": 0.061, "ssim_sem": 0.004,
             "better": 5, "worse": 0,  # images where this model's PSNR is higher / lower
             "lpips": -0.12 | null, "lpips_sem": 0.01 | null,  # null where LPIPS was not computed
-            "lpips_lower": 5 | null   # images where this model's LPIPS is lower (better)
+            "lpips_lower": 5 | null,  # images where this model's LPIPS is lower (better)
+            "lpips_n": 5 | null       # images where both LPIPS were computed (not on images too small for it)
           }
         }
       ]
@@ -60,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SrganError, first_line
+from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
 from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_rgb8
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
@@ -152,6 +153,7 @@ class BenchSet:
     path: Path
     scale: int
     images: list[BenchImage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the set was read, where a user should know
 
     @property
     def lr_source(self) -> str:
@@ -163,7 +165,10 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     """Read ``HR/`` and ``LR_x{scale}/`` of a set folder, paired by file stem.
 
     HR is cropped to a multiple of ``scale`` (bottom/right). An LR file must be exactly HR/scale;
-    an HR image without one gets its LR from our MATLAB-compatible bicubic ``imresize``.
+    an HR image without one gets its LR from our MATLAB-compatible bicubic ``imresize``. A stem
+    that differs only in case pairs too (one made on a case-insensitive disk); LR files that pair
+    with nothing, and images whose LR had to be made where LR files were given, are in ``notes``:
+    they were passed over without a word, and the scores moved by a dB.
     """
     path = Path(path)
     hr_dir, lr_dir = path / "HR", path / f"LR_x{scale}"
@@ -183,6 +188,11 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     # SSIM's 11 px window must fit after the border crop of `scale` px on every side.
     min_side = 2 * scale + 11
     bench = BenchSet(name or path.name, path, scale)
+    by_case: dict[str, list[str]] = {}
+    for stem in lr_files:
+        by_case.setdefault(stem.casefold(), []).append(stem)
+    used: set[str] = set()
+    made: list[str] = []
     for hr_path in hr_files:
         hr = read_rgb8(hr_path)
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
@@ -192,8 +202,12 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
                 f"(at least {-(-min_side // scale) * scale}x{-(-min_side // scale) * scale} px); remove it from the set"
             )
         hr = np.ascontiguousarray(hr[:h, :w])
-        lr_path = lr_files.get(hr_path.stem)
+        lr_stem = hr_path.stem if hr_path.stem in lr_files else None
+        if lr_stem is None and len(by_case.get(hr_path.stem.casefold(), [])) == 1:
+            lr_stem = by_case[hr_path.stem.casefold()][0]
+        lr_path = lr_files.get(lr_stem) if lr_stem is not None else None
         if lr_path is not None:
+            used.add(lr_stem)
             lr = read_rgb8(lr_path)
             if lr.shape[:2] != (h // scale, w // scale):
                 raise SrganError(
@@ -203,8 +217,27 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
                 )
             bench.images.append(BenchImage(hr_path.stem, hr, lr, "file", hr_path, lr_path))
         else:
+            made.append(hr_path.name)
             bench.images.append(BenchImage(hr_path.stem, hr, imresize(hr, 1 / scale), "imresize", hr_path))
+    unused = [lr_files[stem].name for stem in lr_files if stem not in used]
+    if unused:
+        one = len(unused) == 1
+        bench.notes.append(
+            f"{len(unused)} file{'' if one else 's'} in {lr_dir.name}/ pair{'s' if one else ''} with no HR image "
+            f"by name and {'is' if one else 'are'} not used: {_some(unused)}"
+        )
+    if made and lr_files:
+        bench.notes.append(
+            f"{len(made)} of {len(hr_files)} images have no LR file in {lr_dir.name}/ ({_some(made)}): their LR "
+            "is made from HR by bicubic imresize, so their scores are not those of the LR files"
+        )
     return bench
+
+
+def _some(names: list[str], most: int = 3) -> str:
+    """The first few ``names``, and how many more."""
+    shown = ", ".join(printable(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def size_note(bench_set: BenchSet) -> str | None:
@@ -417,7 +450,8 @@ def run_bench(
         "lpips_source": getattr(lpips, "source", None) if lpips is not None else None,
         "device": str(device),
         "runs": runs,
-        "notes": [note] if (note := size_note(bench_set)) else [],  # about the set: a partial standard set
+        # about the set: a partial standard set, LR files that paired with nothing
+        "notes": ([note] if (note := size_note(bench_set)) else []) + list(bench_set.notes),
         "models": result_models,
     }
 
@@ -460,6 +494,7 @@ def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, A
         "lpips": dlpips,
         "lpips_sem": lpips_sem,
         "lpips_lower": sum(d < 0 for d in lp) if lp else None,
+        "lpips_n": len(lp) if lp else None,
     }
 
 
@@ -600,7 +635,16 @@ def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Seque
     a file that an earlier ``srgan bench --save-images`` did not write."""
     save_dir = Path(save_dir)
     folders = {save_dir, save_dir / "sheets", *(save_dir / f for f in model_folders(model_names).values())}
+    # the set's own image folders: images saved there became inputs of the next run (HR "ground truth")
+    own = [(bench_set.path / d).resolve() for d in ("HR", f"LR_x{bench_set.scale}")]
     for folder in sorted(folders):
+        where = folder.resolve()
+        inside = next((d for d in own if where == d or where.is_relative_to(d)), None)
+        if inside is not None:
+            raise SrganError(
+                f"{folder}: is in the set's own {inside.name}/ folder, whose images the next run would read; "
+                "choose another --save-images folder"
+            )
         blocked = file_in_the_way(folder)
         if blocked is not None:
             raise SrganError(

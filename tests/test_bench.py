@@ -305,7 +305,7 @@ def test_save_images_never_overwrites_an_input(bench_dir, tmp_path):
     before = (folder / "HR" / "baby.png").read_bytes()
     weights = _tiny(tmp_path / "HR.safetensors")  # its outputs would go to <dir>/HR/
     line = _one_line_error(_invoke("--set", folder, "--model", weights, "--save-images", folder, "--device", "cpu"))
-    assert "overwrite an input" in line
+    assert "in the set's own HR/ folder" in line  # before any file is compared with the inputs
     assert (folder / "HR" / "baby.png").read_bytes() == before
 
 
@@ -824,3 +824,81 @@ def test_a_log_gets_no_spinner_and_whole_rows_whatever_the_colour_settings(tmp_p
     assert result.exit_code == 0, result.output
     assert "\r" not in result.output and "\x1b[?25l" not in result.output, repr(result.output)
     assert any(model.stem in line and "S" in line for line in result.output.splitlines())  # the row on one line
+
+
+def test_lr_files_that_pair_with_nothing_are_named_and_case_does_not_split_a_pair(tmp_path):
+    """An LR file named "Photo.png" beside HR "photo.png" was passed over without a word and the LR
+    made from HR instead (the score moved by a dB); an LR file of no HR image was ignored silently."""
+    folder = _named_set(tmp_path, ["photo.png", "b.png", "c.png"])
+    (folder / "LR_x4").mkdir()
+    with Image.open(folder / "HR" / "photo.png") as im:
+        im.resize((6, 6), Image.NEAREST).save(folder / "LR_x4" / "Photo.png")  # unlike imresize's LR
+        im.resize((6, 6), Image.NEAREST).save(folder / "LR_x4" / "zzz.png")
+    bench = core.load_set(folder)
+    sources = {image.name: image.lr_source for image in bench.images}
+    assert sources == {"photo": "file", "b": "imresize", "c": "imresize"}
+    assert bench.notes == [
+        "1 file in LR_x4/ pairs with no HR image by name and is not used: zzz.png",
+        "2 of 3 images have no LR file in LR_x4/ (b.png, c.png): their LR is made from HR by bicubic imresize, "
+        "so their scores are not those of the LR files",
+    ]
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "note: 1 file in LR_x4/ pairs with no HR image" in result.output
+    assert json.loads((tmp_path / "r.json").read_text())["notes"] == bench.notes
+    shutil.rmtree(folder / "LR_x4")
+    assert core.load_set(folder).notes == []  # no LR files given: making them is the plan, not news
+
+
+@pytest.mark.parametrize("where", ["HR", "LR_x4", "HR/sub"])
+def test_save_images_never_writes_into_the_sets_own_image_folders(tmp_path, where):
+    """A model named "HR" saved its images into the set's HR/ folder: the next run read them as ground truth."""
+    folder = _named_set(tmp_path, ["a.png"])
+    (folder / "LR_x4").mkdir()
+    model = _tiny(tmp_path / "HR.safetensors")
+    save = folder if where == "HR" else folder / where
+    result = _invoke("--set", folder, "-m", model, "--no-lpips", "--save-images", save)
+    assert "in the set's own" in _one_line_error(result)
+    assert sorted(p.name for p in (folder / "HR").iterdir()) == ["a.png"]
+
+
+def test_a_narrow_terminal_keeps_names_and_numbers_whole(tmp_path):
+    """At 40 columns the set and model columns shrank to nothing and numbers were cut to "0.07…"."""
+    import io
+
+    from rich.console import Console
+
+    from srgan_cli.commands.bench import _print_paired, _print_table
+
+    folder = _named_set(tmp_path, ["a.png", "b.png"])
+    long_name = _tiny(tmp_path / "my very long model name for testing narrow output.safetensors")
+    args = ["--set", folder, "-m", "bicubic", "-m", long_name, "--no-lpips", "--per-image", "--paired"]
+    result = _invoke(*args, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "r.json").read_text())  # what the tables print
+    for printer in (lambda c: _print_table(c, doc, True), lambda c: _print_paired(c, doc)):
+        console = Console(width=40, file=io.StringIO())
+        printer(console)
+        text = console.file.getvalue()
+        assert "…" not in text and "my very long" in text
+        assert f"{doc['models'][1]['psnr']:.2f}" in text or "+-" in text
+    assert console.width == 40  # given back after printing wider
+
+
+def test_paired_lpips_counts_only_the_images_it_scored(tmp_path):
+    """The table's "lower" column divided by every image, also those too small for LPIPS."""
+    from srgan_cli.commands.bench import _print_paired
+
+    rows = [{"psnr": 30.0, "ssim": 0.9, "lpips": 0.1}, {"psnr": 31.0, "ssim": 0.9, "lpips": None}]
+    base = [{"psnr": 29.0, "ssim": 0.8, "lpips": 0.2}, {"psnr": 30.0, "ssim": 0.8, "lpips": None}]
+    paired = core.paired_difference(rows, base, "bicubic")
+    assert paired["lpips_lower"] == 1 and paired["lpips_n"] == 1
+    import io
+
+    from rich.console import Console
+
+    doc = {"set": "s", "num_images": 2, "models": [{"name": "bicubic"}, {"name": "m", "paired": paired}]}
+    console = Console(width=120, file=io.StringIO())
+    _print_paired(console, doc)
+    out = console.file.getvalue()
+    assert "2/2" in out and "1/1" in out and "1/2" not in out  # higher: 2 of 2; lower: 1 of the 1 scored

@@ -144,8 +144,8 @@ def bench(
     ]
     for bench_set in bench_sets:
         note = core.size_note(bench_set)
-        if note:
-            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        for line in ([note] if note else []) + bench_set.notes:
+            console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     folder_per_set = save_images is not None and len(bench_sets) > 1
     if folder_per_set:
         labels = [b.name for b in bench_sets]
@@ -285,8 +285,11 @@ def _print_table(console, result: dict, per_image: bool) -> None:
     table = Table(title=escape(f"srgan bench: {result['set']}"), caption=escape(caption))
     # names fold onto a second line where the width is short, never end in "..." (two long model
     # names cut to one); numbers stay whole
+    names = [str(m["name"]) for m in result["models"]]
     for column in ("set", "model"):
-        table.add_column(column, overflow="fold")
+        table.add_column(
+            column, overflow="fold", min_width=_name_width(column, [result["set"]] if column == "set" else names)
+        )
     for column in ("PSNR (dB)", "SSIM", "LPIPS", "MP/s"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column.split()[0]))
     notes = []
@@ -305,7 +308,7 @@ def _print_table(console, result: dict, per_image: bool) -> None:
             for row in model["images"]:
                 lpi = "" if row["lpips"] is None else f"{row['lpips']:.4f}"
                 table.add_row(*_cells("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, ""))
-    console.print(table)
+    _print_fitted(console, table)
     if result.get("lpips_source"):
         console.print(f"LPIPS by {result['lpips_source']}", markup=False, highlight=False, soft_wrap=True)
     for k, note in enumerate(notes, 1):
@@ -330,7 +333,7 @@ def _print_paired(console, result: dict) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    table.add_column("model", overflow="fold")
+    table.add_column("model", overflow="fold", min_width=_name_width("model", [str(m["name"]) for m in models]))
     for column in ("PSNR (dB)", "higher", "SSIM") + (("LPIPS", "lower") if with_lpips else ()):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column.split()[0]))
 
@@ -344,10 +347,46 @@ def _print_paired(console, result: dict) -> None:
         cells = [model["name"], fmt(p["psnr"], p["psnr_sem"], 3), f"{p['better']}/{p['n']}"]
         cells.append(fmt(p["ssim"], p["ssim_sem"], 4))
         if with_lpips:
-            lower = "-" if p["lpips_lower"] is None else f"{p['lpips_lower']}/{result['num_images']}"
+            lower = (
+                "-" if p["lpips_lower"] is None else f"{p['lpips_lower']}/{p.get('lpips_n') or result['num_images']}"
+            )
             cells += [fmt(p["lpips"], p["lpips_sem"], 4), lower]
         table.add_row(*_cells(*cells))
-    console.print(table)
+    _print_fitted(console, table)
+
+
+def _name_width(header: str, names: list[str], most: int = 12) -> int:
+    """A name column's least width: its names whole up to ``most`` characters, folded past that.
+    Without one, rich gave the names' columns nothing in a narrow terminal (rows no one could tell
+    apart) before it would fold a number."""
+    return min(most, max([len(header), *(len(n) for n in names)]))
+
+
+def _print_fitted(console, table) -> None:
+    """Print ``table``; where the terminal is narrower than the table's least width (its numbers
+    whole, its names at their least), as wide as that: the terminal wraps the lines, but no number
+    is cut to "..." and no name column shrinks to nothing."""
+    from rich.text import Text
+
+    def cell_len(cell) -> int:
+        return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+    least = len(table.columns) + 1  # the rules between columns and at the edges
+    for column in table.columns:
+        if column.no_wrap:
+            least += max([cell_len(column.header), *(cell_len(c) for c in column._cells)])
+        else:
+            least += column.min_width or 1
+        least += 2  # padding
+    width = console.width
+    if least <= width:
+        console.print(table)
+        return
+    console.width = least  # print(width=) cannot go past the console's width
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def _set_label(set_name: str) -> str:
