@@ -1521,3 +1521,40 @@ def test_a_live_progress_bar_on_a_full_terminal_never_stops_a_batch(weights, tmp
             full.close()
     assert not drawn[0].disable
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
+
+
+def test_a_file_given_twice_is_upscaled_once_not_failed(weights, tmp_path):
+    """A folder and a file in it, or a folder and a link to it: the second was taken for another input
+    claiming the same output, and the run failed (exit 1) naming files it had written."""
+    _img(tmp_path / "in" / "p.png")
+    _img(tmp_path / "in" / "r.png", seed=1)
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    out = tmp_path / "o"
+    result = run(weights, tmp_path / "in", tmp_path / "in" / "p.png", tmp_path / "link", "-o", out, "--report", "-")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["written"] == 2 and doc["failed"] == 0 and doc["skipped"] == 3
+    assert {f["reason"] for f in doc["files"] if f["status"] == "skipped"} == {
+        f"the same file as {tmp_path / 'in' / 'p.png'}, given twice",
+        f"the same file as {tmp_path / 'in' / 'r.png'}, given twice",
+    }
+    assert sorted(p.name for p in out.iterdir()) == ["p.png", "r.png"]
+
+
+@pytest.mark.parametrize("second", [("--suffix", "_big"), ("--format", "webp")])
+def test_earlier_outputs_in_the_input_folder_are_not_inputs_under_another_suffix_or_format(weights, tmp_path, second):
+    """-o the input folder, then a rerun with another --suffix or --format: the earlier outputs were
+    upscaled again (x16), or the photo itself failed as a collision with them."""
+    folder = tmp_path / "in"
+    _img(folder / "p.png")
+    assert run(weights, folder, "-o", folder, "--suffix", "_x4").exit_code == 0
+    result = run(weights, folder, "-o", folder, *second, "--report", "-")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["written"] == 1 and doc["failed"] == 0
+    (skipped,) = [f for f in doc["files"] if f["status"] == "skipped"]
+    assert skipped["input"] == str(folder / "p_x4.png") and "an earlier run's output" in skipped["reason"]
+    made = [p for p in folder.iterdir() if p.name not in ("p.png", "p_x4.png")]
+    assert len(made) == 1 and _decodes(made[0]).size == (48, 40)  # x4 of the photo, not x16 of an output
+    # named on the command line, an output is upscaled like any file
+    assert run(weights, folder / "p_x4.png", "-o", tmp_path / "again.png").exit_code == 0

@@ -268,19 +268,41 @@ def plan_jobs(
             jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
             tally.add("failed", item, None, report.error(f"{item}: {_not_a_file_reason(item)}"))
-    return _without_earlier_outputs(jobs, listed, tally), False
+    return _without_earlier_outputs(_once_each(jobs, tally), listed, output, tally), False
 
 
-def _without_earlier_outputs(jobs: list[Job], listed: set[Path], tally: Tally) -> list[Job]:
+def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
+    """One job for a file given twice (a folder and a file in it, a folder and a link to it, a
+    shell glob overlapping a folder) where both would write the same output: the second was
+    taken for another input claiming that output, and the run failed on files it had written."""
+    first: dict[tuple[str, str], Job] = {}
+    keep = []
+    for job in jobs:
+        key = (os.path.realpath(job.src), os.path.realpath(job.dest))
+        if key in first:
+            tally.add("skipped", job.src, None, f"the same file as {first[key].src}, given twice")
+            continue
+        first[key] = job
+        keep.append(job)
+    return keep
+
+
+def _without_earlier_outputs(jobs: list[Job], listed: set[Path], output: Path, tally: Tally) -> list[Job]:
     """Drop the files that an earlier run wrote into an input folder (-o the folder itself, with
-    --suffix): each is the output of another job here and carries srgan's mark. Upscaled again
-    they became x16 images, and a --skip-existing rerun failed on "would replace an input"."""
+    --suffix): each carries srgan's mark. Upscaled again they became x16 images, and a
+    --skip-existing rerun failed on "would replace an input"; one made under another --suffix or
+    --format is dropped too, as it lies in the output folder. A file named on the command line
+    is upscaled whatever made it."""
     by_dest = {os.path.realpath(j.dest): j for j in jobs}
     keep = []
     for job in jobs:
         maker = by_dest.get(os.path.realpath(job.src)) if job.src in listed else None
         if maker is not None and maker is not job and _written_by_srgan(job.src):
             tally.add("skipped", job.src, None, f"the output of {maker.src} from an earlier run, not an input")
+            continue
+        if maker is None and job.src in listed and _inside(output, job.src) and _written_by_srgan(job.src):
+            why = "an earlier run's output (srgan wrote it into the output folder), not an input; name it to upscale it"
+            tally.add("skipped", job.src, None, why)
             continue
         keep.append(job)
     return keep
