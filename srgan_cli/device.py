@@ -55,8 +55,8 @@ def choose_dtype(precision: str, device: torch.device, *, cpu_bf16: bool = False
     """The compute dtype for ``precision`` on ``device``, and a note when it was changed.
 
     ``auto`` is fp16 on CUDA and MPS; on the CPU it is fp32, or bf16 when ``cpu_bf16`` is set
-    (inference, where bf16 stays within 0.5 gray levels RMS of fp32) and the CPU runs bf16
-    natively. fp16 on the CPU is mapped to fp32 (CPU fp16 convolutions are slow or missing);
+    (inference, where bf16 output is within about 0.45 gray levels RMS of fp32's on photos) and
+    the CPU runs bf16 natively. fp16 on the CPU is mapped to fp32 (CPU fp16 convolutions are slow or missing);
     the note says so. This is the dtype of the model's weights; under ``auto``, images of more
     than 8 bits still run in fp32 (``api.upscale_array``), as bf16 and fp16 would cut them.
     """

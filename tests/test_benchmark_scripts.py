@@ -25,6 +25,7 @@ from srgan_cli.weights import load_generator, save_generator
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
+TINY = GeneratorConfig(num_blocks=1, num_features=8)
 
 
 def _script(name: str):
@@ -368,3 +369,20 @@ def test_gpu_check_skips_the_training_step_once_the_budget_is_spent(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "- mse: skipped (the budget is spent" in summary
     assert "- mse: rc" not in summary  # was: timeout with a negative limit (rc 125)
+
+
+def test_precision_diff_measures_bf16_against_fp32(tmp_path, capsys):
+    """A set folder (HR/, LR_x4/): float and 8-bit differences, and the PSNR difference."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "s" / "HR").mkdir(parents=True)
+    (tmp_path / "s" / "LR_x4").mkdir()
+    hr = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    Image.fromarray(hr).save(tmp_path / "s" / "HR" / "a.png")
+    Image.fromarray(hr).resize((10, 12)).save(tmp_path / "s" / "LR_x4" / "a.png")
+    weights = save_generator(tmp_path / "tiny.safetensors", build_generator(TINY), TINY)
+    assert _call("precision_diff", ["-m", str(weights), str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| tiny"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "tiny (torch.bfloat16)" and float(cells[1].split()[0]) > 0 and cells[4].endswith(")")
+    assert "no HR/ folder in it" in _run_error(capsys, "precision_diff", [str(tmp_path / "missing")])
