@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from srgan_cli.api import load_model, upscale_array
     from srgan_cli.bench import load_set
+    from srgan_cli.errors import SrganError
     from srgan_cli.metrics import psnr_y
 
     images = []
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.models or ["srresnet_x4", "srgan_x4"]:
         ref = load_model(spec, device=args.device, precision="fp32")
         low = load_model(spec, device=args.device, precision=args.precision)
+        if low.dtype == ref.dtype:
+            raise SrganError(f"{args.precision} runs as {low.dtype} on {args.device}: nothing to compare with fp32")
         floats, eights, largest, psnrs = [], [], 0, []
         for image in images:
             a = np.clip(upscale_array(ref, image.lr), 0, 1)

@@ -188,9 +188,16 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     # SSIM's 11 px window must fit after the border crop of `scale` px on every side.
     min_side = 2 * scale + 11
     bench = BenchSet(name or path.name, path, scale)
+    # case-blind pairing only one to one, among the names that do not pair exactly ("A.png" and
+    # "a.png" in HR/ with LR_x4/a.png alone: A took a's LR file too)
     by_case: dict[str, list[str]] = {}
     for stem in lr_files:
-        by_case.setdefault(stem.casefold(), []).append(stem)
+        if stem not in stems:
+            by_case.setdefault(stem.casefold(), []).append(stem)
+    hr_by_case: dict[str, int] = {}
+    for stem in stems:
+        if stem not in lr_files:
+            hr_by_case[stem.casefold()] = hr_by_case.get(stem.casefold(), 0) + 1
     used: set[str] = set()
     made: list[str] = []
     for hr_path in hr_files:
@@ -203,8 +210,9 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             )
         hr = np.ascontiguousarray(hr[:h, :w])
         lr_stem = hr_path.stem if hr_path.stem in lr_files else None
-        if lr_stem is None and len(by_case.get(hr_path.stem.casefold(), [])) == 1:
-            lr_stem = by_case[hr_path.stem.casefold()][0]
+        fold = hr_path.stem.casefold()
+        if lr_stem is None and len(by_case.get(fold, [])) == 1 and hr_by_case.get(fold) == 1:
+            lr_stem = by_case[fold][0]
         lr_path = lr_files.get(lr_stem) if lr_stem is not None else None
         if lr_path is not None:
             used.add(lr_stem)

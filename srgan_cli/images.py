@@ -298,22 +298,31 @@ _SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point"
 def _tiff_refusal(fh) -> str:
     """Why Pillow refused a file that starts as a TIFF: its samples' layout where the first IFD
     says it (floating-point or signed colour is the usual case), else a damaged TIFF."""
+
+    def read_at(offset: int, size: int) -> bytes:
+        fh.seek(offset)
+        data = fh.read(size)
+        if len(data) < size:
+            raise ValueError("past the end of the file")
+        return data
+
     try:
-        fh.seek(0)
-        data = fh.read(1 << 20)
-        e = "<" if data[:2] == b"II" else ">"
-        if data[2:4] != struct.pack(e + "H", 42):
+        head = read_at(0, 8)
+        e = "<" if head[:2] == b"II" else ">"
+        if head[2:4] != struct.pack(e + "H", 42):
             return "a BigTIFF file, which srgan cannot read; save it as TIFF or PNG"
-        (ifd,) = struct.unpack_from(e + "I", data, 4)
-        (n,) = struct.unpack_from(e + "H", data, ifd)
+        (ifd,) = struct.unpack_from(e + "I", head, 4)
+        (n,) = struct.unpack(e + "H", read_at(ifd, 2))
+        entries = read_at(ifd + 2, 12 * n)  # the directory may lie anywhere in the file (libtiff: at its end)
         tags = {}
         for i in range(n):
-            tag, typ, count = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * i)
-            if tag in (258, 277, 339) and typ == 3:
-                tags[tag] = struct.unpack_from(e + "H", data, ifd + 2 + 12 * i + (8 if count <= 2 else 0))[0]
-                if count > 2:  # the values are elsewhere: the first of them
-                    (at,) = struct.unpack_from(e + "I", data, ifd + 2 + 12 * i + 8)
-                    tags[tag] = struct.unpack_from(e + "H", data, at)[0]
+            tag, typ, count = struct.unpack_from(e + "HHI", entries, 12 * i)
+            if tag in (258, 277, 339) and typ == 3 and count >= 1:
+                # the first value: in the entry for up to two, else where the entry points
+                where = entries[12 * i + 8 : 12 * i + 12]
+                if count > 2:
+                    where = read_at(struct.unpack(e + "I", where)[0], 2)
+                tags[tag] = struct.unpack_from(e + "H", where)[0]
         bits, spp, kind = tags.get(258, 1), tags.get(277, 1), _SAMPLE_KINDS.get(tags.get(339, 1), "unknown")
         return (
             f"a TIFF of {spp} {bits}-bit {kind} sample{'s' if spp != 1 else ''} per pixel, which srgan "
@@ -767,11 +776,24 @@ _NOT_COMMENTS = (
     _XMP_KEY.decode(),
     "Raw profile type exif",
     "Raw profile type APP1",
+    "Raw profile type xmp",  # XMP as ImageMagick keeps it: its orientation and size would be stale
+    "Raw profile type icc",  # the ICC profile goes its own way (it may be dropped or converted)
+    "Raw profile type icm",
     "Software",
     "date:create",
     "date:modify",
     "date:timestamp",
 )
+
+
+def _latin1_if_not_utf8(text: str) -> str:
+    """A comment read with its non-UTF-8 bytes kept as surrogates, as the latin-1 text of those
+    bytes (PNG's tEXt is latin-1: the bytes are written as they were); other text as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _own_comments(texts: dict[str, str]) -> dict[str, str]:
@@ -788,11 +810,8 @@ def _comments_of(im: Image.Image, fmt: str) -> dict[str, str]:
         if fmt == "PNG":
             return _own_comments(dict(getattr(im, "text", None) or {}))
         comment = im.info.get("comment") if fmt in ("JPEG", "GIF") else None
-        if isinstance(comment, bytes):
-            try:
-                comment = comment.decode("utf-8")
-            except UnicodeDecodeError:
-                comment = comment.decode("latin-1")
+        if isinstance(comment, bytes):  # bytes that are not UTF-8 kept as surrogates: written back as they were
+            comment = comment.decode("utf-8", "surrogateescape")
         comment = comment.rstrip("\x00") if isinstance(comment, str) else ""
         return {"Comment": comment} if comment.strip() else {}
     except Exception:  # noqa: BLE001 - text is a courtesy: damaged chunks leave it out, not the image
@@ -1456,8 +1475,10 @@ def write_image(
     comments = {str(k): str(v) for k, v in (comments or {}).items() if str(k) not in text}
     if comments and fmt in ("JPEG", "GIF"):  # a comment goes into their comment block
         comment = comments.pop("Comment", None)
-        if comment and fmt == "JPEG" and len(comment.encode("utf-8")) > 65533:  # one segment's room
+        if comment and fmt == "JPEG" and len(comment.encode("utf-8", "surrogateescape")) > 65533:  # a segment's room
             comments["Comment"], comment = comment, None
+    if comments and fmt == "PNG":  # a comment's bytes that are not UTF-8 (latin-1, most likely) go as latin-1 text
+        comments = {k: _latin1_if_not_utf8(v) for k, v in comments.items()}
     if comments and fmt != "PNG":
         keys = sorted(comments)
         named = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
@@ -1649,7 +1670,7 @@ def _save_pil(
     if xmp and fmt in ("JPEG", "WEBP"):
         params["xmp"] = xmp
     if comment and fmt in ("JPEG", "GIF"):
-        params["comment"] = comment.encode("utf-8")
+        params["comment"] = comment.encode("utf-8", "surrogateescape")
     if fmt == "PNG":
         from PIL import PngImagePlugin
 

@@ -902,3 +902,17 @@ def test_paired_lpips_counts_only_the_images_it_scored(tmp_path):
     _print_paired(console, doc)
     out = console.file.getvalue()
     assert "2/2" in out and "1/1" in out and "1/2" not in out  # higher: 2 of 2; lower: 1 of the 1 scored
+
+
+def test_one_lr_file_never_pairs_with_two_hr_images(tmp_path):
+    """HR/A.png and HR/a.png with LR_x4/a.png alone: A took a's LR file too, without a note."""
+    folder = _named_set(tmp_path, ["A.png", "a.png"])
+    (folder / "LR_x4").mkdir()
+    with Image.open(folder / "HR" / "a.png") as im:
+        im.resize((6, 6)).save(folder / "LR_x4" / "a.png")
+    bench = core.load_set(folder)
+    assert {i.name: i.lr_source for i in bench.images} == {"A": "imresize", "a": "file"}
+    assert bench.notes == [
+        "1 of 2 images have no LR file in LR_x4/ (A.png): their LR is made from HR by bicubic imresize, "
+        "so their scores are not those of the LR files"
+    ]

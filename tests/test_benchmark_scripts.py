@@ -386,3 +386,5 @@ def test_precision_diff_measures_bf16_against_fp32(tmp_path, capsys):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "tiny (torch.bfloat16)" and float(cells[1].split()[0]) > 0 and cells[4].endswith(")")
     assert "no HR/ folder in it" in _run_error(capsys, "precision_diff", [str(tmp_path / "missing")])
+    line = _run_error(capsys, "precision_diff", ["-m", str(weights), "--precision", "fp16", str(tmp_path / "s")])
+    assert "nothing to compare" in line  # fp16 runs as fp32 on the CPU: it measured fp32 against itself

@@ -1922,6 +1922,10 @@ def test_a_tiff_pillow_cannot_read_says_what_its_samples_are(tmp_path, bits, fmt
     (tmp_path / "f.tif").write_bytes(_tiff(4, 3, 3, [raw], bits=bits, sample_format=fmt))
     with pytest.raises(SrganError, match=f"a TIFF of 3 {kind} samples per pixel, which srgan cannot read"):
         read_image(tmp_path / "f.tif")
+    big = np.zeros((300, 400, 3), dtype="<f4").tobytes()  # 1.4 MB: its directory (at the end) past the first MiB
+    (tmp_path / "big.tif").write_bytes(_tiff(400, 300, 3, [big], bits=32, sample_format=3))
+    with pytest.raises(SrganError, match="a TIFF of 3 32-bit floating-point samples per pixel"):
+        read_image(tmp_path / "big.tif")
     (tmp_path / "d.tif").write_bytes(b"II*\x00" + struct.pack("<I", 1 << 30))  # its directory is past the end
     with pytest.raises(SrganError, match="damaged TIFF"):
         read_image(tmp_path / "d.tif")
@@ -1959,3 +1963,15 @@ def test_png_text_and_comments_are_carried(tmp_path):
             assert im.info.get("comment") == b"shot by me"
     with Image.open(write_image(tmp_path / "c.png", got.rgb, comments=got.comments)) as im:
         assert im.text == {"Comment": "shot by me"}
+
+
+def test_a_comment_that_is_not_utf8_keeps_its_bytes(tmp_path):
+    """A latin-1 JPEG comment was read as latin-1 and written back as UTF-8: other bytes."""
+    raw = b"caf\xe9 \xa9 Jos\xe9"
+    Image.new("RGB", (6, 4), (1, 2, 3)).save(tmp_path / "l1.jpg", comment=raw)
+    got = read_image(tmp_path / "l1.jpg")
+    for suffix in (".jpg", ".gif"):
+        with Image.open(write_image(tmp_path / f"o{suffix}", got.rgb, comments=got.comments)) as im:
+            assert im.info.get("comment") == raw
+    with Image.open(write_image(tmp_path / "o.png", got.rgb, comments=got.comments)) as im:
+        assert im.text == {"Comment": raw.decode("latin-1")}  # PNG text is latin-1: the same bytes

@@ -1558,3 +1558,20 @@ def test_earlier_outputs_in_the_input_folder_are_not_inputs_under_another_suffix
     assert len(made) == 1 and _decodes(made[0]).size == (48, 40)  # x4 of the photo, not x16 of an output
     # named on the command line, an output is upscaled like any file
     assert run(weights, folder / "p_x4.png", "-o", tmp_path / "again.png").exit_code == 0
+
+
+def test_an_earlier_output_named_beside_its_folder_is_upscaled(weights, tmp_path):
+    """`srgan upscale in in/a_x4.png -o in`: the named output was dropped as "given twice" and as
+    an earlier run's output, where a file named on the command line is upscaled like any file."""
+    folder = tmp_path / "in"
+    _img(folder / "a.png")
+    assert run(weights, folder, "-o", folder, "--suffix", "_x4").exit_code == 0
+    for order in ((folder, folder / "a_x4.png"), (folder / "a_x4.png", folder)):
+        for made in folder.glob("*_y.png"):
+            made.unlink()
+        result = run(weights, *order, "-o", folder, "--suffix", "_y", "--report", "-")
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["written"] == 2 and _decodes(folder / "a_x4_y.png").size == (192, 160)
+        (skipped,) = [f for f in doc["files"] if f["status"] == "skipped"]
+        assert skipped["reason"].endswith("given twice")

@@ -268,6 +268,9 @@ def plan_jobs(
             jobs.append(Job(item, output / _output_name(item, fmt, name_suffix), None))
         else:
             tally.add("failed", item, None, report.error(f"{item}: {_not_a_file_reason(item)}"))
+    # a file also named on the command line counts as named, whichever way it came first
+    named = {os.path.realpath(item) for item in inputs if os.path.isfile(item)}
+    listed = {src for src in listed if os.path.realpath(src) not in named}
     return _without_earlier_outputs(_once_each(jobs, tally), listed, output, tally), False
 
 
