@@ -247,6 +247,14 @@ def test_help_lists_commands():
     assert "models" in result.output
 
 
+@pytest.mark.parametrize("command", [[], ["upscale"], ["bench"], ["train"], ["models"], ["interpolate"]])
+def test_help_fits_an_80_column_terminal(command):
+    """Examples in bench's help ran to 87 columns and wrapped raggedly at 80."""
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if len(line) > 80] == []
+
+
 def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and "srgan" in result.output

@@ -1575,3 +1575,13 @@ def test_an_earlier_output_named_beside_its_folder_is_upscaled(weights, tmp_path
         assert doc["written"] == 2 and _decodes(folder / "a_x4_y.png").size == (192, 160)
         (skipped,) = [f for f in doc["files"] if f["status"] == "skipped"]
         assert skipped["reason"].endswith("given twice")
+
+
+def test_a_suffix_that_a_named_output_leaves_unused_gets_a_note(weights, tmp_path):
+    src = _img(tmp_path / "a.png")
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(src), "-o", str(tmp_path / "o.png"), "--suffix", "_x4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"note: --suffix _x4 is not used: -o names the output file ({tmp_path / 'o.png'})" in result.stderr
+    assert (tmp_path / "o.png").is_file() and not (tmp_path / "o_x4.png").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..cli import NonEmptyPath, check_device, is_tty, live_terminal, stdout_closed
-from ..config import DEVICES, PRECISIONS
+from ..config import PRECISIONS
 from .completion import complete_bench_model, complete_set
 
 
@@ -34,15 +34,27 @@ from .completion import complete_bench_model, complete_set
     multiple=True,
     metavar="MODEL",
     shell_complete=complete_bench_model,
-    help="Model name, .safetensors file or Hub reference; 'bicubic' is the baseline. Repeat to compare.",
+    help="Model name, .safetensors file or Hub reference; 'bicubic' is the baseline. Repeat to compare.  "
+    "[default: srgan_x4]",
 )
 @click.option(
     "--data-dir",
     type=NonEmptyPath(path_type=Path, file_okay=False),
     help="Folder with set5/, set14/, bsd100/ (each HR/ and LR_x4/). Default: env SRGAN_DATA_DIR, else the Hub.",
 )
-@click.option("--hub-dataset", metavar="REPO", help="Hugging Face Hub dataset to download named sets from.")
-@click.option("--device", default="auto", show_default=True, callback=check_device, help=f"Device: {DEVICES}.")
+@click.option(
+    "--hub-dataset",
+    metavar="REPO",
+    help="Hugging Face Hub dataset to download named sets from.  [default: env SRGAN_BENCH_REPO, else "
+    "srgan-cli/sr-benchmarks]",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=check_device,
+    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+)
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
@@ -54,6 +66,7 @@ from .completion import complete_bench_model, complete_set
 @click.option(
     "--save-images",
     type=NonEmptyPath(path_type=Path, file_okay=False),
+    metavar="DIR",
     help="Write SR images (DIR/<model>/) and comparison sheets (DIR/sheets/) here.",
 )
 @click.option("--per-image", is_flag=True, help="Also show (and put in the JSON) the numbers of every image.")
@@ -96,8 +109,8 @@ def bench(
     \b
       srgan bench --set set14
       srgan bench --set set5 --set set14 --set bsd100 --json all.json
-      srgan bench --set bsd100 --model bicubic --model srresnet_x4 --model my.safetensors
-      srgan bench --set photos/ --model bicubic --save-images cmp/ --json results.json
+      srgan bench --set bsd100 -m bicubic -m srresnet_x4 -m my.safetensors
+      srgan bench --set photos/ -m bicubic --save-images cmp/ --json results.json
       srgan bench --set set5 --model srresnet_x4 --ensemble
       srgan bench --set bsd100 --model srgan_x4 --model mine.safetensors --paired
     """

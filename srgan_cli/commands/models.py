@@ -36,14 +36,15 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
     """List the named models: name, scale, arch, parameters, size, availability and source.
 
     Listing never touches the network: 'cached' means the weights are already in the Hugging
-    Face cache. Any model name can be given to 'srgan upscale --model' and 'srgan interpolate'.
+    Face cache. Any model name can be given to 'srgan upscale --model' (and --blend), 'srgan bench
+    --model' and 'srgan interpolate'. OWNER/REPO below stands for a Hub repository of weights.
 
     \b
       srgan models
       srgan models --json
       srgan models --info srgan_x4
       srgan models --info runs/a/generator.safetensors --json
-      srgan models --fetch srgan_x4 --fetch acme/esrgan:rrdb_x4.safetensors@v1.0
+      srgan models --fetch srgan_x4 --fetch OWNER/REPO:rrdb_x4.safetensors@v1.0
     """
     if info and fetch:
         raise click.UsageError("give --info or --fetch, not both")
@@ -73,11 +74,10 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
             path = resolve_weights(name)
             load_generator(path, device="cpu")  # verified: an srgan generator whose weights match its config
             fetched.append({"model": name, "path": str(path)})
+            if not as_json:  # as each arrives: a later one that fails does not hide those fetched
+                click.echo(f"{printable(name)}\t{printable(str(path))}")
         if as_json:
             click.echo(json.dumps(fetched if len(fetched) > 1 else fetched[0], indent=2))
-        else:
-            for record in fetched:
-                click.echo(f"{printable(record['model'])}\t{printable(record['path'])}")
         return
     from ..weights import describe_entries
 

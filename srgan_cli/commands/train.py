@@ -48,12 +48,16 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     type=click.Choice(["mse", "gan"]),
     help="mse: SRResNet on pixel MSE; gan: SRGAN from --init.  [default: mse]",
 )
-@click.option("--data", type=NonEmptyPath(file_okay=False, path_type=Path), help="Folder (tree) of training images.")
+@click.option(
+    "--data",
+    type=NonEmptyPath(file_okay=False, path_type=Path),
+    help="Folder (tree) of training images (required, here or in --config).",
+)
 @click.option(
     "--out",
     "out",
     type=NonEmptyPath(file_okay=False, path_type=Path),
-    help="Run folder for checkpoints, metrics and weights.",
+    help="Run folder for checkpoints, metrics and weights (required).",
 )
 @click.option(
     "--init",
@@ -71,16 +75,25 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--batch-size", type=int, callback=_positive, help="Patches per step and process.  [default: 16]")
 @click.option("--patch-size", type=int, callback=_positive, help="HR patch side in px.  [default: 96]")
 @click.option("--lr", type=float, callback=_positive, help="Adam learning rate.  [default: 1e-4]")
-@click.option("--lr-decay", type=click.Choice(["none", "step", "cosine"]), help="[default: mse none, gan step]")
+@click.option(
+    "--lr-decay",
+    type=click.Choice(["none", "step", "cosine"]),
+    help="Learning-rate schedule: x0.1 every --lr-step, or a cosine to 0.  [default: mse none, gan step]",
+)
 @click.option(
     "--lr-step", type=int, callback=_positive, help="Steps between x0.1 drops of --lr-decay step.  [default: steps/2]"
 )
-@click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), help="[default: 0.9]")
-@click.option("--device", type=str, callback=check_device, help="auto, cpu, cuda, cuda:N or mps.  [default: auto]")
+@click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), help="Adam's beta1.  [default: 0.9]")
+@click.option(
+    "--device",
+    type=str,
+    callback=check_device,
+    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.  [default: auto]",
+)
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    help="Autocast dtype (auto: fp16 on GPU, fp32 on CPU).",
+    help="Autocast dtype (auto: fp16 on GPU, fp32 on CPU).  [default: auto]",
 )
 @click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the models.")
@@ -184,10 +197,17 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "painted and smooth surfaces, without blur (0 = off, the paper).  [default: 0]",
 )
 @click.option(
-    "--gan-type", type=click.Choice(["standard", "relativistic"]), help="[default: standard; ESRGAN: relativistic]"
+    "--gan-type",
+    type=click.Choice(["standard", "relativistic"]),
+    help="gan: the paper's discriminator loss, or ESRGAN's relativistic average one.  [default: standard]",
 )
-@click.option("--adv-weight", type=click.FloatRange(0), help="Adversarial loss weight.  [default: 1e-3; ESRGAN 5e-3]")
-@click.option("--pixel-loss", type=click.Choice(["mse", "l1"]), help="[default: mse]")
+@click.option(
+    "--adv-weight",
+    type=click.FloatRange(0),
+    help="Adversarial loss weight.  [default: 1e-3; ESRGAN: 2.5e-3, its 5e-3 on the mean of the two relativistic "
+    "terms, which are summed here]",
+)
+@click.option("--pixel-loss", type=click.Choice(["mse", "l1"]), help="Pixel loss (ESRGAN: l1).  [default: mse]")
 @click.option(
     "--pixel-weight", type=click.FloatRange(0), help="Pixel loss weight in the gan stage.  [default: 0; ESRGAN 1e-2]"
 )
@@ -196,14 +216,16 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     type=click.FloatRange(0, 1, max_open=True),
     help="EMA decay of the exported generator (0 = off), warmed up as min(EMA, (1+step)/(10+step)).  [default: 0]",
 )
-@click.option("--arch", type=click.Choice(["srresnet", "rrdb"]), help="[default: srresnet]")
-@click.option("--num-blocks", type=int, callback=_positive, help="[default: 16 srresnet, 23 rrdb]")
-@click.option("--num-features", type=int, callback=_positive, help="[default: 64]")
+@click.option(
+    "--arch", type=click.Choice(["srresnet", "rrdb"]), help="Generator: SRResNet or ESRGAN's RRDB.  [default: srresnet]"
+)
+@click.option("--num-blocks", type=int, callback=_positive, help="Residual blocks.  [default: 16 srresnet, 23 rrdb]")
+@click.option("--num-features", type=int, callback=_positive, help="Feature channels.  [default: 64]")
 @click.option(
     "--no-batch-norm", "no_batch_norm", is_flag=True, default=None, help="SRResNet without BatchNorm (ESRGAN)."
 )
 @click.option("--val", type=str, help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.")
-@click.option("--val-every", type=int, callback=_positive, help="[default: 1000]")
+@click.option("--val-every", type=int, callback=_positive, help="Steps between validations.  [default: 1000]")
 @click.option(
     "--val-holdout",
     type=click.IntRange(min=0),
@@ -213,17 +235,17 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--best-by",
     type=click.Choice(["psnr", "lpips"]),
-    help="What generator_best.safetensors is best at on --val: higher PSNR or lower LPIPS.  "
+    help="What generator_best.safetensors is best at on --val or --val-holdout: higher PSNR or lower LPIPS.  "
     "[default: mse psnr; gan lpips where LPIPS can be computed, else psnr]",
 )
 @click.option(
     "--data-dir",
     type=NonEmptyPath(file_okay=False, path_type=Path),
-    help="Folder holding set5/, set14/, bsd100/ for --val.  [default: env SRGAN_DATA_DIR]",
+    help="Folder holding set5/, set14/, bsd100/ for --val.  [default: env SRGAN_DATA_DIR, else the Hub]",
 )
-@click.option("--checkpoint-every", type=int, callback=_positive, help="[default: 1000]")
+@click.option("--checkpoint-every", type=int, callback=_positive, help="Steps between checkpoints.  [default: 1000]")
 @click.option("--log-every", type=int, callback=_positive, help="Steps per metrics line.  [default: 10]")
-@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--seed", type=int, help="Seed of the weights' start and the patches drawn.  [default: 0]")
 @click.option("--threads", type=int, callback=_positive, help="torch CPU threads.")
 @click.option("-q", "--quiet", is_flag=True, default=None, help="Only errors.")
 def train(config_file: Path | None, **given: Any) -> None:

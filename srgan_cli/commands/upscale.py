@@ -226,6 +226,8 @@ def plan_jobs(
                 f"--format same writes {src}'s format ({kept}), but {output} names {out_fmt}; change one of them",
                 param_hint="'-o'",
             )
+        if suffix:
+            report.note(f"--suffix {suffix} is not used: -o names the output file ({output})")
         return [Job(src, output, write_fmt)], True
 
     if os.path.exists(output) and not os.path.isdir(output):
@@ -659,6 +661,7 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     "--model",
     default="srgan_x4",
     show_default=True,
+    metavar="MODEL",
     shell_complete=complete_model,
     callback=lambda ctx, param, value: _check_model(value),
     help="Named model (see 'srgan models'), a .safetensors file, or a Hub reference owner/repo[:file][@rev].",
@@ -766,6 +769,7 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     "--report",
     "report_path",
     type=NonEmptyPath(dir_okay=False, allow_dash=True, path_type=Path),
+    metavar="FILE|-",
     help="Also write a JSON report to this file ('-': standard output): each file's input, output, status "
     "(written, skipped, failed) and reason, and the counts; written at the end, also when interrupted.",
 )
