@@ -283,7 +283,9 @@ def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
     first: dict[tuple[str, str], Job] = {}
     keep = []
     for job in jobs:
-        key = (os.path.realpath(job.src), os.path.realpath(job.dest))
+        # the output's folder resolved, not the output: an existing link there is replaced, not followed
+        dest = os.path.join(os.path.realpath(os.path.dirname(job.dest) or "."), os.path.basename(job.dest))
+        key = (os.path.realpath(job.src), dest)
         if key in first:
             tally.add("skipped", job.src, None, f"the same file as {first[key].src}, given twice")
             continue
