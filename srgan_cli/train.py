@@ -1633,9 +1633,23 @@ class _Trainer:
                 idle += time.perf_counter() - t_idle
         if interrupted:
             read_back()
+            if n_window:
+                # the steps since the last metrics line: lost before, and the first line after --resume
+                # then averaged fewer steps than it said; logged as a line of their own
+                busy = time.perf_counter() - t_window - idle
+                record = {"step": self.step, **{k: float(np.mean(v)) for k, v in window.items()}}
+                record["lr"] = lr_value
+                record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
+                record["val_psnr"] = None
+                if self.val_lpips is not None:
+                    record["val_lpips"] = None
+                record["time"] = time.time()
+                with self._rank0_work():
+                    self._write_metrics(record)
             if self.step > start:
                 self._check_weights()
-                self.checkpoint()
+                if self.saved_step != self.step:  # just saved on schedule: not twice
+                    self.checkpoint()
             self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start})
             raise KeyboardInterrupt
         if self.step == start and start > 0:

@@ -1652,3 +1652,27 @@ def test_before_the_first_checkpoint_with_a_best_generator_the_advice_is_another
     with pytest.raises(SrganError, match=r"again with another --out .*generator_best.safetensors is kept"):
         train(_options(data, steps=4, checkpoint_every=3, val_holdout=1, val_every=1), run)
     assert (run / "generator_best.safetensors").is_file() and not (run / CHECKPOINT).exists()
+
+
+def test_an_interrupted_window_is_logged_so_no_step_is_lost_across_a_resume(data, tmp_path, monkeypatch):
+    """Ctrl-C at step 5 with --log-every 3: steps 4-5 were in no metrics line, and the first line after
+    --resume averaged fewer steps than an uninterrupted run's did."""
+    import srgan_cli.train as train_module
+
+    whole = tmp_path / "whole"
+    train(_options(data, steps=9, log_every=1), whole)
+    per_step = [json.loads(line)["loss"] for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert len(per_step) == 9
+
+    real = train_module._Trainer._stop_agreed
+    monkeypatch.setattr(train_module._Trainer, "_stop_agreed", lambda self, stop: self.step == 5 or real(self, stop))
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(data, steps=9, log_every=3), run)
+    monkeypatch.setattr(train_module._Trainer, "_stop_agreed", real)
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 5
+    train(_options(data, steps=9, log_every=3), run, resume=True)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [3, 5, 6, 9]
+    want = [np.mean(per_step[0:3]), np.mean(per_step[3:5]), per_step[5], np.mean(per_step[6:9])]
+    assert [r["loss"] for r in lines] == pytest.approx(want, rel=1e-5)

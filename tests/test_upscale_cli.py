@@ -683,7 +683,7 @@ def test_report_lists_every_file_with_its_status_and_matches_the_summary(weights
     doc = json.loads(report.read_text())
     assert doc["schema_version"] == 1 and doc["ended"] == "completed"
     assert (doc["written"], doc["skipped"], doc["failed"]) == (1, 2, 1)
-    assert doc["model"] == {"name": "tiny", "sha256": sha256_file(weights)} and doc["srgan_version"]
+    assert doc["model"] == {"name": "tiny", "sha256": sha256_file(weights), "ensemble": False} and doc["srgan_version"]
     assert "1 written, 2 skipped, 1 failed" in result.stderr
     by_input = {Path(f["input"]).name: f for f in doc["files"]}
     assert set(by_input) == {"a.png", "b.png", "broken.png", "notes.txt"}
@@ -1585,3 +1585,11 @@ def test_a_suffix_that_a_named_output_leaves_unused_gets_a_note(weights, tmp_pat
     assert result.exit_code == 0, result.output
     assert f"note: --suffix _x4 is not used: -o names the output file ({tmp_path / 'o.png'})" in result.stderr
     assert (tmp_path / "o.png").is_file() and not (tmp_path / "o_x4.png").exists()
+
+
+def test_the_report_says_whether_the_ensemble_ran(weights, tmp_path):
+    """The image recorded srgan:ensemble, the report nothing: a plain run's report read the same."""
+    src = _img(tmp_path / "a.png")
+    result = run(weights, src, "-o", tmp_path / "o.png", "--ensemble", "--report", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"]["ensemble"] is True

@@ -1262,7 +1262,7 @@ def _run(
     scale_text = f"{outscale:g}" if outscale else str(net.scale)
     text = {"Software": f"srgan {__version__}", "srgan:model": net.name, "srgan:scale": scale_text}
     text["srgan:model_sha256"] = net.sha256  # the name alone does not say which weights: files change
-    tally.model = {"name": net.name, "sha256": net.sha256}
+    tally.model = {"name": net.name, "sha256": net.sha256, "ensemble": bool(ensemble)}
     if ensemble:
         text["srgan:ensemble"] = "x8 (flips and rotations)"
 
