@@ -13,7 +13,13 @@ from .completion import complete_model
 
 
 @click.command("models")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (one object per model).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: the table as a list of objects; with --info or --fetch one object for one MODEL, a "
+    "list for several.",
+)
 @click.option(
     "--info",
     "info",
