@@ -82,6 +82,9 @@ class LazyGroup(click.Group):
             raise
 
 
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."  # --device, in every command
+
+
 def _check_cwd() -> None:
     """Refuse to run in a folder that was deleted (`rmdir` from another shell): relative paths
     mean nothing there, and PyTorch's MKL died with "Intel oneMKL FATAL ERROR" (exit 2) even

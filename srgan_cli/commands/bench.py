@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import NonEmptyPath, check_device, is_tty, live_terminal, stdout_closed
+from ..cli import DEVICE_HELP, NonEmptyPath, check_device, is_tty, live_terminal, stdout_closed
 from ..config import PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -53,7 +53,7 @@ from .completion import complete_bench_model, complete_set
     default="auto",
     show_default=True,
     callback=check_device,
-    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+    help=DEVICE_HELP,
 )
 @click.option(
     "--precision",

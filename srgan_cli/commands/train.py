@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_device, live_terminal
+from ..cli import DEVICE_HELP, DroppingStream, NonEmptyPath, check_device, live_terminal
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
 
@@ -88,7 +88,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--device",
     type=str,
     callback=check_device,
-    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.  [default: auto]",
+    help=f"{DEVICE_HELP}  [default: auto]",
 )
 @click.option(
     "--precision",

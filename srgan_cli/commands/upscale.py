@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_device, check_stdout_open, live_terminal
+from ..cli import DEVICE_HELP, DroppingStream, NonEmptyPath, check_device, check_stdout_open, live_terminal
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from .completion import complete_model
@@ -685,7 +685,7 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     default="auto",
     show_default=True,
     callback=check_device,
-    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+    help=DEVICE_HELP,
 )
 @click.option(
     "--precision",
