@@ -323,8 +323,10 @@ def test_output_equal_to_input_refused(weights, tmp_path):
     # Folder mode: -o is the input folder itself; b.jpg -> b.png would replace the input b.png.
     _img(tmp_path / "b.jpg")
     b_png = _img(tmp_path / "b.png", seed=3).read_bytes()
-    result = run(weights, tmp_path, "-o", tmp_path, "--overwrite", "--format", "png")
-    assert result.exit_code == 1 and result.stderr.count("would replace an input") == 5  # a link hard b.jpg b.png
+    result = run(weights, tmp_path, "-o", tmp_path, "--overwrite", "--format", "png", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1 and result.stderr.count("would replace an input") == 4  # a hard b.jpg b.png
+    files = {Path(f["input"]).name: f for f in json.loads((tmp_path / "r.json").read_text())["files"]}
+    assert files["link.png"]["reason"] == f"the same file as {src}, given twice"  # a.png's input and output
     assert src.read_bytes() == before and (tmp_path / "b.png").read_bytes() == b_png
     # The same folder with a suffix is fine, except that b.jpg and b.png would both give b_x4.png.
     result = run(weights, tmp_path, "-o", tmp_path, "--suffix", "_x4", "--format", "png")
@@ -1593,3 +1595,16 @@ def test_the_report_says_whether_the_ensemble_ran(weights, tmp_path):
     result = run(weights, src, "-o", tmp_path / "o.png", "--ensemble", "--report", "-")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"]["ensemble"] is True
+
+
+def test_a_mirrored_tree_with_links_is_not_a_collision(weights, tmp_path):
+    """`cp -a in out` then `srgan upscale in -o out --overwrite`, with in/b.png a link to a.png: b.png's
+    output (a link to out/a.png) resolves to a.png's, and b.png failed as a second claim to it."""
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").symlink_to("a.png")
+    (tmp_path / "out").mkdir()
+    _img(tmp_path / "out" / "a.png", seed=2)
+    (tmp_path / "out" / "b.png").symlink_to("a.png")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert _decodes(tmp_path / "out" / "a.png").size == (48, 40)

@@ -51,13 +51,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--data",
     type=NonEmptyPath(file_okay=False, path_type=Path),
-    help="Folder (tree) of training images (required, here or in --config).",
+    help="Folder (tree) of training images (required, here or in --config; not with --resume).",
 )
 @click.option(
     "--out",
     "out",
     type=NonEmptyPath(file_okay=False, path_type=Path),
-    help="Run folder for checkpoints, metrics and weights (required).",
+    help="Run folder for checkpoints, metrics and weights (required, here or in --config).",
 )
 @click.option(
     "--init",

@@ -283,9 +283,9 @@ def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
     first: dict[tuple[str, str], Job] = {}
     keep = []
     for job in jobs:
-        # the output's folder resolved, not the output: an existing link there is replaced, not followed
-        dest = os.path.join(os.path.realpath(os.path.dirname(job.dest) or "."), os.path.basename(job.dest))
-        key = (os.path.realpath(job.src), dest)
+        # the output resolved as check_jobs resolves it (links followed): a pair merged here is one that
+        # it would otherwise fail as two inputs claiming one output
+        key = (os.path.realpath(job.src), os.path.realpath(job.dest))
         if key in first:
             tally.add("skipped", job.src, None, f"the same file as {first[key].src}, given twice")
             continue
