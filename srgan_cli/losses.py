@@ -343,7 +343,7 @@ def save_vgg19_features(
     """Write a full VGG19 ``features`` (a torchvision VGG, its ``features``, a complete
     :class:`VGGFeatures` or a state dict) as a safetensors file that :func:`load_vgg19` reads.
     """
-    from safetensors.torch import save_file
+    from .weights import serialize_stable
 
     convention = Convention(convention)
     if isinstance(module_or_state, nn.Module):
@@ -361,7 +361,7 @@ def save_vgg19_features(
     }
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(serialize_stable(tensors, meta))
     return path
 
 

@@ -221,9 +221,8 @@ def read_source(path: Path, check: bool = True) -> bytes:
 
 def save(state: dict[str, Any], dest: Path) -> None:
     """Write the tensors atomically as safetensors."""
-    from safetensors.torch import save as serialize
-
     from .fsutil import atomic_path
+    from .weights import serialize_stable
 
     meta = {
         "format": "lpips-alex",
@@ -232,7 +231,7 @@ def save(state: dict[str, Any], dest: Path) -> None:
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
-        tmp.write_bytes(serialize(state, metadata=meta))
+        tmp.write_bytes(serialize_stable(state, meta))
 
 
 def _download(folder: Path) -> Path:

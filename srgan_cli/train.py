@@ -63,7 +63,7 @@ from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
 from .stopping import SAME_REQUEST, stop_signals
-from .weights import load_generator, read_metadata, save_generator
+from .weights import load_generator, read_metadata, save_generator, sha256_file
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "srgan-train-checkpoint"
@@ -869,9 +869,13 @@ class _Trainer:
         if self.gconf.scale != cfg.scale:
             raise SrganError(f"{cfg.init}: a x{self.gconf.scale} generator; this run trains x{cfg.scale}")
         self.G = build_generator(self.gconf).to(device)
+        # which weights the run started from, by content: the path alone names whatever is there now
+        # (a resumed mse run rewrites its generator.safetensors); kept in the checkpoint for resumes
+        self.init_sha256 = (self.state or {}).get("init_sha256")
         if self.state is None and cfg.init is not None:
             init_model, _, _ = load_generator(cfg.init)
             self.G.load_state_dict(init_model.state_dict())
+            self.init_sha256 = sha256_file(cfg.init)
         adam = {"betas": (cfg.adam_beta1, cfg.adam_beta2)}
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, **adam)
         self.ema = None
@@ -1304,6 +1308,8 @@ class _Trainer:
             meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight))
         if cfg.init is not None:  # the mse stage may start from weights too (a longer schedule)
             meta["init"] = str(cfg.init)
+            if self.init_sha256:
+                meta["init_sha256"] = self.init_sha256
         if cfg.ema:
             meta["ema"] = str(cfg.ema)
         if cfg.scale_aug < 1:
@@ -1394,6 +1400,7 @@ class _Trainer:
             "scaler_g": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else None,
             "scaler_d": self.scaler_d.state_dict() if self.scaler_d.is_enabled() else None,
             "rng": _rng_state(self.device),
+            "init_sha256": self.init_sha256,
             "best_psnr": self.best_psnr,
             "last_psnr": self.last_psnr,
             "best_lpips": self.best_lpips,

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,24 @@ def save_generator(
     return save_state(path, model.state_dict(), config, metadata=metadata, dtype=dtype, overwrite=overwrite)
 
 
+def serialize_stable(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors bytes that are the same for the same tensors and metadata.
+
+    safetensors writes the metadata in a hash map's order, which changes from one write to the
+    next: two files of identical weights and metadata had different sha256, the hash that names a
+    model in upscaled images, reports and interpolation parents. The header is written again with
+    its keys sorted (the tensor data is untouched), padded with spaces to 8 bytes as safetensors
+    pads it."""
+    data = serialize(tensors, metadata=metadata)
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + size :]
+
+
 def save_state(
     path: str | Path,
     state: dict[str, torch.Tensor],
@@ -170,7 +189,7 @@ def save_state(
         if not isinstance(value, str):
             value = json.dumps(value)
         meta[utf8_safe(str(key))] = utf8_safe(value)
-    data = serialize(tensors, metadata=meta)
+    data = serialize_stable(tensors, meta)
     try:
         # Writing the bytes into the temp file atomic_path made keeps its permissions (umask);
         # safetensors' save_file would recreate the file as 0600.

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from srgan_cli.cli import main
 from srgan_cli.errors import SrganError
 from srgan_cli.train import CHECKPOINT, TrainConfig, ema_decay, load_checkpoint, train
-from srgan_cli.weights import load_generator, read_metadata
+from srgan_cli.weights import load_generator, read_metadata, save_generator
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"num_blocks": 1, "num_features": 8, "batch_size": 4, "patch_size": 16, "workers": 0, "device": "cpu"}
@@ -1676,3 +1676,32 @@ def test_an_interrupted_window_is_logged_so_no_step_is_lost_across_a_resume(data
     assert [r["step"] for r in lines] == [3, 5, 6, 9]
     want = [np.mean(per_step[0:3]), np.mean(per_step[3:5]), per_step[5], np.mean(per_step[6:9])]
     assert [r["loss"] for r in lines] == pytest.approx(want, rel=1e-5)
+
+
+def test_the_weights_a_run_started_from_are_named_by_content(data, tmp_path):
+    """`init` held only the path as typed: after the init file was rewritten (a resumed mse run
+    rewrites its generator.safetensors) nothing said which weights the run had started from."""
+    from srgan_cli.weights import sha256_file
+
+    first = tmp_path / "first"
+    train(_options(data, steps=2), first)
+    init = first / "generator.safetensors"
+    started_from = sha256_file(init)
+    run = tmp_path / "run"
+    train(_options(data, steps=2, init=str(init)), run)
+    assert read_metadata(run / "generator.safetensors")["init_sha256"] == started_from
+    train({"steps": 4}, first, resume=True)  # the init path now holds other weights
+    assert sha256_file(init) != started_from
+    train({"steps": 4}, run, resume=True)
+    assert read_metadata(run / "generator.safetensors")["init_sha256"] == started_from
+
+
+def test_the_same_weights_and_metadata_make_the_same_file(data, tmp_path):
+    """safetensors wrote the metadata in a hash map's order: identical weights had other sha256s."""
+    from srgan_cli.weights import sha256_file
+
+    train(_options(data, steps=2), tmp_path / "a")
+    model, config, meta = load_generator(tmp_path / "a" / "generator.safetensors")
+    for name in ("b", "c", "d"):
+        save_generator(tmp_path / f"{name}.safetensors", model, config, meta)
+    assert len({sha256_file(tmp_path / f"{name}.safetensors") for name in "bcd"}) == 1
