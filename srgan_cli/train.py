@@ -847,7 +847,7 @@ class _Trainer:
             for name in ("arch", "num_blocks", "num_features", "batch_norm"):
                 wanted = getattr(cfg, name)
                 if wanted is not None and wanted != getattr(gconf, name):
-                    raise SrganError(
+                    raise OptionError(  # a command line at odds with itself: exit 2, as a usage error
                         f"{cfg.init}: its generator has {name} = {getattr(gconf, name)!r}, but "
                         f"{_flag(name, wanted)} was asked for; drop the option to train that model"
                     )

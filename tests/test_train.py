@@ -1705,3 +1705,12 @@ def test_the_same_weights_and_metadata_make_the_same_file(data, tmp_path):
     for name in ("b", "c", "d"):
         save_generator(tmp_path / f"{name}.safetensors", model, config, meta)
     assert len({sha256_file(tmp_path / f"{name}.safetensors") for name in "bcd"}) == 1
+
+
+def test_an_option_at_odds_with_the_init_is_a_usage_error(data, tmp_path):
+    """--arch rrdb with an SRResNet --init exited 1, as a failed run; it is a wrong command line (2)."""
+    train(_options(data, steps=1), tmp_path / "first")
+    init = tmp_path / "first" / "generator.safetensors"
+    result = _cli_train(data, tmp_path / "run", "--init", str(init), "--num-features", "16")
+    line = _one_line_error(result, 2)
+    assert "its generator has num_features = 8, but --num-features 16 was asked for" in line
