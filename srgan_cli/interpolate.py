@@ -117,8 +117,13 @@ def interpolate_files(
     return save_state(out, state, config, metadata=metadata, dtype=dtype, overwrite=overwrite)
 
 
-# Metadata that describes one file rather than how it was trained: never carried into a blend.
-_OWN_METADATA = frozenset({"name", "format", "format_version", "config", "interpolation", "interpolation_alpha"})
+# Metadata that describes one file rather than how it was trained: never carried into a blend. Its
+# validation too: a blend of two files validated on one set at one step was not validated itself
+# (it kept "val" and "val_step" of the parents with no score beside them).
+_OWN_METADATA = frozenset(
+    {"name", "format", "format_version", "config", "interpolation", "interpolation_alpha"}
+    | {"val", "val_step", "val_psnr", "val_lpips"}
+)
 
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 

@@ -124,11 +124,13 @@ def test_interpolate_files_records_parents(pair, tmp_path):
 def test_interpolate_files_keeps_only_the_metadata_both_parents_share(tmp_path):
     a, b = _random_model(seed=1), _random_model(seed=2)
     recipe = {"stage": "gan", "ldl_weight": "100.0", "data": "train/"}
-    pa = save_generator(tmp_path / "a.safetensors", a, TINY, metadata={**recipe, "name": "s11", "seed": "11"})
-    pb = save_generator(tmp_path / "b.safetensors", b, TINY, metadata={**recipe, "name": "s12", "seed": "12"})
+    val = {"val": "set5", "val_step": "6"}  # the parents' own validation, on the same set at the same step
+    pa = save_generator(tmp_path / "a.safetensors", a, TINY, metadata={**recipe, **val, "name": "s11", "seed": "11"})
+    pb = save_generator(tmp_path / "b.safetensors", b, TINY, metadata={**recipe, **val, "name": "s12", "seed": "12"})
     _, _, meta = load_generator(interpolate_files(pa, pb, 0.5, tmp_path / "soup.safetensors"))
     assert {k: meta[k] for k in recipe} == recipe
     assert "seed" not in meta and meta["name"] == "soup"
+    assert "val" not in meta and "val_step" not in meta  # the blend itself was never validated
     # parents of different recipes (an SRResNet and its GAN fine-tune) keep none of it
     pm = save_generator(tmp_path / "m.safetensors", a, TINY, metadata={"stage": "mse", "data": "other/"})
     _, _, meta = load_generator(interpolate_files(pm, pb, 0.5, tmp_path / "blend.safetensors"))
