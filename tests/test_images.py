@@ -1975,3 +1975,15 @@ def test_a_comment_that_is_not_utf8_keeps_its_bytes(tmp_path):
             assert im.info.get("comment") == raw
     with Image.open(write_image(tmp_path / "o.png", got.rgb, comments=got.comments)) as im:
         assert im.text == {"Comment": raw.decode("latin-1")}  # PNG text is latin-1: the same bytes
+
+
+def test_upscaled_alpha_does_not_ring_past_its_neighbourhood():
+    """Bicubic rang past a hard edge inside the range (a half-transparent layer beside an opaque one
+    dipped to 0.445): a faint halo once composited. Each output pixel stays within its 3x3 input
+    neighbourhood; flat areas and the sizes are unchanged."""
+    edge = np.full((8, 8), 0.5, np.float32)
+    edge[:, 4:] = 1.0
+    up = upscale_alpha(edge, 4)
+    assert up.min() == 0.5 and up.max() == 1.0
+    assert np.all(up[:, :12] == 0.5) and np.all(up[:, -12:] == 1.0)  # away from the edge: as the input
+    assert 0.5 < up[0, 15] < up[0, 16] < 1.0  # the edge itself still a smooth step
