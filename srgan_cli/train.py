@@ -873,9 +873,11 @@ class _Trainer:
         # (a resumed mse run rewrites its generator.safetensors); kept in the checkpoint for resumes
         self.init_sha256 = (self.state or {}).get("init_sha256")
         if self.state is None and cfg.init is not None:
-            init_model, _, _ = load_generator(cfg.init)
-            self.G.load_state_dict(init_model.state_dict())
             self.init_sha256 = sha256_file(cfg.init)
+            init_model, _, _ = load_generator(cfg.init)
+            if sha256_file(cfg.init) != self.init_sha256:  # rewritten meanwhile (a live run's generator)
+                raise SrganError(f"{cfg.init}: changed while it was read (a run writing it?); try again")
+            self.G.load_state_dict(init_model.state_dict())
         adam = {"betas": (cfg.adam_beta1, cfg.adam_beta2)}
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, **adam)
         self.ema = None

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1714,3 +1715,27 @@ def test_an_option_at_odds_with_the_init_is_a_usage_error(data, tmp_path):
     result = _cli_train(data, tmp_path / "run", "--init", str(init), "--num-features", "16")
     line = _one_line_error(result, 2)
     assert "its generator has num_features = 8, but --num-features 16 was asked for" in line
+
+
+def test_an_init_file_rewritten_while_it_is_read_is_refused(data, tmp_path, monkeypatch):
+    """--init from a live run's generator.safetensors, rewritten between the load and the hash: the
+    run recorded the sha256 of weights it had not started from."""
+    import srgan_cli.train as train_module
+
+    train(_options(data, steps=1), tmp_path / "a")
+    train(_options(data, steps=1, seed=1), tmp_path / "b")
+    init = tmp_path / "init.safetensors"
+    shutil.copy(tmp_path / "a" / "generator.safetensors", init)
+    real = train_module.load_generator
+    calls = []
+
+    def load_then_rewrite(path, *args, **kwargs):
+        loaded = real(path, *args, **kwargs)
+        calls.append(path)
+        if Path(path) == init and len(calls) == 2:  # the load of the weights (the first reads the config)
+            shutil.copy(tmp_path / "b" / "generator.safetensors", init)  # a checkpoint landing meanwhile
+        return loaded
+
+    monkeypatch.setattr(train_module, "load_generator", load_then_rewrite)
+    with pytest.raises(SrganError, match="changed while it was read"):
+        train(_options(data, steps=1, init=str(init)), tmp_path / "run")
