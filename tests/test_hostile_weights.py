@@ -7,7 +7,6 @@ import errno
 import json
 import math
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,26 +65,6 @@ def _upscale_error(image: Path, model: str | Path) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr  # not a traceback
     assert not out.exists()
     return lines[0]
-
-
-def _within(seconds: float, call):
-    """``call()``'s result or exception, failing (not hanging) if it takes longer: opening a FIFO
-    for reading waits for a writer that never comes."""
-    box: dict[str, object] = {}
-
-    def run():
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), "hung (a FIFO opened for reading?)"
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box.get("value")
 
 
 # --- 1. dtypes srgan does not read ---
@@ -326,24 +305,24 @@ def test_models_info_shows_metadata_escaped(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
-def test_a_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path, image):
+def test_a_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path, image, without_blocking):
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)
     expected = f"{fifo}: not a regular file (a FIFO, socket or device); give a .safetensors weights file"
     for call in (read_metadata, load_generator, resolve_weights, lambda p: resolve_weights(str(p))):
         with pytest.raises(SrganError) as info:
-            _within(20, lambda call=call: call(fifo))
+            without_blocking(lambda call=call: call(fifo), fifo)
         assert _one_line(info) == expected  # was "no such weights file"
-    assert _within(60, lambda: _upscale_error(image, fifo)) == f"error: {expected}"
+    assert without_blocking(lambda: _upscale_error(image, fifo), fifo) == f"error: {expected}"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
-def test_a_fifo_named_like_a_hub_ref_is_a_local_file(tmp_path, monkeypatch):
+def test_a_fifo_named_like_a_hub_ref_is_a_local_file(tmp_path, monkeypatch, without_blocking):
     """A local path that exists is never a Hub reference, also when it is no regular file."""
     monkeypatch.setattr(hub, "download", lambda *a, **k: pytest.fail("no download for a local path"))
     (tmp_path / "acme").mkdir()
     os.mkfifo(tmp_path / "acme" / "srgan")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SrganError) as info:
-        _within(20, lambda: resolve_weights("acme/srgan"))
+        without_blocking(lambda: resolve_weights("acme/srgan"), tmp_path / "acme" / "srgan")
     assert _one_line(info).startswith("acme/srgan: not a regular file")  # was "unknown model 'acme/srgan'"
