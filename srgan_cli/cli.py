@@ -226,6 +226,10 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
     return value
 
 
+# --device of upscale and bench (train's has no default of its own: a --config may give it)
+device_option = click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
+
+
 class DroppingStream:
     """stderr for progress bars: a write that fails (stderr closed, or full as on /dev/full) is
     dropped, so drawing a bar, in the main thread or rich's refresh thread, never stops a batch

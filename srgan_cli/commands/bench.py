@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DEVICE_HELP, NonEmptyPath, check_device, is_tty, live_terminal, stdout_closed
+from ..cli import NonEmptyPath, device_option, is_tty, live_terminal, stdout_closed
 from ..config import PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -48,13 +48,7 @@ from .completion import complete_bench_model, complete_set
     help="Hugging Face Hub dataset to download named sets from.  [default: env SRGAN_BENCH_REPO, else "
     "srgan-cli/sr-benchmarks]",
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    callback=check_device,
-    help=DEVICE_HELP,
-)
+@device_option
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),

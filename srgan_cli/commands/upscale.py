@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DEVICE_HELP, DroppingStream, NonEmptyPath, check_device, check_stdout_open, live_terminal
+from ..cli import DroppingStream, NonEmptyPath, check_stdout_open, device_option, live_terminal
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from .completion import complete_model
@@ -680,13 +680,7 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     help="Average the outputs of the 8 flips and rotations of each image (8x the time; more PSNR for a "
     "PSNR-oriented model such as srresnet_x4).",
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    callback=check_device,
-    help=DEVICE_HELP,
-)
+@device_option
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
