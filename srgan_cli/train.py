@@ -1566,6 +1566,21 @@ class _Trainer:
                     window.setdefault(key, []).append(value)
             pending.clear()
 
+        def log_window(val_psnr: float | None) -> dict[str, Any]:
+            """The metrics line of the steps since the last one, written (rank 0) and returned."""
+            busy = time.perf_counter() - t_window - idle  # read_back waited for the device
+            record: dict[str, Any] = {"step": self.step}
+            record.update({k: float(np.mean(v)) for k, v in window.items()})
+            record["lr"] = lr_value
+            record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
+            record["val_psnr"] = val_psnr
+            if self.val_lpips is not None:
+                record["val_lpips"] = self.last_lpips if val_psnr is not None else None
+            record["time"] = time.time()
+            with self._rank0_work():
+                self._write_metrics(record)
+            return record
+
         it = self._loader_iter = iter(self.loader)
         while self.step < cfg.steps:
             if self._stop_agreed(stop):
@@ -1622,17 +1637,7 @@ class _Trainer:
                             ) from None
                 idle += time.perf_counter() - t_idle
             if logging:
-                busy = time.perf_counter() - t_window - idle  # read_back waited for the device
-                record: dict[str, Any] = {"step": self.step}
-                record.update({k: float(np.mean(v)) for k, v in window.items()})
-                record["lr"] = lr_value
-                record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
-                record["val_psnr"] = val_psnr
-                if self.val_lpips is not None:
-                    record["val_lpips"] = self.last_lpips if val_psnr is not None else None
-                record["time"] = time.time()
-                with self._rank0_work():
-                    self._write_metrics(record)
+                record = log_window(val_psnr)
                 self.emit({"event": "log", "steps": cfg.steps, **self._best(), **record})
                 window, n_window, idle = {}, 0, 0.0
                 t_window = time.perf_counter()
@@ -1645,16 +1650,7 @@ class _Trainer:
             if n_window:
                 # the steps since the last metrics line: lost before, and the first line after --resume
                 # then averaged fewer steps than it said; logged as a line of their own
-                busy = time.perf_counter() - t_window - idle
-                record = {"step": self.step, **{k: float(np.mean(v)) for k, v in window.items()}}
-                record["lr"] = lr_value
-                record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
-                record["val_psnr"] = None
-                if self.val_lpips is not None:
-                    record["val_lpips"] = None
-                record["time"] = time.time()
-                with self._rank0_work():
-                    self._write_metrics(record)
+                log_window(None)
             if self.step > start:
                 self._check_weights()
                 if self.saved_step != self.step:  # just saved on schedule: not twice
