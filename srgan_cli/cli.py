@@ -82,6 +82,44 @@ class LazyGroup(click.Group):
             raise
 
 
+class Command(click.Command):
+    """A command whose options cannot swallow one another: an option that takes a value takes the
+    next word whatever it is, so ``--json --no-lpips`` wrote the results to a file named
+    ``--no-lpips`` and scored LPIPS all the same, and ``--report -q`` wrote ``-q`` and was not
+    quiet. A value that is the name of one of the command's own options is refused (exit 2)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        if not ctx.resilient_parsing:  # tab completion parses half-typed lines
+            _refuse_swallowed_options(ctx, self)
+        return rest
+
+
+def _refuse_swallowed_options(ctx: click.Context, command: click.Command) -> None:
+    from click.core import ParameterSource
+
+    names = {"--help", "-h"}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(param.opts)
+            names.update(param.secondary_opts)
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.is_flag or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params.get(param.name)
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            text = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+            if text in names:
+                raise click.BadParameter(
+                    f"took the option {text} as its value; put the value right after {param.opts[-1]}"
+                    f" (./{text} for a file of that name)",
+                    ctx=ctx,
+                    param=param,
+                )
+
+
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."  # --device, in every command
 
 

@@ -227,3 +227,40 @@ def test_live_displays_only_on_a_real_terminal_that_is_not_dumb(tmp_path, monkey
             assert is_tty(terminal) and not live_terminal(terminal) and not _Reporter().tty
     finally:
         os.close(master)
+
+
+@pytest.mark.parametrize(
+    "args, option, swallowed",
+    [
+        (["upscale", "in.png", "-o", "out.png", "--report", "-q"], "--report", "-q"),
+        (["bench", "--set", "set5", "--json", "--no-lpips"], "--json", "--no-lpips"),
+        (["bench", "--set", "set5", "--save-images", "--no-lpips"], "--save-images", "--no-lpips"),
+        (["upscale", "in.png", "-o", "--report", "r.json"], "--output", "--report"),
+        (["train", "--data", "d", "--out", "--steps"], "--out", "--steps"),
+        (["interpolate", "a", "b", "--alpha", "0.5", "-o", "--help"], "--output", "--help"),
+        (["models", "--info", "-h"], "--info", "-h"),
+    ],
+)
+def test_an_option_is_never_taken_as_another_options_value(tmp_path, args, option, swallowed):
+    """`--json --no-lpips` wrote the results to a file named --no-lpips and scored LPIPS all
+    the same; `--report -q` wrote a report named -q and the run was not quiet."""
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert f"took the option {swallowed} as its value" in result.output
+        assert f"'{option}'" in result.output or f"{option}" in result.output
+        assert os.listdir(".") == []  # nothing was written under the swallowed name
+
+
+def test_a_value_that_only_starts_with_a_dash_is_still_a_value(tmp_path):
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+
+    result = CliRunner().invoke(main, ["models", "--info", str(tmp_path / "-x.safetensors")])
+    assert "took the option" not in result.output
+    assert result.exit_code == 1  # the file does not exist: an ordinary error, not a usage error

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import click
 
-from ..cli import NonEmptyPath, device_option, is_tty, live_terminal, stdout_closed
+from ..cli import Command, NonEmptyPath, device_option, is_tty, live_terminal, stdout_closed
 from ..config import PRECISIONS
 from .completion import complete_bench_model, complete_set
 
 
-@click.command("bench")
+@click.command("bench", cls=Command)
 @click.option(
     "--set",
     "set_names",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..cli import Command
 from .completion import complete_model
 
 
@@ -16,7 +17,7 @@ def _finite_alpha(ctx: click.Context, param: click.Parameter, value: float) -> f
     return value
 
 
-@click.command("interpolate")
+@click.command("interpolate", cls=Command)
 @click.argument("model_a", metavar="A", shell_complete=complete_model)
 @click.argument("model_b", metavar="B", shell_complete=complete_model)
 @click.option(

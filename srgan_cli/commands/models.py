@@ -8,11 +8,12 @@ import sys
 
 import click
 
+from ..cli import Command
 from ..errors import printable
 from .completion import complete_model
 
 
-@click.command("models")
+@click.command("models", cls=Command)
 @click.option(
     "--json",
     "as_json",

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..cli import DEVICE_HELP, DroppingStream, NonEmptyPath, check_device, live_terminal
+from ..cli import DEVICE_HELP, Command, DroppingStream, NonEmptyPath, check_device, live_terminal
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
 
@@ -42,7 +42,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
-@click.command("train")
+@click.command("train", cls=Command)
 @click.option(
     "--stage",
     type=click.Choice(["mse", "gan"]),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import DroppingStream, NonEmptyPath, check_stdout_open, device_option, live_terminal
+from ..cli import Command, DroppingStream, NonEmptyPath, check_stdout_open, device_option, live_terminal
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from .completion import complete_model
@@ -648,7 +648,7 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     return value
 
 
-@click.command("upscale")
+@click.command("upscale", cls=Command)
 @click.argument("inputs", nargs=-1, required=True, type=NonEmptyPath(path_type=Path))
 @click.option(
     "-o",
