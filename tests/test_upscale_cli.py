@@ -709,8 +709,21 @@ def test_report_replaces_an_earlier_report_but_never_another_file(weights, tmp_p
     before = image.read_bytes()
     result = run(weights, image, "-o", tmp_path / "c.png", "--report", image)
     assert result.exit_code == 2 and "not an srgan report" in result.output and image.read_bytes() == before
-    assert run(weights, image, "-o", tmp_path / "c.png", "--report", tmp_path / "no" / "r.json").exit_code == 2
+    result = run(weights, image, "-o", tmp_path / "c.png", "--report", image / "r.json")
+    assert result.exit_code == 2 and "a.png is not a folder" in result.output
     assert run(weights, image, "-o", "-", "--report", "-").exit_code == 2  # stdout is taken by the image
+
+
+def test_a_report_makes_its_folder_as_the_outputs_do(weights, tmp_path):
+    """`-o big/ --report big/report.json` on a first run was refused: "big: no such folder",
+    though -o makes big/ (bench --save-images makes its folder too)."""
+    import json
+
+    _img(tmp_path / "in" / "a.png")
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "big", "--report", tmp_path / "big" / "logs" / "r.json")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "big" / "a.png").exists()
+    assert json.loads((tmp_path / "big" / "logs" / "r.json").read_text())["written"] == 1
 
 
 def test_rerun_in_place_with_a_suffix_skips_its_earlier_outputs(weights, tmp_path):

@@ -1019,8 +1019,15 @@ def _check_report_path(path: Path | None, output: Path) -> Path | None:
         return path
     if torchrun:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
-    if not os.path.isdir(path.parent):
-        raise click.BadParameter(f"{path.parent}: no such folder", param_hint="'--report'")
+    # a missing folder is made when the report is written, as -o makes the output's folders
+    # (`-o big/ --report big/report.json` on a first run)
+    ancestor = path.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not os.path.isdir(ancestor):
+        raise click.BadParameter(f"{ancestor} is not a folder", param_hint="'--report'")
+    if ancestor != path.parent:
+        return path
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -1067,7 +1074,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
                 {**f, "input": report.shown(f["input"]), "output": report.shown(f["output"])} for f in tally.files
             ],
         }
-    text = json.dumps(doc, indent=1) + "\n"
+    text = json.dumps(doc, indent=2) + "\n"
     if str(path) == "-":
         try:
             check_stdout_open("--report -")
@@ -1083,6 +1090,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
             return False
         return True
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
