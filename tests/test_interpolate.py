@@ -186,6 +186,32 @@ def test_cli_end_to_end(pair, tmp_path):
     assert json.loads(read_metadata(out)["interpolation"])["alpha"] == 0.2
 
 
+def test_cli_makes_the_output_folder_and_reports_on_stderr(pair, tmp_path):
+    """-o new/blend.safetensors was refused ("folder new does not exist; create it first") though
+    upscale's -o and train's --out make theirs; "wrote ..." went to stdout, so a closed or full
+    stdout failed a run whose file was written (and a rerun then said "already exists")."""
+    import subprocess
+    import sys
+
+    _, _, pa, pb = pair
+    out = tmp_path / "new" / "deeper" / "blend.safetensors"
+    result = CliRunner().invoke(main, ["interpolate", str(pa), str(pb), "--alpha", "0.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and result.stdout == "" and result.stderr.startswith("wrote ")
+    out2 = tmp_path / "new" / "b2.safetensors"
+    argv = ["srgan", "interpolate", str(pa), str(pb), "--alpha", "0.5", "-o", str(out2)]
+    code = f"import sys; from srgan_cli.cli import main; sys.argv = {argv!r}; main()"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out2.is_file()
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(
+        main, ["interpolate", str(pa), str(pb), "--alpha", "0.5", "-o", str(tmp_path / "file" / "b.safetensors")]
+    )
+    assert result.exit_code == 1 and "cannot make the folder" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -184,4 +184,22 @@ def test_a_damaged_bundled_file_is_listed_as_damaged_not_available(table, monkey
     assert result.exit_code == 0
     line = next(line for line in result.output.splitlines() if line.startswith("│ tiny_x4") or "tiny_x4 " in line)
     assert "damaged" in line
-    assert "does not match its published sha256 (reinstall srgan-cli)" in " ".join(result.output.split())
+    assert "does not match its published sha256 (reinstall srgan-cli)" in " ".join(result.stderr.split())
+    assert "published sha256" not in result.stdout  # a note, on stderr: stdout holds the table alone
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "--info", ""],
+        ["models", "--fetch", " "],
+        ["interpolate", "", "srgan_x4", "--alpha", "0.5", "-o", "x.safetensors"],
+    ],
+)
+def test_an_empty_model_name_is_called_so(tmp_path, args):
+    """'' (an unset variable) was the path '.': "error: .: is a folder; give a .safetensors
+    weights file" everywhere but upscale, which said what it was."""
+    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "an empty model (an unset variable?)" in result.output and "is a folder" not in result.output

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
 import click
 
 from ..cli import Command
+from ..errors import printable
 from .completion import complete_model
 
 
@@ -56,5 +58,13 @@ def interpolate(model_a: str, model_b: str, alpha: float, output: Path, overwrit
 
     path_a = resolve_weights(model_a)
     path_b = resolve_weights(model_b)
+    try:  # a missing folder is made, as upscale's -o and train's --out make theirs
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SrganError(f"{output.parent}: cannot make the folder ({exc.strerror or exc})") from None
     written = interpolate_files(path_a, path_b, alpha, output, overwrite=overwrite, sources=(model_a, model_b))
-    click.echo(f"wrote {written} (alpha {alpha:g}: {1 - alpha:g} x {model_a} + {alpha:g} x {model_b})")
+    # a status line, on stderr as every command's: stdout closed or full no longer fails a run whose
+    # file is written (a rerun then said "already exists")
+    with contextlib.suppress(OSError):
+        shown = f"{written} (alpha {alpha:g}: {1 - alpha:g} x {model_a} + {alpha:g} x {model_b})"
+        click.echo(f"wrote {printable(shown)}", err=True)

@@ -116,17 +116,17 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
     # Piped output is not folded to 80 columns, so each model stays on one line for grep.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
+    notes = Console(stderr=True, soft_wrap=True)  # notes on stderr, as every command's: stdout holds the table
     for row in damaged:
         fix = (
             "reinstall srgan-cli"
             if row["source"] == "bundled"
             else f"a bad cached copy: 'srgan models --fetch {row['name']}' removes it, and run again downloads it"
         )
-        console.print(
+        notes.print(
             f"note: {row['name']}: {row['path']} does not match its published sha256 ({fix})",
             markup=False,
             highlight=False,
-            soft_wrap=True,
         )
 
 
