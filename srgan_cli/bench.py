@@ -1,11 +1,13 @@
 """Benchmark runs: find a test set, super-resolve it, score it the literature's way, time it,
 and draw comparison sheets.
 
-The result of :func:`run_bench` is a plain dict, also what ``srgan bench --json`` writes.
+The result of :func:`run_bench` is a plain dict, also what ``srgan bench --json`` writes (for
+several sets, a list of them in ``--set`` order; each carries its own ``srgan_version``).
 Its schema (``schema_version`` 1; new keys may be added, existing ones keep their meaning)::
 
     {
       "schema_version": 1,
+      "srgan_version": "0.1.0",   # the srgan that made it (results written before it was added lack it)
       "set": "set5",              # set name (folder name for a folder)
       "set_path": "...",          # the folder benchmarked
       "scale": 4,
@@ -448,8 +450,11 @@ def run_bench(
                 "paired": paired_difference(model_rows, rows[models[0].name], models[0].name) if index else None,
             }
         )
+    from . import __version__
+
     return {
         "schema_version": SCHEMA_VERSION,
+        "srgan_version": __version__,
         "set": bench_set.name,
         "set_path": str(bench_set.path),
         "scale": scale,

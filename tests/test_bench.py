@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from srgan_cli import __version__
 from srgan_cli import bench as core
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
@@ -52,7 +53,7 @@ def _one_line_error(result):
 
 
 def _check_schema(doc, n_models, n_images, per_image):
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 1 and doc["srgan_version"] == __version__
     assert isinstance(doc["set"], str) and isinstance(doc["set_path"], str)
     assert doc["scale"] == 4 and doc["num_images"] == n_images
     assert doc["lr_source"] in ("file", "imresize", "mixed")
@@ -258,7 +259,7 @@ def test_precision_fallback_is_noted(bench_dir, tmp_path):
     assert result.exit_code == 0, result.output
     model = json.loads(out.read_text())["models"][0]
     assert model["dtype"] == "float32" and any("fp16" in n for n in model["notes"])
-    assert "note: tiny:" in result.stdout
+    assert "note: tiny:" in result.stderr and "note:" not in result.stdout  # a note, not a result
 
 
 def test_lr_file_of_the_wrong_size_is_a_one_line_error(bench_dir, tmp_path):
@@ -916,3 +917,160 @@ def test_one_lr_file_never_pairs_with_two_hr_images(tmp_path):
         "1 of 2 images have no LR file in LR_x4/ (A.png): their LR is made from HR by bicubic imresize, "
         "so their scores are not those of the LR files"
     ]
+
+
+def _bench_run(args, stdout, cwd, timeout=300):
+    """`srgan bench ARGS` in a process of its own, stdout given (a file object or descriptor)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "srgan_cli", "bench", *map(str, args)]
+    return subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=cwd, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-stdout"])
+def test_json_never_opens_a_fifo_or_device_in_its_way(bench_dir, tmp_path, without_blocking, kind):
+    """`--json FIFO` (or /dev/stdout on a pipe) hung for ever: the FIFO was opened to see whether it
+    held an earlier result. A file that is not a regular one is refused at once, unopened."""
+    import os
+    import subprocess
+
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    if kind == "fifo":
+        result = without_blocking(lambda: _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--json", fifo), fifo)
+        assert result.exit_code == 2, result.output
+        assert "not an srgan bench result" in result.output and "Traceback" not in result.output
+        assert fifo.is_fifo()
+        return
+    # `--json /dev/stdout | ...`: a pipe, whose reader (this test) reads nothing before the end
+    read_end, write_end = os.pipe()
+    try:
+        args = ["--set", folder, "-m", "bicubic", "--no-lpips", "--json", "/dev/stdout"]
+        done = _bench_run(args, write_end, cwd=tmp_path, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("blocked reading /dev/stdout")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 2 and b"not an srgan bench result" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("json_out", [True, False], ids=["json-file", "table-only"])
+@pytest.mark.parametrize("stdout", ["full", "closed-pipe"])
+def test_a_failing_stdout_still_gets_the_json_file_written_and_says_so(bench_dir, tmp_path, stdout, json_out):
+    """`bench --json r.json | head -1` and `> /dev/full`: every set was scored, then the table
+    failed to print and r.json was never written (exit 1; without a word for the pipe)."""
+    import os
+
+    if stdout == "full" and not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    args = ["--set", folder, "-m", "bicubic", "--no-lpips", "--per-image"]
+    args += ["--json", "r.json"] if json_out else []
+    if stdout == "full":
+        with open("/dev/full", "wb") as out:
+            done = _bench_run(args, out, cwd=tmp_path)
+    else:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader left before the table came: `| head -0`
+        try:
+            done = _bench_run(args, write_end, cwd=tmp_path)
+        finally:
+            os.close(write_end)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "standard output" in err, err
+    if json_out:
+        doc = json.loads((tmp_path / "r.json").read_text())
+        _check_schema(doc, n_models=1, n_images=1, per_image=True)
+        assert "r.json" in err  # where the results are all the same
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_notes_and_status_lines_go_to_stderr_and_only_the_results_to_stdout(bench_dir, tmp_path):
+    """Notes about the set and "SR images ... written to" went to stdout, among the results, where
+    upscale and train put theirs on stderr."""
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby", "bird"))
+    (folder / "LR_x4").mkdir()
+    shutil.copy(bench_dir / "set5" / "LR_x4" / "baby.png", folder / "LR_x4" / "baby.png")
+    shutil.copy(bench_dir / "set5" / "LR_x4" / "bird.png", folder / "LR_x4" / "zebra.png")  # pairs with nothing
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--save-images", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert "note: 1 file in LR_x4/ pairs with no HR image" in result.stderr
+    assert "SR images and comparison sheets written to" in result.stderr
+    assert "srgan bench: photos" in result.stdout and "bicubic" in result.stdout
+    assert "note:" not in result.stdout and "SR images" not in result.stdout
+    assert "srgan bench" not in result.stderr  # the table is a result
+
+
+def test_json_makes_its_missing_folder_as_save_images_does(bench_dir, tmp_path, monkeypatch):
+    """`--json nope/r.json` was refused ("no such folder") while --save-images made its folder:
+    `--save-images cmp --json cmp/results.json` failed on a fresh run."""
+    monkeypatch.chdir(tmp_path)
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    args = ["--set", folder, "-m", "bicubic", "--no-lpips"]
+    result = _invoke(*args, "--save-images", "cmp", "--json", "cmp/results.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path("cmp/results.json").read_text())["set"] == "photos"
+    assert (Path("cmp") / "sheets" / "baby.png").is_file()
+    result = _invoke(*args, "--json", "new/deeper/r.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path("new/deeper/r.json").read_text())["num_images"] == 1
+    # a file where the folder goes: a usage error, before anything runs, the file as it was
+    Path("mine").write_text("my notes")
+    result = _invoke(*args, "--json", "mine/r.json")
+    assert result.exit_code == 2 and "mine: is a file" in result.output, result.output
+    assert Path("mine").read_text() == "my notes"
+
+
+def test_save_images_refuses_a_dash(bench_dir, tmp_path, monkeypatch):
+    """`--save-images -` made a folder named '-': '-' is standard output everywhere else."""
+    monkeypatch.chdir(tmp_path)
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--save-images", "-")
+    assert result.exit_code == 2, result.output
+    assert "cannot hold images" in result.output and "Traceback" not in result.output
+    assert not Path("-").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("-m", "an empty model (an unset variable?); give a model name"),
+        ("--json", "an empty path (an unset variable?); give a file name"),
+    ],
+)
+def test_an_empty_model_or_json_is_a_usage_error_naming_an_unset_variable(bench_dir, option, message, monkeypatch):
+    """-m '' said ".: is a folder; give a .safetensors weights file", --json '' ". is a folder": now
+    the words upscale has, as a usage error found with the options, before any set is read."""
+    read = []
+    real = core.load_set
+    monkeypatch.setattr(core, "load_set", lambda *a, **k: read.append(1) or real(*a, **k))
+    args = ["--set", "set5", "--data-dir", bench_dir, "--no-lpips", "-m", "bicubic", option, ""]
+    result = _invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not read
+
+
+def test_json_carries_the_srgan_version_and_replaces_a_result_written_without_it(bench_dir, tmp_path):
+    """bench's JSON had no srgan_version where upscale's report has one; a result of the version
+    before (without it) is still an earlier result that a rerun may replace."""
+    first = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    second = shutil.copytree(first, tmp_path / "more")
+    out = tmp_path / "r.json"
+    args = ["--set", first, "--set", second, "-m", "bicubic", "--no-lpips", "--json", out]
+    assert _invoke(*args).exit_code == 0
+    docs = json.loads(out.read_text())
+    assert [d["srgan_version"] for d in docs] == [__version__, __version__]  # each set's result
+    for doc in docs:
+        del doc["srgan_version"]
+    out.write_text(json.dumps(docs))  # as the version before wrote it
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert [d["srgan_version"] for d in json.loads(out.read_text())] == [__version__, __version__]
+    one = _invoke("--set", first, "-m", "bicubic", "--no-lpips", "--json", "-")
+    assert json.loads(one.stdout)["srgan_version"] == __version__

@@ -1,19 +1,24 @@
 """``srgan bench``: PSNR/SSIM/LPIPS and speed of one or more models on a test set.
 
 The JSON written by ``--json`` is the result dict documented in :mod:`srgan_cli.bench`
-(``schema_version`` 1).
+(``schema_version`` 1), or a list of them for several sets. Results (the tables, or the JSON with
+``--json -``) go to standard output; notes and status lines to standard error, as in upscale and train.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
+import os
+import stat
+import sys
 from pathlib import Path
 
 import click
 
-from ..cli import Command, NonEmptyPath, device_option, is_tty, live_terminal, stdout_closed
+from ..cli import Command, DroppingStream, NonEmptyPath, device_option, is_tty, live_terminal, stdout_closed
 from ..config import PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -34,6 +39,7 @@ from .completion import complete_bench_model, complete_set
     multiple=True,
     metavar="MODEL",
     shell_complete=complete_bench_model,
+    callback=lambda ctx, param, value: _check_models(value),
     help="Model name, .safetensors file or Hub reference; 'bicubic' is the baseline. Repeat to compare.  "
     "[default: srgan_x4]",
 )
@@ -56,12 +62,19 @@ from .completion import complete_bench_model, complete_set
     show_default=True,
     help="Compute precision; auto is fp16 on GPUs and fp32 on the CPU (bench never picks bf16 itself).",
 )
-@click.option("--json", "json_out", metavar="FILE|-", help="Write the results as JSON to FILE, or to stdout with '-'.")
+@click.option(
+    "--json",
+    "json_out",
+    metavar="FILE|-",
+    callback=lambda ctx, param, value: _check_json_name(value),
+    help="Write the results as JSON to FILE (its folder is created if missing), or to stdout with '-'.",
+)
 @click.option(
     "--save-images",
     type=NonEmptyPath(path_type=Path, file_okay=False),
     metavar="DIR",
-    help="Write SR images (DIR/<model>/) and comparison sheets (DIR/sheets/) here.",
+    callback=lambda ctx, param, value: _check_save_images(value),
+    help="Write SR images (DIR/<model>/) and comparison sheets (DIR/sheets/) here (created if missing).",
 )
 @click.option("--per-image", is_flag=True, help="Also show (and put in the JSON) the numbers of every image.")
 @click.option(
@@ -116,31 +129,19 @@ def bench(
             raise SrganError("--json -: standard output is closed")
         raise SrganError("standard output is closed, and the table of results goes there (> /dev/null drops it)")
 
-    from rich.console import Console
-
     from .. import bench as core
     from ..device import choose_device
     from ..metrics import Lpips, LpipsUnavailable
     from ..weights import DEFAULT_MODEL, MODELS
 
-    console = Console(stderr=json_to_stdout)
-    # a log or a pipe: rows as wide as they need, never cut to COLUMNS or 80; by the file, not by
-    # rich's is_terminal, which FORCE_COLOR or TTY_COMPATIBLE=1 make true for a log too
-    if not is_tty(console.file):
-        console = Console(stderr=json_to_stdout, width=_LOG_WIDTH)
+    # notes, status lines and the spinner on stderr, as upscale and train put theirs; a stderr that
+    # fails (closed, full) drops them and the run goes on. The tables go to stdout, or to stderr
+    # beside them where stdout carries the JSON (--json -).
+    notes = _console(DroppingStream(sys.stderr))
+    console = notes if json_to_stdout else _console(sys.stdout)
     # the spinner only where it redraws in place: on a log (FORCE_COLOR) it wrote a line per image
-    live = live_terminal(console.file) and console.is_interactive
-    if json_out is not None and not json_to_stdout:
-        target = Path(json_out)
-        if target.is_dir():
-            raise click.BadParameter(f"{target} is a folder; give a file name", param_hint="--json")
-        if not target.parent.is_dir():
-            raise click.BadParameter(f"{target.parent}: no such folder", param_hint="--json")
-        if (target.exists() or target.is_symlink()) and not _is_bench_json(target):
-            # a result replaces an earlier result (scripts reuse the name), never another file
-            raise click.BadParameter(
-                f"{target} exists and is not an srgan bench result; choose another name", param_hint="--json"
-            )
+    live = live_terminal(notes.file) and notes.is_interactive
+    json_file = _check_json_path(json_out) if json_out is not None and not json_to_stdout else None
 
     dev = choose_device(device)
     set_names = set_names or ("set5",)
@@ -152,7 +153,7 @@ def bench(
     for bench_set in bench_sets:
         note = core.size_note(bench_set)
         for line in ([note] if note else []) + bench_set.notes:
-            console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+            notes.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     folder_per_set = save_images is not None and len(bench_sets) > 1
     if folder_per_set:
         labels = [b.name for b in bench_sets]
@@ -203,10 +204,13 @@ def bench(
         except LpipsUnavailable as exc:
             lpips_note = exc.reason
 
+    # the tables are printed as each set is done; should stdout fail (`| head -1`, > /dev/full), the
+    # run goes on to write the --json file and the images all the same, and the error comes last
+    table_out = _TableOutput(console, stop_at_once=json_file is None and save_images is None)
     results = []
     for bench_set in bench_sets:
         message = f"benchmarking {bench_set.name} ({len(bench_set.images)} images)"
-        with console.status(message) if live else contextlib.nullcontext(_NoStatus()) as status:
+        with notes.status(message) if live else contextlib.nullcontext(_NoStatus()) as status:
 
             def progress(done: int, total: int, name: str = bench_set.name) -> None:
                 status.update(f"benchmarking {name}: {done}/{total} images")
@@ -223,9 +227,10 @@ def bench(
                 save_dir=save_dir,
                 progress=progress,
             )
-        _print_table(console, result, per_image)
+        table_out.show(_print_table, result, per_image)
         if paired and len(result["models"]) > 1:
-            _print_paired(console, result)
+            table_out.show(_print_paired, result)
+        _print_model_notes(notes, result)
         results.append(result)
     if json_out is not None:
         # one set: the result object; several: a list of them, in --set order
@@ -242,13 +247,123 @@ def bench(
             from ..fsutil import atomic_path
 
             try:
-                with atomic_path(Path(json_out)) as tmp:
+                json_file.parent.mkdir(parents=True, exist_ok=True)  # as --save-images makes its folder
+                with atomic_path(json_file) as tmp:
                     tmp.write_text(text + "\n", encoding="utf-8")
             except OSError as exc:
                 raise SrganError(f"{json_out}: cannot write the JSON ({exc.strerror or exc})") from None
     if save_images is not None:
         where = f"{save_images}" if len(bench_sets) == 1 else f"{save_images}/SET/"
-        console.print(f"SR images and comparison sheets written to {where}")
+        notes.print(
+            f"SR images and comparison sheets written to {where}", markup=False, highlight=False, soft_wrap=True
+        )
+    table_out.check(json_out if json_file is not None else None)
+
+
+def _check_models(values: tuple[str, ...]) -> tuple[str, ...]:
+    """-m '' (an unset variable) was taken as the path '.', and refused as a folder."""
+    if any(not value for value in values):
+        raise click.BadParameter(
+            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
+        )
+    return values
+
+
+def _check_json_name(value: str | None) -> str | None:
+    """--json '' (an unset variable) was taken as '.', and refused as a folder."""
+    if value is not None and not value:
+        raise click.BadParameter("an empty path (an unset variable?); give a file name, or '-' for standard output")
+    return value
+
+
+def _check_save_images(value: Path | None) -> Path | None:
+    """--save-images - made a folder named '-': '-' means standard output everywhere else."""
+    if value is not None and str(value) == "-":
+        raise click.BadParameter("takes a folder; '-' (standard output) cannot hold images")
+    return value
+
+
+def _check_json_path(json_out: str) -> Path:
+    """The --json file, refused (a usage error) before anything runs where it cannot be written or
+    is not an earlier result; its folder may be missing (it is made when the JSON is written)."""
+    from ..fsutil import file_in_the_way
+
+    target = Path(json_out)
+    if json_out.endswith(("/", os.sep)):  # Path drops the slash: "out/" wrote a file named out
+        raise click.BadParameter(f"{json_out} is a folder name; give a file name", param_hint="--json")
+    blocked = file_in_the_way(target.parent)
+    if blocked is not None:
+        raise click.BadParameter(f"{blocked}: is a file where --json needs a folder", param_hint="--json")
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        if target.is_symlink():  # a link to nothing: writing would replace the link, not what it names
+            raise click.BadParameter(
+                f"{target} exists and is not an srgan bench result; choose another name", param_hint="--json"
+            ) from None
+        return target
+    except OSError as exc:  # a name too long, a folder that cannot be searched
+        raise click.BadParameter(f"{target}: {exc.strerror or exc}", param_hint="--json") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise click.BadParameter(f"{target} is a folder; give a file name", param_hint="--json")
+    # a result replaces an earlier result (scripts reuse the name), never another file; a FIFO or a
+    # device (/dev/stdout) is never opened to find out: reading a FIFO blocked for ever
+    if not stat.S_ISREG(st.st_mode) or not _is_bench_json(target):
+        raise click.BadParameter(
+            f"{target} exists and is not an srgan bench result; choose another name"
+            + ("" if stat.S_ISREG(st.st_mode) else " (--json - writes to standard output)"),
+            param_hint="--json",
+        )
+    return target
+
+
+def _console(stream):
+    """A rich console on ``stream``. On a log or a pipe, rows as wide as they need, never cut to
+    COLUMNS or 80; by the file, not by rich's is_terminal, which FORCE_COLOR or TTY_COMPATIBLE=1
+    make true for a log too."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's own exits 1 without a word (`| head -1`): an error to report, after the JSON
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    return _Console(file=stream) if is_tty(stream) else _Console(file=stream, width=_LOG_WIDTH)
+
+
+class _TableOutput:
+    """Prints the tables on stdout; the first failure (the reader left, a full disk) stops the
+    printing, not the run, unless nothing else comes of it (``stop_at_once``)."""
+
+    def __init__(self, console, stop_at_once: bool) -> None:
+        self.console = console
+        self.stop_at_once = stop_at_once
+        self.error: OSError | None = None
+
+    def show(self, print_fn, *args) -> None:
+        if self.error is not None:
+            return
+        try:
+            print_fn(self.console, *args)
+        except OSError as exc:
+            from ..fsutil import stdout_gone
+
+            self.error = exc
+            self.console.quiet = True
+            stdout_gone()  # Python's flush at exit finds /dev/null, not the pipe that went away
+            if self.stop_at_once:
+                self.check(None)
+
+    def check(self, json_file: str | None) -> None:
+        """Raise the printing's error, if any, naming where the results are all the same."""
+        if self.error is None:
+            return
+        from ..errors import SrganError
+        from ..fsutil import stdout_problem
+
+        where = f"; the results are in {json_file}" if json_file is not None else ""
+        raise SrganError(f"{stdout_problem(self.error)} before the table of results was all written{where}")
 
 
 class _NoStatus:
@@ -259,9 +374,16 @@ class _NoStatus:
 
 
 def _is_bench_json(path: Path) -> bool:
-    """True for a file that ``srgan bench --json`` wrote: a result object, or a list of them."""
+    """True for a file that ``srgan bench --json`` wrote: a result object, or a list of them (with
+    or without the ``srgan_version`` that later versions add). Anything but a regular file is not
+    one and is never opened (a FIFO would block)."""
     from ..fsutil import read_json
 
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
     doc = read_json(path)
     docs = doc if isinstance(doc, list) else [doc]
     return bool(docs) and all(
@@ -318,11 +440,15 @@ def _print_table(console, result: dict, per_image: bool) -> None:
     _print_fitted(console, table)
     if result.get("lpips_source"):
         console.print(f"LPIPS by {result['lpips_source']}", markup=False, highlight=False, soft_wrap=True)
-    for k, note in enumerate(notes, 1):
+    for k, note in enumerate(notes, 1):  # the table's footnotes: with the table
         console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_model_notes(console, result: dict) -> None:
+    """Each model's notes (a precision it fell back from, images reproduced exactly): on stderr."""
     for model in result["models"]:
         for note in model.get("notes", []):
-            console.print(f"note: {model['name']}: {note}", markup=False, highlight=False)
+            console.print(f"note: {model['name']}: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_paired(console, result: dict) -> None:
