@@ -1006,6 +1006,22 @@ def test_notes_and_status_lines_go_to_stderr_and_only_the_results_to_stdout(benc
     assert "srgan bench" not in result.stderr  # the table is a result
 
 
+def test_quiet_leaves_stderr_to_errors(bench_dir, tmp_path):
+    """-q was refused ("No such option") though upscale and train take it: a cron job's bench
+    mailed its notes every night."""
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby", "bird"))
+    (folder / "LR_x4").mkdir()
+    shutil.copy(bench_dir / "set5" / "LR_x4" / "bird.png", folder / "LR_x4" / "zebra.png")  # a note
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "-q", "--save-images", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "" and "bicubic" in result.stdout
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "-q", "--json", "-")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert json.loads(result.stdout)["set"] == "photos"
+    result = _invoke("--set", folder, "-m", tmp_path / "missing.safetensors", "-q")
+    assert "error:" in result.stderr  # errors still
+
+
 def test_json_makes_its_missing_folder_as_save_images_does(bench_dir, tmp_path, monkeypatch):
     """`--json nope/r.json` was refused ("no such folder") while --save-images made its folder:
     `--save-images cmp --json cmp/results.json` failed on a fresh run."""

@@ -96,6 +96,9 @@ from .completion import complete_bench_model, complete_set
     is_flag=True,
     help="Also score each model with the x8 self-ensemble of 'srgan upscale --ensemble' (rows NAME+ensemble).",
 )
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress or notes on stderr (nor the tables, with --json -); errors still."
+)
 def bench(
     set_names: tuple[str, ...],
     model_specs: tuple[str, ...],
@@ -110,6 +113,7 @@ def bench(
     paired: bool,
     no_lpips: bool,
     ensemble: bool,
+    quiet: bool = False,
 ) -> None:
     """Score models on a test set the literature's way (Y-channel PSNR/SSIM, 4 px border) and time them.
 
@@ -138,6 +142,7 @@ def bench(
     # fails (closed, full) drops them and the run goes on. The tables go to stdout, or to stderr
     # beside them where stdout carries the JSON (--json -).
     notes = _console(DroppingStream(sys.stderr))
+    notes.quiet = quiet  # -q, as upscale's and train's: what stderr gets besides errors
     console = notes if json_to_stdout else _console(sys.stdout)
     # the spinner only where it redraws in place: on a log (FORCE_COLOR) it wrote a line per image
     live = live_terminal(notes.file) and notes.is_interactive
