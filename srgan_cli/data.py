@@ -372,19 +372,26 @@ class ValImage:
 NAMED_SETS = ("set5", "set14", "bsd100")
 
 
-def load_val_set(spec: str, data_dir: str | Path | None, scale: int) -> list[ValImage]:
+def load_val_set(spec: str, data_dir: str | Path | None, scale: int, notes: list[str] | None = None) -> list[ValImage]:
     """A validation set, read as ``srgan bench`` reads it.
 
     ``spec`` is a named set (set5, set14, bsd100: under ``data_dir``, else SRGAN_DATA_DIR, else
     the Hub, as ``srgan bench``), a folder with ``HR/`` (and ``LR_x<scale>/``), or a plain folder
     of HR images. HR is cropped to a multiple of ``scale``; missing LR images are made with the
-    MATLAB bicubic.
+    MATLAB bicubic. ``notes``, where given, gets the notes ``srgan bench --set`` prints about the
+    set (a partial copy of a standard set, LR files that pair with nothing, HR images whose LR
+    had to be made).
     """
     folder = Path(os.path.expanduser(spec))  # Path.expanduser raises for a user who does not exist
     if spec.lower() in NAMED_SETS or (folder / "HR").is_dir():
         from . import bench
 
-        bench_set = bench.load_set(bench.resolve_set(spec, data_dir), scale)
+        # named as srgan bench names it, so that a partial copy of a standard set is noted alike
+        name = spec.lower() if spec.lower() in NAMED_SETS and not folder.is_dir() else folder.resolve().name or "set"
+        bench_set = bench.load_set(bench.resolve_set(spec, data_dir), scale, name=name)
+        if notes is not None:
+            size = bench.size_note(bench_set)
+            notes.extend(([size] if size else []) + bench_set.notes)
         return [ValImage(item.name, item.lr, item.hr) for item in bench_set.images]
     if not folder.is_dir():
         raise SrganError(f"--val {spec}: not a named set ({', '.join(NAMED_SETS)}) nor a folder of images")

@@ -562,7 +562,10 @@ def _resolve_options(
         # Every rank checks here, before torch.distributed is set up: rank 0 writes nothing until
         # all ranks have joined its first collectives, so each one sees the folder as it was.
         replacing = _refuse_run_files(run_dir)
-        return TrainConfig.from_dict(options).resolved(), None, replacing
+        cfg = TrainConfig.from_dict(options).resolved()
+        if cfg.init is not None:  # once the options agree: a Hub reference may be a download
+            cfg.init = resolve_init(cfg.init)  # the run records the file its weights come from, not the name
+        return cfg, None, replacing
     state = load_checkpoint(ckpt_path)
     saved = dict(state.get("config") or {})
     known = {f.name for f in fields(TrainConfig)}
@@ -593,6 +596,9 @@ def _resolve_options(
                 if key != "val" or os.path.exists(there):  # a --val that is no folder there names a set
                     saved[key] = there
     new_init, old_init = options.get("init"), saved.get("init")
+    if new_init is not None:  # a name or Hub reference, compared as the file it stands for
+        new_init = resolve_init(new_init)
+        options = {**options, "init": new_init}
     if new_init is not None and (old_init is None or os.path.realpath(new_init) != os.path.realpath(old_init)):
         # the weights come from the checkpoint: a new --init would be recorded in the exports, not used
         raise OptionError(
@@ -617,6 +623,35 @@ def _resolve_options(
             "or use RUN/generator.safetensors as it is"
         )
     return cfg, state, None
+
+
+def resolve_init(init: str | os.PathLike[str]) -> str:
+    """The weights file ``--init`` names: a named model (srresnet_x4), a local ``.safetensors``
+    file or a Hub reference (owner/repo[:file][@rev]), resolved as ``srgan upscale -m`` resolves
+    its model (:func:`hub.resolve_weights`; a ``Path`` is always a local file). A value that names
+    nothing (no such file, an unknown name, a folder, ``bicubic``) is an OptionError (exit 2, as
+    click's check of the path was); a download or a damaged file stays an SrganError."""
+    from .hub import looks_like_hub_ref, resolve_weights
+    from .weights import MODELS
+
+    text = os.fspath(init) if isinstance(init, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise OptionError(f"--init must be a model name, a .safetensors file or a Hub reference, got {init!r}")
+    if isinstance(init, str) and text.lower() == "bicubic" and not os.path.lexists(text):
+        raise OptionError(
+            f"--init {text}: the bicubic baseline of srgan bench is no generator to train from; give a model name "
+            f"({', '.join(MODELS)}), a .safetensors file or a Hub reference"
+        )
+    local = os.path.expanduser(text)  # as resolve_weights reads it (os.path: no error for a user who does not exist)
+    named = isinstance(init, str) and (text in MODELS or looks_like_hub_ref(text))
+    try:
+        return str(resolve_weights(init))
+    except SrganError as exc:
+        if named or (os.path.exists(local) and not os.path.isdir(local)):
+            raise  # a download that failed, a bundled or local file that is damaged or unreadable
+        message = str(exc)  # "PATH: no such weights file", "unknown model 'x': expected ..."
+        where = "--init " if message.startswith(str(Path(local))) else "--init: "
+        raise OptionError(where + message) from None
 
 
 def _refuse_run_files(run_dir: Path) -> str | None:
@@ -829,8 +864,10 @@ class _Trainer:
         if self._report is not None and self.dist.main:
             self._report(event)
 
-    def info(self, message: str) -> None:
-        self.emit({"event": "info", "message": message})
+    def info(self, message: str, kind: str = "note") -> None:
+        """An ``info`` event: ``kind`` "note" for a remark on this run (the CLI prints it as
+        ``note: ...``, as upscale and bench print theirs), "status" for what every run reports."""
+        self.emit({"event": "info", "message": message, "kind": kind})
 
     # -- set-up --------------------------------------------------------------------------------
     def _generator_config(self) -> GeneratorConfig:
@@ -1079,8 +1116,12 @@ class _Trainer:
                 if held:
                     self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
                 elif cfg.val:
-                    data_dir = cfg.data_dir or os.environ.get("SRGAN_DATA_DIR")
-                    self.val_images = load_val_set(cfg.val, data_dir, cfg.scale)
+                    # no --data-dir: None, and the set is looked for as srgan bench looks (SRGAN_DATA_DIR,
+                    # then the Hub), which names the variable, not a --data-dir the user did not give
+                    val_notes: list[str] = []
+                    self.val_images = load_val_set(cfg.val, cfg.data_dir or None, cfg.scale, notes=val_notes)
+                    for note in val_notes:  # what srgan bench --set says about the set, said once here
+                        self.info(f"--val {cfg.val}: {note}")
             if self.val_images:
                 from .metrics import Lpips, LpipsUnavailable
 
@@ -1109,7 +1150,7 @@ class _Trainer:
             self.best_score = restored_score
         if scan is None:
             scan = self._scan()
-        self.info(scan.summary() + (f"; {len(held)} more held out for validation" if held else ""))
+        self.info(scan.summary() + (f"; {len(held)} more held out for validation" if held else ""), kind="status")
         cache = resolve_cache(cfg.cache, scan)
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")

@@ -264,6 +264,38 @@ def test_val_folder_makes_lr_and_bad_sets_are_one_line_errors(tmp_path):
         load_val_set(str(tmp_path / "missing"), None, 4)
 
 
+def _partial_set(root, name="set5"):
+    """A copy of ``name`` with 2 HR images, an LR file for one, and an LR file that pairs with nothing."""
+    _write_images(root / name / "HR", 2)
+    lr = root / name / "LR_x4"
+    lr.mkdir()
+    for stem in ("img0", "orphan"):
+        Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(lr / f"{stem}.png")
+    return root / name
+
+
+def test_a_val_set_gives_the_notes_srgan_bench_prints_about_it(tmp_path, monkeypatch):
+    """load_val_set read the set as srgan bench does, and dropped what bench says about it: a
+    partial copy of a standard set, LR files that pair with nothing, HR images whose LR is made."""
+    folder = _partial_set(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    expected = [
+        f"set5 at {folder} has 2 images, the standard set5 has 5: its scores are not comparable with published ones",
+        "1 file in LR_x4/ pairs with no HR image by name and is not used: orphan.png",
+        "1 of 2 images have no LR file in LR_x4/ (img1.png): their LR is made from HR by bicubic imresize, "
+        "so their scores are not those of the LR files",
+    ]
+    for spec, data_dir in (("set5", tmp_path), (str(folder), None)):
+        notes: list[str] = []
+        images = load_val_set(spec, data_dir, 4, notes=notes)
+        assert len(images) == 2 and notes == expected, (spec, notes)
+    assert len(load_val_set("set5", tmp_path, 4)) == 2  # without a list for them: as before
+    notes = []
+    _write_images(tmp_path / "plain", 2)
+    load_val_set(str(tmp_path / "plain"), None, 4, notes=notes)
+    assert notes == []
+
+
 def test_named_val_set_uses_given_lr_files(shared_data):
     images = load_val_set("set5", shared_data / "bench", 4)
     assert len(images) == 5

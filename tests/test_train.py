@@ -1739,3 +1739,153 @@ def test_an_init_file_rewritten_while_it_is_read_is_refused(data, tmp_path, monk
     monkeypatch.setattr(train_module, "load_generator", load_then_rewrite)
     with pytest.raises(SrganError, match="changed while it was read"):
         train(_options(data, steps=1, init=str(init)), tmp_path / "run")
+
+
+def test_train_prints_its_notes_as_note_lines_and_its_status_lines_as_they_are(data, tmp_path):
+    """upscale and bench print "note: fp16 is not supported on the CPU; running in fp32"; train
+    printed its notes bare, like its progress lines. The events keep the bare message."""
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--steps", "1", "--num-blocks", "1", "--num-features", "8"]
+    args += ["--batch-size", "2", "--patch-size", "16", "--workers", "0", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--precision", "fp16", "--cache", "on"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "note: fp16 is not supported on the CPU; running in fp32" in lines, lines
+    assert any(line.startswith("note: decoding the images into memory (") for line in lines), lines
+    assert any(line.startswith(f"3 training images in {data} (skipped 0") for line in lines), lines  # status
+    for start in ("stage mse: ", "step 1/1 ", "checkpoint at step 1", "done: step 1"):
+        assert any(line.startswith(start) for line in lines), (start, lines)
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(notes) == 2 and not any("note: note:" in line for line in lines), lines
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "note: the run is already at step 1 of 1; raise --steps to train further" in result.output.splitlines()
+    events = []
+    train(_options(data, steps=1, precision="fp16"), tmp_path / "api", report=events.append)
+    infos = [e for e in events if e["event"] == "info"]
+    assert infos[0] == {"event": "info", "message": "fp16 is not supported on the CPU; running in fp32", "kind": "note"}
+    assert [e["kind"] for e in infos if "training images in" in e["message"]] == ["status"]
+
+
+def test_out_cannot_be_standard_output(data, tmp_path, monkeypatch):
+    """--out - quietly made a run folder named '-'."""
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(_cli_train(data, Path("-")), code=2)
+    assert line == "error: --out -: a run folder cannot be standard output; give a folder name"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[train]\nout = "-"\n')
+    line = _one_line_error(_cli_train(data, Path("x"), "--config", str(cfg), "--out", "-"), code=2)
+    assert "standard output" in line
+    args = ["train", "--data", str(data), "--config", str(cfg), "--steps", "1"]  # from the config file alone
+    assert "standard output" in _one_line_error(CliRunner().invoke(main, args), code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "run.toml"]
+
+
+def _bundled(name: str) -> Path:
+    from srgan_cli.weights import MODELS
+
+    path = MODELS[name].bundled_path()
+    if path is None:
+        pytest.skip(f"{name} is not bundled in this install")
+    return path
+
+
+def test_init_takes_a_model_name_as_upscale_does(data, tmp_path):
+    """--stage gan --init srgan_x4 exited 2 with "File 'srgan_x4' does not exist": --init took a
+    path only, while -m of upscale and bench take model names and Hub references."""
+    from srgan_cli.weights import MODELS
+
+    bundled = _bundled("srgan_x4")
+    run = tmp_path / "run"
+    args = ["train", "--stage", "gan", "--init", "srgan_x4", "--content-loss", "mse", "--data", str(data)]
+    args += ["--out", str(run), "--steps", "1", "--batch-size", "1", "--patch-size", "16", "--d-features", "8"]
+    result = CliRunner().invoke(main, [*args, "--workers", "0", "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["init"] == str(bundled)  # the file, not the name
+    meta = read_metadata(run / "generator.safetensors")
+    assert meta["init"] == str(bundled) and meta["init_sha256"] == MODELS["srgan_x4"].sha256
+    # a resume given the same --init again, by name, is the same weights
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "2", "--init", "srgan_x4"])
+    assert result.exit_code == 0, result.output
+    assert read_metadata(run / "generator.safetensors")["init"] == str(bundled)
+
+
+def test_init_takes_a_hub_reference(data, tmp_path, monkeypatch):
+    from srgan_cli import hub
+    from srgan_cli.weights import sha256_file
+
+    train(_options(data, steps=1), tmp_path / "first")
+    cached = tmp_path / "hub-cache" / "model.safetensors"
+    cached.parent.mkdir()
+    shutil.copy(tmp_path / "first" / "generator.safetensors", cached)
+    fetched = []
+
+    def download(ref, sha256=None):
+        fetched.append(ref)
+        return cached
+
+    monkeypatch.setattr(hub, "download", download)
+    run = tmp_path / "run"
+    train(_options(data, steps=1, init="acme/tiny-srresnet@v1"), run)
+    assert fetched == [hub.HubRef("acme/tiny-srresnet", "model.safetensors", "v1")]
+    assert json.loads((run / "config.json").read_text())["init"] == str(cached)
+    meta = read_metadata(run / "generator.safetensors")
+    assert meta["init"] == str(cached) and meta["init_sha256"] == sha256_file(cached)
+    assert train({"steps": 2, "init": "acme/tiny-srresnet@v1"}, run, resume=True).step == 2
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("bicubic", "--init bicubic: the bicubic baseline of srgan bench is no generator to train from"),
+        ("srgan_x5", "--init: unknown model 'srgan_x5': expected a model name (srgan_x4, srresnet_x4"),
+        ("missing.safetensors", "--init missing.safetensors: no such weights file"),
+        ("images", "--init images: is a folder"),
+    ],
+)
+def test_an_init_that_names_nothing_is_one_line_usage_error(data, tmp_path, monkeypatch, value, says):
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--init", value), code=2)
+    assert line.startswith(f"error: {says}"), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_init_is_a_usage_error(data, tmp_path):
+    result = _cli_train(data, tmp_path / "run", "--init", "")
+    assert result.exit_code == 2 and "an empty model" in result.output, result.output
+
+
+def test_a_missing_srgan_data_dir_is_named_as_the_variable(data, tmp_path, monkeypatch):
+    """SRGAN_DATA_DIR=/nonexist srgan train --val set5 blamed a --data-dir the user had not given."""
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(tmp_path / "nonexist"))
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--val", "set5"))
+    assert line.startswith(f"error: SRGAN_DATA_DIR {tmp_path / 'nonexist'}: no such folder"), line
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--val", "set5", "--data-dir", str(tmp_path / "no")))
+    assert line.startswith(f"error: --data-dir {tmp_path / 'no'}: no such folder"), line  # given: named so
+
+
+def test_the_notes_bench_prints_about_a_val_set_are_notes_of_the_run(data, tmp_path, monkeypatch):
+    """train --val dropped what srgan bench --set says about the set: a partial copy of a standard
+    set, LR files that pair with nothing, HR images whose LR had to be made."""
+    root = tmp_path / "bench"
+    _images(root / "set5" / "HR", count=2, size=40)
+    (root / "set5" / "LR_x4").mkdir()
+    for stem in ("0", "orphan"):
+        Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(root / "set5" / "LR_x4" / f"{stem}.png")
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(root))
+    events = []
+    train(_options(data, steps=2, val="set5", val_every=1), tmp_path / "run", report=events.append)
+    notes = [e["message"] for e in events if e["event"] == "info" and e["kind"] == "note"]
+    expected = [
+        f"--val set5: set5 at {root / 'set5'} has 2 images, the standard set5 has 5: its scores are not comparable "
+        "with published ones",
+        "--val set5: 1 file in LR_x4/ pairs with no HR image by name and is not used: orphan.png",
+        "--val set5: 1 of 2 images have no LR file in LR_x4/ (1.png): their LR is made from HR by bicubic imresize, "
+        "so their scores are not those of the LR files",
+    ]
+    assert [n for n in notes if n.startswith("--val")] == expected, notes  # once each, at the start
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "run"), "--resume", "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "note: --val set5: 1 file in LR_x4/ pairs with no HR image by name and is not used: orphan.png" in (
+        result.output.splitlines()
+    )

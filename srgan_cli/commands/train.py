@@ -15,6 +15,7 @@ import click
 from ..cli import DEVICE_HELP, Command, DroppingStream, NonEmptyPath, check_device, live_terminal
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
+from .completion import complete_model
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
 _BOOL_KEYS = ("no_batch_norm", "no_d_batch_norm", "channels_last", "compile_", "cuda_graphs", "resume", "quiet")
@@ -42,6 +43,15 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
+def _init(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--init '' (an unset variable) refused as upscale refuses -m ''; what it names is resolved by the trainer."""
+    if value is not None and not value:
+        raise click.BadParameter(
+            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
+        )
+    return value
+
+
 @click.command("train", cls=Command)
 @click.option(
     "--stage",
@@ -61,8 +71,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option(
     "--init",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Generator to start from (required for --stage gan).",
+    type=str,
+    metavar="MODEL",
+    callback=_init,
+    shell_complete=complete_model,
+    help="Generator to start from (required for --stage gan): a named model (see 'srgan models', e.g. "
+    "srresnet_x4), a .safetensors file (e.g. RUN/generator.safetensors) or a Hub reference "
+    "owner/repo[:file][@rev].",
 )
 @click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its checkpoint.")
 @click.option(
@@ -274,6 +289,8 @@ def train(config_file: Path | None, **given: Any) -> None:
     quiet = bool(options.pop("quiet", False))
     if out is None:
         raise click.UsageError("--out is required: the run folder")
+    if str(out) == "-":  # a folder named '-' was made, where '-' means standard output to upscale and bench
+        raise OptionError("--out -: a run folder cannot be standard output; give a folder name")
     if not resume and "data" not in options:
         raise click.UsageError("--data is required: a folder (tree) of training images")
     for key in ("data", "init", "vgg_weights", "data_dir"):
@@ -399,7 +416,9 @@ class _Reporter:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "info":
-            self._line(event["message"])
+            # a note as upscale and bench print theirs; a status line (the training images found) as it is
+            prefix = "" if event.get("kind") == "status" else "note: "
+            self._line(prefix + event["message"])
         elif kind == "start":
             self.t0, self.step0 = time.monotonic(), event["step"]
             g = event["generator"]
