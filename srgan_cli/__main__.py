@@ -1,4 +1,4 @@
-from srgan_cli.cli import main
+from srgan_cli.cli import run
 
 if __name__ == "__main__":
-    main(prog_name="srgan")
+    run()

@@ -434,6 +434,8 @@ def _setup_dist(device_name: str) -> tuple[Dist, torch.device]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
         owns = True
+        global STARTED_PROCESS_GROUP
+        STARTED_PROCESS_GROUP = True
     return Dist(dist.get_rank(), dist.get_world_size(), local, owns), device
 
 
@@ -802,6 +804,11 @@ class _RunLock:
         with contextlib.suppress(OSError):
             for folder in self.made:
                 folder.rmdir()  # only if empty: a run that failed before writing anything leaves nothing
+
+
+# Set once this process has started a torch.distributed process group (under torchrun): the
+# command line then ends the process without the interpreter's teardown (see cli.run).
+STARTED_PROCESS_GROUP = False
 
 
 def _train(

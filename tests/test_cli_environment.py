@@ -264,3 +264,51 @@ def test_a_value_that_only_starts_with_a_dash_is_still_a_value(tmp_path):
     result = CliRunner().invoke(main, ["models", "--info", str(tmp_path / "-x.safetensors")])
     assert "took the option" not in result.output
     assert result.exit_code == 1  # the file does not exist: an ordinary error, not a usage error
+
+
+@pytest.mark.parametrize(
+    "args, code", [(["models", "--json"], 0), (["upscale", "nonexist.png", "-o", "x.png"], 1), (["--bogus"], 2)]
+)
+def test_a_process_that_started_a_process_group_ends_with_its_commands_status_and_output(tmp_path, args, code):
+    """Under torchrun the program ends without the interpreter's teardown (where gloo could abort a
+    finished run, SIGABRT): its buffered output must still come out whole, with the command's status."""
+    script = (
+        "import sys; import srgan_cli.train as t; t.STARTED_PROCESS_GROUP = True; "
+        f"from srgan_cli.cli import run; sys.argv = ['srgan', *{args!r}]; run()"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), cwd=tmp_path)
+    assert done.returncode == code, done.stderr
+    if code == 0:
+        assert {row["name"] for row in __import__("json").loads(done.stdout)} >= {"srresnet_x4", "srgan_x4"}
+    else:
+        assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_the_ending_without_teardown_flushes_what_is_buffered(monkeypatch):
+    import io
+
+    import srgan_cli.cli as cli
+    import srgan_cli.train as train
+
+    class Ended(Exception):
+        pass
+
+    def exit_now(code):
+        raise Ended(code)
+
+    out, err = io.StringIO(), io.StringIO()
+    flushed = []
+    monkeypatch.setattr(out, "flush", lambda: flushed.append("out"), raising=False)
+    monkeypatch.setattr(err, "flush", lambda: flushed.append("err"), raising=False)
+    monkeypatch.setattr(train, "STARTED_PROCESS_GROUP", True)
+    monkeypatch.setattr(cli, "main", lambda **kwargs: sys.exit(3))
+    monkeypatch.setattr(cli.os, "_exit", exit_now)
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.raises(Ended) as ended:
+        cli.run()
+    assert ended.value.args == (3,) and flushed == ["out", "err"]
+    monkeypatch.setattr(train, "STARTED_PROCESS_GROUP", False)
+    with pytest.raises(SystemExit) as exited:  # no process group: an ordinary exit
+        cli.run()
+    assert exited.value.code == 3
