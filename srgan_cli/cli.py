@@ -86,31 +86,41 @@ class Command(click.Command):
     """A command whose options cannot swallow one another: an option that takes a value takes the
     next word whatever it is, so ``--json --no-lpips`` wrote the results to a file named
     ``--no-lpips`` and scored LPIPS all the same, and ``--report -q`` wrote ``-q`` and was not
-    quiet. A value that is the name of one of the command's own options is refused (exit 2)."""
+    quiet. A value that is the name of one of the command's own options is refused (exit 2);
+    ``./-q`` names such a file. The words as typed are kept for :func:`typed_value`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:  # the words as typed, before click turns ./-q into the Path -q
+            typed, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            typed = {}  # click's own parsing below says what is wrong
+        ctx.meta[_TYPED] = typed
         rest = super().parse_args(ctx, args)
         if not ctx.resilient_parsing:  # tab completion parses half-typed lines
-            _refuse_swallowed_options(ctx, self)
+            _refuse_swallowed_options(ctx, self, typed)
         return rest
 
 
-def _refuse_swallowed_options(ctx: click.Context, command: click.Command) -> None:
-    from click.core import ParameterSource
+_TYPED = "srgan.typed_options"
 
+
+def typed_value(ctx: click.Context | None, name: str) -> object:
+    """An option's value as typed on the command line (a str, a list for a repeated option),
+    or None where it was not typed there."""
+    return None if ctx is None else ctx.meta.get(_TYPED, {}).get(name)
+
+
+def _refuse_swallowed_options(ctx: click.Context, command: click.Command, typed: dict) -> None:
     names = {"--help", "-h"}
     for param in command.params:
         if isinstance(param, click.Option):
             names.update(param.opts)
             names.update(param.secondary_opts)
     for param in command.params:
-        if not isinstance(param, click.Option) or param.is_flag or param.name is None:
+        if not isinstance(param, click.Option) or param.is_flag or param.name not in typed:
             continue
-        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params.get(param.name)
-        for item in value if isinstance(value, (tuple, list)) else (value,):
-            text = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        value = typed[param.name]
+        for text in value if isinstance(value, (tuple, list)) else (value,):
             if text in names:
                 raise click.BadParameter(
                     f"took the option {text} as its value; put the value right after {param.opts[-1]}"

@@ -256,14 +256,31 @@ def test_an_option_is_never_taken_as_another_options_value(tmp_path, args, optio
         assert os.listdir(".") == []  # nothing was written under the swallowed name
 
 
-def test_a_value_that_only_starts_with_a_dash_is_still_a_value(tmp_path):
+def test_a_value_that_only_starts_with_a_dash_is_still_a_value(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from srgan_cli.cli import main
 
-    result = CliRunner().invoke(main, ["models", "--info", str(tmp_path / "-x.safetensors")])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["models", "--info", "-x.safetensors"])
     assert "took the option" not in result.output
     assert result.exit_code == 1  # the file does not exist: an ordinary error, not a usage error
+
+
+def test_dot_slash_names_a_file_called_like_an_option(tmp_path, monkeypatch):
+    """The refusal says ./-q names such a file; click turned the Path ./-q into -q and refused it
+    too, so only an absolute path could."""
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save("in.png")
+    result = CliRunner().invoke(main, ["upscale", "in.png", "-o", "./--report", "-q", "--report", "./-q"])
+    assert result.exit_code == 0, result.output
+    assert Path("-q").is_file() and (Path("--report") / "in.png").is_file()  # -o without a suffix: a folder
+    result = CliRunner().invoke(main, ["train", "--data", "in.png", "--out", "./-", "--steps", "-1"])
+    assert "standard output" not in result.output  # ./- is a folder named '-', not stdout
 
 
 @pytest.mark.parametrize(

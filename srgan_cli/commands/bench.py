@@ -18,7 +18,16 @@ from pathlib import Path
 
 import click
 
-from ..cli import Command, DroppingStream, NonEmptyPath, device_option, is_tty, live_terminal, stdout_closed
+from ..cli import (
+    Command,
+    DroppingStream,
+    NonEmptyPath,
+    device_option,
+    is_tty,
+    live_terminal,
+    stdout_closed,
+    typed_value,
+)
 from ..config import PRECISIONS
 from .completion import complete_bench_model, complete_set
 
@@ -73,7 +82,7 @@ from .completion import complete_bench_model, complete_set
     "--save-images",
     type=NonEmptyPath(path_type=Path, file_okay=False),
     metavar="DIR",
-    callback=lambda ctx, param, value: _check_save_images(value),
+    callback=lambda ctx, param, value: _check_save_images(value, typed_value(ctx, "save_images")),
     help="Write SR images (DIR/<model>/) and comparison sheets (DIR/sheets/) here (created if missing).",
 )
 @click.option("--per-image", is_flag=True, help="Also show (and put in the JSON) the numbers of every image.")
@@ -281,9 +290,10 @@ def _check_json_name(value: str | None) -> str | None:
     return value
 
 
-def _check_save_images(value: Path | None) -> Path | None:
-    """--save-images - made a folder named '-': '-' means standard output everywhere else."""
-    if value is not None and str(value) == "-":
+def _check_save_images(value: Path | None, typed: object = None) -> Path | None:
+    """--save-images - made a folder named '-': '-' means standard output everywhere else (./- names
+    such a folder)."""
+    if value is not None and (typed if isinstance(typed, str) else str(value)) == "-":
         raise click.BadParameter("takes a folder; '-' (standard output) cannot hold images")
     return value
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..cli import DEVICE_HELP, Command, DroppingStream, NonEmptyPath, check_device, live_terminal
+from ..cli import DEVICE_HELP, Command, DroppingStream, NonEmptyPath, check_device, live_terminal, typed_value
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
 from .completion import complete_model
@@ -289,7 +289,8 @@ def train(config_file: Path | None, **given: Any) -> None:
     quiet = bool(options.pop("quiet", False))
     if out is None:
         raise click.UsageError("--out is required: the run folder")
-    if str(out) == "-":  # a folder named '-' was made, where '-' means standard output to upscale and bench
+    typed = typed_value(click.get_current_context(silent=True), "out")  # ./- names a folder '-'
+    if (typed if isinstance(typed, str) else str(out)) == "-":  # a folder '-' was made; '-' is stdout elsewhere
         raise OptionError("--out -: a run folder cannot be standard output; give a folder name")
     if not resume and "data" not in options:
         raise click.UsageError("--data is required: a folder (tree) of training images")
