@@ -152,6 +152,22 @@ def file_in_the_way(folder: str | Path) -> Path | None:
     return None
 
 
+def folder_problem(folder: str | Path) -> str | None:
+    """Why a file cannot be written into ``folder``, made where missing, as a message; None if it
+    can. Checked before a run so that a JSON or report written at its end is not lost to a file in
+    the way or a folder that cannot be written (the run's work done, then "cannot write")."""
+    folder = Path(folder)
+    blocked = file_in_the_way(folder)
+    if blocked is not None:
+        return f"{blocked}: is a file, not a folder"
+    there = folder
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    if not os.access(there, os.W_OK | os.X_OK):
+        return f"{there}: cannot write there (permission denied)"
+    return None
+
+
 def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:
     """The JSON document in ``path`` (its first ``limit`` bytes), or None when the file cannot be
     read or is not JSON: how a command tells its own earlier output, which it may replace, from

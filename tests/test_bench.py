@@ -1042,6 +1042,26 @@ def test_json_makes_its_missing_folder_as_save_images_does(bench_dir, tmp_path, 
     assert Path("mine").read_text() == "my notes"
 
 
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(bench_dir, tmp_path, monkeypatch):
+    """A missing folder is made at the end: one that could not be (no permission, `new/..`) failed
+    only after every set was scored."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    args = ["--set", folder, "-m", "bicubic", "--no-lpips"]
+    for name in ("new/..", "new/.", "out/"):
+        result = _invoke(*args, "--json", name)
+        assert result.exit_code == 2 and "is a folder name" in result.output, result.output
+        assert not Path("new").exists() and not Path("out").exists()
+    Path("locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "locked" and real_access(p, mode))
+    result = _invoke(*args, "--json", "locked/deeper/r.json")
+    assert result.exit_code == 2 and "locked: cannot write there" in result.output, result.output
+    assert "benchmarking" not in result.output and not Path("locked/deeper").exists()
+
+
 def test_save_images_refuses_a_dash(bench_dir, tmp_path, monkeypatch):
     """`--save-images -` made a folder named '-': '-' is standard output everywhere else."""
     monkeypatch.chdir(tmp_path)

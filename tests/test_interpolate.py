@@ -209,7 +209,12 @@ def test_cli_makes_the_output_folder_and_reports_on_stderr(pair, tmp_path):
     result = CliRunner().invoke(
         main, ["interpolate", str(pa), str(pb), "--alpha", "0.5", "-o", str(tmp_path / "file" / "b.safetensors")]
     )
-    assert result.exit_code == 1 and "cannot make the folder" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "file: is a file, not a folder" in result.output, result.output
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_text("junk")
+    made = tmp_path / "made" / "deep" / "b.safetensors"
+    result = CliRunner().invoke(main, ["interpolate", str(pa), str(bogus), "--alpha", "0.5", "-o", str(made)])
+    assert result.exit_code == 1 and not (tmp_path / "made").exists()  # a failed blend leaves no folder
 
 
 @pytest.mark.parametrize(

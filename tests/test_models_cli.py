@@ -193,6 +193,7 @@ def test_a_damaged_bundled_file_is_listed_as_damaged_not_available(table, monkey
     [
         ["models", "--info", ""],
         ["models", "--fetch", " "],
+        ["models", "--fetch", "srgan_x4", "--fetch", ""],
         ["interpolate", "", "srgan_x4", "--alpha", "0.5", "-o", "x.safetensors"],
     ],
 )
@@ -203,3 +204,4 @@ def test_an_empty_model_name_is_called_so(tmp_path, args):
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert "an empty model (an unset variable?)" in result.output and "is a folder" not in result.output
+    assert result.stdout == ""  # refused before anything was fetched or printed

@@ -301,14 +301,15 @@ def _check_save_images(value: Path | None, typed: object = None) -> Path | None:
 def _check_json_path(json_out: str) -> Path:
     """The --json file, refused (a usage error) before anything runs where it cannot be written or
     is not an earlier result; its folder may be missing (it is made when the JSON is written)."""
-    from ..fsutil import file_in_the_way
+    from ..fsutil import folder_problem
 
     target = Path(json_out)
-    if json_out.endswith(("/", os.sep)):  # Path drops the slash: "out/" wrote a file named out
+    # Path drops a last slash or '.': "out/" and "out/." wrote a file named out; "new/.." failed at the end
+    if json_out.endswith(("/", os.sep)) or os.path.basename(json_out) in (".", ".."):
         raise click.BadParameter(f"{json_out} is a folder name; give a file name", param_hint="--json")
-    blocked = file_in_the_way(target.parent)
-    if blocked is not None:
-        raise click.BadParameter(f"{blocked}: is a file where --json needs a folder", param_hint="--json")
+    problem = folder_problem(target.parent)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--json")
     try:
         st = os.stat(target)
     except FileNotFoundError:

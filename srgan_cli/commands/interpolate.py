@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from pathlib import Path
 
 import click
@@ -49,20 +50,28 @@ def interpolate(model_a: str, model_b: str, alpha: float, output: Path, overwrit
     """
     if output.suffix.lower() != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="'-o' / '--output'")
-    from ..errors import SrganError
+    from ..errors import OptionError, SrganError
+    from ..fsutil import folder_problem
     from ..hub import resolve_weights
     from ..interpolate import interpolate_files
 
     if output.exists() and not overwrite:  # before any download
         raise SrganError(f"{output}: already exists; choose another name or pass --overwrite")
-
+    # a missing folder is made, as upscale's -o and train's --out make theirs; one that cannot be
+    # is refused before anything is read
+    if (problem := folder_problem(output.parent)) is not None:
+        raise OptionError(f"-o {output}: {problem}")
     path_a = resolve_weights(model_a)
     path_b = resolve_weights(model_b)
-    try:  # a missing folder is made, as upscale's -o and train's --out make theirs
+    made = [p for p in (output.parent, *output.parent.parents) if not os.path.lexists(p)]
+    try:
         output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SrganError(f"{output.parent}: cannot make the folder ({exc.strerror or exc})") from None
-    written = interpolate_files(path_a, path_b, alpha, output, overwrite=overwrite, sources=(model_a, model_b))
+        written = interpolate_files(path_a, path_b, alpha, output, overwrite=overwrite, sources=(model_a, model_b))
+    except BaseException:
+        for folder in made:  # deepest first, only if still empty: a failed blend leaves nothing behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     # a status line, on stderr as every command's: stdout closed or full no longer fails a run whose
     # file is written (a rerun then said "already exists")
     with contextlib.suppress(OSError):

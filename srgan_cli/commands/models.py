@@ -27,6 +27,7 @@ from .completion import complete_model
     metavar="MODEL",
     multiple=True,
     shell_complete=complete_model,
+    callback=lambda ctx, param, value: _no_empty(value),
     help="Show where MODEL's weights file is, its sha256 and parameters, and the config and "
     "provenance in its metadata (how it was trained, its validation scores); with --json as JSON. Repeatable.",
 )
@@ -36,6 +37,7 @@ from .completion import complete_model
     metavar="MODEL",
     multiple=True,
     shell_complete=complete_model,
+    callback=lambda ctx, param, value: _no_empty(value),
     help="Download (or verify) MODEL, a name or Hub reference, into the cache for offline use; "
     "prints its local path. Repeatable.",
 )
@@ -128,6 +130,15 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
             markup=False,
             highlight=False,
         )
+
+
+def _no_empty(values: tuple[str, ...]) -> tuple[str, ...]:
+    """'' (an unset variable) refused before anything is fetched or printed, as bench's -m."""
+    if any(not value.strip() for value in values):
+        raise click.BadParameter(
+            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
+        )
+    return values
 
 
 def _info(name: str) -> dict[str, object]:
