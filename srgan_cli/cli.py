@@ -353,8 +353,9 @@ def run() -> None:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    train = sys.modules.get("srgan_cli.train")
-    if not getattr(train, "STARTED_PROCESS_GROUP", False):
+    from . import stopping
+
+    if not stopping.PROCESS_GROUP_STARTED:
         sys.exit(code)
     if code is None:
         code = 0

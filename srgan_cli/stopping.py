@@ -16,6 +16,17 @@ from collections.abc import Iterator
 SAME_REQUEST = 1.0
 
 
+# Set once this process has started a torch.distributed process group (train under torchrun, or
+# upscale's barrier between ranks): the command line then ends without the interpreter's teardown,
+# where gloo could abort a finished run (see cli.run).
+PROCESS_GROUP_STARTED = False
+
+
+def process_group_started() -> None:
+    global PROCESS_GROUP_STARTED
+    PROCESS_GROUP_STARTED = True
+
+
 def stop_signals() -> list[signal.Signals]:
     """The signals that stop a command as Ctrl-C does: SIGTERM (`timeout`, a scheduler), and
     SIGHUP (the terminal or SSH session closed) unless it is ignored, as under `nohup`, which

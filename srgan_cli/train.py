@@ -62,7 +62,7 @@ from .device import PRECISIONS, choose_device, choose_dtype
 from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
-from .stopping import SAME_REQUEST, stop_signals
+from .stopping import SAME_REQUEST, process_group_started, stop_signals
 from .weights import load_generator, read_metadata, save_generator, sha256_file
 
 CHECKPOINT = "checkpoint.pt"
@@ -434,8 +434,7 @@ def _setup_dist(device_name: str) -> tuple[Dist, torch.device]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
         owns = True
-        global STARTED_PROCESS_GROUP
-        STARTED_PROCESS_GROUP = True
+        process_group_started()
     return Dist(dist.get_rank(), dist.get_world_size(), local, owns), device
 
 
@@ -804,11 +803,6 @@ class _RunLock:
         with contextlib.suppress(OSError):
             for folder in self.made:
                 folder.rmdir()  # only if empty: a run that failed before writing anything leaves nothing
-
-
-# Set once this process has started a torch.distributed process group (under torchrun): the
-# command line then ends the process without the interpreter's teardown (see cli.run).
-STARTED_PROCESS_GROUP = False
 
 
 def _train(

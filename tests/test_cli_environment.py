@@ -290,7 +290,7 @@ def test_a_process_that_started_a_process_group_ends_with_its_commands_status_an
     """Under torchrun the program ends without the interpreter's teardown (where gloo could abort a
     finished run, SIGABRT): its buffered output must still come out whole, with the command's status."""
     script = (
-        "import sys; import srgan_cli.train as t; t.STARTED_PROCESS_GROUP = True; "
+        "import sys; import srgan_cli.stopping as t; t.process_group_started(); "
         f"from srgan_cli.cli import run; sys.argv = ['srgan', *{args!r}]; run()"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), cwd=tmp_path)
@@ -305,7 +305,7 @@ def test_the_ending_without_teardown_flushes_what_is_buffered(monkeypatch):
     import io
 
     import srgan_cli.cli as cli
-    import srgan_cli.train as train
+    import srgan_cli.stopping as stopping
 
     class Ended(Exception):
         pass
@@ -317,7 +317,7 @@ def test_the_ending_without_teardown_flushes_what_is_buffered(monkeypatch):
     flushed = []
     monkeypatch.setattr(out, "flush", lambda: flushed.append("out"), raising=False)
     monkeypatch.setattr(err, "flush", lambda: flushed.append("err"), raising=False)
-    monkeypatch.setattr(train, "STARTED_PROCESS_GROUP", True)
+    monkeypatch.setattr(stopping, "PROCESS_GROUP_STARTED", True)
     monkeypatch.setattr(cli, "main", lambda **kwargs: sys.exit(3))
     monkeypatch.setattr(cli.os, "_exit", exit_now)
     monkeypatch.setattr(sys, "stdout", out)
@@ -325,7 +325,7 @@ def test_the_ending_without_teardown_flushes_what_is_buffered(monkeypatch):
     with pytest.raises(Ended) as ended:
         cli.run()
     assert ended.value.args == (3,) and flushed == ["out", "err"]
-    monkeypatch.setattr(train, "STARTED_PROCESS_GROUP", False)
+    monkeypatch.setattr(stopping, "PROCESS_GROUP_STARTED", False)
     with pytest.raises(SystemExit) as exited:  # no process group: an ordinary exit
         cli.run()
     assert exited.value.code == 3
