@@ -38,7 +38,7 @@ from .fsutil import atomic_path
 # The suffixes every command reads (upscale, bench, train). Netpbm files are read only: their
 # outputs are PNG, as are GIF's (see PNG_OUTPUT_FORMATS).
 IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
+    {".png", ".jpg", ".jpeg", ".mpo", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 SUPPORTED_SUFFIXES = " ".join(sorted(IMAGE_SUFFIXES))  # for messages
 
@@ -46,6 +46,7 @@ _SUFFIX_FORMAT = {
     ".png": "PNG",
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
+    ".mpo": "MPO",  # multi-picture JPEG (3D cameras, panoramas): read only, its first picture goes to JPEG
     ".webp": "WEBP",
     ".bmp": "BMP",
     ".tif": "TIFF",
@@ -63,7 +64,6 @@ _FORMAT_SUFFIX = {
     "PNG": ".png",
     "JPEG": ".jpg",
     "JPG": ".jpg",
-    "MPO": ".jpg",  # multi-picture JPEG (phone cameras): written back as a plain JPEG
     "WEBP": ".webp",
     "BMP": ".bmp",
     "TIFF": ".tif",
@@ -127,6 +127,9 @@ def _normalise_format(fmt: str) -> str:
 def output_suffix_for(fmt: str) -> str:
     """File suffix for a PIL format name or suffix ("PNG" -> ".png", "JPEG" -> ".jpg")."""
     suffix = _FORMAT_SUFFIX.get(fmt.strip().upper().lstrip("."))
+    if suffix is None and fmt.strip().upper().lstrip(".") == "MPO":
+        # one upscaled picture is no multi-picture file: an .mpo holding a plain JPEG would pass for a stereo pair
+        raise SrganError("cannot write MPO (multi-picture) files: the upscaled picture is one plain JPEG; name it .jpg")
     if suffix is None:
         known = ", ".join(sorted({f.lower() for f in _FORMAT_SUFFIX} - {"mpo", "jpg", "tif"}))
         raise SrganError(f"cannot write images in format {fmt!r}; choose one of: {known}")
@@ -503,13 +506,55 @@ def _strict_load(im: Image.Image) -> None:
 
 
 def _format_name(im: Image.Image) -> str:
-    # Phone cameras write MPO: a JPEG with a preview image appended, not an animation.
+    # Phone cameras write MPO: a JPEG with a preview image appended, not an animation; a stereo
+    # pair or a panorama is read as its first picture too (``_count_frames`` counts the others).
     return "JPEG" if im.format == "MPO" else (im.format or "")
+
+
+# MP Entry types (CIPA DC-007, the low 24 bits of an entry's attribute) of the pictures of a
+# multi-frame set: a panorama (0x020001), a stereo pair (0x020002, "disparity"), a multi-angle view
+# (0x020003). Other extra pictures are not frames: a phone's large preview (0x01xxxx), or a gain map
+# or depth map (0x000000 "undefined", as Ultra HDR and Apple photos write them).
+_MP_MULTI_FRAME_CLASS = 0x02
+_MP_ENTRY = 0xB002
+
+
+def _mpo_frames(im: Image.Image) -> int:
+    """1 plus the number of extra pictures of a multi-frame set in an MPO's MP Index (0xB002)."""
+    types = _mp_entry_types(im.info.get("mp"))
+    if types is None:  # Pillow's parse, where the raw index is not there: type names, not numbers
+        try:
+            entries = im.mpinfo[_MP_ENTRY]  # type: ignore[attr-defined]
+            names = [str(e["Attribute"]["MPType"]) for e in entries]
+        except Exception:  # noqa: BLE001 - a damaged index: the first picture is still good
+            return 1
+        return 1 + sum(name.startswith("Multi-Frame") for name in names[1:])
+    return 1 + sum(t >> 16 == _MP_MULTI_FRAME_CLASS for t in types[1:])
+
+
+def _mp_entry_types(data) -> list[int] | None:
+    """The MP type of each entry of an MP Index IFD (the APP2 "MPF" payload after its signature,
+    Pillow's ``info["mp"]``), or None where it cannot be read."""
+    if not isinstance(data, (bytes, bytearray)):
+        return None
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(bytes(data[:4]))
+    if order is None:
+        return None
+    try:
+        (ifd,) = struct.unpack_from(order + "I", data, 4)
+        (count,) = struct.unpack_from(order + "H", data, ifd)
+        for i in range(count):
+            tag, _typ, size, offset = struct.unpack_from(order + "HHII", data, ifd + 2 + 12 * i)
+            if tag == _MP_ENTRY:
+                return [struct.unpack_from(order + "I", data, offset + 16 * k)[0] & 0xFFFFFF for k in range(size // 16)]
+    except struct.error:
+        return None
+    return None
 
 
 def _count_frames(im: Image.Image) -> int:
     if im.format == "MPO":
-        return 1
+        return _mpo_frames(im)
     with _quiet_pillow():
         here = im.tell()  # a caller's image (from_pil) may stand at another frame: that one is upscaled
         n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
@@ -1401,7 +1446,7 @@ def write_image(
 
     The ICC profile is embedded where the format allows (not BMP and GIF) and the profile fits
     the pixels (an RGB profile on colour output, a gray one on gray output; otherwise it is
-    left out). EXIF is embedded in PNG, JPEG, WebP and TIFF, with Orientation set to 1 (the
+    left out, with a note). EXIF is embedded in PNG, JPEG, WebP and TIFF, with Orientation set to 1 (the
     pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
     keeps its main IFD only (16-bit TIFF the tags that describe the picture: see
     ``_write_tiff16``). ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF,
@@ -1423,7 +1468,8 @@ def write_image(
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
     not keep (transparency in JPEG or BMP, an ICC profile, EXIF or XMP in BMP or GIF, a gray ICC
-    profile in WebP or with alpha in 16-bit TIFF, XMP too large for JPEG), once the file is written.
+    profile in WebP or with alpha in 16-bit TIFF, a profile that does not fit the pixels, XMP too
+    large for JPEG), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1463,6 +1509,8 @@ def write_image(
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it")
     text = {str(k): str(v) for k, v in (text or {}).items()}
     if icc_profile and not _icc_fits(icc_profile, gray=planes.shape[2] <= 2):
+        pixels = "gray" if planes.shape[2] <= 2 else "colour"
+        notes.append(f"{path}: the {_icc_name(icc_profile)} is left out: it does not fit the {pixels} pixels")
         icc_profile = None
     if icc_profile and fmt in ("BMP", "GIF"):
         notes.append(f"{path}: the ICC colour profile is left out: {fmt} output carries none")
@@ -1492,7 +1540,9 @@ def write_image(
         # the text in its own chunks (the EXIF one named another model and scale); JPEG, WebP and
         # TIFF write the new one in its place (_save_pil)
         ours = next((k for k in text if k != "Software"), None)
-        exif = _prepare_exif(exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours)
+        exif = _prepare_exif(
+            exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours, samples=planes.shape[2]
+        )
     if xmp:
         xmp = _prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0])
         if fmt in ("BMP", "GIF"):
@@ -1576,6 +1626,19 @@ def _icc_fits(icc: bytes, *, gray: bool) -> bool:
     return len(icc) >= 128 and icc[16:20] == (b"GRAY" if gray else b"RGB ")
 
 
+def _icc_name(icc: bytes) -> str:
+    """How a note names a profile: 'RGB ICC colour profile "Display P3"' (its colour space and description)."""
+    space = icc[16:20].decode("ascii", "replace").strip() if len(icc) >= 128 else ""
+    name = f"{space} ICC colour profile" if space.isalnum() else "ICC colour profile"
+    try:
+        from PIL import ImageCms
+
+        desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except Exception:  # noqa: BLE001 - a damaged or unreadable profile is named by its colour space alone
+        desc = ""
+    return f'{name} "{desc[:60]}"' if desc and desc.isprintable() else name
+
+
 def _prepare_exif(
     exif: bytes | None,
     text: dict[str, str],
@@ -1583,6 +1646,7 @@ def _prepare_exif(
     height: int = 0,
     sub_ifds: bool = True,
     stale: str | None = None,
+    samples: int = 0,
 ) -> bytes | None:
     """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description.
 
@@ -1596,7 +1660,12 @@ def _prepare_exif(
     ``sub_ifds=False`` keeps only the main IFD's tags, for Pillow's compressed TIFF writer:
     libtiff refuses the pointers to the Exif, GPS and interoperability IFDs ("Error setting from
     dictionary"), so TIFF output leaves out the camera settings and GPS position kept there;
-    Make, Model, DateTime, Artist, Copyright and the like stay."""
+    Make, Model, DateTime, Artist, Copyright and the like stay.
+
+    Given the size, an ImageDescription that tifffile wrote (JSON with the array's "shape") is no
+    caption but a record of the old layout, which tifffile checks against the page: it is left out,
+    or, where it holds more than the layout, its "shape" becomes the output's (``samples`` values a
+    pixel) and the other keys are kept (see ``_tifffile_description``)."""
     if not exif and not text:
         return None
     ex = Image.Exif()
@@ -1616,6 +1685,13 @@ def _prepare_exif(
             for tag, value in ((0xA002, width), (0xA003, height)):
                 if tag in sub:
                     sub[tag] = value
+    if width and height and _IMAGE_DESCRIPTION in ex:
+        shape = [height, width] + ([samples] if samples > 1 else []) if samples else None
+        shaped = _tifffile_description(ex[_IMAGE_DESCRIPTION], shape)
+        if shaped == "":
+            del ex[_IMAGE_DESCRIPTION]
+        elif shaped is not None:
+            ex[_IMAGE_DESCRIPTION] = shaped
     if stale is not None and _IMAGE_DESCRIPTION in ex and not _has_caption(ex, stale):
         del ex[_IMAGE_DESCRIPTION]  # blank, or what an earlier write made of the text keys starting with ``stale``
     rest = {k: v for k, v in text.items() if k != "Software"}
@@ -1627,6 +1703,39 @@ def _prepare_exif(
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
     return ex.tobytes() if len(ex) else None
+
+
+# what tifffile's JSON description records of an array's layout; any other key is the writer's metadata
+_TIFFFILE_LAYOUT_KEYS = frozenset({"shape", "axes", "truncated"})
+
+
+def _tifffile_description(value, shape: list[int] | None) -> str | None:
+    """An ImageDescription as tifffile writes it (``{"shape": [32, 32, 3]}``, or the older
+    ``shape=(32, 32, 3)``) made to fit an output of ``shape``: "" where it records only the
+    layout (it is left out), else the JSON with the new "shape" first (none where ``shape`` is
+    not known) and the writer's other keys kept ("axes" and "truncated" described the old
+    layout: they go). None for any other description, which is kept as it is."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    text = value.rstrip("\x00").strip()
+    if text.startswith("shape=(") and text.endswith(")"):
+        return ""
+    if not (text.startswith("{") and '"shape":' in text):
+        return None
+    import json
+
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("shape"), list):
+        return None
+    kept = {k: v for k, v in meta.items() if k not in _TIFFFILE_LAYOUT_KEYS}
+    if not kept:
+        return ""
+    return json.dumps({"shape": shape, **kept} if shape else kept)
 
 
 def _keep_text_bytes(ex: Image.Exif) -> None:

@@ -115,7 +115,7 @@ def test_suffixes_and_formats():
     assert format_for_path("x.PGM") == "PPM"
     assert is_image_path("a/B.JPG") and is_image_path(Path("x.tiff")) and not is_image_path("x.txt")
     assert output_suffix_for("PNG") == ".png" and output_suffix_for("JPEG") == ".jpg"
-    assert output_suffix_for("jpeg") == ".jpg" and output_suffix_for("MPO") == ".jpg"
+    assert output_suffix_for("jpeg") == ".jpg"
     assert format_for_path("x.JPeG") == "JPEG" and format_for_path("x.tif") == "TIFF"
     with pytest.raises(SrganError, match=r"x\.xyz"):
         format_for_path("x.xyz")
@@ -1987,3 +1987,210 @@ def test_upscaled_alpha_does_not_ring_past_its_neighbourhood():
     assert up.min() == 0.5 and up.max() == 1.0
     assert np.all(up[:, :12] == 0.5) and np.all(up[:, -12:] == 1.0)  # away from the edge: as the input
     assert 0.5 < up[0, 15] < up[0, 16] < 1.0  # the edge itself still a smooth step
+
+
+# ----------------------------------------------------------------- multi-picture JPEG (MPO)
+
+
+def _mpo(path: Path, mp_types: list[int], big_endian: bool = False) -> Path:
+    """An MPO of len(mp_types) pictures (Pillow writes them), each MP Entry's type (CIPA DC-007,
+    the low 24 bits of its attribute) set to ``mp_types``; Pillow writes "undefined" for appended
+    pictures. ``big_endian`` rewrites the MP Index in Motorola order, as many cameras write it."""
+    rng = np.random.default_rng(len(mp_types))
+    pictures = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)) for _ in mp_types]
+    pictures[0].save(path, format="MPO", save_all=True, append_images=pictures[1:])
+    data = bytearray(path.read_bytes())
+    base = data.index(b"MPF\x00") + 4
+    assert data[base : base + 4] == b"II*\x00"
+    (ifd,) = struct.unpack_from("<I", data, base + 4)
+    (count,) = struct.unpack_from("<H", data, base + ifd)
+    entries = [struct.unpack_from("<HHII", data, base + ifd + 2 + 12 * i) for i in range(count)]
+    (offset,) = [off for tag, _, _, off in entries if tag == 0xB002]
+    for k, mp_type in enumerate(mp_types):
+        (attribute,) = struct.unpack_from("<I", data, base + offset + 16 * k)
+        struct.pack_into("<I", data, base + offset + 16 * k, (attribute & ~0xFFFFFF) | mp_type)
+    if big_endian:  # the header, the MP Index IFD and the entries' attributes (all the reader looks at)
+        struct.pack_into(">2sHI", data, base, b"MM", 42, ifd)
+        struct.pack_into(">H", data, base + ifd, count)
+        for i, (tag, typ, n, off) in enumerate(entries):
+            value = off if tag != 0xB000 else struct.unpack_from(">I", data, base + ifd + 2 + 12 * i + 8)[0]
+            struct.pack_into(">HHII", data, base + ifd + 2 + 12 * i, tag, typ, n, value)
+        for k, mp_type in enumerate(mp_types):
+            struct.pack_into(">I", data, base + offset + 16 * k, mp_type)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mp_types,frames",
+    [
+        ([0x020002, 0x020002], 2),  # a stereo pair (3D cameras, the Nintendo 3DS): "disparity"
+        ([0x020001, 0x020001, 0x020001], 3),  # a panorama
+        ([0x020003, 0x020003, 0x020003, 0x020003], 4),  # multi-angle
+        ([0x030000, 0x010002], 1),  # a phone's photo with a large (Full HD) preview: one picture
+        ([0x030000, 0x010001, 0x010003], 1),  # VGA and 4K previews
+        ([0x030000, 0x000000], 1),  # a gain map (Ultra HDR) or depth map: not a frame either
+    ],
+)
+def test_a_stereo_pair_or_panorama_mpo_counts_its_pictures_and_a_preview_does_not(tmp_path, mp_types, frames):
+    """An MPO was always read as one frame: a stereo pair lost its second picture without a word."""
+    path = _mpo(tmp_path / "m.jpg", mp_types)
+    with Image.open(path) as im:
+        assert im.format == "MPO"  # Pillow's own reading of the file
+    got = read_image(path)
+    assert got.n_frames == frames and got.format == "JPEG" and got.size == (12, 10)
+    assert read_image(_mpo(tmp_path / "be.jpg", mp_types, big_endian=True)).n_frames == frames
+    with Image.open(path) as im:
+        assert from_pil(im).n_frames == frames
+
+
+def test_an_mpo_with_an_unreadable_index_is_one_picture(tmp_path):
+    path = _mpo(tmp_path / "m.jpg", [0x020002, 0x020002])
+    with Image.open(path) as im:
+        im.info["mp"] = b"not an index"  # Pillow's parse (im.mpinfo) is what is left: its type names
+        assert from_pil(im).n_frames == 2
+        im.mpinfo = {}  # nothing readable at all: the first picture is still good
+        assert from_pil(im).n_frames == 1
+
+
+def test_the_mpo_suffix_is_read_and_never_written(tmp_path):
+    """A 3D camera's .mpo was "not an image file" while the same bytes named .jpg were read."""
+    assert ".mpo" in IMAGE_SUFFIXES and is_image_path("DSCF0001.MPO") and format_for_path("x.mpo") == "MPO"
+    path = _mpo(tmp_path / "DSCF0001.MPO", [0x020002, 0x020002])
+    assert list_images(tmp_path) == [path]
+    assert read_image(path).n_frames == 2
+    with pytest.raises(SrganError, match=r"cannot write MPO .*name it \.jpg"):
+        output_suffix_for("MPO")
+    with pytest.raises(SrganError, match=r"cannot write MPO .*name it \.jpg"):
+        write_image(tmp_path / "o.mpo", RNG.random((4, 4, 3)))
+    assert _leftovers(tmp_path) == ["DSCF0001.MPO"]
+    with Image.open(write_image(tmp_path / "o.jpg", RNG.random((4, 4, 3)), format="MPO")) as im:
+        assert im.format == "JPEG"  # the format by name: a plain JPEG, as always
+
+
+# ----------------------------------------------------------------- tifffile's JSON description
+
+
+@pytest.mark.parametrize("suffix,bit_depth", [(".tif", 8), (".tif", 16), (".png", 8), (".jpg", 8), (".webp", 8)])
+def test_a_tifffile_shape_description_is_no_caption(tmp_path, suffix, bit_depth):
+    """tifffile writes {"shape": [h, w, 3]} as a TIFF's ImageDescription: copied into the x4 output,
+    tifffile warned that the shape did not match the page. It is layout, not a caption: it goes,
+    and srgan's own description takes its place."""
+    src = tmp_path / "t.tif"
+    Image.fromarray(RNG.integers(0, 256, (8, 6, 3), dtype=np.uint8)).save(
+        src, tiffinfo={270: '{"shape": [8, 6, 3]}', 305: "tifffile.py"}
+    )
+    got = read_image(src)
+    out = write_image(
+        tmp_path / f"o{suffix}",
+        np.repeat(np.repeat(got.rgb, 4, axis=0), 4, axis=1),
+        bit_depth=bit_depth,
+        exif=got.exif,
+        text={"Software": "srgan", "srgan:model": "m"},
+    )
+    with Image.open(out) as im:
+        description = im.getexif().get(270)
+    assert description != '{"shape": [8, 6, 3]}'
+    if suffix == ".png":  # PNG keeps the text in its own chunks: no description at all
+        assert description is None
+    else:
+        assert description == "srgan:model: m"
+
+
+@pytest.mark.parametrize("suffix,bit_depth", [(".tif", 8), (".tif", 16), (".png", 8), (".jpg", 8)])
+def test_a_tifffile_description_with_more_than_the_shape_keeps_it_with_the_new_shape(tmp_path, suffix, bit_depth):
+    src = tmp_path / "t.tif"
+    gray = RNG.integers(0, 256, (8, 6), dtype=np.uint8)
+    Image.fromarray(gray).save(src, tiffinfo={270: '{"shape": [8, 6], "axes": "YX", "author": "me"}'})
+    got = read_image(src)
+    assert got.grayscale
+    out = write_image(
+        tmp_path / f"o{suffix}",
+        np.repeat(np.repeat(got.rgb, 4, axis=0), 4, axis=1),
+        bit_depth=bit_depth,
+        grayscale=True,
+        exif=got.exif,
+        text={"srgan:model": "m"},
+    )
+    with Image.open(out) as im:
+        assert im.getexif().get(270) == '{"shape": [32, 24], "author": "me"}'
+    # where the output's layout is not known (the API's PIL images), the user's keys stay, the shape goes
+    ex = Image.Exif()
+    ex.load(images._prepare_exif(got.exif, {}, 24, 32))
+    assert ex.get(270) == '{"author": "me"}'
+
+
+def test_tifffile_reads_the_upscaled_tiff_without_a_shape_warning(tmp_path, caplog):
+    tifffile = pytest.importorskip("tifffile")
+    for name, pixels, extra in (
+        ("rgb", np.zeros((8, 6, 3), np.uint8), {"photometric": "rgb"}),
+        ("gray16", np.zeros((8, 6), np.uint16), {}),
+        ("meta", np.zeros((8, 6, 3), np.uint8), {"photometric": "rgb", "metadata": {"axes": "YXS", "who": "me"}}),
+    ):
+        tifffile.imwrite(tmp_path / f"{name}.tif", pixels, **extra)
+        got = read_image(tmp_path / f"{name}.tif")
+        up = np.repeat(np.repeat(got.rgb, 4, axis=0), 4, axis=1)
+        out = write_image(
+            tmp_path / f"{name}_x4.tif", up, bit_depth=got.bit_depth, grayscale=got.grayscale, exif=got.exif
+        )
+        caplog.clear()
+        with tifffile.TiffFile(out) as tif:
+            assert tif.series[0].shape == (32, 24) + pixels.shape[2:]
+        assert not [r for r in caplog.records if "shape" in r.getMessage()], caplog.text
+
+
+# ----------------------------------------------------------------- a gray image under an RGB profile
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16"])
+def test_gray_pixels_under_an_rgb_profile_stay_gray_and_a_note_names_the_profile_left_out(tmp_path, mode):
+    """Pillow's convert("L") keeps the colour image's RGB profile: the gray PNG was written as gray
+    with the profile dropped without a word. A PNG forbids an RGB profile on gray pixels (libpng
+    ignores it), so gray stays gray (a gray palette, whose colours are RGB, keeps it as RGB) and
+    a note names the profile left out."""
+    icc = _srgb_icc()
+    gray = RNG.integers(0, 256, (4, 6), dtype=np.uint8)
+    if mode == "L":
+        im = Image.fromarray(gray)
+    elif mode == "LA":
+        im = Image.fromarray(np.dstack([gray, np.full_like(gray, 200)]), "LA")
+    else:
+        im = Image.fromarray(gray.astype(np.uint16) * 257)
+    im.save(tmp_path / "g.png", icc_profile=icc)
+    with Image.open(tmp_path / "g.png") as check:
+        assert check.info.get("icc_profile") == icc  # Pillow keeps it in the file
+    got = read_image(tmp_path / "g.png")
+    assert got.grayscale and got.icc_profile == icc
+    desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    for suffix in (".png", ".jpg", ".tif"):
+        notes: list[str] = []
+        out = write_image(
+            tmp_path / f"o{suffix}",
+            got.rgb,
+            alpha=got.alpha,
+            bit_depth=got.bit_depth,
+            grayscale=got.grayscale,
+            icc_profile=got.icc_profile,
+            on_note=notes.append,
+        )
+        with Image.open(out) as back:
+            assert back.mode in ("L", "LA", "I;16") and not back.info.get("icc_profile")
+        left_out = f'{out}: the RGB ICC colour profile "{desc}" is left out: it does not fit the gray pixels'
+        assert left_out in notes
+
+
+def test_a_profile_that_does_not_fit_the_pixels_is_left_out_with_a_note(tmp_path):
+    notes: list[str] = []
+    out = write_image(tmp_path / "c.png", RNG.random((4, 4, 3)), icc_profile=_gray_icc(), on_note=notes.append)
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")
+    assert len(notes) == 1 and notes[0].startswith(f"{out}: the GRAY ICC colour profile")
+    assert notes[0].endswith("is left out: it does not fit the colour pixels") and "\n" not in notes[0]
+    notes.clear()
+    out = write_image(
+        tmp_path / "g.png", RNG.random((4, 4, 3)), icc_profile=_srgb_icc(), grayscale=True, on_note=notes.append
+    )
+    with Image.open(out) as im:
+        assert im.mode == "L" and not im.info.get("icc_profile")
+    assert len(notes) == 1 and notes[0].startswith(f"{out}: the RGB ICC colour profile")
+    assert notes[0].endswith("is left out: it does not fit the gray pixels")

@@ -1621,3 +1621,101 @@ def test_a_mirrored_tree_with_links_is_not_a_collision(weights, tmp_path):
     result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--overwrite")
     assert result.exit_code == 0, result.output
     assert _decodes(tmp_path / "out" / "a.png").size == (48, 40)
+
+
+def _mpo(path: Path, mp_types: list[int]) -> Path:
+    """An MPO whose pictures' MP Entry types (CIPA DC-007) are ``mp_types``: Pillow writes the
+    pictures (its appended ones typed "undefined"), the types are patched in its MP Index."""
+    import struct
+
+    rng = np.random.default_rng(len(mp_types))
+    pictures = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)) for _ in mp_types]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pictures[0].save(path, format="MPO", save_all=True, append_images=pictures[1:])
+    data = bytearray(path.read_bytes())
+    base = data.index(b"MPF\x00") + 4
+    (ifd,) = struct.unpack_from("<I", data, base + 4)
+    (count,) = struct.unpack_from("<H", data, base + ifd)
+    entries = [struct.unpack_from("<HHII", data, base + ifd + 2 + 12 * i) for i in range(count)]
+    (offset,) = [off for tag, _, _, off in entries if tag == 0xB002]
+    for k, mp_type in enumerate(mp_types):
+        (attribute,) = struct.unpack_from("<I", data, base + offset + 16 * k)
+        struct.pack_into("<I", data, base + offset + 16 * k, (attribute & ~0xFFFFFF) | mp_type)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_stereo_mpo_is_upscaled_to_a_jpeg_with_a_note_and_a_preview_is_not_mentioned(weights, tmp_path):
+    """A 3D camera's .mpo was "not an image file" (the same bytes named .jpg were read), and as .jpg
+    its second picture was dropped without a word."""
+    from srgan_cli.bench import _image_files
+    from srgan_cli.data import list_images
+
+    stereo = _mpo(tmp_path / "in" / "DSCF0001.MPO", [0x020002, 0x020002])
+    phone = _mpo(tmp_path / "in" / "phone.mpo", [0x030000, 0x010002])  # a large preview: one picture
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["DSCF0001.jpg", "phone.jpg"]
+    for name in ("DSCF0001.jpg", "phone.jpg"):
+        im = _decodes(tmp_path / "o" / name)
+        assert im.format == "JPEG" and im.size == (48, 40)
+    assert f"note: {stereo}: 2 frames; only the first is upscaled" in result.stderr
+    assert "phone" not in result.stderr and "2 written, 0 skipped, 0 failed" in result.stderr
+    # one file, to a file or a folder (--format same too)
+    assert run(weights, stereo, "-o", tmp_path / "one.jpg").exit_code == 0
+    assert _decodes(tmp_path / "one.jpg").format == "JPEG"
+    assert run(weights, phone, "-o", tmp_path / "same", "--format", "same").exit_code == 0
+    assert [p.name for p in (tmp_path / "same").iterdir()] == ["phone.jpg"]
+    stdout = run(weights, phone, "-o", "-")
+    assert stdout.exit_code == 0 and Image.open(io.BytesIO(stdout.stdout_bytes)).format == "JPEG"
+    # train and bench read the same suffixes as upscale
+    assert [p.name for p in list_images(tmp_path / "in")] == ["DSCF0001.MPO", "phone.mpo"]
+    assert [p.name for p in _image_files(tmp_path / "in")] == ["DSCF0001.MPO", "phone.mpo"]
+
+
+def test_an_mpo_output_name_is_refused_before_any_work(weights, tmp_path):
+    stereo = _mpo(tmp_path / "s.mpo", [0x020002, 0x020002])
+    for src in (stereo, _img(tmp_path / "a.png")):
+        result = run(weights, src, "-o", tmp_path / "big.mpo")
+        assert result.exit_code == 2 and "cannot write MPO" in result.output and ".jpg" in result.output
+        assert not (tmp_path / "big.mpo").exists()
+
+
+def test_a_tifffile_shape_description_does_not_reach_the_upscaled_tiff(weights, tmp_path):
+    """tifffile's {"shape": [10, 12, 3]} went into the x4 output unchanged, where tifffile
+    warned that it did not match the 40x48 page."""
+    rgb = np.random.default_rng(7).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "t.tif", tiffinfo={270: '{"shape": [10, 12, 3]}', 305: "tifffile.py"})
+    for name in ("t_x4.tif", "t_x4.jpg", "t_x4.png"):
+        result = run(weights, tmp_path / "t.tif", "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        with Image.open(tmp_path / name) as im:
+            description = im.getexif().get(0x010E)
+        assert description is None or "shape" not in description, description
+        if name.endswith(".tif"):
+            assert description.startswith("srgan:model: tiny")  # srgan's own, as for any input without a caption
+
+
+def test_a_gray_png_under_an_rgb_profile_says_the_profile_is_left_out(weights, tmp_path):
+    """Image.open(rgb).convert("L").save(...) keeps the RGB profile, which a PNG forbids on gray pixels:
+    the upscaled gray PNG lost it without a word. The same pixels as a gray palette (RGB colours) keep it."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(_img(tmp_path / "plain.png")).save(tmp_path / "rgb.png", icc_profile=icc)
+    Image.open(tmp_path / "rgb.png").convert("L").save(tmp_path / "gray.png")
+    Image.open(tmp_path / "gray.png").convert("P").save(tmp_path / "palette.png")  # the profile goes with it
+    assert Image.open(tmp_path / "gray.png").info.get("icc_profile") == icc
+    args = ["upscale", "-m", str(weights), str(tmp_path / "gray.png"), "-o", str(tmp_path / "x4_gray.png")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = _decodes(tmp_path / "x4_gray.png")
+    assert out.mode == "L" and not out.info.get("icc_profile")
+    note = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and note[0].startswith(f"note: {tmp_path / 'x4_gray.png'}: the RGB ICC colour profile")
+    assert note[0].endswith("is left out: it does not fit the gray pixels")
+    args = ["upscale", "-m", str(weights), str(tmp_path / "palette.png"), "-o", str(tmp_path / "x4_palette.png")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "note" not in result.stderr, result.output
+    out = _decodes(tmp_path / "x4_palette.png")
+    assert out.mode == "RGB" and out.info.get("icc_profile") == icc

@@ -178,8 +178,13 @@ def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
     from ..images import PNG_OUTPUT_FORMATS, format_for_path, output_suffix_for
 
     if fmt_choice in (None, "same"):
-        # GIF holds 256 colours and PPM is read only: their upscaled photos go to PNG.
-        ext = ".png" if format_for_path(src) in PNG_OUTPUT_FORMATS else src.suffix.lower()
+        src_fmt = format_for_path(src)
+        if src_fmt in PNG_OUTPUT_FORMATS:  # GIF holds 256 colours and PPM is read only: their photos go to PNG
+            ext = ".png"
+        elif src_fmt == "MPO":  # a multi-picture JPEG (.mpo) is read as its first picture: a plain JPEG
+            ext = ".jpg"
+        else:
+            ext = src.suffix.lower()
     else:
         ext = output_suffix_for(fmt_choice)
     return f"{src.stem}{suffix}{ext}"
