@@ -710,7 +710,7 @@ def test_report_replaces_an_earlier_report_but_never_another_file(weights, tmp_p
     result = run(weights, image, "-o", tmp_path / "c.png", "--report", image)
     assert result.exit_code == 2 and "not an srgan report" in result.output and image.read_bytes() == before
     result = run(weights, image, "-o", tmp_path / "c.png", "--report", image / "r.json")
-    assert result.exit_code == 2 and "a.png is not a folder" in result.output
+    assert result.exit_code == 2 and "a.png: is a file, not a folder" in result.output
     assert run(weights, image, "-o", "-", "--report", "-").exit_code == 2  # stdout is taken by the image
 
 
@@ -724,6 +724,14 @@ def test_a_report_makes_its_folder_as_the_outputs_do(weights, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "big" / "a.png").exists()
     assert json.loads((tmp_path / "big" / "logs" / "r.json").read_text())["written"] == 1
+    # a folder that cannot be made is refused before any image is upscaled, not once all are done
+    for report, why in (
+        (tmp_path / "new" / "..", "is a folder name"),
+        (tmp_path / "in" / "a.png" / "r.json", "is a file"),
+    ):
+        result = run(weights, tmp_path / "in", "-o", tmp_path / "big2", "--report", report)
+        assert result.exit_code == 2 and why in result.output, result.output
+        assert not (tmp_path / "big2").exists() and not (tmp_path / "new").exists()
 
 
 def test_rerun_in_place_with_a_suffix_skips_its_earlier_outputs(weights, tmp_path):

@@ -883,10 +883,13 @@ def _wait_for_other_ranks() -> None:
 
         import torch.distributed as dist
 
+        from ..stopping import process_group_started
+
         if not dist.is_available() or dist.is_initialized():
             return
         # gloo, on every device: a barrier needs no GPU; the timeout allows for the slowest share
         dist.init_process_group("gloo", timeout=timedelta(days=7))
+        process_group_started()  # the process then ends without the interpreter's teardown (cli.run)
         try:
             dist.barrier()
         finally:
@@ -1026,12 +1029,13 @@ def _check_report_path(path: Path | None, output: Path) -> Path | None:
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
     # a missing folder is made when the report is written, as -o makes the output's folders
     # (`-o big/ --report big/report.json` on a first run)
-    ancestor = path.parent
-    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not os.path.isdir(ancestor):
-        raise click.BadParameter(f"{ancestor} is not a folder", param_hint="'--report'")
-    if ancestor != path.parent:
+    from ..fsutil import folder_problem
+
+    if os.path.basename(str(path)) in (".", ".."):  # Path keeps '..' (and "x/." is Path "x"): no file name
+        raise click.BadParameter(f"{path} is a folder name; give a file name", param_hint="'--report'")
+    if (problem := folder_problem(path.parent)) is not None:  # refused now, not once the images are done
+        raise click.BadParameter(problem, param_hint="'--report'")
+    if not os.path.lexists(path.parent):
         return path
     try:
         st = os.stat(path)
