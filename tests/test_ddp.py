@@ -37,7 +37,21 @@ def _images(folder: Path) -> Path:
     return folder
 
 
+def _exit_now() -> None:
+    """End a rank as `python -m srgan_cli` ends one that started a process group (cli.run): without
+    the interpreter's teardown, where gloo could abort a finished rank ("terminate called without an
+    active exception") and fail the test though the rank's work was done."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
+    _run_rank(rank, world, port, options, out, results)
+    _exit_now()
+
+
+def _run_rank(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
     )
@@ -55,26 +69,28 @@ def _rank0_scans_worker(rank: int, world: int, port: int, options: dict, out: st
             raise AssertionError(f"rank {rank} scanned the training folder")
 
         srgan_cli.train.scan_images = refuse
-    _worker(rank, world, port, options, out, results)
+    _worker(rank, world, port, options, out, results)  # ends the process
 
 
 def _error_worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
     from srgan_cli.errors import SrganError
 
     try:
-        _worker(rank, world, port, options, out, results)
+        _run_rank(rank, world, port, options, out, results)
     except SrganError as exc:
         (Path(results) / f"rank{rank}.err").write_text(str(exc))
     # DDP wrappers left alive past the group's end are torn down at exit, where gloo can abort
     alive = sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects())
     (Path(results) / f"rank{rank}.ddp").write_text(str(alive))
+    _exit_now()
 
 
 def _interrupt_worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
     try:
-        _worker(rank, world, port, options, out, results)
+        _run_rank(rank, world, port, options, out, results)
     except KeyboardInterrupt:
         (Path(results) / f"rank{rank}.stopped").write_text("")
+    _exit_now()
 
 
 def _join_or_fail(context, hung: str) -> None:
