@@ -90,6 +90,7 @@ class Command(click.Command):
     ``./-q`` names such a file. The words as typed are kept for :func:`typed_value`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        words = list(args)  # click's parser consumes the list it is given
         try:  # the words as typed, before click turns ./-q into the Path -q
             typed, _, _ = self.make_parser(ctx).parse_args(args=list(args))
         except click.UsageError:
@@ -97,7 +98,7 @@ class Command(click.Command):
         ctx.meta[_TYPED] = typed
         rest = super().parse_args(ctx, args)
         if not ctx.resilient_parsing:  # tab completion parses half-typed lines
-            _refuse_swallowed_options(ctx, self, typed)
+            _refuse_swallowed_options(ctx, self, words)
         return rest
 
 
@@ -110,23 +111,38 @@ def typed_value(ctx: click.Context | None, name: str) -> object:
     return None if ctx is None else ctx.meta.get(_TYPED, {}).get(name)
 
 
-def _refuse_swallowed_options(ctx: click.Context, command: click.Command, typed: dict) -> None:
+def _refuse_swallowed_options(ctx: click.Context, command: click.Command, args: list[str]) -> None:
+    """Walk the words as click does and refuse an option's value that is one of the command's
+    option names: every occurrence (`--report -q --report r.json` kept only the last value)."""
     names = {"--help", "-h"}
+    takes: dict[str, click.Option] = {}  # option string -> the option, for options that take a value
     for param in command.params:
         if isinstance(param, click.Option):
             names.update(param.opts)
             names.update(param.secondary_opts)
-    for param in command.params:
-        if not isinstance(param, click.Option) or param.is_flag or param.name not in typed:
+            if not param.is_flag and not param.count:
+                takes.update(dict.fromkeys(param.opts, param))
+    words = iter(args)
+    for word in words:
+        if word == "--":
+            break
+        option = takes.get(word)
+        if option is None and word.startswith("-") and not word.startswith("--") and len(word) > 2:
+            # a cluster of short options (-qo OUT): the first that takes a value takes the rest, or the next word
+            for k, char in enumerate(word[1:], 1):
+                if f"-{char}" in takes:
+                    option = takes[f"-{char}"] if k == len(word) - 1 else None
+                    break
+        if option is None:
             continue
-        value = typed[param.name]
-        for text in value if isinstance(value, (tuple, list)) else (value,):
-            if text in names:
+        for _ in range(max(option.nargs, 1)):
+            value = next(words, None)
+            if value in names:
                 raise click.BadParameter(
-                    f"took the option {text} as its value; put the value right after {param.opts[-1]}"
-                    f" (./{text} for a file of that name)",
+                    f"took the option {value} as its value; put the value right after {option.opts[-1]}"
+                    f" (./{value} for a file of that name)",
                     ctx=ctx,
-                    param=param,
+                    param=option,
                 )
 
 

@@ -163,6 +163,9 @@ def folder_problem(folder: str | Path) -> str | None:
     there = folder
     while not os.path.lexists(there) and there != there.parent:
         there = there.parent
+    with contextlib.suppress(OSError, AttributeError):  # statvfs: not on Windows
+        if os.statvfs(there).f_flag & os.ST_RDONLY:
+            return f"{there}: cannot write there (read-only file system)"
     if not os.access(there, os.W_OK | os.X_OK):
         return f"{there}: cannot write there (permission denied)"
     return None

@@ -1059,6 +1059,9 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(bench_dir,
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "locked" and real_access(p, mode))
     result = _invoke(*args, "--json", "locked/deeper/r.json")
     assert result.exit_code == 2 and "locked: cannot write there" in result.output, result.output
+    os.mkfifo("locked/pipe")  # as /dev/stdout for a user who cannot write /dev: named for what it is
+    result = _invoke(*args, "--json", "locked/pipe")
+    assert result.exit_code == 2 and "not an srgan bench result" in result.output, result.output
     assert "benchmarking" not in result.output and not Path("locked/deeper").exists()
 
 

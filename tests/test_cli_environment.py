@@ -239,6 +239,8 @@ def test_live_displays_only_on_a_real_terminal_that_is_not_dumb(tmp_path, monkey
         (["train", "--data", "d", "--out", "--steps"], "--out", "--steps"),
         (["interpolate", "a", "b", "--alpha", "0.5", "-o", "--help"], "--output", "--help"),
         (["models", "--info", "-h"], "--info", "-h"),
+        (["upscale", "in.png", "-o", "o.png", "--report", "-q", "--report", "r.json"], "--report", "-q"),
+        (["upscale", "in.png", "-qo", "--report", "r.json"], "--output", "--report"),
     ],
 )
 def test_an_option_is_never_taken_as_another_options_value(tmp_path, args, option, swallowed):
@@ -279,8 +281,12 @@ def test_dot_slash_names_a_file_called_like_an_option(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["upscale", "in.png", "-o", "./--report", "-q", "--report", "./-q"])
     assert result.exit_code == 0, result.output
     assert Path("-q").is_file() and (Path("--report") / "in.png").is_file()  # -o without a suffix: a folder
-    result = CliRunner().invoke(main, ["train", "--data", "in.png", "--out", "./-", "--steps", "-1"])
-    assert "standard output" not in result.output  # ./- is a folder named '-', not stdout
+    Path("data").mkdir()
+    args = ["train", "--data", "data", "--init", "nowhere.safetensors", "--stage", "gan"]
+    result = CliRunner().invoke(main, [*args, "--out", "-"])
+    assert result.exit_code == 2 and "cannot be standard output" in result.output, result.output
+    result = CliRunner().invoke(main, [*args, "--out", "./-"])  # a folder named '-': on to the next check
+    assert "standard output" not in result.output and "nowhere.safetensors" in result.output, result.output
 
 
 @pytest.mark.parametrize(

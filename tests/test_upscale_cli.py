@@ -725,13 +725,15 @@ def test_a_report_makes_its_folder_as_the_outputs_do(weights, tmp_path):
     assert (tmp_path / "big" / "a.png").exists()
     assert json.loads((tmp_path / "big" / "logs" / "r.json").read_text())["written"] == 1
     # a folder that cannot be made is refused before any image is upscaled, not once all are done
-    for report, why in (
-        (tmp_path / "new" / "..", "is a folder name"),
+    folder_names = [f"{tmp_path}/new/..", f"{tmp_path}/rdir/", f"{tmp_path}/rdir/."]  # rdir/: a report named rdir
+    cases = [
+        *((name, "is a folder name") for name in folder_names),
         (tmp_path / "in" / "a.png" / "r.json", "is a file"),
-    ):
+    ]
+    for report, why in cases:
         result = run(weights, tmp_path / "in", "-o", tmp_path / "big2", "--report", report)
         assert result.exit_code == 2 and why in result.output, result.output
-        assert not (tmp_path / "big2").exists() and not (tmp_path / "new").exists()
+        assert not (tmp_path / "big2").exists() and not (tmp_path / "new").exists() and not (tmp_path / "rdir").exists()
 
 
 def test_rerun_in_place_with_a_suffix_skips_its_earlier_outputs(weights, tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import Command, DroppingStream, NonEmptyPath, check_stdout_open, device_option, live_terminal
+from ..cli import Command, DroppingStream, NonEmptyPath, check_stdout_open, device_option, live_terminal, typed_value
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from .completion import complete_model
@@ -822,7 +822,9 @@ def upscale(
     if suffix is not None and any(ord(c) < 32 or ord(c) == 127 for c in suffix):
         raise click.BadParameter("must not contain control characters (a newline, a tab)", param_hint="'--suffix'")
     fmt = fmt.lower() if fmt else None
-    report_path = _check_report_path(report_path, output)
+    report_path = _check_report_path(
+        report_path, output, typed_value(click.get_current_context(silent=True), "report_path")
+    )
     if report_path is not None and str(report_path) == "-":
         check_stdout_open("--report -")  # closed: click.echo would drop the report without a word
 
@@ -1012,7 +1014,9 @@ def _copy_to_stdout(path: Path) -> None:
             raise SrganError(f"-: {stdout_problem(exc)} before the image was written") from None
 
 
-def _check_report_path(path: Path | None, output: Path) -> Path | None:
+def _check_report_path(path: Path | None, output: Path, typed: object = None) -> Path | None:
+    """The --report file (``typed``: the word as typed, before click made a Path of it), refused
+    before any image is upscaled where it cannot be written or is not an earlier report."""
     if path is None:
         return None
     torchrun = _env_world() > 1
@@ -1025,32 +1029,32 @@ def _check_report_path(path: Path | None, output: Path) -> Path | None:
                 param_hint="'--report'",
             )
         return path
+    word = typed if isinstance(typed, str) else str(path)
+    # Path drops a last slash or '.': "rdir/" and "rdir/." wrote a report named rdir; '..' names no file
+    if word.endswith(("/", os.sep)) or os.path.basename(word) in (".", ".."):
+        raise click.BadParameter(f"{word} is a folder name; give a file name", param_hint="'--report'")
     if torchrun:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
-    # a missing folder is made when the report is written, as -o makes the output's folders
-    # (`-o big/ --report big/report.json` on a first run)
     from ..fsutil import folder_problem
 
-    if os.path.basename(str(path)) in (".", ".."):  # Path keeps '..' (and "x/." is Path "x"): no file name
-        raise click.BadParameter(f"{path} is a folder name; give a file name", param_hint="'--report'")
-    if (problem := folder_problem(path.parent)) is not None:  # refused now, not once the images are done
-        raise click.BadParameter(problem, param_hint="'--report'")
-    if not os.path.lexists(path.parent):
-        return path
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return path
+        st: os.stat_result | None = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):  # missing, or a file on the way: folder_problem says which
+        st = None
     except OSError as exc:  # a name too long, a folder that cannot be searched
         raise click.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="'--report'") from None
-    if stat.S_ISDIR(st.st_mode):
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise click.BadParameter(f"{path} is a folder; give a file name", param_hint="'--report'")
     # a report replaces an earlier report (cron jobs reuse the name), never another file; a FIFO
     # or device is never opened to find out (reading a FIFO would block)
-    if not stat.S_ISREG(st.st_mode) or not _is_report(path):
+    if st is not None and (not stat.S_ISREG(st.st_mode) or not _is_report(path)):
         raise click.BadParameter(
             f"{path} exists and is not an srgan report; choose another name", param_hint="'--report'"
         )
+    # a missing folder is made when the report is written, as -o makes the output's folders (`-o big/
+    # --report big/report.json` on a first run); one that cannot be is refused now, not after the images
+    if (problem := folder_problem(path.parent)) is not None:
+        raise click.BadParameter(problem, param_hint="'--report'")
     return path
 
 
