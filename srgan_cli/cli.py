@@ -16,6 +16,7 @@ import io
 import os
 import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -106,9 +107,17 @@ _TYPED = "srgan.typed_options"
 
 
 def typed_value(ctx: click.Context | None, name: str) -> object:
-    """An option's value as typed on the command line (a str, a list for a repeated option),
-    or None where it was not typed there."""
+    """An option's or argument's value as typed on the command line (a str; a list or tuple for a
+    repeated option or an argument of several words), or None where it was not typed there."""
     return None if ctx is None else ctx.meta.get(_TYPED, {}).get(name)
+
+
+def as_typed(path: Path | None, word: object) -> Path | None:
+    """``path`` as the word typed for it meant it: click makes the Path ``-`` of ``./-``, which the
+    commands took for standard input or output; ``./-`` names a file called ``-`` (as for cat)."""
+    if path is not None and str(path) == "-" and isinstance(word, str) and word != "-":
+        return Path(os.path.abspath(word))
+    return path
 
 
 def _refuse_swallowed_options(ctx: click.Context, command: click.Command, args: list[str]) -> None:

@@ -1729,3 +1729,22 @@ def test_a_gray_png_under_an_rgb_profile_says_the_profile_is_left_out(weights, t
     assert result.exit_code == 0 and "note" not in result.stderr, result.output
     out = _decodes(tmp_path / "x4_palette.png")
     assert out.mode == "RGB" and out.info.get("icc_profile") == icc
+
+
+def test_dot_slash_dash_is_a_file_named_dash_not_a_stream(weights, tmp_path, monkeypatch):
+    """click makes the Path '-' of './-', which upscale took for standard input or output: `-o ./-`
+    wrote the image to stdout and `--report ./-` printed the report there."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    _img(tmp_path / "a.png")
+    result = run(weights, "a.png", "-o", "./-", "--report", "./r-")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and (tmp_path / "-" / "a.png").is_file()  # -o without a suffix: a folder
+    (tmp_path / "-" / "a.png").unlink()
+    (tmp_path / "-").rmdir()
+    result = run(weights, "a.png", "-o", "b.png", "--report", "./-")
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    assert json.loads((tmp_path / "-").read_text())["written"] == 1
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "./-", "-o", "c.png"], input=b"")
+    assert result.exit_code == 1 and "standard input" not in result.output, result.output  # the file '-', not stdin

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import click
 
-from ..cli import Command, DroppingStream, NonEmptyPath, check_stdout_open, device_option, live_terminal, typed_value
+from ..cli import (
+    Command,
+    DroppingStream,
+    NonEmptyPath,
+    as_typed,
+    check_stdout_open,
+    device_option,
+    live_terminal,
+    typed_value,
+)
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from .completion import complete_model
@@ -822,9 +831,14 @@ def upscale(
     if suffix is not None and any(ord(c) < 32 or ord(c) == 127 for c in suffix):
         raise click.BadParameter("must not contain control characters (a newline, a tab)", param_hint="'--suffix'")
     fmt = fmt.lower() if fmt else None
-    report_path = _check_report_path(
-        report_path, output, typed_value(click.get_current_context(silent=True), "report_path")
-    )
+    # ./- names a file called '-': only '-' itself is standard input or output
+    ctx = click.get_current_context(silent=True)
+    output = as_typed(output, typed_value(ctx, "output"))
+    words = typed_value(ctx, "inputs")
+    if isinstance(words, (tuple, list)) and len(words) == len(inputs):
+        inputs = tuple(as_typed(path, word) for path, word in zip(inputs, words, strict=True))
+    report_path = as_typed(report_path, typed_value(ctx, "report_path"))
+    report_path = _check_report_path(report_path, output, typed_value(ctx, "report_path"))
     if report_path is not None and str(report_path) == "-":
         check_stdout_open("--report -")  # closed: click.echo would drop the report without a word
 
