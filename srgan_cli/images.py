@@ -1709,12 +1709,16 @@ def _prepare_exif(
 _TIFFFILE_LAYOUT_KEYS = frozenset({"shape", "axes", "truncated"})
 
 
+_IMAGEJ_LAYOUT_KEYS = frozenset({"images", "channels", "slices", "frames", "hyperstack", "mode", "loop"})
+
+
 def _tifffile_description(value, shape: list[int] | None) -> str | None:
     """An ImageDescription as tifffile writes it (``{"shape": [32, 32, 3]}``, or the older
-    ``shape=(32, 32, 3)``) made to fit an output of ``shape``: "" where it records only the
-    layout (it is left out), else the JSON with the new "shape" first (none where ``shape`` is
-    not known) and the writer's other keys kept ("axes" and "truncated" described the old
-    layout: they go). None for any other description, which is kept as it is."""
+    ``shape=(32, 32, 3)``; ImageJ's ``ImageJ=1.11a\nimages=3`` loses its stack layout lines) made
+    to fit an output of ``shape``: "" where it records only the layout (it is left out), else the
+    JSON with the new "shape" first (none where ``shape`` is not known) and the writer's other keys
+    kept ("axes" and "truncated" described the old layout: they go). None for any other
+    description, which is kept as it is."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
@@ -1722,6 +1726,11 @@ def _tifffile_description(value, shape: list[int] | None) -> str | None:
     text = value.rstrip("\x00").strip()
     if text.startswith("shape=(") and text.endswith(")"):
         return ""
+    if text.startswith("ImageJ="):  # ImageJ's (and tifffile's imagej=True) key=value lines: the stack
+        # layout (images=3, slices=3, hyperstack=true) described pages the output does not have, and
+        # tifffile could not read it (IndexError); the rest (unit, spacing, display range) stays
+        lines = [line for line in text.splitlines() if line.split("=", 1)[0].strip() not in _IMAGEJ_LAYOUT_KEYS]
+        return "\n".join(lines) + "\n"
     if not (text.startswith("{") and '"shape":' in text):
         return None
     import json

@@ -2139,6 +2139,19 @@ def test_tifffile_reads_the_upscaled_tiff_without_a_shape_warning(tmp_path, capl
         assert not [r for r in caplog.records if "shape" in r.getMessage()], caplog.text
 
 
+def test_an_imagej_stack_description_loses_its_layout_lines(tmp_path):
+    """ImageJ's description (tifffile's imagej=True too) said images=3 slices=3 hyperstack=true of
+    an output that holds one page: tifffile failed to read the upscaled file (IndexError)."""
+    description = "ImageJ=1.11a\nimages=3\nslices=3\nhyperstack=true\nmode=grayscale\nunit=um\nspacing=0.5\n"
+    frames = [Image.fromarray(np.full((6, 8), v, np.uint8)) for v in (10, 20, 30)]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:], tiffinfo={270: description})
+    got = read_image(tmp_path / "stack.tif")
+    out = write_image(tmp_path / "up.tif", np.repeat(np.repeat(got.rgb, 4, 0), 4, 1), grayscale=True, exif=got.exif)
+    with Image.open(out) as im:
+        kept = im.tag_v2.get(270)
+    assert kept == "ImageJ=1.11a\nunit=um\nspacing=0.5\n", kept
+
+
 # ----------------------------------------------------------------- a gray image under an RGB profile
 
 
