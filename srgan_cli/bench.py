@@ -96,8 +96,11 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     # folder with HR/ in it is that folder (one that --save-images set5 made, without HR/, is not).
     named = text.lower() in SET_NAMES and (root is not None or not (path / "HR").is_dir())
     if path.is_dir() and not named:
-        if not (path / "HR").is_dir():
-            raise SrganError(f"{path}: no HR/ folder in it; a benchmark folder holds HR/ and optionally LR_x4/")
+        if not (path / "HR").is_dir() and not _image_files(path):  # a plain folder of images: its HR images
+            raise SrganError(
+                f"{path}: no HR/ folder in it, nor images; a benchmark folder holds HR/ and optionally LR_x4/, "
+                "or the HR images themselves"
+            )
         return path
     name = text.lower()
     if name not in SET_NAMES:
@@ -164,7 +167,8 @@ class BenchSet:
 
 
 def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> BenchSet:
-    """Read ``HR/`` and ``LR_x{scale}/`` of a set folder, paired by file stem.
+    """Read ``HR/`` and ``LR_x{scale}/`` of a set folder, paired by file stem; a folder without
+    ``HR/`` holds the HR images itself (as ``srgan train --val`` takes one), with a note.
 
     HR is cropped to a multiple of ``scale`` (bottom/right). An LR file must be exactly HR/scale;
     an HR image without one gets its LR from our MATLAB-compatible bicubic ``imresize``. A stem
@@ -174,6 +178,9 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     """
     path = Path(path)
     hr_dir, lr_dir = path / "HR", path / f"LR_x{scale}"
+    plain = not hr_dir.is_dir()  # a plain folder of images (as train --val takes): they are the HR images
+    if plain:
+        hr_dir = path
     hr_files = _image_files(hr_dir)
     if not hr_files:
         raise SrganError(f"{hr_dir}: no images in it (supported: {SUPPORTED_SUFFIXES})")
@@ -235,6 +242,11 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         bench.notes.append(
             f"{len(unused)} file{'' if one else 's'} in {lr_dir.name}/ pair{'s' if one else ''} with no HR image "
             f"by name and {'is' if one else 'are'} not used: {_some(unused)}"
+        )
+    if plain:
+        bench.notes.append(
+            f"no HR/ folder in {path}: its {len(hr_files)} image{'' if len(hr_files) == 1 else 's'} are the HR "
+            f"images{'' if lr_files else ', their LR made by bicubic imresize'}"
         )
     if made and lr_files:
         bench.notes.append(

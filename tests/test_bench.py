@@ -1065,6 +1065,26 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(bench_dir,
     assert "benchmarking" not in result.output and not Path("locked/deeper").exists()
 
 
+def test_a_plain_folder_of_images_is_a_set_of_hr_images_as_train_val_takes_it(bench_dir, tmp_path):
+    """`srgan train --val photos/` validated on a folder of images, but `srgan bench --set photos/`
+    refused it ("no HR/ folder in it"): the same folder scored one way and not the other."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("baby", "bird"):
+        shutil.copy(bench_dir / "set5" / "HR" / f"{name}.png", folder / f"{name}.png")
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "note: no HR/ folder in" in result.stderr and "their LR made by bicubic imresize" in result.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["num_images"] == 2 and doc["lr_source"] == "imresize"
+    with_hr = _hr_only_folder(tmp_path, bench_dir, names=("baby", "bird"))  # the same images under HR/
+    again = _invoke("--set", with_hr, "-m", "bicubic", "--no-lpips", "--json", "-")
+    assert json.loads(again.stdout)["models"][0]["psnr"] == doc["models"][0]["psnr"]
+    (tmp_path / "empty").mkdir()
+    result = _invoke("--set", tmp_path / "empty", "-m", "bicubic")
+    assert result.exit_code == 1 and "no HR/ folder in it, nor images" in result.output
+
+
 def test_save_images_refuses_a_dash(bench_dir, tmp_path, monkeypatch):
     """`--save-images -` made a folder named '-': '-' is standard output everywhere else."""
     monkeypatch.chdir(tmp_path)
