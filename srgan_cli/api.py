@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .config import MAX_OUTSCALE, GeneratorConfig
-from .device import PRECISIONS, choose_device, choose_dtype
+from .device import PRECISIONS, autocast, choose_device, choose_dtype
 from .errors import SrganError
 from .models import fold_batch_norm
 from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
@@ -174,7 +174,7 @@ class Model:
         """Run the network on a batch (N, C, h, w) from any device; returns the raw output on ``device``."""
         x = x.to(self.device, self.dtype, non_blocking=True)
         # a caller's torch.autocast would run an fp32 model in bf16: the model's precision is its own
-        with torch.autocast(self.device.type, enabled=False):
+        with autocast(self.device.type, enabled=False):
             return self._run(x)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:

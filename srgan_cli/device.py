@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .config import DEVICES, PRECISIONS
@@ -96,3 +98,43 @@ def device_name(device: torch.device) -> str:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
+
+
+def autocast_available(device_type: str) -> bool:
+    """Whether this PyTorch has autocast for ``device_type``: MPS only from PyTorch 2.5."""
+    check = getattr(getattr(torch, "amp", None), "is_autocast_available", None)
+    if check is None:  # PyTorch before 2.4: CPU and CUDA
+        return device_type in ("cpu", "cuda")
+    try:
+        return bool(check(device_type))
+    except Exception:  # noqa: BLE001 - an unknown device type
+        return False
+
+
+def autocast(device_type: str, *, enabled: bool = True, **kwargs) -> contextlib.AbstractContextManager:
+    """``torch.autocast``, where it is available for the device. Where it is not, off is nothing to
+    do (before PyTorch 2.5, ``torch.autocast("mps", enabled=False)`` raised, and every upscale on a
+    Mac failed), and on is a one-line error naming the way out."""
+    if autocast_available(device_type):
+        return torch.autocast(device_type, enabled=enabled, **kwargs)
+    if not enabled:
+        return contextlib.nullcontext()
+    raise SrganError(
+        f"mixed precision on {device_type} needs a newer PyTorch (2.5 or later for mps, this is "
+        f"{torch.__version__}); use --precision fp32"
+    )
+
+
+def active_autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast is on with for ``device_type`` here, or None where it is off (the
+    per-device queries are PyTorch 2.4's; before, CPU and CUDA had their own functions)."""
+    try:
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError, RuntimeError):  # PyTorch before 2.4, or a type without autocast
+        if device_type == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        if device_type == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+        return None

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import active_autocast_dtype, autocast
 from .errors import SrganError
 from .fsutil import atomic_path
 from .metrics import Y_WEIGHTS
@@ -243,8 +244,8 @@ class VGGFeatures(nn.Module):
                 f"{tuple(x.shape[-2:])}; use larger patches or a shallower content layer"
             )
         device_type = x.device.type
-        bf16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
-        with torch.autocast(device_type, enabled=bf16):
+        bf16 = active_autocast_dtype(device_type) == torch.bfloat16
+        with autocast(device_type, enabled=bf16):
             x = self.preprocess(x.to(self.scale.dtype))
             out: dict[str, torch.Tensor] = {}
             for i, module in enumerate(self.features):

@@ -58,7 +58,7 @@ from .data import (
     scan_images,
     val_image,
 )
-from .device import PRECISIONS, choose_device, choose_dtype
+from .device import PRECISIONS, autocast, choose_device, choose_dtype
 from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
@@ -626,6 +626,14 @@ def _resolve_options(
     return cfg, state, None
 
 
+def train_dtype(precision: str | None, device: torch.device) -> tuple[torch.dtype, str | None]:
+    """The training dtype: :func:`device.choose_dtype`'s, except that ``auto`` on MPS is fp32:
+    fp16 there has no loss scaling (the scaler is CUDA's), and small gradients vanished in it."""
+    if device.type == "mps" and (precision or "auto").lower() == "auto":
+        return torch.float32, None
+    return choose_dtype(precision or "auto", device)
+
+
 def resolve_init(init: str | os.PathLike[str]) -> str:
     """The weights file ``--init`` names: a named model (srresnet_x4), a local ``.safetensors``
     file or a Hub reference (owner/repo[:file][@rev]), resolved as ``srgan upscale -m`` resolves
@@ -846,7 +854,7 @@ class _Trainer:
         self.gan = cfg.stage == "gan"
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.dtype, note = choose_dtype(cfg.precision, device)
+        self.dtype, note = train_dtype(cfg.precision, device)
         if note:
             self.info(note)
         if cfg.cuda_graphs:
@@ -1188,7 +1196,7 @@ class _Trainer:
     def _autocast(self, cache: bool = True) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
+        return autocast(self.device.type, dtype=self.dtype, cache_enabled=cache)
 
     def _train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update; returns the loss terms as detached scalar tensors on the device, read back

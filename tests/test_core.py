@@ -283,3 +283,52 @@ def test_device_name_is_never_empty():
 
     assert device_name(torch.device("cpu")).strip()
     assert device_name(torch.device("meta")) == "meta"
+
+
+def test_autocast_where_this_pytorch_has_none_for_the_device(monkeypatch):
+    """Before PyTorch 2.5, torch.autocast("mps", enabled=False) raised: every upscale on a Mac
+    failed. Off is then nothing to do; on is a one-line error naming the way out."""
+    import torch
+
+    from srgan_cli import device as device_module
+    from srgan_cli.api import load_model
+    from srgan_cli.errors import SrganError
+
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    with device_module.autocast("cpu", enabled=False):
+        pass
+    with pytest.raises(SrganError, match="needs a newer PyTorch .*--precision fp32"):
+        device_module.autocast("cpu", dtype=torch.bfloat16)
+    model = load_model("srresnet_x4", device="cpu", precision="fp32")
+    out = model.forward(torch.zeros(1, 3, 8, 8))  # its forward turns a caller's autocast off: no error here
+    assert out.shape == (1, 3, 32, 32)
+
+
+def test_the_autocast_dtype_is_read_also_with_pytorchs_older_functions(monkeypatch):
+    import torch
+
+    from srgan_cli.device import active_autocast_dtype
+
+    assert active_autocast_dtype("cpu") is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert active_autocast_dtype("cpu") == torch.bfloat16
+
+        def old_is_enabled(*args):  # PyTorch before 2.4: no device argument
+            if args:
+                raise TypeError("is_autocast_enabled() takes 0 positional arguments")
+            return False
+
+        monkeypatch.setattr(torch, "is_autocast_enabled", old_is_enabled)
+        assert active_autocast_dtype("cpu") == torch.bfloat16  # torch.is_autocast_cpu_enabled
+        assert active_autocast_dtype("cuda") is None
+
+
+def test_training_on_mps_defaults_to_fp32():
+    """auto was fp16 on MPS, with no loss scaling there (the scaler is CUDA's)."""
+    import torch
+
+    from srgan_cli.train import train_dtype
+
+    assert train_dtype("auto", torch.device("mps")) == (torch.float32, None)
+    assert train_dtype("fp16", torch.device("mps"))[0] == torch.float16  # asked for: as asked
+    assert train_dtype("auto", torch.device("cpu"))[0] == torch.float32
