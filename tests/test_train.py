@@ -141,6 +141,25 @@ def test_cli_config_toml_and_override(data, tmp_path):
     assert result.exit_code == 2 and "stepz" in result.output and "Traceback" not in result.output
 
 
+def test_a_config_file_is_utf8_whatever_the_locale_and_may_start_with_a_bom(data, tmp_path, monkeypatch):
+    """A BOM (Windows PowerShell 5's utf8) gave "Invalid statement (line 1, column 1)"; the file
+    was read in the locale's encoding (cp1252 on Windows misread a folder named "Álbum")."""
+    import locale
+
+    folder = tmp_path / "Álbum"
+    folder.mkdir()
+    for image in data.iterdir():
+        (folder / image.name).write_bytes(image.read_bytes())
+    cfg = tmp_path / "train.toml"
+    text = f'[train]\ndata = "{folder.as_posix()}"\nsteps = 1\nnum-blocks = 1\nnum_features = 8\nbatch-size = 2\n'
+    text += 'patch-size = 16\nworkers = 0\ndevice = "cpu"\n'
+    cfg.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda *a: "cp1252")  # what read_text() would use
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"].endswith("Álbum")
+
+
 def test_cli_bad_options_are_usage_errors(data, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "0"])

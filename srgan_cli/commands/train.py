@@ -327,9 +327,13 @@ def _read_config(path: Path) -> dict[str, Any]:
         except ModuleNotFoundError:
             raise SrganError(f"{path}: reading TOML needs Python 3.11 or the 'tomli' package") from None
     try:
-        data = tomllib.loads(path.read_text())
+        # TOML is UTF-8 whatever the locale (Windows' cp1252 misread "Á"); a BOM (PowerShell 5's
+        # utf8) is allowed, where tomllib said "Invalid statement (line 1, column 1)"
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise OptionError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise SrganError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     table = data.get("train")
     if not isinstance(table, dict):
         raise OptionError(f"{path}: no [train] table; put the options under [train]")
