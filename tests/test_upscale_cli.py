@@ -1748,3 +1748,35 @@ def test_dot_slash_dash_is_a_file_named_dash_not_a_stream(weights, tmp_path, mon
     assert json.loads((tmp_path / "-").read_text())["written"] == 1
     result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "./-", "-o", "c.png"], input=b"")
     assert result.exit_code == 1 and "standard input" not in result.output, result.output  # the file '-', not stdin
+
+
+def test_outputs_that_differ_only_in_case_collide_where_the_disk_ignores_case(weights, tmp_path, monkeypatch):
+    """On macOS and Windows Photo.png and photo.png are one file: the second image replaced the
+    first, and the summary counted both as written."""
+    from srgan_cli.commands import upscale as command
+
+    _img(tmp_path / "in" / "Photo.png", seed=1)
+    _img(tmp_path / "in" / "photo.bmp", seed=2)
+    monkeypatch.setattr(command, "_case_blind", lambda folder: True)
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--format", "png")
+    assert result.exit_code == 1, result.output
+    assert "is also the output of" in result.stderr and "1 written, 0 skipped, 1 failed" in result.stderr
+    monkeypatch.setattr(command, "_case_blind", lambda folder: False)  # a disk where case counts: two files
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out2", "--format", "png")
+    assert result.exit_code == 0 and sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["Photo.png", "photo.png"]
+
+
+def test_a_case_blind_disk_is_told_by_a_folder_name_with_its_case_swapped(tmp_path, monkeypatch):
+    from srgan_cli.commands.upscale import _case_blind
+
+    (tmp_path / "Out").mkdir()
+    assert not _case_blind(str(tmp_path / "Out" / "new" / "deeper"))  # this disk: case counts
+    real_samefile = os.path.samefile
+
+    def blind_samefile(a, b):  # as on APFS: OUT is Out
+        return str(a).casefold() == str(b).casefold() or real_samefile(a, b)
+
+    monkeypatch.setattr(os.path, "samefile", blind_samefile)
+    _case_blind.cache_clear()
+    assert _case_blind(str(tmp_path / "Out"))
+    _case_blind.cache_clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import os
 import queue
@@ -299,7 +300,7 @@ def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
     for job in jobs:
         # the output resolved as check_jobs resolves it (links followed): a pair merged here is one that
         # it would otherwise fail as two inputs claiming one output
-        key = (os.path.realpath(job.src), os.path.realpath(job.dest))
+        key = (os.path.realpath(job.src), _output_key(job.dest))
         if key in first:
             tally.add("skipped", job.src, None, f"the same file as {first[key].src}, given twice")
             continue
@@ -361,6 +362,7 @@ def check_jobs(
     keep = []
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
+        dest_key = _output_key(job.dest)
         problem = _dest_problem(job.dest)
         if problem is not None:
             tally.add("failed", job.src, job.dest, report.error(f"{job.dest}: {problem}"))
@@ -373,7 +375,7 @@ def check_jobs(
             why = report.error(f"{job.dest}: the output would be written outside {output_root}; refused")
             tally.add("failed", job.src, job.dest, why)
             continue
-        first = claims.get(dest_real, job)
+        first = claims.get(dest_key, job)
         if first is not job:
             why = report.error(
                 f"{job.src}: its output {job.dest} is also the output of {first.src}; "
@@ -398,8 +400,35 @@ def output_claims(jobs: list[Job]) -> dict[str, Job]:
     """Each output's (real path's) first job: a later job with the same output collides with it."""
     claims: dict[str, Job] = {}
     for job in jobs:
-        claims.setdefault(os.path.realpath(job.dest), job)
+        claims.setdefault(_output_key(job.dest), job)
     return claims
+
+
+def _output_key(dest: Path) -> str:
+    """The key under which two outputs are one file: the real path, case-folded on a file system
+    that ignores case (macOS, Windows: Photo.png and photo.png are one file, and the second image
+    written replaced the first while the summary counted both)."""
+    real = os.path.realpath(dest)
+    return real.casefold() if _case_blind(os.path.dirname(real)) else real
+
+
+@functools.lru_cache(maxsize=256)
+def _case_blind(folder: str) -> bool:
+    """Whether the file system holding ``folder`` (or its nearest existing ancestor) ignores case:
+    the name with its case swapped is the same folder."""
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    probe = folder
+    while probe and os.path.dirname(probe) != probe:
+        name = os.path.basename(probe)
+        if name.swapcase() != name:
+            other = os.path.join(os.path.dirname(probe), name.swapcase())
+            try:
+                return os.path.samefile(probe, other)
+            except OSError:  # no such name: the case counts
+                return False
+        probe = os.path.dirname(probe)
+    return False
 
 
 def _dest_problem(dest: Path) -> str | None:
