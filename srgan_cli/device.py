@@ -74,7 +74,18 @@ def choose_dtype(precision: str, device: torch.device, *, cpu_bf16: bool = False
         return torch.float32, "fp16 is not supported on the CPU; running in fp32"
     if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         return torch.float16, "this GPU has no bf16; running in fp16"
+    if device.type == "mps" and dtype == torch.bfloat16 and not _mps_has_bf16():
+        return torch.float16, "MPS has bf16 from macOS 14 on; running in fp16"
     return dtype, None
+
+
+def _mps_has_bf16() -> bool:
+    """Whether MPS takes bf16 tensors (macOS 14 and later): before, moving the model to bf16 raised."""
+    try:
+        torch.zeros(1, dtype=torch.bfloat16, device="mps")
+    except Exception:  # noqa: BLE001 - TypeError or RuntimeError, by PyTorch version
+        return False
+    return True
 
 
 def device_name(device: torch.device) -> str:

@@ -30,11 +30,15 @@ def process_group_started() -> None:
 def stop_signals() -> list[signal.Signals]:
     """The signals that stop a command as Ctrl-C does: SIGTERM (`timeout`, a scheduler), and
     SIGHUP (the terminal or SSH session closed) unless it is ignored, as under `nohup`, which
-    asks for the command to go on."""
+    asks for the command to go on; on Windows SIGBREAK (Ctrl+Break, the console closing), which
+    killed a training run without its checkpoint."""
     signals = [signal.SIGTERM]
     hup = getattr(signal, "SIGHUP", None)  # not on Windows
     if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
         signals.append(hup)
+    brk = getattr(signal, "SIGBREAK", None)  # Windows only: Ctrl+Break, and the console window closing
+    if brk is not None and signal.getsignal(brk) is not signal.SIG_IGN:
+        signals.append(brk)
     return signals
 
 

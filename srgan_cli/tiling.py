@@ -9,6 +9,7 @@ tiled result equals the whole-image result up to float rounding noise.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,7 +210,9 @@ def upscale_tiled(
         try:
             with torch.inference_mode():
                 return _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink)
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if not _out_of_device_memory(exc):
+                raise
             current = tile if 0 < tile < max(h, w) else max(h, w)
             smaller = current // 2
             if smaller < MIN_TILE:
@@ -218,9 +221,21 @@ def upscale_tiled(
                 ) from None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            mps = getattr(torch, "mps", None)
+            if mps is not None and torch.backends.mps.is_available():
+                with contextlib.suppress(Exception):
+                    mps.empty_cache()
             if on_note is not None:
                 on_note(f"out of GPU memory with {current} px tiles; retrying with {smaller} px tiles")
             tile = smaller
+
+
+def _out_of_device_memory(exc: BaseException) -> bool:
+    """CUDA's out-of-memory error, or MPS's: a plain RuntimeError ("MPS backend out of memory"),
+    with which a Mac's image failed where a GPU's was retried with smaller tiles."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "MPS backend out of memory" in str(exc)
 
 
 def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> torch.Tensor | None:

@@ -332,3 +332,26 @@ def test_training_on_mps_defaults_to_fp32():
     assert train_dtype("auto", torch.device("mps")) == (torch.float32, None)
     assert train_dtype("fp16", torch.device("mps"))[0] == torch.float16  # asked for: as asked
     assert train_dtype("auto", torch.device("cpu"))[0] == torch.float32
+
+
+def test_bf16_on_an_mps_without_it_runs_in_fp16_with_a_note(monkeypatch):
+    """macOS 13's MPS has no bf16: moving the model to it raised (a traceback)."""
+    import torch
+
+    from srgan_cli import device as device_module
+
+    monkeypatch.setattr(device_module, "_mps_has_bf16", lambda: False)
+    dtype, note = device_module.choose_dtype("bf16", torch.device("mps"))
+    assert dtype == torch.float16 and "macOS 14" in note
+    monkeypatch.setattr(device_module, "_mps_has_bf16", lambda: True)
+    assert device_module.choose_dtype("bf16", torch.device("mps")) == (torch.bfloat16, None)
+
+
+def test_ctrl_break_stops_as_ctrl_c_does_where_there_is_one(monkeypatch):
+    import signal
+
+    from srgan_cli.stopping import stop_signals
+
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR2, raising=False)  # as Windows has it
+    monkeypatch.setattr(signal, "getsignal", lambda signum: signal.SIG_DFL)
+    assert signal.SIGUSR2 in stop_signals()

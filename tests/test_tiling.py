@@ -222,6 +222,30 @@ def test_oom_gives_up_below_min_tile(nets):
     assert len(notes) == 3  # 64 -> 32 -> 16 -> 8, then stop: never loops forever
 
 
+def test_an_mps_out_of_memory_error_is_retried_with_smaller_tiles_and_others_are_not(nets):
+    """MPS's out-of-memory error is a plain RuntimeError: a Mac's image failed where a GPU's was
+    retried with smaller tiles."""
+    net = nets["srresnet_x2"]
+    x = torch.rand(1, 3, 30, 26)
+
+    def forward(batch):
+        if batch.shape[2] == 30:
+            raise RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.0 GB)")
+        return net(batch)
+
+    notes: list[str] = []
+    with torch.inference_mode():
+        out = upscale_tiled(forward, x, 2, 0, default_pad(net), on_note=notes.append)
+    torch.testing.assert_close(out, _whole(net, x), rtol=0, atol=2e-5)
+    assert len(notes) == 1
+
+    def broken(batch):
+        raise RuntimeError("some other failure")
+
+    with pytest.raises(RuntimeError, match="some other failure"):
+        upscale_tiled(broken, x, 2, 0, 4)
+
+
 def test_choose_tile_cpu_bounds_memory():
     cfg = GeneratorConfig()
     cpu = torch.device("cpu")
