@@ -1780,3 +1780,16 @@ def test_a_case_blind_disk_is_told_by_a_folder_name_with_its_case_swapped(tmp_pa
     _case_blind.cache_clear()
     assert _case_blind(str(tmp_path / "Out"))
     _case_blind.cache_clear()
+
+
+def test_a_folder_spelled_in_another_case_is_the_same_folder_where_the_disk_ignores_case(tmp_path, monkeypatch):
+    """`srgan upscale Photos -o photos --suffix _x4` run twice on macOS upscaled the first run's
+    outputs again (x16 images): photos/ was not seen as the input folder Photos/."""
+    from srgan_cli.commands import upscale as command
+
+    (tmp_path / "Photos").mkdir()
+    monkeypatch.setattr(command, "_case_blind", lambda folder: True)
+    assert command._inside(tmp_path / "photos", tmp_path / "Photos" / "a_x4.png")
+    assert command._output_key(tmp_path / "photos") == command._output_key(tmp_path / "Photos")
+    monkeypatch.setattr(command, "_case_blind", lambda folder: False)
+    assert not command._inside(tmp_path / "photos", tmp_path / "Photos" / "a_x4.png")

@@ -141,6 +141,8 @@ def _inside(folder: Path, path: Path) -> bool:
     """True when ``path`` (resolved, symlinks followed) lies inside ``folder`` (resolved)."""
     root = os.path.realpath(folder)
     target = os.path.realpath(path)
+    if _case_blind(root):  # macOS, Windows: -o photos is the folder Photos
+        root, target = root.casefold(), target.casefold()
     try:
         return os.path.commonpath([root, target]) == root
     except ValueError:  # different drives
@@ -267,7 +269,7 @@ def plan_jobs(
     for item in inputs:
         if os.path.isdir(item):
             found, others, unreadable = _sort_folder(item, recursive)
-            if os.path.realpath(item) != os.path.realpath(output):
+            if _output_key(item) != _output_key(output):
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
             for other in others:
@@ -315,10 +317,10 @@ def _without_earlier_outputs(jobs: list[Job], listed: set[Path], output: Path, t
     --skip-existing rerun failed on "would replace an input"; one made under another --suffix or
     --format is dropped too, as it lies in the output folder. A file named on the command line
     is upscaled whatever made it."""
-    by_dest = {os.path.realpath(j.dest): j for j in jobs}
+    by_dest = {_output_key(j.dest): j for j in jobs}
     keep = []
     for job in jobs:
-        maker = by_dest.get(os.path.realpath(job.src)) if job.src in listed else None
+        maker = by_dest.get(_output_key(job.src)) if job.src in listed else None
         if maker is not None and maker is not job and _written_by_srgan(job.src):
             tally.add("skipped", job.src, None, f"the output of {maker.src} from an earlier run, not an input")
             continue
@@ -405,9 +407,9 @@ def output_claims(jobs: list[Job]) -> dict[str, Job]:
 
 
 def _output_key(dest: Path) -> str:
-    """The key under which two outputs are one file: the real path, case-folded on a file system
+    """The key under which two paths are one file: the real path, case-folded on a file system
     that ignores case (macOS, Windows: Photo.png and photo.png are one file, and the second image
-    written replaced the first while the summary counted both)."""
+    written replaced the first while the summary counted both; -o photos is the folder Photos)."""
     real = os.path.realpath(dest)
     return real.casefold() if _case_blind(os.path.dirname(real)) else real
 
