@@ -312,8 +312,11 @@ class _WorkerTerm:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def default_workers(device: torch.device | None = None) -> int:
-    """min(4, cpus) loader processes when training on a GPU; none when training on the CPU.
+def default_workers(device: torch.device | None = None, cached: bool = False) -> int:
+    """min(4, cpus) loader processes when training on a GPU; none when training on the CPU, nor
+    where the images are decoded into memory (``cached``) and workers start by spawn or forkserver
+    (macOS, Windows; Linux from Python 3.14), which copies the whole cache into each worker, up to
+    four times 2 GiB; from the cache a patch is only a crop, which the training process makes fast.
 
     On the CPU the loader (450+ patches/s even decoding every image anew) is far faster than
     training, and worker processes gain nothing there: measured on 2 cores, the paper's
@@ -322,7 +325,16 @@ def default_workers(device: torch.device | None = None) -> int:
     """
     if device is not None and device.type == "cpu":
         return 0
+    if cached and _worker_start_method() != "fork":
+        return 0
     return min(4, os.cpu_count() or 1)
+
+
+def _worker_start_method() -> str:
+    """How the loader's worker processes start: the default multiprocessing context's method."""
+    import multiprocessing
+
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_context().get_start_method()
 
 
 def make_loader(

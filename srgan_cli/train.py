@@ -1187,7 +1187,11 @@ class _Trainer:
             start_step=self.step,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
-            workers=cfg.workers if cfg.workers is not None else default_workers(self.device),
+            workers=(
+                cfg.workers
+                if cfg.workers is not None
+                else default_workers(self.device, cached=self.dataset.images is not None)
+            ),
             pin_memory=self.device.type == "cuda",
             stop_step=cfg.steps,
         )

@@ -346,3 +346,21 @@ def test_a_fifo_named_like_an_image_is_unreadable_not_a_hang(tmp_path, without_b
     os.mkfifo(fifo)
     scan = without_blocking(lambda: scan_images(tmp_path / "d", 32), fifo)
     assert len(scan.paths) == 1 and scan.unreadable == [fifo]
+
+
+def test_no_loader_workers_by_default_where_spawning_them_would_copy_the_image_cache(monkeypatch):
+    """On macOS and Windows (spawn) each worker got a pickled copy of the decoded images, up to
+    four times 2 GiB on a 16 GB Mac."""
+    import os
+
+    import torch
+
+    from srgan_cli import data
+
+    gpu = torch.device("cuda")
+    monkeypatch.setattr(data, "_worker_start_method", lambda: "spawn")
+    assert data.default_workers(gpu, cached=True) == 0
+    assert data.default_workers(gpu, cached=False) == min(4, os.cpu_count() or 1)
+    monkeypatch.setattr(data, "_worker_start_method", lambda: "fork")  # shared, copy on write
+    assert data.default_workers(gpu, cached=True) == min(4, os.cpu_count() or 1)
+    assert data.default_workers(torch.device("cpu"), cached=False) == 0
