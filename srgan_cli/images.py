@@ -160,7 +160,7 @@ def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path
     if not root.is_dir():
         raise SrganError(f"{root}: no such folder")
     found: list[tuple[Path, bool]] = []
-    seen: set[tuple[int, int]] = set()
+    seen: set[object] = set()
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -168,7 +168,9 @@ def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path
             st = folder.stat()
         except OSError:
             continue
-        key = (st.st_dev, st.st_ino)
+        # a file system without inode numbers (st_ino 0: some Windows shares, WinFsp, sshfs) had every
+        # sub-folder "visited already": its real path tells them apart there
+        key: object = (st.st_dev, st.st_ino) if st.st_ino else os.path.normcase(os.path.realpath(folder))
         if key in seen:
             continue
         seen.add(key)

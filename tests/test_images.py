@@ -2207,3 +2207,27 @@ def test_a_profile_that_does_not_fit_the_pixels_is_left_out_with_a_note(tmp_path
         assert im.mode == "L" and not im.info.get("icc_profile")
     assert len(notes) == 1 and notes[0].startswith(f"{out}: the RGB ICC colour profile")
     assert notes[0].endswith("is left out: it does not fit the gray pixels")
+
+
+def test_a_file_system_without_inode_numbers_still_has_its_sub_folders_listed(tmp_path, monkeypatch):
+    """Where st_ino is 0 (some Windows shares, WinFsp, sshfs), every sub-folder looked visited
+    already: `upscale -r` and the training scan saw the top folder alone."""
+    import os as os_module
+    from pathlib import Path as PathType
+
+    from srgan_cli.images import folder_entries
+
+    for name in ("a", "b/c", "b/d/e"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / f"{name}.png")
+    real_stat = PathType.stat
+
+    def no_inodes(self, *args, **kwargs):
+        st = real_stat(self, *args, **kwargs)
+        values = list(st)
+        values[1] = 0  # st_ino
+        return os_module.stat_result(values)
+
+    monkeypatch.setattr(PathType, "stat", no_inodes)
+    names = sorted(p.relative_to(tmp_path).as_posix() for p, _ in folder_entries(tmp_path, recursive=True))
+    assert names == ["a.png", "b/c.png", "b/d/e.png"]
