@@ -626,6 +626,13 @@ def _resolve_options(
     return cfg, state, None
 
 
+def _compiler_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch.compile's own failure (Dynamo or Inductor: no C++ compiler or
+    Triton for the device), which surfaced at the first step as a traceback."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor"))
+
+
 def train_dtype(precision: str | None, device: torch.device) -> tuple[torch.dtype, str | None]:
     """The training dtype: :func:`device.choose_dtype`'s, except that ``auto`` on MPS is fp32:
     fp16 there has no loss scaling (the scaler is CUDA's), and small gradients vanished in it."""
@@ -1542,6 +1549,12 @@ class _Trainer:
         with _Interrupt(enabled=True) as stop:
             try:
                 return self._run(stop)
+            except Exception as exc:
+                if self.cfg.compile and _compiler_failed(exc):  # no compiler here (Windows without MSVC, MPS)
+                    raise SrganError(
+                        f"--compile failed on this machine ({first_line(exc)}); run without --compile"
+                    ) from None
+                raise
             finally:
                 self._close_loader()
 

@@ -1908,3 +1908,23 @@ def test_the_notes_bench_prints_about_a_val_set_are_notes_of_the_run(data, tmp_p
     assert "note: --val set5: 1 file in LR_x4/ pairs with no HR image by name and is not used: orphan.png" in (
         result.output.splitlines()
     )
+
+
+def test_a_compiler_that_fails_at_the_first_step_is_one_line(data, tmp_path, monkeypatch):
+    """torch.compile fails where it has no compiler for the device (Windows without MSVC, MPS):
+    the error came at the first step as a traceback."""
+
+    class BackendCompilerFailed(RuntimeError):
+        pass
+
+    BackendCompilerFailed.__module__ = "torch._dynamo.exc"
+
+    def compile_that_fails(module, *args, **kwargs):
+        def run(*a, **k):
+            raise BackendCompilerFailed("backend='inductor' raised: Compiler: cl is not found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_that_fails)
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--compile"))
+    assert "--compile failed on this machine" in line and "cl is not found" in line and "without --compile" in line
