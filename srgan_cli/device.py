@@ -102,8 +102,27 @@ def device_name(device: torch.device) -> str:
             pass
         import platform
 
-        return platform.processor() or platform.machine()
+        return _mac_chip() or platform.processor() or platform.machine()
+    if device.type == "mps":
+        return f"{_mac_chip() or 'Apple'} GPU (MPS)"
     return device.type
+
+
+def _mac_chip() -> str | None:
+    """The Mac's chip ("Apple M2 Pro"), where platform.processor() says only "arm"."""
+    import sys
+
+    if sys.platform != "darwin":
+        return None
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def _mps_available() -> bool:

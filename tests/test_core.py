@@ -355,3 +355,21 @@ def test_ctrl_break_stops_as_ctrl_c_does_where_there_is_one(monkeypatch):
     monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR2, raising=False)  # as Windows has it
     monkeypatch.setattr(signal, "getsignal", lambda signum: signal.SIG_DFL)
     assert signal.SIGUSR2 in stop_signals()
+
+
+def test_a_macs_chip_is_named_in_the_bench_table(monkeypatch):
+    """platform.processor() says "arm" on Apple silicon: the bench table said "arm"."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from srgan_cli import device as device_module
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(
+        subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a[0], 0, stdout="Apple M2 Pro\n", stderr="")
+    )
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc on a Mac")))
+    assert device_module.device_name(torch.device("cpu")) == "Apple M2 Pro"
+    assert device_module.device_name(torch.device("mps")) == "Apple M2 Pro GPU (MPS)"
