@@ -8,7 +8,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -169,6 +169,32 @@ def folder_problem(folder: str | Path) -> str | None:
     if not os.access(there, os.W_OK | os.X_OK):
         return f"{there}: cannot write there (permission denied)"
     return None
+
+
+def result_file_problem(word: str, path: Path, is_ours: Callable[[Path], bool], what: str, option: str) -> str | None:
+    """Why ``path`` (typed as ``word``) cannot take a file a command writes at its end and replaces
+    on a rerun (bench's --json, upscale's --report), as a message; None if it can. It replaces an
+    earlier one of its own (``is_ours``), never another file; a FIFO or a device is never opened to
+    find out (reading a FIFO blocked for ever); its folder may be missing, and is made then."""
+    # Path drops a last slash or '.': "out/" and "out/." wrote a file named out; '..' names no file
+    if word.endswith(("/", os.sep)) or os.path.basename(word) in (".", ".."):
+        return f"{word} is a folder name; give a file name"
+    not_ours = f"{path} exists and is not {what}; choose another name"
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):  # missing, or a file on the way: folder_problem says which
+        if os.path.islink(path):  # a link to nothing: writing would replace the link, not what it names
+            return not_ours
+        return folder_problem(path.parent)
+    except OSError as exc:  # a name too long, a folder that cannot be searched
+        return f"{path}: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path} is a folder; give a file name"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{not_ours} ({option} - writes to standard output)"
+    if not is_ours(path):
+        return not_ours
+    return folder_problem(path.parent)  # written beside itself and renamed: the folder must be writable
 
 
 def read_json(path: str | Path, limit: int = 50_000_000) -> object | None:

@@ -301,34 +301,11 @@ def _check_save_images(value: Path | None, typed: object = None) -> Path | None:
 def _check_json_path(json_out: str) -> Path:
     """The --json file, refused (a usage error) before anything runs where it cannot be written or
     is not an earlier result; its folder may be missing (it is made when the JSON is written)."""
-    from ..fsutil import folder_problem
+    from ..fsutil import result_file_problem
 
     target = Path(json_out)
-    # Path drops a last slash or '.': "out/" and "out/." wrote a file named out; "new/.." failed at the end
-    if json_out.endswith(("/", os.sep)) or os.path.basename(json_out) in (".", ".."):
-        raise click.BadParameter(f"{json_out} is a folder name; give a file name", param_hint="--json")
-    try:
-        st: os.stat_result | None = os.stat(target)
-    except (FileNotFoundError, NotADirectoryError):  # missing, or a file on the way: folder_problem says which
-        if target.is_symlink():  # a link to nothing: writing would replace the link, not what it names
-            raise click.BadParameter(
-                f"{target} exists and is not an srgan bench result; choose another name", param_hint="--json"
-            ) from None
-        st = None
-    except OSError as exc:  # a name too long, a folder that cannot be searched
-        raise click.BadParameter(f"{target}: {exc.strerror or exc}", param_hint="--json") from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise click.BadParameter(f"{target} is a folder; give a file name", param_hint="--json")
-    # a result replaces an earlier result (scripts reuse the name), never another file; a FIFO or a
-    # device (/dev/stdout) is never opened to find out: reading a FIFO blocked for ever
-    if st is not None and (not stat.S_ISREG(st.st_mode) or not _is_bench_json(target)):
-        raise click.BadParameter(
-            f"{target} exists and is not an srgan bench result; choose another name"
-            + ("" if stat.S_ISREG(st.st_mode) else " (--json - writes to standard output)"),
-            param_hint="--json",
-        )
-    # the file is written beside itself and renamed: its folder must be there or be made, and writable
-    if (problem := folder_problem(target.parent)) is not None:
+    problem = result_file_problem(json_out, target, _is_bench_json, "an srgan bench result", "--json")
+    if problem is not None:
         raise click.BadParameter(problem, param_hint="--json")
     return target
 

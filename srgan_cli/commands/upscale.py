@@ -1074,31 +1074,15 @@ def _check_report_path(path: Path | None, output: Path, typed: object = None) ->
                 param_hint="'--report'",
             )
         return path
+    from ..fsutil import result_file_problem
+
     word = typed if isinstance(typed, str) else str(path)
-    # Path drops a last slash or '.': "rdir/" and "rdir/." wrote a report named rdir; '..' names no file
-    if word.endswith(("/", os.sep)) or os.path.basename(word) in (".", ".."):
-        raise click.BadParameter(f"{word} is a folder name; give a file name", param_hint="'--report'")
     if torchrun:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
-    from ..fsutil import folder_problem
-
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):  # missing, or a file on the way: folder_problem says which
-        st = None
-    except OSError as exc:  # a name too long, a folder that cannot be searched
-        raise click.BadParameter(f"{path}: {exc.strerror or exc}", param_hint="'--report'") from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise click.BadParameter(f"{path} is a folder; give a file name", param_hint="'--report'")
-    # a report replaces an earlier report (cron jobs reuse the name), never another file; a FIFO
-    # or device is never opened to find out (reading a FIFO would block)
-    if st is not None and (not stat.S_ISREG(st.st_mode) or not _is_report(path)):
-        raise click.BadParameter(
-            f"{path} exists and is not an srgan report; choose another name", param_hint="'--report'"
-        )
     # a missing folder is made when the report is written, as -o makes the output's folders (`-o big/
     # --report big/report.json` on a first run); one that cannot be is refused now, not after the images
-    if (problem := folder_problem(path.parent)) is not None:
+    problem = result_file_problem(word, path, _is_report, "an srgan report", "--report")
+    if problem is not None:
         raise click.BadParameter(problem, param_hint="'--report'")
     return path
 
