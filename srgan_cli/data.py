@@ -292,6 +292,8 @@ def _worker_init(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, _WorkerTerm().handle)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl+Break reaches the whole console, as Ctrl-C does
+        signal.signal(signal.SIGBREAK, signal.SIG_IGN)
 
 
 class _WorkerTerm:
@@ -334,7 +336,9 @@ def _worker_start_method() -> str:
     """How the loader's worker processes start: the default multiprocessing context's method."""
     import multiprocessing
 
-    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_context().get_start_method()
+    # the first of get_all_start_methods() is the default: get_context() would fix the method for
+    # the process, and a later set_start_method (a program calling train()) raised
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
 
 
 def make_loader(

@@ -364,3 +364,39 @@ def test_no_loader_workers_by_default_where_spawning_them_would_copy_the_image_c
     monkeypatch.setattr(data, "_worker_start_method", lambda: "fork")  # shared, copy on write
     assert data.default_workers(gpu, cached=True) == min(4, os.cpu_count() or 1)
     assert data.default_workers(torch.device("cpu"), cached=False) == 0
+
+
+def test_asking_how_workers_start_leaves_the_start_method_unset():
+    """multiprocessing.get_context() fixed the start method for the process: a program calling
+    train() and then multiprocessing.set_start_method() raised "context has already been set"."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import multiprocessing, torch\n"
+        "from srgan_cli.data import default_workers\n"
+        "default_workers(torch.device('cuda'), cached=True)\n"
+        "multiprocessing.set_start_method('spawn')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+
+
+def test_loader_workers_leave_ctrl_break_to_the_main_process(monkeypatch):
+    """On Windows Ctrl+Break reaches every process of the console: the main process now stops on it
+    with a checkpoint, and a worker killed by it failed the step first."""
+    import signal
+
+    from srgan_cli import data
+
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR2, raising=False)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)}
+    threads = torch.get_num_threads()
+    try:
+        data._worker_init(0)
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        torch.set_num_threads(threads)

@@ -302,7 +302,7 @@ def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
     for job in jobs:
         # the output resolved as check_jobs resolves it (links followed): a pair merged here is one that
         # it would otherwise fail as two inputs claiming one output
-        key = (os.path.realpath(job.src), _output_key(job.dest))
+        key = (_output_key(job.src), _output_key(job.dest))
         if key in first:
             tally.add("skipped", job.src, None, f"the same file as {first[key].src}, given twice")
             continue
@@ -417,20 +417,37 @@ def _output_key(dest: Path) -> str:
 @functools.lru_cache(maxsize=256)
 def _case_blind(folder: str) -> bool:
     """Whether the file system holding ``folder`` (or its nearest existing ancestor) ignores case:
-    the name with its case swapped is the same folder."""
+    a name in it with its case swapped is the same entry (by lstat, so a link named so is not).
+    Probed on an entry of the folder itself, else on the folder's own name, else by the platform
+    (macOS and Windows ignore case by default)."""
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
+
+    def same_entry(parent: str, name: str) -> bool | None:
+        try:
+            a = os.lstat(os.path.join(parent, name))
+        except OSError:
+            return None
+        try:
+            b = os.lstat(os.path.join(parent, name.swapcase()))
+        except OSError:
+            return False  # no such name: the case counts
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) and a.st_ino != 0
+
+    try:
+        with os.scandir(folder) as entries:
+            name = next((e.name for e in entries if e.name.swapcase() != e.name), None)
+    except OSError:
+        name = None
+    if name is not None and (answer := same_entry(folder, name)) is not None:
+        return answer
     probe = folder
-    while probe and os.path.dirname(probe) != probe:
+    while os.path.dirname(probe) != probe:
         name = os.path.basename(probe)
-        if name.swapcase() != name:
-            other = os.path.join(os.path.dirname(probe), name.swapcase())
-            try:
-                return os.path.samefile(probe, other)
-            except OSError:  # no such name: the case counts
-                return False
+        if name.swapcase() != name and (answer := same_entry(os.path.dirname(probe), name)) is not None:
+            return answer
         probe = os.path.dirname(probe)
-    return False
+    return sys.platform in ("darwin", "win32")
 
 
 def _dest_problem(dest: Path) -> str | None:
