@@ -197,11 +197,11 @@ def test_a_damaged_bundled_file_is_listed_as_damaged_not_available(table, monkey
         ["interpolate", "", "srgan_x4", "--alpha", "0.5", "-o", "x.safetensors"],
     ],
 )
-def test_an_empty_model_name_is_called_so(tmp_path, args):
+def test_an_empty_model_name_is_called_so(tmp_path, monkeypatch, args):
     """'' (an unset variable) was the path '.': "error: .: is a folder; give a .safetensors
     weights file" everywhere but upscale, which said what it was."""
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path):
-        result = CliRunner().invoke(main, args)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert "an empty model (an unset variable?)" in result.output and "is a folder" not in result.output
     assert result.stdout == ""  # refused before anything was fetched or printed
