@@ -1810,3 +1810,13 @@ def test_a_folder_spelled_in_another_case_is_the_same_folder_where_the_disk_igno
     assert command._output_key(tmp_path / "photos") == command._output_key(tmp_path / "Photos")
     monkeypatch.setattr(command, "_case_blind", lambda folder: False)
     assert not command._inside(tmp_path / "photos", tmp_path / "Photos" / "a_x4.png")
+
+
+def test_a_suffix_windows_cannot_hold_is_refused_there(weights, tmp_path, monkeypatch):
+    """On Windows `--suffix :x4` wrote each image into an NTFS stream of a file named after the input."""
+    import sys
+
+    _img(tmp_path / "a.png")
+    monkeypatch.setattr(sys, "platform", "win32")
+    result = run(weights, tmp_path / "a.png", "-o", tmp_path / "out", "--suffix", ":x4")
+    assert result.exit_code == 2 and "on Windows" in result.output and not (tmp_path / "out").exists()

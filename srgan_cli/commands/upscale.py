@@ -878,6 +878,9 @@ def upscale(
         raise click.BadParameter("must not be '.' or '..' or contain a path separator", param_hint="'--suffix'")
     if suffix is not None and any(ord(c) < 32 or ord(c) == 127 for c in suffix):
         raise click.BadParameter("must not contain control characters (a newline, a tab)", param_hint="'--suffix'")
+    if suffix is not None and sys.platform == "win32" and any(c in '<>:"|?*' for c in suffix):
+        # Windows names cannot hold them; ':' even wrote each image into an NTFS stream of another file
+        raise click.BadParameter('must not contain < > : " | ? * on Windows', param_hint="'--suffix'")
     fmt = fmt.lower() if fmt else None
     # ./- names a file called '-': only '-' itself is standard input or output
     ctx = click.get_current_context(silent=True)
