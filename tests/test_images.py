@@ -2231,3 +2231,22 @@ def test_a_file_system_without_inode_numbers_still_has_its_sub_folders_listed(tm
     monkeypatch.setattr(PathType, "stat", no_inodes)
     names = sorted(p.relative_to(tmp_path).as_posix() for p, _ in folder_entries(tmp_path, recursive=True))
     assert names == ["a.png", "b/c.png", "b/d/e.png"]
+
+
+def test_a_path_windows_finds_too_long_is_named_so_not_a_missing_folder(tmp_path, monkeypatch):
+    """Windows without long paths says "not found" for a path of 260 characters or more: the
+    message said the folder did not exist, though it was there."""
+    import contextlib
+
+    from srgan_cli import images
+
+    @contextlib.contextmanager
+    def not_found(path, overwrite=False):
+        raise FileNotFoundError(3, "The system cannot find the path specified")
+        yield path
+
+    monkeypatch.setattr(images, "atomic_path", not_found)
+    with pytest.raises(SrganError, match="the path is too long for this system"):
+        write_image(tmp_path / "a.png", RNG.random((4, 4, 3)))
+    with pytest.raises(SrganError, match="the folder .* does not exist"):
+        write_image(tmp_path / "gone" / "a.png", RNG.random((4, 4, 3)))
