@@ -116,3 +116,38 @@ def without_blocking():
     """``without_blocking(fn, fifo)``: fn's result, failing the test (not hanging it) if fn blocks
     on opening ``fifo`` for reading."""
     return _without_blocking
+
+
+def mpo_file(path: Path, mp_types: list[int], big_endian: bool = False) -> Path:
+    """An MPO of len(mp_types) pictures (Pillow writes them), each MP Entry's type (CIPA DC-007,
+    the low 24 bits of its attribute) set to ``mp_types``; Pillow writes "undefined" for appended
+    pictures. ``big_endian`` rewrites the MP Index in Motorola order, as many cameras write it."""
+    import struct
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(len(mp_types))
+    pictures = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)) for _ in mp_types]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pictures[0].save(path, format="MPO", save_all=True, append_images=pictures[1:])
+    data = bytearray(path.read_bytes())
+    base = data.index(b"MPF\x00") + 4
+    assert data[base : base + 4] == b"II*\x00"
+    (ifd,) = struct.unpack_from("<I", data, base + 4)
+    (count,) = struct.unpack_from("<H", data, base + ifd)
+    entries = [struct.unpack_from("<HHII", data, base + ifd + 2 + 12 * i) for i in range(count)]
+    (offset,) = [off for tag, _, _, off in entries if tag == 0xB002]
+    for k, mp_type in enumerate(mp_types):
+        (attribute,) = struct.unpack_from("<I", data, base + offset + 16 * k)
+        struct.pack_into("<I", data, base + offset + 16 * k, (attribute & ~0xFFFFFF) | mp_type)
+    if big_endian:  # the header, the MP Index IFD and the entries' attributes (all the reader looks at)
+        struct.pack_into(">2sHI", data, base, b"MM", 42, ifd)
+        struct.pack_into(">H", data, base + ifd, count)
+        for i, (tag, typ, n, off) in enumerate(entries):
+            value = off if tag != 0xB000 else struct.unpack_from(">I", data, base + ifd + 2 + 12 * i + 8)[0]
+            struct.pack_into(">HHII", data, base + ifd + 2 + 12 * i, tag, typ, n, value)
+        for k, mp_type in enumerate(mp_types):
+            struct.pack_into(">I", data, base + offset + 16 * k, mp_type)
+    path.write_bytes(bytes(data))
+    return path

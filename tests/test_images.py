@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import mpo_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, TiffImagePlugin
@@ -1992,35 +1993,6 @@ def test_upscaled_alpha_does_not_ring_past_its_neighbourhood():
 # ----------------------------------------------------------------- multi-picture JPEG (MPO)
 
 
-def _mpo(path: Path, mp_types: list[int], big_endian: bool = False) -> Path:
-    """An MPO of len(mp_types) pictures (Pillow writes them), each MP Entry's type (CIPA DC-007,
-    the low 24 bits of its attribute) set to ``mp_types``; Pillow writes "undefined" for appended
-    pictures. ``big_endian`` rewrites the MP Index in Motorola order, as many cameras write it."""
-    rng = np.random.default_rng(len(mp_types))
-    pictures = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)) for _ in mp_types]
-    pictures[0].save(path, format="MPO", save_all=True, append_images=pictures[1:])
-    data = bytearray(path.read_bytes())
-    base = data.index(b"MPF\x00") + 4
-    assert data[base : base + 4] == b"II*\x00"
-    (ifd,) = struct.unpack_from("<I", data, base + 4)
-    (count,) = struct.unpack_from("<H", data, base + ifd)
-    entries = [struct.unpack_from("<HHII", data, base + ifd + 2 + 12 * i) for i in range(count)]
-    (offset,) = [off for tag, _, _, off in entries if tag == 0xB002]
-    for k, mp_type in enumerate(mp_types):
-        (attribute,) = struct.unpack_from("<I", data, base + offset + 16 * k)
-        struct.pack_into("<I", data, base + offset + 16 * k, (attribute & ~0xFFFFFF) | mp_type)
-    if big_endian:  # the header, the MP Index IFD and the entries' attributes (all the reader looks at)
-        struct.pack_into(">2sHI", data, base, b"MM", 42, ifd)
-        struct.pack_into(">H", data, base + ifd, count)
-        for i, (tag, typ, n, off) in enumerate(entries):
-            value = off if tag != 0xB000 else struct.unpack_from(">I", data, base + ifd + 2 + 12 * i + 8)[0]
-            struct.pack_into(">HHII", data, base + ifd + 2 + 12 * i, tag, typ, n, value)
-        for k, mp_type in enumerate(mp_types):
-            struct.pack_into(">I", data, base + offset + 16 * k, mp_type)
-    path.write_bytes(bytes(data))
-    return path
-
-
 @pytest.mark.parametrize(
     "mp_types,frames",
     [
@@ -2034,18 +2006,18 @@ def _mpo(path: Path, mp_types: list[int], big_endian: bool = False) -> Path:
 )
 def test_a_stereo_pair_or_panorama_mpo_counts_its_pictures_and_a_preview_does_not(tmp_path, mp_types, frames):
     """An MPO was always read as one frame: a stereo pair lost its second picture without a word."""
-    path = _mpo(tmp_path / "m.jpg", mp_types)
+    path = mpo_file(tmp_path / "m.jpg", mp_types)
     with Image.open(path) as im:
         assert im.format == "MPO"  # Pillow's own reading of the file
     got = read_image(path)
     assert got.n_frames == frames and got.format == "JPEG" and got.size == (12, 10)
-    assert read_image(_mpo(tmp_path / "be.jpg", mp_types, big_endian=True)).n_frames == frames
+    assert read_image(mpo_file(tmp_path / "be.jpg", mp_types, big_endian=True)).n_frames == frames
     with Image.open(path) as im:
         assert from_pil(im).n_frames == frames
 
 
 def test_an_mpo_with_an_unreadable_index_is_one_picture(tmp_path):
-    path = _mpo(tmp_path / "m.jpg", [0x020002, 0x020002])
+    path = mpo_file(tmp_path / "m.jpg", [0x020002, 0x020002])
     with Image.open(path) as im:
         im.info["mp"] = b"not an index"  # Pillow's parse (im.mpinfo) is what is left: its type names
         assert from_pil(im).n_frames == 2
@@ -2056,7 +2028,7 @@ def test_an_mpo_with_an_unreadable_index_is_one_picture(tmp_path):
 def test_the_mpo_suffix_is_read_and_never_written(tmp_path):
     """A 3D camera's .mpo was "not an image file" while the same bytes named .jpg were read."""
     assert ".mpo" in IMAGE_SUFFIXES and is_image_path("DSCF0001.MPO") and format_for_path("x.mpo") == "MPO"
-    path = _mpo(tmp_path / "DSCF0001.MPO", [0x020002, 0x020002])
+    path = mpo_file(tmp_path / "DSCF0001.MPO", [0x020002, 0x020002])
     assert list_images(tmp_path) == [path]
     assert read_image(path).n_frames == 2
     with pytest.raises(SrganError, match=r"cannot write MPO .*name it \.jpg"):

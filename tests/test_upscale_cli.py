@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import mpo_file
 from PIL import Image
 
 from srgan_cli.cli import main
@@ -1633,36 +1634,14 @@ def test_a_mirrored_tree_with_links_is_not_a_collision(weights, tmp_path):
     assert _decodes(tmp_path / "out" / "a.png").size == (48, 40)
 
 
-def _mpo(path: Path, mp_types: list[int]) -> Path:
-    """An MPO whose pictures' MP Entry types (CIPA DC-007) are ``mp_types``: Pillow writes the
-    pictures (its appended ones typed "undefined"), the types are patched in its MP Index."""
-    import struct
-
-    rng = np.random.default_rng(len(mp_types))
-    pictures = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)) for _ in mp_types]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pictures[0].save(path, format="MPO", save_all=True, append_images=pictures[1:])
-    data = bytearray(path.read_bytes())
-    base = data.index(b"MPF\x00") + 4
-    (ifd,) = struct.unpack_from("<I", data, base + 4)
-    (count,) = struct.unpack_from("<H", data, base + ifd)
-    entries = [struct.unpack_from("<HHII", data, base + ifd + 2 + 12 * i) for i in range(count)]
-    (offset,) = [off for tag, _, _, off in entries if tag == 0xB002]
-    for k, mp_type in enumerate(mp_types):
-        (attribute,) = struct.unpack_from("<I", data, base + offset + 16 * k)
-        struct.pack_into("<I", data, base + offset + 16 * k, (attribute & ~0xFFFFFF) | mp_type)
-    path.write_bytes(bytes(data))
-    return path
-
-
 def test_a_stereo_mpo_is_upscaled_to_a_jpeg_with_a_note_and_a_preview_is_not_mentioned(weights, tmp_path):
     """A 3D camera's .mpo was "not an image file" (the same bytes named .jpg were read), and as .jpg
     its second picture was dropped without a word."""
     from srgan_cli.bench import _image_files
     from srgan_cli.data import list_images
 
-    stereo = _mpo(tmp_path / "in" / "DSCF0001.MPO", [0x020002, 0x020002])
-    phone = _mpo(tmp_path / "in" / "phone.mpo", [0x030000, 0x010002])  # a large preview: one picture
+    stereo = mpo_file(tmp_path / "in" / "DSCF0001.MPO", [0x020002, 0x020002])
+    phone = mpo_file(tmp_path / "in" / "phone.mpo", [0x030000, 0x010002])  # a large preview: one picture
     result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["DSCF0001.jpg", "phone.jpg"]
@@ -1684,7 +1663,7 @@ def test_a_stereo_mpo_is_upscaled_to_a_jpeg_with_a_note_and_a_preview_is_not_men
 
 
 def test_an_mpo_output_name_is_refused_before_any_work(weights, tmp_path):
-    stereo = _mpo(tmp_path / "s.mpo", [0x020002, 0x020002])
+    stereo = mpo_file(tmp_path / "s.mpo", [0x020002, 0x020002])
     for src in (stereo, _img(tmp_path / "a.png")):
         result = run(weights, src, "-o", tmp_path / "big.mpo")
         assert result.exit_code == 2 and "cannot write MPO" in result.output and ".jpg" in result.output
