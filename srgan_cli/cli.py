@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import SrganError, first_line, printable
+from .errors import EMPTY_MODEL, SrganError, first_line, printable
 from .stopping import sigterm_as_interrupt
 
 COMMANDS = {
@@ -286,6 +286,14 @@ class NonEmptyPath(click.Path):
                 name = "a file name"
             self.fail(f"an empty path (an unset variable?); give {name}", param, ctx)
         return super().convert(value, param, ctx)
+
+
+def check_model_names(ctx: click.Context | None, param: click.Parameter | None, value):
+    """A click callback for an option naming a model (or several): '' (an unset variable) is
+    refused at once, where it was the path '.' ("a folder"), found once the work was planned."""
+    if any(item is not None and not item.strip() for item in (value if isinstance(value, tuple) else (value,))):
+        raise click.BadParameter(EMPTY_MODEL)
+    return value
 
 
 def check_device(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:

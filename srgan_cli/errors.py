@@ -11,6 +11,10 @@ class SrganError(Exception):
     """
 
 
+# An empty model name: most often an unset variable in a script (Path("") is ".", "a folder").
+EMPTY_MODEL = "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
+
+
 class OptionError(SrganError):
     """A bad option value or combination found past click's own checks: the CLI exits 2, as for
     click's usage errors, so scripts can tell a wrong command line from a failed run."""

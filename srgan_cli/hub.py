@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OptionError, SrganError, first_line
+from .errors import EMPTY_MODEL, OptionError, SrganError, first_line
 from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, check_weights_file, load_generator, sha256_file, unreadable
 
 DEFAULT_FILENAME = "model.safetensors"
@@ -109,12 +109,8 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     4. Otherwise a one-line error that says what was expected.
     """
     text = str(name_or_path)
-    if (
-        isinstance(name_or_path, str) and not text.strip()
-    ):  # Path('') is '.': "a folder", said every command but upscale
-        raise OptionError(
-            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
-        )
+    if isinstance(name_or_path, str) and not text.strip():  # Path('') is '.': "a folder", said every command
+        raise OptionError(EMPTY_MODEL)
     if isinstance(name_or_path, str) and text in MODELS:
         return _resolve_named(MODELS[text])
     path = Path(os.path.expanduser(text))  # not Path.expanduser: it raises for a user who does not exist

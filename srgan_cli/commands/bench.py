@@ -22,6 +22,7 @@ from ..cli import (
     Command,
     DroppingStream,
     NonEmptyPath,
+    check_model_names,
     device_option,
     is_tty,
     live_terminal,
@@ -48,7 +49,7 @@ from .completion import complete_bench_model, complete_set
     multiple=True,
     metavar="MODEL",
     shell_complete=complete_bench_model,
-    callback=lambda ctx, param, value: _check_models(value),
+    callback=check_model_names,
     help="Model name, .safetensors file or Hub reference; 'bicubic' is the baseline. Repeat to compare.  "
     "[default: srgan_x4]",
 )
@@ -272,15 +273,6 @@ def bench(
             f"SR images and comparison sheets written to {where}", markup=False, highlight=False, soft_wrap=True
         )
     table_out.check(json_out if json_file is not None else None)
-
-
-def _check_models(values: tuple[str, ...]) -> tuple[str, ...]:
-    """-m '' (an unset variable) was taken as the path '.', and refused as a folder."""
-    if any(not value for value in values):
-        raise click.BadParameter(
-            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
-        )
-    return values
 
 
 def _check_json_name(value: str | None) -> str | None:

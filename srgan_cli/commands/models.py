@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..cli import Command
+from ..cli import Command, check_model_names
 from ..errors import printable
 from .completion import complete_model
 
@@ -27,7 +27,7 @@ from .completion import complete_model
     metavar="MODEL",
     multiple=True,
     shell_complete=complete_model,
-    callback=lambda ctx, param, value: _no_empty(value),
+    callback=check_model_names,
     help="Show where MODEL's weights file is, its sha256 and parameters, and the config and "
     "provenance in its metadata (how it was trained, its validation scores); with --json as JSON. Repeatable.",
 )
@@ -37,7 +37,7 @@ from .completion import complete_model
     metavar="MODEL",
     multiple=True,
     shell_complete=complete_model,
-    callback=lambda ctx, param, value: _no_empty(value),
+    callback=check_model_names,
     help="Download (or verify) MODEL, a name or Hub reference, into the cache for offline use; "
     "prints its local path. Repeatable.",
 )
@@ -130,15 +130,6 @@ def models(as_json: bool, info: tuple[str, ...], fetch: tuple[str, ...]) -> None
             markup=False,
             highlight=False,
         )
-
-
-def _no_empty(values: tuple[str, ...]) -> tuple[str, ...]:
-    """'' (an unset variable) refused before anything is fetched or printed, as bench's -m."""
-    if any(not value.strip() for value in values):
-        raise click.BadParameter(
-            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
-        )
-    return values
 
 
 def _info(name: str) -> dict[str, object]:

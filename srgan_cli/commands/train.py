@@ -12,7 +12,16 @@ from typing import Any
 
 import click
 
-from ..cli import DEVICE_HELP, Command, DroppingStream, NonEmptyPath, check_device, live_terminal, typed_value
+from ..cli import (
+    DEVICE_HELP,
+    Command,
+    DroppingStream,
+    NonEmptyPath,
+    check_device,
+    check_model_names,
+    live_terminal,
+    typed_value,
+)
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
 from .completion import complete_model
@@ -43,15 +52,6 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
-def _init(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """--init '' (an unset variable) refused as upscale refuses -m ''; what it names is resolved by the trainer."""
-    if value is not None and not value:
-        raise click.BadParameter(
-            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
-        )
-    return value
-
-
 @click.command("train", cls=Command)
 @click.option(
     "--stage",
@@ -73,7 +73,7 @@ def _init(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
     "--init",
     type=str,
     metavar="MODEL",
-    callback=_init,
+    callback=check_model_names,
     shell_complete=complete_model,
     help="Generator to start from (required for --stage gan): a named model (see 'srgan models', e.g. "
     "srresnet_x4), a .safetensors file (e.g. RUN/generator.safetensors) or a Hub reference "
