@@ -29,6 +29,7 @@ from ..cli import (
     DroppingStream,
     NonEmptyPath,
     as_typed,
+    check_model_names,
     check_stdout_open,
     device_option,
     live_terminal,
@@ -364,7 +365,7 @@ def check_jobs(
     keep = []
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
-        dest_key = _output_key(job.dest)
+        dest_key = _real_key(dest_real)
         problem = _dest_problem(job.dest)
         if problem is not None:
             tally.add("failed", job.src, job.dest, report.error(f"{job.dest}: {problem}"))
@@ -410,7 +411,11 @@ def _output_key(dest: Path) -> str:
     """The key under which two paths are one file: the real path, case-folded on a file system
     that ignores case (macOS, Windows: Photo.png and photo.png are one file, and the second image
     written replaced the first while the summary counted both; -o photos is the folder Photos)."""
-    real = os.path.realpath(dest)
+    return _real_key(os.path.realpath(dest))
+
+
+def _real_key(real: str) -> str:
+    """:func:`_output_key` of a path already resolved."""
     return real.casefold() if _case_blind(os.path.dirname(real)) else real
 
 
@@ -681,15 +686,6 @@ def _torchrun_device(device: str, local_rank: int) -> str:
     return device
 
 
-def _check_model(value: str) -> str:
-    """-m '' was taken as the path '.', a folder: an error only once the images were planned."""
-    if not value:
-        raise click.BadParameter(
-            "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
-        )
-    return value
-
-
 def _check_finite(value: float | None) -> float | None:
     """NaN passes click.FloatRange (every comparison with it is false): refuse it here, as a usage error."""
     if value is not None and not math.isfinite(value):
@@ -727,7 +723,7 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     show_default=True,
     metavar="MODEL",
     shell_complete=complete_model,
-    callback=lambda ctx, param, value: _check_model(value),
+    callback=check_model_names,
     help="Named model (see 'srgan models'), a .safetensors file, or a Hub reference owner/repo[:file][@rev].",
 )
 @click.option(
