@@ -29,12 +29,24 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import SrganError, first_line, printable
+from .images import _open as open_image
+from .images import _quiet_pillow as quiet_pillow
 from .images import folder_entries, is_image_path, read_rgb8
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
 
 CACHE_AUTO_LIMIT = 2 << 30  # decode everything up front when the decoded set fits in 2 GiB
 CACHE_MODES = ("auto", "on", "off")
+# Larger images are left out of training: a header claiming more would have the loader decode
+# gigabytes for every patch (a 400 MP image is 1.2 GB decoded); Pillow's own limit (179 MP)
+# called 196 MP photos "unreadable".
+TRAIN_MAX_PIXELS = 400_000_000
+# The scan reads image headers on this many threads: a network share answers each open after a
+# round trip, which threads overlap (on a local disk the parse itself is the cost, and the same).
+SCAN_THREADS = 8
+# A scan or decode that takes longer than PROGRESS_FIRST seconds says how far it has come, then
+# every PROGRESS_EVERY seconds (a tree of a million images takes minutes: it sat silent).
+PROGRESS_FIRST, PROGRESS_EVERY = 3.0, 15.0
 # SrganError: what images.read_rgb8 raises for a file it cannot decode.
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, SrganError)
 
@@ -48,6 +60,8 @@ class ImageScan:
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height)
     skipped_small: int = 0
     unreadable: list[Path] = field(default_factory=list)  # files with an image name whose header did not read
+    skipped_large: int = 0  # over TRAIN_MAX_PIXELS
+    unlisted: list[tuple[Path, str]] = field(default_factory=list)  # sub-folders that could not be listed, and why
 
     @property
     def skipped_unreadable(self) -> int:
@@ -59,41 +73,136 @@ class ImageScan:
 
     def summary(self, most: int = 5) -> str:
         """One line for the log; names the unreadable files (the first ``most``), so they can be fixed."""
+        large = f", {self.skipped_large} larger than {TRAIN_MAX_PIXELS // 1_000_000} MP" if self.skipped_large else ""
         text = (
             f"{len(self.paths)} training images in {self.root} "
-            f"(skipped {self.skipped_small} smaller than the patch, {self.skipped_unreadable} unreadable)"
+            f"(skipped {self.skipped_small} smaller than the patch{large}, {self.skipped_unreadable} unreadable)"
         )
         if self.unreadable:
             more = f" and {len(self.unreadable) - most} more" if len(self.unreadable) > most else ""
             text += f"; unreadable: {', '.join(printable(str(p)) for p in self.unreadable[:most])}{more}"
+        if self.unlisted:
+            names = ", ".join(printable(str(p)) for p, _ in self.unlisted[:most])
+            more = f" and {len(self.unlisted) - most} more" if len(self.unlisted) > most else ""
+            why = self.unlisted[0][1]
+            text += f"; {len(self.unlisted)} sub-folder(s) could not be listed ({why}), their images left out: "
+            text += f"{names}{more}"
         return text
 
+    def fingerprint(self) -> str:
+        """A digest of the images (paths under the root, and sizes): a resumed run compares it
+        with its checkpoint's, as the patches it draws depend on exactly this list."""
+        digest = hashlib.sha256()
+        for path, (width, height) in zip(self.paths, self.sizes, strict=True):
+            digest.update(os.fsencode(path.relative_to(self.root).as_posix()) + f"\0{width}x{height}\0".encode())
+        return digest.hexdigest()
 
-def list_images(root: Path, recursive: bool = True) -> list[Path]:
+
+def list_images(
+    root: Path,
+    recursive: bool = True,
+    unlisted: list[tuple[Path, str]] | None = None,
+    visit: Callable[[int], None] | None = None,
+) -> list[Path]:
     """Image names under ``root`` (recursively by default), sorted; hidden names are ignored and
     symlinked folders followed once (:func:`images.folder_entries`, as ``upscale`` lists a
     folder). Names that are no regular file (a broken link, a FIFO) are listed too, so that the
-    scan counts them unreadable instead of leaving them out unsaid."""
-    return sorted(path for path, _ in folder_entries(root, recursive) if is_image_path(path))
+    scan counts them unreadable instead of leaving them out unsaid; sub-folders that cannot be
+    listed go to ``unlisted``."""
+    entries = folder_entries(root, recursive, unlisted=unlisted, visit=visit)
+    return sorted(path for path, _ in entries if is_image_path(path))
 
 
-def scan_images(root: str | Path, min_size: int) -> ImageScan:
-    """Find the images under ``root`` at least ``min_size`` px on each side (header reads only)."""
+class Ticker:
+    """Progress for a long step: ``tick(text)`` passes ``text()`` to ``report`` once ``first``
+    seconds have gone by and then every ``every`` seconds, so a quick step says nothing; and
+    raises KeyboardInterrupt when ``should_stop`` says so (Ctrl-C during a long scan)."""
+
+    def __init__(
+        self,
+        report: Callable[[str], None] | None,
+        should_stop: Callable[[], bool] | None = None,
+        first: float | None = None,
+        every: float | None = None,
+    ):
+        self.report, self.should_stop = report, should_stop
+        self.every = PROGRESS_EVERY if every is None else every
+        self.next = time.monotonic() + (PROGRESS_FIRST if first is None else first)
+
+    def tick(self, text: Callable[[], str]) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise KeyboardInterrupt
+        if self.report is not None and time.monotonic() >= self.next:
+            self.report(text())
+            self.next = time.monotonic() + self.every
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """An image file's (width, height) from its header; one of _READ_ERRORS where it cannot tell."""
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named like an image: opening it would block
+        raise ValueError(f"{path}: not a regular file")
+    try:
+        with quiet_pillow(), Image.open(path) as im:  # quiet: Pillow warns of large images, we judge size
+            return im.size
+    except Image.DecompressionBombError:  # over twice Pillow's limit: the size, read without it
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+            fh.seek(0)
+            with open_image(fh, head, str(path)) as im:
+                return im.size
+
+
+def _header_sizes(paths: list[Path], ticker: Ticker) -> Iterator[tuple[int, int] | None]:
+    """Each path's size (None where its header does not read), in order, read on SCAN_THREADS threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def size(path: Path) -> tuple[int, int] | None:
+        try:
+            return _header_size(path)
+        except _READ_ERRORS:
+            return None
+
+    chunk = 256
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:
+        for start in range(0, len(paths), chunk):
+            ticker.tick(lambda done=start: f"read {done} of {len(paths)} image headers under the training folder")
+            yield from pool.map(size, paths[start : start + chunk])
+
+
+def scan_images(
+    root: str | Path,
+    min_size: int,
+    progress: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ImageScan:
+    """Find the images under ``root`` at least ``min_size`` px on each side (header reads only).
+
+    ``progress``, where given, hears how far a scan that takes more than a few seconds has come
+    (a tree of a million images takes minutes); ``should_stop`` is asked between folders and
+    between batches of headers, and a True raises KeyboardInterrupt.
+    """
     root = Path(root)
     if not root.is_dir():
         raise SrganError(f"{root}: no such folder; --data must be a folder (tree) of training images")
     scan = ImageScan(root=root)
-    for path in list_images(root):
-        try:
-            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named like an image: opening it would block
-                raise ValueError(f"{path}: not a regular file")
-            with Image.open(path) as im:
-                width, height = im.size
-        except _READ_ERRORS:
+    ticker = Ticker(progress, should_stop)
+    found = [0]
+
+    def visit(count: int) -> None:
+        found[0] = count
+        ticker.tick(lambda: f"listing the training folder {root}: {found[0]} files so far")
+
+    paths = list_images(root, unlisted=scan.unlisted, visit=visit)
+    for path, size in zip(paths, _header_sizes(paths, ticker), strict=True):
+        if size is None:
             scan.unreadable.append(path)
             continue
+        width, height = size
         if width < min_size or height < min_size:
             scan.skipped_small += 1
+            continue
+        if width * height > TRAIN_MAX_PIXELS:
+            scan.skipped_large += 1
             continue
         scan.paths.append(path)
         scan.sizes.append((width, height))
@@ -105,7 +214,9 @@ def scan_images(root: str | Path, min_size: int) -> ImageScan:
     return scan
 
 
-def hold_out(scan: ImageScan, count: int, names: list[str] | None = None) -> tuple[ImageScan, list[Path]]:
+def hold_out(
+    scan: ImageScan, count: int, names: list[str] | None = None, usable: Callable[[Path], bool] | None = None
+) -> tuple[ImageScan, list[Path]]:
     """Split ``count`` images off a scan for validation (``srgan train --val-holdout``).
 
     The held-out images are those whose path under the scan's root has the lowest sha256: the
@@ -113,7 +224,9 @@ def hold_out(scan: ImageScan, count: int, names: list[str] | None = None) -> tup
     nor the machine or the order of a folder listing. ``names`` (paths under the root, as a
     resumed run recorded them) are held out instead where the scan still has them, so images
     added to the folder since do not change the validation set, nor put its images in training.
-    Returns the scan without them, and them.
+    ``usable``, where given, tells whether an image can be validated on (it decodes): one that
+    cannot is passed over for the next and counted unreadable, so that one corrupt file in a
+    large tree does not stop the run. Returns the scan without them, and them.
     """
     if not 0 < count < len(scan.paths):
         raise SrganError(
@@ -125,27 +238,100 @@ def hold_out(scan: ImageScan, count: int, names: list[str] | None = None) -> tup
         # fsencode: the bytes of the name (UTF-8 for text names, as before), also where they are not UTF-8
         return hashlib.sha256(os.fsencode(path.relative_to(scan.root).as_posix())).hexdigest()
 
+    def pick(candidates: list[Path], most: int) -> list[Path]:
+        chosen = []
+        for path in candidates:
+            if len(chosen) == most or len(chosen) + len(broken) == len(scan.paths) - 1:
+                break  # at least one image is left to train on
+            if path in broken:
+                continue
+            if usable is None or usable(path):
+                chosen.append(path)
+            else:
+                broken.add(path)
+        return chosen
+
+    broken: set[Path] = set()
     recorded = set(names or ())
-    held = {path for path in scan.paths if path.relative_to(scan.root).as_posix() in recorded}
-    if not held or len(held) == len(scan.paths):
-        held = set(sorted(scan.paths, key=rank)[:count])
-    kept = [i for i, path in enumerate(scan.paths) if path not in held]
+    mine = [path for path in scan.paths if path.relative_to(scan.root).as_posix() in recorded]
+    held = set(pick(mine, len(mine))) if len(mine) < len(scan.paths) else set()
+    if not held:
+        held = set(pick(sorted(scan.paths, key=rank), count))
+    if not held:
+        raise SrganError(f"--val-holdout {count}: none of the images of {scan.root} tried for validation can be read")
+    kept = [i for i, path in enumerate(scan.paths) if path not in held and path not in broken]
     rest = ImageScan(
         root=scan.root,
         paths=[scan.paths[i] for i in kept],
         sizes=[scan.sizes[i] for i in kept],
         skipped_small=scan.skipped_small,
-        unreadable=scan.unreadable,
+        unreadable=[*scan.unreadable, *sorted(broken)],
+        skipped_large=scan.skipped_large,
+        unlisted=scan.unlisted,
     )
     return rest, sorted(held)
 
 
-def resolve_cache(mode: str, scan: ImageScan) -> bool:
+def available_memory() -> int | None:
+    """Bytes of memory the system can give without swapping (Linux' MemAvailable); None where
+    that cannot be told."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def resolve_cache(mode: str, scan: ImageScan, free: int | None = None) -> bool:
+    """Whether to decode the images into memory. ``auto``: when they fit in CACHE_AUTO_LIMIT and
+    in half the free memory; ``on`` is refused where they do not fit in the free memory (decoding
+    a large set ran the machine out of memory after minutes). ``free``: the free memory in bytes
+    (default: :func:`available_memory`)."""
     if mode not in CACHE_MODES:
         raise SrganError(f"unknown cache mode {mode!r}; expected one of {', '.join(CACHE_MODES)}")
+    if mode == "off":
+        return False
+    free = available_memory() if free is None else free
+    need = scan.decoded_bytes
     if mode == "auto":
-        return scan.decoded_bytes <= CACHE_AUTO_LIMIT
-    return mode == "on"
+        return need <= CACHE_AUTO_LIMIT and (free is None or need <= free // 2)
+    if free is not None and need > free * 0.9:
+        raise SrganError(
+            f"--cache on: the training images need {need / 2**30:.1f} GiB decoded and {free / 2**30:.1f} GiB "
+            "of memory is free; use --cache off (they are then read for each patch)"
+        )
+    return True
+
+
+class PathTable:
+    """A list of paths kept as one block of bytes and an array of offsets: a million ``Path``
+    objects took about 400 MiB, and each DataLoader worker copied the pages it touched, as
+    reading an object writes its reference count."""
+
+    def __init__(self, paths: list[Path]):
+        encoded = [os.fsencode(path) for path in paths]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
+        self._blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> Path:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        start, stop = self._offsets[index], self._offsets[index + 1]
+        return Path(os.fsdecode(self._blob[start:stop].tobytes()))
+
+    def __iter__(self) -> Iterator[Path]:
+        return (self[i] for i in range(len(self)))
 
 
 def random_patch(
@@ -194,8 +380,9 @@ class PatchDataset(Dataset):
         group: int = 1,
         min_scale: float = 1.0,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[str], None] | None = None,
     ):
-        self.paths = list(scan.paths)
+        self.paths = PathTable(scan.paths)
         self.patch_size = patch_size
         self.seed = seed
         self.augment = augment
@@ -208,9 +395,9 @@ class PatchDataset(Dataset):
         self.undecodable: list[tuple[Path, str]] = []
         if cache:
             self.images = []
+            ticker = Ticker(progress, should_stop)  # Ctrl-C while a large set is decoded
             for path in self.paths:
-                if should_stop is not None and should_stop():  # Ctrl-C while a large set is decoded
-                    raise KeyboardInterrupt
+                ticker.tick(lambda: f"decoded {len(self.images)} of {len(self.paths)} training images")
                 try:
                     self.images.append(read_rgb8(path))
                 except _READ_ERRORS as exc:
@@ -243,19 +430,43 @@ class PatchDataset(Dataset):
         return image
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        return self.sample(index)[0]
+
+    def sample(self, index: int) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+        """Sample ``index`` and the images that failed to read on the way to it, as (image
+        index, why): an image whose header reads but whose data does not (or that was deleted
+        since the scan) gives its samples to the next image, deterministically."""
         rng = np.random.default_rng((self.seed, index))
         k = self.image_index(index)
+        failed: list[tuple[int, str]] = []
         for attempt in range(len(self.paths)):
-            # An image whose header reads but whose data does not: take the next one, deterministically.
+            j = (k + attempt) % len(self.paths)
             try:
-                image = self._image((k + attempt) % len(self.paths))
+                image = self._image(j)
                 break
-            except _READ_ERRORS:
-                continue
+            except _READ_ERRORS as exc:
+                failed.append((j, first_line(exc)))
         else:
             raise SrganError(f"{self.paths[k].parent}: none of the training images can be decoded")
         patch = random_patch(image, self.patch_size, rng, self.augment, self.min_scale)
-        return torch.from_numpy(patch.transpose(2, 0, 1).copy())
+        return torch.from_numpy(patch.transpose(2, 0, 1).copy()), failed
+
+
+class _Sampled(Dataset):
+    """A PatchDataset whose items are :meth:`PatchDataset.sample`'s (patch, failed) pairs."""
+
+    def __init__(self, dataset: PatchDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+        return self.dataset.sample(index)
+
+
+def _collate_sampled(items: list[tuple[torch.Tensor, list[tuple[int, str]]]]):
+    return torch.stack([patch for patch, _ in items]), [f for _, failed in items for f in failed]
 
 
 class StepBatchSampler(Sampler):
@@ -350,11 +561,17 @@ def make_loader(
     workers: int = 0,
     pin_memory: bool = False,
     stop_step: int | None = None,
+    with_failures: bool = False,
 ) -> DataLoader:
+    """Batches of HR patches (N, C, P, P) uint8, the batches of step ``start_step`` on. With
+    ``with_failures`` each batch is ``(patches, failed)``, ``failed`` the (image index, why)
+    of the images that could not be read while it was made (by any worker), so that the
+    training loop can say so."""
     sampler = StepBatchSampler(batch_size, start_step, rank, world_size, stop_step)
     return DataLoader(
-        dataset,
+        _Sampled(dataset) if with_failures else dataset,
         batch_sampler=sampler,
+        collate_fn=_collate_sampled if with_failures else None,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=pin_memory,

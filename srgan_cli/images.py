@@ -144,7 +144,12 @@ def format_for_path(path: str | Path) -> str:
     return fmt
 
 
-def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path, bool]]:
+def folder_entries(
+    root: str | Path,
+    recursive: bool = False,
+    unlisted: list[tuple[Path, str]] | None = None,
+    visit: Callable[[int], None] | None = None,
+) -> list[tuple[Path, bool]]:
     """Every name in the folder ``root`` (and its sub-folders when ``recursive``) that is not a
     folder, with whether it is a regular file (links followed): ``[(path, is_file), ...]``.
 
@@ -154,7 +159,10 @@ def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path
     names, then each sub-folder's. Symlinked folders are followed once: a folder already visited
     (same device and inode) is not entered again, so a symlink loop cannot recurse forever, and
     of two links to one folder the first by name is the one its files are listed under.
-    Sub-folders that cannot be read are skipped; an unreadable ``root`` is an SrganError.
+    Sub-folders that cannot be read are skipped, and added to ``unlisted`` (where given) with
+    why, so that a caller can say so; an unreadable ``root`` is an SrganError. ``visit``, where
+    given, is called after each folder with how many names were found so far (a progress report
+    for a large tree; it may raise to stop the walk).
     """
     root = Path(root)
     if not root.is_dir():
@@ -166,7 +174,9 @@ def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path
         folder = pending.pop()
         try:
             st = folder.stat()
-        except OSError:
+        except OSError as exc:
+            if unlisted is not None:
+                unlisted.append((folder, _folder_reason(exc)))
             continue
         # a file system without inode numbers (st_ino 0: some Windows shares, WinFsp, sshfs) had every
         # sub-folder "visited already": its real path tells them apart there
@@ -178,8 +188,9 @@ def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             if folder == root:
-                reason = "permission denied" if isinstance(exc, PermissionError) else _one_line(exc)
-                raise SrganError(f"{root}: cannot list the folder: {reason}") from None
+                raise SrganError(f"{root}: cannot list the folder: {_folder_reason(exc)}") from None
+            if unlisted is not None:
+                unlisted.append((folder, _folder_reason(exc)))
             continue
         folders = []
         for entry in entries:
@@ -196,7 +207,13 @@ def folder_entries(root: str | Path, recursive: bool = False) -> list[tuple[Path
             else:
                 found.append((Path(entry.path), is_file))
         pending.extend(reversed(folders))
+        if visit is not None:
+            visit(len(found))
     return found
+
+
+def _folder_reason(exc: OSError) -> str:
+    return "permission denied" if isinstance(exc, PermissionError) else _one_line(exc)
 
 
 def list_images(root: str | Path, recursive: bool = False) -> list[Path]:

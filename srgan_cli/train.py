@@ -1097,17 +1097,27 @@ class _Trainer:
         otherwise give the ranks different ones) and a large tree is read once, not per rank."""
         cfg = self.cfg
         if not self.dist.enabled:
-            return scan_images(cfg.data, cfg.patch_size)
+            return scan_images(cfg.data, cfg.patch_size, progress=self._progress, should_stop=self._should_stop())
         box: list[ImageScan | SrganError | None] = [None]
         if self.dist.main:
             try:
-                box[0] = scan_images(cfg.data, cfg.patch_size)
+                box[0] = scan_images(cfg.data, cfg.patch_size, progress=self._progress)
             except SrganError as exc:  # sent too, so that no rank waits for a list that never comes
                 box[0] = exc
         torch.distributed.broadcast_object_list(box, src=0)
         if isinstance(box[0], SrganError):
             raise box[0]
         return box[0]
+
+    def _progress(self, message: str) -> None:
+        """How far a long scan or decode has come (the first after a few seconds, then every few more)."""
+        self.info(message, kind="status")
+
+    def _should_stop(self) -> Callable[[], bool] | None:
+        """Ctrl-C during a long set-up step (the scan, the decode): asked by rank alone, so only
+        without torchrun, where a rank stopping alone would leave the others waiting."""
+        stop = getattr(self, "_stop", None)
+        return None if stop is None or self.dist.enabled else (lambda: stop.requested)
 
     def _data(self) -> None:
         cfg = self.cfg
@@ -1117,7 +1127,22 @@ class _Trainer:
         if cfg.val_holdout:  # the scan reads headers only, so this still fails early
             # a resume holds out the images the run began with, even if images were added since
             names = (self.state or {}).get("held_out")
-            scan, held = hold_out(self._scan(), cfg.val_holdout, names)
+            decoded: dict[Path, ValImage] = {}
+
+            def usable(path: Path) -> bool:  # every rank decodes, so that all hold out the same images
+                try:
+                    decoded[path] = val_image(path, cfg.scale, HOLDOUT_SIDE)
+                except SrganError:
+                    return False
+                return True
+
+            scan = full = self._scan()
+            scan, held = hold_out(scan, cfg.val_holdout, names, usable=usable)
+            if len(scan.unreadable) > len(full.unreadable):
+                self.info(
+                    f"{len(scan.unreadable) - len(full.unreadable)} image(s) tried for validation cannot be "
+                    f"decoded and are left out (first: {scan.unreadable[len(full.unreadable)]}); others are held out"
+                )
         self.held_out = [p.relative_to(scan.root).as_posix() for p in held] if held else None
         # all of them deleted since: others are held out, which the run has trained on
         self._held_changed = bool(names) and not set(self.held_out or ()) <= set(names)
@@ -1130,7 +1155,7 @@ class _Trainer:
         with self._rank0_work():
             if self.dist.main:
                 if held:
-                    self.val_images = [val_image(path, cfg.scale, HOLDOUT_SIDE) for path in held]
+                    self.val_images = [decoded[path] for path in held]
                 elif cfg.val:
                     # no --data-dir: None, and the set is looked for as srgan bench looks (SRGAN_DATA_DIR,
                     # then the Hub), which names the variable, not a --data-dir the user did not give
@@ -1165,13 +1190,21 @@ class _Trainer:
         elif restored_by == self.best_by:  # else the first validation's generator becomes the best
             self.best_score = restored_score
         if scan is None:
-            scan = self._scan()
+            scan = full = self._scan()
         self.info(scan.summary() + (f"; {len(held)} more held out for validation" if held else ""), kind="status")
+        self.data_fingerprint = {"images": len(full.paths), "sha256": full.fingerprint()}
+        was = (self.state or {}).get("data")
+        if was and was != self.data_fingerprint:
+            self.info(
+                f"the training images under --data changed since the checkpoint ({was.get('images')} then, "
+                f"{len(full.paths)} now): the resumed run draws other patches than an uninterrupted run would have"
+            )
         cache = resolve_cache(cfg.cache, scan)
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
         group = cfg.batch_size * self.dist.world_size
-        stop = getattr(self, "_stop", None)
+        self.unread_images: dict[int, str] = {}  # images that failed to read in training, and why
+        self._known_unread: set[int] = set()
         self.dataset = PatchDataset(
             scan,
             cfg.patch_size,
@@ -1179,9 +1212,12 @@ class _Trainer:
             cache=cache,
             group=group,
             min_scale=cfg.scale_aug,
-            should_stop=None if stop is None or self.dist.enabled else (lambda: stop.requested),
+            should_stop=self._should_stop(),
+            progress=self._progress,
         )
         if self.dataset.undecodable:
+            known = {str(path) for path, _ in self.dataset.undecodable}  # said here, not again in training
+            self._known_unread = {i for i, path in enumerate(self.dataset.paths) if str(path) in known}
             path, why = self.dataset.undecodable[0]
             count = len(self.dataset.undecodable)
             self.info(
@@ -1201,6 +1237,7 @@ class _Trainer:
             ),
             pin_memory=self.device.type == "cuda",
             stop_step=cfg.steps,
+            with_failures=True,
         )
 
     # -- one step ------------------------------------------------------------------------------
@@ -1473,6 +1510,7 @@ class _Trainer:
             "best_by": self.best_by,
             "world_size": self.dist.world_size,
             "held_out": self.held_out,  # --val-holdout's images, under --data
+            "data": self.data_fingerprint,  # the images scanned: a resume says when they changed
             "cwd": os.getcwd(),  # what relative paths of the config are relative to, for a resume elsewhere
             "saved_at": time.time(),
         }
@@ -1557,6 +1595,16 @@ class _Trainer:
                 raise
             finally:
                 self._close_loader()
+
+    def _note_unread(self, failed: list[tuple[int, str]]) -> None:
+        """Say once for each training image that fails to read (a truncated file whose header
+        reads, a file deleted since the scan): without the cache nothing said so, and a run could
+        finish on a fraction of its images."""
+        for index, why in failed:
+            if index not in self.unread_images and index not in self._known_unread:
+                self.unread_images[index] = why
+                path = str(self.dataset.paths[index])
+                self.info(f"{why if path in why else f'{path}: {why}'}; its patches come from the next image")
 
     def _close_loader(self) -> None:
         """Stop the loader's worker processes now. An error's traceback keeps the iterator alive to
@@ -1654,9 +1702,10 @@ class _Trainer:
                 interrupted = True
                 break
             try:
-                hr_u8 = next(it)
+                hr_u8, failed = next(it)
             except SrganError as exc:  # from a loader worker, torch adds the worker's traceback
                 raise SrganError(_worker_message(str(exc))) from None
+            self._note_unread(failed)
             lr_value = lr_at(cfg, self.step)
             for opt in (self.opt_g, self.opt_d):
                 if opt is not None:
@@ -1726,6 +1775,11 @@ class _Trainer:
             raise KeyboardInterrupt
         if self.step == start and start > 0:
             self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
+        if self.unread_images:
+            count = len(self.unread_images)
+            self.info(
+                f"{count} training image(s) could not be read during the run; their patches came from other images"
+            )
         self.emit({"event": "done", "step": self.step, **self._best(), "val_psnr": self.last_psnr})
         return TrainResult(
             self.run_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -400,3 +401,121 @@ def test_loader_workers_leave_ctrl_break_to_the_main_process(monkeypatch):
         for signum, handler in saved.items():
             signal.signal(signum, handler)
         torch.set_num_threads(threads)
+
+
+def _png_header(path, width, height):
+    """A PNG whose header claims ``width`` x ``height`` (its data is cut short): the scan reads headers only."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+
+
+def test_the_scan_reads_sizes_past_pillows_limit_quietly_and_leaves_out_only_huge_images(tmp_path, recwarn):
+    root = tmp_path / "data"
+    _write_images(root, 2)
+    _png_header(root / "pano.png", 14000, 14000)  # 196 MP: over twice Pillow's limit, was "unreadable"
+    _png_header(root / "big.png", 11000, 10000)  # 110 MP: Pillow warned with a source line
+    _png_header(root / "bomb.png", 30000, 20000)  # 600 MP: decoded for every patch, gigabytes
+    scan = scan_images(root, 32)
+    assert sorted(p.name for p in scan.paths) == ["big.png", "img0.png", "img1.png", "pano.png"]
+    assert scan.unreadable == [] and scan.skipped_large == 1
+    assert "1 larger than 400 MP" in scan.summary()
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_sub_folders_that_cannot_be_listed_are_named_not_dropped_unsaid(tmp_path, monkeypatch):
+    import os
+
+    root = tmp_path / "data"
+    _write_images(root / "a", 2)
+    _write_images(root / "b", 3)
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith(os.sep + "b"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    scan = scan_images(root, 32)
+    assert len(scan.paths) == 2
+    assert scan.unlisted == [(root / "b", "permission denied")]
+    assert "1 sub-folder(s) could not be listed (permission denied), their images left out: " in scan.summary()
+    assert str(root / "b") in scan.summary()
+
+
+def test_a_long_scan_reports_progress_and_stops_on_request(tmp_path, monkeypatch):
+    import srgan_cli.data as data_module
+
+    root = tmp_path / "data"
+    _write_images(root / "a", 2)
+    _write_images(root / "b", 2)
+    monkeypatch.setattr(data_module, "PROGRESS_FIRST", 0.0)
+    monkeypatch.setattr(data_module, "PROGRESS_EVERY", 0.0)
+    heard = []
+    scan_images(root, 32, progress=heard.append)
+    assert any(line.startswith("listing the training folder") for line in heard)
+    assert any(line.startswith("read 0 of 4 image headers") for line in heard)
+    asked = []
+    with pytest.raises(KeyboardInterrupt):
+        scan_images(root, 32, should_stop=lambda: asked.append(1) or True)
+    assert len(asked) == 1  # at the first folder, before any header is read
+    with pytest.raises(KeyboardInterrupt):  # and while a large set is decoded into memory
+        PatchDataset(scan_images(root, 32), 32, cache=True, should_stop=lambda: True)
+
+
+def test_cache_on_is_refused_where_the_images_do_not_fit_in_free_memory(image_tree):
+    scan = scan_images(image_tree, 32)
+    need = scan.decoded_bytes
+    with pytest.raises(SrganError, match=r"--cache on: the training images need .* GiB decoded .*--cache off") as info:
+        resolve_cache("on", scan, free=need)
+    assert "\n" not in str(info.value)
+    assert resolve_cache("on", scan, free=2 * need)
+    assert resolve_cache("auto", scan, free=2 * need) and not resolve_cache("auto", scan, free=2 * need - 1)
+    assert not resolve_cache("off", scan, free=10 * need)
+
+
+def test_the_path_table_gives_back_every_path(tmp_path):
+    import os
+
+    from srgan_cli.data import PathTable
+
+    paths = [tmp_path / "a.png", tmp_path / "é" / "b.png", Path(os.fsdecode(b"/x/caf\xe9.png")), tmp_path / "c.png"]
+    table = PathTable(paths)
+    assert len(table) == 4 and list(table) == paths and table[-1] == paths[-1]
+    assert len(PathTable([])) == 0
+    with pytest.raises(IndexError):
+        table[4]
+
+
+def test_images_that_fail_to_read_in_training_are_reported_by_the_loader(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root, 3)
+    good = (root / "img0.png").read_bytes()
+    (root / "img1.png").write_bytes(good[: len(good) // 2])  # the header reads, the data does not
+    dataset = PatchDataset(scan_images(root, 32), 32, seed=5, group=3)
+    for workers in (0, 2):
+        failed = [f for _, fs in make_loader(dataset, 3, workers=workers, stop_step=3, with_failures=True) for f in fs]
+        assert failed and {i for i, _ in failed} == {1}
+        assert "truncated" in failed[0][1]
+    patches, failed = next(iter(make_loader(dataset, 3, stop_step=1, with_failures=True)))
+    assert patches.shape == (3, 3, 32, 32) and patches.dtype == torch.uint8
+    assert torch.equal(patches, next(iter(make_loader(dataset, 3, stop_step=1))))
+
+
+def test_hold_out_passes_over_images_that_cannot_be_validated_on(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root, 8)
+    scan = scan_images(root, 32)
+    _, first = hold_out(scan, 2)
+    rest, held = hold_out(scan, 2, usable=lambda path: path != first[0])
+    assert first[0] not in held and first[1] in held and len(held) == 2
+    assert rest.unreadable == [first[0]] and first[0] not in rest.paths and len(rest.paths) == 5
+    with pytest.raises(SrganError, match="none of the images .* can be read"):
+        hold_out(scan, 2, usable=lambda path: False)

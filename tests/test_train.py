@@ -1927,3 +1927,55 @@ def test_a_compiler_that_fails_at_the_first_step_is_one_line(data, tmp_path, mon
     monkeypatch.setattr(torch, "compile", compile_that_fails)
     line = _one_line_error(_cli_train(data, tmp_path / "run", "--compile"))
     assert "--compile failed on this machine" in line and "cl is not found" in line and "without --compile" in line
+
+
+def test_an_image_that_fails_to_read_in_training_is_named_once_and_counted_at_the_end(tmp_path):
+    data = _images(tmp_path / "images", count=3, size=40)
+    good = (data / "1.png").read_bytes()
+    (data / "1.png").write_bytes(good[: len(good) // 2])  # its header reads: the scan counts it usable
+    events = []
+    train(_options(data, steps=6, batch_size=3, cache="off", log_every=3), tmp_path / "run", report=events.append)
+    notes = [e["message"] for e in events if e["event"] == "info" and e["kind"] == "note"]
+    named = [n for n in notes if str(data / "1.png") in n]
+    assert len(named) == 1 and "its patches come from the next image" in named[0], notes
+    assert notes[-1] == "1 training image(s) could not be read during the run; their patches came from other images"
+    # with the cache it is said once, up front, and not again during the run
+    events.clear()
+    train(_options(data, steps=6, batch_size=3, cache="on"), tmp_path / "cached", report=events.append)
+    notes = [e["message"] for e in events if e["event"] == "info" and e["kind"] == "note"]
+    (named,) = [n for n in notes if "1.png" in n]
+    assert named.startswith("1 training image(s) could not be decoded")
+    assert not [n for n in notes if "during the run" in n]
+
+
+def test_a_corrupt_image_among_those_held_out_is_passed_over(tmp_path):
+    from srgan_cli.data import hold_out, scan_images
+
+    data = _images(tmp_path / "images", count=6, size=40)
+    _, (first,) = hold_out(scan_images(data, 16), 1)
+    first.write_bytes(first.read_bytes()[:60])  # truncated: the header reads, the pixels do not
+    events = []
+    run = tmp_path / "run"
+    train(_options(data, steps=2, val_holdout=2, val_every=2), run, report=events.append)
+    messages = [e["message"] for e in events if e["event"] == "info"]
+    assert any(m.startswith("1 image(s) tried for validation cannot be decoded") for m in messages), messages
+    status = next(m for m in messages if "training images in" in m)
+    assert status.startswith("3 training images") and "1 unreadable" in status and "2 more held out" in status
+    assert first.relative_to(data).as_posix() not in load_checkpoint(run / CHECKPOINT)["held_out"]
+
+
+def test_a_resume_says_when_the_training_images_changed(tmp_path):
+    data = _images(tmp_path / "images", count=3, size=40)
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    events = []
+    train(_options(data, steps=3), run, resume=True, report=events.append)
+    assert not [e for e in events if e["event"] == "info" and "changed since the checkpoint" in e["message"]]
+    _images(tmp_path / "images" / "more", count=2, size=40, seed=3)
+    events.clear()
+    train(_options(data, steps=4), run, resume=True, report=events.append)
+    changed = [e["message"] for e in events if e["event"] == "info" and "changed since the checkpoint" in e["message"]]
+    assert changed == [
+        "the training images under --data changed since the checkpoint (3 then, 5 now): the resumed run draws "
+        "other patches than an uninterrupted run would have"
+    ]

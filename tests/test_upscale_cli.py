@@ -1799,3 +1799,24 @@ def test_a_suffix_windows_cannot_hold_is_refused_there(weights, tmp_path, monkey
     monkeypatch.setattr(sys, "platform", "win32")
     result = run(weights, tmp_path / "a.png", "-o", tmp_path / "out", "--suffix", ":x4")
     assert result.exit_code == 2 and "on Windows" in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_sub_folder_that_cannot_be_listed_fails_by_name_and_the_rest_is_written(weights, tmp_path, monkeypatch):
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "locked" / "b.png")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith(os.sep + "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--recursive", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1, result.output
+    locked = tmp_path / "in" / "locked"
+    assert f"error: {locked}: cannot list the folder: permission denied; its images are not upscaled" in result.output
+    assert (tmp_path / "out" / "a.png").is_file() and not (tmp_path / "out" / "locked").exists()
+    files = json.loads((tmp_path / "r.json").read_text())["files"]
+    entry = next(f for f in files if f["input"] == str(locked))
+    assert entry["status"] == "failed" and "cannot list the folder" in entry["reason"]

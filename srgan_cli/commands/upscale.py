@@ -171,18 +171,21 @@ def _not_a_file_reason(path: Path) -> str:
 def _sort_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """An input folder's images, sorted; its files that are not images (reported as skipped); and
     its image names that are no image file to read (reported as failed, with why: the image the
-    user meant is not there): symbolic links to nothing, FIFOs, sockets, devices. One walk
+    user meant is not there): symbolic links to nothing, FIFOs, sockets, devices, and sub-folders
+    that cannot be listed (their images were not upscaled). One walk
     (:func:`images.folder_entries`), so the three lists agree."""
     from ..images import folder_entries, is_image_path
 
     images, others, failed = [], [], []
-    for path, is_file in folder_entries(folder, recursive):
+    unlisted: list[tuple[Path, str]] = []
+    for path, is_file in folder_entries(folder, recursive, unlisted=unlisted):
         if not is_image_path(path):
             others.append(path)
         elif is_file:
             images.append(path)
         elif (why := _unreadable_image_name(path)) is not None:
             failed.append((path, why))
+    failed.extend((path, f"cannot list the folder: {why}; its images are not upscaled") for path, why in unlisted)
     return sorted(images), others, failed
 
 
