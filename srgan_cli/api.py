@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fractions
 import math
 import os
 import threading
@@ -660,12 +661,17 @@ def output_size(width: int, height: int, scale: int, outscale: float | None) -> 
     """Final (width, height): ``outscale`` times the input, rounded to the nearest pixel (a half up:
     23 x 17 at 0.5 is 12 x 9; Python's round() took halves to the even one, 12 x 8), at least 1 px.
 
+    The product is exact, of the decimal the float is shown as (0.7, not the binary 0.69999...):
+    45 px at 0.7 is 31.5, which rounds up to 32; in floating point it came to 31.4999... and 31.
+
     ``outscale`` must be a finite number in (0, ``MAX_OUTSCALE``] (64, as the CLI's ``--outscale``).
     """
     outscale = _check_outscale(outscale)
     if outscale is None:
         return width * scale, height * scale
-    return max(1, math.floor(width * outscale + 0.5)), max(1, math.floor(height * outscale + 0.5))
+    exact = fractions.Fraction(repr(outscale))  # the shortest decimal that reads back as the float: what was typed
+    half = fractions.Fraction(1, 2)
+    return max(1, math.floor(width * exact + half)), max(1, math.floor(height * exact + half))
 
 
 def upscale_loaded(

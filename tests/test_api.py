@@ -262,6 +262,10 @@ def test_output_size():
     assert output_size(10, 7, 4, 2) == (20, 14)
     assert output_size(10, 7, 4, 3.5) == (35, 25)  # 24.5: a half rounds up (was to the even 24)
     assert output_size(23, 17, 4, 0.5) == (12, 9)
+    # 31.5 and 57.5 exactly: in floating point 45 * 0.7 and 25 * 2.3 came to 31.4999... and 57.4999..., 31 and 57
+    assert output_size(45, 25, 4, 0.7) == (32, 18)
+    assert output_size(25, 45, 4, 2.3) == (58, 104)
+    assert output_size(90, 10, 4, 0.35) == (32, 4)
     assert output_size(1, 1, 4, 0.1) == (1, 1)
     with pytest.raises(SrganError):
         output_size(10, 7, 4, 0)
