@@ -611,8 +611,9 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str, tur
             rgb = _gray(np.asarray(im.convert("L")), 255.0)
             grayscale = True
         elif mode in ("L", "LA", "La", "PA") or (
-            # a gray palette under an RGB profile stays RGB: as gray it lost the profile
-            mode == "P" and _palette_is_gray(im) and not _has_alpha(im) and not (icc and _icc_fits(icc, gray=False))
+            # a gray palette (with transparency too, as gray with tRNS) is gray; under an RGB profile it
+            # stays RGB: as gray it lost the profile
+            mode == "P" and _palette_is_gray(im) and not (icc and _icc_fits(icc, gray=False))
         ):
             conv = im.convert("LA") if mode != "PA" else im.convert("RGBA")
             if conv.mode == "LA":
@@ -624,7 +625,7 @@ def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str, tur
                 arr = np.asarray(conv)
                 rgb = arr[..., :3].astype(np.float32) / 255.0
                 alpha = arr[..., 3].astype(np.float32) / 255.0
-            if mode == "P":
+            if mode == "P" and not _has_alpha(im):
                 alpha = None
         elif mode.startswith("I;16") or mode in ("I", "F"):
             rgb, bit_depth = _wide_gray(im)
@@ -656,12 +657,20 @@ def _has_alpha(im: Image.Image) -> bool:
 
 
 def _palette_is_gray(im: Image.Image) -> bool:
+    """True when every palette colour the pixels use is gray; a fully transparent one (the
+    transparency index, or a tRNS entry of 0) does not show and does not count."""
     try:
         pal = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
     except (ValueError, TypeError):
         return False
     used = np.flatnonzero(np.bincount(np.asarray(im).ravel(), minlength=256))
     used = used[used < len(pal)]
+    hidden = im.info.get("transparency")
+    if isinstance(hidden, int):
+        used = used[used != hidden]
+    elif isinstance(hidden, bytes):
+        clear = np.flatnonzero(np.frombuffer(hidden, dtype=np.uint8) == 0)
+        used = np.setdiff1d(used, clear)
     return bool(len(used)) and bool(np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]))
 
 

@@ -414,6 +414,26 @@ def test_gray_palette_is_grayscale(tmp_path):
     assert got.grayscale and _q(got.rgb[..., 1], 255).tolist() == [[0, 128, 255]]
 
 
+@pytest.mark.parametrize("hidden", [(40, 40, 40), (255, 0, 255)])  # the transparent entry's colour does not show
+def test_gray_palette_with_transparency_is_grayscale_with_alpha(tmp_path, hidden):
+    """As gray with a tRNS value is: a gray palette with a transparent index was read as colour,
+    and came out as RGBA (PNG) or RGB (JPEG) with tinted pixels."""
+    im = Image.fromarray(np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8), "P")
+    im.putpalette([*hidden, 128, 128, 128, 250, 250, 250] + [0] * (253 * 3))
+    im.save(tmp_path / "p.png", transparency=0)
+    got = read_image(tmp_path / "p.png")
+    assert got.grayscale and got.alpha is not None
+    assert _q(got.alpha, 255).tolist() == [[0, 255, 255], [255, 255, 0]]
+    assert _q(got.rgb[..., 1], 255)[:, 1:2].tolist() == [[128], [128]] and _q(got.rgb[0, 2], 255).tolist() == [250] * 3
+    back = write_image(tmp_path / "o.png", got.rgb, alpha=got.alpha, grayscale=got.grayscale)
+    with Image.open(back) as out:
+        assert out.mode == "LA"
+    im.putpalette([*hidden, 128, 128, 128, 250, 250, 250] + [0] * (253 * 3))
+    im.save(tmp_path / "semi.png", transparency=bytes([0, 128, 255]))  # tRNS per entry: 0 hides, 128 shows
+    got = read_image(tmp_path / "semi.png")
+    assert got.grayscale and _q(got.alpha, 255).tolist() == [[0, 128, 255], [255, 128, 0]]
+
+
 def test_cmyk_jpeg(tmp_path):
     Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(tmp_path / "c.jpg", quality=95)
     got = read_image(tmp_path / "c.jpg")

@@ -1820,3 +1820,18 @@ def test_a_sub_folder_that_cannot_be_listed_fails_by_name_and_the_rest_is_writte
     files = json.loads((tmp_path / "r.json").read_text())["files"]
     entry = next(f for f in files if f["input"] == str(locked))
     assert entry["status"] == "failed" and "cannot list the folder" in entry["reason"]
+
+
+def test_a_gray_palette_with_transparency_stays_gray(weights, tmp_path):
+    """It came out as colour: RGBA PNG, RGB JPEG, with red and green apart (L with tRNS gave LA)."""
+    rng = np.random.default_rng(7)
+    idx = rng.integers(1, 256, (10, 12), dtype=np.uint8)
+    idx[:, 8:] = 0
+    im = Image.fromarray(idx, "P")
+    im.putpalette([v for i in range(256) for v in (i, i, i)])
+    im.save(tmp_path / "p.png", transparency=0)
+    assert run(weights, tmp_path / "p.png", "-o", tmp_path / "o.png").exit_code == 0
+    assert run(weights, tmp_path / "p.png", "-o", tmp_path / "o.jpg").exit_code == 0
+    with Image.open(tmp_path / "o.png") as png, Image.open(tmp_path / "o.jpg") as jpg:
+        assert (png.mode, jpg.mode) == ("LA", "L")
+        assert np.asarray(png)[:, 40:, 1].max() == 0 and np.asarray(png)[:, :28, 1].min() > 0
