@@ -886,9 +886,37 @@ def _comments_of(im: Image.Image, fmt: str) -> dict[str, str]:
         if isinstance(comment, bytes):  # bytes that are not UTF-8 kept as surrogates: written back as they were
             comment = comment.decode("utf-8", "surrogateescape")
         comment = comment.rstrip("\x00") if isinstance(comment, str) else ""
+        if fmt == "GIF":  # srgan's mark from an earlier upscale is written anew, not carried as text
+            comment = split_gif_mark(comment)[0]
         return {"Comment": comment} if comment.strip() else {}
     except Exception:  # noqa: BLE001 - text is a courtesy: damaged chunks leave it out, not the image
         return {}
+
+
+def _gif_comment(comment: str | None, text: dict[str, str]) -> str | None:
+    """A GIF's comment: the input's comment, then ``text`` as "key: value" lines (Software first),
+    which is how GIF output records the model and scale (it has no other place for text)."""
+    if not text:
+        return comment
+    keys = sorted(text, key=lambda k: k != "Software")
+    mark = "\n".join(f"{k}: {' '.join(text[k].splitlines())}" for k in keys)  # one line each
+    return f"{comment}\n{mark}" if comment else mark
+
+
+def split_gif_mark(comment: str | bytes | None) -> tuple[str, dict[str, str]]:
+    """A GIF comment split into the text before srgan's mark and the mark's keys ({} when it has none):
+    the lines an srgan write appends (see ``_gif_comment``), from "Software: srgan ..." to the end,
+    each after it a "srgan:" key."""
+    if isinstance(comment, bytes):
+        comment = comment.decode("utf-8", "surrogateescape")
+    if not isinstance(comment, str):
+        return "", {}
+    lines = comment.rstrip("\x00").split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("Software: srgan ") and all(rest.startswith("srgan:") for rest in lines[i + 1 :]):
+            mark = dict(entry.split(": ", 1) for entry in lines[i:] if ": " in entry)
+            return "\n".join(lines[:i]), mark
+    return comment, {}
 
 
 def _xmp_of(im: Image.Image) -> bytes | None:
@@ -1477,9 +1505,10 @@ def write_image(
     left out, with a note). EXIF is embedded in PNG, JPEG, WebP and TIFF, with Orientation set to 1 (the
     pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
     keeps its main IFD only (16-bit TIFF the tags that describe the picture: see
-    ``_write_tiff16``). ``text`` goes into PNG tEXt/iTXt chunks and, for JPEG, WebP and TIFF,
+    ``_write_tiff16``). ``text`` goes into PNG tEXt/iTXt chunks; for JPEG, WebP and TIFF,
     into the ImageDescription ("key: value; ...", unless the EXIF has a caption there, which
-    is kept) and Software (the "Software" key) fields.
+    is kept) and Software (the "Software" key) fields; for GIF, into its comment as "key: value"
+    lines after the input's comment (see ``split_gif_mark``); BMP has no place for it (a note says so).
     ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
     field for it).
     ``xmp`` (an XMP packet: rights, keywords, editing history) is embedded in JPEG (APP1), PNG
@@ -1495,9 +1524,9 @@ def write_image(
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
-    not keep (transparency in JPEG or BMP, an ICC profile, EXIF or XMP in BMP or GIF, a gray ICC
-    profile in WebP or with alpha in 16-bit TIFF, a profile that does not fit the pixels, XMP too
-    large for JPEG), once the file is written.
+    not keep (transparency in JPEG or BMP, an ICC profile, EXIF or XMP in BMP or GIF, ``text`` in
+    BMP, a gray ICC profile in WebP or with alpha in 16-bit TIFF, a profile that does not fit the
+    pixels, XMP too large for JPEG), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1560,6 +1589,11 @@ def write_image(
         named = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
         notes.append(f"{path}: the text ({named}) is left out: {fmt} output has no place for it")
         comments = {}
+    if fmt == "GIF":
+        comment = _gif_comment(comment, text)
+    elif fmt == "BMP" and text:
+        recorded = "the model and scale are" if "srgan:model" in text else "the text is"
+        notes.append(f"{path}: {recorded} not recorded: BMP output carries no metadata")
     if exif and fmt in ("BMP", "GIF"):
         notes.append(f"{path}: the EXIF metadata is left out: {fmt} output carries none")
         exif = None

@@ -1936,6 +1936,21 @@ def test_exif_left_out_of_bmp_and_gif_with_a_note(tmp_path, suffix):
     assert any("EXIF metadata is left out" in n for n in notes)
 
 
+def test_gif_records_the_text_in_its_comment_and_bmp_says_it_cannot(tmp_path):
+    """GIF and BMP output recorded no model: GIF's comment now holds the text after the input's
+    comment, read back as the comment alone; BMP, which has no place for it, says so."""
+    text = {"srgan:model": "tiny\nnet", "Software": "srgan 1.0", "srgan:scale": "4"}
+    notes: list[str] = []
+    out = write_image(tmp_path / "o.gif", RNG.random((4, 4, 3)), text=text, comments={"Comment": "a\nb"})
+    with Image.open(out) as im:
+        assert im.info["comment"] == b"a\nb\nSoftware: srgan 1.0\nsrgan:model: tiny net\nsrgan:scale: 4"
+    assert read_image(out).comments == {"Comment": "a\nb"}  # the mark is written anew, not carried
+    assert images.split_gif_mark(b"a\nSoftware: srgan 1.0\nsrgan:scale: 4")[1]["srgan:scale"] == "4"
+    assert images.split_gif_mark("Software: srgan 1.0\nnot ours") == ("Software: srgan 1.0\nnot ours", {})
+    write_image(tmp_path / "o.bmp", RNG.random((4, 4, 3)), text=text, on_note=notes.append)
+    assert notes == [f"{tmp_path / 'o.bmp'}: the model and scale are not recorded: BMP output carries no metadata"]
+
+
 @pytest.mark.parametrize(("bits", "fmt", "kind"), [(32, 3, "32-bit floating-point"), (16, 2, "16-bit signed integer")])
 def test_a_tiff_pillow_cannot_read_says_what_its_samples_are(tmp_path, bits, fmt, kind):
     """Float or signed colour TIFF was "not an image file, or an unsupported format"."""

@@ -751,6 +751,48 @@ def test_rerun_in_place_with_a_suffix_skips_its_earlier_outputs(weights, tmp_pat
         assert sorted(p.name for p in folder.iterdir()) == made
 
 
+def test_a_gif_output_records_the_model_in_its_comment_and_a_rerun_skips_it(weights, tmp_path):
+    """GIF output carried no mark: a rerun into the input folder upscaled its own outputs again (x16)."""
+    folder = tmp_path / "photos"
+    src = _img(folder / "a.png")
+    Image.open(src).save(folder / "b.gif", comment=b"my drawing")
+    assert run(weights, folder, "-o", folder, "--suffix", "_x4", "--format", "gif").exit_code == 0
+    made = sorted(p.name for p in folder.iterdir())
+    assert made == ["a.png", "a_x4.gif", "b.gif", "b_x4.gif"]
+    with Image.open(folder / "b_x4.gif") as im:
+        lines = im.info["comment"].decode().split("\n")
+    assert lines[0] == "my drawing" and lines[1].startswith("Software: srgan ")  # the input's comment kept
+    assert "srgan:model: tiny" in lines and "srgan:scale: 4" in lines
+    for flag in ("--skip-existing", "--overwrite"):
+        result = run(weights, folder, "-o", folder, "--suffix", "_x4", "--format", "gif", flag)
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in folder.iterdir()) == made
+    # read again, the mark is not the picture's comment: a PNG made from it holds the comment alone
+    assert run(weights, folder / "b_x4.gif", "-o", tmp_path / "again.png").exit_code == 0
+    with Image.open(tmp_path / "again.png") as im:
+        assert im.text["Comment"] == "my drawing" and im.text["srgan:scale"] == "4"
+
+
+def test_a_bmp_rerun_in_place_does_not_upscale_its_earlier_outputs(weights, tmp_path):
+    """BMP holds no mark: a rerun upscaled a_x4.bmp to x16 and failed a.png on "would replace an input".
+    By its name it is a.png's output in this run: not upscaled; --overwrite does not replace it either, as
+    srgan cannot tell it from a file of the user's."""
+    folder = tmp_path / "photos"
+    _img(folder / "a.png")
+    args = [folder, "-o", folder, "--suffix", "_x4", "--format", "bmp"]
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), *map(str, args)])
+    assert result.exit_code == 0 and "a_x4.bmp: the model and scale are not recorded" in result.stderr
+    first = (folder / "a_x4.bmp").read_bytes()
+    result = run(weights, *args, "--skip-existing")
+    assert result.exit_code == 0 and sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.bmp"], result.output
+    result = run(weights, *args, "--overwrite")
+    assert result.exit_code == 1 and "a_x4.bmp: not replaced: BMP records no maker" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.bmp"]
+    assert (folder / "a_x4.bmp").read_bytes() == first
+    # named on the command line, it is an input again
+    assert run(weights, folder / "a_x4.bmp", "-o", tmp_path / "big.png").exit_code == 0
+
+
 def test_a_broken_symlink_in_a_folder_is_a_failure_not_silence(weights, tmp_path):
     _img(tmp_path / "in" / "a.png")
     (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")

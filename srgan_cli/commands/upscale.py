@@ -215,6 +215,7 @@ def plan_jobs(
     recursive: bool,
     report: Reporter,
     tally: Tally,
+    overwrite: bool = False,
 ) -> tuple[list[Job], bool]:
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
     from ..images import SUPPORTED_SUFFIXES, format_for_path, is_image_path, output_suffix_for
@@ -294,7 +295,7 @@ def plan_jobs(
     # a file also named on the command line counts as named, whichever way it came first
     named = {os.path.realpath(item) for item in inputs if os.path.isfile(item)}
     listed = {src for src in listed if os.path.realpath(src) not in named}
-    return _without_earlier_outputs(_once_each(jobs, tally), listed, output, tally), False
+    return _without_earlier_outputs(_once_each(jobs, tally), listed, output, tally, report, overwrite), False
 
 
 def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
@@ -315,34 +316,67 @@ def _once_each(jobs: list[Job], tally: Tally) -> list[Job]:
     return keep
 
 
-def _without_earlier_outputs(jobs: list[Job], listed: set[Path], output: Path, tally: Tally) -> list[Job]:
+def _without_earlier_outputs(
+    jobs: list[Job], listed: set[Path], output: Path, tally: Tally, report: Reporter, overwrite: bool = False
+) -> list[Job]:
     """Drop the files that an earlier run wrote into an input folder (-o the folder itself, with
     --suffix): each carries srgan's mark. Upscaled again they became x16 images, and a
     --skip-existing rerun failed on "would replace an input"; one made under another --suffix or
     --format is dropped too, as it lies in the output folder. A file named on the command line
-    is upscaled whatever made it."""
+    is upscaled whatever made it.
+
+    BMP holds no mark: a BMP found in a folder under the output name of another input of this run
+    is taken as that input's earlier output, as the run cannot both read and write it, so it is
+    not upscaled. Whether srgan made it is not known, so --overwrite does not replace it (inputs
+    are never replaced): that input fails, saying so. One under another --suffix cannot be told
+    from an input."""
     by_dest = {_output_key(j.dest): j for j in jobs}
     keep = []
+    unsure: dict[Job, Path] = {}  # a maker whose output is a BMP that may be the user's -> that BMP
     for job in jobs:
         maker = by_dest.get(_output_key(job.src)) if job.src in listed else None
         if maker is not None and maker is not job and _written_by_srgan(job.src):
             tally.add("skipped", job.src, None, f"the output of {maker.src} from an earlier run, not an input")
+            continue
+        if maker is not None and maker is not job and _holds_no_mark(job.src):
+            why = f"by its name the output of {maker.src} from an earlier run (BMP records no maker), not an input"
+            tally.add("skipped", job.src, None, f"{why}; name it to upscale it")
+            if overwrite:
+                unsure[maker] = job.src
             continue
         if maker is None and job.src in listed and _inside(output, job.src) and _written_by_srgan(job.src):
             why = "an earlier run's output (srgan wrote it into the output folder), not an input; name it to upscale it"
             tally.add("skipped", job.src, None, why)
             continue
         keep.append(job)
-    return keep
+    for maker, bmp in unsure.items():
+        why = report.error(
+            f"{maker.dest}: not replaced: BMP records no maker, so srgan cannot tell its earlier output from an "
+            f"image of yours; delete {bmp.name} to write it again, or choose another --suffix or --format"
+        )
+        tally.add("failed", maker.src, maker.dest, why)
+    return [job for job in keep if job not in unsure]
+
+
+def _holds_no_mark(path: Path) -> bool:
+    """True for a format that cannot record srgan's mark (BMP has no place for metadata)."""
+    from ..images import format_for_path
+
+    return format_for_path(path) == "BMP"
 
 
 def _written_by_srgan(path: Path) -> bool:
-    """True when the image's Software field (PNG text, EXIF, TIFF tag) says srgan wrote it."""
+    """True when the image's Software field (PNG text, EXIF, TIFF tag, the GIF comment's
+    "Software:" line) says srgan wrote it."""
     from PIL import Image
+
+    from ..images import split_gif_mark
 
     try:
         with Image.open(path) as im:
             software = im.info.get("Software") or im.getexif().get(0x0131) or ""
+            if not software and im.format == "GIF":
+                software = split_gif_mark(im.info.get("comment"))[1].get("Software", "")
     except Exception:  # noqa: BLE001 - unreadable: not known to be ours, so it stays an input
         return False
     return isinstance(software, str) and software.startswith("srgan ")
@@ -1262,7 +1296,14 @@ def _run(
     # torchrun rank 0 alone reports and counts it, or every rank's summary and report had it.
     planned = (report, tally) if _env_rank() == 0 else (_Silent(quiet), Tally())
     jobs, single = plan_jobs(
-        inputs, output, fmt=fmt, suffix=suffix, recursive=recursive, report=planned[0], tally=planned[1]
+        inputs,
+        output,
+        fmt=fmt,
+        suffix=suffix,
+        recursive=recursive,
+        report=planned[0],
+        tally=planned[1],
+        overwrite=overwrite,
     )
     if report_path is not None and str(report_path) != "-":
         target = report_path.resolve()
