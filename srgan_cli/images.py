@@ -1894,10 +1894,10 @@ def _save_pil(
         if merged:
             tags.load(merged)
             _keep_text_bytes(tags)
+        tags[317] = 2  # the horizontal predictor, as _write_tiff16 writes: deflate alone made photos ~1.6x larger
         if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
             tags[_XMP_TAG] = xmp
-        if len(tags):
-            params["tiffinfo"] = tags
+        params["tiffinfo"] = tags
     elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
         im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
         params["optimize"] = False  # it merges the transparent slot with a colour of the same value

@@ -1579,6 +1579,25 @@ def _photo_like(h: int, w: int, channels: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_eight_bit_tiff_uses_the_horizontal_predictor_and_reads_back_exactly(tmp_path, channels):
+    """8-bit TIFF was deflated without a predictor (16-bit TIFF had one): photos came out ~1.6x larger."""
+    q = _photo_like(96, 128, channels)
+    rgb = q[..., :1] if channels <= 2 else q[..., :3]
+    alpha = q[..., -1] if channels in (2, 4) else None
+    path = write_image(tmp_path / "x.tif", rgb, alpha=alpha, grayscale=channels <= 2, text={"Software": "srgan"})
+    with Image.open(path) as im:
+        im.load()
+        assert im.tag_v2.get(317) == 2 and im.tag_v2.get(259) == 8  # deflate with the horizontal predictor
+        got = np.asarray(im)
+    plain = io.BytesIO()
+    Image.fromarray(got).save(plain, format="TIFF", compression="tiff_adobe_deflate")  # the same pixels, no predictor
+    assert np.array_equal(got.reshape(q.shape), q)
+    assert path.stat().st_size < 0.8 * len(plain.getvalue())
+    tifffile = pytest.importorskip("tifffile")
+    assert np.array_equal(tifffile.imread(path).reshape(q.shape), q)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_png_writer_is_exact_deterministic_and_as_small_as_pillows(tmp_path, channels):
     """8-bit PNGs are written by our banded, parallel writer: Pillow must read back exactly the
     pixels, the bytes must not depend on the thread count, and the file must be no larger than
