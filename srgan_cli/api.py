@@ -712,7 +712,6 @@ def upscale_loaded(
         return out, None if alpha is None else images.quantise_into(alpha, np.empty_like(alpha, dtype=out.dtype))
     if size != (out.shape[1], out.shape[0]):
         out = np.clip(images.resize_rgb(out, size), 0, 1).astype(np.float32)
-        if alpha is not None:
-            alpha = np.clip(images.resize_rgb(np.repeat(alpha[:, :, None], 3, axis=2), size)[:, :, 0], 0, 1)
-            alpha = alpha.astype(np.float32)
+        if alpha is not None:  # kept within the input's alpha around each pixel, as the x4 alpha is: Lanczos rings
+            alpha = images.clamp_resized_alpha(images.resize_rgb(alpha, size), loaded.alpha)
     return out, alpha

@@ -592,6 +592,29 @@ def test_upscale_loaded_quantises_only_without_a_resize(weights):
     assert resized.dtype == resized_alpha.dtype == np.float32 and resized.shape == (18, 22, 3)
 
 
+@pytest.mark.parametrize("outscale", [0.5, 1, 2.5])
+def test_outscale_alpha_does_not_ring_past_a_hard_edge(weights, outscale):
+    """The x4 alpha is kept within each pixel's input neighbourhood; the Lanczos resize of --outscale
+    rang again: alpha 1-2 around an opaque square on a transparent ground, 252 inside it."""
+    images = _images()
+    from srgan_cli.api import upscale_loaded
+
+    alpha = np.zeros((32, 48), np.float32)
+    alpha[8:24, 12:36] = 1.0
+    rgb = np.zeros((32, 48, 3), np.float32)
+    rgb[8:24, 12:36] = (1.0, 0.6, 0.0)
+    loaded = images.LoadedImage(rgb, alpha, 8, False, "RGBA", "PNG", None, None, 1)
+    _, got = upscale_loaded(load_model(weights, device="cpu"), loaded, outscale=outscale)
+    h, w = got.shape
+    assert (h, w) == (round(32 * outscale), round(48 * outscale))
+    y = (np.arange(h) + 0.5) / outscale  # input coordinates of the output pixels' centres
+    x = (np.arange(w) + 0.5) / outscale
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    outside = np.maximum(np.maximum(8 - yy, yy - 24), np.maximum(12 - xx, xx - 36))  # > 0 outside the square
+    assert got[outside >= 2].max() == 0 and got[outside <= -2].min() == 1
+    assert 0 < got[np.abs(outside) <= 1].mean() < 1  # the edge itself still a step between them
+
+
 def test_quantised_bit_depth_is_checked(weights, rgb):
     with pytest.raises(SrganError, match="bit depth"):
         upscale_array(load_model(weights, device="cpu"), rgb, bit_depth=12)

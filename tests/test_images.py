@@ -2044,6 +2044,29 @@ def test_upscaled_alpha_does_not_ring_past_its_neighbourhood():
     assert 0.5 < up[0, 15] < up[0, 16] < 1.0  # the edge itself still a smooth step
 
 
+def test_resized_alpha_is_clamped_as_the_upscaled_alpha_is():
+    """clamp_resized_alpha (after --outscale's Lanczos) is upscale_alpha's rule at any scale: at x4 it
+    gives upscale_alpha's pixels; shrunk or enlarged by other factors, a hard edge gains no ring."""
+    import torch
+    import torch.nn.functional as F
+
+    alpha = (RNG.random((13, 17)) > 0.5).astype(np.float32) * RNG.random((13, 17)).astype(np.float32)
+    bicubic = F.interpolate(torch.from_numpy(alpha)[None, None], size=(52, 68), mode="bicubic", align_corners=False)
+    clamped = images.clamp_resized_alpha(bicubic[0, 0].clamp(0, 1).numpy(), alpha)
+    np.testing.assert_array_equal(clamped, upscale_alpha(alpha, 4))
+    square = np.zeros((20, 20), np.float32)
+    square[5:15, 5:15] = 1.0
+    for side in (7, 10, 31, 50):
+        ringing = resize_rgb(square, (side, side))
+        centre = (np.arange(side) + 0.5) * 20 / side  # input coordinates of the output pixels' centres
+        away = np.maximum(5 - centre, centre - 15)  # > 0 outside the square
+        far_out = np.maximum.outer(away, away) >= 2
+        far_in = np.maximum.outer(away, away) <= -2
+        assert ringing[far_out].max() > 0 or ringing[far_in].min() < 1  # Lanczos rings
+        got = images.clamp_resized_alpha(ringing.copy(), square)
+        assert got[far_out].max() == 0 and got[far_in].min() == 1
+
+
 # ----------------------------------------------------------------- multi-picture JPEG (MPO)
 
 
