@@ -1495,7 +1495,7 @@ def write_image(
     as they are, which spares a float copy of a large output.
 
     The format comes from the suffix unless given. 16-bit output is kept for PNG and TIFF
-    (other formats are written with 8 bits). JPEG and BMP get no alpha channel: the image
+    (other formats are written with 8 bits, with a note). JPEG and BMP get no alpha channel: the image
     is composited onto white (as image editors export a transparent image to JPEG). JPEG
     quality defaults to 95, with 4:4:4 chroma at quality >= 90; WebP quality defaults to 95
     and 100 means lossless.
@@ -1524,9 +1524,9 @@ def write_image(
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
-    not keep (transparency in JPEG or BMP, an ICC profile, EXIF or XMP in BMP or GIF, ``text`` in
-    BMP, a gray ICC profile in WebP or with alpha in 16-bit TIFF, a profile that does not fit the
-    pixels, XMP too large for JPEG), once the file is written.
+    not keep (16 bits in JPEG, WebP, BMP or GIF, transparency in JPEG or BMP, an ICC profile, EXIF
+    or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in 16-bit
+    TIFF, a profile that does not fit the pixels, XMP too large for JPEG), once the file is written.
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1539,13 +1539,15 @@ def write_image(
         raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth}")
     if quality is not None and not 1 <= int(quality) <= 100:
         raise SrganError(f"{path}: quality must be between 1 and 100, not {quality}")
+    notes: list[str] = []
+    if _stored_depth(fmt, bit_depth) != bit_depth:
+        notes.append(f"{path}: the 16 bits a channel are cut to 8: {fmt} output holds no more (PNG and TIFF keep 16)")
     bit_depth = _stored_depth(fmt, bit_depth)
     rgb = np.asarray(rgb)
     if rgb.dtype.kind in "ui" and rgb.dtype != _stored_dtype(bit_depth):
         raise ValueError(f"{rgb.dtype} pixels cannot be written as {bit_depth}-bit {fmt}")
     if rgb.ndim >= 2 and (problem := size_problem(rgb.shape[1], rgb.shape[0], path, fmt)):
         raise SrganError(problem)
-    notes: list[str] = []
     planes = _planes(rgb, alpha, grayscale)
     if fmt in ("JPEG", "BMP") and planes.shape[2] in (2, 4):  # JPEG has no alpha; Pillow and most readers ignore BMP's
         planes, flattened = _flatten_on_white(planes)

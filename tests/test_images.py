@@ -1946,6 +1946,24 @@ def test_exif_resolution_turns_with_the_pixels(tmp_path, orientation):
         assert tuple(round(float(v)) for v in im.info["dpi"]) == want
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".bmp", ".gif", ".png", ".tif"])
+def test_sixteen_bits_cut_to_eight_say_so(tmp_path, suffix):
+    """16-bit pixels written to a format of 8 bits lost half their bits without a word (alpha, ICC
+    and EXIF losses each had a note)."""
+    notes: list[str] = []
+    write_image(tmp_path / f"o{suffix}", RNG.random((4, 4, 3)), bit_depth=16, on_note=notes.append)
+    cut = [n for n in notes if "16 bits" in n]
+    if suffix in (".png", ".tif"):
+        assert cut == []
+    else:
+        fmt = images.format_for_path(f"o{suffix}")
+        want = f"{tmp_path / f'o{suffix}'}: the 16 bits a channel are cut to 8: {fmt} output holds no more"
+        assert cut == [want + " (PNG and TIFF keep 16)"]
+    notes.clear()
+    write_image(tmp_path / f"e{suffix}", RNG.random((4, 4, 3)), bit_depth=8, on_note=notes.append)
+    assert not [n for n in notes if "16 bits" in n]
+
+
 @pytest.mark.parametrize("suffix", [".bmp", ".gif"])
 def test_exif_left_out_of_bmp_and_gif_with_a_note(tmp_path, suffix):
     exif = Image.Exif()

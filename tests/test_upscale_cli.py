@@ -1877,3 +1877,16 @@ def test_a_gray_palette_with_transparency_stays_gray(weights, tmp_path):
     with Image.open(tmp_path / "o.png") as png, Image.open(tmp_path / "o.jpg") as jpg:
         assert (png.mode, jpg.mode) == ("LA", "L")
         assert np.asarray(png)[:, 40:, 1].max() == 0 and np.asarray(png)[:, :28, 1].min() > 0
+
+
+def test_a_sixteen_bit_image_written_as_webp_says_its_bits_are_cut(weights, tmp_path):
+    gray16 = np.tile(np.linspace(0, 65535, 12).astype(np.uint16), (10, 1))
+    Image.fromarray(gray16).save(tmp_path / "g.png")
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "g.png"), "-o", str(tmp_path / "g.webp")]
+    )
+    assert result.exit_code == 0 and "g.webp: the 16 bits a channel are cut to 8: WEBP output" in result.stderr
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "g.png"), "-o", str(tmp_path / "g.tif")]
+    )
+    assert result.exit_code == 0 and "16 bits" not in result.stderr
