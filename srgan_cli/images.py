@@ -1903,14 +1903,23 @@ def _save_pil(
     elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
         im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
         params["optimize"] = False  # it merges the transparent slot with a colour of the same value
+    elif fmt == "GIF" and im.mode == "RGB":  # gray (L) is stored exactly: a GIF palette holds all 256 levels
+        im = _dithered(im, 256)
     im.save(fh, format=fmt, **params)
 
 
+def _dithered(rgb: Image.Image, colours: int) -> Image.Image:
+    """``rgb`` in a palette of at most ``colours`` (median cut), Floyd-Steinberg dithered: mapped to
+    the nearest colour alone (Pillow's GIF conversion), a photo's gradients came out in bands. The
+    indices stay below ``colours``."""
+    return rgb.quantize(palette=rgb.quantize(colours), dither=Image.Dither.FLOYDSTEINBERG)
+
+
 def _gif_with_transparency(rgba: Image.Image) -> Image.Image:
-    """A palette image for GIF with 1-bit transparency: 255 colours, and index 255 where alpha is
-    below half. Pillow's own RGBA to P conversion lost all transparency for some alpha mixes."""
+    """A palette image for GIF with 1-bit transparency: 255 colours (dithered), and index 255 where
+    alpha is below half. Pillow's own RGBA to P conversion lost all transparency for some alpha mixes."""
     alpha = np.asarray(rgba)[..., 3]
-    paletted = rgba.convert("RGB").quantize(255)
+    paletted = _dithered(rgba.convert("RGB"), 255)
     indices = np.asarray(paletted).copy()
     indices[alpha < 128] = 255
     out = Image.fromarray(indices, "P")

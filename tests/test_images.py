@@ -1946,6 +1946,38 @@ def test_exif_resolution_turns_with_the_pixels(tmp_path, orientation):
         assert tuple(round(float(v)) for v in im.info["dpi"]) == want
 
 
+@pytest.mark.parametrize("with_alpha", [False, True])
+def test_gif_output_is_dithered_and_keeps_its_transparency_exact(tmp_path, with_alpha):
+    """GIF output mapped each pixel to its nearest palette colour: a photo's smooth gradients came out
+    in bands. Floyd-Steinberg dithering keeps the local mean colour; transparency stays on exactly
+    where alpha is at least half."""
+    yy, xx = np.mgrid[0:96, 0:128].astype(np.float32)
+    rgb = np.dstack([40 + xx * 1.4, 30 + yy * 1.8 + xx * 0.3, 220 - yy * 1.1 - xx * 0.6]) / 255
+    alpha = None
+    if with_alpha:
+        alpha = np.ones((96, 128), np.float32)
+        alpha[:20, :30] = 0.0
+        alpha[60:, 100:] = 0.4
+    path = write_image(tmp_path / "o.gif", rgb, alpha=alpha)
+    with Image.open(path) as im:
+        got = np.asarray(im.convert("RGBA")).astype(np.float32)
+    plain = io.BytesIO()
+    Image.fromarray(_q(rgb, 255).astype(np.uint8)).save(plain, format="GIF")  # nearest colour alone
+    with Image.open(plain) as im:
+        banded = np.asarray(im.convert("RGB")).astype(np.float32)
+
+    shown = np.ones((24, 32), bool) if alpha is None else (alpha >= 0.5).reshape(24, 4, 32, 4).all(axis=(1, 3))
+
+    def local_error(pixels: np.ndarray) -> float:  # the colour seen from afar: means over 4x4 blocks
+        d = (pixels[..., :3] - rgb * 255).reshape(24, 4, 32, 4, 3).mean(axis=(1, 3))
+        return float(np.sqrt((d[shown] ** 2).mean()))
+
+    assert local_error(got) < 0.7 * local_error(banded)  # about 0.55; undithered about 1.05
+    if with_alpha:
+        np.testing.assert_array_equal(got[..., 3] == 255, alpha >= 0.5)
+        assert set(np.unique(got[..., 3])) == {0, 255}
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".webp", ".bmp", ".gif", ".png", ".tif"])
 def test_sixteen_bits_cut_to_eight_say_so(tmp_path, suffix):
     """16-bit pixels written to a format of 8 bits lost half their bits without a word (alpha, ICC
