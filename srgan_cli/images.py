@@ -1602,10 +1602,12 @@ def write_image(
     if exif:
         # a description an earlier srgan write made of the same text keys is dropped here: PNG keeps
         # the text in its own chunks (the EXIF one named another model and scale); JPEG, WebP and
-        # TIFF write the new one in its place (_save_pil)
+        # TIFF write the new one in its place (_save_pil). The Software tag names this writer in every
+        # format: PNG kept the input's ("Adobe Photoshop") where its text said srgan.
         ours = next((k for k in text if k != "Software"), None)
+        signed = {"Software": text["Software"]} if "Software" in text else {}
         exif = _prepare_exif(
-            exif, {}, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours, samples=planes.shape[2]
+            exif, signed, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours, samples=planes.shape[2]
         )
     if xmp:
         xmp = _prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0])

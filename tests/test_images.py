@@ -1996,6 +1996,28 @@ def test_sixteen_bits_cut_to_eight_say_so(tmp_path, suffix):
     assert not [n for n in notes if "16 bits" in n]
 
 
+@pytest.mark.parametrize(
+    "suffix,bit_depth", [(".png", 8), (".png", 16), (".jpg", 8), (".webp", 8), (".tif", 8), (".tif", 16)]
+)
+def test_the_exif_software_tag_names_the_writer_in_every_format(tmp_path, suffix, bit_depth):
+    """PNG kept the input's EXIF Software ("Adobe Photoshop 25.0") where JPEG, WebP and TIFF wrote srgan's;
+    an input without EXIF still gains no EXIF in PNG."""
+    exif = Image.Exif()
+    exif[0x0131], exif[0x8298] = "Adobe Photoshop 25.0", "(c) Someone"
+    text = {"Software": "srgan 1.0", "srgan:model": "m"}
+    out = write_image(
+        tmp_path / f"o{suffix}", RNG.random((4, 4, 3)), bit_depth=bit_depth, exif=exif.tobytes(), text=text
+    )
+    with Image.open(out) as im:
+        got = im.getexif()
+        assert got.get(0x0131) == "srgan 1.0" and got.get(0x8298) == "(c) Someone"
+    if suffix == ".png":
+        with Image.open(
+            write_image(tmp_path / "plain.png", RNG.random((4, 4, 3)), bit_depth=bit_depth, text=text)
+        ) as im:
+            assert "exif" not in im.info and len(im.getexif()) == 0
+
+
 @pytest.mark.parametrize("suffix", [".bmp", ".gif"])
 def test_exif_left_out_of_bmp_and_gif_with_a_note(tmp_path, suffix):
     exif = Image.Exif()
