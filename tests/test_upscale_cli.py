@@ -1890,3 +1890,28 @@ def test_a_sixteen_bit_image_written_as_webp_says_its_bits_are_cut(weights, tmp_
         main, ["upscale", "-m", str(weights), str(tmp_path / "g.png"), "-o", str(tmp_path / "g.tif")]
     )
     assert result.exit_code == 0 and "16 bits" not in result.stderr
+
+
+def test_the_readme_says_what_format_same_and_quality_do(weights, tmp_path):
+    """The README said --format same (and a folder's default) keeps the input's format, and JPEG is
+    always 4:4:4: a GIF gives PNG (only --help said so), and a --quality below 90 gives 4:2:0."""
+    from PIL import JpegImagePlugin
+
+    rows = {line.split("|")[1].strip(): line for line in (REPO / "README.md").read_text().splitlines() if "|" in line}
+    fmt_row = next(v for k, v in rows.items() if k.startswith("`--format "))
+    assert "GIF and PPM/PGM/PBM inputs give PNG" in fmt_row
+    assert "4:2:0" in next(v for k, v in rows.items() if k.startswith("`--quality "))
+    Image.open(_img(tmp_path / "in" / "a.png")).save(tmp_path / "in" / "a.gif")
+    (tmp_path / "in" / "a.png").unlink()
+    for extra in ([], ["--format", "same"]):
+        assert run(weights, tmp_path / "in", "-o", tmp_path / "o", "--overwrite", *extra).exit_code == 0
+        assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]
+    for quality, sampling in (("89", 2), ("90", 0)):
+        assert (
+            run(
+                weights, tmp_path / "in" / "a.gif", "-o", tmp_path / "q.jpg", "--quality", quality, "--overwrite"
+            ).exit_code
+            == 0
+        )
+        with Image.open(tmp_path / "q.jpg") as im:
+            assert JpegImagePlugin.get_sampling(im) == sampling
