@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, stopping
 from .errors import EMPTY_MODEL, SrganError, first_line, printable
 from .stopping import sigterm_as_interrupt
 
@@ -88,7 +88,25 @@ class Command(click.Command):
     next word whatever it is, so ``--json --no-lpips`` wrote the results to a file named
     ``--no-lpips`` and scored LPIPS all the same, and ``--report -q`` wrote ``-q`` and was not
     quiet. A value that is the name of one of the command's own options is refused (exit 2);
-    ``./-q`` names such a file. The words as typed are kept for :func:`typed_value`."""
+    ``./-q`` names such a file. The words as typed are kept for :func:`typed_value`.
+
+    In the srgan program, PyTorch is imported before the command's body with stop signals held
+    (a Ctrl-C raised inside its import aborted the process from C++); one that came meanwhile is
+    raised as the body starts, or, for a command that ``holds_signals``, where its body says it
+    can stop cleanly (:func:`stopping.interruptible`: upscale, whose report must say so)."""
+
+    holds_signals = False
+
+    def invoke(self, ctx: click.Context):
+        if not stopping.program_active():
+            return super().invoke(ctx)
+        with stopping.deferred_interrupts(raise_pending=not self.holds_signals):
+            stopping.end_start_up()  # a signal held since the program started is raised by this block
+            import torch  # noqa: F401 - imported here, where a signal cannot cut it short
+
+            if self.holds_signals:
+                return super().invoke(ctx)
+        return super().invoke(ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         words = list(args)  # click's parser consumes the list it is given
@@ -386,16 +404,19 @@ def run() -> None:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    from . import stopping
-
-    if not stopping.PROCESS_GROUP_STARTED:
-        sys.exit(code)
+    except KeyboardInterrupt:  # before the command group took over (its own handling says the same)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("error: interrupted\n")
+        code = 130
     if code is None:
         code = 0
     elif not isinstance(code, int):  # sys.exit("text") prints the text and exits 1
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write(f"{code}\n")
         code = 1
+    stopping.program_finished()
+    if not stopping.PROCESS_GROUP_STARTED:
+        sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()

@@ -62,7 +62,7 @@ from .device import PRECISIONS, autocast, choose_device, choose_dtype
 from .errors import OptionError, SrganError, first_line
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
-from .stopping import SAME_REQUEST, process_group_started, stop_signals
+from .stopping import forget_requests, process_group_started, same_request, stop_signals
 from .weights import load_generator, read_metadata, save_generator, sha256_file
 
 CHECKPOINT = "checkpoint.pt"
@@ -501,26 +501,25 @@ class _Interrupt:
     where it is ignored (under `nohup`: the run is to go on).
     """
 
-    SAME_REQUEST = SAME_REQUEST
-
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.requested = False
-        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
         # Signal handlers can only be set from the main thread (train() may run in another).
         self.enabled = self.enabled and threading.current_thread() is threading.main_thread()
         if self.enabled:
+            forget_requests()
             for sig in (signal.SIGINT, *stop_signals()):  # SIGHUP not where it is ignored (nohup)
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        repeat = same_request()  # recorded for the whole process: the handler after this one knows it
         if not self.requested:
-            self.requested, self._first = True, time.monotonic()
-        elif time.monotonic() - self._first > self.SAME_REQUEST:
+            self.requested = True
+        elif not repeat:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc: Any) -> None:
@@ -1771,7 +1770,8 @@ class _Trainer:
                 self._check_weights()
                 if self.saved_step != self.step:  # just saved on schedule: not twice
                     self.checkpoint()
-            self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start})
+            resumable = self.step > start or (self.run_dir / CHECKPOINT).exists()
+            self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start, "resumable": resumable})
             raise KeyboardInterrupt
         if self.step == start and start > 0:
             self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")

@@ -438,3 +438,66 @@ def test_sigterm_stops_bench_like_ctrl_c_without_temporary_files(batch, tmp_path
     for sheet in _outputs(out / "sheets"):
         with Image.open(sheet) as im:
             im.load()
+
+
+PROGRAM_SIGNALS = """
+import os, signal, sys, time
+from srgan_cli import stopping
+stopping.SAME_REQUEST = 0.0  # each signal a new request
+stopping.start_program()
+os.kill(os.getpid(), signal.SIGINT)  # during the start-up (imports, parsing): held
+time.sleep(0.1)
+print("held", flush=True)
+try:
+    with stopping.deferred_interrupts():  # a command starting (cli.Command.invoke)
+        stopping.end_start_up()
+    print("not raised", flush=True)
+except KeyboardInterrupt:
+    print("raised", flush=True)
+stopping.program_finished()
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # in the teardown: ignored, the status kept
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)
+print("alive", flush=True)
+"""
+
+
+def test_the_program_holds_a_signal_through_its_start_up_and_ignores_those_after_its_end():
+    """A Ctrl-C in the program's first fraction of a second printed a traceback from an import, or
+    aborted the process from inside PyTorch's import; SIGTERM/SIGHUP there, or in the second of
+    teardown after the command (the repeat of a request already handled), killed it (143, 129)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PROGRAM_SIGNALS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+    )
+    assert (proc.returncode, proc.stdout.split()) == (0, ["held", "raised", "alive"]), proc.stderr
+
+
+@pytest.mark.parametrize("command", ["upscale", "models"])
+def test_a_signal_held_since_the_start_stops_the_command_as_it_starts(batch, tmp_path, monkeypatch, command):
+    """A signal that came during the start-up stops the command where it can stop cleanly: an
+    upscale replaces an earlier report with one saying "interrupted" (its earlier "completed"
+    report stayed, beside exit 130)."""
+    from srgan_cli import stopping
+
+    report = tmp_path / "r.json"
+    report.write_text('{"schema_version": 1, "ended": "completed", "files": []}')  # an earlier run's
+    monkeypatch.setattr(stopping._Program, "active", True)
+    monkeypatch.setattr(stopping._Program, "deferring", 1)  # in the start-up, as start_program leaves it
+    monkeypatch.setattr(stopping._Program, "pending", True)  # a Ctrl-C came during it
+    if command == "upscale":
+        result = _run_here(batch["weights"], batch["inputs"], tmp_path / "out", "--report", str(report))
+    else:
+        result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in result.output
+    assert stopping._Program.deferring == 0 and not stopping._Program.pending
+    if command == "upscale":
+        import json
+
+        assert json.loads(report.read_text())["ended"] == "interrupted"
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

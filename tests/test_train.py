@@ -308,13 +308,14 @@ def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path, 
 
 
 def test_a_second_ctrl_c_later_stops_at_once(monkeypatch):
+    from srgan_cli import stopping
     from srgan_cli.train import _Interrupt
 
     with _Interrupt(enabled=True) as stop:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # the same request, delivered twice
         assert stop.requested
-        monkeypatch.setattr(_Interrupt, "SAME_REQUEST", 0.0)
+        monkeypatch.setattr(stopping, "SAME_REQUEST", 0.0)
         time.sleep(0.01)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
@@ -1979,3 +1980,23 @@ def test_a_resume_says_when_the_training_images_changed(tmp_path):
         "the training images under --data changed since the checkpoint (3 then, 5 now): the resumed run draws "
         "other patches than an uninterrupted run would have"
     ]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_says_to_start_again_not_to_resume(data, tmp_path, monkeypatch):
+    """It said "continue with --resume", which then failed: "no checkpoint to resume from"."""
+    from srgan_cli import train as train_module
+    from srgan_cli.commands.train import _Reporter
+
+    monkeypatch.setattr(train_module._Trainer, "_stop_agreed", lambda self, stop: True)
+    events = []
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(data, steps=5), tmp_path / "run", report=events.append)
+    (stopped,) = [e for e in events if e["event"] == "interrupted"]
+    assert stopped["resumable"] is False and not (tmp_path / "run" / CHECKPOINT).exists()
+    lines = []
+    reporter = _Reporter()
+    monkeypatch.setattr(reporter, "_line", lines.append)
+    reporter(stopped)
+    assert lines == ["interrupted before the first checkpoint: nothing to resume; start the run again"]
+    reporter({**stopped, "resumable": True})
+    assert lines[-1] == "interrupted: nothing new to save; continue with --resume"

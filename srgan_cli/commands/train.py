@@ -459,8 +459,11 @@ class _Reporter:
                     eta = f"  eta {_clock(left)}"
                 self._line(f"step {event['step']}/{event['steps']} {status}{eta}")
         elif kind == "interrupted":
-            where = f"checkpoint saved at step {event['step']}" if event["saved"] else "nothing new to save"
-            self._line(f"interrupted: {where}; continue with --resume")
+            if not event.get("resumable", True):  # stopped before its first checkpoint: nothing to resume
+                self._line("interrupted before the first checkpoint: nothing to resume; start the run again")
+            else:
+                where = f"checkpoint saved at step {event['step']}" if event["saved"] else "nothing new to save"
+                self._line(f"interrupted: {where}; continue with --resume")
         elif kind == "checkpoint" and self.progress is None:
             self._line(f"checkpoint at step {event['step']}")
 

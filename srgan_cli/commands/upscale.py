@@ -37,6 +37,7 @@ from ..cli import (
 )
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
+from ..stopping import interruptible
 from .completion import complete_model
 
 FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")
@@ -743,7 +744,15 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
     return value
 
 
-@click.command("upscale", cls=Command)
+class UpscaleCommand(Command):
+    """Stop signals are held from the start until the body is inside the ``try`` whose
+    ``finally`` writes the report (an early Ctrl-C left an earlier run's report saying
+    "completed" beside exit 130)."""
+
+    holds_signals = True
+
+
+@click.command("upscale", cls=UpscaleCommand)
 @click.argument("inputs", nargs=-1, required=True, type=NonEmptyPath(path_type=Path))
 @click.option(
     "-o",
@@ -933,19 +942,21 @@ def upscale(
     with contextlib.ExitStack() as stage:  # holds the temporary folder of stdin/stdout, if one is made
         ended, to_stdout = "interrupted", False
         try:
-            # in the try: a run that stops here (stdin empty or not an image, Ctrl-C while it is read)
-            # replaces an earlier run's report too, which would say "completed"
-            inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, stage, report)
-            _run(
-                inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
-                quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
-                report_path,
-            )  # fmt: skip
-            if to_stdout and tally.written:  # before the report, which says whether it got through
-                try:
-                    _copy_to_stdout(output)
-                except SrganError as exc:
-                    tally.unwrite(output, report.error(str(exc)))
+            # in the try: a run that stops here (stdin empty or not an image, Ctrl-C while it is read, or
+            # while the program started: held till here, UpscaleCommand) replaces an earlier run's report
+            # too, which would say "completed"
+            with interruptible():
+                inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, stage, report)
+                _run(
+                    inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale,
+                    fmt, quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report,
+                    tally, report_path,
+                )  # fmt: skip
+                if to_stdout and tally.written:  # before the report, which says whether it got through
+                    try:
+                        _copy_to_stdout(output)
+                    except SrganError as exc:
+                        tally.unwrite(output, report.error(str(exc)))
             ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
             if not quiet:
@@ -966,7 +977,8 @@ def upscale(
             click.echo(_summary(tally), err=True)
         if tally.failed:  # the error lines may have scrolled away above a long batch's progress
             click.echo(_failed_list(tally, report), err=True)
-    _wait_for_other_ranks()
+    with interruptible():  # the wait for the other ranks can be long: Ctrl-C stops it
+        _wait_for_other_ranks()
     if tally.failed or not report_written:
         sys.exit(1)
 
