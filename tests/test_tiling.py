@@ -299,3 +299,15 @@ def test_a_tile_smaller_than_the_least_is_a_usage_error(tmp_path):
         )
         assert result.exit_code == 2 and "--tile" in result.output and "at least 8" in result.output, result.output
     assert not (tmp_path / "b.png").exists()
+
+
+def test_the_cpu_runs_a_medium_image_whole_and_cuts_a_large_one_into_tiles_as_before():
+    """The estimate of the peak memory was twice the measured one on the CPU, so a 500 x 500 image
+    in bf16 was cut into 4 tiles that recomputed a third of their area (20% slower, the same
+    bytes); a large image's tiles keep their size (larger ones were no faster and used more)."""
+    cfg, cpu = GeneratorConfig(), torch.device("cpu")
+    assert choose_tile(cfg, cpu, 500, 500, dtype=torch.bfloat16) == 0
+    assert choose_tile(cfg, cpu, 400, 400, dtype=torch.float32) == 0
+    assert choose_tile(cfg, cpu, 500, 500, dtype=torch.float32) == 336
+    assert choose_tile(cfg, cpu, 700, 700, dtype=torch.bfloat16) == 480
+    assert choose_tile(cfg, cpu, 4000, 3000, dtype=torch.bfloat16) == 480
