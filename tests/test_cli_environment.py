@@ -335,3 +335,26 @@ def test_the_ending_without_teardown_flushes_what_is_buffered(monkeypatch):
     with pytest.raises(SystemExit) as exited:  # no process group: an ordinary exit
         cli.run()
     assert exited.value.code == 3
+
+
+OMP_PROBE = """
+import os, sys
+sys.argv = ["srgan", "--version"]
+from srgan_cli.__main__ import run
+try:
+    run()
+except SystemExit:
+    pass
+print(os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_program_asks_openmp_to_wait_passively_unless_told_otherwise(given, expected):
+    """Spinning OpenMP threads took the cores from decoding, encoding and other programs (a folder
+    of 20 images on 2 busy cores: 22.7 s, 9.0 s with passive waiting); a user's own value is kept."""
+    env = _env(**({"OMP_WAIT_POLICY": given} if given else {}))
+    if given is None:
+        env.pop("OMP_WAIT_POLICY", None)
+    proc = subprocess.run([sys.executable, "-c", OMP_PROBE], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.stdout.split()[-1] == expected, proc.stdout + proc.stderr
