@@ -113,8 +113,10 @@ def program_finished() -> None:
     Python's teardown resets the handlers it set to the default, so a signal in the second of
     PyTorch's teardown killed the process (143, 129: the repeat of a request already handled) or
     printed a traceback from an atexit callback; an ignored signal stays ignored."""
+    if not _Program.active:  # cli.run called by a program of its own (or a test): not ours to change
+        return
     _Program.finished = True
-    if _Program.active and threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, *stop_signals()):
             signal.signal(sig, signal.SIG_IGN)
 

@@ -489,6 +489,7 @@ def test_a_signal_held_since_the_start_stops_the_command_as_it_starts(batch, tmp
     monkeypatch.setattr(stopping._Program, "active", True)
     monkeypatch.setattr(stopping._Program, "deferring", 1)  # in the start-up, as start_program leaves it
     monkeypatch.setattr(stopping._Program, "pending", True)  # a Ctrl-C came during it
+    monkeypatch.setattr(stopping._Program, "finished", False)
     if command == "upscale":
         result = _run_here(batch["weights"], batch["inputs"], tmp_path / "out", "--report", str(report))
     else:
