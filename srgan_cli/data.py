@@ -41,9 +41,6 @@ CACHE_MODES = ("auto", "on", "off")
 # gigabytes for every patch (a 400 MP image is 1.2 GB decoded); Pillow's own limit (179 MP)
 # called 196 MP photos "unreadable".
 TRAIN_MAX_PIXELS = 400_000_000
-# The scan reads image headers on this many threads: a network share answers each open after a
-# round trip, which threads overlap (on a local disk the parse itself is the cost, and the same).
-SCAN_THREADS = 8
 # A scan or decode that takes longer than PROGRESS_FIRST seconds says how far it has come, then
 # every PROGRESS_EVERY seconds (a tree of a million images takes minutes: it sat silent).
 PROGRESS_FIRST, PROGRESS_EVERY = 3.0, 15.0
@@ -153,20 +150,15 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 
 def _header_sizes(paths: list[Path], ticker: Ticker) -> Iterator[tuple[int, int] | None]:
-    """Each path's size (None where its header does not read), in order, read on SCAN_THREADS threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def size(path: Path) -> tuple[int, int] | None:
+    """Each path's size (None where its header does not read), in order. One thread: on threads
+    the scan of 60,000 files on a local disk took 8.2 s against 2.25 s (the parse holds the GIL)."""
+    for done, path in enumerate(paths):
+        if done % 256 == 0:
+            ticker.tick(lambda done=done: f"read {done} of {len(paths)} image headers under the training folder")
         try:
-            return _header_size(path)
+            yield _header_size(path)
         except _READ_ERRORS:
-            return None
-
-    chunk = 256
-    with ThreadPoolExecutor(SCAN_THREADS) as pool:
-        for start in range(0, len(paths), chunk):
-            ticker.tick(lambda done=start: f"read {done} of {len(paths)} image headers under the training folder")
-            yield from pool.map(size, paths[start : start + chunk])
+            yield None
 
 
 def scan_images(
@@ -634,6 +626,10 @@ def load_val_set(spec: str, data_dir: str | Path | None, scale: int, notes: list
     return images
 
 
+class TooSmallToValidate(SrganError):
+    """An image that reads but is too small to validate on: not a broken file."""
+
+
 def val_image(path: Path, scale: int, max_side: int | None = None) -> ValImage:
     """An HR image as a validation pair: cropped to a multiple of ``scale`` (and to its central
     ``max_side`` px a side where given), its LR made with the MATLAB bicubic."""
@@ -644,7 +640,7 @@ def val_image(path: Path, scale: int, max_side: int | None = None) -> ValImage:
     side = max_side or max(hr.shape[:2])
     h, w = (min(hr.shape[0], side) // scale) * scale, (min(hr.shape[1], side) // scale) * scale
     if h < 2 * scale + 1 or w < 2 * scale + 1:
-        raise SrganError(f"{path}: too small to validate at x{scale}; remove it from the folder")
+        raise TooSmallToValidate(f"{path}: too small to validate at x{scale}; remove it from the folder")
     top, left = ((hr.shape[0] - h) // 2, (hr.shape[1] - w) // 2) if max_side else (0, 0)
     hr = np.ascontiguousarray(hr[top : top + h, left : left + w])
     return ValImage(path.stem, imresize(hr, 1.0 / scale), hr)

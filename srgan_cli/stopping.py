@@ -84,9 +84,10 @@ class _Program:
 def _program_handler(signum, frame) -> None:
     if same_request() or _Program.finished:
         return
-    if _Program.deferring:
-        _Program.pending = True
+    if _Program.deferring and not _Program.pending:
+        _Program.pending = True  # held; a second request, not a repeat, stops at once (a blocked write)
         return
+    _Program.pending = False
     raise KeyboardInterrupt
 
 
@@ -154,16 +155,20 @@ def deferred_interrupts(raise_pending: bool = True) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
+def interruptible(raise_pending: bool = True) -> Iterator[None]:
     """Inside :func:`deferred_interrupts`, let stop signals interrupt the block at once (raising one
-    that came before it, as it starts): a command's body from where it can end cleanly (upscale's
-    report is written by the ``finally`` around it)."""
+    that came before it, as it starts; without ``raise_pending`` dropping it: it came when the
+    outcome was decided): a command's body from where it can end cleanly (upscale's report is
+    written by the ``finally`` around it)."""
     if not _Program.active or threading.current_thread() is not threading.main_thread():
         yield
         return
     saved, _Program.deferring = _Program.deferring, 0
     try:
-        _raise_pending()
+        if raise_pending:
+            _raise_pending()
+        else:
+            _Program.pending = False
         yield
     finally:
         _Program.deferring = saved

@@ -48,6 +48,7 @@ from .data import (
     CACHE_MODES,
     ImageScan,
     PatchDataset,
+    TooSmallToValidate,
     ValImage,
     default_workers,
     hold_out,
@@ -1131,6 +1132,8 @@ class _Trainer:
             def usable(path: Path) -> bool:  # every rank decodes, so that all hold out the same images
                 try:
                     decoded[path] = val_image(path, cfg.scale, HOLDOUT_SIDE)
+                except TooSmallToValidate:
+                    raise  # a readable image: remove it or lower --patch-size, as before
                 except SrganError:
                     return False
                 return True

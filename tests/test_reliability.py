@@ -502,3 +502,43 @@ def test_a_signal_held_since_the_start_stops_the_command_as_it_starts(batch, tmp
 
         assert json.loads(report.read_text())["ended"] == "interrupted"
         assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+HELD_SIGNALS = """
+import os, signal, sys, time
+from srgan_cli import stopping
+stopping.SAME_REQUEST = 0.0  # each signal a new request
+stopping.start_program()
+with stopping.deferred_interrupts(raise_pending=False):  # upscale's command: the body decides
+    stopping.end_start_up()
+    with stopping.interruptible():
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)  # while the report is written: held
+    time.sleep(0.1)
+    with stopping.interruptible(raise_pending=False):  # the wait for other ranks: the outcome is decided
+        pass
+    print("dropped", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.1)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # a second request while one is held: at once (a blocked write)
+        time.sleep(0.5)
+        print("not raised", flush=True)
+    except KeyboardInterrupt:
+        print("raised", flush=True)
+print("end", flush=True)
+"""
+
+
+def test_a_signal_held_after_the_outcome_is_decided_is_dropped_and_a_second_stops_at_once():
+    """A signal while upscale's report was being written was raised after it, by the wait for
+    other ranks (even alone): a completed run exited 130 beside a report saying "completed"; and
+    a report blocked on a full pipe could not be stopped at all."""
+    proc = subprocess.run(
+        [sys.executable, "-c", HELD_SIGNALS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert (proc.returncode, proc.stdout.split()) == (0, ["dropped", "raised", "end"]), proc.stderr

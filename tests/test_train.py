@@ -2000,3 +2000,17 @@ def test_a_run_stopped_before_its_first_checkpoint_says_to_start_again_not_to_re
     assert lines == ["interrupted before the first checkpoint: nothing to resume; start the run again"]
     reporter({**stopped, "resumable": True})
     assert lines[-1] == "interrupted: nothing new to save; continue with --resume"
+
+
+def test_an_image_too_small_to_validate_on_is_an_error_not_an_unreadable_file(tmp_path):
+    """A readable image too small for --val-holdout was counted unreadable and left out of
+    training; it is the one-line error it was before."""
+    from srgan_cli.data import hold_out, scan_images
+
+    data = _images(tmp_path / "images", count=4, size=40)
+    _images(tmp_path / "images" / "small", count=4, size=10, seed=2)
+    _, held = hold_out(scan_images(data, 8), 2)
+    if not any(p.parent.name == "small" for p in held):
+        pytest.skip("no small image among the first held out")  # the hash decides; it does for these names
+    with pytest.raises(SrganError, match="too small to validate"):
+        train(_options(data, steps=1, patch_size=8, val_holdout=2), tmp_path / "run")

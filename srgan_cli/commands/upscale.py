@@ -747,9 +747,10 @@ def _check_tile(ctx: click.Context | None, value: int | None) -> int | None:
 class UpscaleCommand(Command):
     """Stop signals are held from the start until the body is inside the ``try`` whose
     ``finally`` writes the report (an early Ctrl-C left an earlier run's report saying
-    "completed" beside exit 130)."""
+    "completed" beside exit 130). OpenMP waits passively (see ``Command.passive_openmp``)."""
 
     holds_signals = True
+    passive_openmp = True
 
 
 @click.command("upscale", cls=UpscaleCommand)
@@ -977,8 +978,11 @@ def upscale(
             click.echo(_summary(tally), err=True)
         if tally.failed:  # the error lines may have scrolled away above a long batch's progress
             click.echo(_failed_list(tally, report), err=True)
-    with interruptible():  # the wait for the other ranks can be long: Ctrl-C stops it
-        _wait_for_other_ranks()
+    if _env_world() > 1:
+        # the wait for the other ranks can be long: Ctrl-C stops it (one held since the report was
+        # being written is dropped: this rank's outcome is decided and reported)
+        with interruptible(raise_pending=False):
+            _wait_for_other_ranks()
     if tally.failed or not report_written:
         sys.exit(1)
 
