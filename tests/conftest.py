@@ -151,3 +151,16 @@ def mpo_file(path: Path, mp_types: list[int], big_endian: bool = False) -> Path:
             struct.pack_into(">I", data, base + offset + 16 * k, mp_type)
     path.write_bytes(bytes(data))
     return path
+
+
+def unlistable(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` a sub-folder that cannot be listed (permission denied), as chmod 000 does
+    for a user without root's powers (the suite may run as root, where chmod does not bite)."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.abspath(os.fspath(path)) == os.path.abspath(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)

@@ -430,19 +430,12 @@ def test_the_scan_reads_sizes_past_pillows_limit_quietly_and_leaves_out_only_hug
 
 
 def test_sub_folders_that_cannot_be_listed_are_named_not_dropped_unsaid(tmp_path, monkeypatch):
-    import os
+    from conftest import unlistable
 
     root = tmp_path / "data"
     _write_images(root / "a", 2)
     _write_images(root / "b", 3)
-    real = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path).endswith(os.sep + "b"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    unlistable(monkeypatch, root / "b")
     scan = scan_images(root, 32)
     assert len(scan.paths) == 2
     assert scan.unlisted == [(root / "b", "permission denied")]

@@ -440,6 +440,21 @@ def test_sigterm_stops_bench_like_ctrl_c_without_temporary_files(batch, tmp_path
             im.load()
 
 
+def _program_script(code: str) -> list[str]:
+    """The words a script of the program's signal handling prints, in a process of its own (its
+    handlers are the process's), after checking that it ended with status 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),  # the suite may run under nohup
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.split()
+
+
 PROGRAM_SIGNALS = """
 import os, signal, sys, time
 from srgan_cli import stopping
@@ -466,15 +481,7 @@ def test_the_program_holds_a_signal_through_its_start_up_and_ignores_those_after
     """A Ctrl-C in the program's first fraction of a second printed a traceback from an import, or
     aborted the process from inside PyTorch's import; SIGTERM/SIGHUP there, or in the second of
     teardown after the command (the repeat of a request already handled), killed it (143, 129)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", PROGRAM_SIGNALS],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
-    )
-    assert (proc.returncode, proc.stdout.split()) == (0, ["held", "raised", "alive"]), proc.stderr
+    assert _program_script(PROGRAM_SIGNALS) == ["held", "raised", "alive"]
 
 
 @pytest.mark.parametrize("command", ["upscale", "models"])
@@ -534,11 +541,4 @@ def test_a_signal_held_after_the_outcome_is_decided_is_dropped_and_a_second_stop
     """A signal while upscale's report was being written was raised after it, by the wait for
     other ranks (even alone): a completed run exited 130 beside a report saying "completed"; and
     a report blocked on a full pipe could not be stopped at all."""
-    proc = subprocess.run(
-        [sys.executable, "-c", HELD_SIGNALS],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert (proc.returncode, proc.stdout.split()) == (0, ["dropped", "raised", "end"]), proc.stderr
+    assert _program_script(HELD_SIGNALS) == ["dropped", "raised", "end"]

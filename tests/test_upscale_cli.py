@@ -1846,14 +1846,9 @@ def test_a_suffix_windows_cannot_hold_is_refused_there(weights, tmp_path, monkey
 def test_a_sub_folder_that_cannot_be_listed_fails_by_name_and_the_rest_is_written(weights, tmp_path, monkeypatch):
     _img(tmp_path / "in" / "a.png")
     _img(tmp_path / "in" / "locked" / "b.png")
-    real = os.scandir
+    from conftest import unlistable
 
-    def scandir(path="."):
-        if os.fspath(path).endswith(os.sep + "locked"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    unlistable(monkeypatch, tmp_path / "in" / "locked")
     result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--recursive", "--report", tmp_path / "r.json")
     assert result.exit_code == 1, result.output
     locked = tmp_path / "in" / "locked"
