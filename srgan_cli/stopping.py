@@ -122,9 +122,12 @@ def program_finished() -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def _raise_pending() -> None:
-    if _Program.active and _Program.deferring == 0 and _Program.pending and not _Program.finished:
-        _Program.pending = False
+def _settle_pending(raise_it: bool = True) -> None:
+    """Once nothing holds signals any more: raise the one held (or, without ``raise_it``, drop it)."""
+    if not _Program.active or _Program.deferring or not _Program.pending:
+        return
+    _Program.pending = False
+    if raise_it and not _Program.finished:
         raise KeyboardInterrupt
 
 
@@ -148,10 +151,7 @@ def deferred_interrupts(raise_pending: bool = True) -> Iterator[None]:
         _Program.deferring -= 1
         raise
     _Program.deferring -= 1
-    if raise_pending:
-        _raise_pending()
-    elif _Program.deferring == 0:
-        _Program.pending = False
+    _settle_pending(raise_pending)
 
 
 @contextlib.contextmanager
@@ -165,10 +165,7 @@ def interruptible(raise_pending: bool = True) -> Iterator[None]:
         return
     saved, _Program.deferring = _Program.deferring, 0
     try:
-        if raise_pending:
-            _raise_pending()
-        else:
-            _Program.pending = False
+        _settle_pending(raise_pending)
         yield
     finally:
         _Program.deferring = saved

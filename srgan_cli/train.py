@@ -532,6 +532,11 @@ def _val_name(val: str | None, holdout: int) -> str:
     return f"{holdout} held-out images" if holdout else (val or "none")
 
 
+def _naming(path: Path, why: str) -> str:
+    """``why`` an image failed to read, with its path in front unless the message names it."""
+    return why if str(path) in why else f"{path}: {why}"
+
+
 def _worker_message(message: str) -> str:
     """The error's own message, without the traceback torch puts around an error raised in a
     DataLoader worker ("Caught SrganError in DataLoader worker process 1. Original Traceback...")."""
@@ -1218,13 +1223,13 @@ class _Trainer:
             progress=self._progress,
         )
         if self.dataset.undecodable:
-            known = {str(path) for path, _ in self.dataset.undecodable}  # said here, not again in training
-            self._known_unread = {i for i, path in enumerate(self.dataset.paths) if str(path) in known}
+            # said here, not again in training: the cached images that did not decode
+            self._known_unread = {i for i, image in enumerate(self.dataset.images or ()) if image is None}
             path, why = self.dataset.undecodable[0]
             count = len(self.dataset.undecodable)
             self.info(
                 f"{count} training image(s) could not be decoded and are not trained on "
-                f"(first: {why if str(path) in why else f'{path}: {why}'}); their samples come from other images"
+                f"(first: {_naming(path, why)}); their samples come from other images"
             )
         self.loader = make_loader(
             self.dataset,
@@ -1605,8 +1610,7 @@ class _Trainer:
         for index, why in failed:
             if index not in self.unread_images and index not in self._known_unread:
                 self.unread_images[index] = why
-                path = str(self.dataset.paths[index])
-                self.info(f"{why if path in why else f'{path}: {why}'}; its patches come from the next image")
+                self.info(f"{_naming(self.dataset.paths[index], why)}; its patches come from the next image")
 
     def _close_loader(self) -> None:
         """Stop the loader's worker processes now. An error's traceback keeps the iterator alive to
