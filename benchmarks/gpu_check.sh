@@ -77,9 +77,10 @@ stage_args() {  # stage_args STAGE: sets START (how the run starts), INIT and RU
           default="--batch-size 16 --patch-size 96 --lr 1e-4 --ema 0.995 --pixel-loss l1 --pixel-weight 0.2 --grid-weight 1 --flat-weight 50 --block-weight 10 --local-grid-weight 10 --spectral-weight 20 --ldl-weight 100" ;;
     rrdb) INIT=; START=(--stage mse --arch rrdb "${RRDB_SIZE[@]}")
           default="--batch-size 16 --patch-size 128 --lr 2e-4 --ema 0.999" ;;
-    esrgan_gan)  # ESRGAN's GAN stage: relativistic, pre-activation conv5_4, L1 pixel term
+    esrgan_gan)  # ESRGAN's GAN stage: relativistic, pre-activation conv5_4 compared by L1, L1 pixel term
+          # (ESRGAN's weights were set against torchvision's VGG19; these Caffe features keep SRGAN's 1/12.75)
           INIT=$RUNS/run_rrdb/generator.safetensors; START=(--stage gan --init "$INIT" "${vgg[@]}")
-          default="--batch-size 16 --patch-size 128 --lr 1e-4 --ema 0.999 --gan-type relativistic --content-loss conv5_4 --pixel-loss l1 --pixel-weight 1e-2 --adv-weight 2.5e-3" ;;
+          default="--batch-size 16 --patch-size 128 --lr 1e-4 --ema 0.999 --gan-type relativistic --content-loss conv5_4 --content-criterion l1 --pixel-loss l1 --pixel-weight 1e-2 --adv-weight 2.5e-3" ;;
   esac
   # TRAIN_<stage> replaces the stage's options; so does TRAIN, for a one-stage plan.
   local own="TRAIN_$1" one=

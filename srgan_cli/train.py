@@ -75,7 +75,9 @@ GAN_TYPES = ("standard", "relativistic")
 BEST_BY = ("psnr", "lpips")  # what generator_best.safetensors is best at on the validation set
 PIXEL_LOSSES = ("mse", "l1")
 # gan stage: the weights of the loss terms on SR and HR alone that hold artifacts back (0 = off)
-ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight", "spectral_weight")
+# Weights of the gan stage's extra loss terms (0 = off, the paper): the artifact losses, and the
+# total variation of SRResNet-VGG22
+ARTIFACT_WEIGHTS = ("grid_weight", "flat_weight", "block_weight", "local_grid_weight", "spectral_weight", "tv_weight")
 
 Report = Callable[[dict[str, Any]], None]
 HOLDOUT_SIDE = 256  # --val-holdout validates on each held-out image's central 256 x 256 px (HR)
@@ -103,7 +105,8 @@ class TrainConfig:
     lr: float = 1e-4
     lr_decay: str | None = None  # mse: none; gan: step
     lr_step: int | None = None  # None: steps // 2, following --steps when a resume extends the run
-    lr_gamma: float = 0.1
+    lr_gamma: float = 0.1  # the factor of each --lr-decay step drop
+    lr_milestones: list[int] | None = None  # step: drops at these steps, not every lr_step (ESRGAN: 50k, 100k..)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     device: str = "auto"
@@ -116,6 +119,8 @@ class TrainConfig:
     scale_aug: float = 1.0  # crops from the image downscaled by a random factor in [scale_aug, 1] (1 = off)
     vgg_weights: str | None = None
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
+    content_criterion: str = "mse"  # gan: the VGG terms' criterion; ESRGAN: l1
+    feature_scale: float | None = None  # gan: VGG features' factor; None: 1/12.75 for Caffe weights (SRGAN), else 1
     content_jitter: int = 0  # gan: random 0..N-1 px offset before VGG (0 = off, the paper)
     d_jitter: int = 0  # gan: random 0..N-1 px roll of the discriminator's input (0 = off, the paper)
     d_batch_norm: bool = True  # gan: the paper's discriminator has BatchNorm
@@ -127,6 +132,7 @@ class TrainConfig:
     block_weight: float = 0.0  # gan: weight of losses.block_loss, steps uneven over the 4 px phases (0 = off)
     local_grid_weight: float = 0.0  # gan: weight of losses.local_grid_loss, the grid per 64 px square (0 = off)
     spectral_weight: float = 0.0  # gan: weight of losses.spectral_loss, fine detail beyond HR's (0 = off)
+    tv_weight: float = 0.0  # gan: weight of losses.tv_loss, the total variation (0 = off; the paper's SRResNet-VGG22)
     gan_type: str = "standard"
     adv_weight: float = 1e-3
     pixel_loss: str = "mse"
@@ -174,6 +180,7 @@ class TrainConfig:
         _choice("gan_type", c.gan_type, GAN_TYPES)
         _choice("d_arch", c.d_arch, D_ARCHS)
         _choice("pixel_loss", c.pixel_loss, PIXEL_LOSSES)
+        _choice("content_criterion", c.content_criterion, PIXEL_LOSSES)
         _choice("precision", c.precision, PRECISIONS)
         _choice("cache", c.cache, CACHE_MODES)
         if c.best_by is not None:
@@ -231,6 +238,14 @@ class TrainConfig:
             )
         if c.lr_step is not None and c.lr_decay != "step":
             raise OptionError(f"--lr-step works with --lr-decay step, not {c.lr_decay}")
+        if c.lr_milestones is not None:
+            c.lr_milestones = _milestones(c.lr_milestones)
+            if c.lr_decay != "step":
+                raise OptionError(f"--lr-milestones works with --lr-decay step, not {c.lr_decay}")
+            if c.lr_step is not None:
+                raise OptionError("--lr-milestones and --lr-step both say when the rate drops; give one")
+        if c.feature_scale is not None and not c.feature_scale > 0:
+            raise OptionError(f"--feature-scale must be positive, got {c.feature_scale}")
         if c.best_by is not None and not (c.val or c.val_holdout):
             raise OptionError("--best-by chooses generator_best by validation: give --val or --val-holdout too")
         if not 0 < c.lr <= MAX_LR:  # far larger overflows Adam's float32 step (a traceback at ~3e37)
@@ -270,6 +285,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 # Options of the gan stage alone, beside the artifact weights and jitters (see TrainConfig.resolved):
 # those with a fixed default, and the two whose default depends on the stage (None until resolved).
 _GAN_ONLY_FIXED = ("d_arch", "d_features", "d_batch_norm", "gan_type", "adv_weight", "vgg_weights")
+_GAN_ONLY_FIXED += ("content_criterion", "feature_scale")
 _GAN_ONLY_VALUES = (*_GAN_ONLY_FIXED, "content_loss", "pixel_weight")
 
 # Options that define what is being trained: a resume may not change them.
@@ -297,8 +313,24 @@ def _flag(name: str, value: Any) -> str:
     return f"--{name.replace('_', '-')} {value!r}"
 
 
+def _milestones(value: Any) -> list[int]:
+    """--lr-milestones as a list of steps: "50000,100000" or a list of whole numbers, rising."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        steps = [int(v.strip()) if isinstance(v, str) else v for v in items]
+    except (TypeError, ValueError):
+        steps = None
+    if not steps or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in steps):
+        raise OptionError(f"--lr-milestones {value!r}: expected steps (whole numbers >= 1) such as 50000,100000")
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        raise OptionError(f"--lr-milestones {value!r}: the steps must rise")
+    return steps
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """The learning rate of update ``step`` (0-based)."""
+    if cfg.lr_decay == "step" and cfg.lr_milestones:
+        return cfg.lr * cfg.lr_gamma ** sum(step >= m for m in cfg.lr_milestones)
     if cfg.lr_decay == "step":
         return cfg.lr * cfg.lr_gamma ** (step // (cfg.lr_step or max(1, cfg.steps // 2)))
     if cfg.lr_decay == "cosine":
@@ -583,8 +615,11 @@ def _resolve_options(
         for name in _GAN_ONLY_VALUES:
             if name not in options:
                 saved.pop(name, None)
-    if saved.get("lr_decay") not in (None, "step") and "lr_step" not in options:
-        saved.pop("lr_step", None)
+    # when the rate drops: a resume that names another schedule, or new drops, replaces the saved ones
+    decay = options.get("lr_decay", saved.get("lr_decay"))
+    for key in ("lr_step", "lr_milestones"):
+        if key not in options and (decay not in (None, "step") or {"lr_step", "lr_milestones"} & set(options)):
+            saved.pop(key, None)
     if not (options.get("val") or saved.get("val") or saved.get("val_holdout")) and "best_by" not in options:
         saved.pop("best_by", None)
     for key in FROZEN_ON_RESUME:
@@ -1092,8 +1127,14 @@ class _Trainer:
         from . import losses
 
         self.losses = losses
+        cfg = self.cfg
         self.content = losses.content_loss_from_spec(
-            self.cfg.content_loss, self.cfg.vgg_weights, self.device, jitter=self.cfg.content_jitter
+            cfg.content_loss,
+            cfg.vgg_weights,
+            self.device,
+            criterion=cfg.content_criterion,
+            feature_scale=cfg.feature_scale,
+            jitter=cfg.content_jitter,
         )
 
     def _scan(self) -> ImageScan:
@@ -1296,6 +1337,7 @@ class _Trainer:
             "block_weight": ("loss_block", lambda: losses.block_loss(sr32, hr, cfg.scale)),
             "local_grid_weight": ("loss_local_grid", lambda: losses.local_grid_loss(sr32, hr, cfg.scale)),
             "spectral_weight": ("loss_spectral", lambda: losses.spectral_loss(sr32, hr)),
+            "tv_weight": ("loss_tv", lambda: losses.tv_loss(sr32)),
         }
         logged = {}
         for name in ARTIFACT_WEIGHTS:

@@ -2014,3 +2014,71 @@ def test_an_image_too_small_to_validate_on_is_an_error_not_an_unreadable_file(tm
         pytest.skip("no small image among the first held out")  # the hash decides; it does for these names
     with pytest.raises(SrganError, match="too small to validate"):
         train(_options(data, steps=1, patch_size=8, val_holdout=2), tmp_path / "run")
+
+
+def test_lr_milestones_and_gamma_give_esrgan_schedule_and_are_checked():
+    from srgan_cli.errors import OptionError
+    from srgan_cli.train import lr_at
+
+    esr = TrainConfig(data="x", steps=400, lr_decay="step", lr_milestones="50,100,200,300", lr_gamma=0.5).resolved()
+    assert esr.lr_milestones == [50, 100, 200, 300]
+    assert [lr_at(esr, s) for s in (0, 49, 50, 99, 100, 250, 399)] == pytest.approx(
+        [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 1.25e-5, 6.25e-6]
+    )
+    for bad, message in (
+        ({"lr_milestones": "100,50"}, "must rise"),
+        ({"lr_milestones": "0"}, "whole numbers >= 1"),
+        ({"lr_milestones": "a,b"}, "whole numbers >= 1"),
+        ({"lr_milestones": [10, 20], "lr_step": 5}, "give one"),
+        ({"lr_milestones": [10], "lr_decay": "cosine"}, "--lr-decay step"),
+    ):
+        with pytest.raises(OptionError, match=message):
+            TrainConfig(data="x", stage="gan", steps=100, **bad).resolved()
+
+
+def test_lr_milestones_from_the_command_line_and_a_config_array(data, tmp_path):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("[train]\nlr-milestones = [2, 3]\nlr-gamma = 0.5\nlr-decay = 'step'\n")
+    out = tmp_path / "run"
+    args = ["train", "--config", str(cfg), "--data", str(data), "--out", str(out), "--steps", "4", "--log-every", "1"]
+    args += ["--num-blocks", "1", "--num-features", "8", "--patch-size", "16", "--batch-size", "2", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "-q"])
+    assert result.exit_code == 0, result.output
+    lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-4, 1e-4, 5e-5, 2.5e-5])
+    bad = ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--lr-milestones", "9,3"]
+    result = CliRunner().invoke(main, bad)
+    assert result.exit_code == 2 and "must rise" in result.output and "Traceback" not in result.output
+
+
+def test_a_resume_with_new_milestones_replaces_the_lr_step(data, tmp_path):
+    run = tmp_path / "run"
+    opts = _options(data, steps=2, lr_decay="step", lr_step=1, log_every=1)
+    train(opts, run)
+    assert train({"steps": 4, "lr_milestones": [3]}, run, resume=True).step == 4
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[2:] == pytest.approx([1e-4, 1e-5])  # steps 2, 3: the drop at 3 alone, no longer one every step
+
+
+def test_gan_content_criterion_feature_scale_and_tv_weight_reach_the_loss(mse_generator, data, tmp_path, monkeypatch):
+    from srgan_cli import losses
+
+    made = []
+    real = losses.content_loss_from_spec
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(losses, "content_loss_from_spec", spy)
+    opts = _options(data, stage="gan", init=str(mse_generator), steps=2, batch_size=2, patch_size=16, log_every=1)
+    opts.update(content_loss="mse", content_criterion="l1", feature_scale=0.5, tv_weight=0.25, adv_weight=0.0)
+    result = train(opts, tmp_path / "run")
+    assert made and made[0].criterion == "l1" and made[0].feature_scale == 0.5
+    for row in result.history:
+        assert row["loss"] == pytest.approx(row["loss_content"] + 0.25 * row["loss_tv"], rel=1e-5)
+        assert row["loss_tv"] > 0
+    with pytest.raises(SrganError, match="only in --stage gan"):
+        train(_options(data, steps=1, tv_weight=0.1), tmp_path / "m1")
+    with pytest.raises(SrganError, match="only in --stage gan"):
+        train(_options(data, steps=1, content_criterion="l1"), tmp_path / "m2")

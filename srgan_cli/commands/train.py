@@ -38,6 +38,22 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _checked(check: Any, value: Any) -> Any:
+    """``check(value)`` for an option's callback, its OptionError as click's bad value."""
+    if value is None:
+        return None
+    try:
+        return check(value)
+    except SrganError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _milestones_of(value: str) -> list[int]:
+    from ..train import _milestones
+
+    return _milestones(value)
+
+
 def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None or value == "mse":
         return value
@@ -93,10 +109,22 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--lr-decay",
     type=click.Choice(["none", "step", "cosine"]),
-    help="Learning-rate schedule: x0.1 every --lr-step, or a cosine to 0.  [default: mse none, gan step]",
+    help="Learning-rate schedule: x--lr-gamma every --lr-step (or at --lr-milestones), or a cosine to 0.  "
+    "[default: mse none, gan step]",
 )
 @click.option(
-    "--lr-step", type=int, callback=_positive, help="Steps between x0.1 drops of --lr-decay step.  [default: steps/2]"
+    "--lr-step", type=int, callback=_positive, help="Steps between the drops of --lr-decay step.  [default: steps/2]"
+)
+@click.option(
+    "--lr-milestones",
+    metavar="STEPS",
+    callback=lambda ctx, param, value: _checked(_milestones_of, value),
+    help="--lr-decay step drops at these steps instead of every --lr-step (ESRGAN: 50000,100000,200000,300000).",
+)
+@click.option(
+    "--lr-gamma",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Factor of each --lr-decay step drop (ESRGAN: 0.5).  [default: 0.1]",
 )
 @click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), help="Adam's beta1.  [default: 0.9]")
 @click.option(
@@ -141,6 +169,17 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--content-loss",
     callback=_layers,
     help="gan content loss: vgg54, vgg22, conv5_4, 'conv2_1:0.1,conv3_1:1' or mse.  [default: vgg54]",
+)
+@click.option(
+    "--content-criterion",
+    type=click.Choice(["mse", "l1"]),
+    help="gan: how the VGG features of SR and HR are compared (SRGAN: mse; ESRGAN: l1).  [default: mse]",
+)
+@click.option(
+    "--feature-scale",
+    type=click.FloatRange(0, min_open=True),
+    help="gan: factor of the VGG feature maps before --content-criterion (SRGAN's 1/12.75 for its Caffe "
+    "weights).  [default: 1/12.75 with Caffe-convention weights, 1 with torchvision's]",
 )
 @click.option(
     "--content-jitter",
@@ -203,6 +242,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     type=click.FloatRange(0),
     help="gan: weight of the grid loss taken per 64 px square of each patch instead of over the batch: "
     "against a 4 px lattice whose phase changes from place to place (0 = off, the paper).  [default: 0]",
+)
+@click.option(
+    "--tv-weight",
+    type=click.FloatRange(0),
+    help="gan: weight of the total-variation loss (mean squared step between neighbours), as in the paper's "
+    "SRResNet-VGG22 (its 2e-8 was on a sum; about 8.8e-3 here if that sum was over a batch of 16 96 px "
+    "patches).  [default: 0, off]",
 )
 @click.option(
     "--spectral-weight",
@@ -358,6 +404,9 @@ def _read_config(path: Path) -> dict[str, Any]:
         if key not in params:
             raise OptionError(f"{path}: unknown option {raw_key!r} in [train]; use the names of the srgan train flags")
         param = next(p for p in train.params if p.name == key)
+        if key == "lr_milestones" and isinstance(value, list):  # [50000, 100000] as well as "50000,100000"
+            options[key] = value
+            continue
         if key in _BOOL_KEYS and not isinstance(value, bool):
             raise OptionError(f"{path}: {raw_key} must be true or false")
         expected = _config_type_error(param, value)
