@@ -1468,7 +1468,7 @@ class _Trainer:
                 meta[name] = str(getattr(cfg, name))
         if self.gan and not cfg.d_batch_norm and cfg.d_arch == "vgg":
             meta["d_batch_norm"] = "false"
-        for name in ("d_arch", "d_features"):  # recorded where they differ from the paper's discriminator
+        for name in ("d_arch", "d_features", "content_criterion", "feature_scale"):  # where they are not the paper's
             if self.gan and getattr(cfg, name) != getattr(TrainConfig, name):
                 meta[name] = str(getattr(cfg, name))
         for name in ("ldl_weight", *ARTIFACT_WEIGHTS):

@@ -2075,6 +2075,8 @@ def test_gan_content_criterion_feature_scale_and_tv_weight_reach_the_loss(mse_ge
     opts.update(content_loss="mse", content_criterion="l1", feature_scale=0.5, tv_weight=0.25, adv_weight=0.0)
     result = train(opts, tmp_path / "run")
     assert made and made[0].criterion == "l1" and made[0].feature_scale == 0.5
+    meta = read_metadata(tmp_path / "run" / "generator.safetensors")
+    assert (meta["content_criterion"], meta["feature_scale"], meta["tv_weight"]) == ("l1", "0.5", "0.25")
     for row in result.history:
         assert row["loss"] == pytest.approx(row["loss_content"] + 0.25 * row["loss_tv"], rel=1e-5)
         assert row["loss_tv"] > 0
