@@ -569,6 +569,9 @@ def make_loader(
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
+        # the workers' base seed (unused: patches follow from the seed and the step) drawn from its own
+        # generator, not torch's global one, whose state a checkpoint keeps: a resumed run's would be one draw on
+        generator=torch.Generator().manual_seed(0),
     )
 
 

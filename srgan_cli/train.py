@@ -30,9 +30,12 @@ import datetime
 import json
 import math
 import os
+import pickle
+import re
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -369,11 +372,17 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Our own checkpoint, loaded without unpickling arbitrary objects; one-line error if broken."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of what it will not unpickle before it refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise SrganError(_no_checkpoint(path)) from None
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
         first = first_line(exc, 160)
+        if isinstance(exc, pickle.UnpicklingError):  # torch's text goes on about weights_only=False: no way out here
+            first = "it holds Python objects, which are never loaded" if "GLOBAL" in str(exc) else "not torch's data"
+        elif isinstance(exc, KeyError):  # a text file: KeyError('101')
+            first = "not torch's data"
         raise SrganError(
             f"{path}: corrupt or not an srgan checkpoint ({first}); restore a copy or start a new run"
         ) from None
@@ -384,6 +393,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise SrganError(f"{path}: damaged checkpoint (its step is {step!r}); restore a copy or start a new run")
+    rng = state.get("rng") or {}
+    damaged = [name for name in ("config", "rng", "data") if not isinstance(state.get(name) or {}, dict)]
+    if isinstance(rng, dict):
+        damaged += [f"rng {k}" for k, v in rng.items() if not (isinstance(v, torch.Tensor) and v.dtype == torch.uint8)]
+    if damaged:
+        raise SrganError(f"{path}: damaged checkpoint (its {damaged[0]}); restore a copy or start a new run")
     return state
 
 
@@ -663,7 +678,60 @@ def _resolve_options(
             f"--steps {cfg.steps} is below the run's step {step}: a resume goes on from there; raise --steps, "
             "or use RUN/generator.safetensors as it is"
         )
+    state["resume_notes"] = _resume_notes(saved, options, cfg, step if isinstance(step, int) else 0)
     return cfg, state, None
+
+
+# Options a resume may change without a note: where and how fast the run goes, how often it
+# reports, and those with notes of their own (--val, --steps: see _resume_notes)
+_QUIET_ON_RESUME = frozenset(
+    {"steps", "workers", "cache", "threads", "device", "precision", "channels_last", "compile", "cuda_graphs"}
+    | {"log_every", "checkpoint_every", "val_every", "val", "data_dir", "best_by", "init"}
+)
+
+
+def _resume_notes(saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, step: int) -> list[str]:
+    """What a resume changes in the training itself (the steps from now on differ from those of an
+    uninterrupted run): the options given that differ from the run's, and a schedule that follows
+    a raised --steps."""
+    changed = []
+    for key, value in options.items():
+        if key in _QUIET_ON_RESUME or key not in saved:
+            continue
+        was, now = saved[key], getattr(cfg, key, value)
+        if key == "data" and isinstance(was, str) and isinstance(now, str):
+            same = os.path.realpath(os.path.expanduser(was)) == os.path.realpath(os.path.expanduser(now))
+        else:
+            same = was == now
+        if not same:
+            changed.append(f"--{key.replace('_', '-')} {was} -> {now}")
+    notes = []
+    if changed:
+        dropped = saved.get("ema") and not cfg.ema
+        notes.append(
+            f"this resume changes {', '.join(changed)}: the steps from {step} on use the new values"
+            + (
+                "; the EMA kept so far is dropped (generator.safetensors is now the trained generator)"
+                if dropped
+                else ""
+            )
+        )
+    was_steps = saved.get("steps")
+    if isinstance(was_steps, int) and was_steps != cfg.steps and "lr_decay" not in options:
+        before = dataclasses.replace(cfg, steps=was_steps)
+        if cfg.lr_decay == "cosine":
+            notes.append(
+                f"--steps {cfg.steps} (was {was_steps}): the cosine learning rate now runs to step {cfg.steps}, "
+                f"so it goes from {lr_at(before, step):.3g} to {lr_at(cfg, step):.3g} at step {step}"
+            )
+        elif cfg.lr_decay == "step" and not cfg.lr_step and not cfg.lr_milestones:
+            notes.append(
+                f"--steps {cfg.steps} (was {was_steps}): the learning rate drops every steps/2, now every "
+                f"{max(1, cfg.steps // 2)} steps (was {max(1, was_steps // 2)}); the rate at step {step} is "
+                f"{lr_at(cfg, step):.3g} (was {lr_at(before, step):.3g}); --lr-step {max(1, was_steps // 2)} keeps the "
+                "drops where they were"
+            )
+    return notes
 
 
 def _compiler_failed(exc: BaseException) -> bool:
@@ -788,6 +856,23 @@ def _env_int(name: str, default: int) -> int:
         return default  # torch.distributed says what is wrong with it, where it is used
 
 
+# The temporary files of the run's own writes (fsutil.atomic_path: ".NAME.XXXXXXXX.part"): a run
+# killed while saving (kill -9, a preempted node) leaves one, a full checkpoint's size each time.
+_LEFTOVER = re.compile(
+    r"\.(checkpoint\.pt|generator(_best)?\.safetensors|config\.json|metrics\.jsonl)\.[0-9a-f]{8}\.part"
+)
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Remove what killed writes left in ``run_dir``; called with its lock held, so no run of ours
+    is writing them."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(run_dir):
+            if _LEFTOVER.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 class _RunLock:
     """An exclusive lock on the run folder (``RUN/.lock``, flock) for the whole run, taken by rank 0
     before it looks at the folder: a second ``srgan train`` (or ``--resume``) into a folder
@@ -845,6 +930,7 @@ class _RunLock:
                 same = False
             if same:  # not a file an ending run removed after we opened it
                 self.fd = fd
+                _remove_leftovers(self.run_dir)
                 return self
             os.close(fd)
         return self
@@ -1103,7 +1189,7 @@ class _Trainer:
             if state.get("scaler_d"):
                 self.scaler_d.load_state_dict(state["scaler_d"])
             self.step = int(state["step"])
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = first_line(exc, 160)
             raise SrganError(
                 f"{self.run_dir / CHECKPOINT}: does not match this run's models ({first}); start a new run"
@@ -1117,6 +1203,17 @@ class _Trainer:
         self._restored_best = (state.get("best_by", "psnr"), state.get("best_score", self.best_psnr))
         saved = state.get("config") or {}
         self._restored_val = (state.get("resumed_val", saved.get("val")), saved.get("val_holdout", 0))
+        for note in state.get("resume_notes") or ():
+            self.info(note)
+        world = state.get("world_size")
+        if isinstance(world, int) and world != self.dist.world_size:
+            self.info(
+                f"the run was trained on {world} process(es), now on {self.dist.world_size}: a step's batch is "
+                f"{self.cfg.batch_size * self.dist.world_size} patches (was {self.cfg.batch_size * world})"
+            )
+        for opt in (self.opt_g, self.opt_d):  # the optimizer's state brought back the run's betas
+            for group in opt.param_groups if opt is not None else ():
+                group["betas"] = (self.cfg.adam_beta1, self.cfg.adam_beta2)
         _set_rng_state(state.get("rng") or {}, self.device)
 
     def _losses(self) -> None:
@@ -1734,6 +1831,7 @@ class _Trainer:
             busy = time.perf_counter() - t_window - idle  # read_back waited for the device
             record: dict[str, Any] = {"step": self.step}
             record.update({k: float(np.mean(v)) for k, v in window.items()})
+            record["log_steps"] = n_window  # the steps the losses average: fewer than --log-every after a stop
             record["lr"] = lr_value
             record["patches_per_s"] = n_window * cfg.batch_size * self.dist.world_size / max(busy, 1e-9)
             record["val_psnr"] = val_psnr

@@ -2084,3 +2084,96 @@ def test_gan_content_criterion_feature_scale_and_tv_weight_reach_the_loss(mse_ge
         train(_options(data, steps=1, tv_weight=0.1), tmp_path / "m1")
     with pytest.raises(SrganError, match="only in --stage gan"):
         train(_options(data, steps=1, content_criterion="l1"), tmp_path / "m2")
+
+
+def _notes(events: list[dict]) -> list[str]:
+    return [e["message"] for e in events if e["event"] == "info" and e.get("kind") == "note"]
+
+
+def test_a_resume_applies_new_adam_betas_and_says_what_it_changes(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2, lr=1e-3, ema=0.5), run)
+    events: list[dict] = []
+    train({"steps": 3, "adam_beta1": 0.5, "lr": 2e-3, "ema": 0.0}, run, resume=True, report=events.append)
+    state = load_checkpoint(run / CHECKPOINT)
+    assert [g["betas"] for g in state["optimizer_g"]["param_groups"]] == [(0.5, 0.999)]  # was (0.9, 0.999) still
+    (note,) = [n for n in _notes(events) if "this resume changes" in n]
+    assert "--lr 0.001 -> 0.002" in note and "--adam-beta1 0.9 -> 0.5" in note and "--ema 0.5 -> 0.0" in note
+    assert "the steps from 2 on" in note and "EMA kept so far is dropped" in note
+    events.clear()
+    train(_options(data, steps=4, lr=2e-3, adam_beta1=0.5), run, resume=True, report=events.append)
+    assert not [n for n in _notes(events) if "this resume changes" in n]  # the same options again: nothing to say
+
+
+@pytest.mark.parametrize("decay", ["step", "cosine"])
+def test_a_resume_that_raises_steps_says_where_the_schedule_moves(data, tmp_path, decay):
+    run = tmp_path / "run"
+    train(_options(data, steps=4, lr_decay=decay), run)
+    events: list[dict] = []
+    train({"steps": 8}, run, resume=True, report=events.append)
+    (note,) = [n for n in _notes(events) if "--steps 8 (was 4)" in n]
+    if decay == "step":
+        assert "now every 4 steps (was 2)" in note and "--lr-step 2 keeps the drops" in note
+    else:
+        assert "runs to step 8" in note and "from 0 to 5e-05 at step 4" in note  # it would rise again
+
+
+def test_a_resume_removes_what_a_killed_save_left_and_nothing_else(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    left = [run / ".checkpoint.pt.0a1b2c3d.part", run / ".generator.safetensors.deadbeef.part"]
+    kept = [run / ".notes.txt.0a1b2c3d.part", run / "checkpoint.pt.part", run / ".checkpoint.pt.xyz.part"]
+    for path in left + kept:
+        path.write_bytes(b"x" * 100)
+    train({"steps": 3}, run, resume=True)
+    assert not any(path.exists() for path in left) and all(path.exists() for path in kept)
+
+
+def test_a_resume_keeps_the_random_state_of_an_uninterrupted_run(data, tmp_path):
+    opts = _options(data, steps=4, checkpoint_every=2)
+    train(opts, tmp_path / "full")
+    train({**opts, "steps": 2}, tmp_path / "part")
+    train({"steps": 4}, tmp_path / "part", resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "part" / CHECKPOINT)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # the loader's iterator drew one more number
+
+
+def test_damaged_checkpoint_parts_and_pickled_objects_are_one_line_errors(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    runner = CliRunner()
+    for damage, said in (
+        ({"config": "mse"}, "its config"),
+        ({"rng": {"torch": torch.zeros(4)}}, "its rng torch"),
+        ({"rng": [1, 2]}, "its rng"),
+    ):
+        torch.save({**state, **damage}, run / CHECKPOINT)
+        line = _one_line_error(runner.invoke(main, ["train", "--out", str(run), "--resume", "--steps", "3"]), 1)
+        assert "damaged checkpoint" in line and said in line, line
+
+    class Shell:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({**state, "extra": Shell()}, run / CHECKPOINT)
+    result = runner.invoke(main, ["train", "--out", str(run), "--resume", "--steps", "3"])
+    line = _one_line_error(result, 1)
+    assert "holds Python objects, which are never loaded" in line and "weights_only" not in result.output
+
+
+def test_a_resume_on_another_number_of_processes_says_what_a_step_is_now(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    torch.save({**state, "world_size": 2}, run / CHECKPOINT)
+    events: list[dict] = []
+    train({"steps": 3}, run, resume=True, report=events.append)
+    assert "trained on 2 process(es), now on 1: a step's batch is 4 patches (was 8)" in " ".join(_notes(events))
+
+
+def test_metrics_lines_say_how_many_steps_their_losses_average(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=5, log_every=2), run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["log_steps"]) for r in rows] == [(2, 2), (4, 2), (5, 1)]
