@@ -13,7 +13,8 @@ flags) into a run folder::
 
 Resuming is exact: the data stream is a pure function of (seed, step) (see :mod:`data`), and the
 checkpoint holds the model, optimiser, scaler and RNG states, so N steps in one go and k steps
-plus a resume to N give the same weights on the CPU.
+of a run with --steps N plus a resume give the same weights on the CPU. A resume that changes
+options (or raises --steps under a schedule that follows it) goes on with them, and says so.
 
 Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK set) every process trains on its own shard
 with DistributedDataParallel; rank 0 alone writes files and reports, and the others wait at a
