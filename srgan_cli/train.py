@@ -624,7 +624,11 @@ def _resolve_options(
     saved = dict(state.get("config") or {})
     known = {f.name for f in fields(TrainConfig)}
     saved = {k: v for k, v in saved.items() if k in known}
-    saved.setdefault("val_holdout", 0)  # runs from before --val-holdout held none out
+    # options added since the run's version: it trained with their defaults (the paper's behaviour),
+    # which a resume compares with what it is given as with any saved value
+    for f in fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            saved.setdefault(f.name, f.default)
     if saved.get("stage", "mse") == "mse":
         # values of the gan stage that runs from before they were refused in the mse stage kept
         # (recorded, never used): a resume drops them rather than refuse its own run
@@ -639,7 +643,7 @@ def _resolve_options(
     if not (options.get("val") or saved.get("val") or saved.get("val_holdout")) and "best_by" not in options:
         saved.pop("best_by", None)
     for key in FROZEN_ON_RESUME:
-        if key in options and key in saved and options[key] != saved[key]:
+        if key in options and saved.get(key) is not None and options[key] != saved[key]:
             raise OptionError(
                 f"{_flag(key, options[key])} differs from the run being resumed ({_flag(key, saved[key])}); "
                 "a resume continues the same training"
@@ -679,7 +683,9 @@ def _resolve_options(
             f"--steps {cfg.steps} is below the run's step {step}: a resume goes on from there; raise --steps, "
             "or use RUN/generator.safetensors as it is"
         )
-    state["resume_notes"] = _resume_notes(saved, options, cfg, step if isinstance(step, int) else 0)
+    # a run from before the folder it began in was recorded: its relative paths cannot be compared
+    unsure = {k for k in ("data",) if not isinstance(cwd, str) and not os.path.isabs(str(saved.get(k) or "/"))}
+    state["resume_notes"] = _resume_notes(saved, options, cfg, step if isinstance(step, int) else 0, unsure)
     return cfg, state, None
 
 
@@ -691,13 +697,15 @@ _QUIET_ON_RESUME = frozenset(
 )
 
 
-def _resume_notes(saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, step: int) -> list[str]:
+def _resume_notes(
+    saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, step: int, unsure: set[str] = frozenset()
+) -> list[str]:
     """What a resume changes in the training itself (the steps from now on differ from those of an
     uninterrupted run): the options given that differ from the run's, and a schedule that follows
-    a raised --steps."""
+    a raised --steps. ``unsure``: options whose saved value cannot be compared."""
     changed = []
     for key, value in options.items():
-        if key in _QUIET_ON_RESUME or key not in saved:
+        if key in _QUIET_ON_RESUME or key not in saved or key in unsure:
             continue
         was, now = saved[key], getattr(cfg, key, value)
         if key == "data" and isinstance(was, str) and isinstance(now, str):
@@ -705,7 +713,7 @@ def _resume_notes(saved: dict[str, Any], options: dict[str, Any], cfg: TrainConf
         else:
             same = was == now
         if not same:
-            changed.append(f"--{key.replace('_', '-')} {was} -> {now}")
+            changed.append(f"--{key.replace('_', '-')} {'unset' if was is None else was} -> {now}")
     notes = []
     if changed:
         dropped = saved.get("ema") and not cfg.ema
@@ -725,7 +733,7 @@ def _resume_notes(saved: dict[str, Any], options: dict[str, Any], cfg: TrainConf
                 f"--steps {cfg.steps} (was {was_steps}): the cosine learning rate now runs to step {cfg.steps}, "
                 f"so it goes from {lr_at(before, step):.3g} to {lr_at(cfg, step):.3g} at step {step}"
             )
-        elif cfg.lr_decay == "step" and not cfg.lr_step and not cfg.lr_milestones:
+        elif cfg.lr_decay == "step" and not cfg.lr_step and not cfg.lr_milestones and cfg.steps // 2 != was_steps // 2:
             notes.append(
                 f"--steps {cfg.steps} (was {was_steps}): the learning rate drops every steps/2, now every "
                 f"{max(1, cfg.steps // 2)} steps (was {max(1, was_steps // 2)}); the rate at step {step} is "
@@ -857,10 +865,11 @@ def _env_int(name: str, default: int) -> int:
         return default  # torch.distributed says what is wrong with it, where it is used
 
 
-# The temporary files of the run's own writes (fsutil.atomic_path: ".NAME.XXXXXXXX.part"): a run
-# killed while saving (kill -9, a preempted node) leaves one, a full checkpoint's size each time.
+# The temporary files of the run's own writes (fsutil.atomic_path: ".NAME.XXXXXXXX.part", hex; earlier
+# versions' mkstemp: lowercase letters, digits, "_"): a run killed while saving (kill -9, a preempted
+# node) leaves one, a full checkpoint's size each time.
 _LEFTOVER = re.compile(
-    r"\.(checkpoint\.pt|generator(_best)?\.safetensors|config\.json|metrics\.jsonl)\.[0-9a-f]{8}\.part"
+    r"\.(checkpoint\.pt|generator(_best)?\.safetensors|config\.json|metrics\.jsonl)\.[a-z0-9_]{8}\.part"
 )
 
 
@@ -1335,6 +1344,11 @@ class _Trainer:
             self.best_psnr = self.best_lpips = None
         elif restored_by == self.best_by:  # else the first validation's generator becomes the best
             self.best_score = restored_score
+        elif restored_score is not None:
+            self.info(
+                f"generator_best was chosen by {restored_by.upper()} until now, from now on by {self.best_by.upper()}"
+                f" (the first validation's generator replaces it); --best-by {restored_by} keeps {restored_by.upper()}"
+            )
         if scan is None:
             scan = full = self._scan()
         self.info(scan.summary() + (f"; {len(held)} more held out for validation" if held else ""), kind="status")

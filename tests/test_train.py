@@ -772,8 +772,10 @@ def test_best_by_gan_default_with_lpips_weights_and_across_a_resume(mse_generato
     opts = _options(data, stage="gan", init=str(mse_generator), steps=3, content_loss="mse", val=str(val), val_every=1)
     assert train(opts, run).best_by == "lpips"
     # a resume that asks for PSNR instead: the first validation after it sets the new best
-    result = train({**opts, "steps": 5, "best_by": "psnr"}, run, resume=True)
+    events: list[dict] = []
+    result = train({**opts, "steps": 5, "best_by": "psnr"}, run, resume=True, report=events.append)
     assert result.best_by == "psnr"
+    assert "generator_best was chosen by LPIPS until now, from now on by PSNR" in " ".join(_notes(events))
     assert read_metadata(run / "generator_best.safetensors")["steps"] in {"4", "5"}
 
 
@@ -2122,6 +2124,7 @@ def test_a_resume_removes_what_a_killed_save_left_and_nothing_else(data, tmp_pat
     run = tmp_path / "run"
     train(_options(data, steps=2), run)
     left = [run / ".checkpoint.pt.0a1b2c3d.part", run / ".generator.safetensors.deadbeef.part"]
+    left += [run / ".checkpoint.pt.k3_zq9xw.part"]  # mkstemp-named, as earlier versions wrote them
     kept = [run / ".notes.txt.0a1b2c3d.part", run / "checkpoint.pt.part", run / ".checkpoint.pt.xyz.part"]
     for path in left + kept:
         path.write_bytes(b"x" * 100)
@@ -2177,3 +2180,44 @@ def test_metrics_lines_say_how_many_steps_their_losses_average(data, tmp_path):
     train(_options(data, steps=5, log_every=2), run)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["log_steps"]) for r in rows] == [(2, 2), (4, 2), (5, 1)]
+
+
+def test_a_resume_of_an_older_runs_checkpoint_compares_what_it_lacks_with_the_defaults(mse_generator, data, tmp_path):
+    """A checkpoint from before an option existed trained with its default: a resume that changes a
+    discriminator option was "does not match this run's models ... start a new run", and the change
+    of a newer loss option went without a note."""
+    run = tmp_path / "run"
+    train(_options(data, stage="gan", init=str(mse_generator), steps=2, content_loss="mse"), run)
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    old = {
+        k: v for k, v in state["config"].items() if k not in ("d_arch", "d_features", "content_criterion", "tv_weight")
+    }
+    torch.save({**state, "config": old}, run / CHECKPOINT)
+    result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "3", "--d-arch", "unet"])
+    assert "--d-arch 'unet' differs from the run being resumed (--d-arch 'vgg')" in _one_line_error(result, 2)
+    events: list[dict] = []
+    train({"steps": 3, "content_criterion": "l1", "tv_weight": 0.5}, run, resume=True, report=events.append)
+    (note,) = [n for n in _notes(events) if "this resume changes" in n]
+    assert "--content-criterion mse -> l1" in note and "--tv-weight 0.0 -> 0.5" in note
+
+
+def test_a_resume_without_the_folder_the_run_began_in_does_not_note_its_relative_data_as_changed(tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    _images(base / "images", count=3)
+    monkeypatch.chdir(base)
+    train({"data": "images", "steps": 2, **TINY}, "run")
+    state = torch.load(base / "run" / CHECKPOINT, weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "cwd"}, base / "run" / CHECKPOINT)  # as runs before it
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    events: list[dict] = []
+    train({"steps": 3, "data": str(base / "images")}, base / "run", resume=True, report=events.append)
+    assert not [n for n in _notes(events) if "this resume changes" in n]
+
+
+def test_a_resume_names_no_schedule_move_when_the_drops_stay(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=6, lr_decay="step"), run)
+    events: list[dict] = []
+    train({"steps": 7}, run, resume=True, report=events.append)  # steps/2 is 3 either way
+    assert not [n for n in _notes(events) if "--steps 7" in n]

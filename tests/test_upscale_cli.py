@@ -1910,3 +1910,21 @@ def test_the_readme_says_what_format_same_and_quality_do(weights, tmp_path):
         )
         with Image.open(tmp_path / "q.jpg") as im:
             assert JpegImagePlugin.get_sampling(im) == sampling
+
+
+def test_a_gif_without_srgan_mark_under_an_inputs_output_name_is_not_upscaled_again(weights, tmp_path):
+    """srgan's GIFs had no mark before it wrote one into the comment: a rerun in place over such an
+    output upscaled a_x4.gif to a_x4_x4.gif (x16) and failed a.png on "would replace an input"."""
+    folder = tmp_path / "photos"
+    _img(folder / "a.png")
+    Image.new("RGB", (64, 64), (9, 99, 199)).save(folder / "a_x4.gif")  # as an older srgan wrote it: no comment
+    args = [folder, "-o", folder, "--suffix", "_x4", "--format", "gif"]
+    result = run(weights, *args, "--skip-existing")
+    assert result.exit_code == 0 and sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.gif"], result.output
+    result = run(weights, *args, "--overwrite")
+    assert result.exit_code == 1 and "a_x4.gif: not replaced: GIF records no maker" in result.stderr
+    # a GIF that srgan marked is its output, and --overwrite replaces it
+    (folder / "a_x4.gif").unlink()
+    assert run(weights, *args).exit_code == 0
+    result = run(weights, *args, "--overwrite")
+    assert result.exit_code == 0 and sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.gif"], result.output

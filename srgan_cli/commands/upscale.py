@@ -326,11 +326,14 @@ def _without_earlier_outputs(
     --format is dropped too, as it lies in the output folder. A file named on the command line
     is upscaled whatever made it.
 
-    BMP holds no mark: a BMP found in a folder under the output name of another input of this run
-    is taken as that input's earlier output, as the run cannot both read and write it, so it is
-    not upscaled. Whether srgan made it is not known, so --overwrite does not replace it (inputs
-    are never replaced): that input fails, saying so. One under another --suffix cannot be told
-    from an input."""
+    BMP holds no mark, nor did the GIFs of srgan before it wrote one into their comment: such a
+    file found in a folder under the output name of another input of this run is taken as that
+    input's earlier output, as the run cannot both read and write it, so it is not upscaled.
+    Whether srgan made it is not known, so --overwrite does not replace it (inputs are never
+    replaced): that input fails, saying so. One under another --suffix cannot be told from an
+    input."""
+    from ..images import format_for_path
+
     by_dest = {_output_key(j.dest): j for j in jobs}
     keep = []
     unsure: dict[Job, Path] = {}  # a maker whose output is a BMP that may be the user's -> that BMP
@@ -340,7 +343,8 @@ def _without_earlier_outputs(
             tally.add("skipped", job.src, None, f"the output of {maker.src} from an earlier run, not an input")
             continue
         if maker is not None and maker is not job and _holds_no_mark(job.src):
-            why = f"by its name the output of {maker.src} from an earlier run (BMP records no maker), not an input"
+            kind = format_for_path(job.src)
+            why = f"by its name the output of {maker.src} from an earlier run ({kind} records no maker), not an input"
             tally.add("skipped", job.src, None, f"{why}; name it to upscale it")
             if overwrite:
                 unsure[maker] = job.src
@@ -352,18 +356,21 @@ def _without_earlier_outputs(
         keep.append(job)
     for maker, bmp in unsure.items():
         why = report.error(
-            f"{maker.dest}: not replaced: BMP records no maker, so srgan cannot tell its earlier output from an "
-            f"image of yours; delete {bmp.name} to write it again, or choose another --suffix or --format"
+            f"{maker.dest}: not replaced: {format_for_path(bmp)} records no maker, so srgan cannot tell its "
+            f"earlier output from an image of yours; delete {bmp.name} to write it again, or choose another "
+            "--suffix or --format"
         )
         tally.add("failed", maker.src, maker.dest, why)
     return [job for job in keep if job not in unsure]
 
 
 def _holds_no_mark(path: Path) -> bool:
-    """True for a format that cannot record srgan's mark (BMP has no place for metadata)."""
+    """True for a file that cannot record srgan's mark (BMP has no place for metadata), or a GIF
+    without one (srgan's GIFs had none before it wrote its mark into the comment)."""
     from ..images import format_for_path
 
-    return format_for_path(path) == "BMP"
+    kind = format_for_path(path)
+    return kind == "BMP" or (kind == "GIF" and not _written_by_srgan(path))
 
 
 def _written_by_srgan(path: Path) -> bool:
