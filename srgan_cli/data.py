@@ -578,12 +578,11 @@ def make_loader(
 def make_pair(hr_uint8: torch.Tensor, scale: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(LR, HR) float batches in [0, 1] on ``device`` from a uint8 HR batch (N, C, H, W).
 
-    LR = MATLAB bicubic x(1/scale) of HR, rounded to 8-bit levels (as a saved LR image would be).
+    LR = MATLAB bicubic x(1/scale) of HR, rounded to 8-bit levels after each axis as MATLAB
+    rounds uint8 images (the benchmark sets' LR files were made so).
     """
     hr = hr_uint8.to(device, non_blocking=True).float().div_(255.0)
-    lr = imresize_torch(hr, 1.0 / scale)
-    lr = lr.mul_(255.0).round_().clamp_(0, 255).div_(255.0)
-    return lr, hr
+    return imresize_torch(hr, 1.0 / scale, levels=255), hr
 
 
 # ---------------------------------------------------------------------------------------------
