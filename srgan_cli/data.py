@@ -35,7 +35,11 @@ from .images import folder_entries, is_image_path, read_rgb8
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
 
-CACHE_AUTO_LIMIT = 2 << 30  # decode everything up front when the decoded set fits in 2 GiB
+# --cache auto decodes everything up front when the decoded set fits in 16 GiB (DIV2K's 800 photos
+# take 6.7 GB, about a minute and a half to decode) and in half the free memory: without the cache
+# each patch decodes its whole image, 6-10 patches/s a core for 2K-12 MP photos against thousands
+# from memory, which left a GPU idle most of the time.
+CACHE_AUTO_LIMIT = 16 << 30
 CACHE_MODES = ("auto", "on", "off")
 # Larger images are left out of training: a header claiming more would have the loader decode
 # gigabytes for every patch (a 400 MP image is 1.2 GB decoded); Pillow's own limit (179 MP)
@@ -280,22 +284,24 @@ def available_memory() -> int | None:
         return None
 
 
-def resolve_cache(mode: str, scan: ImageScan, free: int | None = None) -> bool:
+def resolve_cache(mode: str, scan: ImageScan, free: int | None = None, copies: int = 1) -> bool:
     """Whether to decode the images into memory. ``auto``: when they fit in CACHE_AUTO_LIMIT and
     in half the free memory; ``on`` is refused where they do not fit in the free memory (decoding
     a large set ran the machine out of memory after minutes). ``free``: the free memory in bytes
-    (default: :func:`available_memory`)."""
+    (default: :func:`available_memory`); ``copies``: the training processes of this machine
+    (torchrun's), each of which holds its own."""
     if mode not in CACHE_MODES:
         raise SrganError(f"unknown cache mode {mode!r}; expected one of {', '.join(CACHE_MODES)}")
     if mode == "off":
         return False
     free = available_memory() if free is None else free
-    need = scan.decoded_bytes
+    need = scan.decoded_bytes * copies
     if mode == "auto":
-        return need <= CACHE_AUTO_LIMIT and (free is None or need <= free // 2)
+        return scan.decoded_bytes <= CACHE_AUTO_LIMIT and (free is None or need <= free // 2)
     if free is not None and need > free * 0.9:
+        each = f" ({copies} processes, a copy each)" if copies > 1 else ""
         raise SrganError(
-            f"--cache on: the training images need {need / 2**30:.1f} GiB decoded and {free / 2**30:.1f} GiB "
+            f"--cache on: the training images need {need / 2**30:.1f} GiB decoded{each} and {free / 2**30:.1f} GiB "
             "of memory is free; use --cache off (they are then read for each patch)"
         )
     return True
@@ -523,7 +529,8 @@ def default_workers(device: torch.device | None = None, cached: bool = False) ->
     (macOS, Windows; Linux from Python 3.14), which copies the whole cache into each worker, up to
     four times 2 GiB; from the cache a patch is only a crop, which the training process makes fast.
 
-    On the CPU the loader (450+ patches/s even decoding every image anew) is far faster than
+    On the CPU the loader (450+ patches/s for small images such as the bundled set's, even
+    decoding every image anew; 6-10 for 2K-12 MP photos without the cache) is far faster than
     training, and worker processes gain nothing there: measured on 2 cores, the paper's
     SRResNet (batch 16, 96 px, bf16) trained at 53.5 patches/s with 0 workers and 52.7 with 2
     (benchmarks/README.md).

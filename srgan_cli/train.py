@@ -1359,9 +1359,17 @@ class _Trainer:
                 f"the training images under --data changed since the checkpoint ({was.get('images')} then, "
                 f"{len(full.paths)} now): the resumed run draws other patches than an uninterrupted run would have"
             )
-        cache = resolve_cache(cfg.cache, scan)
+        copies = _env_int("LOCAL_WORLD_SIZE", 1) if self.dist.enabled else 1  # each rank decodes its own
+        cache = resolve_cache(cfg.cache, scan, copies=copies)
         if cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
+        elif cfg.cache == "auto":
+            self.info(
+                f"the images are not kept decoded in memory ({scan.decoded_bytes / 2**30:.1f} GiB decoded"
+                + (f", {copies} processes" if copies > 1 else "")
+                + "): each patch decodes its whole image, slow for large photos; --cache on keeps them where "
+                "memory allows"
+            )
         group = cfg.batch_size * self.dist.world_size
         self.unread_images: dict[int, str] = {}  # images that failed to read in training, and why
         self._known_unread: set[int] = set()

@@ -492,6 +492,12 @@ def test_cache_on_is_refused_where_the_images_do_not_fit_in_free_memory(image_tr
     assert resolve_cache("on", scan, free=2 * need)
     assert resolve_cache("auto", scan, free=2 * need) and not resolve_cache("auto", scan, free=2 * need - 1)
     assert not resolve_cache("off", scan, free=10 * need)
+    # under torchrun each process of the machine decodes its own copy
+    assert resolve_cache("auto", scan, free=4 * need, copies=2) and not resolve_cache(
+        "auto", scan, free=4 * need, copies=3
+    )
+    with pytest.raises(SrganError, match=r"\(3 processes, a copy each\)"):
+        resolve_cache("on", scan, free=2 * need, copies=3)
 
 
 def test_the_path_table_gives_back_every_path(tmp_path):

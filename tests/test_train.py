@@ -2221,3 +2221,15 @@ def test_a_resume_names_no_schedule_move_when_the_drops_stay(data, tmp_path):
     events: list[dict] = []
     train({"steps": 7}, run, resume=True, report=events.append)  # steps/2 is 3 either way
     assert not [n for n in _notes(events) if "--steps 7" in n]
+
+
+def test_cache_auto_says_when_the_images_are_not_kept_in_memory(data, tmp_path, monkeypatch):
+    import srgan_cli.data as data_module
+
+    events: list[dict] = []
+    train(_options(data, steps=1, cache="auto"), tmp_path / "a", report=events.append)
+    assert not [n for n in _notes(events) if "not kept decoded" in n]
+    monkeypatch.setattr(data_module, "CACHE_AUTO_LIMIT", 1)
+    events.clear()
+    train(_options(data, steps=1, cache="auto"), tmp_path / "b", report=events.append)
+    assert [n for n in _notes(events) if "not kept decoded in memory" in n and "--cache on" in n]
