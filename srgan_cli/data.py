@@ -48,8 +48,9 @@ TRAIN_MAX_PIXELS = 400_000_000
 # A scan or decode that takes longer than PROGRESS_FIRST seconds says how far it has come, then
 # every PROGRESS_EVERY seconds (a tree of a million images takes minutes: it sat silent).
 PROGRESS_FIRST, PROGRESS_EVERY = 3.0, 15.0
-# SrganError: what images.read_rgb8 raises for a file it cannot decode.
-_READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, SrganError)
+# SrganError: what images.read_rgb8 raises for a file it cannot decode; OverflowError: a damaged size
+# in a header that Image.open passes on to C.
+_READ_ERRORS = (OSError, ValueError, SyntaxError, OverflowError, Image.DecompressionBombError, SrganError)
 
 
 @dataclass

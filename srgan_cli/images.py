@@ -82,7 +82,19 @@ _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as 
 # Image.MAX_IMAGE_PIXELS is process-global; it is switched off only around Image.open (a
 # header parse), under this lock, because read_image applies its own per-call limit first.
 _OPEN_LOCK = threading.Lock()
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, EOFError, IndexError, struct.error, zlib.error)
+# OverflowError: a damaged size Pillow passes on to C (a TIFF's TileWidth 0xE8000010)
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    KeyError,
+    EOFError,
+    IndexError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+)
 
 
 @dataclass

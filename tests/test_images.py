@@ -1161,6 +1161,33 @@ def test_damaged_files_never_leak_other_exceptions(tmp_path, suffix):
             assert got.rgb.ndim == 3 and np.isfinite(got.rgb).all()
 
 
+def _patch_tiff_tag(data: bytes, tag: int, value: int) -> bytes:
+    """A little-endian TIFF (as ``_tiff`` writes it) with one LONG or SHORT tag's value replaced."""
+    out = bytearray(data)
+    (ifd,) = struct.unpack_from("<I", out, 4)
+    (n,) = struct.unpack_from("<H", out, ifd)
+    for i in range(n):
+        pos = ifd + 2 + 12 * i
+        found, typ = struct.unpack_from("<HH", out, pos)
+        if found == tag:
+            struct.pack_into("<I" if typ == 4 else "<HH", out, pos + 8, *((value,) if typ == 4 else (value, 0)))
+            return bytes(out)
+    raise AssertionError(f"no tag {tag}")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_damaged_tile_width_is_a_one_line_error(tmp_path, bits):
+    # TileWidth 0xE8000010: Pillow's decoder set-up raised OverflowError, which came out of read_image and
+    # read_rgb8 as a traceback (and stopped a training run: its loader skips only the errors it knows)
+    tile = np.zeros((16, 16, 3), dtype=np.uint8 if bits == 8 else "<u2").tobytes()
+    path = tmp_path / "t.tif"
+    path.write_bytes(_patch_tiff_tag(_tiff(7, 9, 3, [tile], tile=16, bits=bits), 322, 0xE8000010))
+    for read in (read_image, images.read_rgb8):
+        with pytest.raises(SrganError, match="t.tif") as info:
+            read(path)
+        assert "\n" not in str(info.value)
+
+
 def test_broken_tiff_prints_nothing_on_stderr(tmp_path, capfd):
     data = write_image(tmp_path / "s.tif", RNG.random((32, 32, 3))).read_bytes()
     broken = bytearray(data)
