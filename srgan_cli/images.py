@@ -525,15 +525,39 @@ def _quiet_libtiff() -> None:
             continue
 
 
+_STRICT_LOCK = threading.Lock()
+_strict_depth = 0
+_strict_saved = False  # the process's ImageFile.LOAD_TRUNCATED_IMAGES while any thread loads strictly
+
+
+@contextlib.contextmanager
+def _strict_pillow() -> Iterator[None]:
+    """Pillow's ImageFile.LOAD_TRUNCATED_IMAGES off: a truncated file fails even if a library or the
+    application embedding srgan switched Pillow to lenient.
+
+    The setting is global to the process: two threads that each saved and restored it could leave
+    it off for good (the application's True lost) or turn it back on while the other still loaded
+    (a truncated file accepted, its missing part gray). As for ``_quiet_pillow``, the first thread
+    in saves it and the last one out restores it."""
+    global _strict_depth, _strict_saved
+    with _STRICT_LOCK:
+        if _strict_depth == 0:
+            _strict_saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _strict_depth += 1
+    try:
+        yield
+    finally:
+        with _STRICT_LOCK:
+            _strict_depth -= 1
+            if _strict_depth == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
+
+
 def _strict_load(im: Image.Image) -> None:
     """Decode every pixel; a truncated file fails even if a library switched Pillow to lenient."""
-    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        with _quiet_pillow():
-            im.load()
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+    with _strict_pillow(), _quiet_pillow():
+        im.load()
 
 
 def _format_name(im: Image.Image) -> str:

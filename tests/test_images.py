@@ -1062,6 +1062,42 @@ def test_truncated_load_stays_strict(tmp_path, monkeypatch):
         read_image(_make_bad(tmp_path, "truncated_png"))
 
 
+def test_strict_loads_on_two_threads_keep_pillows_setting_off_and_restore_the_applications(monkeypatch):
+    # Each load saved and restored ImageFile.LOAD_TRUNCATED_IMAGES: the first thread out turned the
+    # application's True back on while the second still loaded (a truncated file accepted, its rest
+    # gray), and the second then left it False for good.
+    import threading
+
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # the embedding application's choice
+    seen: dict[str, list[bool]] = {"a": [], "b": []}
+    go = {k: threading.Event() for k in ("a", "b")}
+    inside = {k: threading.Event() for k in ("a", "b")}
+
+    class Blocking:  # an image whose load waits until the test lets it finish
+        def __init__(self, key):
+            self.key = key
+
+        def load(self):
+            seen[self.key].append(ImageFile.LOAD_TRUNCATED_IMAGES)
+            inside[self.key].set()
+            assert go[self.key].wait(10)
+            seen[self.key].append(ImageFile.LOAD_TRUNCATED_IMAGES)
+
+    threads = {k: threading.Thread(target=images._strict_load, args=(Blocking(k),)) for k in ("a", "b")}
+    threads["a"].start()
+    assert inside["a"].wait(10)
+    threads["b"].start()
+    assert inside["b"].wait(10)
+    go["a"].set()
+    threads["a"].join(10)  # a is done while b still loads
+    go["b"].set()
+    threads["b"].join(10)
+    assert seen == {"a": [False, False], "b": [False, False]}
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
 def test_permission_denied(tmp_path, monkeypatch):
     path = tmp_path / "locked.png"
     write_image(path, RNG.random((3, 3, 3)))
