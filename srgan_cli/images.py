@@ -80,7 +80,8 @@ _XMP_KEY = b"XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
 _JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/" header; Pillow refuses more
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
 # Image.MAX_IMAGE_PIXELS is process-global; it is switched off only around Image.open (a
-# header parse), under this lock, because read_image applies its own per-call limit first.
+# header parse) and the allocation of a large TIFF's memory, under this lock, because
+# read_image applies its own per-call limit first.
 _OPEN_LOCK = threading.Lock()
 # OverflowError: a damaged size Pillow passes on to C (a TIFF's TileWidth 0xE8000010)
 _DECODE_ERRORS = (
@@ -304,10 +305,21 @@ def _quiet_pillow() -> Iterator[None]:
                 _quiet.pop().__exit__(None, None, None)
 
 
-def _open(fh, head: bytes, name: str) -> Image.Image:
+@contextlib.contextmanager
+def _pillow_unlimited() -> Iterator[None]:
+    """Pillow's own size limit (Image.MAX_IMAGE_PIXELS) off, under ``_OPEN_LOCK``: the callers have
+    applied srgan's limit (``_check_size``) or are about to, and --max-pixels decides."""
     with _OPEN_LOCK, _quiet_pillow():
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open(fh, head: bytes, name: str) -> Image.Image:
+    with _pillow_unlimited():
         try:
             return Image.open(fh)
         except UnidentifiedImageError:
@@ -322,8 +334,6 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
             raise SrganError(f"{name}: {_one_line(exc)}") from None
         except _DECODE_ERRORS as exc:
             raise SrganError(f"{name}: corrupt image file ({_one_line(exc)})") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
 
 
 _SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point"}
@@ -555,7 +565,16 @@ def _strict_pillow() -> Iterator[None]:
 
 
 def _strict_load(im: Image.Image) -> None:
-    """Decode every pixel; a truncated file fails even if a library switched Pillow to lenient."""
+    """Decode every pixel; a truncated file fails even if a library switched Pillow to lenient.
+
+    Pillow's TIFF reader checks its own size limit again as it loads (in ``load_prepare``, which
+    makes the image's memory), outside ``_open``'s lock: a TIFF past it was refused whatever
+    --max-pixels said. That memory is made here with the limit off, as ``_open`` opens files; the
+    load then finds it made."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if im.format == "TIFF" and im.tile and limit is not None and im.width * im.height > limit:
+        with _pillow_unlimited():
+            im.load_prepare()
     with _strict_pillow(), _quiet_pillow():
         im.load()
 
@@ -1370,7 +1389,9 @@ def _tiff_via_gray(
                 # upright for Pillow, which would turn the wide gray copy (mirroring R and B inside
                 # each pixel) and swap its size; the orientation is applied to the colour pixels after
                 put(pos, 3, 1)
-        gray = Image.open(io.BytesIO(bytes(buf)))
+        # opened and loaded with Pillow's size limit off, as the file was: the gray copy is spp times
+        # as large, and past that limit it fell back to 8 bits (a 60 MP photo), or warned past half of it
+        gray = _open(io.BytesIO(bytes(buf)), b"", "")
         if not gray.mode.startswith("I;16") or gray.size != (width * wide, height):
             return None
         _strict_load(gray)

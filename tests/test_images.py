@@ -364,6 +364,57 @@ def test_sixteen_bit_tiff_layouts(tmp_path, layout, spp):
         assert np.array_equal(_q(got.alpha, 65535), arr[..., 3])
 
 
+@pytest.mark.parametrize("layout", ["lzw", "tiles"])
+@pytest.mark.parametrize("over", ["warned", "refused"])
+def test_sixteen_bit_tiff_past_pillows_limit_keeps_sixteen_bits_quietly(tmp_path, monkeypatch, layout, over):
+    # LZW and tiled 16-bit colour is read as a gray image spp times as wide, which Pillow opened with its
+    # own limit in force: a 60 MP photo fell back to 8 bits, silently, and one of 30 MP warned of a bomb.
+    # The limit is lowered here so that a small file crosses it as those did.
+    import warnings
+
+    h, w = 18, 21
+    arr = RNG.integers(0, 65536, (h, w, 3)).astype(np.uint16)
+    if layout == "lzw":
+        chunks, rows = _pillow_lzw(arr, tmp_path)
+        data = _tiff(w, h, 3, chunks, compression=5, rows=rows)
+    else:
+        chunks = []
+        for y in range(0, h, 16):
+            for x in range(0, w, 16):
+                t = np.zeros((16, 16, 3), dtype=np.uint16)
+                part = arr[y : y + 16, x : x + 16]
+                t[: part.shape[0], : part.shape[1]] = part
+                chunks.append(t.astype("<u2").tobytes())
+        data = _tiff(w, h, 3, chunks, tile=16)
+    (tmp_path / "c.tif").write_bytes(data)
+    gray_pixels = w * 3 * h
+    limit = gray_pixels * 3 // 4 if over == "warned" else gray_pixels // 3  # past it: a warning; past twice: refused
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = read_image(tmp_path / "c.tif", max_pixels=None)
+    assert got.bit_depth == 16 and np.array_equal(_q(got.rgb, 65535), arr)
+    assert not [c for c in caught if issubclass(c.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_deflate"])
+def test_a_tiff_past_pillows_limit_is_read_when_max_pixels_allows(tmp_path, monkeypatch, compression):
+    # Pillow checks its limit again as a TIFF loads, outside the lock under which srgan lifts it: a TIFF
+    # of more than 178.9 MP was refused as a decompression bomb whatever --max-pixels said. The limit
+    # is lowered here so that a small file crosses it.
+    pixels = RNG.integers(0, 256, (30, 40), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "g.tif", compression=compression)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # refused past twice this
+    for max_pixels in (None, 10_000):
+        got = read_image(tmp_path / "g.tif", max_pixels=max_pixels)
+        assert np.array_equal(_q(got.rgb[..., 0], 255), pixels)
+        assert np.array_equal(images.read_rgb8(tmp_path / "g.tif", max_pixels=max_pixels)[..., 0], pixels)
+    assert Image.MAX_IMAGE_PIXELS == 500
+    with pytest.raises(SrganError, match="more than the limit of 1000"):  # srgan's own limit still holds
+        read_image(tmp_path / "g.tif", max_pixels=1000)
+
+
 def test_sixteen_bit_tiff_premultiplied_alpha(tmp_path):
     colour = np.array([40000, 20000, 65535], dtype=np.float64)
     alpha = np.array([[65535, 32768, 0]], dtype=np.float64)
@@ -1076,6 +1127,8 @@ def test_strict_loads_on_two_threads_keep_pillows_setting_off_and_restore_the_ap
     inside = {k: threading.Event() for k in ("a", "b")}
 
     class Blocking:  # an image whose load waits until the test lets it finish
+        format, tile = "PNG", []
+
         def __init__(self, key):
             self.key = key
 
