@@ -773,6 +773,13 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
 # A TIFF's "EXIF" is its whole first IFD; only these describe the picture rather than its
 # layout in that file (strip offsets, bit depth, ... must not travel into another file).
 _TIFF_METADATA_TAGS = frozenset({270, 271, 272, 274, 305, 306, 315, 33432, 0x8769, 0x8825})
+# What TIFF output keeps of an EXIF's main IFD, in both writers: those tags (ImageDescription, Make,
+# Model, Orientation, Software, DateTime, Artist, Copyright), whatever the input. A JPEG's, PNG's or
+# WebP's EXIF may hold layout tags too (ImageWidth and ImageLength as phones write them, BitsPerSample,
+# StripOffsets, ... in files converted from TIFF), which libtiff took for the output's own ("encoder
+# error -8") or wrote into files other readers refuse, and values libtiff rejects (a ResolutionUnit of
+# 89); the dpi goes in on its own.
+_TIFF_OUTPUT_TAGS = _TIFF_METADATA_TAGS - {0x8769, 0x8825}
 
 
 def _exif_and_orientation(
@@ -1561,11 +1568,11 @@ def write_image(
     the pixels (an RGB profile on colour output, a gray one on gray output; otherwise it is
     left out, with a note). EXIF is embedded in PNG, JPEG, WebP and TIFF, with Orientation set to 1 (the
     pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
-    keeps its main IFD only (16-bit TIFF the tags that describe the picture: see
-    ``_write_tiff16``). ``text`` goes into PNG tEXt/iTXt chunks; for JPEG, WebP and TIFF,
-    into the ImageDescription ("key: value; ...", unless the EXIF has a caption there, which
-    is kept) and Software (the "Software" key) fields; for GIF, into its comment as "key: value"
-    lines after the input's comment (see ``split_gif_mark``); BMP has no place for it (a note says so).
+    keeps the main IFD's tags that describe the picture (see ``_TIFF_OUTPUT_TAGS``). ``text`` goes
+    into PNG tEXt/iTXt chunks; for JPEG, WebP and TIFF, into the ImageDescription ("key: value;
+    ...", unless the EXIF has a caption there, which is kept) and Software (the "Software" key)
+    fields; for GIF, into its comment as "key: value" lines after the input's comment (see
+    ``split_gif_mark``); BMP has no place for it (a note says so).
     ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
     field for it).
     ``xmp`` (an XMP packet: rights, keywords, editing history) is embedded in JPEG (APP1), PNG
@@ -1814,6 +1821,10 @@ def _prepare_exif(
             for tag, value in ((0xA002, width), (0xA003, height)):
                 if tag in sub:
                     sub[tag] = value
+    if width and height:  # ImageWidth and ImageLength in the main IFD, as some phones write them in a JPEG's
+        for tag, value in ((256, width), (257, height)):  # EXIF: they kept the old size
+            if tag in ex:
+                ex[tag] = value
     if width and height and _IMAGE_DESCRIPTION in ex:
         shape = [height, width] + ([samples] if samples > 1 else []) if samples else None
         shaped = _tifffile_description(ex[_IMAGE_DESCRIPTION], shape)
@@ -1955,6 +1966,9 @@ def _save_pil(
         if merged:
             tags.load(merged)
             _keep_text_bytes(tags)
+        for tag, value in list(tags.items()):
+            if tag not in _TIFF_OUTPUT_TAGS or not isinstance(value, int if tag == _ORIENTATION else (str, bytes)):
+                del tags[tag]
         tags[317] = 2  # the horizontal predictor, as _write_tiff16 writes: deflate alone made photos ~1.6x larger
         if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
             tags[_XMP_TAG] = xmp
@@ -2234,7 +2248,7 @@ def _write_tiff16(
     merged = _prepare_exif(exif, text)
     if merged:
         tags.load(merged)
-    for tag in sorted((_TIFF_METADATA_TAGS - {0x8769, 0x8825}) & set(tags)):
+    for tag in sorted(_TIFF_OUTPUT_TAGS & set(tags)):
         value = tags[tag]
         if tag == _ORIENTATION and isinstance(value, int):
             add(tag, 3, [value])

@@ -636,6 +636,69 @@ def test_exif_goes_into_tiff_output_without_its_sub_ifds(tmp_path):
             assert back[0x0112] == 1 and back[0x010F] == "Maker" and 0x8769 not in back and 0x8825 not in back
 
 
+# layout tags that JPEG, PNG and WebP EXIF carries (ImageWidth/ImageLength as phones write them; the
+# rest as in files converted from TIFF), and values libtiff refuses (a ResolutionUnit of 89, a text in
+# XClipPathUnits)
+_LAYOUT_EXIF = {
+    256: 4000,
+    257: 3000,
+    258: (8, 8, 8),
+    259: 6,
+    262: 2,
+    273: 8,
+    277: 3,
+    278: 1,
+    279: 100,
+    284: 2,
+    296: 89,
+    317: 1,
+    322: 256,
+    323: 256,
+    332: 1,
+    338: 1,
+    339: 1,
+    344: "caption",
+    0x0201: 1234,
+    0x0202: 5000,
+}
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+@pytest.mark.parametrize("gray", [False, True])
+def test_tiff_output_keeps_only_the_exif_tags_that_describe_the_picture(tmp_path, depth, gray):
+    # Pillow's TIFF writer took every tag of the EXIF's main IFD: a phone's ImageWidth failed the write
+    # ("encoder error -8"), ExtraSamples or PlanarConfiguration gave files no reader opens, and values
+    # libtiff refuses failed it ("Error setting from dictionary").
+    exif = Image.Exif()
+    exif[0x010F], exif[0x013B] = "Maker", "Jane"
+    for tag, value in _LAYOUT_EXIF.items():
+        exif[tag] = value
+    rgb = RNG.random((6, 5, 3))
+    out = write_image(tmp_path / "o.tif", rgb, exif=exif.tobytes(), grayscale=gray, bit_depth=depth)
+    with Image.open(out) as im:
+        im.load()
+        tags = dict(im.tag_v2)
+        assert im.size == (5, 6) and im.mode == ("I;16" if gray and depth == 16 else "L" if gray else "RGB")
+    assert tags[0x010F] == "Maker" and tags[0x013B] == "Jane"
+    assert tags[256] == 5 and tags[257] == 6 and tags.get(284, 1) == 1
+    assert not {273, 278, 279} - set(tags)  # the output's own strips
+    assert not {322, 323, 332, 338, 344, 0x0201, 0x0202} & set(tags) and tags.get(296, 2) in (1, 2, 3)
+    got = read_image(out)
+    expected = rgb.mean(axis=2, keepdims=True) if gray else rgb
+    assert np.allclose(got.rgb, expected, atol=0.5 / (255 if depth == 8 else 65535) + 1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_image_width_and_length_in_the_exif_are_the_outputs(tmp_path, suffix):
+    # ImageWidth and ImageLength in the main IFD (Samsung phones write them) kept the input's size.
+    exif = Image.Exif()
+    exif[256], exif[257], exif[0x010F] = 4000, 3000, "samsung"
+    out = write_image(tmp_path / f"o{suffix}", RNG.random((6, 5, 3)), exif=exif.tobytes())
+    with Image.open(out) as im:
+        back = im.getexif()
+    assert (back[256], back[257], back[0x010F]) == (5, 6, "samsung")
+
+
 def _scanner_tiff_exif(tmp_path: Path) -> bytes:
     tags = TiffImagePlugin.ImageFileDirectory_v2()
     tags[0x0131], tags[0x013B] = "Epson Scan 2", "Jane Archivist"
