@@ -78,6 +78,8 @@ _SOFTWARE = 0x0131
 _XMP_TAG = 700  # TIFF's XMLPacket
 _XMP_KEY = b"XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
 _JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/" header; Pillow refuses more
+_JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" included); Pillow refuses more
+_MAKER_NOTE = 0x927C  # in the Exif IFD
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
 # Image.MAX_IMAGE_PIXELS is process-global; it is switched off only around Image.open (a
 # header parse) and the allocation of a large TIFF's memory, under this lock, because
@@ -1590,7 +1592,9 @@ def write_image(
     ``on_note`` is given one line, starting with the path, for each thing the format could
     not keep (16 bits in JPEG, WebP, BMP or GIF, transparency in JPEG or BMP, an ICC profile, EXIF
     or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in 16-bit
-    TIFF, a profile that does not fit the pixels, XMP too large for JPEG), once the file is written.
+    TIFF, a profile that does not fit the pixels, EXIF or XMP too large for JPEG), once the file is
+    written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
+    large, is left out (see ``_fit_jpeg_exif``).
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -1673,6 +1677,10 @@ def write_image(
         exif = _prepare_exif(
             exif, signed, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours, samples=planes.shape[2]
         )
+    if exif and fmt == "JPEG":
+        exif, note = _fit_jpeg_exif(exif, text, path)
+        if note:
+            notes.append(note)
     if xmp:
         xmp = _prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0])
         if fmt in ("BMP", "GIF"):
@@ -1773,6 +1781,29 @@ def _icc_name(icc: bytes) -> str:
     except Exception:  # noqa: BLE001 - a damaged or unreadable profile is named by its colour space alone
         desc = ""
     return f'{name} "{desc[:60]}"' if desc and desc.isprintable() else name
+
+
+def _fit_jpeg_exif(exif: bytes, text: dict[str, str], path: Path) -> tuple[bytes | None, str | None]:
+    """EXIF for JPEG output that fits one segment once ``text`` is merged in (as ``_save_pil`` does), and
+    the note to give: as it is; else without the maker note, often most of it (a PNG's or TIFF's EXIF has
+    no such limit, and a JPEG's near it grows with srgan's text); else none (``text`` still goes in, in an
+    EXIF of its own). Pillow refused the whole write ("EXIF data is too long")."""
+    size = len(_prepare_exif(exif, text) or b"")
+    if size <= _JPEG_EXIF_MAX:
+        return exif, None
+    ex = Image.Exif()
+    try:
+        ex.load(exif)
+        if 0x8769 in ex and ex.get_ifd(0x8769).pop(_MAKER_NOTE, None) is not None:
+            smaller = ex.tobytes()
+            if len(_prepare_exif(smaller, text) or b"") <= _JPEG_EXIF_MAX:
+                return smaller, (
+                    f"{path}: the EXIF maker note is left out: with it the EXIF is {size} bytes, "
+                    "more than a JPEG segment holds"
+                )
+    except Exception:  # noqa: BLE001 - EXIF Pillow cannot rewrite is left out as a whole
+        pass
+    return None, f"{path}: the EXIF metadata is left out: {size} bytes, more than a JPEG segment holds"
 
 
 def _prepare_exif(

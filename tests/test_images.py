@@ -1005,6 +1005,42 @@ def test_xmp_left_out_where_there_is_no_place_for_it_with_a_note(tmp_path):
         assert im.info["xmp"].count(b"<rdf:li>x</rdf:li>") == 4000  # PNG has no such limit
 
 
+def test_an_exif_larger_than_a_jpeg_segment_loses_its_maker_note_or_is_left_out_with_a_note(tmp_path):
+    # A PNG's or TIFF's EXIF has no 64 KB limit, and a JPEG's near it grew past it with srgan's text:
+    # Pillow refused the whole JPEG write ("EXIF data is too long").
+    text = {"Software": "srgan 9", "srgan:model": "srgan_x4", "srgan:scale": "4"}
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8769)[0x927C] = b"\x01" * 70000  # MakerNote
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
+    notes: list[str] = []
+    out = write_image(tmp_path / "m.jpg", RNG.random((4, 4, 3)), exif=exif.tobytes(), text=text, on_note=notes.append)
+    assert len(notes) == 1 and notes[0].startswith(f"{out}: the EXIF maker note is left out: with it the EXIF is ")
+    with Image.open(out) as im:
+        back = im.getexif()
+    assert back[0x010F] == "Canon" and back[0x0131] == "srgan 9" and "srgan:model: srgan_x4" in back[0x010E]
+    assert back.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05" and 0x927C not in back.get_ifd(0x8769)
+    # near the limit, and past it only with the text added
+    exif.get_ifd(0x8769)[0x927C] = b"\x01" * (65533 - len(exif.tobytes()) + 70000 - 40)
+    assert len(exif.tobytes()) <= 65533
+    notes = []
+    write_image(tmp_path / "n.jpg", RNG.random((4, 4, 3)), exif=exif.tobytes(), text=text, on_note=notes.append)
+    assert len(notes) == 1 and "maker note is left out" in notes[0]
+    # too large without a maker note: the EXIF is left out, the text still goes in
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00" + b"x" * 70000  # UserComment
+    notes = []
+    out = write_image(tmp_path / "u.jpg", RNG.random((4, 4, 3)), exif=exif.tobytes(), text=text, on_note=notes.append)
+    assert len(notes) == 1 and notes[0].startswith(f"{out}: the EXIF metadata is left out: ")
+    assert notes[0].endswith(" bytes, more than a JPEG segment holds")
+    with Image.open(out) as im:
+        back = im.getexif()
+    assert 0x010F not in back and back[0x0131] == "srgan 9"
+    with Image.open(write_image(tmp_path / "u.png", RNG.random((4, 4, 3)), exif=exif.tobytes())) as im:
+        assert im.getexif()[0x010F] == "Canon"  # PNG has no such limit
+
+
 def _png_chunk_types(path: Path) -> list[bytes]:
     data, pos, kinds = path.read_bytes(), 8, []
     while pos < len(data):
