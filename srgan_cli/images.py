@@ -460,6 +460,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         return fh.read()
 
     fmt = _format_name(im)
+    trns_scale = _gray_trns_scale(im)
     turned = 1  # the orientation Pillow applies to the pixels as it loads them (TIFF), before we look
     if fmt == "TIFF":
         _quiet_libtiff()
@@ -496,7 +497,17 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         raise SrganError(
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
-    return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned)
+    return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+
+
+def _gray_trns_scale(im: Image.Image) -> int:
+    """What Pillow multiplies the pixels of a 2- or 4-bit gray PNG by to make 8 bits (85, 17), which its
+    transparent gray value (tRNS, as Pillow reports it) is not; 1 for other images. Known from the
+    decoder's raw mode, so only before the image is loaded."""
+    with contextlib.suppress(Exception):
+        if im.format == "PNG" and im.mode == "L" and im.tile:
+            return {"L;2": 85, "L;4": 17}.get(im.tile[0].args, 1)
+    return 1
 
 
 _LIBTIFF_QUIETED = False
@@ -645,25 +656,36 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
     Pillow has already cut 16-bit colour PNG/TIFF to 8 bits when it opened them; pass the
     file's path to :func:`read_image` to keep all 16.
     """
+    trns_scale = _gray_trns_scale(img)
     try:
         with _quiet_pillow():
             img.load()
         n_frames = _count_frames(img)
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
-    return _from_loaded_pil(img, fmt=_format_name(img), n_frames=n_frames, name=name)
+    return _from_loaded_pil(img, fmt=_format_name(img), n_frames=n_frames, name=name, trns_scale=trns_scale)
 
 
-def _from_loaded_pil(im: Image.Image, *, fmt: str, n_frames: int, name: str, turned: int = 1) -> LoadedImage:
+def _from_loaded_pil(
+    im: Image.Image, *, fmt: str, n_frames: int, name: str, turned: int = 1, trns_scale: int = 1
+) -> LoadedImage:
     mode = im.mode
     icc = im.info.get("icc_profile") or None
     alpha: np.ndarray | None = None
     grayscale = False
     bit_depth = 8
+    hidden = im.info.get("transparency")
     try:
         if mode == "CMYK":
             rgb8, icc = _cmyk_to_rgb(im, icc)
             rgb = rgb8.astype(np.float32) / 255.0
+        elif mode in ("1", "L") and isinstance(hidden, int):
+            # gray with one transparent value (PNG's tRNS): a 1-bit image went without it, and a 2- or
+            # 4-bit one compared it with pixels Pillow had scaled to 8 bits (see _gray_trns_scale)
+            plane = np.asarray(im.convert("L"))
+            rgb = _gray(plane, 255.0)
+            alpha = (plane != hidden * trns_scale).astype(np.float32)
+            grayscale = True
         elif mode == "1" or (mode == "L" and not _has_alpha(im)):
             rgb = _gray(np.asarray(im.convert("L")), 255.0)
             grayscale = True

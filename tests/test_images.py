@@ -427,6 +427,30 @@ def test_sixteen_bit_tiff_premultiplied_alpha(tmp_path):
     assert got.rgb[0, 2].tolist() == [0, 0, 0] and _q(got.alpha, 65535).tolist() == [[65535, 32768, 0]]
 
 
+@pytest.mark.parametrize("depth", [1, 2, 4, 8])
+def test_low_bit_gray_png_keeps_its_transparent_value(tmp_path, depth):
+    # tRNS in a 1-bit gray PNG was dropped (Pillow's mode "1" went the way of gray without alpha), and in
+    # a 2- or 4-bit one matched no pixel (Pillow reports it raw, 3 or 15, and scales the pixels to 255).
+    top = (1 << depth) - 1
+    values = [0, top, top // 2, top]
+    bits = "".join(format(v, f"0{depth}b") for v in values).ljust(8 * ((4 * depth + 7) // 8), "0")
+    row = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 1, depth, 0, 0, 0, 0))
+        + _chunk(b"tRNS", struct.pack(">H", top))
+        + _chunk(b"IDAT", zlib.compress(b"\x00" + row))
+        + _chunk(b"IEND", b"")
+    )
+    (tmp_path / "g.png").write_bytes(data)
+    with Image.open(tmp_path / "g.png") as im:
+        from_memory = from_pil(im)
+    for got in (read_image(tmp_path / "g.png"), from_memory):
+        assert got.grayscale and got.alpha is not None
+        assert got.alpha[0].tolist() == [1.0, 0.0, 1.0, 0.0]
+        assert np.allclose(got.rgb[0, :, 0], np.array(values) / top)
+
+
 def test_palette_with_transparency(tmp_path):
     idx = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
     im = Image.fromarray(idx).convert("P")
