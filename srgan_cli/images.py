@@ -464,8 +464,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
     turned = 1  # the orientation Pillow applies to the pixels as it loads them (TIFF), before we look
     if fmt == "TIFF":
         _quiet_libtiff()
-        with contextlib.suppress(Exception):
-            turned = _tag_int(im.tag_v2, _ORIENTATION, 1)
+        turned = _tiff_orientation(im)
     try:
         n_frames = _count_frames(im)
         if fmt == "PNG" and _png_is_wide_colour(head):
@@ -487,6 +486,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
             if sixteen is not None:
                 return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
         _strict_load(im)
+        turned = _turned_by_pillow(im, turned)
     except SrganError:
         raise
     except MemoryError:
@@ -498,6 +498,31 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
     return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+
+
+def _tiff_orientation(im: Image.Image) -> int:
+    """A TIFF's orientation as Pillow's getexif() gives it, before the image is loaded: tag 274, else
+    the XMP's tiff:Orientation (getexif() itself would read the file)."""
+    with contextlib.suppress(Exception):
+        if _ORIENTATION in im.tag_v2:
+            return _tag_int(im.tag_v2, _ORIENTATION, 1)
+        found = _XMP_ORIENTATION_READ.search(_xmp_of(im) or b"")
+        return int(found[2]) if found else 1
+    return 1
+
+
+def _turned_by_pillow(im: Image.Image, before: int) -> int:
+    """``before`` (a TIFF's orientation before it loaded) where loading turned the pixels, else 1.
+
+    Pillow turns a TIFF as it loads it, by tag 274 or, without one, by the XMP's tiff:Orientation, and
+    drops the orientation then; one it kept is applied by ``_finish``. Either way the x and y dpi are
+    swapped for a quarter turn: an orientation only in the XMP was not."""
+    if before == 1:
+        return 1
+    with contextlib.suppress(Exception):
+        if int(im.getexif().get(_ORIENTATION, 1) or 1) == before:
+            return 1
+    return before
 
 
 def _gray_trns_scale(im: Image.Image) -> int:
@@ -657,13 +682,18 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
     file's path to :func:`read_image` to keep all 16.
     """
     trns_scale = _gray_trns_scale(img)
+    # a TIFF that loads here is turned as it loads (the dpi with it); one the caller loaded is already
+    # upright, its orientation dropped by Pillow, and its dpi taken as it is
+    turned = _tiff_orientation(img) if img.format == "TIFF" and img.tile else 1
     try:
         with _quiet_pillow():
             img.load()
         n_frames = _count_frames(img)
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
-    return _from_loaded_pil(img, fmt=_format_name(img), n_frames=n_frames, name=name, trns_scale=trns_scale)
+    turned = _turned_by_pillow(img, turned)
+    fmt = _format_name(img)
+    return _from_loaded_pil(img, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
 
 
 def _from_loaded_pil(

@@ -842,6 +842,27 @@ def test_dpi_turns_with_the_exif_orientation_and_unset_is_none(tmp_path):
     assert read_image(tmp_path / "plain.tif").dpi is None
 
 
+@pytest.mark.parametrize("where", ["tag", "xmp"])
+@pytest.mark.parametrize("compression", [None, "tiff_deflate"])
+def test_a_tiff_turned_as_pillow_loads_it_turns_its_dpi(tmp_path, where, compression):
+    # Pillow turns a TIFF as it loads it, by its Orientation tag or by the XMP's tiff:Orientation: the x and
+    # y dpi were not swapped for an orientation only in the XMP, nor by from_pil for either.
+    stored = np.zeros((2, 4, 3), dtype=np.uint8)
+    stored[0, 0] = 255
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    if where == "tag":
+        tags[0x0112] = 6
+    else:
+        tags[700] = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description tiff:Orientation="6"/></rdf:RDF>'
+        tags.tagtype[700] = 1
+    Image.fromarray(stored).save(tmp_path / "r.tif", tiffinfo=tags, dpi=(100, 200), compression=compression)
+    with Image.open(tmp_path / "r.tif") as im:
+        from_memory = from_pil(im)
+    for got in (read_image(tmp_path / "r.tif"), from_memory):
+        assert got.size == (2, 4) and got.rgb[0, 1, 0] == 1.0  # turned a quarter clockwise
+        assert got.dpi == (200, 100)
+
+
 @pytest.mark.parametrize(
     ("top", "overshoot"), [(1.0, 1.0001), (1.0, 1.7), (255.0, 255.5), (65535.0, 70000.0), (0.5, None)]
 )
