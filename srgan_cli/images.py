@@ -78,6 +78,7 @@ _SOFTWARE = 0x0131
 _XMP_TAG = 700  # TIFF's XMLPacket
 _XMP_KEY = b"XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
 _JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/" header; Pillow refuses more
+_TIFF_CLASSIC_SIZE = 1 << 32  # the most bytes classic TIFF's 32-bit offsets address; a larger file is BigTIFF
 _JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" included); Pillow refuses more
 _MAKER_NOTE = 0x927C  # in the Exif IFD
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
@@ -2292,10 +2293,21 @@ def _write_tiff16(
     Of ``exif`` (with ``text`` merged in as for the other formats) the directory keeps the tags
     that describe the picture: ImageDescription, Make, Model, Orientation, Software, DateTime,
     Artist and Copyright. ``xmp`` goes into tag 700 (XMLPacket).
+
+    A file that does not fit in the 4 GiB that classic TIFF's 32-bit offsets address is written as
+    BigTIFF (its write failed once all its strips were compressed and written). Where the strips might
+    not fit (their size is known only once compressed: more than about 715 MP of RGB) the header is
+    given BigTIFF's 16 bytes, of which classic TIFF uses 8, and which kind it is is decided at the end.
     """
     h, w, c = planes.shape
-    fh.write(b"II*\x00\x00\x00\x00\x00")  # the directory offset is patched below
     step = _band_rows(w * 2 * c, 1 << 20)
+    # deflate's worst case (zlib's deflateBound) is a little over the raw size; the tags come to far less
+    # than the slack, as their values are text, the ICC profile and the XMP packet
+    raw = h * w * c * 2
+    slack = (1 << 20) + len(icc or b"") + len(xmp or b"") + len(exif or b"") + sum(map(len, text.values()))
+    bound = raw + raw // 2048 + 80 * -(-h // step) + slack
+    head = 8 if bound <= _TIFF_CLASSIC_SIZE else 16
+    fh.write(bytes(head))  # the header is written at the end, when the directory's place is known
 
     def strip(start: int) -> bytes:
         q = _quantise(planes[start : start + step], 16)
@@ -2304,7 +2316,7 @@ def _write_tiff16(
         deflate = zlib.compressobj(6)  # the "filtered" strategy that suits PNG makes these 1.5% larger
         return deflate.compress(band.astype("<u2", copy=False)) + deflate.flush()
 
-    strip_offsets, strip_counts, position = [], [], 8
+    strip_offsets, strip_counts, position = [], [], head
     for piece in _in_order(strip, range(0, h, step), threads or _encoder_threads()):
         fh.write(piece)
         strip_offsets.append(position)
@@ -2337,10 +2349,8 @@ def _write_tiff16(
             add(tag, 3, [value])
         elif isinstance(value, str):  # ASCII, as Pillow writes it
             add(tag, 2, value.encode("latin-1", "replace") + b"\x00")  # the bytes Pillow read (UTF-8 too)
-    add(273, 4, strip_offsets)
     add(277, 3, [c])
     add(278, 4, [min(step, h)])
-    add(279, 4, strip_counts)
     if dpi:
         for tag, d in zip((282, 283), dpi, strict=True):
             ratio = fractions.Fraction(d).limit_denominator(1000)
@@ -2356,26 +2366,37 @@ def _write_tiff16(
         add(_XMP_TAG, 1, xmp)
     if icc:
         add(34675, 7, icc)
-    entries.sort(key=lambda e: e[0])
-    ifd_offset = position
-    ifd_size = 2 + 12 * len(entries) + 4
-    data_offset = ifd_offset + ifd_size
-    blobs = []
-    ifd = [struct.pack("<H", len(entries))]
-    cursor = data_offset
-    for tag, typ, count, value in entries:
-        if len(value) <= 4:
-            ifd.append(struct.pack("<HHI", tag, typ, count) + value.ljust(4, b"\x00"))
-        else:
-            ifd.append(struct.pack("<HHII", tag, typ, count, cursor))
-            blobs.append(value)
-            cursor += len(value) + (len(value) & 1)
-            if len(value) & 1:
-                blobs.append(b"\x00")
-    ifd.append(struct.pack("<I", 0))
-    fh.write(b"".join(ifd) + b"".join(blobs))
-    fh.seek(4)
-    fh.write(struct.pack("<I", ifd_offset))
+
+    def directory(big: bool) -> bytes:
+        """The directory at ``position`` with its values after it: classic TIFF (12-byte entries, values
+        of up to 4 bytes in them, 32-bit offsets) or BigTIFF (20-byte entries, 8 bytes, 64-bit offsets)."""
+        offset_type, offset_format = (16, "<Q") if big else (4, "<I")
+        strips = [
+            (273, offset_type, len(strip_offsets), b"".join(struct.pack(offset_format, v) for v in strip_offsets)),
+            (279, offset_type, len(strip_counts), b"".join(struct.pack(offset_format, v) for v in strip_counts)),
+        ]
+        items = sorted(entries + strips, key=lambda e: e[0])
+        inline, entry_size, count_format = (8, 20, "<Q") if big else (4, 12, "<H")
+        cursor = position + struct.calcsize(count_format) + entry_size * len(items) + inline
+        ifd, blobs = [struct.pack(count_format, len(items))], []
+        for tag, typ, count, value in items:
+            ifd.append(struct.pack("<HH", tag, typ) + struct.pack(offset_format, count))
+            if len(value) <= inline:
+                ifd.append(value.ljust(inline, b"\x00"))
+            else:
+                ifd.append(struct.pack(offset_format, cursor))
+                blobs.append(value + b"\x00" * (len(value) & 1))
+                cursor += len(blobs[-1])
+        ifd.append(bytes(inline))  # no next directory
+        return b"".join(ifd + blobs)
+
+    # BigTIFF's directory is the larger: where it fits in what classic TIFF addresses, the classic one does
+    big = position + len(directory(big=True)) > _TIFF_CLASSIC_SIZE
+    if big and head < 16:  # pragma: no cover - the bound above is deflate's worst case
+        raise ValueError("the compressed strips passed the 4 GiB a classic TIFF holds, with no room left for BigTIFF")
+    fh.write(directory(big=big))
+    fh.seek(0)
+    fh.write(b"II+\x00" + struct.pack("<HHQ", 8, 0, position) if big else b"II*\x00" + struct.pack("<I", position))
     fh.seek(0, os.SEEK_END)
 
 

@@ -783,6 +783,53 @@ def test_a_caption_in_the_exif_is_kept_and_the_text_goes_where_there_is_none(tmp
         assert second.getexif()[0x010E] == "srgan:model: m; srgan:scale: 2"
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_sixteen_bit_tiff_past_what_classic_tiff_addresses_is_bigtiff(tmp_path, monkeypatch, channels):
+    # Past 4 GiB the 32-bit offsets of classic TIFF failed the write, once every strip was compressed and
+    # written. The limit is lowered here so that a small image crosses it.
+    monkeypatch.setattr(images, "_TIFF_CLASSIC_SIZE", 200)
+    pixels = RNG.integers(0, 65536, (40, 30, channels), dtype=np.uint16)
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"
+    rgb = pixels[..., :1] if channels == 1 else pixels[..., :3]
+    alpha = pixels[..., 3] if channels == 4 else None
+    out = write_image(
+        tmp_path / "big.tif",
+        rgb,
+        alpha=alpha,
+        bit_depth=16,
+        grayscale=channels == 1,
+        exif=exif.tobytes(),
+        dpi=(300, 150),
+    )
+    assert out.read_bytes()[:4] == b"II+\x00"
+    with Image.open(out) as im:
+        assert im.size == (30, 40) and im.tag_v2[0x010F] == "Maker" and im.info["dpi"] == (300, 150)
+        if channels == 1:
+            assert np.array_equal(np.asarray(im), pixels[..., 0])
+    got = read_image(out)
+    assert got.bit_depth == 16 and got.dpi == (300, 150)
+    assert np.array_equal(
+        _q(got.rgb, 65535), np.repeat(pixels[..., :1], 3, axis=2) if channels == 1 else pixels[..., :3]
+    )
+    if channels == 4:
+        assert np.array_equal(_q(got.alpha, 65535), pixels[..., 3])
+    tifffile = pytest.importorskip("tifffile")
+    assert np.array_equal(tifffile.imread(out).reshape(pixels.shape), pixels)
+
+
+def test_sixteen_bit_tiff_that_might_pass_what_classic_tiff_addresses_but_does_not_stays_classic(tmp_path, monkeypatch):
+    flat = np.full((40, 30, 3), 12345, dtype=np.uint16)  # deflates to almost nothing
+    monkeypatch.setattr(images, "_TIFF_CLASSIC_SIZE", flat.nbytes)  # reached only were it not compressed
+    out = write_image(tmp_path / "flat.tif", flat, bit_depth=16)
+    data = out.read_bytes()
+    assert data[:4] == b"II*\x00" and len(data) < flat.nbytes
+    with Image.open(out) as im:
+        assert im.tag_v2[273] == (16,)  # after the 16 bytes kept for a BigTIFF header
+    got = read_image(out)
+    assert got.bit_depth == 16 and np.array_equal(_q(got.rgb, 65535), flat)
+
+
 @pytest.mark.parametrize("gray", [False, True])
 def test_sixteen_bit_tiff_keeps_the_main_exif_tags(tmp_path, gray):
     # The 16-bit TIFF writer was given no EXIF: a scan's Artist, Copyright, caption... were all lost.
