@@ -3,8 +3,8 @@
 Every command reads and writes pictures through this module. Pixels travel as float32
 arrays in [0, 1]: ``rgb`` is (H, W, 3), ``alpha`` is (H, W) or None. Pillow cannot hold
 16-bit RGB(A), so 16-bit PNG and TIFF colour images are decoded and encoded here with
-numpy and zlib; PNG is also written here at 8 bits (band by band, on several threads, as
-small as Pillow's files); everything else goes through Pillow.
+numpy and zlib, and 16-bit PPM decoded; PNG is also written here at 8 bits (band by band,
+on several threads, as small as Pillow's files); everything else goes through Pillow.
 
 Every failure a user can cause is raised as :class:`SrganError` with a one-line message
 that starts with the file's path.
@@ -484,6 +484,10 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
                 )
         if fmt == "TIFF":
             sixteen = _tiff_rgb16(im, whole_file, name)
+            if sixteen is not None:
+                return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
+        if fmt == "PPM":
+            sixteen = _ppm_rgb16(im, whole_file, name)
             if sixteen is not None:
                 return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
         _strict_load(im)
@@ -1289,6 +1293,30 @@ def _unfilter_sweep(ftypes: np.ndarray, filt: np.ndarray) -> np.ndarray:
         pred = np.where(f == 4, pred, np.where(f == 3, (a + b) >> 1, np.where(f == 2, b, np.where(f == 1, a, 0))))
         t[d, k0:k1] = (raw[d, k0:k1] + pred) & 0xFF
     return t[diag, k]
+
+
+# ----------------------------------------------------------------- 16-bit PPM decoding
+
+
+def _ppm_rgb16(im: Image.Image, whole_file, name: str):
+    """A colour PPM of more than 8 bits a sample (P6 with a maxval over 255, as dcraw -4 and -6 write it),
+    which Pillow cuts to 8 bits (16-bit PGM it keeps), at 16 bits; else None. Pillow has read the header:
+    where the big-endian samples start, and the maxval they are scaled by."""
+    try:
+        codec, _extents, offset, args = im.tile[0]
+        maxval = int(args[1])
+    except (IndexError, TypeError, ValueError):
+        return None
+    if im.mode != "RGB" or codec != "ppm" or not 255 < maxval <= 65535:
+        return None
+    width, height = im.size
+    count = width * height * 3
+    data = whole_file()
+    if len(data) < offset + 2 * count:
+        raise SrganError(f"{name}: truncated PPM (the image data ends early)")
+    samples = np.frombuffer(data, dtype=">u2", count=count, offset=offset).reshape(height, width, 3)
+    rgb = np.minimum(samples, maxval).astype(np.float32) / np.float32(maxval)
+    return rgb, None, 16, False, "RGB;16"
 
 
 # ----------------------------------------------------------------- 16-bit TIFF decoding

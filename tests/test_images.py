@@ -415,6 +415,23 @@ def test_a_tiff_past_pillows_limit_is_read_when_max_pixels_allows(tmp_path, monk
         read_image(tmp_path / "g.tif", max_pixels=1000)
 
 
+@pytest.mark.parametrize("maxval", [65535, 4095])
+def test_sixteen_bit_colour_ppm_keeps_its_bits(tmp_path, maxval):
+    # A P6 PPM with a maxval over 255 (dcraw -4 and -6 write them) was cut to 8 bits by Pillow, silently,
+    # where a 16-bit PGM kept 16.
+    samples = RNG.integers(0, maxval + 1, (3, 5, 3)).astype(">u2")
+    samples[0, 0] = (0, maxval, maxval // 2)
+    (tmp_path / "c.ppm").write_bytes(b"P6\n# dcraw\n5 3\n%d\n" % maxval + samples.tobytes())
+    got = read_image(tmp_path / "c.ppm")
+    assert got.bit_depth == 16 and not got.grayscale and got.alpha is None and got.size == (5, 3)
+    assert np.allclose(got.rgb, samples / maxval, atol=1e-6)
+    out = write_image(tmp_path / "c.png", got.rgb, bit_depth=got.bit_depth)  # what an upscale writes
+    assert np.array_equal(_q(read_image(out).rgb, 65535), np.rint(samples / maxval * 65535))
+    (tmp_path / "cut.ppm").write_bytes((tmp_path / "c.ppm").read_bytes()[:-7])
+    with pytest.raises(SrganError, match="cut.ppm: truncated"):
+        read_image(tmp_path / "cut.ppm")
+
+
 def test_sixteen_bit_tiff_premultiplied_alpha(tmp_path):
     colour = np.array([40000, 20000, 65535], dtype=np.float64)
     alpha = np.array([[65535, 32768, 0]], dtype=np.float64)
