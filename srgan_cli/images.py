@@ -26,7 +26,7 @@ import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,8 @@ class LoadedImage:
     # text beside the pixels: a PNG's text chunks (Title, Author, Copyright, a generator's parameters;
     # not XMP, EXIF or srgan's own keys), a JPEG or GIF comment as "Comment"
     comments: dict[str, str] | None = None
+    # what the file held that the pixels do not (16 bits a channel read as 8), each a line starting with the path
+    notes: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -463,6 +465,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
     fmt = _format_name(im)
     trns_scale = _gray_trns_scale(im)
     turned = 1  # the orientation Pillow applies to the pixels as it loads them (TIFF), before we look
+    notes: list[str] = []
     if fmt == "TIFF":
         _quiet_libtiff()
         turned = _tiff_orientation(im)
@@ -483,7 +486,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
                     comments=texts,
                 )
         if fmt == "TIFF":
-            sixteen = _tiff_rgb16(im, whole_file, name)
+            sixteen = _tiff_rgb16(im, whole_file, name, notes)
             if sixteen is not None:
                 return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
         if fmt == "PPM":
@@ -502,7 +505,9 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         raise SrganError(
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
-    return _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+    loaded = _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+    loaded.notes.extend(notes)
+    return loaded
 
 
 def _tiff_orientation(im: Image.Image) -> int:
@@ -1323,15 +1328,19 @@ def _ppm_rgb16(im: Image.Image, whole_file, name: str):
 
 
 _TIFF_LIBTIFF_COMPRESSIONS = frozenset({1, 5, 8, 32773, 32946, 34925, 50000})  # none, LZW, deflate, ...
+_TIFF_COMPRESSION = {1: "no compression", 5: "LZW", 7: "JPEG", 8: "deflate", 32773: "PackBits", 32946: "deflate"}
+_TIFF_COMPRESSION.update({34925: "LZMA", 50000: "zstd"})
+_TIFF_PHOTOMETRIC = {0: "gray", 1: "gray", 3: "palette", 5: "CMYK", 6: "YCbCr", 8: "CIELab", 9: "ICCLab", 10: "ITULab"}
 
 
-def _tiff_rgb16(im: Image.Image, whole_file, name: str):
+def _tiff_rgb16(im: Image.Image, whole_file, name: str, notes: list[str]):
     """Decode a 16-bit RGB(A) TIFF that Pillow would cut to 8 bits; else None.
 
     Chunky strips, uncompressed or deflate, are decoded here with numpy and zlib. Other
     compressions (LZW, PackBits, zstd, ...) and tiles go through libtiff by presenting the
     file to Pillow as a 16-bit grayscale image spp times as wide (see _tiff_via_gray).
-    Anything else falls back to Pillow's 8-bit decode.
+    Anything else falls back to Pillow's 8-bit decode, with a line in ``notes`` saying so (it
+    was silent).
     """
     tags = getattr(im, "tag_v2", None)
     if tags is None:
@@ -1340,13 +1349,23 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str):
     spp = _tag_int(tags, 277, 1)
     if spp not in (3, 4) or not bits or any(int(b) != 16 for b in np.atleast_1d(bits)):
         return None
-    planar = _tag_int(tags, 284, 1)
-    if _tag_int(tags, 262, 2) != 2 or planar not in (1, 2) or _tag_int(tags, 339, 1) != 1:
-        return None
+
+    def cut(what: str) -> None:
+        notes.append(
+            f"{name}: read with 8 bits a channel, not its 16: srgan cannot decode {what} at 16 bits; "
+            "save it as PNG, or as classic TIFF (not BigTIFF) with deflate or LZW, to keep them"
+        )
+
+    photometric, planar, sample_format = _tag_int(tags, 262, 2), _tag_int(tags, 284, 1), _tag_int(tags, 339, 1)
+    if photometric != 2:
+        return cut(f"a TIFF of {_TIFF_PHOTOMETRIC.get(photometric, f'photometric {photometric}')} samples")
+    if planar not in (1, 2) or sample_format != 1:
+        return cut(f"a TIFF of planar configuration {planar} and sample format {sample_format}")
     compression = _tag_int(tags, 259, 1)
     predictor = _tag_int(tags, 317, 1)
+    kind = _TIFF_COMPRESSION.get(compression, f"compression {compression}")
     if predictor not in (1, 2) or compression not in _TIFF_LIBTIFF_COMPRESSIONS:
-        return None
+        return cut(f"a TIFF with predictor {predictor} ({kind})")
     # the stored size: Pillow's im.size is already turned for an Orientation of 5 to 8
     width, height = _tag_int(tags, 256, im.width), _tag_int(tags, 257, im.height)
     offsets, counts = tags.get(273), tags.get(279)
@@ -1374,7 +1393,8 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str):
             planes = [_tiff_via_gray(data, width, height, spp, predictor, tile_width, plane=p) for p in range(spp)]
             arr = None if any(p is None for p in planes) else np.concatenate(planes, axis=2)
         if arr is None:
-            return None
+            big = data[:4] in (b"II+\x00", b"MM\x00+")  # what _tiff_via_gray cannot patch
+            return cut(f"a {'BigTIFF' if big else 'TIFF'} in {'tiles' if tile_width else 'strips'} ({kind})")
     plane = arr.astype(np.float32) / 65535.0
     rgb, alpha = plane[..., :3], None
     if spp == 4:

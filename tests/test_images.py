@@ -271,14 +271,17 @@ def _tiff(
     photometric=2,
     bits=16,
     sample_format=1,
+    big=False,
 ):
     """A 16-bit TIFF from already encoded strips or tiles (test-side writer); chunky unless
-    ``planar`` is 2 (then ``chunks`` holds each plane's strips, one plane after the other)."""
+    ``planar`` is 2 (then ``chunks`` holds each plane's strips, one plane after the other);
+    BigTIFF with ``big``."""
     e = endian
+    start = 16 if big else 8  # the header's size
     body = bytearray()
     offsets = []
     for c in chunks:
-        offsets.append(8 + len(body))
+        offsets.append(start + len(body))
         body += c + (b"\x00" if len(c) % 2 else b"")
     tags = {256: (4, [width]), 257: (4, [height]), 258: (3, [bits] * spp), 259: (3, [compression])}
     tags.update({262: (3, [photometric]), 277: (3, [spp]), 284: (3, [planar]), 317: (3, [predictor])})
@@ -292,16 +295,20 @@ def _tiff(
     else:
         tags.update({273: (4, offsets), 278: (4, [rows or height]), 279: (4, [len(c) for c in chunks])})
     entries = []
+    inline, offset = (8, "Q") if big else (4, "I")
     for tag in sorted(tags):
         typ, values = tags[tag]
         value = b"".join(struct.pack(e + ("H" if typ == 3 else "I"), v) for v in values)
-        if len(value) <= 4:
-            entries.append(struct.pack(e + "HHI", tag, typ, len(values)) + value.ljust(4, b"\x00"))
+        if len(value) <= inline:
+            entries.append(struct.pack(e + "HH" + offset, tag, typ, len(values)) + value.ljust(inline, b"\x00"))
         else:
-            entries.append(struct.pack(e + "HHII", tag, typ, len(values), 8 + len(body)))
+            entries.append(struct.pack(e + "HH" + offset * 2, tag, typ, len(values), start + len(body)))
             body += value
-    ifd = struct.pack(e + "H", len(entries)) + b"".join(entries) + struct.pack(e + "I", 0)
-    head = (b"II*\x00" if e == "<" else b"MM\x00*") + struct.pack(e + "I", 8 + len(body))
+    ifd = struct.pack(e + ("Q" if big else "H"), len(entries)) + b"".join(entries) + bytes(inline)
+    if big:
+        head = (b"II+\x00" if e == "<" else b"MM\x00+") + struct.pack(e + "HHQ", 8, 0, start + len(body))
+    else:
+        head = (b"II*\x00" if e == "<" else b"MM\x00*") + struct.pack(e + "I", start + len(body))
     return head + bytes(body) + ifd
 
 
@@ -413,6 +420,39 @@ def test_a_tiff_past_pillows_limit_is_read_when_max_pixels_allows(tmp_path, monk
     assert Image.MAX_IMAGE_PIXELS == 500
     with pytest.raises(SrganError, match="more than the limit of 1000"):  # srgan's own limit still holds
         read_image(tmp_path / "g.tif", max_pixels=1000)
+
+
+@pytest.mark.parametrize("layout", ["tiles", "lzw"])
+@pytest.mark.parametrize("big", [False, True])
+def test_sixteen_bit_tiff_read_with_eight_bits_says_so(tmp_path, layout, big):
+    # A 16-bit colour BigTIFF in tiles or LZW strips (which srgan reads at 16 bits only as classic TIFF)
+    # fell back to Pillow's 8 bits, silently.
+    h, w = 18, 21
+    arr = RNG.integers(0, 65536, (h, w, 3)).astype(np.uint16)
+    if layout == "lzw":
+        chunks, rows = _pillow_lzw(arr, tmp_path)
+        data = _tiff(w, h, 3, chunks, compression=5, rows=rows, big=big)
+    else:
+        chunks = []
+        for y in range(0, h, 16):
+            for x in range(0, w, 16):
+                t = np.zeros((16, 16, 3), dtype=np.uint16)
+                part = arr[y : y + 16, x : x + 16]
+                t[: part.shape[0], : part.shape[1]] = part
+                chunks.append(t.astype("<u2").tobytes())
+        data = _tiff(w, h, 3, chunks, tile=16, big=big)
+    path = tmp_path / "c.tif"
+    path.write_bytes(data)
+    got = read_image(path)
+    if not big:
+        assert got.bit_depth == 16 and got.notes == []
+        return
+    assert got.bit_depth == 8 and np.array_equal(_q(got.rgb, 255), (arr >> 8).astype(np.uint8))
+    kind = "tiles (no compression)" if layout == "tiles" else "strips (LZW)"
+    assert got.notes == [
+        f"{path}: read with 8 bits a channel, not its 16: srgan cannot decode a BigTIFF in {kind} at 16 bits; "
+        "save it as PNG, or as classic TIFF (not BigTIFF) with deflate or LZW, to keep them"
+    ]
 
 
 @pytest.mark.parametrize("maxval", [65535, 4095])

@@ -256,6 +256,29 @@ def test_ensemble_option(weights, tmp_path):
     assert "srgan:ensemble" not in Image.open(tmp_path / "p.png").text
 
 
+def test_a_sixteen_bit_tiff_read_with_eight_bits_says_so(weights, tmp_path):
+    # A 16-bit colour BigTIFF in tiles is read by Pillow at 8 bits: the output was 8-bit, without a word.
+    import struct
+
+    tile = np.random.default_rng(3).integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    entries = [(256, 3, 1, 16), (257, 3, 1, 16), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 2), (277, 3, 1, 3)]
+    entries += [(284, 3, 1, 1), (322, 3, 1, 16), (323, 3, 1, 16), (324, 16, 1, 16), (325, 16, 1, tile.nbytes)]
+    entries += [(339, 3, 3, None)]
+    ifd = struct.pack("<Q", len(entries))
+    for tag, typ, count, value in entries:
+        packed = struct.pack("<3H", 16, 16, 16) if tag == 258 else struct.pack("<3H", 1, 1, 1) if tag == 339 else None
+        packed = packed or struct.pack("<Q" if typ == 16 else "<H", value)
+        ifd += struct.pack("<HHQ", tag, typ, count) + packed.ljust(8, b"\x00")
+    head = b"II+\x00" + struct.pack("<HHQ", 8, 0, 16 + tile.nbytes)  # BigTIFF: the directory after the tile
+    (tmp_path / "big.tif").write_bytes(head + tile.astype("<u2").tobytes() + ifd + bytes(8))
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "big.tif"), "-o", str(tmp_path / "o.tif")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"note: {tmp_path / 'big.tif'}: read with 8 bits a channel, not its 16" in result.stderr
+    assert _decodes(tmp_path / "o.tif").mode == "RGB"
+
+
 def test_animated_input_says_only_its_first_frame_is_upscaled(weights, tmp_path):
     rng = np.random.default_rng(2)
     frames = [Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).convert("P") for _ in range(3)]

@@ -1405,6 +1405,8 @@ def _run(
             progress.update(images_task, description=job.src.name[:40])
             if loaded.n_frames > 1:
                 report.note(f"{job.src}: {loaded.n_frames} frames; only the first is upscaled")
+            for note in loaded.notes:  # what the reader could not keep (16 bits read as 8)
+                report.note(note)
             if problem := size_problem(*output_size(*loaded.size, net.scale, outscale), job.dest, job.fmt):
                 raise SrganError(problem)  # found before the upscale, not after it
             return upscale_loaded(
