@@ -1155,7 +1155,7 @@ def _png_rgb16(data: bytes, name: str):
             xmp = _text_chunk(body, compressed=kind == b"zTXt")  # as Pillow reads them at 8 bits
         elif kind == b"tRNS" and ctype == 2 and len(body) >= 6:
             trns = np.frombuffer(body[:6], dtype=">u2")
-        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+        if kind in (b"tEXt", b"zTXt", b"iTXt") and not body.startswith(b"\x00"):  # no keyword: dropped, as Pillow does
             key = body.split(b"\x00", 1)[0].decode("latin-1")
             value = _itxt_text(body) if kind == b"iTXt" else _text_chunk(body, compressed=kind == b"zTXt")
             texts[key] = value.decode("utf-8" if kind == b"iTXt" else "latin-1", "replace")
@@ -2283,6 +2283,8 @@ def _write_png(
     head += _png_colour_chunks(colour or {})  # before IDAT (and PLTE), as the spec wants
     for k, v in text.items():
         key = k.encode("latin-1", "replace")[:79]
+        if not key or b"\x00" in key:  # a chunk without a keyword (or with a NUL in it) is invalid PNG
+            continue
         try:
             head.append(_png_chunk(b"tEXt", key + b"\x00" + v.encode("latin-1")))
         except UnicodeEncodeError:

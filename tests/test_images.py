@@ -1200,6 +1200,26 @@ def _png_chunk_types(path: Path) -> list[bytes]:
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
+def test_png_text_without_a_keyword_is_dropped(tmp_path, bit_depth):
+    # A 16-bit PNG's tEXt chunk with an empty keyword was kept (Pillow drops it at 8 bits), and the PNG
+    # writer wrote it back as a chunk with a zero-length keyword, which the PNG standard forbids.
+    src = write_image(tmp_path / "s.png", RNG.random((3, 4, 3)), bit_depth=bit_depth)
+    data = src.read_bytes()
+    extra = _chunk(b"tEXt", b"\x00value") + _chunk(b"tEXt", b"Title\x00Harbour")
+    src.write_bytes(data[:-12] + extra + data[-12:])  # before IEND
+    got = read_image(src)
+    assert got.comments == {"Title": "Harbour"}
+    out = write_image(tmp_path / "o.png", got.rgb, bit_depth=bit_depth, comments={**got.comments, "": "value"})
+    raw, pos, keys = out.read_bytes(), 8, []
+    while pos < len(raw):
+        length, kind = struct.unpack(">I4s", raw[pos : pos + 8])
+        if kind in (b"tEXt", b"iTXt"):
+            keys.append(raw[pos + 8 : pos + 8 + length].split(b"\x00", 1)[0])
+        pos += 12 + length
+    assert keys == [b"Title"]
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
 def test_png_gamma_chromaticity_and_srgb_are_carried(tmp_path, bit_depth):
     # A PNG with gAMA 1.0 came out with IHDR/tEXt/IDAT/IEND only: browsers showed it at another brightness.
     arr = RNG.integers(0, 256 if bit_depth == 8 else 65536, (4, 5, 3)).astype(np.uint8 if bit_depth == 8 else np.uint16)
