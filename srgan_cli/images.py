@@ -366,13 +366,23 @@ def _tiff_refusal(fh) -> str:
         tags = {}
         for i in range(n):
             tag, typ, count = struct.unpack_from(e + "HHI", entries, 12 * i)
-            if tag in (258, 277, 339) and typ == 3 and count >= 1:
+            if tag in (258, 262, 277, 339) and typ == 3 and count >= 1:
                 # the first value: in the entry for up to two, else where the entry points
                 where = entries[12 * i + 8 : 12 * i + 12]
                 if count > 2:
                     where = read_at(struct.unpack(e + "I", where)[0], 2)
                 tags[tag] = struct.unpack_from(e + "H", where)[0]
         bits, spp, kind = tags.get(258, 1), tags.get(277, 1), _SAMPLE_KINDS.get(tags.get(339, 1), "unknown")
+        if kind == "unsigned integer" and bits in (8, 16):  # samples srgan reads: their layout is what it cannot
+            if spp == 2 and tags.get(262, 1) in (0, 1):  # Pillow reads 8-bit gray with alpha, not 16
+                return (
+                    f"a {bits}-bit gray TIFF with an alpha channel, which srgan cannot read; save it as PNG, "
+                    f"or as {bits}-bit RGBA TIFF"
+                )
+            return (
+                f"a TIFF of {spp} {bits}-bit samples per pixel (photometric {tags.get(262, 'missing')}), which "
+                "srgan cannot read; save it as gray, RGB or RGBA TIFF, or PNG"
+            )
         return (
             f"a TIFF of {spp} {bits}-bit {kind} sample{'s' if spp != 1 else ''} per pixel, which srgan "
             "cannot read; save it as 8- or 16-bit integer TIFF or PNG"

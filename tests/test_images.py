@@ -2442,6 +2442,19 @@ def test_a_tiff_pillow_cannot_read_says_what_its_samples_are(tmp_path, bits, fmt
         read_image(tmp_path / "d.tif")
 
 
+def test_a_sixteen_bit_gray_tiff_with_alpha_is_refused_for_what_it_is(tmp_path):
+    # Refused as "a TIFF of 2 16-bit unsigned integer samples per pixel ... save it as 8- or 16-bit integer
+    # TIFF or PNG": 16-bit integer TIFF is what it was.
+    raw = RNG.integers(0, 65536, (3, 4, 2)).astype("<u2").tobytes()
+    (tmp_path / "la.tif").write_bytes(_tiff(4, 3, 2, [raw], photometric=1))
+    with pytest.raises(SrganError) as info:
+        read_image(tmp_path / "la.tif")
+    assert str(info.value) == (
+        f"{tmp_path / 'la.tif'}: a 16-bit gray TIFF with an alpha channel, which srgan cannot read; "
+        "save it as PNG, or as 16-bit RGBA TIFF"
+    )
+
+
 def test_png_text_and_comments_are_carried(tmp_path):
     """A PNG's text chunks (a title, an author, a generator's parameters) and a JPEG's comment were
     dropped by every upscale; srgan's own keys from an earlier write are written anew, not kept."""
