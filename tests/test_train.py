@@ -732,7 +732,9 @@ def test_validation_lpips_is_logged_and_equals_srgan_bench(data, tmp_path, fake_
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
-    assert report["models"][0]["lpips"] == pytest.approx(logged[4], abs=1e-5)
+    # bench runs the file with BatchNorm folded into the convs (outputs ~1e-6 apart), and the random
+    # stand-in LPIPS weights magnify that: 1.78076 against 1.78078 once
+    assert report["models"][0]["lpips"] == pytest.approx(logged[4], rel=1e-4)
 
 
 def _validations(run: Path) -> dict[int, tuple[float, float | None]]:
