@@ -628,9 +628,9 @@ def _strict_load(im: Image.Image) -> None:
     Pillow's TIFF reader checks its own size limit again as it loads (in ``load_prepare``, which
     makes the image's memory), outside ``_open``'s lock: a TIFF past it was refused whatever
     --max-pixels said. That memory is made here with the limit off, as ``_open`` opens files; the
-    load then finds it made."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if im.format == "TIFF" and im.tile and limit is not None and im.width * im.height > limit:
+    load then finds it made. (Whatever the size: the limit read outside the lock could be another
+    thread's lifted one.)"""
+    if im.format == "TIFF" and im.tile:
         with _pillow_unlimited():
             im.load_prepare()
     with _strict_pillow(), _quiet_pillow():
@@ -1360,15 +1360,16 @@ def _tiff_rgb16(im: Image.Image, whole_file, name: str, notes: list[str]):
     if spp not in (3, 4) or not bits or any(int(b) != 16 for b in np.atleast_1d(bits)):
         return None
 
-    def cut(what: str) -> None:
+    def cut(what: str, advice: str = "save it as PNG, or as classic TIFF (not BigTIFF) with deflate or LZW") -> None:
         notes.append(
-            f"{name}: read with 8 bits a channel, not its 16: srgan cannot decode {what} at 16 bits; "
-            "save it as PNG, or as classic TIFF (not BigTIFF) with deflate or LZW, to keep them"
+            f"{name}: read with 8 bits a channel, not its 16: srgan cannot decode {what} at 16 bits; {advice}, "
+            "to keep them"
         )
 
     photometric, planar, sample_format = _tag_int(tags, 262, 2), _tag_int(tags, 284, 1), _tag_int(tags, 339, 1)
     if photometric != 2:
-        return cut(f"a TIFF of {_TIFF_PHOTOMETRIC.get(photometric, f'photometric {photometric}')} samples")
+        kind = _TIFF_PHOTOMETRIC.get(photometric, f"photometric {photometric}")
+        return cut(f"a TIFF of {kind} samples", "convert it to 16-bit RGB (PNG or TIFF)")
     if planar not in (1, 2) or sample_format != 1:
         return cut(f"a TIFF of planar configuration {planar} and sample format {sample_format}")
     compression = _tag_int(tags, 259, 1)

@@ -708,7 +708,7 @@ def _resume_notes(
         if key in _QUIET_ON_RESUME or key not in saved or key in unsure:
             continue
         was, now = saved[key], getattr(cfg, key, value)
-        if key == "data" and isinstance(was, str) and isinstance(now, str):
+        if key in ("data", "vgg_weights") and isinstance(was, str) and isinstance(now, str):
             same = os.path.realpath(os.path.expanduser(was)) == os.path.realpath(os.path.expanduser(now))
         else:
             same = was == now
@@ -726,7 +726,7 @@ def _resume_notes(
             )
         )
     was_steps = saved.get("steps")
-    if isinstance(was_steps, int) and was_steps != cfg.steps and "lr_decay" not in options:
+    if isinstance(was_steps, int) and was_steps != cfg.steps and cfg.lr_decay == saved.get("lr_decay"):
         before = dataclasses.replace(cfg, steps=was_steps)
         if cfg.lr_decay == "cosine":
             notes.append(

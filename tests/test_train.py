@@ -2235,3 +2235,27 @@ def test_cache_auto_says_when_the_images_are_not_kept_in_memory(data, tmp_path, 
     events.clear()
     train(_options(data, steps=1, cache="auto"), tmp_path / "b", report=events.append)
     assert [n for n in _notes(events) if "not kept decoded in memory" in n and "--cache on" in n]
+
+
+def test_a_resume_that_names_the_runs_own_lr_decay_still_says_where_the_schedule_moves(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=4, lr_decay="step"), run)
+    events: list[dict] = []
+    train({"steps": 8, "lr_decay": "step"}, run, resume=True, report=events.append)  # as a --config repeats it
+    assert [n for n in _notes(events) if "--steps 8 (was 4)" in n]
+
+
+def test_a_resume_notes_no_change_of_the_same_vgg_file_typed_otherwise(mse_generator, data, tmp_path, monkeypatch):
+    vgg = tmp_path / "vgg.safetensors"
+    vgg.write_bytes(b"")  # never read: content_loss mse needs no VGG
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    train(
+        _options(
+            data, stage="gan", init=str(mse_generator), steps=2, content_loss="mse", vgg_weights="vgg.safetensors"
+        ),
+        run,
+    )
+    events: list[dict] = []
+    train({"steps": 3, "vgg_weights": "./vgg.safetensors"}, run, resume=True, report=events.append)
+    assert not [n for n in _notes(events) if "this resume changes" in n]

@@ -173,7 +173,8 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--content-criterion",
     type=click.Choice(["mse", "l1"]),
-    help="gan: how the VGG features of SR and HR are compared (SRGAN: mse; ESRGAN: l1).  [default: mse]",
+    help="gan: how SR and HR are compared in each term of --content-loss, its VGG features and any pixel "
+    "term (SRGAN: mse; ESRGAN: l1).  [default: mse]",
 )
 @click.option(
     "--feature-scale",
