@@ -333,8 +333,27 @@ class PathTable:
         return (self[i] for i in range(len(self)))
 
 
+def patch_margin(scale: int) -> int:
+    """HR pixels around a patch that the LR of its pixels depends on: the antialiased bicubic's
+    kernel reaches 2 LR pixels, ``2 * scale`` HR pixels, each way."""
+    return 2 * scale
+
+
+def _mirrored(start: int, size: int, n: int) -> np.ndarray:
+    """Indices ``start .. start + size - 1`` of an axis of length ``n``, those outside it mirrored
+    as MATLAB's imresize mirrors them (-1 -> 0, n -> n - 1); ``size`` reaches at most ``n`` out."""
+    index = np.arange(start, start + size)
+    index = np.where(index < 0, -index - 1, index)
+    return np.where(index >= n, 2 * n - 1 - index, index)
+
+
 def random_patch(
-    image: np.ndarray, patch: int, rng: np.random.Generator, augment: bool = True, min_scale: float = 1.0
+    image: np.ndarray,
+    patch: int,
+    rng: np.random.Generator,
+    augment: bool = True,
+    min_scale: float = 1.0,
+    margin: int = 0,
 ) -> np.ndarray:
     """A random ``patch`` x ``patch`` crop of an (H, W, C) array, randomly flipped and rotated.
 
@@ -343,6 +362,12 @@ def random_patch(
     side patch / factor is cut and resized to the patch (bicubic, antialiased), so an image
     yields details at several scales. At 1 no extra number is drawn: runs without it crop
     exactly as before.
+
+    ``margin`` > 0 adds that many pixels of the image around the crop (mirrored past the image's
+    edges, as imresize mirrors them; for a scale-augmented crop, its own edges mirrored), so
+    that the LR made from it and cut back to the patch (:func:`make_pair`) is the LR of the
+    whole image there, not that of the patch alone with its edges mirrored. The same numbers
+    are drawn either way.
     """
     h, w = image.shape[:2]
     side = patch
@@ -350,9 +375,15 @@ def random_patch(
         side = min(h, w, int(round(patch / rng.uniform(min_scale, 1.0))))
     y = int(rng.integers(0, h - side + 1))
     x = int(rng.integers(0, w - side + 1))
-    crop = image[y : y + side, x : x + side]
+    if margin and side == patch:
+        rows, cols = _mirrored(y - margin, patch + 2 * margin, h), _mirrored(x - margin, patch + 2 * margin, w)
+        crop = image[np.ix_(rows, cols)]
+    else:
+        crop = image[y : y + side, x : x + side]
     if side != patch:
         crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((patch, patch), Image.Resampling.BICUBIC))
+        if margin:
+            crop = np.pad(crop, ((margin, margin), (margin, margin), (0, 0)), mode="symmetric")
     if augment:
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
@@ -380,9 +411,11 @@ class PatchDataset(Dataset):
         min_scale: float = 1.0,
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[str], None] | None = None,
+        margin: int = 0,
     ):
         self.paths = PathTable(scan.paths)
         self.patch_size = patch_size
+        self.margin = margin  # each sample is (C, P + 2 margin, P + 2 margin): see random_patch
         self.seed = seed
         self.augment = augment
         self.min_scale = min_scale
@@ -447,7 +480,7 @@ class PatchDataset(Dataset):
                 failed.append((j, first_line(exc)))
         else:
             raise SrganError(f"{self.paths[k].parent}: none of the training images can be decoded")
-        patch = random_patch(image, self.patch_size, rng, self.augment, self.min_scale)
+        patch = random_patch(image, self.patch_size, rng, self.augment, self.min_scale, self.margin)
         return torch.from_numpy(patch.transpose(2, 0, 1).copy()), failed
 
 
@@ -583,14 +616,22 @@ def make_loader(
     )
 
 
-def make_pair(hr_uint8: torch.Tensor, scale: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def make_pair(
+    hr_uint8: torch.Tensor, scale: int, device: torch.device, margin: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(LR, HR) float batches in [0, 1] on ``device`` from a uint8 HR batch (N, C, H, W).
 
     LR = MATLAB bicubic x(1/scale) of HR, rounded to 8-bit levels after each axis as MATLAB
-    rounds uint8 images (the benchmark sets' LR files were made so).
+    rounds uint8 images (the benchmark sets' LR files were made so). With ``margin`` (a multiple
+    of ``scale``: the pixels :func:`random_patch` added around each patch) the LR is made from
+    the whole crop, then LR and HR are cut back to the patch.
     """
     hr = hr_uint8.to(device, non_blocking=True).float().div_(255.0)
-    return imresize_torch(hr, 1.0 / scale, levels=255), hr
+    lr = imresize_torch(hr, 1.0 / scale, levels=255)
+    if margin:
+        m = margin // scale
+        lr, hr = lr[..., m:-m, m:-m].contiguous(), hr[..., margin:-margin, margin:-margin].contiguous()
+    return lr, hr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from .data import (
     load_val_set,
     make_loader,
     make_pair,
+    patch_margin,
     resolve_cache,
     scan_images,
     val_image,
@@ -1382,6 +1383,7 @@ class _Trainer:
             min_scale=cfg.scale_aug,
             should_stop=self._should_stop(),
             progress=self._progress,
+            margin=patch_margin(cfg.scale),  # the LR of a patch is the whole image's there
         )
         if self.dataset.undecodable:
             # said here, not again in training: the cached images that did not decode
@@ -1883,7 +1885,7 @@ class _Trainer:
                             group["lr"].fill_(lr_value)  # --cuda-graphs: the graph reads it there
                         else:
                             group["lr"] = lr_value
-            lr, hr = make_pair(hr_u8, cfg.scale, self.device)
+            lr, hr = make_pair(hr_u8, cfg.scale, self.device, margin=self.dataset.margin)
             pending.append(self._train_step(lr, hr))
             if self.ema is not None:
                 self._update_ema()

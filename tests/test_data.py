@@ -538,3 +538,55 @@ def test_hold_out_passes_over_images_that_cannot_be_validated_on(tmp_path):
     assert rest.unreadable == [first[0]] and first[0] not in rest.paths and len(rest.paths) == 5
     with pytest.raises(SrganError, match="none of the images .* can be read"):
         hold_out(scan, 2, usable=lambda path: False)
+
+
+class _At:
+    """A stand-in generator whose integers() give the crop's corner (y, then x)."""
+
+    def __init__(self, y: int, x: int):
+        self.values = [y, x]
+
+    def integers(self, low, high=None):
+        return self.values.pop(0)
+
+
+def test_a_patchs_lr_with_its_margin_is_the_whole_images_lr_there(shared_data):
+    """The LR of a patch made from the patch alone mirrors its edges: 51% of the outer ring of LR
+    values differed from the LR of the whole image there (30% of a 24 px LR patch is its two outer
+    rings), which is what the model sees at upscale time and what the benchmark's LR files hold."""
+    from srgan_cli.data import patch_margin, random_patch
+    from srgan_cli.images import read_rgb8
+
+    image = read_rgb8(shared_data / "bench" / "set5" / "HR" / "butterfly.png")[:160, :200]
+    whole = imresize(image, 0.25)
+    patch, margin = 48, patch_margin(4)
+    for y, x in ((0, 0), (40, 84), (160 - patch, 200 - patch), (0, 200 - patch)):
+        crop = random_patch(image, patch, _At(y, x), augment=False, margin=margin)
+        assert crop.shape == (patch + 2 * margin, patch + 2 * margin, 3)
+        batch = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
+        lr, hr = make_pair(batch, 4, torch.device("cpu"), margin=margin)
+        assert np.array_equal(np.round(hr[0].permute(1, 2, 0).numpy() * 255), image[y : y + patch, x : x + patch])
+        ours = np.round(lr[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        want = whole[y // 4 : (y + patch) // 4, x // 4 : (x + patch) // 4]
+        # float32 against float64: a value on a half level may round the other way
+        assert (ours == want).mean() > 0.995 and np.abs(ours.astype(int) - want).max() <= 1, (y, x)
+        alone, _ = make_pair(
+            torch.from_numpy(np.ascontiguousarray(image[y : y + patch, x : x + patch].transpose(2, 0, 1)))[None],
+            4,
+            torch.device("cpu"),
+        )
+        if 0 < y and y + patch < 160:  # an inner patch's own edges: not the image's
+            alone = np.round(alone[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            assert (alone[0] != want[0]).mean() > 0.2  # the old way: its outer ring was its own mirror
+
+
+def test_patch_margins_change_no_random_draw_and_train(image_tree, tmp_path):
+    from srgan_cli.data import PatchDataset
+
+    scan = scan_images(image_tree, 16)
+    plain, wide = PatchDataset(scan, 16, seed=3), PatchDataset(scan, 16, seed=3, margin=8)
+    for index in range(6):
+        a, b = plain[index], wide[index]
+        assert b.shape[-2:] == (32, 32) and torch.equal(a, b[:, 8:-8, 8:-8])
+    scaled = PatchDataset(scan, 16, seed=3, margin=8, min_scale=0.5)
+    assert scaled[0].shape[-2:] == (32, 32)
