@@ -142,6 +142,13 @@ def _owner_writable(fd: int) -> int | None:
     return mode
 
 
+def user_cache_dir() -> Path:
+    """srgan's folder in the user's cache: ``$XDG_CACHE_HOME/srgan`` (default ``~/.cache/srgan``),
+    where the LPIPS weights and the decoded training images of ``--cache disk`` go."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "srgan"
+
+
 def file_in_the_way(folder: str | Path) -> Path | None:
     """The outermost path on the way to ``folder`` (``folder`` included) that is there but is not a
     folder (a file, a link to nothing), so ``folder`` cannot be made; None if nothing is in the way."""

@@ -68,8 +68,9 @@ def default_weights_path() -> Path:
     """``$SRGAN_LPIPS_WEIGHTS``, else ``$XDG_CACHE_HOME/srgan/`` (default ``~/.cache/srgan/``)."""
     if os.environ.get(WEIGHTS_ENV):
         return Path(os.path.expanduser(os.environ[WEIGHTS_ENV]))
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "srgan" / FILE_NAME
+    from .fsutil import user_cache_dir
+
+    return user_cache_dir() / FILE_NAME
 
 
 def _sha256(path: Path) -> str:

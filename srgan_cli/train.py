@@ -54,6 +54,8 @@ from .data import (
     PatchDataset,
     TooSmallToValidate,
     ValImage,
+    check_disk_cache,
+    default_cache_dir,
     default_workers,
     hold_out,
     load_val_set,
@@ -121,6 +123,7 @@ class TrainConfig:
     cuda_graphs: bool = False  # mse stage on CUDA: the whole update captured once and replayed
     workers: int | None = None  # None: min(4, cpus) on a GPU, 0 on the CPU (decided at run time)
     cache: str = "auto"
+    cache_dir: str | None = None  # --cache disk's folder; None: data.default_cache_dir()
     scale_aug: float = 1.0  # crops from the image downscaled by a random factor in [scale_aug, 1] (1 = off)
     vgg_weights: str | None = None
     content_loss: str | None = None  # mse stage: mse; gan: vgg54
@@ -651,7 +654,7 @@ def _resolve_options(
             )
     cwd = state.get("cwd")
     if isinstance(cwd, str) and os.path.isdir(cwd) and not os.path.samefile(cwd, os.getcwd()):
-        for key in ("data", "init", "vgg_weights", "data_dir", "val"):  # as typed when the run began, there
+        for key in ("data", "init", "vgg_weights", "data_dir", "val", "cache_dir"):  # as typed when the run began
             value = saved.get(key)
             if isinstance(value, str) and not os.path.isabs(value):
                 there = os.path.join(cwd, value)
@@ -693,8 +696,8 @@ def _resolve_options(
 # Options a resume may change without a note: where and how fast the run goes, how often it
 # reports, and those with notes of their own (--val, --steps: see _resume_notes)
 _QUIET_ON_RESUME = frozenset(
-    {"steps", "workers", "cache", "threads", "device", "precision", "channels_last", "compile", "cuda_graphs"}
-    | {"log_every", "checkpoint_every", "val_every", "val", "data_dir", "best_by", "init"}
+    {"steps", "workers", "cache", "cache_dir", "threads", "device", "precision", "channels_last", "compile"}
+    | {"cuda_graphs", "log_every", "checkpoint_every", "val_every", "val", "data_dir", "best_by", "init"}
 )
 
 
@@ -1362,18 +1365,27 @@ class _Trainer:
             )
         copies = _env_int("LOCAL_WORLD_SIZE", 1) if self.dist.enabled else 1  # each rank decodes its own
         cache = resolve_cache(cfg.cache, scan, copies=copies)
-        if cache:
+        cache_dir = None
+        if cfg.cache == "disk":
+            cache_dir = os.path.abspath(os.path.expanduser(cfg.cache_dir)) if cfg.cache_dir else default_cache_dir()
+            need, free = check_disk_cache(cache_dir, scan)
+            self.info(
+                f"decoded images are kept on disk in {cache_dir} as they are first read ({need / 2**30:.1f} GiB "
+                f"decoded, {free / 2**30:.1f} GiB free there; the folder may be deleted at any time)"
+            )
+        elif cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
         elif cfg.cache == "auto":
             self.info(
                 f"the images are not kept decoded in memory ({scan.decoded_bytes / 2**30:.1f} GiB decoded"
                 + (f", {copies} processes" if copies > 1 else "")
                 + "): each patch decodes its whole image, slow for large photos; --cache on keeps them where "
-                "memory allows"
+                "memory allows, --cache disk on disk"
             )
         group = cfg.batch_size * self.dist.world_size
         self.unread_images: dict[int, str] = {}  # images that failed to read in training, and why
         self._known_unread: set[int] = set()
+        self._cache_unwritten = False  # said that the disk cache could not be written
         self.dataset = PatchDataset(
             scan,
             cfg.patch_size,
@@ -1384,6 +1396,7 @@ class _Trainer:
             should_stop=self._should_stop(),
             progress=self._progress,
             margin=patch_margin(cfg.scale),  # the LR of a patch is the whole image's there
+            cache_dir=cache_dir,
         )
         if self.dataset.undecodable:
             # said here, not again in training: the cached images that did not decode
@@ -1873,10 +1886,16 @@ class _Trainer:
                 interrupted = True
                 break
             try:
-                hr_u8, failed = next(it)
+                hr_u8, failed, unwritten = next(it)
             except SrganError as exc:  # from a loader worker, torch adds the worker's traceback
                 raise SrganError(_worker_message(str(exc))) from None
             self._note_unread(failed)
+            if unwritten and not self._cache_unwritten:
+                self._cache_unwritten = True
+                self.info(
+                    f"--cache disk: cannot write decoded images to {unwritten[0]}; training goes on, "
+                    "decoding those images for each patch"
+                )
             lr_value = lr_at(cfg, self.step)
             for opt in (self.opt_g, self.opt_d):
                 if opt is not None:

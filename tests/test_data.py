@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -520,10 +521,12 @@ def test_images_that_fail_to_read_in_training_are_reported_by_the_loader(tmp_pat
     (root / "img1.png").write_bytes(good[: len(good) // 2])  # the header reads, the data does not
     dataset = PatchDataset(scan_images(root, 32), 32, seed=5, group=3)
     for workers in (0, 2):
-        failed = [f for _, fs in make_loader(dataset, 3, workers=workers, stop_step=3, with_failures=True) for f in fs]
+        batches = make_loader(dataset, 3, workers=workers, stop_step=3, with_failures=True)
+        failed = [f for _, fs, _ in batches for f in fs]
         assert failed and {i for i, _ in failed} == {1}
         assert "truncated" in failed[0][1]
-    patches, failed = next(iter(make_loader(dataset, 3, stop_step=1, with_failures=True)))
+    patches, failed, unwritten = next(iter(make_loader(dataset, 3, stop_step=1, with_failures=True)))
+    assert unwritten == []  # no disk cache
     assert patches.shape == (3, 3, 32, 32) and patches.dtype == torch.uint8
     assert torch.equal(patches, next(iter(make_loader(dataset, 3, stop_step=1))))
 
@@ -590,3 +593,118 @@ def test_patch_margins_change_no_random_draw_and_train(image_tree, tmp_path):
         assert b.shape[-2:] == (32, 32) and torch.equal(a, b[:, 8:-8, 8:-8])
     scaled = PatchDataset(scan, 16, seed=3, margin=8, min_scale=0.5)
     assert scaled[0].shape[-2:] == (32, 32)
+
+
+def _disk_entries(folder):
+    return sorted(folder.rglob("*.npy"))
+
+
+def test_disk_cache_gives_the_patches_of_decoding_and_is_read_back_without_decoding(image_tree, tmp_path, monkeypatch):
+    from srgan_cli import data
+
+    scan = scan_images(image_tree, 32)
+    plain = PatchDataset(scan, 32, seed=3, group=2, margin=8, min_scale=0.7)
+    disk = PatchDataset(scan, 32, seed=3, group=2, margin=8, min_scale=0.7, cache_dir=tmp_path / "cache")
+    expected = [plain[i] for i in range(20)]
+    assert all(torch.equal(disk[i], expected[i]) for i in range(20))  # decoded, and written
+    assert len(_disk_entries(tmp_path / "cache")) == len(scan.paths)
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded again")
+
+    monkeypatch.setattr(data, "read_rgb8", no_decoding)
+    again = PatchDataset(scan, 32, seed=3, group=2, margin=8, min_scale=0.7, cache_dir=tmp_path / "cache")
+    assert isinstance(again._image(0), np.memmap) and not again._image(0).flags.writeable
+    assert all(torch.equal(again[i], expected[i]) for i in range(20))  # read back memory-mapped, bit for bit
+
+
+def test_disk_cache_decodes_a_rewritten_image_anew(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root, 1)
+    scan = scan_images(root, 32)
+    PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0)
+    first = _disk_entries(tmp_path / "cache")
+    assert len(first) == 1
+    new = np.full((40, 48, 3), 7, np.uint8)  # same size on disk or not: the mtime moves too
+    Image.fromarray(new).save(root / "img0.png")
+    os.utime(root / "img0.png", ns=(0, os.stat(first[0]).st_mtime_ns + 10**9))
+    image = PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0)
+    assert np.array_equal(image, new)
+    assert len(_disk_entries(tmp_path / "cache")) == 2  # the old entry is left, unused
+    assert np.array_equal(PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0), new)
+
+
+def test_disk_cache_that_cannot_be_written_does_not_stop_sampling(image_tree, tmp_path, monkeypatch):
+    from srgan_cli import data
+
+    scan = scan_images(image_tree, 32)
+    plain = PatchDataset(scan, 32, seed=2)
+    disk = PatchDataset(scan, 32, seed=2, cache_dir=tmp_path / "cache")
+    saves = []
+
+    def full(*args, **kwargs):
+        saves.append(args)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data.np, "save", full)
+    sampled = data._Sampled(disk)
+    notes = []
+    for i in range(12):
+        patch, failed, unwritten = sampled[i]
+        assert torch.equal(patch, plain[i]) and not failed
+        notes += [unwritten] if unwritten else []
+    assert len(saves) == len({disk.image_index(i) for i in range(12)})  # each entry tried once
+    assert notes == [f"{disk.disk.folder}: No space left on device"] * len(saves)  # the trainer says it once
+    assert not _disk_entries(tmp_path / "cache") and not list((tmp_path / "cache").rglob(".*.part"))
+
+
+def test_disk_cache_rewrites_a_damaged_entry(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root, 1)
+    scan = scan_images(root, 32)
+    good = PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0).copy()
+    (entry,) = _disk_entries(tmp_path / "cache")
+    entry.write_bytes(entry.read_bytes()[:100])
+    assert np.array_equal(PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0), good)
+    assert np.array_equal(np.load(entry), good)
+
+
+def test_an_undecodable_image_is_replaced_alike_with_the_disk_cache(tmp_path):
+    root = tmp_path / "data"
+    _write_images(root, 3)
+    good = (root / "img0.png").read_bytes()
+    (root / "img1.png").write_bytes(good[: len(good) // 2])
+    scan = scan_images(root, 32)
+    plain = PatchDataset(scan, 32, seed=5, group=3)
+    disk = PatchDataset(scan, 32, seed=5, group=3, cache_dir=tmp_path / "cache")
+    for i in range(9):
+        (a, fa), (b, fb) = plain.sample(i), disk.sample(i)
+        assert torch.equal(a, b) and fa == fb
+    assert len(_disk_entries(tmp_path / "cache")) == 2
+
+
+def test_disk_cache_check_refuses_a_folder_too_small_or_unwritable(image_tree, tmp_path):
+    from srgan_cli.data import check_disk_cache
+    from srgan_cli.errors import OptionError
+
+    scan = scan_images(image_tree, 32)
+    need = scan.decoded_bytes
+    assert check_disk_cache(tmp_path / "cache", scan, free=need) == (need, need)
+    with pytest.raises(OptionError, match=r"--cache disk: the training images need .* GiB decoded .*--cache off"):
+        check_disk_cache(tmp_path / "cache", scan, free=need - 1)
+    PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0)  # entries already there need no room
+    assert check_disk_cache(tmp_path / "cache", scan, free=need - 1)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OptionError, match=r"cannot write the decoded images to .*file.*--cache-dir"):
+        check_disk_cache(tmp_path / "file" / "cache", scan)
+    assert resolve_cache("disk", scan, free=10 * need) is False  # never in memory
+
+
+def test_disk_cache_folder_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    from srgan_cli.data import default_cache_dir
+
+    monkeypatch.setenv("SRGAN_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c" / "decoded"
+    monkeypatch.delenv("SRGAN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "srgan" / "decoded"

@@ -2234,7 +2234,9 @@ def test_cache_auto_says_when_the_images_are_not_kept_in_memory(data, tmp_path, 
     monkeypatch.setattr(data_module, "CACHE_AUTO_LIMIT", 1)
     events.clear()
     train(_options(data, steps=1, cache="auto"), tmp_path / "b", report=events.append)
-    assert [n for n in _notes(events) if "not kept decoded in memory" in n and "--cache on" in n]
+    assert [
+        n for n in _notes(events) if "not kept decoded in memory" in n and "--cache on" in n and "--cache disk" in n
+    ]
 
 
 def test_a_resume_that_names_the_runs_own_lr_decay_still_says_where_the_schedule_moves(data, tmp_path):
@@ -2259,3 +2261,62 @@ def test_a_resume_notes_no_change_of_the_same_vgg_file_typed_otherwise(mse_gener
     events: list[dict] = []
     train({"steps": 3, "vgg_weights": "./vgg.safetensors"}, run, resume=True, report=events.append)
     assert not [n for n in _notes(events) if "this resume changes" in n]
+
+
+def test_cache_disk_trains_as_without_a_cache_and_fills_its_folder(data, tmp_path):
+    off = train(_options(data, steps=3, cache="off", seed=4), tmp_path / "off")
+    events: list[dict] = []
+    cache = tmp_path / "decoded"
+    disk = train(
+        _options(data, steps=3, cache="disk", cache_dir=str(cache), seed=4), tmp_path / "disk", report=events.append
+    )
+    assert len(list(cache.rglob("*.npy"))) == 3
+    (note,) = [n for n in _notes(events) if "kept on disk" in n]
+    assert str(cache) in note and "GiB free there" in note and "deleted at any time" in note
+    assert disk.losses == off.losses
+    a, b = _weights(tmp_path / "off"), _weights(tmp_path / "disk")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a resume may move the cache, or drop it, without a note
+    events.clear()
+    train({"steps": 4, "cache": "off"}, tmp_path / "disk", resume=True, report=events.append)
+    assert not [n for n in _notes(events) if "this resume changes" in n]
+
+
+def test_cache_disk_is_refused_where_the_decoded_images_do_not_fit(data, tmp_path, monkeypatch):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 100, 100))
+    result = _cli_train(data, tmp_path / "run", "--cache", "disk", "--cache-dir", str(tmp_path / "c"))
+    line = _one_line_error(result, code=2)
+    assert "--cache disk: the training images need" in line and "--cache-dir" in line and "--cache off" in line
+
+
+def test_cache_disk_says_once_that_its_folder_cannot_be_written(data, tmp_path, monkeypatch):
+    import srgan_cli.data as data_module
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    events: list[dict] = []
+    monkeypatch.setattr(data_module.np, "save", full)
+    train(_options(data, steps=3, cache="disk", cache_dir=str(tmp_path / "c")), tmp_path / "run", report=events.append)
+    (note,) = [n for n in _notes(events) if "cannot write decoded images" in n]
+    assert "No space left on device" in note and "training goes on" in note
+
+
+def test_cli_and_config_accept_cache_disk(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("SRGAN_CACHE_DIR", str(tmp_path / "env"))
+    result = _cli_train(data, tmp_path / "a", "--cache", "disk", "--cache-dir", str(tmp_path / "c"))
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "c").rglob("*.npy")) and not (tmp_path / "env").exists()
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["cache_dir"] == str(tmp_path / "c")
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(
+        f'[train]\ndata = "{data.as_posix()}"\nsteps = 1\nnum-blocks = 1\nnum_features = 8\nbatch-size = 2\n'
+        'patch-size = 16\nworkers = 0\ndevice = "cpu"\ncache = "disk"\n'
+    )
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(tmp_path / "b"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "env" / "decoded").rglob("*.npy"))  # the default folder: $SRGAN_CACHE_DIR/decoded
+    assert "--cache-dir" in CliRunner().invoke(main, ["train", "--help"]).output

@@ -151,7 +151,16 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--workers", type=click.IntRange(0), help="Data loader processes.  [default: min(4, cpus) on GPU, 0 on CPU]"
 )
 @click.option(
-    "--cache", type=click.Choice(["auto", "on", "off"]), help="Keep decoded images in memory (auto: if under 2 GiB)."
+    "--cache",
+    type=click.Choice(["auto", "on", "off", "disk"]),
+    help="Keep the decoded images in memory (on; auto: where they fit in 16 GiB and half the free memory), or on "
+    "disk as they are first read (disk: for sets larger than memory; never chosen by auto).  [default: auto]",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="--cache disk's folder; it may be deleted at any time (entries are made again as needed), and entries "
+    "of changed images are left there.  [default: $SRGAN_CACHE_DIR/decoded, else ~/.cache/srgan/decoded]",
 )
 @click.option(
     "--scale-aug",
@@ -341,7 +350,7 @@ def train(config_file: Path | None, **given: Any) -> None:
         raise OptionError("--out -: a run folder cannot be standard output; give a folder name")
     if not resume and "data" not in options:
         raise click.UsageError("--data is required: a folder (tree) of training images")
-    for key in ("data", "init", "vgg_weights", "data_dir"):
+    for key in ("data", "init", "vgg_weights", "data_dir", "cache_dir"):
         if key in options:
             options[key] = str(options[key])
 
