@@ -59,9 +59,13 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def bench_loader(data: Path, args: argparse.Namespace, cache: bool, workers: int) -> float:
+def bench_loader(
+    data: Path, args: argparse.Namespace, cache: bool, workers: int, cache_dir: Path | None = None, seed: int = 0
+) -> float:
+    """Loader patches/s; ``cache_dir``: --cache disk there (cold where the folder is empty: the
+    images decoded and written; warm where an earlier call with the same ``seed`` filled it)."""
     scan = scan_images(data, args.patch_size)
-    dataset = PatchDataset(scan, args.patch_size, seed=0, cache=cache)
+    dataset = PatchDataset(scan, args.patch_size, seed=seed, cache=cache, cache_dir=cache_dir)
     batches = args.loader_batches
     loader = make_loader(dataset, args.batch_size, workers=workers, stop_step=batches + 2)
     it = iter(loader)
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=non_negative_int, nargs="*", default=[0, 2])
     parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--skip-gan", action="store_true")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="where the cache disk rows write (a temp folder)")
     parser.add_argument("--compile", action="store_true", help="add rows with torch.compile (slow to warm up)")
     args = parser.parse_args(argv)
     try:
@@ -151,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             rate = bench_loader(args.data, args, cache, workers)
             out(f"| loader | cache {'on' if cache else 'off'}, {workers} workers | {rate:.1f} | - |\n")
             sys.stdout.flush()
+    for workers in args.workers:
+        with tempfile.TemporaryDirectory(dir=args.cache_dir) as tmp:
+            # the same seed twice: the second pass reads back exactly the entries the first wrote
+            # (from the page cache: this machine's memory, not its disk, unless the set exceeds it)
+            for what in ("cold", "warm"):
+                rate = bench_loader(args.data, args, False, workers, cache_dir=Path(tmp))
+                out(f"| loader | cache disk ({what}), {workers} workers | {rate:.1f} | - |\n")
+                sys.stdout.flush()
     with tempfile.TemporaryDirectory() as tmp:
         init = Path(tmp) / "init.safetensors"
         gconf = GeneratorConfig()
