@@ -701,6 +701,11 @@ _QUIET_ON_RESUME = frozenset(
 )
 
 
+def _size(n: int) -> str:
+    """Bytes as GiB, or MiB below one GiB (a small set's "0.0 GiB" said nothing)."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def _resume_notes(
     saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, step: int, unsure: set[str] = frozenset()
 ) -> list[str]:
@@ -1370,8 +1375,8 @@ class _Trainer:
             cache_dir = os.path.abspath(os.path.expanduser(cfg.cache_dir)) if cfg.cache_dir else default_cache_dir()
             need, free = check_disk_cache(cache_dir, scan)
             self.info(
-                f"decoded images are kept on disk in {cache_dir} as they are first read ({need / 2**30:.1f} GiB "
-                f"decoded, {free / 2**30:.1f} GiB free there; the folder may be deleted at any time)"
+                f"decoded images are kept on disk in {cache_dir} as they are first read ({_size(need)} "
+                f"decoded, {_size(free)} free there; the folder may be deleted at any time)"
             )
         elif cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")
