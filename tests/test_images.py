@@ -371,6 +371,22 @@ def test_sixteen_bit_tiff_layouts(tmp_path, layout, spp):
         assert np.array_equal(_q(got.alpha, 65535), arr[..., 3])
 
 
+def _tiff16_rgb(arr: np.ndarray, tmp_path: Path, layout: str, big: bool = False) -> bytes:
+    """A 16-bit RGB TIFF of ``arr`` in LZW strips (``layout`` "lzw") or 16 px tiles."""
+    h, w = arr.shape[:2]
+    if layout == "lzw":
+        chunks, rows = _pillow_lzw(arr, tmp_path)
+        return _tiff(w, h, 3, chunks, compression=5, rows=rows, big=big)
+    chunks = []
+    for y in range(0, h, 16):
+        for x in range(0, w, 16):
+            t = np.zeros((16, 16, 3), dtype=np.uint16)
+            part = arr[y : y + 16, x : x + 16]
+            t[: part.shape[0], : part.shape[1]] = part
+            chunks.append(t.astype("<u2").tobytes())
+    return _tiff(w, h, 3, chunks, tile=16, big=big)
+
+
 @pytest.mark.parametrize("layout", ["lzw", "tiles"])
 @pytest.mark.parametrize("over", ["warned", "refused"])
 def test_sixteen_bit_tiff_past_pillows_limit_keeps_sixteen_bits_quietly(tmp_path, monkeypatch, layout, over):
@@ -381,18 +397,7 @@ def test_sixteen_bit_tiff_past_pillows_limit_keeps_sixteen_bits_quietly(tmp_path
 
     h, w = 18, 21
     arr = RNG.integers(0, 65536, (h, w, 3)).astype(np.uint16)
-    if layout == "lzw":
-        chunks, rows = _pillow_lzw(arr, tmp_path)
-        data = _tiff(w, h, 3, chunks, compression=5, rows=rows)
-    else:
-        chunks = []
-        for y in range(0, h, 16):
-            for x in range(0, w, 16):
-                t = np.zeros((16, 16, 3), dtype=np.uint16)
-                part = arr[y : y + 16, x : x + 16]
-                t[: part.shape[0], : part.shape[1]] = part
-                chunks.append(t.astype("<u2").tobytes())
-        data = _tiff(w, h, 3, chunks, tile=16)
+    data = _tiff16_rgb(arr, tmp_path, layout)
     (tmp_path / "c.tif").write_bytes(data)
     gray_pixels = w * 3 * h
     limit = gray_pixels * 3 // 4 if over == "warned" else gray_pixels // 3  # past it: a warning; past twice: refused
@@ -429,18 +434,7 @@ def test_sixteen_bit_tiff_read_with_eight_bits_says_so(tmp_path, layout, big):
     # fell back to Pillow's 8 bits, silently.
     h, w = 18, 21
     arr = RNG.integers(0, 65536, (h, w, 3)).astype(np.uint16)
-    if layout == "lzw":
-        chunks, rows = _pillow_lzw(arr, tmp_path)
-        data = _tiff(w, h, 3, chunks, compression=5, rows=rows, big=big)
-    else:
-        chunks = []
-        for y in range(0, h, 16):
-            for x in range(0, w, 16):
-                t = np.zeros((16, 16, 3), dtype=np.uint16)
-                part = arr[y : y + 16, x : x + 16]
-                t[: part.shape[0], : part.shape[1]] = part
-                chunks.append(t.astype("<u2").tobytes())
-        data = _tiff(w, h, 3, chunks, tile=16, big=big)
+    data = _tiff16_rgb(arr, tmp_path, layout, big=big)
     path = tmp_path / "c.tif"
     path.write_bytes(data)
     got = read_image(path)
