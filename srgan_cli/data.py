@@ -14,11 +14,14 @@ like the LR files of the benchmark sets.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import mmap
 import os
+import re
 import secrets
+import shutil
 import signal
 import stat
 import time
@@ -347,19 +350,23 @@ class DiskCache:
         """The entry for ``path`` as it is now (OSError where it cannot be stat'ed)."""
         st = os.stat(path)
         key = hashlib.sha256(
-            os.fsencode(os.path.abspath(path)) + f"\0{st.st_size}\0{st.st_mtime_ns}".encode()
+            os.fsencode(os.path.abspath(path)) + f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}".encode()
         ).hexdigest()
         return self.folder / key[:2] / f"{key}.npy"
 
-    def read(self, path: Path) -> np.ndarray:
+    def read(self, path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         """``path``'s decoded (H, W, 3) uint8 image: the entry memory-mapped (read-only) where there
-        is one, else decoded with read_rgb8 (raising as it raises) and written for next time."""
+        is one, else decoded with read_rgb8 (raising as it raises) and written for next time.
+        ``size``: the (width, height) the scan read from its header (either way round, as EXIF may
+        turn it), which an entry must have: one of another size is damaged, and made again."""
         try:
             entry = self.entry(path)
         except OSError:
             return read_rgb8(path)  # gone since the scan: read_rgb8 says so as without the cache
         try:
-            return _map_npy(entry)
+            image = _map_npy(entry)
+            if size is None or sorted(image.shape[:2]) == sorted(size):
+                return image
         except (OSError, ValueError):
             pass  # no entry yet, or a damaged one (rewritten below)
         image = read_rgb8(path)
@@ -370,7 +377,11 @@ class DiskCache:
                     np.save(fh, image, allow_pickle=False)
             except OSError as exc:
                 self._unwritable.add(entry.name)
-                self._write_error = f"{self.folder}: {exc.strerror or first_line(exc)}"
+                why = exc.strerror or first_line(exc)
+                with contextlib.suppress(OSError):  # numpy's short write says only how many bytes it wrote
+                    if exc.errno is None and shutil.disk_usage(self.folder).free < image.nbytes:
+                        why = "no space left on the disk"
+                self._write_error = f"{entry}: {why}"
         return image
 
     def take_write_error(self) -> str | None:
@@ -411,14 +422,33 @@ def _npy_shape(header: bytes) -> tuple[int, int, int]:
     return shape
 
 
+STALE_PART_SECONDS = 3600  # an entry is written in seconds: a .part this old is a killed writer's
+_ENTRY_PART = re.compile(r"\.[0-9a-f]{64}\.npy\.[0-9a-f]{8}\.part")  # fsutil.atomic_path's temporary name
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """Remove the temporary files of entries whose writer was killed (kill -9, out of memory):
+    each stayed, an image's decoded size, for good. Only those untouched for an hour, as another
+    run may be writing into the folder now."""
+    cut = time.time() - STALE_PART_SECONDS
+    with contextlib.suppress(OSError):
+        for sub in os.scandir(folder):
+            if not (len(sub.name) == 2 and sub.is_dir(follow_symlinks=False)):
+                continue
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(sub.path):
+                    if _ENTRY_PART.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                        if entry.stat(follow_symlinks=False).st_mtime < cut:
+                            os.unlink(entry.path)
+
+
 def check_disk_cache(folder: str | Path, scan: ImageScan, free: int | None = None) -> tuple[int, int]:
     """Make ``folder`` for ``--cache disk`` and check that it can be written and that the decoded
     images fit on its disk; returns (bytes needed, bytes free there). ``free`` (default: the
     disk's, shutil.disk_usage) is for tests. A folder that cannot be made or written, or a disk
     with less room than the decoded images need, is an OptionError naming the way out."""
-    import shutil
-
     folder = Path(os.path.abspath(os.path.expanduser(folder)))
+    _remove_stale_parts(folder)
     way_out = "give --cache-dir a folder elsewhere, or use --cache off"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -562,6 +592,7 @@ class PatchDataset(Dataset):
         cache_dir: str | Path | None = None,
     ):
         self.paths = PathTable(scan.paths)
+        self.sizes = np.asarray(scan.sizes, dtype=np.int64).reshape(-1, 2)  # (width, height) from the headers
         self.patch_size = patch_size
         self.margin = margin  # each sample is (C, P + 2 margin, P + 2 margin): see random_patch
         self.seed = seed
@@ -605,7 +636,7 @@ class PatchDataset(Dataset):
 
     def _image(self, k: int) -> np.ndarray:
         if self.disk is not None:
-            return self.disk.read(self.paths[k])
+            return self.disk.read(self.paths[k], tuple(self.sizes[k]))
         if self.images is None:
             return read_rgb8(self.paths[k])
         image = self.images[k]

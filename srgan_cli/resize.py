@@ -95,5 +95,7 @@ def imresize_torch(
 @lru_cache(maxsize=64)
 def _device_matrix(n: int, scale: float, antialias: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """:func:`resize_matrix` on ``device``, made once: a copy from the host each call made the
-    training step wait for it on a GPU."""
-    return torch.from_numpy(resize_matrix(n, _out_len(n, scale), scale, antialias)).to(device, dtype)
+    training step wait for it on a GPU. A copy of the numpy matrix (it is cached too), and never an
+    inference tensor, whichever mode the first call came in: autograd refuses those later."""
+    with torch.inference_mode(False):
+        return torch.tensor(resize_matrix(n, _out_len(n, scale), scale, antialias), dtype=dtype, device=device)

@@ -1898,7 +1898,7 @@ class _Trainer:
             if unwritten and not self._cache_unwritten:
                 self._cache_unwritten = True
                 self.info(
-                    f"--cache disk: cannot write decoded images to {unwritten[0]}; training goes on, "
+                    f"--cache disk: cannot write the decoded image {unwritten[0]}; training goes on, "
                     "decoding those images for each patch"
                 )
             lr_value = lr_at(cfg, self.step)

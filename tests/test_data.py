@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -654,7 +655,11 @@ def test_disk_cache_that_cannot_be_written_does_not_stop_sampling(image_tree, tm
         assert torch.equal(patch, plain[i]) and not failed
         notes += [unwritten] if unwritten else []
     assert len(saves) == len({disk.image_index(i) for i in range(12)})  # each entry tried once
-    assert notes == [f"{disk.disk.folder}: No space left on device"] * len(saves)  # the trainer says it once
+    # the entry that could not be written, and why; the trainer says the first once
+    assert len(notes) == len(saves)
+    assert all(
+        n.startswith(f"{disk.disk.folder}{os.sep}") and n.endswith(".npy: No space left on device") for n in notes
+    )
     assert not _disk_entries(tmp_path / "cache") and not list((tmp_path / "cache").rglob(".*.part"))
 
 
@@ -708,3 +713,61 @@ def test_disk_cache_folder_defaults_to_the_user_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("SRGAN_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "srgan" / "decoded"
+
+
+def test_a_disk_cache_entry_of_the_wrong_size_is_made_again(image_tree, tmp_path):
+    """A valid .npy of another size (made by hand, or a stale entry) crashed sampling with a traceback
+    (random_patch: "high <= 0")."""
+    from srgan_cli.data import DiskCache, PatchDataset
+
+    scan = scan_images(image_tree, 16)
+    plain = PatchDataset(scan, 16, seed=1)
+    disk = PatchDataset(scan, 16, seed=1, cache_dir=tmp_path / "cache")
+    for index in range(4):
+        k = disk.image_index(index)
+        entry = DiskCache(tmp_path / "cache").entry(scan.paths[k])
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        np.save(entry, np.zeros((5, 5, 3), np.uint8))
+        assert torch.equal(disk[index], plain[index])
+        assert np.load(entry).shape[:2] != (5, 5)  # made again from the image
+
+
+def test_a_disk_cache_removes_the_parts_killed_writers_left_an_hour_ago(image_tree, tmp_path):
+    from srgan_cli.data import check_disk_cache
+
+    folder = tmp_path / "cache" / "ab"
+    folder.mkdir(parents=True)
+    name = "." + "ab" * 32 + ".npy.0123abcd.part"
+    old, new, other = folder / name, folder / name.replace("0123abcd", "89abcdef"), folder / ".notes.part"
+    for path in (old, new, other):
+        path.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 7200,) * 2)
+    check_disk_cache(tmp_path / "cache", scan_images(image_tree, 16))
+    assert not old.exists() and new.exists() and other.exists()  # new: another run may be writing it
+
+
+def test_device_resize_matrices_made_in_inference_mode_still_train(tmp_path):
+    from srgan_cli.resize import _device_matrix
+
+    _device_matrix.cache_clear()
+    with torch.inference_mode():
+        imresize_torch(torch.rand(1, 3, 36, 36), 0.25)
+    x = torch.rand(1, 3, 36, 36, requires_grad=True)
+    imresize_torch(x, 0.25).sum().backward()  # "Inference tensors cannot be saved for backward"
+    assert x.grad is not None
+
+
+def test_a_short_write_of_a_disk_cache_entry_on_a_full_disk_says_the_disk_is_full(image_tree, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import srgan_cli.data as data_module
+
+    def short(*args, **kwargs):  # numpy's tofile on a full disk: no errno, only the byte counts
+        raise OSError("1270980 requested and 356224 written")
+
+    monkeypatch.setattr(data_module.np, "save", short)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(1, 1, 0))
+    disk = data_module.DiskCache(tmp_path / "cache")
+    disk.read(scan_images(image_tree, 16).paths[0])
+    assert disk.take_write_error().endswith(".npy: no space left on the disk")

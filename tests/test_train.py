@@ -2301,8 +2301,8 @@ def test_cache_disk_says_once_that_its_folder_cannot_be_written(data, tmp_path, 
     events: list[dict] = []
     monkeypatch.setattr(data_module.np, "save", full)
     train(_options(data, steps=3, cache="disk", cache_dir=str(tmp_path / "c")), tmp_path / "run", report=events.append)
-    (note,) = [n for n in _notes(events) if "cannot write decoded images" in n]
-    assert "No space left on device" in note and "training goes on" in note
+    (note,) = [n for n in _notes(events) if "cannot write the decoded image" in n]
+    assert "No space left on device" in note and "training goes on" in note and str(tmp_path / "c") in note
 
 
 def test_cli_and_config_accept_cache_disk(data, tmp_path, monkeypatch):
