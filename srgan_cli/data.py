@@ -48,7 +48,7 @@ from .stopping import SAME_REQUEST
 # each patch decodes its whole image, 6-10 patches/s a core for 2K-12 MP photos against thousands
 # from memory, which left a GPU idle most of the time.
 CACHE_AUTO_LIMIT = 16 << 30
-# disk: the decoded images are kept as .npy files and read back memory-mapped (6,500-8,400 patches/s
+# disk: the decoded images are kept as .npy files and read back memory-mapped (3,100 patches/s
 # a core from the page cache, against 11 decoding 2040x1400 PNGs), for sets larger than memory;
 # auto never picks it, as it writes as many bytes as the set has decoded
 CACHE_MODES = ("auto", "on", "off", "disk")
@@ -322,7 +322,8 @@ def resolve_cache(mode: str, scan: ImageScan, free: int | None = None, copies: i
 
 def default_cache_dir() -> Path:
     """Where ``--cache disk`` keeps the decoded images without ``--cache-dir``:
-    ``$SRGAN_CACHE_DIR/decoded``, else ``decoded`` in srgan's user cache folder (``~/.cache/srgan``)."""
+    ``$SRGAN_CACHE_DIR/decoded``, else ``decoded`` in srgan's user cache folder (``$XDG_CACHE_HOME/srgan``,
+    ``~/.cache/srgan``)."""
     base = os.environ.get("SRGAN_CACHE_DIR")
     return (Path(os.path.expanduser(base)) if base else user_cache_dir()) / "decoded"
 
@@ -331,7 +332,7 @@ class DiskCache:
     """Decoded training images as ``.npy`` files under ``folder``, filled as the images are first
     read and read back memory-mapped.
 
-    An entry is named by the sha256 of the source's absolute path, size and modification time:
+    An entry is named by the sha256 of the source's absolute path, size, modification time and inode:
     a file rewritten or replaced since gets a new entry (the old one is left, unused), and no
     index of the folder is kept, so the folder may be deleted at any time. Writes are atomic
     (a temporary file renamed), so two loader workers or ranks writing one entry at once write
@@ -748,7 +749,7 @@ def default_workers(device: torch.device | None = None, cached: bool = False) ->
     """min(4, cpus) loader processes when training on a GPU; none when training on the CPU, nor
     where the images are decoded into memory (``cached``) and workers start by spawn or forkserver
     (macOS, Windows; Linux from Python 3.14), which copies the whole cache into each worker, up to
-    four times 2 GiB; from the cache a patch is only a crop, which the training process makes fast.
+    four times its size; from the cache a patch is only a crop, which the training process makes fast.
     The disk cache (``--cache disk``) is not ``cached``: the workers share it through the files,
     and reading an entry back is work they take off the training process.
 

@@ -77,7 +77,8 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--data",
     type=NonEmptyPath(file_okay=False, path_type=Path),
-    help="Folder (tree) of training images (required, here or in --config; not with --resume).",
+    help="Folder (tree) of training images (required, here or in --config; with --resume it may be changed, "
+    "with a note).",
 )
 @click.option(
     "--out",
@@ -160,7 +161,8 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="--cache disk's folder; it may be deleted at any time (entries are made again as needed), and entries "
-    "of changed images are left there.  [default: $SRGAN_CACHE_DIR/decoded, else ~/.cache/srgan/decoded]",
+    "of changed images are left there.  [default: $SRGAN_CACHE_DIR/decoded, else "
+    "$XDG_CACHE_HOME/srgan/decoded (~/.cache/srgan/decoded)]",
 )
 @click.option(
     "--scale-aug",
