@@ -454,7 +454,9 @@ def _read_plain_rgb8(path: Path, max_pixels: int | None) -> np.ndarray | None:
             with _quiet_pillow():
                 if int(im.getexif().get(_ORIENTATION, 1) or 1) != 1:
                     return None
-                return np.asarray(im.convert("RGB"))
+                # RGB as it is: convert("RGB") made a copy of the whole image first (a training
+                # loader without a cache decodes an image for every patch)
+                return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     except (SrganError, MemoryError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return None
 
