@@ -2762,3 +2762,22 @@ def test_a_path_windows_finds_too_long_is_named_so_not_a_missing_folder(tmp_path
         write_image(tmp_path / "a.png", RNG.random((4, 4, 3)))
     with pytest.raises(SrganError, match="the folder .* does not exist"):
         write_image(tmp_path / "gone" / "a.png", RNG.random((4, 4, 3)))
+
+
+def test_a_tiff_load_is_not_refused_when_another_thread_had_pillows_limit_lifted(tmp_path, monkeypatch):
+    """_strict_load read Pillow's limit outside the lock: while another thread had it lifted (None),
+    it skipped making the image's memory with the limit off, and the load, after that thread put the
+    limit back, refused the TIFF as a decompression bomb whatever --max-pixels said."""
+    pixels = RNG.integers(0, 256, (30, 40), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "g.tif", compression="tiff_deflate")  # (a plain one is mapped)
+    im = Image.open(tmp_path / "g.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as another thread's _pillow_unlimited leaves it
+    load = im.load
+
+    def load_after_the_other_thread_restored_it():
+        Image.MAX_IMAGE_PIXELS = 500  # refused past twice this: 1,200 pixels are
+        return load()
+
+    monkeypatch.setattr(im, "load", load_after_the_other_thread_restored_it)
+    images._strict_load(im)
+    assert np.array_equal(np.asarray(im), pixels)
