@@ -38,20 +38,15 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def _checked(check: Any, value: Any) -> Any:
-    """``check(value)`` for an option's callback, its OptionError as click's bad value."""
+def _milestones(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
     if value is None:
         return None
+    from ..train import _milestones as steps
+
     try:
-        return check(value)
+        return steps(value)
     except SrganError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-def _milestones_of(value: str) -> list[int]:
-    from ..train import _milestones
-
-    return _milestones(value)
 
 
 def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -119,7 +114,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--lr-milestones",
     metavar="STEPS",
-    callback=lambda ctx, param, value: _checked(_milestones_of, value),
+    callback=_milestones,
     help="--lr-decay step drops at these steps instead of every --lr-step (ESRGAN: 50000,100000,200000,300000).",
 )
 @click.option(
