@@ -1390,6 +1390,7 @@ class _Trainer:
         group = cfg.batch_size * self.dist.world_size
         self.unread_images: dict[int, str] = {}  # images that failed to read in training, and why
         self._known_unread: set[int] = set()
+        self._unread_unsaid: list[tuple[int, str]] = []  # torchrun, ranks > 0: for _share_unread
         self._cache_unwritten = False  # said that the disk cache could not be written
         self.dataset = PatchDataset(
             scan,
@@ -1792,7 +1793,23 @@ class _Trainer:
         for index, why in failed:
             if index not in self.unread_images and index not in self._known_unread:
                 self.unread_images[index] = why
-                self.info(f"{_naming(self.dataset.paths[index], why)}; its patches come from the next image")
+                if self.dist.main:
+                    self.info(f"{_naming(self.dataset.paths[index], why)}; its patches come from the next image")
+                else:
+                    self._unread_unsaid.append((index, why))
+
+    def _share_unread(self) -> None:
+        """Under torchrun each rank reads its own share of the images and only rank 0 speaks: the
+        images the other ranks failed to read reach rank 0 at each metrics line and at the end, so
+        they are named and counted as rank 0's own are (before, they were said nowhere)."""
+        if not self.dist.enabled:
+            return
+        shares: list[list[tuple[int, str]] | None] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(shares, self._unread_unsaid)
+        self._unread_unsaid = []
+        if self.dist.main:
+            for share in shares:
+                self._note_unread(share or [])
 
     def _close_loader(self) -> None:
         """Stop the loader's worker processes now. An error's traceback keeps the iterator alive to
@@ -1948,6 +1965,7 @@ class _Trainer:
                             ) from None
                 idle += time.perf_counter() - t_idle
             if logging:
+                self._share_unread()
                 record = log_window(val_psnr)
                 self.emit({"event": "log", "steps": cfg.steps, **self._best(), **record})
                 window, n_window, idle = {}, 0, 0.0
@@ -1956,6 +1974,7 @@ class _Trainer:
                 t_idle = time.perf_counter()
                 self.checkpoint()
                 idle += time.perf_counter() - t_idle
+        self._share_unread()  # those since the last metrics line (an interrupted run stops between them)
         if interrupted:
             read_back()
             if n_window:

@@ -93,6 +93,33 @@ def _interrupt_worker(rank: int, world: int, port: int, options: dict, out: str,
     _exit_now()
 
 
+def _rank1_misreads_worker(rank: int, world: int, port: int, options: dict, out: str, results: str) -> None:
+    """Rank 1 cannot read 0.png (as a file that went bad mid-run would fail); rank 0 reads it and
+    writes the notes it was given."""
+    import json
+
+    import srgan_cli.data
+
+    if rank == 1:
+        read = srgan_cli.data.read_rgb8
+
+        def misread(path, *args, **kwargs):
+            if Path(path).name == "0.png":
+                raise OSError("image file is truncated")
+            return read(path, *args, **kwargs)
+
+        srgan_cli.data.read_rgb8 = misread
+    events: list[dict] = []
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    train(options, out, report=events.append)
+    notes = [e["message"] for e in events if e["event"] == "info" and e["kind"] == "note"]
+    (Path(results) / f"rank{rank}.json").write_text(json.dumps(notes))
+    _exit_now()
+
+
 def _join_or_fail(context, hung: str) -> None:
     """Wait for spawned ranks, 2 minutes at most; a hang kills them and fails the test with ``hung``."""
     for _ in range(24):
@@ -154,6 +181,22 @@ def test_a_failed_scan_stops_every_rank_with_its_error(tmp_path):
     for rank in (0, 1):
         assert "no usable training images" in (results / f"rank{rank}.err").read_text()
         assert (results / f"rank{rank}.ddp").read_text() == "0"
+
+
+def test_an_image_another_rank_fails_to_read_is_named_and_counted_by_rank_0(tmp_path):
+    """Only rank 0 speaks: what the other ranks failed to read was said nowhere."""
+    import json
+
+    data = _images(tmp_path / "images")
+    options = {"data": str(data), "steps": 6, "log_every": 4, **TINY, "cache": "off"}
+    results = tmp_path / "results"
+    results.mkdir()
+    mp.spawn(_rank1_misreads_worker, args=(2, _free_port(), options, str(tmp_path / "run"), str(results)), nprocs=2)
+    notes = json.loads((results / "rank0.json").read_text())
+    named = [n for n in notes if str(data / "0.png") in n]
+    assert len(named) == 1 and "image file is truncated" in named[0] and "next image" in named[0], notes
+    assert "1 training image(s) could not be read during the run" in notes[-1], notes
+    assert json.loads((results / "rank1.json").read_text()) == []  # rank 1 reports nothing itself
 
 
 def test_torchrun_cli_resumes_a_run(tmp_path):
