@@ -1316,22 +1316,31 @@ def _unfilter_sweep(ftypes: np.ndarray, filt: np.ndarray) -> np.ndarray:
 
 
 def _ppm_rgb16(im: Image.Image, whole_file, name: str):
-    """A colour PPM of more than 8 bits a sample (P6 with a maxval over 255, as dcraw -4 and -6 write it),
-    which Pillow cuts to 8 bits (16-bit PGM it keeps), at 16 bits; else None. Pillow has read the header:
-    where the big-endian samples start, and the maxval they are scaled by."""
+    """A colour PPM of more than 8 bits a sample (P6 with a maxval over 255, as dcraw -4 and -6 write it,
+    or its plain-text form P3), which Pillow cuts to 8 bits (16-bit PGM it keeps), at 16 bits; else None.
+    Pillow has read the header: where the samples start, and the maxval they are scaled by."""
     try:
         codec, _extents, offset, args = im.tile[0]
         maxval = int(args[1])
     except (IndexError, TypeError, ValueError):
         return None
-    if im.mode != "RGB" or codec != "ppm" or not 255 < maxval <= 65535:
+    if im.mode != "RGB" or codec not in ("ppm", "ppm_plain") or not 255 < maxval <= 65535:
         return None
     width, height = im.size
     count = width * height * 3
     data = whole_file()
-    if len(data) < offset + 2 * count:
-        raise SrganError(f"{name}: truncated PPM (the image data ends early)")
-    samples = np.frombuffer(data, dtype=">u2", count=count, offset=offset).reshape(height, width, 3)
+    if codec == "ppm_plain":  # decimal numbers apart by white space; a comment runs to its line's end
+        words = re.sub(rb"#[^\r\n]*", b" ", bytes(data[offset:])).split()
+        if len(words) < count:
+            raise SrganError(f"{name}: truncated PPM (the image data ends early)")
+        try:
+            samples = np.array(words[:count]).astype(np.uint32).reshape(height, width, 3)
+        except ValueError:
+            raise SrganError(f"{name}: cannot decode the PPM data (a sample is not a number)") from None
+    else:
+        if len(data) < offset + 2 * count:
+            raise SrganError(f"{name}: truncated PPM (the image data ends early)")
+        samples = np.frombuffer(data, dtype=">u2", count=count, offset=offset).reshape(height, width, 3)
     rgb = np.minimum(samples, maxval).astype(np.float32) / np.float32(maxval)
     return rgb, None, 16, False, "RGB;16"
 

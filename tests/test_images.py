@@ -466,6 +466,20 @@ def test_sixteen_bit_colour_ppm_keeps_its_bits(tmp_path, maxval):
         read_image(tmp_path / "cut.ppm")
 
 
+def test_sixteen_bit_plain_text_ppm_keeps_its_bits(tmp_path):
+    # P3, the plain-text PPM, with a maxval over 255 was still cut to 8 bits silently after P6 kept 16
+    samples = RNG.integers(0, 4096, (3, 5, 3))
+    samples[0, 0] = (0, 4095, 2047)  # "0 4095 2047", 11 characters, then the comment
+    rows = "\n".join(" ".join(map(str, row.ravel())) for row in samples)
+    (tmp_path / "c.ppm").write_text(f"P3\n# a comment\n5 3\n4095\n{rows[:11]} # one in the data\n{rows[11:]}\n")
+    got = read_image(tmp_path / "c.ppm")
+    assert got.bit_depth == 16 and not got.grayscale and got.size == (5, 3)
+    assert np.allclose(got.rgb, samples / 4095, atol=1e-6)
+    (tmp_path / "cut.ppm").write_text(f"P3\n5 3\n4095\n{rows[:-8]}\n")
+    with pytest.raises(SrganError, match="cut.ppm: truncated"):
+        read_image(tmp_path / "cut.ppm")
+
+
 def test_sixteen_bit_tiff_premultiplied_alpha(tmp_path):
     colour = np.array([40000, 20000, 65535], dtype=np.float64)
     alpha = np.array([[65535, 32768, 0]], dtype=np.float64)
