@@ -274,7 +274,9 @@ class TrainConfig:
         if c.data is None:
             raise OptionError("--data is required: a folder (tree) of training images")
         if c.cuda_graphs and (gan or c.compile):
-            raise OptionError("--cuda-graphs works with --stage mse and without --compile")
+            raise OptionError(
+                "--cuda-graphs works with --stage mse and without --compile: add --no-cuda-graphs (or --no-compile)"
+            )
         return c
 
 
@@ -693,10 +695,11 @@ def _resolve_options(
     return cfg, state, None
 
 
-# Options a resume may change without a note: where and how fast the run goes, how often it
-# reports, and those with notes of their own (--val, --steps: see _resume_notes)
+# Options a resume may change without a note: where and how fast the run goes (not --precision,
+# which changes the arithmetic), how often it reports, and those with notes of their own (--val,
+# --steps: see _resume_notes)
 _QUIET_ON_RESUME = frozenset(
-    {"steps", "workers", "cache", "cache_dir", "threads", "device", "precision", "channels_last", "compile"}
+    {"steps", "workers", "cache", "cache_dir", "threads", "device", "channels_last", "compile"}
     | {"cuda_graphs", "log_every", "checkpoint_every", "val_every", "val", "data_dir", "best_by", "init"}
 )
 
@@ -1011,7 +1014,9 @@ class _Trainer:
             self.info(note)
         if cfg.cuda_graphs:
             if device.type != "cuda" or self.dist.enabled:
-                raise OptionError("--cuda-graphs needs one CUDA device (not the CPU, not torchrun)")
+                raise OptionError(
+                    "--cuda-graphs needs one CUDA device (not the CPU, not torchrun): add --no-cuda-graphs"
+                )
             if self.dtype == torch.float16:
                 raise OptionError("--cuda-graphs cannot use fp16's loss scaling: add --precision bf16 (or fp32)")
         if cfg.stage == "gan" and cfg.init is None and state is None:
@@ -1591,9 +1596,16 @@ class _Trainer:
             "seed": str(cfg.seed),
             "patch_size": str(cfg.patch_size),
             "batch_size": str(cfg.batch_size * self.dist.world_size),
-            "content_loss": str(cfg.content_loss),
+            # the mse stage's loss is the pixel loss (the paper's "MSE content loss"; ESRGAN's L1)
+            "content_loss": str(cfg.content_loss if self.gan else cfg.pixel_loss),
+            "lr": f"{cfg.lr:g}",
+            "precision": str(self.dtype).replace("torch.", ""),
             "trained_with": "srgan train",
         }
+        if cfg.lr_decay != "none":
+            meta["lr_decay"] = cfg.lr_decay
+        if self.gan and cfg.pixel_weight:
+            meta.update(pixel_loss=cfg.pixel_loss, pixel_weight=f"{cfg.pixel_weight:g}")
         if self.gan:
             meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight))
         if cfg.init is not None:  # the mse stage may start from weights too (a longer schedule)
@@ -1780,7 +1792,7 @@ class _Trainer:
             except Exception as exc:
                 if self.cfg.compile and _compiler_failed(exc):  # no compiler here (Windows without MSVC, MPS)
                     raise SrganError(
-                        f"--compile failed on this machine ({first_line(exc)}); run without --compile"
+                        f"--compile failed on this machine ({first_line(exc)}); run with --no-compile"
                     ) from None
                 raise
             finally:

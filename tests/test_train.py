@@ -1931,7 +1931,7 @@ def test_a_compiler_that_fails_at_the_first_step_is_one_line(data, tmp_path, mon
 
     monkeypatch.setattr(torch, "compile", compile_that_fails)
     line = _one_line_error(_cli_train(data, tmp_path / "run", "--compile"))
-    assert "--compile failed on this machine" in line and "cl is not found" in line and "without --compile" in line
+    assert "--compile failed on this machine" in line and "cl is not found" in line and "run with --no-compile" in line
 
 
 def test_an_image_that_fails_to_read_in_training_is_named_once_and_counted_at_the_end(tmp_path):
@@ -2320,3 +2320,37 @@ def test_cli_and_config_accept_cache_disk(data, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert list((tmp_path / "env" / "decoded").rglob("*.npy"))  # the default folder: $SRGAN_CACHE_DIR/decoded
     assert "--cache-dir" in CliRunner().invoke(main, ["train", "--help"]).output
+
+
+def test_a_resume_turns_off_a_saved_flag_with_its_no_form(data, tmp_path):
+    # --channels-last, --compile and --cuda-graphs had no off form: a run started with one kept it on every
+    # resume, and "--compile failed on this machine; run without --compile" could not be followed
+    run = tmp_path / "run"
+    assert _cli_train(data, run, "--channels-last").exit_code == 0
+    assert json.loads((run / "config.json").read_text())["channels_last"] is True
+    result = _cli_train(data, run, "--resume", "--steps", "2", "--no-channels-last", "--no-compile", "--no-cuda-graphs")
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["channels_last"] is False and config["compile"] is False and config["cuda_graphs"] is False
+
+
+def test_a_resume_notes_a_change_of_precision(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2, precision="fp32"), run)
+    events: list[dict] = []
+    train({"steps": 3, "precision": "bf16", "threads": 1}, run, resume=True, report=events.append)
+    (note,) = [n for n in _notes(events) if "this resume changes" in n]
+    assert "--precision fp32 -> bf16" in note and "threads" not in note  # threads: how fast, not what
+
+
+def test_the_generator_file_records_its_pixel_loss_learning_rate_and_precision(data, tmp_path):
+    train(_options(data, steps=1, pixel_loss="l1", lr=3e-4, lr_decay="cosine", precision="bf16"), tmp_path / "l1")
+    meta = read_metadata(tmp_path / "l1" / "generator.safetensors")
+    assert meta["content_loss"] == "l1"  # said mse, the loss an mse run never trained on here
+    assert (meta["lr"], meta["lr_decay"], meta["precision"]) == ("0.0003", "cosine", "bfloat16")
+    init = tmp_path / "l1" / "generator.safetensors"
+    opts = _options(data, stage="gan", init=str(init), steps=1, content_loss="mse", pixel_loss="l1", pixel_weight=0.2)
+    train({**opts, "patch_size": 16}, tmp_path / "gan")
+    meta = read_metadata(tmp_path / "gan" / "generator.safetensors")
+    assert (meta["content_loss"], meta["pixel_loss"], meta["pixel_weight"]) == ("mse", "l1", "0.2")
+    assert meta["precision"] == "float32" and "lr_decay" in meta  # the gan stage drops at steps/2 by default

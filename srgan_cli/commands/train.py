@@ -134,11 +134,11 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     type=click.Choice(PRECISIONS),
     help="Autocast dtype (auto: fp16 on GPU, fp32 on CPU).  [default: auto]",
 )
-@click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format.")
-@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the models.")
+# on/off pairs: a resume keeps the run's saved setting, which only the --no- form can turn off
+@click.option("--channels-last/--no-channels-last", default=None, help="channels_last memory format.")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the models.")
 @click.option(
-    "--cuda-graphs",
-    is_flag=True,
+    "--cuda-graphs/--no-cuda-graphs",
     default=None,
     help="mse stage on one CUDA GPU: capture the whole update once as a CUDA graph and replay it "
     "(for GPUs where a step is bound by launching kernels; bf16 or fp32).",
