@@ -76,8 +76,9 @@ def _match(text: str) -> re.Match[str] | None:
 def looks_like_hub_ref(text: str) -> bool:
     """True for ``[hf://]owner/repo[:file.safetensors][@revision]`` that is not an existing local path."""
     text = str(text)
-    # os.path.expanduser leaves "~nouser/x" as it is; pathlib's raised RuntimeError (a traceback)
-    if not text.startswith("hf://") and (Path(os.path.expanduser(text)).exists() or "\\" in text):
+    # os.path.expanduser leaves "~nouser/x" as it is; pathlib's raised RuntimeError (a traceback);
+    # os.path.lexists is False, not an OSError, for a name longer than the system allows
+    if not text.startswith("hf://") and (os.path.exists(os.path.expanduser(text)) or "\\" in text):
         return False
     return _match(text) is not None
 

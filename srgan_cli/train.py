@@ -98,6 +98,10 @@ MAX_SIZES = {"num_blocks": 256, "num_features": 1024, "d_features": 512, "batch_
 MAX_LR = 1.0  # Adam's steps are about lr in size: far above 1 only diverges
 
 
+MAX_THREADS = 1024  # torch CPU threads (the largest machines have a few hundred cores)
+MAX_WORKERS = 256  # data loader processes
+
+
 @dataclass
 class TrainConfig:
     """Every training option; ``None`` means "the paper's value for this stage" (see :meth:`resolved`)."""
@@ -222,8 +226,12 @@ class TrainConfig:
             raise OptionError(f"--val-holdout must be >= 0 (0 = off), got {c.val_holdout}")
         if c.val_holdout and c.val:
             raise OptionError("--val-holdout validates on images of --data; give it or --val, not both")
-        if (c.workers is not None and c.workers < 0) or (c.threads is not None and c.threads < 1):
-            raise OptionError("--workers must be >= 0 and --threads >= 1")
+        # upper bounds: torch segfaulted at 100,000 threads and overflowed at 2**31; a loader of 10**5
+        # processes forked until the kernel killed the run
+        if c.workers is not None and not 0 <= c.workers <= MAX_WORKERS:
+            raise OptionError(f"--workers must be from 0 to {MAX_WORKERS}, got {c.workers}")
+        if c.threads is not None and not 1 <= c.threads <= MAX_THREADS:
+            raise OptionError(f"--threads must be from 1 to {MAX_THREADS}, got {c.threads}")
         for name in ("content_jitter", "d_jitter", "adv_weight", "pixel_weight", "ldl_weight", *ARTIFACT_WEIGHTS):
             if getattr(c, name) < 0:
                 raise OptionError(f"--{name.replace('_', '-')} must be >= 0 (0 = off), got {getattr(c, name)}")
@@ -470,11 +478,22 @@ class Dist:
 
 
 def _setup_dist(device_name: str) -> tuple[Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(), choose_device(device_name)
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Dist(), choose_device(device_name)
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise SrganError("WORLD_SIZE, RANK and LOCAL_RANK must be integers") from None
+    if not torch.distributed.is_initialized():
+        unset = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+        if unset:  # init_process_group's env:// rendezvous failed with a traceback
+            are = "is" if len(unset) == 1 else "are"
+            raise SrganError(
+                f"WORLD_SIZE={world} but {', '.join(unset)} {are} not set: start training on several processes "
+                "with torchrun (torchrun --nproc_per_node N -m srgan_cli train ...), or unset WORLD_SIZE"
+            )
     if device_name in ("auto", "cuda") and torch.cuda.is_available():
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -481,3 +481,10 @@ def test_weights_folder_is_a_valid_hub_model_card_listing_every_bundled_file():
             assert entry.sha256 and hashlib.sha256((folder / entry.file).read_bytes()).hexdigest() == entry.sha256
             row = next(line for line in card.text.splitlines() if line.startswith(f"| `{entry.name}` |"))
             assert f"`{entry.file}`" in row and entry.sha256 in row, row
+
+
+def test_a_model_name_longer_than_the_system_allows_is_an_unknown_model(tmp_path):
+    name = "x" * 300  # os.stat raised ENAMETOOLONG: a traceback in every command that takes a model
+    assert not looks_like_hub_ref(name)
+    with pytest.raises(SrganError, match="unknown model"):
+        resolve_weights(name)

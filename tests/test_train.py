@@ -2354,3 +2354,29 @@ def test_the_generator_file_records_its_pixel_loss_learning_rate_and_precision(d
     meta = read_metadata(tmp_path / "gan" / "generator.safetensors")
     assert (meta["content_loss"], meta["pixel_loss"], meta["pixel_weight"]) == ("mse", "l1", "0.2")
     assert meta["precision"] == "float32" and "lr_decay" in meta  # the gan stage drops at steps/2 by default
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WORLD_SIZE": "junk"}, "WORLD_SIZE, RANK and LOCAL_RANK must be integers"),
+        ({"WORLD_SIZE": "2", "RANK": "x"}, "WORLD_SIZE, RANK and LOCAL_RANK must be integers"),
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT are not set: start training on"),
+    ],
+)
+def test_a_torchrun_environment_that_is_not_one_is_a_one_line_error(data, tmp_path, monkeypatch, env, expected):
+    for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert expected in _one_line_error(_cli_train(data, tmp_path / "run"))  # were tracebacks
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--threads", "2147483648"), ("--threads", "1025"), ("--workers", "257")]
+)
+def test_threads_and_workers_have_an_upper_bound(data, tmp_path, option, value):
+    # 2**31 threads overflowed in torch (a traceback), 100,000 segfaulted; 10**5 loader processes forked without end
+    line = _one_line_error(_cli_train(data, tmp_path / "run", option, value), code=2)
+    assert f"{option} must be from" in line and value in line
