@@ -843,6 +843,13 @@ def test_report_never_takes_an_output_images_name(weights, tmp_path):
         assert not (tmp_path / "out.png").exists() and not list((tmp_path / "o").iterdir())
 
 
+def test_a_report_named_as_the_output_folder_is_refused_before_the_work(weights, tmp_path):
+    _img(tmp_path / "a.png")
+    result = run(weights, tmp_path / "a.png", "-o", tmp_path / "big", "--report", tmp_path / "big")
+    assert result.exit_code == 2 and "is -o's output folder" in result.output, result.output
+    assert not (tmp_path / "big").exists()  # the image was written first, then the report failed: exit 1
+
+
 def test_a_report_that_cannot_be_written_fails_the_run(weights, tmp_path, monkeypatch):
     # images first: imported while atomic_path is patched (this test run alone), it kept no_room for good
     from srgan_cli import fsutil, images  # noqa: F401

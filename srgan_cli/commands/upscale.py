@@ -1151,8 +1151,12 @@ def _check_report_path(path: Path | None, output: Path, typed: object = None) ->
             )
         return path
     from ..fsutil import result_file_problem
+    from ..images import is_image_path
 
     word = typed if isinstance(typed, str) else str(path)
+    # -o's folder, made by the run: found only after the images (an image name is refused below)
+    if not is_image_path(output) and os.path.abspath(path) == os.path.abspath(output):
+        raise click.BadParameter(f"{word} is -o's output folder; give the report a file name", param_hint="'--report'")
     if torchrun:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
     # a missing folder is made when the report is written, as -o makes the output's folders (`-o big/
