@@ -45,6 +45,17 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        """click's, with a suggestion for a mistyped command, as click makes for an option."""
+        name = args[0] if args else ""
+        if not ctx.resilient_parsing and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
         if rows:
@@ -334,7 +345,21 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
 
 
 # --device of upscale and bench (train's has no default of its own: a --config may give it)
-device_option = click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
+def _complete_device(ctx, param, incomplete):
+    from .commands.completion import complete_device
+
+    return complete_device(ctx, param, incomplete)
+
+
+device_option = click.option(
+    "--device",
+    metavar="DEVICE",
+    default="auto",
+    show_default=True,
+    callback=check_device,
+    shell_complete=_complete_device,
+    help=DEVICE_HELP,
+)
 
 
 class DroppingStream:

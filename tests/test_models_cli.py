@@ -103,10 +103,41 @@ def test_shell_completion_offers_model_names_sets_and_paths():
     assert _complete(["interpolate", "srgan_x4"], "mine") == [("file", "mine")]  # B: a file path
 
 
+def test_completion_of_devices_validation_sets_blends_and_the_json_file():
+    # these completed nothing at all, not even paths
+    assert _complete(["upscale", "--device"], "c") == [("plain", "cpu"), ("plain", "cuda")]
+    assert ("plain", "mps") in _complete(["train", "--device"], "")
+    assert _complete(["train", "--val"], "b") == [("dir", "b"), ("plain", "bsd100")]
+    assert _complete(["upscale", "a.png", "--blend"], "srr") == [("file", "srr"), ("plain", "srresnet_x4")]
+    assert _complete(["upscale", "a.png", "--blend"], "srresnet_x4:") == []
+    assert _complete(["bench", "--json"], "r") == [("file", "r")]
+
+
+def test_zsh_completion_offers_the_names_before_anything_is_typed(monkeypatch):
+    """Click's zsh script reads (type, value, help) triples from an array that drops empty values:
+    a first path item with an empty value shifted the names out of their triples."""
+    from click.shell_completion import ZshComplete
+
+    monkeypatch.setenv("_SRGAN_COMPLETE", "zsh_complete")
+    shell = ZshComplete(main, {}, "srgan", "_SRGAN_COMPLETE")
+    for words, offered in ((["upscale", "-m"], {"srgan_x4", "srresnet_x4"}), (["bench", "--set"], {"set5", "bsd100"})):
+        lines = "\n".join(shell.format_completion(item) for item in shell.get_completions(words, "")).split("\n")
+        kept = [line for line in lines if line]  # as zsh's ${response} keeps them
+        triples = [kept[i : i + 3] for i in range(0, len(kept), 3)]
+        assert offered <= {value for kind, value, *_ in triples if kind == "plain"}, triples
+        assert [kind for kind, *_ in triples][-1] in ("file", "dir")  # paths are still completed
+
+
+def test_a_mistyped_command_gets_a_suggestion():
+    result = CliRunner().invoke(main, ["upscal", "x.png"])
+    assert result.exit_code == 2 and "No such command 'upscal'. Did you mean 'upscale'?" in result.output
+
+
 @pytest.mark.parametrize(
     ("words", "incomplete"),
     [
         (["upscale", "a.png", "-m"], "s"),
+        (["upscale", "--device"], ""),
         ([], ""),  # `srgan <Tab>`: click imports every command to list them (bench's imported torch)
         (["bench", "--set"], "s"),
         (["train", "--precision"], ""),

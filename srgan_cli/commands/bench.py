@@ -30,7 +30,7 @@ from ..cli import (
     typed_value,
 )
 from ..config import PRECISIONS
-from .completion import complete_bench_model, complete_set
+from .completion import complete_bench_model, complete_file, complete_set
 
 
 @click.command("bench", cls=Command)
@@ -76,6 +76,7 @@ from .completion import complete_bench_model, complete_set
     "--json",
     "json_out",
     metavar="FILE|-",
+    shell_complete=complete_file,
     callback=lambda ctx, param, value: _check_json_name(value),
     help="Write the results as JSON to FILE (its folder is created if missing), or to stdout with '-'.",
 )

@@ -24,7 +24,7 @@ from ..cli import (
 )
 from ..config import PRECISIONS
 from ..errors import OptionError, SrganError
-from .completion import complete_model
+from .completion import complete_device, complete_model, complete_set
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
 _BOOL_KEYS = ("no_batch_norm", "no_d_batch_norm", "channels_last", "compile_", "cuda_graphs", "resume", "quiet")
@@ -126,7 +126,9 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--device",
     type=str,
+    metavar="DEVICE",
     callback=check_device,
+    shell_complete=complete_device,
     help=f"{DEVICE_HELP}  [default: auto]",
 )
 @click.option(
@@ -292,7 +294,13 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--no-batch-norm", "no_batch_norm", is_flag=True, default=None, help="SRResNet without BatchNorm (ESRGAN)."
 )
-@click.option("--val", type=str, help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.")
+@click.option(
+    "--val",
+    type=str,
+    metavar="SET|DIR",
+    shell_complete=complete_set,
+    help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.",
+)
 @click.option("--val-every", type=int, callback=_positive, help="Steps between validations.  [default: 1000]")
 @click.option(
     "--val-holdout",

@@ -38,7 +38,7 @@ from ..cli import (
 from ..config import MAX_OUTSCALE, PRECISIONS
 from ..errors import SrganError, printable
 from ..stopping import interruptible
-from .completion import complete_model
+from .completion import complete_blend, complete_model
 
 FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")
 QUEUE_SIZE = 2
@@ -783,6 +783,7 @@ class UpscaleCommand(Command):
 @click.option(
     "--blend",
     metavar="MODEL:ALPHA",
+    shell_complete=complete_blend,
     callback=lambda ctx, param, value: _check_blend(ctx, value),
     help="Blend a second model of the same architecture into -m: ALPHA=0 is -m, 1 is MODEL (e.g. srresnet_x4:0.3).",
 )
