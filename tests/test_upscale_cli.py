@@ -1958,3 +1958,18 @@ def test_a_gif_without_srgan_mark_under_an_inputs_output_name_is_not_upscaled_ag
     assert run(weights, *args).exit_code == 0
     result = run(weights, *args, "--overwrite")
     assert result.exit_code == 0 and sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.gif"], result.output
+
+
+def test_format_takes_jpeg_and_tif_as_o_takes_them(weights, tmp_path):
+    """--format jpg was taken but jpeg and tif were refused (exit 2), though -o x.jpeg and -o x.tif work."""
+    src = _img(tmp_path / "a.png")
+    for word, kind, suffix in (("jpeg", "JPEG", ".jpg"), ("TIF", "TIFF", ".tif")):
+        result = run(weights, src, "-o", tmp_path / word, "--format", word)
+        assert result.exit_code == 0, result.output
+        assert [p.name for p in (tmp_path / word).iterdir()] == [f"a{suffix}"]
+        assert _decodes(tmp_path / word / f"a{suffix}").format == kind
+    result = run(weights, src, "-o", tmp_path / "one.jpeg", "--format", "jpeg")  # one file: the suffix agrees
+    assert result.exit_code == 0 and _decodes(tmp_path / "one.jpeg").format == "JPEG", result.output
+    # --help keeps its list short
+    shown = CliRunner().invoke(main, ["upscale", "--help"]).output
+    assert "[png|jpg|webp|tiff|bmp|gif|same]" in " ".join(shown.split()) and "|jpeg|" not in shown

@@ -40,10 +40,21 @@ from ..errors import SrganError, printable
 from ..stopping import interruptible
 from .completion import complete_blend, complete_model
 
-FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")
+FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")  # as --help lists them
+# other names --format takes, as -o takes x.jpeg and x.tif; left out of --help's list to keep it short
+FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 QUEUE_SIZE = 2
 _DONE = object()
 NOT_AN_IMAGE = "not an image file"  # the reason a file in an input folder is skipped
+
+
+class FormatChoice(click.Choice):
+    """--format's choice: one of FORMATS, or a name of FORMAT_ALIASES, which becomes its FORMATS name."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            value = FORMAT_ALIASES.get(value.strip().lower(), value)
+        return super().convert(value, param, ctx)
 
 
 @dataclass(frozen=True)
@@ -836,9 +847,10 @@ class UpscaleCommand(Command):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS, case_sensitive=False),
+    type=FormatChoice(FORMATS, case_sensitive=False),
     default=None,
-    help="Output format. Default: the suffix of -o for one file, else the input's format (GIF and PPM/PGM -> png).",
+    help="Output format (jpeg and tif are taken too). Default: the suffix of -o for one file, else the input's "
+    "format (GIF and PPM/PGM -> png).",
 )
 @click.option(
     "--quality",
