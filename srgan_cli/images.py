@@ -35,17 +35,12 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from .errors import SrganError, utf8_safe
 from .fsutil import atomic_path
 
-# The suffixes every command reads (upscale, bench, train). Netpbm files are read only: their
-# outputs are PNG, as are GIF's (see PNG_OUTPUT_FORMATS).
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".mpo", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
-)
-SUPPORTED_SUFFIXES = " ".join(sorted(IMAGE_SUFFIXES))  # for messages
-
 _SUFFIX_FORMAT = {
     ".png": "PNG",
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
     ".mpo": "MPO",  # multi-picture JPEG (3D cameras, panoramas): read only, its first picture goes to JPEG
     ".webp": "WEBP",
     ".bmp": "BMP",
@@ -56,10 +51,22 @@ _SUFFIX_FORMAT = {
     ".pgm": "PPM",
     ".pbm": "PPM",
     ".pnm": "PPM",
+    # read only, as netpbm is: archives' JPEG 2000 (a .jp2 file or a bare codestream), TGA, QOI
+    ".jp2": "JPEG2000",
+    ".j2k": "JPEG2000",
+    ".j2c": "JPEG2000",
+    ".jpc": "JPEG2000",
+    ".jpf": "JPEG2000",
+    ".jpx": "JPEG2000",
+    ".tga": "TGA",
+    ".qoi": "QOI",
 }
+# The suffixes every command reads (upscale, bench, train).
+IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)
+SUPPORTED_SUFFIXES = " ".join(sorted(IMAGE_SUFFIXES))  # for messages
 # Input formats whose upscaled output goes to PNG unless told otherwise: GIF holds 256 colours,
-# and netpbm (PPM) is not written at all.
-PNG_OUTPUT_FORMATS = frozenset({"GIF", "PPM"})
+# and netpbm (PPM), JPEG 2000, TGA and QOI are not written at all.
+PNG_OUTPUT_FORMATS = frozenset({"GIF", "PPM", "JPEG2000", "TGA", "QOI"})
 _FORMAT_SUFFIX = {
     "PNG": ".png",
     "JPEG": ".jpg",
@@ -478,6 +485,9 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
     trns_scale = _gray_trns_scale(im)
     turned = 1  # the orientation Pillow applies to the pixels as it loads them (TIFF), before we look
     notes: list[str] = []
+    gray16_top = 65535
+    if fmt == "JPEG2000":
+        gray16_top = _jpeg2000_check(im, fh, name)
     if fmt == "TIFF":
         _quiet_libtiff()
         turned = _tiff_orientation(im)
@@ -517,9 +527,71 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         raise SrganError(
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
-    loaded = _from_loaded_pil(im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+    loaded = _from_loaded_pil(
+        im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale, gray16_top=gray16_top
+    )
     loaded.notes.extend(notes)
     return loaded
+
+
+def _jpeg2000_check(im: Image.Image, fh, name: str) -> int:
+    """What a JPEG 2000's gray samples as Pillow gives them (I;16) are at their brightest: Pillow
+    shifts samples of fewer than 16 bits up (12-bit white is 65520). A colour (or gray with alpha)
+    JPEG 2000 of more than 8 bits a sample is refused: Pillow's decoder cuts it to 8 bits, and its
+    brightest values wrap round to black."""
+    bits = _jpeg2000_bits(fh)
+    if not bits:
+        return 65535
+    if im.mode == "I;16":
+        return ((1 << min(bits[0], 16)) - 1) << (16 - min(bits[0], 16))
+    if im.mode != "P" and max(bits) > 8:
+        kind = {"LA": "gray and alpha", "RGBA": "colour and alpha"}.get(im.mode, "colour")
+        raise SrganError(
+            f"{name}: a JPEG 2000 of {max(bits)} bits a sample ({kind}), which srgan cannot read: Pillow decodes "
+            "it to 8 bits, its brightest values black; convert it to 16-bit PNG or TIFF"
+        )
+    return 65535
+
+
+def _jpeg2000_bits(fh) -> list[int] | None:
+    """The bits a sample of each component of a JPEG 2000 file, from its codestream's SIZ segment (a
+    bare codestream, or the jp2c box of a .jp2); None where it cannot be read. Leaves ``fh`` where
+    it was."""
+    where = fh.tell()
+    try:
+        start = 0
+        fh.seek(0)
+        if fh.read(4) != b"\xff\x4f\xff\x51":  # not a codestream: find the jp2c box among the JP2's boxes
+            while True:
+                fh.seek(start)
+                box = fh.read(16)
+                if len(box) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", box[:8])
+                header = 8
+                if length == 1:  # the length is the 8 bytes after the type
+                    length, header = struct.unpack(">Q", box[8:16])[0], 16
+                if kind == b"jp2c":
+                    start += header
+                    break
+                if length < header:  # 0: the last box, to the end of the file
+                    return None
+                start += length
+        # SOC, SIZ marker, Lsiz, Rsiz, 8 sizes and offsets of 4 bytes, Csiz; then Ssiz, XRsiz, YRsiz a component
+        fh.seek(start)
+        siz = fh.read(42)
+        if len(siz) < 42 or siz[:4] != b"\xff\x4f\xff\x51":
+            return None
+        (count,) = struct.unpack_from(">H", siz, 40)
+        components = fh.read(3 * min(count, 4))
+        if not count or len(components) < 3 * min(count, 4):
+            return None
+        return [(components[3 * i] & 0x7F) + 1 for i in range(min(count, 4))]
+    except (OSError, struct.error, ValueError):
+        return None
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            fh.seek(where)
 
 
 def _tiff_orientation(im: Image.Image) -> int:
@@ -719,7 +791,14 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
 
 
 def _from_loaded_pil(
-    im: Image.Image, *, fmt: str, n_frames: int, name: str, turned: int = 1, trns_scale: int = 1
+    im: Image.Image,
+    *,
+    fmt: str,
+    n_frames: int,
+    name: str,
+    turned: int = 1,
+    trns_scale: int = 1,
+    gray16_top: int = 65535,
 ) -> LoadedImage:
     mode = im.mode
     icc = im.info.get("icc_profile") or None
@@ -759,7 +838,7 @@ def _from_loaded_pil(
             if mode == "P" and not _has_alpha(im):
                 alpha = None
         elif mode.startswith("I;16") or mode in ("I", "F"):
-            rgb, bit_depth = _wide_gray(im)
+            rgb, bit_depth = _wide_gray(im, gray16_top)
             grayscale = True
             if fmt == "TIFF" and mode.startswith("I;16") and _tag_int(im.tag_v2, 262, 1) == 0:
                 rgb = 1.0 - rgb  # MinIsWhite: Pillow inverts 8-bit gray, and gave 16-bit as a negative
@@ -810,10 +889,13 @@ def _gray(plane: np.ndarray, scale: float) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=2)
 
 
-def _wide_gray(im: Image.Image) -> tuple[np.ndarray, int]:
-    """16-bit, 32-bit integer and float grayscale to [0, 1] (bit depth 16 keeps precision)."""
+def _wide_gray(im: Image.Image, top: int = 65535) -> tuple[np.ndarray, int]:
+    """16-bit, 32-bit integer and float grayscale to [0, 1] (bit depth 16 keeps precision); ``top``: what
+    16-bit samples are at their brightest (a 12-bit JPEG 2000's white, shifted up by Pillow, is 65520)."""
     if im.mode.startswith("I;16"):
-        arr = np.asarray(im).astype(np.float32) / 65535.0
+        arr = np.asarray(im).astype(np.float32) / np.float32(top)
+        if top != 65535:
+            np.clip(arr, 0.0, 1.0, out=arr)
     elif im.mode == "I":
         arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.float32) / 65535.0
     else:  # "F": floats in [0, 1] are used as they are; larger values are taken as 8- or 16-bit

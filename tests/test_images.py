@@ -2795,3 +2795,29 @@ def test_a_tiff_load_is_not_refused_when_another_thread_had_pillows_limit_lifted
     monkeypatch.setattr(im, "load", load_after_the_other_thread_restored_it)
     images._strict_load(im)
     assert np.array_equal(np.asarray(im), pixels)
+
+
+def test_jpeg2000_gray_keeps_its_bits_and_deep_colour_is_refused(tmp_path):
+    """JPEG 2000 was refused for its suffix. 16-bit gray (Pillow's I;16) keeps its 16 bits, and 12-bit
+    gray, which Pillow shifts up (white is 65520), reaches white; colour of more than 8 bits a sample
+    is refused in one line, as Pillow decodes it to 8 bits with its brightest values black."""
+    gray16 = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (30, 1))
+    Image.fromarray(gray16).save(tmp_path / "g16.jp2")
+    loaded = read_image(tmp_path / "g16.jp2")
+    assert loaded.format == "JPEG2000" and loaded.bit_depth == 16 and loaded.grayscale
+    assert np.array_equal(np.rint(loaded.rgb[..., 0] * 65535).astype(np.uint16), gray16)
+    rgba = np.random.default_rng(5).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "c.j2k")
+    loaded = read_image(tmp_path / "c.j2k")
+    assert loaded.alpha is not None and np.array_equal(np.rint(loaded.alpha * 255).astype(np.uint8), rgba[..., 3])
+    imagecodecs = pytest.importorskip("imagecodecs")
+    gray12 = np.tile(np.linspace(0, 4095, 40).astype(np.uint16), (30, 1))
+    (tmp_path / "g12.jp2").write_bytes(imagecodecs.jpeg2k_encode(gray12, level=0, bitspersample=12))
+    loaded = read_image(tmp_path / "g12.jp2")
+    assert loaded.bit_depth == 16 and np.array_equal(np.rint(loaded.rgb[..., 0] * 4095).astype(np.uint16), gray12)
+    white = np.full((30, 40, 3), 65535, dtype=np.uint16)
+    for name, codec in (("c16.jp2", "jp2"), ("c16.j2k", "j2k")):
+        (tmp_path / name).write_bytes(imagecodecs.jpeg2k_encode(white, level=0, codecformat=codec))
+        with pytest.raises(SrganError, match=rf"{name}: a JPEG 2000 of 16 bits a sample \(colour\), which") as info:
+            read_image(tmp_path / name)
+        assert "\n" not in str(info.value)

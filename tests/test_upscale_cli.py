@@ -1973,3 +1973,45 @@ def test_format_takes_jpeg_and_tif_as_o_takes_them(weights, tmp_path):
     # --help keeps its list short
     shown = CliRunner().invoke(main, ["upscale", "--help"]).output
     assert "[png|jpg|webp|tiff|bmp|gif|same]" in " ".join(shown.split()) and "|jpeg|" not in shown
+
+
+def test_jpeg2000_tga_qoi_and_jfif_are_read_everywhere_and_the_read_only_ones_give_png(weights, tmp_path):
+    """JPEG 2000, TGA, QOI and the JPEG names .jfif and .jpe, which Pillow decodes, were refused for
+    their suffix alone (skipped in a folder as "not an image file")."""
+    from srgan_cli.bench import _image_files
+    from srgan_cli.data import list_images
+
+    folder = tmp_path / "in"
+    rgb = Image.open(_img(tmp_path / "rgb.png"))
+    folder.mkdir()
+    for name in ("a.jp2", "b.j2k", "c.tga", "d.qoi"):
+        rgb.save(folder / name)
+    rgb.save(folder / "e.jfif", format="JPEG")
+    rgb.save(folder / "f.jpe", format="JPEG")
+    Image.open(_img(tmp_path / "rgba.png", mode="RGBA")).save(folder / "g.tga")  # alpha kept
+    gray16 = np.tile(np.linspace(0, 65535, 12).astype(np.uint16), (10, 1))
+    Image.fromarray(gray16).save(folder / "h.jp2")  # 16-bit gray: Pillow's I;16
+    result = run(weights, folder, "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    names = ["a.png", "b.png", "c.png", "d.png", "e.jfif", "f.jpe", "g.png", "h.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == names
+    assert _decodes(tmp_path / "o" / "e.jfif").format == "JPEG"
+    assert _decodes(tmp_path / "o" / "g.png").mode == "RGBA"
+    assert _decodes(tmp_path / "o" / "h.png").mode == "I;16"  # 16 bits kept
+    for name in ("big.jp2", "big.j2k", "big.tga", "big.qoi"):  # read only, as .ppm is
+        result = run(weights, folder / "a.jp2", "-o", tmp_path / name)
+        assert result.exit_code == 2 and "cannot write" in result.output and not (tmp_path / name).exists()
+    assert run(weights, folder / "a.jp2", "-o", tmp_path / "big.jfif").exit_code == 0
+    assert _decodes(tmp_path / "big.jfif").format == "JPEG"
+    for name in ("a.jp2", "b.j2k", "d.qoi"):  # known by their content on standard input (TGA has no signature)
+        result = CliRunner().invoke(
+            main,
+            ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "s.png"), "--overwrite"],
+            input=(folder / name).read_bytes(),
+        )
+        assert result.exit_code == 0, result.output
+        assert _decodes(tmp_path / "s.png").size == (48, 40)
+    # train and bench read the same suffixes as upscale
+    listed = ["a.jp2", "b.j2k", "c.tga", "d.qoi", "e.jfif", "f.jpe", "g.tga", "h.jp2"]
+    assert [p.name for p in list_images(folder)] == listed
+    assert [p.name for p in _image_files(folder)] == listed

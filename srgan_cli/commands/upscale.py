@@ -850,7 +850,7 @@ class UpscaleCommand(Command):
     type=FormatChoice(FORMATS, case_sensitive=False),
     default=None,
     help="Output format (jpeg and tif are taken too). Default: the suffix of -o for one file, else the input's "
-    "format (GIF and PPM/PGM -> png).",
+    "format (GIF, PPM/PGM, JPEG 2000, TGA and QOI -> png).",
 )
 @click.option(
     "--quality",
@@ -1063,7 +1063,13 @@ def _sniff_suffix(head: bytes) -> str | None:
         return ".bmp"
     if len(head) >= 3 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3] in b" \t\r\n#":
         return ".pnm"  # PBM, PGM or PPM, plain or raw
-    return None
+    if head.startswith(b"\x00\x00\x00\x0cjP  "):
+        return ".jp2"  # JPEG 2000's signature box
+    if head.startswith(b"\xff\x4f\xff\x51"):
+        return ".j2k"  # a bare JPEG 2000 codestream: SOC, then SIZ
+    if head.startswith(b"qoif"):
+        return ".qoi"
+    return None  # TGA has no signature to know it by
 
 
 def _stage_stdio(
@@ -1106,7 +1112,9 @@ def _stage_stdio(
             raise SrganError("-: standard input is empty")
         in_suffix = _sniff_suffix(data[:16])
         if in_suffix is None:
-            raise SrganError("-: standard input is not a PNG, JPEG, WebP, TIFF, BMP, GIF or PPM/PGM/PBM image")
+            raise SrganError(
+                "-: standard input is not a PNG, JPEG, WebP, TIFF, BMP, GIF, PPM/PGM/PBM, JPEG 2000 or QOI image"
+            )
         staged_in = stage / f"stdin{in_suffix}"
         try:
             staged_in.write_bytes(data)
