@@ -43,6 +43,7 @@ _SUFFIX_FORMAT = {
     ".jfif": "JPEG",
     ".mpo": "MPO",  # multi-picture JPEG (3D cameras, panoramas): read only, its first picture goes to JPEG
     ".webp": "WEBP",
+    ".avif": "AVIF",  # where Pillow has AVIF (its wheels from 11.3): see avif_supported
     ".bmp": "BMP",
     ".tif": "TIFF",
     ".tiff": "TIFF",
@@ -72,6 +73,7 @@ _FORMAT_SUFFIX = {
     "JPEG": ".jpg",
     "JPG": ".jpg",
     "WEBP": ".webp",
+    "AVIF": ".avif",
     "BMP": ".bmp",
     "TIFF": ".tif",
     "TIF": ".tif",
@@ -144,6 +146,37 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def avif_supported() -> bool:
+    """Whether this Pillow reads and writes AVIF (its wheels do from 11.3; a build without libavif does not)."""
+    global _AVIF
+    if _AVIF is None:
+        from PIL import features
+
+        _AVIF = "avif" in features.modules and bool(features.check_module("avif"))
+    return _AVIF
+
+
+_AVIF: bool | None = None
+
+
+def _no_avif(name: str, what: str) -> SrganError:
+    import PIL
+
+    return SrganError(
+        f"{name}: this Pillow ({PIL.__version__}) lacks AVIF support, so srgan cannot {what} AVIF; upgrade Pillow "
+        "(pip install -U pillow; its wheels have AVIF from 11.3)"
+    )
+
+
+def _is_avif(head: bytes) -> bool:
+    """True for an ISO media file (an ftyp box first) whose major brand, or a compatible one, is AVIF's."""
+    if head[4:8] != b"ftyp":
+        return False
+    size = int.from_bytes(head[:4], "big")
+    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
+    return any(brand in (b"avif", b"avis") for brand in brands)
+
+
 def _normalise_format(fmt: str) -> str:
     f = fmt.strip().upper().lstrip(".")
     return {"JPG": "JPEG", "TIF": "TIFF", "MPO": "JPEG"}.get(f, f)
@@ -155,6 +188,8 @@ def output_suffix_for(fmt: str) -> str:
     if suffix is None and fmt.strip().upper().lstrip(".") == "MPO":
         # one upscaled picture is no multi-picture file: an .mpo holding a plain JPEG would pass for a stereo pair
         raise SrganError("cannot write MPO (multi-picture) files: the upscaled picture is one plain JPEG; name it .jpg")
+    if suffix == ".avif" and not avif_supported():
+        raise _no_avif("AVIF output", "write")
     if suffix is None:
         known = ", ".join(sorted({f.lower() for f in _FORMAT_SUFFIX} - {"mpo", "jpg", "tif"}))
         raise SrganError(f"cannot write images in format {fmt!r}; choose one of: {known}")
@@ -331,6 +366,8 @@ def _pillow_unlimited() -> Iterator[None]:
 
 
 def _open(fh, head: bytes, name: str) -> Image.Image:
+    if _is_avif(head) and not avif_supported():
+        raise _no_avif(name, "read")
     with _pillow_unlimited():
         try:
             return Image.open(fh)
@@ -1630,7 +1667,8 @@ def _tag_int(tags, key: int, default: int) -> int:
 # The widest side each encoder takes: libjpeg's JPEG_MAX_DIMENSION, WebP's 14-bit sizes, GIF's 16-bit
 # ones. Past them JPEG failed as "broken data stream" (with libjpeg's own line on stderr) and GIF
 # with an OverflowError, after the whole upscale.
-_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535}
+# AVIF: what libavif (so Pillow) reads back by default; a wider file is written, but not read.
+_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535, "AVIF": 32768}
 
 
 def size_problem(width: int, height: int, path: str | Path, format: str | None = None) -> str | None:  # noqa: A002
@@ -1769,21 +1807,22 @@ def write_image(
     (other formats are written with 8 bits, with a note). JPEG and BMP get no alpha channel: the image
     is composited onto white (as image editors export a transparent image to JPEG). JPEG
     quality defaults to 95, with 4:4:4 chroma at quality >= 90; WebP quality defaults to 95
-    and 100 means lossless.
+    and 100 means lossless; AVIF (where this Pillow has it, see ``avif_supported``) quality defaults
+    to 95, 4:4:4 at quality >= 90 as JPEG, and 100 is libavif's finest quantiser, not lossless.
 
     The ICC profile is embedded where the format allows (not BMP and GIF) and the profile fits
     the pixels (an RGB profile on colour output, a gray one on gray output; otherwise it is
-    left out, with a note). EXIF is embedded in PNG, JPEG, WebP and TIFF, with Orientation set to 1 (the
+    left out, with a note). EXIF is embedded in PNG, JPEG, WebP, AVIF and TIFF, with Orientation set to 1 (the
     pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
     keeps the main IFD's tags that describe the picture (see ``_TIFF_OUTPUT_TAGS``). ``text`` goes
-    into PNG tEXt/iTXt chunks; for JPEG, WebP and TIFF, into the ImageDescription ("key: value;
+    into PNG tEXt/iTXt chunks; for JPEG, WebP, AVIF and TIFF, into the ImageDescription ("key: value;
     ...", unless the EXIF has a caption there, which is kept) and Software (the "Software" key)
     fields; for GIF, into its comment as "key: value" lines after the input's comment (see
     ``split_gif_mark``); BMP has no place for it (a note says so).
     ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
     field for it).
     ``xmp`` (an XMP packet: rights, keywords, editing history) is embedded in JPEG (APP1), PNG
-    (iTXt "XML:com.adobe.xmp"), WebP (XMP chunk) and TIFF (tag 700) as it is, but for tiff:Orientation
+    (iTXt "XML:com.adobe.xmp"), WebP (XMP chunk), AVIF and TIFF (tag 700) as it is, but for tiff:Orientation
     set to 1 and the pixel dimensions it records updated (see ``_prepare_xmp``); JPEG leaves out a
     packet larger than one segment holds (64 KB).
     ``comments`` (``LoadedImage.comments``) go into PNG output as text chunks (``text`` wins a
@@ -1795,8 +1834,8 @@ def write_image(
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
-    not keep (16 bits in JPEG, WebP, BMP or GIF, transparency in JPEG or BMP, an ICC profile, EXIF
-    or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in 16-bit
+    not keep (16 bits in JPEG, WebP, AVIF, BMP or GIF, transparency in JPEG or BMP, an ICC profile, EXIF
+    or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in AVIF or 16-bit
     TIFF, a profile that does not fit the pixels, EXIF or XMP too large for JPEG), once the file is
     written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
     large, is left out (see ``_fit_jpeg_exif``).
@@ -1804,8 +1843,8 @@ def write_image(
     """
     path = Path(path)
     fmt = _normalise_format(format) if format else format_for_path(path)
-    if fmt not in _FORMAT_SUFFIX:
-        output_suffix_for(fmt)  # raises the "cannot write" error
+    if fmt not in _FORMAT_SUFFIX or fmt == "AVIF":
+        output_suffix_for(fmt)  # raises the "cannot write" error (AVIF: where this Pillow lacks it)
     if text:  # a model named by a path that is not UTF-8 (srgan:model) failed the file's encoding
         text = {utf8_safe(str(k)): utf8_safe(str(v)) for k, v in text.items()}
     if bit_depth not in (8, 16):
@@ -1826,9 +1865,11 @@ def write_image(
         planes, flattened = _flatten_on_white(planes)
         if flattened:
             notes.append(f"{path}: alpha flattened onto white: {fmt} has no transparency")
-    if fmt == "WEBP" and planes.shape[2] in (1, 2):  # WebP has no gray modes
+    # WebP has no gray modes; AVIF has gray (4:0:0), but Pillow writes gray with alpha as RGBA
+    if (fmt == "WEBP" and planes.shape[2] in (1, 2)) or (fmt == "AVIF" and planes.shape[2] == 2):
         if icc_profile and _icc_fits(icc_profile, gray=True):
-            notes.append(f"{path}: the gray ICC colour profile is left out: WebP stores gray as RGB")
+            stored = "WebP stores gray as RGB" if fmt == "WEBP" else "AVIF stores gray with alpha as RGBA"
+            notes.append(f"{path}: the gray ICC colour profile is left out: {stored}")
             icc_profile = None
         gray = np.repeat(planes[..., :1], 3, axis=2)
         planes = np.concatenate([gray, planes[..., 1:]], axis=2)
@@ -2159,9 +2200,9 @@ def _save_pil(
     params: dict = {}
     if dpi and fmt in ("JPEG", "TIFF", "BMP"):
         params["dpi"] = dpi
-    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+    if icc and fmt in ("PNG", "JPEG", "WEBP", "AVIF", "TIFF"):
         params["icc_profile"] = icc
-    if xmp and fmt in ("JPEG", "WEBP"):
+    if xmp and fmt in ("JPEG", "WEBP", "AVIF"):
         params["xmp"] = xmp
     if comment and fmt in ("JPEG", "GIF"):
         params["comment"] = comment.encode("utf-8", "surrogateescape")
@@ -2189,6 +2230,16 @@ def _save_pil(
         params.update(quality=q, lossless=q == 100, method=4)
         if q == 100:
             params["exact"] = True  # keep the colour under transparent pixels
+        merged = _prepare_exif(exif, text)
+        if merged:
+            params["exif"] = merged
+    elif fmt == "AVIF":
+        # Pillow's quality is libavif's: 100 is its finest quantiser, still not lossless (colour goes
+        # through YCbCr); full-resolution colour from 90, as for JPEG (gray is stored as gray, 4:0:0)
+        q = 95 if quality is None else int(quality)
+        params["quality"] = q
+        if not gray:
+            params["subsampling"] = "4:4:4" if q >= 90 else "4:2:0"
         merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged

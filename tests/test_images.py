@@ -2821,3 +2821,64 @@ def test_jpeg2000_gray_keeps_its_bits_and_deep_colour_is_refused(tmp_path):
         with pytest.raises(SrganError, match=rf"{name}: a JPEG 2000 of 16 bits a sample \(colour\), which") as info:
             read_image(tmp_path / name)
         assert "\n" not in str(info.value)
+
+
+def test_avif_is_written_with_alpha_gray_quality_and_metadata(tmp_path):
+    """AVIF was neither read nor written. It is 8-bit (16 bits cut, with a note), keeps alpha, gray,
+    the ICC profile, EXIF and XMP as WebP does, and --quality is Pillow's (libavif's) quality."""
+    if not getattr(pytest.importorskip("PIL.AvifImagePlugin"), "SUPPORTED", False):
+        pytest.skip("this Pillow has no AVIF")
+    rng = np.random.default_rng(8)
+    rgb = rng.random((30, 40, 3), dtype=np.float32)
+    alpha = np.tile(np.linspace(0, 1, 40, dtype=np.float32), (30, 1))
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:rights>mine</dc:rights></x:xmpmeta>'
+    notes: list[str] = []
+    path = write_image(
+        tmp_path / "a.avif", rgb, alpha=alpha, bit_depth=16, icc_profile=icc, exif=exif.tobytes(), xmp=xmp,
+        text={"Software": "srgan test"}, on_note=notes.append,
+    )  # fmt: skip
+    assert notes == [f"{path}: the 16 bits a channel are cut to 8: AVIF output holds no more (PNG and TIFF keep 16)"]
+    loaded = read_image(path)
+    assert loaded.format == "AVIF" and loaded.bit_depth == 8 and loaded.icc_profile == icc
+    assert np.abs(loaded.alpha - alpha).max() < 4 / 255 and np.abs(loaded.rgb - rgb).mean() < 0.03
+    with Image.open(path) as im:
+        assert im.getexif()[0x010F] == "TestCam" and im.getexif()[0x0131] == "srgan test"
+        assert b"mine" in im.info["xmp"]
+    # gray stays gray (4:0:0) with its profile; gray with alpha is stored as RGBA, without it (a note)
+    write_image(tmp_path / "g.avif", rgb, grayscale=True, icc_profile=_gray_icc())
+    gray = read_image(tmp_path / "g.avif")
+    assert gray.grayscale and gray.icc_profile == _gray_icc()
+    notes.clear()
+    write_image(tmp_path / "ga.avif", rgb, alpha=alpha, grayscale=True, icc_profile=_gray_icc(), on_note=notes.append)
+    assert notes == [
+        f"{tmp_path / 'ga.avif'}: the gray ICC colour profile is left out: AVIF stores gray with alpha as RGBA"
+    ]
+    assert read_image(tmp_path / "ga.avif").alpha is not None
+    sizes = {}
+    for quality in (40, 95):
+        write_image(tmp_path / f"q{quality}.avif", rgb, quality=quality)
+        sizes[quality] = (tmp_path / f"q{quality}.avif").stat().st_size
+    assert sizes[40] < sizes[95]
+    # libavif writes a side past 32768 px but does not read it back: refused before the work
+    assert images.size_problem(32768, 8, "x.avif") is None and "at most 32768" in images.size_problem(
+        32769, 8, "x.avif"
+    )
+
+
+def test_avif_without_pillow_support_is_one_line_saying_to_upgrade_pillow(tmp_path, monkeypatch):
+    if images.avif_supported():
+        Image.new("RGB", (8, 6), (9, 99, 199)).save(tmp_path / "a.avif")
+    else:  # an ftyp box naming AVIF is what the error is known by
+        (tmp_path / "a.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64)
+    monkeypatch.setattr(images, "_AVIF", False)
+    for call in (
+        lambda: read_image(tmp_path / "a.avif"),
+        lambda: write_image(tmp_path / "b.avif", np.zeros((6, 8, 3), np.float32)),
+    ):
+        with pytest.raises(SrganError, match=r"this Pillow \(.*\) lacks AVIF support.*upgrade Pillow") as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "b.avif").exists()

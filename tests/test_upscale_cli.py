@@ -1019,7 +1019,7 @@ def test_quality_with_a_lossless_output_says_it_is_not_used(weights, tmp_path):
     for out, fmt in (("o.png", "PNG"), ("o.tif", "TIFF"), ("o.bmp", "BMP")):
         result = CliRunner().invoke(main, [*args, str(src), "-o", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
-        assert f"note: --quality applies to JPEG and WebP; {fmt} output is lossless\n" in result.output
+        assert f"note: --quality applies to JPEG, WebP and AVIF; {fmt} output is lossless\n" in result.output
     result = CliRunner().invoke(main, [*args, str(tmp_path / "in"), "-o", str(tmp_path / "folder")])
     assert result.exit_code == 0 and result.output.count("--quality applies") == 1  # once for the batch
     result = CliRunner().invoke(main, [*args, str(src), "-o", str(tmp_path / "o.jpg")])
@@ -1972,7 +1972,7 @@ def test_format_takes_jpeg_and_tif_as_o_takes_them(weights, tmp_path):
     assert result.exit_code == 0 and _decodes(tmp_path / "one.jpeg").format == "JPEG", result.output
     # --help keeps its list short
     shown = CliRunner().invoke(main, ["upscale", "--help"]).output
-    assert "[png|jpg|webp|tiff|bmp|gif|same]" in " ".join(shown.split()) and "|jpeg|" not in shown
+    assert "[png|jpg|webp|avif|tiff|bmp|gif|same]" in " ".join(shown.split()) and "|jpeg|" not in shown
 
 
 def test_jpeg2000_tga_qoi_and_jfif_are_read_everywhere_and_the_read_only_ones_give_png(weights, tmp_path):
@@ -2015,3 +2015,40 @@ def test_jpeg2000_tga_qoi_and_jfif_are_read_everywhere_and_the_read_only_ones_gi
     listed = ["a.jp2", "b.j2k", "c.tga", "d.qoi", "e.jfif", "f.jpe", "g.tga", "h.jp2"]
     assert [p.name for p in list_images(folder)] == listed
     assert [p.name for p in _image_files(folder)] == listed
+
+
+def test_avif_is_read_and_written_by_suffix_format_and_content(weights, tmp_path):
+    """AVIF was refused for its suffix, as --format and as -o (which made a folder named out.avif)."""
+    if not getattr(pytest.importorskip("PIL.AvifImagePlugin"), "SUPPORTED", False):
+        pytest.skip("this Pillow has no AVIF")
+    src = _img(tmp_path / "a.png", mode="RGBA")
+    result = run(weights, src, "-o", tmp_path / "out.avif", "--quality", "80")
+    assert result.exit_code == 0, result.output
+    out = _decodes(tmp_path / "out.avif")
+    assert out.format == "AVIF" and out.mode == "RGBA" and out.size == (48, 40)
+    assert run(weights, src, "-o", tmp_path / "f", "--format", "avif").exit_code == 0
+    assert [p.name for p in (tmp_path / "f").iterdir()] == ["a.avif"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (tmp_path / "out.avif").rename(folder / "b.avif")
+    result = run(weights, folder, "-o", tmp_path / "g")  # an AVIF input gives AVIF
+    assert result.exit_code == 0 and [p.name for p in (tmp_path / "g").iterdir()] == ["b.avif"], result.output
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), "-q", "-", "-o", "-"], input=(folder / "b.avif").read_bytes()
+    )
+    assert result.exit_code == 0 and Image.open(io.BytesIO(result.stdout_bytes)).format == "AVIF", result.output
+
+
+def test_avif_without_pillow_support_says_to_upgrade_pillow(weights, tmp_path, monkeypatch):
+    from srgan_cli import images
+
+    src = _img(tmp_path / "a.png")
+    monkeypatch.setattr(images, "_AVIF", False)
+    for args in (["-o", tmp_path / "out.avif"], ["-o", tmp_path / "f", "--format", "avif"]):
+        result = run(weights, src, *args)
+        assert result.exit_code == 2 and "lacks AVIF support" in result.output and "upgrade Pillow" in result.output
+    assert not (tmp_path / "out.avif").exists() and not (tmp_path / "f").exists()
+    (tmp_path / "b.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64)
+    result = run(weights, tmp_path / "b.avif", "-o", tmp_path / "b.png")
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {tmp_path / 'b.avif'}: this Pillow (")
+    assert "lacks AVIF support" in result.stderr.splitlines()[0]

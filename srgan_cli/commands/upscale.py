@@ -40,7 +40,7 @@ from ..errors import SrganError, printable
 from ..stopping import interruptible
 from .completion import complete_blend, complete_model
 
-FORMATS = ("png", "jpg", "webp", "tiff", "bmp", "gif", "same")  # as --help lists them
+FORMATS = ("png", "jpg", "webp", "avif", "tiff", "bmp", "gif", "same")  # as --help lists them
 # other names --format takes, as -o takes x.jpeg and x.tif; left out of --help's list to keep it short
 FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 QUEUE_SIZE = 2
@@ -54,7 +54,15 @@ class FormatChoice(click.Choice):
     def convert(self, value, param, ctx):
         if isinstance(value, str):
             value = FORMAT_ALIASES.get(value.strip().lower(), value)
-        return super().convert(value, param, ctx)
+        value = super().convert(value, param, ctx)
+        if value == "avif" and not (ctx is not None and ctx.resilient_parsing):
+            from ..images import output_suffix_for
+
+            try:
+                output_suffix_for("avif")  # where this Pillow has no AVIF: why, and what to do
+            except SrganError as exc:
+                self.fail(str(exc).split(": ", 1)[-1], param, ctx)
+        return value
 
 
 @dataclass(frozen=True)
@@ -856,7 +864,8 @@ class UpscaleCommand(Command):
     "--quality",
     type=click.IntRange(1, 100),
     default=None,
-    help="JPEG/WebP quality (default 95; WebP 100 is lossless).",
+    help="JPEG/WebP/AVIF quality (default 95; WebP 100 is lossless; AVIF's scale is libavif's, whose 100 is "
+    "near-lossless, not lossless).",
 )
 @click.option(
     "--suffix",
@@ -1049,6 +1058,8 @@ def _check_blend(ctx: click.Context | None, value: str | None) -> str | None:
 
 def _sniff_suffix(head: bytes) -> str | None:
     """The file suffix of an image format from its first bytes; None if not one we read."""
+    from ..images import _is_avif
+
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return ".png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -1057,6 +1068,8 @@ def _sniff_suffix(head: bytes) -> str | None:
         return ".gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return ".webp"
+    if _is_avif(head):
+        return ".avif"  # an ftyp box naming AVIF among its brands
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return ".tif"
     if head.startswith(b"BM"):
@@ -1110,10 +1123,10 @@ def _stage_stdio(
         data = sys.stdin.buffer.read()
         if not data:
             raise SrganError("-: standard input is empty")
-        in_suffix = _sniff_suffix(data[:16])
+        in_suffix = _sniff_suffix(data[:64])
         if in_suffix is None:
             raise SrganError(
-                "-: standard input is not a PNG, JPEG, WebP, TIFF, BMP, GIF, PPM/PGM/PBM, JPEG 2000 or QOI image"
+                "-: standard input is not a PNG, JPEG, WebP, AVIF, TIFF, BMP, GIF, PPM/PGM/PBM, JPEG 2000 or QOI image"
             )
         staged_in = stage / f"stdin{in_suffix}"
         try:
@@ -1270,7 +1283,7 @@ def _note_quality_unused(jobs: list[Job], report: Reporter) -> None:
     if "GIF" in formats:
         parts.append("GIF output has no quality setting")
     if parts:
-        report.note("--quality applies to JPEG and WebP; " + "; ".join(parts))
+        report.note("--quality applies to JPEG, WebP and AVIF; " + "; ".join(parts))
 
 
 def _make_folders(jobs: list[Job], report: Reporter, tally: Tally) -> list[Job]:
