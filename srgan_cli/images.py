@@ -146,6 +146,64 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+# Common image formats srgan neither reads nor writes that Pillow does not know by their suffix. With
+# Pillow's suffixes (PSD, ICO, DDS, EPS, ...) they tell that a name is an image file's: -o out.heic is
+# an output file srgan cannot write, where it made a folder of that name.
+_OTHER_IMAGE_SUFFIXES = {
+    ".heic": "HEIC",
+    ".heif": "HEIF",
+    ".jxl": "JPEG XL",
+    ".exr": "OpenEXR",
+    ".dng": "DNG",
+    **dict.fromkeys((".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), "camera raw"),
+    ".svg": "SVG",
+    ".pdf": "PDF",
+    ".psd": "PSD",
+}
+# Pillow's handlers of data formats that hold no picture to upscale (its stubs for HDF5, GRIB, BUFR)
+_NOT_PICTURES = frozenset({"HDF5", "GRIB", "BUFR"})
+_FORMAT_TITLES = {"JPEG2000": "JPEG 2000", "WEBP": "WebP"}
+
+
+def image_format_named(path: str | Path) -> str | None:
+    """The image format that a file name's suffix names, as messages say it ("HEIC", "JPEG 2000", "PSD"):
+    one srgan reads, a common one it does not (HEIC, JPEG XL, camera raw, ...) or one Pillow knows by
+    that suffix; None where the suffix names no image format."""
+    suffix = Path(path).suffix.lower()
+    fmt = _SUFFIX_FORMAT.get(suffix) or _OTHER_IMAGE_SUFFIXES.get(suffix)
+    if fmt is None and suffix:
+        fmt = Image.registered_extensions().get(suffix)
+        if fmt in _NOT_PICTURES:
+            return None
+        if fmt in _SUFFIX_FORMAT.values():  # a format srgan knows under other suffixes (.apng, .avifs)
+            return f"{suffix} ({_FORMAT_TITLES.get(fmt, fmt)})"
+    return None if fmt is None else _FORMAT_TITLES.get(fmt, fmt)
+
+
+def output_suffixes() -> str:
+    """The output suffixes srgan writes, for messages: ".png, .jpg, .webp, .avif, .tif, .bmp or .gif"."""
+    names = [".png", ".jpg", ".webp", *([".avif"] if avif_supported() else []), ".tif", ".bmp", ".gif"]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def output_refusal(path: str | Path) -> str | None:
+    """Why srgan cannot write an output file named ``path``, whose suffix names an image format it does not
+    write ("out.heic: srgan cannot write HEIC images; use .png, ..."); None where it writes that format, or
+    the suffix names no image format."""
+    fmt = _SUFFIX_FORMAT.get(Path(path).suffix.lower())
+    if fmt == "MPO" or (fmt == "AVIF" and not avif_supported()):
+        try:
+            output_suffix_for(fmt)
+        except SrganError as exc:  # its own message: MPO is written as .jpg; this Pillow lacks AVIF
+            return f"{path}: {str(exc).split(': ', 1)[-1] if fmt == 'AVIF' else exc}"
+    if fmt in _FORMAT_SUFFIX:
+        return None
+    name = image_format_named(path)
+    if name is None:
+        return None
+    return f"{path}: srgan cannot write {name} images; use {output_suffixes()} (or --format)"
+
+
 def avif_supported() -> bool:
     """Whether this Pillow reads and writes AVIF (its wheels do from 11.3; a build without libavif does not)."""
     global _AVIF

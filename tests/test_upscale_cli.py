@@ -2052,3 +2052,26 @@ def test_avif_without_pillow_support_says_to_upgrade_pillow(weights, tmp_path, m
     result = run(weights, tmp_path / "b.avif", "-o", tmp_path / "b.png")
     assert result.exit_code == 1 and result.stderr.startswith(f"error: {tmp_path / 'b.avif'}: this Pillow (")
     assert "lacks AVIF support" in result.stderr.splitlines()[0]
+
+
+def test_an_output_name_of_an_image_format_srgan_cannot_write_is_refused_not_made_a_folder(weights, tmp_path):
+    """-o out.heic (or .jxl, .exr, .dng, .psd, .svg, .pdf, ...) made a folder of that name and wrote
+    out.heic/a.png into it; such a name is an output file's, which srgan cannot write."""
+    src = _img(tmp_path / "a.png")
+    names = ["out.heic", "out.HEIF", "out.jxl", "out.exr", "out.dng", "out.nef", "out.svg", "out.pdf", "out.psd"]
+    for name in [*names, "out.ico", "out.dds"]:  # the last two: suffixes Pillow knows
+        result = run(weights, src, "-o", tmp_path / name)
+        assert result.exit_code == 2, result.output
+        error = next(line for line in result.output.splitlines() if line.startswith("Error:"))
+        assert f"{name}: srgan cannot write " in error and "; use .png, .jpg, .webp" in error, error
+        assert not (tmp_path / name).exists()
+    assert "cannot write HEIC images" in run(weights, src, "-o", tmp_path / "out.heic").output
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "o.heic")], input=src.read_bytes()
+    )
+    assert result.exit_code == 2 and "o.heic: srgan cannot write HEIC images" in result.output
+    result = run(weights, src, _img(tmp_path / "b.png"), "-o", tmp_path / "out.jxl")  # several inputs: a folder
+    assert result.exit_code == 2 and "looks like an image file name" in result.output
+    (tmp_path / "there.heic").mkdir()  # an existing folder is a folder, whatever its name
+    assert run(weights, src, "-o", tmp_path / "there.heic").exit_code == 0
+    assert [p.name for p in (tmp_path / "there.heic").iterdir()] == ["a.png"]

@@ -238,11 +238,21 @@ def plan_jobs(
     overwrite: bool = False,
 ) -> tuple[list[Job], bool]:
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
-    from ..images import SUPPORTED_SUFFIXES, format_for_path, is_image_path, output_suffix_for
+    from ..images import (
+        SUPPORTED_SUFFIXES,
+        format_for_path,
+        image_format_named,
+        is_image_path,
+        output_refusal,
+        output_suffix_for,
+    )
 
     # os.path's tests, not Path's: a name the file system refuses (too long) is False there, and
     # fails later as its one file, where Path.is_dir() raised OSError out of the whole batch.
-    single = len(inputs) == 1 and not os.path.isdir(inputs[0]) and is_image_path(output) and not os.path.isdir(output)
+    # A name whose suffix names an image format is a file's, also one srgan cannot write (out.heic
+    # became a folder): it is refused, below.
+    file_name = image_format_named(output) is not None and not os.path.isdir(output)
+    single = len(inputs) == 1 and not os.path.isdir(inputs[0]) and file_name
     if single:
         src = inputs[0]
         if not os.path.isfile(src):
@@ -253,11 +263,10 @@ def plan_jobs(
             tally.add("failed", src, None, why)
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
+        refusal = output_refusal(output)  # a suffix srgan reads only (.ppm) or not at all (.heic)
+        if refusal is not None:
+            raise click.BadParameter(refusal, param_hint="'-o'")
         out_fmt = format_for_path(output)
-        try:
-            output_suffix_for(out_fmt)  # a suffix we read but do not write (.ppm)
-        except SrganError as exc:
-            raise click.BadParameter(str(exc), param_hint="'-o'") from None
         if write_fmt and out_fmt != format_for_path(f"x{output_suffix_for(write_fmt)}"):
             raise click.BadParameter(
                 f"--format {write_fmt} does not match the suffix of {output}; change one of them", param_hint="'-o'"
@@ -276,7 +285,7 @@ def plan_jobs(
         raise click.BadParameter(
             f"{output} is a file; with several inputs or a folder, -o must be a folder", param_hint="'-o'"
         )
-    if is_image_path(output) and not os.path.exists(output):
+    if file_name and not os.path.exists(output):
         raise click.BadParameter(
             f"{output} looks like an image file name, but the inputs are several files or a folder; "
             "give a folder for -o",
@@ -1097,7 +1106,7 @@ def _stage_stdio(
     to use, and whether the output goes to stdout. The folder is made only for them: a system
     without a writable temporary folder upscaled no file at all (a traceback, file to file too).
     """
-    from ..images import is_image_path
+    from ..images import is_image_path, output_refusal
 
     from_stdin = any(str(p) == "-" for p in inputs)
     to_stdout = str(output) == "-"
@@ -1105,6 +1114,8 @@ def _stage_stdio(
         raise click.BadParameter("'-' (standard input) must be the only input", param_hint="'INPUTS...'")
     if to_stdout and (len(inputs) != 1 or (not from_stdin and os.path.isdir(inputs[0]))):
         raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
+    if from_stdin and not to_stdout and not os.path.isdir(output) and (refusal := output_refusal(output)):
+        raise click.BadParameter(refusal, param_hint="'-o'")  # out.heic: a file name, of a format srgan does not write
     if from_stdin and not to_stdout and (os.path.isdir(output) or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
     if to_stdout:
