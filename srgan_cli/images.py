@@ -180,6 +180,32 @@ def image_format_named(path: str | Path) -> str | None:
     return None if fmt is None else _FORMAT_TITLES.get(fmt, fmt)
 
 
+# What to do with an image of a format srgan does not read, by image_format_named's name
+_CONVERT_ADVICE = {
+    "HEIC": "convert it to JPEG or PNG first (heif-convert, or Pillow with pillow-heif)",
+    "HEIF": "convert it to JPEG or PNG first (heif-convert, or Pillow with pillow-heif)",
+    "JPEG XL": "convert it to PNG first (djxl)",
+    "OpenEXR": "export it as 16-bit TIFF or PNG first",
+    "DNG": "develop it to 16-bit TIFF first (a raw developer, or dcraw -6 -T)",
+    "camera raw": "develop it to 16-bit TIFF first (a raw developer, or dcraw -6 -T)",
+    "PSD": "export it as PNG or TIFF first",
+    "SVG": "render it to PNG at the size you need instead: a vector image needs no upscaling",
+    "PDF": "render its page to PNG first (pdftoppm -png -r 300, say)",
+}
+
+
+def unread_reason(path: str | Path) -> str | None:
+    """Why srgan does not read a file whose suffix names an image format it does not read, with what
+    to do ("srgan does not read HEIC images; convert it ..."); None for a suffix srgan reads or one
+    that names no image format."""
+    if is_image_path(path):
+        return None
+    name = image_format_named(path)
+    if name is None:
+        return None
+    return f"srgan does not read {name} images; {_CONVERT_ADVICE.get(name, 'convert it to PNG first')}"
+
+
 def output_suffixes() -> str:
     """The output suffixes srgan writes, for messages: ".png, .jpg, .webp, .avif, .tif, .bmp or .gif"."""
     names = [".png", ".jpg", ".webp", *([".avif"] if avif_supported() else []), ".tif", ".bmp", ".gif"]

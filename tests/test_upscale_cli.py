@@ -2075,3 +2075,48 @@ def test_an_output_name_of_an_image_format_srgan_cannot_write_is_refused_not_mad
     (tmp_path / "there.heic").mkdir()  # an existing folder is a folder, whatever its name
     assert run(weights, src, "-o", tmp_path / "there.heic").exit_code == 0
     assert [p.name for p in (tmp_path / "there.heic").iterdir()] == ["a.png"]
+
+
+def test_an_image_srgan_does_not_read_fails_when_named_and_is_counted_by_suffix_in_a_folder(weights, tmp_path):
+    """photo.heic named beside base.png was "1 written, 1 skipped" and exit 0, and a folder's HEIC, JPEG
+    XL, ... files were passed over as "not images" without a word."""
+    folder = tmp_path / "in"
+    a = _img(folder / "a.png")
+    advice = {
+        "p.heic": "srgan does not read HEIC images; convert it to JPEG or PNG first (heif-convert, or Pillow with",
+        "p.jxl": "srgan does not read JPEG XL images; convert it",
+        "p.dng": "srgan does not read DNG images; develop it to 16-bit TIFF",
+        "q.nef": "srgan does not read camera raw images; develop it to 16-bit TIFF",
+        "p.exr": "srgan does not read OpenEXR images; export it as 16-bit TIFF or PNG",
+        "p.psd": "srgan does not read PSD images;",
+        "p.svg": "srgan does not read SVG images;",
+        "p.pdf": "srgan does not read PDF images;",
+    }
+    for name in advice:
+        (folder / name).write_bytes(b"\x00" * 64)
+    (folder / "readme.txt").write_text("not an image")
+    report = tmp_path / "r.json"
+    for name, said in advice.items():
+        result = run(weights, folder / name, a, "-o", tmp_path / "out", "--report", report, "--overwrite")
+        assert result.exit_code == 1, result.output
+        assert f"error: {folder / name}: {said}" in result.stderr and result.stderr.count("error:") == 1
+        assert (tmp_path / "out" / "a.png").is_file()
+        doc = json.loads(report.read_text())
+        assert [f["status"] for f in doc["files"]] == ["failed", "written"] and doc["files"][0]["reason"].endswith(
+            result.stderr.split(f"{name}: ", 1)[1].splitlines()[0]
+        )
+    result = run(weights, folder / "p.heic", "-o", tmp_path / "one.png")  # one input, to a file
+    assert result.exit_code == 1 and f"error: {folder / 'p.heic'}: {advice['p.heic']}" in result.stderr
+    # a folder's: passed over, counted by suffix in a note at the end (not its other files)
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(folder), "-o", str(tmp_path / "f")])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    counted = "(1 .dng, 1 .exr, 1 .heic, 1 .jxl, 1 .nef, 1 .pdf, 1 .psd, 1 .svg)"
+    assert lines[-2:] == [f"note: passed over 8 files srgan does not read {counted}", "1 written, 9 skipped, 0 failed"]
+    a.unlink()
+    result = run(weights, folder, "-o", tmp_path / "g")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"error: no images found in the inputs (passed over 8 files srgan does not read {counted} and 1 file that "
+        "is not an image); supported: "
+    )

@@ -85,6 +85,8 @@ class Tally:
     files: list[dict[str, str | None]] = field(default_factory=list)
     stopped: bool = False  # --fail-fast stopped the batch at a failure
     model: dict[str, str] | None = None  # name and weights sha256, once the model is loaded
+    # the files of input folders passed over as images of formats srgan does not read, by suffix (".heic": 2)
+    unread: dict[str, int] = field(default_factory=dict)
 
     def add(self, what: str, src: Path | None = None, dest: Path | None = None, reason: str | None = None) -> None:
         with self.lock:
@@ -245,6 +247,7 @@ def plan_jobs(
         is_image_path,
         output_refusal,
         output_suffix_for,
+        unread_reason,
     )
 
     # os.path's tests, not Path's: a name the file system refuses (too long) is False there, and
@@ -259,8 +262,8 @@ def plan_jobs(
             tally.add("failed", src, None, report.error(f"{src}: {_not_a_file_reason(src)}"))
             return [], True
         if not is_image_path(src):
-            why = report.error(f"{src}: not an image file name (supported: {SUPPORTED_SUFFIXES})")
-            tally.add("failed", src, None, why)
+            reason = unread_reason(src) or f"not an image file name (supported: {SUPPORTED_SUFFIXES})"
+            tally.add("failed", src, None, report.error(f"{src}: {reason}"))
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
         refusal = output_refusal(output)  # a suffix srgan reads only (.ppm) or not at all (.heic)
@@ -307,7 +310,12 @@ def plan_jobs(
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
             for other in others:
-                tally.add("skipped", other, None, NOT_AN_IMAGE)
+                if (why := unread_reason(other)) is not None:  # an image srgan does not read: counted by suffix
+                    suffix = other.suffix.lower()
+                    tally.unread[suffix] = tally.unread.get(suffix, 0) + 1
+                    tally.add("skipped", other, None, why)
+                else:
+                    tally.add("skipped", other, None, NOT_AN_IMAGE)
             for path, why in unreadable:
                 tally.add("failed", path, None, report.error(f"{path}: {why}"))
             for src in found:
@@ -315,6 +323,9 @@ def plan_jobs(
                 jobs.append(Job(src, output / rel.parent / _output_name(src, fmt, name_suffix), None))
                 listed.add(src)
         elif os.path.isfile(item):
+            if (why := unread_reason(item)) is not None:  # an image the user named, which srgan does not read
+                tally.add("failed", item, None, report.error(f"{item}: {why}"))
+                continue
             if not is_image_path(item):
                 tally.add("skipped", item, None, NOT_AN_IMAGE)
                 continue
@@ -1011,6 +1022,8 @@ def upscale(
         finally:
             if report_path is not None:  # part of the job: a script must see it missing in the exit status
                 report_written = _write_report(report_path, tally, ended, report)
+    if tally.unread:  # images of input folders that were not upscaled: said at the end, where it is seen
+        report.note(_passed_over(Tally(unread=tally.unread)))
     with contextlib.suppress(OSError):  # stderr gone: the exit status still tells
         if not quiet or tally.failed:
             click.echo(_summary(tally), err=True)
@@ -1350,9 +1363,26 @@ class _Silent(Reporter):
 
 
 def _not_images(tally: Tally) -> int:
-    """How many inputs were skipped as files that are not images."""
+    """How many inputs were skipped as files that are not images, or images srgan does not read."""
     with tally.lock:
-        return sum(1 for f in tally.files if f["status"] == "skipped" and f["reason"] == NOT_AN_IMAGE)
+        others = sum(1 for f in tally.files if f["status"] == "skipped" and f["reason"] == NOT_AN_IMAGE)
+        return others + sum(tally.unread.values())
+
+
+def _passed_over(tally: Tally) -> str:
+    """``passed over 3 files srgan does not read (2 .heic, 1 .jxl) and 1 file that is not an image``;
+    "" where nothing was."""
+    with tally.lock:
+        others = sum(1 for f in tally.files if f["status"] == "skipped" and f["reason"] == NOT_AN_IMAGE)
+        unread = sorted(tally.unread.items(), key=lambda item: (-item[1], item[0]))
+    parts = []
+    if unread:
+        n = sum(count for _, count in unread)
+        kinds = ", ".join(f"{count} {suffix}" for suffix, count in unread)
+        parts.append(f"{n} file{'s' if n != 1 else ''} srgan does not read ({kinds})")
+    if others:
+        parts.append("1 file that is not an image" if others == 1 else f"{others} files that are not images")
+    return "passed over " + " and ".join(parts) if parts else ""
 
 
 def _summary(tally: Tally) -> str:
@@ -1390,10 +1420,8 @@ def _run(
         # only files that are not images is an error too: a cron job over a folder of them exited 0
         # ("0 written, 1 skipped"), where an empty folder was an error
         what = "no images found in the inputs"
-        if others == 1:
-            what += " (passed over 1 file that is not an image)"
-        elif others:
-            what += f" (passed over {others} files that are not images)"
+        if others:
+            what += f" ({_passed_over(planned[1])})"
         raise SrganError(f"{what}; supported: {SUPPORTED_SUFFIXES}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if os.path.isfile(p)]
     # Split before looking at existing outputs: another rank may already be writing its share. Which
