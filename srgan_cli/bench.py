@@ -65,7 +65,7 @@ import numpy as np
 
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_rgb8
+from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_rgb8, unread_reason
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -182,7 +182,13 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     if plain:
         hr_dir = path
     hr_files = _image_files(hr_dir)
+    unread_hr = _unread_files(hr_dir)
     if not hr_files:
+        if unread_hr:
+            raise SrganError(
+                f"{hr_dir}: no image srgan reads in it (supported: {SUPPORTED_SUFFIXES}); "
+                + _passed_over(unread_hr, hr_dir, plain, "passed over")
+            )
         raise SrganError(f"{hr_dir}: no images in it (supported: {SUPPORTED_SUFFIXES})")
     lr_files: dict[str, Path] = {}
     for lr_path in _image_files(lr_dir) if lr_dir.is_dir() else []:
@@ -237,6 +243,11 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             made.append(hr_path.name)
             bench.images.append(BenchImage(hr_path.stem, hr, imresize(hr, 1 / scale), "imresize", hr_path))
     unused = [lr_files[stem].name for stem in lr_files if stem not in used]
+    if unread_hr:  # they were dropped from the set without a word: the table said "1 images" of 3 files
+        bench.notes.append(_passed_over(unread_hr, hr_dir, plain, "not in the set"))
+    unread_lr = _unread_files(lr_dir)
+    if unread_lr:
+        bench.notes.append(_passed_over(unread_lr, lr_dir, False, "not used"))
     if unused:
         one = len(unused) == 1
         bench.notes.append(
@@ -272,6 +283,25 @@ def size_note(bench_set: BenchSet) -> str | None:
         f"{bench_set.name} at {bench_set.path} has {found} image{'s' if found != 1 else ''}, the standard "
         f"{bench_set.name.lower()} has {expected}: its scores are not comparable with published ones"
     )
+
+
+def _unread_files(folder: Path) -> list[Path]:
+    """The files in ``folder`` whose suffix names an image format srgan does not read (HEIC, JPEG XL, ...)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and unread_reason(p) is not None)
+
+
+def _passed_over(files: list[Path], folder: Path, plain: bool, what: str) -> str:
+    """``2 files in HR/ are images srgan does not read (1 .heic, 1 .jxl), WHAT: b.heic, c.jxl``."""
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.suffix.lower()] = counts.get(path.suffix.lower(), 0) + 1
+    kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    where = folder if plain else f"{folder.name}/"
+    are = "file ... is an image" if len(files) == 1 else "files ... are images"
+    head = are.replace("...", f"in {where}")
+    return f"{len(files)} {head} srgan does not read ({kinds}), {what}: {_some([p.name for p in files])}"
 
 
 def _image_files(folder: Path) -> list[Path]:

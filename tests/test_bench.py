@@ -1133,3 +1133,23 @@ def test_json_carries_the_srgan_version_and_replaces_a_result_written_without_it
     assert [d["srgan_version"] for d in json.loads(out.read_text())] == [__version__, __version__]
     one = _invoke("--set", first, "-m", "bicubic", "--no-lpips", "--json", "-")
     assert json.loads(one.stdout)["srgan_version"] == __version__
+
+
+def test_images_of_formats_srgan_does_not_read_are_named_not_dropped_without_a_word(tmp_path):
+    """HR/ of a.png, b.heic and c.jxl benchmarked "1 images" and said nothing of the other two."""
+    folder = _named_set(tmp_path, ["a.png"])
+    for name in ("b.heic", "c.jxl", "readme.txt"):
+        (folder / "HR" / name).write_bytes(b"\x00" * 32)
+    (folder / "LR_x4").mkdir()
+    (folder / "LR_x4" / "a.heic").write_bytes(b"\x00" * 32)
+    bench = core.load_set(folder)
+    assert [image.name for image in bench.images] == ["a"]
+    assert bench.notes[:2] == [
+        "2 files in HR/ are images srgan does not read (1 .heic, 1 .jxl), not in the set: b.heic, c.jxl",
+        "1 file in LR_x4/ is an image srgan does not read (1 .heic), not used: a.heic",
+    ]
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips")
+    assert result.exit_code == 0 and "note: 2 files in HR/ are images srgan does not read" in result.output
+    (folder / "HR" / "a.png").unlink()
+    error = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
+    assert "HR: no image srgan reads in it" in error and "(1 .heic, 1 .jxl), passed over: b.heic, c.jxl" in error
