@@ -548,7 +548,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = 100_000_000) -> Loa
 
 def read_rgb8(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB, decoded as ``read_image`` decodes it for ``srgan
-    upscale``: EXIF orientation applied, 16-bit and float images scaled to 8 bits (not clipped),
+    upscale``: EXIF orientation applied, 16-bit and float images scaled to 8 bits (floats from 0 to 1),
     CMYK through its profile, grayscale as R = G = B; alpha is dropped. Training, validation and
     benchmark images are read with it, so they see the pixels an upscale would.
     """
@@ -927,6 +927,7 @@ def _from_loaded_pil(
     grayscale = False
     bit_depth = 8
     hidden = im.info.get("transparency")
+    note = None
     try:
         if mode == "CMYK":
             rgb8, icc = _cmyk_to_rgb(im, icc)
@@ -958,7 +959,10 @@ def _from_loaded_pil(
                 alpha = arr[..., 3].astype(np.float32) / 255.0
             if mode == "P" and not _has_alpha(im):
                 alpha = None
-        elif mode.startswith("I;16") or mode in ("I", "F"):
+        elif mode == "F":
+            plane, note = _float_gray(im, name, fmt)
+            rgb, bit_depth, grayscale = _gray(plane, 1.0), 16, True
+        elif mode.startswith("I;16") or mode == "I":
             rgb, bit_depth = _wide_gray(im, gray16_top)
             grayscale = True
             if fmt == "TIFF" and mode.startswith("I;16") and _tag_int(im.tag_v2, 262, 1) == 0:
@@ -974,9 +978,12 @@ def _from_loaded_pil(
                 alpha = arr[..., 3].astype(np.float32) / 255.0
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: unsupported image mode {mode!r} ({_one_line(exc)})") from None
-    return _finish(
+    loaded = _finish(
         im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name, turned=turned
     )
+    if note:
+        loaded.notes.append(note)
+    return loaded
 
 
 def _has_alpha(im: Image.Image) -> bool:
@@ -1011,26 +1018,39 @@ def _gray(plane: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _wide_gray(im: Image.Image, top: int = 65535) -> tuple[np.ndarray, int]:
-    """16-bit, 32-bit integer and float grayscale to [0, 1] (bit depth 16 keeps precision); ``top``: what
+    """16-bit and 32-bit integer grayscale to [0, 1] (bit depth 16 keeps precision); ``top``: what
     16-bit samples are at their brightest (a 12-bit JPEG 2000's white, shifted up by Pillow, is 65520)."""
     if im.mode.startswith("I;16"):
         arr = np.asarray(im).astype(np.float32) / np.float32(top)
         if top != 65535:
             np.clip(arr, 0.0, 1.0, out=arr)
-    elif im.mode == "I":
+    else:  # "I"
         arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.float32) / 65535.0
-    else:  # "F": floats in [0, 1] are used as they are; larger values are taken as 8- or 16-bit
-        arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        # The range is judged on the 99.9th percentile, with room above 1: a [0, 1] image whose
-        # processing overshot to 1.0001 somewhere (or HDR highlights) must not be read as 8-bit,
-        # which made it nearly black; the overshoot is clipped.
-        level = float(np.percentile(arr, 99.9)) if arr.size else 0.0
-        if level > 255.0:
-            arr = arr / 65535.0
-        elif level > 2.0:
-            arr = arr / 255.0
-        arr = np.clip(arr, 0.0, 1.0)
     return _gray(arr, 1.0), 16
+
+
+# How far float gray samples may stray past [0, 1] and be clipped, with a note: a filter's overshoot
+# (1.0001, -0.002). Farther out, the data is on another scale (0-255, 0-65535, HDR), which srgan does
+# not guess: dividing by 255 because the maximum was above 2 turned HDR data (a maximum of 2.65)
+# nearly black.
+_FLOAT_SLACK = 0.01
+
+
+def _float_gray(im: Image.Image, name: str, fmt: str) -> tuple[np.ndarray, str | None]:
+    """A float gray image (Pillow's "F", a 32-bit floating-point TIFF) as [0, 1], 0 black and 1 white,
+    and a note where samples a little past that range were clipped; an SrganError for samples well
+    past it, as a floating-point colour TIFF is refused."""
+    arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if low >= 0.0 and high <= 1.0:
+        return arr, None
+    kind = f"floating-point gray {fmt}" if fmt else "floating-point gray image"
+    if low < -_FLOAT_SLACK or high > 1.0 + _FLOAT_SLACK:
+        raise SrganError(
+            f"{name}: a {kind} with values from {low:.6g} to {high:.6g}, which srgan cannot read: it reads floats "
+            "from 0 (black) to 1 (white); scale it to 0-1, or save it as 8- or 16-bit integer TIFF or PNG"
+        )
+    return np.clip(arr, 0.0, 1.0), f"{name}: a {kind} with values from {low:.6g} to {high:.6g}: clipped to 0-1"
 
 
 def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:

@@ -975,18 +975,42 @@ def test_a_tiff_turned_as_pillow_loads_it_turns_its_dpi(tmp_path, where, compres
         assert got.dpi == (200, 100)
 
 
-@pytest.mark.parametrize(
-    ("top", "overshoot"), [(1.0, 1.0001), (1.0, 1.7), (255.0, 255.5), (65535.0, 70000.0), (0.5, None)]
-)
+@pytest.mark.parametrize(("top", "overshoot"), [(1.0, 1.0001), (1.0, 1.004), (1.0, None), (0.5, None)])
 def test_float_images_keep_their_range_through_a_few_overshooting_pixels(tmp_path, top, overshoot):
     ramp = np.linspace(0.0, top, 64 * 64, dtype=np.float32).reshape(64, 64)
     if overshoot is not None:
         ramp[0, 0] = overshoot  # one pixel a filter pushed past the range (was: a 0..1 image read as 8-bit)
     Image.fromarray(ramp).save(tmp_path / "f.tif")
-    got = read_image(tmp_path / "f.tif").rgb[..., 0]
-    scale = {1.0: 1.0, 255.0: 255.0, 65535.0: 65535.0, 0.5: 1.0}[top]
-    np.testing.assert_allclose(got[1:].ravel(), np.clip(ramp[1:].ravel() / scale, 0, 1), atol=1e-6)
-    assert got.max() == pytest.approx(min(1.0, (overshoot or top) / scale), abs=1e-6)
+    loaded = read_image(tmp_path / "f.tif")
+    got = loaded.rgb[..., 0]
+    np.testing.assert_allclose(got[1:].ravel(), ramp[1:].ravel(), atol=1e-6)
+    assert got.max() == pytest.approx(min(1.0, overshoot or top), abs=1e-6)
+    if overshoot:
+        low, high = f"{float(ramp.min()):.6g}", f"{overshoot:.6g}"
+        assert loaded.notes == [
+            f"{tmp_path / 'f.tif'}: a floating-point gray TIFF with values from {low} to {high}: clipped to 0-1"
+        ]
+    else:
+        assert loaded.notes == []
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [(0.06, 2.65), (0.04, 1.92), (0.0, 255.0), (0.0, 65535.0), (-0.5, 0.9), (0.0, 1.02)]
+)
+def test_float_gray_well_outside_0_to_1_is_refused_not_rescaled(tmp_path, low, high):
+    """Float gray TIFF of HDR data (a maximum of 2.65) was taken as 8-bit, divided by 255 for a maximum
+    above 2 (nearly black), and data up to 2 was clipped to 1 without a word; a float colour TIFF is
+    refused. srgan reads floats from 0 to 1 and refuses data well outside that range, saying it."""
+    ramp = np.linspace(low, high, 64 * 64, dtype=np.float32).reshape(64, 64)
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    with pytest.raises(SrganError) as info:
+        read_image(tmp_path / "f.tif")
+    message = str(info.value)
+    assert message.startswith(
+        f"{tmp_path / 'f.tif'}: a floating-point gray TIFF with values from {low:.6g} to {high:.6g}, which srgan "
+        "cannot read: it reads floats from 0 (black) to 1 (white); scale it to 0-1, or save it as 8- or 16-bit"
+    )
+    assert "\n" not in message
 
 
 def test_tiff_layout_tags_do_not_travel_as_exif(tmp_path):

@@ -2120,3 +2120,18 @@ def test_an_image_srgan_does_not_read_fails_when_named_and_is_counted_by_suffix_
         f"error: no images found in the inputs (passed over 8 files srgan does not read {counted} and 1 file that "
         "is not an image); supported: "
     )
+
+
+def test_float_gray_tiff_outside_0_to_1_is_one_line_not_a_dark_picture(weights, tmp_path):
+    """A float gray TIFF of values up to 2.65 came out nearly black (divided by 255), one up to 1.9 clipped
+    to 1 without a word."""
+    ramp = np.linspace(0.06, 2.65, 12 * 10, dtype=np.float32).reshape(10, 12)
+    Image.fromarray(ramp).save(tmp_path / "hdr.tif")
+    result = run(weights, tmp_path / "hdr.tif", "-o", tmp_path / "hdr.png")
+    assert result.exit_code == 1 and not (tmp_path / "hdr.png").exists()
+    assert result.stderr.startswith(f"error: {tmp_path / 'hdr.tif'}: a floating-point gray TIFF with values from ")
+    Image.fromarray(np.clip(ramp, 0, 1.003)).save(tmp_path / "near.tif")
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "near.tif"), "-o", str(tmp_path / "near.png")]
+    )
+    assert result.exit_code == 0 and "to 1.003: clipped to 0-1" in result.stderr, result.output
