@@ -930,7 +930,8 @@ def _from_loaded_pil(
     note = None
     try:
         if mode == "CMYK":
-            rgb8, icc = _cmyk_to_rgb(im, icc)
+            rgb8, note = _cmyk_to_rgb(im, icc, name)
+            icc = None  # the pixels are sRGB now: the CMYK profile would be wrong on them
             rgb = rgb8.astype(np.float32) / 255.0
         elif mode in ("1", "L") and isinstance(hidden, int):
             # gray with one transparent value (PNG's tRNS): a 1-bit image went without it, and a 2- or
@@ -1053,9 +1054,12 @@ def _float_gray(im: Image.Image, name: str, fmt: str) -> tuple[np.ndarray, str |
     return np.clip(arr, 0.0, 1.0), f"{name}: a {kind} with values from {low:.6g} to {high:.6g}: clipped to 0-1"
 
 
-def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
-    """CMYK to sRGB through the embedded profile when there is one, else the plain formula."""
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None, name: str) -> tuple[np.ndarray, str]:
+    """CMYK to sRGB through the embedded profile when there is one, else the plain formula; and the note
+    saying which (the conversion was silent, and the profile left out without a word)."""
+    why = "the file has no colour profile"
     if icc:
+        why = "its embedded colour profile could not be used, and is left out"
         try:
             from PIL import ImageCms
 
@@ -1063,10 +1067,14 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
             dst = ImageCms.createProfile("sRGB")
             out = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
             if out is not None:
-                return np.asarray(out), None
+                return np.asarray(out), (
+                    f"{name}: CMYK converted to sRGB through its {_icc_name(icc)}, which the output does not carry"
+                )
         except Exception:  # noqa: BLE001 - a broken profile must not make the image unreadable
             pass
-    return np.asarray(im.convert("RGB")), None
+    return np.asarray(
+        im.convert("RGB")
+    ), f"{name}: CMYK converted to RGB by a plain formula ({why}): its colours are approximate"
 
 
 # A TIFF's "EXIF" is its whole first IFD; only these describe the picture rather than its

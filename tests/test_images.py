@@ -2906,3 +2906,64 @@ def test_avif_without_pillow_support_is_one_line_saying_to_upgrade_pillow(tmp_pa
             call()
         assert "\n" not in str(info.value)
     assert not (tmp_path / "b.avif").exists()
+
+
+def _cmyk_icc(description: str = "srgan test CMYK") -> bytes:
+    """A small ICC v2 CMYK output profile: a 2-point lut16 from CMYK to Lab through the sRGB of each corner."""
+    corners = []
+    for c in (0, 1):
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    corners.append([round(255 * (1 - v) * (1 - k)) for v in (c, m, y)])
+    rgb = Image.fromarray(np.array(corners, dtype=np.uint8).reshape(1, 16, 3))
+    lab = ImageCms.applyTransform(
+        rgb, ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    )
+    lab = np.asarray(lab).reshape(16, 3).astype(np.int32)
+    lab[:, 1:] = lab[:, 1:] ^ 128  # Pillow's a and b are signed bytes; the profile's are offset by 128
+    clut = (lab * 256).astype(">u2").tobytes()
+    a2b0 = b"mft2" + bytes(4) + bytes([4, 3, 2, 0])
+    a2b0 += b"".join(struct.pack(">i", v) for v in (65536, 0, 0, 0, 65536, 0, 0, 0, 65536))
+    a2b0 += struct.pack(">HH", 2, 2) + struct.pack(">HH", 0, 65535) * 4 + clut + struct.pack(">HH", 0, 65535) * 3
+    text = description.encode("ascii") + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    d50 = struct.pack(">iii", 63190, 65536, 54061)
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", b"XYZ " + bytes(4) + d50),
+        (b"cprt", b"text" + bytes(4) + b"none\0"),
+        (b"A2B0", a2b0),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = struct.pack(">I4sI4s4s4s", size, b"none", 0x02100000, b"prtr", b"CMYK", b"Lab ") + bytes(12) + b"acsp"
+    header += bytes(24) + struct.pack(">I", 0) + d50 + bytes(48)
+    assert len(header) == 128, len(header)
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def test_a_cmyk_image_says_it_was_converted_and_how(tmp_path):
+    """A CMYK JPEG became RGB without a word, through its CMYK profile or without one."""
+    cases = {
+        "plain.jpg": (None, "RGB by a plain formula (the file has no colour profile): its colours are approximate"),
+        "icc.jpg": (
+            _cmyk_icc(),
+            'sRGB through its CMYK ICC colour profile "srgan test CMYK", which the output does not carry',
+        ),
+        "broken.jpg": (
+            b"not a profile" * 20,
+            "RGB by a plain formula (its embedded colour profile could not be used, and is left out): its colours "
+            "are approximate",
+        ),
+    }
+    for name, (icc, how) in cases.items():
+        Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(tmp_path / name, **({"icc_profile": icc} if icc else {}))
+        got = read_image(tmp_path / name)
+        assert _q(got.rgb, 255).reshape(-1, 3).tolist()[0] == [255, 0, 0] and got.icc_profile is None
+        assert got.notes == [f"{tmp_path / name}: CMYK converted to {how}"]

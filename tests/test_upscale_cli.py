@@ -2135,3 +2135,13 @@ def test_float_gray_tiff_outside_0_to_1_is_one_line_not_a_dark_picture(weights, 
         main, ["upscale", "-m", str(weights), str(tmp_path / "near.tif"), "-o", str(tmp_path / "near.png")]
     )
     assert result.exit_code == 0 and "to 1.003: clipped to 0-1" in result.stderr, result.output
+
+
+def test_a_cmyk_jpeg_is_upscaled_with_a_note_that_it_became_rgb(weights, tmp_path):
+    Image.new("CMYK", (12, 10), (0, 255, 255, 0)).save(tmp_path / "c.jpg")
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "c.jpg"), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"note: {tmp_path / 'c.jpg'}: CMYK converted to RGB by a plain formula" in result.stderr
+    assert _decodes(tmp_path / "o" / "c.jpg").mode == "RGB"
