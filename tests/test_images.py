@@ -19,6 +19,7 @@ from conftest import mpo_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, TiffImagePlugin
+from PIL import features as _pil_features
 
 from srgan_cli import fsutil, images
 from srgan_cli.errors import SrganError
@@ -37,6 +38,8 @@ from srgan_cli.images import (
     write_image,
 )
 
+needs_avif = pytest.mark.skipif(not _pil_features.check("avif"), reason="this Pillow has no AVIF support")
+needs_jpeg2000 = pytest.mark.skipif(not _pil_features.check("jpg_2000"), reason="this Pillow has no JPEG 2000 support")
 RNG = np.random.default_rng(1234)
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -2821,6 +2824,7 @@ def test_a_tiff_load_is_not_refused_when_another_thread_had_pillows_limit_lifted
     assert np.array_equal(np.asarray(im), pixels)
 
 
+@needs_jpeg2000
 def test_jpeg2000_gray_keeps_its_bits_and_deep_colour_is_refused(tmp_path):
     """JPEG 2000 was refused for its suffix. 16-bit gray (Pillow's I;16) keeps its 16 bits, and 12-bit
     gray, which Pillow shifts up (white is 65520), reaches white; colour of more than 8 bits a sample
@@ -2847,6 +2851,7 @@ def test_jpeg2000_gray_keeps_its_bits_and_deep_colour_is_refused(tmp_path):
         assert "\n" not in str(info.value)
 
 
+@needs_avif
 def test_avif_is_written_with_alpha_gray_quality_and_metadata(tmp_path):
     """AVIF was neither read nor written. It is 8-bit (16 bits cut, with a note), keeps alpha, gray,
     the ICC profile, EXIF and XMP as WebP does, and --quality is Pillow's (libavif's) quality."""

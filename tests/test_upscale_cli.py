@@ -19,11 +19,15 @@ import torch
 from click.testing import CliRunner
 from conftest import mpo_file
 from PIL import Image
+from PIL import features as _pil_features
 
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.models import build_generator
 from srgan_cli.weights import save_generator, sha256_file
+
+needs_avif = pytest.mark.skipif(not _pil_features.check("avif"), reason="this Pillow has no AVIF support")
+needs_jpeg2000 = pytest.mark.skipif(not _pil_features.check("jpg_2000"), reason="this Pillow has no JPEG 2000 support")
 
 TINY = GeneratorConfig(num_blocks=1, num_features=8)
 REPO = Path(__file__).resolve().parents[1]
@@ -1975,6 +1979,7 @@ def test_format_takes_jpeg_and_tif_as_o_takes_them(weights, tmp_path):
     assert "[png|jpg|webp|avif|tiff|bmp|gif|same]" in " ".join(shown.split()) and "|jpeg|" not in shown
 
 
+@needs_jpeg2000
 def test_jpeg2000_tga_qoi_and_jfif_are_read_everywhere_and_the_read_only_ones_give_png(weights, tmp_path):
     """JPEG 2000, TGA, QOI and the JPEG names .jfif and .jpe, which Pillow decodes, were refused for
     their suffix alone (skipped in a folder as "not an image file")."""
@@ -2017,6 +2022,7 @@ def test_jpeg2000_tga_qoi_and_jfif_are_read_everywhere_and_the_read_only_ones_gi
     assert [p.name for p in _image_files(folder)] == listed
 
 
+@needs_avif
 def test_avif_is_read_and_written_by_suffix_format_and_content(weights, tmp_path):
     """AVIF was refused for its suffix, as --format and as -o (which made a folder named out.avif)."""
     if not getattr(pytest.importorskip("PIL.AvifImagePlugin"), "SUPPORTED", False):
