@@ -1781,16 +1781,26 @@ def _tag_int(tags, key: int, default: int) -> int:
 # with an OverflowError, after the whole upscale.
 # AVIF: what libavif (so Pillow) reads back by default; a wider file is written, but not read.
 _MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535, "AVIF": 32768}
+# The most pixels in all each format holds, where it has such a limit: libavif reads back at most
+# 16384 x 16384 (its AVIF_DEFAULT_IMAGE_SIZE_LIMIT); 16500 x 16500 was written, and then not read.
+_MAX_PIXELS = {"AVIF": 16384 * 16384}
 
 
 def size_problem(width: int, height: int, path: str | Path, format: str | None = None) -> str | None:  # noqa: A002
     """Why ``write_image(path, ..., format=)`` cannot write a ``width`` x ``height`` image, or None:
-    a side longer than its format holds. Cheap, so callers ask before the work that makes it."""
+    a side longer than its format holds, or more pixels in all (AVIF). Cheap, so callers ask before the
+    work that makes it."""
     fmt = _normalise_format(format) if format else format_for_path(Path(path))
     most = _MAX_SIDE.get(fmt)
-    if most is None or max(width, height) <= most:
-        return None
-    return f"{path}: a {width}x{height} image is too large for {fmt} (at most {most} px a side); write PNG or TIFF"
+    if most is not None and max(width, height) > most:
+        return f"{path}: a {width}x{height} image is too large for {fmt} (at most {most} px a side); write PNG or TIFF"
+    most = _MAX_PIXELS.get(fmt)
+    if most is not None and width * height > most:
+        return (
+            f"{path}: a {width}x{height} image is too large for {fmt} (at most {most:,} pixels, as libavif reads it "
+            "back); write PNG or TIFF"
+        )
+    return None
 
 
 def stored_bit_depth(path: str | Path, bit_depth: int, format: str | None = None) -> int:  # noqa: A002

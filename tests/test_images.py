@@ -2897,6 +2897,20 @@ def test_avif_is_written_with_alpha_gray_quality_and_metadata(tmp_path):
     )
 
 
+def test_an_avif_of_more_pixels_than_libavif_reads_back_is_refused_before_the_work():
+    """libavif reads back at most 16384 x 16384 pixels in all (AVIF_DEFAULT_IMAGE_SIZE_LIMIT): 16500 x 16500
+    was written, and then did not open; only a side past 32768 px was refused."""
+    assert images.size_problem(16384, 16384, "x.avif") is None
+    assert images.size_problem(32768, 8192, "x.AVIF") is None
+    problem = images.size_problem(16500, 16500, "x.avif")
+    assert problem == (
+        "x.avif: a 16500x16500 image is too large for AVIF (at most 268,435,456 pixels, as libavif reads it back); "
+        "write PNG or TIFF"
+    )
+    assert "at most 268,435,456 pixels" in images.size_problem(20000, 14000, "x.png", "avif")
+    assert images.size_problem(16500, 16500, "x.png") is None and images.size_problem(16500, 16500, "x.jpg") is None
+
+
 def test_avif_without_pillow_support_is_one_line_saying_to_upgrade_pillow(tmp_path, monkeypatch):
     if images.avif_supported():
         Image.new("RGB", (8, 6), (9, 99, 199)).save(tmp_path / "a.avif")

@@ -1360,6 +1360,25 @@ def test_an_output_too_wide_for_its_format_fails_before_the_upscale(weights, tmp
     assert not (tmp_path / "wide.webp").exists()
 
 
+@needs_avif
+def test_an_avif_output_of_more_pixels_than_libavif_reads_back_fails_before_the_upscale(weights, tmp_path, monkeypatch):
+    """libavif writes an AVIF of 16500x16500 but reads back at most 16384x16384 pixels in all: such an
+    output was upscaled and written, and then could not be opened; only a side past 32768 was refused."""
+    import srgan_cli.api
+
+    def no_upscale(*args, **kwargs):
+        raise AssertionError("upscaled an image that cannot be read back")
+
+    monkeypatch.setattr(srgan_cli.api, "upscale_loaded", no_upscale)
+    src = _img(tmp_path / "big.png", size=(1100, 1050))
+    result = run(weights, src, "-o", tmp_path / "big.avif", "--outscale", "16")
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'big.avif'}: a 17600x16800 image is too large for AVIF (at most 268,435,456 pixels" in (
+        result.output
+    )
+    assert not (tmp_path / "big.avif").exists()
+
+
 def test_an_image_cut_short_by_its_pipe_reader_is_a_failure(weights, tmp_path):
     """A reader that goes away part way through the image (the pipe holds 64 KB): the write to the
     pipe returned short, Python's stdout neither retried nor raised, and the run exited 0 with a
