@@ -606,9 +606,9 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
     trns_scale = _gray_trns_scale(im)
     turned = 1  # the orientation Pillow applies to the pixels as it loads them (TIFF), before we look
     notes: list[str] = []
-    gray16_top = 65535
+    gray16_top, low_bits = 65535, None
     if fmt == "JPEG2000":
-        gray16_top = _jpeg2000_check(im, fh, name)
+        gray16_top, low_bits = _jpeg2000_check(im, fh, name)
     if fmt == "TIFF":
         _quiet_libtiff()
         turned = _tiff_orientation(im)
@@ -649,29 +649,40 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
             f"{name}: cannot decode the {fmt or 'image'} data ({_one_line(exc)}); the file is truncated or corrupt"
         ) from None
     loaded = _from_loaded_pil(
-        im, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale, gray16_top=gray16_top
+        im,
+        fmt=fmt,
+        n_frames=n_frames,
+        name=name,
+        turned=turned,
+        trns_scale=trns_scale,
+        gray16_top=gray16_top,
+        low_bits=low_bits,
     )
     loaded.notes.extend(notes)
     return loaded
 
 
-def _jpeg2000_check(im: Image.Image, fh, name: str) -> int:
+def _jpeg2000_check(im: Image.Image, fh, name: str) -> tuple[int, tuple[int, ...] | None]:
     """What a JPEG 2000's gray samples as Pillow gives them (I;16) are at their brightest: Pillow
-    shifts samples of fewer than 16 bits up (12-bit white is 65520). A colour (or gray with alpha)
+    shifts samples of fewer than 16 bits up (12-bit white is 65520); and the bits a sample of each
+    channel of an 8-bit mode (L, LA, RGB, RGBA) where one has fewer than 8, which Pillow shifts up
+    too (1-bit white is 128; see ``_stretch_low_bits``), else None. A colour (or gray with alpha)
     JPEG 2000 of more than 8 bits a sample is refused: Pillow's decoder cuts it to 8 bits, and its
     brightest values wrap round to black."""
     bits = _jpeg2000_bits(fh)
     if not bits:
-        return 65535
+        return 65535, None
     if im.mode == "I;16":
-        return ((1 << min(bits[0], 16)) - 1) << (16 - min(bits[0], 16))
+        return ((1 << min(bits[0], 16)) - 1) << (16 - min(bits[0], 16)), None
     if im.mode != "P" and max(bits) > 8:
         kind = {"LA": "gray and alpha", "RGBA": "colour and alpha"}.get(im.mode, "colour")
         raise SrganError(
             f"{name}: a JPEG 2000 of {max(bits)} bits a sample ({kind}), which srgan cannot read: Pillow decodes "
             "it to 8 bits, its brightest values black; convert it to 16-bit PNG or TIFF"
         )
-    return 65535
+    if im.mode in ("L", "LA", "RGB", "RGBA") and len(bits) == len(im.mode) and min(bits) < 8:
+        return 65535, tuple(bits)
+    return 65535, None
 
 
 def _jpeg2000_bits(fh) -> list[int] | None:
@@ -920,6 +931,7 @@ def _from_loaded_pil(
     turned: int = 1,
     trns_scale: int = 1,
     gray16_top: int = 65535,
+    low_bits: tuple[int, ...] | None = None,
 ) -> LoadedImage:
     mode = im.mode
     icc = im.info.get("icc_profile") or None
@@ -979,12 +991,33 @@ def _from_loaded_pil(
                 alpha = arr[..., 3].astype(np.float32) / 255.0
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: unsupported image mode {mode!r} ({_one_line(exc)})") from None
+    if low_bits:
+        rgb, alpha = _stretch_low_bits(rgb, alpha, low_bits)
     loaded = _finish(
         im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name, turned=turned
     )
     if note:
         loaded.notes.append(note)
     return loaded
+
+
+def _stretch_low_bits(
+    rgb: np.ndarray, alpha: np.ndarray | None, bits: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A JPEG 2000 of fewer than 8 bits a sample (``bits``: each channel's, L, LA, RGB or RGBA) to
+    [0, 1] by each channel's stated precision: Pillow shifts its samples up to 8 bits (a 1-bit
+    bilevel scan's white is 128, 2-bit's 192, 7-bit's 254), and read as 8-bit they never reached
+    white, nor a 1-bit alpha full opacity."""
+
+    def factor(b: int) -> float:
+        return 255.0 / (((1 << b) - 1) << (8 - b)) if b < 8 else 1.0
+
+    colour = bits[:1] * 3 if len(bits) <= 2 else bits[:3]
+    scale = np.array([factor(b) for b in colour], dtype=np.float32)
+    rgb = np.minimum(rgb * scale, np.float32(1.0))
+    if alpha is not None and len(bits) in (2, 4) and bits[-1] < 8:
+        alpha = np.minimum(alpha * np.float32(factor(bits[-1])), np.float32(1.0))
+    return rgb, alpha
 
 
 def _has_alpha(im: Image.Image) -> bool:

@@ -2851,6 +2851,51 @@ def test_jpeg2000_gray_keeps_its_bits_and_deep_colour_is_refused(tmp_path):
         assert "\n" not in str(info.value)
 
 
+# An 8x4 bilevel (1 bit a sample) JPEG 2000 codestream, as archive scans are: rows 0101 1010 twice, then
+# 1111 0000 twice (made with imagecodecs.jpeg2k_encode(..., level=0, bitspersample=1, codecformat="j2k"))
+_BILEVEL_J2K = bytes.fromhex(
+    "ff4fff510029000000000008000000040000000000000000000000080000000400000000000000000001000101ff52000c000000"
+    "01000004040001ff5c00044008ff640025000143726561746564206279204f70656e4a5045472076657273696f6e20322e352e"
+    "34ff90000a0000000000160001ff93d30010f5bf2b4396ffd9"
+)
+
+
+@needs_jpeg2000
+def test_jpeg2000_of_fewer_than_8_bits_a_sample_reaches_white(tmp_path):
+    """Pillow shifts a JPEG 2000's samples of fewer than 8 bits up to 8 (a bilevel scan's white is 128,
+    2-bit's 192, 7-bit's 254), and srgan read them as 8-bit: a 1-bit archive scan came out black and mid
+    gray. Each channel is scaled by the precision the file states, as 9- to 15-bit gray already was."""
+    (tmp_path / "bilevel.j2k").write_bytes(_BILEVEL_J2K)
+    loaded = read_image(tmp_path / "bilevel.j2k")
+    assert loaded.grayscale and loaded.bit_depth == 8 and loaded.size == (8, 4)
+    rows = [[0, 1, 0, 1, 1, 0, 1, 0]] * 2 + [[1, 1, 1, 1, 0, 0, 0, 0]] * 2
+    assert np.array_equal(np.rint(loaded.rgb * 255).astype(np.uint8), np.repeat(np.array(rows)[..., None], 3, 2) * 255)
+    assert np.array_equal(images.read_rgb8(tmp_path / "bilevel.j2k")[..., 0], np.array(rows, np.uint8) * 255)
+    imagecodecs = pytest.importorskip("imagecodecs")
+    for bits in range(1, 8):
+        top = (1 << bits) - 1
+        ramp = np.tile(np.linspace(0, top, 40).round().astype(np.uint8), (30, 1))
+        want = np.rint(ramp.astype(np.float64) * 255 / top).astype(np.uint8)
+        for name, data in (
+            (f"g{bits}.jp2", ramp),
+            (f"c{bits}.jp2", np.stack([ramp, ramp[:, ::-1], np.full_like(ramp, top)], -1)),
+            (f"la{bits}.jp2", np.stack([ramp, ramp[:, ::-1]], -1)),
+            (f"rgba{bits}.j2k", np.stack([ramp, ramp, ramp[:, ::-1], ramp[:, ::-1]], -1)),
+        ):
+            codec = "j2k" if name.endswith(".j2k") else "jp2"
+            (tmp_path / name).write_bytes(
+                imagecodecs.jpeg2k_encode(data, level=0, bitspersample=bits, codecformat=codec)
+            )
+            loaded = read_image(tmp_path / name)
+            assert loaded.bit_depth == 8, name
+            got = np.rint(loaded.rgb * 255).astype(np.uint8)
+            assert np.array_equal(got[..., 0], want), name
+            if name.startswith("c"):
+                assert np.array_equal(got[..., 1], want[:, ::-1]) and (got[..., 2] == 255).all(), name
+            if name.startswith(("la", "rgba")):
+                assert np.array_equal(np.rint(loaded.alpha * 255).astype(np.uint8), want[:, ::-1]), name
+
+
 @needs_avif
 def test_avif_is_written_with_alpha_gray_quality_and_metadata(tmp_path):
     """AVIF was neither read nor written. It is 8-bit (16 bits cut, with a note), keeps alpha, gray,
