@@ -65,7 +65,7 @@ import numpy as np
 
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, read_rgb8, unread_reason
+from .images import SUPPORTED_SUFFIXES, is_image_path, read_rgb8, unread_hint, unread_reason
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -301,13 +301,14 @@ def _passed_over(files: list[Path], folder: Path, plain: bool, what: str) -> str
     where = folder if plain else f"{folder.name}/"
     are = "file ... is an image" if len(files) == 1 else "files ... are images"
     head = are.replace("...", f"in {where}")
-    return f"{len(files)} {head} srgan does not read ({kinds}), {what}: {_some([p.name for p in files])}"
+    names = _some([p.name for p in files])
+    return f"{len(files)} {head} srgan does not read ({kinds}), {what}: {names}{unread_hint(counts)}"
 
 
 def _image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if is_image_path(p) and not p.name.startswith("."))
 
 
 # --------------------------------------------------------------------------- upscalers

@@ -39,7 +39,7 @@ from .errors import OptionError, SrganError, first_line, printable
 from .fsutil import atomic_path, user_cache_dir
 from .images import _open as open_image
 from .images import _quiet_pillow as quiet_pillow
-from .images import folder_entries, is_image_path, read_rgb8
+from .images import folder_entries, is_image_path, read_rgb8, unread_hint, unread_reason
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
 
@@ -75,6 +75,8 @@ class ImageScan:
     unreadable: list[Path] = field(default_factory=list)  # files with an image name whose header did not read
     skipped_large: int = 0  # over TRAIN_MAX_PIXELS
     unlisted: list[tuple[Path, str]] = field(default_factory=list)  # sub-folders that could not be listed, and why
+    # files of image formats srgan does not read (HEIC, JPEG XL; AVIF where Pillow lacks it), by suffix
+    unread: dict[str, int] = field(default_factory=dict)
 
     @property
     def skipped_unreadable(self) -> int:
@@ -94,6 +96,7 @@ class ImageScan:
         if self.unreadable:
             more = f" and {len(self.unreadable) - most} more" if len(self.unreadable) > most else ""
             text += f"; unreadable: {', '.join(printable(str(p)) for p in self.unreadable[:most])}{more}"
+        text += self.unread_note()
         if self.unlisted:
             names = ", ".join(printable(str(p)) for p, _ in self.unlisted[:most])
             more = f" and {len(self.unlisted) - most} more" if len(self.unlisted) > most else ""
@@ -101,6 +104,16 @@ class ImageScan:
             text += f"; {len(self.unlisted)} sub-folder(s) could not be listed ({why}), their images left out: "
             text += f"{names}{more}"
         return text
+
+    def unread_note(self) -> str:
+        """``; passed over 3 files srgan does not read (2 .heic, 1 .avif)``, or "" where there were none."""
+        if not self.unread:
+            return ""
+        n = sum(self.unread.values())
+        kinds = ", ".join(
+            f"{count} {suffix}" for suffix, count in sorted(self.unread.items(), key=lambda i: (-i[1], i[0]))
+        )
+        return f"; passed over {n} file{'s' if n != 1 else ''} srgan does not read ({kinds}){unread_hint(self.unread)}"
 
     def fingerprint(self) -> str:
         """A digest of the images (paths under the root, and sizes): a resumed run compares it
@@ -116,14 +129,21 @@ def list_images(
     recursive: bool = True,
     unlisted: list[tuple[Path, str]] | None = None,
     visit: Callable[[int], None] | None = None,
+    unread: dict[str, int] | None = None,
 ) -> list[Path]:
     """Image names under ``root`` (recursively by default), sorted; hidden names are ignored and
     symlinked folders followed once (:func:`images.folder_entries`, as ``upscale`` lists a
     folder). Names that are no regular file (a broken link, a FIFO) are listed too, so that the
     scan counts them unreadable instead of leaving them out unsaid; sub-folders that cannot be
-    listed go to ``unlisted``."""
-    entries = folder_entries(root, recursive, unlisted=unlisted, visit=visit)
-    return sorted(path for path, _ in entries if is_image_path(path))
+    listed go to ``unlisted``, and the files of image formats srgan does not read are counted by
+    suffix in ``unread``."""
+    found = []
+    for path, is_file in folder_entries(root, recursive, unlisted=unlisted, visit=visit):
+        if is_image_path(path):
+            found.append(path)
+        elif unread is not None and is_file and unread_reason(path) is not None:
+            unread[path.suffix.lower()] = unread.get(path.suffix.lower(), 0) + 1
+    return sorted(found)
 
 
 class Ticker:
@@ -200,7 +220,7 @@ def scan_images(
         found[0] = count
         ticker.tick(lambda: f"listing the training folder {root}: {found[0]} files so far")
 
-    paths = list_images(root, unlisted=scan.unlisted, visit=visit)
+    paths = list_images(root, unlisted=scan.unlisted, visit=visit, unread=scan.unread)
     for path, size in zip(paths, _header_sizes(paths, ticker), strict=True):
         if size is None:
             scan.unreadable.append(path)
@@ -217,7 +237,8 @@ def scan_images(
     if not scan.paths:
         raise SrganError(
             f"{root}: no usable training images ({scan.skipped_small} smaller than the {min_size} px patch, "
-            f"{scan.skipped_unreadable} unreadable); give --data a folder of images at least {min_size} px wide"
+            f"{scan.skipped_unreadable} unreadable{scan.unread_note()}); give --data a folder of images at least "
+            f"{min_size} px wide"
         )
     return scan
 
@@ -276,6 +297,7 @@ def hold_out(
         unreadable=[*scan.unreadable, *sorted(broken)],
         skipped_large=scan.skipped_large,
         unlisted=scan.unlisted,
+        unread=scan.unread,
     )
     return rest, sorted(held)
 

@@ -25,7 +25,7 @@ import sys
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,8 +142,11 @@ class LoadedImage:
 
 
 def is_image_path(path: str | Path) -> bool:
-    """True when the file name ends in one of :data:`IMAGE_SUFFIXES` (any case)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+    """True when the file name ends in one of :data:`IMAGE_SUFFIXES` (any case) that this Pillow reads:
+    not ``.avif`` where it lacks AVIF (see ``avif_supported``), which is then an image srgan does not
+    read (``unread_reason``), passed over in a folder, as HEIC is, where it failed the whole batch."""
+    suffix = Path(path).suffix.lower()
+    return suffix in IMAGE_SUFFIXES and (_SUFFIX_FORMAT[suffix] != "AVIF" or avif_supported())
 
 
 # Common image formats srgan neither reads nor writes that Pillow does not know by their suffix. With
@@ -200,10 +203,20 @@ def unread_reason(path: str | Path) -> str | None:
     that names no image format."""
     if is_image_path(path):
         return None
+    if _SUFFIX_FORMAT.get(Path(path).suffix.lower()) == "AVIF":  # this Pillow lacks AVIF
+        return _no_avif_reason("read")
     name = image_format_named(path)
     if name is None:
         return None
     return f"srgan does not read {name} images; {_CONVERT_ADVICE.get(name, 'convert it to PNG first')}"
+
+
+def unread_hint(suffixes: Iterable[str]) -> str:
+    """What to add to a count of files srgan does not read of these suffixes: where .avif is among them
+    (this Pillow lacks AVIF, which srgan otherwise reads), that upgrading Pillow reads them; else ""."""
+    if any(_SUFFIX_FORMAT.get(suffix.lower()) == "AVIF" for suffix in suffixes) and not avif_supported():
+        return "; this Pillow lacks AVIF support: upgrade Pillow (pip install -U pillow) to read AVIF"
+    return ""
 
 
 def output_suffixes() -> str:
@@ -243,13 +256,17 @@ def avif_supported() -> bool:
 _AVIF: bool | None = None
 
 
-def _no_avif(name: str, what: str) -> SrganError:
+def _no_avif_reason(what: str) -> str:
     import PIL
 
-    return SrganError(
-        f"{name}: this Pillow ({PIL.__version__}) lacks AVIF support, so srgan cannot {what} AVIF; upgrade Pillow "
+    return (
+        f"this Pillow ({PIL.__version__}) lacks AVIF support, so srgan cannot {what} AVIF; upgrade Pillow "
         "(pip install -U pillow; its wheels have AVIF from 11.3)"
     )
+
+
+def _no_avif(name: str, what: str) -> SrganError:
+    return SrganError(f"{name}: {_no_avif_reason(what)}")
 
 
 def _is_avif(head: bytes) -> bool:

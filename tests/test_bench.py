@@ -1153,3 +1153,21 @@ def test_images_of_formats_srgan_does_not_read_are_named_not_dropped_without_a_w
     (folder / "HR" / "a.png").unlink()
     error = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
     assert "HR: no image srgan reads in it" in error and "(1 .heic, 1 .jxl), passed over: b.heic, c.jxl" in error
+
+
+def test_avif_files_are_passed_over_with_a_note_where_pillow_lacks_avif(tmp_path, monkeypatch):
+    """Where Pillow lacks AVIF, an .avif file in HR/ aborted the benchmark with no table: it is passed
+    over, as HEIC is, with a note that says to upgrade Pillow."""
+    from srgan_cli import images
+
+    monkeypatch.setattr(images, "_AVIF", False)
+    folder = _named_set(tmp_path, ["a.png"])
+    (folder / "HR" / "b.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64)
+    bench = core.load_set(folder)
+    assert [image.name for image in bench.images] == ["a"]
+    assert bench.notes[0] == (
+        "1 file in HR/ is an image srgan does not read (1 .avif), not in the set: b.avif; this Pillow lacks AVIF "
+        "support: upgrade Pillow (pip install -U pillow) to read AVIF"
+    )
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips")
+    assert result.exit_code == 0 and "PSNR" in result.stdout, result.output

@@ -58,6 +58,28 @@ def test_scan_recurses_and_counts_skipped(image_tree):
     assert "and 2 more" in dataclasses.replace(scan, unreadable=scan.unreadable * 7).summary()
 
 
+def test_scan_counts_images_of_formats_srgan_does_not_read(tmp_path, monkeypatch):
+    """A training folder's .avif files, where Pillow lacks AVIF, were each counted unreadable (its header
+    did not read), and its HEIC files were left out without a word: both are counted by suffix."""
+    from srgan_cli import images
+
+    monkeypatch.setattr(images, "_AVIF", False)
+    _write_images(tmp_path / "d", 2)
+    for name in ("x.avif", "y.avif", "z.heic"):
+        (tmp_path / "d" / name).write_bytes(b"\x00" * 64)
+    scan = scan_images(tmp_path / "d", 32)
+    assert len(scan.paths) == 2 and scan.skipped_unreadable == 0 and scan.unread == {".avif": 2, ".heic": 1}
+    assert scan.summary().endswith(
+        "(skipped 0 smaller than the patch, 0 unreadable); passed over 3 files srgan does not read (2 .avif, "
+        "1 .heic); this Pillow lacks AVIF support: upgrade Pillow (pip install -U pillow) to read AVIF"
+    )
+    assert hold_out(scan, 1)[0].unread == scan.unread
+    for path in (tmp_path / "d").glob("*.png"):
+        path.unlink()
+    with pytest.raises(SrganError, match=r"0 unreadable; passed over 3 files srgan does not read \(2 .avif"):
+        scan_images(tmp_path / "d", 32)
+
+
 def test_scan_without_usable_images_is_one_line_error(tmp_path):
     _write_images(tmp_path / "small", 2, size=(8, 8))
     with pytest.raises(SrganError, match="no usable training images") as info:

@@ -2079,6 +2079,38 @@ def test_avif_without_pillow_support_says_to_upgrade_pillow(weights, tmp_path, m
     assert "lacks AVIF support" in result.stderr.splitlines()[0]
 
 
+def test_avif_files_in_a_folder_are_passed_over_where_pillow_lacks_avif(weights, tmp_path, monkeypatch):
+    """Where Pillow lacks AVIF, an .avif file in an input folder failed the batch (exit 1), where before
+    AVIF support it was passed over: it is now an image srgan does not read, as HEIC is, counted in a
+    note that says to upgrade Pillow; named on the command line it still fails, saying so."""
+    from srgan_cli import images
+
+    monkeypatch.setattr(images, "_AVIF", False)
+    folder = tmp_path / "in"
+    _img(folder / "a.png")
+    (folder / "b.avif").write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64)
+    (folder / "c.AVIF").write_bytes((folder / "b.avif").read_bytes())
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(folder), "-o", str(tmp_path / "out"), "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+    lines = result.stderr.splitlines()
+    assert lines[-2:] == [
+        "note: passed over 2 files srgan does not read (2 .avif); this Pillow lacks AVIF support: upgrade Pillow "
+        "(pip install -U pillow) to read AVIF",
+        "1 written, 2 skipped, 0 failed",
+    ]
+    skipped = [f for f in json.loads(report.read_text())["files"] if f["status"] == "skipped"]
+    assert len(skipped) == 2 and all("lacks AVIF support" in f["reason"] for f in skipped)
+    result = run(weights, folder / "b.avif", folder / "a.png", "-o", tmp_path / "named")
+    assert result.exit_code == 1 and f"error: {folder / 'b.avif'}: this Pillow (" in result.stderr
+    (folder / "a.png").unlink()
+    result = run(weights, folder, "-o", tmp_path / "none")
+    assert result.exit_code == 1 and "(passed over 2 files srgan does not read (2 .avif); this Pillow" in result.stderr
+
+
 def test_an_output_name_of_an_image_format_srgan_cannot_write_is_refused_not_made_a_folder(weights, tmp_path):
     """-o out.heic (or .jxl, .exr, .dng, .psd, .svg, .pdf, ...) made a folder of that name and wrote
     out.heic/a.png into it; such a name is an output file's, which srgan cannot write."""

@@ -1382,7 +1382,9 @@ def _passed_over(tally: Tally) -> str:
         parts.append(f"{n} file{'s' if n != 1 else ''} srgan does not read ({kinds})")
     if others:
         parts.append("1 file that is not an image" if others == 1 else f"{others} files that are not images")
-    return "passed over " + " and ".join(parts) if parts else ""
+    from ..images import unread_hint
+
+    return "passed over " + " and ".join(parts) + unread_hint(tally.unread) if parts else ""
 
 
 def _summary(tally: Tally) -> str:
