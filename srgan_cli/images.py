@@ -37,6 +37,7 @@ from .fsutil import atomic_path
 
 _SUFFIX_FORMAT = {
     ".png": "PNG",
+    ".apng": "PNG",  # animated PNG: its first frame is read, and the output is a still .png (see STILL_SUFFIX)
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
     ".jpe": "JPEG",
@@ -44,6 +45,7 @@ _SUFFIX_FORMAT = {
     ".mpo": "MPO",  # multi-picture JPEG (3D cameras, panoramas): read only, its first picture goes to JPEG
     ".webp": "WEBP",
     ".avif": "AVIF",  # where Pillow has AVIF (its wheels from 11.3): see avif_supported
+    ".avifs": "AVIF",  # an AVIF image sequence: its first frame is read, and the output is a still .avif
     ".bmp": "BMP",
     ".tif": "TIFF",
     ".tiff": "TIFF",
@@ -65,6 +67,9 @@ _SUFFIX_FORMAT = {
 # The suffixes every command reads (upscale, bench, train).
 IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)
 SUPPORTED_SUFFIXES = " ".join(sorted(IMAGE_SUFFIXES))  # for messages
+# The suffixes of animated files, read as their first frame, whose one still output picture takes the
+# still format's suffix (srgan upscale anim.apng gives anim.png); an -o naming them is refused.
+STILL_SUFFIX = {".apng": ".png", ".avifs": ".avif"}
 # Input formats whose upscaled output goes to PNG unless told otherwise: GIF holds 256 colours,
 # and netpbm (PPM), JPEG 2000, TGA and QOI are not written at all.
 PNG_OUTPUT_FORMATS = frozenset({"GIF", "PPM", "JPEG2000", "TGA", "QOI"})
@@ -162,24 +167,33 @@ _OTHER_IMAGE_SUFFIXES = {
     ".svg": "SVG",
     ".pdf": "PDF",
     ".psd": "PSD",
+    ".pfm": "PFM",  # Pillow's PPM handler reads it, but it is floating point (HDR), not netpbm's integers
 }
-# Pillow's handlers of data formats that hold no picture to upscale (its stubs for HDF5, GRIB, BUFR)
-_NOT_PICTURES = frozenset({"HDF5", "GRIB", "BUFR"})
+# Pillow's handlers of formats that hold no picture to upscale: its stubs for the data formats HDF5, GRIB
+# and BUFR, and MPEG video (.mpg, .mpeg): a folder's video is no image srgan "does not read", and one among
+# `srgan upscale dir/*` failed the batch.
+_NOT_PICTURES = frozenset({"HDF5", "GRIB", "BUFR", "MPEG"})
+# Suffixes Pillow gives an image format that more often name something else: .vst (TGA's old Truevision
+# name) is a VST audio plug-in's
+_NOT_IMAGE_SUFFIXES = frozenset({".vst"})
 _FORMAT_TITLES = {"JPEG2000": "JPEG 2000", "WEBP": "WebP"}
+
+
+def _pillow_format(suffix: str) -> str | None:
+    """The format Pillow knows a suffix by, where it names a picture (not .h5, .mpg, .vst); else None."""
+    if not suffix or suffix in _NOT_IMAGE_SUFFIXES:
+        return None
+    fmt = Image.registered_extensions().get(suffix)
+    return None if fmt in _NOT_PICTURES else fmt
 
 
 def image_format_named(path: str | Path) -> str | None:
     """The image format that a file name's suffix names, as messages say it ("HEIC", "JPEG 2000", "PSD"):
     one srgan reads, a common one it does not (HEIC, JPEG XL, camera raw, ...) or one Pillow knows by
-    that suffix; None where the suffix names no image format."""
+    that suffix (also under another name than srgan reads it by: TGA for .vda); None where the suffix
+    names no image format (video, data formats)."""
     suffix = Path(path).suffix.lower()
-    fmt = _SUFFIX_FORMAT.get(suffix) or _OTHER_IMAGE_SUFFIXES.get(suffix)
-    if fmt is None and suffix:
-        fmt = Image.registered_extensions().get(suffix)
-        if fmt in _NOT_PICTURES:
-            return None
-        if fmt in _SUFFIX_FORMAT.values():  # a format srgan knows under other suffixes (.apng, .avifs)
-            return f"{suffix} ({_FORMAT_TITLES.get(fmt, fmt)})"
+    fmt = _SUFFIX_FORMAT.get(suffix) or _OTHER_IMAGE_SUFFIXES.get(suffix) or _pillow_format(suffix)
     return None if fmt is None else _FORMAT_TITLES.get(fmt, fmt)
 
 
@@ -194,6 +208,7 @@ _CONVERT_ADVICE = {
     "PSD": "export it as PNG or TIFF first",
     "SVG": "render it to PNG at the size you need instead: a vector image needs no upscaling",
     "PDF": "render its page to PNG first (pdftoppm -png -r 300, say)",
+    "PFM": "export it as 16-bit TIFF or PNG first",
 }
 
 
@@ -208,6 +223,11 @@ def unread_reason(path: str | Path) -> str | None:
     name = image_format_named(path)
     if name is None:
         return None
+    suffix = Path(path).suffix.lower()
+    fmt = _pillow_format(suffix)
+    if fmt in _SUFFIX_FORMAT.values() and suffix not in _OTHER_IMAGE_SUFFIXES:  # TGA's old name .vda, .icb
+        usual = next(known for known, named in _SUFFIX_FORMAT.items() if named == fmt)
+        return f"srgan reads {name} images named {usual}, not {suffix}; rename it to {Path(path).stem}{usual}"
     return f"srgan does not read {name} images; {_CONVERT_ADVICE.get(name, 'convert it to PNG first')}"
 
 
@@ -229,7 +249,11 @@ def output_refusal(path: str | Path) -> str | None:
     """Why srgan cannot write an output file named ``path``, whose suffix names an image format it does not
     write ("out.heic: srgan cannot write HEIC images; use .png, ..."); None where it writes that format, or
     the suffix names no image format."""
-    fmt = _SUFFIX_FORMAT.get(Path(path).suffix.lower())
+    suffix = Path(path).suffix.lower()
+    fmt = _SUFFIX_FORMAT.get(suffix)
+    if suffix in STILL_SUFFIX and not (fmt == "AVIF" and not avif_supported()):
+        kind = "an animated PNG" if fmt == "PNG" else "an AVIF sequence"
+        return f"{path}: srgan writes one still picture, not {kind}; name it {STILL_SUFFIX[suffix]}"
     if fmt == "MPO" or (fmt == "AVIF" and not avif_supported()):
         try:
             output_suffix_for(fmt)

@@ -2111,6 +2111,60 @@ def test_avif_files_in_a_folder_are_passed_over_where_pillow_lacks_avif(weights,
     assert result.exit_code == 1 and "(passed over 2 files srgan does not read (2 .avif); this Pillow" in result.stderr
 
 
+def test_pillows_other_suffixes_are_read_advised_rightly_or_not_images(weights, tmp_path):
+    """Pillow's other suffixes of formats srgan reads got wrong advice: "srgan does not read .apng (PNG)
+    images; convert it to PNG first", .vda (an old TGA name) "convert it to PNG"; and a video (.mpg,
+    .mpeg: Pillow's MPEG) counted as an image srgan does not read, so `srgan upscale dir/* -o out` over a
+    folder with one exited 1. An animated PNG named .apng is read as a PNG (its first frame, with a
+    note) and gives a still .png; .vda and .icb are told to be renamed .tga; video and .vst (a VST audio
+    plug-in, more often than TGA) are not images at all."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames = [Image.new("RGB", (12, 10), (60 * i, 0, 0)) for i in range(3)]
+    frames[0].save(folder / "anim.apng", format="PNG", save_all=True, append_images=frames[1:])
+    for name in ("clip.mpg", "clip.MPEG", "plugin.vst"):
+        (folder / name).write_bytes(b"\x00\x00\x01\xba" + b"\x00" * 60)
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), *[str(p) for p in sorted(folder.iterdir())], "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["anim.png"]
+    assert _decodes(tmp_path / "o" / "anim.png").size == (48, 40)
+    assert f"note: {folder / 'anim.apng'}: 3 frames; only the first is upscaled" in result.stderr
+    assert result.stderr.splitlines()[-1] == "1 written, 3 skipped, 0 failed"
+    result = run(weights, folder, "-o", tmp_path / "f")  # a folder's video is no image srgan does not read
+    assert result.exit_code == 0 and "does not read" not in result.output, result.output
+    assert run(weights, folder / "anim.apng", "-o", tmp_path / "one.png").exit_code == 0
+    result = run(weights, folder / "anim.apng", "-o", tmp_path / "one.apng")
+    assert result.exit_code == 2 and "one.apng: srgan writes one still picture, not an animated PNG; name it .png" in (
+        " ".join(result.output.split())
+    )
+    shutil.copy(folder / "anim.apng", folder / "old.vda")
+    result = run(weights, folder / "old.vda", "-o", tmp_path / "v.png")
+    assert result.exit_code == 1
+    assert f"error: {folder / 'old.vda'}: srgan reads TGA images named .tga, not .vda; rename it to old.tga" in (
+        result.stderr
+    )
+    result = run(weights, folder / "clip.mpg", "-o", tmp_path / "c.png")
+    assert result.exit_code == 1 and "not an image file name" in result.stderr and "MPEG" not in result.stderr
+
+
+@needs_avif
+def test_an_avif_sequence_named_avifs_is_read_as_its_first_frame(weights, tmp_path):
+    """.avifs (an AVIF image sequence) was "srgan does not read .avifs (AVIF) images; convert it to PNG
+    first", though renaming it .avif was enough: it is read as AVIF, its first frame, and gives .avif."""
+    frames = [Image.new("RGB", (12, 10), (60 * i, 90, 0)) for i in range(3)]
+    frames[0].save(tmp_path / "seq.avifs", format="AVIF", save_all=True, append_images=frames[1:])
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "seq.avifs"), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 frames; only the first is upscaled" in result.stderr
+    assert _decodes(tmp_path / "o" / "seq.avif").format == "AVIF"
+    result = run(weights, tmp_path / "seq.avifs", "-o", tmp_path / "x.avifs")
+    assert result.exit_code == 2 and "not an AVIF sequence; name it .avif" in " ".join(result.output.split())
+
+
 def test_an_output_name_of_an_image_format_srgan_cannot_write_is_refused_not_made_a_folder(weights, tmp_path):
     """-o out.heic (or .jxl, .exr, .dng, .psd, .svg, .pdf, ...) made a folder of that name and wrote
     out.heic/a.png into it; such a name is an output file's, which srgan cannot write."""

@@ -213,7 +213,7 @@ def _sort_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[Path],
 
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
     """The output file name for ``src``; its suffix decides the format written."""
-    from ..images import PNG_OUTPUT_FORMATS, format_for_path, output_suffix_for
+    from ..images import PNG_OUTPUT_FORMATS, STILL_SUFFIX, format_for_path, output_suffix_for
 
     if fmt_choice in (None, "same"):
         src_fmt = format_for_path(src)
@@ -221,8 +221,8 @@ def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
             ext = ".png"
         elif src_fmt == "MPO":  # a multi-picture JPEG (.mpo) is read as its first picture: a plain JPEG
             ext = ".jpg"
-        else:
-            ext = src.suffix.lower()
+        else:  # anim.apng and .avifs are read as their first frame: a still .png, .avif
+            ext = STILL_SUFFIX.get(src.suffix.lower(), src.suffix.lower())
     else:
         ext = output_suffix_for(fmt_choice)
     return f"{src.stem}{suffix}{ext}"
