@@ -2182,10 +2182,35 @@ def test_an_output_name_of_an_image_format_srgan_cannot_write_is_refused_not_mad
     )
     assert result.exit_code == 2 and "o.heic: srgan cannot write HEIC images" in result.output
     result = run(weights, src, _img(tmp_path / "b.png"), "-o", tmp_path / "out.jxl")  # several inputs: a folder
-    assert result.exit_code == 2 and "looks like an image file name" in result.output
+    assert result.exit_code == 0 and sorted(p.name for p in (tmp_path / "out.jxl").iterdir()) == ["a.png", "b.png"]
     (tmp_path / "there.heic").mkdir()  # an existing folder is a folder, whatever its name
     assert run(weights, src, "-o", tmp_path / "there.heic").exit_code == 0
     assert [p.name for p in (tmp_path / "there.heic").iterdir()] == ["a.png"]
+
+
+def test_with_several_inputs_an_o_named_as_a_format_srgan_does_not_write_is_the_output_folder(weights, tmp_path):
+    """A folder (or several inputs) with a new -o out.pdf, x.psd, out.jp2 was refused (exit 2, "looks like
+    an image file name") once srgan knew those suffixes; before, the folder was made. With several inputs
+    -o can only be a folder: it is made, with a note; a name srgan writes (out.png) is still refused, as
+    it most likely meant one image, and so is out.pdf for a single image."""
+    folder = tmp_path / "in"
+    _img(folder / "a.png")
+    _img(folder / "b.png", seed=1)
+    for name, fmt in (("out.pdf", "PDF"), ("x.PSD", "PSD"), ("out.jp2", "JPEG 2000"), ("p.ppm", "PPM")):
+        result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(folder), "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["a.png", "b.png"]
+        assert f"note: {tmp_path / name} is named as a {fmt} file would be, but srgan does not write that format" in (
+            " ".join(result.stderr.split())
+        )
+    result = run(weights, folder / "a.png", folder / "b.png", "-o", tmp_path / "two.heic")
+    assert result.exit_code == 0 and len(list((tmp_path / "two.heic").iterdir())) == 2
+    result = run(weights, folder, "-o", tmp_path / "out.png")
+    assert result.exit_code == 2 and "looks like an image file name" in result.output
+    assert not (tmp_path / "out.png").exists()
+    result = run(weights, folder / "a.png", "-o", tmp_path / "one.pdf")
+    assert result.exit_code == 2 and "srgan cannot write PDF images" in result.output
+    assert not (tmp_path / "one.pdf").exists()
 
 
 def test_an_image_srgan_does_not_read_fails_when_named_and_is_counted_by_suffix_in_a_folder(weights, tmp_path):

@@ -288,11 +288,19 @@ def plan_jobs(
         raise click.BadParameter(
             f"{output} is a file; with several inputs or a folder, -o must be a folder", param_hint="'-o'"
         )
-    if file_name and not os.path.exists(output):
+    if file_name and not os.path.exists(output) and output_refusal(output) is None:
+        # out.png: the name of a file srgan would write, most likely meant for one image
         raise click.BadParameter(
             f"{output} looks like an image file name, but the inputs are several files or a folder; "
             "give a folder for -o",
             param_hint="'-o'",
+        )
+    if file_name and not os.path.exists(output):
+        # out.pdf, frames.mpg, x.psd, out.jp2: no file srgan writes, so with several inputs the folder -o
+        # can only be (refused, as an image file name, where it had been made before srgan knew them)
+        report.note(
+            f"{output} is named as a {image_format_named(output)} file would be, but srgan does not write that "
+            "format, and the inputs are several files or a folder: it is the output folder"
         )
     name_suffix = suffix or ""
     if output.suffix and not os.path.exists(output) and len(inputs) == 1 and os.path.isfile(inputs[0]):
