@@ -501,6 +501,8 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
                 raise SrganError(f"{name}: corrupt image file (its header cannot be read)") from None
             if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
                 raise SrganError(f"{name}: {_tiff_refusal(fh)}") from None
+            if _is_avif(head) or head.startswith((b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51")):
+                raise SrganError(f"{name}: {_unopened_refusal(fh, head)}") from None
             raise SrganError(
                 f"{name}: not an image file, or an unsupported format (supported: {SUPPORTED_SUFFIXES})"
             ) from None
@@ -508,6 +510,27 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
             raise SrganError(f"{name}: {_one_line(exc)}") from None
         except _DECODE_ERRORS as exc:
             raise SrganError(f"{name}: corrupt image file ({_one_line(exc)})") from None
+
+
+def _unopened_refusal(fh, head: bytes) -> str:
+    """Why Pillow could not open a file that starts as an AVIF or a JPEG 2000 (both are known by their
+    first bytes): it is cut short or damaged, which said "not an image file, or an unsupported format"
+    where PNG said so; or an AVIF larger than libavif reads (see ``_MAX_PIXELS``)."""
+    if not _is_avif(head):
+        return "truncated or corrupt JPEG 2000 file (its header cannot be read)"
+    try:  # the image's size, from its ispe box (image spatial extents): version and flags, width, height
+        fh.seek(0)
+        data = fh.read(1 << 16)
+        at = data.find(b"ispe")
+        width, height = struct.unpack_from(">II", data, at + 8) if at >= 4 else (0, 0)
+    except (OSError, struct.error, ValueError):
+        width = height = 0
+    if width * height > _MAX_PIXELS["AVIF"] or max(width, height) > _MAX_SIDE["AVIF"]:
+        return (
+            f"an AVIF of {width}x{height} pixels, more than libavif reads (at most {_MAX_PIXELS['AVIF']:,} pixels, "
+            f"{_MAX_SIDE['AVIF']} a side); decode it to PNG with avifdec, its --size-limit raised"
+        )
+    return "truncated or corrupt AVIF file (its header cannot be read)"
 
 
 _SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating-point"}

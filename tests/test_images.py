@@ -2956,6 +2956,41 @@ def test_an_avif_of_more_pixels_than_libavif_reads_back_is_refused_before_the_wo
     assert images.size_problem(16500, 16500, "x.png") is None and images.size_problem(16500, 16500, "x.jpg") is None
 
 
+@needs_avif
+def test_a_truncated_avif_is_called_truncated_and_one_too_large_for_libavif_says_so(tmp_path):
+    """A truncated AVIF (200-400 bytes) said "not an image file, or an unsupported format", where a PNG,
+    WebP or JPEG 2000 cut short says it is truncated or corrupt; an AVIF over libavif's limits (its ispe
+    box says 16500x16500) said the same, though it is an image, only one libavif does not read."""
+    buf = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="AVIF")
+    for size in (40, 200, 300, 400):
+        (tmp_path / "cut.avif").write_bytes(buf.getvalue()[:size])
+        with pytest.raises(SrganError) as info:
+            read_image(tmp_path / "cut.avif")
+        assert str(info.value) == f"{tmp_path / 'cut.avif'}: truncated or corrupt AVIF file (its header cannot be read)"
+    small = io.BytesIO()
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(small, format="AVIF")
+    data = bytearray(small.getvalue())
+    at = data.find(b"ispe")
+    for width, height in ((16500, 16500), (40000, 8)):
+        struct.pack_into(">II", data, at + 8, width, height)
+        (tmp_path / "big.avif").write_bytes(bytes(data))
+        with pytest.raises(SrganError, match=rf"an AVIF of {width}x{height} pixels, more than libavif reads \(at most"):
+            read_image(tmp_path / "big.avif")
+
+
+@needs_jpeg2000
+def test_a_jpeg2000_cut_short_in_its_header_is_called_truncated(tmp_path):
+    """A JPEG 2000 cut within its header boxes said "not an image file, or an unsupported format"."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 12), (1, 2, 3)).save(buf, format="JPEG2000")
+    for suffix, data in ((".jp2", buf.getvalue()[:100]), (".j2k", b"\xff\x4f\xff\x51\x00\x29" + b"\x00" * 10)):
+        (tmp_path / f"cut{suffix}").write_bytes(data)
+        with pytest.raises(SrganError) as info:
+            read_image(tmp_path / f"cut{suffix}")
+        assert str(info.value).endswith(": truncated or corrupt JPEG 2000 file (its header cannot be read)"), info.value
+
+
 def test_avif_without_pillow_support_is_one_line_saying_to_upgrade_pillow(tmp_path, monkeypatch):
     if images.avif_supported():
         Image.new("RGB", (8, 6), (9, 99, 199)).save(tmp_path / "a.avif")

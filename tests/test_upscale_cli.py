@@ -2064,6 +2064,18 @@ def test_avif_is_read_and_written_by_suffix_format_and_content(weights, tmp_path
     assert result.exit_code == 0 and Image.open(io.BytesIO(result.stdout_bytes)).format == "AVIF", result.output
 
 
+@needs_avif
+def test_a_truncated_avif_on_standard_input_is_called_truncated(weights, tmp_path):
+    """It said "not an image file, or an unsupported format", though it was known as AVIF to be read."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="AVIF")
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "o.png")], input=buf.getvalue()[:300]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: -: truncated or corrupt AVIF file (its header cannot be read)"
+
+
 def test_avif_without_pillow_support_says_to_upgrade_pillow(weights, tmp_path, monkeypatch):
     from srgan_cli import images
 
