@@ -2225,6 +2225,28 @@ def test_with_several_inputs_an_o_named_as_a_format_srgan_does_not_write_is_the_
     assert not (tmp_path / "one.pdf").exists()
 
 
+def test_an_o_refusal_shows_a_name_with_a_newline_on_one_line(weights, tmp_path):
+    """The -o refusals put the raw path in the message: a name with a newline split it over two lines
+    (the second looking like a line of its own); control characters are escaped, as elsewhere."""
+    src = _img(tmp_path / "a.png")
+    (tmp_path / "file\nhere").write_bytes(b"x")
+    cases = [
+        ([src, "-o", tmp_path / "new\nline.heic"], "new\\nline.heic: srgan cannot write HEIC images"),
+        ([src, "-o", tmp_path / "new\nline.png", "--format", "jpg"], "does not match the suffix of "),
+        ([src, _img(tmp_path / "b.png"), "-o", tmp_path / "file\nhere"], "file\\nhere is a file; with several"),
+        ([tmp_path, "-o", tmp_path / "new\nline.png"], "new\\nline.png looks like an image file name"),
+    ]
+    for args, said in cases:
+        result = run(weights, *args)
+        assert result.exit_code == 2, result.output
+        error = result.output.splitlines()[-1]
+        assert error.startswith("Error: Invalid value for '-o': ") and said in error, result.output
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), "-", "-o", str(tmp_path / "in\nput.jxl")], input=src.read_bytes()
+    )
+    assert result.exit_code == 2 and "in\\nput.jxl: srgan cannot write JPEG XL" in result.output.splitlines()[-1]
+
+
 def test_an_image_srgan_does_not_read_fails_when_named_and_is_counted_by_suffix_in_a_folder(weights, tmp_path):
     """photo.heic named beside base.png was "1 written, 1 skipped" and exit 0, and a folder's HEIC, JPEG
     XL, ... files were passed over as "not images" without a word."""

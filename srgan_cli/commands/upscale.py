@@ -268,16 +268,19 @@ def plan_jobs(
         write_fmt = None if fmt in (None, "same") else fmt
         refusal = output_refusal(output)  # a suffix srgan reads only (.ppm) or not at all (.heic)
         if refusal is not None:
-            raise click.BadParameter(refusal, param_hint="'-o'")
+            raise click.BadParameter(printable(refusal), param_hint="'-o'")
         out_fmt = format_for_path(output)
         if write_fmt and out_fmt != format_for_path(f"x{output_suffix_for(write_fmt)}"):
             raise click.BadParameter(
-                f"--format {write_fmt} does not match the suffix of {output}; change one of them", param_hint="'-o'"
+                printable(f"--format {write_fmt} does not match the suffix of {output}; change one of them"),
+                param_hint="'-o'",
             )
         kept = format_for_path(_output_name(src, "same", "")) if fmt == "same" else out_fmt
         if kept != out_fmt:
             raise click.BadParameter(
-                f"--format same writes {src}'s format ({kept}), but {output} names {out_fmt}; change one of them",
+                printable(
+                    f"--format same writes {src}'s format ({kept}), but {output} names {out_fmt}; change one of them"
+                ),
                 param_hint="'-o'",
             )
         if suffix:
@@ -286,13 +289,15 @@ def plan_jobs(
 
     if os.path.exists(output) and not os.path.isdir(output):
         raise click.BadParameter(
-            f"{output} is a file; with several inputs or a folder, -o must be a folder", param_hint="'-o'"
+            printable(f"{output} is a file; with several inputs or a folder, -o must be a folder"), param_hint="'-o'"
         )
     if file_name and not os.path.exists(output) and output_refusal(output) is None:
         # out.png: the name of a file srgan would write, most likely meant for one image
         raise click.BadParameter(
-            f"{output} looks like an image file name, but the inputs are several files or a folder; "
-            "give a folder for -o",
+            printable(
+                f"{output} looks like an image file name, but the inputs are several files or a folder; give a folder "
+                "for -o"
+            ),
             param_hint="'-o'",
         )
     if file_name and not os.path.exists(output):
@@ -1136,7 +1141,8 @@ def _stage_stdio(
     if to_stdout and (len(inputs) != 1 or (not from_stdin and os.path.isdir(inputs[0]))):
         raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
     if from_stdin and not to_stdout and not os.path.isdir(output) and (refusal := output_refusal(output)):
-        raise click.BadParameter(refusal, param_hint="'-o'")  # out.heic: a file name, of a format srgan does not write
+        # out.heic: a file name, of a format srgan does not write
+        raise click.BadParameter(printable(refusal), param_hint="'-o'")
     if from_stdin and not to_stdout and (os.path.isdir(output) or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
     if to_stdout:
