@@ -264,7 +264,8 @@ def output_refusal(path: str | Path) -> str | None:
     name = image_format_named(path)
     if name is None:
         return None
-    return f"{path}: srgan cannot write {name} images; use {output_suffixes()} (or --format)"
+    # no "(or --format)": -o names the file here, and --format must match its suffix, so it cannot help
+    return f"{path}: srgan cannot write {name} images; use {output_suffixes()}"
 
 
 def avif_supported() -> bool:

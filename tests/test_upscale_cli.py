@@ -2225,6 +2225,23 @@ def test_with_several_inputs_an_o_named_as_a_format_srgan_does_not_write_is_the_
     assert not (tmp_path / "one.pdf").exists()
 
 
+@needs_jpeg2000
+def test_the_refusal_of_an_unwritable_o_does_not_suggest_format(weights, tmp_path):
+    """`-o fg.jp2 --format png` was told "use .png, ... (or --format)": --format was given, and cannot
+    help, as it must match -o's suffix where -o names the file."""
+    from srgan_cli.images import output_suffixes
+
+    src = tmp_path / "a.jp2"
+    Image.new("RGB", (12, 10), (9, 99, 199)).save(src)
+    for extra in ([], ["--format", "png"]):
+        result = run(weights, src, "-o", tmp_path / "fg.jp2", *extra)
+        assert result.exit_code == 2, result.output
+        error = result.output.splitlines()[-1]
+        assert error.endswith(f"fg.jp2: srgan cannot write JPEG 2000 images; use {output_suffixes()}"), error
+        assert "--format" not in error
+    assert not (tmp_path / "fg.jp2").exists()
+
+
 def test_an_o_refusal_shows_a_name_with_a_newline_on_one_line(weights, tmp_path):
     """The -o refusals put the raw path in the message: a name with a newline split it over two lines
     (the second looking like a line of its own); control characters are escaped, as elsewhere."""
