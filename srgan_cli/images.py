@@ -16,6 +16,7 @@ import collections
 import contextlib
 import errno
 import fractions
+import functools
 import io
 import os
 import re
@@ -96,10 +97,12 @@ _TIFF_CLASSIC_SIZE = 1 << 32  # the most bytes classic TIFF's 32-bit offsets add
 _JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" included); Pillow refuses more
 _MAKER_NOTE = 0x927C  # in the Exif IFD
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
-# Image.MAX_IMAGE_PIXELS is process-global; it is switched off only around Image.open (a
-# header parse) and the allocation of a large TIFF's memory, under this lock, because
-# read_image applies its own per-call limit first.
-_OPEN_LOCK = threading.Lock()
+# Pillow's size check (Image.MAX_IMAGE_PIXELS) is skipped only around Image.open (a header parse)
+# and the allocation of a large TIFF's memory, and only on the thread doing it, because read_image
+# applies its own per-call limit first: see _pillow_unlimited.
+_BOMB_CHECK_OFF = threading.local()
+_INSTALL_LOCK = threading.Lock()
+_OPEN_LOCK = threading.Lock()  # where Pillow lacks the check function: the global is switched off under it
 # OverflowError: a damaged size Pillow passes on to C (a TIFF's TileWidth 0xE8000010)
 _DECODE_ERRORS = (
     OSError,
@@ -478,17 +481,59 @@ def _quiet_pillow() -> Iterator[None]:
                 _quiet.pop().__exit__(None, None, None)
 
 
+def _skipping(check: Callable[..., None]) -> Callable[..., None]:
+    """Pillow's size check ``check``, skipped on a thread that is inside :func:`_pillow_unlimited`."""
+
+    @functools.wraps(check)
+    def bomb_check(*args, **kwargs) -> None:
+        if getattr(_BOMB_CHECK_OFF, "on", False):
+            return None
+        return check(*args, **kwargs)
+
+    bomb_check._srgan_skips = check  # type: ignore[attr-defined]
+    return bomb_check
+
+
+def _bomb_check_skippable() -> bool:
+    """Whether Pillow's size check can be skipped on one thread: Pillow's Image.open and its plugins
+    (TIFF's load_prepare, GIF's frames, ...) call the module function Image._decompression_bomb_check,
+    which is replaced, once, by one that skips it where srgan asks and calls Pillow's otherwise.
+    False for a Pillow without that function."""
+    if not callable(getattr(Image, "_decompression_bomb_check", None)):
+        return False
+    if not hasattr(Image._decompression_bomb_check, "_srgan_skips"):
+        with _INSTALL_LOCK:
+            current = Image._decompression_bomb_check
+            if not hasattr(current, "_srgan_skips"):  # not installed yet, or replaced by someone since
+                Image._decompression_bomb_check = _skipping(current)
+    return True
+
+
 @contextlib.contextmanager
 def _pillow_unlimited() -> Iterator[None]:
-    """Pillow's own size limit (Image.MAX_IMAGE_PIXELS) off, under ``_OPEN_LOCK``: the callers have
-    applied srgan's limit (``_check_size``) or are about to, and --max-pixels decides."""
-    with _OPEN_LOCK, _quiet_pillow():
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+    """Pillow's own size limit (Image.MAX_IMAGE_PIXELS) off on this thread: the callers have applied
+    srgan's limit (``_check_size``) or are about to, and --max-pixels decides.
+
+    Image.MAX_IMAGE_PIXELS itself is never changed: it is global to the process, and a thread of the
+    program embedding srgan that opened an image meanwhile had no limit (a 40000 x 40000 header that
+    Pillow refuses passed a quarter of the time while srgan read images on another thread). Only a
+    Pillow without the function Pillow checks the limit with has its limit switched off, under a lock."""
+    with _quiet_pillow():
+        if _bomb_check_skippable():
+            was = getattr(_BOMB_CHECK_OFF, "on", False)
+            _BOMB_CHECK_OFF.on = True
+            try:
+                yield
+            finally:
+                _BOMB_CHECK_OFF.on = was
+            return
+        with _OPEN_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                yield
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
 
 
 def _open(fh, head: bytes, name: str) -> Image.Image:
@@ -897,10 +942,9 @@ def _strict_load(im: Image.Image) -> None:
     """Decode every pixel; a truncated file fails even if a library switched Pillow to lenient.
 
     Pillow's TIFF reader checks its own size limit again as it loads (in ``load_prepare``, which
-    makes the image's memory), outside ``_open``'s lock: a TIFF past it was refused whatever
-    --max-pixels said. That memory is made here with the limit off, as ``_open`` opens files; the
-    load then finds it made. (Whatever the size: the limit read outside the lock could be another
-    thread's lifted one.)"""
+    makes the image's memory), outside ``_open``: a TIFF past it was refused whatever --max-pixels
+    said. That memory is made here with the limit off, as ``_open`` opens files; the load then finds
+    it made."""
     if im.format == "TIFF" and im.tile:
         with _pillow_unlimited():
             im.load_prepare()

@@ -1529,6 +1529,65 @@ def test_max_pixels_is_per_call_and_pillow_limit_does_not_leak(tmp_path, monkeyp
     assert Image.MAX_IMAGE_PIXELS == 100
 
 
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A gray PNG that declares ``width`` x ``height`` and holds no pixels: its header opens."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"")) + _chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_pillows_limit_holds_on_other_threads_while_srgan_opens_an_image(tmp_path, monkeypatch):
+    """srgan switched Image.MAX_IMAGE_PIXELS, global to the process, off around each open: a thread
+    of the program embedding srgan that opened an image meanwhile had no limit (a 40000 x 40000
+    header Pillow refuses passed a quarter of the time). Pillow's check is now skipped on srgan's
+    own thread alone."""
+    import threading
+
+    from PIL import PngImagePlugin
+
+    bomb = _png_header(tmp_path / "bomb.png", 40000, 40000)
+    small = write_image(tmp_path / "s.png", RNG.random((4, 4, 3)))
+    before = Image.MAX_IMAGE_PIXELS
+    inside, go = threading.Event(), threading.Event()
+    held: list[threading.Thread] = []
+    png_open = PngImagePlugin.PngImageFile._open
+
+    def open_held(self):  # srgan's read waits inside Image.open until the test lets it go on
+        if threading.current_thread() in held:
+            inside.set()
+            assert go.wait(10)
+        return png_open(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", open_held)
+    got: list[tuple[int, int]] = []
+    reader = threading.Thread(target=lambda: got.append(read_image(small).size))
+    held.append(reader)
+    reader.start()
+    try:
+        assert inside.wait(10)
+        assert Image.MAX_IMAGE_PIXELS == before
+        with pytest.raises(Image.DecompressionBombError):
+            Image.open(bomb)
+    finally:
+        go.set()
+        reader.join(10)
+    assert got == [(4, 4)]
+    with pytest.raises(SrganError, match="more than the limit of 100000000"):  # srgan's own limit, not Pillow's
+        read_image(bomb)
+    with pytest.raises(Image.DecompressionBombError):  # and nothing of srgan's is left on this thread
+        Image.open(bomb)
+
+
+def test_without_pillows_check_function_the_limit_is_lifted_and_restored(tmp_path, monkeypatch):
+    # a Pillow without Image._decompression_bomb_check: the global limit is switched off around the open
+    monkeypatch.setattr(images, "_bomb_check_skippable", lambda: False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = write_image(tmp_path / "m.png", RNG.random((50, 60, 3)))
+    assert read_image(path).size == (60, 50)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".gif", ".tif", ".webp", ".bmp", "16.png", "16.tif"])
 def test_damaged_files_never_leak_other_exceptions(tmp_path, suffix):
     """Truncations and flipped bytes give a picture or an SrganError, nothing else."""
