@@ -37,8 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import OptionError, SrganError, first_line, printable
 from .fsutil import atomic_path, user_cache_dir
-from .images import _open as open_image
-from .images import _quiet_pillow as quiet_pillow
+from .images import _pillow_unlimited as pillow_unlimited
 from .images import folder_entries, is_image_path, read_rgb8, unread_hint, unread_reason
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
@@ -174,15 +173,8 @@ def _header_size(path: Path) -> tuple[int, int]:
     """An image file's (width, height) from its header; one of _READ_ERRORS where it cannot tell."""
     if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named like an image: opening it would block
         raise ValueError(f"{path}: not a regular file")
-    try:
-        with quiet_pillow(), Image.open(path) as im:  # quiet: Pillow warns of large images, we judge size
-            return im.size
-    except Image.DecompressionBombError:  # over twice Pillow's limit: the size, read without it
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-            fh.seek(0)
-            with open_image(fh, head, str(path)) as im:
-                return im.size
+    with pillow_unlimited(), Image.open(path) as im:  # Pillow's limit off (on this thread): the scan judges size
+        return im.size
 
 
 def _header_sizes(paths: list[Path], ticker: Ticker) -> Iterator[tuple[int, int] | None]:

@@ -24,7 +24,6 @@ import stat
 import struct
 import sys
 import threading
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -450,37 +449,6 @@ def _open_file(path: Path):
         raise SrganError(f"{path}: cannot read the file ({_one_line(exc)})") from None
 
 
-_QUIET_LOCK = threading.Lock()
-_quiet: list[warnings.catch_warnings] = []  # the one catch_warnings in force while any thread is quiet
-_quiet_depth = 0
-
-
-@contextlib.contextmanager
-def _quiet_pillow() -> Iterator[None]:
-    """Silence Pillow's warnings (corrupt EXIF, bomb warnings: we apply our own limit).
-
-    The warning filters are global to the process, and catch_warnings is not thread-safe: two
-    threads decoding at once (the API from a thread pool, upscale's reader and writer) could
-    restore each other's "ignore" and leave every warning of the process silenced for good.
-    So one catch_warnings is entered by the first thread in and left by the last one out.
-    """
-    global _quiet_depth
-    with _QUIET_LOCK:
-        if _quiet_depth == 0:
-            catcher = warnings.catch_warnings()
-            catcher.__enter__()
-            warnings.simplefilter("ignore")
-            _quiet.append(catcher)
-        _quiet_depth += 1
-    try:
-        yield
-    finally:
-        with _QUIET_LOCK:
-            _quiet_depth -= 1
-            if _quiet_depth == 0:
-                _quiet.pop().__exit__(None, None, None)
-
-
 def _skipping(check: Callable[..., None]) -> Callable[..., None]:
     """Pillow's size check ``check``, skipped on a thread that is inside :func:`_pillow_unlimited`."""
 
@@ -518,22 +486,21 @@ def _pillow_unlimited() -> Iterator[None]:
     program embedding srgan that opened an image meanwhile had no limit (a 40000 x 40000 header that
     Pillow refuses passed a quarter of the time while srgan read images on another thread). Only a
     Pillow without the function Pillow checks the limit with has its limit switched off, under a lock."""
-    with _quiet_pillow():
-        if _bomb_check_skippable():
-            was = getattr(_BOMB_CHECK_OFF, "on", False)
-            _BOMB_CHECK_OFF.on = True
-            try:
-                yield
-            finally:
-                _BOMB_CHECK_OFF.on = was
-            return
-        with _OPEN_LOCK:
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                yield
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
+    if _bomb_check_skippable():
+        was = getattr(_BOMB_CHECK_OFF, "on", False)
+        _BOMB_CHECK_OFF.on = True
+        try:
+            yield
+        finally:
+            _BOMB_CHECK_OFF.on = was
+        return
+    with _OPEN_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _open(fh, head: bytes, name: str) -> Image.Image:
@@ -689,12 +656,11 @@ def _read_plain_rgb8(path: Path, max_pixels: int | None) -> np.ndarray | None:
                 return None
             _check_size(str(path), im.width, im.height, max_pixels)
             _strict_load(im)
-            with _quiet_pillow():
-                if int(im.getexif().get(_ORIENTATION, 1) or 1) != 1:
-                    return None
-                # RGB as it is: convert("RGB") made a copy of the whole image first (a training
-                # loader without a cache decodes an image for every patch)
-                return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+            if int(im.getexif().get(_ORIENTATION, 1) or 1) != 1:
+                return None
+            # RGB as it is: convert("RGB") made a copy of the whole image first (a training
+            # loader without a cache decodes an image for every patch)
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     except (SrganError, MemoryError, Image.DecompressionBombError, *_DECODE_ERRORS):
         return None
 
@@ -921,8 +887,8 @@ def _strict_pillow() -> Iterator[None]:
 
     The setting is global to the process: two threads that each saved and restored it could leave
     it off for good (the application's True lost) or turn it back on while the other still loaded
-    (a truncated file accepted, its missing part gray). As for ``_quiet_pillow``, the first thread
-    in saves it and the last one out restores it."""
+    (a truncated file accepted, its missing part gray). So the first thread in saves it and the last
+    one out restores it."""
     global _strict_depth, _strict_saved
     with _STRICT_LOCK:
         if _strict_depth == 0:
@@ -948,7 +914,7 @@ def _strict_load(im: Image.Image) -> None:
     if im.format == "TIFF" and im.tile:
         with _pillow_unlimited():
             im.load_prepare()
-    with _strict_pillow(), _quiet_pillow():
+    with _strict_pillow():
         im.load()
 
 
@@ -1002,12 +968,11 @@ def _mp_entry_types(data) -> list[int] | None:
 def _count_frames(im: Image.Image) -> int:
     if im.format == "MPO":
         return _mpo_frames(im)
-    with _quiet_pillow():
-        here = im.tell()  # a caller's image (from_pil) may stand at another frame: that one is upscaled
-        n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
-        if n > 1 and im.tell() != here:
-            im.seek(here)
-        return n
+    here = im.tell()  # a caller's image (from_pil) may stand at another frame: that one is upscaled
+    n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
+    if n > 1 and im.tell() != here:
+        im.seek(here)
+    return n
 
 
 def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
@@ -1021,8 +986,7 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
     # upright, its orientation dropped by Pillow, and its dpi taken as it is
     turned = _tiff_orientation(img) if img.format == "TIFF" and img.tile else 1
     try:
-        with _quiet_pillow():
-            img.load()
+        img.load()
         n_frames = _count_frames(img)
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None

@@ -365,3 +365,24 @@ def test_upscale_asks_openmp_to_wait_passively_unless_told_otherwise(tmp_path, c
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-2:] == ["OMP", expected], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("warnings_as", [None, "error"])
+def test_pillows_warnings_about_a_file_stay_off_the_terminal(tmp_path, warnings_as):
+    """The library no longer silences Pillow's warnings (the filters are global to the process);
+    the program ignores those of Pillow's modules itself: a corrupt EXIF is no source line on the
+    terminal, and under PYTHONWARNINGS=error no traceback, the image upscaled as before."""
+    import struct
+
+    ifd = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    ifd += struct.pack("<HHII", 0x010E, 2, 100, 5000) + struct.pack("<I", 0)  # past the end: Pillow warns
+    pixels = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "e.jpg", exif=b"Exif\x00\x00" + ifd)
+    env = _env(PYTHONWARNINGS=warnings_as) if warnings_as else _env()
+    if not warnings_as:
+        env.pop("PYTHONWARNINGS", None)
+    done = _srgan("upscale", tmp_path / "e.jpg", "-o", tmp_path / "out.png", "--device", "cpu", env=env)
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "Warning" not in err and "Traceback" not in err, err
+    assert Image.open(tmp_path / "out.png").size == (48, 40)

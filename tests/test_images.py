@@ -2351,7 +2351,8 @@ def test_write_image_refuses_a_side_longer_than_the_format_holds(tmp_path, suffi
 
 def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path):
     """catch_warnings is not thread-safe: threads reading images at once left an "ignore all"
-    filter in front of the process's filters for good (3 runs out of 3 with 6 threads)."""
+    filter in front of the process's filters for good (3 runs out of 3 with 6 threads). The
+    library now leaves the filters alone."""
     import threading
     import warnings
 
@@ -2370,6 +2371,68 @@ def test_decoding_in_threads_leaves_the_warning_filters_as_they_were(tmp_path):
     for t in threads:
         t.join()
     assert list(warnings.filters) == before
+
+
+def _jpeg_with_corrupt_exif(path: Path) -> Path:
+    """A JPEG whose EXIF holds an ImageDescription that points past the end of its data: Pillow
+    warns ("Tag data larger than file") as it reads the EXIF, and skips the tag."""
+    ifd = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2)
+    ifd += struct.pack("<HHII", 0x0112, 3, 1, 1) + struct.pack("<HHII", 0x010E, 2, 100, 5000) + struct.pack("<I", 0)
+    Image.fromarray(RNG.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path, exif=b"Exif\x00\x00" + ifd)
+    return path
+
+
+def test_a_thread_decoding_leaves_the_other_threads_warnings_shown(tmp_path, monkeypatch):
+    """While any thread decoded, srgan held an "ignore all" filter in front of the process's
+    warning filters: a warning of the program embedding srgan, on another thread, was dropped then
+    (and a catch_warnings of that thread could leave the filter there for good). The library no
+    longer touches the warning filters."""
+    import threading
+    import warnings
+
+    from PIL import PngImagePlugin
+
+    small = write_image(tmp_path / "s.png", RNG.random((4, 4, 3)))
+    inside, go = threading.Event(), threading.Event()
+    held: list[threading.Thread] = []
+    png_open = PngImagePlugin.PngImageFile._open
+
+    def open_held(self):
+        if threading.current_thread() in held:
+            inside.set()
+            assert go.wait(10)
+        return png_open(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", open_held)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        reader = threading.Thread(target=read_image, args=(small,))
+        held.append(reader)
+        reader.start()
+        try:
+            assert inside.wait(10)
+            warnings.warn("the host's own warning", UserWarning, stacklevel=1)
+            assert list(warnings.filters) == before
+        finally:
+            go.set()
+            reader.join(10)
+    assert [str(w.message) for w in caught] == ["the host's own warning"]
+
+
+def test_pillows_warnings_about_a_file_go_to_the_callers_filters(tmp_path):
+    # what any Pillow user sees of a corrupt EXIF; the srgan program ignores Pillow's warnings itself
+    import warnings
+
+    path = _jpeg_with_corrupt_exif(tmp_path / "e.jpg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert read_image(path).size == (16, 16)
+    assert any(w.filename.split(os.sep)[-2:-1] == ["PIL"] for w in caught), [str(w.message) for w in caught]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert read_image(path).size == (16, 16)
+        assert images.read_rgb8(path).shape == (16, 16, 3)
 
 
 def _gray_icc() -> bytes:
