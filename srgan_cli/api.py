@@ -577,6 +577,17 @@ def _cached_model(model: str | os.PathLike) -> Model:
     return found
 
 
+def _after_fork_in_child() -> None:
+    """Fresh locks in a forked child: one that another thread of the parent held (loading a model,
+    making its fp32 twin) stayed locked for good there, and the child hung on its first use."""
+    global _MODEL_CACHE_LOCK, _TWIN_LOCK
+    _MODEL_CACHE_LOCK, _TWIN_LOCK = threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def upscale_image(
     image,
     model: Model | str | Path = DEFAULT_MODEL,

@@ -323,6 +323,7 @@ def _remove_cached(pointer: Path) -> None:
 
 
 _PATCH_LOCK = threading.Lock()
+_patched: dict[str, object] = {}  # the retry lists _short_retries emptied, as they were
 
 
 @contextlib.contextmanager
@@ -339,14 +340,34 @@ def _short_retries() -> Iterator[None]:
         return
     names = ("_DEFAULT_RETRY_ON_EXCEPTIONS", "_DEFAULT_RETRY_ON_STATUS_CODES")
     with _PATCH_LOCK:
-        saved = {name: getattr(file_download, name) for name in names if hasattr(file_download, name)}
+        _patched.update({name: getattr(file_download, name) for name in names if hasattr(file_download, name)})
         try:
-            for name in saved:
+            for name in _patched:
                 setattr(file_download, name, ())
             yield
         finally:
-            for name, value in saved.items():
-                setattr(file_download, name, value)
+            _restore_retries()
+
+
+def _restore_retries() -> None:
+    from huggingface_hub import file_download
+
+    for name, value in _patched.items():
+        setattr(file_download, name, value)
+    _patched.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A process forked during another thread's download: a fresh lock (the one that thread held
+    stayed locked for good, and the child hung at its first Hub reference) and the retry lists back."""
+    global _PATCH_LOCK
+    _PATCH_LOCK = threading.Lock()
+    if _patched:
+        _restore_retries()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _offline() -> bool:

@@ -102,6 +102,7 @@ _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as 
 _BOMB_CHECK_OFF = threading.local()
 _INSTALL_LOCK = threading.Lock()
 _OPEN_LOCK = threading.Lock()  # where Pillow lacks the check function: the global is switched off under it
+_open_saved: list[int | None] = []  # the program's Image.MAX_IMAGE_PIXELS while it is switched off
 # OverflowError: a damaged size Pillow passes on to C (a TIFF's TileWidth 0xE8000010)
 _DECODE_ERRORS = (
     OSError,
@@ -495,12 +496,12 @@ def _pillow_unlimited() -> Iterator[None]:
             _BOMB_CHECK_OFF.on = was
         return
     with _OPEN_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
+        _open_saved.append(Image.MAX_IMAGE_PIXELS)
         Image.MAX_IMAGE_PIXELS = None
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            Image.MAX_IMAGE_PIXELS = _open_saved.pop()
 
 
 def _open(fh, head: bytes, name: str) -> Image.Image:
@@ -902,6 +903,27 @@ def _strict_pillow() -> Iterator[None]:
             _strict_depth -= 1
             if _strict_depth == 0:
                 ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
+
+
+def _after_fork_in_child() -> None:
+    """A process forked while other threads read images holds only the thread that forked, and a
+    lock one of them held stays locked for good: the child hung in its first read_image. It gets
+    fresh locks, and Pillow's settings that the other threads had changed for their reads
+    (ImageFile.LOAD_TRUNCATED_IMAGES, and Image.MAX_IMAGE_PIXELS where Pillow lacks the check
+    function) go back to the program's. (The forking thread itself is in none of these: neither
+    srgan nor Pillow forks while reading.)"""
+    global _INSTALL_LOCK, _OPEN_LOCK, _STRICT_LOCK, _strict_depth
+    _INSTALL_LOCK, _OPEN_LOCK, _STRICT_LOCK = threading.Lock(), threading.Lock(), threading.Lock()
+    if _open_saved:
+        Image.MAX_IMAGE_PIXELS = _open_saved[0]
+        _open_saved.clear()
+    if _strict_depth:
+        ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
+        _strict_depth = 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _strict_load(im: Image.Image) -> None:

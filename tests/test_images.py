@@ -1454,6 +1454,80 @@ def test_strict_loads_on_two_threads_keep_pillows_setting_off_and_restore_the_ap
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("skippable", [True, False])
+def test_a_child_forked_while_other_threads_read_images_reads_and_does_not_hang(tmp_path, monkeypatch, skippable):
+    """A process forked while another thread held one of srgan's locks (a server's request thread
+    reading an image) holds only the forking thread: the lock stayed locked for good and the child
+    hung in its first read_image. Pillow's settings the other threads had changed for their reads
+    stayed changed in the child too. (False: a Pillow without the size check function srgan wraps,
+    where Image.MAX_IMAGE_PIXELS itself is switched off around an open.)"""
+    import signal
+    import threading
+
+    from PIL import ImageFile
+
+    from srgan_cli import api, hub
+
+    if not skippable:
+        monkeypatch.setattr(images, "_bomb_check_skippable", lambda: False)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # the program's choice
+    limit = Image.MAX_IMAGE_PIXELS
+    path = write_image(tmp_path / "a.png", RNG.random((4, 5, 3)))
+    cut = _make_bad(tmp_path, "truncated_png")
+    release = threading.Event()
+    ready = threading.Barrier(4)
+
+    class Blocking:  # an image whose load waits: the thread is inside a strict load
+        format, tile = "PNG", []
+
+        def load(self):
+            ready.wait(10)
+            assert release.wait(30)
+
+    def inside_open():  # inside Image.open, Pillow's limit off
+        with images._pillow_unlimited():
+            ready.wait(10)
+            assert release.wait(30)
+
+    def between_lines():  # at a moment where the locks are held
+        with images._STRICT_LOCK, images._INSTALL_LOCK, api._MODEL_CACHE_LOCK, api._TWIN_LOCK, hub._PATCH_LOCK:
+            ready.wait(10)
+            assert release.wait(30)
+
+    threads = [threading.Thread(target=f) for f in (lambda: images._strict_load(Blocking()), inside_open)]
+    threads.append(threading.Thread(target=between_lines))
+    for t in threads:
+        t.start()
+    try:
+        ready.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: leaves with its verdict, whatever happens
+            code = 3
+            try:
+                signal.alarm(20)  # a hung child dies of SIGALRM
+                locks = (images._STRICT_LOCK, images._INSTALL_LOCK, api._MODEL_CACHE_LOCK, api._TWIN_LOCK)
+                settings = (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS)
+                assert not any(lock.locked() for lock in (*locks, hub._PATCH_LOCK)), "locks held"
+                assert settings == (True, limit), settings
+                assert read_image(path).size == (5, 4)
+                with pytest.raises(SrganError):
+                    read_image(cut)  # still strict
+                assert ImageFile.LOAD_TRUNCATED_IMAGES is True and Image.MAX_IMAGE_PIXELS == limit
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - the child's verdict is its exit status
+                os.write(2, f"child: {exc!r}\n".encode())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        for t in threads:
+            t.join(30)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True and Image.MAX_IMAGE_PIXELS == limit  # the parent's, as they were
+
+
 def test_permission_denied(tmp_path, monkeypatch):
     path = tmp_path / "locked.png"
     write_image(path, RNG.random((3, 3, 3)))
