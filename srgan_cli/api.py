@@ -554,8 +554,9 @@ _MODEL_CACHE_LOCK = threading.Lock()
 
 def _cached_model(model: str | os.PathLike) -> Model:
     """``load_model(model)``, loaded once while the file stays the same: a local file is known by
-    its real path, size and modification time, so new weights written to the same path (a training
-    run's generator.safetensors, a relative name after chdir) are loaded anew."""
+    its real path, size, modification time, inode and inode change time, so new weights written to
+    the same path (a training run's generator.safetensors, a relative name after chdir, a copy made
+    with its old modification time kept: cp -p, rsync -t, shutil.copy2) are loaded anew."""
     text = os.fspath(model)
     if isinstance(model, str) and text in MODELS:  # a name wins over a file of that name, as in load_model
         key: tuple = (text,)
@@ -563,7 +564,7 @@ def _cached_model(model: str | os.PathLike) -> Model:
         path = os.path.expanduser(text)
         try:
             st = os.stat(path)
-            key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+            key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         except (OSError, ValueError):
             key = (text, isinstance(model, str))  # a Hub reference (a Path is never one)
     with _MODEL_CACHE_LOCK:  # upscale_image may run in several threads

@@ -926,6 +926,33 @@ def test_upscale_image_by_path_loads_the_weights_now_in_the_file(tmp_path, monke
     assert len(api._MODEL_CACHE) == api._MODEL_CACHE_SIZE
 
 
+def test_upscale_image_by_path_sees_weights_copied_in_with_their_old_time_kept(tmp_path):
+    """The cache knew a file by its real path, size, modification time and inode: new weights of the
+    same size copied over it in place with their time kept (cp -p, rsync -t, shutil.copy2) kept the
+    old model's results. The inode's change time moves with any write."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from srgan_cli import api
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    versions = [_save(tmp_path / f"v{seed}.safetensors", seed=seed) for seed in (0, 1)]
+    assert versions[0].stat().st_size == versions[1].stat().st_size
+    for path in versions:
+        os.utime(path, ns=(1_700_000_000 * 10**9,) * 2)  # say, both unpacked from archives
+    live = tmp_path / "live.safetensors"
+    shutil.copy2(versions[0], live)
+    first = np.asarray(api.upscale_image(image, live))
+    inode = live.stat().st_ino
+    shutil.copy2(versions[1], live)  # in place: the same inode, size and modification time
+    assert (live.stat().st_ino, live.stat().st_mtime_ns) == (inode, 1_700_000_000 * 10**9)
+    second = np.asarray(api.upscale_image(image, live))
+    assert not np.array_equal(first, second)
+    assert np.array_equal(second, np.asarray(api.upscale_image(image, load_model(live))))
+
+
 def test_an_empty_tensor_is_a_one_line_error_as_an_empty_array_is(weights):
     """upscale_tensor raised torch's own RuntimeError on a (1, 3, 0, W) tensor."""
     model = load_model(weights)
