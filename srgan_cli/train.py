@@ -880,10 +880,18 @@ def train(
     resume: bool = False,
     report: Report | None = None,
 ) -> TrainResult:
-    """Run (or resume) a training stage into the folder ``out``; see the module docstring."""
+    """Run (or resume) a training stage into the folder ``out``; see the module docstring.
+
+    ``threads`` (``--threads``) sets PyTorch's thread count for the run only: the caller's is back
+    when train returns or raises."""
     run_dir = Path(out)
-    with _RunLock(run_dir) as lock:
-        return _train(run_dir, options, resume, report, refused=lock.refused)
+    threads = torch.get_num_threads()
+    try:
+        with _RunLock(run_dir) as lock:
+            return _train(run_dir, options, resume, report, refused=lock.refused)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 LOCK_FILE = ".lock"

@@ -2143,6 +2143,23 @@ def test_a_resume_keeps_the_random_state_of_an_uninterrupted_run(data, tmp_path)
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # the loader's iterator drew one more number
 
 
+def test_threads_is_for_the_run_only(data, tmp_path):
+    """train({"threads": N}) left torch.set_num_threads(N) in force in the calling program after it
+    returned (or failed): a server that trained a model once then ran on one core."""
+    from srgan_cli.errors import OptionError
+
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    try:
+        train(_options(data, steps=1, threads=other), tmp_path / "a")
+        assert torch.get_num_threads() == before
+        with pytest.raises(OptionError, match="--stage gan starts from a trained mse generator"):
+            train(_options(data, steps=1, threads=other, stage="gan"), tmp_path / "b")  # fails once threads are set
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_damaged_checkpoint_parts_and_pickled_objects_are_one_line_errors(data, tmp_path):
     run = tmp_path / "run"
     train(_options(data, steps=2), run)
