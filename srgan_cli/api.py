@@ -249,7 +249,7 @@ def load_model(
     # taken as it came, and failed later with a RuntimeError of many lines
     dev = choose_device(str(device))
     path, sha256 = _resolve(name_or_path)
-    module, config, meta = load_generator(path, "cpu")
+    module, config, meta = _load_generator(path)
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
@@ -260,7 +260,7 @@ def load_model(
 
         ref, alpha = parse_blend(blend)
         other_path, other_sha256 = _resolve(ref)
-        other, other_config, _ = load_generator(other_path, "cpu")
+        other, other_config, _ = _load_generator(other_path)
         if other_config != config:
             raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
         module = blend_generators(module, other, alpha)
@@ -287,7 +287,7 @@ def load_model(
         for file, digest in files:
             if sha256_file(file) != digest:
                 raise SrganError(f"{file}: the weights file changed since the model was loaded; load it again")
-            modules.append(load_generator(file, "cpu")[0])
+            modules.append(_load_generator(file)[0])
         return ready(modules[0] if len(modules) == 1 else blend_generators(*modules, alpha), dtype)
 
     module = ready(module, dtype)
@@ -295,6 +295,14 @@ def load_model(
         notes.append(f"{name} is a GAN model: the ensemble's mean of 8 passes smooths part of its texture")
     auto = (precision or "auto").lower() == "auto"
     return Model(module, config, name, dict(meta), dtype, dev, notes, channels_last, ensemble, sha256, auto, reload)
+
+
+def _load_generator(path: Path) -> tuple[torch.nn.Module, GeneratorConfig, dict[str, str]]:
+    """``load_generator(path, "cpu")`` leaving torch's global random state as it was: building the
+    module draws its first weights from it (the file's then replace them), which moved a caller's
+    ``torch.manual_seed`` stream on. The CPU's state is saved and put back (5 KB, microseconds)."""
+    with torch.random.fork_rng(devices=[]):
+        return load_generator(path, "cpu")
 
 
 def _display_name(name_or_path: str | Path, path: Path) -> str:

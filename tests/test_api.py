@@ -953,6 +953,18 @@ def test_upscale_image_by_path_sees_weights_copied_in_with_their_old_time_kept(t
     assert np.array_equal(second, np.asarray(api.upscale_image(image, load_model(live))))
 
 
+def test_load_model_leaves_the_callers_random_state_as_it_was(weights, tmp_path):
+    """Building the module drew its first weights from torch's global generator (the file's then
+    replace them): a load moved the caller's torch.manual_seed stream on."""
+    _save(tmp_path / "b.safetensors", seed=3)
+    torch.manual_seed(1234)
+    expected = torch.rand(4)
+    torch.manual_seed(1234)
+    model = load_model(weights, device="cpu", blend=f"{tmp_path / 'b.safetensors'}:0.5")
+    model._reload(torch.float32)  # as for the fp32 twin: built again from the files
+    assert torch.equal(torch.rand(4), expected)
+
+
 def test_an_empty_tensor_is_a_one_line_error_as_an_empty_array_is(weights):
     """upscale_tensor raised torch's own RuntimeError on a (1, 3, 0, W) tensor."""
     model = load_model(weights)

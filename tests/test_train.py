@@ -2160,6 +2160,22 @@ def test_threads_is_for_the_run_only(data, tmp_path):
         torch.set_num_threads(before)
 
 
+def test_train_leaves_the_callers_random_state_as_it_was(data, tmp_path):
+    """train() seeded torch's global generator with the run's seed and drew from it: the caller's
+    own draws after it followed the run's seed, whatever the caller had seeded."""
+    torch.manual_seed(1234)
+    expected = torch.rand(4)
+    torch.manual_seed(1234)
+    result = train(_options(data, steps=2, seed=7), tmp_path / "a")
+    assert torch.equal(torch.rand(4), expected)
+    torch.manual_seed(1234)
+    train({"steps": 3}, tmp_path / "a", resume=True)  # a resume sets the checkpoint's state
+    assert torch.equal(torch.rand(4), expected)
+    again = train(_options(data, steps=2, seed=7), tmp_path / "b")  # and the run's own stream is the run's
+    first, second = result.generator.state_dict(), again.generator.state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
 def test_damaged_checkpoint_parts_and_pickled_objects_are_one_line_errors(data, tmp_path):
     run = tmp_path / "run"
     train(_options(data, steps=2), run)
