@@ -573,12 +573,28 @@ class _Interrupt:
     twice, not a second Ctrl-C: `timeout -s INT` signals the command and then its whole process
     group, and a scheduler may signal a job step and its processes alike. SIGHUP is left alone
     where it is ignored (under `nohup`: the run is to go on).
+
+    Where no signal can reach the run (train() on a thread other than the main one), the caller's
+    ``stop`` (train's argument: called with no arguments, true to stop) and a KeyboardInterrupt
+    raised by ``report`` (:meth:`_Trainer.emit`) are the first request, with the same outcome;
+    they are asked in the main thread too.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, stop: Callable[[], bool] | None = None) -> None:
         self.enabled = enabled
-        self.requested = False
+        self.signalled = False
+        self.reported = False  # a KeyboardInterrupt from the report callback
+        self.forced = False  # the second signal: its KeyboardInterrupt is not a request to stop cleanly
+        self._stop = stop
         self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether the run is to stop cleanly: a signal came, ``report`` raised KeyboardInterrupt, or
+        the caller's ``stop`` says so (asked each time until it does, then kept)."""
+        if not (self.signalled or self.reported) and self._stop is not None and self._stop():
+            self.reported = True
+        return self.signalled or self.reported
 
     def __enter__(self) -> _Interrupt:
         # Signal handlers can only be set from the main thread (train() may run in another).
@@ -591,9 +607,10 @@ class _Interrupt:
 
     def _handle(self, signum: int, frame: Any) -> None:
         repeat = same_request()  # recorded for the whole process: the handler after this one knows it
-        if not self.requested:
-            self.requested = True
+        if not self.signalled:
+            self.signalled = True
         elif not repeat:
+            self.forced = True
             raise KeyboardInterrupt
 
     def __exit__(self, *exc: Any) -> None:
@@ -879,16 +896,26 @@ def train(
     out: str | Path,
     resume: bool = False,
     report: Report | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Run (or resume) a training stage into the folder ``out``; see the module docstring.
 
     ``threads`` (``--threads``) sets PyTorch's thread count for the run only: the caller's is back
-    when train returns or raises."""
+    when train returns or raises.
+
+    Stopping: in the main thread, a first Ctrl-C, SIGTERM or SIGHUP finishes the step, saves a
+    checkpoint, reports an ``interrupted`` event and raises KeyboardInterrupt (a second Ctrl-C stops
+    at once). On any thread, ``stop`` (called with no arguments before each step and between the
+    set-up's phases, e.g. ``threading.Event().is_set``) returning true, or a KeyboardInterrupt raised
+    by ``report`` before the run's last event, does the same; then ``--resume`` goes on. Before the
+    first step nothing is saved."""
+    if stop is not None and not callable(stop):
+        raise TypeError(f"stop must be a callable that returns true to stop (e.g. an Event's is_set), got {stop!r}")
     run_dir = Path(out)
     threads = torch.get_num_threads()
     try:
         with _RunLock(run_dir) as lock:
-            return _train(run_dir, options, resume, report, refused=lock.refused)
+            return _train(run_dir, options, resume, report, refused=lock.refused, stop=stop)
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
@@ -996,7 +1023,12 @@ class _RunLock:
 
 
 def _train(
-    run_dir: Path, options: dict[str, Any], resume: bool, report: Report | None, refused: str | None = None
+    run_dir: Path,
+    options: dict[str, Any],
+    resume: bool,
+    report: Report | None,
+    refused: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     cfg, state, replacing = _resolve_options(run_dir, options, resume)
     dist, device = _setup_dist(cfg.device)
@@ -1009,7 +1041,7 @@ def _train(
                 if why[0]:
                     raise SrganError(why[0])
             trainer = _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing)
-            return trainer.run()
+            return trainer.run(stop)
     finally:
         if trainer is not None:
             # an error's traceback keeps the trainer alive past this call: its DDP wrappers would
@@ -1065,8 +1097,18 @@ class _Trainer:
 
     # -- reporting -----------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
-        if self._report is not None and self.dist.main:
+        """Hand ``event`` to the report callback (rank 0). A KeyboardInterrupt it raises while the run
+        can still stop cleanly is a request to stop, as a first Ctrl-C: raised from a thread where no
+        signal reaches the run, it cut the run short with nothing saved."""
+        if self._report is None or not self.dist.main:
+            return
+        try:
             self._report(event)
+        except KeyboardInterrupt:
+            stop = getattr(self, "_stop", None)
+            if stop is None or stop.forced or event.get("event") in ("interrupted", "done"):
+                raise
+            stop.reported = True
 
     def info(self, message: str, kind: str = "note") -> None:
         """An ``info`` event: ``kind`` "note" for a remark on this run (the CLI prints it as
@@ -1820,11 +1862,11 @@ class _Trainer:
                 ) from None
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self) -> TrainResult:
+    def run(self, stop_when: Callable[[], bool] | None = None) -> TrainResult:
         # From here Ctrl-C / SIGTERM set a flag, checked between the set-up's phases and before
         # each step: a KeyboardInterrupt raised at any point of torch's set-up (a lazy import,
         # say) could be swallowed, or turned into another error.
-        with _Interrupt(enabled=True) as stop:
+        with _Interrupt(enabled=True, stop=stop_when) as stop:
             try:
                 return self._run(stop)
             except Exception as exc:

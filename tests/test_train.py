@@ -307,6 +307,66 @@ def test_a_signal_to_the_process_and_then_its_group_still_saves(data, tmp_path, 
     assert load_checkpoint(run / CHECKPOINT)["step"] >= 3
 
 
+def _train_on_a_thread(*args, **kwargs) -> BaseException | None:
+    """train(*args, **kwargs) on a thread other than the main one, where no signal reaches it; what it raised."""
+    import threading
+
+    raised: list[BaseException | None] = [None]
+
+    def work() -> None:
+        try:
+            train(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            raised[0] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive()
+    return raised[0]
+
+
+@pytest.mark.parametrize("how", ["stop", "report"])
+def test_a_run_on_another_thread_stops_cleanly_when_asked(data, tmp_path, how):
+    """train() on a thread other than the main one (a GUI's or a server's worker) could not be
+    stopped cleanly: no signal handler there, and a KeyboardInterrupt raised from ``report`` cut the
+    run short with nothing saved (30 steps lost). ``stop`` returning true, or that KeyboardInterrupt,
+    now does what a first Ctrl-C does in the main thread: the step ends, a checkpoint is saved, an
+    ``interrupted`` event is reported and KeyboardInterrupt raised; --resume goes on."""
+    import threading
+
+    asked = threading.Event()
+    events: list[dict] = []
+
+    def report(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "log" and event["step"] >= 3:
+            asked.set()  # a "Stop" button pressed
+        if how == "report" and asked.is_set():
+            raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    options = _options(data, steps=100, log_every=1, checkpoint_every=1000)
+    extra = {"stop": asked.is_set} if how == "stop" else {}
+    raised = _train_on_a_thread(options, run, report=report, **extra)
+    assert isinstance(raised, KeyboardInterrupt), raised
+    assert [e["event"] for e in events][-3:] == ["log", "checkpoint", "interrupted"]
+    end = events[-1]
+    assert end["step"] == 3 and end["saved"] and end["resumable"]
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 3
+    assert train({"steps": 5}, run, resume=True).step == 5
+
+
+def test_a_stop_asked_before_the_first_step_saves_nothing_and_a_stop_must_be_callable(data, tmp_path):
+    raised = _train_on_a_thread(_options(data, steps=5), tmp_path / "run", stop=lambda: True)
+    assert isinstance(raised, KeyboardInterrupt), raised
+    assert not (tmp_path / "run").exists()  # nothing to keep, as for a Ctrl-C during the set-up
+    import threading
+
+    with pytest.raises(TypeError, match="stop must be a callable"):
+        train(_options(data, steps=5), tmp_path / "run", stop=threading.Event())
+
+
 def test_a_second_ctrl_c_later_stops_at_once(monkeypatch):
     from srgan_cli import stopping
     from srgan_cli.train import _Interrupt
