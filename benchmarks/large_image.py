@@ -89,9 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"error: srgan upscale failed (exit status {proc.returncode}): {why}\n")
             return 1
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        Image.MAX_IMAGE_PIXELS = None  # our own output: Pillow's bomb guard would refuse 16000x12000
-        with Image.open(out) as im:
-            out_w, out_h = im.size
+        # our own output: Pillow's bomb guard would refuse 16000x12000 (its limit is put back: main()
+        # also runs inside other programs, the tests among them)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(out) as im:
+                out_w, out_h = im.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
         size_mb = out.stat().st_size / 1e6
 
     name = device_name(device)

@@ -459,6 +459,9 @@ def test_upscale_speed_script_prints_a_markdown_table(tmp_path, capsys):
 
 
 def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
     module = _benchmark_script("large_image")
     weights = _tiny(tmp_path / "tiny.safetensors")
     assert module.main(["--size", "24x16", "--model", str(weights), "--device", "cpu"]) == 0
@@ -470,6 +473,7 @@ def test_large_image_script_prints_time_and_memory(tmp_path, capsys):
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 24x16")]
     assert [c.strip() for c in rows[0][1:4]] == ["16", "96x64", "tiff"]
     assert module.main(["--size", "24x16", "--model", str(tmp_path / "missing.safetensors")]) == 1
+    assert Image.MAX_IMAGE_PIXELS == limit  # it was left off for the rest of the process
 
 
 def test_unlike_images_script_writes_a_bench_folder(tmp_path):
