@@ -79,7 +79,7 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         _lenient_streams()
-        ignore_pillow_warnings()
+        ignore_library_warnings()
         try:
             _check_cwd()
             # SIGTERM (`timeout`, a scheduler, CI) stops every command as Ctrl-C does: exit 130, one
@@ -96,15 +96,17 @@ class LazyGroup(click.Group):
             raise
 
 
-def ignore_pillow_warnings() -> None:
-    """Ignore the warnings of Pillow's modules in this process: the program's own. What Pillow warns
-    of (corrupt EXIF data, a tag past the file's end, a malformed MPO) changes nothing srgan does
-    with the file, and came as a source line between the progress lines, or, under
-    PYTHONWARNINGS=error, as a traceback. The library leaves the warning filters alone: they are
-    global to the process, and changing them from a thread could silence another thread's warnings
-    for good. Ahead of the filters given by -W or PYTHONWARNINGS (inserted again, not twice, on
-    each call)."""
+def ignore_library_warnings() -> None:
+    """Ignore the warnings of Pillow's modules, and of torch.load, in this process: the program's
+    own. What Pillow warns of (corrupt EXIF data, a tag past the file's end, a malformed MPO)
+    changes nothing srgan does with the file, and came as a source line between the progress lines,
+    or, under PYTHONWARNINGS=error, as a traceback; torch.load warns of what it will not unpickle
+    before it refuses a damaged checkpoint, which srgan says in one line. The library leaves the
+    warning filters alone: they are global to the process, and changing them from a thread could
+    silence another thread's warnings for good. Ahead of the filters given by -W or PYTHONWARNINGS
+    (inserted again, not twice, on each call)."""
     warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    warnings.filterwarnings("ignore", module=r"torch\.(serialization|_weights_only_unpickler)$")
 
 
 class Command(click.Command):

@@ -36,7 +36,6 @@ import re
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -387,9 +386,9 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Our own checkpoint, loaded without unpickling arbitrary objects; one-line error if broken."""
     try:
-        with warnings.catch_warnings():  # torch warns of what it will not unpickle before it refuses
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns of what it will not unpickle before it refuses: the srgan program ignores those
+        # warnings (cli.ignore_library_warnings); the library leaves the process's filters alone
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise SrganError(_no_checkpoint(path)) from None
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user

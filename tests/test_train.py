@@ -2473,3 +2473,23 @@ def test_threads_and_workers_have_an_upper_bound(data, tmp_path, option, value):
     # 2**31 threads overflowed in torch (a traceback), 100,000 segfaulted; 10**5 loader processes forked without end
     line = _one_line_error(_cli_train(data, tmp_path / "run", option, value), code=2)
     assert f"{option} must be from" in line and value in line
+
+
+def test_loading_a_checkpoint_leaves_the_warning_filters_alone(data, tmp_path, monkeypatch):
+    # load_checkpoint (every resume) put an "ignore everything" filter in force for the process while it
+    # loaded: a thread of the program embedding srgan lost its warnings meanwhile
+    import warnings
+
+    import srgan_cli.train as train_module
+
+    train(_options(data, steps=1), tmp_path / "run")
+    seen = []
+    load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(list(warnings.filters))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.torch, "load", spy)
+    load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert seen == [list(warnings.filters)]
