@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from . import __version__, stopping
+from .commands.completion import complete_device
 from .errors import EMPTY_MODEL, SrganError, first_line, printable
 from .stopping import sigterm_as_interrupt
 
@@ -360,19 +361,13 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
 
 
 # --device of upscale and bench (train's has no default of its own: a --config may give it)
-def _complete_device(ctx, param, incomplete):
-    from .commands.completion import complete_device
-
-    return complete_device(ctx, param, incomplete)
-
-
 device_option = click.option(
     "--device",
     metavar="DEVICE",
     default="auto",
     show_default=True,
     callback=check_device,
-    shell_complete=_complete_device,
+    shell_complete=complete_device,
     help=DEVICE_HELP,
 )
 
