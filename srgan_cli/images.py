@@ -162,14 +162,22 @@ def is_image_path(path: str | Path) -> bool:
 # an output file srgan cannot write, where it made a folder of that name.
 _OTHER_IMAGE_SUFFIXES = {
     ".heic": "HEIC",
-    ".heif": "HEIF",
+    **dict.fromkeys((".heif", ".hif", ".heics", ".heifs", ".avci"), "HEIF"),
     ".jxl": "JPEG XL",
+    **dict.fromkeys((".jxr", ".wdp", ".hdp"), "JPEG XR"),
     ".exr": "OpenEXR",
+    ".hdr": "Radiance HDR",
     ".dng": "DNG",
-    **dict.fromkeys((".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), "camera raw"),
+    **dict.fromkeys(
+        (".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf", ".pef", ".srw")
+        + (".raw", ".rwl", ".3fr", ".iiq", ".erf", ".mrw", ".x3f", ".kdc", ".dcr"),
+        "camera raw",
+    ),
     ".svg": "SVG",
     ".pdf": "PDF",
-    ".psd": "PSD",
+    **dict.fromkeys((".psd", ".psb"), "PSD"),
+    ".xcf": "GIMP XCF",
+    ".kra": "Krita",
     ".pfm": "PFM",  # Pillow's PPM handler reads it, but it is floating point (HDR), not netpbm's integers
 }
 # Pillow's handlers of formats that hold no picture to upscale: its stubs for the data formats HDF5, GRIB
@@ -206,6 +214,10 @@ _CONVERT_ADVICE = {
     "HEIF": "convert it to JPEG or PNG first (heif-convert, or Pillow with pillow-heif)",
     "JPEG XL": "convert it to PNG first (djxl)",
     "OpenEXR": "export it as 16-bit TIFF or PNG first",
+    "Radiance HDR": "export it as 16-bit TIFF or PNG first",
+    "JPEG XR": "convert it to 16-bit TIFF or PNG first (JxrDecApp, or an image editor)",
+    "GIMP XCF": "export it as PNG or TIFF first",
+    "Krita": "export it as PNG or TIFF first",
     "DNG": "develop it to 16-bit TIFF first (a raw developer, or dcraw -6 -T)",
     "camera raw": "develop it to 16-bit TIFF first (a raw developer, or dcraw -6 -T)",
     "PSD": "export it as PNG or TIFF first",

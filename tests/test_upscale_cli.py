@@ -2182,6 +2182,7 @@ def test_an_output_name_of_an_image_format_srgan_cannot_write_is_refused_not_mad
     out.heic/a.png into it; such a name is an output file's, which srgan cannot write."""
     src = _img(tmp_path / "a.png")
     names = ["out.heic", "out.HEIF", "out.jxl", "out.exr", "out.dng", "out.nef", "out.svg", "out.pdf", "out.psd"]
+    names += ["out.hif", "out.psb", "out.raw", "out.jxr", "out.hdr", "out.xcf", "out.pef"]  # were made folders too
     for name in [*names, "out.ico", "out.dds"]:  # the last two: suffixes Pillow knows
         result = run(weights, src, "-o", tmp_path / name)
         assert result.exit_code == 2, result.output
@@ -2278,6 +2279,11 @@ def test_an_image_srgan_does_not_read_fails_when_named_and_is_counted_by_suffix_
         "p.psd": "srgan does not read PSD images;",
         "p.svg": "srgan does not read SVG images;",
         "p.pdf": "srgan does not read PDF images;",
+        "p.hif": "srgan does not read HEIF images; convert it to JPEG or PNG first",  # these were "skipped", exit 0
+        "p.psb": "srgan does not read PSD images;",
+        "p.raw": "srgan does not read camera raw images;",
+        "p.jxr": "srgan does not read JPEG XR images;",
+        "p.xcf": "srgan does not read GIMP XCF images;",
     }
     for name in advice:
         (folder / name).write_bytes(b"\x00" * 64)
@@ -2298,13 +2304,15 @@ def test_an_image_srgan_does_not_read_fails_when_named_and_is_counted_by_suffix_
     result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(folder), "-o", str(tmp_path / "f")])
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    counted = "(1 .dng, 1 .exr, 1 .heic, 1 .jxl, 1 .nef, 1 .pdf, 1 .psd, 1 .svg)"
-    assert lines[-2:] == [f"note: passed over 8 files srgan does not read {counted}", "1 written, 9 skipped, 0 failed"]
+    counted = "(1 .dng, 1 .exr, 1 .heic, 1 .hif, 1 .jxl, 1 .jxr, 1 .nef, 1 .pdf, 1 .psb, 1 .psd, 1 .raw, 1 .svg, "
+    counted += "1 .xcf)"
+    summary = "1 written, 14 skipped, 0 failed"
+    assert lines[-2:] == [f"note: passed over 13 files srgan does not read {counted}", summary]
     a.unlink()
     result = run(weights, folder, "-o", tmp_path / "g")
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"error: no images found in the inputs (passed over 8 files srgan does not read {counted} and 1 file that "
+        f"error: no images found in the inputs (passed over 13 files srgan does not read {counted} and 1 file that "
         "is not an image); supported: "
     )
 
