@@ -2340,3 +2340,18 @@ def test_a_cmyk_jpeg_is_upscaled_with_a_note_that_it_became_rgb(weights, tmp_pat
     assert result.exit_code == 0, result.output
     assert f"note: {tmp_path / 'c.jpg'}: CMYK converted to RGB by a plain formula" in result.stderr
     assert _decodes(tmp_path / "o" / "c.jpg").mode == "RGB"
+
+
+def test_an_output_typed_with_a_trailing_slash_is_a_folder_whatever_its_name(weights, tmp_path):
+    # click's Path dropped the slash: `-o out.avif/` wrote the file out.avif, `a.png b.png -o new.png/` was
+    # told to "give a folder", and `-o f.png/ --overwrite` replaced the file f.png
+    a, b = _img(tmp_path / "a.png"), _img(tmp_path / "b.png")
+    assert run(weights, a, "-o", f"{tmp_path / 'out.avif'}/").exit_code == 0
+    assert [p.name for p in (tmp_path / "out.avif").iterdir()] == ["a.png"]
+    result = run(weights, a, b, "-o", f"{tmp_path / 'new.png'}/.")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "new.png").iterdir()) == ["a.png", "b.png"]
+    (tmp_path / "f.png").write_bytes(b"mine")
+    result = run(weights, a, "-o", f"{tmp_path / 'f.png'}/", "--overwrite")
+    assert result.exit_code == 2 and "f.png/ is a file, not a folder" in result.output
+    assert (tmp_path / "f.png").read_bytes() == b"mine"

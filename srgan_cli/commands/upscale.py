@@ -228,6 +228,10 @@ def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
     return f"{src.stem}{suffix}{ext}"
 
 
+# how a typed -o says it is a folder whatever its name: a trailing separator, or "/." at its end
+_FOLDER_ENDINGS = tuple({"/", "/.", os.sep, os.sep + "."})
+
+
 def plan_jobs(
     inputs: tuple[Path, ...],
     output: Path,
@@ -238,8 +242,10 @@ def plan_jobs(
     report: Reporter,
     tally: Tally,
     overwrite: bool = False,
+    output_folder: bool = False,
 ) -> tuple[list[Job], bool]:
-    """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input."""
+    """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input.
+    ``output_folder``: -o was typed as a folder (``big.png/``)."""
     from ..images import (
         SUPPORTED_SUFFIXES,
         format_for_path,
@@ -254,7 +260,8 @@ def plan_jobs(
     # fails later as its one file, where Path.is_dir() raised OSError out of the whole batch.
     # A name whose suffix names an image format is a file's, also one srgan cannot write (out.heic
     # became a folder): it is refused, below.
-    file_name = image_format_named(output) is not None and not os.path.isdir(output)
+    # `-o out.avif/` (output_folder): a folder whatever its name
+    file_name = not output_folder and image_format_named(output) is not None and not os.path.isdir(output)
     single = len(inputs) == 1 and not os.path.isdir(inputs[0]) and file_name
     if single:
         src = inputs[0]
@@ -819,7 +826,8 @@ class UpscaleCommand(Command):
     "--output",
     required=True,
     type=NonEmptyPath(path_type=Path),
-    help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing); "
+    help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing; a "
+    "trailing / makes it one); "
     "'-' writes the image to standard output (format: --format, else the input's).",
 )
 @click.option(
@@ -989,7 +997,13 @@ def upscale(
     fmt = fmt.lower() if fmt else None
     # ./- names a file called '-': only '-' itself is standard input or output
     ctx = click.get_current_context(silent=True)
-    output = as_typed(output, typed_value(ctx, "output"))
+    output_word = typed_value(ctx, "output")
+    output = as_typed(output, output_word)
+    # `-o out.avif/`: a folder, as the shell means it (click's Path drops the slash: it wrote the file
+    # out.avif, and with --overwrite `-o out.png/` replaced a file)
+    output_folder = isinstance(output_word, str) and output_word.endswith(_FOLDER_ENDINGS)
+    if output_folder and os.path.exists(output) and not os.path.isdir(output):
+        raise click.BadParameter(printable(f"{output_word} is a file, not a folder"), param_hint="'-o'")
     words = typed_value(ctx, "inputs")
     if isinstance(words, (tuple, list)) and len(words) == len(inputs):
         inputs = tuple(as_typed(path, word) for path, word in zip(inputs, words, strict=True))
@@ -1009,11 +1023,11 @@ def upscale(
             # while the program started: held till here, UpscaleCommand) replaces an earlier run's report
             # too, which would say "completed"
             with interruptible():
-                inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, stage, report)
+                inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, stage, report, output_folder)
                 _run(
                     inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale,
                     fmt, quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report,
-                    tally, report_path,
+                    tally, report_path, output_folder,
                 )  # fmt: skip
                 if to_stdout and tally.written:  # before the report, which says whether it got through
                     try:
@@ -1121,7 +1135,12 @@ def _sniff_suffix(head: bytes) -> str | None:
 
 
 def _stage_stdio(
-    inputs: tuple[Path, ...], output: Path, fmt: str | None, stack: contextlib.ExitStack, report: Reporter
+    inputs: tuple[Path, ...],
+    output: Path,
+    fmt: str | None,
+    stack: contextlib.ExitStack,
+    report: Reporter,
+    output_folder: bool = False,
 ) -> tuple[tuple[Path, ...], Path, bool]:
     """Standard input ('-' as the input) and output ('-o -') go through files in a temporary
     folder, which ``stack`` removes at its end.
@@ -1140,10 +1159,11 @@ def _stage_stdio(
         raise click.BadParameter("'-' (standard input) must be the only input", param_hint="'INPUTS...'")
     if to_stdout and (len(inputs) != 1 or (not from_stdin and os.path.isdir(inputs[0]))):
         raise click.BadParameter("'-o -' (standard output) takes exactly one input image", param_hint="'-o'")
-    if from_stdin and not to_stdout and not os.path.isdir(output) and (refusal := output_refusal(output)):
+    folder = output_folder or os.path.isdir(output)
+    if from_stdin and not to_stdout and not folder and (refusal := output_refusal(output)):
         # out.heic: a file name, of a format srgan does not write
         raise click.BadParameter(printable(refusal), param_hint="'-o'")
-    if from_stdin and not to_stdout and (os.path.isdir(output) or not is_image_path(output)):
+    if from_stdin and not to_stdout and (folder or not is_image_path(output)):
         raise click.BadParameter("with '-' (standard input), -o must be an image file name or '-'", param_hint="'-o'")
     if to_stdout:
         check_stdout_open("-o -")
@@ -1408,7 +1428,7 @@ def _summary(tally: Tally) -> str:
 def _run(
     inputs, output, model_ref, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale, fmt,
     quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report, tally,
-    report_path=None,
+    report_path=None, output_folder=False,
 ) -> None:  # fmt: skip
     # What planning finds (files that are no images, broken links) concerns the whole batch: under
     # torchrun rank 0 alone reports and counts it, or every rank's summary and report had it.
@@ -1422,6 +1442,7 @@ def _run(
         report=planned[0],
         tally=planned[1],
         overwrite=overwrite,
+        output_folder=output_folder,
     )
     if report_path is not None and str(report_path) != "-":
         target = report_path.resolve()
