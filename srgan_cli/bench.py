@@ -51,6 +51,7 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
 
 from __future__ import annotations
 
+import collections
 import inspect
 import math
 import os
@@ -65,7 +66,7 @@ import numpy as np
 
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import SUPPORTED_SUFFIXES, is_image_path, read_rgb8, unread_hint, unread_reason
+from .images import SUPPORTED_SUFFIXES, is_image_path, read_rgb8, unread_hint, unread_kinds, unread_reason
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -294,10 +295,8 @@ def _unread_files(folder: Path) -> list[Path]:
 
 def _passed_over(files: list[Path], folder: Path, plain: bool, what: str) -> str:
     """``2 files in HR/ are images srgan does not read (1 .heic, 1 .jxl), WHAT: b.heic, c.jxl``."""
-    counts: dict[str, int] = {}
-    for path in files:
-        counts[path.suffix.lower()] = counts.get(path.suffix.lower(), 0) + 1
-    kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    counts = collections.Counter(path.suffix.lower() for path in files)
+    kinds = unread_kinds(counts)
     where = folder if plain else f"{folder.name}/"
     are = "file ... is an image" if len(files) == 1 else "files ... are images"
     head = are.replace("...", f"in {where}")

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .errors import OptionError, SrganError, first_line, printable
 from .fsutil import atomic_path, user_cache_dir
 from .images import _pillow_unlimited as pillow_unlimited
-from .images import folder_entries, is_image_path, read_rgb8, unread_hint, unread_reason
+from .images import folder_entries, is_image_path, read_rgb8, unread_hint, unread_kinds, unread_reason
 from .resize import imresize, imresize_torch
 from .stopping import SAME_REQUEST
 
@@ -109,9 +109,7 @@ class ImageScan:
         if not self.unread:
             return ""
         n = sum(self.unread.values())
-        kinds = ", ".join(
-            f"{count} {suffix}" for suffix, count in sorted(self.unread.items(), key=lambda i: (-i[1], i[0]))
-        )
+        kinds = unread_kinds(self.unread)
         return f"; passed over {n} file{'s' if n != 1 else ''} srgan does not read ({kinds}){unread_hint(self.unread)}"
 
     def fingerprint(self) -> str:

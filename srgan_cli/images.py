@@ -246,6 +246,12 @@ def unread_reason(path: str | Path) -> str | None:
     return f"srgan does not read {name} images; {_CONVERT_ADVICE.get(name, 'convert it to PNG first')}"
 
 
+def unread_kinds(counts: dict[str, int]) -> str:
+    """Files srgan does not read, counted by suffix, most first: ``2 .heic, 1 .jxl`` (upscale's, bench's
+    and train's notes)."""
+    return ", ".join(f"{n} {suffix}" for suffix, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def unread_hint(suffixes: Iterable[str]) -> str:
     """What to add to a count of files srgan does not read of these suffixes: where .avif is among them
     (this Pillow lacks AVIF, which srgan otherwise reads), that upgrading Pillow reads them; else ""."""

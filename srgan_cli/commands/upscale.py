@@ -1408,17 +1408,17 @@ def _passed_over(tally: Tally) -> str:
     "" where nothing was."""
     with tally.lock:
         others = sum(1 for f in tally.files if f["status"] == "skipped" and f["reason"] == NOT_AN_IMAGE)
-        unread = sorted(tally.unread.items(), key=lambda item: (-item[1], item[0]))
+        unread = dict(tally.unread)
+    from ..images import unread_hint, unread_kinds
+
     parts = []
     if unread:
-        n = sum(count for _, count in unread)
-        kinds = ", ".join(f"{count} {suffix}" for suffix, count in unread)
-        parts.append(f"{n} file{'s' if n != 1 else ''} srgan does not read ({kinds})")
+        n = sum(unread.values())
+        parts.append(f"{n} file{'s' if n != 1 else ''} srgan does not read ({unread_kinds(unread)})")
     if others:
         parts.append("1 file that is not an image" if others == 1 else f"{others} files that are not images")
-    from ..images import unread_hint
 
-    return "passed over " + " and ".join(parts) + unread_hint(tally.unread) if parts else ""
+    return "passed over " + " and ".join(parts) + unread_hint(unread) if parts else ""
 
 
 def _summary(tally: Tally) -> str:
