@@ -852,6 +852,9 @@ def test_a_report_named_as_the_output_folder_is_refused_before_the_work(weights,
     result = run(weights, tmp_path / "a.png", "-o", tmp_path / "big", "--report", tmp_path / "big")
     assert result.exit_code == 2 and "is -o's output folder" in result.output, result.output
     assert not (tmp_path / "big").exists()  # the image was written first, then the report failed: exit 1
+    result = run(weights, tmp_path / "a.png", "-o", f"{tmp_path / 'big.png'}/", "--report", tmp_path / "big.png")
+    assert result.exit_code == 2 and "is -o's output folder" in result.output, result.output  # a folder by its /
+    assert not (tmp_path / "big.png").exists()
 
 
 def test_a_report_that_cannot_be_written_fails_the_run(weights, tmp_path, monkeypatch):

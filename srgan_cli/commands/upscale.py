@@ -1008,7 +1008,7 @@ def upscale(
     if isinstance(words, (tuple, list)) and len(words) == len(inputs):
         inputs = tuple(as_typed(path, word) for path, word in zip(inputs, words, strict=True))
     report_path = as_typed(report_path, typed_value(ctx, "report_path"))
-    report_path = _check_report_path(report_path, output, typed_value(ctx, "report_path"))
+    report_path = _check_report_path(report_path, output, typed_value(ctx, "report_path"), output_folder)
     if report_path is not None and str(report_path) == "-":
         check_stdout_open("--report -")  # closed: click.echo would drop the report without a word
 
@@ -1227,9 +1227,12 @@ def _copy_to_stdout(path: Path) -> None:
             raise SrganError(f"-: {stdout_problem(exc)} before the image was written") from None
 
 
-def _check_report_path(path: Path | None, output: Path, typed: object = None) -> Path | None:
+def _check_report_path(
+    path: Path | None, output: Path, typed: object = None, output_folder: bool = False
+) -> Path | None:
     """The --report file (``typed``: the word as typed, before click made a Path of it), refused
-    before any image is upscaled where it cannot be written or is not an earlier report."""
+    before any image is upscaled where it cannot be written or is not an earlier report.
+    ``output_folder``: -o was typed as a folder (``big.png/``), as plan_jobs takes it."""
     if path is None:
         return None
     torchrun = _env_world() > 1
@@ -1247,7 +1250,7 @@ def _check_report_path(path: Path | None, output: Path, typed: object = None) ->
 
     word = typed if isinstance(typed, str) else str(path)
     # -o's folder, made by the run: found only after the images (an image name is refused below)
-    if not is_image_path(output) and os.path.abspath(path) == os.path.abspath(output):
+    if (output_folder or not is_image_path(output)) and os.path.abspath(path) == os.path.abspath(output):
         raise click.BadParameter(f"{word} is -o's output folder; give the report a file name", param_hint="'--report'")
     if torchrun:  # under torchrun each rank reports its own share
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
