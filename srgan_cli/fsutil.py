@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(dest: str | Path, overwrite: bool = True, *, like: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success it is renamed onto ``dest``.
 
     The temporary file lives in the destination folder (same filesystem, so the rename is
@@ -21,9 +21,14 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
     ``overwrite=False`` an existing ``dest`` is never replaced (FileExistsError instead).
     Works on filesystems without Unix permissions or hard links (FAT, exFAT, some network
     shares), as on memory cards and USB drives.
+
+    A new file gets the permissions cp gives a copy: ``like``'s read and write bits (the
+    ``st_mode`` of the file it is made from, so that a private 0600 photo's upscale is private
+    too), less the umask; without ``like``, 0666 less the umask. A replaced file keeps its own
+    mode, owner and group (see :func:`_keep_mode`).
     """
     dest = Path(dest)
-    tmp, mode = _new_temp(dest)
+    tmp, mode = _new_temp(dest, 0o666 if like is None else stat.S_IMODE(like) & 0o666)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -44,13 +49,24 @@ def atomic_path(dest: str | Path, overwrite: bool = True) -> Iterator[Path]:
 
 def _keep_mode(dest: Path, tmp: Path) -> None:
     """A file replaced in place keeps its permission bits (a private 0600 file stays private),
-    as an in-place write would; a new file has the umask's."""
+    its owner and its group, as an in-place write would; a new file has the umask's mode and the
+    writer's owner. The owner can be kept only by root (a user may still give the file its old
+    group, where they belong to it); what cannot be kept is left as it is, silently."""
     try:
-        mode = os.stat(dest).st_mode
+        st = os.stat(dest)
     except OSError:
         return  # no file there yet
-    with contextlib.suppress(OSError):  # FAT and exFAT have no modes to keep
-        os.chmod(tmp, stat.S_IMODE(mode))
+    chown = getattr(os, "chown", None)  # none on Windows
+    if chown is not None:
+        try:
+            mine = os.stat(tmp)
+            if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+                chown(tmp, st.st_uid, st.st_gid)
+        except OSError:  # EPERM: not root; the group alone may be allowed
+            with contextlib.suppress(OSError):
+                chown(tmp, -1, st.st_gid)
+    with contextlib.suppress(OSError):  # FAT and exFAT have no modes to keep; after chown, which may clear setgid
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
 def _publish_new(tmp: Path, dest: Path) -> None:
@@ -94,15 +110,15 @@ def _shortened(name: str) -> str:
     return name
 
 
-def _new_temp(dest: Path) -> tuple[Path, int | None]:
+def _new_temp(dest: Path, perm: int = 0o666) -> tuple[Path, int | None]:
     """Create an empty ``.NAME.XXXXXXXX.part`` beside ``dest`` with the usual permissions; returns
     it, and the mode to give it once written where that is not its mode now (else None).
 
-    Opened with mode 0666 and O_EXCL, so the kernel applies the umask (or a folder's default ACL)
-    as it does to any new file, as cp's are made (mkstemp would make it 0600), and no two writers
-    get the same file. The umask is never read: Python reads it only by setting it, and while it
-    is set another thread's new files would get the wrong permissions. FAT and exFAT ignore the
-    mode: the file gets the mount's.
+    Opened with mode ``perm`` (0666, or a source's read and write bits) and O_EXCL, so the kernel
+    applies the umask (or a folder's default ACL) as it does to any new file, as cp's are made
+    (mkstemp would make it 0600), and no two writers get the same file. The umask is never read:
+    Python reads it only by setting it, and while it is set another thread's new files would get
+    the wrong permissions. FAT and exFAT ignore the mode: the file gets the mount's.
 
     A umask without the owner's write bit (222, 277, 777) gives a file its owner may not write,
     and the writers reopen the file by its name: every output failed with "permission denied"
@@ -114,7 +130,7 @@ def _new_temp(dest: Path) -> tuple[Path, int | None]:
     for _ in range(100):
         tmp = dest.parent / f"{prefix}{secrets.token_hex(4)}.part"
         try:
-            fd = os.open(tmp, flags, 0o666)
+            fd = os.open(tmp, flags, perm)
         except FileExistsError:
             continue
         try:

@@ -2064,6 +2064,7 @@ def write_image(
     xmp: bytes | None = None,
     png_colour: dict | None = None,
     comments: dict[str, str] | None = None,
+    like: int | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -2107,6 +2108,9 @@ def write_image(
     TIFF, a profile that does not fit the pixels, EXIF or XMP too large for JPEG), once the file is
     written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
     large, is left out (see ``_fit_jpeg_exif``).
+    ``like``: the ``st_mode`` of the file the image is made from; a new file gets its read and
+    write bits less the umask, as cp gives a copy (without it, 0666 less the umask). A replaced
+    file keeps its own mode, owner and group where it can (see ``fsutil.atomic_path``).
     Any failure leaves neither the file nor a temporary file.
     """
     path = Path(path)
@@ -2204,7 +2208,7 @@ def write_image(
             notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
             xmp = None
     try:
-        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(path, overwrite=overwrite, like=like) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
                 colour = None if icc_profile else png_colour
                 texts = {**comments, **text}  # srgan's keys last

@@ -120,3 +120,36 @@ def test_a_temporary_file_that_cannot_be_given_a_mode_is_still_written(tmp_path,
     with atomic_path(tmp_path / "out.bin") as tmp:
         tmp.write_bytes(b"x")
     assert Path(tmp_path / "out.bin").read_bytes() == b"x" and os.listdir(tmp_path) == ["out.bin"]
+
+
+@pytest.mark.parametrize(
+    ("source", "mask", "expected"),
+    [(0o600, 0o022, 0o600), (0o640, 0o022, 0o640), (0o664, 0o022, 0o644), (0o444, 0o022, 0o444), (0o775, 0o002, 0o664)],
+    ids=lambda v: f"{v:03o}",
+)
+def test_a_new_file_made_from_a_source_gets_its_mode_as_cp_gives(tmp_path, as_a_user, umask, source, mask, expected):
+    """A private 0600 photo's upscale came out 0644, readable by every user, where cp (and the
+    README, which said 'as cp gives') keeps it private: the source's read and write bits, less
+    the umask. A read-only source (0444) gives a read-only output, as cp's; the owner could still
+    write it while it was being made."""
+    umask(mask)
+    with atomic_path(tmp_path / "out", overwrite=False, like=stat.S_IFREG | source) as tmp:
+        tmp.write_bytes(b"new")
+    assert (tmp_path / "out").read_bytes() == b"new"
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == expected
+
+
+def test_a_replaced_file_keeps_its_mode_and_group_not_the_sources(tmp_path, umask):
+    """--overwrite onto a file of another owner and group left it root's (the writer's): the user
+    whose file it was could no longer write it. It keeps its owner and group as it keeps its mode."""
+    if not hasattr(os, "chown") or os.geteuid() != 0:
+        pytest.skip("needs root to give a file another owner")
+    dest = tmp_path / "out"
+    dest.write_bytes(b"old")
+    os.chown(dest, 65534, 65534)
+    dest.chmod(0o664)
+    with atomic_path(dest, like=stat.S_IFREG | 0o600) as tmp:
+        tmp.write_bytes(b"new")
+    st = dest.stat()
+    assert dest.read_bytes() == b"new"
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o664)

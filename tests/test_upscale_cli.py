@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -2358,3 +2359,34 @@ def test_an_output_typed_with_a_trailing_slash_is_a_folder_whatever_its_name(wei
     result = run(weights, a, "-o", f"{tmp_path / 'f.png'}/", "--overwrite")
     assert result.exit_code == 2 and "f.png/ is a file, not a folder" in result.output
     assert (tmp_path / "f.png").read_bytes() == b"mine"
+
+
+def test_outputs_and_mirrored_folders_keep_the_inputs_privacy(tmp_path, weights):
+    """A private photo (0600) in a private folder (0700) came out 0644 in a 0755 folder: readable
+    by every user of the machine. Outputs get the input's read and write bits and mirrored
+    folders the input folder's, less the umask, as cp -r gives."""
+    src = tmp_path / "in"
+    (src / "priv" / "deep").mkdir(parents=True)
+    (src / "pub").mkdir()
+    for rel in ("a.png", "priv/deep/b.png", "pub/c.png"):
+        _img(src / rel)
+    for rel, mode in (("a.png", 0o600), ("priv/deep/b.png", 0o640), ("priv", 0o700), ("priv/deep", 0o750)):
+        (src / rel).chmod(mode)
+    old = os.umask(0o022)
+    try:
+        result = run(weights, str(src), "-o", str(tmp_path / "out"), "--recursive")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    modes = {
+        rel: stat.S_IMODE((tmp_path / "out" / rel).stat().st_mode)
+        for rel in ("a.png", "priv", "priv/deep", "priv/deep/b.png", "pub", "pub/c.png")
+    }
+    assert modes == {
+        "a.png": 0o600,
+        "priv": 0o700,
+        "priv/deep": 0o750,
+        "priv/deep/b.png": 0o640,
+        "pub": 0o755,
+        "pub/c.png": 0o644,
+    }

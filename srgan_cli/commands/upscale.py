@@ -1347,13 +1347,32 @@ def _note_quality_unused(jobs: list[Job], report: Reporter) -> None:
         report.note("--quality applies to JPEG, WebP and AVIF; " + "; ".join(parts))
 
 
-def _make_folders(jobs: list[Job], report: Reporter, tally: Tally) -> list[Job]:
-    """Create the folders the outputs go into (the mirrored sub-folders of --recursive); the
-    jobs whose folder cannot be made fail, each on its own, and the others go on."""
+def _source_mode(src: Path) -> int | None:
+    """The mode of an input file (its output gets its read and write bits, as cp gives a copy);
+    None for standard input or a file that cannot be looked at now."""
+    if str(src) == "-":
+        return None
+    try:
+        return os.stat(src).st_mode
+    except OSError:
+        return None
+
+
+def _make_folders(jobs: list[Job], output: Path, report: Reporter, tally: Tally) -> list[Job]:
+    """Create the folders the outputs go into (the mirrored sub-folders of --recursive), each with
+    the permissions of the input folder it mirrors, as cp -r makes them (a private 0700 folder
+    stays private; the owner may always write into it); the jobs whose folder cannot be made
+    fail, each on its own, and the others go on."""
+    mirrors: dict[Path, Path] = {}  # a folder to make below -o, and the input folder it mirrors
+    for job in jobs:
+        made, source = job.dest.parent, job.src.parent
+        while made != output and made.parent != made and made not in mirrors and _inside(output, made):
+            mirrors[made] = source
+            made, source = made.parent, source.parent
     failed: dict[Path, str] = {}
     for parent in sorted({j.dest.parent for j in jobs}):
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(parent, mirrors)
         except OSError as exc:
             failed[parent] = _folder_problem(parent, exc)
     keep = []
@@ -1363,6 +1382,24 @@ def _make_folders(jobs: list[Job], report: Reporter, tally: Tally) -> list[Job]:
         else:
             keep.append(job)
     return keep
+
+
+def _make_folder(folder: Path, mirrors: dict[Path, Path]) -> None:
+    """Make ``folder`` and the folders above it that are missing; those in ``mirrors`` get their
+    input folder's read, write and search bits (and the owner's), less the umask."""
+    if folder.is_dir():
+        return
+    if folder.parent != folder:
+        _make_folder(folder.parent, mirrors)
+    mode = 0o777
+    if folder in mirrors:
+        with contextlib.suppress(OSError):
+            mode = (stat.S_IMODE(os.stat(mirrors[folder]).st_mode) & 0o777) | stat.S_IRWXU
+    try:
+        os.mkdir(folder, mode)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise
 
 
 def _check_output_folder(folder: Path) -> None:
@@ -1498,7 +1535,7 @@ def _run(
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SrganError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
-    jobs = _make_folders(jobs, report, tally)
+    jobs = _make_folders(jobs, output, report, tally)
     if not jobs:
         return
     if quality is not None:
@@ -1559,6 +1596,7 @@ def _run(
                     grayscale=loaded.grayscale,
                     overwrite=overwrite,
                     on_note=report.note,
+                    like=_source_mode(job.src),
                 )
             except SrganError:
                 # Another process (or a rank) wrote it meanwhile: with --skip-existing, that is a skip.
