@@ -2390,3 +2390,35 @@ def test_outputs_and_mirrored_folders_keep_the_inputs_privacy(tmp_path, weights)
         "pub": 0o755,
         "pub/c.png": 0o644,
     }
+
+
+def test_sub_folders_not_entered_without_recursive_are_said(tmp_path, weights):
+    """A folder of photos filed in year folders gave '1 written', exit 0, without a word of the
+    images left in its sub-folders, and a folder with images only in sub-folders 'no images
+    found' with no hint: both name the sub-folders and --recursive. The output folder inside the
+    input folder and hidden folders are not counted."""
+    src = tmp_path / "photos"
+    _img(src / "a.png")
+    _img(src / "2019" / "deep" / "b.png")
+    (src / "notes").mkdir()
+    (src / "notes" / "n.txt").write_text("x")
+    _img(src / ".thumbs" / "t.png")
+    _img(src / "big" / "old_x4.png")  # the -o folder below
+    args = [str(src), "-o", str(src / "big"), "--skip-existing"]
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), *args])
+    assert result.exit_code == 0, result.output
+    assert f"1 sub-folder with images was not entered ({src / '2019'}): pass --recursive" in result.output
+    assert "notes" not in result.output and ".thumbs" not in result.output
+    assert (src / "big" / "a.png").exists() and not (src / "big" / "2019").exists()
+
+    only = tmp_path / "only"
+    _img(only / "2020" / "c.png")
+    _img(only / "2021" / "d.png")
+    result = run(weights, str(only), "-o", str(tmp_path / "out"))
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: no images found in the inputs; 2 sub-folders with images were not entered "
+        f"({only / '2020'}, {only / '2021'}): pass --recursive to upscale their images too"
+    )
+    result = run(weights, str(only), "-o", str(tmp_path / "out"), "--recursive")
+    assert result.exit_code == 0 and "not entered" not in result.output

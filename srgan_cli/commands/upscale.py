@@ -87,6 +87,8 @@ class Tally:
     model: dict[str, str] | None = None  # name and weights sha256, once the model is loaded
     # the files of input folders passed over as images of formats srgan does not read, by suffix (".heic": 2)
     unread: dict[str, int] = field(default_factory=dict)
+    # sub-folders of input folders that hold images, not entered without --recursive
+    unentered: list[Path] = field(default_factory=list)
 
     def add(self, what: str, src: Path | None = None, dest: Path | None = None, reason: str | None = None) -> None:
         with self.lock:
@@ -211,6 +213,45 @@ def _sort_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[Path],
     return sorted(images), others, failed
 
 
+def _subfolders_with_images(folder: Path, output: Path, budget: int = 20_000) -> list[Path]:
+    """The sub-folders of ``folder`` (not hidden, not the output folder) that hold an image srgan
+    reads at any depth: without --recursive they are passed over, which a batch said nothing of
+    ("1 written" for a folder of 300 photos in year folders). Each is looked into until its first
+    image, within ``budget`` names in all, so a huge tree of other files costs little."""
+    from ..images import is_image_path
+
+    found = []
+    try:
+        subs = sorted(e.path for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+    for sub in map(Path, subs):
+        if _output_key(sub) == _output_key(output) or _inside(output, sub):
+            continue  # the -o folder inside the input folder: its images are outputs
+        pending = [sub]
+        while pending and budget > 0:
+            try:
+                entries = list(os.scandir(pending.pop()))
+            except OSError:
+                continue
+            budget -= len(entries)
+            if any(e.is_file() and is_image_path(e.name) for e in entries if not e.name.startswith(".")):
+                found.append(sub)
+                break
+            pending.extend(e.path for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+    return found
+
+
+def _not_entered(folders: list[Path]) -> str:
+    """``2 sub-folders with images were not entered (photos/2019, photos/2020): pass --recursive``."""
+    named = ", ".join(map(str, folders[:3])) + (f" and {len(folders) - 3} more" if len(folders) > 3 else "")
+    many = len(folders) != 1
+    return (
+        f"{len(folders)} sub-folder{'s' if many else ''} with images {'were' if many else 'was'} not entered "
+        f"({named}): pass --recursive to upscale {'their' if many else 'its'} images too"
+    )
+
+
 def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
     """The output file name for ``src``; its suffix decides the format written."""
     from ..images import PNG_OUTPUT_FORMATS, STILL_SUFFIX, format_for_path, output_suffix_for
@@ -326,6 +367,8 @@ def plan_jobs(
     for item in inputs:
         if os.path.isdir(item):
             found, others, unreadable = _sort_folder(item, recursive)
+            if not recursive:
+                tally.unentered.extend(_subfolders_with_images(item, output))
             if _output_key(item) != _output_key(output):
                 # -o inside an input folder: earlier outputs are not inputs.
                 found = [p for p in found if not _inside(output, p)]
@@ -1051,6 +1094,8 @@ def upscale(
                 report_written = _write_report(report_path, tally, ended, report)
     if tally.unread:  # images of input folders that were not upscaled: said at the end, where it is seen
         report.note(_passed_over(Tally(unread=tally.unread)))
+    if tally.unentered:
+        report.note(_not_entered(tally.unentered))
     with contextlib.suppress(OSError):  # stderr gone: the exit status still tells
         if not quiet or tally.failed:
             click.echo(_summary(tally), err=True)
@@ -1499,6 +1544,8 @@ def _run(
         what = "no images found in the inputs"
         if others:
             what += f" ({_passed_over(planned[1])})"
+        if planned[1].unentered:
+            raise SrganError(f"{what}; {_not_entered(planned[1].unentered)}")
         raise SrganError(f"{what}; supported: {SUPPORTED_SUFFIXES}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if os.path.isfile(p)]
     # Split before looking at existing outputs: another rank may already be writing its share. Which
