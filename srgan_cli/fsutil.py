@@ -53,9 +53,11 @@ def _keep_mode(dest: Path, tmp: Path) -> None:
     writer's owner. The owner can be kept only by root (a user may still give the file its old
     group, where they belong to it); what cannot be kept is left as it is, silently."""
     try:
-        st = os.stat(dest)
+        st = os.lstat(dest)
     except OSError:
         return  # no file there yet
+    if stat.S_ISLNK(st.st_mode):
+        return  # the link is replaced, not the file it points to: that file's mode and owner are not ours to copy
     chown = getattr(os, "chown", None)  # none on Windows
     if chown is not None:
         try:

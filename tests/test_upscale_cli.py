@@ -2422,3 +2422,25 @@ def test_sub_folders_not_entered_without_recursive_are_said(tmp_path, weights):
     )
     result = run(weights, str(only), "-o", str(tmp_path / "out"), "--recursive")
     assert result.exit_code == 0 and "not entered" not in result.output
+
+
+def test_a_link_in_an_outputs_place_is_skipped_or_replaced_never_written_through(tmp_path, weights):
+    """A symbolic link where an output goes, to a file outside -o, failed the image as 'written
+    outside' even with --skip-existing, which would only have skipped it: the escape check
+    followed the link, where the write replaces the link itself. Now --skip-existing skips it,
+    --overwrite replaces the link with the output (given the input's mode, not the linked file's),
+    and the linked file is untouched either way."""
+    src = _img(tmp_path / "a.png")
+    src.chmod(0o600)
+    (tmp_path / "o").mkdir()
+    elsewhere = _img(tmp_path / "elsewhere" / "t.png", seed=1)
+    before = elsewhere.read_bytes()
+    (tmp_path / "o" / "a.png").symlink_to(elsewhere)
+    result = run(weights, src, "-o", tmp_path / "o", "--skip-existing")
+    assert result.exit_code == 0 and (tmp_path / "o" / "a.png").is_symlink(), result.output
+    result = run(weights, src, "-o", tmp_path / "o", "--overwrite")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "o" / "a.png"
+    assert not out.is_symlink() and Image.open(out).size == (48, 40)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert elsewhere.read_bytes() == before and stat.S_IMODE(elsewhere.stat().st_mode) != 0o600

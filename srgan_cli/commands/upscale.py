@@ -521,7 +521,10 @@ def check_jobs(
             why = report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
             tally.add("failed", job.src, job.dest, why)
             continue
-        if output_root is not None and not _inside(output_root, job.dest):
+        # the folder it goes into, links followed: a link in the output's own place is replaced by the
+        # rename, not written through, so a link there to a file elsewhere (skipped with --skip-existing,
+        # replaced with --overwrite) escapes nothing; a linked sub-folder would
+        if output_root is not None and not _inside(output_root, job.dest.parent):
             why = report.error(f"{job.dest}: the output would be written outside {output_root}; refused")
             tally.add("failed", job.src, job.dest, why)
             continue
