@@ -1439,6 +1439,30 @@ def test_names_with_newlines_tabs_or_escapes_are_shown_faithfully(weights, tmp_p
     assert any("two  spaces.png" in f["reason"] for f in report["files"])
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_failed_list_quotes_names_with_control_characters_as_a_shell_reads_them_back(weights, tmp_path):
+    """The failed list quoted 'q/c\\nd.png' (shlex.quote after \\n for the newline), which a shell
+    reads as a backslash and an n: names with control characters are written $'q/c\\nd.png', as
+    bash's printf %q writes them, and plain ones as before."""
+    folder = tmp_path / "q"
+    names = ["c\nd.png", "it's\tx.png", "back\\slash\x1b[31m.png", "plain.png", "a b.png"]
+    if sys.platform.startswith("linux"):
+        names.append(os.fsdecode(b"caf\xe9\x01.png"))  # not UTF-8: its byte comes back as it is
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"not an image")
+    result = run(weights, folder, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1, result.stderr
+    words = failed[0].removeprefix("failed: ")
+    assert f"$'{folder}/c\\nd.png'" in words and f"'{folder}/a b.png'" in words and f"{folder}/plain.png" in words
+    # each word as bash reads it, NUL-terminated; the list's separating commas stay on the words before them
+    out = subprocess.run(["bash", "-c", f"printf '%s\\0' {words}"], capture_output=True, check=True).stdout
+    back = [part.removesuffix(b",") for part in out.split(b"\0")[:-1]]
+    assert sorted(back) == sorted(os.fsencode(folder / name) for name in names)
+
+
 def test_a_model_that_does_not_load_leaves_no_output_folder(tmp_path):
     _img(tmp_path / "in" / "a.png")
     result = CliRunner().invoke(

@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import queue
+import re
 import stat
 import sys
 import tempfile
@@ -1368,12 +1369,37 @@ def _failed_list(tally: Tally, report: Reporter, most: int = 10) -> str:
     """``failed: a.png, b.png (and 3 more)``: the inputs that failed, in order; a name with a space or
     another character beyond a shell's plain words (a quote, a non-ASCII letter) is quoted as the
     shell takes it (``'a, b.png'``), so the list is not ambiguous."""
-    import shlex
-
     with tally.lock:
         names = [report.shown(f["input"] or f["output"] or "?") for f in tally.files if f["status"] == "failed"]
     more = f" (and {len(names) - most} more)" if len(names) > most else ""
-    return "failed: " + ", ".join(shlex.quote(printable(name)) for name in names[:most]) + more
+    return "failed: " + ", ".join(_shell_word(name) for name in names[:most]) + more
+
+
+# Characters a shell word cannot hold as they are: controls (C0, DEL, C1) and the lone surrogates
+# that stand for the bytes of a name that is not valid UTF-8.
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+_ANSI_C = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}
+
+
+def _shell_word(name: str) -> str:
+    """``name`` as one word that a shell reads back as that name: shlex.quote's (``a.png``,
+    ``'a b.png'``), and for a name with a control character bash's ANSI-C quoting as its
+    ``printf %q`` writes it (``$'c\\nd.png'``, ``\\033``; bash, zsh and ksh take it), where
+    shlex.quote's ``'c\\nd.png'`` (after printable) was a backslash and an n to a shell. A byte of a
+    name that is not UTF-8 is written as that byte."""
+    import shlex
+
+    if not _UNSHOWABLE.search(name):
+        return shlex.quote(name)
+    out = []
+    for ch in name:
+        if ch in _ANSI_C:
+            out.append(_ANSI_C[ch])
+        elif _UNSHOWABLE.match(ch):
+            out.extend(f"\\{byte:03o}" for byte in ch.encode("utf-8", "surrogateescape"))
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
 
 
 def _note_quality_unused(jobs: list[Job], report: Reporter) -> None:
