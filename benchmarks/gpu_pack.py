@@ -5,7 +5,7 @@ the 64 MiB one device call may send (the checkout itself counts), and print the 
     python benchmarks/gpu_pack.py --plan gan      # VGG19, Set5 and the training images that fit
     python benchmarks/gpu_pack.py --plan esrgan   # the same, for both ESRGAN stages in one call
 
-The plans that need the VGG19 file (38 MiB) leave room for about 12 MB of training images.
+The plans that need the VGG19 file (38 MiB) leave room for about 10 MiB of training images.
 `--lpips FILE` adds the LPIPS weights (`python -m srgan_cli.perceptual` makes them; 9.4 MiB)
 as .gpu/lpips.safetensors, so that the runs' validation logs LPIPS beside PSNR (gpu_check.sh
 points SRGAN_LPIPS_WEIGHTS at it); they take the place of training images.
