@@ -134,7 +134,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    help="Autocast dtype (auto: fp16 on GPU, fp32 on CPU).  [default: auto]",
+    help="Autocast dtype (auto: fp16 on CUDA, fp32 on CPU and MPS).  [default: auto]",
 )
 # on/off pairs: a resume keeps the run's saved setting, which only the --no- form can turn off
 @click.option("--channels-last/--no-channels-last", default=None, help="channels_last memory format.")
