@@ -946,7 +946,7 @@ class UpscaleCommand(Command):
     type=FormatChoice(FORMATS, case_sensitive=False),
     default=None,
     help="Output format (jpeg and tif are taken too). Default: the suffix of -o for one file, else the input's "
-    "format (GIF, PPM/PGM, JPEG 2000, TGA and QOI -> png).",
+    "format (GIF, PPM/PGM/PBM, JPEG 2000, TGA and QOI -> png; MPO -> jpg).",
 )
 @click.option(
     "--quality",
