@@ -106,8 +106,10 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     name = text.lower()
     if name not in SET_NAMES:
         if os.sep in text or "/" in text or path.suffix:
-            raise SrganError(f"{text}: no such folder; give set5, set14, bsd100 or a folder with HR/ in it")
-        raise SrganError(f"unknown set {text!r}; expected set5, set14, bsd100 or a folder with HR/ in it")
+            raise SrganError(f"{text}: no such folder; give set5, set14, bsd100, a folder with HR/ in it or of images")
+        raise SrganError(
+            f"unknown set {text!r}; expected set5, set14, bsd100, a folder with HR/ in it or a folder of images"
+        )
     if root is not None:
         root = Path(os.path.expanduser(root))
         how = "--data-dir" if data_dir is not None else "SRGAN_DATA_DIR"

@@ -40,7 +40,8 @@ from .completion import complete_bench_model, complete_file, complete_set
     multiple=True,
     metavar="NAME|DIR",
     shell_complete=complete_set,
-    help="set5 (default), set14, bsd100, or a folder holding HR/ (and optionally LR_x4/); repeat for several sets.",
+    help="set5 (default), set14, bsd100, or a folder holding HR/ (and optionally LR_x4/), or of images (the HR "
+    "images); repeat for several sets.",
 )
 @click.option(
     "--model",
