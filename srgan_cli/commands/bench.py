@@ -106,7 +106,8 @@ from .completion import complete_bench_model, complete_file, complete_set
 @click.option(
     "--ensemble",
     is_flag=True,
-    help="Also score each model with the x8 self-ensemble of 'srgan upscale --ensemble' (rows NAME+ensemble).",
+    help="Also score each model with the x8 self-ensemble of 'srgan upscale --ensemble' (rows NAME+ensemble; "
+    "none for bicubic).",
 )
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress or notes on stderr (nor the tables, with --json -); errors still."
