@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fractions
+import functools
 import math
 import os
 import threading
@@ -207,12 +208,21 @@ def _undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
     return y.flip(-1) if k >= 4 else y
 
 
-def _resolve(name_or_path: str | Path) -> tuple[Path, str]:
-    """Weights file for a model name, local path or Hub reference, and its sha256."""
+def _resolve_and_load(
+    name_or_path: str | Path,
+) -> tuple[Path, str, torch.nn.Module, GeneratorConfig, dict[str, str]]:
+    """Weights file for a model name, local path or Hub reference, its sha256, and the generator
+    built from it (on the CPU), all of one version of the file (see ``weights.stable_read``)."""
     from .hub import resolve_weights, weights_sha256  # lazy: huggingface_hub is imported only when needed
+    from .weights import stable_read
 
     path = resolve_weights(name_or_path)
-    return path, weights_sha256(name_or_path, path)
+
+    def read():
+        sha256 = weights_sha256(name_or_path, path)
+        return (sha256, *_load_generator(path))
+
+    return (path, *stable_read(path, read))
 
 
 def load_model(
@@ -248,8 +258,7 @@ def load_model(
     # a torch.device is checked as its name is (torch.device("cuda") without CUDA, "meta"): it was
     # taken as it came, and failed later with a RuntimeError of many lines
     dev = choose_device(str(device))
-    path, sha256 = _resolve(name_or_path)
-    module, config, meta = _load_generator(path)
+    path, sha256, module, config, meta = _resolve_and_load(name_or_path)
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
@@ -259,8 +268,7 @@ def load_model(
         from .interpolate import blend_generators, parse_blend
 
         ref, alpha = parse_blend(blend)
-        other_path, other_sha256 = _resolve(ref)
-        other, other_config, _ = _load_generator(other_path)
+        other_path, other_sha256, other, other_config, _ = _resolve_and_load(ref)
         if other_config != config:
             raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
         module = blend_generators(module, other, alpha)
@@ -281,13 +289,14 @@ def load_model(
     def reload(dtype: torch.dtype) -> torch.nn.Module:
         """The module built again from its files (checked unchanged since) in ``dtype``."""
         from .interpolate import blend_generators
-        from .weights import sha256_file
+        from .weights import sha256_file, stable_read
 
-        modules = []
-        for file, digest in files:
+        def read(file: Path, digest: str) -> torch.nn.Module:
             if sha256_file(file) != digest:
                 raise SrganError(f"{file}: the weights file changed since the model was loaded; load it again")
-            modules.append(_load_generator(file)[0])
+            return _load_generator(file)[0]
+
+        modules = [stable_read(file, functools.partial(read, file, digest)) for file, digest in files]
         return ready(modules[0] if len(modules) == 1 else blend_generators(*modules, alpha), dtype)
 
     module = ready(module, dtype)

@@ -81,7 +81,7 @@ def interpolate_files(
     parents store the same floating dtype (e.g. fp16), the blend is stored in it too; otherwise
     in float32.
     """
-    from .weights import sha256_file
+    from .weights import sha256_file, stable_read
 
     alpha = _check_alpha(alpha)
     a, b, out = Path(a), Path(b), Path(out)
@@ -96,12 +96,16 @@ def interpolate_files(
     diff = config_difference(meta_a, meta_b)
     if diff is not None:
         raise SrganError(f"{a} and {b} have different generator configs ({diff}); only the same network can be blended")
-    model_a, config, _ = load_generator(a)
-    model_b, _, _ = load_generator(b)
+    # each file's weights, metadata and sha256 of one version of it (a live run's generator is replaced
+    # at each checkpoint); the configs compared again, on what was loaded
+    model_a, config, meta_a, sha_a = stable_read(a, lambda: (*load_generator(a), sha256_file(a)))
+    model_b, config_b, meta_b, sha_b = stable_read(b, lambda: (*load_generator(b), sha256_file(b)))
+    if config_b != config:
+        raise SrganError(f"{a} and {b} have different generator configs; only the same network can be blended")
     state = interpolate_state(model_a.state_dict(), model_b.state_dict(), alpha)
     parents = [
-        {"file": a.name, "sha256": sha256_file(a), "name": meta_a.get("name", a.stem)},
-        {"file": b.name, "sha256": sha256_file(b), "name": meta_b.get("name", b.stem)},
+        {"file": a.name, "sha256": sha_a, "name": meta_a.get("name", a.stem)},
+        {"file": b.name, "sha256": sha_b, "name": meta_b.get("name", b.stem)},
     ]
     if sources is not None:
         parents[0]["source"], parents[1]["source"] = str(sources[0]), str(sources[1])

@@ -17,11 +17,11 @@ import re
 import stat
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -275,6 +275,40 @@ def unreadable(path: str | Path, exc: OSError) -> SrganError:
     return SrganError(f"{path}: cannot read the weights file ({exc.strerror or _short(exc)})")
 
 
+_T = TypeVar("_T")
+_READ_TRIES = 3
+
+
+def file_identity(path: str | Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from the next (None: no file): a training run replaces
+    its generator by a rename (another inode), an in-place write changes the size or the
+    modification time, and linking or renaming a version back changes its ctime."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def stable_read(path: str | Path, read: Callable[[], _T]) -> _T:
+    """``read()``, which opens ``path`` one or more times, done again where the file changed while
+    it ran (a live run's ``generator.safetensors``, replaced at each checkpoint): its parts (the
+    sha256, the metadata, the header, the tensors) came from different versions, which recorded
+    one file's sha256 for the other's pixels, failed on a mapping "smaller than required" or
+    called a sound file corrupt. A file that keeps changing is one SrganError line."""
+    for _ in range(_READ_TRIES):
+        before = file_identity(path)
+        try:
+            result = read()
+        except SrganError:
+            if file_identity(path) != before:
+                continue  # the error is the change's, not the file's
+            raise
+        if before is not None and file_identity(path) == before:
+            return result
+    raise SrganError(f"{path}: the weights file kept changing while it was read (is a run saving it?); try again")
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a safetensors file, or a one-line error if it is not one."""
     path = Path(path)
@@ -282,7 +316,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     try:
         with st_path(path) as name, safe_open(name, framework="pt") as fh:
             return dict(fh.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # Runtime: a file cut while mapped
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
 
 
@@ -291,11 +325,17 @@ def load_generator(
 ) -> tuple[torch.nn.Module, GeneratorConfig, dict[str, str]]:
     """Rebuild a generator from a weights file alone; strict about every key and shape.
 
-    Returns ``(model, config, metadata)`` with the model in eval mode on ``device``.
+    Returns ``(model, config, metadata)`` with the model in eval mode on ``device``. The file is
+    read as one version (see :func:`stable_read`).
     """
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise SrganError(f"{path}: pickle checkpoints are never loaded, they can run code; convert to safetensors")
+    model, config, meta = stable_read(path, lambda: _read_generator(path))
+    return model.to(device), config, meta
+
+
+def _read_generator(path: Path) -> tuple[torch.nn.Module, GeneratorConfig, dict[str, str]]:
     meta = read_metadata(path)
     config = generator_config_of(meta, path)
     # The header alone (names and shapes, no tensor data) must match the config before any
@@ -304,12 +344,11 @@ def load_generator(
     try:
         with st_path(path) as name:
             state = load_file(name, device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise SrganError(f"{path}: cannot read weights ({_short(exc)})") from None
     model = build_generator(config)
     _load_strict(model, state, path)
-    model.eval()
-    return model.to(device), config, meta
+    return model.eval(), config, meta
 
 
 def generator_config_of(meta: dict[str, str], path: str | Path) -> GeneratorConfig:
@@ -355,7 +394,7 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     try:
         with st_path(path) as name, safe_open(name, framework="pt") as fh:
             return {key: tuple(int(d) for d in fh.get_slice(key).get_shape()) for key in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
 
 

@@ -1056,3 +1056,55 @@ def test_upscale_tensor_returns_a_plain_tensor(weights):
     assert not y.is_inference()
     y.add_(0)
     (y * torch.ones_like(y, requires_grad=True)).sum().backward()
+
+
+def test_a_weights_file_replaced_while_it_loads_is_read_again_as_one_version(tmp_path, monkeypatch):
+    """A live run replaces RUN/generator.safetensors at each checkpoint (a rename). One replaced
+    between load_model's sha256 and its read of the tensors gave a model whose recorded sha256
+    named the old file and whose weights were the new one's (12 of 20 runs of a fast swapper,
+    with a traceback in some and a false "corrupt" in one). The load is done again on one version."""
+    import hashlib
+    import os
+    import shutil
+
+    from srgan_cli import weights as weights_module
+
+    old, new = _save(tmp_path / "old.safetensors", seed=1), _save(tmp_path / "new.safetensors", seed=2)
+    target = tmp_path / "generator.safetensors"
+    shutil.copy(old, target)
+    real, swaps = weights_module.load_file, []
+
+    def load_file_during_a_checkpoint(name, device="cpu"):
+        if not swaps:  # the run saves its next checkpoint just now
+            swaps.append(1)
+            shutil.copy(new, tmp_path / ".next")
+            os.replace(tmp_path / ".next", target)
+        return real(name, device=device)
+
+    monkeypatch.setattr(weights_module, "load_file", load_file_during_a_checkpoint)
+    model = load_model(target, device="cpu", precision="fp32")
+    assert swaps and model.sha256 == hashlib.sha256(new.read_bytes()).hexdigest()
+    expected = load_model(new, device="cpu", precision="fp32")
+    for got, want in zip(model.module.state_dict().values(), expected.module.state_dict().values(), strict=True):
+        assert torch.equal(got, want)
+
+
+def test_a_weights_file_that_keeps_changing_is_one_error_line(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from srgan_cli import weights as weights_module
+
+    old = _save(tmp_path / "old.safetensors", seed=1)
+    target = tmp_path / "generator.safetensors"
+    shutil.copy(old, target)
+    real = weights_module.load_file
+
+    def always_replaced(name, device="cpu"):
+        shutil.copy(old, tmp_path / ".next")
+        os.replace(tmp_path / ".next", target)
+        return real(name, device=device)
+
+    monkeypatch.setattr(weights_module, "load_file", always_replaced)
+    with pytest.raises(SrganError, match="kept changing while it was read"):
+        load_model(target, device="cpu")
