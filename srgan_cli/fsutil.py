@@ -13,7 +13,13 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | Path, overwrite: bool = True, *, like: int | None = None) -> Iterator[Path]:
+def atomic_path(
+    dest: str | Path,
+    overwrite: bool = True,
+    *,
+    like: int | None = None,
+    replaces: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success it is renamed onto ``dest``.
 
     The temporary file lives in the destination folder (same filesystem, so the rename is
@@ -26,6 +32,12 @@ def atomic_path(dest: str | Path, overwrite: bool = True, *, like: int | None = 
     ``st_mode`` of the file it is made from, so that a private 0600 photo's upscale is private
     too), less the umask; without ``like``, 0666 less the umask. A replaced file keeps its own
     mode, owner and group (see :func:`_keep_mode`).
+
+    ``replaces``: with it, an existing ``dest`` is replaced only where ``replaces(dest)`` is true
+    (an earlier file of the writer's own: a report, a result), looked at just before the rename,
+    and a ``dest`` missing then is made as with ``overwrite=False``: a file another program put
+    there while the writer worked (after its check at the start) is never replaced
+    (FileExistsError instead).
     """
     dest = Path(dest)
     tmp, mode = _new_temp(dest, 0o666 if like is None else stat.S_IMODE(like) & 0o666)
@@ -36,7 +48,9 @@ def atomic_path(dest: str | Path, overwrite: bool = True, *, like: int | None = 
         if mode is not None:  # the umask's mode, without the owner's read or write bit: given only now
             with contextlib.suppress(OSError):
                 os.chmod(tmp, mode)
-        if overwrite:
+        if replaces is not None and os.path.lexists(dest) and not replaces(dest):
+            raise FileExistsError(errno.EEXIST, "exists and is not to be replaced", str(dest))
+        if overwrite and (replaces is None or os.path.lexists(dest)):
             _keep_mode(dest, tmp)
             os.replace(tmp, dest)
         else:

@@ -153,3 +153,27 @@ def test_a_replaced_file_keeps_its_mode_and_group_not_the_sources(tmp_path, umas
     st = dest.stat()
     assert dest.read_bytes() == b"new"
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o664)
+
+
+def test_a_file_put_in_a_results_place_meanwhile_is_never_replaced(tmp_path):
+    """--report and bench --json check their file at the start (missing, or an earlier one of
+    their own) and wrote it at the end with a plain replace: a file another program wrote there
+    during the run was replaced (10 of 10 runs). The check is made again at the rename."""
+    dest = tmp_path / "report.json"
+
+    def ours(path):
+        return path.read_text() == "old report"
+
+    with pytest.raises(FileExistsError):
+        with atomic_path(dest, replaces=ours) as tmp:
+            tmp.write_text("new report")
+            dest.write_text("the user's notes")  # written during the run
+    assert dest.read_text() == "the user's notes" and os.listdir(tmp_path) == ["report.json"]
+    dest.write_text("old report")
+    with atomic_path(dest, replaces=ours) as tmp:
+        tmp.write_text("new report")
+    assert dest.read_text() == "new report"
+    dest.unlink()
+    with atomic_path(dest, replaces=ours) as tmp:
+        tmp.write_text("first report")
+    assert dest.read_text() == "first report"

@@ -2468,3 +2468,22 @@ def test_a_link_in_an_outputs_place_is_skipped_or_replaced_never_written_through
     assert not out.is_symlink() and Image.open(out).size == (48, 40)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert elsewhere.read_bytes() == before and stat.S_IMODE(elsewhere.stat().st_mode) != 0o600
+
+
+def test_a_file_put_where_the_report_goes_during_the_run_is_kept(tmp_path, weights, monkeypatch):
+    """--report's file is checked before the images; one another program wrote there during the
+    run was replaced by the report at its end. It is kept, and the run says the report is not written."""
+    import srgan_cli.images as images
+
+    report = tmp_path / "notes.json"
+    real = images.write_image
+
+    def write_while_the_user_saves_notes(*args, **kwargs):
+        report.write_text("the user's notes\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(images, "write_image", write_while_the_user_saves_notes)
+    result = run(weights, _img(tmp_path / "a.png"), "-o", tmp_path / "out", "--report", report)
+    assert result.exit_code != 0 and (tmp_path / "out" / "a.png").exists()
+    assert report.read_text() == "the user's notes\n"
+    assert "not an srgan report was put there meanwhile" in result.output

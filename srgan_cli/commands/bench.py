@@ -266,8 +266,13 @@ def bench(
 
             try:
                 json_file.parent.mkdir(parents=True, exist_ok=True)  # as --save-images makes its folder
-                with atomic_path(json_file) as tmp:
+                with atomic_path(json_file, replaces=_is_bench_json) as tmp:
                     tmp.write_text(text + "\n", encoding="utf-8")
+            except FileExistsError:  # checked at the start; another program wrote the name during the run
+                raise SrganError(
+                    f"{json_out}: the JSON is not written: a file that is not an srgan bench result was put there "
+                    "meanwhile"
+                ) from None
             except OSError as exc:
                 raise SrganError(f"{json_out}: cannot write the JSON ({exc.strerror or exc})") from None
     if save_images is not None:

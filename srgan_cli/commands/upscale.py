@@ -1357,8 +1357,11 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         return True
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replaces=_is_report) as tmp:
             tmp.write_text(text, encoding="utf-8")
+    except FileExistsError:  # checked at the start; another program wrote the name during the run
+        report.error(f"{path}: cannot write the report: a file that is not an srgan report was put there meanwhile")
+        return False
     except OSError as exc:
         report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
         return False
