@@ -2487,3 +2487,27 @@ def test_a_file_put_where_the_report_goes_during_the_run_is_kept(tmp_path, weigh
     assert result.exit_code != 0 and (tmp_path / "out" / "a.png").exists()
     assert report.read_text() == "the user's notes\n"
     assert "not an srgan report was put there meanwhile" in result.output
+
+
+def test_a_sub_folder_made_a_link_to_elsewhere_during_the_run_takes_no_output_there(tmp_path, weights, monkeypatch):
+    """Outputs never escape -o was checked when the batch was planned: a sub-folder of -o replaced
+    by a link to another folder during the run took every later output there, exit 0. Each
+    write checks again."""
+    import srgan_cli.images as images
+
+    src, out, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    _img(src / "a.png")
+    _img(src / "sub" / "b.png")
+    elsewhere.mkdir()
+    real = images.write_image
+
+    def swap_then_write(path, *args, **kwargs):
+        if Path(path).name == "a.png" and not (out / "sub").is_symlink():  # a.png is written first
+            shutil.rmtree(out / "sub")
+            (out / "sub").symlink_to(elsewhere)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "write_image", swap_then_write)
+    result = run(weights, src, "-o", out, "--recursive")
+    assert result.exit_code == 1 and "would be written outside" in result.output
+    assert (out / "a.png").exists() and os.listdir(elsewhere) == []

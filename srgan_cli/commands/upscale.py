@@ -1657,6 +1657,12 @@ def _run(
 
         def write_one(job: Job, loaded, result) -> None:
             rgb, alpha = result
+            if not single and not _inside(output, job.dest.parent):
+                # checked when planned; a sub-folder of -o made a link to elsewhere since would take it there
+                raise SrganError(
+                    f"{job.dest}: the output would be written outside {output} ({job.dest.parent} now leads "
+                    "elsewhere: a link put there during the run); refused"
+                )
             try:
                 write_image(
                     job.dest,
