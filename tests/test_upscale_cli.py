@@ -2511,3 +2511,27 @@ def test_a_sub_folder_made_a_link_to_elsewhere_during_the_run_takes_no_output_th
     result = run(weights, src, "-o", out, "--recursive")
     assert result.exit_code == 1 and "would be written outside" in result.output
     assert (out / "a.png").exists() and os.listdir(elsewhere) == []
+
+
+def test_a_staging_folder_left_by_a_killed_stdin_run_is_removed_a_day_later(weights, tmp_path, monkeypatch):
+    """A SIGKILL of `srgan upscale - -o -` left srgan-stdio-*/stdin.png, the whole image, in the
+    temporary folder for good. The next standard-input run removes this user's that are a day
+    old; a younger one (a run that may still be going) is left alone."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    old, young = temp / "srgan-stdio-old1", temp / "srgan-stdio-young"
+    for folder in (old, young):
+        _img(folder / "stdin.png")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    (temp / "other-old").mkdir()
+    os.utime(temp / "other-old", (day_ago, day_ago))
+    data = _img(tmp_path / "in.png").read_bytes()
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "x.png")], input=data
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(temp)) == ["other-old", "srgan-stdio-young"]

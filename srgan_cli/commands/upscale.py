@@ -1250,8 +1250,35 @@ def _stage_stdio(
     return inputs, output, to_stdout
 
 
+# a staging folder this old was left by a run killed outright (SIGKILL, a power cut): it holds a
+# whole image, the input's or the output's; no upscale from standard input runs this long
+_STALE_STAGE_SECONDS = 24 * 3600
+
+
+def _sweep_stale_stages() -> None:
+    """Remove this user's ``srgan-stdio-*`` folders older than a day from the temporary folder:
+    a SIGKILL leaves one (the image read from standard input, in full) where ``stack`` never ran."""
+    import shutil
+    import time
+
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    limit = time.time() - _STALE_STAGE_SECONDS
+    me = os.getuid() if hasattr(os, "getuid") else None
+    for entry in entries:
+        if not entry.name.startswith("srgan-stdio-"):
+            continue
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) and st.st_mtime < limit and (me is None or st.st_uid == me):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def _temporary_folder(stack: contextlib.ExitStack) -> Path:
     """A new temporary folder, removed when ``stack`` ends; a one-line error where none can be made."""
+    _sweep_stale_stages()
     try:
         return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="srgan-stdio-")))
     except OSError as exc:
