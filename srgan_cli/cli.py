@@ -98,8 +98,8 @@ class LazyGroup(click.Group):
 
 
 def ignore_library_warnings() -> None:
-    """Ignore the warnings of Pillow's modules, and of torch.load, in this process: the program's
-    own. What Pillow warns of (corrupt EXIF data, a tag past the file's end, a malformed MPO)
+    """Ignore the warnings and log records of Pillow's modules, and torch.load's warnings, in this
+    process: the program's own. What Pillow warns of (corrupt EXIF data, a tag past the file's end, a malformed MPO)
     changes nothing srgan does with the file, and came as a source line between the progress lines,
     or, under PYTHONWARNINGS=error, as a traceback; torch.load warns of what it will not unpickle
     before it refuses a damaged checkpoint, which srgan says in one line. The library leaves the
@@ -108,6 +108,14 @@ def ignore_library_warnings() -> None:
     (inserted again, not twice, on each call)."""
     warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
     warnings.filterwarnings("ignore", module=r"torch\.(serialization|_weights_only_unpickler)$")
+    # Pillow also logs what it then raises ("More samples per pixel than can be decoded: 30211"):
+    # with no handler anywhere, Python's last-resort handler printed it bare, without the file's
+    # name, above the one-line error srgan gives for the same file
+    import logging
+
+    pil = logging.getLogger("PIL")
+    if not any(isinstance(h, logging.NullHandler) for h in pil.handlers):
+        pil.addHandler(logging.NullHandler())
 
 
 class Command(click.Command):

@@ -386,3 +386,22 @@ def test_pillows_warnings_about_a_file_stay_off_the_terminal(tmp_path, warnings_
     assert done.returncode == 0, err
     assert "Warning" not in err and "Traceback" not in err, err
     assert Image.open(tmp_path / "out.png").size == (48, 40)
+
+
+def test_pillows_log_records_about_a_file_stay_off_the_terminal(tmp_path):
+    """Pillow logs some faults before it raises them ("More samples per pixel than can be decoded:
+    30211"): the line came bare, without the file's name, above srgan's one-line error for it."""
+    import struct
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "bad.tif")
+    data = bytearray((tmp_path / "bad.tif").read_bytes())
+    offset = struct.unpack("<I", data[4:8])[0]
+    for k in range(struct.unpack("<H", data[offset : offset + 2])[0]):
+        entry = offset + 2 + 12 * k
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 277:  # SamplesPerPixel
+            data[entry + 8 : entry + 10] = struct.pack("<H", 30211)
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    done = _srgan("upscale", tmp_path / "bad.tif", "-o", tmp_path / "out.png", "--device", "cpu", env=_env())
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "More samples per pixel" not in err, err
+    assert err.splitlines()[0].startswith(f"error: {tmp_path / 'bad.tif'}"), err
