@@ -131,7 +131,8 @@ class LoadedImage:
     icc_profile: bytes | None
     exif: bytes | None  # orientation reset to 1: it has been applied to the pixels
     n_frames: int
-    dpi: tuple[float, float] | None = None  # (x, y) pixels per inch as the file records it, after orientation
+    # (x, y) pixels per inch as the file records it (in its EXIF only, for WebP and AVIF), after orientation
+    dpi: tuple[float, float] | None = None
     xmp: bytes | None = None  # the XMP packet, tiff:Orientation reset to 1 as in ``exif``
     png_colour: dict | None = None  # a PNG's gAMA, cHRM, sRGB: Pillow's info "gamma", "chromaticity", "srgb"
     # text beside the pixels: a PNG's text chunks (Title, Author, Copyright, a generator's parameters;
@@ -1334,9 +1335,11 @@ def _finish(
     if alpha is not None:
         alpha = _orient(np.asarray(alpha, dtype=np.float32), orientation)
     dpi = _dpi_of(im)
-    # the pixels were turned a quarter, here or by Pillow as it loaded them (TIFF): so is the density
+    # the pixels were turned a quarter, here or by Pillow as it loads them (TIFF): so is the density
     if dpi and (orientation in (5, 6, 7, 8) or turned in (5, 6, 7, 8)):
         dpi = (dpi[1], dpi[0])
+    if dpi is None and exif:  # WebP, AVIF, a PNG without pHYs: the density only in the EXIF (turned with it)
+        dpi = _exif_dpi(exif)
     png_colour = {k: im.info[k] for k in _PNG_COLOUR_KEYS if k in im.info} if fmt == "PNG" else None
     if comments is None:
         comments = _comments_of(im, fmt)
@@ -1480,6 +1483,30 @@ def _dpi_of(im: Image.Image) -> tuple[float, float] | None:
         x, y = (float(v) for v in im.info["dpi"])
     except (KeyError, TypeError, ValueError):
         return None
+    return _real_dpi(x, y)
+
+
+_RESOLUTION_UNIT = 0x0128
+_PER_UNIT = {2: 1.0, 3: 2.54}  # EXIF's ResolutionUnit: 2 inch (also when the tag is absent), 3 centimetre
+
+
+def _exif_dpi(exif: bytes) -> tuple[float, float] | None:
+    """The density an EXIF's XResolution, YResolution and ResolutionUnit record, in dots per inch, if it is
+    a real one: the only record of it in a WebP or AVIF (Pillow reads a JPEG's itself). Unit 1 (none) is an
+    aspect ratio, no density."""
+    try:
+        ex = Image.Exif()
+        ex.load(exif)
+        per_inch = _PER_UNIT.get(int(ex.get(_RESOLUTION_UNIT, 2) or 0))
+        if per_inch is None or _X_RESOLUTION not in ex or _Y_RESOLUTION not in ex:
+            return None
+        x, y = (float(ex[tag]) * per_inch for tag in (_X_RESOLUTION, _Y_RESOLUTION))
+    except Exception:  # noqa: BLE001 - a damaged EXIF records no density
+        return None
+    return _real_dpi(x, y)
+
+
+def _real_dpi(x: float, y: float) -> tuple[float, float] | None:
     # unset: 0, or 1 (aspect-only headers; Pillow's value for a TIFF without resolution tags, which
     # written back claimed a 1-dpi print, a 92 px image 92 inches wide), or nonsense
     if not (1.5 <= x <= 1e6 and 1.5 <= y <= 1e6):

@@ -957,6 +957,39 @@ def test_dpi_turns_with_the_exif_orientation_and_unset_is_none(tmp_path):
     assert read_image(tmp_path / "plain.tif").dpi is None
 
 
+@pytest.mark.parametrize(
+    "suffix", [".webp", ".png", pytest.param(".avif", marks=needs_avif), pytest.param("16.png", id="png16")]
+)
+def test_dpi_held_only_in_the_exif_is_kept(tmp_path, suffix):
+    # A WebP's or AVIF's density is only in its EXIF (XResolution, YResolution, ResolutionUnit), which
+    # _dpi_of did not read: TIFF, PNG and BMP outputs lost it. Centimetres are converted; unit 1 (none)
+    # is an aspect ratio, no density; a quarter turn swaps x and y.
+    for unit, x, y, orientation, want in (
+        (2, 300, 150, 1, (300, 150)),
+        (3, 118.11, 59.055, 6, (150, 300)),
+        (None, 72, 72, 1, (72, 72)),  # no unit: EXIF's default, inches
+        (1, 300, 300, 1, None),
+    ):
+        exif = Image.Exif()
+        exif[0x011A], exif[0x011B], exif[0x0112] = x, y, orientation
+        if unit is not None:
+            exif[0x0128] = unit
+        if suffix == "16.png":
+            raw = write_image(tmp_path / "e.png", RNG.random((6, 8, 3)), bit_depth=16).read_bytes()
+            chunk = images._png_chunk(b"eXIf", exif.tobytes()[6:])  # after the signature and IHDR
+            (tmp_path / "e16.png").write_bytes(raw[:33] + chunk + raw[33:])
+        else:
+            Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(
+                tmp_path / f"e{suffix}", exif=exif.tobytes()
+            )
+        got = read_image(tmp_path / f"e{suffix}")
+        assert got.dpi == (pytest.approx(want, abs=0.01) if want else None), (unit, suffix)
+        if want:
+            for out in ("o.tif", "o.png", "o.bmp"):
+                back = read_image(write_image(tmp_path / out, got.rgb, dpi=got.dpi)).dpi
+                assert back == pytest.approx(want, abs=0.01), out
+
+
 @pytest.mark.parametrize("where", ["tag", "xmp"])
 @pytest.mark.parametrize("compression", [None, "tiff_deflate"])
 def test_a_tiff_turned_as_pillow_loads_it_turns_its_dpi(tmp_path, where, compression):
