@@ -2359,8 +2359,10 @@ def _prepare_exif(
     sub_ifds: bool = True,
     stale: str | None = None,
     samples: int = 0,
+    orientation: bool = True,
 ) -> bytes | None:
-    """EXIF bytes for an output: Orientation 1, the new pixel size, ``text`` as description.
+    """EXIF bytes for an output: Orientation 1 (``orientation=False``: none), the new pixel size, ``text``
+    as description.
 
     ``text`` goes into ImageDescription ("key: value; ...") only where the EXIF has none: a
     caption the picture came with is kept (one that an earlier write made of the same ``text``
@@ -2388,7 +2390,10 @@ def _prepare_exif(
             ex = Image.Exif()
     _keep_text_bytes(ex)
     if _ORIENTATION in ex:
-        ex[_ORIENTATION] = 1
+        if orientation:
+            ex[_ORIENTATION] = 1
+        else:
+            del ex[_ORIENTATION]
     # Only an Exif IFD that is there: Pillow's get_ifd adds an empty one otherwise, whose pointer
     # tobytes() writes even once popped (libtiff refuses it; other formats gained it).
     if width and height and 0x8769 in ex:
@@ -2539,7 +2544,9 @@ def _save_pil(
         params["quality"] = q
         if not gray:
             params["subsampling"] = "4:4:4" if q >= 90 else "4:2:0"
-        merged = _prepare_exif(exif, text)
+        # without the Orientation tag: Pillow's AVIF writer takes it out to store it as a box, and writes the
+        # rest again as ASCII text ("Grand-mère" became "Grand-m??re"); the pixels are upright, so no box is due
+        merged = _prepare_exif(exif, text, orientation=False)
         if merged:
             params["exif"] = merged
     elif fmt == "TIFF":

@@ -3171,6 +3171,25 @@ def test_avif_is_written_with_alpha_gray_quality_and_metadata(tmp_path):
     )
 
 
+@needs_avif
+def test_avif_output_keeps_non_ascii_exif_text_and_stays_upright(tmp_path):
+    """Pillow's AVIF writer takes the EXIF Orientation out (to store it as a box) and writes the rest again
+    as ASCII: the UTF-8 caption "Grand-mère" (as phones write it) came out as "Grand-m??re"."""
+    exif = Image.Exif()
+    exif[0x010E], exif[0x013B], exif[0x0112] = "Grand-mère à la plage".encode(), "Jürgen".encode(), 6
+    stored = np.zeros((16, 24, 3), np.uint8)
+    stored[:8, :8] = 255  # the top left corner as stored: the top right once turned a quarter clockwise
+    Image.fromarray(stored).save(tmp_path / "cap.jpg", exif=exif.tobytes(), quality=95)
+    got = read_image(tmp_path / "cap.jpg")
+    out = write_image(tmp_path / "o.avif", got.rgb, exif=got.exif, text={"Software": "srgan 9"})
+    with Image.open(out) as im:
+        ex = im.getexif()
+        assert ex[0x010E].encode("latin-1").decode("utf-8") == "Grand-mère à la plage"
+        assert ex[0x013B].encode("latin-1").decode("utf-8") == "Jürgen" and ex.get(0x0112, 1) == 1
+    back = read_image(out)
+    assert back.size == (16, 24) and back.rgb[:8, -8:].mean() > 0.9 and back.rgb[:8, :8].mean() < 0.1
+
+
 def test_an_avif_of_more_pixels_than_libavif_reads_back_is_refused_before_the_work():
     """libavif reads back at most 16384 x 16384 pixels in all (AVIF_DEFAULT_IMAGE_SIZE_LIMIT): 16500 x 16500
     was written, and then did not open; only a side past 32768 px was refused."""
