@@ -678,12 +678,13 @@ def _carry_metadata(out, loaded) -> None:
         out.info["icc_profile"] = loaded.icc_profile
     if loaded.dpi:
         out.info["dpi"] = loaded.dpi
+    # without the record of the model and scale an earlier srgan upscale made: it describes another upscale
     if loaded.exif:
-        exif = images._prepare_exif(loaded.exif, {}, out.width, out.height)
+        exif = images._prepare_exif(loaded.exif, {}, out.width, out.height, drop_record=True)
         if exif:
             out.info["exif"] = exif
     if loaded.xmp:
-        out.info["xmp"] = images._prepare_xmp(loaded.xmp, out.width, out.height)
+        out.info["xmp"] = images._xmp_without_record(images._prepare_xmp(loaded.xmp, out.width, out.height))
 
 
 def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:

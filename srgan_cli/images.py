@@ -1477,6 +1477,85 @@ def _prepare_xmp(xmp: bytes, width: int = 0, height: int = 0) -> bytes:
     return xmp
 
 
+# srgan's XMP namespace: the record of the model and scale in JPEG, WebP, AVIF and TIFF output. A name, not an
+# address; it must never change, or readers lose the records written before.
+SRGAN_XMP_NS = "urn:srgan-cli:xmp:1.0/"
+_RDF_NS = b"http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_RDF_END = re.compile(rb"</([A-Za-z_][\w.-]*):RDF\s*>")
+# the record as _xmp_with_record writes it, or as exiftool rewrites it (its properties as elements, removed
+# first): an rdf:Description that holds nothing but srgan's properties
+_RECORD_BLOCK = re.compile(
+    rb"<(?=[^>]*\bsrgan[:=])([A-Za-z_][\w.-]*):Description"
+    rb"""(?:\s+(?:xmlns:[\w.-]+\s*=\s*(?:"[^"]*"|'[^']*')|[\w.-]+:about\s*=\s*(?:""|'')|srgan:[\w.-]+\s*=\s*"""
+    rb"""(?:"[^"]*"|'[^']*')))+\s*(?:/>|>\s*</\1:Description\s*>)[ \t]*\n?"""
+)
+# srgan's properties where another tool moved them into its own rdf:Description: attributes in a start tag,
+# or elements
+_RECORD_ATTRIBUTE = re.compile(rb"""\s+srgan:[\w.-]+\s*=\s*("[^"]*"|'[^']*')""")
+_RECORD_ELEMENT = re.compile(rb"<srgan:([\w.-]+)(?:\s[^>]*)?(?:/>|>.*?</srgan:\1\s*>)", re.DOTALL)
+_START_TAG = re.compile(rb"<[A-Za-z_][^>]*>")
+_XML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
+
+
+def _xmp_without_record(xmp: bytes) -> bytes:
+    """An XMP packet without srgan's record of the model and scale (``_xmp_with_record``): an earlier
+    upscale's, which the new output's record replaces (PNG output records them in its text chunks). The
+    rest of the packet is kept byte for byte."""
+    if b"srgan:" not in xmp:
+        return xmp
+    xmp = _RECORD_ELEMENT.sub(b"", xmp)
+    xmp = _RECORD_BLOCK.sub(b"", xmp)
+    return _START_TAG.sub(lambda tag: _RECORD_ATTRIBUTE.sub(b"", tag[0]), xmp)
+
+
+def _xml_text(value: str) -> str:
+    """``value`` for an XML attribute: the special characters as references, and the characters XML 1.0
+    cannot hold at all (control characters, lone surrogates) written as \\xNN, as messages write them."""
+    out = []
+    for ch in value:
+        if ch in _XML_SPECIAL:
+            out.append(_XML_SPECIAL[ch])
+        elif ch < " " or "\ud800" <= ch <= "\udfff" or ch in "\ufffe\uffff":
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _xmp_with_record(xmp: bytes | None, record: dict[str, str]) -> bytes | None:
+    """An XMP packet holding srgan's record of the model and scale (``record``: "srgan:model" -> "x4",
+    ...) as properties of srgan's own namespace (``SRGAN_XMP_NS``), in an rdf:Description of its own
+    added to ``xmp`` (an earlier record replaced; the rest kept byte for byte), or a packet of its own
+    where there is none. None where ``xmp`` has no rdf:RDF element to add it to.
+
+    It goes there, not into EXIF ImageDescription, XMP dc:description or an IPTC caption: those hold
+    what the picture shows, and a photo library shows whatever it finds in them as its caption."""
+    properties = []
+    for key, value in record.items():
+        name = re.sub(r"[^\w.-]", "_", key.removeprefix("srgan:"), flags=re.ASCII)
+        if name and not (name[0].isalpha() or name[0] == "_"):
+            name = "_" + name
+        if name:
+            properties.append(f' srgan:{name}="{_xml_text(value)}"')
+    if xmp is None:
+        xmp = (
+            b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/">\n<rdf:RDF xmlns:rdf="' + _RDF_NS + b'">\n</rdf:RDF>\n</x:xmpmeta>\n'
+            b'<?xpacket end="w"?>'
+        )
+    else:
+        xmp = _xmp_without_record(xmp)
+    ends = list(_RDF_END.finditer(xmp))
+    if not ends:
+        return None
+    end = ends[-1]  # the packet's own, after any in its text
+    prefix = end[1].decode("ascii")
+    block = f'<{prefix}:Description rdf:about="" xmlns:srgan="{SRGAN_XMP_NS}"{"".join(properties)}/>\n'
+    if prefix != "rdf":  # the packet binds RDF's namespace to another prefix: rdf:about needs its own binding
+        block = block.replace(' rdf:about=""', f' xmlns:rdf="{_RDF_NS.decode()}" rdf:about=""', 1)
+    return xmp[: end.start()] + block.encode("utf-8") + xmp[end.start() :]
+
+
 def _dpi_of(im: Image.Image) -> tuple[float, float] | None:
     """The pixel density Pillow read (PNG pHYs, JPEG JFIF or EXIF, TIFF, BMP), if it is a real one."""
     try:
@@ -2111,10 +2190,12 @@ def write_image(
     left out, with a note). EXIF is embedded in PNG, JPEG, WebP, AVIF and TIFF, with Orientation set to 1 (the
     pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
     keeps the main IFD's tags that describe the picture (see ``_TIFF_OUTPUT_TAGS``). ``text`` goes
-    into PNG tEXt/iTXt chunks; for JPEG, WebP, AVIF and TIFF, into the ImageDescription ("key: value;
-    ...", unless the EXIF has a caption there, which is kept) and Software (the "Software" key)
-    fields; for GIF, into its comment as "key: value" lines after the input's comment (see
-    ``split_gif_mark``); BMP has no place for it (a note says so).
+    into PNG tEXt/iTXt chunks; for JPEG, WebP, AVIF and TIFF, its "Software" key into the EXIF Software
+    tag and the others into the XMP packet, as properties of srgan's own namespace (``SRGAN_XMP_NS``;
+    "srgan:model" is srgan:model), never into a caption field (see ``_xmp_with_record``; an
+    ImageDescription an earlier srgan wrote them into is dropped); for GIF, into its comment as
+    "key: value" lines after the input's comment (see ``split_gif_mark``); BMP has no place for it (a
+    note says so).
     ``dpi`` (x, y pixels per inch) is recorded in PNG, JPEG, TIFF and BMP (WebP and GIF have no
     field for it).
     ``xmp`` (an XMP packet: rights, keywords, editing history) is embedded in JPEG (APP1), PNG
@@ -2134,7 +2215,8 @@ def write_image(
     or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in AVIF or 16-bit
     TIFF, a profile that does not fit the pixels, EXIF or XMP too large for JPEG), once the file is
     written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
-    large, is left out (see ``_fit_jpeg_exif``).
+    large, is left out (see ``_fit_jpeg_exif``); an XMP packet that the record takes past a JPEG segment
+    is left out for a packet of the record alone.
     ``like``: the ``st_mode`` of the file the image is made from; a new file gets its read and
     write bits less the umask, as cp gives a copy (without it, 0666 less the umask). A replaced
     file keeps its own mode, owner and group where it can (see ``fsutil.atomic_path``).
@@ -2213,27 +2295,44 @@ def write_image(
         notes.append(f"{path}: the EXIF metadata is left out: {fmt} output carries none")
         exif = None
     if exif:
-        # a description an earlier srgan write made of the same text keys is dropped here: PNG keeps
-        # the text in its own chunks (the EXIF one named another model and scale); JPEG, WebP and
-        # TIFF write the new one in its place (_save_pil). The Software tag names this writer in every
-        # format: PNG kept the input's ("Adobe Photoshop") where its text said srgan.
-        ours = next((k for k in text if k != "Software"), None)
+        # the record an earlier srgan write made in ImageDescription is dropped: the record goes into XMP
+        # (PNG: its text chunks). The Software tag names this writer in every format: PNG kept the
+        # input's ("Adobe Photoshop") where its text said srgan.
         signed = {"Software": text["Software"]} if "Software" in text else {}
         exif = _prepare_exif(
-            exif, signed, planes.shape[1], planes.shape[0], sub_ifds=fmt != "TIFF", stale=ours, samples=planes.shape[2]
+            exif,
+            signed,
+            planes.shape[1],
+            planes.shape[0],
+            sub_ifds=fmt != "TIFF",
+            samples=planes.shape[2],
+            drop_record=True,
         )
     if exif and fmt == "JPEG":
         exif, note = _fit_jpeg_exif(exif, text, path)
         if note:
             notes.append(note)
     if xmp:
-        xmp = _prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0])
+        xmp = _xmp_without_record(_prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0]))
         if fmt in ("BMP", "GIF"):
             notes.append(f"{path}: the XMP metadata is left out: {fmt} output carries none")
             xmp = None
-        elif fmt == "JPEG" and len(xmp) > _JPEG_XMP_MAX:
-            notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
-            xmp = None
+    record = {k: v for k, v in text.items() if k != "Software"}
+    if record and fmt in ("JPEG", "WEBP", "AVIF", "TIFF"):  # PNG keeps it in text chunks, GIF in its comment
+        recorded = _xmp_with_record(xmp, record)
+        if recorded is None:  # the input's packet, damaged: kept as it is
+            recorded = xmp
+            notes.append(f"{path}: the model and scale are not recorded: the XMP packet has no rdf:RDF element")
+        if fmt == "JPEG" and xmp and len(recorded) > _JPEG_XMP_MAX:
+            notes.append(
+                f"{path}: the XMP metadata is left out: {len(recorded)} bytes with srgan's record, more than a "
+                "JPEG segment holds"
+            )
+            recorded = _xmp_with_record(None, record)
+        xmp = recorded
+    if xmp and fmt == "JPEG" and len(xmp) > _JPEG_XMP_MAX:
+        notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
+        xmp = None
     try:
         with atomic_path(path, overwrite=overwrite, like=like) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
@@ -2357,19 +2456,16 @@ def _prepare_exif(
     width: int = 0,
     height: int = 0,
     sub_ifds: bool = True,
-    stale: str | None = None,
     samples: int = 0,
     orientation: bool = True,
+    drop_record: bool = False,
 ) -> bytes | None:
-    """EXIF bytes for an output: Orientation 1 (``orientation=False``: none), the new pixel size, ``text``
-    as description.
+    """EXIF bytes for an output: Orientation 1 (``orientation=False``: none), the new pixel size, and
+    ``text``'s "Software" key as the Software tag (its other keys are no EXIF's: see ``_xmp_with_record``).
 
-    ``text`` goes into ImageDescription ("key: value; ...") only where the EXIF has none: a
-    caption the picture came with is kept (one that an earlier write made of the same ``text``
-    keys is replaced). Its "Software" key always becomes the Software tag.
-
-    ``stale`` (a text key) drops an ImageDescription that an earlier write made of text starting with
-    that key, or a blank one, where ``text`` writes none (PNG output keeps its text in its own chunks).
+    ``drop_record`` drops an ImageDescription that is blank, or the record of the model and scale that
+    srgan wrote there before it kept that record in XMP ("srgan:model: ...; srgan:scale: 4"): a caption
+    field names what the picture shows, and a stale record would contradict the new one.
 
     ``sub_ifds=False`` keeps only the main IFD's tags, for Pillow's compressed TIFF writer:
     libtiff refuses the pointers to the Exif, GPS and interoperability IFDs ("Error setting from
@@ -2413,11 +2509,8 @@ def _prepare_exif(
             del ex[_IMAGE_DESCRIPTION]
         elif shaped is not None:
             ex[_IMAGE_DESCRIPTION] = shaped
-    if stale is not None and _IMAGE_DESCRIPTION in ex and not _has_caption(ex, stale):
-        del ex[_IMAGE_DESCRIPTION]  # blank, or what an earlier write made of the text keys starting with ``stale``
-    rest = {k: v for k, v in text.items() if k != "Software"}
-    if rest and not _has_caption(ex, next(iter(rest))):
-        ex[_IMAGE_DESCRIPTION] = _exif_text("; ".join(f"{k}: {v}" for k, v in rest.items()))
+    if drop_record and _IMAGE_DESCRIPTION in ex and not _has_caption(ex):
+        del ex[_IMAGE_DESCRIPTION]
     if "Software" in text:
         ex[_SOFTWARE] = _exif_text(text["Software"])
     if not sub_ifds:
@@ -2482,17 +2575,17 @@ def _exif_text(value: str) -> str | bytes:
     return value if value.isascii() else value.encode("utf-8")
 
 
-def _has_caption(ex: Image.Exif, first_key: str) -> bool:
-    """True when the EXIF's ImageDescription describes the picture: not blank, and not the
-    ``text`` of an earlier write (an upscaled image upscaled again), which starts with the same key."""
+# the record of the model and scale srgan wrote into ImageDescription before it kept it in XMP ("srgan:model: x; ...")
+_OLD_RECORD = re.compile(r"srgan:[\w.-]+: ")
+
+
+def _has_caption(ex: Image.Exif) -> bool:
+    """True when the EXIF's ImageDescription describes the picture: not blank, and not the record of the
+    model and scale that an earlier srgan write made there (an upscaled image upscaled again)."""
     caption = ex.get(_IMAGE_DESCRIPTION)
     if isinstance(caption, bytes):
         caption = caption.decode("latin-1")
-    return (
-        isinstance(caption, str)
-        and bool(caption.replace("\x00", " ").strip())
-        and not caption.startswith(f"{first_key}: ")
-    )
+    return isinstance(caption, str) and bool(caption.replace("\x00", " ").strip()) and not _OLD_RECORD.match(caption)
 
 
 def _save_pil(

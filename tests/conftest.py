@@ -164,3 +164,38 @@ def unlistable(monkeypatch, folder: Path) -> None:
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+def srgan_record(xmp: bytes | None) -> dict[str, str]:
+    """srgan's record of the model and scale in an XMP packet, as an XML parser reads it: {"srgan:model": ...}."""
+    import xml.etree.ElementTree as ET
+
+    if not xmp:
+        return {}
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    body = xmp[xmp.index(b"<x:xmpmeta") : xmp.rindex(b"</x:xmpmeta>") + len(b"</x:xmpmeta>")]
+    ns = "{urn:srgan-cli:xmp:1.0/}"  # srgan_cli.images.SRGAN_XMP_NS, as the README documents it
+    record = {}
+    for element in ET.fromstring(body).iter():
+        record.update({"srgan:" + k[len(ns) :]: v for k, v in element.attrib.items() if k.startswith(ns)})
+        if element.tag.startswith(ns):
+            record["srgan:" + element.tag[len(ns) :]] = element.text or ""
+    return record
+
+
+def iptc_records(*datasets: tuple[int, bytes]) -> bytes:
+    """IPTC-IIM data of the application record (2:...): ``(120, b"A caption")`` is Caption-Abstract,
+    ``(80, b"Jane")`` By-line; the record version 2:00 first, as exiftool writes it."""
+    out = b"\x1c\x02\x00\x00\x02\x00\x04"
+    for number, value in datasets:
+        out += bytes((0x1C, 2, number)) + len(value).to_bytes(2, "big") + value
+    return out
+
+
+def iptc_app13(iim: bytes) -> bytes:
+    """A JPEG APP13 segment (Photoshop 3.0 resources) holding ``iim`` as resource 0x0404, as Photoshop
+    and exiftool write it; for Pillow's JPEG writer as ``extra=``."""
+    resource = b"8BIM\x04\x04\x00\x00" + len(iim).to_bytes(4, "big") + iim + b"\x00" * (len(iim) & 1)
+    body = b"Photoshop 3.0\x00" + resource
+    return b"\xff\xed" + (len(body) + 2).to_bytes(2, "big") + body

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import mpo_file
+from conftest import mpo_file, srgan_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, TiffImagePlugin
@@ -828,9 +828,11 @@ def test_exif_without_an_exif_ifd_is_written_and_gains_none(tmp_path, source, su
     assert {k: back.get(k) for k in before if k != 0x0112} == {k: before[k] for k in before if k != 0x0112}
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", "16.tif"])
-def test_a_caption_in_the_exif_is_kept_and_the_text_goes_where_there_is_none(tmp_path, suffix):
-    # The EXIF ImageDescription ("Grandma at the harbour, 1952") was replaced by the text's "key: value" list.
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", "16.tif", pytest.param(".avif", marks=needs_avif)])
+def test_a_caption_in_the_exif_is_kept_and_the_record_goes_into_xmp(tmp_path, suffix):
+    # The EXIF ImageDescription ("Grandma at the harbour, 1952") was replaced by the text's "key: value" list;
+    # then, where the EXIF had no caption, srgan's record went there, where a photo library shows it as the
+    # picture's caption. It goes into XMP, in srgan's own namespace; the caption stays as it is.
     depth = 16 if suffix.startswith("16") else 8
     text = {"Software": "srgan 9", "srgan:model": "m", "srgan:scale": "4"}
     exif = Image.Exif()
@@ -840,15 +842,49 @@ def test_a_caption_in_the_exif_is_kept_and_the_text_goes_where_there_is_none(tmp
         back = im.getexif()
     assert back[0x010E] == "Grandma at the harbour, 1952"
     assert back[0x0131] == "srgan 9"  # srgan made the file: what tells its outputs from inputs
-    # No caption (or a blank one): the text goes there; an output written again gets the new text.
-    exif[0x010E] = "   "
-    out = write_image(tmp_path / f"t{suffix}", RNG.random((4, 5, 3)), exif=exif.tobytes(), text=text, bit_depth=depth)
-    again = write_image(
-        tmp_path / f"a{suffix}", RNG.random((4, 5, 3)), exif=read_image(out).exif, text={**text, "srgan:scale": "2"}
-    )
-    with Image.open(out) as first, Image.open(again) as second:
-        assert first.getexif()[0x010E] == "srgan:model: m; srgan:scale: 4"
-        assert second.getexif()[0x010E] == "srgan:model: m; srgan:scale: 2"
+    assert srgan_record(read_image(out).xmp) == {"srgan:model": "m", "srgan:scale": "4"}
+    # No caption (a blank one, or the record an earlier srgan wrote there): none is made up; an output
+    # written again gets the new record in place of the old one.
+    for description in ("   ", "srgan:model: old; srgan:scale: 4"):
+        exif[0x010E] = description
+        first = write_image(
+            tmp_path / f"t{suffix}", RNG.random((4, 5, 3)), exif=exif.tobytes(), text=text, bit_depth=depth
+        )
+        loaded = read_image(first)
+        again = write_image(
+            tmp_path / f"a{suffix}",
+            RNG.random((4, 5, 3)),
+            exif=loaded.exif,
+            xmp=loaded.xmp,
+            text={**text, "srgan:scale": "2"},
+            bit_depth=depth,
+        )
+        for path, scale in ((first, "4"), (again, "2")):
+            with Image.open(path) as im:
+                assert 0x010E not in im.getexif() and im.getexif()[0x0131] == "srgan 9"
+            assert srgan_record(read_image(path).xmp) == {"srgan:model": "m", "srgan:scale": scale}
+
+
+def test_the_xmp_record_is_well_formed_and_said_to_be_missing_where_it_cannot_go(tmp_path):
+    # A model name is any text (a path, quotes, a newline): the record must stay well-formed XML. A damaged
+    # packet (no rdf:RDF) is kept as it is, with a note that the record is not in it; a JPEG packet that the
+    # record takes past one segment gives way to a packet of the record alone.
+    text = {"Software": "srgan 9", "srgan:model": 'a "b" <c> & d\ne\x01', "srgan:scale": "4"}
+    out = write_image(tmp_path / "r.jpg", RNG.random((4, 4, 3)), text=text)
+    assert srgan_record(read_image(out).xmp) == {"srgan:model": 'a "b" <c> & d\ne\\x01', "srgan:scale": "4"}
+    damaged = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:rights>mine</dc:rights></x:xmpmeta>'
+    notes: list[str] = []
+    out = write_image(tmp_path / "d.webp", RNG.random((4, 4, 3)), xmp=damaged, text=text, on_note=notes.append)
+    assert read_image(out).xmp == damaged
+    assert notes == [f"{out}: the model and scale are not recorded: the XMP packet has no rdf:RDF element"]
+    filler = b"<rdf:li>" + b"x" * (images._JPEG_XMP_MAX - len(_xmp(1)) - 17 - 50) + b"</rdf:li>"
+    big = _xmp(1).replace(b"<rdf:li>1952</rdf:li>", b"<rdf:li>1952</rdf:li>" + filler)
+    assert len(big) == images._JPEG_XMP_MAX - 50  # it fits, but not with the record
+    notes = []
+    out = write_image(tmp_path / "big.jpg", RNG.random((6, 8, 3)), xmp=big, text=text, on_note=notes.append)
+    assert len(notes) == 1 and notes[0].startswith(f"{out}: the XMP metadata is left out: ")
+    assert notes[0].endswith(" bytes with srgan's record, more than a JPEG segment holds")
+    assert srgan_record(read_image(out).xmp)["srgan:scale"] == "4" and b"xxxx" not in read_image(out).xmp
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
@@ -1073,8 +1109,8 @@ def test_text_in_exif_or_tiff_tags(tmp_path, suffix):
     out = write_image(tmp_path / f"t{suffix}", RNG.random((4, 4, 3)), text={"model": "srgan_x4", "Software": "srgan"})
     with Image.open(out) as im:
         exif = im.getexif()
-        assert "model: srgan_x4" in str(exif.get(0x010E))
-        assert exif.get(0x0131) == "srgan"
+        assert 0x010E not in exif and exif.get(0x0131) == "srgan"
+    assert srgan_record(read_image(out).xmp) == {"srgan:model": "srgan_x4"}
 
 
 def test_jpeg_quality_and_subsampling(tmp_path):
@@ -1235,10 +1271,11 @@ def test_an_exif_larger_than_a_jpeg_segment_loses_its_maker_note_or_is_left_out_
     assert len(notes) == 1 and notes[0].startswith(f"{out}: the EXIF maker note is left out: with it the EXIF is ")
     with Image.open(out) as im:
         back = im.getexif()
-    assert back[0x010F] == "Canon" and back[0x0131] == "srgan 9" and "srgan:model: srgan_x4" in back[0x010E]
+    assert back[0x010F] == "Canon" and back[0x0131] == "srgan 9" and 0x010E not in back
+    assert srgan_record(read_image(out).xmp) == {"srgan:model": "srgan_x4", "srgan:scale": "4"}
     assert back.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05" and 0x927C not in back.get_ifd(0x8769)
-    # near the limit, and past it only with the text added
-    exif.get_ifd(0x8769)[0x927C] = b"\x01" * (65533 - len(exif.tobytes()) + 70000 - 40)
+    # near the limit, and past it only with the Software tag added (12 bytes and "srgan 9")
+    exif.get_ifd(0x8769)[0x927C] = b"\x01" * (65533 - len(exif.tobytes()) + 70000 - 10)
     assert len(exif.tobytes()) <= 65533
     notes = []
     write_image(tmp_path / "n.jpg", RNG.random((4, 4, 3)), exif=exif.tobytes(), text=text, on_note=notes.append)
@@ -2856,8 +2893,7 @@ def test_the_mpo_suffix_is_read_and_never_written(tmp_path):
 @pytest.mark.parametrize("suffix,bit_depth", [(".tif", 8), (".tif", 16), (".png", 8), (".jpg", 8), (".webp", 8)])
 def test_a_tifffile_shape_description_is_no_caption(tmp_path, suffix, bit_depth):
     """tifffile writes {"shape": [h, w, 3]} as a TIFF's ImageDescription: copied into the x4 output,
-    tifffile warned that the shape did not match the page. It is layout, not a caption: it goes,
-    and srgan's own description takes its place."""
+    tifffile warned that the shape did not match the page. It is layout, not a caption: it goes."""
     src = tmp_path / "t.tif"
     Image.fromarray(RNG.integers(0, 256, (8, 6, 3), dtype=np.uint8)).save(
         src, tiffinfo={270: '{"shape": [8, 6, 3]}', 305: "tifffile.py"}
@@ -2872,11 +2908,7 @@ def test_a_tifffile_shape_description_is_no_caption(tmp_path, suffix, bit_depth)
     )
     with Image.open(out) as im:
         description = im.getexif().get(270)
-    assert description != '{"shape": [8, 6, 3]}'
-    if suffix == ".png":  # PNG keeps the text in its own chunks: no description at all
-        assert description is None
-    else:
-        assert description == "srgan:model: m"
+    assert description is None  # nor srgan's record, which is no caption either
 
 
 @pytest.mark.parametrize("suffix,bit_depth", [(".tif", 8), (".tif", 16), (".png", 8), (".jpg", 8)])

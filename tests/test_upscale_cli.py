@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import mpo_file
+from conftest import iptc_app13, iptc_records, mpo_file, srgan_record
 from PIL import Image
 from PIL import features as _pil_features
 
+from srgan_cli import images
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.models import build_generator
@@ -1003,8 +1004,12 @@ def test_xmp_rights_and_keywords_reach_every_output_format(weights, tmp_path):
     for name in ("o.jpg", "o.png", "o.webp", "o.tif"):
         assert run(weights, tmp_path / "scan.jpg", "-o", tmp_path / name).exit_code == 0
         with Image.open(tmp_path / name) as im:
-            # turned upright as the EXIF orientation is, and then says so (a viewer must not turn it again)
-            assert im.size == (20, 24) and im.info.get("xmp") == xmp.replace(b'Orientation="6"', b'Orientation="1"')
+            # turned upright as the EXIF orientation is, and then says so (a viewer must not turn it again); the
+            # packet is kept byte for byte, srgan's record of the model and scale added but for PNG (its text)
+            got = im.info.get("xmp")
+            assert im.size == (20, 24)
+            assert images._xmp_without_record(got) == xmp.replace(b'Orientation="6"', b'Orientation="1"')
+            assert srgan_record(got).get("srgan:model") == (None if name.endswith(".png") else "tiny")
 
 
 def test_png_gamma_reaches_the_png_output(weights, tmp_path):
@@ -1251,23 +1256,66 @@ def test_links_to_one_folder_list_its_files_under_one_name(weights, tmp_path):
     assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == ["a/x.png"]
 
 
-def test_an_earlier_srgan_description_does_not_outlive_a_second_pass_to_png(weights, tmp_path):
-    """Upscaling srgan's own JPEG again to PNG kept the first pass's EXIF description ("...scale:
-    2"), which contradicted the PNG's own text chunks; JPEG output replaced it."""
+def test_an_earlier_srgan_record_does_not_outlive_a_second_pass(weights, tmp_path):
+    """Upscaling srgan's own JPEG again to PNG kept the first pass's record ("...scale: 2"), which
+    contradicted the PNG's own text chunks; JPEG output replaced it."""
     Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "in.png")
     assert run(weights, tmp_path / "in.png", "-o", tmp_path / "a.jpg", "--outscale", "2").exit_code == 0
     with Image.open(tmp_path / "a.jpg") as im:
-        assert "scale: 2" in im.getexif()[0x010E]
+        assert srgan_record(im.info["xmp"])["srgan:scale"] == "2" and 0x010E not in im.getexif()
     for name in ("b.png", "b.jpg"):
         assert run(weights, tmp_path / "a.jpg", "-o", tmp_path / name).exit_code == 0
         with Image.open(tmp_path / name) as im:
-            assert "scale: 2" not in str(im.getexif().get(0x010E, "")), name
+            assert 0x010E not in im.getexif(), name
+            if name.endswith(".png"):  # its text chunks hold the record; the XMP carried holds none
+                assert im.text["srgan:scale"] == "4" and srgan_record(im.info.get("xmp")) == {}
+            else:
+                assert srgan_record(im.info["xmp"])["srgan:scale"] == "4"
     caption = Image.Exif()
     caption[0x010E] = "Harbour at dawn"  # a real caption stays, in every format
     Image.new("RGB", (6, 5)).save(tmp_path / "cap.jpg", exif=caption.tobytes())
-    assert run(weights, tmp_path / "cap.jpg", "-o", tmp_path / "cap.png").exit_code == 0
-    with Image.open(tmp_path / "cap.png") as im:
-        assert im.getexif()[0x010E] == "Harbour at dawn"
+    for name in ("cap.png", "cap.jpg", "cap.webp", "cap.tif"):
+        assert run(weights, tmp_path / "cap.jpg", "-o", tmp_path / "o" / name).exit_code == 0
+        with Image.open(tmp_path / "o" / name) as im:
+            assert im.getexif()[0x010E] == "Harbour at dawn"
+
+
+@pytest.mark.parametrize("where", ["xmp", "iptc", "png"])
+def test_srgan_never_puts_its_record_where_a_caption_field_is(weights, tmp_path, where):
+    """srgan wrote its record (model, scale, sha256) into EXIF ImageDescription where the EXIF held no
+    caption, though the caption was in XMP dc:description, an IPTC Caption-Abstract or a PNG's
+    Description: a photo library (exiftool's MWG rules) then showed srgan's record as the caption. The
+    record goes into XMP in srgan's own namespace, and no caption field is touched."""
+    pixels = np.random.default_rng(3).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    caption = "Harbour at dawn"
+    if where == "xmp":
+        packet = (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+            f'<rdf:li xml:lang="x-default">{caption}</rdf:li></rdf:Alt></dc:description></rdf:Description>'
+            "</rdf:RDF></x:xmpmeta>"
+        ).encode()
+        src = tmp_path / "in.jpg"
+        Image.fromarray(pixels).save(src, xmp=packet)
+    elif where == "iptc":
+        src = tmp_path / "in.jpg"
+        Image.fromarray(pixels).save(src, extra=iptc_app13(iptc_records((120, caption.encode()))))
+    else:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Description", caption)
+        src = tmp_path / "in.png"
+        Image.fromarray(pixels).save(src, pnginfo=info)
+    for name in ["o.jpg", "o.webp", "o.tif"] + (["o.avif"] if _pil_features.check("avif") else []):
+        result = run(weights, src, "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        with Image.open(tmp_path / name) as im:
+            description = im.getexif().get(0x010E)
+            record = srgan_record(im.info.get("xmp"))
+        assert description in (None, caption), (name, description)  # a PNG's Description is the caption there
+        assert record["srgan:model"] == "tiny" and record["srgan:scale"] == "4", name
+        assert len(record["srgan:model_sha256"]) == 64, name
 
 
 def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weights, tmp_path):
@@ -1803,9 +1851,7 @@ def test_a_tifffile_shape_description_does_not_reach_the_upscaled_tiff(weights, 
         assert result.exit_code == 0, result.output
         with Image.open(tmp_path / name) as im:
             description = im.getexif().get(0x010E)
-        assert description is None or "shape" not in description, description
-        if name.endswith(".tif"):
-            assert description.startswith("srgan:model: tiny")  # srgan's own, as for any input without a caption
+        assert description is None, description  # nor srgan's record, which goes into XMP
 
 
 def test_a_gray_png_under_an_rgb_profile_says_the_profile_is_left_out(weights, tmp_path):
