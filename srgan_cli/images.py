@@ -2203,8 +2203,10 @@ def write_image(
     set to 1 and the pixel dimensions it records updated (see ``_prepare_xmp``); JPEG leaves out a
     packet larger than one segment holds (64 KB).
     ``comments`` (``LoadedImage.comments``) go into PNG output as text chunks (``text`` wins a
-    shared key), a "Comment" into JPEG and GIF as their comment; what a format has no place for
-    is left out with a note.
+    shared key), a "Comment" into JPEG and GIF as their comment; for JPEG, WebP, AVIF and TIFF the PNG
+    keywords Description, Author and Copyright (and, for WebP and AVIF, Comment) go into the EXIF tags of
+    the same meaning (``_PNG_TEXT_EXIF``) unless the EXIF holds other text there; what a format has no
+    place for is left out with a note.
     ``png_colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") goes into PNG output as
     gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them).
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
@@ -2281,10 +2283,13 @@ def write_image(
             comments["Comment"], comment = comment, None
     if comments and fmt == "PNG":  # a comment's bytes that are not UTF-8 (latin-1, most likely) go as latin-1 text
         comments = {k: _latin1_if_not_utf8(v) for k, v in comments.items()}
+    in_exif: dict[str, str] = {}  # a PNG's standard keywords that have an EXIF tag, for the formats that take EXIF
+    if comments and fmt in ("JPEG", "WEBP", "AVIF", "TIFF"):
+        # a comment goes into UserComment, in the Exif IFD, which libtiff does not write
+        mapped = set(_PNG_TEXT_EXIF) - ({"Comment"} if fmt == "TIFF" else set())
+        in_exif = {k: comments.pop(k) for k in sorted(mapped & set(comments))}
     if comments and fmt != "PNG":
-        keys = sorted(comments)
-        named = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        notes.append(f"{path}: the text ({named}) is left out: {fmt} output has no place for it")
+        notes.append(f"{path}: the text ({_named(comments)}) is left out: {fmt} output has no place for it")
         comments = {}
     if fmt == "GIF":
         comment = _gif_comment(comment, text)
@@ -2308,6 +2313,12 @@ def write_image(
             samples=planes.shape[2],
             drop_record=True,
         )
+    if in_exif:
+        exif, kept_out = _exif_with_png_text(exif, in_exif)
+        if kept_out:
+            tags = [_PNG_TEXT_EXIF[k][1] for k in sorted(kept_out)]
+            where = ", ".join(tags[:-1]) + " and " + tags[-1] if len(tags) > 1 else tags[0]
+            notes.append(f"{path}: the text ({_named(kept_out)}) is left out: the EXIF holds other text in {where}")
     if exif and fmt == "JPEG":
         exif, note = _fit_jpeg_exif(exif, text, path)
         if note:
@@ -2425,6 +2436,73 @@ def _icc_name(icc: bytes) -> str:
     except Exception:  # noqa: BLE001 - a damaged or unreadable profile is named by its colour space alone
         desc = ""
     return f'{name} "{desc[:60]}"' if desc and desc.isprintable() else name
+
+
+def _named(keys: Iterable[str]) -> str:
+    """Text keys for a note: "Author, Title" (sorted; "A, B, C and 2 more")."""
+    keys = sorted(keys)
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+_USER_COMMENT = 0x9286  # in the Exif IFD
+# PNG's standard text keywords and the EXIF tag of the same meaning (tag, its name for notes)
+_PNG_TEXT_EXIF = {
+    "Author": (0x013B, "Artist"),
+    "Comment": (_USER_COMMENT, "UserComment"),
+    "Copyright": (0x8298, "Copyright"),
+    "Description": (_IMAGE_DESCRIPTION, "ImageDescription"),
+}
+
+
+def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[bytes | None, list[str]]:
+    """``exif`` (a new one where None) with a PNG's text (``texts``: its Description, Author, Copyright,
+    Comment) in the EXIF tags of the same meaning (``_PNG_TEXT_EXIF``), and the keys left out: where the
+    EXIF's own tag holds other text (a blank one is filled)."""
+    ex = Image.Exif()
+    if exif:
+        try:
+            ex.load(exif)
+        except Exception:  # noqa: BLE001 - unreadable EXIF: _prepare_exif has dropped it already
+            ex = Image.Exif()
+    _keep_text_bytes(ex)
+    kept_out = []
+    for key, value in texts.items():
+        tag = _PNG_TEXT_EXIF[key][0]
+        if tag == _USER_COMMENT:
+            ifd = ex.get_ifd(0x8769)
+            here = _user_comment_text(ifd.get(tag))
+            if value == here or not value.strip():
+                continue
+            if here.strip():
+                kept_out.append(key)
+                continue
+            if value.isascii():
+                ifd[tag] = b"ASCII\x00\x00\x00" + value.encode("ascii")
+            else:  # UCS-2 in the EXIF's byte order, as exiftool reads it
+                ifd[tag] = b"UNICODE\x00" + value.encode("utf-16-le" if ex.endian == "<" else "utf-16-be", "replace")
+            continue
+        here = ex.get(tag)
+        if isinstance(here, bytes):
+            here = here.decode("utf-8", "replace")
+        here = here.replace("\x00", " ").strip() if isinstance(here, str) else ""
+        if value.strip() == here or not value.strip():
+            continue
+        if here:
+            kept_out.append(key)
+            continue
+        ex[tag] = value if value.isascii() else value.encode("utf-8", "surrogateescape")
+    return (ex.tobytes() if len(ex) else None), kept_out
+
+
+def _user_comment_text(value) -> str:
+    """The text of an EXIF UserComment (8 bytes naming its code, then the text); "" for none."""
+    if not isinstance(value, bytes) or len(value) < 8:
+        return ""
+    code, body = value[:8], value[8:]
+    if code.startswith(b"UNICODE"):
+        encoding = "utf-16-be" if body[:1] == b"\x00" else "utf-16-le"
+        return body.decode(encoding, "replace").replace("\x00", " ").strip()
+    return body.decode("utf-8", "replace").replace("\x00", " ").strip()
 
 
 def _fit_jpeg_exif(exif: bytes, text: dict[str, str], path: Path) -> tuple[bytes | None, str | None]:

@@ -2777,7 +2777,7 @@ def test_png_text_and_comments_are_carried(tmp_path):
     assert read_image(sixteen).comments == {"Title": "Sixteen"}  # read by srgan's own 16-bit PNG decoder
     notes: list[str] = []
     write_image(tmp_path / "o.webp", got.rgb, comments=got.comments, on_note=notes.append)
-    left_out = "the text (Author, Copyright, Title) is left out: WEBP output has no place for it"
+    left_out = "the text (Title) is left out: WEBP output has no place for it"  # the others go into EXIF
     assert notes == [f"{tmp_path / 'o.webp'}: {left_out}"]
 
     Image.new("RGB", (6, 4), (1, 2, 3)).save(tmp_path / "c.jpg", comment="shot by me")
@@ -2788,6 +2788,57 @@ def test_png_text_and_comments_are_carried(tmp_path):
             assert im.info.get("comment") == b"shot by me"
     with Image.open(write_image(tmp_path / "c.png", got.rgb, comments=got.comments)) as im:
         assert im.text == {"Comment": "shot by me"}
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", "16.tif", pytest.param(".avif", marks=needs_avif)])
+def test_png_text_goes_into_the_exif_tags_of_the_same_meaning(tmp_path, suffix):
+    """A PNG's Description, Author, Copyright (and Comment) were left out of JPEG, WebP, AVIF and TIFF
+    output, "no place for it", though EXIF has ImageDescription, Artist, Copyright and UserComment. The
+    EXIF's own text wins where it holds other text, with a note; what EXIF has no tag for keeps its note."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("Description", "Grand-mère at the harbour")
+    info.add_itxt("Author", "Zoë")
+    info.add_text("Copyright", "(c) County Archive")
+    info.add_text("Comment", "scanned 2001")
+    info.add_text("Title", "Harbour")
+    Image.new("RGB", (6, 4), (200, 60, 30)).save(tmp_path / "t.png", pnginfo=info)
+    got = read_image(tmp_path / "t.png")
+    depth = 16 if suffix.startswith("16") else 8
+    notes: list[str] = []
+    text = {"Software": "srgan 9", "srgan:model": "m"}
+    out = write_image(
+        tmp_path / f"o{suffix}", got.rgb, comments=got.comments, text=text, bit_depth=depth, on_note=notes.append
+    )
+    with Image.open(out) as im:
+        ex = im.getexif()
+        comment = im.info.get("comment")
+    assert ex[0x010E].encode("latin-1").decode("utf-8") == "Grand-mère at the harbour"
+    assert ex[0x013B].encode("latin-1").decode("utf-8") == "Zoë" and ex[0x8298] == "(c) County Archive"
+    assert ex[0x0131] == "srgan 9"
+    fmt = {".jpg": "JPEG", ".webp": "WEBP", ".avif": "AVIF"}.get(suffix, "TIFF")
+    if fmt == "JPEG":  # a JPEG's comment block
+        assert comment == b"scanned 2001"
+    elif fmt == "TIFF":  # UserComment is in the Exif IFD, which libtiff does not write
+        assert notes == [f"{out}: the text (Comment, Title) is left out: TIFF output has no place for it"]
+    else:
+        assert ex.get_ifd(0x8769)[0x9286] == b"ASCII\x00\x00\x00scanned 2001"
+    if fmt != "TIFF":
+        assert notes == [f"{out}: the text (Title) is left out: {fmt} output has no place for it"]
+    # the EXIF's own caption and artist are kept; the PNG's are left out, saying so
+    exif = Image.Exif()
+    exif[0x010E], exif[0x013B], exif[0x8298] = "Harbour, 1952", "Jane", "(c) County Archive"
+    notes.clear()
+    out = write_image(
+        tmp_path / f"e{suffix}", got.rgb, exif=exif.tobytes(), comments={"Description": "other", "Author": "Zoë",
+        "Copyright": "(c) County Archive"}, bit_depth=depth, on_note=notes.append,
+    )  # fmt: skip
+    with Image.open(out) as im:
+        ex = im.getexif()
+    assert ex[0x010E] == "Harbour, 1952" and ex[0x013B] == "Jane" and ex[0x8298] == "(c) County Archive"
+    why = "the EXIF holds other text in Artist and ImageDescription"
+    assert notes == [f"{out}: the text (Author, Description) is left out: {why}"]
 
 
 def test_a_comment_that_is_not_utf8_keeps_its_bytes(tmp_path):
