@@ -94,6 +94,7 @@ _XMP_KEY = b"XML:com.adobe.xmp"  # PNG's iTXt keyword for XMP
 _JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/" header; Pillow refuses more
 _TIFF_CLASSIC_SIZE = 1 << 32  # the most bytes classic TIFF's 32-bit offsets address; a larger file is BigTIFF
 _JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" included); Pillow refuses more
+_JPEG_IPTC_MAX = 65519  # the Photoshop resources one APP13 segment holds after its "Photoshop 3.0\0" header
 _MAKER_NOTE = 0x927C  # in the Exif IFD
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
 # Pillow's size check (Image.MAX_IMAGE_PIXELS) is skipped only around Image.open (a header parse)
@@ -135,6 +136,9 @@ class LoadedImage:
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None  # the XMP packet, tiff:Orientation reset to 1 as in ``exif``
     png_colour: dict | None = None  # a PNG's gAMA, cHRM, sRGB: Pillow's info "gamma", "chromaticity", "srgb"
+    # IPTC-IIM records (captions, credits, keywords, as news agencies and archives keep them): a JPEG's APP13
+    # resource 0x0404, a TIFF's tag 33723, a PNG's "Raw profile type iptc" text
+    iptc: bytes | None = None
     # text beside the pixels: a PNG's text chunks (Title, Author, Copyright, a generator's parameters;
     # not XMP, EXIF or srgan's own keys), a JPEG or GIF comment as "Comment"
     comments: dict[str, str] | None = None
@@ -713,7 +717,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         if fmt == "PNG" and _png_is_wide_colour(head):
             sixteen = _png_rgb16(whole_file(), name)
             if sixteen is not None:
-                *pixels, exif_chunk, xmp_chunk, texts = sixteen
+                *pixels, exif_chunk, xmp_chunk, texts, iptc_chunk = sixteen
                 return _finish(
                     im,
                     *pixels,
@@ -723,6 +727,7 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
                     exif_bytes=exif_chunk,
                     xmp_bytes=xmp_chunk,
                     comments=texts,
+                    iptc_bytes=iptc_chunk,
                 )
         if fmt == "TIFF":
             sixteen = _tiff_rgb16(im, whole_file, name, notes)
@@ -1325,8 +1330,9 @@ def _finish(
     xmp_bytes: bytes | None = None,
     turned: int = 1,
     comments: dict[str, str] | None = None,
+    iptc_bytes: bytes | None = None,
 ) -> LoadedImage:
-    # exif_bytes and xmp_bytes come together from our own PNG chunk walk (b"": none), else from Pillow
+    # exif_bytes, xmp_bytes and iptc_bytes come together from our own PNG chunk walk (b"": none), else from Pillow
     xmp = _xmp_of(im) if exif_bytes is None else (xmp_bytes or None)
     exif, orientation = _exif_and_orientation(im, exif_bytes, xmp)
     if icc is None and mode != "CMYK":
@@ -1343,6 +1349,7 @@ def _finish(
     png_colour = {k: im.info[k] for k in _PNG_COLOUR_KEYS if k in im.info} if fmt == "PNG" else None
     if comments is None:
         comments = _comments_of(im, fmt)
+    iptc = _iptc_of(im, fmt) if iptc_bytes is None else (iptc_bytes or None)
     return LoadedImage(
         rgb=rgb,
         alpha=alpha,
@@ -1357,6 +1364,7 @@ def _finish(
         xmp=_prepare_xmp(xmp) if xmp else None,
         png_colour=png_colour or None,
         comments=comments or None,
+        iptc=iptc,
     )
 
 
@@ -1370,6 +1378,7 @@ _NOT_COMMENTS = (
     "Raw profile type xmp",  # XMP as ImageMagick keeps it: its orientation and size would be stale
     "Raw profile type icc",  # the ICC profile goes its own way (it may be dropped or converted)
     "Raw profile type icm",
+    "Raw profile type iptc",  # IPTC-IIM as ImageMagick and exiftool keep it in a PNG: it goes its own way
     "Software",
     "date:create",
     "date:modify",
@@ -1451,6 +1460,85 @@ def _xmp_of(im: Image.Image) -> bytes | None:
         if isinstance(text, str):
             xmp = text.encode("utf-8" if isinstance(text, PngImagePlugin.iTXt) else "latin-1", "replace")
     return bytes(xmp) if isinstance(xmp, (bytes, bytearray)) and xmp.strip(b"\x00 \t\r\n") else None
+
+
+_IPTC_TAG = 33723  # TIFF's IPTC-NAA tag
+_PHOTOSHOP_TAG = 34377  # TIFF's Photoshop image resources
+_IPTC_RESOURCE = 0x0404  # the Photoshop image resource of IPTC-IIM (JPEG APP13, TIFF tag 34377)
+_RAW_IPTC_KEY = "Raw profile type iptc"
+
+
+def _iptc_of(im: Image.Image, fmt: str) -> bytes | None:
+    """The IPTC-IIM records Pillow read: a JPEG's APP13 resource, a TIFF's tag 33723 (or its Photoshop
+    resources), a PNG's "Raw profile type iptc" text; None where there are none, or they are damaged."""
+    try:
+        data = None
+        if fmt in ("JPEG", "MPO"):
+            data = (im.info.get("photoshop") or {}).get(_IPTC_RESOURCE)
+        elif fmt == "TIFF":
+            tags = getattr(im, "tag_v2", None)
+            raw = getattr(tags, "_tagdata", {})  # the tag's bytes as stored: Photoshop writes it as LONGs
+            data = raw.get(_IPTC_TAG)
+            if data is None and tags is not None and isinstance(tags.get(_IPTC_TAG), bytes):
+                data = tags.get(_IPTC_TAG)
+            if data is None and _PHOTOSHOP_TAG in raw:
+                data = _photoshop_resource(raw[_PHOTOSHOP_TAG], _IPTC_RESOURCE)
+        elif fmt == "PNG":
+            text = im.info.get(_RAW_IPTC_KEY)
+            data = _raw_profile_iptc(text.encode("latin-1", "replace")) if isinstance(text, str) else None
+        return _iim(data) if isinstance(data, (bytes, bytearray)) else None
+    except Exception:  # noqa: BLE001 - damaged metadata is dropped, the pixels are still good
+        return None
+
+
+def _iim(data: bytes) -> bytes | None:
+    """``data`` up to the end of its last whole IPTC-IIM dataset (a TIFF's LONG padding, a damaged tail cut
+    off); None where it does not start with one."""
+    pos = 0
+    while pos + 5 <= len(data) and data[pos] == 0x1C:
+        size, head = int.from_bytes(data[pos + 3 : pos + 5], "big"), 5
+        if size & 0x8000:  # an extended dataset: the length is in the next (size & 0x7FFF) bytes
+            head += size & 0x7FFF
+            if head > 9 or pos + head > len(data):
+                break
+            size = int.from_bytes(data[pos + 5 : pos + head], "big")
+        if pos + head + size > len(data):
+            break
+        pos += head + size
+    return bytes(data[:pos]) if pos else None
+
+
+def _photoshop_resource(data: bytes, wanted: int) -> bytes | None:
+    """One resource of a block of Photoshop image resources ("8BIM", id, Pascal name, size, data)."""
+    pos = 0
+    while pos + 12 <= len(data) and data[pos : pos + 4] == b"8BIM":
+        ident, name_size = int.from_bytes(data[pos + 4 : pos + 6], "big"), data[pos + 6] + 1
+        start = pos + 6 + name_size + (name_size & 1)
+        size = int.from_bytes(data[start : start + 4], "big")
+        if ident == wanted:
+            return bytes(data[start + 4 : start + 4 + size])
+        pos = start + 4 + size + (size & 1)
+    return None
+
+
+def _iptc_resources(iim: bytes) -> bytes:
+    """``iim`` as a block of Photoshop image resources (resource 0x0404), as JPEG's APP13 and ImageMagick's PNG
+    raw profile hold it."""
+    return b"8BIM" + struct.pack(">HHI", _IPTC_RESOURCE, 0, len(iim)) + iim + b"\x00" * (len(iim) & 1)
+
+
+def _raw_profile_iptc(text: bytes) -> bytes | None:
+    """The IPTC-IIM records of ImageMagick's (and exiftool's) "Raw profile type iptc" text: hex of Photoshop
+    resources, or, from older ImageMagick, of the records themselves."""
+    data = _raw_profile(text)
+    return _photoshop_resource(data, _IPTC_RESOURCE) if data.startswith(b"8BIM") else data or None
+
+
+def _raw_profile_text(kind: str, data: bytes) -> str:
+    """``data`` as ImageMagick's raw-profile text: "\\n<kind>\\n<length>\\n" and hex lines of 72 digits."""
+    digits = data.hex()
+    lines = "\n".join(digits[i : i + 72] for i in range(0, len(digits), 72))
+    return f"\n{kind}\n{len(data):8d}\n{lines}\n"
 
 
 # Pillow's own pattern (Image.getexif): an XMP orientation it applies to the pixels as EXIF's
@@ -1689,7 +1777,8 @@ def _png_rgb16(data: bytes, name: str):
         elif trns is not None:
             alpha = (~np.all(out == trns.astype(np.uint16), axis=2)).astype(np.float32)
     mode = {2: "RGB;16", 4: "LA;16", 6: "RGBA;16"}[ctype]
-    return rgb, alpha, 16, ctype == 4, mode, exif or raw_exif, xmp, _own_comments(texts)
+    iptc = _raw_profile_iptc(texts.get(_RAW_IPTC_KEY, "").encode("latin-1", "replace")) or b""
+    return rgb, alpha, 16, ctype == 4, mode, exif or raw_exif, xmp, _own_comments(texts), iptc
 
 
 # ImageMagick (and exiftool, for PNGs from before eXIf) keep EXIF as hex in a text chunk of this name:
@@ -1697,12 +1786,17 @@ def _png_rgb16(data: bytes, name: str):
 _RAW_EXIF_KEY = b"Raw profile type exif"
 
 
-def _raw_profile_exif(text: bytes) -> bytes:
-    """The EXIF bytes (with their "Exif" header) of a raw-profile text; b"" when malformed."""
+def _raw_profile(text: bytes) -> bytes:
+    """The bytes of a raw-profile text ("\\n<kind>\\n<length>\\n<hex lines>"); b"" when malformed."""
     try:
-        data = bytes.fromhex(b"".join(text.split(b"\n")[3:]).decode("ascii"))
+        return bytes.fromhex(b"".join(text.split(b"\n")[3:]).decode("ascii"))
     except (ValueError, UnicodeDecodeError):
         return b""
+
+
+def _raw_profile_exif(text: bytes) -> bytes:
+    """The EXIF bytes (with their "Exif" header) of a raw-profile text; b"" when malformed."""
+    data = _raw_profile(text)
     return data if not data or data.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + data
 
 
@@ -2170,6 +2264,7 @@ def write_image(
     xmp: bytes | None = None,
     png_colour: dict | None = None,
     comments: dict[str, str] | None = None,
+    iptc: bytes | None = None,
     like: int | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
@@ -2207,6 +2302,10 @@ def write_image(
     keywords Description, Author and Copyright (and, for WebP and AVIF, Comment) go into the EXIF tags of
     the same meaning (``_PNG_TEXT_EXIF``) unless the EXIF holds other text there; what a format has no
     place for is left out with a note.
+    ``iptc`` (``LoadedImage.iptc``: IPTC-IIM records) goes into JPEG as an APP13 segment (Photoshop image
+    resource 0x0404, as Photoshop and exiftool write it), TIFF as tag 33723 (IPTC-NAA), and PNG as
+    ImageMagick's "Raw profile type iptc" text (zTXt), which ImageMagick and exiftool read; WebP, AVIF,
+    BMP and GIF have no place for it, and a JPEG segment holds at most 64 KB of it (a note says so).
     ``png_colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") goes into PNG output as
     gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them).
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
@@ -2344,16 +2443,24 @@ def write_image(
     if xmp and fmt == "JPEG" and len(xmp) > _JPEG_XMP_MAX:
         notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
         xmp = None
+    if iptc and fmt in ("WEBP", "AVIF", "BMP", "GIF"):
+        notes.append(f"{path}: the IPTC metadata is left out: {fmt} output carries none")
+        iptc = None
+    elif iptc and fmt == "JPEG" and len(_iptc_resources(iptc)) > _JPEG_IPTC_MAX:
+        notes.append(f"{path}: the IPTC metadata is left out: {len(iptc)} bytes, more than a JPEG segment holds")
+        iptc = None
     try:
         with atomic_path(path, overwrite=overwrite, like=like) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
                 colour = None if icc_profile else png_colour
                 texts = {**comments, **text}  # srgan's keys last
-                _write_png(fh, planes, bit_depth, icc_profile, exif, texts, threads, dpi, xmp=xmp, colour=colour)
+                _write_png(
+                    fh, planes, bit_depth, icc_profile, exif, texts, threads, dpi, xmp=xmp, colour=colour, iptc=iptc
+                )
             elif bit_depth == 16 and fmt == "TIFF":
-                _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp)
+                _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp, iptc=iptc)
             else:
-                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp, comment=comment)
+                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp, comment=comment, iptc=iptc)
             fh.flush()
     except FileExistsError:
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
@@ -2667,7 +2774,17 @@ def _has_caption(ex: Image.Exif) -> bool:
 
 
 def _save_pil(
-    fh, planes: np.ndarray, fmt: str, quality, icc, exif, text: dict[str, str], dpi=None, xmp=None, comment=None
+    fh,
+    planes: np.ndarray,
+    fmt: str,
+    quality,
+    icc,
+    exif,
+    text: dict[str, str],
+    dpi=None,
+    xmp=None,
+    comment=None,
+    iptc=None,
 ) -> None:
     gray = planes.shape[2] <= 2
     colour = planes[..., 0] if gray else planes[..., :3]
@@ -2700,6 +2817,9 @@ def _save_pil(
         merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged
+        if iptc:  # an APP13 segment, among the markers Pillow writes after the EXIF
+            resources = b"Photoshop 3.0\x00" + _iptc_resources(iptc)
+            params["extra"] = b"\xff\xed" + struct.pack(">H", len(resources) + 2) + resources
     elif fmt == "WEBP":
         q = 95 if quality is None else int(quality)
         params.update(quality=q, lossless=q == 100, method=4)
@@ -2736,6 +2856,8 @@ def _save_pil(
         tags[317] = 2  # the horizontal predictor, as _write_tiff16 writes: deflate alone made photos ~1.6x larger
         if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
             tags[_XMP_TAG] = xmp
+        if iptc:  # as UNDEFINED bytes (Photoshop writes LONGs; readers take either)
+            tags[_IPTC_TAG] = iptc
         params["tiffinfo"] = tags
     elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
         im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
@@ -2891,6 +3013,7 @@ def _write_png(
     *,
     xmp: bytes | None = None,
     colour: dict | None = None,
+    iptc: bytes | None = None,
 ) -> None:
     """Write a PNG (gray, gray+alpha, RGB, RGBA; 8 or 16 bits) to ``fh``, band by band, in parallel.
 
@@ -2905,7 +3028,8 @@ def _write_png(
     the "filtered" strategy with memLevel 9, as Pillow does: files are as small as Pillow's.
 
     ``colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") becomes gAMA, cHRM and sRGB chunks
-    (the caller leaves it out with an ICC profile); ``xmp`` an uncompressed iTXt "XML:com.adobe.xmp".
+    (the caller leaves it out with an ICC profile); ``xmp`` an uncompressed iTXt "XML:com.adobe.xmp";
+    ``iptc`` a zTXt "Raw profile type iptc", as ImageMagick and exiftool write it.
     """
     h, w, c = planes.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
@@ -2925,6 +3049,9 @@ def _write_png(
         head.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     if xmp:
         head.append(_png_chunk(b"iTXt", _XMP_KEY + b"\x00\x00\x00\x00\x00" + xmp))
+    if iptc:
+        profile = _raw_profile_text("IPTC profile", _iptc_resources(iptc)).encode("ascii")
+        head.append(_png_chunk(b"zTXt", _RAW_IPTC_KEY.encode() + b"\x00\x00" + zlib.compress(profile)))
     if dpi:  # pixels per metre
         head.append(_png_chunk(b"pHYs", struct.pack(">IIB", *(max(1, round(d / 0.0254)) for d in dpi), 1)))
     fh.write(b"".join(head))
@@ -2963,6 +3090,7 @@ def _write_tiff16(
     dpi: tuple[float, float] | None = None,
     *,
     xmp: bytes | None = None,
+    iptc: bytes | None = None,
 ) -> None:
     """Write a little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor.
 
@@ -2974,7 +3102,7 @@ def _write_tiff16(
 
     Of ``exif`` (with ``text`` merged in as for the other formats) the directory keeps the tags
     that describe the picture: ImageDescription, Make, Model, Orientation, Software, DateTime,
-    Artist and Copyright. ``xmp`` goes into tag 700 (XMLPacket).
+    Artist and Copyright. ``xmp`` goes into tag 700 (XMLPacket), ``iptc`` into tag 33723 (IPTC-NAA).
 
     A file that does not fit in the 4 GiB that classic TIFF's 32-bit offsets address is written as
     BigTIFF (its write failed once all its strips were compressed and written). Where the strips might
@@ -2986,7 +3114,8 @@ def _write_tiff16(
     # deflate's worst case (zlib's deflateBound) is a little over the raw size; the tags come to far less
     # than the slack, as their values are text, the ICC profile and the XMP packet
     raw = h * w * c * 2
-    slack = (1 << 20) + len(icc or b"") + len(xmp or b"") + len(exif or b"") + sum(map(len, text.values()))
+    slack = (1 << 20) + len(icc or b"") + len(xmp or b"") + len(iptc or b"") + len(exif or b"")
+    slack += sum(map(len, text.values()))
     bound = raw + raw // 2048 + 80 * -(-h // step) + slack
     head = 8 if bound <= _TIFF_CLASSIC_SIZE else 16
     fh.write(bytes(head))  # the header is written at the end, when the directory's place is known
@@ -3046,6 +3175,8 @@ def _write_tiff16(
     add(339, 3, [1] * c)
     if xmp:
         add(_XMP_TAG, 1, xmp)
+    if iptc:
+        add(_IPTC_TAG, 7, iptc)
     if icc:
         add(34675, 7, icc)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import mpo_file, srgan_record
+from conftest import iptc_app13, iptc_records, mpo_file, srgan_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, TiffImagePlugin
+from PIL import Image, ImageCms, ImageOps, IptcImagePlugin, JpegImagePlugin, TiffImagePlugin
 from PIL import features as _pil_features
 
 from srgan_cli import fsutil, images
@@ -2839,6 +2839,60 @@ def test_png_text_goes_into_the_exif_tags_of_the_same_meaning(tmp_path, suffix):
     assert ex[0x010E] == "Harbour, 1952" and ex[0x013B] == "Jane" and ex[0x8298] == "(c) County Archive"
     why = "the EXIF holds other text in Artist and ImageDescription"
     assert notes == [f"{out}: the text (Author, Description) is left out: {why}"]
+
+
+def _as_longs(tiff: bytes, tag: int) -> bytes:
+    """A little-endian TIFF with one UNDEFINED tag (of a length divisible by 4) retyped as LONGs, as Photoshop
+    writes IPTC-NAA."""
+    out = bytearray(tiff)
+    (ifd,) = struct.unpack_from("<I", out, 4)
+    (n,) = struct.unpack_from("<H", out, ifd)
+    for i in range(n):
+        pos = ifd + 2 + 12 * i
+        found, typ, count = struct.unpack_from("<HHI", out, pos)
+        if found == tag:
+            assert typ == 7 and count % 4 == 0
+            struct.pack_into("<HI", out, pos + 2, 4, count // 4)
+            return bytes(out)
+    raise AssertionError(f"no tag {tag}")
+
+
+def test_iptc_is_carried_where_the_output_format_holds_it(tmp_path):
+    """IPTC-IIM (captions, credits, keywords as news agencies and archives keep them: a JPEG's APP13, a
+    TIFF's tag 33723) was dropped from every output without a word. JPEG keeps it in APP13, TIFF in tag
+    33723, PNG in ImageMagick's "Raw profile type iptc" text; WebP, AVIF, BMP and GIF say it is left out."""
+    iim = iptc_records((120, "Grand-mère at the harbour".encode()), (80, b"Jane Archivist"), (25, b"harbour"))
+    Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / "i.jpg", extra=iptc_app13(iim))
+    got = read_image(tmp_path / "i.jpg")
+    assert got.iptc == iim
+    for name, depth in (("o.jpg", 8), ("o.tif", 8), ("o16.tif", 16), ("o.png", 8), ("o16.png", 16)):
+        notes: list[str] = []
+        out = write_image(tmp_path / name, got.rgb, iptc=got.iptc, bit_depth=depth, on_note=notes.append)
+        assert notes == [] and read_image(out).iptc == iim, name
+        if not name.endswith(".png"):  # where Pillow reads it too
+            with Image.open(out) as im:
+                info = IptcImagePlugin.getiptcinfo(im)
+            assert info[(2, 120)] == "Grand-mère at the harbour".encode() and info[(2, 80)] == b"Jane Archivist"
+    with Image.open(tmp_path / "o.png") as im:
+        assert "Raw profile type iptc" in im.info  # not carried as text too
+    assert read_image(tmp_path / "o.png").comments is None
+    for name in ["o.webp", "o.bmp", "o.gif"] + (["o.avif"] if _pil_features.check("avif") else []):
+        notes = []
+        out = write_image(tmp_path / name, got.rgb, iptc=got.iptc, on_note=notes.append)
+        fmt = images.format_for_path(out)
+        assert f"{out}: the IPTC metadata is left out: {fmt} output carries none" in notes
+    # a TIFF's tag as Photoshop writes it, LONGs: the records alone are read, not the padding
+    padded = iim + b"\x1c\x02\x19\x00\x01x"
+    padded += b"\x00" * (-len(padded) % 4)
+    Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / "p.tif", tiffinfo={33723: padded})
+    (tmp_path / "l.tif").write_bytes(_as_longs((tmp_path / "p.tif").read_bytes(), 33723))
+    assert read_image(tmp_path / "l.tif").iptc == padded.rstrip(b"\x00")
+    # more than one JPEG segment holds: left out, saying so
+    big = iptc_records((120, b"x" * 32000), (120, b"y" * 32000), (120, b"z" * 2000))
+    notes = []
+    out = write_image(tmp_path / "big.jpg", got.rgb, iptc=big, on_note=notes.append)
+    assert notes == [f"{out}: the IPTC metadata is left out: {len(big)} bytes, more than a JPEG segment holds"]
+    assert read_image(out).iptc is None and read_image(write_image(tmp_path / "big.tif", got.rgb, iptc=big)).iptc == big
 
 
 def test_a_comment_that_is_not_utf8_keeps_its_bytes(tmp_path):

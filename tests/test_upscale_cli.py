@@ -1318,6 +1318,28 @@ def test_srgan_never_puts_its_record_where_a_caption_field_is(weights, tmp_path,
         assert len(record["srgan:model_sha256"]) == 64, name
 
 
+def test_iptc_reaches_jpeg_tiff_and_png_outputs_and_is_said_to_be_left_out_of_webp(weights, tmp_path):
+    """A JPEG's IPTC-IIM (an agency's caption, credit and keywords in APP13) was dropped from every output
+    without a word."""
+    from PIL import IptcImagePlugin
+
+    iim = iptc_records((120, b"Harbour at dawn"), (110, b"County Archive"), (25, b"harbour"))
+    Image.new("RGB", (6, 5), (120, 60, 30)).save(tmp_path / "in.jpg", extra=iptc_app13(iim))
+    for name in ("o.jpg", "o.tif", "o.png"):
+        result = run(weights, tmp_path / "in.jpg", "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    for name in ("o.jpg", "o.tif"):
+        with Image.open(tmp_path / name) as im:
+            info = IptcImagePlugin.getiptcinfo(im)
+        assert info and info[(2, 120)] == b"Harbour at dawn" and info[(2, 110)] == b"County Archive", name
+    with Image.open(tmp_path / "o.png") as im:  # ImageMagick's and exiftool's place for it in a PNG
+        assert bytes.fromhex("".join(im.info["Raw profile type iptc"].split("\n")[3:])).endswith(iim)
+    args = ["upscale", "-m", str(weights), str(tmp_path / "in.jpg"), "-o", str(tmp_path / "o.webp")]
+    result = CliRunner().invoke(main, args)  # not -q: the note is shown
+    assert result.exit_code == 0, result.output
+    assert "the IPTC metadata is left out: WEBP output carries none" in result.output
+
+
 def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weights, tmp_path):
     """torchrun stops every rank once one exits non-zero: the rank whose share had a broken file
     finished first, exited 1, and the other rank's share was interrupted (--keep-going is the

@@ -1703,6 +1703,7 @@ def _run(
                     xmp=loaded.xmp,
                     png_colour=loaded.png_colour,
                     comments=loaded.comments,
+                    iptc=loaded.iptc,
                     dpi=loaded.dpi,
                     text=text,
                     grayscale=loaded.grayscale,
