@@ -2307,7 +2307,10 @@ def write_image(
     ImageMagick's "Raw profile type iptc" text (zTXt), which ImageMagick and exiftool read; WebP, AVIF,
     BMP and GIF have no place for it, and a JPEG segment holds at most 64 KB of it (a note says so).
     ``png_colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") goes into PNG output as
-    gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them).
+    gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them); into
+    JPEG, WebP, AVIF and TIFF output, which have no such chunks, as an ICC profile made of the gamma and
+    chromaticities (see ``_icc_from_png_colour``; none is needed for sRGB), and BMP and GIF, which carry
+    no profile, leave them out with a note.
     PNG and 16-bit TIFF are compressed on ``threads`` threads (default: PyTorch's thread
     count if it is loaded, else the CPUs available; at most 8); the file does not depend on
     the count.
@@ -2363,6 +2366,12 @@ def write_image(
     if not overwrite and _exists(path):
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it")
     text = {str(k): str(v) for k, v in (text or {}).items()}
+    if png_colour and fmt != "PNG" and not icc_profile:
+        # a PNG's gAMA and cHRM, which only PNG has chunks for: as an ICC profile that says the same
+        icc_profile = _icc_from_png_colour(png_colour, gray=planes.shape[2] <= 2)
+        if icc_profile and fmt in ("BMP", "GIF"):
+            notes.append(f"{path}: the PNG's gamma and chromaticities are left out: {fmt} output carries no profile")
+            icc_profile = None
     if icc_profile and not _icc_fits(icc_profile, gray=planes.shape[2] <= 2):
         pixels = "gray" if planes.shape[2] <= 2 else "colour"
         notes.append(f"{path}: the {_icc_name(icc_profile)} is left out: it does not fit the {pixels} pixels")
@@ -2907,6 +2916,67 @@ def _png_colour_chunks(colour: dict) -> list[bytes]:
     if isinstance(intent, int) and 0 <= intent <= 3:
         chunks.append(_png_chunk(b"sRGB", bytes([intent])))
     return chunks
+
+
+_D50 = (0.9642, 1.0, 0.8249)  # the ICC profile connection space's white
+_SRGB_CHROMATICITY = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)  # white, red, green, blue (x, y)
+_BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+
+
+def _icc_from_png_colour(colour: dict, *, gray: bool) -> bytes | None:
+    """An ICC profile (version 2.1, a display profile as the sRGB one is) that describes what a PNG's gAMA
+    and cHRM say: a tone curve of 1/gamma for each channel and, for colour, the primaries and white point
+    of cHRM (sRGB's where it has none; gray takes the white point alone), adapted to D50 by Bradford's
+    method. A gamma left out is taken as 1/2.2, as viewers take it.
+
+    None where nothing needs saying: an sRGB chunk (it overrides gAMA and cHRM), gAMA 1/2.2 with sRGB's
+    chromaticities or none (the sRGB that every reader assumes), or values no real image has (a gamma
+    of 0, primaries on a line)."""
+    gamma, points = colour.get("gamma"), colour.get("chromaticity")
+    if "srgb" in colour or (gamma is None and points is None):
+        return None
+    try:
+        gamma = 1 / 2.2 if gamma is None else float(gamma)
+        xy = _SRGB_CHROMATICITY if points is None else tuple(float(v) for v in points)
+        if len(xy) != 8 or not 0.01 <= gamma <= 10 or not all(0 < v < 1 for v in xy):
+            return None
+        if abs(gamma * 2.2 - 1) < 0.001 and np.allclose(xy, _SRGB_CHROMATICITY, rtol=0, atol=0.001):
+            return None
+        # white, red, green, blue as XYZ of luminance 1
+        xyz = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in zip(xy[::2], xy[1::2], strict=True)])
+        white, primaries = xyz[0], xyz[1:].T  # primaries: one column each
+        to_xyz = primaries * np.linalg.solve(primaries, white)  # scaled so that RGB 1, 1, 1 is the white
+        cone = _BRADFORD @ white
+        adapt = np.linalg.solve(_BRADFORD, (_BRADFORD @ np.array(_D50) / cone)[:, None] * _BRADFORD)
+        colorants = adapt @ to_xyz
+    except (TypeError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+        return None
+    if not np.all(np.isfinite(colorants)) or np.abs(colorants).max() > 32767:
+        return None
+
+    def xyz_tag(values) -> bytes:
+        return b"XYZ \x00\x00\x00\x00" + struct.pack(">3i", *(round(float(v) * 65536) for v in values))
+
+    curve = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, max(1, min(65535, round(256 / gamma)))) + b"\x00\x00"
+    described = f"PNG gAMA {gamma:.5f}" + ("" if points is None or gray else " and cHRM")
+    text = described.encode("ascii")
+    desc = b"desc\x00\x00\x00\x00" + struct.pack(">I", len(text) + 1) + text + b"\x00" + bytes(4 + 4 + 2 + 1 + 67)
+    tags = [(b"desc", desc), (b"cprt", b"text\x00\x00\x00\x00No copyright, use freely\x00"), (b"wtpt", xyz_tag(white))]
+    if gray:
+        tags.append((b"kTRC", curve))
+    else:
+        tags += [(sig, xyz_tag(colorants[:, i])) for i, sig in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))]
+        tags += [(b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = [struct.pack(">I", len(tags))], []
+    for sig, body in tags:
+        table.append(sig + struct.pack(">II", offset, len(body)))
+        data.append(body + bytes(-len(body) % 4))
+        offset += len(data[-1])
+    header = struct.pack(">I4sI4s4s4s6H4s", offset, b"\x00" * 4, 0x02100000, b"mntr", b"GRAY" if gray else b"RGB ",
+                         b"XYZ ", 2024, 1, 1, 0, 0, 0, b"acsp")  # fmt: skip
+    header += bytes(24) + struct.pack(">I3i", 0, *(round(v * 65536) for v in _D50))
+    return header + bytes(128 - len(header)) + b"".join(table) + b"".join(data)
 
 
 def _band_rows(row_size: int, band_size: int = 1 << 22) -> int:

@@ -1347,6 +1347,56 @@ def test_png_gamma_chromaticity_and_srgb_are_carried(tmp_path, bit_depth):
     assert read_image(write_image(tmp_path / "p.png", RNG.random((4, 4, 3)))).png_colour is None
 
 
+def _through_profile(icc: bytes, value: tuple[int, ...], mode: str = "RGB") -> tuple[int, ...]:
+    """One pixel of ``mode`` under ``icc``, converted to sRGB by LittleCMS, as a colour-managed viewer shows it."""
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    transform = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, "RGB")
+    return ImageCms.applyTransform(Image.new(mode, (1, 1), value), transform).getpixel((0, 0))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", "16.tif", pytest.param(".avif", marks=needs_avif)])
+def test_png_gamma_and_chromaticities_become_an_icc_profile_where_png_chunks_cannot_go(tmp_path, suffix):
+    """A PNG's gAMA and cHRM (a linear-light PNG, a wide-gamut one) were dropped without a word from every
+    output but PNG, which then showed at another brightness and with other colours. They go in as an ICC
+    profile that says the same: a colour-managed viewer shows the pixels as it showed the PNG."""
+    depth = 16 if suffix.startswith("16") else 8
+    notes: list[str] = []
+    # gamma 1.0: linear light; mid-gray 128 is sRGB's 188
+    out = write_image(
+        tmp_path / f"lin{suffix}", np.full((4, 5, 3), 128 / 255), png_colour={"gamma": 1.0}, bit_depth=depth,
+        on_note=notes.append,
+    )  # fmt: skip
+    icc = read_image(out).icc_profile
+    assert icc is not None and notes == [] and _through_profile(icc, (128, 128, 128)) == (188, 188, 188)
+    # Adobe RGB's primaries (cHRM) at gamma 2.2: a colour comes out as it does under an Adobe RGB profile
+    adobe = (0.3127, 0.3290, 0.64, 0.33, 0.21, 0.71, 0.15, 0.06)
+    out = write_image(
+        tmp_path / f"wide{suffix}", np.full((4, 5, 3), 0.5), png_colour={"gamma": 0.45455, "chromaticity": adobe},
+        bit_depth=depth,
+    )  # fmt: skip
+    assert _through_profile(read_image(out).icc_profile, (100, 150, 200)) == (66, 151, 203)
+    if suffix == ".jpg":  # gray stays gray, under a gray profile
+        out = write_image(tmp_path / "g.jpg", np.full((4, 5, 3), 0.5), grayscale=True, png_colour={"gamma": 1.0})
+        got = read_image(out)
+        assert got.grayscale and _through_profile(got.icc_profile, 128, "L") == (188, 188, 188)
+    # sRGB (its chunk, or gAMA 1/2.2 alone) needs no profile; nor does an image with its own profile get another
+    for colour in ({"srgb": 0, "gamma": 0.45455}, {"gamma": 0.45455}):
+        out = write_image(tmp_path / f"s{suffix}", RNG.random((4, 5, 3)), png_colour=colour)
+        assert read_image(out).icc_profile is None
+    rgb, own = RNG.random((4, 5, 3)), _srgb_icc()
+    out = write_image(tmp_path / f"i{suffix}", rgb, png_colour={"gamma": 1.0}, icc_profile=own)
+    assert read_image(out).icc_profile == own
+
+
+def test_png_gamma_left_out_of_bmp_and_gif_says_so(tmp_path):
+    for suffix in (".bmp", ".gif"):
+        notes: list[str] = []
+        rgb = RNG.random((4, 5, 3))
+        out = write_image(tmp_path / f"o{suffix}", rgb, png_colour={"gamma": 1.0}, on_note=notes.append)
+        fmt = suffix[1:].upper()
+        assert notes == [f"{out}: the PNG's gamma and chromaticities are left out: {fmt} output carries no profile"]
+
+
 def test_jpeg_drops_alpha_and_webp_100_is_lossless(tmp_path):
     rgb, alpha = RNG.random((8, 8, 3)), RNG.random((8, 8))
     with Image.open(write_image(tmp_path / "a.jpg", rgb, alpha=alpha)) as im:

@@ -1022,6 +1022,16 @@ def test_png_gamma_reaches_the_png_output(weights, tmp_path):
     assert run(weights, tmp_path / "lin.png", "-o", tmp_path / "o.png").exit_code == 0
     with Image.open(tmp_path / "o.png") as im:
         assert im.size == (24, 20) and im.info.get("gamma") == 1.0
+    # other formats have no gAMA chunk: it was dropped without a word; an ICC profile says the same now
+    from PIL import ImageCms
+
+    for name in ("o.jpg", "o.tif"):
+        assert run(weights, tmp_path / "lin.png", "-o", tmp_path / name).exit_code == 0
+        with Image.open(tmp_path / name) as im:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+        to_srgb = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), "RGB", "RGB")
+        mid = ImageCms.applyTransform(Image.new("RGB", (1, 1), (128, 128, 128)), to_srgb).getpixel((0, 0))
+        assert mid == (188, 188, 188), name  # linear light's mid-gray, as sRGB shows it
 
 
 def test_quality_with_a_lossless_output_says_it_is_not_used(weights, tmp_path):
