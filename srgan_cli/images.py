@@ -2317,8 +2317,9 @@ def write_image(
     ``on_note`` is given one line, starting with the path, for each thing the format could
     not keep (16 bits in JPEG, WebP, AVIF, BMP or GIF, transparency in JPEG or BMP, an ICC profile, EXIF
     or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in AVIF or 16-bit
-    TIFF, a profile that does not fit the pixels, EXIF or XMP too large for JPEG), once the file is
-    written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
+    TIFF, a profile that does not fit the pixels, EXIF, XMP or IPTC too large for JPEG, IPTC in WebP,
+    AVIF, BMP or GIF, a PNG's gamma in BMP or GIF, ``comments`` a format has no place for), once the file
+    is written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
     large, is left out (see ``_fit_jpeg_exif``); an XMP packet that the record takes past a JPEG segment
     is left out for a packet of the record alone.
     ``like``: the ``st_mode`` of the file the image is made from; a new file gets its read and
@@ -2585,13 +2586,14 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
     for key, value in texts.items():
         tag = _PNG_TEXT_EXIF[key][0]
         if tag == _USER_COMMENT:
-            ifd = ex.get_ifd(0x8769)
-            here = _user_comment_text(ifd.get(tag))
-            if value == here or not value.strip():
+            # get_ifd adds an empty Exif IFD where there is none, whose pointer tobytes() writes: only to fill it
+            here = _user_comment_text(ex.get_ifd(0x8769).get(tag)) if 0x8769 in ex else ""
+            if value.strip() == here or not value.strip():
                 continue
-            if here.strip():
+            if here:
                 kept_out.append(key)
                 continue
+            ifd = ex.get_ifd(0x8769)
             if value.isascii():
                 ifd[tag] = b"ASCII\x00\x00\x00" + value.encode("ascii")
             else:  # UCS-2 in the EXIF's byte order, as exiftool reads it
@@ -3170,7 +3172,7 @@ def _write_tiff16(
     straight into ``fh``; the directory follows them, and the header's pointer to it is
     patched at the end (``fh`` must be seekable, as a file is).
 
-    Of ``exif`` (with ``text`` merged in as for the other formats) the directory keeps the tags
+    Of ``exif`` (with ``text``'s Software merged in as for the other formats) the directory keeps the tags
     that describe the picture: ImageDescription, Make, Model, Orientation, Software, DateTime,
     Artist and Copyright. ``xmp`` goes into tag 700 (XMLPacket), ``iptc`` into tag 33723 (IPTC-NAA).
 
