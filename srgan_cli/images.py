@@ -1637,10 +1637,8 @@ def _xmp_with_record(xmp: bytes | None, record: dict[str, str]) -> bytes | None:
     if not ends:
         return None
     end = ends[-1]  # the packet's own, after any in its text
-    prefix = end[1].decode("ascii")
-    block = f'<{prefix}:Description rdf:about="" xmlns:srgan="{SRGAN_XMP_NS}"{"".join(properties)}/>\n'
-    if prefix != "rdf":  # the packet binds RDF's namespace to another prefix: rdf:about needs its own binding
-        block = block.replace(' rdf:about=""', f' xmlns:rdf="{_RDF_NS.decode()}" rdf:about=""', 1)
+    rdf = end[1].decode("ascii")  # the prefix the packet binds RDF's namespace to: "rdf", nearly always
+    block = f'<{rdf}:Description {rdf}:about="" xmlns:srgan="{SRGAN_XMP_NS}"{"".join(properties)}/>\n'
     return xmp[: end.start()] + block.encode("utf-8") + xmp[end.start() :]
 
 
