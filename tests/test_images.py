@@ -3210,7 +3210,7 @@ def test_a_path_windows_finds_too_long_is_named_so_not_a_missing_folder(tmp_path
     from srgan_cli import images
 
     @contextlib.contextmanager
-    def not_found(path, overwrite=False):
+    def not_found(path, overwrite=False, **kwargs):
         raise FileNotFoundError(3, "The system cannot find the path specified")
         yield path
 
