@@ -347,8 +347,11 @@ class DiskCache:
     """Decoded training images as ``.npy`` files under ``folder``, filled as the images are first
     read and read back memory-mapped.
 
-    An entry is named by the sha256 of the source's absolute path, size, modification time and inode:
-    a file rewritten or replaced since gets a new entry (the old one is left, unused), and no
+    An entry is named by the sha256 of the source's absolute path, size, modification time, change
+    time and inode: a file rewritten or replaced since gets a new entry (the old one is left, unused;
+    the change time catches a rewrite in place that put the old modification time back, as
+    ``rsync --inplace -t`` does, which the others miss; entries named before it counted are never
+    found again, so they are decoded anew once), and no
     index of the folder is kept, so the folder may be deleted at any time. Writes are atomic
     (a temporary file renamed), so two loader workers or ranks writing one entry at once write
     the same bytes and a reader never sees half of one. An entry that cannot be written (a full
@@ -366,7 +369,8 @@ class DiskCache:
         """The entry for ``path`` as it is now (OSError where it cannot be stat'ed)."""
         st = os.stat(path)
         key = hashlib.sha256(
-            os.fsencode(os.path.abspath(path)) + f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}".encode()
+            os.fsencode(os.path.abspath(path))
+            + f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}".encode()
         ).hexdigest()
         return self.folder / key[:2] / f"{key}.npy"
 

@@ -810,3 +810,26 @@ def test_an_empty_file_is_unreadable_without_asking_pillow(tmp_path, monkeypatch
     scan = scan_images(root, 32)
     assert [p.name for p in scan.unreadable] == ["empty.png"] and len(scan.paths) == 2
     assert "empty.png" not in opened and len(opened) == 2
+
+
+def test_disk_cache_decodes_an_image_rewritten_in_place_with_its_old_time_put_back(tmp_path):
+    """rsync --inplace -t: same inode, size and modification time; only the change time moves.
+    The stale entry was served."""
+    root = tmp_path / "data"
+    root.mkdir()
+    first = np.full((40, 48, 3), 10, np.uint8)
+    Image.fromarray(first).save(root / "img.bmp")  # uncompressed: the rewrite has the same size
+    scan = scan_images(root, 32)
+    assert np.array_equal(PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0), first)
+    before = os.stat(root / "img.bmp")
+    time.sleep(0.05)  # past the file system's clock tick
+    second = np.full((40, 48, 3), 200, np.uint8)
+    new = root / "new.bmp"
+    Image.fromarray(second).save(new)
+    with open(root / "img.bmp", "r+b") as fh:  # in place: same inode
+        fh.write(new.read_bytes())
+    new.unlink()
+    os.utime(root / "img.bmp", ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(root / "img.bmp")
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert np.array_equal(PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0), second)
