@@ -953,13 +953,15 @@ class _RunLock:
     before it looks at the folder: a second ``srgan train`` (or ``--resume``) into a folder
     whose run is still going is refused, instead of taking it over. The folder is made here if
     missing, and removed again if the run fails before writing anything into it; the lock file
-    goes when the run ends (a killed run's stays, unlocked). Where the file system cannot lock
-    (some network mounts) the run goes on without the lock."""
+    goes when the run ends if this run made it (a killed run's stays, unlocked, and is used and
+    left by the next: a ``.lock`` the user had in the folder was deleted). Where the file system
+    cannot lock (some network mounts) the run goes on without the lock."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.path = run_dir / LOCK_FILE
         self.fd: int | None = None
+        self.created = False  # whether this run made the lock file: only then is it removed
         self.made: list[Path] = []  # the folders made here, deepest first
         # Under torchrun rank 0's refusal is not raised here but handed to every rank once they have
         # met (_train): raised here, the other ranks waited for rank 0 to join until torchrun
@@ -981,7 +983,14 @@ class _RunLock:
         self.made = missing
         for _ in range(10):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:  # a live run's, a killed run's, or a file of the user's
+                try:
+                    fd, created = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), False  # flock needs no write
+                except FileNotFoundError:
+                    continue  # removed by a run ending meanwhile: make it
+                except OSError:
+                    return self
             except OSError:
                 return self
             try:
@@ -1004,7 +1013,7 @@ class _RunLock:
             except OSError:
                 same = False
             if same:  # not a file an ending run removed after we opened it
-                self.fd = fd
+                self.fd, self.created = fd, created
                 _remove_leftovers(self.run_dir)
                 return self
             os.close(fd)
@@ -1013,8 +1022,9 @@ class _RunLock:
     def __exit__(self, *exc: Any) -> None:
         if self.fd is None:
             return
-        with contextlib.suppress(OSError):
-            self.path.unlink()  # while still locked: a run that opened it before retries (see __enter__)
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # while still locked: a run that opened it before retries (see __enter__)
         os.close(self.fd)
         with contextlib.suppress(OSError):
             for folder in self.made:

@@ -1273,7 +1273,7 @@ def test_a_run_folder_in_use_is_refused_to_a_second_run(data, tmp_path):
         assert result.exit_code == 1 and "another srgan train" in result.output
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != ".lock"} == before
     assert train(_options(data, steps=4), run, resume=True).step == 4  # free again
-    assert not (run / ".lock").exists()
+    assert (run / ".lock").exists()  # made here by the "live run", not by the run: left where it was
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
@@ -2493,3 +2493,22 @@ def test_loading_a_checkpoint_leaves_the_warning_filters_alone(data, tmp_path, m
     monkeypatch.setattr(train_module.torch, "load", spy)
     load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert seen == [list(warnings.filters)]
+
+
+def test_a_lock_file_the_run_did_not_make_is_left_in_the_folder(data, tmp_path):
+    """A refused or a finished run deleted a `.lock` the user had in --out."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("the user's own\n")
+    train(_options(data, steps=1), run)
+    assert (run / ".lock").read_text() == "the user's own\n"
+    with open(run / ".lock") as held:  # a live run's lock on that file
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SrganError, match="another srgan train is running"):
+            train({"steps": 2}, run, resume=True)
+    assert (run / ".lock").read_text() == "the user's own\n"
+    (run / ".lock").unlink()
+    assert train({"steps": 2}, run, resume=True).step == 2
+    assert not (run / ".lock").exists()  # its own lock file goes
