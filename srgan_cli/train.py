@@ -253,6 +253,11 @@ class TrainConfig:
             )
         if c.lr_step is not None and c.lr_decay != "step":
             raise OptionError(f"--lr-step works with --lr-decay step, not {c.lr_decay}")
+        if c.cache_dir is not None and c.cache != "disk":  # auto never keeps files: it was silently unused
+            raise OptionError(
+                f"--cache-dir is the folder of --cache disk, which --cache {c.cache} does not use; "
+                "add --cache disk or drop --cache-dir"
+            )
         if c.lr_milestones is not None:
             c.lr_milestones = _milestones(c.lr_milestones)
             if c.lr_decay != "step":
@@ -681,6 +686,8 @@ def _resolve_options(
     for key in ("lr_step", "lr_milestones"):
         if key not in options and (decay not in (None, "step") or {"lr_step", "lr_milestones"} & set(options)):
             saved.pop(key, None)
+    if "cache_dir" not in options and options.get("cache", saved.get("cache")) != "disk":
+        saved.pop("cache_dir", None)  # a resume that leaves the disk cache leaves its folder too
     if not (options.get("val") or saved.get("val") or saved.get("val_holdout")) and "best_by" not in options:
         saved.pop("best_by", None)
     for key in FROZEN_ON_RESUME:

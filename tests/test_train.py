@@ -2512,3 +2512,17 @@ def test_a_lock_file_the_run_did_not_make_is_left_in_the_folder(data, tmp_path):
     (run / ".lock").unlink()
     assert train({"steps": 2}, run, resume=True).step == 2
     assert not (run / ".lock").exists()  # its own lock file goes
+
+
+def test_cache_dir_without_cache_disk_is_refused(data, tmp_path):
+    """--cache-dir with --cache auto (which never keeps files), on or off was silently unused."""
+    for cache in ((), ("--cache", "auto"), ("--cache", "on"), ("--cache", "off")):
+        line = _one_line_error(_cli_train(data, tmp_path / "run", *cache, "--cache-dir", str(tmp_path / "c")), code=2)
+        assert "--cache-dir" in line and "add --cache disk" in line, line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "c").exists()
+    # a resume that leaves the disk cache leaves its folder without a word; one that names a folder is refused
+    assert _cli_train(data, tmp_path / "run", "--cache", "disk", "--cache-dir", str(tmp_path / "c")).exit_code == 0
+    assert _cli_train(data, tmp_path / "run", "--resume", "--steps", "2", "--cache", "off").exit_code == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["cache_dir"] is None
+    result = _cli_train(data, tmp_path / "run", "--resume", "--steps", "3", "--cache-dir", str(tmp_path / "c"))
+    assert "add --cache disk" in _one_line_error(result, code=2)
