@@ -64,9 +64,10 @@ from typing import Any
 
 import numpy as np
 
+from .data import read_within
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import SUPPORTED_SUFFIXES, is_image_path, read_rgb8, unread_hint, unread_kinds, unread_reason
+from .images import SUPPORTED_SUFFIXES, is_image_path, unread_hint, unread_kinds, unread_reason
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -78,6 +79,12 @@ SET_SIZES = {"set5": 5, "set14": 14, "bsd100": 100}
 # The Hugging Face Hub dataset repo laid out as <set>/HR and <set>/LR_x4 for each of SET_NAMES.
 DEFAULT_HUB_DATASET = "srgan-cli/sr-benchmarks"
 BICUBIC = "bicubic"
+# The most pixels a set's image (HR or LR) may have, checked before it is decoded: upscale's default
+# --max-pixels. A header claiming more (a 1.8 KB TIFF of 24 x 2,000,000,000 px) was decoded until the
+# machine ran out of memory. The standard sets' largest images are under 1 MP (Urban100's, DIV2K's
+# 2040x1400: 3 MP); a 100 MP HR image takes 300 MB decoded, and far more as the model's float output.
+BENCH_MAX_PIXELS = 100_000_000
+BENCH_LIMIT = "a benchmark image may have; crop or downscale it, or remove it from the set"
 
 
 # --------------------------------------------------------------------------- sets
@@ -219,7 +226,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     used: set[str] = set()
     made: list[str] = []
     for hr_path in hr_files:
-        hr = read_rgb8(hr_path)
+        hr = read_within(hr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
         h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
         if h < min_side or w < min_side:
             raise SrganError(
@@ -234,7 +241,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         lr_path = lr_files.get(lr_stem) if lr_stem is not None else None
         if lr_path is not None:
             used.add(lr_stem)
-            lr = read_rgb8(lr_path)
+            lr = read_within(lr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
             if lr.shape[:2] != (h // scale, w // scale):
                 raise SrganError(
                     f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives "

@@ -55,6 +55,9 @@ CACHE_MODES = ("auto", "on", "off", "disk")
 # gigabytes for every patch (a 400 MP image is 1.2 GB decoded); Pillow's own limit (179 MP)
 # called 196 MP photos "unreadable".
 TRAIN_MAX_PIXELS = 400_000_000
+# The training reader holds it too (and the up-front decode): a file replaced since the scan by a
+# larger one is not decoded (its patches come from the next image).
+TRAIN_LIMIT = "training reads (it was smaller when the folder was scanned)"
 # A scan or decode that takes longer than PROGRESS_FIRST seconds says how far it has come, then
 # every PROGRESS_EVERY seconds (a tree of a million images takes minutes: it sat silent).
 PROGRESS_FIRST, PROGRESS_EVERY = 3.0, 15.0
@@ -176,6 +179,28 @@ def _header_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"{path}: empty file")
     with pillow_unlimited(), Image.open(path) as im:  # Pillow's limit off (on this thread): the scan judges size
         return im.size
+
+
+class TooManyPixels(SrganError):
+    """An image whose header claims more pixels than the reader's limit (:func:`read_within`)."""
+
+
+def read_within(path: Path, max_pixels: int, what: str) -> np.ndarray:
+    """:func:`images.read_rgb8` with a limit: a file whose header claims more than ``max_pixels``
+    is refused before any pixel is decoded (a 1.8 KB TIFF that claims 24 x 2,000,000,000 px was
+    decoded until the machine ran out of memory), in words that fit train and bench (read_rgb8's
+    own point to upscale's --max-pixels): ``PATH: 24x2000000000 px, more than the 100 MP WHAT``."""
+    try:
+        return read_rgb8(path, max_pixels=max_pixels)
+    except SrganError as exc:
+        error = exc
+    try:
+        width, height = _header_size(path)
+    except _READ_ERRORS:
+        raise error from None
+    if width * height <= max_pixels:
+        raise error from None
+    raise TooManyPixels(f"{path}: {width}x{height} px, more than the {max_pixels / 1_000_000:g} MP {what}") from None
 
 
 def _header_sizes(paths: list[Path], ticker: Ticker) -> Iterator[tuple[int, int] | None]:
@@ -359,8 +384,9 @@ class DiskCache:
     as it is: the cache speeds training, it never stops it.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, max_pixels: int | None = None):
         self.folder = Path(os.path.abspath(os.path.expanduser(folder)))
+        self.max_pixels = max_pixels  # None: the scan's, TRAIN_MAX_PIXELS (a file that grew since is not decoded)
         self._unwritable: set[str] = set()  # keys whose write failed in this process
         # why the last write failed, until taken (take_write_error): the trainer says it once
         self._write_error: str | None = None
@@ -376,20 +402,22 @@ class DiskCache:
 
     def read(self, path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         """``path``'s decoded (H, W, 3) uint8 image: the entry memory-mapped (read-only) where there
-        is one, else decoded with read_rgb8 (raising as it raises) and written for next time.
+        is one, else decoded with :func:`read_within` (raising as it raises) and written for next time.
         ``size``: the (width, height) the scan read from its header (either way round, as EXIF may
         turn it), which an entry must have: one of another size is damaged, and made again."""
         try:
             entry = self.entry(path)
         except OSError:
-            return read_rgb8(path)  # gone since the scan: read_rgb8 says so as without the cache
+            return self._decode(path)  # gone since the scan: read_rgb8 says so as without the cache
         try:
             image = _map_npy(entry)
             if size is None or sorted(image.shape[:2]) == sorted(size):
                 return image
         except (OSError, ValueError):
             pass  # no entry yet, or a damaged one (rewritten below)
-        image = read_rgb8(path)
+        image = self._decode(path)
+        if size is not None and sorted(image.shape[:2]) != sorted(size):
+            return image  # changed since the scan: its entry would never be read back (the sampler says so)
         if entry.name not in self._unwritable:
             try:
                 entry.parent.mkdir(parents=True, exist_ok=True)
@@ -403,6 +431,9 @@ class DiskCache:
                         why = "no space left on the disk"
                 self._write_error = f"{entry}: {why}"
         return image
+
+    def _decode(self, path: Path) -> np.ndarray:
+        return read_within(path, self.max_pixels or TRAIN_MAX_PIXELS, TRAIN_LIMIT)
 
     def take_write_error(self) -> str | None:
         """Why an entry could not be written since the last call, or None."""
@@ -632,10 +663,14 @@ class PatchDataset(Dataset):
             for path in self.paths:
                 ticker.tick(lambda: f"decoded {len(self.images)} of {len(self.paths)} training images")
                 try:
-                    self.images.append(read_rgb8(path))
+                    image = read_within(path, TRAIN_MAX_PIXELS, TRAIN_LIMIT)
                 except _READ_ERRORS as exc:
-                    self.images.append(None)
-                    self.undecodable.append((path, first_line(exc)))
+                    image, why = None, first_line(exc)
+                else:
+                    why = self._too_small(image)
+                self.images.append(None if why else image)
+                if why:
+                    self.undecodable.append((path, why))
             if len(self.undecodable) == len(self.paths):
                 raise SrganError(f"{scan.root}: none of the training images can be decoded")
 
@@ -658,7 +693,7 @@ class PatchDataset(Dataset):
         if self.disk is not None:
             return self.disk.read(self.paths[k], tuple(self.sizes[k]))
         if self.images is None:
-            return read_rgb8(self.paths[k])
+            return read_within(self.paths[k], TRAIN_MAX_PIXELS, TRAIN_LIMIT)
         image = self.images[k]
         if image is None:
             raise ValueError(f"{self.paths[k]}: could not be decoded")
@@ -667,10 +702,18 @@ class PatchDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.sample(index)[0]
 
+    def _too_small(self, image: np.ndarray) -> str | None:
+        """Why a decoded image cannot give a patch (replaced by a smaller one since the scan), or None."""
+        height, width = image.shape[:2]
+        if min(height, width) >= self.patch_size:
+            return None
+        return f"{width}x{height} px now, smaller than the {self.patch_size} px patch"
+
     def sample(self, index: int) -> tuple[torch.Tensor, list[tuple[int, str]]]:
         """Sample ``index`` and the images that failed to read on the way to it, as (image
-        index, why): an image whose header reads but whose data does not (or that was deleted
-        since the scan) gives its samples to the next image, deterministically."""
+        index, why): an image whose header reads but whose data does not (or that was deleted,
+        or replaced by one smaller than the patch, since the scan) gives its samples to the next
+        image, deterministically."""
         rng = np.random.default_rng((self.seed, index))
         k = self.image_index(index)
         failed: list[tuple[int, str]] = []
@@ -678,9 +721,13 @@ class PatchDataset(Dataset):
             j = (k + attempt) % len(self.paths)
             try:
                 image = self._image(j)
-                break
             except _READ_ERRORS as exc:
                 failed.append((j, first_line(exc)))
+                continue
+            small = self._too_small(image)
+            if small is None:
+                break
+            failed.append((j, small))
         else:
             raise SrganError(f"{self.paths[k].parent}: none of the training images can be decoded")
         patch = random_patch(image, self.patch_size, rng, self.augment, self.min_scale, self.margin)
@@ -893,9 +940,12 @@ class TooSmallToValidate(SrganError):
 
 def val_image(path: Path, scale: int, max_side: int | None = None) -> ValImage:
     """An HR image as a validation pair: cropped to a multiple of ``scale`` (and to its central
-    ``max_side`` px a side where given), its LR made with the MATLAB bicubic."""
+    ``max_side`` px a side where given), its LR made with the MATLAB bicubic. One larger than the
+    training images may be (TRAIN_MAX_PIXELS) is refused before it is decoded."""
     try:
-        hr = read_rgb8(path)
+        hr = read_within(path, TRAIN_MAX_PIXELS, "a validation image may have; remove it from the folder")
+    except TooManyPixels:
+        raise
     except _READ_ERRORS:
         raise SrganError(f"{path}: cannot read this validation image; fix or remove it") from None
     side = max_side or max(hr.shape[:2])

@@ -199,3 +199,39 @@ def iptc_app13(iim: bytes) -> bytes:
     resource = b"8BIM\x04\x04\x00\x00" + len(iim).to_bytes(4, "big") + iim + b"\x00" * (len(iim) & 1)
     body = b"Photoshop 3.0\x00" + resource
     return b"\xff\xed" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def huge_tiff(path: Path, height: int = 2_000_000_000) -> Path:
+    """A 24x24 RGB TIFF (under 2 KB) whose header claims ``height`` rows (a decompression bomb)."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), "red").save(buf, "TIFF")
+    raw = bytearray(buf.getvalue())
+    order = "<" if raw[:2] == b"II" else ">"
+    ifd = struct.unpack(order + "I", raw[4:8])[0]
+    (count,) = struct.unpack(order + "H", raw[ifd : ifd + 2])
+    for i in range(count):
+        at = ifd + 2 + 12 * i
+        if struct.unpack(order + "H", raw[at : at + 2])[0] == 257:  # ImageLength, as a LONG
+            raw[at + 2 : at + 12] = struct.pack(order + "HII", 4, 1, height)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def run_with_memory_cap(code: str, cap_gib: int = 5, timeout: float = 120):
+    """Run ``code`` in a Python of its own whose address space is capped (torch's import alone maps
+    about 3.3 GiB), so a test of a decompression bomb cannot take the machine's memory even where
+    the code under test would decode it; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({cap_gib} << 30, resource.RLIM_INFINITY))\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )

@@ -1175,3 +1175,30 @@ def test_avif_files_are_passed_over_with_a_note_where_pillow_lacks_avif(tmp_path
     )
     result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips")
     assert result.exit_code == 0 and "PSNR" in result.stdout, result.output
+
+
+@pytest.mark.parametrize("folder", ["HR", "LR_x4"])
+def test_a_set_image_whose_header_claims_billions_of_pixels_is_refused_before_decoding(tmp_path, folder):
+    """`srgan bench --set DIR` decoded a 1.8 KB TIFF claiming 24 x 2,000,000,000 px until the
+    machine ran out of memory (22 GB, killed). Run with capped memory, so that the old code fails
+    here rather than taking the machine's."""
+    pytest.importorskip("resource")
+    from conftest import huge_tiff, run_with_memory_cap
+
+    root = tmp_path / "set"
+    (root / "HR").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "HR" / "a.png")
+    bomb = huge_tiff(root / folder / ("a.tif" if folder == "LR_x4" else "b.tif"))  # LR_x4/a.tif pairs with HR/a.png
+    code = (
+        "import sys, time\nfrom srgan_cli.cli import main\nstart = time.monotonic()\n"
+        "try:\n"
+        f"    main(['bench', '--set', {str(root)!r}, '--model', 'bicubic', '--no-lpips', '-q'], prog_name='srgan')\n"
+        "finally:\n    print(time.monotonic() - start)\n"
+    )
+    done = run_with_memory_cap(code)
+    assert done.returncode == 1, (done.stdout, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines() == [
+        f"error: {bomb}: 24x2000000000 px, more than the 100 MP a benchmark image may have; crop or downscale it, "
+        "or remove it from the set"
+    ]
+    assert float(done.stdout.split()[-1]) < 5

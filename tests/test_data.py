@@ -833,3 +833,67 @@ def test_disk_cache_decodes_an_image_rewritten_in_place_with_its_old_time_put_ba
     after = os.stat(root / "img.bmp")
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
     assert np.array_equal(PatchDataset(scan, 32, cache_dir=tmp_path / "cache")._image(0), second)
+
+
+@pytest.mark.parametrize("reader", ["plain", "cache", "disk", "workers"])
+def test_an_image_replaced_by_one_smaller_than_the_patch_gives_its_patches_to_the_next(tmp_path, reader):
+    """An image smaller than the patch since the scan (replaced mid-run, or before the up-front
+    decode) crashed sampling with a traceback (random_patch: "high <= 0"), in loader workers too."""
+    root = tmp_path / "data"
+    _write_images(root, 3)
+    scan = scan_images(root, 32)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "img1.png")  # after the scan
+    options = {"cache": True} if reader == "cache" else {"cache_dir": tmp_path / "c"} if reader == "disk" else {}
+    dataset = PatchDataset(scan, 32, seed=5, group=3, **options)
+    if reader == "cache":
+        assert [(p.name, why) for p, why in dataset.undecodable] == [
+            ("img1.png", "20x20 px now, smaller than the 32 px patch")
+        ]
+    batches = make_loader(dataset, 3, workers=1 if reader == "workers" else 0, stop_step=3, with_failures=True)
+    failed = [f for _, fs, _ in batches for f in fs]
+    if reader != "cache":  # the cache said so up front: its sampler finds no image there
+        assert failed and set(failed) == {(1, "20x20 px now, smaller than the 32 px patch")}
+
+
+def test_the_training_reader_holds_the_pixel_limit_of_the_scan(tmp_path, monkeypatch):
+    """read_rgb8 had no limit in training: a file that grew past TRAIN_MAX_PIXELS since the scan
+    was decoded whole for every patch (or its header's claim of billions of pixels believed)."""
+    from srgan_cli import data
+
+    root = tmp_path / "data"
+    _write_images(root, 2)
+    scan = scan_images(root, 32)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(root / "img1.png")  # grew since the scan
+    monkeypatch.setattr(data, "TRAIN_MAX_PIXELS", 48 * 40)  # the scan's images are 48x40
+    why = "64x64 px, more than the 0.00192 MP training reads (it was smaller when the folder was scanned)"
+    for options in ({}, {"cache_dir": tmp_path / "c"}):
+        dataset = PatchDataset(scan, 32, seed=1, group=2, **options)
+        failed = {f for i in range(4) for f in dataset.sample(i)[1]}
+        assert failed == {(1, f"{root / 'img1.png'}: {why}")}, failed
+    assert [(p.name, why) for p, why in PatchDataset(scan, 32, cache=True).undecodable] == [
+        ("img1.png", f"{root / 'img1.png'}: {why}")
+    ]
+
+
+def test_a_validation_image_whose_header_claims_billions_of_pixels_is_refused_before_decoding(tmp_path):
+    """val_image decoded a 1.8 KB TIFF claiming 24 x 2,000,000,000 px until the machine ran out of
+    memory (22 GB): the run with --val DIR was killed. Run with capped memory, so that the old
+    code fails here rather than taking the machine's."""
+    pytest.importorskip("resource")
+    from conftest import huge_tiff, run_with_memory_cap
+
+    path = huge_tiff(tmp_path / "val" / "bomb.tif")
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom srgan_cli.data import load_val_set\n"
+        "from srgan_cli.errors import SrganError\nstart = time.monotonic()\n"
+        f"try:\n    load_val_set({str(path.parent)!r}, None, 4)\n"
+        "except SrganError as exc:\n    print(exc)\n    print(time.monotonic() - start)\n"
+    )
+    done = run_with_memory_cap(code)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, (done.stdout, done.stderr[-2000:])
+    assert (
+        lines[0] == f"{path}: 24x2000000000 px, more than the 400 MP a validation image may have; remove it "
+        "from the folder"
+    )
+    assert float(lines[1]) < 5

@@ -1346,7 +1346,7 @@ def test_an_error_in_a_loader_worker_is_its_one_line(data, tmp_path, monkeypatch
     """torch re-raises a worker's SrganError with the worker's whole traceback in its message."""
     import srgan_cli.data as data_module
 
-    def broken(path):
+    def broken(path, **kwargs):
         raise ValueError("cannot decode")
 
     monkeypatch.setattr(data_module, "read_rgb8", broken)  # the scan reads headers only: it still passes
