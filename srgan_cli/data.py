@@ -92,7 +92,7 @@ class ImageScan:
         """One line for the log; names the unreadable files (the first ``most``), so they can be fixed."""
         large = f", {self.skipped_large} larger than {TRAIN_MAX_PIXELS // 1_000_000} MP" if self.skipped_large else ""
         text = (
-            f"{len(self.paths)} training images in {self.root} "
+            f"{len(self.paths)} training images in {printable(str(self.root))} "
             f"(skipped {self.skipped_small} smaller than the patch{large}, {self.skipped_unreadable} unreadable)"
         )
         if self.unreadable:
@@ -201,6 +201,19 @@ def read_within(path: Path, max_pixels: int, what: str) -> np.ndarray:
     if width * height <= max_pixels:
         raise error from None
     raise TooManyPixels(f"{path}: {width}x{height} px, more than the {max_pixels / 1_000_000:g} MP {what}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an image did not read, on one line: srgan's own message whole (a newline in the path it
+    names is escaped, not where the message is cut), a library's first line."""
+    return printable(str(exc).strip() if isinstance(exc, SrganError) else first_line(exc))
+
+
+def failure_text(path: Path, why: str) -> str:
+    """``why`` an image failed to read, with its path in front unless the message names it."""
+    name = printable(str(path))
+    why = printable(why)
+    return why if name in why else f"{name}: {why}"
 
 
 def _header_sizes(paths: list[Path], ticker: Ticker) -> Iterator[tuple[int, int] | None]:
@@ -665,7 +678,7 @@ class PatchDataset(Dataset):
                 try:
                     image = read_within(path, TRAIN_MAX_PIXELS, TRAIN_LIMIT)
                 except _READ_ERRORS as exc:
-                    image, why = None, first_line(exc)
+                    image, why = None, _reason(exc)
                 else:
                     why = self._too_small(image)
                 self.images.append(None if why else image)
@@ -722,7 +735,7 @@ class PatchDataset(Dataset):
             try:
                 image = self._image(j)
             except _READ_ERRORS as exc:
-                failed.append((j, first_line(exc)))
+                failed.append((j, _reason(exc)))
                 continue
             small = self._too_small(image)
             if small is None:

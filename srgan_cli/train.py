@@ -56,6 +56,7 @@ from .data import (
     check_disk_cache,
     default_cache_dir,
     default_workers,
+    failure_text,
     hold_out,
     load_val_set,
     make_loader,
@@ -66,7 +67,7 @@ from .data import (
     val_image,
 )
 from .device import PRECISIONS, autocast, choose_device, choose_dtype
-from .errors import OptionError, SrganError, first_line
+from .errors import OptionError, SrganError, first_line, printable
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
 from .stopping import forget_requests, process_group_started, same_request, stop_signals
@@ -624,11 +625,6 @@ class _Interrupt:
 
 def _val_name(val: str | None, holdout: int) -> str:
     return f"{holdout} held-out images" if holdout else (val or "none")
-
-
-def _naming(path: Path, why: str) -> str:
-    """``why`` an image failed to read, with its path in front unless the message names it."""
-    return why if str(path) in why else f"{path}: {why}"
 
 
 def _worker_message(message: str) -> str:
@@ -1406,7 +1402,8 @@ class _Trainer:
             if len(scan.unreadable) > len(full.unreadable):
                 self.info(
                     f"{len(scan.unreadable) - len(full.unreadable)} image(s) tried for validation cannot be "
-                    f"decoded and are left out (first: {scan.unreadable[len(full.unreadable)]}); others are held out"
+                    f"decoded and are left out (first: {printable(str(scan.unreadable[len(full.unreadable)]))}); "
+                    "others are held out"
                 )
         self.held_out = [p.relative_to(scan.root).as_posix() for p in held] if held else None
         # all of them deleted since: others are held out, which the run has trained on
@@ -1427,7 +1424,7 @@ class _Trainer:
                     val_notes: list[str] = []
                     self.val_images = load_val_set(cfg.val, cfg.data_dir or None, cfg.scale, notes=val_notes)
                     for note in val_notes:  # what srgan bench --set says about the set, said once here
-                        self.info(f"--val {cfg.val}: {note}")
+                        self.info(f"--val {printable(cfg.val)}: {printable(note)}")
             if self.val_images:
                 from .metrics import Lpips, LpipsUnavailable
 
@@ -1476,7 +1473,7 @@ class _Trainer:
             cache_dir = os.path.abspath(os.path.expanduser(cfg.cache_dir)) if cfg.cache_dir else default_cache_dir()
             need, free = check_disk_cache(cache_dir, scan)
             self.info(
-                f"decoded images are kept on disk in {cache_dir} as they are first read ({_size(need)} "
+                f"decoded images are kept on disk in {printable(str(cache_dir))} as they are first read ({_size(need)} "
                 f"decoded, {_size(free)} free there; the folder may be deleted at any time)"
             )
         elif cache:
@@ -1512,7 +1509,7 @@ class _Trainer:
             count = len(self.dataset.undecodable)
             self.info(
                 f"{count} training image(s) could not be decoded and are not trained on "
-                f"(first: {_naming(path, why)}); their samples come from other images"
+                f"(first: {failure_text(path, why)}); their samples come from other images"
             )
         self.loader = make_loader(
             self.dataset,
@@ -1902,7 +1899,7 @@ class _Trainer:
             if index not in self.unread_images and index not in self._known_unread:
                 self.unread_images[index] = why
                 if self.dist.main:
-                    self.info(f"{_naming(self.dataset.paths[index], why)}; its patches come from the next image")
+                    self.info(f"{failure_text(self.dataset.paths[index], why)}; its patches come from the next image")
                 else:
                     self._unread_unsaid.append((index, why))
 

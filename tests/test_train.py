@@ -2526,3 +2526,27 @@ def test_cache_dir_without_cache_disk_is_refused(data, tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["cache_dir"] is None
     result = _cli_train(data, tmp_path / "run", "--resume", "--steps", "3", "--cache-dir", str(tmp_path / "c"))
     assert "add --cache disk" in _one_line_error(result, code=2)
+
+
+def test_notes_on_a_terminal_are_plain_text_with_control_characters_escaped(tmp_path, monkeypatch):
+    """On a terminal the notes went through rich's markup: a broken file under `x[` named `y].png`
+    stopped the run with a MarkupError traceback, `scan [draft].png` showed as `scan .png`; and a
+    newline or ESC in a name reached the terminal as it is, the reason cut at the newline."""
+    import srgan_cli.commands.train as train_command
+
+    monkeypatch.setattr(train_command, "live_terminal", lambda stream: True)  # the progress bar's console
+    data = _images(tmp_path / "images", count=1, size=40)
+    good = (data / "0.png").read_bytes()
+    names = [Path("x[") / "y].png", Path("scan [draft].png"), Path("new\nline\x1b[31m.png")]
+    for name in names:
+        (data / name).parent.mkdir(exist_ok=True)
+        (data / name).write_bytes(good[: len(good) // 2])  # the header reads, the data does not
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "4"]
+    args += ["--patch-size", "16", "--workers", "0", "--device", "cpu", "--num-blocks", "1", "--num-features", "8"]
+    result = CliRunner().invoke(main, [*args, "--cache", "off"])  # not -q: the notes are what is tested
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "\x1b[31m" not in result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    for shown in (f"{data}/x[/y].png: ", f"{data}/scan [draft].png: ", f"{data}/new\\nline\\x1b[31m.png: "):
+        (note,) = [n for n in notes if n.startswith("note: " + shown)]
+        assert note.endswith("; its patches come from the next image") and "truncated" in note, note

@@ -23,7 +23,7 @@ from ..cli import (
     typed_value,
 )
 from ..config import PRECISIONS
-from ..errors import OptionError, SrganError
+from ..errors import OptionError, SrganError, printable
 from .completion import complete_device, complete_model, complete_set
 
 # Keys of a --config [train] table that must be true/false, or positive numbers.
@@ -488,7 +488,7 @@ class _Reporter:
         if kind == "info":
             # a note as upscale and bench print theirs; a status line (the training images found) as it is
             prefix = "" if event.get("kind") == "status" else "note: "
-            self._line(prefix + event["message"])
+            self._line(prefix + printable(event["message"]))  # control characters in names escaped
         elif kind == "start":
             self.t0, self.step0 = time.monotonic(), event["step"]
             g = event["generator"]
@@ -553,7 +553,8 @@ class _Reporter:
     def _line(self, text: str) -> None:
         with contextlib.suppress(OSError):  # stderr closed or full: the run goes on, its files tell
             if self.progress is not None:
-                self.progress.console.print(text, highlight=False)
+                # plain text: a file "x[/y].png" raised rich's MarkupError, "scan [draft].png" showed as "scan .png"
+                self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
             else:
                 click.echo(text, err=True)
 
