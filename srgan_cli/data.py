@@ -181,6 +181,12 @@ def _header_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
+class ImagesUnreadable(SrganError):
+    """No training image can be read any more (the --data folder renamed or unmounted mid-run): the
+    trainer saves a checkpoint and stops. Made from its message alone, as torch re-raises an error
+    of a loader worker."""
+
+
 class TooManyPixels(SrganError):
     """An image whose header claims more pixels than the reader's limit (:func:`read_within`)."""
 
@@ -655,6 +661,7 @@ class PatchDataset(Dataset):
         margin: int = 0,
         cache_dir: str | Path | None = None,
     ):
+        self.root = scan.root  # --data, which the error names when no image can be read any more
         self.paths = PathTable(scan.paths)
         self.sizes = np.asarray(scan.sizes, dtype=np.int64).reshape(-1, 2)  # (width, height) from the headers
         self.patch_size = patch_size
@@ -685,7 +692,10 @@ class PatchDataset(Dataset):
                 if why:
                     self.undecodable.append((path, why))
             if len(self.undecodable) == len(self.paths):
-                raise SrganError(f"{scan.root}: none of the training images can be decoded")
+                path, why = self.undecodable[0]
+                raise SrganError(
+                    f"{scan.root}: none of the training images can be decoded (first: {failure_text(path, why)})"
+                )
 
     def image_index(self, index: int) -> int:
         """Which image sample ``index`` is cropped from."""
@@ -726,7 +736,8 @@ class PatchDataset(Dataset):
         """Sample ``index`` and the images that failed to read on the way to it, as (image
         index, why): an image whose header reads but whose data does not (or that was deleted,
         or replaced by one smaller than the patch, since the scan) gives its samples to the next
-        image, deterministically."""
+        image, deterministically. None left to read (the folder renamed or unmounted): an
+        :class:`ImagesUnreadable` naming --data and the first file that failed."""
         rng = np.random.default_rng((self.seed, index))
         k = self.image_index(index)
         failed: list[tuple[int, str]] = []
@@ -742,7 +753,8 @@ class PatchDataset(Dataset):
                 break
             failed.append((j, small))
         else:
-            raise SrganError(f"{self.paths[k].parent}: none of the training images can be decoded")
+            first = failure_text(self.paths[k], failed[0][1])
+            raise ImagesUnreadable(f"{self.root}: none of the training images can be read (first: {first})")
         patch = random_patch(image, self.patch_size, rng, self.augment, self.min_scale, self.margin)
         return torch.from_numpy(patch.transpose(2, 0, 1).copy()), failed
 

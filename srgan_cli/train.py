@@ -50,6 +50,7 @@ from .config import ARCHS, D_ARCHS, DiscriminatorConfig, GeneratorConfig
 from .data import (
     CACHE_MODES,
     ImageScan,
+    ImagesUnreadable,
     PatchDataset,
     TooSmallToValidate,
     ValImage,
@@ -634,8 +635,8 @@ def _worker_message(message: str) -> str:
         return message
     lines = [line for line in message.splitlines() if line.strip()]
     last = lines[-1] if lines else message
-    head, sep, tail = last.partition("SrganError: ")
-    return tail if sep else last
+    kind = re.match(r"[A-Za-z_][\w.]*: ", last)  # "srgan_cli.errors.SrganError: ", or that of a subclass
+    return last[kind.end() :] if kind else last
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -1891,6 +1892,27 @@ class _Trainer:
             finally:
                 self._close_loader()
 
+    def _save_at_stop(self, start: int, read_back: Callable, n_window: int, log_window: Callable) -> None:
+        """A stop's save: the steps since the last metrics line logged, and a checkpoint of the
+        steps since the last one."""
+        read_back()
+        if n_window:
+            # the steps since the last metrics line: lost before, and the first line after --resume
+            # then averaged fewer steps than it said; logged as a line of their own
+            log_window(None)
+        if self.step > start:
+            self._check_weights()
+            if self.saved_step != self.step:  # just saved on schedule: not twice
+                self.checkpoint()
+
+    def _stop_unreadable(self, why: str, start: int, read_back: Callable, n_window: int, log_window: Callable) -> None:
+        """No training image can be read any more (--data renamed or unmounted mid-run): save as a
+        stop does, the weights being good, and say what to do. Under torchrun a rank meets this
+        alone, and a checkpoint needs them all: the last one on disk is then the one to resume."""
+        if not self.dist.enabled:
+            self._save_at_stop(start, read_back, n_window, log_window)
+        raise SrganError(f"{why}; fix --data, {self._go_on()}")
+
     def _note_unread(self, failed: list[tuple[int, str]]) -> None:
         """Say once for each training image that fails to read (a truncated file whose header
         reads, a file deleted since the scan): without the cache nothing said so, and a run could
@@ -1970,6 +1992,7 @@ class _Trainer:
         idle = 0.0  # seconds of this log window spent validating or saving (not loading or training)
         n_window = 0
         interrupted = False
+        unreadable: str | None = None  # why no training image can be read any more (--data gone mid-run)
 
         def read_back() -> None:
             """The pending steps' losses to floats (one device sync), checked before anything is
@@ -2014,6 +2037,9 @@ class _Trainer:
                 break
             try:
                 hr_u8, failed, unwritten = next(it)
+            except ImagesUnreadable as exc:  # saved below as a stop is: the weights are good
+                unreadable = _worker_message(str(exc))
+                break
             except SrganError as exc:  # from a loader worker, torch adds the worker's traceback
                 raise SrganError(_worker_message(str(exc))) from None
             self._note_unread(failed)
@@ -2079,17 +2105,11 @@ class _Trainer:
                 t_idle = time.perf_counter()
                 self.checkpoint()
                 idle += time.perf_counter() - t_idle
+        if unreadable is not None:
+            self._stop_unreadable(unreadable, start, read_back, n_window, log_window)
         self._share_unread()  # those since the last metrics line (an interrupted run stops between them)
         if interrupted:
-            read_back()
-            if n_window:
-                # the steps since the last metrics line: lost before, and the first line after --resume
-                # then averaged fewer steps than it said; logged as a line of their own
-                log_window(None)
-            if self.step > start:
-                self._check_weights()
-                if self.saved_step != self.step:  # just saved on schedule: not twice
-                    self.checkpoint()
+            self._save_at_stop(start, read_back, n_window, log_window)
             resumable = self.step > start or (self.run_dir / CHECKPOINT).exists()
             self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start, "resumable": resumable})
             raise KeyboardInterrupt

@@ -1352,7 +1352,8 @@ def test_an_error_in_a_loader_worker_is_its_one_line(data, tmp_path, monkeypatch
     monkeypatch.setattr(data_module, "read_rgb8", broken)  # the scan reads headers only: it still passes
     result = _cli_train(data, tmp_path / "run", "--workers", "1", "--cache", "off")
     line = _one_line_error(result)
-    assert line.endswith("none of the training images can be decoded") and "Traceback" not in line, line
+    assert f"{data}: none of the training images can be read (first: {data}" in line, line
+    assert "cannot decode); fix --data, then start the run again" in line and "Traceback" not in line, line
 
 
 def test_a_resume_keeps_what_the_run_began_with(tmp_path, monkeypatch):
@@ -1509,7 +1510,8 @@ def test_an_error_from_a_loader_worker_exits_instead_of_hanging(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines() == [f"error: {data}: none of the training images can be decoded"]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {data}: none of the training images can be read (first: {data / 'a.png'}: ")
 
 
 def test_the_config_files_data_dir_beats_the_environment(data, shared_data, tmp_path, monkeypatch):
@@ -2550,3 +2552,28 @@ def test_notes_on_a_terminal_are_plain_text_with_control_characters_escaped(tmp_
     for shown in (f"{data}/x[/y].png: ", f"{data}/scan [draft].png: ", f"{data}/new\\nline\\x1b[31m.png: "):
         (note,) = [n for n in notes if n.startswith("note: " + shown)]
         assert note.endswith("; its patches come from the next image") and "truncated" in note, note
+
+
+@pytest.mark.parametrize("cache", ["off", "disk"])
+def test_a_data_folder_gone_mid_run_saves_a_checkpoint_and_says_what_to_do(tmp_path, cache):
+    """It ended "error: DATA/SUB: none of the training images can be decoded", naming the sub-folder
+    of the last image drawn, without a reason or a file, and lost the steps since the last save."""
+    data = tmp_path / "images"
+    _images(data / "sub", count=3, size=40)
+    run = tmp_path / "run"
+    moved = tmp_path / "moved"
+
+    def report(event):
+        if event["event"] == "log" and event["step"] == 3:
+            data.rename(moved)  # unmounted, or renamed
+
+    with pytest.raises(SrganError) as caught:
+        disk = {"cache_dir": str(tmp_path / "decoded")} if cache == "disk" else {}
+        train(_options(data, steps=8, log_every=3, cache=cache, **disk), run, report=report)
+    message = str(caught.value)
+    assert message.startswith(f"{data}: none of the training images can be read (first: {data}/sub/"), message
+    assert ".png: no such file)" in message, message
+    assert message.endswith("; fix --data, then --resume from the last checkpoint (step 3), which is intact"), message
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 3  # as a Ctrl-C saves it
+    moved.rename(data)
+    assert train({"steps": 8}, run, resume=True).step == 8
