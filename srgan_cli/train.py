@@ -1463,10 +1463,7 @@ class _Trainer:
         self.data_fingerprint = {"images": len(full.paths), "sha256": full.fingerprint()}
         was = (self.state or {}).get("data")
         if was and was != self.data_fingerprint:
-            self.info(
-                f"the training images under --data changed since the checkpoint ({was.get('images')} then, "
-                f"{len(full.paths)} now): the resumed run draws other patches than an uninterrupted run would have"
-            )
+            self.info(self._data_change(was.get("images"), len(full.paths)))
         copies = _env_int("LOCAL_WORLD_SIZE", 1) if self.dist.enabled else 1  # each rank decodes its own
         cache = resolve_cache(cfg.cache, scan, copies=copies)
         cache_dir = None
@@ -1527,6 +1524,22 @@ class _Trainer:
             stop_step=cfg.steps,
             with_failures=True,
         )
+
+    def _data_change(self, then: Any, now: int) -> str:
+        """The note of a resume whose training images are not those of its checkpoint: a new
+        --patch-size leaves out (or lets in) the images smaller than it, which is no change of the
+        files; the count shows whether that explains it."""
+        was_patch = ((self.state or {}).get("config") or {}).get("patch_size")
+        patch = self.cfg.patch_size
+        after = "the resumed run draws other patches than an uninterrupted run would have"
+        if isinstance(was_patch, int) and isinstance(then, int) and was_patch != patch:
+            if (patch > was_patch and now < then) or (patch < was_patch and now > then):
+                return (
+                    f"--patch-size {patch} (was {was_patch}) {'leaves out' if patch > was_patch else 'adds'} the "
+                    f"images under --data between {min(patch, was_patch)} and {max(patch, was_patch) - 1} px on "
+                    f"their shorter side ({then} training images then, {now} now): {after}"
+                )
+        return f"the training images under --data changed since the checkpoint ({then} then, {now} now): {after}"
 
     # -- one step ------------------------------------------------------------------------------
     def _autocast(self, cache: bool = True) -> contextlib.AbstractContextManager:

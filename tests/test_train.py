@@ -2577,3 +2577,16 @@ def test_a_data_folder_gone_mid_run_saves_a_checkpoint_and_says_what_to_do(tmp_p
     assert load_checkpoint(run / CHECKPOINT)["step"] == 3  # as a Ctrl-C saves it
     moved.rename(data)
     assert train({"steps": 8}, run, resume=True).step == 8
+
+
+def test_a_resume_with_a_larger_patch_says_the_patch_left_images_out_not_that_files_changed(tmp_path):
+    data = _images(tmp_path / "images", count=3, size=40)
+    Image.fromarray(np.zeros((20, 48, 3), np.uint8)).save(data / "small.png")  # 20 px: in at 16, out at 24
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    events: list[dict] = []
+    train({"steps": 3, "patch_size": 24}, run, resume=True, report=events.append)
+    notes = _notes(events)
+    assert not [n for n in notes if "changed since the checkpoint" in n], notes
+    (note,) = [n for n in notes if "(4 training images then, 3 now)" in n]
+    assert note.startswith("--patch-size 24 (was 16) leaves out the images under --data between 16 and 23 px"), note
