@@ -639,6 +639,29 @@ def _worker_message(message: str) -> str:
     return last[kind.end() :] if kind else last
 
 
+def _val_in_data(val: str, data: str | None) -> str | None:
+    """A note where the --val folder's images are among those of --data (the same folder, or one
+    inside it: the scan of --data is recursive), so the run would validate, and pick
+    generator_best, on images it trains on; None otherwise (a named set, or folders apart)."""
+    if data is None:
+        return None
+    folder = Path(os.path.expanduser(val))
+    if not folder.is_dir():
+        return None  # a named set
+    images = folder / "HR" if (folder / "HR").is_dir() else folder  # the folder load_val_set reads
+    try:
+        inside = Path(os.path.realpath(images)).is_relative_to(os.path.realpath(os.path.expanduser(data)))
+    except (OSError, ValueError):
+        return None
+    if not inside:
+        return None
+    return (
+        f"--val {printable(val)} holds images of --data {printable(data)}: the run validates, and picks "
+        "generator_best, on images it trains on; --val-holdout N validates on N images of --data kept out "
+        "of training instead"
+    )
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     module = getattr(module, "_orig_mod", module)
     return getattr(module, "module", module)
@@ -1426,6 +1449,9 @@ class _Trainer:
                     self.val_images = load_val_set(cfg.val, cfg.data_dir or None, cfg.scale, notes=val_notes)
                     for note in val_notes:  # what srgan bench --set says about the set, said once here
                         self.info(f"--val {printable(cfg.val)}: {printable(note)}")
+                    overlap = _val_in_data(cfg.val, cfg.data)
+                    if overlap:
+                        self.info(overlap)
             if self.val_images:
                 from .metrics import Lpips, LpipsUnavailable
 

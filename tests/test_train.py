@@ -2590,3 +2590,21 @@ def test_a_resume_with_a_larger_patch_says_the_patch_left_images_out_not_that_fi
     assert not [n for n in notes if "changed since the checkpoint" in n], notes
     (note,) = [n for n in notes if "(4 training images then, 3 now)" in n]
     assert note.startswith("--patch-size 24 (was 16) leaves out the images under --data between 16 and 23 px"), note
+
+
+def test_val_on_the_training_images_is_noted(data, tmp_path):
+    """--val naming --data (or a folder inside it) validated, and picked generator_best, on the
+    training images without a word."""
+    _images(data / "val", count=1, size=40, seed=7)
+    apart = _images(tmp_path / "apart", count=1, size=40, seed=8)
+    for val, noted in ((data, True), (data / "val", True), (apart, False)):
+        events: list[dict] = []
+        train(
+            _options(data, steps=1, val=str(val)),
+            tmp_path / f"run{len(list(tmp_path.iterdir()))}",
+            report=events.append,
+        )
+        notes = [n for n in _notes(events) if "--val-holdout" in n]
+        assert bool(notes) == noted, (val, _notes(events))
+        if noted:
+            assert notes[0].startswith(f"--val {val} holds images of --data {data}: the run validates"), notes
