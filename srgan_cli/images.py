@@ -2581,6 +2581,7 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
             ex = Image.Exif()
     _keep_text_bytes(ex)
     kept_out = []
+    wrote = False  # a tag written: a new EXIF with UserComment alone has no tag in its main IFD (len 0)
     for key, value in texts.items():
         tag = _PNG_TEXT_EXIF[key][0]
         if tag == _USER_COMMENT:
@@ -2596,6 +2597,7 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
                 ifd[tag] = b"ASCII\x00\x00\x00" + value.encode("ascii")
             else:  # UCS-2 in the EXIF's byte order, as exiftool reads it
                 ifd[tag] = b"UNICODE\x00" + value.encode("utf-16-le" if ex.endian == "<" else "utf-16-be", "replace")
+            wrote = True
             continue
         here = ex.get(tag)
         if isinstance(here, bytes):
@@ -2607,7 +2609,8 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
             kept_out.append(key)
             continue
         ex[tag] = value if value.isascii() else value.encode("utf-8", "surrogateescape")
-    return (ex.tobytes() if len(ex) else None), kept_out
+        wrote = True
+    return (ex.tobytes() if len(ex) or wrote else None), kept_out
 
 
 def _user_comment_text(value) -> str:

@@ -3501,3 +3501,15 @@ def test_a_cmyk_image_says_it_was_converted_and_how(tmp_path):
         got = read_image(tmp_path / name)
         assert _q(got.rgb, 255).reshape(-1, 3).tolist()[0] == [255, 0, 0] and got.icc_profile is None
         assert got.notes == [f"{tmp_path / name}: CMYK converted to {how}"]
+
+
+def test_a_comment_alone_reaches_the_exif_user_comment(tmp_path):
+    """A JPEG or PNG comment with no other EXIF text was lost from WebP output without a note: only the Exif
+    sub-IFD (UserComment) was filled, and the EXIF counted as empty."""
+    notes: list[str] = []
+    out = write_image(
+        tmp_path / "c.webp", RNG.random((4, 4, 3)), comments={"Comment": "a comment"}, on_note=notes.append
+    )
+    with Image.open(out) as im:
+        assert im.getexif().get_ifd(0x8769)[0x9286] == b"ASCII\x00\x00\x00a comment"
+    assert notes == []
