@@ -2420,16 +2420,31 @@ def write_image(
             samples=planes.shape[2],
             drop_record=True,
         )
+    if exif and fmt == "JPEG":  # the input's EXIF first: a PNG's long text must not push it out
+        exif, note = _fit_jpeg_exif(exif, text, path)
+        if note:
+            notes.append(note)
     if in_exif:
-        exif, kept_out = _exif_with_png_text(exif, in_exif)
+        if fmt == "JPEG":  # each text only where the EXIF still fits one segment with it
+            kept_out, too_long = [], []
+            for key in sorted(in_exif):
+                trial, out = _exif_with_png_text(exif, {key: in_exif[key]})
+                kept_out += out
+                if trial and len(_prepare_exif(trial, text) or b"") > _JPEG_EXIF_MAX:
+                    too_long.append(key)
+                else:
+                    exif = trial
+            if too_long:
+                notes.append(
+                    f"{path}: the text ({_named(too_long)}) is left out: with it the EXIF is more than a JPEG "
+                    "segment holds"
+                )
+        else:
+            exif, kept_out = _exif_with_png_text(exif, in_exif)
         if kept_out:
             tags = [_PNG_TEXT_EXIF[k][1] for k in sorted(kept_out)]
             where = ", ".join(tags[:-1]) + " and " + tags[-1] if len(tags) > 1 else tags[0]
             notes.append(f"{path}: the text ({_named(kept_out)}) is left out: the EXIF holds other text in {where}")
-    if exif and fmt == "JPEG":
-        exif, note = _fit_jpeg_exif(exif, text, path)
-        if note:
-            notes.append(note)
     if xmp:
         xmp = _xmp_without_record(_prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0]))
         if fmt in ("BMP", "GIF"):

@@ -3513,3 +3513,19 @@ def test_a_comment_alone_reaches_the_exif_user_comment(tmp_path):
     with Image.open(out) as im:
         assert im.getexif().get_ifd(0x8769)[0x9286] == b"ASCII\x00\x00\x00a comment"
     assert notes == []
+
+
+def test_a_long_png_text_does_not_push_the_camera_exif_out_of_jpeg_output(tmp_path):
+    """A PNG Description of more than one JPEG segment, merged into the EXIF before it was fitted, took the
+    whole EXIF (Make, Model...) out of JPEG output. The text that does not fit is left out instead, saying so."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS R5"
+    notes: list[str] = []
+    comments = {"Description": "y" * 70000, "Author": "Ann"}
+    out = write_image(
+        tmp_path / "o.jpg", RNG.random((4, 4, 3)), exif=exif.tobytes(), comments=comments, on_note=notes.append
+    )
+    with Image.open(out) as im:
+        ex = im.getexif()
+    assert ex[0x010F] == "Canon" and ex[0x0110] == "EOS R5" and ex[0x013B] == "Ann" and 0x010E not in ex
+    assert notes == [f"{out}: the text (Description) is left out: with it the EXIF is more than a JPEG segment holds"]
