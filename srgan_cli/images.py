@@ -1596,6 +1596,15 @@ def _xmp_without_record(xmp: bytes) -> bytes:
     return _START_TAG.sub(lambda tag: _RECORD_ATTRIBUTE.sub(b"", tag[0]), xmp)
 
 
+def _xmp_unpadded(xmp: bytes) -> bytes:
+    """``xmp`` without the whitespace an XMP writer leaves before the packet's trailer (``<?xpacket end=...?>``),
+    room to edit the packet in place."""
+    start = xmp.rfind(b"<?xpacket")
+    if start < 0 or not re.match(rb"<\?xpacket\s+end=", xmp[start:]):
+        return xmp
+    return xmp[:start].rstrip(b" \t\r\n") + b"\n" + xmp[start:]
+
+
 def _xml_text(value: str) -> str:
     """``value`` for an XML attribute: the special characters as references, and the characters XML 1.0
     cannot hold at all (control characters, lone surrogates) written as \\xNN, as messages write them."""
@@ -2319,7 +2328,8 @@ def write_image(
     AVIF, BMP or GIF, a PNG's gamma in BMP or GIF, ``comments`` a format has no place for), once the file
     is written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
     large, is left out (see ``_fit_jpeg_exif``); an XMP packet that the record takes past a JPEG segment
-    is left out for a packet of the record alone.
+    loses its padding whitespace, or, still too large, is kept without the record (left out for a packet of
+    the record alone only where it is too large itself).
     ``like``: the ``st_mode`` of the file the image is made from; a new file gets its read and
     write bits less the umask, as cp gives a copy (without it, 0666 less the umask). A replaced
     file keeps its own mode, owner and group where it can (see ``fsutil.atomic_path``).
@@ -2457,11 +2467,23 @@ def write_image(
             recorded = xmp
             notes.append(f"{path}: the model and scale are not recorded: the XMP packet has no rdf:RDF element")
         if fmt == "JPEG" and xmp and len(recorded) > _JPEG_XMP_MAX:
-            notes.append(
-                f"{path}: the XMP metadata is left out: {len(recorded)} bytes with srgan's record, more than a "
-                "JPEG segment holds"
-            )
-            recorded = _xmp_with_record(None, record)
+            size = len(recorded)
+            xmp = _xmp_unpadded(xmp)  # the room left for edits in place, first
+            recorded = _xmp_with_record(xmp, record) or xmp
+            if len(recorded) > _JPEG_XMP_MAX and len(xmp) <= _JPEG_XMP_MAX:
+                # the user's keywords, rights... are worth more than the record: the EXIF Software tag
+                # still names srgan
+                notes.append(
+                    f"{path}: the model and scale are not recorded in the XMP: {size} bytes with srgan's record, "
+                    "more than a JPEG segment holds"
+                )
+                recorded = xmp
+            elif len(recorded) > _JPEG_XMP_MAX:
+                notes.append(
+                    f"{path}: the XMP metadata is left out: {size} bytes with srgan's record, more than a "
+                    "JPEG segment holds"
+                )
+                recorded = _xmp_with_record(None, record)
         xmp = recorded
     if xmp and fmt == "JPEG" and len(xmp) > _JPEG_XMP_MAX:
         notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")

@@ -868,7 +868,8 @@ def test_a_caption_in_the_exif_is_kept_and_the_record_goes_into_xmp(tmp_path, su
 def test_the_xmp_record_is_well_formed_and_said_to_be_missing_where_it_cannot_go(tmp_path):
     # A model name is any text (a path, quotes, a newline): the record must stay well-formed XML. A damaged
     # packet (no rdf:RDF) is kept as it is, with a note that the record is not in it; a JPEG packet that the
-    # record takes past one segment gives way to a packet of the record alone.
+    # record takes past one segment keeps the user's packet, without the record, saying so (the EXIF Software
+    # tag still names srgan); padding whitespace is taken out first, where that makes room for the record.
     text = {"Software": "srgan 9", "srgan:model": 'a "b" <c> & d\ne\x01', "srgan:scale": "4"}
     out = write_image(tmp_path / "r.jpg", RNG.random((4, 4, 3)), text=text)
     assert srgan_record(read_image(out).xmp) == {"srgan:model": 'a "b" <c> & d\ne\\x01', "srgan:scale": "4"}
@@ -882,9 +883,17 @@ def test_the_xmp_record_is_well_formed_and_said_to_be_missing_where_it_cannot_go
     assert len(big) == images._JPEG_XMP_MAX - 50  # it fits, but not with the record
     notes = []
     out = write_image(tmp_path / "big.jpg", RNG.random((6, 8, 3)), xmp=big, text=text, on_note=notes.append)
-    assert len(notes) == 1 and notes[0].startswith(f"{out}: the XMP metadata is left out: ")
+    assert len(notes) == 1 and notes[0].startswith(f"{out}: the model and scale are not recorded in the XMP: ")
     assert notes[0].endswith(" bytes with srgan's record, more than a JPEG segment holds")
-    assert srgan_record(read_image(out).xmp)["srgan:scale"] == "4" and b"xxxx" not in read_image(out).xmp
+    assert srgan_record(read_image(out).xmp) == {} and b"xxxx" in read_image(out).xmp
+    with Image.open(out) as im:
+        assert im.getexif()[0x0131] == "srgan 9"
+    # the same keywords with padding (as XMP writers leave room for edits): the padding gives way to the record
+    padded = big.replace(b"x" * 1000, b"", 1).replace(b"</x:xmpmeta>\n", b"</x:xmpmeta>\n" + (b" " * 99 + b"\n") * 20)
+    assert len(padded) > images._JPEG_XMP_MAX
+    notes = []
+    out = write_image(tmp_path / "pad.jpg", RNG.random((6, 8, 3)), xmp=padded, text=text, on_note=notes.append)
+    assert notes == [] and srgan_record(read_image(out).xmp)["srgan:scale"] == "4" and b"xxxx" in read_image(out).xmp
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
