@@ -1574,7 +1574,7 @@ _RDF_END = re.compile(rb"</([A-Za-z_][\w.-]*):RDF\s*>")
 # first): an rdf:Description that holds nothing but srgan's properties
 _RECORD_BLOCK = re.compile(
     rb"<(?=[^>]*\bsrgan[:=])([A-Za-z_][\w.-]*):Description"
-    rb"""(?:\s+(?:xmlns:[\w.-]+\s*=\s*(?:"[^"]*"|'[^']*')|[\w.-]+:about\s*=\s*(?:""|'')|srgan:[\w.-]+\s*=\s*"""
+    rb"""(?:\s+(?:xmlns:[\w.-]+\s*=\s*(?:"[^"]*"|'[^']*')|[\w.-]+:about\s*=\s*(?:"[^"]*"|'[^']*')|srgan:[\w.-]+\s*=\s*"""
     rb"""(?:"[^"]*"|'[^']*')))+\s*(?:/>|>\s*</\1:Description\s*>)[ \t]*\n?"""
 )
 # srgan's properties where another tool moved them into its own rdf:Description: attributes in a start tag,
@@ -1647,7 +1647,13 @@ def _xmp_with_record(xmp: bytes | None, record: dict[str, str]) -> bytes | None:
         return None
     end = ends[-1]  # the packet's own, after any in its text
     rdf = end[1].decode("ascii")  # the prefix the packet binds RDF's namespace to: "rdf", nearly always
-    block = f'<{rdf}:Description {rdf}:about="" xmlns:srgan="{SRGAN_XMP_NS}"{"".join(properties)}/>\n'
+    # the about value of the packet's own descriptions: XMP has one per packet ("uuid:..." from some writers)
+    about = ""
+    first = re.search(rb"<" + re.escape(end[1]) + rb":Description\b[^>]*>", xmp)
+    found = first and re.search(rb"\s" + re.escape(end[1]) + rb":about\s*=\s*(\"[^\"]*\"|'[^']*')", first[0])
+    if found:  # as written there (references and all), its quote escaped for ours
+        about = found[1][1:-1].decode("utf-8", "replace").replace('"', "&quot;")
+    block = f'<{rdf}:Description {rdf}:about="{about}" xmlns:srgan="{SRGAN_XMP_NS}"{"".join(properties)}/>\n'
     return xmp[: end.start()] + block.encode("utf-8") + xmp[end.start() :]
 
 

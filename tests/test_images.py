@@ -3538,3 +3538,20 @@ def test_a_long_png_text_does_not_push_the_camera_exif_out_of_jpeg_output(tmp_pa
         ex = im.getexif()
     assert ex[0x010F] == "Canon" and ex[0x0110] == "EOS R5" and ex[0x013B] == "Ann" and 0x010E not in ex
     assert notes == [f"{out}: the text (Description) is left out: with it the EXIF is more than a JPEG segment holds"]
+
+
+def test_the_xmp_record_takes_the_about_value_of_the_packet(tmp_path):
+    """A packet whose rdf:Description has rdf:about="uuid:..." got a record with rdf:about="": XMP requires one
+    value in a packet (Adobe's XMPCore rejects it). The record takes the packet's, and is replaced on a rerun."""
+    xmp = (
+        b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description'
+        b' rdf:about=\'uuid:faf5 "q" &amp;\' xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator><rdf:Seq>'
+        b'<rdf:li>Ann</rdf:li></rdf:Seq></dc:creator></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+    text = {"srgan:model": "m", "srgan:scale": "4"}
+    out = images._xmp_with_record(xmp, text)
+    assert out.count(b'rdf:about="uuid:faf5 &quot;q&quot; &amp;"') == 1 and b'rdf:about=""' not in out
+    assert srgan_record(out) == text
+    again = images._xmp_with_record(out, {"srgan:model": "n"})
+    assert srgan_record(again) == {"srgan:model": "n"} and again.count(b"<rdf:Description") == 2
