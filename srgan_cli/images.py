@@ -2627,6 +2627,7 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
     wrote = False  # a tag written: a new EXIF with UserComment alone has no tag in its main IFD (len 0)
     for key, value in texts.items():
         tag = _PNG_TEXT_EXIF[key][0]
+        value = value.replace("\x00", " ")  # EXIF text ends at its first NUL: "before\0after" read "before"
         if tag == _USER_COMMENT:
             # get_ifd adds an empty Exif IFD where there is none, whose pointer tobytes() writes: only to fill it
             here = _user_comment_text(ex.get_ifd(0x8769).get(tag)) if 0x8769 in ex else ""

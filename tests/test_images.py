@@ -3555,3 +3555,16 @@ def test_the_xmp_record_takes_the_about_value_of_the_packet(tmp_path):
     assert srgan_record(out) == text
     again = images._xmp_with_record(out, {"srgan:model": "n"})
     assert srgan_record(again) == {"srgan:model": "n"} and again.count(b"<rdf:Description") == 2
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_a_nul_in_png_text_does_not_cut_its_exif_tag(tmp_path, suffix):
+    """EXIF text ends at its first NUL: a PNG Description "before\\0after" became "before", an Author "\\0Ann" an
+    empty Artist."""
+    comments = {"Description": "before\x00after", "Author": "\x00Ann", "Comment": "one\x00two"}
+    out = write_image(tmp_path / f"o{suffix}", RNG.random((4, 4, 3)), comments=comments)
+    with Image.open(out) as im:
+        ex = im.getexif()
+        if suffix == ".webp":
+            assert ex.get_ifd(0x8769)[0x9286] == b"ASCII\x00\x00\x00one two"
+    assert ex[0x010E] == "before after" and ex[0x013B].strip() == "Ann"
