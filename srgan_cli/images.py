@@ -1570,30 +1570,45 @@ def _prepare_xmp(xmp: bytes, width: int = 0, height: int = 0) -> bytes:
 SRGAN_XMP_NS = "urn:srgan-cli:xmp:1.0/"
 _RDF_NS = b"http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _RDF_END = re.compile(rb"</([A-Za-z_][\w.-]*):RDF\s*>")
-# the record as _xmp_with_record writes it, or as exiftool rewrites it (its properties as elements, removed
-# first): an rdf:Description that holds nothing but srgan's properties
-_RECORD_BLOCK = re.compile(
-    rb"<(?=[^>]*\bsrgan[:=])([A-Za-z_][\w.-]*):Description"
-    rb"""(?:\s+(?:xmlns:[\w.-]+\s*=\s*(?:"[^"]*"|'[^']*')|[\w.-]+:about\s*=\s*(?:"[^"]*"|'[^']*')|srgan:[\w.-]+\s*=\s*"""
-    rb"""(?:"[^"]*"|'[^']*')))+\s*(?:/>|>\s*</\1:Description\s*>)[ \t]*\n?"""
-)
-# srgan's properties where another tool moved them into its own rdf:Description: attributes in a start tag,
-# or elements
-_RECORD_ATTRIBUTE = re.compile(rb"""\s+srgan:[\w.-]+\s*=\s*("[^"]*"|'[^']*')""")
-_RECORD_ELEMENT = re.compile(rb"<srgan:([\w.-]+)(?:\s[^>]*)?(?:/>|>.*?</srgan:\1\s*>)", re.DOTALL)
-_START_TAG = re.compile(rb"<[A-Za-z_][^>]*>")
+# namespace declarations: srgan's record is found by its namespace, not by the prefix "srgan", which a user's
+# packet may bind to another. The patterns stop at "<" (no attribute value holds one): linear in the packet,
+# however damaged (a backtracking ".*?" took 13 s on 213 KB of unclosed elements).
+_XMLNS = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*(?:"([^"<]*)"|'([^'<]*)')""")
+_ATTRIBUTE_VALUE = rb"""(?:"[^"<]*"|'[^'<]*')"""
+_START_TAG = re.compile(rb"<[A-Za-z_][^<>]*>")
 _XML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
 def _xmp_without_record(xmp: bytes) -> bytes:
     """An XMP packet without srgan's record of the model and scale (``_xmp_with_record``): an earlier
     upscale's, which the new output's record replaces (PNG output records them in its text chunks). The
-    rest of the packet is kept byte for byte."""
-    if b"srgan:" not in xmp:
+    rest of the packet is kept byte for byte, a user's properties under a prefix "srgan" of another
+    namespace too."""
+    ns = SRGAN_XMP_NS.encode()
+    if ns not in xmp:
         return xmp
-    xmp = _RECORD_ELEMENT.sub(b"", xmp)
-    xmp = _RECORD_BLOCK.sub(b"", xmp)
-    return _START_TAG.sub(lambda tag: _RECORD_ATTRIBUTE.sub(b"", tag[0]), xmp)
+    bound: dict[bytes, set[bytes]] = {}
+    for found in _XMLNS.finditer(xmp):
+        bound.setdefault(found[1], set()).add(found[2] if found[2] is not None else found[3])
+    for prefix in [p for p, uris in bound.items() if ns in uris]:
+        q = re.escape(prefix)
+        # the record as _xmp_with_record writes it: an rdf:Description that declares srgan's namespace and
+        # holds nothing but its properties
+        block = re.compile(
+            rb"<([A-Za-z_][\w.-]*):Description(?=[^<>]*\sxmlns:" + q + rb"\s*=\s*[\"']" + re.escape(ns) + rb"[\"'])"
+            rb"(?:\s+(?:xmlns:[\w.-]+|[\w.-]+:about|" + q + rb":[\w.-]+)\s*=\s*" + _ATTRIBUTE_VALUE + rb")+"
+            rb"\s*(?:/>|>\s*</\1:Description\s*>)[ \t]*\n?"
+        )
+        xmp = block.sub(b"", xmp)
+        if bound[prefix] != {ns}:  # the prefix also names another namespace somewhere: its properties stay
+            continue
+        # srgan's properties where another tool (exiftool) moved them into its own rdf:Description:
+        # elements of plain text, or attributes in a start tag
+        element = re.compile(rb"<" + q + rb":([\w.-]+)(?:\s[^<>]*)?(?:/>|>[^<]*</" + q + rb":\1\s*>)")
+        attribute = re.compile(rb"\s+" + q + rb":[\w.-]+\s*=\s*" + _ATTRIBUTE_VALUE)
+        xmp = element.sub(b"", xmp)
+        xmp = _START_TAG.sub(lambda tag, attribute=attribute: attribute.sub(b"", tag[0]), xmp)
+    return xmp
 
 
 def _xmp_unpadded(xmp: bytes) -> bytes:
