@@ -2669,7 +2669,32 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
             continue
         ex[tag] = value if value.isascii() else value.encode("utf-8", "surrogateescape")
         wrote = True
-    return (ex.tobytes() if len(ex) or wrote else None), kept_out
+    return (_undefined_user_comment(ex.tobytes()) if len(ex) or wrote else None), kept_out
+
+
+def _undefined_user_comment(exif: bytes) -> bytes:
+    """``exif`` (Pillow's ``Exif.tobytes``) with its UserComment typed UNDEFINED, as EXIF has it: Pillow
+    knows no type for the tag and writes bytes as BYTE, which exiftool -validate flags."""
+    out = bytearray(exif)
+    base = 6 if out.startswith(b"Exif\x00\x00") else 0
+    e = "<" if out[base : base + 2] == b"II" else ">"
+    try:
+        ifd = base + struct.unpack_from(e + "I", out, base + 4)[0]
+        for want in (0x8769, _USER_COMMENT):
+            (n,) = struct.unpack_from(e + "H", out, ifd)
+            for i in range(n):
+                pos = ifd + 2 + 12 * i
+                tag, typ, _, value = struct.unpack_from(e + "HHII", out, pos)
+                if tag == want:
+                    break
+            else:
+                return exif
+            if want == _USER_COMMENT and typ == 1:  # BYTE -> UNDEFINED: the same bytes
+                struct.pack_into(e + "H", out, pos + 2, 7)
+            ifd = base + value
+    except struct.error:  # a damaged offset: as Pillow wrote it
+        return exif
+    return bytes(out)
 
 
 def _user_comment_text(value) -> str:
@@ -2772,7 +2797,7 @@ def _prepare_exif(
     if not sub_ifds:
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
-    return ex.tobytes() if len(ex) else None
+    return _undefined_user_comment(ex.tobytes()) if len(ex) else None
 
 
 # what tifffile's JSON description records of an array's layout; any other key is the writer's metadata
@@ -2927,15 +2952,38 @@ def _save_pil(
         tags[317] = 2  # the horizontal predictor, as _write_tiff16 writes: deflate alone made photos ~1.6x larger
         if xmp:  # Pillow's TIFF writer takes no xmp=: it goes in with the tags, as a BYTE array
             tags[_XMP_TAG] = xmp
-        if iptc:  # as UNDEFINED bytes (Photoshop writes LONGs; readers take either)
-            tags[_IPTC_TAG] = iptc
+        if iptc:  # padded to LONGs, as Photoshop and exiftool write it: retyped once written (below)
+            tags[_IPTC_TAG] = iptc + b"\x00" * (-len(iptc) % 4)
         params["tiffinfo"] = tags
     elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
         im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
         params["optimize"] = False  # it merges the transparent slot with a colour of the same value
     elif fmt == "GIF" and im.mode == "RGB":  # gray (L) is stored exactly: a GIF palette holds all 256 levels
         im = _dithered(im, 256)
+    if fmt == "TIFF" and iptc:  # Pillow writes the tag as UNDEFINED (libtiff takes no other type from it)
+        buffer = io.BytesIO()
+        im.save(buffer, format=fmt, **params)
+        fh.write(_iptc_as_longs(buffer.getbuffer()))
+        return
     im.save(fh, format=fmt, **params)
+
+
+def _iptc_as_longs(tiff) -> bytearray:
+    """A classic TIFF with its IPTC-NAA tag (33723, UNDEFINED bytes of a length divisible by 4) retyped as
+    LONGs, the same bytes, as Photoshop and exiftool write it."""
+    out = bytearray(tiff)
+    e = "<" if out[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack_from(e + "I", out, 4)
+        (n,) = struct.unpack_from(e + "H", out, ifd)
+        for i in range(n):
+            pos = ifd + 2 + 12 * i
+            tag, typ, count = struct.unpack_from(e + "HHI", out, pos)
+            if tag == _IPTC_TAG and typ == 7 and count % 4 == 0:
+                struct.pack_into(e + "HI", out, pos + 2, 4, count // 4)
+    except struct.error:  # pragma: no cover - Pillow's own file
+        pass
+    return out
 
 
 def _dithered(rgb: Image.Image, colours: int) -> Image.Image:
@@ -3307,8 +3355,9 @@ def _write_tiff16(
     add(339, 3, [1] * c)
     if xmp:
         add(_XMP_TAG, 1, xmp)
-    if iptc:
-        add(_IPTC_TAG, 7, iptc)
+    if iptc:  # LONGs, as Photoshop and exiftool write it: padded to a multiple of 4 (readers trim it)
+        padded = iptc + b"\x00" * (-len(iptc) % 4)
+        entries.append((_IPTC_TAG, 4, len(padded) // 4, padded))
     if icc:
         add(34675, 7, icc)
 

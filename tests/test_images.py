@@ -3597,3 +3597,52 @@ def test_only_srgan_namespace_is_taken_for_an_earlier_record():
     start = time.monotonic()
     images._xmp_without_record(damaged + b" " * 50000 + b"</x:xmpmeta>")
     assert time.monotonic() - start < 2
+
+
+def _entry_type(tiff: bytes, tag: int, sub_ifd: int | None = None) -> tuple[int, int]:
+    """The type and count of ``tag`` in a TIFF's (or EXIF's) first IFD, or in the sub-IFD it points to."""
+    tiff = tiff.removeprefix(b"Exif\x00\x00")
+    e = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(e + "I", tiff, 4)
+    for want in ([sub_ifd] if sub_ifd else []) + [tag]:
+        (n,) = struct.unpack_from(e + "H", tiff, ifd)
+        for i in range(n):
+            found, typ, count, value = struct.unpack_from(e + "HHII", tiff, ifd + 2 + 12 * i)
+            if found == want:
+                break
+        else:
+            raise AssertionError(f"no tag {want}")
+        ifd = value
+    return typ, count
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".jpg"])
+def test_user_comment_is_written_as_undefined(tmp_path, suffix):
+    """UserComment went out as BYTE, which exiftool -validate flags: EXIF says UNDEFINED."""
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    comments = {"Comment": "x" * 70000 if suffix == ".jpg" else "a comment"}
+    out = write_image(tmp_path / f"o{suffix}", RNG.random((4, 4, 3)), exif=exif.tobytes(), comments=comments)
+    with Image.open(out) as im:
+        raw = im.info["exif"]
+    if suffix == ".jpg":  # too long for a JPEG segment: left out
+        with pytest.raises(AssertionError):
+            _entry_type(raw, 0x9286, 0x8769)
+    else:
+        assert _entry_type(raw, 0x9286, 0x8769)[0] == 7
+    ex = Image.Exif()
+    ex.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00hi"
+    raw = write_image(tmp_path / "k.webp", RNG.random((4, 4, 3)), exif=ex.tobytes())
+    with Image.open(raw) as im:
+        assert _entry_type(im.info["exif"], 0x9286, 0x8769)[0] == 7  # the input's, too
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_tiff_iptc_is_written_as_longs(tmp_path, depth):
+    """IPTC-NAA went into TIFF as UNDEFINED: Photoshop and exiftool write LONGs, padded to a multiple of 4."""
+    iim = iptc_records((120, b"caption"), (25, b"kw"))
+    assert len(iim) % 4
+    out = write_image(tmp_path / "o.tif", RNG.random((4, 4, 3)), iptc=iim, bit_depth=depth)
+    typ, count = _entry_type(out.read_bytes(), 33723)
+    assert typ == 4 and count == -(-len(iim) // 4)
+    assert read_image(out).iptc == iim
