@@ -1638,7 +1638,8 @@ def _xmp_with_record(xmp: bytes | None, record: dict[str, str]) -> bytes | None:
     """An XMP packet holding srgan's record of the model and scale (``record``: "srgan:model" -> "x4",
     ...) as properties of srgan's own namespace (``SRGAN_XMP_NS``), in an rdf:Description of its own
     added to ``xmp`` (an earlier record replaced; the rest kept byte for byte), or a packet of its own
-    where there is none. None where ``xmp`` has no rdf:RDF element to add it to.
+    where there is none. None where it cannot be added to ``xmp``: no
+    prefixed rdf:RDF end tag in it (a damaged packet, RDF in the default namespace, a UTF-16 packet).
 
     It goes there, not into EXIF ImageDescription, XMP dc:description or an IPTC caption: those hold
     what the picture shows, and a photo library shows whatever it finds in them as its caption."""
@@ -2486,7 +2487,10 @@ def write_image(
         recorded = _xmp_with_record(xmp, record)
         if recorded is None:  # the input's packet, damaged: kept as it is
             recorded = xmp
-            notes.append(f"{path}: the model and scale are not recorded: the XMP packet has no rdf:RDF element")
+            notes.append(
+                f"{path}: the model and scale are not recorded: srgan's record could not be added to this XMP "
+                "packet (UTF-16, RDF without a prefix, or no rdf:RDF)"
+            )
         if fmt == "JPEG" and xmp and len(recorded) > _JPEG_XMP_MAX:
             size = len(recorded)
             xmp = _xmp_unpadded(xmp)  # the room left for edits in place, first

@@ -877,7 +877,15 @@ def test_the_xmp_record_is_well_formed_and_said_to_be_missing_where_it_cannot_go
     notes: list[str] = []
     out = write_image(tmp_path / "d.webp", RNG.random((4, 4, 3)), xmp=damaged, text=text, on_note=notes.append)
     assert read_image(out).xmp == damaged
-    assert notes == [f"{out}: the model and scale are not recorded: the XMP packet has no rdf:RDF element"]
+    why = "srgan's record could not be added to this XMP packet (UTF-16, RDF without a prefix, or no rdf:RDF)"
+    assert notes == [f"{out}: the model and scale are not recorded: {why}"]
+    # RDF in the default namespace: it has its rdf:RDF element, which the note must not deny
+    plain = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><RDF xmlns="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+    )
+    notes = []
+    out = write_image(tmp_path / "p.webp", RNG.random((4, 4, 3)), xmp=plain, text=text, on_note=notes.append)
+    assert notes == [f"{out}: the model and scale are not recorded: {why}"]
     filler = b"<rdf:li>" + b"x" * (images._JPEG_XMP_MAX - len(_xmp(1)) - 17 - 50) + b"</rdf:li>"
     big = _xmp(1).replace(b"<rdf:li>1952</rdf:li>", b"<rdf:li>1952</rdf:li>" + filler)
     assert len(big) == images._JPEG_XMP_MAX - 50  # it fits, but not with the record
