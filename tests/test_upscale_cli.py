@@ -2613,3 +2613,14 @@ def test_a_staging_folder_left_by_a_killed_stdin_run_is_removed_a_day_later(weig
     )
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(temp)) == ["other-old", "srgan-stdio-young"]
+
+
+def test_an_output_typed_as_a_folder_with_a_dot_in_its_name_gets_no_mistyped_name_note(weights, tmp_path):
+    """`-o x.d/` says it is a folder; the note for a mistyped file name ('x.d is not an image file
+    name, so it is a folder') was given all the same."""
+    args = ["upscale", "-m", str(weights), str(_img(tmp_path / "a.png")), "-o", f"{tmp_path / 'x.d'}/"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and (tmp_path / "x.d" / "a.png").exists(), result.output
+    assert "not an image file name" not in result.output
+    result = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "y.d")])
+    assert result.exit_code == 0 and "not an image file name" in result.output

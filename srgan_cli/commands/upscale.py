@@ -357,8 +357,14 @@ def plan_jobs(
             "format, and the inputs are several files or a folder: it is the output folder"
         )
     name_suffix = suffix or ""
-    if output.suffix and not os.path.exists(output) and len(inputs) == 1 and os.path.isfile(inputs[0]):
-        # 'out.jgp' or 'out.tif2': most likely a mistyped file name, taken as a new folder
+    if (
+        output.suffix
+        and not output_folder
+        and not os.path.exists(output)
+        and len(inputs) == 1
+        and os.path.isfile(inputs[0])
+    ):
+        # 'out.jgp' or 'out.tif2': most likely a mistyped file name, taken as a new folder ('x.d/' says it is one)
         report.note(
             f"{output} is not an image file name ({SUPPORTED_SUFFIXES}), "
             f"so it is a folder: the image goes into {output / _output_name(inputs[0], fmt, name_suffix)}"
