@@ -3440,7 +3440,16 @@ def test_a_jpeg2000_cut_short_in_its_header_is_called_truncated(tmp_path):
         (tmp_path / f"cut{suffix}").write_bytes(data)
         with pytest.raises(SrganError) as info:
             read_image(tmp_path / f"cut{suffix}")
-        assert str(info.value).endswith(": truncated or corrupt JPEG 2000 file (its header cannot be read)"), info.value
+        message = str(info.value)
+        # Pillow 13 stops in the header; Pillow 12.3 (the floor) reads that .jp2's header and fails in its data
+        assert message.endswith(
+            (
+                ": truncated or corrupt JPEG 2000 file (its header cannot be read)",
+                "cannot decode the JPEG2000 data (broken data stream when reading image file); the file is "
+                "truncated or corrupt",
+            )
+        ), message
+        assert "unsupported format" not in message and "\n" not in message
 
 
 def test_avif_without_pillow_support_is_one_line_saying_to_upgrade_pillow(tmp_path, monkeypatch):
