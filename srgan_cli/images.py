@@ -1193,17 +1193,22 @@ def _float_gray(im: Image.Image, name: str, fmt: str) -> tuple[np.ndarray, str |
     """A float gray image (Pillow's "F", a 32-bit floating-point TIFF) as [0, 1], 0 black and 1 white,
     and a note where samples a little past that range were clipped; an SrganError for samples well
     past it, as a floating-point colour TIFF is refused."""
-    arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    arr = np.asarray(im, dtype=np.float32)
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    kind = f"floating-point gray {fmt}" if fmt else "floating-point gray image"
+    # a NaN or infinite sample (no data, in a scientist's TIFF) is read as black, and said so
+    missing = f"{bad} sample{'s' if bad != 1 else ''} not a number or infinite, read as black" if bad else None
     low, high = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if low >= 0.0 and high <= 1.0:
-        return arr, None
-    kind = f"floating-point gray {fmt}" if fmt else "floating-point gray image"
+        return arr, f"{name}: a {kind} with {missing}" if missing else None
     if low < -_FLOAT_SLACK or high > 1.0 + _FLOAT_SLACK:
         raise SrganError(
             f"{name}: a {kind} with values from {low:.6g} to {high:.6g}, which srgan cannot read: it reads floats "
             "from 0 (black) to 1 (white); scale it to 0-1, or save it as 8- or 16-bit integer TIFF or PNG"
         )
-    return np.clip(arr, 0.0, 1.0), f"{name}: a {kind} with values from {low:.6g} to {high:.6g}: clipped to 0-1"
+    also = f"; {missing}" if missing else ""
+    return np.clip(arr, 0.0, 1.0), f"{name}: a {kind} with values from {low:.6g} to {high:.6g}: clipped to 0-1{also}"
 
 
 def _cmyk_to_rgb(im: Image.Image, icc: bytes | None, name: str) -> tuple[np.ndarray, str]:
@@ -2409,6 +2414,9 @@ def write_image(
         icc_profile = None
     if icc_profile and fmt in ("BMP", "GIF"):
         notes.append(f"{path}: the ICC colour profile is left out: {fmt} output carries none")
+    if dpi and fmt == "JPEG" and max(dpi) > 65535:  # JFIF's 16-bit density would wrap (70000 dpi read 4464)
+        notes.append(f"{path}: the pixel density ({max(dpi):g} dpi) is left out: JPEG's header holds at most 65535")
+        dpi = None
     if fmt == "GIF" and planes.shape[2] in (2, 4):
         a = planes[..., -1]
         top = 65535 if a.dtype == np.uint16 else (255 if a.dtype == np.uint8 else 1.0)

@@ -992,6 +992,17 @@ def test_dpi_is_kept(tmp_path, src, dst):
     assert read_image(out).dpi == (300, 150)
 
 
+def test_a_density_jpeg_cannot_hold_is_left_out_with_a_note(tmp_path):
+    # a microscope TIFF at 100,000 dpi: JFIF's 16-bit field wrapped it to 34,464 dpi in a JPEG
+    notes = []
+    rgb = np.zeros((4, 4, 3), np.float32)
+    out = write_image(tmp_path / "o.jpg", rgb, dpi=(100000.0, 100000.0), on_note=notes.append)
+    assert read_image(out).dpi is None
+    assert len(notes) == 1 and "100000 dpi" in notes[0] and "65535" in notes[0]
+    for suffix in (".tif", ".png"):  # their fields hold it
+        assert read_image(write_image(tmp_path / f"o{suffix}", rgb, dpi=(100000.0, 100000.0))).dpi == (100000, 100000)
+
+
 def test_dpi_turns_with_the_exif_orientation_and_unset_is_none(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -1081,6 +1092,21 @@ def test_float_images_keep_their_range_through_a_few_overshooting_pixels(tmp_pat
         ]
     else:
         assert loaded.notes == []
+
+
+@pytest.mark.parametrize("overshoot", [None, 1.004])
+def test_float_gray_nan_and_infinite_samples_are_read_as_black_with_a_note(tmp_path, overshoot):
+    # "no data" in a scientist's float TIFF (NaN, inf) turned black in silence
+    ramp = np.linspace(0.0, 1.0, 16 * 16, dtype=np.float32).reshape(16, 16)
+    ramp[0, :3] = [np.nan, np.inf, -np.inf]
+    if overshoot:
+        ramp[1, 0] = overshoot
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    loaded = read_image(tmp_path / "f.tif")
+    assert (loaded.rgb[0, :3] == 0).all() and np.isfinite(loaded.rgb).all()
+    assert len(loaded.notes) == 1 and loaded.notes[0].startswith(f"{tmp_path / 'f.tif'}: a floating-point gray TIFF")
+    assert loaded.notes[0].endswith("3 samples not a number or infinite, read as black")
+    assert ("clipped to 0-1" in loaded.notes[0]) == bool(overshoot)
 
 
 @pytest.mark.parametrize(
