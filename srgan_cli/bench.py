@@ -67,7 +67,7 @@ import numpy as np
 from .data import read_within
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import SUPPORTED_SUFFIXES, is_image_path, unread_hint, unread_kinds, unread_reason
+from .images import is_image_path, supported_suffixes, unread_hint, unread_kinds, unread_reason
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -196,10 +196,10 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     if not hr_files:
         if unread_hr:
             raise SrganError(
-                f"{hr_dir}: no image srgan reads in it (supported: {SUPPORTED_SUFFIXES}); "
+                f"{hr_dir}: no image srgan reads in it (supported: {supported_suffixes()}); "
                 + _passed_over(unread_hr, hr_dir, plain, "passed over")
             )
-        raise SrganError(f"{hr_dir}: no images in it (supported: {SUPPORTED_SUFFIXES})")
+        raise SrganError(f"{hr_dir}: no images in it (supported: {supported_suffixes()})")
     lr_files: dict[str, Path] = {}
     for lr_path in _image_files(lr_dir) if lr_dir.is_dir() else []:
         if lr_path.stem in lr_files:  # which one would pair with HR is then a matter of listing order

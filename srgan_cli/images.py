@@ -66,7 +66,6 @@ _SUFFIX_FORMAT = {
 }
 # The suffixes every command reads (upscale, bench, train).
 IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)
-SUPPORTED_SUFFIXES = " ".join(sorted(IMAGE_SUFFIXES))  # for messages
 # The suffixes of animated files, read as their first frame, whose one still output picture takes the
 # still format's suffix (srgan upscale anim.apng gives anim.png); an -o naming them is refused.
 STILL_SUFFIX = {".apng": ".png", ".avifs": ".avif"}
@@ -307,6 +306,23 @@ def avif_supported() -> bool:
 _AVIF: bool | None = None
 
 
+def supported_suffixes() -> str:
+    """The suffixes this installation reads, for messages: AVIF, WebP and JPEG 2000 only where this
+    Pillow was built with them (the list named .avif to a user whose Pillow then could not read it)."""
+    from PIL import features
+
+    missing = set()
+    if not avif_supported():
+        missing.add("AVIF")
+    with contextlib.suppress(Exception):
+        if not features.check_module("webp"):
+            missing.add("WEBP")
+    with contextlib.suppress(Exception):
+        if not features.check_codec("jpg_2000"):
+            missing.add("JPEG2000")
+    return " ".join(sorted(s for s, fmt in _SUFFIX_FORMAT.items() if fmt not in missing))
+
+
 def _no_avif_reason(what: str) -> str:
     import PIL
 
@@ -352,7 +368,7 @@ def format_for_path(path: str | Path) -> str:
     """PIL format name for a path's suffix ("x.jpeg" -> "JPEG"); SrganError for others."""
     fmt = _SUFFIX_FORMAT.get(Path(path).suffix.lower())
     if fmt is None:
-        raise SrganError(f"{path}: unknown image suffix {Path(path).suffix!r}; use one of {SUPPORTED_SUFFIXES}")
+        raise SrganError(f"{path}: unknown image suffix {Path(path).suffix!r}; use one of {supported_suffixes()}")
     return fmt
 
 
@@ -541,7 +557,7 @@ def _open(fh, head: bytes, name: str) -> Image.Image:
             if _is_avif(head) or head.startswith((b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51")):
                 raise SrganError(f"{name}: {_unopened_refusal(fh, head)}") from None
             raise SrganError(
-                f"{name}: not an image file, or an unsupported format (supported: {SUPPORTED_SUFFIXES})"
+                f"{name}: not an image file, or an unsupported format (supported: {supported_suffixes()})"
             ) from None
         except Image.DecompressionBombError as exc:  # pragma: no cover - limit is off here
             raise SrganError(f"{name}: {_one_line(exc)}") from None

@@ -2197,6 +2197,21 @@ def test_avif_without_pillow_support_says_to_upgrade_pillow(weights, tmp_path, m
     assert "lacks AVIF support" in result.stderr.splitlines()[0]
 
 
+def test_supported_list_names_only_what_this_pillow_reads(weights, tmp_path, monkeypatch):
+    # "supported: ... .avif ..." told a user whose Pillow lacked AVIF to give it an .avif file
+    from srgan_cli import images
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    for avif in (True, False):
+        monkeypatch.setattr(images, "_AVIF", avif)
+        result = run(weights, tmp_path / "in", "-o", tmp_path / "out")
+        assert result.exit_code == 1 and "supported: " in result.stderr, result.output
+        listed = result.stderr.split("supported: ")[1].split()
+        assert ".png" in listed and ".jpg" in listed
+        assert (".avif" in listed) == avif and (".avifs" in listed) == avif
+
+
 def test_avif_files_in_a_folder_are_passed_over_where_pillow_lacks_avif(weights, tmp_path, monkeypatch):
     """Where Pillow lacks AVIF, an .avif file in an input folder failed the batch (exit 1), where before
     AVIF support it was passed over: it is now an image srgan does not read, as HEIC is, counted in a

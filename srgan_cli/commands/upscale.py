@@ -289,12 +289,12 @@ def plan_jobs(
     """Map inputs to outputs; returns (jobs, single_file_mode). Problems are reported per input.
     ``output_folder``: -o was typed as a folder (``big.png/``)."""
     from ..images import (
-        SUPPORTED_SUFFIXES,
         format_for_path,
         image_format_named,
         is_image_path,
         output_refusal,
         output_suffix_for,
+        supported_suffixes,
         unread_reason,
     )
 
@@ -311,7 +311,7 @@ def plan_jobs(
             tally.add("failed", src, None, report.error(f"{src}: {_not_a_file_reason(src)}"))
             return [], True
         if not is_image_path(src):
-            reason = unread_reason(src) or f"not an image file name (supported: {SUPPORTED_SUFFIXES})"
+            reason = unread_reason(src) or f"not an image file name (supported: {supported_suffixes()})"
             tally.add("failed", src, None, report.error(f"{src}: {reason}"))
             return [], True
         write_fmt = None if fmt in (None, "same") else fmt
@@ -366,7 +366,7 @@ def plan_jobs(
     ):
         # 'out.jgp' or 'out.tif2': most likely a mistyped file name, taken as a new folder ('x.d/' says it is one)
         report.note(
-            f"{output} is not an image file name ({SUPPORTED_SUFFIXES}), "
+            f"{output} is not an image file name ({supported_suffixes()}), "
             f"so it is a folder: the image goes into {output / _output_name(inputs[0], fmt, name_suffix)}"
         )
     jobs: list[Job] = []
@@ -1602,7 +1602,7 @@ def _run(
             )
     others = _not_images(planned[1])
     if not jobs and not planned[1].failed and planned[1].skipped == others:
-        from ..images import SUPPORTED_SUFFIXES
+        from ..images import supported_suffixes
 
         # only files that are not images is an error too: a cron job over a folder of them exited 0
         # ("0 written, 1 skipped"), where an empty folder was an error
@@ -1611,7 +1611,7 @@ def _run(
             what += f" ({_passed_over(planned[1])})"
         if planned[1].unentered:
             raise SrganError(f"{what}; {_not_entered(planned[1].unentered)}")
-        raise SrganError(f"{what}; supported: {SUPPORTED_SUFFIXES}")
+        raise SrganError(f"{what}; supported: {supported_suffixes()}")
     all_inputs = [j.src for j in jobs] + [p for p in inputs if os.path.isfile(p)]
     # Split before looking at existing outputs: another rank may already be writing its share. Which
     # input an output belongs to is decided over all the shares, so that a clash between two shares
