@@ -633,7 +633,10 @@ def upscale_image(
     themselves; the rest, as for any Pillow image, is saved when passed:
     ``big.save(path, icc_profile=big.info.get("icc_profile"), dpi=..., exif=...)`` (and
     ``xmp=big.info.get("xmp")``, the input's XMP with its orientation and size updated, which
-    Pillow writes for JPEG and WebP).
+    Pillow writes for JPEG and WebP). IPTC-IIM (captions, keywords of press and archive
+    software) has no place in a Pillow image that its writers use, so it is not carried:
+    ``images.read_image`` + :func:`upscale_loaded` + ``images.write_image(..., iptc=loaded.iptc)``
+    keep it, as ``srgan upscale`` does.
     """
     from PIL import Image
 
