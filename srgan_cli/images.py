@@ -94,6 +94,7 @@ _JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/
 _TIFF_CLASSIC_SIZE = 1 << 32  # the most bytes classic TIFF's 32-bit offsets address; a larger file is BigTIFF
 _JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" included); Pillow refuses more
 _JPEG_IPTC_MAX = 65519  # the Photoshop resources one APP13 segment holds after its "Photoshop 3.0\0" header
+_PHOTOSHOP_HEAD = b"Photoshop 3.0\x00"  # what starts each APP13 segment of Photoshop image resources
 _MAKER_NOTE = 0x927C  # in the Exif IFD
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
 # Pillow's size check (Image.MAX_IMAGE_PIXELS) is skipped only around Image.open (a header parse)
@@ -1496,6 +1497,11 @@ def _iptc_of(im: Image.Image, fmt: str) -> bytes | None:
         data = None
         if fmt in ("JPEG", "MPO"):
             data = (im.info.get("photoshop") or {}).get(_IPTC_RESOURCE)
+            # over 64 KB (exiftool writes long keyword lists so), the resources go on in further APP13
+            # segments, each behind its own header: Pillow's parse of each alone kept the first part
+            parts = [b[14:] for m, b in getattr(im, "applist", []) if m == "APP13" and b.startswith(_PHOTOSHOP_HEAD)]
+            if len(parts) > 1:
+                data = _photoshop_resource(b"".join(parts), _IPTC_RESOURCE) or data
         elif fmt == "TIFF":
             tags = getattr(im, "tag_v2", None)
             raw = getattr(tags, "_tagdata", {})  # the tag's bytes as stored: Photoshop writes it as LONGs
@@ -2540,9 +2546,6 @@ def write_image(
     if iptc and fmt in ("WEBP", "AVIF", "BMP", "GIF"):
         notes.append(f"{path}: the IPTC metadata is left out: {fmt} output carries none")
         iptc = None
-    elif iptc and fmt == "JPEG" and len(_iptc_resources(iptc)) > _JPEG_IPTC_MAX:
-        notes.append(f"{path}: the IPTC metadata is left out: {len(iptc)} bytes, more than a JPEG segment holds")
-        iptc = None
     try:
         with atomic_path(path, overwrite=overwrite, like=like) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
@@ -2941,9 +2944,14 @@ def _save_pil(
         merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged
-        if iptc:  # an APP13 segment, among the markers Pillow writes after the EXIF
-            resources = b"Photoshop 3.0\x00" + _iptc_resources(iptc)
-            params["extra"] = b"\xff\xed" + struct.pack(">H", len(resources) + 2) + resources
+        if iptc:  # APP13 segments, among the markers Pillow writes after the EXIF; over 64 KB, the
+            # resources go on in further segments, each behind its own header, as exiftool writes them
+            resources = _iptc_resources(iptc)
+            segments = []
+            for at in range(0, len(resources), _JPEG_IPTC_MAX):
+                part = _PHOTOSHOP_HEAD + resources[at : at + _JPEG_IPTC_MAX]
+                segments.append(b"\xff\xed" + struct.pack(">H", len(part) + 2) + part)
+            params["extra"] = b"".join(segments)
     elif fmt == "WEBP":
         q = 95 if quality is None else int(quality)
         params.update(quality=q, lossless=q == 100, method=4)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -2980,12 +2982,35 @@ def test_iptc_is_carried_where_the_output_format_holds_it(tmp_path):
     Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / "p.tif", tiffinfo={33723: padded})
     (tmp_path / "l.tif").write_bytes(_as_longs((tmp_path / "p.tif").read_bytes(), 33723))
     assert read_image(tmp_path / "l.tif").iptc == padded.rstrip(b"\x00")
-    # more than one JPEG segment holds: left out, saying so
+    # more than one JPEG segment holds: it goes on in further APP13 segments, as exiftool writes it
+    # (it was left out), and is read back whole from them (the first segment's part alone was kept)
     big = iptc_records((120, b"x" * 32000), (120, b"y" * 32000), (120, b"z" * 2000))
     notes = []
     out = write_image(tmp_path / "big.jpg", got.rgb, iptc=big, on_note=notes.append)
-    assert notes == [f"{out}: the IPTC metadata is left out: {len(big)} bytes, more than a JPEG segment holds"]
-    assert read_image(out).iptc is None and read_image(write_image(tmp_path / "big.tif", got.rgb, iptc=big)).iptc == big
+    assert notes == [] and read_image(out).iptc == big
+    with Image.open(out) as im:
+        assert [m for m, b in im.applist if b.startswith(b"Photoshop 3.0\x00")] == ["APP13", "APP13"]
+    assert read_image(write_image(tmp_path / "big.tif", got.rgb, iptc=big)).iptc == big
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="needs exiftool")
+def test_iptc_over_64_kb_as_exiftool_writes_it_is_kept_whole(tmp_path):
+    # 1,600 keywords (80 KB): exiftool puts them in two APP13 segments; srgan kept the first 64 KB
+    src = tmp_path / "k.jpg"
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(src)
+    keywords = [f"kw{i:05d}_{'x' * 40}" for i in range(1600)]
+    (tmp_path / "args").write_text("".join(f"-IPTC:Keywords={k}\n" for k in keywords))
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-@", str(tmp_path / "args"), str(src)], check=True)
+    got = read_image(src)
+    out = write_image(tmp_path / "o.jpg", got.rgb, iptc=got.iptc)
+    listed = (
+        subprocess.run(
+            ["exiftool", "-s3", "-sep", "|", "-IPTC:Keywords", str(out)], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .split("|")
+    )
+    assert listed == keywords
 
 
 def test_a_comment_that_is_not_utf8_keeps_its_bytes(tmp_path):
