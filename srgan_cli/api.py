@@ -633,7 +633,8 @@ def upscale_image(
     themselves; the rest, as for any Pillow image, is saved when passed:
     ``big.save(path, icc_profile=big.info.get("icc_profile"), dpi=..., exif=...)`` (and
     ``xmp=big.info.get("xmp")``, the input's XMP with its orientation and size updated, which
-    Pillow writes for JPEG and WebP). IPTC-IIM (captions, keywords of press and archive
+    Pillow writes for JPEG and WebP; a JPEG's extended XMP is moved into it, so it may be over
+    the 64 KB Pillow's JPEG writer takes). IPTC-IIM (captions, keywords of press and archive
     software) has no place in a Pillow image that its writers use, so it is not carried:
     ``images.read_image`` + :func:`upscale_loaded` + ``images.write_image(..., iptc=loaded.iptc)``
     keep it, as ``srgan upscale`` does.
@@ -687,7 +688,12 @@ def _carry_metadata(out, loaded) -> None:
         if exif:
             out.info["exif"] = exif
     if loaded.xmp:
-        out.info["xmp"] = images._xmp_without_record(images._prepare_xmp(loaded.xmp, out.width, out.height))
+        xmp = images._xmp_without_record(images._prepare_xmp(loaded.xmp, out.width, out.height))
+        # a JPEG's extended XMP moved into the packet (Pillow writes one packet); the pointer to it dropped
+        if loaded.xmp_extension:
+            extension = images._prepare_xmp(loaded.xmp_extension, out.width, out.height)
+            xmp = images._xmp_merged(xmp, extension) or images._HAS_EXTENDED_XMP.sub(b"", xmp)
+        out.info["xmp"] = xmp
 
 
 def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fractions
 import functools
+import hashlib
 import io
 import os
 import re
@@ -94,6 +95,12 @@ _JPEG_XMP_MAX = 65504  # one APP1 segment less its "http://ns.adobe.com/xap/1.0/
 _TIFF_CLASSIC_SIZE = 1 << 32  # the most bytes classic TIFF's 32-bit offsets address; a larger file is BigTIFF
 _JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" included); Pillow refuses more
 _JPEG_IPTC_MAX = 65519  # the Photoshop resources one APP13 segment holds after its "Photoshop 3.0\0" header
+_XMP_EXTENSION_HEAD = b"http://ns.adobe.com/xmp/extension/\x00"  # a JPEG's extended XMP segments (APP1)
+# xmpNote:HasExtendedXMP, as attribute or element: the pointer from a JPEG's main XMP packet to its extension
+_HAS_EXTENDED_XMP = re.compile(
+    rb"""\s+([A-Za-z_][\w.-]*):HasExtendedXMP\s*=\s*(?:"([^"<]*)"|'([^'<]*)')"""
+    rb"|<([A-Za-z_][\w.-]*):HasExtendedXMP\s*>([^<]*)</\4:HasExtendedXMP\s*>[ \t]*\n?"
+)
 _PHOTOSHOP_HEAD = b"Photoshop 3.0\x00"  # what starts each APP13 segment of Photoshop image resources
 _MAKER_NOTE = 0x927C  # in the Exif IFD
 _PNG_COLOUR_KEYS = ("gamma", "chromaticity", "srgb")  # gAMA, cHRM and sRGB, as Pillow's PNG reader names them
@@ -135,6 +142,8 @@ class LoadedImage:
     # (x, y) pixels per inch as the file records it (in its EXIF only, for WebP and AVIF), after orientation
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None  # the XMP packet, tiff:Orientation reset to 1 as in ``exif``
+    # a JPEG's extended XMP (the packet's part over 64 KB, in further APP1 segments), whole, as serialized
+    xmp_extension: bytes | None = None
     png_colour: dict | None = None  # a PNG's gAMA, cHRM, sRGB: Pillow's info "gamma", "chromaticity", "srgb"
     # IPTC-IIM records (captions, credits, keywords, as news agencies and archives keep them): a JPEG's APP13
     # resource 0x0404, a TIFF's tag 33723, a PNG's "Raw profile type iptc" text
@@ -1372,7 +1381,10 @@ def _finish(
     if comments is None:
         comments = _comments_of(im, fmt)
     iptc = _iptc_of(im, fmt) if iptc_bytes is None else (iptc_bytes or None)
-    return LoadedImage(
+    extension, note = None, None
+    if fmt in ("JPEG", "MPO") and xmp:
+        extension, xmp, note = _xmp_extension_of(im, xmp, name)
+    loaded = LoadedImage(
         rgb=rgb,
         alpha=alpha,
         bit_depth=bit_depth,
@@ -1384,10 +1396,14 @@ def _finish(
         n_frames=n_frames,
         dpi=dpi,
         xmp=_prepare_xmp(xmp) if xmp else None,
+        xmp_extension=_prepare_xmp(extension) if extension else None,
         png_colour=png_colour or None,
         comments=comments or None,
         iptc=iptc,
     )
+    if note:
+        loaded.notes.append(note)
+    return loaded
 
 
 # text keys an upscale does not carry as text: XMP and EXIF go their own ways (updated), srgan's own
@@ -1482,6 +1498,65 @@ def _xmp_of(im: Image.Image) -> bytes | None:
         if isinstance(text, str):
             xmp = text.encode("utf-8" if isinstance(text, PngImagePlugin.iTXt) else "latin-1", "replace")
     return bytes(xmp) if isinstance(xmp, (bytes, bytearray)) and xmp.strip(b"\x00 \t\r\n") else None
+
+
+def _xmp_extension_of(im: Image.Image, xmp: bytes, name: str) -> tuple[bytes | None, bytes, str | None]:
+    """A JPEG's extended XMP: (the extension packet, the main packet, a note). XMP over 64 KB (a long
+    description exiftool moved out, a phone's depth map) goes on in APP1 segments of its own, named by
+    the MD5 its main packet's xmpNote:HasExtendedXMP gives; srgan kept the main packet alone, pointing
+    at what was gone. Where the extension is missing or damaged, the pointer is dropped, saying so."""
+    pointer = _HAS_EXTENDED_XMP.search(xmp)
+    segments = [b for m, b in getattr(im, "applist", []) if m == "APP1" and b.startswith(_XMP_EXTENSION_HEAD)]
+    if pointer is None and not segments:
+        return None, xmp, None
+    guid = (pointer[2] or pointer[3] or pointer[5] or b"").strip() if pointer else b""
+    parts: dict[int, bytes] = {}
+    total = None
+    head = len(_XMP_EXTENSION_HEAD)
+    for seg in segments:
+        if len(seg) < head + 40 or seg[head : head + 32] != guid:
+            continue
+        size, offset = struct.unpack(">II", seg[head + 32 : head + 40])
+        total = size if total is None else total
+        if size == total:
+            parts[offset] = seg[head + 40 :]
+    data, at = bytearray(), 0
+    for offset in sorted(parts):
+        if offset != at:
+            break
+        data += parts[offset]
+        at = len(data)
+    if guid and total is not None and len(data) == total and hashlib.md5(data).hexdigest().upper().encode() == guid:
+        return bytes(data), xmp, None
+    what = "is missing or damaged" if pointer else "belongs to no main packet"
+    return None, _HAS_EXTENDED_XMP.sub(b"", xmp), f"{name}: the extended XMP (after the first 64 KB) {what}: left out"
+
+
+def _xmp_merged(xmp: bytes, extension: bytes) -> bytes | None:
+    """The main XMP packet with its extension's descriptions moved in (for formats without JPEG's 64 KB
+    limit), its pointer to the extension dropped; None where the two do not fit together (other RDF
+    prefixes, a damaged packet)."""
+    ends, ext_ends = list(_RDF_END.finditer(xmp)), list(_RDF_END.finditer(extension))
+    if not ends or not ext_ends or ends[-1][1] != ext_ends[-1][1]:
+        return None
+    prefix = re.escape(ends[-1][1])
+    start = re.search(rb"<" + prefix + rb":RDF(?:\s[^<>]*)?>", extension)
+    if start is None or start.end() > ext_ends[-1].start():
+        return None
+    inner = extension[start.end() : ext_ends[-1].start()]
+    main = _HAS_EXTENDED_XMP.sub(b"", xmp)
+    end = list(_RDF_END.finditer(main))[-1]
+    return main[: end.start()] + inner.strip(b"\r\n") + b"\n" + main[end.start() :]
+
+
+def _xmp_extension_segments(extension: bytes, guid: bytes) -> bytes:
+    """``extension`` as a JPEG's extended-XMP APP1 segments, ready to write after the main packet."""
+    out = []
+    step = 65000
+    for at in range(0, len(extension), step):
+        body = _XMP_EXTENSION_HEAD + guid + struct.pack(">II", len(extension), at) + extension[at : at + step]
+        out.append(b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body)
+    return b"".join(out)
 
 
 _IPTC_TAG = 33723  # TIFF's IPTC-NAA tag
@@ -2322,6 +2397,7 @@ def write_image(
     comments: dict[str, str] | None = None,
     iptc: bytes | None = None,
     like: int | None = None,
+    xmp_extension: bytes | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -2509,6 +2585,13 @@ def write_image(
             notes.append(f"{path}: the text ({_named(kept_out)}) is left out: the EXIF holds other text in {where}")
     if xmp:
         xmp = _xmp_without_record(_prepare_xmp(bytes(xmp), planes.shape[1], planes.shape[0]))
+        if xmp_extension:  # the part over 64 KB of a JPEG's XMP: in its own segments again in JPEG, else moved in
+            xmp_extension = _prepare_xmp(bytes(xmp_extension), planes.shape[1], planes.shape[0])
+            if fmt not in ("JPEG", "BMP", "GIF"):
+                merged = _xmp_merged(xmp, xmp_extension)
+                if merged is None:
+                    notes.append(f"{path}: the extended XMP is left out: it does not fit its main packet")
+                xmp = merged or _HAS_EXTENDED_XMP.sub(b"", xmp)
         if fmt in ("BMP", "GIF"):
             notes.append(f"{path}: the XMP metadata is left out: {fmt} output carries none")
             xmp = None
@@ -2543,6 +2626,18 @@ def write_image(
     if xmp and fmt == "JPEG" and len(xmp) > _JPEG_XMP_MAX:
         notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
         xmp = None
+    extended = b""
+    pointer = _HAS_EXTENDED_XMP.search(xmp) if xmp and fmt == "JPEG" else None
+    if pointer and xmp_extension:  # named by its MD5, as the main packet's pointer says
+        guid = hashlib.md5(xmp_extension).hexdigest().upper().encode()
+        at = 2 if pointer[2] is not None else 3 if pointer[3] is not None else 5
+        xmp = xmp[: pointer.start(at)] + guid + xmp[pointer.end(at) :]
+        extended = _xmp_extension_segments(xmp_extension, guid)
+        if len(xmp) > _JPEG_XMP_MAX:  # the pointer's value had another length
+            xmp, extended = _HAS_EXTENDED_XMP.sub(b"", xmp), b""
+            notes.append(f"{path}: the extended XMP is left out: the main packet has no room to point to it")
+    elif pointer:
+        xmp = _HAS_EXTENDED_XMP.sub(b"", xmp)
     if iptc and fmt in ("WEBP", "AVIF", "BMP", "GIF"):
         notes.append(f"{path}: the IPTC metadata is left out: {fmt} output carries none")
         iptc = None
@@ -2557,7 +2652,20 @@ def write_image(
             elif bit_depth == 16 and fmt == "TIFF":
                 _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp, iptc=iptc)
             else:
-                _save_pil(fh, planes, fmt, quality, icc_profile, exif, text, dpi, xmp=xmp, comment=comment, iptc=iptc)
+                _save_pil(
+                    fh,
+                    planes,
+                    fmt,
+                    quality,
+                    icc_profile,
+                    exif,
+                    text,
+                    dpi,
+                    xmp=xmp,
+                    comment=comment,
+                    iptc=iptc,
+                    extended=extended,
+                )
             fh.flush()
     except FileExistsError:
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
@@ -2912,6 +3020,7 @@ def _save_pil(
     xmp=None,
     comment=None,
     iptc=None,
+    extended=b"",
 ) -> None:
     gray = planes.shape[2] <= 2
     colour = planes[..., 0] if gray else planes[..., :3]
@@ -2952,6 +3061,8 @@ def _save_pil(
                 part = _PHOTOSHOP_HEAD + resources[at : at + _JPEG_IPTC_MAX]
                 segments.append(b"\xff\xed" + struct.pack(">H", len(part) + 2) + part)
             params["extra"] = b"".join(segments)
+        if extended:  # the extended XMP's APP1 segments (see _xmp_extension_segments)
+            params["extra"] = params.get("extra", b"") + extended
     elif fmt == "WEBP":
         q = 95 if quality is None else int(quality)
         params.update(quality=q, lossless=q == 100, method=4)

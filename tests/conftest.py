@@ -235,3 +235,36 @@ def run_with_memory_cap(code: str, cap_gib: int = 5, timeout: float = 120):
     return subprocess.run(
         [sys.executable, "-c", prelude + code], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
+
+
+def extended_xmp_jpeg(path, description: bytes, *, drop: int | None = None) -> None:
+    """A JPEG whose XMP goes on in extended-XMP segments (Adobe's XMP spec, part 3), as exiftool and
+    phones write XMP over 64 KB: the main packet points at the extension by its MD5."""
+    import hashlib
+    import struct
+
+    from PIL import Image
+
+    rdf = b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    extension = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/">' + rdf + b'<rdf:Description rdf:about="" '
+        b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt><rdf:li xml:lang="x-default">'
+        + description
+        + b"</rdf:li></rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    guid = hashlib.md5(extension).hexdigest().upper().encode()
+    main = (
+        b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        + rdf
+        + b'<rdf:Description rdf:about="" xmlns:xmpNote="http://ns.adobe.com/xmp/note/" '
+        b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmpNote:HasExtendedXMP="' + guid + b'">'
+        b'<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour</rdf:li></rdf:Alt></dc:title>'
+        b'</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+    segments = b""
+    for i, at in enumerate(range(0, len(extension), 60000)):
+        if i != drop:
+            body = b"http://ns.adobe.com/xmp/extension/\x00" + guid + struct.pack(">II", len(extension), at)
+            body += extension[at : at + 60000]
+            segments += b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    Image.new("RGB", (8, 6), (90, 120, 150)).save(path, xmp=main, extra=segments)

@@ -278,6 +278,16 @@ def _images():
     return srgan_cli.images
 
 
+def test_upscale_image_takes_a_jpegs_extended_xmp_into_its_packet(weights, tmp_path):
+    from conftest import extended_xmp_jpeg
+
+    from srgan_cli.api import upscale_image
+
+    extended_xmp_jpeg(tmp_path / "in.jpg", b"word " * 30000)
+    out = upscale_image(tmp_path / "in.jpg", load_model(weights, device="cpu"))
+    assert b"word " * 30000 in out.info["xmp"] and b"HasExtendedXMP" not in out.info["xmp"]
+
+
 def test_upscale_image_rgb_gray_rgba(weights):
     _images()
     from PIL import Image

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import iptc_app13, iptc_records, mpo_file, srgan_record
+from conftest import extended_xmp_jpeg, iptc_app13, iptc_records, mpo_file, srgan_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps, IptcImagePlugin, JpegImagePlugin, TiffImagePlugin
@@ -1286,6 +1286,41 @@ def test_sixteen_bit_png_xmp_orientation_and_compressed_xmp(tmp_path):
     assert got.bit_depth == 16 and got.size == (3, 5)  # as Pillow turns the same file at 8 bits
     assert np.array_equal(_q(got.rgb, 65535), np.rot90(arr, k=1))
     assert b'tiff:Orientation="1"' in got.xmp and b"County Archive" in got.xmp
+
+
+@pytest.mark.parametrize("dst", [".jpg", ".png", ".tif", ".webp"])
+def test_extended_xmp_of_a_jpeg_is_kept(tmp_path, dst):
+    # XMP over 64 KB (a long description exiftool moved out of the main packet) was lost, and the main
+    # packet still pointed at it: JPEG output writes the extension again, the others take it in the packet
+    description = b"word " * 30000
+    extended_xmp_jpeg(tmp_path / "in.jpg", description)
+    got = read_image(tmp_path / "in.jpg")
+    assert got.notes == [] and description in got.xmp_extension
+    notes: list[str] = []
+    out = write_image(
+        tmp_path / f"out{dst}", got.rgb, xmp=got.xmp, xmp_extension=got.xmp_extension, on_note=notes.append
+    )
+    assert notes == []
+    back = read_image(out)
+    assert b"Harbour" in back.xmp
+    if dst == ".jpg":
+        assert description in back.xmp_extension and b"HasExtendedXMP" in back.xmp
+    else:
+        assert description in back.xmp and b"HasExtendedXMP" not in back.xmp and back.xmp_extension is None
+    if shutil.which("exiftool"):  # an independent reader puts the two together
+        shown = subprocess.run(
+            ["exiftool", "-s3", "-XMP-dc:Description", str(out)], capture_output=True, check=True
+        ).stdout
+        assert shown.strip() == description.strip()
+
+
+def test_a_damaged_extended_xmp_is_left_out_and_not_pointed_at(tmp_path):
+    extended_xmp_jpeg(tmp_path / "in.jpg", b"word " * 30000, drop=1)
+    got = read_image(tmp_path / "in.jpg")
+    assert got.xmp_extension is None and b"HasExtendedXMP" not in got.xmp and b"Harbour" in got.xmp
+    assert got.notes == [
+        f"{tmp_path / 'in.jpg'}: the extended XMP (after the first 64 KB) is missing or damaged: left out"
+    ]
 
 
 def test_xmp_left_out_where_there_is_no_place_for_it_with_a_note(tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import iptc_app13, iptc_records, mpo_file, srgan_record
+from conftest import extended_xmp_jpeg, iptc_app13, iptc_records, mpo_file, srgan_record
 from PIL import Image
 from PIL import features as _pil_features
 
@@ -988,6 +988,17 @@ def test_transparent_image_to_jpeg_is_flattened_onto_white(weights, tmp_path):
     args = ["upscale", "-m", str(weights), str(tmp_path / "logo.png"), "-o", str(tmp_path / "again.jpg")]
     result = CliRunner().invoke(main, args)  # not -q: the note is shown
     assert result.exit_code == 0 and "alpha flattened onto white: JPEG has no transparency" in result.output
+
+
+def test_a_jpegs_extended_xmp_reaches_the_output(weights, tmp_path):
+    # a description over 64 KB, in the JPEG's extended-XMP segments, was lost by srgan upscale
+    description = b"word " * 30000
+    extended_xmp_jpeg(tmp_path / "in.jpg", description)
+    for name in ("out.jpg", "out.tif"):
+        result = run(weights, tmp_path / "in.jpg", "-o", tmp_path / name)
+        assert result.exit_code == 0 and result.stderr == "", result.output
+        got = images.read_image(tmp_path / name)
+        assert description in (got.xmp_extension or got.xmp)
 
 
 def test_xmp_rights_and_keywords_reach_every_output_format(weights, tmp_path):

@@ -1707,6 +1707,7 @@ def _run(
                     icc_profile=loaded.icc_profile,
                     exif=loaded.exif,
                     xmp=loaded.xmp,
+                    xmp_extension=loaded.xmp_extension,
                     png_colour=loaded.png_colour,
                     comments=loaded.comments,
                     iptc=loaded.iptc,
