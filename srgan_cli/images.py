@@ -148,6 +148,10 @@ class LoadedImage:
     # IPTC-IIM records (captions, credits, keywords, as news agencies and archives keep them): a JPEG's APP13
     # resource 0x0404, a TIFF's tag 33723, a PNG's "Raw profile type iptc" text
     iptc: bytes | None = None
+    # Photoshop's clipping paths (image resources 2000-2997 and the clipping path's name, 2999), as a block of
+    # resources: a JPEG's APP13, a TIFF's tag 34377. Their points are fractions of the picture's size, so
+    # they fit the upscaled one; the other resources (thumbnail, resolution, slices) describe the old file.
+    photoshop: bytes | None = None
     # text beside the pixels: a PNG's text chunks (Title, Author, Copyright, a generator's parameters;
     # not XMP, EXIF or srgan's own keys), a JPEG or GIF comment as "Comment"
     comments: dict[str, str] | None = None
@@ -1381,6 +1385,7 @@ def _finish(
     if comments is None:
         comments = _comments_of(im, fmt)
     iptc = _iptc_of(im, fmt) if iptc_bytes is None else (iptc_bytes or None)
+    photoshop = _clipping_paths_of(im, fmt)
     extension, note = None, None
     if fmt in ("JPEG", "MPO") and xmp:
         extension, xmp, note = _xmp_extension_of(im, xmp, name)
@@ -1400,6 +1405,7 @@ def _finish(
         png_colour=png_colour or None,
         comments=comments or None,
         iptc=iptc,
+        photoshop=photoshop,
     )
     if note:
         loaded.notes.append(note)
@@ -1574,9 +1580,8 @@ def _iptc_of(im: Image.Image, fmt: str) -> bytes | None:
             data = (im.info.get("photoshop") or {}).get(_IPTC_RESOURCE)
             # over 64 KB (exiftool writes long keyword lists so), the resources go on in further APP13
             # segments, each behind its own header: Pillow's parse of each alone kept the first part
-            parts = [b[14:] for m, b in getattr(im, "applist", []) if m == "APP13" and b.startswith(_PHOTOSHOP_HEAD)]
-            if len(parts) > 1:
-                data = _photoshop_resource(b"".join(parts), _IPTC_RESOURCE) or data
+            if sum(m == "APP13" for m, _ in getattr(im, "applist", [])) > 1:
+                data = _photoshop_resource(_photoshop_resources_of(im, fmt), _IPTC_RESOURCE) or data
         elif fmt == "TIFF":
             tags = getattr(im, "tag_v2", None)
             raw = getattr(tags, "_tagdata", {})  # the tag's bytes as stored: Photoshop writes it as LONGs
@@ -1589,6 +1594,39 @@ def _iptc_of(im: Image.Image, fmt: str) -> bytes | None:
             text = im.info.get(_RAW_IPTC_KEY)
             data = _raw_profile_iptc(text.encode("latin-1", "replace")) if isinstance(text, str) else None
         return _iim(data) if isinstance(data, (bytes, bytearray)) else None
+    except Exception:  # noqa: BLE001 - damaged metadata is dropped, the pixels are still good
+        return None
+
+
+def _photoshop_resources_of(im: Image.Image, fmt: str) -> bytes:
+    """The block of Photoshop image resources of a JPEG (its APP13 segments, put together) or a TIFF (tag
+    34377); b"" where there is none."""
+    if fmt in ("JPEG", "MPO"):
+        parts = [b[14:] for m, b in getattr(im, "applist", []) if m == "APP13" and b.startswith(_PHOTOSHOP_HEAD)]
+        return b"".join(parts)
+    if fmt == "TIFF":
+        data = getattr(getattr(im, "tag_v2", None), "_tagdata", {}).get(_PHOTOSHOP_TAG)
+        return bytes(data) if isinstance(data, (bytes, bytearray)) else b""
+    return b""
+
+
+def _clipping_paths_of(im: Image.Image, fmt: str) -> bytes | None:
+    """Photoshop's path resources (2000-2997: saved paths, 2999: which is the clipping path) of a JPEG or
+    TIFF, as a block of resources as they were written; None where there are none."""
+    try:
+        data = _photoshop_resources_of(im, fmt)
+        out, pos = bytearray(), 0
+        while pos + 12 <= len(data) and data[pos : pos + 4] == b"8BIM":
+            ident, name_size = int.from_bytes(data[pos + 4 : pos + 6], "big"), data[pos + 6] + 1
+            start = pos + 6 + name_size + (name_size & 1)
+            size = int.from_bytes(data[start : start + 4], "big")
+            end = start + 4 + size + (size & 1)
+            if start + 4 + size > len(data):
+                break
+            if 2000 <= ident <= 2997 or ident == 2999:
+                out += data[pos : start + 4 + size] + b"\x00" * (size & 1)
+            pos = end
+        return bytes(out) or None
     except Exception:  # noqa: BLE001 - damaged metadata is dropped, the pixels are still good
         return None
 
@@ -2398,6 +2436,7 @@ def write_image(
     iptc: bytes | None = None,
     like: int | None = None,
     xmp_extension: bytes | None = None,
+    photoshop: bytes | None = None,
 ) -> Path:
     """Write float pixels in [0, 1] atomically; returns the path written.
 
@@ -2437,7 +2476,9 @@ def write_image(
     ``iptc`` (``LoadedImage.iptc``: IPTC-IIM records) goes into JPEG as an APP13 segment (Photoshop image
     resource 0x0404, as Photoshop and exiftool write it), TIFF as tag 33723 (IPTC-NAA), and PNG as
     ImageMagick's "Raw profile type iptc" text (zTXt), which ImageMagick and exiftool read; WebP, AVIF,
-    BMP and GIF have no place for it, and a JPEG segment holds at most 64 KB of it (a note says so).
+    BMP and GIF have no place for it; over 64 KB, JPEG output goes on in further APP13 segments.
+    ``photoshop`` (``LoadedImage.photoshop``: Photoshop's clipping paths) goes into JPEG's APP13 and
+    TIFF's tag 34377 beside the IPTC; the other formats leave it out with a note.
     ``png_colour`` (Pillow's PNG info "gamma", "chromaticity", "srgb") goes into PNG output as
     gAMA, cHRM and sRGB chunks, unless an ICC profile is embedded (which takes precedence over them); into
     JPEG, WebP, AVIF and TIFF output, which have no such chunks, as an ICC profile made of the gamma and
@@ -2641,6 +2682,9 @@ def write_image(
     if iptc and fmt in ("WEBP", "AVIF", "BMP", "GIF"):
         notes.append(f"{path}: the IPTC metadata is left out: {fmt} output carries none")
         iptc = None
+    if photoshop and fmt not in ("JPEG", "TIFF"):
+        notes.append(f"{path}: the Photoshop clipping path is left out: {fmt} output has no place for it")
+        photoshop = None
     try:
         with atomic_path(path, overwrite=overwrite, like=like) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
@@ -2650,7 +2694,9 @@ def write_image(
                     fh, planes, bit_depth, icc_profile, exif, texts, threads, dpi, xmp=xmp, colour=colour, iptc=iptc
                 )
             elif bit_depth == 16 and fmt == "TIFF":
-                _write_tiff16(fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp, iptc=iptc)
+                _write_tiff16(
+                    fh, planes, icc_profile, exif, text, threads, dpi, xmp=xmp, iptc=iptc, photoshop=photoshop
+                )
             else:
                 _save_pil(
                     fh,
@@ -2665,6 +2711,7 @@ def write_image(
                     comment=comment,
                     iptc=iptc,
                     extended=extended,
+                    photoshop=photoshop,
                 )
             fh.flush()
     except FileExistsError:
@@ -3021,6 +3068,7 @@ def _save_pil(
     comment=None,
     iptc=None,
     extended=b"",
+    photoshop=None,
 ) -> None:
     gray = planes.shape[2] <= 2
     colour = planes[..., 0] if gray else planes[..., :3]
@@ -3053,9 +3101,9 @@ def _save_pil(
         merged = _prepare_exif(exif, text)
         if merged:
             params["exif"] = merged
-        if iptc:  # APP13 segments, among the markers Pillow writes after the EXIF; over 64 KB, the
-            # resources go on in further segments, each behind its own header, as exiftool writes them
-            resources = _iptc_resources(iptc)
+        if iptc or photoshop:  # APP13 segments, among the markers Pillow writes after the EXIF; over 64 KB,
+            # the resources go on in further segments, each behind its own header, as exiftool writes them
+            resources = (_iptc_resources(iptc) if iptc else b"") + (photoshop or b"")
             segments = []
             for at in range(0, len(resources), _JPEG_IPTC_MAX):
                 part = _PHOTOSHOP_HEAD + resources[at : at + _JPEG_IPTC_MAX]
@@ -3101,6 +3149,8 @@ def _save_pil(
             tags[_XMP_TAG] = xmp
         if iptc:  # padded to LONGs, as Photoshop and exiftool write it: retyped once written (below)
             tags[_IPTC_TAG] = iptc + b"\x00" * (-len(iptc) % 4)
+        if photoshop:
+            tags[_PHOTOSHOP_TAG] = photoshop
         params["tiffinfo"] = tags
     elif fmt == "GIF" and im.mode in ("LA", "RGBA"):
         im, params["transparency"] = _gif_with_transparency(im.convert("RGBA")), 255
@@ -3418,6 +3468,7 @@ def _write_tiff16(
     *,
     xmp: bytes | None = None,
     iptc: bytes | None = None,
+    photoshop: bytes | None = None,
 ) -> None:
     """Write a little-endian 16-bit TIFF, deflate-compressed with the horizontal predictor.
 
@@ -3505,6 +3556,8 @@ def _write_tiff16(
     if iptc:  # LONGs, as Photoshop and exiftool write it: padded to a multiple of 4 (readers trim it)
         padded = iptc + b"\x00" * (-len(iptc) % 4)
         entries.append((_IPTC_TAG, 4, len(padded) // 4, padded))
+    if photoshop:
+        add(_PHOTOSHOP_TAG, 1, photoshop)
     if icc:
         add(34675, 7, icc)
 

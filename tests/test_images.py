@@ -3048,6 +3048,43 @@ def test_iptc_over_64_kb_as_exiftool_writes_it_is_kept_whole(tmp_path):
     assert listed == keywords
 
 
+def _resource(ident: int, data: bytes, name: bytes = b"") -> bytes:
+    pascal = bytes([len(name)]) + name + b"\x00" * ((len(name) + 1) & 1)
+    return b"8BIM" + struct.pack(">H", ident) + pascal + struct.pack(">I", len(data)) + data + b"\x00" * (len(data) & 1)
+
+
+def test_photoshop_clipping_paths_are_kept_in_jpeg_and_tiff(tmp_path):
+    # a product photo's clipping path (Photoshop resources 2000-2997, named as the clipping path by 2999)
+    # was dropped in silence: its points are fractions of the picture's size, so they fit the upscale
+    path = bytes(26) + struct.pack(">H", 6) + bytes(24) + bytes(range(7)) + bytes(19) * 3  # records, 26 bytes each
+    paths = _resource(2000, path, b"Outline") + _resource(2999, b"\x07Outline" + struct.pack(">H", 0), b"")
+    thumbnail = _resource(0x040C, b"stale thumbnail")  # describes the old file: not carried
+    iim = iptc_records((120, b"Teapot"))
+    body = b"Photoshop 3.0\x00" + _resource(0x0404, iim) + thumbnail + paths
+    Image.new("RGB", (8, 6), (9, 99, 199)).save(
+        tmp_path / "in.jpg", extra=b"\xff\xed" + struct.pack(">H", len(body) + 2) + body
+    )
+    got = read_image(tmp_path / "in.jpg")
+    assert got.photoshop == paths and got.iptc == iim
+    for name, depth in (("o.jpg", 8), ("o.tif", 8), ("o16.tif", 16)):
+        notes: list[str] = []
+        out = write_image(
+            tmp_path / name, got.rgb, iptc=iim, photoshop=got.photoshop, bit_depth=depth, on_note=notes.append
+        )
+        back = read_image(out)
+        assert notes == [] and back.photoshop == paths and back.iptc == iim, name
+        if shutil.which("exiftool"):
+            shown = subprocess.run(
+                ["exiftool", "-s", "-Photoshop:all", str(out)], capture_output=True, text=True
+            ).stdout
+            assert "ClippingPathName" in shown and "Outline" in shown, shown
+    for name in ("o.png", "o.webp"):
+        notes = []
+        out = write_image(tmp_path / name, got.rgb, photoshop=got.photoshop, on_note=notes.append)
+        fmt = images.format_for_path(out)
+        assert notes == [f"{out}: the Photoshop clipping path is left out: {fmt} output has no place for it"]
+
+
 def test_a_comment_that_is_not_utf8_keeps_its_bytes(tmp_path):
     """A latin-1 JPEG comment was read as latin-1 and written back as UTF-8: other bytes."""
     raw = b"caf\xe9 \xa9 Jos\xe9"

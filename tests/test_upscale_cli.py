@@ -1001,6 +1001,19 @@ def test_a_jpegs_extended_xmp_reaches_the_output(weights, tmp_path):
         assert description in (got.xmp_extension or got.xmp)
 
 
+def test_a_clipping_path_reaches_jpeg_output(weights, tmp_path):
+    name = b"\x07Outline"
+    paths = b"8BIM\x07\xd0\x00\x00" + (26).to_bytes(4, "big") + bytes(26)  # one path record
+    paths += b"8BIM\x0b\xb7\x00\x00" + (len(name) + 2).to_bytes(4, "big") + name + b"\x00\x00"
+    body = b"Photoshop 3.0\x00" + paths
+    Image.open(_img(tmp_path / "a.png")).save(
+        tmp_path / "in.jpg", extra=b"\xff\xed" + (len(body) + 2).to_bytes(2, "big") + body
+    )
+    result = run(weights, tmp_path / "in.jpg", "-o", tmp_path / "out.jpg")
+    assert result.exit_code == 0, result.output
+    assert images.read_image(tmp_path / "out.jpg").photoshop == paths
+
+
 def test_xmp_rights_and_keywords_reach_every_output_format(weights, tmp_path):
     # XMP (dc:rights, dc:subject, Lightroom edits) was dropped: archivists lost rights and keywords.
     xmp = (

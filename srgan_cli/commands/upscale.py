@@ -1711,6 +1711,7 @@ def _run(
                     png_colour=loaded.png_colour,
                     comments=loaded.comments,
                     iptc=loaded.iptc,
+                    photoshop=loaded.photoshop,
                     dpi=loaded.dpi,
                     text=text,
                     grayscale=loaded.grayscale,
