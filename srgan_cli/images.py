@@ -2543,7 +2543,10 @@ def write_image(
     text = {str(k): str(v) for k, v in (text or {}).items()}
     if png_colour and fmt != "PNG" and not icc_profile:
         # a PNG's gAMA and cHRM, which only PNG has chunks for: as an ICC profile that says the same
-        icc_profile = _icc_from_png_colour(png_colour, gray=planes.shape[2] <= 2)
+        try:
+            icc_profile = _icc_from_png_colour(png_colour, gray=planes.shape[2] <= 2)
+        except ValueError as exc:
+            notes.append(f"{path}: the PNG's gamma and chromaticities are left out: {exc}")
         if icc_profile and fmt in ("BMP", "GIF"):
             notes.append(f"{path}: the PNG's gamma and chromaticities are left out: {fmt} output carries no profile")
             icc_profile = None
@@ -3237,8 +3240,8 @@ def _icc_from_png_colour(colour: dict, *, gray: bool) -> bytes | None:
     method. A gamma left out is taken as 1/2.2, as viewers take it.
 
     None where nothing needs saying: an sRGB chunk (it overrides gAMA and cHRM), gAMA 1/2.2 with sRGB's
-    chromaticities or none (the sRGB that every reader assumes), or values no real image has (a gamma
-    of 0, primaries on a line)."""
+    chromaticities or none (the sRGB that every reader assumes). ValueError, saying why, for values no
+    real image has (a gamma of 0, primaries on a line, a white point outside them)."""
     gamma, points = colour.get("gamma"), colour.get("chromaticity")
     if "srgb" in colour or (gamma is None and points is None):
         return None
@@ -3246,20 +3249,26 @@ def _icc_from_png_colour(colour: dict, *, gray: bool) -> bytes | None:
         gamma = 1 / 2.2 if gamma is None else float(gamma)
         xy = _SRGB_CHROMATICITY if points is None else tuple(float(v) for v in points)
         if len(xy) != 8 or not 0.01 <= gamma <= 10 or not all(0 < v < 1 for v in xy):
-            return None
+            raise ValueError("they hold values no real image has")
         if abs(gamma * 2.2 - 1) < 0.001 and np.allclose(xy, _SRGB_CHROMATICITY, rtol=0, atol=0.001):
             return None
         # white, red, green, blue as XYZ of luminance 1
         xyz = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in zip(xy[::2], xy[1::2], strict=True)])
         white, primaries = xyz[0], xyz[1:].T  # primaries: one column each
-        to_xyz = primaries * np.linalg.solve(primaries, white)  # scaled so that RGB 1, 1, 1 is the white
+        scales = np.linalg.solve(primaries, white)
+        # real colours: each point inside the chromaticity triangle (x + y < 1), the white inside the
+        # primaries' triangle (every scale positive); primaries a hair off a line, or a white outside
+        # them, gave colorants of +-20,000 with a negative luminance
+        if any(x + y > 1 + 1e-9 for x, y in zip(xy[::2], xy[1::2], strict=True)) or not np.all(scales > 1e-6):
+            raise ValueError("its primaries and white point describe no real colours")
+        to_xyz = primaries * scales  # scaled so that RGB 1, 1, 1 is the white
         cone = _BRADFORD @ white
         adapt = np.linalg.solve(_BRADFORD, (_BRADFORD @ np.array(_D50) / cone)[:, None] * _BRADFORD)
         colorants = adapt @ to_xyz
-    except (TypeError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
-        return None
+    except (TypeError, ZeroDivisionError, np.linalg.LinAlgError, OverflowError):
+        raise ValueError("they hold values no real image has") from None
     if not np.all(np.isfinite(colorants)) or np.abs(colorants).max() > 32767:
-        return None
+        raise ValueError("its primaries and white point describe no real colours")
 
     def xyz_tag(values) -> bytes:
         return b"XYZ \x00\x00\x00\x00" + struct.pack(">3i", *(round(float(v) * 65536) for v in values))

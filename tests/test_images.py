@@ -1468,6 +1468,34 @@ def test_png_gamma_and_chromaticities_become_an_icc_profile_where_png_chunks_can
     assert read_image(out).icc_profile == own
 
 
+def test_png_chromaticities_no_real_image_has_make_no_profile(tmp_path):
+    # primaries a hair off a line, or a white point outside them, gave colorants of +-20,000 (negative
+    # luminance) that colour-managed viewers showed as garbage
+    from srgan_cli.images import _icc_from_png_colour
+
+    off_line = (0.3127, 0.3290, 0.2, 0.2, 0.4, 0.40001, 0.6, 0.6)
+    white_outside = (0.05, 0.9, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
+    beyond = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.9, 0.5)  # x + y over 1: no colour at all
+    for points in (off_line, white_outside, beyond):
+        with pytest.raises(ValueError, match="describe no real colours"):
+            _icc_from_png_colour({"gamma": 0.45455, "chromaticity": points}, gray=False)
+    notes: list[str] = []
+    out = write_image(
+        tmp_path / "o.jpg", RNG.random((4, 5, 3)), png_colour={"chromaticity": off_line}, on_note=notes.append
+    )
+    assert read_image(out).icc_profile is None
+    assert notes == [
+        f"{out}: the PNG's gamma and chromaticities are left out: its primaries and white point describe no "
+        "real colours"
+    ]
+    prophoto = (0.3457, 0.3585, 0.7347, 0.2653, 0.1596, 0.8404, 0.0366, 0.0001)  # wide, on the edge: kept
+    icc = _icc_from_png_colour({"gamma": 1 / 1.8, "chromaticity": prophoto}, gray=False)
+    assert icc is not None
+    from PIL import ImageCms
+
+    ImageCms.ImageCmsProfile(io.BytesIO(icc))  # a profile LittleCMS takes
+
+
 def test_png_gamma_left_out_of_bmp_and_gif_says_so(tmp_path):
     for suffix in (".bmp", ".gif"):
         notes: list[str] = []
