@@ -617,7 +617,8 @@ def upscale_image(
     """Upscale a PIL image (or an image file) and return a PIL image.
 
     Alpha is upscaled separately (transparent pixels are filled first, so their hidden colour
-    does not bleed in); grayscale stays grayscale. 16-bit images are computed in fp32 under
+    does not bleed in); grayscale stays grayscale, and an RGB image whose pixels are all gray (a
+    black-and-white scan saved as RGB) comes back gray in every pixel. 16-bit images are computed in fp32 under
     ``precision="auto"``; 16-bit grayscale without alpha comes back 16-bit (mode ``I;16``),
     other 16-bit images with 8 bits per channel, as Pillow has no 16-bit colour mode
     (``srgan upscale``, or ``images.read_image`` + :func:`upscale_loaded` +
@@ -713,6 +714,17 @@ def output_size(width: int, height: int, scale: int, outscale: float | None) -> 
     return max(1, math.floor(width * exact + half)), max(1, math.floor(height * exact + half))
 
 
+def _is_neutral(rgb: np.ndarray) -> bool:
+    """Whether every pixel of an (H, W, 3) array has equal channels; compared a band of rows at a time,
+    so a large colour image is told at its first band."""
+    step = max(1, (1 << 20) // max(1, rgb.shape[1]))
+    for top in range(0, rgb.shape[0], step):
+        band = rgb[top : top + step]
+        if not (np.array_equal(band[..., 0], band[..., 1]) and np.array_equal(band[..., 1], band[..., 2])):
+            return False
+    return True
+
+
 def upscale_loaded(
     model: Model,
     loaded,
@@ -741,11 +753,16 @@ def upscale_loaded(
     h, w = rgb.shape[:2]
     size = output_size(w, h, model.scale, outscale)
     direct = bit_depth is not None and size == (w * model.scale, h * model.scale)
+    # a black-and-white photo stored as RGB (a scan, a camera's monochrome JPEG): the model gave it a faint
+    # tint (channels up to 15 levels apart), where the same picture stored as gray came back neutral
+    neutral = not loaded.grayscale and _is_neutral(rgb)
     out = upscale_array(
         model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note,
-        bit_depth=bit_depth if direct else None, grayscale=direct and loaded.grayscale,
+        bit_depth=bit_depth if direct else None, grayscale=direct and (loaded.grayscale or neutral),
         source_bit_depth=loaded.bit_depth,
     )  # fmt: skip
+    if neutral:  # the gray mean in every channel: an RGB file still, with neutral pixels
+        out = np.repeat(out if direct else out.mean(axis=2, keepdims=True, dtype=np.float32), 3, axis=2)
     alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
     if direct:
         return out, None if alpha is None else images.quantise_into(alpha, np.empty_like(alpha, dtype=out.dtype))

@@ -1014,6 +1014,30 @@ def test_a_clipping_path_reaches_jpeg_output(weights, tmp_path):
     assert images.read_image(tmp_path / "out.jpg").photoshop == paths
 
 
+@pytest.mark.parametrize("outscale", [None, "2"])
+def test_a_black_and_white_photo_stored_as_rgb_comes_back_neutral(weights, tmp_path, outscale):
+    # a B&W scan saved as RGB came back with a faint tint (channels up to 15 levels apart), where the
+    # same picture saved as gray came back neutral: now the two give the same pixels
+    gray = np.random.default_rng(5).integers(0, 256, (14, 18), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(gray).convert("RGB").save(tmp_path / "rgb.png")
+    nearly = np.repeat(gray[..., None], 3, axis=2)
+    nearly[0, 0, 2] ^= 1  # one sample off: a colour picture, left as the model makes it
+    Image.fromarray(nearly).save(tmp_path / "c.png")
+    extra = ["--outscale", outscale] if outscale else []
+    for name in ("g", "rgb", "c"):
+        result = run(weights, tmp_path / f"{name}.png", "-o", tmp_path / f"{name}_x.png", "--precision", "fp32", *extra)
+        assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "rgb_x.png") as im, Image.open(tmp_path / "g_x.png") as g:
+        assert im.mode == "RGB" and g.mode == "L"
+        out = np.asarray(im)
+        assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+        assert np.abs(out[..., 0].astype(int) - np.asarray(g).astype(int)).max() <= (1 if outscale else 0)
+    with Image.open(tmp_path / "c_x.png") as im:
+        out = np.asarray(im).astype(int)
+        assert (out.max(axis=2) - out.min(axis=2)).max() > 1
+
+
 def test_xmp_rights_and_keywords_reach_every_output_format(weights, tmp_path):
     # XMP (dc:rights, dc:subject, Lightroom edits) was dropped: archivists lost rights and keywords.
     xmp = (
