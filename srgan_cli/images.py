@@ -1125,7 +1125,7 @@ def _from_loaded_pil(
             plane, note = _float_gray(im, name, fmt)
             rgb, bit_depth, grayscale = _gray(plane, 1.0), 16, True
         elif mode.startswith("I;16") or mode == "I":
-            rgb, bit_depth = _wide_gray(im, gray16_top)
+            rgb, bit_depth, note = _wide_gray(im, gray16_top, name, fmt)
             grayscale = True
             if fmt == "TIFF" and mode.startswith("I;16") and _tag_int(im.tag_v2, 262, 1) == 0:
                 rgb = 1.0 - rgb  # MinIsWhite: Pillow inverts 8-bit gray, and gave 16-bit as a negative
@@ -1200,16 +1200,37 @@ def _gray(plane: np.ndarray, scale: float) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=2)
 
 
-def _wide_gray(im: Image.Image, top: int = 65535) -> tuple[np.ndarray, int]:
-    """16-bit and 32-bit integer grayscale to [0, 1] (bit depth 16 keeps precision); ``top``: what
-    16-bit samples are at their brightest (a 12-bit JPEG 2000's white, shifted up by Pillow, is 65520)."""
+def _wide_gray(im: Image.Image, top: int = 65535, name: str = "", fmt: str = "") -> tuple[np.ndarray, int, str | None]:
+    """16-bit and 32-bit integer grayscale to [0, 1] (bit depth 16 keeps precision), and a note; ``top``:
+    what 16-bit samples are at their brightest (a 12-bit JPEG 2000's white, shifted up by Pillow, is 65520).
+
+    Pillow's "I" (32-bit signed) holds a TIFF's 32-bit and signed 16-bit samples: those were clipped to
+    0-65535 without a word (a signed ramp came out 37% black, an unsigned 32-bit one wrapped at 2^31).
+    Samples from 0 to 65535 are read as 16-bit ones; a signed 16-bit TIFF without negative samples has
+    its white at 32767, with a note; other ranges are refused, as floats well outside 0-1 are."""
     if im.mode.startswith("I;16"):
         arr = np.asarray(im).astype(np.float32) / np.float32(top)
         if top != 65535:
             np.clip(arr, 0.0, 1.0, out=arr)
-    else:  # "I"
-        arr = np.clip(np.asarray(im, dtype=np.int64), 0, 65535).astype(np.float32) / 65535.0
-    return _gray(arr, 1.0), 16
+        return _gray(arr, 1.0), 16, None
+    raw = np.asarray(im, dtype=np.int64)
+    tags = getattr(im, "tag_v2", None) if fmt == "TIFF" else None
+    signed = tags is not None and _tag_int(tags, 339, 1) == 2
+    bits = _tag_int(tags, 258, 32) if tags is not None else 32
+    if tags is not None and bits == 32 and not signed:
+        raw &= 0xFFFFFFFF  # Pillow reads unsigned 32-bit samples as signed: 2^31 and up came back negative
+    low, high = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+    kind = f"{'signed' if signed else 'unsigned'} {bits}-bit integer gray {fmt or 'image'}"
+    article = "a" if signed else "an"
+    if signed and bits == 16 and low >= 0:
+        note = f"{name}: {article} {kind}: read with 32767, its largest value, as white"
+        return _gray(raw.astype(np.float32) / 32767.0, 1.0), 16, note
+    if low < 0 or high > 65535:
+        raise SrganError(
+            f"{name}: {article} {kind} with values from {low} to {high}, which srgan cannot read: it reads "
+            "integers from 0 (black) to 65535 (white); scale it to that range or save it as unsigned 16-bit TIFF or PNG"
+        )
+    return _gray(raw.astype(np.float32) / 65535.0, 1.0), 16, None
 
 
 # How far float gray samples may stray past [0, 1] and be clipped, with a note: a filter's overshoot

@@ -1096,6 +1096,57 @@ def test_float_images_keep_their_range_through_a_few_overshooting_pixels(tmp_pat
         assert loaded.notes == []
 
 
+def _int_tiff(path: Path, arr: np.ndarray, bits: int, dtype: str, sample_format: int) -> Path:
+    """A gray TIFF of integer samples as microscopes and elevation data write them (SampleFormat 1 or 2)."""
+    h, w = arr.shape
+    data = arr.astype(dtype).tobytes()
+    entries = [(256, 4, w), (257, 4, h), (258, 3, bits), (259, 3, 1), (262, 3, 1), (273, 4, 8), (277, 3, 1),
+               (278, 4, h), (279, 4, len(data)), (339, 3, sample_format)]  # fmt: skip
+    out = b"II*\x00" + struct.pack("<I", 8 + len(data)) + data + struct.pack("<H", len(entries))
+    for tag, kind, value in entries:
+        out += struct.pack("<HHI", tag, kind, 1) + (
+            struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        )
+    path.write_bytes(out + b"\x00" * 4)
+    return path
+
+
+def test_integer_tiffs_pillow_reads_as_32_bit_are_read_right_or_refused(tmp_path):
+    # signed 16-bit and 32-bit gray TIFFs were clipped to 0-65535 in silence: a signed ramp came out 37%
+    # black, an unsigned 32-bit one wrapped to black at 2^31
+    ramp = np.tile(np.linspace(0, 1, 48), (8, 1))
+    got = read_image(_int_tiff(tmp_path / "pos.tif", np.round(ramp * 32767), 16, "<i2", 2))
+    np.testing.assert_allclose(got.rgb[..., 0], ramp, atol=1 / 32767)
+    assert got.notes == [
+        f"{tmp_path / 'pos.tif'}: a signed 16-bit integer gray TIFF: read with 32767, its largest value, as white"
+    ]
+    for name, arr, bits, dtype, fmt, what in (
+        (
+            "s16.tif",
+            np.round(ramp * 65535) - 32768,
+            16,
+            "<i2",
+            2,
+            "a signed 16-bit integer gray TIFF with values from -32768 to 32767",
+        ),
+        (
+            "u32.tif",
+            np.round(ramp * 4294967295),
+            32,
+            "<u4",
+            1,
+            "an unsigned 32-bit integer gray TIFF with values from 0 to 4294967295",
+        ),
+    ):
+        with pytest.raises(SrganError) as info:
+            read_image(_int_tiff(tmp_path / name, arr, bits, dtype, fmt))
+        assert str(info.value).startswith(f"{tmp_path / name}: {what}, which srgan cannot read"), str(info.value)
+    # 32-bit samples within 0-65535 stay as they were read: as 16-bit ones
+    got = read_image(_int_tiff(tmp_path / "u32ok.tif", np.round(ramp * 65535), 32, "<u4", 1))
+    np.testing.assert_allclose(got.rgb[..., 0], ramp, atol=1 / 65535)
+    assert got.notes == [] and got.bit_depth == 16
+
+
 @pytest.mark.parametrize("overshoot", [None, 1.004])
 def test_float_gray_nan_and_infinite_samples_are_read_as_black_with_a_note(tmp_path, overshoot):
     # "no data" in a scientist's float TIFF (NaN, inf) turned black in silence
