@@ -645,6 +645,25 @@ def test_pipe_in_and_out_gives_the_file_output(weights, tmp_path):
     ("args", "data", "code", "message"),
     [
         (["-", "-o", "-"], b"not an image at all", 1, "-: standard input is not a PNG"),
+        # a phone's HEIC, a PDF scan, an SVG piped in: named, with what to do (was "not a PNG, JPEG, ...")
+        (
+            ["-", "-o", "-"],
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+            1,
+            "-: standard input is in HEIC format, which srgan does not read; convert it to JPEG or PNG",
+        ),
+        (
+            ["-", "-o", "-"],
+            b"%PDF-1.7\n",
+            1,
+            "-: standard input is in PDF format, which srgan does not read; render its page",
+        ),
+        (
+            ["-", "-o", "-"],
+            b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+            1,
+            "-: standard input is in SVG format",
+        ),
         (["-", "-o", "-"], b"", 1, "-: standard input is empty"),
         (["-", "-o", "-"], "truncated", 1, "-: cannot decode"),
         (["-", "-o", "folder/"], "png", 2, "-o must be an image file name or '-'"),

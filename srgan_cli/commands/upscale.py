@@ -1189,6 +1189,24 @@ def _sniff_suffix(head: bytes) -> str | None:
     return None  # TGA has no signature to know it by
 
 
+def _sniff_unread(head: bytes) -> str | None:
+    """The name of a common image format srgan does not read, from its first bytes (a phone's HEIC piped
+    in was "not a PNG, JPEG, ..." with no word on what it was or what to do); None if none of them."""
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+        return "HEIC"  # an ISO media file of HEIF brands (an AVIF one was told above)
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        return "JPEG XL"
+    if head.startswith(b"8BPS"):
+        return "PSD"
+    if head.startswith(b"%PDF-"):
+        return "PDF"
+    if head.startswith(b"\x76\x2f\x31\x01"):
+        return "OpenEXR"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"<svg", b"<?xml")) and b"<svg" in head:
+        return "SVG"
+    return None
+
+
 def _stage_stdio(
     inputs: tuple[Path, ...],
     output: Path,
@@ -1237,6 +1255,12 @@ def _stage_stdio(
         if not data:
             raise SrganError("-: standard input is empty")
         in_suffix = _sniff_suffix(data[:64])
+        if in_suffix is None and (other := _sniff_unread(data[:512])):
+            from ..images import _CONVERT_ADVICE
+
+            raise SrganError(
+                f"-: standard input is in {other} format, which srgan does not read; {_CONVERT_ADVICE[other]}"
+            )
         if in_suffix is None:
             raise SrganError(
                 "-: standard input is not a PNG, JPEG, WebP, AVIF, TIFF, BMP, GIF, PPM/PGM/PBM, JPEG 2000 or QOI image"
