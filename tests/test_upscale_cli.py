@@ -2046,6 +2046,19 @@ def test_a_case_blind_disk_is_told_by_a_name_with_its_case_swapped(tmp_path, mon
     _case_blind.cache_clear()
 
 
+def test_folder_outputs_keep_the_suffix_as_the_camera_wrote_it(weights, tmp_path):
+    # IMG_0001.JPG came out as IMG_0001.jpg: a script pairing inputs with outputs by name missed them all
+    for name in ("IMG_0001.JPG", "b.Png", "c.jpg"):
+        _img(tmp_path / "in" / name)
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.JPG", "b.Png", "c.jpg"]
+    # --skip-existing knows them again by that name
+    assert "0 written, 3 skipped" in CliRunner().invoke(
+        main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--skip-existing"]
+    ).stderr
+
+
 def test_a_folder_spelled_in_another_case_is_the_same_folder_where_the_disk_ignores_case(tmp_path, monkeypatch):
     """`srgan upscale Photos -o photos --suffix _x4` run twice on macOS upscaled the first run's
     outputs again (x16 images): photos/ was not seen as the input folder Photos/."""

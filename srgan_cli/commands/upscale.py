@@ -263,8 +263,9 @@ def _output_name(src: Path, fmt_choice: str | None, suffix: str) -> str:
             ext = ".png"
         elif src_fmt == "MPO":  # a multi-picture JPEG (.mpo) is read as its first picture: a plain JPEG
             ext = ".jpg"
-        else:  # anim.apng and .avifs are read as their first frame: a still .png, .avif
-            ext = STILL_SUFFIX.get(src.suffix.lower(), src.suffix.lower())
+        else:  # anim.apng and .avifs are read as their first frame: a still .png, .avif; IMG_0001.JPG keeps
+            # its .JPG, as a camera names it (it became .jpg: scripts pairing inputs with outputs missed them)
+            ext = STILL_SUFFIX.get(src.suffix.lower(), src.suffix)
     else:
         ext = output_suffix_for(fmt_choice)
     return f"{src.stem}{suffix}{ext}"
