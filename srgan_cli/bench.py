@@ -169,6 +169,7 @@ class BenchSet:
     scale: int
     images: list[BenchImage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the set was read, where a user should know
+    lr_dir: Path | None = None  # the LR folder read (or looked for): LR_x4/, its name's case as on the disk
 
     @property
     def lr_source(self) -> str:
@@ -177,7 +178,7 @@ class BenchSet:
 
 
 def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> BenchSet:
-    """Read ``HR/`` and ``LR_x{scale}/`` of a set folder, paired by file stem; a folder without
+    """Read ``HR/`` and ``LR_x{scale}/`` (:func:`lr_folder`) of a set folder, paired by file stem; a folder without
     ``HR/`` holds the HR images itself (as ``srgan train --val`` takes one), with a note.
 
     HR is cropped to a multiple of ``scale`` (bottom/right). An LR file must be exactly HR/scale;
@@ -187,7 +188,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     they were passed over without a word, and the scores moved by a dB.
     """
     path = Path(path)
-    hr_dir, lr_dir = path / "HR", path / f"LR_x{scale}"
+    hr_dir, lr_dir = path / "HR", lr_folder(path, scale)
     plain = not hr_dir.is_dir()  # a plain folder of images (as train --val takes): they are the HR images
     if plain:
         hr_dir = path
@@ -212,7 +213,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         stems[hr_path.stem] = hr_path
     # SSIM's 11 px window must fit after the border crop of `scale` px on every side.
     min_side = 2 * scale + 11
-    bench = BenchSet(name or path.name, path, scale)
+    bench = BenchSet(name or path.name, path, scale, lr_dir=lr_dir)
     # case-blind pairing only one to one, among the names that do not pair exactly ("A.png" and
     # "a.png" in HR/ with LR_x4/a.png alone: A took a's LR file too)
     by_case: dict[str, list[str]] = {}
@@ -269,12 +270,47 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             f"no HR/ folder in {path}: its {len(hr_files)} image{'' if len(hr_files) == 1 else 's'} are the HR "
             f"images{'' if lr_files else ', their LR made by bicubic imresize'}"
         )
+    if not plain and not lr_files:
+        # a set with its LR files in LR/ (or once, lr_x4/) was scored on LR made from HR without a word:
+        # +2.2 dB on a blurred LR set
+        lr_name = f"{lr_dir.name}/"
+        where = f"{lr_name} in {path} holds no images" if lr_dir.is_dir() else f"no {lr_name} folder in {path}"
+        text = f"{where}: every LR image is made from its HR image by bicubic imresize"
+        others = [f"{o.name}/" for o in _lr_like_folders(path, lr_dir)]
+        if others:
+            were = "was" if len(others) == 1 else "were"
+            text += f"; {_some(others)} {were} not used: srgan reads LR images from {lr_name}"
+        bench.notes.append(text)
     if made and lr_files:
         bench.notes.append(
             f"{len(made)} of {len(hr_files)} images have no LR file in {lr_dir.name}/ ({_some(made)}): their LR "
             "is made from HR by bicubic imresize, so their scores are not those of the LR files"
         )
     return bench
+
+
+def lr_folder(path: Path, scale: int) -> Path:
+    """The set's ``LR_x{scale}/`` folder, its name's case aside (``LR_X4/``, ``lr_x4/``: made on another
+    system, they were passed over and the LR made from HR without a word); ``path / LR_x{scale}`` where
+    there is none."""
+    wanted = f"LR_x{scale}"
+    try:
+        found = sorted(e.name for e in os.scandir(path) if e.name.casefold() == wanted.casefold() and e.is_dir())
+    except OSError:
+        found = []
+    if len(found) > 1:  # which one holds the LR images the published numbers used is not ours to guess
+        raise SrganError(f"{path}: has both {found[0]}/ and {found[1]}/; keep one LR folder, named {wanted}/")
+    return path / (found[0] if found else wanted)
+
+
+def _lr_like_folders(path: Path, lr_dir: Path) -> list[Path]:
+    """The folders of ``path`` other than ``lr_dir`` whose names start with "lr" (``LR/``, ``LRbicx4/``):
+    where a set keeps LR images srgan does not read."""
+    try:
+        entries = [e for e in os.scandir(path) if e.name[:2].casefold() == "lr" and e.is_dir()]
+    except OSError:
+        return []
+    return sorted(Path(e.path) for e in entries if e.name != lr_dir.name)
 
 
 def _some(names: list[str], most: int = 3) -> str:
@@ -700,7 +736,8 @@ def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Seque
     save_dir = Path(save_dir)
     folders = {save_dir, save_dir / "sheets", *(save_dir / f for f in model_folders(model_names).values())}
     # the set's own image folders: images saved there became inputs of the next run (HR "ground truth")
-    own = [(bench_set.path / d).resolve() for d in ("HR", f"LR_x{bench_set.scale}")]
+    lr_dir = bench_set.lr_dir or lr_folder(bench_set.path, bench_set.scale)
+    own = [(bench_set.path / "HR").resolve(), lr_dir.resolve()]
     for folder in sorted(folders):
         where = folder.resolve()
         inside = next((d for d in own if where == d or where.is_relative_to(d)), None)

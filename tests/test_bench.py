@@ -46,7 +46,8 @@ def _invoke(*args):
 def _one_line_error(result):
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.strip().splitlines()
+    # notes about the set (its LR made from HR) come before the error, each a line of its own
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("note: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     return lines[0]
@@ -852,14 +853,16 @@ def test_lr_files_that_pair_with_nothing_are_named_and_case_does_not_split_a_pai
     assert "note: 1 file in LR_x4/ pairs with no HR image" in result.output
     assert json.loads((tmp_path / "r.json").read_text())["notes"] == bench.notes
     shutil.rmtree(folder / "LR_x4")
-    assert core.load_set(folder).notes == []  # no LR files given: making them is the plan, not news
+    # no LR files given: said once for the whole set (LR files kept under another name were passed over)
+    assert core.load_set(folder).notes == [
+        f"no LR_x4/ folder in {folder}: every LR image is made from its HR image by bicubic imresize"
+    ]
 
 
 @pytest.mark.parametrize("where", ["HR", "LR_x4", "HR/sub"])
 def test_save_images_never_writes_into_the_sets_own_image_folders(tmp_path, where):
     """A model named "HR" saved its images into the set's HR/ folder: the next run read them as ground truth."""
-    folder = _named_set(tmp_path, ["a.png"])
-    (folder / "LR_x4").mkdir()
+    folder = _set_with_lr_in(tmp_path, "LR_x4")  # an LR file: no note that LR is made from HR
     model = _tiny(tmp_path / "HR.safetensors")
     save = folder if where == "HR" else folder / where
     result = _invoke("--set", folder, "-m", model, "--no-lpips", "--save-images", save)
@@ -986,6 +989,7 @@ def test_a_failing_stdout_still_gets_the_json_file_written_and_says_so(bench_dir
             os.close(write_end)
     err = done.stderr.decode()
     assert done.returncode == 1, err
+    err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith("note: "))  # about the set
     assert err.count("\n") == 1 and err.startswith("error: ") and "standard output" in err, err
     if json_out:
         doc = json.loads((tmp_path / "r.json").read_text())
@@ -1202,3 +1206,56 @@ def test_a_set_image_whose_header_claims_billions_of_pixels_is_refused_before_de
         "or remove it from the set"
     ]
     assert float(done.stdout.split()[-1]) < 5
+
+
+def _set_with_lr_in(tmp_path, lr_name):
+    """A set of one random HR image and its LR in ``lr_name``/, made by nearest neighbour: unlike
+    imresize's LR, so a score tells which was used."""
+    folder = _named_set(tmp_path, ["a.png"])
+    (folder / lr_name).mkdir()
+    with Image.open(folder / "HR" / "a.png") as im:
+        im.resize((6, 6), Image.NEAREST).save(folder / lr_name / "a.png")
+    return folder
+
+
+@pytest.mark.parametrize("lr_name", ["LR_X4", "lr_x4"])
+def test_the_lr_folder_is_found_whatever_the_case_of_its_name(tmp_path, lr_name):
+    """HR/ with LR_X4/ (or lr_x4/) was scored on LR made from HR by imresize, without a note: +2.2 dB
+    on a blurred LR set."""
+    folder = _set_with_lr_in(tmp_path, lr_name)
+    bench = core.load_set(folder)
+    given = np.asarray(Image.open(folder / lr_name / "a.png").convert("RGB"))
+    assert bench.lr_source == "file" and np.array_equal(bench.images[0].lr, given)
+    assert bench.notes == [] and bench.lr_dir == folder / lr_name
+    # the set's own LR folder, under the name it has, is never written into by --save-images
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--save-images", folder / lr_name / "out")
+    assert "in the set's own" in _one_line_error(result)
+
+
+def test_two_lr_folders_that_differ_in_case_alone_are_an_error_naming_both(tmp_path):
+    folder = _set_with_lr_in(tmp_path, "LR_x4")
+    shutil.copytree(folder / "LR_x4", folder / "lr_x4")
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
+    assert "LR_x4/" in line and "lr_x4/" in line and "keep one" in line
+
+
+def test_lr_made_from_hr_is_said_naming_lr_folders_that_were_not_used(tmp_path):
+    """A set with its LR files in LR/ (or LRbicx4/) was scored on LR made from HR, without a word."""
+    folder = _set_with_lr_in(tmp_path, "LR")
+    (folder / "LRbicx4").mkdir()
+    (folder / "other").mkdir()
+    note = (
+        f"no LR_x4/ folder in {folder}: every LR image is made from its HR image by bicubic imresize; "
+        "LR/, LRbicx4/ were not used: srgan reads LR images from LR_x4/"
+    )
+    assert core.load_set(folder).notes == [note]
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert f"note: {note}" in result.stderr.splitlines()
+    assert json.loads((tmp_path / "r.json").read_text())["lr_source"] == "imresize"
+    shutil.rmtree(folder / "LRbicx4")
+    (folder / "LR_x4").mkdir()  # there, but empty
+    assert core.load_set(folder).notes == [
+        f"LR_x4/ in {folder} holds no images: every LR image is made from its HR image by bicubic imresize; "
+        "LR/ was not used: srgan reads LR images from LR_x4/"
+    ]
