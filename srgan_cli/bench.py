@@ -16,7 +16,8 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
       "lpips_source": "...",      # what computed LPIPS (implementation, weights); null if not computed
       "device": "cpu",
       "runs": 1,                  # timed runs per image (the median is used)
-      "notes": [],                # about the set, e.g. a standard set's name with another number of images
+      "notes": [],                # about the set, e.g. a standard set's name with another number of images,
+                                  # or images too small for LPIPS
       "models": [
         {
           "name": "bicubic",
@@ -26,6 +27,8 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
           "ssim": 0.810,          # mean over images, Y channel, border = scale
           "lpips": null | 0.33,   # mean LPIPS-alex on RGB, border = scale; null if not computed
           "lpips_note": "why lpips is null" | null,
+          "lpips_n": 5 | null,    # images the lpips mean is over (fewer where some are too small for it;
+                                  # a note says which); null if not computed (results before it lack it)
           "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
           "notes": [],            # choices made while loading, e.g. "fp16 is not supported on the CPU; ...",
                                   # and images reproduced exactly (counted as PSNR_CEILING in the mean)
@@ -513,6 +516,17 @@ def run_bench(
         if progress is not None:
             progress(index + 1, total)
 
+    run_notes = []
+    skipped = [
+        im.hr_path.name for im, row in zip(bench_set.images, rows[models[0].name], strict=True) if row["lpips"] is None
+    ]
+    if lpips is not None and 0 < len(skipped) < total:
+        # a mean LPIPS over 3 of 5 images sat beside PSNR and SSIM over all 5 without a word
+        one = len(skipped) == 1
+        run_notes.append(
+            f"LPIPS over {total - len(skipped)} of {total} images: {_some(skipped)} {'is' if one else 'are'} too small "
+            f"for it (under {getattr(lpips, 'MIN_SIDE', Lpips.MIN_SIDE)} px a side after the {scale} px border cut)"
+        )
     result_models = []
     for index, model in enumerate(models):
         model_rows = rows[model.name]
@@ -530,6 +544,7 @@ def run_bench(
                 "ssim": _mean([r["ssim"] for r in model_rows]),
                 "lpips": _mean(lp) if scored else None,
                 "lpips_note": None if scored else (too_small if lpips is not None else (lpips_note or "not computed")),
+                "lpips_n": len(lp) if lpips is not None else None,
                 "mp_per_s": pixels / 1e6 / seconds if seconds > 0 else None,
                 "notes": list(model.notes) + _exact_note(model_rows),
                 "seconds": seconds,
@@ -550,8 +565,8 @@ def run_bench(
         "lpips_source": getattr(lpips, "source", None) if lpips is not None else None,
         "device": str(device),
         "runs": runs,
-        # about the set: a partial standard set, LR files that paired with nothing
-        "notes": ([note] if (note := size_note(bench_set)) else []) + list(bench_set.notes),
+        # about the set: a partial standard set, LR files that paired with nothing, images too small for LPIPS
+        "notes": ([note] if (note := size_note(bench_set)) else []) + list(bench_set.notes) + run_notes,
         "models": result_models,
     }
 

@@ -1259,3 +1259,40 @@ def test_lr_made_from_hr_is_said_naming_lr_folders_that_were_not_used(tmp_path):
         f"LR_x4/ in {folder} holds no images: every LR image is made from its HR image by bicubic imresize; "
         "LR/ was not used: srgan reads LR images from LR_x4/"
     ]
+
+
+class _FakeLpips:
+    """LPIPS as srgan's Lpips answers it (None under MIN_SIDE px a side after the border cut), without its weights."""
+
+    MIN_SIDE = 31
+    source = "fake lpips"
+
+    def __init__(self, device="cpu"):
+        pass
+
+    def __call__(self, sr, hr, crop=0):
+        return None if min(hr.shape[:2]) - 2 * crop < self.MIN_SIDE else 0.25
+
+
+def test_lpips_over_fewer_images_than_psnr_is_said_with_its_count(tmp_path, monkeypatch):
+    """A mean LPIPS over the 2 images large enough for it sat beside PSNR/SSIM over all 3, without a word."""
+    from srgan_cli import metrics
+
+    folder = tmp_path / "S"
+    (folder / "HR").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for name, side in (("big.png", 48), ("large.png", 44), ("small.png", 36)):  # 36 - 8 = 28 px: under 31
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / "HR" / name)
+    bench = core.load_set(folder)
+    doc = core.run_bench([core.bicubic_upscaler()], bench, lpips=_FakeLpips())
+    note = "LPIPS over 2 of 3 images: small.png is too small for it (under 31 px a side after the 4 px border cut)"
+    assert doc["notes"][-1] == note
+    assert doc["models"][0]["lpips"] == pytest.approx(0.25) and doc["models"][0]["lpips_n"] == 2
+    monkeypatch.setattr(metrics, "Lpips", _FakeLpips)
+    result = _invoke("--set", folder, "-m", "bicubic", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert f"note: {note}" in result.stderr.splitlines()
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["notes"][-1] == note and saved["models"][0]["lpips_n"] == 2
+    no_lpips = core.run_bench([core.bicubic_upscaler()], bench)
+    assert no_lpips["models"][0]["lpips_n"] is None and not any("LPIPS" in n for n in no_lpips["notes"])

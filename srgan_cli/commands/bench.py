@@ -248,7 +248,8 @@ def bench(
         table_out.show(_print_table, result, per_image)
         if paired and len(result["models"]) > 1:
             table_out.show(_print_paired, result)
-        _print_model_notes(notes, result)
+        # the set's notes were printed as it was read; those the run added (images too small for LPIPS) now
+        _print_model_notes(notes, result, ([size] if (size := core.size_note(bench_set)) else []) + bench_set.notes)
         results.append(result)
     if json_out is not None:
         # one set: the result object; several: a list of them, in --set order
@@ -437,8 +438,12 @@ def _print_table(console, result: dict, per_image: bool) -> None:
         console.print(f"[{k}] LPIPS: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_model_notes(console, result: dict) -> None:
-    """Each model's notes (a precision it fell back from, images reproduced exactly): on stderr."""
+def _print_model_notes(console, result: dict, printed: list[str] = ()) -> None:
+    """The notes of the set's run not among ``printed`` (images too small for LPIPS), and each model's
+    (a precision it fell back from, images reproduced exactly): on stderr."""
+    for note in result.get("notes", []):
+        if note not in printed:
+            console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     for model in result["models"]:
         for note in model.get("notes", []):
             console.print(f"note: {model['name']}: {note}", markup=False, highlight=False, soft_wrap=True)
