@@ -229,15 +229,9 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             hr_by_case[stem.casefold()] = hr_by_case.get(stem.casefold(), 0) + 1
     used: set[str] = set()
     made: list[str] = []
+    # every file is read before a word is said: a set with 5 bad files was fixed one run at a time
+    problems: list[tuple[Path, SrganError]] = []
     for hr_path in hr_files:
-        hr = read_within(hr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
-        h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
-        if h < min_side or w < min_side:
-            raise SrganError(
-                f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to benchmark at x{scale} "
-                f"(at least {-(-min_side // scale) * scale}x{-(-min_side // scale) * scale} px); remove it from the set"
-            )
-        hr = np.ascontiguousarray(hr[:h, :w])
         lr_stem = hr_path.stem if hr_path.stem in lr_files else None
         fold = hr_path.stem.casefold()
         if lr_stem is None and len(by_case.get(fold, [])) == 1 and hr_by_case.get(fold) == 1:
@@ -245,17 +239,25 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         lr_path = lr_files.get(lr_stem) if lr_stem is not None else None
         if lr_path is not None:
             used.add(lr_stem)
-            lr = read_within(lr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
-            if lr.shape[:2] != (h // scale, w // scale):
-                raise SrganError(
-                    f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives "
-                    f"{w // scale}x{h // scale} at x{scale}; "
-                    "fix or remove the LR file (it is then made from HR)"
-                )
+        try:
+            hr = _read_hr(hr_path, scale, min_side)
+        except SrganError as exc:
+            problems.append((hr_path, exc))
+            continue
+        try:
+            lr = _read_lr(lr_path, hr.shape, scale) if lr_path is not None else None
+        except SrganError as exc:
+            problems.append((lr_path, exc))
+            continue
+        if problems:
+            continue  # the set is refused: making LR images would be wasted work
+        if lr is not None:
             bench.images.append(BenchImage(hr_path.stem, hr, lr, "file", hr_path, lr_path))
         else:
             made.append(hr_path.name)
             bench.images.append(BenchImage(hr_path.stem, hr, imresize(hr, 1 / scale), "imresize", hr_path))
+    if problems:
+        _refuse(problems, path)
     unused = [lr_files[stem].name for stem in lr_files if stem not in used]
     if unread_hr:  # they were dropped from the set without a word: the table said "1 images" of 3 files
         bench.notes.append(_passed_over(unread_hr, hr_dir, plain, "not in the set"))
@@ -290,6 +292,41 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             "is made from HR by bicubic imresize, so their scores are not those of the LR files"
         )
     return bench
+
+
+def _read_hr(hr_path: Path, scale: int, min_side: int) -> np.ndarray:
+    """The HR image cropped to a multiple of ``scale``; SrganError where it does not read or is too small."""
+    hr = read_within(hr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
+    h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+    if h < min_side or w < min_side:
+        raise SrganError(
+            f"{hr_path}: {hr.shape[1]}x{hr.shape[0]} is too small to benchmark at x{scale} "
+            f"(at least {-(-min_side // scale) * scale}x{-(-min_side // scale) * scale} px); remove it from the set"
+        )
+    return np.ascontiguousarray(hr[:h, :w])
+
+
+def _read_lr(lr_path: Path, hr_shape: tuple[int, ...], scale: int) -> np.ndarray:
+    """The LR file's image; SrganError where it does not read or is not the (cropped) HR's size / ``scale``."""
+    lr = read_within(lr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
+    h, w = hr_shape[0] // scale, hr_shape[1] // scale
+    if lr.shape[:2] != (h, w):
+        raise SrganError(
+            f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives {w}x{h} at x{scale}; "
+            "fix or remove the LR file (it is then made from HR)"
+        )
+    return lr
+
+
+def _refuse(problems: list[tuple[Path, SrganError]], path: Path, most: int = 3) -> None:
+    """Raise one error for the set's files that cannot be used: the first ``most`` with why, and
+    how many more (named), on one line."""
+    if len(problems) == 1:
+        raise problems[0][1] from None  # as it was, its own kind (a decompression bomb's) kept
+    shown = "; ".join(str(exc) for _, exc in problems[:most])
+    rest = [str(p.relative_to(path)) if p.is_relative_to(path) else str(p) for p, _ in problems[most:]]
+    more = f"; and {len(rest)} more: {_some(rest, 10)}" if rest else ""
+    raise SrganError(f"{len(problems)} files of the set cannot be used, fix or remove them: {shown}{more}") from None
 
 
 def lr_folder(path: Path, scale: int) -> Path:

@@ -1296,3 +1296,35 @@ def test_lpips_over_fewer_images_than_psnr_is_said_with_its_count(tmp_path, monk
     assert saved["notes"][-1] == note and saved["models"][0]["lpips_n"] == 2
     no_lpips = core.run_bench([core.bicubic_upscaler()], bench)
     assert no_lpips["models"][0]["lpips_n"] is None and not any("LPIPS" in n for n in no_lpips["notes"])
+
+
+def test_every_bad_file_of_a_set_is_named_in_one_error_before_any_model_runs(tmp_path):
+    """Only the first bad file was reported: a set with five was fixed one run at a time."""
+    import os
+
+    folder = _set_with_lr_in(tmp_path, "LR_x4")
+    hr = folder / "HR"
+    Image.new("RGB", (40, 40)).save(hr / "b.png")
+    (hr / "b.png").write_bytes((hr / "b.png").read_bytes()[:60])  # truncated
+    (hr / "c.png").write_bytes(b"")
+    (hr / "d.png").symlink_to(tmp_path / "nowhere.png")
+    (hr / "e.png").mkdir()
+    Image.new("RGB", (16, 40)).save(hr / "f.png")  # too small
+    Image.new("RGB", (40, 40)).save(hr / "g.png")
+    Image.new("RGB", (3, 3)).save(folder / "LR_x4" / "g.png")  # the wrong size for g's HR
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(hr / "h.png")
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
+    n = 7 if hasattr(os, "mkfifo") else 6
+    assert line.startswith(f"error: {n} files of the set cannot be used, fix or remove them: {hr / 'b.png'}: ")
+    assert f"{hr / 'c.png'}: " in line and f"{hr / 'd.png'}: " in line  # the first three, each with why
+    more = "HR/e.png, HR/f.png, LR_x4/g.png" + (", HR/h.png" if n == 7 else "")
+    assert line.endswith(f"; and {n - 3} more: {more}")
+    # one bad file: its own error, as before
+    for name in "bcdefh":
+        if (hr / f"{name}.png").is_dir():
+            (hr / f"{name}.png").rmdir()
+        elif (hr / f"{name}.png").exists() or (hr / f"{name}.png").is_symlink():
+            (hr / f"{name}.png").unlink()
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
+    assert line.startswith(f"error: {folder / 'LR_x4' / 'g.png'}: is 3x3 but its HR gives 10x10 at x4")
