@@ -70,7 +70,7 @@ import numpy as np
 from .data import read_within
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import is_image_path, supported_suffixes, unread_hint, unread_kinds, unread_reason
+from .images import is_image_path, stored_orientation, supported_suffixes, unread_hint, unread_kinds, unread_reason
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -231,6 +231,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     made: list[str] = []
     # every file is read before a word is said: a set with 5 bad files was fixed one run at a time
     problems: list[tuple[Path, SrganError]] = []
+    turned: list[tuple[str, int, int]] = []  # HR name, its orientation and its LR file's, where they differ
     for hr_path in hr_files:
         lr_stem = hr_path.stem if hr_path.stem in lr_files else None
         fold = hr_path.stem.casefold()
@@ -245,10 +246,13 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             problems.append((hr_path, exc))
             continue
         try:
-            lr = _read_lr(lr_path, hr.shape, scale) if lr_path is not None else None
+            lr = _read_lr(lr_path, hr_path, hr.shape, scale) if lr_path is not None else None
         except SrganError as exc:
             problems.append((lr_path, exc))
             continue
+        if lr is not None and (turns := (stored_orientation(hr_path), stored_orientation(lr_path)))[0] != turns[1]:
+            # of the same size (a square image): scored at 8.8 dB without a word
+            turned.append((hr_path.name, *turns))
         if problems:
             continue  # the set is refused: making LR images would be wasted work
         if lr is not None:
@@ -286,6 +290,18 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             were = "was" if len(others) == 1 else "were"
             text += f"; {_some(others)} {were} not used: srgan reads LR images from {lr_name}"
         bench.notes.append(text)
+    if turned:
+        one = len(turned) == 1
+        pairs = [
+            f"{printable(name)}: HR {hr_turn if hr_turn != 1 else 'none'}, LR {lr_turn if lr_turn != 1 else 'none'}"
+            for name, hr_turn, lr_turn in turned
+        ]
+        shown = "; ".join(pairs[:3]) + (f"; and {len(pairs) - 3} more" if len(pairs) > 3 else "")
+        bench.notes.append(
+            f"{len(turned)} HR image{'' if one else 's'} and {'its' if one else 'their'} LR file{'' if one else 's'} "
+            f"have different EXIF orientations ({shown}): srgan turns each file upright by its own, so an LR may "
+            "not match its HR (a score far too low); give both files of a pair the same orientation"
+        )
     if made and lr_files:
         bench.notes.append(
             f"{len(made)} of {len(hr_files)} images have no LR file in {lr_dir.name}/ ({_some(made)}): their LR "
@@ -306,16 +322,30 @@ def _read_hr(hr_path: Path, scale: int, min_side: int) -> np.ndarray:
     return np.ascontiguousarray(hr[:h, :w])
 
 
-def _read_lr(lr_path: Path, hr_shape: tuple[int, ...], scale: int) -> np.ndarray:
+def _read_lr(lr_path: Path, hr_path: Path, hr_shape: tuple[int, ...], scale: int) -> np.ndarray:
     """The LR file's image; SrganError where it does not read or is not the (cropped) HR's size / ``scale``."""
     lr = read_within(lr_path, BENCH_MAX_PIXELS, BENCH_LIMIT)
     h, w = hr_shape[0] // scale, hr_shape[1] // scale
     if lr.shape[:2] != (h, w):
         raise SrganError(
-            f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives {w}x{h} at x{scale}; "
-            "fix or remove the LR file (it is then made from HR)"
+            f"{lr_path}: is {lr.shape[1]}x{lr.shape[0]} but its HR gives {w}x{h} at x{scale}"
+            f"{_turn_hint(hr_path, lr_path)}; fix or remove the LR file (it is then made from HR)"
         )
     return lr
+
+
+def _turn_hint(hr_path: Path, lr_path: Path) -> str:
+    """Where an HR image and its LR file have different EXIF orientations, say so: an LR made from a
+    phone JPEG's stored pixels is the sideways HR's size ("25x32 but its HR gives 32x25"), which read as a
+    riddle."""
+    hr_turn, lr_turn = stored_orientation(hr_path), stored_orientation(lr_path)
+    if hr_turn == lr_turn:
+        return ""
+    if lr_turn == 1:
+        return f" (the HR is turned by its EXIF orientation {hr_turn}; the LR is not)"
+    if hr_turn == 1:
+        return f" (the LR is turned by its EXIF orientation {lr_turn}; the HR is not)"
+    return f" (the HR is turned by its EXIF orientation {hr_turn}, the LR by {lr_turn})"
 
 
 def _refuse(problems: list[tuple[Path, SrganError]], path: Path, most: int = 3) -> None:

@@ -1328,3 +1328,45 @@ def test_every_bad_file_of_a_set_is_named_in_one_error_before_any_model_runs(tmp
             (hr / f"{name}.png").unlink()
     line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
     assert line.startswith(f"error: {folder / 'LR_x4' / 'g.png'}: is 3x3 but its HR gives 10x10 at x4")
+
+
+def _turned_jpeg(path, pixels, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+
+def test_an_hr_image_turned_by_its_exif_orientation_and_an_lr_that_is_not_are_said(tmp_path):
+    """A phone JPEG (EXIF orientation 6) with an LR made from its stored pixels: srgan turned the HR
+    upright and scored it against the LR as stored, 8.8 dB without a word (a square image), or
+    stopped with "is 8x10 but its HR gives 10x8" and no hint why (another)."""
+    from srgan_cli.images import stored_orientation
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "S"
+    (folder / "HR").mkdir(parents=True)
+    (folder / "LR_x4").mkdir()
+    square = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    _turned_jpeg(folder / "HR" / "sq.jpg", square, 6)
+    Image.fromarray(square).resize((8, 8), Image.BICUBIC).save(folder / "LR_x4" / "sq.png")  # the stored pixels'
+    assert stored_orientation(folder / "HR" / "sq.jpg") == 6 and stored_orientation(folder / "LR_x4" / "sq.png") == 1
+    note = (
+        "1 HR image and its LR file have different EXIF orientations (sq.jpg: HR 6, LR none): srgan turns each "
+        "file upright by its own, so an LR may not match its HR (a score far too low); give both files of a pair "
+        "the same orientation"
+    )
+    assert core.load_set(folder).notes == [note]
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips")
+    assert result.exit_code == 0 and f"note: {note}" in result.stderr.splitlines(), result.output
+    tall = rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)
+    _turned_jpeg(folder / "HR" / "tall.jpg", tall, 6)  # upright, 40 wide and 32 high
+    Image.fromarray(tall).resize((8, 10), Image.BICUBIC).save(folder / "LR_x4" / "tall.png")
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
+    assert "is 8x10 but its HR gives 10x8 at x4 (the HR is turned by its EXIF orientation 6; the LR is not); " in line
+    # the other way round: an LR file turned by its orientation, its HR not
+    (folder / "HR" / "tall.jpg").unlink()
+    Image.fromarray(tall).save(folder / "HR" / "tall.png")
+    _turned_jpeg(folder / "LR_x4" / "tall.jpg", np.asarray(Image.fromarray(tall).resize((8, 10))), 8)
+    (folder / "LR_x4" / "tall.png").unlink()
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
+    assert "(the LR is turned by its EXIF orientation 8; the HR is not)" in line
