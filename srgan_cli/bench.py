@@ -70,7 +70,15 @@ import numpy as np
 from .data import read_within
 from .errors import SrganError, first_line, printable
 from .fsutil import atomic_path, file_in_the_way
-from .images import is_image_path, stored_orientation, supported_suffixes, unread_hint, unread_kinds, unread_reason
+from .images import (
+    is_image_path,
+    stored_orientation,
+    subfolders_with_images,
+    supported_suffixes,
+    unread_hint,
+    unread_kinds,
+    unread_reason,
+)
 from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
 from .resize import imresize
 
@@ -273,6 +281,16 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
         bench.notes.append(
             f"{len(unused)} file{'' if one else 's'} in {lr_dir.name}/ pair{'s' if one else ''} with no HR image "
             f"by name and {'is' if one else 'are'} not used: {_some(unused)}"
+        )
+    # HR/2019/, HR/2020/: their images were left out of the set without a word (a plain folder's LR_x4/ is read)
+    nested = subfolders_with_images(hr_dir, lambda sub: plain and sub.name == lr_dir.name)
+    if nested:
+        one = len(nested) == 1
+        where = f"{hr_dir.name}/" if not plain else str(hr_dir)
+        shown = _some([f"{sub.name}/" if plain else f"{hr_dir.name}/{sub.name}/" for sub in nested])
+        bench.notes.append(
+            f"{len(nested)} sub-folder{'' if one else 's'} of {where} with images {'was' if one else 'were'} not "
+            f"entered ({shown}): a set's HR images are read from {where} itself, not from its sub-folders"
         )
     if plain:
         bench.notes.append(

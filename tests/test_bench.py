@@ -1370,3 +1370,30 @@ def test_an_hr_image_turned_by_its_exif_orientation_and_an_lr_that_is_not_are_sa
     (folder / "LR_x4" / "tall.png").unlink()
     line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
     assert "(the LR is turned by its EXIF orientation 8; the HR is not)" in line
+
+
+def test_sub_folders_of_the_hr_folder_holding_images_are_named_in_a_note(tmp_path):
+    """HR/2019/*.png were left out of the set without a word (the table said "1 images")."""
+    folder = _set_with_lr_in(tmp_path, "LR_x4")
+    for sub in ("2019", "2020/deep"):
+        (folder / "HR" / sub).mkdir(parents=True)
+        shutil.copy(folder / "HR" / "a.png", folder / "HR" / sub / "b.png")
+    (folder / "HR" / "empty").mkdir()
+    note = (
+        "2 sub-folders of HR/ with images were not entered (HR/2019/, HR/2020/): a set's HR images are read "
+        "from HR/ itself, not from its sub-folders"
+    )
+    assert core.load_set(folder).notes == [note]
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips")
+    assert result.exit_code == 0 and f"note: {note}" in result.stderr.splitlines(), result.output
+    # a plain folder of images: its LR_x4/ is read, another sub-folder is not
+    plain = tmp_path / "plain"
+    shutil.copytree(folder / "HR", plain)
+    shutil.rmtree(plain / "2020")
+    shutil.copytree(folder / "LR_x4", plain / "LR_x4")
+    notes = core.load_set(plain).notes
+    assert notes[0] == (
+        f"1 sub-folder of {plain} with images was not entered (2019/): a set's HR images are read from {plain} "
+        "itself, not from its sub-folders"
+    )
+    assert len(notes) == 2 and notes[1].startswith("no HR/ folder in")

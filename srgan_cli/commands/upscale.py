@@ -215,32 +215,14 @@ def _sort_folder(folder: Path, recursive: bool) -> tuple[list[Path], list[Path],
 
 
 def _subfolders_with_images(folder: Path, output: Path, budget: int = 20_000) -> list[Path]:
-    """The sub-folders of ``folder`` (not hidden, not the output folder) that hold an image srgan
-    reads at any depth: without --recursive they are passed over, which a batch said nothing of
-    ("1 written" for a folder of 300 photos in year folders). Each is looked into until its first
-    image, within ``budget`` names in all, so a huge tree of other files costs little."""
-    from ..images import is_image_path
+    """The sub-folders of ``folder`` holding images (:func:`images.subfolders_with_images`), but the
+    output folder: without --recursive they are passed over, which a batch said nothing of."""
+    from ..images import subfolders_with_images
 
-    found = []
-    try:
-        subs = sorted(e.path for e in os.scandir(folder) if not e.name.startswith(".") and e.is_dir())
-    except OSError:
-        return []
-    for sub in map(Path, subs):
-        if _output_key(sub) == _output_key(output) or _inside(output, sub):
-            continue  # the -o folder inside the input folder: its images are outputs
-        pending = [sub]
-        while pending and budget > 0:
-            try:
-                entries = list(os.scandir(pending.pop()))
-            except OSError:
-                continue
-            budget -= len(entries)
-            if any(e.is_file() and is_image_path(e.name) for e in entries if not e.name.startswith(".")):
-                found.append(sub)
-                break
-            pending.extend(e.path for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
-    return found
+    # the -o folder inside the input folder: its images are outputs
+    return subfolders_with_images(
+        folder, lambda sub: _output_key(sub) == _output_key(output) or _inside(output, sub), budget
+    )
 
 
 def _not_entered(folders: list[Path]) -> str:
