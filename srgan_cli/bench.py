@@ -727,6 +727,9 @@ def _mean(values: list[float | None]) -> float:
 
 SHEET_CROP = 64  # HR pixels of the detail crop (square); shown enlarged
 SHEET_ZOOM = 4  # nearest-neighbour enlargement of the crop
+# The least width of a panel, in px: a crop of a small image is enlarged further to it, so that a label
+# ("bicubic 24.31 dB") fits under it; at 4x, a 19 px crop gave 76 px panels labelled "bicubic 4~".
+SHEET_MIN_PANEL = 256
 _LABEL_H = 18
 
 
@@ -770,21 +773,26 @@ def detail_window(hr: np.ndarray, size: int, step: int = 4, flattest: bool = Fal
 
 
 def comparison_sheet(
-    hr: np.ndarray, panels: list[tuple[str, np.ndarray]], crop: int = SHEET_CROP, zoom: int = SHEET_ZOOM
+    hr: np.ndarray,
+    panels: list[tuple[str | tuple[str, str], np.ndarray]],
+    crop: int = SHEET_CROP,
+    zoom: int = SHEET_ZOOM,
 ):
     """A PIL image: the same crops of HR and of each ``(label, image)``, side by side.
 
     Two rows: the first shows the crop where HR has the most gradient energy (fine detail), the
     second the flattest mid-tone one (where a texture the model adds shows), each enlarged
-    ``zoom`` times with nearest neighbour so single pixels stay visible. The first column shows
-    the whole HR image, reduced, with the detail crop outlined in red and the flat one in blue;
-    each panel of the first row carries its label underneath.
+    ``zoom`` times (more where that leaves a panel under :data:`SHEET_MIN_PANEL` px) with nearest
+    neighbour so single pixels stay visible. The first column shows the whole HR image, reduced,
+    with the detail crop outlined in red and the flat one in blue; each panel of the first row
+    carries its label underneath. A label may be ``(name, figure)``: a name too long for the panel
+    loses its middle, the figure ("33.17 dB") is kept whole.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     windows = [detail_window(hr, crop), detail_window(hr, crop, flattest=True)]
     size = windows[0][2]
-    side = size * zoom
+    side = size * max(zoom, -(-SHEET_MIN_PANEL // size))
     all_panels = [("HR", hr), *panels]
     count = len(all_panels) + 1  # the first column shows where the crops are
     row_h = side + _LABEL_H + 4
@@ -794,7 +802,6 @@ def comparison_sheet(
         font = ImageFont.load_default(size=14)  # a scalable font where Pillow has FreeType
     except (TypeError, ImportError, OSError):
         font = ImageFont.load_default()
-    max_chars = max(4, side // 8)
 
     overview = Image.fromarray(np.ascontiguousarray(hr))
     factor = min(side / hr.shape[1], side / hr.shape[0])
@@ -813,9 +820,23 @@ def comparison_sheet(
             x = 4 + k * (side + 4)
             sheet.paste(patch.resize((side, side), Image.Resampling.NEAREST), (x, 4 + row * row_h))
             if row == 0:
-                text = label if len(label) <= max_chars else label[: max_chars - 1] + "~"
+                name, figure = (label, "") if isinstance(label, str) else label
+                text = fit_label(name, figure, side, lambda t: draw.textlength(t, font=font))
                 draw.text((x, side + 6), text, fill=(0, 0, 0), font=font)
     return sheet
+
+
+def fit_label(name: str, figure: str, width: float, measure: Callable[[str], float]) -> str:
+    """``name + figure`` where it is at most ``width`` wide (by ``measure``), else with the middle of
+    ``name`` replaced by "...": both ends tell models apart (run_042_epoch100 from _epoch200), and the
+    figure is never cut (a label cut at the end had lost its "33.17 dB")."""
+    if measure(name + figure) <= width:
+        return name + figure
+    for keep in range(len(name) - 1, 0, -1):
+        text = name[: (keep + 1) // 2] + "..." + name[len(name) - keep // 2 :] + figure
+        if measure(text) <= width:
+            return text
+    return figure.strip() or name[:1]
 
 
 _SAVED_BY = "srgan bench --save-images"
@@ -909,9 +930,9 @@ def save_outputs(
     panels = []
     if BICUBIC not in outputs:
         bic = imresize(image.lr, scale)
-        panels.append((f"{BICUBIC} {psnr_y(bic, image.hr, scale):.2f} dB", bic))
+        panels.append(((BICUBIC, f" {psnr_y(bic, image.hr, scale):.2f} dB"), bic))
     for name, sr in outputs.items():
-        panels.append((f"{name} {psnrs[name]:.2f} dB", sr))
+        panels.append(((name, f" {psnrs[name]:.2f} dB"), sr))
     sheet = comparison_sheet(image.hr, panels)
     write(save_dir / "sheets" / f"{image.name}.png", np.asarray(sheet))
     return written

@@ -1397,3 +1397,32 @@ def test_sub_folders_of_the_hr_folder_holding_images_are_named_in_a_note(tmp_pat
         "itself, not from its sub-folders"
     )
     assert len(notes) == 2 and notes[1].startswith("no HR/ folder in")
+
+
+def test_sheet_labels_keep_the_psnr_and_small_crops_are_enlarged_to_fit_them(tmp_path, monkeypatch):
+    """Labels were cut at side // 8 characters: "my_experiment_run_042_epoch100~" lost its PSNR (and
+    told epoch100 from epoch200 by nothing), and a small image's 76 px panels read "bicubic 4~"."""
+    from PIL import ImageDraw
+
+    drawn = []
+    real_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda self, xy, text, *a, **k: drawn.append(text) or real_text(self, xy, text, *a, **k),
+    )
+    folder = _named_set(tmp_path, ["a.png"])  # 24 x 24: a 24 px crop, 96 px at 4x
+    models = [_tiny(tmp_path / f"my_experiment_run_042_epoch{n}00.safetensors") for n in (1, 2)]
+    save = tmp_path / "cmp"
+    result = _invoke("--set", folder, "-m", models[0], "-m", models[1], "--no-lpips", "--save-images", save)
+    assert result.exit_code == 0, result.output
+    labels = [t for t in drawn if t.endswith(" dB")]
+    assert len(labels) == 3 and labels[0].startswith("bicubic ") and " " not in labels[0][len("bicubic ") : -3]
+    for label, n in zip(labels[1:], (1, 2), strict=True):
+        assert label.startswith("my_exp") and label.endswith(f"{n}00 " + label.split()[-2] + " dB"), label
+        assert float(label.split()[-2]) > 0  # the PSNR figure, whole
+    with Image.open(save / "sheets" / "a.png") as sheet:
+        assert sheet.width >= 5 * (core.SHEET_MIN_PANEL + 4)  # overview, HR, bicubic and two models
+    wide = core.fit_label("my_experiment_run_042_epoch100", " 33.17 dB", 1000, len)
+    assert wide == "my_experiment_run_042_epoch100 33.17 dB"
+    assert core.fit_label("my_experiment_run_042_epoch100", " 33.17 dB", 25, len) == "my_expe...och100 33.17 dB"
