@@ -114,6 +114,8 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     # A bare set name is the set under --data-dir (or SRGAN_DATA_DIR) when one is given; else a ./set5
     # folder with HR/ in it is that folder (one that --save-images set5 made, without HR/, is not).
     named = text.lower() in SET_NAMES and (root is not None or not (path / "HR").is_dir())
+    if not named and (path.exists() or path.is_symlink()) and not path.is_dir():  # was "no such folder"
+        raise SrganError(f"{text}: is a file; --set takes a folder (a set's folder, or one with HR/ in it)")
     if path.is_dir() and not named:
         if not (path / "HR").is_dir() and not _image_files(path):  # a plain folder of images: its HR images
             raise SrganError(
@@ -293,9 +295,11 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
             f"entered ({shown}): a set's HR images are read from {where} itself, not from its sub-folders"
         )
     if plain:
+        one = len(hr_files) == 1
         bench.notes.append(
-            f"no HR/ folder in {path}: its {len(hr_files)} image{'' if len(hr_files) == 1 else 's'} are the HR "
-            f"images{'' if lr_files else ', their LR made by bicubic imresize'}"
+            f"no HR/ folder in {path}: its {len(hr_files)} image{'' if one else 's'} {'is' if one else 'are'} the "
+            f"HR image{'' if one else 's'}"
+            + ("" if lr_files else f", {'its' if one else 'their'} LR made by bicubic imresize")
         )
     if not plain and not lr_files:
         # a set with its LR files in LR/ (or once, lr_x4/) was scored on LR made from HR without a word:

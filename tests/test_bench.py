@@ -1426,3 +1426,34 @@ def test_sheet_labels_keep_the_psnr_and_small_crops_are_enlarged_to_fit_them(tmp
     wide = core.fit_label("my_experiment_run_042_epoch100", " 33.17 dB", 1000, len)
     assert wide == "my_experiment_run_042_epoch100 33.17 dB"
     assert core.fit_label("my_experiment_run_042_epoch100", " 33.17 dB", 25, len) == "my_expe...och100 33.17 dB"
+
+
+def test_per_image_rows_escape_names_and_one_image_is_singular(tmp_path):
+    """A newline in a file name broke its row in two, a name not valid UTF-8 shifted the row's
+    columns; and the caption said "1 images", the note "its 1 image are the HR images"."""
+    import os
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / "a.png")
+    os.rename(folder / "a.png", os.path.join(os.fsencode(folder), b"new\nline\xe9.png"))
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--per-image")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "new" in line]
+    assert len(rows) == 1 and "new\\nline\\xe9" in rows[0], result.stdout
+    widths = {len(line) for line in result.stdout.splitlines() if line.startswith(("│", "┃", "┡", "└", "┏"))}
+    assert len(widths) == 1, result.stdout  # every row of the table as wide as the others
+    assert "x4, 1 image, LR from" in " ".join(result.stdout.split())
+    assert f"note: no HR/ folder in {folder}: its 1 image is the HR image, its LR made by bicubic imresize" in (
+        result.stderr.splitlines()
+    )
+
+
+def test_a_file_given_to_set_is_said_to_be_a_file(tmp_path, monkeypatch):
+    """`--set photo.png` said "no such folder" of a file that is there."""
+    Image.new("RGB", (40, 40)).save(tmp_path / "photo.png")
+    monkeypatch.chdir(tmp_path)
+    for given in (tmp_path / "photo.png", "photo.png"):
+        assert _one_line_error(_invoke("--set", given, "-m", "bicubic")) == (
+            f"error: {given}: is a file; --set takes a folder (a set's folder, or one with HR/ in it)"
+        )

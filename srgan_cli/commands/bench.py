@@ -227,7 +227,7 @@ def bench(
     table_out = _TableOutput(console, stop_at_once=json_file is None and save_images is None)
     results = []
     for bench_set in bench_sets:
-        message = f"benchmarking {bench_set.name} ({len(bench_set.images)} images)"
+        message = f"benchmarking {bench_set.name} ({_count(len(bench_set.images), 'image')})"
         with notes.status(message) if live else contextlib.nullcontext(_NoStatus()) as status:
 
             def progress(done: int, total: int, name: str = bench_set.name) -> None:
@@ -395,12 +395,19 @@ def _cells(*cells: str):
     return [Text(str(cell)) for cell in cells]
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``5 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_table(console, result: dict, per_image: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..errors import printable, utf8_safe
+
     caption = (
-        f"x{result['scale']}, {result['num_images']} images, LR from {result['lr_source']}; "
+        f"x{result['scale']}, {_count(result['num_images'], 'image')}, LR from {result['lr_source']}; "
         f"Y-channel PSNR/SSIM with a {result['scale']} px border; MP/s = output megapixels per second "
         f"on {result['device']} (median of {result['runs']} run(s))"
     )
@@ -430,7 +437,9 @@ def _print_table(console, result: dict, per_image: bool) -> None:
         if per_image:
             for row in model["images"]:
                 lpi = "" if row["lpips"] is None else f"{row['lpips']:.4f}"
-                table.add_row(*_cells("", f"  {row['name']}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, ""))
+                # escaped as the notes are: a newline in a name broke the row, a name not valid UTF-8 shifted it
+                name = printable(utf8_safe(str(row["name"])))
+                table.add_row(*_cells("", f"  {name}", f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpi, ""))
     _print_fitted(console, table)
     if result.get("lpips_source"):
         console.print(f"LPIPS by {result['lpips_source']}", markup=False, highlight=False, soft_wrap=True)
