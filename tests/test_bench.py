@@ -1340,8 +1340,6 @@ def test_an_hr_image_turned_by_its_exif_orientation_and_an_lr_that_is_not_are_sa
     """A phone JPEG (EXIF orientation 6) with an LR made from its stored pixels: srgan turned the HR
     upright and scored it against the LR as stored, 8.8 dB without a word (a square image), or
     stopped with "is 8x10 but its HR gives 10x8" and no hint why (another)."""
-    from srgan_cli.images import stored_orientation
-
     rng = np.random.default_rng(7)
     folder = tmp_path / "S"
     (folder / "HR").mkdir(parents=True)
@@ -1349,7 +1347,6 @@ def test_an_hr_image_turned_by_its_exif_orientation_and_an_lr_that_is_not_are_sa
     square = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     _turned_jpeg(folder / "HR" / "sq.jpg", square, 6)
     Image.fromarray(square).resize((8, 8), Image.BICUBIC).save(folder / "LR_x4" / "sq.png")  # the stored pixels'
-    assert stored_orientation(folder / "HR" / "sq.jpg") == 6 and stored_orientation(folder / "LR_x4" / "sq.png") == 1
     note = (
         "1 HR image and its LR file have different EXIF orientations (sq.jpg: HR 6, LR none): srgan turns each "
         "file upright by its own, so an LR may not match its HR (a score far too low); give both files of a pair "
@@ -1370,6 +1367,9 @@ def test_an_hr_image_turned_by_its_exif_orientation_and_an_lr_that_is_not_are_sa
     (folder / "LR_x4" / "tall.png").unlink()
     line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips"))
     assert "(the LR is turned by its EXIF orientation 8; the HR is not)" in line
+    from srgan_cli.images import stored_orientation
+
+    assert stored_orientation(folder / "HR" / "sq.jpg") == 6 and stored_orientation(folder / "HR" / "tall.png") == 1
 
 
 def test_sub_folders_of_the_hr_folder_holding_images_are_named_in_a_note(tmp_path):
