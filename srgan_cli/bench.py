@@ -113,11 +113,11 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     root = data_dir if data_dir is not None else os.environ.get("SRGAN_DATA_DIR") or None
     # A bare set name is the set under --data-dir (or SRGAN_DATA_DIR) when one is given; else a ./set5
     # folder with HR/ in it is that folder (one that --save-images set5 made, without HR/, is not).
-    named = text.lower() in SET_NAMES and (root is not None or not (path / "HR").is_dir())
+    named = text.lower() in SET_NAMES and (root is not None or not hr_folder(path).is_dir())
     if not named and (path.exists() or path.is_symlink()) and not path.is_dir():  # was "no such folder"
         raise SrganError(f"{text}: is a file; --set takes a folder (a set's folder, or one with HR/ in it)")
     if path.is_dir() and not named:
-        if not (path / "HR").is_dir() and not _image_files(path):  # a plain folder of images: its HR images
+        if not hr_folder(path).is_dir() and not _image_files(path):  # a plain folder of images: its HR images
             raise SrganError(
                 f"{path}: no HR/ folder in it, nor images; a benchmark folder holds HR/ and optionally LR_x4/, "
                 "or the HR images themselves"
@@ -136,7 +136,7 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
         if not root.is_dir():
             raise SrganError(f"{how} {root}: no such folder; it must hold set5/, set14/, bsd100/ with HR/ and LR_x4/")
         folder = root / name
-        if not (folder / "HR").is_dir():
+        if not hr_folder(folder).is_dir():
             raise SrganError(f"{how} {root}: no {name}/HR in it; it must hold {name}/HR and {name}/LR_x4")
         return folder
     return _download_set(name, hub_dataset or os.environ.get("SRGAN_BENCH_REPO") or DEFAULT_HUB_DATASET)
@@ -153,7 +153,7 @@ def _download_set(name: str, repo: str) -> Path:
             f"check the network or pass --data-dir DIR holding {name}/HR and {name}/LR_x4"
         ) from None
     folder = root / name
-    if not (folder / "HR").is_dir():
+    if not hr_folder(folder).is_dir():
         # Offline or with the Hub unreachable, snapshot_download returns the cached snapshot as it is,
         # which may hold other sets only: this is not proof that the dataset lacks the set.
         raise SrganError(
@@ -201,7 +201,7 @@ def load_set(path: str | Path, scale: int = 4, name: str | None = None) -> Bench
     they were passed over without a word, and the scores moved by a dB.
     """
     path = Path(path)
-    hr_dir, lr_dir = path / "HR", lr_folder(path, scale)
+    hr_dir, lr_dir = hr_folder(path), lr_folder(path, scale)
     plain = not hr_dir.is_dir()  # a plain folder of images (as train --val takes): they are the HR images
     if plain:
         hr_dir = path
@@ -385,13 +385,21 @@ def lr_folder(path: Path, scale: int) -> Path:
     """The set's ``LR_x{scale}/`` folder, its name's case aside (``LR_X4/``, ``lr_x4/``: made on another
     system, they were passed over and the LR made from HR without a word); ``path / LR_x{scale}`` where
     there is none."""
-    wanted = f"LR_x{scale}"
+    return _folder_named(path, f"LR_x{scale}")
+
+
+def hr_folder(path: Path) -> Path:
+    """The set's ``HR/`` folder, its name's case aside (a set with ``hr/`` was "no HR/ folder")."""
+    return _folder_named(path, "HR")
+
+
+def _folder_named(path: Path, wanted: str) -> Path:
     try:
         found = sorted(e.name for e in os.scandir(path) if e.name.casefold() == wanted.casefold() and e.is_dir())
     except OSError:
         found = []
     if len(found) > 1:  # which one holds the LR images the published numbers used is not ours to guess
-        raise SrganError(f"{path}: has both {found[0]}/ and {found[1]}/; keep one LR folder, named {wanted}/")
+        raise SrganError(f"{path}: has both {found[0]}/ and {found[1]}/; keep one of them, named {wanted}/")
     return path / (found[0] if found else wanted)
 
 
@@ -862,7 +870,7 @@ def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Seque
     folders = {save_dir, save_dir / "sheets", *(save_dir / f for f in model_folders(model_names).values())}
     # the set's own image folders: images saved there became inputs of the next run (HR "ground truth")
     lr_dir = bench_set.lr_dir or lr_folder(bench_set.path, bench_set.scale)
-    own = [(bench_set.path / "HR").resolve(), lr_dir.resolve()]
+    own = [hr_folder(bench_set.path).resolve(), lr_dir.resolve()]
     for folder in sorted(folders):
         where = folder.resolve()
         inside = next((d for d in own if where == d or where.is_relative_to(d)), None)

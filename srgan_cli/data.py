@@ -941,8 +941,9 @@ def load_val_set(spec: str, data_dir: str | Path | None, scale: int, notes: list
     had to be made).
     """
     folder = Path(os.path.expanduser(spec))  # Path.expanduser raises for a user who does not exist
-    if spec.lower() in NAMED_SETS or (folder / "HR").is_dir():
-        from . import bench
+    from . import bench
+
+    if spec.lower() in NAMED_SETS or bench.hr_folder(folder).is_dir():
 
         # named as srgan bench names it, so that a partial copy of a standard set is noted alike
         name = spec.lower() if spec.lower() in NAMED_SETS and not folder.is_dir() else folder.resolve().name or "set"

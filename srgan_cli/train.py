@@ -648,7 +648,10 @@ def _val_in_data(val: str, data: str | None) -> str | None:
     folder = Path(os.path.expanduser(val))
     if not folder.is_dir():
         return None  # a named set
-    images = folder / "HR" if (folder / "HR").is_dir() else folder  # the folder load_val_set reads
+    from .bench import hr_folder
+
+    hr = hr_folder(folder)
+    images = hr if hr.is_dir() else folder  # the folder load_val_set reads
     try:
         inside = Path(os.path.realpath(images)).is_relative_to(os.path.realpath(os.path.expanduser(data)))
     except (OSError, ValueError):

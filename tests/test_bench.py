@@ -1232,6 +1232,16 @@ def test_the_lr_folder_is_found_whatever_the_case_of_its_name(tmp_path, lr_name)
     assert "in the set's own" in _one_line_error(result)
 
 
+def test_the_hr_folder_is_found_whatever_the_case_of_its_name(tmp_path):
+    # a set with hr/ and lr_x4/ (made on a system that lower-cases names) was "no HR/ folder"
+    folder = _set_with_lr_in(tmp_path, "lr_x4")
+    (folder / "HR").rename(folder / "hr")
+    bench = core.load_set(core.resolve_set(str(folder)))
+    assert bench.lr_source == "file" and len(bench.images) == 1 and bench.notes == []
+    result = _invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--save-images", folder / "hr" / "out")
+    assert "in the set's own" in _one_line_error(result)
+
+
 def test_two_lr_folders_that_differ_in_case_alone_are_an_error_naming_both(tmp_path):
     folder = _set_with_lr_in(tmp_path, "LR_x4")
     shutil.copytree(folder / "LR_x4", folder / "lr_x4")
