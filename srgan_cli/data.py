@@ -944,7 +944,6 @@ def load_val_set(spec: str, data_dir: str | Path | None, scale: int, notes: list
     from . import bench
 
     if spec.lower() in NAMED_SETS or bench.hr_folder(folder).is_dir():
-
         # named as srgan bench names it, so that a partial copy of a standard set is noted alike
         name = spec.lower() if spec.lower() in NAMED_SETS and not folder.is_dir() else folder.resolve().name or "set"
         bench_set = bench.load_set(bench.resolve_set(spec, data_dir), scale, name=name)

@@ -2372,11 +2372,23 @@ _MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "GIF": 65535, "AVIF": 32768}
 _MAX_PIXELS = {"AVIF": 16384 * 16384}
 
 
-def size_problem(width: int, height: int, path: str | Path, format: str | None = None) -> str | None:  # noqa: A002
+def size_problem(
+    width: int,
+    height: int,
+    path: str | Path,
+    format: str | None = None,  # noqa: A002
+    *,
+    gray: bool = False,
+) -> str | None:
     """Why ``write_image(path, ..., format=)`` cannot write a ``width`` x ``height`` image, or None:
-    a side longer than its format holds, or more pixels in all (AVIF). Cheap, so callers ask before the
-    work that makes it."""
+    a side longer than its format holds, more pixels in all (AVIF), or a file larger than its 32-bit
+    sizes hold (BMP: 4 GiB, 24 bits a pixel, 8 for ``gray``). Cheap, so callers ask before the work
+    that makes it."""
     fmt = _normalise_format(format) if format else format_for_path(Path(path))
+    if fmt == "BMP":  # Pillow's sum: headers, a gray palette, rows padded to 4 bytes
+        row = ((width * (8 if gray else 24) + 7) // 8 + 3) & ~3
+        if 14 + 40 + (1024 if gray else 0) + row * height > 2**32 - 1:
+            return f"{path}: a {width}x{height} image is too large for BMP (a file of at most 4 GiB); write PNG or TIFF"
     most = _MAX_SIDE.get(fmt)
     if most is not None and max(width, height) > most:
         return f"{path}: a {width}x{height} image is too large for {fmt} (at most {most} px a side); write PNG or TIFF"
@@ -2589,7 +2601,8 @@ def write_image(
     rgb = np.asarray(rgb)
     if rgb.dtype.kind in "ui" and rgb.dtype != _stored_dtype(bit_depth):
         raise ValueError(f"{rgb.dtype} pixels cannot be written as {bit_depth}-bit {fmt}")
-    if rgb.ndim >= 2 and (problem := size_problem(rgb.shape[1], rgb.shape[0], path, fmt)):
+    gray = grayscale or (rgb.ndim == 3 and rgb.shape[2] == 1) or rgb.ndim == 2
+    if rgb.ndim >= 2 and (problem := size_problem(rgb.shape[1], rgb.shape[0], path, fmt, gray=gray)):
         raise SrganError(problem)
     planes = _planes(rgb, alpha, grayscale)
     if fmt in ("JPEG", "BMP") and planes.shape[2] in (2, 4):  # JPEG has no alpha; Pillow and most readers ignore BMP's

@@ -3610,6 +3610,29 @@ def test_an_avif_of_more_pixels_than_libavif_reads_back_is_refused_before_the_wo
     assert images.size_problem(16500, 16500, "x.png") is None and images.size_problem(16500, 16500, "x.jpg") is None
 
 
+def test_a_bmp_over_4_gib_is_refused_before_the_work():
+    # a 38000 x 38000 BMP (any input over about 89.5 MP at x4) failed in Pillow's writer after hours of
+    # upscaling: BMP's 32-bit sizes hold a file of 4 GiB at most, 24 bits a pixel (8 for gray)
+    assert images.size_problem(38000, 38000, "x.bmp") == (
+        "x.bmp: a 38000x38000 image is too large for BMP (a file of at most 4 GiB); write PNG or TIFF"
+    )
+    assert images.size_problem(37000, 38000, "x.bmp") is None  # 4.22e9 bytes: fits
+    assert images.size_problem(65000, 65000, "x.bmp", gray=True) is None  # 8 bits a pixel: 4.23e9
+    assert images.size_problem(66000, 66000, "x.bmp", gray=True) is not None
+    assert images.size_problem(38000, 38000, "x.png") is None
+    # Pillow's own check agrees at the edge: a header of 54 bytes, rows padded to 4 bytes
+    from PIL import BmpImagePlugin
+
+    class Huge:  # only what Pillow's BMP writer reads before its size check
+        mode, encoderinfo, encoderconfig = "RGB", {}, ()
+
+        def __init__(self, size):
+            self.size = size
+
+    with pytest.raises(ValueError, match="too large"):
+        BmpImagePlugin._save(Huge((38000, 38000)), io.BytesIO(), "x.bmp")
+
+
 @needs_avif
 def test_a_truncated_avif_is_called_truncated_and_one_too_large_for_libavif_says_so(tmp_path):
     """A truncated AVIF (200-400 bytes) said "not an image file, or an unsupported format", where a PNG,

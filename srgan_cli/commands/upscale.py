@@ -1680,7 +1680,8 @@ def _run(
                 report.note(f"{job.src}: {loaded.n_frames} frames; only the first is upscaled")
             for note in loaded.notes:  # what the reader could not keep (16 bits read as 8)
                 report.note(note)
-            if problem := size_problem(*output_size(*loaded.size, net.scale, outscale), job.dest, job.fmt):
+            size = output_size(*loaded.size, net.scale, outscale)
+            if problem := size_problem(*size, job.dest, job.fmt, gray=loaded.grayscale):
                 raise SrganError(problem)  # found before the upscale, not after it
             return upscale_loaded(
                 net,
