@@ -225,15 +225,15 @@ def upscale_tiled(
         try:
             with torch.inference_mode():
                 return _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink)
-        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
-            if not _out_of_device_memory(exc):
+        except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as exc:
+            where = _out_of_memory(exc)
+            if where is None:
                 raise
             current = tile if 0 < tile < max(h, w) else max(h, w)
             smaller = current // 2
             if smaller < MIN_TILE:
-                raise SrganError(
-                    f"out of GPU memory even with {current} px tiles; use --device cpu or free GPU memory"
-                ) from None
+                advice = "use --device cpu or free GPU memory" if where == "GPU" else "free memory"
+                raise SrganError(f"out of {where} memory even with {current} px tiles; {advice}") from None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             mps = getattr(torch, "mps", None)
@@ -241,16 +241,25 @@ def upscale_tiled(
                 with contextlib.suppress(Exception):
                     mps.empty_cache()
             if on_note is not None:
-                on_note(f"out of GPU memory with {current} px tiles; retrying with {smaller} px tiles")
+                on_note(f"out of {where} memory with {current} px tiles; retrying with {smaller} px tiles")
             tile = smaller
 
 
-def _out_of_device_memory(exc: BaseException) -> bool:
-    """CUDA's out-of-memory error, or MPS's: a plain RuntimeError ("MPS backend out of memory"),
-    with which a Mac's image failed where a GPU's was retried with smaller tiles."""
+def _out_of_memory(exc: BaseException) -> str | None:
+    """"GPU" for CUDA's out-of-memory error or MPS's (a plain RuntimeError, "MPS backend out of memory",
+    with which a Mac's image failed where a GPU's was retried with smaller tiles); "CPU" for PyTorch's
+    CPU allocator failing ("DefaultCPUAllocator: can't allocate memory": a large --tile under a memory
+    limit failed after minutes with that message and no advice) or a MemoryError; else None."""
     if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "MPS backend out of memory" in str(exc)
+        return "GPU"
+    if isinstance(exc, MemoryError):
+        return "CPU"
+    text = str(exc) if isinstance(exc, RuntimeError) else ""
+    if "MPS backend out of memory" in text:
+        return "GPU"
+    if "DefaultCPUAllocator" in text and "can't allocate memory" in text:
+        return "CPU"
+    return None
 
 
 def _run_tiles(forward, x, c, h, w, scale, tile, pad, batch, progress, sink) -> torch.Tensor | None:

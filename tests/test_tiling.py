@@ -246,6 +246,40 @@ def test_an_mps_out_of_memory_error_is_retried_with_smaller_tiles_and_others_are
         upscale_tiled(broken, x, 2, 0, 4)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried "
+            "to allocate 3072000000 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_on_the_cpu_is_retried_with_smaller_tiles(nets, error):
+    # --tile 0 on a large image under a memory limit failed after minutes with PyTorch's allocator message
+    # and no advice; the GPU's out-of-memory error was retried with smaller tiles
+    net = nets["srresnet_x2"]
+    x = torch.rand(1, 3, 30, 26)
+
+    def forward(batch):
+        if batch.shape[2] == 30:
+            raise error
+        return net(batch)
+
+    notes: list[str] = []
+    with torch.inference_mode():
+        out = upscale_tiled(forward, x, 2, 0, default_pad(net), on_note=notes.append)
+    torch.testing.assert_close(out, _whole(net, x), rtol=0, atol=2e-5)
+    assert notes == ["out of CPU memory with 30 px tiles; retrying with 15 px tiles"]
+
+    def never(batch):
+        raise error
+
+    with pytest.raises(SrganError, match="^out of CPU memory even with 15 px tiles; free memory$"):
+        upscale_tiled(never, x, 2, 64, 4)
+
+
 def test_choose_tile_cpu_bounds_memory():
     cfg = GeneratorConfig()
     cpu = torch.device("cpu")
