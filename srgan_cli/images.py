@@ -741,6 +741,21 @@ def stored_orientation(path: str | Path) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+def stored_size(path: str | Path) -> tuple[int, int] | None:
+    """The (width, height) a file's header declares, before any EXIF orientation turns it; None where it
+    cannot be read (the decode that follows says why). No pixel is decoded: for checks that would
+    otherwise wait for a decode (a 100 MP photo: 14 s and 4 GB) to refuse an output size."""
+    path = Path(path)
+    try:
+        with _open_file(path) as fh:
+            head = fh.read(64)
+            fh.seek(0)
+            im = _open(fh, head, str(path))
+            return int(im.width), int(im.height)
+    except Exception:  # noqa: BLE001 - a hint ahead of the decode: never the error itself
+        return None
+
+
 # 8-bit files whose pixels read_image takes as Pillow's RGB conversion gives them: read directly,
 # without the float round trip (4x faster on BSDS500 JPEGs; what a training loader spends).
 _PLAIN_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")

@@ -246,7 +246,7 @@ def upscale_tiled(
 
 
 def _out_of_memory(exc: BaseException) -> str | None:
-    """"GPU" for CUDA's out-of-memory error or MPS's (a plain RuntimeError, "MPS backend out of memory",
+    """ "GPU" for CUDA's out-of-memory error or MPS's (a plain RuntimeError, "MPS backend out of memory",
     with which a Mac's image failed where a GPU's was retried with smaller tiles); "CPU" for PyTorch's
     CPU allocator failing ("DefaultCPUAllocator: can't allocate memory": a large --tile under a memory
     limit failed after minutes with that message and no advice) or a MemoryError; else None."""

@@ -2046,6 +2046,26 @@ def test_a_case_blind_disk_is_told_by_a_name_with_its_case_swapped(tmp_path, mon
     _case_blind.cache_clear()
 
 
+def test_an_output_too_large_for_its_format_is_refused_before_the_decode(weights, tmp_path, monkeypatch):
+    # the size was checked after the decode: a 100 MP photo took 14 s and 4 GB before "too large for WEBP"
+    from srgan_cli.commands import upscale as cmd
+
+    Image.new("RGB", (5000, 4)).save(tmp_path / "wide.png")
+    _img(tmp_path / "small.png")
+    decoded = []
+    real_read = cmd._read
+
+    def read(path, max_pixels):
+        decoded.append(path.name)
+        return real_read(path, max_pixels)
+
+    monkeypatch.setattr(cmd, "_read", read)
+    result = run(weights, tmp_path / "wide.png", tmp_path / "small.png", "-o", tmp_path / "out", "--format", "webp")
+    assert result.exit_code == 1 and decoded == ["small.png"], result.output
+    assert f"{tmp_path / 'out' / 'wide.webp'}: a 20000x16 image is too large for WEBP" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.webp"]
+
+
 def test_folder_outputs_keep_the_suffix_as_the_camera_wrote_it(weights, tmp_path):
     # IMG_0001.JPG came out as IMG_0001.jpg: a script pairing inputs with outputs by name missed them all
     for name in ("IMG_0001.JPG", "b.Png", "c.jpg"):
