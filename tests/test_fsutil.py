@@ -6,6 +6,7 @@ import builtins
 import errno
 import io
 import os
+import pathlib
 import stat
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def as_a_user(monkeypatch):
     monkeypatch.setattr(builtins, "open", user_open)
     monkeypatch.setattr(io, "open", user_open)  # pathlib's write_bytes and write_text
     monkeypatch.setattr(os, "open", user_os_open)
+    accessor = getattr(pathlib, "_NormalAccessor", None)  # Python 3.10's pathlib kept its own io.open
+    if accessor is not None and hasattr(accessor, "open"):
+        monkeypatch.setattr(accessor, "open", staticmethod(user_open))
 
 
 @pytest.fixture
