@@ -138,14 +138,20 @@ class Command(click.Command):
     # asks for it. Set before PyTorch loads its OpenMP; a value of the user's own is kept.
     passive_openmp = False
 
+    def needs_torch(self, ctx: click.Context) -> bool:
+        """Whether the command with these options uses PyTorch (imported before its body, above): all
+        but `srgan models` listing or showing headers, which took 2 s to import it for nothing."""
+        return True
+
     def invoke(self, ctx: click.Context):
         if not stopping.program_active():
             return super().invoke(ctx)
         with stopping.deferred_interrupts(raise_pending=not self.holds_signals):
             stopping.end_start_up()  # a signal held since the program started is raised by this block
-            if self.passive_openmp and "torch" not in sys.modules:
-                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            import torch  # noqa: F401 - imported here, where a signal cannot cut it short
+            if self.needs_torch(ctx):
+                if self.passive_openmp and "torch" not in sys.modules:
+                    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+                import torch  # noqa: F401 - imported here, where a signal cannot cut it short
 
             if self.holds_signals:
                 return super().invoke(ctx)

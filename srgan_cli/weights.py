@@ -21,17 +21,40 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
-from safetensors.torch import save as serialize
+from safetensors import SafetensorError, safe_open
 
 from .config import GeneratorConfig
 from .errors import SrganError, first_line, utf8_safe
 from .fsutil import atomic_path
-from .models import build_generator, generator_state_shapes
+
+if TYPE_CHECKING:
+    import torch
+
+# PyTorch is imported where tensors are made or loaded, not here: `srgan models` and the headers it
+# reads need none of it, and its import took 2 of the 2.1 s that listing two models took.
+
+
+def load_file(name: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """safetensors' ``load_file``, imported on first use (with PyTorch)."""
+    from safetensors.torch import load_file as load
+
+    return load(name, device=device)
+
+
+def build_generator(config: GeneratorConfig) -> torch.nn.Module:
+    """``models.build_generator``, imported on first use (with PyTorch)."""
+    from .models import build_generator as build
+
+    return build(config)
+
+
+def generator_state_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """``models.generator_state_shapes``, imported on first use (with PyTorch)."""
+    from .models import generator_state_shapes as shapes
+
+    return shapes(config)
 
 FORMAT = "srgan-generator"
 # The version of the file format written in ``format_version``. "1" is the only one so far;
@@ -54,7 +77,6 @@ _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 # The tensor dtypes a weights file may store. Any other is refused by name: float8 has no CPU
 # kernel for the checks below (a NotImplementedError traceback from every command), and integer
 # or bool data is no trained weight.
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -150,6 +172,8 @@ def serialize_stable(tensors: dict[str, torch.Tensor], metadata: dict[str, str] 
     model in upscaled images, reports and interpolation parents. The header is written again with
     its keys sorted (the tensor data is untouched), padded with spaces to 8 bytes as safetensors
     pads it."""
+    from safetensors.torch import save as serialize
+
     data = serialize(tensors, metadata=metadata)
     (size,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + size])
@@ -212,7 +236,7 @@ def count_file_parameters(path: str | Path) -> int:
     path = Path(path)
     read_metadata(path)  # one-line error if it is not a safetensors file
     total = 0
-    with st_path(path) as name, safe_open(name, framework="pt") as fh:
+    with st_path(path) as name, safe_open(name, framework="numpy") as fh:
         for key in fh.keys():
             if key.endswith(_BUFFER_SUFFIXES):
                 continue
@@ -314,7 +338,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     path = Path(path)
     check_weights_file(path)
     try:
-        with st_path(path) as name, safe_open(name, framework="pt") as fh:
+        with st_path(path) as name, safe_open(name, framework="numpy") as fh:
             return dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:  # Runtime: a file cut while mapped
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
@@ -392,7 +416,7 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Every tensor's name and shape, from the file's header (no tensor data is read)."""
     path = Path(path)
     try:
-        with st_path(path) as name, safe_open(name, framework="pt") as fh:
+        with st_path(path) as name, safe_open(name, framework="numpy") as fh:
             return {key: tuple(int(d) for d in fh.get_slice(key).get_shape()) for key in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise SrganError(f"{path}: not a valid safetensors file ({_short(exc)})") from None
@@ -479,7 +503,7 @@ def check_state_dict(
     source: str,
     mismatch: str,
     hint: str = "",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Strict check of a state dict: exactly the ``expected`` keys, their shapes, finite floats.
 
@@ -490,10 +514,13 @@ def check_state_dict(
     infinity there, and the network NaN) or a negative BatchNorm ``running_var`` (folding takes
     its square root).
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     _check_shapes({k: tuple(v.shape) for k, v in state.items()}, expected, source, mismatch, hint)
     for key in expected:
         got = state[key]
-        if got.dtype not in _FLOAT_DTYPES:
+        if got.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise SrganError(
                 f"{source}: tensor {key} is {str(got.dtype).removeprefix('torch.')}; "
                 "srgan reads float16, bfloat16, float32 or float64 weights"

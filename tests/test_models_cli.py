@@ -84,6 +84,21 @@ def _complete(args, incomplete):
     return [(item.type, item.value) for item in items]
 
 
+def test_listing_and_info_do_not_import_pytorch():
+    # `srgan models` took 2.1 s, 2 of them importing PyTorch, to read a table and two file headers
+    import subprocess
+    import sys
+
+    for args in (["models"], ["models", "--info", "srgan_x4", "--json"]):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "srgan_cli", *args], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import")}
+        assert "srgan_cli.weights" in imported and "torch" not in imported, args
+    assert json.loads(done.stdout)["params"] > 0  # read from the header, without PyTorch
+
+
 def test_completion_names_match_the_model_table_and_the_bench_sets():
     from srgan_cli import bench
     from srgan_cli.commands import completion

@@ -13,7 +13,12 @@ from ..errors import printable
 from .completion import complete_model
 
 
-@click.command("models", cls=Command)
+class _ModelsCommand(Command):
+    def needs_torch(self, ctx: click.Context) -> bool:
+        return bool(ctx.params.get("fetch"))  # --fetch loads the weights; the table and --info read headers
+
+
+@click.command("models", cls=_ModelsCommand)
 @click.option(
     "--json",
     "as_json",
