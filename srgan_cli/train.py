@@ -4,6 +4,7 @@ One function, :func:`train`, runs a stage from a dict of options (the same names
 flags) into a run folder::
 
     RUN/config.json                 the resolved configuration
+    RUN/config.step<N>.json         the one before a resume with other options (from step N)
     RUN/metrics.jsonl               one JSON line per log interval (step, loss, lr, patches_per_s, val_psnr,
                                     val_lpips where LPIPS can be computed, ...)
     RUN/checkpoint.pt               everything to resume (tensors and plain Python only: weights_only loads)
@@ -1855,6 +1856,29 @@ class _Trainer:
         _save_checkpoint(self.run_dir / CHECKPOINT, state)
         save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
 
+    def _keep_earlier_config(self, config: Path, text: str) -> None:
+        """On a resume with other options (more steps, another learning rate), the earlier run's
+        config.json was replaced, and with it the record of how the first steps were trained: it is
+        kept as config.step<N>.json (N: the step resumed from), with a note."""
+        try:
+            old = config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        if old == text:
+            return
+        kept = self.run_dir / f"config.step{self.step}.json"
+        n = 1
+        while kept.exists():
+            n += 1
+            kept = self.run_dir / f"config.step{self.step}-{n}.json"
+        try:
+            os.link(config, kept)  # a new name for the same file: never in place of one of the user's
+        except OSError:
+            return
+        self.info(
+            f"config.json: the options changed on resume; those of the steps before {self.step} are kept in {kept.name}"
+        )
+
     def _prepare_run_dir(self) -> None:
         if not self.dist.main:
             return
@@ -1885,9 +1909,13 @@ class _Trainer:
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.run_dir / "config.json") as tmp:
-            record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
-            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        config = self.run_dir / "config.json"
+        if self.state is not None:
+            self._keep_earlier_config(config, text)
+        with atomic_path(config) as tmp:
+            tmp.write_text(text)
         metrics = self.run_dir / "metrics.jsonl"
         if self.replacing:
             self.info(self.replacing)

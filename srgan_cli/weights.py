@@ -56,6 +56,7 @@ def generator_state_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]
 
     return shapes(config)
 
+
 FORMAT = "srgan-generator"
 # The version of the file format written in ``format_version``. "1" is the only one so far;
 # files without the key are read as version 1, and a higher number is refused (a newer srgan).

@@ -94,6 +94,23 @@ def test_resume_gives_identical_weights(data, tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 6
 
 
+def test_a_resume_with_other_options_keeps_the_earlier_config(data, tmp_path):
+    # config.json was replaced by the resumed run's: the record of how the first steps were trained was lost
+    run = tmp_path / "run"
+    opts = _options(data, steps=4, checkpoint_every=2, lr=1e-3)
+    train({**opts, "steps": 2}, run)
+    first = (run / "config.json").read_text()
+    notes: list[str] = []
+    train({**opts, "steps": 2}, run, resume=True, report=lambda e: notes.append(e.get("message", "")))
+    assert not list(run.glob("config.step*.json"))  # the same options: nothing to keep
+    train({"steps": 4, "lr": 5e-4}, run, resume=True, report=lambda e: notes.append(e.get("message", "")))
+    assert (run / "config.step2.json").read_text() == first
+    assert json.loads((run / "config.json").read_text())["lr"] == 5e-4 and json.loads(first)["lr"] == 1e-3
+    assert (
+        "config.json: the options changed on resume; those of the steps before 2 are kept in config.step2.json" in notes
+    )
+
+
 def test_existing_run_without_resume_is_refused(data, tmp_path):
     train(_options(data, steps=2), tmp_path / "run")
     before = (tmp_path / "run" / CHECKPOINT).read_bytes()

@@ -2074,9 +2074,14 @@ def test_folder_outputs_keep_the_suffix_as_the_camera_wrote_it(weights, tmp_path
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG_0001.JPG", "b.Png", "c.jpg"]
     # --skip-existing knows them again by that name
-    assert "0 written, 3 skipped" in CliRunner().invoke(
-        main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--skip-existing"]
-    ).stderr
+    assert (
+        "0 written, 3 skipped"
+        in CliRunner()
+        .invoke(
+            main, ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--skip-existing"]
+        )
+        .stderr
+    )
 
 
 def test_a_folder_spelled_in_another_case_is_the_same_folder_where_the_disk_ignores_case(tmp_path, monkeypatch):
