@@ -1872,8 +1872,9 @@ class _Trainer:
             n += 1
             kept = self.run_dir / f"config.step{self.step}-{n}.json"
         try:
-            os.link(config, kept)  # a new name for the same file: never in place of one of the user's
-        except OSError:
+            with atomic_path(kept, overwrite=False) as tmp:  # never in place of a file of the user's
+                tmp.write_text(old, encoding="utf-8")
+        except (OSError, SrganError):
             return
         self.info(
             f"config.json: the options changed on resume; those of the steps before {self.step} are kept in {kept.name}"
