@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import fractions
-import functools
 import math
 import os
 import threading
@@ -136,7 +135,7 @@ class Model:
     # ``dtype`` was chosen by ``precision="auto"``: images of more than 8 bits then run in fp32
     # (bf16 keeps about 8 significant bits, fp16 about 11), see ``upscale_array``.
     auto_precision: bool = False
-    # Builds this model's module again in a given dtype from its weights file(s); None: cast a copy.
+    # Builds this model's module again in a given dtype from the fp32 weights kept at load; None: cast a copy.
     _reload: Callable[[torch.dtype], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
     _fp32: Model | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -146,8 +145,8 @@ class Model:
 
     def _as_fp32(self, on_note: Callable[[str], None] | None = None) -> Model:
         """This model computing in fp32: itself when it does, else an fp32 twin made on first use
-        (the weights read again from their file, so it equals ``load_model(precision="fp32")``)
-        and kept, so a model that never meets a high-bit-depth image never holds a second copy.
+        (from the fp32 weights kept on the CPU at load, so it equals ``load_model(precision="fp32")``)
+        and kept, so a model that never meets a high-bit-depth image never holds a second module.
         ``on_note`` hears once why the twin was made, when it is for ``precision="auto"``."""
         if self.dtype == torch.float32:
             return self
@@ -262,8 +261,6 @@ def load_model(
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
-    files = [(path, sha256)]  # the weights files and their sha256, to build the module again
-    alpha = 0.0
     if blend:
         from .interpolate import blend_generators, parse_blend
 
@@ -274,7 +271,6 @@ def load_model(
         module = blend_generators(module, other, alpha)
         name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
         sha256 = f"{sha256}+{other_sha256}@{alpha:g}"
-        files.append((other_path, other_sha256))
     if channels_last is None:
         channels_last = dev.type == "cpu"
 
@@ -286,18 +282,14 @@ def load_model(
             p.requires_grad_(False)
         return module
 
+    # The fp32 weights as read (blended), kept on the CPU where the module computes in less (6 MB for
+    # SRResNet): the fp32 twin for 16-bit images was read again from the file, and failed once it was
+    # gone, replaced (a live run's generator.safetensors) or named relative to another folder (chdir).
+    kept = copy.deepcopy(module) if dtype != torch.float32 else None
+
     def reload(dtype: torch.dtype) -> torch.nn.Module:
-        """The module built again from its files (checked unchanged since) in ``dtype``."""
-        from .interpolate import blend_generators
-        from .weights import sha256_file, stable_read
-
-        def read(file: Path, digest: str) -> torch.nn.Module:
-            if sha256_file(file) != digest:
-                raise SrganError(f"{file}: the weights file changed since the model was loaded; load it again")
-            return _load_generator(file)[0]
-
-        modules = [stable_read(file, functools.partial(read, file, digest)) for file, digest in files]
-        return ready(modules[0] if len(modules) == 1 else blend_generators(*modules, alpha), dtype)
+        """The module built again from the weights it was loaded from, in ``dtype``."""
+        return ready(copy.deepcopy(kept if kept is not None else module), dtype)
 
     module = ready(module, dtype)
     if ensemble and meta.get("stage") == "gan":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -653,6 +654,29 @@ def auto_bf16(weights, monkeypatch):
     model = load_model(weights, device="cpu")
     assert model.dtype == torch.bfloat16
     return model
+
+
+@pytest.mark.parametrize("change", ["remove", "replace", "chdir"])
+def test_a_16_bit_image_needs_no_weights_file_once_the_model_is_loaded(weights, tmp_path, monkeypatch, change):
+    # the fp32 twin for 16-bit images was read again from the file: a FileNotFoundError after the file
+    # was removed or the folder changed (a relative path), "the weights file changed" after a live
+    # run replaced it, where 8-bit images went on working
+    import shutil
+
+    monkeypatch.setattr("srgan_cli.device.cpu_has_native_bf16", lambda: True)
+    (tmp_path / "sub").mkdir()
+    shutil.copy(weights, tmp_path / "sub" / "m.safetensors")
+    monkeypatch.chdir(tmp_path / "sub")
+    model = load_model("m.safetensors", device="cpu")
+    assert model.dtype == torch.bfloat16
+    expected = upscale_array(load_model(weights, device="cpu", precision="fp32"), _ramp16())
+    if change == "remove":
+        os.remove("m.safetensors")
+    elif change == "replace":
+        _save(Path("m.safetensors"), seed=9)
+    else:
+        monkeypatch.chdir(tmp_path)
+    assert np.array_equal(upscale_array(model, _ramp16()), expected)
 
 
 def test_auto_precision_runs_16_bit_images_in_fp32(weights, auto_bf16):
