@@ -89,9 +89,20 @@ def _check_outscale(outscale: object) -> float | None:
     return value
 
 
+# Float pixels run from 0 to 1; a little past that (a filter's overshoot, HDR highlights) is clipped,
+# but data reaching this is on another scale: 0-255 floats came out nearly all white, in silence.
+_FLOAT_PIXEL_MOST = 2.0
+
+
+def _float_range_error(top: float, what: str) -> SrganError:
+    return SrganError(
+        f"the image {what} reaches {top:g}: float pixels run from 0 to 1 (divide 0-255 data by 255, or pass uint8)"
+    )
+
+
 def _array_pixels(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) pixels as C-contiguous float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats
-    clamped; NaN or infinity is an error, other dtypes are refused."""
+    clamped; NaN or infinity is an error, as are floats above 2 (0-255 data), other dtypes are refused."""
     scale = _INT_PIXEL_SCALE.get(rgb.dtype.newbyteorder("="))
     if scale is not None:
         return np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(scale)
@@ -101,20 +112,40 @@ def _array_pixels(rgb: np.ndarray) -> np.ndarray:
         )
     if not np.isfinite(rgb).all():
         raise SrganError("the image array contains NaN or infinity")
+    if rgb.size and (top := float(rgb.max())) > _FLOAT_PIXEL_MOST:
+        raise _float_range_error(top, "array")
     return np.ascontiguousarray(np.clip(rgb, 0, 1), dtype=np.float32)
 
 
 def _tensor_pixels(x: torch.Tensor) -> torch.Tensor:
     """``x`` as float in [0, 1] like :func:`_array_pixels`: uint8 / 255, uint16 / 65535, floats
     clamped; NaN or infinity is an error, other dtypes are refused."""
+    if x.is_meta or x.layout != torch.strided:  # no pixels to read: torch's own errors said little
+        what = "on the meta device" if x.is_meta else f"of layout {x.layout}"
+        raise TypeError(f"cannot upscale a tensor {what}: pass a dense tensor of pixels")
     scale = _TENSOR_INT_PIXEL_SCALE.get(x.dtype)
     if scale is not None:
         return x.detach().to(torch.float32) / scale
-    if not x.is_floating_point():
-        raise TypeError(f"cannot upscale a tensor of dtype {x.dtype}: expected float pixels in [0, 1], uint8 or uint16")
+    if x.dtype not in _PIXEL_FLOAT_DTYPES:
+        raise TypeError(
+            f"cannot upscale a tensor of dtype {x.dtype}: expected float16, bfloat16, float32 or float64 pixels "
+            "in [0, 1], uint8 or uint16"
+        )
     if not torch.isfinite(x).all():
         raise SrganError("the image tensor contains NaN or infinity")
+    if x.numel() and (top := float(x.detach().max())) > _FLOAT_PIXEL_MOST:
+        raise _float_range_error(top, "tensor")
     return x.detach().clamp(0, 1)
+
+
+_PIXEL_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_flag(name: str, value: object) -> bool:
+    """``value`` as a bool; TypeError for anything else ("no" was taken as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
 
 
 @dataclass
@@ -138,6 +169,19 @@ class Model:
     # Builds this model's module again in a given dtype from the fp32 weights kept at load; None: cast a copy.
     _reload: Callable[[torch.dtype], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
     _fp32: Model | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # a Model built by hand: a module in train mode used its BatchNorm's batch statistics (the
+        # output changed with the tile size), and one whose weights are not in ``dtype`` failed deep in torch
+        if not isinstance(self.module, torch.nn.Module):
+            raise TypeError(f"Model's module must be a torch.nn.Module, got {_describe(self.module)}")
+        self.module.eval()
+        first = next(iter(self.module.parameters()), None)
+        if first is not None and first.dtype != self.dtype:
+            raise SrganError(
+                f"the module's weights are {str(first.dtype).removeprefix('torch.')}, but the Model's dtype is "
+                f"{str(self.dtype).removeprefix('torch.')}: pass dtype={first.dtype}"
+            )
 
     @property
     def scale(self) -> int:
@@ -254,6 +298,9 @@ def load_model(
         raise TypeError(f"precision must be one of the strings {', '.join(PRECISIONS)}, got {_describe(precision)}")
     if blend is not None and not isinstance(blend, str):
         raise TypeError(f"blend must be a string 'MODEL:ALPHA' or None, got {_describe(blend)}")
+    ensemble = _check_flag("ensemble", ensemble)
+    if channels_last is not None:
+        channels_last = _check_flag("channels_last", channels_last)
     # a torch.device is checked as its name is (torch.device("cuda") without CUDA, "meta"): it was
     # taken as it came, and failed later with a RuntimeError of many lines
     dev = choose_device(str(device))
@@ -436,7 +483,9 @@ def upscale_tensor(
 
     Float input is clamped to [0, 1]; NaN or infinity raises :class:`SrganError`. A uint8
     tensor is read as value / 255 (uint16 as value / 65535), as :func:`upscale_array` reads
-    arrays; other integer, bool and complex tensors raise ``TypeError``.
+    arrays; other integer, bool and complex tensors raise ``TypeError``, as do meta and sparse
+    ones; float values above 2 (0-255 data) raise :class:`SrganError`. The output is a new tensor,
+    detached: no gradient flows through the upscale.
 
     ``tile``: None chooses from the memory at hand, 0 runs the whole image at once, N uses
     N x N LR tiles. ``tile_pad`` defaults to the receptive-field radius (exact tiling).
@@ -490,8 +539,8 @@ def upscale_array(
     uint8 rather than 2.3 GB of float32.
 
     Precision: a model loaded with ``precision="auto"`` that computes in bf16 or fp16 runs
-    images of more than 8 bits in fp32 (with an fp32 copy of the weights, read from the weights
-    file on the first such image and kept): bf16 keeps about 8 significant bits (fp16 about
+    images of more than 8 bits in fp32 (with an fp32 copy of the weights, made from those kept
+    at load on the first such image): bf16 keeps about 8 significant bits (fp16 about
     11), so a 16-bit gradient came out in 8-bit steps. ``source_bit_depth`` (8 or 16) says how
     many bits the pixels hold; by default 16 for uint16 arrays and 8 for uint8 and float ones
     (floats most often come from 8-bit images: pass ``source_bit_depth=16`` for those made
@@ -500,13 +549,15 @@ def upscale_array(
     _check_model(model, "upscale_array")
     if isinstance(rgb, (str, bytes, os.PathLike)) or rgb is None:
         raise TypeError(f"upscale_array takes an (H, W, 3) NumPy array, got {_describe(rgb)}")
+    if isinstance(rgb, torch.Tensor):
+        raise TypeError("upscale_array takes an (H, W, 3) NumPy array; use upscale_tensor for a (1, 3, H, W) tensor")
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(
             f"upscale_array's dtype must be a torch.dtype such as torch.bfloat16, or None, got {_describe(dtype)}; "
             "for a precision string pass precision= to load_model"
         )
-    if dtype is not None and not dtype.is_floating_point:
-        raise SrganError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+    if dtype is not None and dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise SrganError(f"dtype must be torch.float16, torch.bfloat16 or torch.float32, got {dtype}")
     tile, tile_pad, batch = _check_options(tile, tile_pad, batch, progress, on_note)
     rgb = np.asarray(rgb)
     if rgb.dtype.kind not in "biufc":
@@ -517,8 +568,13 @@ def upscale_array(
         raise SrganError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
     if rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise SrganError(f"cannot upscale an empty image ({rgb.shape[1]}x{rgb.shape[0]})")
-    if isinstance(bit_depth, (bool, np.bool_)) or bit_depth not in (None, 8, 16):
+    if bit_depth is not None and (
+        isinstance(bit_depth, (bool, np.bool_)) or not isinstance(bit_depth, (int, np.integer))
+    ):
+        raise TypeError(f"bit_depth must be 8, 16 or None, got {_describe(bit_depth)}")
+    if bit_depth not in (None, 8, 16):
         raise SrganError(f"bit depth must be 8 or 16, got {bit_depth}")
+    grayscale = _check_flag("grayscale", grayscale)
     model = _compute_model(model, dtype, _source_bits(rgb.dtype, source_bit_depth), on_note)
     from . import images
 
@@ -698,6 +754,11 @@ def output_size(width: int, height: int, scale: int, outscale: float | None) -> 
 
     ``outscale`` must be a finite number in (0, ``MAX_OUTSCALE``] (64, as the CLI's ``--outscale``).
     """
+    width = _check_int("width", width, 1, "at least 1")
+    height = _check_int("height", height, 1, "at least 1")
+    scale = _check_int("scale", scale, 1, "at least 1")
+    if width is None or height is None or scale is None:  # "45" gave ("45454545", 40)
+        raise TypeError("output_size takes the width, height and scale as ints")
     outscale = _check_outscale(outscale)
     if outscale is None:
         return width * scale, height * scale
@@ -738,6 +799,10 @@ def upscale_loaded(
     model's dtype (see ``upscale_array``).
     """
     from . import images
+
+    _check_model(model, "upscale_loaded")
+    if not isinstance(loaded, images.LoadedImage):
+        raise TypeError(f"upscale_loaded takes an images.LoadedImage (from images.read_image), got {_describe(loaded)}")
 
     rgb = loaded.rgb
     if loaded.alpha is not None:

@@ -21,6 +21,8 @@ def choose_device(name: str = "auto") -> torch.device:
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if name in ("cpu", "cpu:0", "mps:0"):  # str(torch.device("cpu", 0)) is "cpu:0": one CPU device, one MPS one
+        name = name.split(":")[0]
     if name == "cpu":
         return torch.device("cpu")
     if name == "mps":

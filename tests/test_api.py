@@ -427,7 +427,7 @@ def test_wrong_argument_types_are_type_errors(weights, fp32):
     for call, message in cases:
         with pytest.raises(TypeError, match=message):
             call()
-    with pytest.raises(SrganError, match="floating-point"):
+    with pytest.raises(SrganError, match="dtype must be torch.float16, torch.bfloat16 or torch.float32"):
         upscale_array(fp32, arr, dtype=torch.int8)
     with pytest.raises(SrganError, match="batch must be at least 1"):
         upscale_array(fp32, arr, batch=0)
@@ -1142,3 +1142,78 @@ def test_a_weights_file_that_keeps_changing_is_one_error_line(tmp_path, monkeypa
     monkeypatch.setattr(weights_module, "load_file", always_replaced)
     with pytest.raises(SrganError, match="kept changing while it was read"):
         load_model(target, device="cpu")
+
+
+def test_flags_and_bit_depth_take_only_their_own_types(weights):
+    # ensemble="no" ran the 8-pass ensemble (8x the time); grayscale="no" gave a gray output; bit_depth=8.0
+    # was taken where tile=8.0 was a TypeError
+    for kwargs in ({"ensemble": "no"}, {"channels_last": "no"}, {"ensemble": 1}):
+        with pytest.raises(TypeError, match="must be True or False"):
+            load_model(weights, device="cpu", **kwargs)
+    model = load_model(weights, device="cpu")
+    rgb = np.zeros((6, 6, 3), np.float32)
+    with pytest.raises(TypeError, match="grayscale must be True or False"):
+        upscale_array(model, rgb, bit_depth=8, grayscale="no")
+    for depth in (8.0, "8"):
+        with pytest.raises(TypeError, match="bit_depth must be 8, 16 or None"):
+            upscale_array(model, rgb, bit_depth=depth)
+    assert upscale_array(model, rgb, bit_depth=np.int64(8)).dtype == np.uint8
+
+
+def test_a_hand_built_model_runs_in_eval_mode_and_says_when_its_dtype_is_not_its_weights():
+    # a train-mode module used BatchNorm's batch statistics: the output changed with the tile size
+    from srgan_cli.api import Model
+
+    torch.manual_seed(0)
+    net = build_generator(TINY)
+    model = Model(net, TINY, "mine")
+    assert not net.training
+    x = torch.rand(1, 3, 12, 12)
+    torch.testing.assert_close(upscale_tensor(model, x, tile=0), upscale_tensor(model, x, tile=4), rtol=0, atol=1e-5)
+    with pytest.raises(SrganError, match="weights are float16, but the Model's dtype is float32"):
+        Model(build_generator(TINY).half(), TINY, "h")
+    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+        Model("net", TINY, "x")
+
+
+def test_tensors_without_pixels_and_floats_on_another_scale_are_refused_clearly(weights):
+    model = load_model(weights, device="cpu")
+    x = torch.rand(1, 3, 8, 8)
+    for bad, match in (
+        (torch.empty(1, 3, 8, 8, device="meta"), "meta device"),
+        (x.to_sparse(), "layout"),
+        (x.to(torch.float8_e4m3fn), "float8"),
+    ):
+        with pytest.raises(TypeError, match=match):
+            upscale_tensor(model, bad)
+    with pytest.raises(TypeError, match="use upscale_tensor"):
+        upscale_array(model, torch.rand(8, 8, 3, requires_grad=True))
+    with pytest.raises(SrganError, match="dtype must be torch.float16, torch.bfloat16 or torch.float32"):
+        upscale_array(model, np.zeros((8, 8, 3), np.float32), torch.float8_e4m3fn)
+    # 0-255 floats came out nearly all white, without a word
+    with pytest.raises(SrganError, match="tensor reaches 255: float pixels run from 0 to 1"):
+        upscale_tensor(model, torch.full((1, 3, 8, 8), 255.0))
+    with pytest.raises(SrganError, match="reaches 255: float pixels run from 0 to 1"):
+        upscale_array(model, np.full((8, 8, 3), 255.0, np.float32))
+    upscale_tensor(model, x * 1.5)  # a filter's overshoot: clipped, as documented
+    out = upscale_tensor(model, x.clone().requires_grad_())
+    assert not out.requires_grad and out.grad_fn is None  # detached, as the docstring says
+
+
+def test_output_size_and_upscale_loaded_check_their_arguments(weights):
+    from srgan_cli.api import upscale_loaded
+
+    with pytest.raises(TypeError):
+        output_size("45", 10, 4, None)  # was ("45454545", 40)
+    with pytest.raises(SrganError, match="width must be at least 1"):
+        output_size(-5, 10, 4, None)
+    with pytest.raises(TypeError):
+        output_size(5, 5, "4", None)
+    with pytest.raises(TypeError, match="images.LoadedImage"):
+        upscale_loaded(load_model(weights, device="cpu"), np.zeros((8, 8, 3)))
+
+
+def test_cpu_0_is_the_cpu():
+    from srgan_cli.device import choose_device
+
+    assert choose_device("cpu:0") == torch.device("cpu") == choose_device(str(torch.device("cpu", 0)))
