@@ -19,6 +19,7 @@ import fractions
 import functools
 import hashlib
 import io
+import math
 import os
 import re
 import stat
@@ -3741,17 +3742,21 @@ def upscale_alpha(alpha: np.ndarray, scale: float) -> np.ndarray:
     return out
 
 
-def clamp_resized_alpha(resized: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def clamp_resized_alpha(
+    resized: np.ndarray, alpha: np.ndarray, *, top: int = 0, height: int | None = None
+) -> np.ndarray:
     """Keep each pixel of ``resized`` (``alpha`` resized to any size) within the least and greatest
     ``alpha`` of the input pixels it covers and one more on each side, in place; returns it.
 
     The rule of :func:`upscale_alpha` for any scale (at a whole-number enlargement the same pixels:
     the one an output pixel falls in and its 3x3 neighbourhood): Lanczos rang past a hard edge,
     alpha 1-2 around an opaque shape on a transparent ground and 252 inside it. Worked in bands of
-    rows: no plane of the output's size beside it."""
+    rows: no plane of the output's size beside it. ``resized`` may itself be a band: the rows from
+    ``top`` on of a resized alpha ``height`` rows tall (default: ``resized`` is the whole of it)."""
     alpha = np.asarray(alpha, dtype=np.float32)
     h, w = alpha.shape
-    big_h, big_w = resized.shape
+    rows_here, big_w = resized.shape
+    big_h = rows_here if height is None else height
 
     def spans(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
         # output pixel j covers [j, j + 1) * n_in / n_out of the input: first and last input pixel, one more
@@ -3771,14 +3776,81 @@ def clamp_resized_alpha(resized: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     r0, r1 = spans(h, big_h)
     c0, c1 = spans(w, big_w)
     step = _band_rows(big_w * 4)
-    for top in range(0, big_h, step):
-        rows = slice(top, min(top + step, big_h))
+    for start in range(0, rows_here, step):
+        here = slice(start, min(start + step, rows_here))
+        rows = slice(top + here.start, top + here.stop)
         first, last = int(r0[rows].min()), int(r1[rows].max())
         col_lo, col_hi = extremes(alpha[first:last], c0, c1, axis=1)  # (input rows, output width)
         lo = extremes(col_lo, r0[rows] - first, r1[rows] - first, axis=0)[0]
         hi = extremes(col_hi, r0[rows] - first, r1[rows] - first, axis=0)[1]
-        np.clip(resized[rows], lo, hi, out=resized[rows])
+        np.clip(resized[here], lo, hi, out=resized[here])
     return resized
+
+
+def upscale_alpha_rows(alpha: np.ndarray, scale: int, start: int, stop: int) -> np.ndarray:
+    """Rows ``start`` to ``stop`` of ``upscale_alpha(alpha, scale)`` (a whole-number ``scale`` > 1),
+    worked from the input rows they need only: the same pixels, without the plane of the whole."""
+    h = alpha.shape[0]
+    # bicubic reads 2 input rows each side, the 3x3 clamp 1: 3 more rows keep the window's edge away
+    first = max(0, start // scale - 3)
+    last = min(h, -(-stop // scale) + 3)
+    return upscale_alpha(alpha[first:last], scale)[start - first * scale : stop - first * scale]
+
+
+# Samples (all channels) of float32 a band of resize_into's source rows, or of its output rows, holds:
+# 32 MB, so the rows that the Lanczos support adds to each band (8 at a halving) are a small share.
+_RESIZE_BAND_SAMPLES = 1 << 23
+
+
+def resize_into(
+    read: Callable[[int, int], np.ndarray],
+    source_size: tuple[int, int],
+    out: np.ndarray,
+    *,
+    alpha: np.ndarray | None = None,
+) -> np.ndarray:
+    """Lanczos-resize an image of ``source_size`` = (width, height) into ``out`` (h, w, C): uint8 or
+    uint16, quantised as ``quantise_into`` does, or float32; a band of output rows at a time.
+
+    ``read(start, stop)`` gives the source's rows ``start`` to ``stop`` as float (rows, width, C) in
+    [0, 1]: each band reads only the rows its output needs (its span and the Lanczos support each
+    side), so neither the source nor the output is ever held as a whole in float. Each band is
+    Pillow's resize of those rows, its vertical pass with ``box=`` the band's part of the source:
+    the same filter windows and weights as :func:`resize_rgb` of the whole image (bands start where
+    the source coordinate is whole, where the scales allow), so the same pixels, clipped to [0, 1]
+    as there: bit for bit where the scale is a power of two, else within float32 rounding.
+    ``alpha`` (the input's alpha, when ``out`` is a resized alpha of one channel): each band is kept
+    within it as :func:`clamp_resized_alpha` keeps a whole one.
+    """
+    width, height = int(source_size[0]), int(source_size[1])
+    out_h, out_w, channels = out.shape
+    ratio = height / out_h
+    support = 3.0 * max(1.0, ratio)  # Pillow's Lanczos reaches 3 source pixels, stretched when shrinking
+    margin = math.ceil(support) + 2
+    band_in = max(_RESIZE_BAND_SAMPLES // max(1, width * channels), 8 * margin)
+    band = max(1, min(int(band_in / ratio), _RESIZE_BAND_SAMPLES // max(1, out_w * channels)))
+    exact = out_h // math.gcd(height, out_h)  # output rows between source coordinates that are whole
+    if exact <= band:
+        band -= band % exact
+    for o0 in range(0, out_h, band):
+        o1 = min(o0 + band, out_h)
+        y0, y1 = o0 * height / out_h, o1 * height / out_h
+        first = max(0, math.floor(y0 - support) - 1)
+        last = min(height, math.ceil(y1 + support) + margin)
+        rows = np.asarray(read(first, last), dtype=np.float32)
+        box = (y0 - first, y1 - first)
+        planes = [_lanczos(rows[..., c], out_w, o1 - o0, box) for c in range(channels)]
+        del rows
+        resized = np.stack(planes, axis=2)  # a writable copy, channels last
+        del planes
+        np.clip(resized, 0.0, 1.0, out=resized)
+        if alpha is not None:
+            clamp_resized_alpha(resized[..., 0], alpha, top=o0, height=out_h)
+        if out.dtype.kind == "f":
+            out[o0:o1] = resized
+        else:
+            quantise_into(resized, out[o0:o1])
+    return out
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -3817,6 +3889,25 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.where(visible[..., None], rgb, np.clip(fill, 0.0, 1.0)).astype(np.float32)
 
 
+def _lanczos(plane: np.ndarray, width: int, height: int, rows: tuple[float, float] | None = None) -> np.ndarray:
+    """Pillow's Lanczos resize of a float (H, W) ``plane``, or of its rows ``rows`` = (top, bottom) (a
+    box, which may start and end between rows), to (height, width): float32.
+
+    Pillow's two passes in the order its resize of a whole image of the same scale in both axes takes
+    them, horizontal then vertical, each its own call: one call with both chose its own order, which
+    in Pillow 13 depends on the shape (vertical first where it shrinks the most), so a band of rows
+    came out otherwise rounded than the whole image. Whole images and bands now share one order."""
+    image = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))
+    top, bottom = (0.0, float(plane.shape[0])) if rows is None else rows
+    if width != plane.shape[1]:
+        image = image.resize((width, plane.shape[0]), Image.Resampling.LANCZOS)
+    if height == bottom - top and float(top).is_integer():  # no vertical resize: as Pillow skips that pass
+        image = image.crop((0, int(top), width, int(top) + height))
+    else:
+        image = image.resize((width, height), Image.Resampling.LANCZOS, box=(0.0, top, float(width), bottom))
+    return np.asarray(image)
+
+
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Lanczos resize of float (H, W, C) or (H, W) to ``size`` = (width, height), clipped to [0, 1]."""
     rgb = np.asarray(rgb, dtype=np.float32)
@@ -3827,9 +3918,5 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"resize target must be at least 1x1, got {width}x{height}")
     if (width, height) == (rgb.shape[1], rgb.shape[0]):
         return rgb.copy()
-    lanczos = Image.Resampling.LANCZOS
-    planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., i])).resize((width, height), lanczos))
-        for i in range(rgb.shape[2])
-    ]
+    planes = [_lanczos(rgb[..., i], width, height) for i in range(rgb.shape[2])]
     return np.clip(np.stack(planes, axis=2), 0.0, 1.0).astype(np.float32)

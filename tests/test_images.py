@@ -3211,6 +3211,106 @@ def test_resized_alpha_is_clamped_as_the_upscaled_alpha_is():
         assert got[far_out].max() == 0 and got[far_in].min() == 1
 
 
+def _ringing_source(h: int, w: int, channels: int) -> np.ndarray:
+    """Random pixels with a band of white across them: Lanczos rings past 1 and below 0 there."""
+    rng = np.random.default_rng(h * 1000 + w)
+    src = rng.random((h, w, channels), dtype=np.float32)
+    src[h // 3 : h // 2] = 1.0
+    src[:, w // 4 : w // 3] = 0.0
+    return src
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(
+    "source,size",  # (width, height)
+    [
+        ((80, 96), (40, 48)),  # halved, as --outscale 2 halves a x4 output
+        ((80, 96), (160, 192)),  # doubled: --outscale 8
+        ((80, 96), (320, 384)),  # x4: --outscale 16
+        ((40, 960), (5, 120)),  # an eighth (the bands of a strong shrink are tall: the support is 24 rows)
+        ((48, 64), (48, 128)),  # columns unchanged, rows doubled
+    ],
+)
+def test_resize_into_in_bands_is_the_whole_image_resize_bit_for_bit(monkeypatch, channels, source, size):
+    """resize_into works a band of output rows at a time from only the source rows each needs (Pillow's
+    resize with box=), many bands here: at power-of-two scales the pixels are those of resizing the
+    whole image, bit for bit, in float and quantised to 8 and 16 bits."""
+    monkeypatch.setattr(images, "_RESIZE_BAND_SAMPLES", 1 << 9)
+    width, height = source
+    src = _ringing_source(height, width, channels)
+    reads = []
+
+    def read(start, stop):
+        reads.append((start, stop))
+        return src[start:stop]
+
+    want = resize_rgb(src, size)
+    got = images.resize_into(read, source, np.empty((size[1], size[0], channels), np.float32))
+    assert len(reads) > 3 and max(stop - start for start, stop in reads) < height / 2
+    np.testing.assert_array_equal(got, want)
+    for dtype, depth in ((np.uint8, 8), (np.uint16, 16)):
+        quantised = images.resize_into(read, source, np.empty((size[1], size[0], channels), dtype))
+        np.testing.assert_array_equal(quantised, images._quantise(want, depth))
+
+
+@pytest.mark.parametrize("factor", [0.3, 0.7, 1.37, 3.3])
+def test_resize_into_in_bands_at_any_scale_is_within_float_rounding(monkeypatch, factor):
+    """At other scales a band's box starts between source rows: the weights differ by float rounding,
+    so the pixels by a few float32 steps, and quantised pixels by at most one level, seldom."""
+    src = _ringing_source(97, 61, 3)
+    size = (round(61 * factor), round(97 * factor))
+    want = resize_rgb(src, size)
+    for samples in (1 << 23, 1 << 10, 1):
+        monkeypatch.setattr(images, "_RESIZE_BAND_SAMPLES", samples)
+        got = images.resize_into(lambda a, b: src[a:b], (61, 97), np.empty((size[1], size[0], 3), np.float32))
+        assert np.abs(got - want).max() <= 2e-6
+        q8 = images.resize_into(lambda a, b: src[a:b], (61, 97), np.empty((size[1], size[0], 3), np.uint8))
+        diff = np.abs(q8.astype(int) - images._quantise(want, 8))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.6, 2.5])
+def test_resize_into_keeps_a_resized_alpha_within_the_input(monkeypatch, factor):
+    """With alpha=, each band is clamped to the input alpha around its pixels as clamp_resized_alpha
+    clamps the whole resized alpha; the x4 alpha it reads comes from upscale_alpha_rows."""
+    monkeypatch.setattr(images, "_RESIZE_BAND_SAMPLES", 1 << 9)
+    alpha = np.zeros((20, 24), np.float32)
+    alpha[5:15, 6:18] = 1.0
+    alpha[8:11, 2:22] = 0.5
+    x4 = upscale_alpha(alpha, 4)
+    size = (round(24 * factor), round(20 * factor))
+    want = images.clamp_resized_alpha(resize_rgb(x4, size), alpha)
+    got = images.resize_into(
+        lambda a, b: images.upscale_alpha_rows(alpha, 4, a, b)[..., None],
+        (96, 80),
+        np.empty((size[1], size[0], 1), np.uint8),
+        alpha=alpha,
+    )
+    diff = np.abs(got[..., 0].astype(int) - images._quantise(want, 8))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-2
+    assert got[want == 0].max() == 0 and got[want == 1].min() == 255  # no ring past the hard edges
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_upscale_alpha_rows_are_those_of_the_whole(scale):
+    """Bit for bit at power-of-two scales; at x3 torch's bicubic rounds its source coordinate in float32,
+    which differs between a band and the whole by float rounding."""
+    alpha = np.clip(RNG.random((23, 17)).astype(np.float32) * 1.6 - 0.3, 0, 1)
+    whole = upscale_alpha(alpha, scale)
+    for start, stop in ((0, 5), (3, 40), (17, 18), (23 * scale - 9, 23 * scale), (0, 23 * scale)):
+        rows = images.upscale_alpha_rows(alpha, scale, start, stop)
+        np.testing.assert_allclose(rows, whole[start:stop], rtol=0, atol=0 if scale in (2, 4, 8) else 1e-5)
+
+
+def test_clamp_resized_alpha_of_a_band_is_that_of_the_whole():
+    alpha = (RNG.random((13, 17)) > 0.5).astype(np.float32)
+    resized = resize_rgb(alpha, (40, 31))
+    whole = images.clamp_resized_alpha(resized.copy(), alpha)
+    for top, stop in ((0, 7), (7, 20), (20, 31)):
+        band = images.clamp_resized_alpha(resized[top:stop].copy(), alpha, top=top, height=31)
+        np.testing.assert_array_equal(band, whole[top:stop])
+
+
 # ----------------------------------------------------------------- multi-picture JPEG (MPO)
 
 
