@@ -793,10 +793,15 @@ def upscale_loaded(
     """Upscale an ``images.LoadedImage``: returns (rgb, alpha or None) at the final size.
 
     The arrays are float32 in [0, 1]; with ``bit_depth`` (the depth the output file stores,
-    ``images.stored_bit_depth``) and no ``outscale`` resize, they come already quantised
-    instead (see ``upscale_array``), gray as (H, W, 1), ready for ``images.write_image``.
+    ``images.stored_bit_depth``) they come already quantised instead (uint8 or uint16, see
+    ``upscale_array``), gray as (H, W, 1), ready for ``images.write_image``. With an ``outscale``
+    resize too, no float copy of the model's whole output is held: it is kept as 16-bit pixels
+    (the Lanczos resize then reads 16 bits where 8-bit output stores 8) and resized a band of
+    output rows at a time into the quantised result (see ``images.resize_into``); the alpha too.
     A 16-bit (or float) image runs in fp32 under ``precision="auto"``, an 8-bit one in the
-    model's dtype (see ``upscale_array``).
+    model's dtype (see ``upscale_array``). Peak memory with an ``outscale``: the 16-bit x4 output
+    (2 bytes a x4 pixel for gray, 6 for colour) and the result, where a float x4 canvas and its
+    resized float copies took 12-17 bytes a x4 pixel.
     """
     from . import images
 
@@ -809,21 +814,55 @@ def upscale_loaded(
         rgb = images.fill_transparent(rgb, loaded.alpha)
     h, w = rgb.shape[:2]
     size = output_size(w, h, model.scale, outscale)
-    direct = bit_depth is not None and size == (w * model.scale, h * model.scale)
+    resized = size != (w * model.scale, h * model.scale)
+    direct = bit_depth is not None and not resized
+    compact = bit_depth is not None and resized  # quantised to 16 bits at x4, resized in bands
+    quantised = direct or compact
     # a black-and-white photo stored as RGB (a scan, a camera's monochrome JPEG): the model gave it a faint
     # tint (channels up to 15 levels apart), where the same picture stored as gray came back neutral
     neutral = not loaded.grayscale and _is_neutral(rgb)
     out = upscale_array(
         model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note,
-        bit_depth=bit_depth if direct else None, grayscale=direct and (loaded.grayscale or neutral),
-        source_bit_depth=loaded.bit_depth,
+        bit_depth=(16 if compact else bit_depth) if quantised else None,
+        grayscale=quantised and (loaded.grayscale or neutral), source_bit_depth=loaded.bit_depth,
     )  # fmt: skip
+    del rgb
+    if compact:  # the x4 output in 16 bits, resized a band of rows at a time into the quantised result
+        dtype = np.uint16 if bit_depth == 16 else np.uint8
+        source = (out.shape[1], out.shape[0])
+        canvas = [out]  # held here only, so that it is freed before the alpha's turn
+        del out
+
+        def rows(start: int, stop: int) -> np.ndarray:
+            band = canvas[0][start:stop].astype(np.float32)
+            band /= np.float32(65535.0)  # in place: one float copy of the band, not two
+            return band
+
+        resized_rgb = images.resize_into(
+            rows,
+            source,
+            np.empty((size[1], size[0], canvas[0].shape[2]), dtype=dtype),
+        )
+        canvas.clear()
+        if neutral:  # the gray mean in every channel: an RGB file still, with neutral pixels
+            resized_rgb = np.repeat(resized_rgb, 3, axis=2)
+        if loaded.alpha is None:
+            return resized_rgb, None
+        alpha = np.asarray(loaded.alpha, dtype=np.float32)
+        resized_alpha = np.empty((size[1], size[0], 1), dtype=dtype)
+        images.resize_into(  # kept within the input's alpha around each pixel, as the x4 alpha is: Lanczos rings
+            lambda start, stop: images.upscale_alpha_rows(alpha, model.scale, start, stop)[..., None],
+            source,
+            resized_alpha,
+            alpha=alpha,
+        )
+        return resized_rgb, resized_alpha[..., 0]
     if neutral:  # the gray mean in every channel: an RGB file still, with neutral pixels
         out = np.repeat(out if direct else out.mean(axis=2, keepdims=True, dtype=np.float32), 3, axis=2)
     alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
     if direct:
         return out, None if alpha is None else images.quantise_into(alpha, np.empty_like(alpha, dtype=out.dtype))
-    if size != (out.shape[1], out.shape[0]):
+    if resized:
         out = np.clip(images.resize_rgb(out, size), 0, 1).astype(np.float32)
         if alpha is not None:  # kept within the input's alpha around each pixel, as the x4 alpha is: Lanczos rings
             alpha = images.clamp_resized_alpha(images.resize_rgb(alpha, size), loaded.alpha)
