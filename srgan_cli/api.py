@@ -26,7 +26,7 @@ import torch
 
 from .config import MAX_OUTSCALE, GeneratorConfig
 from .device import PRECISIONS, autocast, choose_device, choose_dtype
-from .errors import SrganError
+from .errors import SrganError, exact_number
 from .models import fold_batch_norm
 from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
 from .weights import DEFAULT_MODEL, MODELS, load_generator
@@ -316,8 +316,8 @@ def load_model(
         if other_config != config:
             raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
         module = blend_generators(module, other, alpha)
-        name = f"{name}+{_display_name(ref, other_path)}@{alpha:g}"
-        sha256 = f"{sha256}+{other_sha256}@{alpha:g}"
+        name = f"{name}+{_display_name(ref, other_path)}@{exact_number(alpha)}"
+        sha256 = f"{sha256}+{other_sha256}@{exact_number(alpha)}"
     if channels_last is None:
         channels_last = dev.type == "cpu"
 

@@ -50,3 +50,13 @@ def utf8_safe(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def exact_number(value: float) -> str:
+    """A float as recorded or shown where it must be the value used: its shortest exact form (``repr``),
+    a whole number without ".0", never "-0". ``:g`` kept 6 digits: a blend of 0.99999999 was recorded
+    as "@1", B alone, and 0.1234567 and 0.1234568 alike."""
+    value = float(value)
+    if value == 0:
+        return "0"
+    return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)

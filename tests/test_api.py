@@ -245,6 +245,10 @@ def test_blend_endpoints(tmp_path, rgb):
     np.testing.assert_array_equal(upscale_array(load_model(a, device="cpu", blend=f"{b}:1"), rgb), out_b)
     mid = load_model(a, device="cpu", precision="fp32", blend=f"{b}:0.5")
     assert mid.name.startswith("a+b@0.5")
+    # the record is the alpha used: 6 digits recorded 0.99999999 as "@1" (B alone), -0 as "@-0"
+    for alpha, shown in (("0.99999999", "0.99999999"), ("0.1234567", "0.1234567"), ("-0", "0"), ("1.0", "1")):
+        blended = load_model(a, device="cpu", precision="fp32", blend=f"{b}:{alpha}")
+        assert blended.name == f"a+b@{shown}" and blended.sha256.endswith(f"@{shown}"), alpha
     # Parameters are the average of both networks (the head conv: no BatchNorm folded into it).
     pa = next(load_model(a, device="cpu", precision="fp32").module.parameters())
     pb = next(load_model(b, device="cpu", precision="fp32").module.parameters())

@@ -171,6 +171,9 @@ def test_outscale_exact_size(weights, tmp_path):
     assert run(weights, src, "-o", tmp_path / "o.png", "--outscale", "2.5").exit_code == 0
     assert Image.open(tmp_path / "o.png").size == (33, 18)  # 32.5 and 17.5: halves round up, both sides alike
     assert Image.open(tmp_path / "o.png").text["srgan:scale"] == "2.5"
+    # recorded as used: 6 digits made 3.3333333 "3.33333", whose size would be another
+    assert run(weights, src, "-o", tmp_path / "t.png", "--outscale", "3.3333333").exit_code == 0
+    assert Image.open(tmp_path / "t.png").text["srgan:scale"] == "3.3333333"
 
 
 def test_tile_option_same_output(weights, tmp_path):

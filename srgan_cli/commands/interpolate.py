@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import decimal
 import math
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..cli import Command
-from ..errors import printable
+from ..errors import exact_number, printable
 from .completion import complete_model
 
 
@@ -75,5 +76,7 @@ def interpolate(model_a: str, model_b: str, alpha: float, output: Path, overwrit
     # a status line, on stderr as every command's: stdout closed or full no longer fails a run whose
     # file is written (a rerun then said "already exists")
     with contextlib.suppress(OSError):
-        shown = f"{written} (alpha {alpha:g}: {1 - alpha:g} x {model_a} + {alpha:g} x {model_b})"
+        # 1 - alpha as decimals: 1 - 0.7 is 0.30000000000000004 in floating point, 0.3 as typed
+        a, b = exact_number(float(decimal.Decimal(1) - decimal.Decimal(repr(alpha)))), exact_number(alpha)
+        shown = f"{written} (alpha {b}: {a} x {model_a} + {b} x {model_b})"
         click.echo(f"wrote {printable(shown)}", err=True)

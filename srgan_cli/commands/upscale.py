@@ -37,7 +37,7 @@ from ..cli import (
     typed_value,
 )
 from ..config import MAX_OUTSCALE, PRECISIONS
-from ..errors import SrganError, printable
+from ..errors import SrganError, exact_number, printable
 from ..stopping import interruptible
 from .completion import complete_blend, complete_model
 
@@ -1663,7 +1663,7 @@ def _run(
         return
     if quality is not None:
         _note_quality_unused(jobs, report)
-    scale_text = f"{outscale:g}" if outscale else str(net.scale)
+    scale_text = exact_number(outscale) if outscale else str(net.scale)
     text = {"Software": f"srgan {__version__}", "srgan:model": net.name, "srgan:scale": scale_text}
     text["srgan:model_sha256"] = net.sha256  # the name alone does not say which weights: files change
     tally.model = {"name": net.name, "sha256": net.sha256, "ensemble": bool(ensemble)}
