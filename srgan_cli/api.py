@@ -778,6 +778,10 @@ def _is_neutral(rgb: np.ndarray) -> bool:
     return True
 
 
+# Alpha samples a band of the direct path's x4 alpha holds in float (16 MB) before it is quantised
+_ALPHA_BAND_SAMPLES = 1 << 22
+
+
 def upscale_loaded(
     model: Model,
     loaded,
@@ -859,9 +863,17 @@ def upscale_loaded(
         return resized_rgb, resized_alpha[..., 0]
     if neutral:  # the gray mean in every channel: an RGB file still, with neutral pixels
         out = np.repeat(out if direct else out.mean(axis=2, keepdims=True, dtype=np.float32), 3, axis=2)
+    if direct:  # the alpha quantised a band of rows at a time: its float x4 plane was 4 bytes a x4 pixel
+        if loaded.alpha is None:
+            return out, None
+        alpha_in = np.asarray(loaded.alpha, dtype=np.float32)
+        quantised_alpha = np.empty(out.shape[:2], dtype=out.dtype)
+        step = max(model.scale, _ALPHA_BAND_SAMPLES // max(1, quantised_alpha.shape[1]) // model.scale * model.scale)
+        for top in range(0, quantised_alpha.shape[0], step):
+            stop = min(top + step, quantised_alpha.shape[0])
+            images.quantise_into(images.upscale_alpha_rows(alpha_in, model.scale, top, stop), quantised_alpha[top:stop])
+        return out, quantised_alpha
     alpha = images.upscale_alpha(loaded.alpha, model.scale) if loaded.alpha is not None else None
-    if direct:
-        return out, None if alpha is None else images.quantise_into(alpha, np.empty_like(alpha, dtype=out.dtype))
     if resized:
         out = np.clip(images.resize_rgb(out, size), 0, 1).astype(np.float32)
         if alpha is not None:  # kept within the input's alpha around each pixel, as the x4 alpha is: Lanczos rings

@@ -1312,3 +1312,23 @@ def test_cpu_0_is_the_cpu():
     from srgan_cli.device import choose_device
 
     assert choose_device("cpu:0") == torch.device("cpu") == choose_device(str(torch.device("cpu", 0)))
+
+
+def test_the_x4_alpha_is_quantised_in_bands_with_the_same_pixels(weights, monkeypatch):
+    # the direct path held the whole x4 alpha in float (4 bytes a x4 pixel) before quantising it
+    from srgan_cli import api, images
+    from srgan_cli.api import upscale_loaded
+
+    rng = np.random.default_rng(4)
+    alpha = rng.random((23, 17)).astype(np.float32)
+    alpha[4:9] = 0.0
+    loaded = images.LoadedImage(
+        rgb=rng.random((23, 17, 3)).astype(np.float32), alpha=alpha, bit_depth=8, grayscale=False, mode="RGBA",
+        format="PNG", icc_profile=None, exif=None, n_frames=1,
+    )  # fmt: skip
+    model = load_model(weights, device="cpu", precision="fp32")
+    expected = images.quantise_into(images.upscale_alpha(alpha, 4), np.empty((92, 68), np.uint8))
+    for samples in (1 << 22, 68 * 4, 68 * 12):  # one band; bands of 4 and of 12 rows
+        monkeypatch.setattr(api, "_ALPHA_BAND_SAMPLES", samples)
+        _, got = upscale_loaded(model, loaded, bit_depth=8)
+        assert got.dtype == np.uint8 and np.array_equal(got, expected), samples
