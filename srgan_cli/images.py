@@ -2837,7 +2837,14 @@ def write_image(
         raise SrganError(f"{path}: cannot write: the folder {path.parent} does not exist") from None
     except OSError as exc:
         raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
+    except MemoryError:
+        raise SrganError(f"{path}: not enough memory to encode the image as {fmt}; free memory") from None
     except (ValueError, TypeError, KeyError, RuntimeError, OverflowError, struct.error) as exc:  # Runtime: libtiff
+        if fmt == "GIF" and "quantization error" in str(exc):  # Pillow's quantizer failing to allocate its tables
+            raise SrganError(
+                f"{path}: cannot encode the image as GIF: reducing it to 256 colours failed, most likely for "
+                "lack of memory at this size; free memory, or write PNG"
+            ) from None
         raise SrganError(f"{path}: cannot encode the image as {fmt} ({_one_line(exc)})") from None
     if on_note is not None:
         for note in notes:

@@ -4002,3 +4002,21 @@ def test_tiff_iptc_is_written_as_longs(tmp_path, depth):
     typ, count = _entry_type(out.read_bytes(), 33723)
     assert typ == 4 and count == -(-len(iim) // 4)
     assert read_image(out).iptc == iim
+
+
+def test_running_out_of_memory_while_encoding_is_said_so(tmp_path, monkeypatch):
+    # Pillow's quantizer turns a failed allocation into "quantization error": the GIF's message blamed the image
+    def no_memory(*args, **kwargs):
+        raise ValueError("quantization error")
+
+    monkeypatch.setattr(images, "_dithered", no_memory)
+    with pytest.raises(SrganError, match="reducing it to 256 colours failed, most likely for lack of memory"):
+        write_image(tmp_path / "o.gif", RNG.random((4, 4, 3)))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(images, "_save_pil", out_of_memory)
+    with pytest.raises(SrganError, match="not enough memory to encode the image as JPEG; free memory"):
+        write_image(tmp_path / "o.jpg", RNG.random((4, 4, 3)))
+    assert not list(tmp_path.iterdir())  # nothing half-written left
