@@ -682,10 +682,10 @@ def upscale_image(
     themselves; the rest, as for any Pillow image, is saved when passed:
     ``big.save(path, icc_profile=big.info.get("icc_profile"), dpi=..., exif=...)`` (and
     ``xmp=big.info.get("xmp")``, the input's XMP with its orientation and size updated, which
-    Pillow writes for JPEG and WebP; a JPEG's extended XMP is moved into it, so it may be over
-    the 64 KB Pillow's JPEG writer takes). IPTC-IIM (captions, keywords of press and archive
-    software) has no place in a Pillow image that its writers use, so it is not carried:
-    ``images.read_image`` + :func:`upscale_loaded` + ``images.write_image(..., iptc=loaded.iptc)``
+    Pillow writes for JPEG and WebP; a JPEG's extended XMP is moved into it where the whole fits
+    the 64 KB Pillow's JPEG writer takes, else the whole is in ``info["xmp_extended"]``).
+    IPTC-IIM (captions, keywords of press and archive software) has no place in a Pillow image
+    that its writers use, so it is not carried: ``images.read_image`` + :func:`upscale_loaded` + ``images.write_image(..., iptc=loaded.iptc)``
     keep it, as ``srgan upscale`` does.
     """
     from PIL import Image
@@ -738,10 +738,17 @@ def _carry_metadata(out, loaded) -> None:
             out.info["exif"] = exif
     if loaded.xmp:
         xmp = images._xmp_without_record(images._prepare_xmp(loaded.xmp, out.width, out.height))
-        # a JPEG's extended XMP moved into the packet (Pillow writes one packet); the pointer to it dropped
+        # a JPEG's extended XMP moved into the packet (Pillow writes one packet), the pointer to it dropped;
+        # where that is more than Pillow's JPEG writer takes, info["xmp"] keeps the main packet (a JPEG
+        # round trip as before) and info["xmp_extended"] the whole, for formats without that limit
         if loaded.xmp_extension:
             extension = images._prepare_xmp(loaded.xmp_extension, out.width, out.height)
-            xmp = images._xmp_merged(xmp, extension) or images._HAS_EXTENDED_XMP.sub(b"", xmp)
+            main = images._HAS_EXTENDED_XMP.sub(b"", xmp)
+            merged = images._xmp_merged(xmp, extension)
+            if merged is not None and len(merged) > images._JPEG_XMP_MAX:
+                out.info["xmp_extended"] = merged
+                merged = None
+            xmp = merged or main
         out.info["xmp"] = xmp
 
 

@@ -98,8 +98,10 @@ _JPEG_EXIF_MAX = 65533  # one APP1 segment less its length field ("Exif\0\0" inc
 _JPEG_IPTC_MAX = 65519  # the Photoshop resources one APP13 segment holds after its "Photoshop 3.0\0" header
 _XMP_EXTENSION_HEAD = b"http://ns.adobe.com/xmp/extension/\x00"  # a JPEG's extended XMP segments (APP1)
 # xmpNote:HasExtendedXMP, as attribute or element: the pointer from a JPEG's main XMP packet to its extension
+# (?<!\s): a match starts where a run of white space does, not at each of its characters: a packet's
+# padding (kilobytes of spaces) made the search quadratic, 4 s to read a JPEG with 20 KB of it
 _HAS_EXTENDED_XMP = re.compile(
-    rb"""\s+([A-Za-z_][\w.-]*):HasExtendedXMP\s*=\s*(?:"([^"<]*)"|'([^'<]*)')"""
+    rb"""(?<!\s)\s+([A-Za-z_][\w.-]*):HasExtendedXMP\s*=\s*(?:"([^"<]*)"|'([^'<]*)')"""
     rb"|<([A-Za-z_][\w.-]*):HasExtendedXMP\s*>([^<]*)</\4:HasExtendedXMP\s*>[ \t]*\n?"
 )
 _PHOTOSHOP_HEAD = b"Photoshop 3.0\x00"  # what starts each APP13 segment of Photoshop image resources
@@ -1606,7 +1608,7 @@ def _xmp_extension_of(im: Image.Image, xmp: bytes, name: str) -> tuple[bytes | N
     description exiftool moved out, a phone's depth map) goes on in APP1 segments of its own, named by
     the MD5 its main packet's xmpNote:HasExtendedXMP gives; srgan kept the main packet alone, pointing
     at what was gone. Where the extension is missing or damaged, the pointer is dropped, saying so."""
-    pointer = _HAS_EXTENDED_XMP.search(xmp)
+    pointer = _HAS_EXTENDED_XMP.search(xmp) if b"HasExtendedXMP" in xmp else None
     segments = [b for m, b in getattr(im, "applist", []) if m == "APP1" and b.startswith(_XMP_EXTENSION_HEAD)]
     if pointer is None and not segments:
         return None, xmp, None
@@ -2779,7 +2781,7 @@ def write_image(
         notes.append(f"{path}: the XMP metadata is left out: {len(xmp)} bytes, more than a JPEG segment holds")
         xmp = None
     extended = b""
-    pointer = _HAS_EXTENDED_XMP.search(xmp) if xmp and fmt == "JPEG" else None
+    pointer = _HAS_EXTENDED_XMP.search(xmp) if xmp and fmt == "JPEG" and b"HasExtendedXMP" in xmp else None
     if pointer and xmp_extension:  # named by its MD5, as the main packet's pointer says
         guid = hashlib.md5(xmp_extension).hexdigest().upper().encode()
         at = 2 if pointer[2] is not None else 3 if pointer[3] is not None else 5

@@ -288,9 +288,17 @@ def test_upscale_image_takes_a_jpegs_extended_xmp_into_its_packet(weights, tmp_p
 
     from srgan_cli.api import upscale_image
 
+    model = load_model(weights, device="cpu")
+    extended_xmp_jpeg(tmp_path / "in.jpg", b"word " * 10000)  # 50 KB: the whole fits one JPEG packet
+    out = upscale_image(tmp_path / "in.jpg", model)
+    assert b"word " * 10000 in out.info["xmp"] and b"HasExtendedXMP" not in out.info["xmp"]
+    assert "xmp_extended" not in out.info
+    # 150 KB: more than Pillow's JPEG writer takes; the main packet stays where a JPEG save reads it
     extended_xmp_jpeg(tmp_path / "in.jpg", b"word " * 30000)
-    out = upscale_image(tmp_path / "in.jpg", load_model(weights, device="cpu"))
-    assert b"word " * 30000 in out.info["xmp"] and b"HasExtendedXMP" not in out.info["xmp"]
+    out = upscale_image(tmp_path / "in.jpg", model)
+    assert b"Harbour" in out.info["xmp"] and b"word" not in out.info["xmp"] and b"HasExtendedXMP" not in out.info["xmp"]
+    assert b"word " * 30000 in out.info["xmp_extended"]
+    out.save(tmp_path / "o.jpg", xmp=out.info["xmp"])  # the docstring's recipe: it raised "XMP data is too long"
 
 
 def test_upscale_image_rgb_gray_rgba(weights):

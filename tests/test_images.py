@@ -4020,3 +4020,26 @@ def test_running_out_of_memory_while_encoding_is_said_so(tmp_path, monkeypatch):
     with pytest.raises(SrganError, match="not enough memory to encode the image as JPEG; free memory"):
         write_image(tmp_path / "o.jpg", RNG.random((4, 4, 3)))
     assert not list(tmp_path.iterdir())  # nothing half-written left
+
+
+def test_a_packets_padding_does_not_make_the_extended_xmp_search_quadratic(tmp_path):
+    # a match could start at each space of the padding: 4 s to read a JPEG with 20 KB of it, ~50 s at 60 KB
+    import time
+
+    padding = (b" " * 99 + b"\n") * 300
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        + padding
+        + b'<rdf:Description rdf:about="" xmlns:xmpNote="http://ns.adobe.com/xmp/note/" xmpNote:HasExtendedXMP="AB"/>'
+        + padding
+        + b"</rdf:RDF></x:xmpmeta>"
+    )
+    start = time.monotonic()
+    found = images._HAS_EXTENDED_XMP.search(packet)
+    dropped = images._HAS_EXTENDED_XMP.sub(b"", packet)
+    assert time.monotonic() - start < 2
+    assert found[2] == b"AB" and b"HasExtendedXMP" not in dropped and len(dropped) == len(packet) - len(found[0])
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.jpg", xmp=packet.replace(b' xmpNote:HasExtendedXMP="AB"', b""))
+    start = time.monotonic()
+    assert read_image(tmp_path / "p.jpg").xmp is not None
+    assert time.monotonic() - start < 2
