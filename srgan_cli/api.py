@@ -685,8 +685,8 @@ def upscale_image(
     Pillow writes for JPEG and WebP; a JPEG's extended XMP is moved into it where the whole fits
     the 64 KB Pillow's JPEG writer takes, else the whole is in ``info["xmp_extended"]``).
     IPTC-IIM (captions, keywords of press and archive software) has no place in a Pillow image
-    that its writers use, so it is not carried: ``images.read_image`` + :func:`upscale_loaded` + ``images.write_image(..., iptc=loaded.iptc)``
-    keep it, as ``srgan upscale`` does.
+    that its writers use, so it is not carried: ``images.read_image`` + :func:`upscale_loaded` +
+    ``images.write_image(..., iptc=loaded.iptc)`` keep it, as ``srgan upscale`` does.
     """
     from PIL import Image
 
