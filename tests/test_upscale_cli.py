@@ -25,6 +25,7 @@ from PIL import features as _pil_features
 from srgan_cli import images
 from srgan_cli.cli import main
 from srgan_cli.config import GeneratorConfig
+from srgan_cli.errors import SrganError
 from srgan_cli.models import build_generator
 from srgan_cli.weights import save_generator, sha256_file
 
@@ -2067,6 +2068,41 @@ def test_an_output_too_large_for_its_format_is_refused_before_the_decode(weights
     assert result.exit_code == 1 and decoded == ["small.png"], result.output
     assert f"{tmp_path / 'out' / 'wide.webp'}: a 20000x16 image is too large for WEBP" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.webp"]
+
+
+def test_an_unreadable_input_among_others_fails_alone(weights, tmp_path, monkeypatch):
+    # click's readable check made one private file among a glob's matches a usage error (exit 2): nothing
+    # was upscaled and no report written; a folder that cannot be listed ended the batch too
+    from srgan_cli import images
+
+    top, private = _img(tmp_path / "in" / "top.png"), _img(tmp_path / "in" / "private.png")
+    locked = tmp_path / "in" / "locked"
+    _img(locked / "x.png")
+    real_access, real_entries = os.access, images.folder_entries
+
+    def access(path, mode, *args, **kwargs):  # as the kernel answers a user who is not root
+        return False if Path(path) == private and mode & os.R_OK else real_access(path, mode, *args, **kwargs)
+
+    def entries(folder, *args, **kwargs):
+        if Path(folder) == locked:
+            raise SrganError(f"{folder}: cannot list the folder: permission denied")
+        return real_entries(folder, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(images, "folder_entries", entries)
+    report = tmp_path / "r.json"
+    result = run(weights, locked, top, private, "-o", tmp_path / "out", "--report", report)
+    assert result.exit_code == 1, result.output
+    assert f"error: {locked}: cannot list the folder: permission denied" in result.stderr
+    assert (tmp_path / "out" / "top.png").exists() and json.loads(report.read_text())["failed"] == 1
+    # an -o folder that may be written but not listed (a drop box)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    monkeypatch.setattr(
+        os, "access", lambda p, m, *a, **k: False if Path(p) == drop and m & os.R_OK else real_access(p, m, *a, **k)
+    )
+    result = run(weights, top, "-o", drop)
+    assert result.exit_code == 0 and (drop / "top.png").exists(), result.output
 
 
 def test_folder_outputs_keep_the_suffix_as_the_camera_wrote_it(weights, tmp_path):

@@ -356,7 +356,11 @@ def plan_jobs(
     listed: set[Path] = set()  # found in a folder, not named on the command line
     for item in inputs:
         if os.path.isdir(item):
-            found, others, unreadable = _sort_folder(item, recursive)
+            try:
+                found, others, unreadable = _sort_folder(item, recursive)
+            except SrganError as exc:  # the folder itself cannot be listed: it fails, the other inputs go on
+                tally.add("failed", item, None, report.error(str(exc)))
+                continue
             if not recursive:
                 tally.unentered.extend(_subfolders_with_images(item, output))
             if _output_key(item) != _output_key(output):
@@ -860,12 +864,15 @@ class UpscaleCommand(Command):
 
 
 @click.command("upscale", cls=UpscaleCommand)
-@click.argument("inputs", nargs=-1, required=True, type=NonEmptyPath(path_type=Path))
+# readable=False: an unreadable input (a private file among a glob's matches) fails alone, as a missing
+# one does, where click's check made it a usage error that upscaled nothing; an -o folder that may be
+# written but not listed (a drop box) is one to write into
+@click.argument("inputs", nargs=-1, required=True, type=NonEmptyPath(path_type=Path, readable=False))
 @click.option(
     "-o",
     "--output",
     required=True,
-    type=NonEmptyPath(path_type=Path),
+    type=NonEmptyPath(path_type=Path, readable=False),
     help="Output file (one input image and an image suffix, e.g. out.png) or folder (created if missing; a "
     "trailing / makes it one); "
     "'-' writes the image to standard output (format: --format, else the input's).",
