@@ -2105,6 +2105,32 @@ def test_an_unreadable_input_among_others_fails_alone(weights, tmp_path, monkeyp
     assert result.exit_code == 0 and (drop / "top.png").exists(), result.output
 
 
+def test_the_progress_bar_shows_names_escaped_and_not_as_markup(weights, tmp_path, monkeypatch):
+    # a name's escape sequences reached the terminal (clear screen, window title), "[blink]x.png" blinked,
+    # a newline split the bar; the finished bar kept the last file's name
+    from rich.progress import Progress
+
+    from srgan_cli.commands import upscale as command
+
+    names = ["esc\x1b[2Jred.png", "[blink]x.png", "new\nline.png"]
+    for name in names:
+        _img(tmp_path / "in" / name)
+    shown: list[str] = []
+    real_update = Progress.update
+
+    def update(self, task, *args, **kwargs):
+        if "description" in kwargs:
+            shown.append(kwargs["description"])
+        return real_update(self, task, *args, **kwargs)
+
+    monkeypatch.setattr(Progress, "update", update)
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "out").exit_code == 0
+    assert sorted(shown[:-1]) == sorted(["esc\\x1b[2Jred.png", "[blink]x.png", "new\\nline.png"])
+    assert shown[-1] == "images"
+    progress = command._progress(command.Reporter(quiet=True), quiet=True)
+    assert progress.columns[0].markup is False
+
+
 def test_folder_outputs_keep_the_suffix_as_the_camera_wrote_it(weights, tmp_path):
     # IMG_0001.JPG came out as IMG_0001.jpg: a script pairing inputs with outputs by name missed them all
     for name in ("IMG_0001.JPG", "b.Png", "c.jpg"):

@@ -506,7 +506,7 @@ class _Reporter:
                     BarColumn(),
                     MofNCompleteColumn(),
                     TimeRemainingColumn(),
-                    TextColumn("{task.fields[status]}"),
+                    TextColumn("{task.fields[status]}", markup=False),
                     console=Console(file=DroppingStream(sys.stderr)),
                     transient=False,
                 )

@@ -813,7 +813,7 @@ def _progress(report: Reporter, quiet: bool):
     # (TTY_COMPATIBLE=0, TTY_INTERACTIVE=0) is kept
     disable = quiet or not (live_terminal(sys.stderr) and console.is_interactive)
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # file names: "[blink]x.png" is a name, not markup
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
@@ -1700,7 +1700,8 @@ def _run(
                 raise SrganError(problems[0])
 
         def upscale_one(job: Job, loaded):
-            progress.update(images_task, description=job.src.name[:40])
+            # escaped as messages are: a name's escape sequences cleared the screen, its newline split the bar
+            progress.update(images_task, description=printable(job.src.name)[:40])
             if loaded.n_frames > 1:
                 report.note(f"{job.src}: {loaded.n_frames} frames; only the first is upscaled")
             for note in loaded.notes:  # what the reader could not keep (16 bits read as 8)
@@ -1769,6 +1770,7 @@ def _run(
             on_image_done=lambda: progress.advance(images_task),
             refuse_early=refuse_early,
         )
+        progress.update(images_task, description="images")  # the bar that stays names the batch, not its last file
     report.console = None
     if rank:
         report.note(f"rank {rank}: {len(jobs)} images")
