@@ -2838,7 +2838,9 @@ def write_image(
             ) from None
         raise SrganError(f"{path}: cannot write: the folder {path.parent} does not exist") from None
     except OSError as exc:
-        raise SrganError(f"{path}: cannot write the image: {_os_reason(exc)}") from None
+        error = SrganError(f"{path}: cannot write the image: {_os_reason(exc)}")
+        error.errno = exc.errno  # type: ignore[attr-defined]  # a full disk stops a batch (see upscale)
+        raise error from None
     except MemoryError:
         raise SrganError(f"{path}: not enough memory to encode the image as {fmt}; free memory") from None
     except (ValueError, TypeError, KeyError, RuntimeError, OverflowError, struct.error) as exc:  # Runtime: libtiff

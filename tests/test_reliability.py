@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -251,11 +252,25 @@ def test_full_disk(batch, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", no_space)
     out = tmp_path / "out"
-    result = _run_here(batch["weights"], batch["inputs"], out)
+    from srgan_cli import api
+
+    upscaled = []
+    real = api.upscale_loaded
+
+    def counting(*args, **kwargs):
+        upscaled.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "upscale_loaded", counting)
+    result = _run_here(batch["weights"], batch["inputs"], out, "--report", "-")  # not onto the full disk
     assert result.exit_code == 1 and "Traceback" not in result.output
+    # the batch stops at the first full write: every later image was read and upscaled to fail alike
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == N_IMAGES and all("no space left" in line for line in errors)
-    assert f"0 written, 0 skipped, {N_IMAGES} failed" in result.stderr
+    assert len(errors) == 2 and "no space left" in errors[0] and "the output's disk is full" in errors[1]
+    assert f"0 written, 0 skipped, 1 failed, {N_IMAGES - 1} not started" in result.stderr
+    assert len(upscaled) < N_IMAGES // 2
+    doc = json.loads(result.stdout)
+    assert doc["ended"] == "stopped: the output's disk is full" and len(doc["files"]) == N_IMAGES
     assert list(out.iterdir()) == []  # no output, no temporary file
     assert _snapshot(batch["inputs"]) == before
 

@@ -918,8 +918,11 @@ def test_report_to_stdout_and_after_a_fail_fast_stop(weights, tmp_path):
     result = run(weights, src, "-o", tmp_path / "out", "--fail-fast", "--report", "-")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert doc["failed"] == 1 and [f["status"] for f in doc["files"]] == ["failed"]
+    # every file is listed: those the stop came before as not started (the report left them out)
+    assert doc["failed"] == 1 and [f["status"] for f in doc["files"]] == ["failed", "not_started"]
+    assert doc["not_started"] == 1 and doc["files"][1]["input"] == str(src / "b.png")
     assert doc["ended"].startswith("stopped: --fail-fast")
+    assert "0 written, 0 skipped, 1 failed, 1 not started" in result.stderr
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

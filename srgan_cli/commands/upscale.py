@@ -82,9 +82,11 @@ class Tally:
     written: int = 0
     skipped: int = 0
     failed: int = 0
+    not_started: int = 0  # the batch stopped first (interrupted, --fail-fast, a full disk)
     lock: threading.Lock = field(default_factory=threading.Lock)
     files: list[dict[str, str | None]] = field(default_factory=list)
-    stopped: bool = False  # --fail-fast stopped the batch at a failure
+    # True: --fail-fast stopped the batch at a failure; a string: why it stopped otherwise (a full disk)
+    stopped: bool | str = False
     model: dict[str, str] | None = None  # name and weights sha256, once the model is loaded
     # the files of input folders passed over as images of formats srgan does not read, by suffix (".heic": 2)
     unread: dict[str, int] = field(default_factory=dict)
@@ -686,8 +688,10 @@ def run_pipeline(
     read_q: queue.Queue = queue.Queue(QUEUE_SIZE)
     write_q: queue.Queue = queue.Queue(QUEUE_SIZE)
     writer_done = threading.Event()
+    reached: set[int] = set()  # the jobs with an outcome; a stopped batch reports the others as not started
 
     def fail(job: Job, exc: BaseException) -> None:
+        reached.add(id(job))
         if isinstance(exc, SrganError):
             message = str(exc)
             if str(job.src) not in message and str(job.dest) not in message:
@@ -730,13 +734,24 @@ def run_pipeline(
                 continue  # interrupted or failed fast: start no new file
             try:
                 write_one(job, loaded, result)
+                reached.add(id(job))
                 tally.add("written", job.src, job.dest)
                 on_image_done()
             except FileExistsError:
+                reached.add(id(job))
                 tally.add("skipped", job.src, job.dest, "written meanwhile by another process")
                 on_image_done()
             except Exception as exc:
                 fail(job, exc)
+                if getattr(exc, "errno", None) in _DISK_FULL and not stop.is_set():
+                    # every image after it was read and upscaled only to fail its write alike: hours of
+                    # compute and an error line each for a batch whose disk filled early
+                    tally.stopped = "the output's disk is full"
+                    report.error(
+                        "the output's disk is full: no further image is started; free space, then rerun "
+                        "with --skip-existing"
+                    )
+                    stop.set()
 
     read_thread = threading.Thread(target=reader, name="srgan-reader", daemon=True)
     write_thread = threading.Thread(target=writer, name="srgan-writer", daemon=True)
@@ -771,8 +786,13 @@ def run_pipeline(
             write_q.put(_DONE)
         late = _wait_through_interrupts(writer_done, stop)
         write_thread.join()
+        stopped = stop.is_set()
         stop.set()
         read_thread.join(timeout=5)
+        if stopped:  # the report lists every file: those the stop came before too (it listed only those reached)
+            for job in jobs:
+                if id(job) not in reached:
+                    tally.add("not_started", job.src, job.dest, "the batch stopped before it")
         if late is not None:
             raise late
 
@@ -989,7 +1009,7 @@ class UpscaleCommand(Command):
     type=NonEmptyPath(dir_okay=False, allow_dash=True, path_type=Path),
     metavar="FILE|-",
     help="Also write a JSON report to this file ('-': standard output): each file's input, output, status "
-    "(written, skipped, failed) and reason, and the counts; written at the end, also when interrupted.",
+    "(written, skipped, failed, not_started) and reason, and the counts; written at the end, also when interrupted.",
 )
 @click.option(
     "-q",
@@ -1081,7 +1101,10 @@ def upscale(
                         _copy_to_stdout(output)
                     except SrganError as exc:
                         tally.unwrite(output, report.error(str(exc)))
-            ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
+            if isinstance(tally.stopped, str):
+                ended = f"stopped: {tally.stopped}"
+            else:
+                ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
             if not quiet:
                 with contextlib.suppress(OSError):  # stderr gone (SIGHUP: the terminal closed)
@@ -1384,6 +1407,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
             "written": tally.written,
             "skipped": tally.skipped,
             "failed": tally.failed,
+            "not_started": tally.not_started,  # the batch stopped before them (their records: "not_started")
             "srgan_version": __version__,
             "model": tally.model,  # None when the run ended before the model was loaded
             # every record's paths as the messages show them (stdin/stdout as '-'), in one place
@@ -1589,8 +1613,13 @@ def _passed_over(tally: Tally) -> str:
     return "passed over " + " and ".join(parts) + unread_hint(unread) if parts else ""
 
 
+# No space left, or over the user's quota: the next image's write would fail alike
+_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
 def _summary(tally: Tally) -> str:
-    return f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
+    counts = f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
+    return counts + (f", {tally.not_started} not started" if tally.not_started else "")
 
 
 def _run(
