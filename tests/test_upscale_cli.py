@@ -2134,6 +2134,22 @@ def test_the_progress_bar_shows_names_escaped_and_not_as_markup(weights, tmp_pat
     assert progress.columns[0].markup is False
 
 
+def test_skip_existing_says_when_it_keeps_an_output_older_than_its_input(weights, tmp_path):
+    # an edited photo's old upscale was kept in silence: "0 written, 1 skipped", exit 0
+    a, b = _img(tmp_path / "in" / "a.png"), _img(tmp_path / "in" / "b.png")
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "out").exit_code == 0
+    later = (tmp_path / "out" / "a.png").stat().st_mtime + 10
+    os.utime(a, (later, later))  # edited after its output was made
+    args = ["upscale", "-m", str(weights), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--skip-existing"]
+    result = CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 0
+    assert f"note: 1 output kept by --skip-existing though the input is newer ({a}); --overwrite makes them again" in (
+        result.stderr
+    )
+    reasons = {f["input"]: f["reason"] for f in json.loads((tmp_path / "r.json").read_text())["files"]}
+    assert reasons[str(a)].endswith("its input is newer") and reasons[str(b)] == "the output exists (--skip-existing)"
+
+
 def test_folder_outputs_keep_the_suffix_as_the_camera_wrote_it(weights, tmp_path):
     # IMG_0001.JPG came out as IMG_0001.jpg: a script pairing inputs with outputs by name missed them all
     for name in ("IMG_0001.JPG", "b.Png", "c.jpg"):

@@ -488,6 +488,14 @@ def _written_by_srgan(path: Path) -> bool:
     return isinstance(software, str) and software.startswith("srgan ")
 
 
+def _newer(src: Path, dest: Path) -> bool:
+    """Whether ``src`` was modified after ``dest`` (links followed; False where either cannot be read)."""
+    try:
+        return os.stat(src).st_mtime_ns > os.stat(dest).st_mtime_ns
+    except (OSError, ValueError):
+        return False
+
+
 def check_jobs(
     jobs: list[Job],
     output_root: Path | None,
@@ -506,6 +514,7 @@ def check_jobs(
     resolved_inputs = {os.path.realpath(p) for p in inputs}
     claims = output_claims(jobs) if claims is None else claims
     keep = []
+    stale: list[Path] = []  # skipped, though the input changed after its output was written
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
         dest_key = _real_key(dest_real)
@@ -534,7 +543,11 @@ def check_jobs(
             continue
         if os.path.lexists(job.dest) and not overwrite:
             if skip_existing:
-                tally.add("skipped", job.src, job.dest, "the output exists (--skip-existing)")
+                if _newer(job.src, job.dest):  # an input edited (or replaced) after its output was made
+                    stale.append(job.src)
+                    tally.add("skipped", job.src, job.dest, "the output exists (--skip-existing); its input is newer")
+                else:
+                    tally.add("skipped", job.src, job.dest, "the output exists (--skip-existing)")
                 continue
             why = report.error(
                 f"{job.dest}: already exists; pass --overwrite to replace it or --skip-existing to skip it"
@@ -542,6 +555,14 @@ def check_jobs(
             tally.add("failed", job.src, job.dest, why)
             continue
         keep.append(job)
+    if stale:  # kept in silence before: an edited photo's old upscale stayed
+        shown = ", ".join(printable(str(p)) for p in stale[:3]) + (
+            f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        )
+        report.note(
+            f"{len(stale)} output{'s' if len(stale) != 1 else ''} kept by --skip-existing though the input is newer "
+            f"({shown}); --overwrite makes them again"
+        )
     return keep
 
 
