@@ -724,16 +724,22 @@ def read_rgb8(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
     return quantise_into(rgb, np.empty(rgb.shape, dtype=np.uint8))
 
 
+@contextlib.contextmanager
+def _header(path: str | Path) -> Iterator[Image.Image]:
+    """The file opened as read_image opens it, its header read and no pixel decoded."""
+    path = Path(path)
+    with _open_file(path) as fh:
+        head = fh.read(64)
+        fh.seek(0)
+        yield _open(fh, head, str(path))
+
+
 def stored_orientation(path: str | Path) -> int:
     """The EXIF orientation (1-8; the XMP's tiff:Orientation where the EXIF has none) that
     :func:`read_image` applies to the file's pixels, 1 where it has none or it does not read. From the
     header: no pixel is decoded (so a PNG's EXIF after its pixel data, which is rare, is not seen)."""
-    path = Path(path)
     try:
-        with _open_file(path) as fh:
-            head = fh.read(64)
-            fh.seek(0)
-            im = _open(fh, head, str(path))
+        with _header(path) as im:
             if im.format == "TIFF":
                 return _tiff_orientation(im)
             # a PNG's getexif() decodes every pixel to find an eXIf chunk after them; Image's reads what the header held
@@ -748,12 +754,8 @@ def stored_size(path: str | Path) -> tuple[int, int] | None:
     """The (width, height) a file's header declares, before any EXIF orientation turns it; None where it
     cannot be read (the decode that follows says why). No pixel is decoded: for checks that would
     otherwise wait for a decode (a 100 MP photo: 14 s and 4 GB) to refuse an output size."""
-    path = Path(path)
     try:
-        with _open_file(path) as fh:
-            head = fh.read(64)
-            fh.seek(0)
-            im = _open(fh, head, str(path))
+        with _header(path) as im:
             return int(im.width), int(im.height)
     except Exception:  # noqa: BLE001 - a hint ahead of the decode: never the error itself
         return None
