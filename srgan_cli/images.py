@@ -750,13 +750,18 @@ def stored_orientation(path: str | Path) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def stored_size(path: str | Path) -> tuple[int, int] | None:
-    """The (width, height) a file's header declares, before any EXIF orientation turns it; None where it
-    cannot be read (the decode that follows says why). No pixel is decoded: for checks that would
-    otherwise wait for a decode (a 100 MP photo: 14 s and 4 GB) to refuse an output size."""
+# Pillow modes read_image gives a colour result for whatever the pixels (a palette may be gray: not here)
+_COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+def stored_size(path: str | Path) -> tuple[int, int, bool] | None:
+    """The (width, height) a file's header declares, before any EXIF orientation turns it, and whether
+    it is surely colour; None where it cannot be read (the decode that follows says why). No pixel is
+    decoded: for checks that would otherwise wait for a decode (a 100 MP photo: 14 s and 4 GB) to refuse
+    an output size."""
     try:
         with _header(path) as im:
-            return int(im.width), int(im.height)
+            return int(im.width), int(im.height), im.mode in _COLOUR_MODES
     except Exception:  # noqa: BLE001 - a hint ahead of the decode: never the error itself
         return None
 

@@ -1738,13 +1738,15 @@ def _run(
         def refuse_early(job: Job) -> None:
             # an output too large for its format, told from the input's header: the decode of a 100 MP
             # photo took 14 s and 4 GB before upscale_one refused it. Either way round (an EXIF
-            # orientation may turn it), and as gray (the smallest BMP): upscale_one checks exactly.
-            size = stored_size(job.src)
-            if size is None:
+            # orientation may turn it), and as gray (the smallest BMP) unless the header's mode is
+            # colour: upscale_one checks exactly.
+            header = stored_size(job.src)
+            if header is None:
                 return
+            width, height, colour = header
             problems = [
-                size_problem(*output_size(w, h, net.scale, outscale), job.dest, job.fmt, gray=True)
-                for w, h in (size, size[::-1])
+                size_problem(*output_size(w, h, net.scale, outscale), job.dest, job.fmt, gray=not colour)
+                for w, h in ((width, height), (height, width))
             ]
             if all(problems):
                 raise SrganError(problems[0])
