@@ -448,13 +448,13 @@ def test_broken_files_reported_one_line_each(weights, tmp_path, monkeypatch):
     _no_parts(tmp_path / "o")
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A tiny file that declares a huge image (decompression bomb)."""
+def _png_header_only(width: int, height: int, colour_type: int = 2) -> bytes:
+    """A tiny file that declares a huge image (decompression bomb); RGB, or ``colour_type`` 0: gray."""
     import struct
 
     from srgan_cli.images import _png_chunk as chunk
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
 
 
@@ -2150,26 +2150,15 @@ def test_skip_existing_says_when_it_keeps_an_output_older_than_its_input(weights
     assert reasons[str(a)].endswith("its input is newer") and reasons[str(b)] == "the output exists (--skip-existing)"
 
 
-def _png_header_only(path: Path, width: int, height: int, colour_type: int) -> Path:
-    """A PNG whose header declares ``width`` x ``height`` and whose pixel data is a few bytes of nothing."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, colour_type, 0, 0, 0])
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
-    )
-    return path
-
-
 def test_a_colour_bmp_over_4_gib_is_refused_from_the_header(weights, tmp_path):
     # the header check took every input as gray (the smallest BMP): a 9500 x 9500 colour photo was decoded
     # in full before "too large for BMP"; its pixel data here is nothing, so a decode would say so instead
-    colour = _png_header_only(tmp_path / "c.png", 9500, 9500, 2)
+    colour = tmp_path / "c.png"
+    colour.write_bytes(_png_header_only(9500, 9500))
     result = run(weights, colour, "-o", tmp_path / "c.bmp")
     assert result.exit_code == 1 and "a 38000x38000 image is too large for BMP" in result.stderr, result.output
-    gray = _png_header_only(tmp_path / "g.png", 9500, 9500, 0)  # 1.4 GB as gray BMP: no size refusal
+    gray = tmp_path / "g.png"  # 1.4 GB as gray BMP: no size refusal
+    gray.write_bytes(_png_header_only(9500, 9500, colour_type=0))
     result = run(weights, gray, "-o", tmp_path / "g.bmp")
     assert result.exit_code == 1 and "too large" not in result.stderr
 
