@@ -1400,6 +1400,8 @@ def _exif_and_orientation(
         # image (from_pil) lost its orientation and tags to them (a copy cannot be made: tobytes
         # and load turn UTF-8 text into "?", and a TIFF's EXIF does not deepcopy)
         kept = dict(exif.items())
+        if _ORIENTATION not in exif and (found := _XMP_ORIENTATION_READ.search(xmp or b"")):
+            exif[_ORIENTATION] = int(found[2])  # the forms Pillow does not read ('6', = "6"): reset on output alike
     except Exception:  # noqa: BLE001
         return None, 1
     try:
@@ -1481,7 +1483,8 @@ def _finish(
         alpha = _orient(np.asarray(alpha, dtype=np.float32), orientation)
     dpi = _dpi_of(im)
     # the pixels were turned a quarter, here or by Pillow as it loads them (TIFF): so is the density
-    if dpi and (orientation in (5, 6, 7, 8) or turned in (5, 6, 7, 8)):
+    quarter = orientation in (5, 6, 7, 8) or turned in (5, 6, 7, 8)
+    if dpi and quarter:
         dpi = (dpi[1], dpi[0])
     if dpi is None and exif:  # WebP, AVIF, a PNG without pHYs: the density only in the EXIF (turned with it)
         dpi = _exif_dpi(exif)
@@ -1504,8 +1507,8 @@ def _finish(
         exif=exif,
         n_frames=n_frames,
         dpi=dpi,
-        xmp=_prepare_xmp(xmp) if xmp else None,
-        xmp_extension=_prepare_xmp(extension) if extension else None,
+        xmp=_prepare_xmp(xmp, quarter_turn=quarter) if xmp else None,
+        xmp_extension=_prepare_xmp(extension, quarter_turn=quarter) if extension else None,
         png_colour=png_colour or None,
         comments=comments or None,
         iptc=iptc,
@@ -1786,18 +1789,29 @@ def _raw_profile_text(kind: str, data: bytes) -> str:
 
 
 # Pillow's own pattern (Image.getexif): an XMP orientation it applies to the pixels as EXIF's
-_XMP_ORIENTATION_READ = re.compile(rb'tiff:Orientation(="|>)([0-9])')
-_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation(?:="|>))[0-9]+')
+# tiff:Orientation="6", ='6', = "6" or <tiff:Orientation> 6 </...>: Pillow reads the first and the element
+# alone, and a single-quoted 6 left in an output said "rotate" of pixels already turned upright
+_XMP_VALUE_START = rb"""(?:\s*=\s*["']\s*|\s*>\s*)"""
+_XMP_ORIENTATION_READ = re.compile(rb"tiff:Orientation(" + _XMP_VALUE_START + rb")([0-9])")
+_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation" + _XMP_VALUE_START + rb")[0-9]+")
+_XMP_RESOLUTION = re.compile(rb"(tiff:([XY])Resolution" + _XMP_VALUE_START + rb")([0-9./]+)")
 
 
-def _prepare_xmp(xmp: bytes, width: int = 0, height: int = 0) -> bytes:
+def _prepare_xmp(xmp: bytes, width: int = 0, height: int = 0, quarter_turn: bool = False) -> bytes:
     """An XMP packet for upright pixels: tiff:Orientation 1 and, given the size, the pixel dimensions
-    it records (exif:PixelXDimension/PixelYDimension, tiff:ImageWidth/ImageLength) set to it.
+    it records (exif:PixelXDimension/PixelYDimension, tiff:ImageWidth/ImageLength) set to it; with
+    ``quarter_turn`` (the pixels were turned by 90 degrees), tiff:XResolution and tiff:YResolution
+    swapped, as the EXIF's and the dpi are (they disagreed).
 
-    Only values written as Pillow reads them (``name="6"`` or ``<name>6</name>``, with the usual
-    prefixes) are changed; the rest of the packet (rights, keywords, edits) is kept byte for byte.
+    Only values written as attributes (either quote) or as elements of plain text, with the usual
+    prefixes, are changed; the rest of the packet (rights, keywords, edits) is kept byte for byte.
     """
     xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+    if quarter_turn:
+        found = {m[2]: m[3] for m in _XMP_RESOLUTION.finditer(xmp)}
+        if set(found) == {b"X", b"Y"} and found[b"X"] != found[b"Y"]:
+            swap = {b"X": found[b"Y"], b"Y": found[b"X"]}
+            xmp = _XMP_RESOLUTION.sub(lambda m: m[1] + swap[m[2]], xmp)
     if width and height:
         for field, value in (
             (b"exif:PixelXDimension", width),
@@ -1805,7 +1819,7 @@ def _prepare_xmp(xmp: bytes, width: int = 0, height: int = 0) -> bytes:
             (b"tiff:ImageWidth", width),
             (b"tiff:ImageLength", height),
         ):
-            xmp = re.sub(b"(" + field + rb'(?:="|>))[0-9]+', rb"\g<1>" + str(value).encode(), xmp)
+            xmp = re.sub(b"(" + field + _XMP_VALUE_START + rb")[0-9]+", rb"\g<1>" + str(value).encode(), xmp)
     return xmp
 
 

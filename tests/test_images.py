@@ -4043,3 +4043,25 @@ def test_a_packets_padding_does_not_make_the_extended_xmp_search_quadratic(tmp_p
     start = time.monotonic()
     assert read_image(tmp_path / "p.jpg").xmp is not None
     assert time.monotonic() - start < 2
+
+
+def test_xmp_orientation_and_resolution_follow_the_turned_pixels_whatever_the_quoting(tmp_path):
+    # tiff:Orientation='6' (single quotes, as some writers put it) stayed "rotate" on pixels already turned,
+    # and the XMP's X and Y resolution were not swapped with the EXIF's on a quarter turn
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b"<rdf:Description rdf:about='' xmlns:tiff='http://ns.adobe.com/tiff/1.0/' tiff:Orientation = '6' "
+        b"tiff:XResolution='300/1' tiff:YResolution='150/1'/></rdf:RDF></x:xmpmeta>"
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)).save(
+        tmp_path / "in.jpg", exif=exif.tobytes(), xmp=xmp, dpi=(300, 150)
+    )
+    got = read_image(tmp_path / "in.jpg")
+    assert got.size == (4, 6) and got.dpi == (150, 300)
+    assert b"tiff:Orientation = '1'" in got.xmp
+    assert b"tiff:XResolution='150/1'" in got.xmp and b"tiff:YResolution='300/1'" in got.xmp
+    # an XMP orientation alone, single-quoted, is applied as a double-quoted one is
+    Image.fromarray(RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)).save(tmp_path / "x.jpg", xmp=xmp)
+    assert read_image(tmp_path / "x.jpg").size == (4, 6)
