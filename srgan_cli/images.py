@@ -2724,6 +2724,8 @@ def write_image(
         # (PNG: its text chunks). The Software tag names this writer in every format: PNG kept the
         # input's ("Adobe Photoshop") where its text said srgan.
         signed = {"Software": text["Software"]} if "Software" in text else {}
+        if fmt == "TIFF" and (dropped := _exif_sub_ifds(exif)):
+            notes.append(f"{path}: the EXIF's {dropped} are left out: TIFF output keeps the main EXIF tags only")
         exif = _prepare_exif(
             exif,
             signed,
@@ -3058,6 +3060,22 @@ def _fit_jpeg_exif(exif: bytes, text: dict[str, str], path: Path) -> tuple[bytes
     except Exception:  # noqa: BLE001 - EXIF Pillow cannot rewrite is left out as a whole
         pass
     return None, f"{path}: the EXIF metadata is left out: {size} bytes, more than a JPEG segment holds"
+
+
+def _exif_sub_ifds(exif: bytes) -> str:
+    """What of ``exif`` lies in the sub-IFDs TIFF output leaves out (libtiff refuses their pointers): "camera
+    settings (Exif IFD)", "GPS position", both, or "" where it holds neither."""
+    ex = Image.Exif()
+    try:
+        ex.load(exif)
+        parts = []
+        if 0x8769 in ex and len(ex.get_ifd(0x8769)):
+            parts.append("camera settings (Exif IFD)")
+        if 0x8825 in ex and len(ex.get_ifd(0x8825)):
+            parts.append("GPS position")
+    except Exception:  # noqa: BLE001 - a damaged EXIF: nothing to say of it
+        return ""
+    return " and ".join(parts)
 
 
 def _prepare_exif(

@@ -723,11 +723,23 @@ def test_exif_goes_into_tiff_output_without_its_sub_ifds(tmp_path):
     exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
     exif.get_ifd(0x8825)[1] = "N"
     for depth in (8, 16):
-        out = write_image(tmp_path / f"e{depth}.tif", RNG.random((8, 12, 3)), exif=exif.tobytes(), bit_depth=depth)
+        notes: list[str] = []
+        out = write_image(
+            tmp_path / f"e{depth}.tif",
+            RNG.random((8, 12, 3)),
+            exif=exif.tobytes(),
+            bit_depth=depth,
+            on_note=notes.append,
+        )
         with Image.open(out) as im:
             assert im.size == (12, 8)
             back = im.getexif()
             assert back[0x0112] == 1 and back[0x010F] == "Maker" and 0x8769 not in back and 0x8825 not in back
+        # left out in silence before, where every other format's loss was said
+        assert notes == [
+            f"{out}: the EXIF's camera settings (Exif IFD) and GPS position are left out: TIFF output keeps the main "
+            "EXIF tags only"
+        ]
 
 
 # layout tags that JPEG, PNG and WebP EXIF carries (ImageWidth/ImageLength as phones write them; the
