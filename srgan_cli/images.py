@@ -1431,7 +1431,7 @@ def _upright_exif(exif: Image.Exif, fmt: str | None) -> tuple[bytes | None, int]
             # the pixels are turned a quarter, so is their density (as the file's dpi is)
             exif[_X_RESOLUTION], exif[_Y_RESOLUTION] = exif[_Y_RESOLUTION], exif[_X_RESOLUTION]
         _keep_text_bytes(exif)
-        return exif.tobytes(), orientation if 1 <= orientation <= 8 else 1
+        return _exif_bytes(exif), orientation if 1 <= orientation <= 8 else 1
     except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
         return None, 1
 
@@ -3000,31 +3000,73 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
             continue
         ex[tag] = value if value.isascii() else value.encode("utf-8", "surrogateescape")
         wrote = True
-    return (_undefined_user_comment(ex.tobytes()) if len(ex) or wrote else None), kept_out
+    return (_exif_bytes(ex) if len(ex) or wrote else None), kept_out
 
 
-def _undefined_user_comment(exif: bytes) -> bytes:
-    """``exif`` (Pillow's ``Exif.tobytes``) with its UserComment typed UNDEFINED, as EXIF has it: Pillow
-    knows no type for the tag and writes bytes as BYTE, which exiftool -validate flags."""
-    out = bytearray(exif)
-    base = 6 if out.startswith(b"Exif\x00\x00") else 0
-    e = "<" if out[base : base + 2] == b"II" else ">"
+def _exif_ifd(exif: bytes | bytearray) -> tuple[str, int] | None:
+    """The byte order of an EXIF and where its Exif sub-IFD starts in ``exif`` (which may start with
+    JPEG's "Exif\\0\\0"); None where it has none or is damaged."""
+    base = 6 if bytes(exif[:6]) == b"Exif\x00\x00" else 0
+    e = "<" if exif[base : base + 2] == b"II" else ">"
     try:
-        ifd = base + struct.unpack_from(e + "I", out, base + 4)[0]
-        for want in (0x8769, _USER_COMMENT):
-            (n,) = struct.unpack_from(e + "H", out, ifd)
-            for i in range(n):
-                pos = ifd + 2 + 12 * i
-                tag, typ, _, value = struct.unpack_from(e + "HHII", out, pos)
-                if tag == want:
-                    break
-            else:
-                return exif
-            if want == _USER_COMMENT and typ == 1:  # BYTE -> UNDEFINED: the same bytes
-                struct.pack_into(e + "H", out, pos + 2, 7)
-            ifd = base + value
+        ifd = base + struct.unpack_from(e + "I", exif, base + 4)[0]
+        (n,) = struct.unpack_from(e + "H", exif, ifd)
+        for i in range(n):
+            tag, _, _, value = struct.unpack_from(e + "HHII", exif, ifd + 2 + 12 * i)
+            if tag == 0x8769:
+                struct.unpack_from(e + "H", exif, base + value)  # there to read
+                return e, base + value
+    except struct.error:  # a damaged offset
+        return None
+    return None
+
+
+# The types EXIF gives tags of the Exif IFD that Pillow does not know: it guesses from the value (bytes as
+# BYTE, a positive rational as RATIONAL, a small int as SHORT), which exiftool -validate flagged on every
+# camera photo srgan wrote ("Non-standard format (int8u) for ExifIFD 0x9101 ComponentsConfiguration")
+_EXIF_IFD_TYPES = {
+    0x8828: 7,  # OECF
+    0x8831: 4,  # StandardOutputSensitivity
+    0x8832: 4,  # RecommendedExposureIndex
+    0x8833: 4,  # ISOSpeed
+    0x8834: 4,  # ISOSpeedLatitudeyyy
+    0x9101: 7,  # ComponentsConfiguration
+    0x9201: 10,  # ShutterSpeedValue
+    0x9203: 10,  # BrightnessValue
+    0x9204: 10,  # ExposureBiasValue
+    0x927C: 7,  # MakerNote
+    0x9286: 7,  # UserComment
+    0xA20C: 7,  # SpatialFrequencyResponse
+    0xA300: 7,  # FileSource
+    0xA301: 7,  # SceneType
+    0xA40B: 7,  # DeviceSettingDescription
+}
+
+
+def _exif_bytes(ex: Image.Exif) -> bytes:
+    """``ex.tobytes()`` with the Exif IFD's tags in the types EXIF gives them (``_EXIF_IFD_TYPES``), the
+    same values: BYTE to UNDEFINED and RATIONAL to SRATIONAL in place; a SHORT to a LONG where it is one
+    value (held in the entry itself)."""
+    out = bytearray(ex.tobytes())
+    found = _exif_ifd(out)
+    if found is None:
+        return bytes(out)
+    e, ifd = found
+    try:
+        (n,) = struct.unpack_from(e + "H", out, ifd)
+        for i in range(n):
+            pos = ifd + 2 + 12 * i
+            tag, typ, count = struct.unpack_from(e + "HHI", out, pos)
+            want = _EXIF_IFD_TYPES.get(tag)
+            if want is None or want == typ:
+                continue
+            if (typ, want) in ((1, 7), (5, 10)):  # the same bytes
+                struct.pack_into(e + "H", out, pos + 2, want)
+            elif (typ, want) == (3, 4) and count == 1:
+                (value,) = struct.unpack_from(e + "H", out, pos + 8)
+                struct.pack_into(e + "HII", out, pos + 2, 4, 1, value)
     except struct.error:  # a damaged offset: as Pillow wrote it
-        return exif
+        return ex.tobytes()
     return bytes(out)
 
 
@@ -3144,7 +3186,7 @@ def _prepare_exif(
     if not sub_ifds:
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
-    return _undefined_user_comment(ex.tobytes()) if len(ex) else None
+    return _exif_bytes(ex) if len(ex) else None
 
 
 # what tifffile's JSON description records of an array's layout; any other key is the writer's metadata

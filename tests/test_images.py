@@ -4077,3 +4077,25 @@ def test_xmp_orientation_and_resolution_follow_the_turned_pixels_whatever_the_qu
     # an XMP orientation alone, single-quoted, is applied as a double-quoted one is
     Image.fromarray(RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)).save(tmp_path / "x.jpg", xmp=xmp)
     assert read_image(tmp_path / "x.jpg").size == (4, 6)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_exif_tags_pillow_does_not_know_keep_the_types_exif_gives_them(tmp_path, suffix):
+    # Pillow guessed BYTE, RATIONAL and SHORT for them: exiftool -validate flagged every camera photo's upscale
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9101] = b"\x01\x02\x03\x00"  # ComponentsConfiguration: UNDEFINED
+    sub[0x927C] = b"\x00\x01" + bytes(40)  # MakerNote: UNDEFINED
+    sub[0xA300] = b"\x03"  # FileSource: UNDEFINED
+    sub[0x9201] = TiffImagePlugin.IFDRational(8, 1)  # ShutterSpeedValue: SRATIONAL
+    sub[0x8832] = 100  # RecommendedExposureIndex: LONG
+    Image.new("RGB", (6, 4)).save(tmp_path / "in.jpg", exif=exif.tobytes())
+    got = read_image(tmp_path / "in.jpg")
+    out = write_image(tmp_path / f"o{suffix}", got.rgb, exif=got.exif)
+    with Image.open(out) as im:
+        raw = im.info["exif"]
+        back = im.getexif().get_ifd(0x8769)
+    wanted = {0x9101: (7, 4), 0x927C: (7, 42), 0xA300: (7, 1), 0x9201: (10, 1), 0x8832: (4, 1)}
+    assert {tag: _entry_type(raw, tag, 0x8769) for tag in wanted} == wanted
+    assert back[0x8832] == 100 and float(back[0x9201]) == 8.0 and back[0x9101] == b"\x01\x02\x03\x00"
