@@ -1457,6 +1457,20 @@ def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weight
     assert refused.returncode != 0 and "each rank writes its own report" in refused.stderr
 
 
+def test_standard_input_under_torchrun_is_a_usage_error(weights, tmp_path, monkeypatch):
+    # every rank read standard input: one wrote the image, another said "standard input is empty" and
+    # failed the run (or the image was lost)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    png = _img(tmp_path / "a.png").read_bytes()
+    args = ["upscale", "-m", str(weights), "-", "-o", str(tmp_path / "x.png")]
+    result = CliRunner().invoke(main, args, input=png)
+    assert result.exit_code == 2 and "'-' (standard input) under torchrun" in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
 def _free_port() -> int:
     import socket
 

@@ -1266,6 +1266,11 @@ def _stage_stdio(
 
     from_stdin = any(str(p) == "-" for p in inputs)
     to_stdout = str(output) == "-"
+    if from_stdin and _env_world() > 1:  # every rank read it, and one said "standard input is empty"
+        raise click.BadParameter(
+            "'-' (standard input) under torchrun: every rank would read it; upscale one piped image in one process",
+            param_hint="'INPUTS...'",
+        )
     if from_stdin and len(inputs) != 1:
         raise click.BadParameter("'-' (standard input) must be the only input", param_hint="'INPUTS...'")
     if to_stdout and (len(inputs) != 1 or (not from_stdin and os.path.isdir(inputs[0]))):
