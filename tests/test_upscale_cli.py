@@ -1471,6 +1471,19 @@ def test_standard_input_under_torchrun_is_a_usage_error(weights, tmp_path, monke
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_stop_before_the_first_image_reports_the_planned_files_as_not_started(tmp_path):
+    # a model that does not load (or an interrupt while it loads) left a report listing no file at all
+    for name in ("a.png", "b.png"):
+        _img(tmp_path / "in" / name)
+    (tmp_path / "bad.safetensors").write_bytes(b"not weights")
+    args = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(tmp_path / "bad.safetensors")]
+    result = CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["ended"].startswith("stopped: ") and doc["not_started"] == 2
+    assert sorted(Path(f["input"]).name for f in doc["files"] if f["status"] == "not_started") == ["a.png", "b.png"]
+
+
 def _free_port() -> int:
     import socket
 

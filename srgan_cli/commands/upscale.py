@@ -92,6 +92,14 @@ class Tally:
     unread: dict[str, int] = field(default_factory=dict)
     # sub-folders of input folders that hold images, not entered without --recursive
     unentered: list[Path] = field(default_factory=list)
+    # the jobs planned and not yet handed to run_pipeline: a stop meanwhile (the model failing to load,
+    # an interrupt) reports them as not started, where the report listed no file at all
+    pending: list | None = None
+
+    def stop_pending(self) -> None:
+        for job in self.pending or []:
+            self.add("not_started", job.src, job.dest, "the batch stopped before it")
+        self.pending = None
 
     def add(self, what: str, src: Path | None = None, dest: Path | None = None, reason: str | None = None) -> None:
         with self.lock:
@@ -1127,6 +1135,7 @@ def upscale(
             else:
                 ended = "stopped: --fail-fast after a failure" if tally.stopped else "completed"
         except KeyboardInterrupt:
+            tally.stop_pending()  # counted in the summary too
             if not quiet:
                 with contextlib.suppress(OSError):  # stderr gone (SIGHUP: the terminal closed)
                     click.echo(_summary(tally) + " (interrupted)", err=True)
@@ -1138,6 +1147,7 @@ def upscale(
             report_path = None  # nothing ran, and the report's path may be what is wrong
             raise
         finally:
+            tally.stop_pending()
             if report_path is not None:  # part of the job: a script must see it missing in the exit status
                 report_written = _write_report(report_path, tally, ended, report)
     if tally.unread:  # images of input folders that were not upscaled: said at the end, where it is seen
@@ -1703,6 +1713,7 @@ def _run(
     )
     if not jobs:
         return
+    tally.pending = jobs
     _check_output_folder(output.parent if single else output)
 
     from .. import __version__
@@ -1720,7 +1731,7 @@ def _run(
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SrganError(f"{output}: cannot create the output folder ({exc.strerror or exc})") from None
-    jobs = _make_folders(jobs, output, report, tally)
+    jobs = tally.pending = _make_folders(jobs, output, report, tally)
     if not jobs:
         return
     if quality is not None:
@@ -1816,6 +1827,7 @@ def _run(
                     raise FileExistsError(job.dest) from None
                 raise
 
+        tally.pending = None  # run_pipeline reports those it does not reach
         run_pipeline(
             jobs,
             upscale_one,
