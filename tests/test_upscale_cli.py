@@ -469,6 +469,17 @@ def test_fail_fast_stops(weights, tmp_path):
     assert not (tmp_path / "o").exists() or len(list((tmp_path / "o").iterdir())) < 3
 
 
+def test_fail_fast_stops_at_a_failure_found_while_planning(weights, tmp_path):
+    # a missing input named beside others: --fail-fast wrote the rest and said "completed"
+    a, b = _img(tmp_path / "a.png"), _img(tmp_path / "b.png")
+    result = run(
+        weights, a, tmp_path / "nosuch.png", b, "-o", tmp_path / "o", "--fail-fast", "--report", tmp_path / "r.json"
+    )
+    assert result.exit_code == 1 and not (tmp_path / "o").exists()
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["ended"] == "stopped: --fail-fast after a failure" and (doc["failed"], doc["not_started"]) == (1, 2)
+
+
 def test_max_pixels(weights, tmp_path):
     src = _img(tmp_path / "a.png", size=(20, 20))
     result = run(weights, src, "-o", tmp_path / "o.png", "--max-pixels", "100")

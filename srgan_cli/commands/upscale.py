@@ -1714,6 +1714,9 @@ def _run(
     if not jobs:
         return
     tally.pending = jobs
+    if not keep_going and tally.failed:  # a missing input or an unlistable folder, found while planning:
+        tally.stopped = True  # --fail-fast went on to upscale the rest and "completed"
+        return
     _check_output_folder(output.parent if single else output)
 
     from .. import __version__
