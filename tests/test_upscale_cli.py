@@ -1495,6 +1495,45 @@ def test_a_stop_before_the_first_image_reports_the_planned_files_as_not_started(
     assert sorted(Path(f["input"]).name for f in doc["files"] if f["status"] == "not_started") == ["a.png", "b.png"]
 
 
+def test_the_report_says_running_while_the_run_lasts_and_names_its_start(weights, tmp_path, monkeypatch):
+    # a run killed outright (the OOM killer) left an earlier run's report under the name, read as its own
+    from srgan_cli.commands import upscale as cmd
+
+    for name in ("a.png", "b.png"):
+        _img(tmp_path / "in" / name)
+    report = tmp_path / "r.json"
+    seen = []
+    real = cmd.run_pipeline
+
+    def pipeline(jobs, *args, **kwargs):
+        seen.append(json.loads(report.read_text()))  # what a SIGKILL from here on would leave
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(cmd, "run_pipeline", pipeline)
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "out", "--report", report).exit_code == 0
+    (during,) = seen
+    assert during["ended"] == "running" and during["not_started"] == 2 and during["written"] == 0
+    assert sorted(f["status"] for f in during["files"]) == ["not_started", "not_started"]
+    done = json.loads(report.read_text())
+    assert done["ended"] == "completed" and done["written"] == 2 and done["not_started"] == 0
+    assert done["started"] == during["started"] and done["rank"] is None and done["world_size"] == 1
+
+
+def test_rank_0_removes_the_reports_of_ranks_a_run_does_not_have(weights, tmp_path, monkeypatch):
+    # after a 3-rank run, a 2-rank run left r.rank2.json: a glob of r.rank*.json counted files twice
+    from srgan_cli.commands import upscale as cmd
+
+    old = {"schema_version": 1, "ended": "completed", "files": []}
+    for k in (0, 1, 2):
+        (tmp_path / f"r.rank{k}.json").write_text(json.dumps(old))
+    (tmp_path / "r.rank3.json").write_text("a file of the user's")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    path = cmd._check_report_path(tmp_path / "r.json", tmp_path / "out")
+    assert path == tmp_path / "r.rank0.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.rank0.json", "r.rank1.json", "r.rank3.json"]
+
+
 def _free_port() -> int:
     import socket
 

@@ -9,6 +9,7 @@ SIGTERM) lets the file being written finish, and never leaves a half-written one
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import functools
 import math
@@ -92,6 +93,9 @@ class Tally:
     unread: dict[str, int] = field(default_factory=dict)
     # sub-folders of input folders that hold images, not entered without --recursive
     unentered: list[Path] = field(default_factory=list)
+    started: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
     # the jobs planned and not yet handed to run_pipeline: a stop meanwhile (the model failing to load,
     # an interrupt) reports them as not started, where the report listed no file at all
     pending: list | None = None
@@ -1412,6 +1416,8 @@ def _check_report_path(
     if (output_folder or not is_image_path(output)) and os.path.abspath(path) == os.path.abspath(output):
         raise click.BadParameter(f"{word} is -o's output folder; give the report a file name", param_hint="'--report'")
     if torchrun:  # under torchrun each rank reports its own share
+        if _env_rank() == 0:
+            _remove_reports_of_absent_ranks(path)
         path = path.with_name(f"{path.stem}.rank{os.environ.get('RANK', '0')}{path.suffix}")
     # a missing folder is made when the report is written, as -o makes the output's folders (`-o big/
     # --report big/report.json` on a first run); one that cannot be is refused now, not after the images
@@ -1421,6 +1427,19 @@ def _check_report_path(
     return path
 
 
+def _remove_reports_of_absent_ranks(path: Path) -> None:
+    """Remove the srgan reports NAME.rankK.json of ranks K this torchrun run does not have: after a
+    run of more ranks, a script globbing NAME.rank*.json counted their files twice."""
+    world = _env_world()
+    pattern = re.compile(re.escape(path.stem) + r"\.rank([0-9]+)" + re.escape(path.suffix))
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent if str(path.parent) else "."):
+            found = pattern.fullmatch(entry.name)
+            if found and int(found[1]) >= world and entry.is_file() and _is_report(Path(entry.path)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 def _is_report(path: Path) -> bool:
     from ..fsutil import read_json
 
@@ -1428,28 +1447,36 @@ def _is_report(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("schema_version") == 1 and isinstance(doc.get("files"), list)
 
 
-def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> bool:
+def _write_report(path: Path, tally: Tally, ended: str, report: Reporter, quiet: bool = False) -> bool:
     """The --report JSON (schema_version 1): counts, how the run ended, one record per file.
-    False (with the error printed) when it cannot be written."""
+    False (with the error printed, unless ``quiet``) when it cannot be written. The jobs still
+    pending (a report written as the run starts, ``ended`` "running") are listed as not started."""
     import json
 
     from .. import __version__
     from ..fsutil import atomic_path
 
     with tally.lock:
+        pending = [
+            {"input": str(job.src), "output": str(job.dest), "status": "not_started", "reason": "not started yet"}
+            for job in tally.pending or []
+        ]
+        files = [*tally.files, *pending]
         doc = {
             "schema_version": 1,
-            "ended": ended,  # "completed", "interrupted" or "stopped: WHY"
+            "ended": ended,  # "running" (the run has not ended), "completed", "interrupted" or "stopped: WHY"
             "written": tally.written,
             "skipped": tally.skipped,
             "failed": tally.failed,
-            "not_started": tally.not_started,  # the batch stopped before them (their records: "not_started")
+            "not_started": tally.not_started + len(pending),  # the batch stopped (or is yet to come) before them
             "srgan_version": __version__,
             "model": tally.model,  # None when the run ended before the model was loaded
+            "started": tally.started,  # when this run began (UTC): an earlier run's report is told apart
+            # under torchrun: this rank and how many there were (each writes its share's report)
+            "rank": _env_rank() if _env_world() > 1 else None,
+            "world_size": _env_world(),
             # every record's paths as the messages show them (stdin/stdout as '-'), in one place
-            "files": [
-                {**f, "input": report.shown(f["input"]), "output": report.shown(f["output"])} for f in tally.files
-            ],
+            "files": [{**f, "input": report.shown(f["input"]), "output": report.shown(f["output"])} for f in files],
         }
     text = json.dumps(doc, indent=2) + "\n"
     if str(path) == "-":
@@ -1471,10 +1498,12 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter) -> boo
         with atomic_path(path, replaces=_is_report) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except FileExistsError:  # checked at the start; another program wrote the name during the run
-        report.error(f"{path}: cannot write the report: a file that is not an srgan report was put there meanwhile")
+        if not quiet:
+            report.error(f"{path}: cannot write the report: a file that is not an srgan report was put there meanwhile")
         return False
     except OSError as exc:
-        report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
+        if not quiet:
+            report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
         return False
     return True
 
@@ -1714,6 +1743,10 @@ def _run(
     if not jobs:
         return
     tally.pending = jobs
+    if report_path is not None and str(report_path) != "-":
+        # "running", the planned files not started: a run killed outright (the OOM killer, SIGKILL) leaves
+        # that, where an earlier run's report stayed under the name and read as this run's
+        _write_report(report_path, tally, "running", report, quiet=True)
     if not keep_going and tally.failed:  # a missing input or an unlistable folder, found while planning:
         tally.stopped = True  # --fail-fast went on to upscale the rest and "completed"
         return
