@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -1466,6 +1467,65 @@ def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weight
     assert ended == ["completed", "completed"]
     refused = subprocess.run(args[:-2] + ["--report", "-"], env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "each rank writes its own report" in refused.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_a_rank_waiting_for_the_others_stops_at_a_signal(weights, tmp_path):
+    # the wait for the other ranks blocked in C++: a rank done early ignored SIGTERM and Ctrl-C until
+    # torchrun killed it, 30 s on
+    for i in range(2):
+        _img(tmp_path / "in" / f"{i}.png", seed=i)
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import os, time\n"
+        "import srgan_cli.commands.upscale as cmd\n"
+        "real = cmd._read\n"
+        "def read(path, max_pixels):\n"
+        "    if os.environ.get('RANK') == '1':\n"
+        "        time.sleep(60.0)\n"
+        "    return real(path, max_pixels)\n"
+        "cmd._read = read\n"
+        "from srgan_cli.cli import main\n"
+        "main(prog_name='srgan')\n"
+    )
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    args += [str(slow), "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", str(weights)]
+    args += ["--device", "cpu", "--report", str(tmp_path / "r.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    torchrun = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        report = tmp_path / "r.rank0.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # rank 0 has done its share and reported it: it now waits
+            if report.exists() and json.loads(report.read_text() or "{}").get("ended") == "completed":
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("rank 0 did not finish its share")
+        rank0 = json.loads(report.read_text())
+        pid = next(
+            int(p)
+            for p in os.listdir("/proc")
+            if p.isdigit()
+            and _environ_of(int(p)).get("RANK") == "0"
+            and _environ_of(int(p)).get("MASTER_PORT") == args[6]
+        )
+        os.kill(pid, signal.SIGTERM)
+        start = time.monotonic()
+        while time.monotonic() - start < 20 and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        assert time.monotonic() - start < 10 and rank0["written"] == 1
+    finally:
+        torchrun.terminate()
+        torchrun.wait(timeout=60)
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode("utf-8", "replace").split("\0") if "=" in item)
 
 
 def test_standard_input_under_torchrun_is_a_usage_error(weights, tmp_path, monkeypatch):

@@ -1176,27 +1176,42 @@ def _wait_for_other_ranks() -> None:
     """Under torchrun, return once every rank is done with its share. torchrun stops the other
     ranks as soon as one exits non-zero: a rank with a failed file in its share (exit 1) cut the
     others' shares short, and --keep-going did not keep going. Without a torchrun rendezvous
-    (MASTER_ADDR), or if it cannot be joined, each rank ends on its own as before."""
+    (MASTER_ADDR), or if it cannot be joined, each rank ends on its own as before.
+
+    The rendezvous and the barrier block in C++, where Ctrl-C and SIGTERM reach no Python handler: a
+    rank done early ignored them until torchrun killed it, 30 s on. They run on a thread, and this one
+    waits for it a tenth of a second at a time, so a stop signal ends the wait (the process then ends
+    without the interpreter's teardown, which the blocked thread would hold up)."""
     if _env_world() <= 1 or not os.environ.get("MASTER_ADDR"):
         return
     try:
-        from datetime import timedelta
-
         import torch.distributed as dist
 
         from ..stopping import process_group_started
 
         if not dist.is_available() or dist.is_initialized():
             return
-        # gloo, on every device: a barrier needs no GPU; the timeout allows for the slowest share
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
-        process_group_started()  # the process then ends without the interpreter's teardown (cli.run)
-        try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
-    except Exception:  # noqa: BLE001 - no rendezvous to be had: end as a rank on its own
+    except Exception:  # noqa: BLE001 - no torch.distributed: end as a rank on its own
         return
+    process_group_started()  # from here the process ends with os._exit (cli.run)
+    done = threading.Event()
+
+    def meet() -> None:
+        try:
+            from datetime import timedelta
+
+            # gloo, on every device: a barrier needs no GPU; the timeout allows for the slowest share
+            dist.init_process_group("gloo", timeout=timedelta(days=7))
+            dist.barrier()
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - no rendezvous to be had: end as a rank on its own
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=meet, name="srgan-ranks", daemon=True).start()
+    while not done.wait(0.1):
+        pass
 
 
 def _check_blend(ctx: click.Context | None, value: str | None) -> str | None:
