@@ -1436,21 +1436,17 @@ def test_iptc_reaches_jpeg_tiff_and_png_outputs_and_is_said_to_be_left_out_of_we
     assert "the IPTC metadata is left out: WEBP output carries none" in result.output
 
 
-def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weights, tmp_path):
-    """torchrun stops every rank once one exits non-zero: the rank whose share had a broken file
-    finished first, exited 1, and the other rank's share was interrupted (--keep-going is the
-    default). Each rank now waits for the others before it exits."""
-    for i in range(6):
-        _img(tmp_path / "in" / f"{i}.png", size=(6, 5), seed=i)
-    (tmp_path / "in" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # in rank 0's share, first
-    slow = tmp_path / "rank1_slow.py"  # rank 1 reads each image a second late: rank 0 is done first
+def _torchrun_with_a_slow_rank_1(weights: Path, tmp_path: Path, delay: float) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a 2-rank `srgan upscale tmp_path/in -o tmp_path/o --report
+    tmp_path/r.json` under torchrun whose rank 1 reads each image ``delay`` seconds late."""
+    slow = tmp_path / "rank1_slow.py"
     slow.write_text(
         "import os, time\n"
         "import srgan_cli.commands.upscale as cmd\n"
         "real = cmd._read\n"
         "def read(path, max_pixels):\n"
         "    if os.environ.get('RANK') == '1':\n"
-        "        time.sleep(1.0)\n"
+        f"        time.sleep({delay!r})\n"
         "    return real(path, max_pixels)\n"
         "cmd._read = read\n"
         "from srgan_cli.cli import main\n"
@@ -1459,7 +1455,17 @@ def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weight
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
     args += [str(slow), "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", str(weights)]
     args += ["--device", "cpu", "--report", str(tmp_path / "r.json")]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return args, {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_torchrun_a_failed_file_on_one_rank_does_not_cut_the_others_short(weights, tmp_path):
+    """torchrun stops every rank once one exits non-zero: the rank whose share had a broken file
+    finished first, exited 1, and the other rank's share was interrupted (--keep-going is the
+    default). Each rank now waits for the others before it exits."""
+    for i in range(6):
+        _img(tmp_path / "in" / f"{i}.png", size=(6, 5), seed=i)
+    (tmp_path / "in" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # in rank 0's share, first
+    args, env = _torchrun_with_a_slow_rank_1(weights, tmp_path, 1.0)  # rank 0 is done first
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "(interrupted)" not in done.stderr, done.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"{i}.png" for i in range(1, 6)]
@@ -1475,23 +1481,7 @@ def test_torchrun_a_rank_waiting_for_the_others_stops_at_a_signal(weights, tmp_p
     # torchrun killed it, 30 s on
     for i in range(2):
         _img(tmp_path / "in" / f"{i}.png", seed=i)
-    slow = tmp_path / "slow.py"
-    slow.write_text(
-        "import os, time\n"
-        "import srgan_cli.commands.upscale as cmd\n"
-        "real = cmd._read\n"
-        "def read(path, max_pixels):\n"
-        "    if os.environ.get('RANK') == '1':\n"
-        "        time.sleep(60.0)\n"
-        "    return real(path, max_pixels)\n"
-        "cmd._read = read\n"
-        "from srgan_cli.cli import main\n"
-        "main(prog_name='srgan')\n"
-    )
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    args += [str(slow), "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", str(weights)]
-    args += ["--device", "cpu", "--report", str(tmp_path / "r.json")]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args, env = _torchrun_with_a_slow_rank_1(weights, tmp_path, 60.0)
     torchrun = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         report = tmp_path / "r.rank0.json"
