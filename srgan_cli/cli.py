@@ -369,9 +369,10 @@ def check_device(ctx: click.Context | None, param: click.Parameter | None, value
     if value is None:
         return None
     value = value.strip().lower()
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+    if not re.fullmatch(r"auto|cpu(:0)?|mps(:0)?|cuda(:\d+)?", value):
         raise click.BadParameter(f"{value!r}: expected auto, cpu, cuda, cuda:N or mps")
-    return value
+    # PyTorch names the one CPU and the one MPS device "cpu:0" and "mps:0" (str(tensor.device)): the same
+    return value.split(":")[0] if value in ("cpu:0", "mps:0") else value
 
 
 # --device of upscale and bench (train's has no default of its own: a --config may give it)

@@ -514,6 +514,17 @@ def test_bad_options_are_usage_errors(weights, tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_the_device_names_pytorch_prints_are_taken(weights, tmp_path):
+    # str(tensor.device) is "cpu:0" for a CPU tensor made with an index: a user copies it from a log
+    src = _img(tmp_path / "a.png")
+    result = run(weights, src, "-o", tmp_path / "o.png", "--device", "CPU:0")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o.png").exists()
+    for bad in ("cpu:1", "mps:1"):
+        result = run(weights, src, "-o", tmp_path / f"{bad[:3]}.png", "--device", bad)
+        assert result.exit_code == 2 and "expected auto, cpu, cuda, cuda:N or mps" in result.output
+
+
 def test_unexpected_inference_error_is_one_line(weights, tmp_path, monkeypatch):
     import srgan_cli.api as api
 
