@@ -9,9 +9,9 @@ Python API (no CLI needed)::
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Model", "SrganError", "load_model", "upscale_array", "upscale_image"]
+__all__ = ["__version__", "Model", "SrganError", "SrganWarning", "load_model", "upscale_array", "upscale_image"]
 
-from .errors import SrganError
+from .errors import SrganError, SrganWarning
 
 
 def __getattr__(name: str):

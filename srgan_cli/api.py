@@ -17,6 +17,7 @@ import fractions
 import math
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 
 from .config import MAX_OUTSCALE, GeneratorConfig
 from .device import PRECISIONS, autocast, choose_device, choose_dtype
-from .errors import SrganError, exact_number
+from .errors import SrganError, SrganWarning, exact_number
 from .models import fold_batch_norm
 from .tiling import choose_tile, default_batch, default_pad, upscale_tiled
 from .weights import DEFAULT_MODEL, MODELS, load_generator
@@ -709,6 +710,8 @@ def upscale_image(
         loaded = images.from_pil(image)
     else:
         loaded = images.read_image(image)
+    for note in loaded.notes:  # what the image lost on the way (the CLI prints these as notes)
+        warnings.warn(note, SrganWarning, stacklevel=2)
     if not isinstance(model, Model):
         model = _cached_model(model)
     # to_pil keeps 16 bits only for gray without alpha (Pillow has no 16-bit colour mode)

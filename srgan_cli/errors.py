@@ -11,6 +11,11 @@ class SrganError(Exception):
     """
 
 
+class SrganWarning(UserWarning):
+    """What the Python API kept from an image less than whole (frames after the first, 16 bits read as 8,
+    a CMYK profile converted): the notes ``srgan upscale`` prints, one per warning."""
+
+
 # An empty model name: most often an unset variable in a script (Path("") is ".", "a folder").
 EMPTY_MODEL = "an empty model (an unset variable?); give a model name, a .safetensors file or a Hub reference"
 

@@ -781,7 +781,7 @@ def _read_plain_rgb8(path: Path, max_pixels: int | None) -> np.ndarray | None:
             im = _open(fh, head, str(path))
             if im.format not in _PLAIN_FORMATS or im.mode not in ("RGB", "L") or "transparency" in im.info:
                 return None
-            if _png_is_wide_colour(head) or _count_frames(im) != 1:
+            if _png_is_wide_colour(head) or _count_frames(im) != (1, False):
                 return None
             _check_size(str(path), im.width, im.height, max_pixels)
             _strict_load(im)
@@ -818,30 +818,35 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         _quiet_libtiff()
         turned = _tiff_orientation(im)
     try:
-        n_frames = _count_frames(im)
+        n_frames, damaged = _count_frames(im)
+        if frames_note := _frames_note(im, name, n_frames, damaged):
+            notes.append(frames_note)
         if fmt == "PNG" and _png_is_wide_colour(head):
             sixteen = _png_rgb16(whole_file(), name)
             if sixteen is not None:
                 *pixels, exif_chunk, xmp_chunk, texts, iptc_chunk = sixteen
-                return _finish(
-                    im,
-                    *pixels,
-                    fmt=fmt,
-                    n_frames=n_frames,
-                    name=name,
-                    exif_bytes=exif_chunk,
-                    xmp_bytes=xmp_chunk,
-                    comments=texts,
-                    iptc_bytes=iptc_chunk,
+                return _with_notes(
+                    notes,
+                    _finish(
+                        im,
+                        *pixels,
+                        fmt=fmt,
+                        n_frames=n_frames,
+                        name=name,
+                        exif_bytes=exif_chunk,
+                        xmp_bytes=xmp_chunk,
+                        comments=texts,
+                        iptc_bytes=iptc_chunk,
+                    ),
                 )
         if fmt == "TIFF":
             sixteen = _tiff_rgb16(im, whole_file, name, notes)
             if sixteen is not None:
-                return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
+                return _with_notes(notes, _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name))
         if fmt == "PPM":
             sixteen = _ppm_rgb16(im, whole_file, name)
             if sixteen is not None:
-                return _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name)
+                return _with_notes(notes, _finish(im, *sixteen, fmt=fmt, n_frames=n_frames, name=name))
         _strict_load(im)
         turned = _turned_by_pillow(im, turned)
     except SrganError:
@@ -864,7 +869,11 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         gray16_top=gray16_top,
         low_bits=low_bits,
     )
-    loaded.notes.extend(notes)
+    return _with_notes(notes, loaded)
+
+
+def _with_notes(notes: list[str], loaded: LoadedImage) -> LoadedImage:
+    loaded.notes[:0] = notes
     return loaded
 
 
@@ -1116,14 +1125,40 @@ def _mp_entry_types(data) -> list[int] | None:
     return None
 
 
-def _count_frames(im: Image.Image) -> int:
+def _count_frames(im: Image.Image) -> tuple[int, bool]:
+    """The number of frames (pages), and whether one after the frame ``im`` stands at is damaged: then
+    those before it are counted (the first frame of a GIF or TIFF cut short in a later one is good)."""
     if im.format == "MPO":
-        return _mpo_frames(im)
+        return _mpo_frames(im), False
     here = im.tell()  # a caller's image (from_pil) may stand at another frame: that one is upscaled
-    n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
-    if n > 1 and im.tell() != here:
+    try:
+        n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
+        damaged = False
+    except _DECODE_ERRORS:
+        n, damaged = here + 1, True
+        with contextlib.suppress(*_DECODE_ERRORS):
+            while True:  # seek loads each frame, as a viewer showing it would
+                im.seek(n)
+                im.load()
+                n += 1
+    if im.tell() != here:
         im.seek(here)
-    return n
+    return n, damaged
+
+
+def _frames_note(im: Image.Image, name: str, n_frames: int, damaged: bool) -> str | None:
+    """What a file's frames beyond the first say to a user, who gets the first frame only."""
+    if damaged:
+        return (
+            f"{name}: {n_frames} frame{'s' * (n_frames > 1)}, then damaged or cut-off data; only the first is upscaled"
+        )
+    if n_frames > 1 and im.format == "PNG" and im.info.get("default_image"):
+        # an APNG whose first image is the still picture for viewers without animation, not a frame of it
+        return (
+            f"{name}: an animated PNG of {n_frames - 1} frames and a still image for viewers without animation; "
+            "the still image is upscaled"
+        )
+    return f"{name}: {n_frames} frames; only the first is upscaled" if n_frames > 1 else None
 
 
 def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
@@ -1138,7 +1173,7 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
     turned = _tiff_orientation(img) if img.format == "TIFF" and img.tile else 1
     try:
         img.load()
-        n_frames = _count_frames(img)
+        n_frames, _ = _count_frames(img)
     except _DECODE_ERRORS as exc:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
     turned = _turned_by_pillow(img, turned)
@@ -1249,7 +1284,23 @@ def _has_alpha(im: Image.Image) -> bool:
         return True
     if im.mode.startswith("I;16") or im.mode == "I":
         return isinstance(im.info.get("transparency"), int)
+    if im.mode == "P" and _palette_alpha(im) is not None:
+        return True
     return im.mode in ("P", "L", "RGB") and "transparency" in im.info
+
+
+def _palette_alpha(im: Image.Image) -> np.ndarray | None:
+    """The alpha of each palette entry of a P image whose palette holds alpha (Pillow's ``quantize()``
+    of an RGBA image makes one: no "transparency" in its info), where a used entry is not opaque; else None."""
+    if getattr(im.palette, "mode", "") != "RGBA":
+        return None
+    try:
+        pal = np.asarray(im.getpalette("RGBA") or [], dtype=np.uint8).reshape(-1, 4)
+    except (ValueError, TypeError):
+        return None
+    used = np.flatnonzero(np.bincount(np.asarray(im).ravel(), minlength=256))
+    used = used[used < len(pal)]
+    return pal[:, 3] if len(used) and np.any(pal[used, 3] < 255) else None
 
 
 def _palette_is_gray(im: Image.Image) -> bool:
@@ -1267,6 +1318,8 @@ def _palette_is_gray(im: Image.Image) -> bool:
     elif isinstance(hidden, bytes):
         clear = np.flatnonzero(np.frombuffer(hidden, dtype=np.uint8) == 0)
         used = np.setdiff1d(used, clear)
+    elif (palette_alpha := _palette_alpha(im)) is not None:
+        used = np.setdiff1d(used, np.flatnonzero(palette_alpha == 0))
     return bool(len(used)) and bool(np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]))
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from srgan_cli.api import Model, load_model, output_size, upscale_array, upscale_tensor
+from srgan_cli.api import Model, load_model, output_size, upscale_array, upscale_image, upscale_tensor
 from srgan_cli.config import GeneratorConfig
 from srgan_cli.device import choose_dtype, cpu_has_native_bf16
-from srgan_cli.errors import SrganError
+from srgan_cli.errors import SrganError, SrganWarning
 from srgan_cli.models import build_generator, fold_batch_norm
 from srgan_cli.weights import save_generator
 
@@ -1340,3 +1342,30 @@ def test_the_x4_alpha_is_quantised_in_bands_with_the_same_pixels(weights, monkey
         monkeypatch.setattr(api, "_ALPHA_BAND_SAMPLES", samples)
         _, got = upscale_loaded(model, loaded, bit_depth=8)
         assert got.dtype == np.uint8 and np.array_equal(got, expected), samples
+
+
+def test_a_palette_image_with_alpha_in_its_palette_keeps_its_transparency(fp32):
+    # Image.quantize() of an RGBA image: mode P, the alpha in an RGBA palette, no "transparency" in info
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0], rgba[:, 8:, 3], rgba[:4, 8:, 3] = 200, 255, 128
+    q = Image.fromarray(rgba, "RGBA").quantize(method=Image.Quantize.FASTOCTREE)
+    assert q.mode == "P" and "transparency" not in q.info
+    out = upscale_image(q, fp32)
+    alpha = np.asarray(out)[..., 3]
+    assert out.mode == "RGBA" and alpha[:, :28].max() == 0 and alpha[20:, 36:].min() == 255
+    # a gray picture stays gray with its alpha; an opaque RGBA palette gives no alpha
+    rgba[..., :3] = 120
+    assert upscale_image(Image.fromarray(rgba, "RGBA").quantize(method=Image.Quantize.FASTOCTREE), fp32).mode == "LA"
+    rgba[..., 3] = 255
+    assert upscale_image(Image.fromarray(rgba, "RGBA").quantize(method=Image.Quantize.FASTOCTREE), fp32).mode == "L"
+
+
+def test_upscale_image_warns_of_what_the_image_lost(fp32, tmp_path):
+    frames = [Image.new("RGB", (10, 8), c) for c in ("red", "green")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(SrganWarning, match=r"a\.gif: 2 frames; only the first is upscaled"):
+        out = upscale_image(tmp_path / "a.gif", fp32)
+    assert out.size == (40, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a plain image: no warning
+        upscale_image(Image.new("RGB", (10, 8), "red"), fp32)

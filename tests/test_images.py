@@ -1600,6 +1600,38 @@ def test_animated_gives_first_frame(tmp_path, suffix):
     assert _q(got.rgb.reshape(-1, 3).mean(axis=0), 255).tolist() == [255, 0, 0]
 
 
+@pytest.mark.parametrize("kind", ["gif", "tiff"])
+def test_a_file_cut_short_in_a_later_frame_gives_its_good_first_frame_with_a_note(tmp_path, kind):
+    # a partial download or an interrupted copy: only the first frame is used, and it is whole
+    rng = np.random.default_rng(5)
+    frames = [Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)) for _ in range(3)]
+    if kind == "gif":
+        frames = [f.quantize(64) for f in frames]
+    whole = tmp_path / f"whole.{kind}"
+    frames[0].save(whole, save_all=True, append_images=frames[1:])
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut.{kind}"
+    # GIF: into the last frame's header (Pillow's n_frames raised struct.error); TIFF: half the file
+    cut.write_bytes(data[: len(data) - len(data) // 3 + 2] if kind == "gif" else data[: len(data) // 2])
+    first = read_image(whole)
+    got = read_image(cut)
+    assert np.array_equal(got.rgb, first.rgb)
+    assert len(got.notes) == 1
+    assert got.notes[0].startswith(f"{cut}: ")
+    assert "then damaged or cut-off data; only the first is upscaled" in got.notes[0]
+
+
+def test_an_animated_png_whose_still_image_is_no_frame_says_the_still_image_is_upscaled(tmp_path):
+    still, *frames = (Image.new("RGB", (8, 8), c) for c in ("white", "red", "blue"))
+    still.save(tmp_path / "a.png", save_all=True, append_images=frames, default_image=True)
+    got = read_image(tmp_path / "a.png")
+    assert got.notes == [
+        f"{tmp_path / 'a.png'}: an animated PNG of 2 frames and a still image for viewers without animation; "
+        "the still image is upscaled"
+    ]
+    assert _q(got.rgb[0, 0], 255).tolist() == [255, 255, 255]
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 10000), (10000, 1)])
 @pytest.mark.parametrize("bit_depth", [8, 16])
 def test_tiny_and_thin_images(tmp_path, shape, bit_depth):

@@ -773,6 +773,29 @@ def test_report_lists_every_file_with_its_status_and_matches_the_summary(weights
     _no_parts(tmp_path)
 
 
+def test_the_report_gives_each_file_its_notes_also_under_quiet(weights, tmp_path):
+    # a script reading --report learns that an animation lost its frames, which -q did not print
+    import json
+
+    frames = [Image.new("RGB", (10, 8), c) for c in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    _img(tmp_path / "plain.png")
+    report = tmp_path / "r.json"
+    result = run(weights, tmp_path / "anim.gif", tmp_path / "plain.png", "-o", tmp_path / "out", "--report", report)
+    assert result.exit_code == 0 and "frames" not in result.stderr  # -q
+    by_input = {Path(f["input"]).name: f for f in json.loads(report.read_text())["files"]}
+    assert by_input["anim.gif"]["notes"] == [f"{tmp_path / 'anim.gif'}: 3 frames; only the first is upscaled"]
+    assert by_input["plain.png"]["notes"] == []
+    # from standard input, named '-' as the messages name it
+    result = CliRunner().invoke(
+        main,
+        ["upscale", "-m", str(weights), "-q", "-", "-o", str(tmp_path / "o.png"), "--report", "-"],
+        input=(tmp_path / "anim.gif").read_bytes(),
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["notes"] == ["-: 3 frames; only the first is upscaled"]
+
+
 def test_report_replaces_an_earlier_report_but_never_another_file(weights, tmp_path):
     import json
 

@@ -99,6 +99,13 @@ class Tally:
     # the jobs planned and not yet handed to run_pipeline: a stop meanwhile (the model failing to load,
     # an interrupt) reports them as not started, where the report listed no file at all
     pending: list | None = None
+    # the notes given on each file under way (frames left out, metadata not kept), by (input, output): they
+    # go into its record when it is added, so --report says them of each file (-q shows none)
+    notes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def note(self, src: Path, dest: Path, message: str) -> None:
+        with self.lock:
+            self.notes.setdefault((str(src), str(dest)), []).append(printable(str(message).strip()))
 
     def stop_pending(self) -> None:
         for job in self.pending or []:
@@ -114,6 +121,7 @@ class Tally:
                     "output": None if dest is None else str(dest),
                     "status": what,
                     "reason": None if reason is None else printable(str(reason).strip()),
+                    "notes": self.notes.pop((str(src), str(dest)), []) if src and dest else [],
                 }
             )
 
@@ -144,6 +152,12 @@ class Reporter:
         if not self.quiet:
             self._emit(f"note: {printable(str(message).strip())}")
 
+    def aliased(self, line: str) -> str:
+        """``line`` with the staged stdin/stdout files named '-', as messages show them."""
+        for staged, shown in self.aliases.items():
+            line = line.replace(staged, shown)
+        return line
+
     def shown(self, path: str | None) -> str | None:
         """A path as messages show it: a staged stdin/stdout file as '-'."""
         return self.aliases.get(path, path) if path is not None else None
@@ -151,8 +165,7 @@ class Reporter:
     printing = True  # _Silent: the lines are made (for --report) but not shown
 
     def _emit(self, line: str) -> str:
-        for staged, shown in self.aliases.items():
-            line = line.replace(staged, shown)
+        line = self.aliased(line)
         if not self.printing:
             return line
         with self._lock, contextlib.suppress(OSError):  # stderr gone (closed, full): the batch goes on
@@ -1042,7 +1055,8 @@ class UpscaleCommand(Command):
     type=NonEmptyPath(dir_okay=False, allow_dash=True, path_type=Path),
     metavar="FILE|-",
     help="Also write a JSON report to this file ('-': standard output): each file's input, output, status "
-    "(written, skipped, failed, not_started) and reason, and the counts; written at the end, also when interrupted.",
+    "(written, skipped, failed, not_started), reason and notes, and the counts; written as the run starts and at "
+    "its end, also when interrupted.",
 )
 @click.option(
     "-q",
@@ -1473,7 +1487,13 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter, quiet:
 
     with tally.lock:
         pending = [
-            {"input": str(job.src), "output": str(job.dest), "status": "not_started", "reason": "not started yet"}
+            {
+                "input": str(job.src),
+                "output": str(job.dest),
+                "status": "not_started",
+                "reason": "not started yet",
+                "notes": [],
+            }
             for job in tally.pending or []
         ]
         files = [*tally.files, *pending]
@@ -1491,7 +1511,15 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter, quiet:
             "rank": _env_rank() if _env_world() > 1 else None,
             "world_size": _env_world(),
             # every record's paths as the messages show them (stdin/stdout as '-'), in one place
-            "files": [{**f, "input": report.shown(f["input"]), "output": report.shown(f["output"])} for f in files],
+            "files": [
+                {
+                    **f,
+                    "input": report.shown(f["input"]),
+                    "output": report.shown(f["output"]),
+                    "notes": [report.aliased(n) for n in f["notes"]],
+                }
+                for f in files
+            ],
         }
     text = json.dumps(doc, indent=2) + "\n"
     if str(path) == "-":
@@ -1818,13 +1846,18 @@ def _run(
             if all(problems):
                 raise SrganError(problems[0])
 
+        def noting(job: Job):
+            def on_note(message: str) -> None:  # shown (unless -q) and kept for the file's --report record
+                tally.note(job.src, job.dest, message)
+                report.note(message)
+
+            return on_note
+
         def upscale_one(job: Job, loaded):
             # escaped as messages are: a name's escape sequences cleared the screen, its newline split the bar
             progress.update(images_task, description=printable(job.src.name)[:40])
-            if loaded.n_frames > 1:
-                report.note(f"{job.src}: {loaded.n_frames} frames; only the first is upscaled")
-            for note in loaded.notes:  # what the reader could not keep (16 bits read as 8)
-                report.note(note)
+            for note in loaded.notes:  # what the reader could not keep (frames, 16 bits read as 8)
+                noting(job)(note)
             size = output_size(*loaded.size, net.scale, outscale)
             if problem := size_problem(*size, job.dest, job.fmt, gray=loaded.grayscale):
                 raise SrganError(problem)  # found before the upscale, not after it
@@ -1836,7 +1869,7 @@ def _run(
                 tile_pad=tile_pad,
                 batch=batch_size,
                 progress=on_tiles,
-                on_note=report.note,
+                on_note=noting(job),
                 # quantised tile by tile: no float copy of a large output is ever held
                 bit_depth=stored_bit_depth(job.dest, loaded.bit_depth, job.fmt),
             )
@@ -1869,7 +1902,7 @@ def _run(
                     text=text,
                     grayscale=loaded.grayscale,
                     overwrite=overwrite,
-                    on_note=report.note,
+                    on_note=noting(job),
                     like=_source_mode(job.src),
                 )
             except SrganError:
