@@ -3097,13 +3097,23 @@ _EXIF_IFD_TYPES = {
 
 
 def _exif_bytes(ex: Image.Exif) -> bytes:
-    """``ex.tobytes()`` with the Exif IFD's tags in the types EXIF gives them (``_EXIF_IFD_TYPES``), the
-    same values: BYTE to UNDEFINED and RATIONAL to SRATIONAL in place; a SHORT to a LONG where it is one
-    value (held in the entry itself)."""
-    out = bytearray(ex.tobytes())
+    """``ex`` as EXIF bytes (with JPEG's "Exif\\0\\0" head) for an output: laid out anew (``_exif_rebuilt``)."""
+    return _exif_rebuilt(ex)
+
+
+def _exif_rebuilt(ex: Image.Exif) -> bytes:
+    """``ex.tobytes()`` with the Exif IFD's tags in the types EXIF gives them (``_retyped``)."""
+    return _retyped(ex.tobytes())
+
+
+def _retyped(exif: bytes) -> bytes:
+    """``exif`` with the Exif IFD's tags in the types EXIF gives them (``_EXIF_IFD_TYPES``), the same
+    values: BYTE to UNDEFINED and RATIONAL to SRATIONAL in place; a SHORT to a LONG where it is one value
+    (held in the entry itself)."""
+    out = bytearray(exif)
     found = _exif_ifd(out)
     if found is None:
-        return bytes(out)
+        return exif
     e, ifd = found
     try:
         (n,) = struct.unpack_from(e + "H", out, ifd)
@@ -3118,8 +3128,8 @@ def _exif_bytes(ex: Image.Exif) -> bytes:
             elif (typ, want) == (3, 4) and count == 1:
                 (value,) = struct.unpack_from(e + "H", out, pos + 8)
                 struct.pack_into(e + "HII", out, pos + 2, 4, 1, value)
-    except struct.error:  # a damaged offset: as Pillow wrote it
-        return ex.tobytes()
+    except struct.error:  # a damaged offset: as it was
+        return exif
     return bytes(out)
 
 
