@@ -1446,7 +1446,7 @@ def _exif_and_orientation(
                 exif[_ORIENTATION] = int(found[2])
         except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
             return None, 1
-        return _upright_exif(exif, im.format)
+        return _upright_exif(exif, im.format, raw)
     try:
         exif = im.getexif()  # without an EXIF Orientation, Pillow takes the XMP's tiff:Orientation
         # Pillow keeps this object on the image: the edits below are undone after, or a caller's
@@ -1457,8 +1457,11 @@ def _exif_and_orientation(
             exif[_ORIENTATION] = int(found[2])  # the forms Pillow does not read ('6', = "6"): reset on output alike
     except Exception:  # noqa: BLE001
         return None, 1
+    # the bytes Pillow loaded it from (none where it read them elsewhere: a PNG's "Raw profile type exif"
+    # text, a TIFF's own IFD)
+    original = im.info.get("exif")
     try:
-        return _upright_exif(exif, im.format)
+        return _upright_exif(exif, im.format, original if isinstance(original, bytes) else None)
     finally:
         with contextlib.suppress(Exception):
             for tag in [t for t in exif if t not in kept]:
@@ -1468,9 +1471,10 @@ def _exif_and_orientation(
                     exif[tag] = value
 
 
-def _upright_exif(exif: Image.Exif, fmt: str | None) -> tuple[bytes | None, int]:
+def _upright_exif(exif: Image.Exif, fmt: str | None, original: bytes | None = None) -> tuple[bytes | None, int]:
     """The EXIF to write for upright pixels (Orientation 1; a TIFF's picture tags only), and the
-    orientation it had; edits ``exif``."""
+    orientation it had; edits ``exif``. ``original``: the bytes ``exif`` was loaded from, whose layout
+    is kept where they hold a maker note (see ``_exif_bytes``); a TIFF's EXIF is its own first IFD."""
     try:
         if fmt == "TIFF":
             for tag in [t for t in exif if t not in _TIFF_METADATA_TAGS]:
@@ -1484,7 +1488,8 @@ def _upright_exif(exif: Image.Exif, fmt: str | None) -> tuple[bytes | None, int]
             # the pixels are turned a quarter, so is their density (as the file's dpi is)
             exif[_X_RESOLUTION], exif[_Y_RESOLUTION] = exif[_Y_RESOLUTION], exif[_X_RESOLUTION]
         _keep_text_bytes(exif)
-        return _exif_bytes(exif), orientation if 1 <= orientation <= 8 else 1
+        layout = original if fmt != "TIFF" else None
+        return _exif_bytes(exif, layout), orientation if 1 <= orientation <= 8 else 1
     except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
         return None, 1
 
@@ -2637,7 +2642,9 @@ def write_image(
     The ICC profile is embedded where the format allows (not BMP and GIF) and the profile fits
     the pixels (an RGB profile on colour output, a gray one on gray output; otherwise it is
     left out, with a note). EXIF is embedded in PNG, JPEG, WebP, AVIF and TIFF, with Orientation set to 1 (the
-    pixels are written as they are meant to be seen) and the pixel dimensions updated; TIFF
+    pixels are written as they are meant to be seen) and the pixel dimensions updated; an EXIF with a
+    camera's maker note keeps its layout, changed in place, so that the offsets in the maker note still
+    point at its values (see ``_exif_bytes``); TIFF
     keeps the main IFD's tags that describe the picture (see ``_TIFF_OUTPUT_TAGS``). ``text`` goes
     into PNG tEXt/iTXt chunks; for JPEG, WebP, AVIF and TIFF, its "Software" key into the EXIF Software
     tag and the others into the XMP packet, as properties of srgan's own namespace (``SRGAN_XMP_NS``;
@@ -3053,7 +3060,7 @@ def _exif_with_png_text(exif: bytes | None, texts: dict[str, str]) -> tuple[byte
             continue
         ex[tag] = value if value.isascii() else value.encode("utf-8", "surrogateescape")
         wrote = True
-    return (_exif_bytes(ex) if len(ex) or wrote else None), kept_out
+    return (_exif_bytes(ex, exif) if len(ex) or wrote else None), kept_out
 
 
 def _exif_ifd(exif: bytes | bytearray) -> tuple[str, int] | None:
@@ -3096,9 +3103,19 @@ _EXIF_IFD_TYPES = {
 }
 
 
-def _exif_bytes(ex: Image.Exif) -> bytes:
-    """``ex`` as EXIF bytes (with JPEG's "Exif\\0\\0" head) for an output: laid out anew (``_exif_rebuilt``)."""
-    return _exif_rebuilt(ex)
+def _exif_bytes(ex: Image.Exif, original: bytes | None = None) -> bytes:
+    """``ex`` as EXIF bytes (with JPEG's "Exif\\0\\0" head) for an output. Where ``original``, the bytes ``ex``
+    was loaded from (then edited), holds a maker note: ``original`` itself, changed where ``ex`` differs
+    (``_exif_bytes_in_place``). Else, or where that cannot be done, ``ex`` laid out anew (``_exif_rebuilt``),
+    which moves the maker note: the offsets in it (Canon's, Sony's, Pentax's, ...) count from the start
+    of the EXIF, so they then point at other bytes, and the lens, serial number and camera settings read
+    as garbage."""
+    rebuilt = _exif_rebuilt(ex)
+    if original and _has_maker_note(original):
+        patched = _exif_bytes_in_place(original, ex, rebuilt)
+        if patched is not None:
+            return patched
+    return rebuilt
 
 
 def _exif_rebuilt(ex: Image.Exif) -> bytes:
@@ -3131,6 +3148,279 @@ def _retyped(exif: bytes) -> bytes:
     except struct.error:  # a damaged offset: as it was
         return exif
     return bytes(out)
+
+
+_EXIF_HEAD = b"Exif\x00\x00"
+_EXIF_POINTER, _GPS_POINTER, _INTEROP_POINTER = 0x8769, 0x8825, 0xA005
+_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH = 0x0201, 0x0202  # IFD1's JPEGInterchangeFormat and its length
+# the bytes one value of each TIFF field type takes: BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED,
+# SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+@dataclass(frozen=True)
+class _IfdEntry:
+    """One 12-byte entry of a TIFF directory, where it lies in the EXIF's TIFF bytes."""
+
+    at: int  # where the entry starts
+    typ: int
+    count: int
+    field: bytes  # its last 4 bytes: the value itself, or where the value lies
+    offset: int | None  # where a value of more than 4 bytes lies; None for one held in ``field``
+    size: int  # the value's bytes
+
+
+def _ifd_entries(tiff: bytes | bytearray, at: int, e: str) -> tuple[dict[int, _IfdEntry], int]:
+    """The entries of the TIFF directory at ``at`` by tag, and its next-directory offset. ValueError where the
+    directory or a value lies outside ``tiff``, a tag repeats or a type is none of TIFF's: nothing there is
+    safe to patch."""
+    if at < 8 or at + 2 > len(tiff):
+        raise ValueError("a directory outside the EXIF")
+    (n,) = struct.unpack_from(e + "H", tiff, at)
+    end = at + 2 + 12 * n + 4
+    if end > len(tiff):
+        raise ValueError("a directory past the end of the EXIF")
+    entries: dict[int, _IfdEntry] = {}
+    for i in range(n):
+        pos = at + 2 + 12 * i
+        tag, typ, count = struct.unpack_from(e + "HHI", tiff, pos)
+        if tag in entries or typ not in _TIFF_TYPE_SIZES:
+            raise ValueError(f"tag {tag:#06x} repeated or of an unknown type")
+        size = _TIFF_TYPE_SIZES[typ] * count
+        field = bytes(tiff[pos + 8 : pos + 12])
+        offset = struct.unpack(e + "I", field)[0] if size > 4 else None
+        if offset is not None and (offset < 8 or offset + size > len(tiff)):
+            raise ValueError(f"tag {tag:#06x}'s value outside the EXIF")
+        entries[tag] = _IfdEntry(pos, typ, count, field, offset, size)
+    return entries, struct.unpack_from(e + "I", tiff, end - 4)[0]
+
+
+def _pointer(entry: _IfdEntry, e: str) -> int:
+    """Where the sub-IFD a pointer entry (one LONG or IFD) names lies."""
+    if entry.typ not in (4, 13) or entry.count != 1:
+        raise ValueError("a sub-IFD pointer that is not one LONG")
+    return struct.unpack(e + "I", entry.field)[0]
+
+
+def _spans(at: int, entries: dict[int, _IfdEntry]) -> list[tuple[int, int]]:
+    """The bytes a directory and its values that are not held in their entries take, as (start, end)."""
+    table = [(at, at + 2 + 12 * len(entries) + 4)]
+    return table + [(x.offset, x.offset + x.size) for x in entries.values() if x.offset is not None]
+
+
+def _has_maker_note(exif: bytes) -> bool:
+    """True where ``exif``'s Exif IFD has a MakerNote entry."""
+    found = _exif_ifd(exif)
+    if found is None:
+        return False
+    e, at = found
+    try:
+        (n,) = struct.unpack_from(e + "H", exif, at)
+        return any(struct.unpack_from(e + "H", exif, at + 2 + 12 * i)[0] == _MAKER_NOTE for i in range(n))
+    except struct.error:
+        return False
+
+
+def _exif_view(exif: bytes) -> tuple[dict | None, ...]:
+    """What Pillow reads of an EXIF: the tags of its main IFD, Exif IFD, GPS IFD and interoperability IFD
+    (None for one it does not have), without the pointers to the sub-IFDs, which differ with the layout."""
+    ex = Image.Exif()
+    ex.load(exif)
+    main = {tag: value for tag, value in ex.items() if tag not in (_EXIF_POINTER, _GPS_POINTER)}
+    sub = dict(ex.get_ifd(_EXIF_POINTER)) if _EXIF_POINTER in ex else None
+    gps = dict(ex.get_ifd(_GPS_POINTER)) if _GPS_POINTER in ex else None
+    interop = dict(ex.get_ifd(_INTEROP_POINTER)) if sub and _INTEROP_POINTER in sub else None
+    if sub:
+        sub.pop(_INTEROP_POINTER, None)
+    return main, sub, gps, interop
+
+
+def _same_value(a, b) -> bool:
+    try:
+        return bool(a == b) or repr(a) == repr(b)  # repr: a rational 0/0 is nan, unequal to itself
+    except Exception:  # noqa: BLE001 - values that do not compare are not the same
+        return False
+
+
+def _same_tags(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(_same_value(a[tag], b[tag]) for tag in a)
+
+
+def _exif_bytes_in_place(original: bytes, ex: Image.Exif, rebuilt: bytes | None = None) -> bytes | None:
+    """``ex``, loaded from the EXIF ``original`` and edited, as ``original``'s bytes changed where ``ex``
+    differs, with no value moved: a camera's maker note stays where it was, so the offsets in it that
+    count from the start of the EXIF still point at its own values. None where that cannot be done
+    safely (a damaged directory, an edit of the GPS or interoperability IFD, a sub-IFD added or removed)
+    or the result does not read back as ``ex`` laid out anew (``rebuilt``, ``_exif_rebuilt(ex)``) does.
+
+    A changed value goes where the old one was when it takes the same type and count, or fits in its
+    entry (4 bytes); else it goes at the end, and its entry points there. Where tags are added or
+    removed, the directory (the main IFD or the Exif IFD) is written anew at the end, sorted by tag, and
+    what points at it (the TIFF header, the main IFD's Exif IFD pointer) points there: the old one is
+    left as bytes nothing points at. The thumbnail's IFD1 is left out, as Pillow's layout leaves it out,
+    and its bytes are cut off where they are the last ones. The result has JPEG's "Exif\\0\\0" head."""
+    if rebuilt is None:
+        rebuilt = _exif_rebuilt(ex)
+    try:
+        patched = _patched_exif(bytes(original), rebuilt)
+        if patched is None:
+            return None
+        if not all(_same_tags(a, b) for a, b in zip(_exif_view(patched), _exif_view(rebuilt), strict=True)):
+            return None
+        tiff = patched[len(_EXIF_HEAD) :]
+        e = "<" if tiff[:2] == b"II" else ">"
+        if _ifd_entries(tiff, struct.unpack_from(e + "I", tiff, 4)[0], e)[1]:
+            return None  # still pointing at the thumbnail's IFD1
+    except Exception:  # noqa: BLE001 - anything unexpected in a damaged EXIF: laid out anew, as before
+        return None
+    return patched
+
+
+def _patched_exif(original: bytes, rebuilt: bytes) -> bytes | None:
+    """The patch of ``_exif_bytes_in_place``: ``original`` changed to read as ``rebuilt`` does, or None."""
+    tiff = bytearray(re.sub(b"^(Exif\x00\x00){1,2}", b"", original))  # the heads Pillow's Exif.load takes off
+    new = rebuilt[len(_EXIF_HEAD) :] if rebuilt.startswith(_EXIF_HEAD) else rebuilt
+    if bytes(tiff[:4]) not in (b"II*\x00", b"MM\x00*") or new[:2] != tiff[:2]:
+        return None
+    e = "<" if tiff[:2] == b"II" else ">"
+    old_main, old_sub, old_gps, old_interop = _exif_view(bytes(tiff))
+    new_main, new_sub, new_gps, new_interop = _exif_view(new)
+    if old_main is None or new_main is None or old_sub is None or new_sub is None:
+        return None  # no Exif IFD (so no maker note) left: laid out anew
+    if not _same_tags(old_gps, new_gps) or not _same_tags(old_interop, new_interop):
+        return None  # GPS or interoperability tags edited, added or removed: laid out anew
+    main_at = struct.unpack_from(e + "I", tiff, 4)[0]
+    main, next_at = _ifd_entries(tiff, main_at, e)
+    if _EXIF_POINTER not in main:
+        return None
+    sub_at = _pointer(main[_EXIF_POINTER], e)
+    sub, _ = _ifd_entries(tiff, sub_at, e)
+    if _MAKER_NOTE not in sub:
+        return None
+    into_main, _ = _ifd_entries(new, struct.unpack_from(e + "I", new, 4)[0], e)
+    into_sub, _ = _ifd_entries(new, _pointer(into_main[_EXIF_POINTER], e), e)
+    if (_GPS_POINTER in main) != (_GPS_POINTER in into_main) or (_INTEROP_POINTER in sub) != (
+        _INTEROP_POINTER in into_sub
+    ):
+        return None
+    kept = _spans(main_at, main) + _spans(sub_at, sub)  # what stays where it is: no thumbnail cut may reach it
+    for pointer, holder in ((_GPS_POINTER, main), (_INTEROP_POINTER, sub)):
+        if pointer in holder:
+            at = _pointer(holder[pointer], e)
+            kept += _spans(at, _ifd_entries(tiff, at, e)[0])
+    del tiff[_thumbnail_start(tiff, next_at, e, kept) :]
+    moved_sub = _patch_ifd(tiff, sub_at, sub, into_sub, new, old_sub, new_sub, {_INTEROP_POINTER: None}, e, None)
+    sub_pointer = struct.pack(e + "I", moved_sub) if moved_sub != sub_at else None
+    moved_main = _patch_ifd(
+        tiff, main_at, main, into_main, new, old_main, new_main, {_EXIF_POINTER: sub_pointer, _GPS_POINTER: None}, e, 0
+    )
+    struct.pack_into(e + "I", tiff, 4, moved_main)
+    return _retyped(_EXIF_HEAD + bytes(tiff))
+
+
+def _thumbnail_start(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int]]) -> int:
+    """Where the thumbnail's IFD1 (at ``at``; 0: none) starts, where it, its values and its JPEG are the
+    last bytes of ``tiff``, with nothing else among them (``kept``: what else lies in ``tiff``); else the
+    end of ``tiff``: whatever lies there stays."""
+    if not at:
+        return len(tiff)
+    try:
+        entries, _ = _ifd_entries(tiff, at, e)
+        spans = _spans(at, entries)
+        if _THUMBNAIL_OFFSET in entries and _THUMBNAIL_LENGTH in entries:
+            start, length = (_pointer(entries[tag], e) for tag in (_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH))
+            spans.append((start, start + length))
+    except (ValueError, struct.error):
+        return len(tiff)
+    spans.sort()
+    start, end = spans[0]
+    for here, there in spans[1:]:
+        if here > end + 1:  # a gap (one byte of word alignment aside): something else may lie there
+            return len(tiff)
+        end = max(end, there)
+    if end < len(tiff) - 1 or any(there > start for _, there in kept):
+        return len(tiff)
+    return start
+
+
+def _patch_ifd(
+    tiff: bytearray,
+    at: int,
+    entries: dict[int, _IfdEntry],
+    into: dict[int, _IfdEntry],
+    new: bytes,
+    old_values: dict,
+    new_values: dict,
+    pointers: dict[int, bytes | None],
+    e: str,
+    next_ifd: int | None,
+) -> int:
+    """Change the directory at ``at`` (its ``entries``) in ``tiff`` to hold what ``into`` holds (the entries of
+    the same directory in ``new``, the EXIF laid out anew), and return where it now lies: ``at``, or the end
+    of ``tiff``, where it is written anew when a tag is added or removed. Tags whose values read the same
+    (``old_values``, ``new_values``: as Pillow reads them) keep their entries; ``pointers``, the entries of
+    sub-IFD pointers, keep theirs, with the 4 bytes given (None: as they are). ``next_ifd``: the offset of
+    the next directory to write (None: as it is)."""
+    writes: dict[int, tuple[int, int, bytes]] = {}  # tag: its new type, count and value
+    removed = set()
+    for tag in entries.keys() | into.keys():
+        if tag in pointers:
+            continue
+        old, now = entries.get(tag), into.get(tag)
+        if now is None:  # not in the new layout: removed, unless Pillow does not read it (a count of 0)
+            if tag in old_values:
+                removed.add(tag)
+            continue
+        if old is not None and (
+            (tag in old_values and tag in new_values and _same_value(old_values[tag], new_values[tag]))
+            or (tag not in old_values and tag not in new_values)
+        ):
+            continue
+        value = now.field[: now.size] if now.offset is None else new[now.offset : now.offset + now.size]
+        writes[tag] = (now.typ, now.count, value)
+
+    def placed(old: _IfdEntry | None, typ: int, count: int, value: bytes) -> bytes:
+        """The 4 bytes of an entry's value: the value itself, or where it now lies."""
+        if len(value) <= 4:
+            return value.ljust(4, b"\x00")
+        if old is not None and old.offset is not None and (old.typ, old.count) == (typ, count):
+            tiff[old.offset : old.offset + len(value)] = value
+            return old.field
+        return struct.pack(e + "I", _appended(tiff, value))
+
+    if not removed and writes.keys() <= entries.keys():  # the same tags: each entry where it is
+        for tag, (typ, count, value) in writes.items():
+            old = entries[tag]
+            tiff[old.at : old.at + 12] = struct.pack(e + "HHI", tag, typ, count) + placed(old, typ, count, value)
+        for tag, field in pointers.items():
+            if field is not None and tag in entries:
+                tiff[entries[tag].at + 8 : entries[tag].at + 12] = field
+        if next_ifd is not None:
+            struct.pack_into(e + "I", tiff, at + 2 + 12 * len(entries), next_ifd)
+        return at
+    rows = []
+    for tag in sorted((entries.keys() | writes.keys()) - removed):  # sorted by tag, as TIFF wants
+        if tag in writes:
+            typ, count, value = writes[tag]
+            rows.append(struct.pack(e + "HHI", tag, typ, count) + placed(entries.get(tag), typ, count, value))
+        else:
+            old = entries[tag]
+            rows.append(struct.pack(e + "HHI", tag, old.typ, old.count) + (pointers.get(tag) or old.field))
+    if next_ifd is None:
+        (next_ifd,) = struct.unpack_from(e + "I", tiff, at + 2 + 12 * len(entries))
+    table = struct.pack(e + "H", len(rows)) + b"".join(rows) + struct.pack(e + "I", next_ifd)
+    return _appended(tiff, table)
+
+
+def _appended(tiff: bytearray, data: bytes) -> int:
+    """Append ``data`` to ``tiff`` on a word boundary, as TIFF wants values, and return where it lies."""
+    if len(tiff) % 2:
+        tiff.append(0)
+    at = len(tiff)
+    tiff += data
+    return at
 
 
 def _user_comment_text(value) -> str:
@@ -3200,6 +3490,9 @@ def _prepare_exif(
     srgan wrote there before it kept that record in XMP ("srgan:model: ...; srgan:scale: 4"): a caption
     field names what the picture shows, and a stale record would contradict the new one.
 
+    An EXIF whose Exif IFD holds a maker note keeps its layout: its bytes are changed in place, so the
+    offsets in the maker note still point at its values (see ``_exif_bytes``).
+
     ``sub_ifds=False`` keeps only the main IFD's tags, for Pillow's compressed TIFF writer:
     libtiff refuses the pointers to the Exif, GPS and interoperability IFDs ("Error setting from
     dictionary"), so TIFF output leaves out the camera settings and GPS position kept there;
@@ -3249,7 +3542,7 @@ def _prepare_exif(
     if not sub_ifds:
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
-    return _exif_bytes(ex) if len(ex) else None
+    return _exif_bytes(ex, exif if sub_ifds else None) if len(ex) else None
 
 
 # what tifffile's JSON description records of an array's layout; any other key is the writer's metadata

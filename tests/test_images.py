@@ -1438,6 +1438,337 @@ def test_an_exif_larger_than_a_jpeg_segment_loses_its_maker_note_or_is_left_out_
         assert im.getexif()[0x010F] == "Canon"  # PNG has no such limit
 
 
+# ---- a camera's maker note: offsets in it count from the start of the EXIF (Canon, Sony, Pentax, ...)
+
+_CANON_TYPE = b"Canon EOS 5D Mark IV".ljust(32, b"\x00")  # CanonImageType (0x0006): 32 bytes, out of line
+_CANON_FIRMWARE = b"Firmware Version 1.3.3".ljust(32, b"\x00")  # CanonFirmwareVersion (0x0007)
+_CANON_MODEL_ID = 0x80000349  # CanonModelID (0x0010): a LONG held in its entry
+
+
+def _tiff_directory(entries: list[tuple[int, int, int, bytes]], at: int, e: str, next_ifd: int = 0) -> bytes:
+    """A TIFF directory that lies at ``at``, (tag, type, count, value bytes) each, with the values of more
+    than 4 bytes right after it, on even offsets."""
+    data_at = at + 2 + 12 * len(entries) + 4
+    table, data = struct.pack(e + "H", len(entries)), b""
+    for tag, typ, count, value in sorted(entries):
+        if len(value) <= 4:
+            table += struct.pack(e + "HHI", tag, typ, count) + value.ljust(4, b"\x00")
+        else:
+            table += struct.pack(e + "HHII", tag, typ, count, data_at + len(data))
+            data += value + b"\x00" * (len(value) % 2)
+    return table + struct.pack(e + "I", next_ifd) + data
+
+
+def _canon_exif(e: str = "<", orientation: int = 6, software: str | None = None, thumbnail: bool = True) -> bytes:
+    """A camera's EXIF as a Canon lays it out: the main IFD (Make "Canon", ``orientation``, a density of 300 x 150
+    dpi), the Exif IFD with a maker note whose values lie at offsets from the start of the EXIF, the
+    interoperability and GPS IFDs, and a JPEG thumbnail in IFD1, last."""
+
+    def text(value: str) -> tuple[int, int, bytes]:
+        return 2, len(value) + 1, value.encode() + b"\x00"
+
+    def shorts(*values: int) -> bytes:
+        return struct.pack(f"{e}{len(values)}H", *values)
+
+    def longs(*values: int) -> bytes:
+        return struct.pack(f"{e}{len(values)}I", *values)
+
+    thumb = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(thumb, "JPEG")
+    at = dict.fromkeys(("exif", "maker", "interop", "gps", "ifd1"), 0)
+    for _ in range(2):  # the first round finds where each part lies, the second writes the offsets
+        main = [
+            (0x010F, *text("Canon")),
+            (0x0110, *text("Canon EOS 5D Mark IV")),
+            (0x0112, 3, 1, shorts(orientation)),
+            (0x011A, 5, 1, longs(300, 1)),
+            (0x011B, 5, 1, longs(150, 1)),
+            (0x0128, 3, 1, shorts(2)),
+            (0x0132, *text("2020:01:02 03:04:05")),
+            (0x0213, 3, 1, shorts(2)),
+            (0x8769, 4, 1, longs(at["exif"])),
+            (0x8825, 4, 1, longs(at["gps"])),
+        ] + ([(0x0131, *text(software))] if software else [])
+        blob = _tiff_directory(main, 8, e, at["ifd1"] if thumbnail else 0)
+        # the GPS and interoperability IFDs before the Exif IFD, not where Pillow's layout puts them
+        at["gps"] = 8 + len(blob)
+        gps = [
+            (0x0000, 1, 4, b"\x02\x03\x00\x00"),
+            (0x0001, *text("N")),
+            (0x0002, 5, 3, longs(51, 1, 30, 1, 1234, 100)),
+        ]
+        blob += _tiff_directory(gps, at["gps"], e)
+        at["interop"] = 8 + len(blob)
+        blob += _tiff_directory([(0x0001, *text("R98")), (0x0002, 7, 4, b"0100")], at["interop"], e)
+        at["exif"] = 8 + len(blob)
+        maker = (
+            shorts(3)
+            + shorts(0x0006, 2) + longs(32, at["maker"] + 42)
+            + shorts(0x0007, 2) + longs(32, at["maker"] + 74)
+            + shorts(0x0010, 4) + longs(1, _CANON_MODEL_ID)
+            + longs(0) + _CANON_TYPE + _CANON_FIRMWARE
+        )  # fmt: skip
+        sub = [
+            (0x829A, 5, 1, longs(1, 200)),  # ExposureTime
+            (0x8827, 3, 1, shorts(400)),  # ISO
+            (0x9000, 7, 4, b"0231"),
+            (0x9003, *text("2020:01:02 03:04:05")),
+            (0x9101, 7, 4, b"\x01\x02\x03\x00"),
+            (0x9201, 10, 1, longs(7643856, 1000000)),  # ShutterSpeedValue
+            (0x927C, 7, len(maker), maker),
+            (0x9286, 7, 12, bytes(12)),  # a blank UserComment, as cameras write it
+            (0xA001, 3, 1, shorts(1)),
+            (0xA002, 3, 1, shorts(64)),
+            (0xA003, 3, 1, shorts(48)),
+            (0xA005, 4, 1, longs(at["interop"])),
+        ]
+        table = _tiff_directory(sub, at["exif"], e)
+        at["maker"] = at["exif"] + table.index(maker)
+        blob += table
+        at["ifd1"] = 8 + len(blob)
+        if thumbnail:
+            ifd1 = [
+                (0x0103, 3, 1, shorts(6)),
+                (0x0201, 4, 1, longs(at["ifd1"] + 42)),
+                (0x0202, 4, 1, longs(len(thumb.getvalue()))),
+            ]
+            blob += _tiff_directory(ifd1, at["ifd1"], e) + thumb.getvalue()
+    return b"Exif\x00\x00" + (b"II*\x00" if e == "<" else b"MM\x00*") + longs(8) + blob
+
+
+def _walk_ifd(tiff: bytes, at: int) -> dict[int, tuple[int, int, bytes, int]]:
+    """A TIFF directory read as a camera maker's reader reads it: each tag's (type, count, value bytes, where
+    the value lies), out-of-line values at offsets from the start of the TIFF header."""
+    e = "<" if tiff[:2] == b"II" else ">"
+    sizes = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1, 9: 4, 10: 8}
+    (n,) = struct.unpack_from(e + "H", tiff, at)
+    tags = {}
+    for i in range(n):
+        tag, typ, count = struct.unpack_from(e + "HHI", tiff, at + 2 + 12 * i)
+        size = sizes[typ] * count
+        where = at + 2 + 12 * i + 8
+        if size > 4:
+            (where,) = struct.unpack_from(e + "I", tiff, where)
+        tags[tag] = (typ, count, tiff[where : where + size], where)
+    return tags
+
+
+def _exif_tiff(path: Path) -> bytes:
+    """The TIFF bytes of a file's EXIF, without JPEG's "Exif\\0\\0"."""
+    with Image.open(path) as im:
+        raw = im.info["exif"]
+    return raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+
+
+def _camera_tags(tiff: bytes) -> tuple[dict, dict, dict]:
+    """The main IFD, the Exif IFD and the Canon maker note of an EXIF, walked by hand (see ``_walk_ifd``)."""
+    e = "<" if tiff[:2] == b"II" else ">"
+    main = _walk_ifd(tiff, struct.unpack_from(e + "I", tiff, 4)[0])
+    sub = _walk_ifd(tiff, struct.unpack(e + "I", main[0x8769][2])[0])
+    return main, sub, _walk_ifd(tiff, sub[0x927C][3])
+
+
+def _maker_note_read(tiff: bytes) -> tuple[bytes, bytes, int]:
+    """The Canon image type, firmware and model ID as a Canon reader finds them: at their offsets from the
+    start of the EXIF."""
+    e = "<" if tiff[:2] == b"II" else ">"
+    note = _camera_tags(tiff)[2]
+    return note[0x0006][2], note[0x0007][2], struct.unpack(e + "I", note[0x0010][2])[0]
+
+
+def _save_with_exif(path: Path, arr: np.ndarray, exif: bytes, **params) -> Path:
+    Image.fromarray(arr).save(path, exif=exif, **({"quality": 95} if path.suffix == ".jpg" else {}), **params)
+    return path
+
+
+def _next_ifd(tiff: bytes) -> int:
+    """Where the main IFD says the next one (IFD1, the thumbnail's) lies; 0: none."""
+    e = "<" if tiff[:2] == b"II" else ">"
+    (at,) = struct.unpack_from(e + "I", tiff, 4)
+    return struct.unpack_from(e + "I", tiff, at + 2 + 12 * struct.unpack_from(e + "H", tiff, at)[0])[0]
+
+
+def _number(entry: tuple[int, int, bytes, int], e: str = "<") -> int:
+    """A SHORT's or LONG's one value."""
+    return struct.unpack(e + ("H" if entry[0] == 3 else "I"), entry[2][: 2 if entry[0] == 3 else 4])[0]
+
+
+@pytest.mark.parametrize("dst", [".jpg", ".png", ".webp", pytest.param(".avif", marks=needs_avif)])
+@pytest.mark.parametrize("src", [".jpg", ".png", ".webp", "16-bit .png"])
+def test_a_camera_maker_note_stays_where_its_offsets_point(tmp_path, src, dst):
+    # The EXIF was laid out anew on the way through: the maker note moved, and the offsets in it (which count
+    # from the start of the EXIF) pointed at other bytes: lens, serial number and settings read as garbage.
+    params = {}
+    if src == ".png":  # a PNG's Description goes into the EXIF ImageDescription of other formats
+        from PIL import PngImagePlugin
+
+        params["pnginfo"] = PngImagePlugin.PngInfo()
+        params["pnginfo"].add_text("Description", "Harbour at dawn")
+    arr = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    if src == "16-bit .png":  # read by srgan's own chunk walk, not Pillow's
+        png = _ref_png(arr.astype(np.uint16) * 257, 16, 2)
+        path = tmp_path / "in.png"
+        path.write_bytes(png[:33] + _chunk(b"eXIf", _canon_exif()[6:]) + png[33:])  # after the signature and IHDR
+    else:
+        path = _save_with_exif(tmp_path / f"in{src}", arr, _canon_exif(), **params)
+    canon = (_CANON_TYPE, _CANON_FIRMWARE, _CANON_MODEL_ID)
+    assert _maker_note_read(_exif_tiff(path)) == canon
+    got = read_image(path)
+    assert got.size == (48, 64) and _maker_note_read(got.exif[6:]) == canon  # turned upright (Orientation 6)
+    assert got.bit_depth == (16 if src == "16-bit .png" else 8)
+    text = {"Software": "srgan 0.1.0", "srgan:model": "tiny", "srgan:scale": "2"}
+    big = resize_rgb(got.rgb, (96, 128))
+    depth = got.bit_depth if dst == ".png" else 8
+    out = write_image(tmp_path / f"out{dst}", big, exif=got.exif, text=text, comments=got.comments, bit_depth=depth)
+    tiff = _exif_tiff(out)
+    assert _maker_note_read(tiff) == canon
+    main, sub, _ = _camera_tags(tiff)
+    assert main[0x010F][2] == b"Canon\x00" and main[0x0131][2] == b"srgan 0.1.0\x00"
+    if dst == ".avif":  # its pixels are upright: no Orientation tag (Pillow's writer would make it a box)
+        assert 0x0112 not in main
+    else:
+        assert _number(main[0x0112]) == 1
+    assert struct.unpack("<2I", main[0x011A][2]) == (150, 1) and struct.unpack("<2I", main[0x011B][2]) == (300, 1)
+    assert (_number(sub[0xA002]), _number(sub[0xA003])) == (96, 128)
+    assert _next_ifd(tiff) == 0  # the thumbnail's IFD1 is left out, as before: it shows the picture before the upscale
+    with Image.open(out) as im:  # an independent reader: every tag as it was, less what the upscale changed
+        assert im.size == (96, 128)
+        back = im.getexif()
+    assert back.get_ifd(0x8825)[0x0002] == (51.0, 30.0, 12.34) and back.get_ifd(0xA005)[0x0001] == "R98"
+    assert back.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05" and back[0x0110] == "Canon EOS 5D Mark IV"
+    assert back.get_ifd(0x8769)[0x9101] == b"\x01\x02\x03\x00"
+    if src == ".png" and dst != ".png":
+        assert back[0x010E] == "Harbour at dawn"
+    # the camera's EXIF given to write_image as it is (as the API takes it): the write side keeps it too
+    out = write_image(tmp_path / f"direct{dst}", big, exif=_canon_exif(), text=text)
+    assert _maker_note_read(_exif_tiff(out)) == canon
+
+
+@pytest.mark.parametrize("e", ["<", ">"])
+def test_a_changed_tag_that_does_not_fit_its_place_goes_at_the_end(e):
+    # a Software tag added, or longer than the camera's, and the pixel size: the rest stays where it was
+    sizes = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1, 9: 4, 10: 8}
+
+    def edited(original: bytes, software: str) -> tuple[bytes, bytes]:
+        ex = Image.Exif()
+        ex.load(original)
+        ex[0x0112] = 1
+        ex[0x0131] = software
+        ex.get_ifd(0x8769)[0xA002] = 70000  # a LONG where the camera wrote a SHORT: still held in the entry
+        return images._exif_bytes(ex, original)[6:], ex.tobytes()[6:]
+
+    for software, moved in ((None, True), ("Canon 1.0", False), ("Canon 1.0.0", False)):
+        original = _canon_exif(e, software=software)[6:]
+        cut = _next_ifd(original)  # the thumbnail's IFD1 and JPEG: the last bytes, cut off
+        new, rebuilt = edited(b"Exif\x00\x00" + original, "srgan 0.1.0")
+        main, sub, _ = _camera_tags(new)
+        assert _maker_note_read(new) == (_CANON_TYPE, _CANON_FIRMWARE, _CANON_MODEL_ID)
+        assert new[:cut] != original[:cut] and _maker_note_read(rebuilt) != _maker_note_read(new)
+        assert sub[0x927C][3] == _camera_tags(original)[1][0x927C][3]  # the maker note where it was
+        assert main[0x0131][2] == b"srgan 0.1.0\x00" and _number(main[0x0112], e) == 1
+        assert _number(sub[0xA002], e) == 70000 and sub[0xA002][3] < cut  # in its entry, which did not move
+        (main_at,) = struct.unpack_from(e + "I", new, 4)
+        assert (main_at >= cut) is moved  # a tag added: the main IFD is written anew at the end, sorted
+        assert list(main) == sorted(main) and main_at % 2 == 0
+        if software == "Canon 1.0.0":  # as long: in its place
+            assert main[0x0131][3] < cut and len(new) <= cut + 1
+        else:  # longer, or new: at the end, on an even offset
+            assert main[0x0131][3] >= cut and main[0x0131][3] % 2 == 0
+        for tag, (typ, count, _, where) in {**main, **sub}.items():  # every other value where it was
+            if tag not in (0x0112, 0x0131, 0x8769, 0xA002) and sizes[typ] * count > 4:
+                assert (
+                    where < cut
+                    and new[where : where + sizes[typ] * count] == original[where : where + sizes[typ] * count]
+                )
+        back = Image.Exif()
+        back.load(new)
+        assert back[0x0131] == "srgan 0.1.0" and back.get_ifd(0x8825)[0x0001] == "N"
+        assert back.get_ifd(0x8769)[0xA002] == 70000 and back.get_ifd(0xA005)[0x0001] == "R98"
+        assert not back.get_ifd(-1)  # no IFD1: the thumbnail is of the picture before
+
+
+@pytest.mark.filterwarnings("ignore:Tag data larger than file")
+def test_an_exif_whose_layout_cannot_be_kept_is_laid_out_anew(tmp_path):
+    # a damaged count (DateTime's value past the end of the EXIF): nothing is patched, the EXIF is laid out
+    # anew as before, and the picture is written with the tags Pillow reads
+    e = "<"
+    original = bytearray(_canon_exif(e))
+    main, _, _ = _camera_tags(bytes(original[6:]))
+    entry = 6 + struct.unpack_from(e + "I", original, 10)[0] + 2 + 12 * sorted(main).index(0x0132)
+    struct.pack_into(e + "I", original, entry + 4, 0x100000)
+    path = _save_with_exif(tmp_path / "in.jpg", RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8), bytes(original))
+    ex = Image.Exif()
+    ex.load(bytes(original))
+    ex[0x0112] = 1
+    assert images._exif_bytes_in_place(bytes(original), ex) is None
+    got = read_image(path)
+    out = write_image(tmp_path / "out.jpg", got.rgb, exif=got.exif, text={"Software": "srgan 0.1.0"})
+    with Image.open(out) as im:
+        back = im.getexif()
+    assert back[0x010F] == "Canon" and back[0x0112] == 1 and back[0x0131] == "srgan 0.1.0" and 0x0132 not in back
+    assert back.get_ifd(0x8769)[0xA002] == 48
+    # shared bytes (the Software tag's value where the Model's lies, as some writers keep one copy of the same
+    # text): the new Software, of the same length, written in place would change the Model too; the check
+    # of what the patched EXIF reads catches it, and the EXIF is laid out anew
+    original = bytearray(_canon_exif(e, software="Canon EOS 5D Mark IV"))
+    main, _, _ = _camera_tags(bytes(original[6:]))
+    entry = 6 + struct.unpack_from(e + "I", original, 10)[0] + 2 + 12 * sorted(main).index(0x0131)
+    struct.pack_into(e + "I", original, entry + 8, main[0x0110][3])
+    ex = Image.Exif()
+    ex.load(bytes(original))
+    assert ex[0x0131] == ex[0x0110] == "Canon EOS 5D Mark IV"
+    ex[0x0131] = "srgan 0.1.0, x2, cpu"  # 20 characters, as the Model's
+    assert images._exif_bytes_in_place(bytes(original), ex) is None
+    rebuilt = images._exif_bytes(ex, bytes(original))
+    assert rebuilt == images._exif_rebuilt(ex)
+    back = Image.Exif()
+    back.load(rebuilt)
+    assert back[0x0110] == "Canon EOS 5D Mark IV" and back[0x0131] == "srgan 0.1.0, x2, cpu"
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="needs exiftool")
+def test_exiftool_reads_the_maker_note_of_an_upscale(tmp_path):
+    # exiftool guessed the maker note's base back ("Possibly incorrect maker notes offsets", "Adjusted MakerNotes
+    # base") or read other bytes: "Canon Firmware Version: S 5D Mark IV"
+    path = _save_with_exif(tmp_path / "in.jpg", RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8), _canon_exif())
+    got = read_image(path)
+    for suffix in (".jpg", ".png", ".webp"):
+        out = write_image(tmp_path / f"out{suffix}", got.rgb, exif=got.exif, text={"Software": "srgan 0.1.0"})
+        for name in (path, out):
+            shown = subprocess.run(
+                ["exiftool", "-a", "-G1", "-s", "-warning", "-Canon:all", "-IFD0:Orientation#", str(name)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert "[Canon]         CanonImageType                  : Canon EOS 5D Mark IV" in shown, shown
+            assert "CanonFirmwareVersion            : Firmware Version 1.3.3" in shown, shown
+            assert "Warning" not in shown and "MakerNotes" not in shown, shown
+            assert f"Orientation                     : {6 if name == path else 1}" in shown, shown
+
+
+def test_srgan_upscale_keeps_a_camera_maker_note_readable(tmp_path):
+    from click.testing import CliRunner
+
+    from srgan_cli.cli import main
+    from srgan_cli.config import GeneratorConfig
+    from srgan_cli.models import build_generator
+    from srgan_cli.weights import save_generator
+
+    tiny = GeneratorConfig(num_blocks=1, num_features=8)
+    save_generator(tmp_path / "tiny.safetensors", build_generator(tiny), tiny)
+    path = _save_with_exif(tmp_path / "in.jpg", RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8), _canon_exif())
+    result = CliRunner().invoke(
+        main, ["upscale", "-m", str(tmp_path / "tiny.safetensors"), "-q", str(path), "-o", str(tmp_path / "out.jpg")]
+    )
+    assert result.exit_code == 0, result.output
+    tiff = _exif_tiff(tmp_path / "out.jpg")
+    assert _maker_note_read(tiff) == (_CANON_TYPE, _CANON_FIRMWARE, _CANON_MODEL_ID)
+    main_ifd, sub, _ = _camera_tags(tiff)
+    assert _number(main_ifd[0x0112]) == 1 and main_ifd[0x0131][2].startswith(b"srgan ")
+    assert (_number(sub[0xA002]), _number(sub[0xA003])) == (96, 128)  # upright 24 x 32, times 4
+
+
 def _png_chunk_types(path: Path) -> list[bytes]:
     data, pos, kinds = path.read_bytes(), 8, []
     while pos < len(data):
