@@ -3743,19 +3743,44 @@ def _iptc_as_longs(tiff) -> bytearray:
 
 
 def _dithered(rgb: Image.Image, colours: int) -> Image.Image:
-    """``rgb`` in a palette of at most ``colours`` (median cut), Floyd-Steinberg dithered: mapped to
-    the nearest colour alone (Pillow's GIF conversion), a photo's gradients came out in bands. The
-    indices stay below ``colours``."""
-    return rgb.quantize(palette=rgb.quantize(colours), dither=Image.Dither.FLOYDSTEINBERG)
+    """``rgb`` in a palette of at most ``colours``, the indices below ``colours``. An image of no more
+    colours than that (a gray picture stored as RGB, a drawing) is stored exactly: Pillow's mapping onto
+    a palette looks colours up coarsely, and moved 75% of a gray scan's pixels by up to 3 levels though
+    all its levels were in the palette. A photo gets an octree palette, Floyd-Steinberg dithered: mapped
+    to the nearest colour alone (Pillow's GIF conversion), its gradients came out in bands, and a median
+    cut palette left skin speckled (6 dB less PSNR, blurred as the eye sees dithering, on Set14's faces)."""
+    found = rgb.getcolors(colours)
+    if found is not None:
+        palette = np.array([colour for _, colour in found], dtype=np.uint8).reshape(-1, 3)
+        keys = _packed_rgb(palette)
+        order = np.argsort(keys)
+        indices = order[np.searchsorted(keys[order], _packed_rgb(np.asarray(rgb)))]
+        out = Image.fromarray(indices.astype(np.uint8), "P")
+        out.putpalette(palette.ravel().tolist())
+        return out
+    octree = rgb.quantize(colours, method=Image.Quantize.FASTOCTREE)
+    return rgb.quantize(palette=octree, dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def _packed_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Each (..., 3) uint8 colour as one number."""
+    return (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
 
 
 def _gif_with_transparency(rgba: Image.Image) -> Image.Image:
     """A palette image for GIF with 1-bit transparency: 255 colours (dithered), and index 255 where
-    alpha is below half. Pillow's own RGBA to P conversion lost all transparency for some alpha mixes."""
-    alpha = np.asarray(rgba)[..., 3]
-    paletted = _dithered(rgba.convert("RGB"), 255)
+    alpha is below half. Pillow's own RGBA to P conversion lost all transparency for some alpha mixes.
+    The colours under the transparent pixels are left out of the palette: they do not show."""
+    arr = np.asarray(rgba)
+    alpha = arr[..., 3]
+    rgb = arr[..., :3]
+    hidden = alpha < 128
+    if hidden.any() and not hidden.all():
+        rgb = rgb.copy()
+        rgb[hidden] = rgb[~hidden][0]
+    paletted = _dithered(Image.fromarray(np.ascontiguousarray(rgb), "RGB"), 255)
     indices = np.asarray(paletted).copy()
-    indices[alpha < 128] = 255
+    indices[hidden] = 255
     out = Image.fromarray(indices, "P")
     palette = (paletted.getpalette() or [])[: 255 * 3]
     out.putpalette(palette + [0] * (256 * 3 - len(palette)))

@@ -20,7 +20,7 @@ import pytest
 from conftest import extended_xmp_jpeg, iptc_app13, iptc_records, mpo_file, srgan_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageOps, IptcImagePlugin, JpegImagePlugin, TiffImagePlugin
+from PIL import Image, ImageCms, ImageFilter, ImageOps, IptcImagePlugin, JpegImagePlugin, TiffImagePlugin
 from PIL import features as _pil_features
 
 from srgan_cli import fsutil, images
@@ -3245,6 +3245,42 @@ def test_gif_output_is_dithered_and_keeps_its_transparency_exact(tmp_path, with_
     if with_alpha:
         np.testing.assert_array_equal(got[..., 3] == 255, alpha >= 0.5)
         assert set(np.unique(got[..., 3])) == {0, 255}
+
+
+@pytest.mark.parametrize("with_alpha", [False, True])
+def test_gif_output_of_no_more_colours_than_a_palette_holds_is_exact(tmp_path, with_alpha):
+    # a gray scan stored as RGB (200 levels), and a drawing's colours: Pillow's palette lookup moved most
+    # pixels of the scan by up to 3 levels, though every level was in the palette
+    rng = np.random.default_rng(9)
+    levels = rng.permutation(256)[:200]
+    gray = levels[rng.integers(0, 200, (40, 50))]
+    for rgb8 in (np.repeat(gray[..., None], 3, axis=2), rng.integers(0, 256, (40, 3))[rng.integers(0, 40, (40, 50))]):
+        alpha = None
+        if with_alpha:
+            alpha = np.ones((40, 50), np.float32)
+            alpha[:10, :10] = 0.0
+        path = write_image(tmp_path / "o.gif", rgb8 / 255, alpha=alpha, overwrite=True)
+        with Image.open(path) as im:
+            got = np.asarray(im.convert("RGBA"))
+        shown = np.ones((40, 50), bool) if alpha is None else alpha > 0
+        np.testing.assert_array_equal(got[..., :3][shown], rgb8[shown])
+        np.testing.assert_array_equal(got[..., 3] == 255, shown)
+
+
+def test_gif_output_of_a_photo_stays_close_to_it_seen_as_the_eye_averages_dithering(tmp_path):
+    # a median cut palette mapped through Pillow's coarse lookup left skin speckled: 41.4 dB blurred PSNR
+    # here (42.8 on an upscaled face); an octree palette gives 46.1
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:96, 0:128] / 127.0
+    rgb = np.stack([0.8 * x + 0.1, 0.5 + 0.3 * np.sin(6 * y), 0.9 - 0.6 * x * y], -1)
+    rgb8 = np.round(np.clip(rgb + rng.normal(0, 0.02, rgb.shape), 0, 1) * 255).astype(np.uint8)
+    with Image.open(write_image(tmp_path / "o.gif", rgb8 / 255)) as im:
+        got = np.asarray(im.convert("RGB"))
+
+    def blurred(a: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(1.5))).astype(np.float64)
+
+    assert 10 * np.log10(255**2 / ((blurred(got) - blurred(rgb8)) ** 2).mean()) > 44.5
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".webp", ".bmp", ".gif", ".png", ".tif"])
