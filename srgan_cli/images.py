@@ -1668,7 +1668,35 @@ def _xmp_of(im: Image.Image) -> bytes | None:
         text = im.info.get(_XMP_KEY.decode())
         if isinstance(text, str):
             xmp = text.encode("utf-8" if isinstance(text, PngImagePlugin.iTXt) else "latin-1", "replace")
+    if not xmp and im.format == "GIF":
+        xmp = _gif_xmp(im)
     return bytes(xmp) if isinstance(xmp, (bytes, bytearray)) and xmp.strip(b"\x00 \t\r\n") else None
+
+
+_GIF_XMP_MAX = 1 << 24  # read at most this much of a GIF's XMP block (16 MB; a packet is some KB)
+
+
+def _gif_xmp(im: Image.Image) -> bytes | None:
+    """A GIF's XMP packet (its "XMP DataXMP" application extension, as Photoshop and exiftool write it),
+    which Pillow leaves in the file: it names only where the packet starts (``info["extension"]``). The
+    packet is stored raw, up to the 258-byte "magic trailer" that makes it read as GIF sub-blocks."""
+    found = im.info.get("extension")
+    if not (isinstance(found, tuple) and len(found) == 2 and found[0] == b"XMP DataXMP"):
+        return None
+    fp = getattr(im, "fp", None) or getattr(im, "_fp", None)  # a GIF keeps its file as _fp once loaded
+    try:
+        here = fp.tell()
+        fp.seek(int(found[1]))
+        data = fp.read(_GIF_XMP_MAX)
+        fp.seek(here)
+    except (AttributeError, OSError, ValueError, TypeError):  # the caller's image, its file closed
+        return None
+    end = data.find(b"<?xpacket end=")
+    close = data.find(b"?>", end) if end >= 0 else -1
+    if close >= 0:
+        return data[: close + 2]
+    trailer = data.find(b"\x01\xff\xfe\xfd\xfc")
+    return data[:trailer] if trailer > 0 else None
 
 
 def _xmp_extension_of(im: Image.Image, xmp: bytes, name: str) -> tuple[bytes | None, bytes, str | None]:
@@ -2679,10 +2707,10 @@ def write_image(
     the count.
     ``on_note`` is given one line, starting with the path, for each thing the format could
     not keep (16 bits in JPEG, WebP, AVIF, BMP or GIF, transparency in JPEG or BMP, an ICC profile, EXIF
-    or XMP in BMP or GIF, ``text`` in BMP, a gray ICC profile in WebP or with alpha in AVIF or 16-bit
-    TIFF, a profile that does not fit the pixels, EXIF, XMP or IPTC too large for JPEG, IPTC in WebP,
-    AVIF, BMP or GIF, a PNG's gamma in BMP or GIF, ``comments`` a format has no place for), once the file
-    is written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
+    or XMP in BMP, EXIF in GIF (which takes XMP, in UTF-8), ``text`` in BMP, a gray ICC profile in WebP or
+    with alpha in AVIF or 16-bit TIFF, a profile that does not fit the pixels, EXIF, XMP or IPTC too large for
+    JPEG, IPTC in WebP, AVIF, BMP or GIF, a PNG's gamma in BMP or GIF, ``comments`` a format has no place
+    for), once the file is written. An EXIF larger than a JPEG segment holds (64 KB) loses its maker note, or, still too
     large, is left out (see ``_fit_jpeg_exif``); an XMP packet that the record takes past a JPEG segment
     loses its padding whitespace, or, still too large, is kept without the record (left out for a packet of
     the record alone only where it is too large itself).
@@ -2829,8 +2857,11 @@ def write_image(
                 if merged is None:
                     notes.append(f"{path}: the extended XMP is left out: it does not fit its main packet")
                 xmp = merged or _HAS_EXTENDED_XMP.sub(b"", xmp)
-        if fmt in ("BMP", "GIF"):
+        if fmt == "BMP":
             notes.append(f"{path}: the XMP metadata is left out: {fmt} output carries none")
+            xmp = None
+        elif fmt == "GIF" and b"\x00" in xmp:  # a UTF-16 packet: a NUL ends GIF's blocks of raw XMP
+            notes.append(f"{path}: the XMP metadata is left out: GIF holds XMP only as UTF-8, not this UTF-16")
             xmp = None
     record = {k: v for k, v in text.items() if k != "Software"}
     if record and fmt in ("JPEG", "WEBP", "AVIF", "TIFF"):  # PNG keeps it in text chunks, GIF in its comment
@@ -3721,7 +3752,26 @@ def _save_pil(
         im.save(buffer, format=fmt, **params)
         fh.write(_iptc_as_longs(buffer.getbuffer()))
         return
+    if fmt == "GIF" and xmp:  # Pillow's GIF writer takes no xmp=
+        buffer = io.BytesIO()
+        im.save(buffer, format=fmt, **params)
+        fh.write(_gif_with_xmp(buffer.getbuffer(), xmp))
+        return
     im.save(fh, format=fmt, **params)
+
+
+# XMP's "magic trailer" in GIF: the raw packet reads as GIF sub-blocks whatever its length once it is followed by
+# 0x01, 0xFF, 0xFE, ..., 0x01, 0x00 and the block terminator 0x00 (XMP Specification Part 3, 1.1.2)
+_GIF_XMP_TRAILER = b"\x01" + bytes(range(255, -1, -1)) + b"\x00"
+
+
+def _gif_with_xmp(gif, xmp: bytes) -> bytes:
+    """A GIF with ``xmp`` in an "XMP DataXMP" application extension, as Photoshop and exiftool write it, after
+    the global colour table. ``xmp`` holds no NUL byte (see write_image)."""
+    data = bytes(gif)
+    flags = data[10]
+    at = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    return data[:at] + b"\x21\xff\x0bXMP DataXMP" + xmp + _GIF_XMP_TRAILER + data[at:]
 
 
 def _iptc_as_longs(tiff) -> bytearray:

@@ -1387,7 +1387,7 @@ def test_a_damaged_extended_xmp_is_left_out_and_not_pointed_at(tmp_path):
 
 
 def test_xmp_left_out_where_there_is_no_place_for_it_with_a_note(tmp_path):
-    for suffix, fmt in ((".bmp", "BMP"), (".gif", "GIF")):
+    for suffix, fmt in ((".bmp", "BMP"),):  # GIF takes XMP: test_a_gifs_xmp_is_read_and_gif_output_carries_xmp
         notes: list[str] = []
         out = write_image(tmp_path / f"x{suffix}", RNG.random((4, 4, 3)), xmp=_xmp(), on_note=notes.append)
         assert notes == [f"{out}: the XMP metadata is left out: {fmt} output carries none"]
@@ -3330,6 +3330,39 @@ def test_exif_left_out_of_bmp_and_gif_with_a_note(tmp_path, suffix):
     notes: list[str] = []
     write_image(tmp_path / f"o{suffix}", RNG.random((4, 4, 3)), exif=exif.tobytes(), on_note=notes.append)
     assert any("EXIF metadata is left out" in n for n in notes)
+
+
+def test_a_gifs_xmp_is_read_and_gif_output_carries_xmp(tmp_path):
+    # Photoshop and exiftool keep a GIF's rights and creator in an "XMP DataXMP" block, which Pillow leaves unread:
+    # a GIF's XMP was lost in silence, and GIF output dropped every input's XMP
+    xmp = (
+        b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:rights>(c) Jane Doe</dc:rights></rdf:Description>'
+        b'</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+    plain = io.BytesIO()
+    Image.new("P", (8, 6), 3).save(plain, format="GIF")
+    (tmp_path / "in.gif").write_bytes(images._gif_with_xmp(plain.getvalue(), xmp))
+    with Image.open(tmp_path / "in.gif") as im:
+        assert im.size == (8, 6) and im.info["extension"][0] == b"XMP DataXMP"  # a GIF Pillow reads
+    got = read_image(tmp_path / "in.gif")
+    assert got.xmp is not None and b"<dc:rights>(c) Jane Doe</dc:rights>" in got.xmp
+    for suffix in (".png", ".gif"):
+        notes: list[str] = []
+        out = write_image(tmp_path / f"out{suffix}", got.rgb, xmp=got.xmp, on_note=notes.append)
+        assert not [n for n in notes if "XMP" in n]
+        back = read_image(out)
+        assert back.xmp is not None and b"<dc:rights>(c) Jane Doe</dc:rights>" in back.xmp
+        assert np.array_equal(back.rgb, got.rgb)
+    if shutil.which("exiftool"):
+        shown = subprocess.run(["exiftool", "-XMP-dc:Rights", str(tmp_path / "out.gif")], capture_output=True)
+        assert b"(c) Jane Doe" in shown.stdout
+    notes = []
+    write_image(tmp_path / "u16.gif", got.rgb, xmp=xmp.decode().encode("utf-16"), on_note=notes.append)
+    assert notes == [
+        f"{tmp_path / 'u16.gif'}: the XMP metadata is left out: GIF holds XMP only as UTF-8, not this UTF-16"
+    ]
 
 
 def test_gif_records_the_text_in_its_comment_and_bmp_says_it_cannot(tmp_path):
