@@ -2823,6 +2823,8 @@ def write_image(
             samples=planes.shape[2],
             drop_record=True,
         )
+    if dpi and fmt in ("JPEG", "WEBP", "AVIF"):
+        exif = _exif_with_dpi(exif, dpi)
     if exif and fmt == "JPEG":  # the input's EXIF first: a PNG's long text must not push it out
         exif, note = _fit_jpeg_exif(exif, text, path)
         if note:
@@ -3616,6 +3618,25 @@ def _tifffile_description(value, shape: list[int] | None) -> str | None:
     if not kept:
         return ""
     return json.dumps({"shape": shape, **kept} if shape else kept)
+
+
+def _exif_with_dpi(exif: bytes | None, dpi: tuple[float, float]) -> bytes | None:
+    """``exif`` (a new one where None) with the pixel density ``dpi`` as XResolution, YResolution and
+    ResolutionUnit (inches) where it records none: WebP and AVIF keep the density there alone (a scan's 600
+    dpi went, from a PNG or TIFF), and a JPEG's EXIF without them lacks what EXIF requires of it (a TIFF's
+    resolution, read as the dpi, is not among the EXIF tags carried)."""
+    ex = Image.Exif()
+    try:
+        if exif:
+            ex.load(exif)
+        if _X_RESOLUTION in ex or _Y_RESOLUTION in ex:
+            return exif
+        _keep_text_bytes(ex)
+        ex[_X_RESOLUTION], ex[_Y_RESOLUTION] = (float(d) for d in dpi)  # written as RATIONALs
+        ex[_RESOLUTION_UNIT] = 2
+        return _exif_bytes(ex, exif)
+    except Exception:  # noqa: BLE001 - an EXIF Pillow cannot rewrite: as it is
+        return exif
 
 
 def _keep_text_bytes(ex: Image.Exif) -> None:

@@ -1006,6 +1006,28 @@ def test_dpi_is_kept(tmp_path, src, dst):
     assert read_image(out).dpi == (300, 150)
 
 
+@pytest.mark.parametrize("dst", [".jpg", ".webp", pytest.param(".avif", marks=needs_avif)])
+def test_the_dpi_goes_into_the_exif_of_formats_that_keep_it_there(tmp_path, dst):
+    # WebP and AVIF keep a density only in their EXIF: a 600 dpi scan's PNG or TIFF lost it there; a JPEG's
+    # EXIF lacked the resolution tags EXIF requires (the JFIF header had the dpi)
+    for src in (".tif", ".png"):
+        Image.fromarray(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(tmp_path / f"in{src}", dpi=(600, 300))
+        got = read_image(tmp_path / f"in{src}")
+        out = write_image(tmp_path / f"out{dst}", got.rgb, exif=got.exif, dpi=got.dpi, overwrite=True)
+        assert read_image(out).dpi == (600, 300)
+        with Image.open(out) as im:
+            exif = im.getexif()
+        assert (float(exif[0x011A]), float(exif[0x011B]), exif[0x0128]) == (600.0, 300.0, 2)
+    # an EXIF's own resolution is the input's: kept as it is
+    exif = Image.Exif()
+    exif[0x011A], exif[0x011B], exif[0x0128] = 72.0, 72.0, 2
+    out = write_image(tmp_path / f"own{dst}", got.rgb, exif=exif.tobytes(), dpi=(600, 300))
+    with Image.open(out) as im:
+        assert float(im.getexif()[0x011A]) == 72.0
+    with Image.open(write_image(tmp_path / f"none{dst}", got.rgb)) as im:  # no density known: none made up
+        assert 0x011A not in im.getexif()
+
+
 def test_a_density_jpeg_cannot_hold_is_left_out_with_a_note(tmp_path):
     # a microscope TIFF at 100,000 dpi: JFIF's 16-bit field wrapped it to 34,464 dpi in a JPEG
     notes = []
