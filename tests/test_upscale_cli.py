@@ -3002,3 +3002,26 @@ def test_an_output_typed_as_a_folder_with_a_dot_in_its_name_gets_no_mistyped_nam
     assert "not an image file name" not in result.output
     result = CliRunner().invoke(main, [*args[:-1], str(tmp_path / "y.d")])
     assert result.exit_code == 0 and "not an image file name" in result.output
+
+
+def test_a_rerun_of_gifs_converted_into_their_own_folder_skips_their_earlier_outputs(weights, tmp_path):
+    """GIF (and PPM, TGA, QOI, JPEG 2000) go to PNG: `srgan upscale g -o g` wrote x.png beside x.gif, and
+    every rerun, --skip-existing too, failed twice on "g/x.png: the output would replace an input image":
+    x.png, its own output, hid that it is x.gif's."""
+    folder = tmp_path / "g"
+    for name, seed in (("x.gif", 1), ("y.gif", 2)):
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / name)
+    assert run(weights, folder, "-o", folder, "--tile", "32").exit_code == 0
+    (folder / "y.png").unlink()  # as if the first run was stopped before y
+    result = run(weights, folder, "-o", folder, "--tile", "32", "--skip-existing", "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    counts = json.loads((tmp_path / "r.json").read_text())
+    assert (counts["written"], counts["skipped"], counts["failed"]) == (1, 2, 0)
+    assert sorted(p.name for p in folder.iterdir()) == ["x.gif", "x.png", "y.gif", "y.png"]
+    # a PNG of the user's beside x.gif is an input: both fail, each line naming its own input
+    _img(folder / "x.png")
+    result = run(weights, folder, "-o", folder, "--tile", "32", "--skip-existing")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 1 and len(errors) == len(set(errors)) == 2, result.output
+    assert f"error: {folder / 'x.png'}: the output of {folder / 'x.gif'} would replace an input image" in result.stderr

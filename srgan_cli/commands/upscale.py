@@ -457,7 +457,9 @@ def _without_earlier_outputs(
     input."""
     from ..images import format_for_path
 
-    by_dest = {_output_key(j.dest): j for j in jobs}
+    # a file that is its own output (x.png, upscaled in place) is no maker: it stood in for x.gif, the
+    # input whose output x.png is, and x.png stayed an input that every rerun failed to replace
+    by_dest = {key: j for j in jobs if (key := _output_key(j.dest)) != _output_key(j.src)}
     keep = []
     unsure: dict[Job, Path] = {}  # a maker whose output is a BMP that may be the user's -> that BMP
     for job in jobs:
@@ -548,7 +550,11 @@ def check_jobs(
             tally.add("failed", job.src, job.dest, report.error(f"{job.dest}: {problem}"))
             continue
         if dest_real in resolved_inputs or _same_file(job.src, job.dest):
-            why = report.error(f"{job.dest}: the output would replace an input image; choose another -o or --suffix")
+            # x.gif's output x.png, where x.png is an input too, fails twice: the lines say which input is which
+            whose = "" if _output_key(job.src) == dest_key else f" of {job.src}"
+            why = report.error(
+                f"{job.dest}: the output{whose} would replace an input image; choose another -o or --suffix"
+            )
             tally.add("failed", job.src, job.dest, why)
             continue
         # the folder it goes into, links followed: a link in the output's own place is replaced by the
