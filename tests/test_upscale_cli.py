@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import json
 import os
@@ -3025,3 +3026,87 @@ def test_a_rerun_of_gifs_converted_into_their_own_folder_skips_their_earlier_out
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.exit_code == 1 and len(errors) == len(set(errors)) == 2, result.output
     assert f"error: {folder / 'x.png'}: the output of {folder / 'x.gif'} would replace an input image" in result.stderr
+
+
+def _as_on_fuse_exfat(monkeypatch, card: Path) -> None:
+    """os.lstat answers for the folder ``card`` as Linux's FUSE exFAT does: another disk (st_dev),
+    whose names are found in any case (photo.png finds Photo.PNG), each spelling with an inode
+    number of its own, so that no inode test says it is one file. The file system under the tests
+    keeps the case: only lstat is faked, as srgan tells a disk that ignores case by it."""
+    from srgan_cli.commands import upscale as command
+
+    real_lstat = os.lstat
+    top = os.path.realpath(card)
+
+    def spelled(path: str) -> str:  # the entry the name finds, in the case it is stored in
+        path = os.path.abspath(path)
+        rest = os.path.relpath(path, top).split(os.sep)
+        found = top
+        for name in rest:
+            if name == ".":
+                continue
+            there = os.listdir(found) if os.path.isdir(found) else []
+            match = [n for n in there if n == name] or [n for n in there if n.casefold() == name.casefold()]
+            found = os.path.join(found, match[0] if match else name)
+        return found
+
+    def lstat(path, *args, **kwargs):
+        if isinstance(path, int) or args or kwargs:
+            return real_lstat(path, *args, **kwargs)
+        text = os.path.abspath(os.fsdecode(path))
+        if text != top and not text.startswith(top + os.sep):
+            return real_lstat(path)
+        found = spelled(text)
+        st = real_lstat(found)
+        values = list(st)
+        values[2] = st.st_dev + 1  # another file system
+        if found != text:  # another spelling: another inode number, as FUSE numbers each name it is asked
+            values[1] = st.st_ino + 1_000_000 + len(text)
+        return os.stat_result(values)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    # answers of its own, which no other test sees
+    monkeypatch.setattr(command, "_case_blind", functools.lru_cache(maxsize=256)(command._case_blind.__wrapped__))
+
+
+def test_fuse_exfat_is_told_to_ignore_case_though_its_inode_numbers_differ(tmp_path, monkeypatch):
+    """FUSE exFAT gives Photo.PNG and photo.png different inode numbers: the inode test said case
+    counts, and an output photo.png replaced its input. An empty card is not told by the disk it is
+    mounted on (case counts there), nor is an ext4 folder with a link named in another case."""
+    from srgan_cli.commands import upscale as command
+
+    card = tmp_path / "card"
+    (card / "in").mkdir(parents=True)
+    (card / "in" / "Photo.PNG").write_bytes(b"")
+    _as_on_fuse_exfat(monkeypatch, card)
+    _case_blind, _inside = command._case_blind, command._inside
+    assert _case_blind(str(card / "in")) and _case_blind(str(card / "new" / "deeper"))
+    assert not _case_blind(str(tmp_path))
+    # -o card/IN is the input folder card/in: an earlier run's outputs there are no inputs
+    assert _inside(card / "IN", card / "in" / "Photo_x4.png") and not _inside(tmp_path / "CARD", card / "in")
+    (card / "in" / "Photo.PNG").unlink()
+    (card / "in").rmdir()
+    _case_blind.cache_clear()
+    assert _case_blind(str(card)) and _case_blind(str(card / "new"))  # probed with a file, removed at once
+    assert os.listdir(card) == []
+
+
+def test_an_output_differing_from_its_input_only_in_case_is_refused_on_exfat(weights, tmp_path, monkeypatch):
+    """On a memory card (FUSE exFAT) `srgan upscale in/Photo.PNG -o in/photo.png --overwrite` replaced
+    the input with its upscale, as did `in -o in --format png`; two inputs a.png and a.PNG written into
+    the card gave one file, the second image replacing the first."""
+    card = tmp_path / "card"
+    src = _img(card / "in" / "Photo.PNG")
+    before = src.read_bytes()
+    _img(tmp_path / "two" / "a.png", seed=1)
+    _img(tmp_path / "two" / "a.PNG", seed=2)
+    _as_on_fuse_exfat(monkeypatch, card)
+    for flag in ("--overwrite", "--skip-existing"):
+        result = run(weights, src, "-o", card / "in" / "photo.png", flag)
+        assert result.exit_code == 1 and "photo.png: the output would replace an input image" in result.stderr
+        result = run(weights, card / "in", "-o", card / "in", "--format", "png", flag)
+        assert result.exit_code == 1 and "Photo.png: the output would replace an input image" in result.stderr
+        result = run(weights, tmp_path / "two", "-o", card / "out", flag)
+        assert result.exit_code == 1 and "a.png is also the output of" in result.stderr, result.output
+        shutil.rmtree(card / "out")
+    assert os.listdir(card / "in") == ["Photo.PNG"] and src.read_bytes() == before

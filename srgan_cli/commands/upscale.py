@@ -539,6 +539,9 @@ def check_jobs(
     ``claims`` (see :func:`output_claims`) is made from every rank's jobs under torchrun, where
     ``jobs`` is one rank's share: two inputs with one output in different shares collide too."""
     resolved_inputs = {os.path.realpath(p) for p in inputs}
+    # on a disk that ignores case (exFAT, macOS, Windows) photo.png is the input Photo.PNG, whatever the
+    # inode numbers say (FUSE's exFAT gives each spelling its own: the input was replaced by its upscale)
+    folded_inputs = {p.casefold() for p in resolved_inputs}
     claims = output_claims(jobs) if claims is None else claims
     keep = []
     stale: list[Path] = []  # skipped, though the input changed after its output was written
@@ -549,7 +552,11 @@ def check_jobs(
         if problem is not None:
             tally.add("failed", job.src, job.dest, report.error(f"{job.dest}: {problem}"))
             continue
-        if dest_real in resolved_inputs or _same_file(job.src, job.dest):
+        if (
+            dest_real in resolved_inputs
+            or (dest_real.casefold() in folded_inputs and _case_blind(os.path.dirname(dest_real)))
+            or _same_file(job.src, job.dest)
+        ):
             # x.gif's output x.png, where x.png is an input too, fails twice: the lines say which input is which
             whose = "" if _output_key(job.src) == dest_key else f" of {job.src}"
             why = report.error(
@@ -620,37 +627,74 @@ def _real_key(real: str) -> str:
 @functools.lru_cache(maxsize=256)
 def _case_blind(folder: str) -> bool:
     """Whether the file system holding ``folder`` (or its nearest existing ancestor) ignores case:
-    a name in it with its case swapped is the same entry (by lstat, so a link named so is not).
-    Probed on an entry of the folder itself, else on the folder's own name, else by the platform
-    (macOS and Windows ignore case by default)."""
+    a name in it with its case swapped finds that entry (:func:`_swapped_case_finds`). Probed on
+    an entry of the folder itself, else on the folder's own name in its parent (not past a mount
+    point, where the parent is another file system: an empty memory card's case was told by the
+    disk it is mounted on), else on a file made in the folder for it and removed, else by the
+    platform (macOS and Windows ignore case by default)."""
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
-
-    def same_entry(parent: str, name: str) -> bool | None:
-        try:
-            a = os.lstat(os.path.join(parent, name))
-        except OSError:
-            return None
-        try:
-            b = os.lstat(os.path.join(parent, name.swapcase()))
-        except OSError:
-            return False  # no such name: the case counts
-        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) and a.st_ino != 0
-
     try:
         with os.scandir(folder) as entries:
             name = next((e.name for e in entries if e.name.swapcase() != e.name), None)
     except OSError:
         name = None
-    if name is not None and (answer := same_entry(folder, name)) is not None:
+    if name is not None and (answer := _swapped_case_finds(folder, name)) is not None:
         return answer
     probe = folder
     while os.path.dirname(probe) != probe:
-        name = os.path.basename(probe)
-        if name.swapcase() != name and (answer := same_entry(os.path.dirname(probe), name)) is not None:
+        parent, name = os.path.split(probe)
+        try:
+            if os.lstat(parent).st_dev != os.lstat(probe).st_dev:
+                break  # a mount point: its name is an entry of the file system below
+        except OSError:
+            break
+        if name.swapcase() != name and (answer := _swapped_case_finds(parent, name)) is not None:
             return answer
-        probe = os.path.dirname(probe)
+        probe = parent
+    if (answer := _case_probe(folder)) is not None:
+        return answer
     return sys.platform in ("darwin", "win32")
+
+
+def _swapped_case_finds(parent: str, name: str) -> bool | None:
+    """Whether ``name`` in ``parent``, its case swapped, finds the same entry; None when ``name`` is
+    not there. Told by existence, not by inode: FUSE's exFAT gives Photo.PNG and photo.png
+    different inode numbers, so an output photo.png replaced its input Photo.PNG. A name found that
+    the folder's listing holds too is another entry (a link SHOTS beside shots), not this one."""
+    try:
+        first = os.lstat(os.path.join(parent, name))
+    except OSError:
+        return None
+    swapped = name.swapcase()
+    try:
+        other = os.lstat(os.path.join(parent, swapped))
+    except OSError:
+        return False  # no such name: the case counts
+    if (first.st_dev, first.st_ino) == (other.st_dev, other.st_ino) and first.st_ino != 0:
+        return True  # APFS, NTFS, ext4's casefold folders: one entry, whatever the case
+    try:
+        return swapped not in os.listdir(parent)
+    except OSError:
+        return None
+
+
+def _case_probe(folder: str) -> bool | None:
+    """:func:`_case_blind` told by a file made in ``folder`` for the purpose and removed at once (an
+    empty folder at a mount point: nothing else there to look at); None where none can be made."""
+    import secrets
+
+    name = f".srgan-case-{secrets.token_hex(4)}.tmp"
+    path = os.path.join(folder, name)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return None
+    try:
+        return _swapped_case_finds(folder, name)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _dest_problem(dest: Path) -> str | None:
