@@ -174,6 +174,71 @@ def _owner_writable(fd: int) -> int | None:
     return mode
 
 
+# the characters FAT and exFAT (memory cards, USB drives) refuse in a name, with the control characters
+FAT_REFUSED = '\\:*?"<>|'
+_FAT_REFUSES = 'FAT and exFAT refuse \\ : * ? " < > | and control characters'
+
+
+def fat_refused(name: str) -> str:
+    """The characters of ``name`` that FAT and exFAT refuse, once each, in order ('' where none)."""
+    return "".join(dict.fromkeys(c for c in name if c in FAT_REFUSED or ord(c) < 0x20))
+
+
+def _refused_words(chars: str) -> str:
+    words = [f"'{c}'" for c in chars]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def name_refusal(folder: str | Path, name: str, probed: dict[tuple[str, str], str | None] | None = None) -> str | None:
+    """Why the file system holding ``folder`` (its nearest existing folder, where it is still to be
+    made) cannot take a file named ``name``, as a message; None where it can, or it is not known.
+
+    Asked only of a name holding a character FAT and exFAT refuse, by making an empty file whose
+    name holds the same characters and removing it: Linux's exFAT answers "no such file" for such a
+    name, and every image was upscaled before its write failed, as a path too long for Windows.
+    ``probed`` keeps the answers of one run (one file made per folder and set of characters)."""
+    chars = fat_refused(name)
+    if not chars:
+        return None
+    there = os.path.abspath(folder)
+    while not os.path.isdir(there) and os.path.dirname(there) != there:
+        there = os.path.dirname(there)
+    key = (there, chars)
+    if probed is not None and key in probed:
+        return probed[key]
+    answer = None
+    probe = os.path.join(there, f".srgan-name-{secrets.token_hex(4)}{chars}.part")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:  # ENOENT: FUSE exFAT; EINVAL: the kernel's FAT and exFAT, Windows; EILSEQ: some
+        if exc.errno in (errno.ENOENT, errno.EINVAL, errno.EILSEQ):
+            answer = f"the file system here refuses a name holding {_refused_words(chars)} ({_FAT_REFUSES})"
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    if probed is not None:
+        probed[key] = answer
+    return answer
+
+
+def not_found_reason(path: Path) -> str:
+    """Why a write of ``path`` failed with "no such file or folder": its folder is missing; else, as
+    the folder is there, a path too long for Windows, or a name the file system refuses."""
+    if not os.path.isdir(path.parent):
+        return f"the folder {path.parent} does not exist"
+    length = len(os.path.abspath(path))
+    temporary = length + len(f"..{'x' * 8}.part")  # _new_temp's name beside it: .NAME.XXXXXXXX.part
+    if sys.platform == "win32" and temporary >= 260:  # Windows without long paths: 260 or more "not found"
+        return (
+            f"the path is too long for this system ({length} characters, {temporary} for its temporary file; "
+            "Windows takes 259 unless long paths are enabled); choose a shorter -o"
+        )
+    chars = fat_refused(path.name)
+    if chars:  # Linux's FUSE exFAT answers so for a name it refuses
+        return f"the file system refuses a name holding {_refused_words(chars)} ({_FAT_REFUSES}); choose another name"
+    return f"the file system refuses the name (it answered 'no such file or folder', though {path.parent} is there)"
+
+
 def user_cache_dir() -> Path:
     """srgan's folder in the user's cache: ``$XDG_CACHE_HOME/srgan`` (default ``~/.cache/srgan``),
     where the LPIPS weights and the decoded training images of ``--cache disk`` go."""

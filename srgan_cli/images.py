@@ -2945,14 +2945,10 @@ def write_image(
             fh.flush()
     except FileExistsError:
         raise SrganError(f"{path}: the file already exists; pass --overwrite to replace it") from None
-    except FileNotFoundError:
-        if os.path.isdir(path.parent):  # Windows without long paths: a path of 260 characters or more (the
-            # temporary file's name adds some) is "not found" though its folder is there
-            raise SrganError(
-                f"{path}: cannot write: the path is too long for this system ({len(os.path.abspath(path))} "
-                "characters; Windows takes 259 unless long paths are enabled); choose a shorter -o"
-            ) from None
-        raise SrganError(f"{path}: cannot write: the folder {path.parent} does not exist") from None
+    except FileNotFoundError:  # a missing folder; a path too long for Windows; a name exFAT refuses
+        from .fsutil import not_found_reason
+
+        raise SrganError(f"{path}: cannot write: {not_found_reason(path)}") from None
     except OSError as exc:
         error = SrganError(f"{path}: cannot write the image: {_os_reason(exc)}")
         error.errno = exc.errno  # type: ignore[attr-defined]  # a full disk stops a batch (see upscale)

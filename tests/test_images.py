@@ -3991,6 +3991,8 @@ def test_a_path_windows_finds_too_long_is_named_so_not_a_missing_folder(tmp_path
     """Windows without long paths says "not found" for a path of 260 characters or more: the
     message said the folder did not exist, though it was there."""
     import contextlib
+    import re
+    import sys
 
     from srgan_cli import images
 
@@ -4000,10 +4002,20 @@ def test_a_path_windows_finds_too_long_is_named_so_not_a_missing_folder(tmp_path
         yield path
 
     monkeypatch.setattr(images, "atomic_path", not_found)
-    with pytest.raises(SrganError, match="the path is too long for this system"):
-        write_image(tmp_path / "a.png", RNG.random((4, 4, 3)))
+    long = tmp_path / f"{'x' * (250 - len(str(tmp_path)))}.png"
+    with monkeypatch.context() as windows:
+        windows.setattr(sys, "platform", "win32")
+        with pytest.raises(SrganError, match="the path is too long for this system"):
+            write_image(long, RNG.random((4, 4, 3)))
     with pytest.raises(SrganError, match="the folder .* does not exist"):
         write_image(tmp_path / "gone" / "a.png", RNG.random((4, 4, 3)))
+    # elsewhere a name Linux's FUSE exFAT refuses: it was "too long for this system (32 characters...)"
+    for name, why in (("a:b.png", "refuses a name holding ':' (FAT and exFAT refuse"), ("ab.png", "refuses the name")):
+        with pytest.raises(SrganError, match=re.escape(why)) as info:
+            write_image(tmp_path / name, RNG.random((4, 4, 3)))
+        assert "too long" not in str(info.value)
+    with pytest.raises(SrganError, match="refuses the name"):
+        write_image(long, RNG.random((4, 4, 3)))
 
 
 def test_a_tiff_load_is_not_refused_when_another_thread_had_pillows_limit_lifted(tmp_path, monkeypatch):

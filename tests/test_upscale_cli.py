@@ -3110,3 +3110,37 @@ def test_an_output_differing_from_its_input_only_in_case_is_refused_on_exfat(wei
         assert result.exit_code == 1 and "a.png is also the output of" in result.stderr, result.output
         shutil.rmtree(card / "out")
     assert os.listdir(card / "in") == ["Photo.PNG"] and src.read_bytes() == before
+
+
+def test_a_name_exfat_refuses_fails_before_its_image_is_upscaled(weights, tmp_path, monkeypatch):
+    """Linux's FUSE exFAT answers "no such file" for a name with : ? " and the like: each such image
+    was upscaled, then failed on "the path is too long for this system (32 characters; Windows takes
+    259...)"."""
+    from srgan_cli.commands import upscale as command
+
+    for name in ("a:b.png", "ok.png"):
+        _img(tmp_path / "in" / name)
+    card = tmp_path / "card"
+    card.mkdir()
+    real_open, real_read = os.open, command._read
+
+    def exfat_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(path)).startswith(str(card)):
+            if ":" in os.path.basename(path):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    decoded = []
+    monkeypatch.setattr(os, "open", exfat_open)
+    monkeypatch.setattr(
+        command, "_read", lambda path, max_pixels: decoded.append(path.name) or real_read(path, max_pixels)
+    )
+    result = run(weights, tmp_path / "in", "-o", card / "out")
+    assert result.exit_code == 1 and decoded == ["ok.png"], result.output
+    assert "a:b.png: cannot write the image: the file system here refuses a name holding ':'" in result.stderr
+    assert "too long" not in result.stderr and os.listdir(card / "out") == ["ok.png"]
+    assert os.listdir(card) == ["out"]
+    # where the name is taken, the file made to ask is gone
+    assert run(weights, tmp_path / "in", "-o", tmp_path / "plain").exit_code == 0
+    assert sorted(os.listdir(tmp_path / "plain")) == ["a:b.png", "ok.png"] and "plain" in os.listdir(tmp_path)
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".srgan")]

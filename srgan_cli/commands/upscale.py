@@ -543,12 +543,13 @@ def check_jobs(
     # inode numbers say (FUSE's exFAT gives each spelling its own: the input was replaced by its upscale)
     folded_inputs = {p.casefold() for p in resolved_inputs}
     claims = output_claims(jobs) if claims is None else claims
+    probed: dict[tuple[str, str], str | None] = {}  # fsutil.name_refusal's answers, one per folder
     keep = []
     stale: list[Path] = []  # skipped, though the input changed after its output was written
     for job in jobs:
         dest_real = os.path.realpath(job.dest)
         dest_key = _real_key(dest_real)
-        problem = _dest_problem(job.dest)
+        problem = _dest_problem(job.dest, probed)
         if problem is not None:
             tally.add("failed", job.src, job.dest, report.error(f"{job.dest}: {problem}"))
             continue
@@ -697,16 +698,19 @@ def _case_probe(folder: str) -> bool | None:
             os.unlink(path)
 
 
-def _dest_problem(dest: Path) -> str | None:
+def _dest_problem(dest: Path, probed: dict[tuple[str, str], str | None] | None = None) -> str | None:
     """Why no image can be written at ``dest``, known before any work: a folder is there, or the
-    file system refuses the name (too long, a folder that cannot be searched); else None."""
+    file system refuses the name (too long, a folder that cannot be searched, a character that
+    exFAT refuses: see :func:`fsutil.name_refusal`); else None."""
+    from ..fsutil import name_refusal
     from ..images import _os_reason
 
     try:
         st = os.stat(dest)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):  # nothing there (yet), or a link loop
-            return None
+            refusal = name_refusal(dest.parent, dest.name, probed)
+            return None if refusal is None else f"cannot write the image: {refusal}; choose another name or disk"
         return f"cannot write the image: {_os_reason(exc)}"
     if stat.S_ISDIR(st.st_mode):  # never "exists, skipped": no image would be there
         return "is a folder, where the output image would go; move it or choose another -o"
