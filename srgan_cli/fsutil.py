@@ -19,6 +19,7 @@ def atomic_path(
     *,
     like: int | None = None,
     replaces: Callable[[Path], bool] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success it is renamed onto ``dest``.
 
@@ -38,6 +39,9 @@ def atomic_path(
     and a ``dest`` missing then is made as with ``overwrite=False``: a file another program put
     there while the writer worked (after its check at the start) is never replaced
     (FileExistsError instead).
+
+    ``on_note``: told of what did not stop the write but is worth saying (a temporary file that
+    could not be removed once ``dest`` was made: an append-only folder).
     """
     dest = Path(dest)
     tmp, mode = _new_temp(dest, 0o666 if like is None else stat.S_IMODE(like) & 0o666)
@@ -54,10 +58,17 @@ def atomic_path(
             _keep_mode(dest, tmp)
             os.replace(tmp, dest)
         else:
-            _publish_new(tmp, dest)
+            leftover = _publish_new(tmp, dest)
+            if leftover is not None and on_note is not None:
+                on_note(leftover)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # an append-only folder: said, or it stays unknown
+            if on_note is not None:
+                on_note(f"{dest}: its temporary file {tmp.name} could not be removed ({exc.strerror or exc})")
         raise
 
 
@@ -85,8 +96,9 @@ def _keep_mode(dest: Path, tmp: Path) -> None:
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
-def _publish_new(tmp: Path, dest: Path) -> None:
-    """Give the finished ``tmp`` the name ``dest``, which must not exist (FileExistsError)."""
+def _publish_new(tmp: Path, dest: Path) -> str | None:
+    """Give the finished ``tmp`` the name ``dest``, which must not exist (FileExistsError); returns
+    a note where ``tmp`` is left behind as a second name of ``dest``, else None."""
     try:
         # link() fails if dest exists, so two writers can never clobber each other.
         os.link(tmp, dest)
@@ -104,7 +116,16 @@ def _publish_new(tmp: Path, dest: Path) -> None:
                 dest.unlink()
             raise
     else:
-        tmp.unlink()
+        # dest is there, whole: an append-only folder (chattr +a) takes the new name but lets none
+        # be removed, and the image written was reported failed, its temporary file left
+        try:
+            os.unlink(tmp)
+        except OSError as exc:
+            return (
+                f"{dest}: written, but its temporary file {tmp.name} (a second name of the same file) could not "
+                f"be removed ({exc.strerror or exc}); remove it where the folder allows"
+            )
+    return None
 
 
 def _fsync(fd: int) -> None:

@@ -2915,7 +2915,7 @@ def write_image(
         notes.append(f"{path}: the Photoshop clipping path is left out: {fmt} output has no place for it")
         photoshop = None
     try:
-        with atomic_path(path, overwrite=overwrite, like=like) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(path, overwrite=overwrite, like=like, on_note=on_note) as tmp, open(tmp, "wb") as fh:
             if fmt == "PNG":
                 colour = None if icc_profile else png_colour
                 texts = {**comments, **text}  # srgan's keys last

@@ -3144,3 +3144,27 @@ def test_a_name_exfat_refuses_fails_before_its_image_is_upscaled(weights, tmp_pa
     assert run(weights, tmp_path / "in", "-o", tmp_path / "plain").exit_code == 0
     assert sorted(os.listdir(tmp_path / "plain")) == ["a:b.png", "ok.png"] and "plain" in os.listdir(tmp_path)
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".srgan")]
+
+
+def test_an_append_only_output_folder_gets_its_image_and_a_note_of_the_temporary_file_left(
+    weights, tmp_path, monkeypatch
+):
+    """In a folder that takes new names but lets none be removed (chattr +a) the image was written,
+    by link(), then reported failed as its temporary file could not be removed."""
+    src = _img(tmp_path / "a.png")
+    out = tmp_path / "kept"
+    out.mkdir()
+    real_unlink = os.unlink
+
+    def append_only(path, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == str(out):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", append_only)
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), str(src), "-o", str(out / "x.png")])
+    assert result.exit_code == 0 and "1 written, 0 skipped, 0 failed" in result.stderr, result.output
+    assert _decodes(out / "x.png").size == (48, 40)
+    parts = [p.name for p in out.iterdir() if p.name.endswith(".part")]
+    assert len(parts) == 1 and os.stat(out / parts[0]).st_ino == os.stat(out / "x.png").st_ino
+    assert f"note: {out / 'x.png'}: written, but its temporary file {parts[0]} (a second name" in result.stderr

@@ -1592,7 +1592,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter, quiet:
         return True
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, replaces=_is_report) as tmp:
+        with atomic_path(path, replaces=_is_report, on_note=None if quiet else report.note) as tmp:
             tmp.write_text(text, encoding="utf-8")
     except FileExistsError:  # checked at the start; another program wrote the name during the run
         if not quiet:
