@@ -3168,3 +3168,24 @@ def test_an_append_only_output_folder_gets_its_image_and_a_note_of_the_temporary
     parts = [p.name for p in out.iterdir() if p.name.endswith(".part")]
     assert len(parts) == 1 and os.stat(out / parts[0]).st_ino == os.stat(out / "x.png").st_ino
     assert f"note: {out / 'x.png'}: written, but its temporary file {parts[0]} (a second name" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_at_an_outputs_name_is_never_replaced(weights, tmp_path):
+    """--overwrite replaced a FIFO at the output's name with a file (a reader waiting on it waited for
+    ever); without it the error said to pass --overwrite, and --skip-existing skipped the image."""
+    src = _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png", seed=1)
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / "a.png")
+    for flag in ("--overwrite", "--skip-existing", None):
+        result = run(weights, src, "-o", tmp_path / "pipe.png", *([flag] if flag else []))
+        assert result.exit_code == 1 and "pipe.png: is a FIFO, not a file, and is never replaced" in result.stderr
+        assert "-o - > " in result.stderr and "--overwrite" not in result.stderr, result.output
+        result = run(weights, tmp_path / "in", "-o", tmp_path / "out", *([flag] if flag else []))
+        assert result.exit_code == 1 and "a.png: is a FIFO, not a file" in result.stderr, result.output
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe.png").st_mode) and stat.S_ISFIFO(
+        os.stat(tmp_path / "out" / "a.png").st_mode
+    )
+    assert _decodes(tmp_path / "out" / "b.png").size == (48, 40)

@@ -714,6 +714,28 @@ def _dest_problem(dest: Path, probed: dict[tuple[str, str], str | None] | None =
         return f"cannot write the image: {_os_reason(exc)}"
     if stat.S_ISDIR(st.st_mode):  # never "exists, skipped": no image would be there
         return "is a folder, where the output image would go; move it or choose another -o"
+    kind = _special_kind(dest)
+    if kind is not None:  # --overwrite replaced it with a file: a reader of the FIFO waited for ever
+        return (
+            f"is {kind}, not a file, and is never replaced: move it or choose another -o "
+            f"(to send one image to it: -o - > {dest})"
+        )
+    return None
+
+
+def _special_kind(path: Path) -> str | None:
+    """'a FIFO', 'a socket' or 'a device' for such a ``path`` (links followed), else None (a file,
+    a folder, nothing). Never opened: opening a FIFO waits for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
     return None
 
 
