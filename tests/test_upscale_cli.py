@@ -3189,3 +3189,18 @@ def test_a_fifo_at_an_outputs_name_is_never_replaced(weights, tmp_path):
         os.stat(tmp_path / "out" / "a.png").st_mode
     )
     assert _decodes(tmp_path / "out" / "b.png").size == (48, 40)
+
+
+def test_a_device_or_a_file_without_an_image_suffix_as_the_one_output_says_what_to_do(weights, tmp_path):
+    """`srgan upscale red.png -o /dev/null` said "with several inputs or a folder, -o must be a folder"
+    of the one input it had."""
+    src = _img(tmp_path / "red.png")
+    result = run(weights, src, "-o", os.devnull)
+    assert result.exit_code == 2 and f"{os.devnull} is a device, not a file" in result.output
+    assert f"-o - > {os.devnull}" in result.output and "several inputs" not in result.output, result.output
+    (tmp_path / "notes").write_text("mine")
+    result = run(weights, src, "-o", tmp_path / "notes")
+    assert result.exit_code == 2 and "notes is a file not named as an image (.png, .jpg" in result.output
+    assert "several inputs" not in result.output and (tmp_path / "notes").read_text() == "mine"
+    result = run(weights, src, src, "-o", os.devnull)  # several: still a folder to give
+    assert result.exit_code == 2 and "with several inputs or a folder, -o must be a folder" in result.output

@@ -304,6 +304,7 @@ def plan_jobs(
         is_image_path,
         output_refusal,
         output_suffix_for,
+        output_suffixes,
         supported_suffixes,
         unread_reason,
     )
@@ -347,8 +348,16 @@ def plan_jobs(
         return [Job(src, output, write_fmt)], True
 
     if os.path.exists(output) and not os.path.isdir(output):
+        kind = _special_kind(output)
+        if len(inputs) == 1 and os.path.isfile(inputs[0]):  # one image: -o names no image file
+            if kind is not None:  # `-o /dev/null`: was "with several inputs or a folder, -o must be a folder"
+                why = f"{output} is {kind}, not a file; to send the image to it, use -o - (-o - > {output})"
+            else:
+                why = f"{output} is a file not named as an image ({output_suffixes()}); name an image file or a folder"
+            raise click.BadParameter(printable(why), param_hint="'-o'")
         raise click.BadParameter(
-            printable(f"{output} is a file; with several inputs or a folder, -o must be a folder"), param_hint="'-o'"
+            printable(f"{output} is {kind or 'a file'}; with several inputs or a folder, -o must be a folder"),
+            param_hint="'-o'",
         )
     if file_name and not os.path.exists(output) and output_refusal(output) is None:
         # out.png: the name of a file srgan would write, most likely meant for one image
