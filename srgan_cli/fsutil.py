@@ -61,6 +61,7 @@ def atomic_path(
             leftover = _publish_new(tmp, dest)
             if leftover is not None and on_note is not None:
                 on_note(leftover)
+        _fsync_folder(dest.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -136,6 +137,27 @@ def _fsync(fd: int) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries to the disk, so that a file renamed into it is there after a power
+    loss, as the file's own fsync keeps its bytes (after the rename the name itself was in the
+    page cache alone: an output counted written could be missing). Best effort: where a folder
+    cannot be opened or flushed (Windows has no O_DIRECTORY; some network and FUSE mounts refuse)
+    the file is written all the same."""
+    directory = getattr(os, "O_DIRECTORY", None)
+    if directory is None:
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | directory | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _shortened(name: str) -> str:

@@ -181,3 +181,31 @@ def test_a_file_put_in_a_results_place_meanwhile_is_never_replaced(tmp_path):
     with atomic_path(dest, replaces=ours) as tmp:
         tmp.write_text("first report")
     assert dest.read_text() == "first report"
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECTORY"), reason="folders are opened to be flushed on POSIX only")
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("fails", [None, errno.EINVAL, errno.EIO], ids=["flushed", "EINVAL", "EIO"])
+def test_the_folder_is_flushed_after_the_rename(tmp_path, monkeypatch, overwrite, fails):
+    """The file was flushed before its rename, but not the folder after it: after a power loss an
+    output counted written could be missing. A folder that cannot be flushed (some network and FUSE
+    mounts) keeps the file written."""
+    dest = tmp_path / "out.png"
+    if overwrite:
+        dest.write_bytes(b"old")
+    real_fsync = os.fsync
+    flushed: list[tuple[str, bool]] = []  # what each fsync was of: ("folder" or "file", dest there yet)
+
+    def fsync(fd):
+        kind = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        same = os.fstat(fd).st_ino == os.stat(tmp_path).st_ino if kind == "folder" else True
+        flushed.append((kind if same else "another folder", dest.read_bytes() == b"new" if dest.exists() else False))
+        if fails is not None and kind == "folder":
+            raise OSError(fails, os.strerror(fails))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic_path(dest, overwrite=overwrite) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new" and os.listdir(tmp_path) == ["out.png"]
+    assert flushed == [("file", False), ("folder", True)]  # the file before its rename, the folder after
