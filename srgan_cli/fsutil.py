@@ -44,23 +44,36 @@ def atomic_path(
     could not be removed once ``dest`` was made: an append-only folder).
     """
     dest = Path(dest)
-    tmp, mode = _new_temp(dest, 0o666 if like is None else stat.S_IMODE(like) & 0o666)
+    perm = 0o666 if like is None else stat.S_IMODE(like) & 0o666
+    # On Windows a file without its owner's write bit is read-only, and a read-only file cannot be
+    # opened to be written, nor removed, nor replaced: the temporary file of a read-only source's
+    # output (0444) failed to reopen. It is made writable, and read-only once it has its name.
+    windows = sys.platform == "win32"
+    tmp, mode = _new_temp(dest, perm | stat.S_IWUSR if windows else perm)
+    if windows and not perm & stat.S_IWUSR:
+        mode = perm
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             _fsync(fh.fileno())
-        if mode is not None:  # the umask's mode, without the owner's read or write bit: given only now
+        if mode is not None and not windows:  # the umask's mode, without the owner's read or write bit
             with contextlib.suppress(OSError):
                 os.chmod(tmp, mode)
         if replaces is not None and os.path.lexists(dest) and not replaces(dest):
             raise FileExistsError(errno.EEXIST, "exists and is not to be replaced", str(dest))
         if overwrite and (replaces is None or os.path.lexists(dest)):
-            _keep_mode(dest, tmp)
-            os.replace(tmp, dest)
+            if windows:
+                mode = _replace_on_windows(tmp, dest, mode)
+            else:
+                _keep_mode(dest, tmp)
+                os.replace(tmp, dest)
         else:
             leftover = _publish_new(tmp, dest)
             if leftover is not None and on_note is not None:
                 on_note(leftover)
+        if windows and mode is not None:  # read-only now that it has its name
+            with contextlib.suppress(OSError):
+                os.chmod(dest, mode)
         _fsync_folder(dest.parent)
     except BaseException:
         try:
@@ -95,6 +108,30 @@ def _keep_mode(dest: Path, tmp: Path) -> None:
                 chown(tmp, -1, st.st_gid)
     with contextlib.suppress(OSError):  # FAT and exFAT have no modes to keep; after chown, which may clear setgid
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
+
+
+def _replace_on_windows(tmp: Path, dest: Path, mode: int | None) -> int | None:
+    """``os.replace(tmp, dest)`` on Windows, which refuses to replace a read-only file (access
+    denied, where --overwrite replaces a 0444 file elsewhere): such a ``dest`` is made writable for
+    the rename, and read-only again if the rename fails. Returns the mode to give ``dest`` after the
+    rename: a replaced file keeps its own (its read-only bit; see :func:`_keep_mode`), a new one
+    gets ``mode``."""
+    try:
+        old = stat.S_IMODE(os.stat(dest).st_mode)
+    except OSError:  # none there (or a link to nothing, replaced as a new file)
+        os.replace(tmp, dest)
+        return mode
+    if old & stat.S_IWUSR:
+        os.replace(tmp, dest)
+        return None
+    os.chmod(dest, old | stat.S_IWUSR)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.chmod(dest, old)
+        raise
+    return old
 
 
 def _publish_new(tmp: Path, dest: Path) -> str | None:

@@ -209,3 +209,64 @@ def test_the_folder_is_flushed_after_the_rename(tmp_path, monkeypatch, overwrite
         tmp.write_bytes(b"new")
     assert dest.read_bytes() == b"new" and os.listdir(tmp_path) == ["out.png"]
     assert flushed == [("file", False), ("folder", True)]  # the file before its rename, the folder after
+
+
+@pytest.fixture
+def as_on_windows(monkeypatch, as_a_user):
+    """Windows' answers, as far as atomic_path meets them: a file without its owner's write bit is
+    read-only, and a read-only file cannot be opened to be written (as_a_user), removed, or replaced
+    by a rename; no chown, no folder to open for fsync."""
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def read_only(path) -> bool:
+        try:
+            return not os.stat(path).st_mode & stat.S_IWUSR
+        except OSError:
+            return False
+
+    def replace(src, dst, *args, **kwargs):  # MoveFileEx: access denied onto a read-only file
+        if read_only(dst):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    def unlink(path, *args, **kwargs):  # DeleteFile: access denied for a read-only file
+        if read_only(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(fsutil.sys, "platform", "win32")
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    for name in ("chown", "O_DIRECTORY"):
+        monkeypatch.delattr(os, name, raising=False)
+
+
+@pytest.mark.parametrize("fchmod", [True, False], ids=["fchmod", "no-fchmod"])  # Windows has it from Python 3.13
+def test_a_read_only_sources_output_is_written_and_replaced_on_windows(
+    tmp_path, monkeypatch, as_on_windows, umask, fchmod
+):
+    """On Windows the temporary file of a read-only source's output was made read-only (0444): it
+    could not be reopened to be written (or, given the bit after, removed after its link), and
+    --overwrite of a read-only output failed in the rename. The output is read-only, as cp's, once
+    it has its name; a replaced read-only file keeps its read-only bit."""
+    if not fchmod:
+        monkeypatch.delattr(os, "fchmod", raising=False)
+    dest = tmp_path / "out.png"
+    with atomic_path(dest, overwrite=False, like=stat.S_IFREG | 0o444) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new" and not os.stat(dest).st_mode & stat.S_IWUSR
+    assert os.listdir(tmp_path) == ["out.png"]
+    with atomic_path(dest, like=stat.S_IFREG | 0o644) as tmp:  # --overwrite
+        tmp.write_bytes(b"newer")
+    assert dest.read_bytes() == b"newer" and not os.stat(dest).st_mode & stat.S_IWUSR
+    assert os.listdir(tmp_path) == ["out.png"]
+
+    def busy(src, dst, *args, **kwargs):
+        raise PermissionError(errno.EBUSY, os.strerror(errno.EBUSY))
+
+    monkeypatch.setattr(os, "replace", busy)  # a rename that fails leaves the old file as it was
+    with pytest.raises(OSError):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"lost")
+    assert dest.read_bytes() == b"newer" and not os.stat(dest).st_mode & stat.S_IWUSR
+    assert os.listdir(tmp_path) == ["out.png"]
