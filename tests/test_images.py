@@ -7,6 +7,7 @@ test itself made (or from Pillow as an independent decoder), never from the modu
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import shutil
@@ -100,7 +101,10 @@ def _ref_png(arr: np.ndarray, depth: int, ctype: int, *, interlace: bool = False
     )
 
 
+@functools.cache
 def _srgb_icc() -> bytes:
+    # made once: a profile records when it was made, so two made a second apart differ (a test comparing
+    # them failed now and then)
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
