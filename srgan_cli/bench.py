@@ -143,23 +143,24 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
 
 
 def _download_set(name: str, repo: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
+    """The set's folder in the Hub dataset ``repo``: downloaded, or the cached copy where the Hub does not
+    answer (within :data:`hub.HUB_TIMEOUT`: a stalled proxy hung the run for good) or HF_HUB_OFFLINE is set."""
+    from .hub import download_folder
 
-        root = Path(snapshot_download(repo_id=repo, repo_type="dataset", allow_patterns=[f"{name}/*", f"{name}/**"]))
-    except Exception as exc:  # noqa: BLE001 - network, auth and cache errors all mean "not available"
-        raise SrganError(
-            f"cannot get {name} from the Hugging Face Hub dataset {repo} ({_short(exc)}); "
-            f"check the network or pass --data-dir DIR holding {name}/HR and {name}/LR_x4"
-        ) from None
+    local = f"--data-dir DIR holding {name}/HR and {name}/LR_x4"
+    try:
+        root, unasked = download_folder(repo, name)
+    except SrganError as exc:
+        raise SrganError(f"{exc}; or pass {local}") from None
     folder = root / name
     if not hr_folder(folder).is_dir():
-        # Offline or with the Hub unreachable, snapshot_download returns the cached snapshot as it is,
-        # which may hold other sets only: this is not proof that the dataset lacks the set.
-        raise SrganError(
-            f"{name}/HR is not in the Hub dataset {repo}, or not in its cached copy while the Hub cannot be "
-            f"reached; check the network, or pass --hub-dataset, or --data-dir DIR holding {name}/HR and {name}/LR_x4"
-        )
+        if unasked is not None:
+            # the cached snapshot, as it is, may hold other sets only: no proof that the dataset lacks the set
+            raise SrganError(
+                f"{name}/HR is not in the cached copy of the Hub dataset {repo}, and {unasked}; "
+                f"{'unset HF_HUB_OFFLINE' if 'HF_HUB_OFFLINE' in unasked else 'check the network'}, or pass {local}"
+            )
+        raise SrganError(f"{name}/HR is not in the Hub dataset {repo}; check --hub-dataset, or pass {local}")
     return folder
 
 

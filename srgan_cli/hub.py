@@ -35,6 +35,9 @@ from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, check_weights_file, lo
 
 DEFAULT_FILENAME = "model.safetensors"
 DEFAULT_REVISION = "main"
+# Seconds srgan waits for one answer of the Hub: past it, a cached copy is used, or the error says
+# the Hub cannot be reached (a stalled proxy or a captive portal accepts the connection and never answers).
+HUB_TIMEOUT = 10.0
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?|[A-Za-z0-9]"
 _HUB_RE = re.compile(
@@ -234,21 +237,11 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
         with _short_retries():
             local = Path(
                 huggingface_hub.hf_hub_download(
-                    repo_id=ref.repo_id, filename=ref.filename, revision=ref.revision, etag_timeout=10
+                    repo_id=ref.repo_id, filename=ref.filename, revision=ref.revision, etag_timeout=HUB_TIMEOUT
                 )
             )
-    except hf_errors.GatedRepoError:
-        raise SrganError(
-            f"{where}: the repo is gated; accept its terms on the Hub, then log in with 'hf auth login' "
-            "(or 'huggingface-cli login', or set HF_TOKEN)"
-        ) from None
-    except hf_errors.RepositoryNotFoundError:
-        raise SrganError(
-            f"{where}: repository not found; check the name, or log in with 'hf auth login' "
-            "(or set HF_TOKEN) if it is private"
-        ) from None
-    except hf_errors.RevisionNotFoundError:
-        raise SrganError(f"{where}: revision '{ref.revision}' not found; check the branch, tag or commit") from None
+    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:  # gated ones too
+        raise _refusal(where, exc, ref.revision) from None
     except hf_errors.RemoteEntryNotFoundError:
         raise SrganError(
             f"{where}: no file '{ref.filename}' in the repo; name the file as owner/repo:file.safetensors"
@@ -264,12 +257,9 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
             "check your connection, proxy and HF_ENDPOINT, then retry"
         ) from None
     except hf_errors.HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status in (401, 403):
-            raise SrganError(
-                f"{where}: access denied (HTTP {status}); log in with 'hf auth login' (or set HF_TOKEN)"
-            ) from None
-        raise SrganError(f"{where}: download failed (HTTP {status}); retry later") from None
+        if _status(exc) in (401, 403):
+            raise _refusal(where, exc) from None
+        raise SrganError(f"{where}: download failed (HTTP {_status(exc)}); retry later") from None
     except (OSError, ValueError) as exc:
         raise SrganError(f"{where}: download failed ({_first_line(exc)}); retry") from None
     except Exception as exc:  # httpx errors and other network failures of the client
@@ -283,6 +273,106 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
                 "the bad copy was removed from the cache; retry, and report it if it happens again"
             )
     return local
+
+
+def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tuple[Path, str | None]:
+    """The local snapshot of ``repo_id`` that holds ``folder/`` (only its files are fetched), and why the
+    Hub was not asked: None where it answered, else a clause ("HF_HUB_OFFLINE is set", "the Hub cannot
+    be reached (no answer within 10 s)") for a message; the cached copy is then used as it is, and
+    may lack ``folder/``.
+
+    ``snapshot_download`` asks the Hub for the repo's revision with no time limit: an endpoint that
+    accepts the connection and never answers (a stalled proxy, a captive portal) hung for good, the
+    folder cached or not. The Hub is first asked once with :data:`HUB_TIMEOUT`, as ``download`` waits
+    for a model file; where that fails, the cached copy is used or the error says what to do, in
+    one line, as ``download``'s do.
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hf_errors
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        raise SrganError(f"{repo_id}: downloading needs huggingface_hub; pip install huggingface_hub") from None
+
+    where = f"Hub {'dataset' if repo_type == 'dataset' else 'repo'} '{repo_id}'"
+    patterns = [f"{folder}/*", f"{folder}/**"]
+
+    def cached(why: str) -> tuple[Path, str]:
+        try:
+            root = huggingface_hub.snapshot_download(
+                repo_id=repo_id, repo_type=repo_type, allow_patterns=patterns, local_files_only=True
+            )
+        except Exception:  # noqa: BLE001 - not in the cache (or not whole there): nothing to use
+            if _offline():
+                raise SrganError(
+                    f"{where}: {folder}/ is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                    "unset HF_HUB_OFFLINE (or run once online) to download it"
+                ) from None
+            raise SrganError(
+                f"{where}: {why} and {folder}/ is not in the Hugging Face cache; "
+                "check your connection, proxy and HF_ENDPOINT, then retry"
+            ) from None
+        return Path(root), why
+
+    if _offline():
+        return cached("HF_HUB_OFFLINE is set")
+    try:
+        with _short_retries():
+            huggingface_hub.HfApi().repo_info(repo_id, repo_type=repo_type, timeout=HUB_TIMEOUT)
+    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
+        raise _refusal(where, exc) from None
+    except Exception as exc:  # noqa: BLE001 - no answer, a refused connection, a proxy's or captive portal's page
+        if isinstance(exc, hf_errors.HfHubHTTPError) and _status(exc) in (401, 403):
+            raise _refusal(where, exc) from None
+        return cached(f"the Hub cannot be reached ({_endpoint()}: {_why(exc)})")
+    try:
+        with _short_retries():
+            root = huggingface_hub.snapshot_download(
+                repo_id=repo_id, repo_type=repo_type, allow_patterns=patterns, etag_timeout=HUB_TIMEOUT
+            )
+    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
+        raise _refusal(where, exc) from None
+    except Exception as exc:  # noqa: BLE001 - network, disk and cache errors of the client
+        if isinstance(exc, hf_errors.HfHubHTTPError) and _status(exc) in (401, 403):
+            raise _refusal(where, exc) from None
+        raise SrganError(f"{where}: download of {folder}/ failed ({_why(exc)}); retry") from None
+    return Path(root), None
+
+
+def _refusal(where: str, exc: BaseException, revision: str | None = None) -> SrganError:
+    """The one-line error for a Hub that answered no: gated, not found, a revision not found, access denied."""
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(exc, hf_errors.GatedRepoError):
+        return SrganError(
+            f"{where}: the repo is gated; accept its terms on the Hub, then log in with 'hf auth login' "
+            "(or 'huggingface-cli login', or set HF_TOKEN)"
+        )
+    if isinstance(exc, hf_errors.RepositoryNotFoundError):
+        return SrganError(
+            f"{where}: repository not found; check the name, or log in with 'hf auth login' "
+            "(or set HF_TOKEN) if it is private"
+        )
+    if isinstance(exc, hf_errors.RevisionNotFoundError):
+        return SrganError(
+            f"{where}: revision '{revision or DEFAULT_REVISION}' not found; check the branch, tag or commit"
+        )
+    return SrganError(f"{where}: access denied (HTTP {_status(exc)}); log in with 'hf auth login' (or set HF_TOKEN)")
+
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong in a Hub request, for a message: a time-out (httpx's, whichever version the
+    Hub client uses) as how long was waited."""
+    if any("Timeout" in cls.__name__ for cls in type(exc).__mro__):
+        return f"no answer within {HUB_TIMEOUT:g} s"
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(exc, hf_errors.HfHubHTTPError) and _status(exc) is not None:
+        return f"HTTP {_status(exc)}"
+    return _first_line(exc) or type(exc).__name__
 
 
 # Cached Hub files already checked in this process, by (real path, size, mtime): a blob in the

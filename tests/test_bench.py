@@ -381,6 +381,19 @@ def test_data_dir_without_the_set_is_a_one_line_error(tmp_path):
     assert "--data-dir" in line and "bsd100/HR" in line
 
 
+def _hub_asked(monkeypatch, error=None):
+    """The Hub's answer to srgan's first question about a dataset (the repo's info; never the network):
+    an answer, or ``error`` raised."""
+    import huggingface_hub
+
+    def repo_info(self, repo_id, **kwargs):
+        if error is not None:
+            raise error
+        return object()
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", repo_info)
+
+
 def test_offline_hub_download_is_a_one_line_error(monkeypatch):
     import huggingface_hub
 
@@ -389,6 +402,7 @@ def test_offline_hub_download_is_a_one_line_error(monkeypatch):
         raise OSError("We have no connection\nmore")
 
     monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
+    _hub_asked(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     line = _one_line_error(_invoke("--set", "set5", "--model", "bicubic", "--hub-dataset", "someone/sets"))
     assert "someone/sets" in line and "no connection" in line and "--data-dir" in line
@@ -406,6 +420,7 @@ def test_hub_download_is_used_for_a_named_set_without_data_dir(monkeypatch, benc
     monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
     monkeypatch.delenv("SRGAN_BENCH_REPO", raising=False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    _hub_asked(monkeypatch)
     assert core.resolve_set("set14") == bench_dir / "set14"
     assert calls[0]["repo_id"] == core.DEFAULT_HUB_DATASET
     assert all(p.startswith("set14/") for p in calls[0]["allow_patterns"])
@@ -731,6 +746,7 @@ def test_a_missing_set_in_a_cached_hub_copy_does_not_claim_the_dataset_lacks_it(
     (tmp_path / "set5" / "HR").mkdir(parents=True)
     monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kwargs: str(tmp_path))
+    _hub_asked(monkeypatch, ConnectionError("[Errno 111] Connection refused"))
     line = _one_line_error(_invoke("--set", "set14", "--model", "bicubic"))
     assert "cannot be reached" in line and "--data-dir" in line
 
@@ -1469,3 +1485,135 @@ def test_a_file_given_to_set_is_said_to_be_a_file(tmp_path, monkeypatch):
         assert _one_line_error(_invoke("--set", given, "-m", "bicubic")) == (
             f"error: {given}: is a file; --set takes a folder (a set's folder, or one with HR/ in it)"
         )
+
+
+# ----------------------------------------------------------------------------- a Hub that never answers
+
+
+class _SilentHub:
+    """A server that accepts connections and never answers: a stalled proxy, a captive portal."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.connections: list = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(connection)  # held open, never read or answered
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        for connection in self.connections:  # a client still waiting gets its end of file
+            connection.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_hub(monkeypatch, tmp_path):
+    """(server, Hugging Face cache folder): the Hub client sent to a server that never answers, with
+    an empty cache of its own, and srgan's wait for an answer made short."""
+    from huggingface_hub import constants
+
+    from srgan_cli import hub
+
+    server = _SilentHub()
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    for key in ("HF_HUB_OFFLINE", "HF_TOKEN", "SRGAN_DATA_DIR", "SRGAN_BENCH_REPO"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", True)
+    monkeypatch.setattr(hub, "HUB_TIMEOUT", 0.5, raising=False)  # the base had no limit at all
+    yield server, cache
+    server.close()
+
+
+def _in_time(fn, limit=30):
+    """fn()'s result, failing the test (not hanging it) where fn takes more than ``limit`` seconds."""
+    import threading
+
+    out: dict = {}
+
+    def call():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        pytest.fail(f"still waiting after {limit} s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def _cache_set(cache, bench_dir, repo="someone/sets", name="set5"):
+    """``name`` of ``bench_dir`` in the Hugging Face cache as the dataset ``repo`` (main), as a download leaves it."""
+    commit = "c" * 40
+    storage = cache / f"datasets--{repo.replace('/', '--')}"
+    shutil.copytree(bench_dir / name, storage / "snapshots" / commit / name)
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text(commit)
+    return storage / "snapshots" / commit / name
+
+
+def test_a_hub_that_never_answers_is_waited_for_a_while_then_the_cached_set_is_used(silent_hub, bench_dir):
+    """An endpoint that took the connection and never answered hung `srgan bench --set set5` for good,
+    the set in the cache or not: the Hub's revision was asked for with no time limit."""
+    server, cache = silent_hub
+    folder = _cache_set(cache, bench_dir)
+    assert _in_time(lambda: core.resolve_set("set5", hub_dataset="someone/sets")) == folder
+    assert server.connections  # it was asked, and not answered
+    result = _in_time(lambda: _invoke("--set", "set5", "-m", "bicubic", "--no-lpips", "--hub-dataset", "someone/sets"))
+    assert result.exit_code == 0, result.output
+    assert "28.42" in result.stdout
+
+
+def test_a_hub_that_never_answers_with_the_set_not_cached_is_a_one_line_error(silent_hub):
+    server, _ = silent_hub
+    result = _in_time(lambda: _invoke("--set", "set5", "-m", "bicubic", "--hub-dataset", "someone/sets"))
+    line = _one_line_error(result)
+    assert "someone/sets" in line and "no answer within 0.5 s" in line and server.url in line
+    assert "set5/ is not in the Hugging Face cache" in line and "--data-dir" in line
+
+
+def test_offline_with_the_set_not_cached_says_so_whole(silent_hub):
+    """HF_HUB_OFFLINE=1: the error quoted the Hub client's own, cut mid-word at 160 characters ("downloa"),
+    and said to check the network."""
+    from huggingface_hub import constants
+
+    server, _ = silent_hub
+    constants.HF_HUB_OFFLINE = True  # put back by the fixture's monkeypatch
+    args = ["bench", "--set", "set5", "-m", "bicubic", "--hub-dataset", "a/b"]
+    result = CliRunner().invoke(main, args, env={"HF_HUB_OFFLINE": "1"})
+    line = _one_line_error(result)
+    assert "a/b" in line and "HF_HUB_OFFLINE is set" in line and "network" not in line
+    assert line.endswith("--data-dir DIR holding set5/HR and set5/LR_x4")
+    assert not server.connections
