@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 
 from .data import read_within
-from .errors import SrganError, first_line, printable
+from .errors import OptionError, SrganError, printable
 from .fsutil import atomic_path, file_in_the_way
 from .images import (
     is_image_path,
@@ -133,13 +133,24 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
     if root is not None:
         root = Path(os.path.expanduser(root))
         how = "--data-dir" if data_dir is not None else "SRGAN_DATA_DIR"
+        where = "set5/, set14/, bsd100/ with HR/ and LR_x4/"
+        if (root.exists() or root.is_symlink()) and not root.is_dir():  # was "no such folder" for a file
+            raise SrganError(f"{how} {root}: is a file, not a folder; it must be a folder holding {where}")
         if not root.is_dir():
-            raise SrganError(f"{how} {root}: no such folder; it must hold set5/, set14/, bsd100/ with HR/ and LR_x4/")
+            raise SrganError(f"{how} {root}: no such folder; it must hold {where}")
         folder = root / name
         if not hr_folder(folder).is_dir():
             raise SrganError(f"{how} {root}: no {name}/HR in it; it must hold {name}/HR and {name}/LR_x4")
         return folder
-    return _download_set(name, hub_dataset or os.environ.get("SRGAN_BENCH_REPO") or DEFAULT_HUB_DATASET)
+    if hub_dataset is not None:
+        repo, how = hub_dataset, "--hub-dataset"
+    else:
+        repo, how = os.environ.get("SRGAN_BENCH_REPO") or DEFAULT_HUB_DATASET, "SRGAN_BENCH_REPO"
+    from .hub import is_repo_id
+
+    if not is_repo_id(repo):  # the Hub client's own error for it read as a network problem
+        raise OptionError(f"{how} {repo!r}: not a Hub dataset name; expected owner/name, e.g. {DEFAULT_HUB_DATASET}")
+    return _download_set(name, repo)
 
 
 def _download_set(name: str, repo: str) -> Path:
@@ -972,4 +983,6 @@ def _safe_name(name: str) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    return first_line(exc, 160)
+    from .hub import short_message
+
+    return short_message(exc, 160)

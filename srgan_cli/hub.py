@@ -86,6 +86,14 @@ def looks_like_hub_ref(text: str) -> bool:
     return _match(text) is not None
 
 
+def is_repo_id(text: str) -> bool:
+    """True for a Hub repo id, ``owner/name`` (or a bare ``name``), by the names' rules above: no
+    file, revision, ``hf://`` or URL (whose text the Hub client took as a name and failed on, a failure
+    that read as a network problem)."""
+    match = re.fullmatch(rf"(?:(?P<owner>{_NAME})/)?(?P<name>{_NAME})", str(text))
+    return match is not None and not any("--" in part or ".." in part for part in match.groups() if part)
+
+
 def parse_hub_ref(text: str) -> HubRef:
     """Split a Hub reference; a one-line SrganError says the grammar if it is not one."""
     match = _match(str(text))
@@ -481,4 +489,16 @@ def _endpoint() -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return first_line(exc).strip()
+    return short_message(exc)
+
+
+def short_message(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message (a library's, quoted in one of ours), at most ``limit``
+    characters: a longer one is cut at the end of a word, with "..." (cut mid-word, it read as a typo)."""
+    line = first_line(exc, limit=len(str(exc))).strip() or type(exc).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 2]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > limit // 2 else cut[:-1]
+    return cut.rstrip(" ,;:.") + "..."

@@ -1617,3 +1617,50 @@ def test_offline_with_the_set_not_cached_says_so_whole(silent_hub):
     assert "a/b" in line and "HF_HUB_OFFLINE is set" in line and "network" not in line
     assert line.endswith("--data-dir DIR holding set5/HR and set5/LR_x4")
     assert not server.connections
+
+
+# ----------------------------------------------------------------------------- more of bench's fixes
+
+
+@pytest.mark.parametrize(
+    ("how", "value"),
+    [
+        ("--hub-dataset", "bad repo name"),
+        ("--hub-dataset", "a/b/c"),
+        ("SRGAN_BENCH_REPO", "https://huggingface.co/datasets/a/b"),
+    ],
+)
+def test_a_malformed_hub_dataset_is_a_usage_error_naming_where_it_came_from(monkeypatch, how, value):
+    """It was sent to the Hub, whose refusal read "check the network"."""
+    import huggingface_hub
+
+    def asked(**kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
+    monkeypatch.delenv("SRGAN_BENCH_REPO", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", asked)
+    _hub_asked(monkeypatch, AssertionError("the Hub was asked"))
+    args = ["--set", "set5", "-m", "bicubic"]
+    if how == "--hub-dataset":
+        args += ["--hub-dataset", value]
+    else:
+        monkeypatch.setenv(how, value)
+    result = _invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert f"{how} {value!r}: not a Hub dataset name" in result.stderr and "network" not in result.stderr
+
+
+def test_a_data_dir_that_is_a_file_is_said_to_be_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SRGAN_DATA_DIR", str(tmp_path / "f"))
+    (tmp_path / "f").write_text("x")
+    line = _one_line_error(_invoke("--set", "set5", "-m", "bicubic"))
+    assert f"SRGAN_DATA_DIR {tmp_path / 'f'}: is a file, not a folder" in line
+
+
+def test_a_long_library_message_is_cut_at_the_end_of_a_word():
+    words = "outgoing traffic has been disabled; to enable repo look-ups and downloads online set it " * 4
+    short = core._short(OSError(words))
+    assert len(short) <= 160 and short.endswith("...")
+    assert short[:-3].split() == words.split()[: len(short[:-3].split())]  # every word whole
+    assert core._short(OSError("short\nsecond line")) == "short"
