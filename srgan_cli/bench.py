@@ -138,9 +138,10 @@ def resolve_set(name_or_dir: str | Path, data_dir: str | Path | None = None, hub
             raise SrganError(f"{how} {root}: is a file, not a folder; it must be a folder holding {where}")
         if not root.is_dir():
             raise SrganError(f"{how} {root}: no such folder; it must hold {where}")
-        folder = root / name
+        # Set5/ or SET14/ (as the sets are often shipped): found whatever its case, as HR/ and LR_x4/ are
+        folder = _folder_named(root, name)
         if not hr_folder(folder).is_dir():
-            raise SrganError(f"{how} {root}: no {name}/HR in it; it must hold {name}/HR and {name}/LR_x4")
+            raise SrganError(f"{how} {root}: no {text}/HR in it; it must hold {text}/HR and {text}/LR_x4")
         return folder
     if hub_dataset is not None:
         repo, how = hub_dataset, "--hub-dataset"

@@ -1622,6 +1622,17 @@ def test_offline_with_the_set_not_cached_says_so_whole(silent_hub):
 # ----------------------------------------------------------------------------- more of bench's fixes
 
 
+def test_a_set_folder_under_data_dir_is_found_whatever_its_case(bench_dir, tmp_path, monkeypatch):
+    """Set5/ under --data-dir was "no set5/HR in it": set folders had to be lower-case."""
+    shutil.copytree(bench_dir / "set5", tmp_path / "Set5")
+    assert core.resolve_set("set5", data_dir=tmp_path) == tmp_path / "Set5"
+    result = _invoke("--set", "Set5", "-m", "bicubic", "--data-dir", tmp_path, "--no-lpips")
+    assert result.exit_code == 0, result.output
+    assert "28.42" in result.stdout
+    line = _one_line_error(_invoke("--set", "SET14", "-m", "bicubic", "--data-dir", tmp_path))
+    assert "no SET14/HR in it" in line  # what was typed
+
+
 @pytest.mark.parametrize(
     ("how", "value"),
     [
