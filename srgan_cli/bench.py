@@ -45,6 +45,7 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
             "better": 5, "worse": 0,  # images where this model's PSNR is higher / lower
             "lpips": -0.12 | null, "lpips_sem": 0.01 | null,  # null where LPIPS was not computed
             "lpips_lower": 5 | null,  # images where this model's LPIPS is lower (better)
+            "lpips_higher": 0 | null, # images where it is higher (worse); results before it lack it
             "lpips_n": 5 | null       # images where both LPIPS were computed (not on images too small for it)
           }
         }
@@ -719,6 +720,7 @@ def paired_difference(rows: Sequence[dict[str, Any]], base: Sequence[dict[str, A
         "lpips": dlpips,
         "lpips_sem": lpips_sem,
         "lpips_lower": sum(d < 0 for d in lp) if lp else None,
+        "lpips_higher": sum(d > 0 for d in lp) if lp else None,
         "lpips_n": len(lp) if lp else None,
     }
 

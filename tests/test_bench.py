@@ -912,7 +912,7 @@ def test_a_narrow_terminal_keeps_names_and_numbers_whole(tmp_path):
 
 
 def test_paired_lpips_counts_only_the_images_it_scored(tmp_path):
-    """The table's "lower" column divided by every image, also those too small for LPIPS."""
+    """The table's LPIPS better/worse column counted every image, also those too small for LPIPS."""
     from srgan_cli.commands.bench import _print_paired
 
     rows = [{"psnr": 30.0, "ssim": 0.9, "lpips": 0.1}, {"psnr": 31.0, "ssim": 0.9, "lpips": None}]
@@ -927,7 +927,8 @@ def test_paired_lpips_counts_only_the_images_it_scored(tmp_path):
     console = Console(width=120, file=io.StringIO())
     _print_paired(console, doc)
     out = console.file.getvalue()
-    assert "2/2" in out and "1/1" in out and "1/2" not in out  # higher: 2 of 2; lower: 1 of the 1 scored
+    # PSNR better on 2, worse on none, of 2; LPIPS lower on 1, higher on none, of the 1 scored (not of 2)
+    assert "2/0 of 2" in out and "1/0 of 1" in out and "1/0 of 2" not in out
 
 
 def test_one_lr_file_never_pairs_with_two_hr_images(tmp_path):
@@ -1620,6 +1621,24 @@ def test_offline_with_the_set_not_cached_says_so_whole(silent_hub):
 
 
 # ----------------------------------------------------------------------------- more of bench's fixes
+
+
+def test_the_paired_table_tells_a_model_the_same_as_the_first_from_one_worse_everywhere(bench_dir, tmp_path):
+    """It showed images better / n alone: "0/5" for the same model twice (0 better, 0 worse) and for one
+    worse on every image."""
+    weights = _tiny(tmp_path / "tiny.safetensors")
+    result = _invoke(
+        "--set", "set5", "-m", "bicubic", "-m", "bicubic", "-m", weights, "--data-dir", bench_dir, "--no-lpips",
+        "--paired",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {words[0]: line for line in result.stdout.splitlines() if (words := line.split())}
+    assert " 0/0 of 5 " in rows["bicubic-2"] and " 0/5 of 5 " in rows["tiny"]
+    assert "better/worse" in result.stdout
+    rows = [{"psnr": 30.0, "ssim": 0.9, "lpips": 0.1}, {"psnr": 31.0, "ssim": 0.9, "lpips": 0.3}]
+    base = [{"psnr": 29.0, "ssim": 0.8, "lpips": 0.2}, {"psnr": 31.0, "ssim": 0.8, "lpips": 0.2}]
+    paired = core.paired_difference(rows, base, "bicubic")
+    assert (paired["better"], paired["worse"], paired["lpips_lower"], paired["lpips_higher"]) == (1, 0, 1, 1)
 
 
 def test_a_set_folder_under_data_dir_is_found_whatever_its_case(bench_dir, tmp_path, monkeypatch):

@@ -466,15 +466,17 @@ def _print_paired(console, result: dict) -> None:
     first = result["models"][0]["name"]
     models = result["models"][1:]
     with_lpips = any(m["paired"]["lpips"] is not None for m in models)
+    # better and worse both: with only "higher" (better/n), a model the same as the first (0 better,
+    # 0 worse) read as one worse on every image
     table = Table(
         title=escape(f"{result['set']}: paired per image against {first}"),
-        caption="mean difference +- its standard error; higher: images with a higher PSNR"
-        + ("; lower: images with a lower LPIPS" if with_lpips else ""),
+        caption="mean difference +- its standard error; better/worse: images where it scores better / worse "
+        "(a higher PSNR" + (", a lower LPIPS" if with_lpips else "") + "), of those compared",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     table.add_column("model", overflow="fold", min_width=_name_width("model", [str(m["name"]) for m in models]))
-    for column in ("PSNR (dB)", "higher", "SSIM") + (("LPIPS", "lower") if with_lpips else ()):
+    for column in ("PSNR (dB)", "better/worse", "SSIM") + (("LPIPS", "better/worse") if with_lpips else ()):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column.split()[0]))
 
     def fmt(mean: float | None, sem: float | None, digits: int) -> str:
@@ -484,12 +486,11 @@ def _print_paired(console, result: dict) -> None:
 
     for model in models:
         p = model["paired"]
-        cells = [model["name"], fmt(p["psnr"], p["psnr_sem"], 3), f"{p['better']}/{p['n']}"]
+        cells = [model["name"], fmt(p["psnr"], p["psnr_sem"], 3), f"{p['better']}/{p['worse']} of {p['n']}"]
         cells.append(fmt(p["ssim"], p["ssim_sem"], 4))
         if with_lpips:
-            lower = (
-                "-" if p["lpips_lower"] is None else f"{p['lpips_lower']}/{p.get('lpips_n') or result['num_images']}"
-            )
+            n = p.get("lpips_n") or result["num_images"]
+            lower = "-" if p["lpips_lower"] is None else f"{p['lpips_lower']}/{p['lpips_higher']} of {n}"
             cells += [fmt(p["lpips"], p["lpips_sem"], 4), lower]
         table.add_row(*_cells(*cells))
     _print_fitted(console, table)
