@@ -61,7 +61,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ SET_SIZES = {"set5": 5, "set14": 14, "bsd100": 100}
 # The Hugging Face Hub dataset repo laid out as <set>/HR and <set>/LR_x4 for each of SET_NAMES.
 DEFAULT_HUB_DATASET = "srgan-cli/sr-benchmarks"
 BICUBIC = "bicubic"
+BICUBIC_SOURCE = "matlab-bicubic"  # the baseline's Upscaler.source (its name may be bicubic-2)
 # The most pixels a set's image (HR or LR) may have, checked before it is decoded: upscale's default
 # --max-pixels. A header claiming more (a 1.8 KB TIFF of 24 x 2,000,000,000 px) was decoded until the
 # machine ran out of memory. The standard sets' largest images are under 1 MP (Urban100's, DIV2K's
@@ -486,9 +487,13 @@ class Upscaler:
 
 
 def model_label(spec: str) -> str:
-    """A model's name in tables: a weights file's stem, else the name or Hub reference as given."""
+    """A model's name in tables: a weights file's stem, else the name or Hub reference as given.
+    "bicubic" names the baseline: a file of that stem keeps its suffix (``bicubic.safetensors``); it was
+    "bicubic" in the table, the JSON and the sheets, and the baseline's panel was left out for it."""
     path = Path(spec)
-    return path.stem if path.suffix == ".safetensors" else spec
+    if path.suffix != ".safetensors":
+        return spec
+    return path.name if path.stem.casefold() == BICUBIC else path.stem
 
 
 def unique_label(label: str, taken: set[str]) -> str:
@@ -517,7 +522,7 @@ def upscalers_for(specs: Sequence[str], device: Any = "cpu", precision: str = "f
 
 def bicubic_upscaler(scale: int = 4, name: str = BICUBIC) -> Upscaler:
     """MATLAB-compatible bicubic upscaling of the LR (the literature's baseline)."""
-    return Upscaler(name, "matlab-bicubic", scale, lambda lr: imresize(lr, scale))
+    return Upscaler(name, BICUBIC_SOURCE, scale, lambda lr: imresize(lr, scale))
 
 
 def model_upscaler(
@@ -590,6 +595,8 @@ def run_bench(
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
 
+    # the baseline by what it is, not by its name: a weights file named bicubic took its place on the sheets
+    baseline = {m.name for m in models if m.source == BICUBIC_SOURCE}
     first = bench_set.images[0].lr
     for model in models:  # warm-up: first-call allocations, kernel selection, lazy init
         model.run(first)
@@ -623,7 +630,8 @@ def run_bench(
             }
             rows[model.name].append(row)
         if save_dir is not None:
-            save_outputs(save_dir, image, outputs, scale, {n: rows[n][-1]["psnr"] for n in outputs})
+            psnrs = {n: rows[n][-1]["psnr"] for n in outputs}
+            save_outputs(save_dir, image, outputs, scale, psnrs, baseline=baseline)
         if progress is not None:
             progress(index + 1, total)
 
@@ -926,13 +934,20 @@ def _check_replaceable(dest: Path, image: BenchImage) -> None:
 
 
 def save_outputs(
-    save_dir: str | Path, image: BenchImage, outputs: dict[str, np.ndarray], scale: int, psnrs: dict[str, float]
+    save_dir: str | Path,
+    image: BenchImage,
+    outputs: dict[str, np.ndarray],
+    scale: int,
+    psnrs: dict[str, float],
+    baseline: Collection[str] | None = None,
 ) -> list[Path]:
     """Write ``<dir>/<model>/<image>.png`` for each SR output and ``<dir>/sheets/<image>.png``.
 
     The sheet shows HR, bicubic and every model on the same detail crop and flat crop, labelled
-    with name and PSNR. Every file is written atomically and marked as written here; an existing
-    file is replaced only if an earlier call wrote it (never one of the set's inputs).
+    with name and PSNR. ``baseline``: the names of the outputs that are the bicubic baseline
+    (default: one named "bicubic"); with none, the sheet gets a bicubic panel of its own.
+    Every file is written atomically and marked as written here; an existing file is replaced only if
+    an earlier call wrote it (never one of the set's inputs).
     """
     from PIL import Image, PngImagePlugin
 
@@ -955,7 +970,7 @@ def save_outputs(
     for name, sr in outputs.items():
         write(save_dir / folders[name] / f"{image.name}.png", sr)
     panels = []
-    if BICUBIC not in outputs:
+    if not (set(baseline) if baseline is not None else {BICUBIC}) & set(outputs):
         bic = imresize(image.lr, scale)
         panels.append(((BICUBIC, f" {psnr_y(bic, image.hr, scale):.2f} dB"), bic))
     for name, sr in outputs.items():

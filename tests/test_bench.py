@@ -1641,6 +1641,36 @@ def test_the_paired_table_tells_a_model_the_same_as_the_first_from_one_worse_eve
     assert (paired["better"], paired["worse"], paired["lpips_lower"], paired["lpips_higher"]) == (1, 0, 1, 1)
 
 
+def _sheet_width(folder):
+    with Image.open(next((folder / "sheets").iterdir())) as sheet:
+        return sheet.width
+
+
+def test_a_weights_file_named_bicubic_does_not_take_the_baselines_name_nor_its_panel(bench_dir, tmp_path):
+    """bicubic.safetensors was "bicubic" in the table and the JSON, and the sheets left the real bicubic
+    panel out for it, labelling the model's output bicubic."""
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    other = _tiny(tmp_path / "tiny.safetensors")
+    named = tmp_path / "bicubic.safetensors"
+    shutil.copy(other, named)
+    out = tmp_path / "r.json"
+    result = _invoke(
+        "--set", folder, "-m", named, "-m", "bicubic", "--no-lpips", "--paired", "--json", out,
+        "--save-images", tmp_path / "a",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert [m["name"] for m in doc["models"]] == ["bicubic.safetensors", "bicubic"]
+    assert "paired per image against bicubic.safetensors" in " ".join(result.stdout.split())
+    assert (tmp_path / "a" / "bicubic" / "baby.png").is_file()
+    assert (tmp_path / "a" / "bicubic.safetensors" / "baby.png").is_file()
+    assert core.model_label("x/BICUBIC.safetensors") == "BICUBIC.safetensors"
+    # alone, the file's sheet has the bicubic panel a model's sheet has: HR, bicubic and the model
+    assert _invoke("--set", folder, "-m", named, "--no-lpips", "--save-images", tmp_path / "b").exit_code == 0
+    assert _invoke("--set", folder, "-m", other, "--no-lpips", "--save-images", tmp_path / "c").exit_code == 0
+    assert _sheet_width(tmp_path / "b") == _sheet_width(tmp_path / "c")
+
+
 def test_a_set_folder_under_data_dir_is_found_whatever_its_case(bench_dir, tmp_path, monkeypatch):
     """Set5/ under --data-dir was "no set5/HR in it": set folders had to be lower-case."""
     shutil.copytree(bench_dir / "set5", tmp_path / "Set5")
