@@ -894,6 +894,10 @@ def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Seque
     # the set's own image folders: images saved there became inputs of the next run (HR "ground truth")
     lr_dir = bench_set.lr_dir or lr_folder(bench_set.path, bench_set.scale)
     own = [hr_folder(bench_set.path).resolve(), lr_dir.resolve()]
+    base = bench_set.path.resolve()
+    # and a folder of another case of those names (lr_x4/ for a model lr_x4.safetensors): HR/ and LR_x4/
+    # are found whatever their case, so the next run took it for the set's LR, or refused two of them
+    reserved = {"hr": "HR", f"lr_x{bench_set.scale}": f"LR_x{bench_set.scale}"}
     for folder in sorted(folders):
         where = folder.resolve()
         inside = next((d for d in own if where == d or where.is_relative_to(d)), None)
@@ -901,6 +905,12 @@ def check_save_dir(save_dir: str | Path, bench_set: BenchSet, model_names: Seque
             raise SrganError(
                 f"{folder}: is in the set's own {inside.name}/ folder, whose images the next run would read; "
                 "choose another --save-images folder"
+            )
+        top = where.relative_to(base).parts[0] if where != base and where.is_relative_to(base) else ""
+        if top.casefold() in reserved:
+            raise SrganError(
+                f"{folder}: {top}/ in the set's folder would be read as its own {reserved[top.casefold()]}/ "
+                "folder (found whatever the case of its name) by the next run; choose another --save-images folder"
             )
         blocked = file_in_the_way(folder)
         if blocked is not None:

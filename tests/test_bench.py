@@ -1724,3 +1724,17 @@ def test_a_long_library_message_is_cut_at_the_end_of_a_word():
     assert len(short) <= 160 and short.endswith("...")
     assert short[:-3].split() == words.split()[: len(short[:-3].split())]  # every word whole
     assert core._short(OSError("short\nsecond line")) == "short"
+
+
+@pytest.mark.parametrize("model", ["lr_x4", "hr", "Lr_X4"])
+def test_save_images_never_writes_a_folder_the_next_run_takes_for_the_sets_own(tmp_path, model):
+    """A model lr_x4.safetensors saved into the set's folder made lr_x4/ beside LR_x4/ (or hr/ beside HR/):
+    both are found whatever their case, so the next run refused the set, or read the model's images."""
+    folder = _set_with_lr_in(tmp_path, "LR_x4")
+    weights = _tiny(tmp_path / f"{model}.safetensors")
+    line = _one_line_error(_invoke("--set", folder, "-m", weights, "--no-lpips", "--save-images", folder))
+    assert "would be read as its own" in line
+    assert sorted(p.name for p in folder.iterdir()) == ["HR", "LR_x4"]
+    line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--save-images", folder / "hr"))
+    assert "HR/" in line
+    assert sorted(p.name for p in folder.iterdir()) == ["HR", "LR_x4"]
