@@ -80,7 +80,7 @@ from .images import (
     unread_kinds,
     unread_reason,
 )
-from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y, to_uint8
+from .metrics import Lpips, psnr_y, rgb_to_y, ssim_y
 from .resize import imresize
 
 SCHEMA_VERSION = 1
@@ -548,8 +548,10 @@ def model_upscaler(
     dtype = getattr(model, "dtype", None) or dtype
 
     def run(lr: np.ndarray) -> np.ndarray:
-        out = api.upscale_array(model, lr.astype(np.float32) / 255.0, dtype=dtype)
-        return to_uint8(out)
+        # quantised as srgan upscale stores it (float32, half to even): the images --save-images writes
+        # are byte for byte upscale's, and scored as such (a float64 rounding gave another value to a pixel
+        # of Set5's bird that is exactly x.5 in float32)
+        return api.upscale_array(model, lr, dtype=dtype, bit_depth=8)
 
     def sync() -> None:
         if dev.type == "cuda":

@@ -1738,3 +1738,23 @@ def test_save_images_never_writes_a_folder_the_next_run_takes_for_the_sets_own(t
     line = _one_line_error(_invoke("--set", folder, "-m", "bicubic", "--no-lpips", "--save-images", folder / "hr"))
     assert "HR/" in line
     assert sorted(p.name for p in folder.iterdir()) == ["HR", "LR_x4"]
+
+
+def test_saved_images_are_those_srgan_upscale_writes_byte_for_byte(bench_dir, tmp_path):
+    """bench rounded outputs in float64, upscale in float32: a pixel of bird at 82.5 in float32 was 83 in
+    bench's image and 82 in upscale's."""
+    folder = tmp_path / "bird"
+    for sub in ("HR", "LR_x4"):
+        (folder / sub).mkdir(parents=True)
+        shutil.copy(bench_dir / "set5" / sub / "bird.png", folder / sub / "bird.png")
+    result = _invoke(
+        "--set", folder, "-m", "srresnet_x4", "--device", "cpu", "--no-lpips", "--save-images", tmp_path / "s"
+    )
+    assert result.exit_code == 0, result.output
+    up = CliRunner().invoke(
+        main, ["upscale", str(folder / "LR_x4" / "bird.png"), "-o", str(tmp_path / "u.png"), "-m", "srresnet_x4",
+               "--device", "cpu", "--precision", "fp32"]
+    )  # fmt: skip
+    assert up.exit_code == 0, up.output
+    with Image.open(tmp_path / "s" / "srresnet_x4" / "bird.png") as a, Image.open(tmp_path / "u.png") as b:
+        assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
