@@ -1758,3 +1758,11 @@ def test_saved_images_are_those_srgan_upscale_writes_byte_for_byte(bench_dir, tm
     assert up.exit_code == 0, up.output
     with Image.open(tmp_path / "s" / "srresnet_x4" / "bird.png") as a, Image.open(tmp_path / "u.png") as b:
         assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+
+
+def test_flags_that_add_nothing_say_so(bench_dir):
+    """--paired with one model and --ensemble with bicubic alone printed nothing more, without a word."""
+    result = _invoke("--set", "set5", "-m", "bicubic", "--data-dir", bench_dir, "--no-lpips", "--paired", "--ensemble")
+    assert result.exit_code == 0, result.output
+    assert "note: --paired" in result.stderr and "note: --ensemble" in result.stderr
+    assert "paired" not in result.stdout

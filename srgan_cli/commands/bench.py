@@ -208,6 +208,22 @@ def bench(
                 )
             )
 
+    # the flags that would add nothing printed nothing: a word, so that a typo'd command is not taken for a result
+    if ensemble and all(spec.lower() == core.BICUBIC for spec in specs):
+        notes.print(
+            "note: --ensemble: bicubic has no self-ensemble; give a model (--model) to score one",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if paired and len(upscalers) < 2:
+        notes.print(
+            "note: --paired compares each model with the first --model; with one model there is no paired table",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
     if save_images is not None:  # before any model runs: a refusal costs nothing
         for bench_set in bench_sets:
             save_dir = save_images / bench_set.name if folder_per_set else save_images
