@@ -757,7 +757,21 @@ def _resolve_options(
         )
     # a run from before the folder it began in was recorded: its relative paths cannot be compared
     unsure = {k for k in ("data",) if not isinstance(cwd, str) and not os.path.isabs(str(saved.get(k) or "/"))}
-    state["resume_notes"] = _resume_notes(saved, options, cfg, step if isinstance(step, int) else 0, unsure)
+    step = step if isinstance(step, int) else 0
+    if step >= cfg.steps:
+        # nothing left to train: the options given change nothing, so the run goes on with its own (the
+        # weights written from the checkpoint say what trained them) and config.json stays as it is;
+        # the run's end says which were not applied. Those of speed alone are used, where the models load.
+        state["unapplied"] = _changed_options(saved, options, cfg, _SPEED_OPTIONS | {"steps"}, unsure)
+        state["resume_notes"] = []
+        kept = {**saved, **{k: v for k, v in options.items() if k in _SPEED_OPTIONS}, "steps": cfg.steps}
+        try:
+            cfg = TrainConfig.from_dict(kept).resolved()
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SrganError(f"{ckpt_path}: its saved configuration is damaged ({first_line(exc, 120)})") from None
+        return cfg, state, None
+    state["resume_notes"] = _resume_notes(saved, options, cfg, step, unsure)
+    state["changed"] = _changed_options(saved, options, cfg, _QUIET_ON_RESUME, unsure)  # said if none is applied
     return cfg, state, None
 
 
@@ -775,15 +789,19 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def _resume_notes(
-    saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, step: int, unsure: set[str] = frozenset()
+# Options of speed alone: a resume with nothing left to train still uses them (to load the models)
+_SPEED_OPTIONS = frozenset({"workers", "cache", "cache_dir", "threads", "device", "channels_last", "compile"})
+_SPEED_OPTIONS |= {"cuda_graphs"}
+
+
+def _changed_options(
+    saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, skip: frozenset[str], unsure: set[str]
 ) -> list[str]:
-    """What a resume changes in the training itself (the steps from now on differ from those of an
-    uninterrupted run): the options given that differ from the run's, and a schedule that follows
-    a raised --steps. ``unsure``: options whose saved value cannot be compared."""
+    """The options given that differ from the run's saved ones, as ``--lr 0.0001 -> 1e-05``; those
+    in ``skip`` or ``unsure`` (whose saved value cannot be compared) are left out."""
     changed = []
     for key, value in options.items():
-        if key in _QUIET_ON_RESUME or key not in saved or key in unsure:
+        if key in skip or key not in saved or key in unsure:
             continue
         was, now = saved[key], getattr(cfg, key, value)
         if key in ("data", "vgg_weights") and isinstance(was, str) and isinstance(now, str):
@@ -792,6 +810,16 @@ def _resume_notes(
             same = was == now
         if not same:
             changed.append(f"--{key.replace('_', '-')} {'unset' if was is None else was} -> {now}")
+    return changed
+
+
+def _resume_notes(
+    saved: dict[str, Any], options: dict[str, Any], cfg: TrainConfig, step: int, unsure: set[str] = frozenset()
+) -> list[str]:
+    """What a resume changes in the training itself (the steps from now on differ from those of an
+    uninterrupted run): the options given that differ from the run's, and a schedule that follows
+    a raised --steps. ``unsure``: options whose saved value cannot be compared."""
+    changed = _changed_options(saved, options, cfg, _QUIET_ON_RESUME, unsure)
     notes = []
     if changed:
         dropped = saved.get("ema") and not cfg.ema
@@ -1117,6 +1145,11 @@ class _Trainer:
         self._report = report
         self.replacing = replacing  # the note on a dead run's files this new run replaces, or None
         self.gan = cfg.stage == "gan"
+        # the step a resume goes on from; a resume with nothing left to train (idle) loads its models
+        # to refresh generator.safetensors and reads no data
+        self.resumed_from = int(state["step"]) if state is not None else None
+        self.idle = self.resumed_from is not None and self.resumed_from >= cfg.steps
+        self._config_current = False  # config.json holds this run's options (see _write_config)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.dtype, note = train_dtype(cfg.precision, device)
@@ -1363,7 +1396,7 @@ class _Trainer:
     def _losses(self) -> None:
         """Content / adversarial losses; VGG is loaded now, so a missing VGG fails before any training."""
         self.content = None
-        if not self.gan:
+        if not self.gan or self.idle:
             return
         from . import losses
 
@@ -1406,8 +1439,20 @@ class _Trainer:
         stop = getattr(self, "_stop", None)
         return None if stop is None or self.dist.enabled else (lambda: stop.requested)
 
+    def _idle_data(self) -> None:
+        """What :meth:`_data` sets, for a resume with nothing left to train: no image is read."""
+        state = self.state or {}
+        self.val_images, self.val_lpips = [], None
+        self.held_out, self.data_fingerprint = state.get("held_out"), state.get("data")
+        self.best_by = self._restored_best[0] or self.cfg.best_by or "psnr"
+        self.unread_images, self._known_unread, self._unread_unsaid = {}, set(), []
+        self._cache_unwritten = False
+
     def _data(self) -> None:
         cfg = self.cfg
+        if self.idle:
+            self._idle_data()
+            return
         # the validation set first: it is small, and a wrong --val fails before minutes of decoding
         self.val_images: list[ValImage] = []
         scan = held = names = None
@@ -1824,6 +1869,8 @@ class _Trainer:
             )
 
     def _write_checkpoint(self) -> None:
+        if not self._config_current:
+            self._write_config()
         state = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -1866,19 +1913,33 @@ class _Trainer:
             return
         if old == text:
             return
-        kept = self.run_dir / f"config.step{self.step}.json"
+        kept = self.run_dir / f"config.step{self.resumed_from}.json"
         n = 1
         while kept.exists():
             n += 1
-            kept = self.run_dir / f"config.step{self.step}-{n}.json"
+            kept = self.run_dir / f"config.step{self.resumed_from}-{n}.json"
         try:
             with atomic_path(kept, overwrite=False) as tmp:  # never in place of a file of the user's
                 tmp.write_text(old, encoding="utf-8")
         except (OSError, SrganError):
             return
         self.info(
-            f"config.json: the options changed on resume; those of the steps before {self.step} are kept in {kept.name}"
+            f"config.json: the options changed on resume; those of the steps before {self.resumed_from} are kept in "
+            f"{kept.name}"
         )
+
+    def _write_config(self) -> None:
+        """Write config.json: a new run's as it starts, a resume's with its first checkpoint (before
+        it), so that config.json holds the options of the checkpoint's steps: a resume that trains
+        nothing, or stops before its first checkpoint, leaves the run's as they were."""
+        record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        config = self.run_dir / "config.json"
+        if self.state is not None:
+            self._keep_earlier_config(config, text)
+        with atomic_path(config) as tmp:
+            tmp.write_text(text)
+        self._config_current = True
 
     def _prepare_run_dir(self) -> None:
         if not self.dist.main:
@@ -1910,13 +1971,8 @@ class _Trainer:
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
-        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-        config = self.run_dir / "config.json"
-        if self.state is not None:
-            self._keep_earlier_config(config, text)
-        with atomic_path(config) as tmp:
-            tmp.write_text(text)
+        if self.state is None:
+            self._write_config()  # a resume's: with its first checkpoint
         metrics = self.run_dir / "metrics.jsonl"
         if self.replacing:
             self.info(self.replacing)
@@ -2101,7 +2157,7 @@ class _Trainer:
                 self._write_metrics(record)
             return record
 
-        it = self._loader_iter = iter(self.loader)
+        it = self._loader_iter = iter(self.loader) if not self.idle else None
         while self.step < cfg.steps:
             if self._stop_agreed(stop):
                 interrupted = True
@@ -2182,10 +2238,22 @@ class _Trainer:
         if interrupted:
             self._save_at_stop(start, read_back, n_window, log_window)
             resumable = self.step > start or (self.run_dir / CHECKPOINT).exists()
-            self.emit({"event": "interrupted", "step": self.step, "saved": self.step > start, "resumable": resumable})
+            event = {"event": "interrupted", "step": self.step, "saved": self.step > start, "resumable": resumable}
+            if self.step == start and (self.state or {}).get("changed"):
+                event["unapplied"] = list(self.state["changed"])  # this resume's changes: none trained yet
+            self.emit(event)
             raise KeyboardInterrupt
         if self.step == start and start > 0:
-            self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
+            unapplied = (self.state or {}).get("unapplied")
+            if unapplied:
+                one = len(unapplied) == 1
+                self.info(
+                    f"the run is already at step {start} of {cfg.steps}, so this resume's {', '.join(unapplied)} "
+                    f"{'is' if one else 'are'} not applied (config.json and the weights keep the run's options); "
+                    f"raise --steps to train further with {'it' if one else 'them'}"
+                )
+            else:
+                self.info(f"the run is already at step {start} of {cfg.steps}; raise --steps to train further")
         if self.unread_images:
             count = len(self.unread_images)
             self.info(

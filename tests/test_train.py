@@ -2625,3 +2625,44 @@ def test_val_on_the_training_images_is_noted(data, tmp_path):
         assert bool(notes) == noted, (val, _notes(events))
         if noted:
             assert notes[0].startswith(f"--val {val} holds images of --data {data}: the run validates"), notes
+
+
+def test_a_resume_with_nothing_left_to_train_applies_and_records_none_of_its_options(data, tmp_path):
+    """A resume of a finished run with --lr promised "the steps from 2 on use the new values" and
+    wrote them into config.json, then trained nothing: a later resume with more steps trained with
+    the old rate, and kept config.json's new one as the record of the steps before (false)."""
+    run = tmp_path / "run"
+    train(_options(data, steps=2, lr=1e-3), run)
+    config = (run / "config.json").read_text()
+    events: list[dict] = []
+    assert train({"lr": 5e-4, "ema": 0.5}, run, resume=True, report=events.append).step == 2
+    assert (run / "config.json").read_text() == config and not list(run.glob("config.step*.json"))
+    notes = _notes(events)
+    assert not [n for n in notes if "this resume changes" in n or n.startswith("config.json")], notes
+    (note,) = [n for n in notes if "already at step 2 of 2" in n]
+    assert "--lr 0.001 -> 0.0005, --ema 0.0 -> 0.5 are not applied" in note and "raise --steps" in note, note
+    meta = read_metadata(run / "generator.safetensors")
+    assert meta["lr"] == "0.001" and "ema" not in meta
+    # the steps before 2 were trained at 1e-3, and the record says so
+    train({"steps": 3}, run, resume=True)
+    assert json.loads((run / "config.json").read_text())["lr"] == 1e-3
+    assert json.loads((run / "config.step2.json").read_text())["lr"] == 1e-3
+
+
+def test_a_resume_stopped_before_its_first_step_leaves_the_runs_config(data, tmp_path):
+    run = tmp_path / "run"
+    train(_options(data, steps=2, lr=1e-3), run)
+    config = (run / "config.json").read_text()
+
+    events: list[dict] = []
+
+    def report(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "start":
+            raise KeyboardInterrupt  # a stop as the first step begins
+
+    with pytest.raises(KeyboardInterrupt):
+        train({"steps": 4, "lr": 5e-4}, run, resume=True, report=report)
+    assert load_checkpoint(run / CHECKPOINT)["step"] == 2
+    assert (run / "config.json").read_text() == config and not list(run.glob("config.step*.json"))
+    assert events[-1]["event"] == "interrupted" and events[-1]["unapplied"] == ["--lr 0.001 -> 0.0005"], events[-1]

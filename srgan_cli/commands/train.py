@@ -528,6 +528,8 @@ class _Reporter:
                 self._line("interrupted before the first checkpoint: nothing to resume; start the run again")
             else:
                 where = f"checkpoint saved at step {event['step']}" if event["saved"] else "nothing new to save"
+                if event.get("unapplied"):  # a resume stopped before its first step: its changes are not kept
+                    where += f" (this resume's {', '.join(event['unapplied'])} not applied: give them again)"
                 self._line(f"interrupted: {where}; continue with --resume")
         elif kind == "checkpoint" and self.progress is None:
             self._line(f"checkpoint at step {event['step']}")
