@@ -784,6 +784,49 @@ _QUIET_ON_RESUME = frozenset(
 )
 
 
+# Options that name a file or folder, relative to the folder the run was started from where relative
+_PATH_OPTIONS = ("data", "init", "vgg_weights", "data_dir", "val", "cache_dir")
+
+
+def _anchored(key: str, value: Any, cwd: Any) -> Any:
+    """A path option's value as the file or folder it names from ``cwd`` (its real path); as it is
+    where that cannot be told (a relative path of a run that did not record its folder), or for a
+    --val that names no folder there (a named set)."""
+    if key not in _PATH_OPTIONS or not isinstance(value, str):
+        return value
+    path = os.path.expanduser(value)
+    if not os.path.isabs(path):
+        if not isinstance(cwd, str):
+            return value
+        path = os.path.join(cwd, path)
+    if key == "val" and not os.path.exists(path):
+        return value
+    return os.path.realpath(path)
+
+
+def _same_config(a: dict[str, Any], a_cwd: Any, b: dict[str, Any], b_cwd: Any) -> bool:
+    """Whether two config.json records (the options, "generator", "world_size", "cwd") say the same: the
+    options a version did not record taken at their defaults, paths as the files they name from the
+    folder each run was started in (``a_cwd``, ``b_cwd``; None where not recorded)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    a, b = (
+        json.loads(json.dumps({**defaults, **a}, default=str)),
+        json.loads(json.dumps({**defaults, **b}, default=str)),
+    )
+    for key in (set(a) | set(b)) - {"cwd"}:  # the folder a record was written from: its paths are compared
+        x, y = a.get(key), b.get(key)
+        if key in _PATH_OPTIONS and isinstance(x, str) and isinstance(y, str):
+            unsure = any(
+                not os.path.isabs(os.path.expanduser(v)) and not isinstance(c, str) for v, c in ((x, a_cwd), (y, b_cwd))
+            )
+            if unsure:
+                continue  # a relative path of a run that did not record its folder: cannot be compared
+            x, y = _anchored(key, x, a_cwd), _anchored(key, y, b_cwd)
+        if x != y:
+            return False
+    return True
+
+
 def _size(n: int) -> str:
     """Bytes as GiB, or MiB below one GiB (a small set's "0.0 GiB" said nothing)."""
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
@@ -1903,42 +1946,71 @@ class _Trainer:
         _save_checkpoint(self.run_dir / CHECKPOINT, state)
         save_generator(self.run_dir / "generator.safetensors", self.export_model(), self.gconf, self._metadata())
 
-    def _keep_earlier_config(self, config: Path, text: str) -> None:
+    def _checkpoint_record(self) -> dict[str, Any]:
+        """The config.json record of the steps of the checkpoint resumed from (its own options)."""
+        state = self.state or {}
+        record = {
+            **dict(state.get("config") or {}),
+            "generator": state.get("generator_config"),
+            "world_size": state.get("world_size", 1),
+        }
+        if isinstance(state.get("cwd"), str):
+            record["cwd"] = state["cwd"]
+        return record
+
+    def _keep_earlier_config(self, config: Path, text: str) -> bool:
         """On a resume with other options (more steps, another learning rate), the earlier run's
         config.json was replaced, and with it the record of how the first steps were trained: it is
-        kept as config.step<N>.json (N: the step resumed from), with a note."""
+        kept as config.step<N>.json (N: the step resumed from), with a note. The options are those of
+        the checkpoint, compared with paths resolved against the folder each run was started from
+        (a resume from another folder changes the spelling of a relative --data, not the folder).
+        Returns whether config.json is to be written (it is missing, or does not agree with the
+        options of this run)."""
+        before, cwd = self._checkpoint_record(), (self.state or {}).get("cwd")
+        record = json.loads(text)
         try:
             old = config.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return
-        if old == text:
-            return
-        kept = self.run_dir / f"config.step{self.resumed_from}.json"
+            on_disk = json.loads(old)
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            old, on_disk = None, None
+        if not isinstance(on_disk, dict) or not _same_config(on_disk, on_disk.get("cwd", cwd), before, cwd):
+            old = json.dumps(before, indent=2, sort_keys=True, default=str) + "\n"  # config.json is not the run's
+        if _same_config(before, cwd, record, os.getcwd()):
+            return not isinstance(on_disk, dict) or not _same_config(
+                on_disk, on_disk.get("cwd", cwd), record, os.getcwd()
+            )
+        name = f"config.step{self.resumed_from}"
+        earlier = [p for p in self.run_dir.glob(f"{name}*.json") if re.fullmatch(rf"{name}(-\d+)?\.json", p.name)]
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if any(p.read_text(encoding="utf-8") == old for p in earlier):
+                return True  # kept by a resume that stopped before its checkpoint was written
+        kept = self.run_dir / f"{name}.json"
         n = 1
         while kept.exists():
             n += 1
-            kept = self.run_dir / f"config.step{self.resumed_from}-{n}.json"
+            kept = self.run_dir / f"{name}-{n}.json"
         try:
             with atomic_path(kept, overwrite=False) as tmp:  # never in place of a file of the user's
                 tmp.write_text(old, encoding="utf-8")
         except (OSError, SrganError):
-            return
+            return True
         self.info(
             f"config.json: the options changed on resume; those of the steps before {self.resumed_from} are kept in "
             f"{kept.name}"
         )
+        return True
 
     def _write_config(self) -> None:
         """Write config.json: a new run's as it starts, a resume's with its first checkpoint (before
         it), so that config.json holds the options of the checkpoint's steps: a resume that trains
         nothing, or stops before its first checkpoint, leaves the run's as they were."""
         record = {**self.cfg.to_dict(), "generator": self.gconf.to_dict(), "world_size": self.dist.world_size}
+        record["cwd"] = os.getcwd()  # the folder its relative paths are relative to
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         config = self.run_dir / "config.json"
-        if self.state is not None:
-            self._keep_earlier_config(config, text)
-        with atomic_path(config) as tmp:
-            tmp.write_text(text)
+        if self.state is None or self._keep_earlier_config(config, text):
+            with atomic_path(config) as tmp:
+                tmp.write_text(text)
         self._config_current = True
 
     def _prepare_run_dir(self) -> None:

@@ -2666,3 +2666,30 @@ def test_a_resume_stopped_before_its_first_step_leaves_the_runs_config(data, tmp
     assert load_checkpoint(run / CHECKPOINT)["step"] == 2
     assert (run / "config.json").read_text() == config and not list(run.glob("config.step*.json"))
     assert events[-1]["event"] == "interrupted" and events[-1]["unapplied"] == ["--lr 0.001 -> 0.0005"], events[-1]
+
+
+def test_a_plain_resume_from_another_folder_changes_no_option(tmp_path, monkeypatch):
+    """A resume from another working folder made the run's relative --data absolute, and config.json's
+    text compared with it said "the options changed on resume" and kept a config.step<N>.json."""
+    base = tmp_path / "base"
+    _images(base / "images", count=3)
+    monkeypatch.chdir(base)
+    stopped: list[bool] = []
+
+    def report(event: dict) -> None:
+        if event["event"] == "log" and event["step"] == 2:
+            stopped.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        train({"data": "images", "steps": 4, "log_every": 1, **TINY}, "run", report=report, stop=lambda: bool(stopped))
+    config = (base / "run" / "config.json").read_text()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    events: list[dict] = []
+    assert train({}, base / "run", resume=True, report=events.append).step == 4
+    assert not [n for n in _notes(events) if "changed" in n], _notes(events)
+    assert not list((base / "run").glob("config.step*.json"))
+    assert (base / "run" / "config.json").read_text() == config  # as the run spelled it
+    # a real change is still kept, with the relative path the run typed
+    train({"steps": 5, "lr": 5e-4}, base / "run", resume=True, report=events.append)
+    assert (base / "run" / "config.step4.json").read_text() == config
