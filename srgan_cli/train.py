@@ -827,14 +827,48 @@ def _same_config(a: dict[str, Any], a_cwd: Any, b: dict[str, Any], b_cwd: Any) -
     return True
 
 
-def _size(n: int) -> str:
-    """Bytes as GiB, or MiB below one GiB (a small set's "0.0 GiB" said nothing)."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
 # Options of speed alone: a resume with nothing left to train still uses them (to load the models)
 _SPEED_OPTIONS = frozenset({"workers", "cache", "cache_dir", "threads", "device", "channels_last", "compile"})
 _SPEED_OPTIONS |= {"cuda_graphs"}
+
+
+# Options that change how the run goes, not what it trains: left out of the weights' record of what
+# each resume changed (--steps too, where the learning rate does not follow it)
+_NOT_TRAINING = _SPEED_OPTIONS | {"log_every", "checkpoint_every", "val_every", "val", "data_dir", "best_by"}
+MAX_CHANGES_SHOWN = 20  # resumes named in the weights' option_changes (the latest ones)
+
+
+def _absolute(path: Any) -> str:
+    """A path option as an absolute path (the metadata travels without the folder it was typed in)."""
+    return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) else str(path)
+
+
+def _changes_text(history: list[dict[str, Any]]) -> str:
+    """``step 2000: lr 0.0001 -> 1e-05, batch_size 16 -> 32; step 5000: ...``: what each resume changed."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:g}"
+        if isinstance(v, (list, tuple)):
+            return ",".join(value(x) for x in v)
+        return "unset" if v is None else str(v)
+
+    parts = []
+    for entry in history[-MAX_CHANGES_SHOWN:]:
+        changes = entry.get("changes") if isinstance(entry.get("changes"), dict) else {}
+        items = ", ".join(
+            f"{k} {value(v[0])} -> {value(v[1])}"
+            for k, v in changes.items()
+            if isinstance(v, (list, tuple)) and len(v) == 2
+        )
+        parts.append(f"step {entry.get('step')}: {items}")
+    earlier = len(history) - MAX_CHANGES_SHOWN
+    return ("; ".join(parts) + (f" (and {earlier} earlier)" if earlier > 0 else "")) if parts else ""
+
+
+def _size(n: int) -> str:
+    """Bytes as GiB, or MiB below one GiB (a small set's "0.0 GiB" said nothing)."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _changed_options(
@@ -1308,6 +1342,7 @@ class _Trainer:
         if self.state is not None:
             self._restore(self.state)
             self.saved_step = self.step
+        self.option_changes = self._option_changes()
         for opt in (self.opt_g, self.opt_d):
             if opt is not None:
                 self._set_optimizer_kind(opt)
@@ -1812,12 +1847,34 @@ class _Trainer:
         self.last_lpips = float(np.mean(lpips)) if lpips else None
         return float(np.mean(scores))
 
+    def _option_changes(self) -> list[dict[str, Any]]:
+        """What each resume of the run changed in its training, for the weights' provenance: the
+        checkpoint's list, and this resume's changes where it trains (``{"step": N, "changes":
+        {option: [before, now]}}``, paths as the files they name)."""
+        state = self.state or {}
+        history = [dict(e) for e in state.get("option_changes") or () if isinstance(e, dict)]
+        if self.state is None or self.idle:
+            return history
+        before = self._checkpoint_record()
+        cfg = self.cfg
+        now = {**cfg.to_dict(), "world_size": self.dist.world_size}
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not dataclasses.MISSING}
+        follows_steps = cfg.lr_decay == "cosine" or (cfg.lr_decay == "step" and not (cfg.lr_step or cfg.lr_milestones))
+        changes = {}
+        for key in sorted(now):
+            if key in _NOT_TRAINING or (key == "steps" and not follows_steps):
+                continue
+            was = before.get(key, defaults.get(key))
+            if not _same_config({key: was}, before.get("cwd"), {key: now[key]}, os.getcwd()):
+                changes[key] = [_anchored(key, was, before.get("cwd")), _anchored(key, now[key], os.getcwd())]
+        return [*history, {"step": self.resumed_from, "changes": changes}] if changes else history
+
     def _metadata(self) -> dict[str, str]:
         cfg = self.cfg
         meta = {
             "stage": cfg.stage,
             "steps": str(self.step),
-            "data": str(cfg.data),
+            "data": _absolute(cfg.data),  # as typed it was relative to a folder the file does not name
             "seed": str(cfg.seed),
             "patch_size": str(cfg.patch_size),
             "batch_size": str(cfg.batch_size * self.dist.world_size),
@@ -1834,7 +1891,7 @@ class _Trainer:
         if self.gan:
             meta.update(gan_type=cfg.gan_type, adv_weight=str(cfg.adv_weight))
         if cfg.init is not None:  # the mse stage may start from weights too (a longer schedule)
-            meta["init"] = str(cfg.init)
+            meta["init"] = _absolute(cfg.init)
             if self.init_sha256:
                 meta["init_sha256"] = self.init_sha256
         if cfg.ema:
@@ -1859,6 +1916,8 @@ class _Trainer:
             meta["val"] = f"{cfg.val_holdout} images held out of the data" if cfg.val_holdout else str(cfg.val)
             if self.last_lpips is not None:
                 meta["val_lpips"] = f"{self.last_lpips:.4f}"
+        if self.option_changes:  # the values above are those of the last resume: what trained the steps before
+            meta["option_changes"] = _changes_text(self.option_changes)
         return meta
 
     def _best(self) -> dict[str, Any]:
@@ -1940,6 +1999,7 @@ class _Trainer:
             "world_size": self.dist.world_size,
             "held_out": self.held_out,  # --val-holdout's images, under --data
             "data": self.data_fingerprint,  # the images scanned: a resume says when they changed
+            "option_changes": self.option_changes,  # what each resume changed, for the weights' provenance
             "cwd": os.getcwd(),  # what relative paths of the config are relative to, for a resume elsewhere
             "saved_at": time.time(),
         }

@@ -2693,3 +2693,22 @@ def test_a_plain_resume_from_another_folder_changes_no_option(tmp_path, monkeypa
     # a real change is still kept, with the relative path the run typed
     train({"steps": 5, "lr": 5e-4}, base / "run", resume=True, report=events.append)
     assert (base / "run" / "config.step4.json").read_text() == config
+
+
+def test_the_weights_record_what_each_resume_changed_and_absolute_paths(tmp_path, monkeypatch):
+    """The metadata told the options of the last resume alone (its lr, batch size) as if the whole run
+    had used them, and --data as typed, relative to a folder it did not name."""
+    _images(tmp_path / "images", count=3)
+    monkeypatch.chdir(tmp_path)
+    train({"data": "images", "steps": 2, "lr": 1e-3, **TINY}, "run")
+    assert read_metadata(tmp_path / "run" / "generator.safetensors")["data"] == str(tmp_path / "images")
+    assert "option_changes" not in read_metadata(tmp_path / "run" / "generator.safetensors")
+    train({"steps": 4, "lr": 5e-4, "batch_size": 2, "workers": 0}, "run", resume=True)
+    train({"steps": 5}, "run", resume=True)  # no change: the record stays
+    meta = read_metadata(tmp_path / "run" / "generator.safetensors")
+    assert meta["option_changes"] == "step 2: batch_size 4 -> 2, lr 0.001 -> 0.0005", meta
+    assert meta["lr"] == "0.0005" and meta["data"] == str(tmp_path / "images")
+    result = CliRunner().invoke(main, ["models", "--info", str(tmp_path / "run" / "generator.safetensors")])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if "option_changes" in line]
+    assert line.split()[-1] == "0.0005" and "step 2: batch_size 4 -> 2" in line, line
