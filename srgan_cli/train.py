@@ -585,15 +585,25 @@ class _Interrupt:
     ``stop`` (train's argument: called with no arguments, true to stop) and a KeyboardInterrupt
     raised by ``report`` (:meth:`_Trainer.emit`) are the first request, with the same outcome;
     they are asked in the main thread too.
+
+    ``notice``, where given, is called as the first signal comes, on a thread of its own: the run
+    stops only once its step (or validation) is over, seconds on a CPU, and without a word users
+    pressed Ctrl-C again, losing the steps since the last checkpoint. The handler itself only
+    writes a byte to a pipe (no lock that the interrupted main thread may hold).
     """
 
-    def __init__(self, enabled: bool, stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, enabled: bool, stop: Callable[[], bool] | None = None, notice: Callable[[], None] | None = None
+    ) -> None:
         self.enabled = enabled
         self.signalled = False
         self.reported = False  # a KeyboardInterrupt from the report callback
         self.forced = False  # the second signal: its KeyboardInterrupt is not a request to stop cleanly
         self._stop = stop
         self._previous: dict[int, Any] = {}
+        self._notice = notice
+        self._pipe: tuple[int, int] | None = None  # the handler's wake-up of the notice thread
+        self._watcher: threading.Thread | None = None
 
     @property
     def requested(self) -> bool:
@@ -608,14 +618,39 @@ class _Interrupt:
         self.enabled = self.enabled and threading.current_thread() is threading.main_thread()
         if self.enabled:
             forget_requests()
+            if self._notice is not None:
+                self._pipe = os.pipe()
+                os.set_blocking(self._pipe[1], False)  # a full pipe drops the byte, never blocks the handler
+                self._watcher = threading.Thread(target=self._watch, name="srgan-stop-notice", daemon=True)
+                self._watcher.start()
             for sig in (signal.SIGINT, *stop_signals()):  # SIGHUP not where it is ignored (nohup)
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def _watch(self) -> None:
+        """The notice thread: says once that the run is stopping as the handler's byte arrives (a
+        loader worker forked with the handler, before it sets its own, may write one too: said only
+        where this process was signalled)."""
+        said = False
+        while True:
+            try:
+                byte = os.read(self._pipe[0], 1)
+            except OSError:
+                return
+            if byte != b"s":  # b"q" (the run is over) or the pipe closed
+                return
+            if self.signalled and not said:
+                said = True
+                with contextlib.suppress(Exception):
+                    self._notice()
 
     def _handle(self, signum: int, frame: Any) -> None:
         repeat = same_request()  # recorded for the whole process: the handler after this one knows it
         if not self.signalled:
             self.signalled = True
+            if self._pipe is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._pipe[1], b"s")
         elif not repeat:
             self.forced = True
             raise KeyboardInterrupt
@@ -623,6 +658,17 @@ class _Interrupt:
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
+        if self._pipe is not None:
+            read_end, write_end = self._pipe
+            os.set_blocking(write_end, True)
+            with contextlib.suppress(OSError):
+                os.write(write_end, b"q")
+            if self._watcher is not None:
+                self._watcher.join(timeout=10)
+            if self._watcher is None or not self._watcher.is_alive():  # else it may still read: leave it
+                os.close(read_end)
+                os.close(write_end)
+            self._pipe = None
 
 
 def _val_name(val: str | None, holdout: int) -> str:
@@ -1038,12 +1084,15 @@ def train(
     ``threads`` (``--threads``) sets PyTorch's thread count for the run only: the caller's is back
     when train returns or raises.
 
-    Stopping: in the main thread, a first Ctrl-C, SIGTERM or SIGHUP finishes the step, saves a
-    checkpoint, reports an ``interrupted`` event and raises KeyboardInterrupt (a second Ctrl-C stops
-    at once). On any thread, ``stop`` (called with no arguments before each step and between the
-    set-up's phases, e.g. ``threading.Event().is_set``) returning true, or a KeyboardInterrupt raised
-    by ``report`` before the run's last event, does the same; then ``--resume`` goes on. Before the
-    first step nothing is saved."""
+    Stopping: in the main thread, a first Ctrl-C, SIGTERM or SIGHUP reports a ``stopping`` event at
+    once (from a thread of its own: ``step``, the step the run stops after, and ``started``, false
+    before the first step), finishes the step, saves a checkpoint, reports an ``interrupted`` event
+    and raises KeyboardInterrupt (a second Ctrl-C stops at once, after an ``interrupted`` event with
+    ``forced`` true and ``saved_step``, the step of the checkpoint on disk or None). On any thread,
+    ``stop`` (called with no arguments before each step and between the set-up's phases, e.g.
+    ``threading.Event().is_set``) returning true, or a KeyboardInterrupt raised by ``report`` before
+    the run's last event, does the same; then ``--resume`` goes on. Before the first step nothing is
+    saved."""
     if stop is not None and not callable(stop):
         raise TypeError(f"stop must be a callable that returns true to stop (e.g. an Event's is_set), got {stop!r}")
     run_dir = Path(out)
@@ -2139,9 +2188,18 @@ class _Trainer:
         # From here Ctrl-C / SIGTERM set a flag, checked between the set-up's phases and before
         # each step: a KeyboardInterrupt raised at any point of torch's set-up (a lazy import,
         # say) could be swallowed, or turned into another error.
-        with _Interrupt(enabled=True, stop=stop_when) as stop:
+        self._in_step = self._looping = False  # where the loop is, for the stopping notice
+        with _Interrupt(enabled=True, stop=stop_when, notice=self._stopping) as stop:
             try:
                 return self._run(stop)
+            except KeyboardInterrupt:
+                if stop.forced:  # a second Ctrl-C: nothing saved since the last checkpoint
+                    saved = getattr(self, "saved_step", self.resumed_from)
+                    with contextlib.suppress(Exception):
+                        self.emit(
+                            {"event": "interrupted", "forced": True, "step": self.step_now(), "saved_step": saved}
+                        )
+                raise
             except Exception as exc:
                 if self.cfg.compile and _compiler_failed(exc):  # no compiler here (Windows without MSVC, MPS)
                     raise SrganError(
@@ -2150,6 +2208,16 @@ class _Trainer:
                 raise
             finally:
                 self._close_loader()
+
+    def step_now(self) -> int:
+        """The steps done so far (0 before the models are built)."""
+        return getattr(self, "step", None) or 0
+
+    def _stopping(self) -> None:
+        """The ``stopping`` event, as the first stop signal comes (from the notice thread): the step
+        the run stops after (the one running ends first), or none before the loop begins."""
+        step = self.step_now() + (1 if self._in_step else 0)
+        self.emit({"event": "stopping", "step": step, "started": self._looping})
 
     def _save_at_stop(self, start: int, read_back: Callable, n_window: int, log_window: Callable) -> None:
         """A stop's save: the steps since the last metrics line logged, and a checkpoint of the
@@ -2290,10 +2358,12 @@ class _Trainer:
             return record
 
         it = self._loader_iter = iter(self.loader) if not self.idle else None
+        self._looping = True
         while self.step < cfg.steps:
             if self._stop_agreed(stop):
                 interrupted = True
                 break
+            self._in_step = True  # a stop asked from here comes after this step
             try:
                 hr_u8, failed, unwritten = next(it)
             except ImagesUnreadable as exc:  # saved below as a stop is: the weights are good
@@ -2321,6 +2391,7 @@ class _Trainer:
             if self.ema is not None:
                 self._update_ema()
             self.step += 1
+            self._in_step = False
             n_window += 1
             val_psnr = None
             validating = bool(cfg.val or cfg.val_holdout) and (self.step % cfg.val_every == 0 or self.step == cfg.steps)

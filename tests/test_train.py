@@ -2712,3 +2712,63 @@ def test_the_weights_record_what_each_resume_changed_and_absolute_paths(tmp_path
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.output.splitlines() if "option_changes" in line]
     assert line.split()[-1] == "0.0005" and "step 2: batch_size 4 -> 2" in line, line
+
+
+def _notice_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "srgan-stop-notice"]
+
+
+def test_a_first_ctrl_c_says_at_once_that_the_run_is_stopping(data, tmp_path, monkeypatch):
+    """A CPU step takes seconds (a validation more), and the first Ctrl-C said nothing until the run
+    had saved: users pressed it again, which threw away everything since the last checkpoint."""
+    from srgan_cli import train as train_module
+
+    real = train_module._Trainer._train_step
+    events: list[dict] = []
+    said_during_the_step: list[bool] = []
+
+    def slow_step(self, lr, hr):
+        if self.step == 2:  # the third step: Ctrl-C while it runs
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 10
+            while not [e for e in events if e["event"] == "stopping"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            said_during_the_step.append(bool([e for e in events if e["event"] == "stopping"]))
+        return real(self, lr, hr)
+
+    monkeypatch.setattr(train_module._Trainer, "_train_step", slow_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(data, steps=100, checkpoint_every=100), tmp_path / "run", report=events.append)
+    assert said_during_the_step == [True]
+    (stopping,) = [e for e in events if e["event"] == "stopping"]
+    assert stopping == {"event": "stopping", "step": 3, "started": True}
+    assert [e["event"] for e in events][-2:] == ["checkpoint", "interrupted"] and events[-1]["step"] == 3
+    assert _notice_threads() == []  # the notice thread ends with the run
+
+
+def test_a_second_ctrl_c_says_which_checkpoint_is_left(data, tmp_path, monkeypatch):
+    from srgan_cli import stopping
+    from srgan_cli import train as train_module
+
+    real = train_module._Trainer._train_step
+
+    def step(self, lr, hr):
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, not the first delivered again
+            time.sleep(5)
+        return real(self, lr, hr)
+
+    monkeypatch.setattr(train_module._Trainer, "_train_step", step)
+    monkeypatch.setattr(stopping, "SAME_REQUEST", 0.0)
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "100", "--batch-size", "2"]
+    args += ["--patch-size", "16", "--workers", "0", "--device", "cpu", "--num-blocks", "1", "--num-features", "8"]
+    result = CliRunner().invoke(main, [*args, "--checkpoint-every", "2"])
+    assert result.exit_code == 130, result.output
+    lines = result.output.splitlines()
+    assert "stopping after step 3: saving a checkpoint (press Ctrl-C again to quit without saving)" in lines, lines
+    assert "stopped without saving; the last checkpoint is step 2: continue from it with --resume" in lines, lines
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 2

@@ -523,6 +523,21 @@ class _Reporter:
                     left = (event["steps"] - event["step"]) * (time.monotonic() - self.t0) / done
                     eta = f"  eta {_clock(left)}"
                 self._line(f"step {event['step']}/{event['steps']} {status}{eta}")
+        elif kind == "stopping":  # the first Ctrl-C: the step (or validation) still running may take seconds
+            if event.get("started"):
+                self._line(
+                    f"stopping after step {event['step']}: saving a checkpoint (press Ctrl-C again to quit without "
+                    "saving)"
+                )
+            else:
+                self._line("stopping before the first step: nothing to save")
+        elif kind == "interrupted" and event.get("forced"):
+            saved = event.get("saved_step")
+            self._line(
+                f"stopped without saving; the last checkpoint is step {saved}: continue from it with --resume"
+                if saved is not None
+                else "stopped without saving; no checkpoint yet: start the run again"
+            )
         elif kind == "interrupted":
             if not event.get("resumable", True):  # stopped before its first checkpoint: nothing to resume
                 self._line("interrupted before the first checkpoint: nothing to resume; start the run again")
