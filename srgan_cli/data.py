@@ -379,6 +379,20 @@ def resolve_cache(mode: str, scan: ImageScan, free: int | None = None, copies: i
     return True
 
 
+# --cache-dir DIR: the entries go into DIR/srgan-decoded, never into DIR itself: the note that the
+# cache "may be deleted at any time" then names a folder of srgan's own, not a folder of the user's
+# (their project folder, or --data) into which it wrote its XX/HASH.npy folders.
+CACHE_SUBFOLDER = "srgan-decoded"
+
+
+def disk_cache_folder(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The folder ``--cache disk`` writes its entries into: ``CACHE_DIR/srgan-decoded`` for a
+    ``--cache-dir``, else :func:`default_cache_dir`."""
+    if cache_dir is None:
+        return default_cache_dir()
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(cache_dir)))) / CACHE_SUBFOLDER
+
+
 def default_cache_dir() -> Path:
     """Where ``--cache disk`` keeps the decoded images without ``--cache-dir``:
     ``$SRGAN_CACHE_DIR/decoded``, else ``decoded`` in srgan's user cache folder (``$XDG_CACHE_HOME/srgan``,

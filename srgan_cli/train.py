@@ -56,8 +56,8 @@ from .data import (
     TooSmallToValidate,
     ValImage,
     check_disk_cache,
-    default_cache_dir,
     default_workers,
+    disk_cache_folder,
     failure_text,
     hold_out,
     load_val_set,
@@ -710,6 +710,16 @@ def _val_in_data(val: str, data: str | None) -> str | None:
         "generator_best, on images it trains on; --val-holdout N validates on N images of --data kept out "
         "of training instead"
     )
+
+
+def _inside(path: str | os.PathLike[str], folder: str | None) -> bool:
+    """Whether ``path`` is ``folder`` or inside it, as the files they name (links resolved)."""
+    if folder is None:
+        return False
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(os.path.expanduser(folder)))
+    except (OSError, ValueError):
+        return False
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -1670,11 +1680,16 @@ class _Trainer:
         cache = resolve_cache(cfg.cache, scan, copies=copies)
         cache_dir = None
         if cfg.cache == "disk":
-            cache_dir = os.path.abspath(os.path.expanduser(cfg.cache_dir)) if cfg.cache_dir else default_cache_dir()
+            cache_dir = disk_cache_folder(cfg.cache_dir)
+            if _inside(cache_dir, cfg.data):
+                raise OptionError(
+                    f"--cache-dir {printable(str(cfg.cache_dir or cache_dir))} is --data or inside it: the decoded "
+                    "images would be written among the training images; give a folder outside --data"
+                )
             need, free = check_disk_cache(cache_dir, scan)
             self.info(
                 f"decoded images are kept on disk in {printable(str(cache_dir))} as they are first read ({_size(need)} "
-                f"decoded, {_size(free)} free there; the folder may be deleted at any time)"
+                f"decoded, {_size(free)} free there; that folder may be deleted at any time)"
             )
         elif cache:
             self.info(f"decoding the images into memory ({scan.decoded_bytes / 2**20:.0f} MiB; --cache off to skip)")

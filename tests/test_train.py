@@ -2772,3 +2772,22 @@ def test_a_second_ctrl_c_says_which_checkpoint_is_left(data, tmp_path, monkeypat
     assert "stopping after step 3: saving a checkpoint (press Ctrl-C again to quit without saving)" in lines, lines
     assert "stopped without saving; the last checkpoint is step 2: continue from it with --resume" in lines, lines
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 2
+
+
+def test_cache_dir_gets_a_folder_of_its_own_and_never_one_inside_data(data, tmp_path):
+    """--cache-dir DIR wrote its XX/HASH.npy folders straight into DIR and said "the folder may be
+    deleted at any time", also where DIR was the user's project folder or --data itself."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("the user's own")
+    events: list[dict] = []
+    train(_options(data, steps=1, cache="disk", cache_dir=str(project)), tmp_path / "run", report=events.append)
+    assert sorted(p.name for p in project.iterdir()) == ["notes.txt", "srgan-decoded"]
+    assert len(list((project / "srgan-decoded").rglob("*.npy"))) == 3
+    (note,) = [n for n in _notes(events) if "kept on disk" in n]
+    assert f"in {project / 'srgan-decoded'} as they are first read" in note and "that folder may be deleted" in note
+    for inside in (data, data / "sub"):
+        result = _cli_train(data, tmp_path / "other", "--cache", "disk", "--cache-dir", str(inside))
+        line = _one_line_error(result, code=2)
+        assert f"--cache-dir {inside} is --data or inside it" in line, line
+    assert sorted(p.name for p in data.iterdir()) == ["0.png", "1.png", "2.png"]
