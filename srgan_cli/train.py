@@ -727,6 +727,20 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)
 
 
+def _refuse_unused(options: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse the options given (on the command line, in a --config file or to train()) that would
+    do nothing with the run's others, as --best-by without validation is: --val-every and
+    --data-dir without --val were silently ignored, and the run validated on nothing."""
+    if options.get("val_every") is not None and not (cfg.val or cfg.val_holdout):
+        raise OptionError(
+            "--val-every says how often --val or --val-holdout validates: give one of them too, or drop --val-every"
+        )
+    if options.get("data_dir") is not None and not cfg.val:
+        raise OptionError(
+            "--data-dir is the folder where --val finds set5, set14 or bsd100: give --val too, or drop --data-dir"
+        )
+
+
 def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
     """The run's configuration: a fresh one from ``options``, or the saved one with ``options`` on top."""
     cfg, state, _ = _resolve_options(run_dir, options, resume)
@@ -743,6 +757,7 @@ def _resolve_options(
         # all ranks have joined its first collectives, so each one sees the folder as it was.
         replacing = _refuse_run_files(run_dir)
         cfg = TrainConfig.from_dict(options).resolved()
+        _refuse_unused(options, cfg)
         if cfg.init is not None:  # once the options agree: a Hub reference may be a download
             cfg.init = resolve_init(cfg.init)  # the run records the file its weights come from, not the name
         return cfg, None, replacing
@@ -805,6 +820,7 @@ def _resolve_options(
         cfg = TrainConfig.from_dict(merged).resolved()
     except (TypeError, ValueError, KeyError) as exc:  # a checkpoint's config edited by hand
         raise SrganError(f"{ckpt_path}: its saved configuration is damaged ({first_line(exc, 120)})") from None
+    _refuse_unused(options, cfg)
     step = state.get("step")
     if isinstance(step, int) and cfg.steps < step:
         raise OptionError(

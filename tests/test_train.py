@@ -841,7 +841,9 @@ def test_best_by_defaults_to_lpips_in_the_gan_stage_and_psnr_without_its_weights
     assert train(opts, tmp_path / "no_lpips").best_by == "psnr"  # conftest hides the LPIPS weights
     with pytest.raises(SrganError, match="--best-by lpips: LPIPS cannot be computed"):
         train({**opts, "best_by": "lpips"}, tmp_path / "asked")
-    assert train({k: v for k, v in opts.items() if k != "val"}, tmp_path / "no_val").best_by == "psnr"
+    assert (
+        train({k: v for k, v in opts.items() if k not in ("val", "val_every")}, tmp_path / "no_val").best_by == "psnr"
+    )
 
 
 def test_best_by_gan_default_with_lpips_weights_and_across_a_resume(mse_generator, data, tmp_path, fake_lpips_weights):
@@ -2791,3 +2793,23 @@ def test_cache_dir_gets_a_folder_of_its_own_and_never_one_inside_data(data, tmp_
         line = _one_line_error(result, code=2)
         assert f"--cache-dir {inside} is --data or inside it" in line, line
     assert sorted(p.name for p in data.iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_validation_options_without_validation_are_refused(data, tmp_path):
+    """--val-every and --data-dir without --val did nothing (rc 0, no validation), where --best-by
+    without it was refused: the same now, on the command line, in a --config file and on resume."""
+    run = tmp_path / "run"
+    line = _one_line_error(_cli_train(data, run, "--val-every", "5"), code=2)
+    assert "--val-every" in line and "give one of them too" in line, line
+    line = _one_line_error(_cli_train(data, run, "--data-dir", str(tmp_path)), code=2)
+    assert "--data-dir" in line and "give --val too" in line, line
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("[train]\nval-every = 5\n")
+    line = _one_line_error(_cli_train(data, run, "--config", str(cfg)), code=2)
+    assert "--val-every" in line, line
+    assert not run.exists()
+    assert _cli_train(data, run, "--val-holdout", "1", "--val-every", "1").exit_code == 0
+    assert _cli_train(data, run, "--resume", "--steps", "2", "--val-every", "2").exit_code == 0
+    assert _cli_train(data, tmp_path / "plain").exit_code == 0
+    result = _cli_train(data, tmp_path / "plain", "--resume", "--steps", "2", "--val-every", "2")
+    assert "--val-every" in _one_line_error(result, code=2)
