@@ -897,3 +897,23 @@ def test_a_validation_image_whose_header_claims_billions_of_pixels_is_refused_be
         "from the folder"
     )
     assert float(lines[1]) < 5
+
+
+def test_an_image_under_two_names_is_trained_on_once_and_never_both_held_out_and_trained(tmp_path):
+    """A symlink (or hard link) inside --data to another of its images was listed twice: trained on
+    twice as often, and --val-holdout could hold out one name while training on the other."""
+    root = tmp_path / "data"
+    _write_images(root / "2024", 4)
+    (root / "misc").mkdir()
+    os.symlink(root / "2024" / "img1.png", root / "misc" / "link_img1.png")
+    os.symlink("../2024/img2.png", root / "misc" / "relative_img2.png")
+    os.link(root / "2024" / "img3.png", root / "misc" / "hard_img3.png")
+    scan = scan_images(root, 32)
+    assert [p.relative_to(root).as_posix() for p in scan.paths] == [f"2024/img{i}.png" for i in range(4)]
+    assert sorted(p.name for p in scan.duplicates) == ["hard_img3.png", "link_img1.png", "relative_img2.png"]
+    assert "; passed over 3 duplicates (a link to, or another name of, an image listed already: " in scan.summary()
+    for count in (1, 2, 3):
+        rest, held = hold_out(scan, count)
+        trained = {os.path.realpath(p) for p in rest.paths}
+        assert not trained & {os.path.realpath(p) for p in held}
+        assert len(rest.paths) + len(held) == 4 and rest.duplicates == scan.duplicates
