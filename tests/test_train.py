@@ -2813,15 +2813,3 @@ def test_validation_options_without_validation_are_refused(data, tmp_path):
     assert _cli_train(data, tmp_path / "plain").exit_code == 0
     result = _cli_train(data, tmp_path / "plain", "--resume", "--steps", "2", "--val-every", "2")
     assert "--val-every" in _one_line_error(result, code=2)
-
-
-def test_a_missing_data_folder_is_a_usage_error_as_a_file_is(data, tmp_path):
-    """--data afile exited 2 (click's check), --data nope 1 after the set-up."""
-    for given in (tmp_path / "nope", data / "0.png"):
-        result = _cli_train(data, tmp_path / "run", "--data", str(given))  # the last --data wins
-        assert result.exit_code == 2 and "Invalid value for '--data'" in result.output, result.output
-    cfg = tmp_path / "train.toml"
-    cfg.write_text(f'[train]\ndata = "{(tmp_path / "nope").as_posix()}"\n')
-    result = CliRunner().invoke(main, ["train", "--config", str(cfg), "--out", str(tmp_path / "run")])
-    assert "does not exist" in _one_line_error(result, code=2)
-    assert not (tmp_path / "run").exists()

@@ -71,8 +71,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option(
     "--data",
-    # exists: a missing folder is a usage error (2), as a file given for it is; it exited 1 after the set-up
-    type=NonEmptyPath(file_okay=False, exists=True, path_type=Path),
+    type=NonEmptyPath(file_okay=False, path_type=Path),
     help="Folder (tree) of training images (required, here or in --config; with --resume it may be changed, "
     "with a note).",
 )
@@ -430,14 +429,14 @@ def _read_config(path: Path) -> dict[str, Any]:
         expected = _config_type_error(param, value)
         if expected:
             raise OptionError(f"{path}: {raw_key} must be {expected}, got {_toml_type(value)}")
-        if key in _PATH_KEYS and value.startswith("~"):  # as the shell does for a flag (before --data's check)
-            value = os.path.expanduser(value)
         try:
             options[key] = param.type_cast_value(click.Context(train), value)
         except click.BadParameter as exc:
             raise OptionError(f"{path}: {raw_key}: {exc.message}") from None
         if key in _POSITIVE_KEYS and options[key] <= 0:
             raise OptionError(f"{path}: {raw_key} must be positive")
+        if key in _PATH_KEYS and str(options[key]).startswith("~"):  # as the shell does for a flag
+            options[key] = type(options[key])(os.path.expanduser(str(options[key])))
     return options
 
 
