@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EMPTY_MODEL, OptionError, SrganError, first_line
-from .weights import MODELS, PICKLE_SUFFIXES, ModelEntry, check_weights_file, load_generator, sha256_file, unreadable
+from .weights import (
+    MODELS,
+    PICKLE_SUFFIXES,
+    ModelEntry,
+    check_weights_file,
+    file_identity,
+    load_generator,
+    sha256_file,
+    unreadable,
+)
 
 DEFAULT_FILENAME = "model.safetensors"
 DEFAULT_REVISION = "main"
@@ -171,9 +180,13 @@ def resolve_weights(name_or_path: str | Path) -> Path:
 def weights_sha256(name_or_path: str | Path, path: Path) -> str:
     """The sha256 of ``path``, the file ``resolve_weights(name_or_path)`` returned: for a named
     model with a published sha256 that resolve already checked the file against, the table's
-    value, so the file is not hashed a second time."""
+    value, and for a Hub file the hash ``download`` checked it with (while the file is that
+    version), so the file is not hashed a second time."""
     entry = MODELS.get(name_or_path) if isinstance(name_or_path, str) else None
-    return entry.sha256 if entry is not None and entry.sha256 else _sha256(path)
+    if entry is not None and entry.sha256:
+        return entry.sha256
+    identity = file_identity(path)
+    return (_HASHED.get(identity) if identity is not None else None) or _sha256(path)
 
 
 def _sha256(path: Path) -> str:
@@ -231,8 +244,11 @@ def cached_path(ref: HubRef) -> Path | None:
 def download(ref: HubRef, sha256: str | None = None) -> Path:
     """Fetch ``ref`` with ``hf_hub_download`` (cache first as the Hub client decides).
 
-    Every failure is one SrganError line naming the repo and what to do. With ``sha256``, a
-    file that does not match is removed from the cache and refused.
+    Every failure is one SrganError line naming the repo and what to do. A file whose content
+    does not match the sha256 it is known by is removed from the cache and refused: ``sha256``
+    where given (a published model), and for every file the Hub stores in LFS the sha256 the Hub
+    lists for it, which names its blob in the cache (the Hub client checks only the size: a
+    damaged download, or a cached copy damaged later, was used as it was).
     """
     try:
         import huggingface_hub
@@ -272,15 +288,46 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
         raise SrganError(f"{where}: download failed ({_first_line(exc)}); retry") from None
     except Exception as exc:  # httpx errors and other network failures of the client
         raise SrganError(f"{where}: download failed ({type(exc).__name__}: {_first_line(exc)}); retry") from None
-    if sha256 is not None:
-        got = _sha256(local)
-        if got != sha256:
-            _remove_cached(local)
-            raise SrganError(
-                f"{where}: downloaded file has sha256 {got[:12]}..., expected {sha256[:12]}...; "
-                "the bad copy was removed from the cache; retry, and report it if it happens again"
-            )
+    got = _hub_file_sha256(local)
+    listed = local.resolve().name  # an LFS file's blob is named by the sha256 the Hub lists for it
+    if _SHA256_RE.fullmatch(listed) and got != listed:
+        raise SrganError(
+            f"{where}: the download is damaged (sha256 {got[:12]}..., expected {listed[:12]}...); "
+            + _removed_or_not(local, "run again to download it anew")
+        )
+    if sha256 is not None and got != sha256:
+        raise SrganError(
+            f"{where}: downloaded file has sha256 {got[:12]}..., expected {sha256[:12]}...; "
+            + _removed_or_not(local, "retry, and report it if it happens again")
+        )
     return local
+
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+# The sha256 of Hub files download() hashed in this process, by file_identity: weights_sha256 gives
+# it again for the record (srgan:model_sha256) instead of reading the file a second time.
+_HASHED: dict[tuple[int, ...], str] = {}
+
+
+def _hub_file_sha256(local: Path) -> str:
+    before = file_identity(local)
+    got = _sha256(local)
+    if before is not None and file_identity(local) == before:
+        if len(_HASHED) >= 64:
+            _HASHED.clear()
+        _HASHED[before] = got
+    return got
+
+
+def _removed_or_not(local: Path, then: str) -> str:
+    """Remove the damaged cached ``local`` and say so, with what to do ``then``; or, where it
+    cannot be removed (a read-only cache), say which file to delete."""
+    blob = local.resolve()
+    _remove_cached(local)
+    if os.path.lexists(blob):
+        return f"delete {blob} from the Hugging Face cache (srgan could not), then {then}"
+    return f"the bad copy was removed from the cache; {then}"
 
 
 def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tuple[Path, str | None]:

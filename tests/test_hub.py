@@ -98,7 +98,10 @@ def test_missing_local_safetensors_is_no_such_file(tmp_path):
 
 
 class FakeHub:
-    """repos: {repo_id: {"files": {name: bytes}, "revisions": {rev: commit}, "gated": bool}}."""
+    """repos: {repo_id: {"files": {name: bytes}, "revisions": {rev: commit}, "gated": bool}}.
+
+    ``etags`` gives a file the ETag of other bytes (a download damaged on the way: the Hub lists
+    the true sha256)."""
 
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}
@@ -110,10 +113,24 @@ class FakeHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add(self, repo_id: str, files: dict[str, bytes], revisions=("main",), gated=False, private=False) -> None:
+    def add(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        revisions=("main",),
+        gated=False,
+        private=False,
+        etags: dict[str, bytes] | None = None,
+    ) -> None:
         revs = {rev: COMMIT for rev in revisions}
         revs[COMMIT] = COMMIT
-        self.repos[repo_id] = {"files": dict(files), "revisions": revs, "gated": gated, "private": private}
+        self.repos[repo_id] = {
+            "files": dict(files),
+            "revisions": revs,
+            "gated": gated,
+            "private": private,
+            "etags": dict(etags or {}),
+        }
 
     def gets(self) -> int:
         return sum(1 for method, _ in self.requests if method == "GET")
@@ -153,9 +170,10 @@ class FakeHub:
                 data = repo["files"].get(filename)
                 if data is None:
                     return self._error(404, "EntryNotFound", commit)
+                listed = repo["etags"].get(filename, data)
                 self.send_response(200)
                 self.send_header("X-Repo-Commit", commit)
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("ETag", f'"{hashlib.sha256(listed).hexdigest()}"')
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
@@ -488,3 +506,62 @@ def test_a_model_name_longer_than_the_system_allows_is_an_unknown_model(tmp_path
     assert not looks_like_hub_ref(name)
     with pytest.raises(SrganError, match="unknown model"):
         resolve_weights(name)
+
+
+# ----------------------------------------------------------------------------- damaged, refused, misnamed
+
+
+def _flipped(data: bytes) -> bytes:
+    """``data`` with one bit of a tensor's bytes flipped: the same size, and still a file that loads."""
+    damaged = bytearray(data)
+    damaged[-5] ^= 0x40
+    return bytes(damaged)
+
+
+def _cached_files_of_size(tmp_path: Path, size: int) -> list[Path]:
+    return [p for p in (tmp_path / "hf_home" / "hub").rglob("*") if p.is_file() and p.stat().st_size == size]
+
+
+def test_a_damaged_download_of_any_ref_is_refused_and_removed(fake_hub, tiny_weights, tmp_path):
+    """The Hub lists an LFS file's sha256 (its ETag, the blob's name in the cache): a download that does
+    not match it was used as it was (only a published model's file was checked), and its wrong sha256
+    recorded as srgan:model_sha256."""
+    good = hashlib.sha256(tiny_weights).hexdigest()
+    damaged = _flipped(tiny_weights)
+    fake_hub.add("acme/flip", {"model.safetensors": damaged}, etags={"model.safetensors": tiny_weights})
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/flip")
+    message = _one_line(info)
+    assert message.startswith("Hub repo 'acme/flip' (model.safetensors@main): the download is damaged (sha256 ")
+    assert f"expected {good[:12]}..." in message and "run again to download it anew" in message
+    assert hub.cached_path(HubRef("acme/flip")) is None
+    assert _cached_files_of_size(tmp_path, len(damaged)) == [], "the bad bytes must not stay in the cache"
+
+    # Fixed on the server: the next run downloads again, and the record's sha256 is the file's.
+    fake_hub.add("acme/flip", {"model.safetensors": tiny_weights})
+    from srgan_cli.api import load_model
+
+    assert load_model("acme/flip", device="cpu").sha256 == good
+
+
+def test_a_cached_hub_file_damaged_later_is_refused_and_downloaded_anew(fake_hub, tiny_weights):
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    path = resolve_weights("acme/srgan")
+    blob = path.resolve()
+    blob.chmod(0o644)
+    blob.write_bytes(_flipped(tiny_weights))  # the disk's rot, or another program's write
+    with pytest.raises(SrganError, match=r"the download is damaged .*; the bad copy was removed from the cache"):
+        resolve_weights("acme/srgan")
+    assert not blob.exists()
+    assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
+    assert fake_hub.gets() == 2
+
+
+def test_a_hub_file_is_hashed_once_for_its_check_and_its_record(fake_hub, tiny_weights, monkeypatch):
+    from srgan_cli.api import load_model
+
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    hashed = []
+    monkeypatch.setattr(hub, "sha256_file", lambda path: hashed.append(path) or weights.sha256_file(path))
+    assert load_model("acme/srgan", device="cpu").sha256 == hashlib.sha256(tiny_weights).hexdigest()
+    assert len(hashed) == 1
