@@ -270,20 +270,23 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
         raise SrganError(
             f"{where}: no file '{ref.filename}' in the repo; name the file as owner/repo:file.safetensors"
         ) from None
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled):
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
         if _offline():
             raise SrganError(
                 f"{where}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
                 "unset HF_HUB_OFFLINE (or run once online) to download it"
             ) from None
+        # The Hub client puts an answer it did not expect (403, 5xx) under "cannot find the
+        # requested files": the answer is said as it was, not as a network problem.
+        answer = _http_error_in(exc)
+        if answer is not None:
+            raise _http_failure(where, answer) from None
         raise SrganError(
             f"{where}: cannot reach the Hub ({_endpoint()}) and the file is not cached; "
             "check your connection, proxy and HF_ENDPOINT, then retry"
         ) from None
     except hf_errors.HfHubHTTPError as exc:
-        if _status(exc) in (401, 403):
-            raise _refusal(where, exc) from None
-        raise SrganError(f"{where}: download failed (HTTP {_status(exc)}); retry later") from None
+        raise _http_failure(where, exc) from None
     except (OSError, ValueError) as exc:
         raise SrganError(f"{where}: download failed ({_first_line(exc)}); retry") from None
     except Exception as exc:  # httpx errors and other network failures of the client
@@ -328,6 +331,30 @@ def _removed_or_not(local: Path, then: str) -> str:
     if os.path.lexists(blob):
         return f"delete {blob} from the Hugging Face cache (srgan could not), then {then}"
     return f"the bad copy was removed from the cache; {then}"
+
+
+def _http_error_in(exc: BaseException) -> BaseException | None:
+    """The Hub's HTTP answer (an HfHubHTTPError with a status) behind ``exc``, if one is."""
+    from huggingface_hub import errors as hf_errors
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, hf_errors.HfHubHTTPError) and _status(cause) is not None:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _http_failure(where: str, exc: BaseException) -> SrganError:
+    """The one-line error for an HTTP answer of the Hub that is not the file."""
+    status = _status(exc)
+    if status in (401, 403):
+        return _refusal(where, exc)
+    if status is None or status >= 500 or status in (408, 429):
+        return SrganError(f"{where}: the Hub answered HTTP {status}; retry later")
+    return SrganError(f"{where}: the Hub answered HTTP {status}; check the reference and HF_ENDPOINT")
 
 
 def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tuple[Path, str | None]:
@@ -400,7 +427,7 @@ def _refusal(where: str, exc: BaseException, revision: str | None = None) -> Srg
     if isinstance(exc, hf_errors.GatedRepoError):
         return SrganError(
             f"{where}: the repo is gated; accept its terms on the Hub, then log in with 'hf auth login' "
-            "(or 'huggingface-cli login', or set HF_TOKEN)"
+            "(or set HF_TOKEN)"
         )
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
         return SrganError(
@@ -411,7 +438,52 @@ def _refusal(where: str, exc: BaseException, revision: str | None = None) -> Srg
         return SrganError(
             f"{where}: revision '{revision or DEFAULT_REVISION}' not found; check the branch, tag or commit"
         )
-    return SrganError(f"{where}: access denied (HTTP {_status(exc)}); log in with 'hf auth login' (or set HF_TOKEN)")
+    status = _status(exc)
+    if status == 401 and "invalid credentials" in _server_message(exc).lower():
+        # A token was sent and the Hub does not know it: logging in is not what is missing.
+        source = _token_source()
+        if source == "environment":
+            return SrganError(
+                f"{where}: the Hub refused the token in HF_TOKEN (HTTP 401, invalid credentials); "
+                "set a valid token there, or unset it to use the stored login"
+            )
+        if source == "login":
+            return SrganError(
+                f"{where}: the Hub refused the token of the stored login (HTTP 401, invalid credentials); "
+                "log in again with 'hf auth login', or set HF_TOKEN"
+            )
+    if status == 403:
+        source = _token_source()
+        if source is None:
+            return SrganError(
+                f"{where}: access denied (HTTP 403); log in with 'hf auth login' (or set HF_TOKEN) "
+                "with a token that may read this repo"
+            )
+        token = "HF_TOKEN" if source == "environment" else "the stored login"
+        return SrganError(
+            f"{where}: access denied (HTTP 403); check the permissions of the token in use ({token}): "
+            "it may not read this repo"
+        )
+    return SrganError(f"{where}: access denied (HTTP {status}); log in with 'hf auth login' (or set HF_TOKEN)")
+
+
+def _server_message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    header = getattr(response, "headers", {}).get("X-Error-Message") if response is not None else None
+    return str(header or getattr(exc, "server_message", None) or "")
+
+
+def _token_source() -> str | None:
+    """Where the token the Hub client sends comes from: "environment" (HF_TOKEN), "login" (the
+    stored one of 'hf auth login'), or None (no token)."""
+    if any(os.environ.get(name, "").strip() for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")):
+        return "environment"
+    try:
+        from huggingface_hub import get_token
+
+        return "login" if get_token() else None
+    except Exception:  # noqa: BLE001 - an unreadable token file: no telling
+        return None
 
 
 def _status(exc: BaseException) -> int | None:

@@ -101,11 +101,14 @@ class FakeHub:
     """repos: {repo_id: {"files": {name: bytes}, "revisions": {rev: commit}, "gated": bool}}.
 
     ``etags`` gives a file the ETag of other bytes (a download damaged on the way: the Hub lists
-    the true sha256)."""
+    the true sha256), ``status`` answers every request of the repo with that HTTP status and no
+    error code (403, 500, 503). A request with a token not in ``tokens`` is refused as the Hub
+    refuses one it does not know (401)."""
 
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
+        self.tokens: set[str] = set()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -121,6 +124,7 @@ class FakeHub:
         gated=False,
         private=False,
         etags: dict[str, bytes] | None = None,
+        status: int | None = None,
     ) -> None:
         revs = {rev: COMMIT for rev in revisions}
         revs[COMMIT] = COMMIT
@@ -130,6 +134,7 @@ class FakeHub:
             "gated": gated,
             "private": private,
             "etags": dict(etags or {}),
+            "status": status,
         }
 
     def gets(self) -> int:
@@ -150,6 +155,9 @@ class FakeHub:
 
             def _answer(self, body: bool) -> None:
                 fake.requests.append((self.command, self.path))
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if token and token not in fake.tokens:
+                    return self._error(401, None, message="Invalid credentials in Authorization header")
                 parts = self.path.split("?")[0].lstrip("/").split("/")
                 if len(parts) < 5 or parts[2] != "resolve":
                     return self._error(404, None)
@@ -164,6 +172,8 @@ class FakeHub:
                     return self._error(403, "GatedRepo")
                 if repo["private"]:
                     return self._error(401, None)
+                if repo["status"]:
+                    return self._error(repo["status"], None)
                 if revision not in repo["revisions"]:
                     return self._error(404, "RevisionNotFound")
                 commit = repo["revisions"][revision]
@@ -180,11 +190,14 @@ class FakeHub:
                 if body:
                     self.wfile.write(data)
 
-            def _error(self, status: int, code: str | None, commit: str | None = None) -> None:
+            def _error(
+                self, status: int, code: str | None, commit: str | None = None, message: str | None = None
+            ) -> None:
                 self.send_response(status)
                 if code:
                     self.send_header("X-Error-Code", code)
-                    self.send_header("X-Error-Message", code)
+                if code or message:
+                    self.send_header("X-Error-Message", message or code)
                 if commit:
                     self.send_header("X-Repo-Commit", commit)
                 self.send_header("Content-Length", "0")
@@ -565,3 +578,48 @@ def test_a_hub_file_is_hashed_once_for_its_check_and_its_record(fake_hub, tiny_w
     monkeypatch.setattr(hub, "sha256_file", lambda path: hashed.append(path) or weights.sha256_file(path))
     assert load_model("acme/srgan", device="cpu").sha256 == hashlib.sha256(tiny_weights).hexdigest()
     assert len(hashed) == 1
+
+
+@pytest.mark.parametrize(
+    "status, said",
+    [
+        (
+            403,
+            "access denied (HTTP 403); log in with 'hf auth login' (or set HF_TOKEN) "
+            "with a token that may read this repo",
+        ),
+        (500, "the Hub answered HTTP 500; retry later"),
+        (503, "the Hub answered HTTP 503; retry later"),
+    ],
+)
+def test_a_hub_that_answers_403_or_5xx_is_not_called_unreachable(fake_hub, tiny_weights, status, said):
+    """The Hub client puts these answers under LocalEntryNotFoundError: they read "cannot reach
+    the Hub; check your connection, proxy and HF_ENDPOINT"."""
+    fake_hub.add("acme/answers", {"model.safetensors": tiny_weights}, status=status)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/answers")
+    message = _one_line(info)
+    assert message == f"Hub repo 'acme/answers' (model.safetensors@main): {said}", message
+    assert "cannot reach" not in message
+
+
+def test_gated_repo_names_no_command_the_hub_client_no_longer_installs(fake_hub, tiny_weights):
+    fake_hub.add("acme/gated", {"model.safetensors": tiny_weights}, gated=True)
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/gated")
+    assert "huggingface-cli" not in _one_line(info) and "'hf auth login'" in _one_line(info)
+
+
+def test_a_token_the_hub_refuses_is_said_to_be_refused(fake_hub, tiny_weights, monkeypatch):
+    """A token in HF_TOKEN that the Hub does not know read "log in with 'hf auth login' (or set HF_TOKEN)"."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_IMPLICIT_TOKEN", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_revoked")
+    fake_hub.add("acme/srgan", {"model.safetensors": tiny_weights})
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/srgan")
+    message = _one_line(info)
+    assert "refused the token in HF_TOKEN (HTTP 401, invalid credentials)" in message, message
+    fake_hub.tokens.add("hf_revoked")
+    assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
