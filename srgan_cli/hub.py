@@ -9,7 +9,8 @@ Hub reference grammar (what ``looks_like_hub_ref`` accepts and ``parse_hub_ref``
   ``.safetensors`` or ``.pt`` (``weights/model.safetensors`` is a local path, not a repo).
 * ``FILENAME``: the file inside the repo, which may be in a folder (``x4/model.safetensors``)
   and must end in ``.safetensors``. Default: ``model.safetensors`` (the Hub convention; a
-  fixed default needs no listing call, so it also works offline from the cache).
+  fixed default needs no listing call, so it also works offline from the cache). Where the repo
+  has no such file, the error names the ``.safetensors`` files it holds.
 * ``REVISION``: a branch, tag or commit hash (letters, digits, ``.``, ``_``, ``-``, ``/``).
   Default: ``main``. Pin a tag or commit for reproducible results.
 
@@ -267,9 +268,7 @@ def download(ref: HubRef, sha256: str | None = None) -> Path:
     except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:  # gated ones too
         raise _refusal(where, exc, ref.revision) from None
     except hf_errors.RemoteEntryNotFoundError:
-        raise SrganError(
-            f"{where}: no file '{ref.filename}' in the repo; name the file as owner/repo:file.safetensors"
-        ) from None
+        raise SrganError(f"{where}: no file '{ref.filename}' in the repo; {_name_the_file(ref)}") from None
     except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
         if _offline():
             raise SrganError(
@@ -355,6 +354,30 @@ def _http_failure(where: str, exc: BaseException) -> SrganError:
     if status is None or status >= 500 or status in (408, 429):
         return SrganError(f"{where}: the Hub answered HTTP {status}; retry later")
     return SrganError(f"{where}: the Hub answered HTTP {status}; check the reference and HF_ENDPOINT")
+
+
+def _name_the_file(ref: HubRef) -> str:
+    """What to do about a file the repo lacks: for the default name (a bare ``owner/repo``), the
+    ``.safetensors`` files the repo holds, asked of the Hub with a time limit; else (or where the
+    Hub does not say) how to name one."""
+    usage = "name the file as owner/repo:file.safetensors"
+    if ref.filename != DEFAULT_FILENAME or _offline():
+        return usage
+    try:
+        import huggingface_hub
+
+        with _short_retries():
+            info = huggingface_hub.HfApi().repo_info(ref.repo_id, revision=ref.revision, timeout=HUB_TIMEOUT)
+        names = sorted(s.rfilename for s in (info.siblings or []) if s.rfilename.endswith(".safetensors"))
+    except Exception:  # noqa: BLE001 - the listing is a hint: without it, the usage
+        return usage
+    at = "" if ref.revision == DEFAULT_REVISION else f"@{ref.revision}"
+    if not names:
+        return "it holds no .safetensors file"
+    if len(names) == 1:
+        return f"it holds {names[0]}: name it as {ref.repo_id}:{names[0]}{at}"
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return f"it holds {shown}: name one as {ref.repo_id}:FILE{at}"
 
 
 def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tuple[Path, str | None]:

@@ -103,7 +103,8 @@ class FakeHub:
     ``etags`` gives a file the ETag of other bytes (a download damaged on the way: the Hub lists
     the true sha256), ``status`` answers every request of the repo with that HTTP status and no
     error code (403, 500, 503). A request with a token not in ``tokens`` is refused as the Hub
-    refuses one it does not know (401)."""
+    refuses one it does not know (401). GET ``/api/models/{repo}[/revision/{rev}]`` lists the
+    repo's files."""
 
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}
@@ -159,6 +160,8 @@ class FakeHub:
                 if token and token not in fake.tokens:
                     return self._error(401, None, message="Invalid credentials in Authorization header")
                 parts = self.path.split("?")[0].lstrip("/").split("/")
+                if parts[:2] == ["api", "models"] and len(parts) >= 4:
+                    return self._listing(parts[2:])
                 if len(parts) < 5 or parts[2] != "resolve":
                     return self._error(404, None)
                 repo_id, revision, filename = f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:])
@@ -189,6 +192,27 @@ class FakeHub:
                 self.end_headers()
                 if body:
                     self.wfile.write(data)
+
+            def _listing(self, parts: list[str]) -> None:
+                from urllib.parse import unquote
+
+                repo = fake.repos.get(f"{parts[0]}/{parts[1]}")
+                if repo is None:
+                    return self._error(404, "RepoNotFound")
+                revision = unquote(parts[3]) if len(parts) > 3 and parts[2] == "revision" else "main"
+                if revision not in repo["revisions"]:
+                    return self._error(404, "RevisionNotFound")
+                info = {
+                    "id": f"{parts[0]}/{parts[1]}",
+                    "sha": repo["revisions"][revision],
+                    "siblings": [{"rfilename": name} for name in sorted(repo["files"])],
+                }
+                data = json.dumps(info).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _error(
                 self, status: int, code: str | None, commit: str | None = None, message: str | None = None
@@ -623,3 +647,35 @@ def test_a_token_the_hub_refuses_is_said_to_be_refused(fake_hub, tiny_weights, m
     assert "refused the token in HF_TOKEN (HTTP 401, invalid credentials)" in message, message
     fake_hub.tokens.add("hf_revoked")
     assert resolve_weights("acme/srgan").read_bytes() == tiny_weights
+
+
+def test_a_bare_ref_to_a_repo_without_model_safetensors_names_the_files_it_holds(fake_hub, tiny_weights):
+    """The project's own layout has srgan_x4 and srresnet_x4, no model.safetensors: the error said
+    only "name the file"."""
+    fake_hub.add(
+        "acme/two",
+        {"srgan_x4.safetensors": tiny_weights, "srresnet_x4.safetensors": tiny_weights, "README.md": b"#"},
+        revisions=("main", "v1.0"),
+    )
+    fake_hub.add("acme/one", {"x4/srgan_x4.safetensors": tiny_weights, "README.md": b"#"})
+    fake_hub.add("acme/none", {"README.md": b"#"})
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/two@v1.0")
+    assert _one_line(info) == (
+        "Hub repo 'acme/two' (model.safetensors@v1.0): no file 'model.safetensors' in the repo; "
+        "it holds srgan_x4.safetensors, srresnet_x4.safetensors: name one as acme/two:FILE@v1.0"
+    )
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/one")
+    assert _one_line(info).endswith("it holds x4/srgan_x4.safetensors: name it as acme/one:x4/srgan_x4.safetensors")
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/none")
+    assert _one_line(info).endswith("it holds no .safetensors file")
+    # a file that was named is not looked for under another name
+    listed = sum(1 for _, path in fake_hub.requests if path.startswith("/api/"))
+    with pytest.raises(SrganError) as info:
+        resolve_weights("acme/two:srgan_x2.safetensors")
+    assert _one_line(info).endswith(
+        "no file 'srgan_x2.safetensors' in the repo; name the file as owner/repo:file.safetensors"
+    )
+    assert sum(1 for _, path in fake_hub.requests if path.startswith("/api/")) == listed
