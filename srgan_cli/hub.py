@@ -86,6 +86,18 @@ def _match(text: str) -> re.Match[str] | None:
     return match
 
 
+def _swapped_order(text: str) -> str | None:
+    """``owner/repo:file@rev`` for ``owner/repo@rev:file`` (the revision before the file, which
+    read as a local path that does not exist), or None."""
+    prefix = "hf://" if text.startswith("hf://") else ""
+    head, at, tail = text[len(prefix) :].partition("@")
+    revision, colon, filename = tail.rpartition(":")
+    if not at or not colon or ":" in head:
+        return None
+    fixed = f"{prefix}{head}:{filename}@{revision}"
+    return fixed if _match(fixed) is not None and _match(text) is None else None
+
+
 def looks_like_hub_ref(text: str) -> bool:
     """True for ``[hf://]owner/repo[:file.safetensors][@revision]`` that is not an existing local path."""
     text = str(text)
@@ -160,6 +172,9 @@ def resolve_weights(name_or_path: str | Path) -> Path:
         # hashes it (a PermissionError traceback).
         check_weights_file(path)
         return path
+    swapped = None if isinstance(name_or_path, Path) else _swapped_order(text)
+    if swapped is not None:
+        raise SrganError(f"{text}: no such weights file; a Hub reference names the file before the revision: {swapped}")
     if isinstance(name_or_path, Path) or (
         not text.startswith("hf://") and path.suffix.lower() == ".safetensors" and _match(text) is None
     ):

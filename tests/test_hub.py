@@ -679,3 +679,15 @@ def test_a_bare_ref_to_a_repo_without_model_safetensors_names_the_files_it_holds
         "no file 'srgan_x2.safetensors' in the repo; name the file as owner/repo:file.safetensors"
     )
     assert sum(1 for _, path in fake_hub.requests if path.startswith("/api/")) == listed
+
+
+@pytest.mark.parametrize("prefix", ["", "hf://"])
+def test_a_revision_before_the_file_is_said_in_the_right_order(fake_hub, prefix):
+    """owner/repo@v1.0:file.safetensors read as a local path: "no such weights file"."""
+    with pytest.raises(SrganError) as info:
+        resolve_weights(f"{prefix}acme/srgan@v1.0:srgan_x4.safetensors")
+    assert _one_line(info) == (
+        f"{prefix}acme/srgan@v1.0:srgan_x4.safetensors: no such weights file; "
+        f"a Hub reference names the file before the revision: {prefix}acme/srgan:srgan_x4.safetensors@v1.0"
+    )
+    assert fake_hub.requests == []
