@@ -489,7 +489,16 @@ class Upscaler:
 def model_label(spec: str) -> str:
     """A model's name in tables: a weights file's stem, else the name or Hub reference as given.
     "bicubic" names the baseline: a file of that stem keeps its suffix (``bicubic.safetensors``); it was
-    "bicubic" in the table, the JSON and the sheets, and the baseline's panel was left out for it."""
+    "bicubic" in the table, the JSON and the sheets, and the baseline's panel was left out for it.
+    A Hub reference keeps its repo and folders, less ``hf://`` and the file's ``.safetensors``
+    (``alice/zoo:a/model``): its stem alone made ``alice/zoo:a/model.safetensors`` and
+    ``bob/sr:model.safetensors`` one "model" (then "model-2"), two models told apart by nothing."""
+    from .hub import looks_like_hub_ref
+
+    if looks_like_hub_ref(spec):
+        ref = spec.removeprefix("hf://")
+        head, at, revision = ref.partition("@")
+        return head.removesuffix(".safetensors") + at + revision
     path = Path(spec)
     if path.suffix != ".safetensors":
         return spec

@@ -1766,3 +1766,33 @@ def test_flags_that_add_nothing_say_so(bench_dir):
     assert result.exit_code == 0, result.output
     assert "note: --paired" in result.stderr and "note: --ensemble" in result.stderr
     assert "paired" not in result.stdout
+
+
+def test_hub_refs_keep_their_repo_in_the_table_the_json_and_the_folders(bench_dir, tmp_path, monkeypatch):
+    """Hub refs went by their file's stem: alice/zoo:a/model.safetensors, alice/zoo:b/model.safetensors
+    and bob/sr:model.safetensors were "model", "model-2" and "sr:model-2", rows told apart by nothing."""
+    specs = [
+        "alice/zoo:a/model.safetensors",
+        "alice/zoo:b/model.safetensors",
+        "alice/sr:model.safetensors",
+        "hf://bob/sr:model.safetensors@v1.0",
+        "bob/sr",
+    ]
+    labels = ["alice/zoo:a/model", "alice/zoo:b/model", "alice/sr:model", "bob/sr:model@v1.0", "bob/sr"]
+    assert [core.model_label(spec) for spec in specs] == labels
+    local = _tiny(tmp_path / "gen.safetensors")
+    assert core.model_label(str(local)) == "gen"
+
+    def stand_in(spec, device, precision="auto", name=None, ensemble=False):  # no Hub here: bicubic for each
+        return core.bicubic_upscaler(4, name=name)
+
+    monkeypatch.setattr(core, "model_upscaler", stand_in)
+    folder = _hr_only_folder(tmp_path, bench_dir, names=("baby",))
+    out, save = tmp_path / "r.json", tmp_path / "cmp"
+    result = _invoke(
+        "--set", folder, *(a for s in specs for a in ("-m", s)), "--no-lpips", "--json", out, "--save-images", save
+    )
+    assert result.exit_code == 0, result.output
+    assert [m["name"] for m in json.loads(out.read_text())["models"]] == labels
+    folders = sorted(p.name for p in save.iterdir() if p.name != "sheets")
+    assert folders == ["alice_sr_model", "alice_zoo_a_model", "alice_zoo_b_model", "bob_sr", "bob_sr_model_v1.0"]
