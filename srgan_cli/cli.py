@@ -116,6 +116,11 @@ def ignore_library_warnings() -> None:
     pil = logging.getLogger("PIL")
     if not any(isinstance(h, logging.NullHandler) for h in pil.handlers):
         pil.addHandler(logging.NullHandler())
+    # The Hub client's download warnings: for a download cut short, two lines a try ("Trying to
+    # resume download...", then "Max retries exceeded") above the one-line error srgan gives for it.
+    # HF_HUB_VERBOSITY, where set, still has its say.
+    if not os.environ.get("HF_HUB_VERBOSITY"):
+        logging.getLogger("huggingface_hub.file_download").setLevel(logging.ERROR)
 
 
 class Command(click.Command):

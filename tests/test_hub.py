@@ -102,9 +102,9 @@ class FakeHub:
 
     ``etags`` gives a file the ETag of other bytes (a download damaged on the way: the Hub lists
     the true sha256), ``status`` answers every request of the repo with that HTTP status and no
-    error code (403, 500, 503). A request with a token not in ``tokens`` is refused as the Hub
-    refuses one it does not know (401). GET ``/api/models/{repo}[/revision/{rev}]`` lists the
-    repo's files."""
+    error code (403, 500, 503), ``cut`` sends half of each file and closes the connection. A request
+    with a token not in ``tokens`` is refused as the Hub refuses one it does not know (401). GET
+    ``/api/models/{repo}[/revision/{rev}]`` lists the repo's files."""
 
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}
@@ -126,6 +126,7 @@ class FakeHub:
         private=False,
         etags: dict[str, bytes] | None = None,
         status: int | None = None,
+        cut: bool = False,
     ) -> None:
         revs = {rev: COMMIT for rev in revisions}
         revs[COMMIT] = COMMIT
@@ -136,6 +137,7 @@ class FakeHub:
             "private": private,
             "etags": dict(etags or {}),
             "status": status,
+            "cut": cut,
         }
 
     def gets(self) -> int:
@@ -191,7 +193,7 @@ class FakeHub:
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
                 if body:
-                    self.wfile.write(data)
+                    self.wfile.write(data[: len(data) // 2] if repo["cut"] else data)
 
             def _listing(self, parts: list[str]) -> None:
                 from urllib.parse import unquote
@@ -691,3 +693,28 @@ def test_a_revision_before_the_file_is_said_in_the_right_order(fake_hub, prefix)
         f"a Hub reference names the file before the revision: {prefix}acme/srgan:srgan_x4.safetensors@v1.0"
     )
     assert fake_hub.requests == []
+
+
+def test_a_cut_download_is_one_error_line_in_the_cli(fake_hub, tiny_weights, monkeypatch, caplog):
+    """The Hub client logged "Trying to resume download..." for each try above srgan's one line;
+    the library (load_model, resolve_weights) leaves the logging as it is."""
+    import logging
+
+    from click.testing import CliRunner
+    from huggingface_hub import file_download
+
+    from srgan_cli.cli import main
+
+    monkeypatch.setattr(file_download.time, "sleep", lambda seconds: None)  # the client waits 1 s a try
+    client = logging.getLogger("huggingface_hub.file_download")
+    monkeypatch.setattr(client, "level", logging.NOTSET)
+    fake_hub.add("acme/cut", {"model.safetensors": tiny_weights}, cut=True)
+    with pytest.raises(SrganError, match="download failed"):
+        resolve_weights("acme/cut")
+    assert client.level == logging.NOTSET
+    caplog.clear()
+    result = CliRunner().invoke(main, ["models", "--fetch", "acme/cut"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Hub repo 'acme/cut'"), result.output
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("huggingface_hub")] == []
