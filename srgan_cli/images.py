@@ -1193,7 +1193,7 @@ def _from_loaded_pil(
     low_bits: tuple[int, ...] | None = None,
 ) -> LoadedImage:
     mode = im.mode
-    icc = im.info.get("icc_profile") or None
+    icc = _icc_of(im)
     alpha: np.ndarray | None = None
     grayscale = False
     bit_depth = 8
@@ -1435,7 +1435,9 @@ _TIFF_OUTPUT_TAGS = _TIFF_METADATA_TAGS - {0x8769, 0x8825}
 
 def _exif_and_orientation(
     im: Image.Image, raw: bytes | None = None, xmp: bytes | None = None
-) -> tuple[bytes | None, int]:
+) -> tuple[bytes | None, int, list[str]]:
+    """The EXIF to write for the upright pixels, their orientation, and what of the EXIF could not be kept
+    (see ``_upright_exif``)."""
     if raw is not None:  # from our own PNG chunk walk: Pillow's PNG getexif() would decode all pixels again
         exif = Image.Exif()
         try:
@@ -1445,7 +1447,7 @@ def _exif_and_orientation(
             if found and _ORIENTATION not in exif:  # as Pillow's getexif() does
                 exif[_ORIENTATION] = int(found[2])
         except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
-            return None, 1
+            return None, 1, []
         return _upright_exif(exif, im.format, raw)
     try:
         exif = im.getexif()  # without an EXIF Orientation, Pillow takes the XMP's tiff:Orientation
@@ -1456,7 +1458,7 @@ def _exif_and_orientation(
         if _ORIENTATION not in exif and (found := _XMP_ORIENTATION_READ.search(xmp or b"")):
             exif[_ORIENTATION] = int(found[2])  # the forms Pillow does not read ('6', = "6"): reset on output alike
     except Exception:  # noqa: BLE001
-        return None, 1
+        return None, 1, []
     # the bytes Pillow loaded it from (none where it read them elsewhere: a PNG's "Raw profile type exif"
     # text, a TIFF's own IFD)
     original = im.info.get("exif")
@@ -1471,9 +1473,12 @@ def _exif_and_orientation(
                     exif[tag] = value
 
 
-def _upright_exif(exif: Image.Exif, fmt: str | None, original: bytes | None = None) -> tuple[bytes | None, int]:
-    """The EXIF to write for upright pixels (Orientation 1; a TIFF's picture tags only), and the
-    orientation it had; edits ``exif``. ``original``: the bytes ``exif`` was loaded from, whose layout
+def _upright_exif(
+    exif: Image.Exif, fmt: str | None, original: bytes | None = None
+) -> tuple[bytes | None, int, list[str]]:
+    """The EXIF to write for upright pixels (Orientation 1; a TIFF's picture tags only), the
+    orientation it had, and what of it could not be kept (see ``_salvaged_exif_bytes``); edits ``exif``.
+    ``original``: the bytes ``exif`` was loaded from, whose layout
     is kept where they hold a maker note (see ``_exif_bytes``); a TIFF's EXIF is its own first IFD."""
     try:
         if fmt == "TIFF":
@@ -1481,7 +1486,11 @@ def _upright_exif(exif: Image.Exif, fmt: str | None, original: bytes | None = No
                 del exif[tag]
         orientation = int(exif.get(_ORIENTATION, 1) or 1)
         if not len(exif):
-            return None, 1
+            return None, 1, []
+    except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
+        return None, 1, []
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    try:  # the orientation is the picture's also where the EXIF cannot be written back
         if _ORIENTATION in exif:
             exif[_ORIENTATION] = 1
         if orientation in (5, 6, 7, 8) and _X_RESOLUTION in exif and _Y_RESOLUTION in exif:
@@ -1489,9 +1498,44 @@ def _upright_exif(exif: Image.Exif, fmt: str | None, original: bytes | None = No
             exif[_X_RESOLUTION], exif[_Y_RESOLUTION] = exif[_Y_RESOLUTION], exif[_X_RESOLUTION]
         _keep_text_bytes(exif)
         layout = original if fmt != "TIFF" else None
-        return _exif_bytes(exif, layout), orientation if 1 <= orientation <= 8 else 1
+        dropped: list[str] = []
+        return _salvaged_exif_bytes(exif, layout, dropped), orientation, dropped
     except Exception:  # noqa: BLE001 - corrupt EXIF is dropped, the pixels are still good
-        return None, 1
+        return None, orientation, ["all of it"]
+
+
+# the sub-IFDs an EXIF Pillow cannot write back is tried without, in turn: the GPS IFD, the interoperability
+# IFD (in the Exif IFD), the Exif IFD
+_EXIF_PARTS = ((0x8825, "GPS position"), (0xA005, "interoperability tags"), (0x8769, "camera settings (Exif IFD)"))
+
+
+def _salvaged_exif_bytes(ex: Image.Exif, original: bytes | None, dropped: list[str]) -> bytes:
+    """``_exif_bytes(ex, original)``, or, where Pillow cannot write the EXIF back (a tag in a type its tables
+    do not expect: a GPSAltitude stored as a signed rational, a text where a number belongs), the EXIF without
+    the sub-IFDs that hold it, tried in turn; what was left out is added to ``dropped``. Edits ``ex``."""
+    try:
+        return _exif_bytes(ex, original)
+    except Exception:  # noqa: BLE001 - Pillow's errors for such tags vary (struct, Type, Attribute, Value)
+        pass
+    for pointer, what in _EXIF_PARTS:
+        try:
+            if pointer == 0xA005:
+                sub = ex.get_ifd(0x8769) if 0x8769 in ex else {}
+                if pointer not in sub:
+                    continue
+                del sub[pointer]
+            elif pointer in ex:
+                del ex[pointer]
+            else:
+                continue
+        except Exception:  # noqa: BLE001 - a sub-IFD that cannot even be read: the next one
+            continue
+        dropped.append(what)
+        try:
+            return _exif_bytes(ex, None)
+        except Exception:  # noqa: BLE001
+            continue
+    raise ValueError("an EXIF Pillow cannot write back")
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -1533,9 +1577,9 @@ def _finish(
 ) -> LoadedImage:
     # exif_bytes, xmp_bytes and iptc_bytes come together from our own PNG chunk walk (b"": none), else from Pillow
     xmp = _xmp_of(im) if exif_bytes is None else (xmp_bytes or None)
-    exif, orientation = _exif_and_orientation(im, exif_bytes, xmp)
+    exif, orientation, exif_lost = _exif_and_orientation(im, exif_bytes, xmp)
     if icc is None and mode != "CMYK":
-        icc = im.info.get("icc_profile") or None
+        icc = _icc_of(im)
     rgb = _orient(np.asarray(rgb, dtype=np.float32), orientation)
     if alpha is not None:
         alpha = _orient(np.asarray(alpha, dtype=np.float32), orientation)
@@ -1574,7 +1618,27 @@ def _finish(
     )
     if note:
         loaded.notes.append(note)
+    if exif_lost:
+        loaded.notes.append(_exif_lost_note(name, exif_lost))
     return loaded
+
+
+def _exif_lost_note(name: str, parts: list[str]) -> str:
+    """The note for the parts of an EXIF left out because Pillow cannot write them back."""
+    if parts == ["all of it"]:
+        return f"{name}: the EXIF metadata is left out: it holds values of types that cannot be written back"
+    named = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return (
+        f"{name}: the EXIF's {named} {'is' if len(parts) == 1 else 'are'} left out: a tag there has a value of a "
+        "type EXIF does not give it, which cannot be written back"
+    )
+
+
+def _icc_of(im: Image.Image) -> bytes | None:
+    """The ICC profile Pillow read, where it is bytes (a TIFF's tag 34675 of another type gave an int, a
+    rational or text, which failed the write after the whole upscale)."""
+    icc = im.info.get("icc_profile")
+    return bytes(icc) if isinstance(icc, (bytes, bytearray)) and icc else None
 
 
 # text keys an upscale does not carry as text: XMP and EXIF go their own ways (updated), srgan's own
@@ -1677,19 +1741,22 @@ _GIF_XMP_MAX = 1 << 24  # read at most this much of a GIF's XMP block (16 MB; a 
 
 
 def _gif_xmp(im: Image.Image) -> bytes | None:
-    """A GIF's XMP packet (its "XMP DataXMP" application extension, as Photoshop and exiftool write it),
-    which Pillow leaves in the file: it names only where the packet starts (``info["extension"]``). The
-    packet is stored raw, up to the 258-byte "magic trailer" that makes it read as GIF sub-blocks."""
-    found = im.info.get("extension")
-    if not (isinstance(found, tuple) and len(found) == 2 and found[0] == b"XMP DataXMP"):
-        return None
+    """A GIF's XMP packet (its "XMP DataXMP" application extension, as Photoshop and exiftool write it), which
+    Pillow leaves in the file: its ``info["extension"]`` names only the last application extension before
+    the image (an ICC profile or the loop count after the XMP hid it). The blocks are walked from the start;
+    the packet is stored raw, up to the 258-byte "magic trailer" that makes it read as GIF sub-blocks."""
     fp = getattr(im, "fp", None) or getattr(im, "_fp", None)  # a GIF keeps its file as _fp once loaded
     try:
         here = fp.tell()
-        fp.seek(int(found[1]))
-        data = fp.read(_GIF_XMP_MAX)
-        fp.seek(here)
-    except (AttributeError, OSError, ValueError, TypeError):  # the caller's image, its file closed
+        try:
+            at = _gif_xmp_offset(fp)
+            if at is None:
+                return None
+            fp.seek(at)
+            data = fp.read(_GIF_XMP_MAX)
+        finally:
+            fp.seek(here)
+    except (AttributeError, OSError, ValueError, TypeError, struct.error):  # the caller's image, its file closed
         return None
     end = data.find(b"<?xpacket end=")
     close = data.find(b"?>", end) if end >= 0 else -1
@@ -1697,6 +1764,42 @@ def _gif_xmp(im: Image.Image) -> bytes | None:
         return data[: close + 2]
     trailer = data.find(b"\x01\xff\xfe\xfd\xfc")
     return data[:trailer] if trailer > 0 else None
+
+
+def _gif_xmp_offset(fp) -> int | None:
+    """Where the XMP packet of the GIF in ``fp`` starts (after its extension's "XMP DataXMP"), or None."""
+    fp.seek(0)
+    head = fp.read(13)
+    if len(head) < 13 or head[:3] != b"GIF":
+        return None
+    fp.seek(13 + (3 << ((head[10] & 7) + 1) if head[10] & 0x80 else 0))
+    while True:
+        kind = fp.read(1)
+        if kind == b"\x21":  # an extension: its label, then sub-blocks
+            label = fp.read(1)
+            if label == b"\xff":
+                first = fp.read(1)
+                if first == b"\x0b":
+                    name = fp.read(11)
+                    if name == b"XMP DataXMP":
+                        return fp.tell()
+                    fp.seek(-12, os.SEEK_CUR)
+                else:
+                    fp.seek(-1, os.SEEK_CUR)
+            _skip_gif_blocks(fp)
+        elif kind == b"\x2c":  # an image: its descriptor, local colour table, LZW code size, sub-blocks
+            descriptor = fp.read(9)
+            if len(descriptor) < 9:
+                return None
+            fp.seek((3 << ((descriptor[8] & 7) + 1) if descriptor[8] & 0x80 else 0) + 1, os.SEEK_CUR)
+            _skip_gif_blocks(fp)
+        else:  # the trailer, or the end of the data
+            return None
+
+
+def _skip_gif_blocks(fp) -> None:
+    while (size := fp.read(1)) and size != b"\x00":
+        fp.seek(size[0], os.SEEK_CUR)
 
 
 def _xmp_extension_of(im: Image.Image, xmp: bytes, name: str) -> tuple[bytes | None, bytes, str | None]:
@@ -2814,6 +2917,7 @@ def write_image(
         signed = {"Software": text["Software"]} if "Software" in text else {}
         if fmt == "TIFF" and (dropped := _exif_sub_ifds(exif)):
             notes.append(f"{path}: the EXIF's {dropped} are left out: TIFF output keeps the main EXIF tags only")
+        lost: list[str] = []
         exif = _prepare_exif(
             exif,
             signed,
@@ -2822,7 +2926,10 @@ def write_image(
             sub_ifds=fmt != "TIFF",
             samples=planes.shape[2],
             drop_record=True,
+            dropped=lost,
         )
+        if lost:
+            notes.append(_exif_lost_note(str(path), lost))
     if dpi and fmt in ("JPEG", "WEBP", "AVIF"):
         exif = _exif_with_dpi(exif, dpi)
     if exif and fmt == "JPEG":  # the input's EXIF first: a PNG's long text must not push it out
@@ -3511,9 +3618,12 @@ def _prepare_exif(
     samples: int = 0,
     orientation: bool = True,
     drop_record: bool = False,
+    dropped: list[str] | None = None,
 ) -> bytes | None:
     """EXIF bytes for an output: Orientation 1 (``orientation=False``: none), the new pixel size, and
     ``text``'s "Software" key as the Software tag (its other keys are no EXIF's: see ``_xmp_with_record``).
+
+    ``dropped`` gets what had to be left out for Pillow to write the EXIF back (see ``_salvaged_exif_bytes``).
 
     ``drop_record`` drops an ImageDescription that is blank, or the record of the model and scale that
     srgan wrote there before it kept that record in XMP ("srgan:model: ...; srgan:scale: 4"): a caption
@@ -3571,7 +3681,14 @@ def _prepare_exif(
     if not sub_ifds:
         for pointer in (0x8769, 0x8825, 0xA005):
             ex.pop(pointer, None)
-    return _exif_bytes(ex, exif if sub_ifds else None) if len(ex) else None
+    if not len(ex):
+        return None
+    try:
+        return _salvaged_exif_bytes(ex, exif if sub_ifds else None, dropped if dropped is not None else [])
+    except ValueError:  # nothing of it can be written back
+        if dropped is not None:
+            dropped.append("all of it")
+        return None
 
 
 # what tifffile's JSON description records of an array's layout; any other key is the writer's metadata

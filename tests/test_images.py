@@ -3391,6 +3391,93 @@ def test_a_gifs_xmp_is_read_and_gif_output_carries_xmp(tmp_path):
     ]
 
 
+def _ifd(e: str, entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A TIFF directory of (tag, type, count, 4-byte field) entries, with no next directory."""
+    rows = b"".join(struct.pack(e + "HHI", tag, typ, count) + field for tag, typ, count, field in entries)
+    return struct.pack(e + "H", len(entries)) + rows + b"\0\0\0\0"
+
+
+def test_a_photo_whose_exif_cannot_be_written_back_is_still_turned_upright(tmp_path):
+    # a GPSAltitude stored as a signed rational: Pillow's writer raised, and the orientation went with the EXIF,
+    # so the photo came out sideways with no word
+    e = "<"
+    ifd0 = _ifd(e, [(0x0112, 3, 1, struct.pack(e + "HH", 6, 0)), (0x8825, 4, 1, struct.pack(e + "I", 38))])
+    gps = _ifd(e, [(0x0006, 10, 1, struct.pack(e + "I", 56))]) + struct.pack(e + "ii", -5, 1)
+    exif = b"Exif\0\0II*\0" + struct.pack(e + "I", 8) + ifd0 + gps
+    im = Image.new("RGB", (48, 32), "white")
+    im.paste((255, 0, 0), (0, 0, 8, 8))
+    im.save(tmp_path / "gps.jpg", exif=exif, quality=95)
+    got = read_image(tmp_path / "gps.jpg")
+    assert got.size == (32, 48)  # turned a quarter, as every viewer shows it
+    assert got.exif is not None and Image.Exif().load(got.exif) is None
+    assert got.notes == [
+        f"{tmp_path / 'gps.jpg'}: the EXIF's GPS position is left out: a tag there has a value of a type EXIF "
+        "does not give it, which cannot be written back"
+    ]
+    with Image.open(write_image(tmp_path / "o.jpg", got.rgb, exif=got.exif)) as out:
+        assert out.getexif()[0x0112] == 1 and 0x8825 not in out.getexif()
+
+
+def test_an_exif_that_reads_but_cannot_be_written_back_loses_that_part_with_a_note(tmp_path):
+    # a big-endian interoperability IFD holding tag 273 as text: read as it is, but Pillow's writer raised a
+    # TypeError in write_image, after the whole upscale, for PNG, JPEG and WebP
+    e = ">"
+    sub_at = 8 + 2 + 12 + 4
+    interop_at = sub_at + 2 + 12 * 2 + 4
+    exif = (
+        b"Exif\0\0MM\0*"
+        + struct.pack(e + "I", 8)
+        + _ifd(e, [(0x8769, 4, 1, struct.pack(e + "I", sub_at))])
+        + _ifd(e, [(0x9000, 7, 4, b"0231"), (0xA005, 4, 1, struct.pack(e + "I", interop_at))])
+        + _ifd(e, [(273, 2, 4, b"R98\0")])
+    )
+    Image.new("RGB", (16, 12), "gray").save(tmp_path / "i.jpg", exif=exif)
+    got = read_image(tmp_path / "i.jpg")
+    for suffix in (".png", ".jpg", ".webp"):
+        notes: list[str] = []
+        out = write_image(tmp_path / f"o{suffix}", got.rgb, exif=got.exif, on_note=notes.append)
+        assert notes == [
+            f"{out}: the EXIF's interoperability tags is left out: a tag there has a value of a type EXIF does not "
+            "give it, which cannot be written back"
+        ]
+        with Image.open(out) as im:
+            assert im.getexif().get_ifd(0x8769)[0x9000] == b"0231"  # the rest of the camera settings stay
+
+
+@pytest.mark.parametrize("value,typ", [(5, 3), ("abc", 2)])
+def test_an_icc_tag_of_another_type_is_no_profile(tmp_path, value, typ):
+    # a TIFF's tag 34675 as a SHORT or text: Pillow gave an int or a str as the profile, and the write failed
+    # ("object of type 'int' has no len()") after the whole upscale
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[34675], tags.tagtype[34675] = value, typ
+    Image.new("RGB", (8, 6), "red").save(tmp_path / "icc.tif", tiffinfo=tags)
+    with Image.open(tmp_path / "icc.tif") as im:
+        assert im.info["icc_profile"] == value
+    got = read_image(tmp_path / "icc.tif")
+    assert got.icc_profile is None
+    for suffix in (".jpg", ".png"):
+        write_image(tmp_path / f"o{suffix}", got.rgb, icc_profile=got.icc_profile, exif=got.exif)
+
+
+def test_a_gifs_xmp_is_found_behind_another_application_extension(tmp_path):
+    # Pillow names only the last application extension before the image: an ICC profile or loop count after
+    # the XMP hid it, and the XMP was lost in silence
+    xmp = (
+        b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">t</x:xmpmeta>'
+        b'<?xpacket end="w"?>'
+    )
+    plain = io.BytesIO()
+    Image.new("P", (8, 6), 3).save(plain, format="GIF")
+    with_xmp = images._gif_with_xmp(plain.getvalue(), xmp)
+    at = with_xmp.index(b"\x21\xff\x0bXMP DataXMP")
+    icc = b"\x21\xff\x0bICCRGBG1012" + b"\x04abcd\x00"
+    gif = with_xmp[:at] + with_xmp[at:].replace(b"\x00\x2c", b"\x00" + icc + b"\x2c", 1)
+    (tmp_path / "g.gif").write_bytes(gif)
+    with Image.open(tmp_path / "g.gif") as im:
+        assert im.info["extension"][0] == b"ICCRGBG1012"
+    assert read_image(tmp_path / "g.gif").xmp == xmp
+
+
 def test_gif_records_the_text_in_its_comment_and_bmp_says_it_cannot(tmp_path):
     """GIF and BMP output recorded no model: GIF's comment now holds the text after the input's
     comment, read back as the comment alone; BMP, which has no place for it, says so."""
