@@ -380,6 +380,23 @@ def test_sixteen_bit_tiff_layouts(tmp_path, layout, spp):
         assert np.array_equal(_q(got.alpha, 65535), arr[..., 3])
 
 
+@pytest.mark.parametrize("planar", [1, 2])
+def test_sixteen_bit_tiff_listing_more_strips_than_its_rows_take_is_refused(tmp_path, planar):
+    # the same strip listed many times over was inflated and joined every time: a 480 KB file
+    # listing one strip 60,000 times took 3.4 GB
+    h, w = 6, 5
+    arr = RNG.integers(0, 65536, (h, w, 3)).astype(np.uint16)
+    planes = [arr] if planar == 1 else [arr[..., i : i + 1] for i in range(3)]
+    chunks = [zlib.compress(p[y : y + 3].astype("<u2").tobytes()) for p in planes for y in range(0, h, 3)]
+    path = tmp_path / "ok.tif"
+    path.write_bytes(_tiff(w, h, 3, chunks, compression=8, rows=3, planar=planar))
+    assert np.array_equal(_q(read_image(path).rgb, 65535), arr)
+    extra = [c for c in chunks for _ in range(3)]  # every strip listed three times: 6 strips a plane, 2 are due
+    path.write_bytes(_tiff(w, h, 3, extra, compression=8, rows=3, planar=planar))
+    with pytest.raises(SrganError, match=r"lists 6 strips for an image of 6 rows"):
+        read_image(path)
+
+
 def _tiff16_rgb(arr: np.ndarray, tmp_path: Path, layout: str, big: bool = False) -> bytes:
     """A 16-bit RGB TIFF of ``arr`` in LZW strips (``layout`` "lzw") or 16 px tiles."""
     h, w = arr.shape[:2]
