@@ -2195,29 +2195,48 @@ def _png_rgb16(data: bytes, name: str):
     width, height, depth, ctype, _comp, _filt, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if depth != 16 or ctype not in (2, 4, 6):
         return None
+    from PIL import PngImagePlugin
+
     channels = {2: 3, 4: 2, 6: 4}[ctype]
     idat = []
     trns = None
     exif = xmp = raw_exif = b""
     texts: dict[str, str] = {}
+    # Pillow's limits on text, as it reads an 8-bit PNG (read now: a program may have raised them): a
+    # 160 KB file's text inflated to 168 MB, kept as comments and written out again
+    chunk_limit, memory_limit, memory = PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY, 0
     for kind, body in _png_chunks(data, name):
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            try:
+                if kind == b"iTXt":
+                    text = _itxt_text(body, chunk_limit)
+                else:
+                    text = _text_chunk(body, kind == b"zTXt", chunk_limit)
+            except ValueError as exc:  # in the words the 8-bit path gives
+                raise SrganError(
+                    f"{name}: cannot decode the PNG data ({exc}); the file is truncated or corrupt"
+                ) from None
         if kind == b"IDAT":
             idat.append(body)
         elif kind == b"eXIf":
             exif = b"Exif\x00\x00" + body
         elif kind in (b"tEXt", b"zTXt", b"iTXt") and body.startswith(_RAW_EXIF_KEY + b"\x00"):
-            text = _itxt_text(body) if kind == b"iTXt" else _text_chunk(body, compressed=kind == b"zTXt")
             raw_exif = _raw_profile_exif(text)
         elif kind == b"iTXt" and body.startswith(_XMP_KEY + b"\x00"):
-            xmp = _itxt_text(body) or xmp
+            xmp = text or xmp
         elif kind in (b"tEXt", b"zTXt") and body.startswith(_XMP_KEY + b"\x00") and not xmp:
-            xmp = _text_chunk(body, compressed=kind == b"zTXt")  # as Pillow reads them at 8 bits
+            xmp = text  # as Pillow reads them at 8 bits
         elif kind == b"tRNS" and ctype == 2 and len(body) >= 6:
             trns = np.frombuffer(body[:6], dtype=">u2")
         if kind in (b"tEXt", b"zTXt", b"iTXt") and not body.startswith(b"\x00"):  # no keyword: dropped, as Pillow does
             key = body.split(b"\x00", 1)[0].decode("latin-1")
-            value = _itxt_text(body) if kind == b"iTXt" else _text_chunk(body, compressed=kind == b"zTXt")
-            texts[key] = value.decode("utf-8" if kind == b"iTXt" else "latin-1", "replace")
+            texts[key] = text.decode("utf-8" if kind == b"iTXt" else "latin-1", "replace")
+            memory += len(texts[key])
+            if memory > memory_limit:
+                raise SrganError(
+                    f"{name}: cannot decode the PNG data (Too much memory used in text chunks: "
+                    f"{memory}>MAX_TEXT_MEMORY); the file is truncated or corrupt"
+                )
     bpp = 2 * channels
     passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
     geometry = []
@@ -2264,8 +2283,13 @@ _RAW_EXIF_KEY = b"Raw profile type exif"
 
 def _raw_profile(text: bytes) -> bytes:
     """The bytes of a raw-profile text ("\\n<kind>\\n<length>\\n<hex lines>"); b"" when malformed."""
+    start = -1
+    for _ in range(3):  # the hex starts after the third newline (a list of every line: 1.5 GB for 16 MB of them)
+        start = text.find(b"\n", start + 1)
+        if start < 0:
+            return b""
     try:
-        return bytes.fromhex(b"".join(text.split(b"\n")[3:]).decode("ascii"))
+        return bytes.fromhex(text[start + 1 :].replace(b"\n", b"").decode("ascii"))
     except (ValueError, UnicodeDecodeError):
         return b""
 
@@ -2276,33 +2300,39 @@ def _raw_profile_exif(text: bytes) -> bytes:
     return data if not data or data.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + data
 
 
-def _text_chunk(body: bytes, compressed: bool, limit: int = 1 << 24) -> bytes:
+def _text_chunk(body: bytes, compressed: bool, limit: int) -> bytes:
     """The text of a tEXt or zTXt chunk (keyword, [method,] text), inflated for zTXt; b"" when
-    malformed or larger than ``limit`` bytes."""
+    malformed; ValueError when it inflates to more than ``limit`` bytes."""
     try:
         _key, text = body.split(b"\x00", 1)
-        return _inflate(text[1:], limit) if compressed else text
-    except (ValueError, IndexError, zlib.error):
+    except ValueError:
         return b""
+    return _inflate(text[1:], limit) if compressed else text
 
 
 def _inflate(data: bytes, limit: int) -> bytes:
-    """``data`` inflated; b"" when it would be larger than ``limit`` bytes (zlib.error if malformed)."""
+    """``data`` inflated; b"" when malformed (as Pillow takes it); ValueError, in Pillow's words, when it
+    would be larger than ``limit`` bytes."""
     inflate = zlib.decompressobj()
-    text = inflate.decompress(data, limit)
-    return b"" if inflate.unconsumed_tail else text
+    try:
+        text = inflate.decompress(data, limit)
+    except zlib.error:
+        return b""
+    if inflate.unconsumed_tail:
+        raise ValueError("Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK")
+    return text
 
 
-def _itxt_text(body: bytes, limit: int = 1 << 24) -> bytes:
+def _itxt_text(body: bytes, limit: int) -> bytes:
     """The text of an iTXt chunk (keyword, flag, method, language, translated keyword, text), inflated
-    if compressed; b"" when malformed or, compressed, larger than ``limit`` bytes."""
+    if compressed; b"" when malformed; ValueError when, compressed, it inflates to more than ``limit`` bytes."""
     try:
         _key, rest = body.split(b"\x00", 1)
         compressed = rest[0]
         _lang, _translated, text = rest[2:].split(b"\x00", 2)
-        return _inflate(text, limit) if compressed else text
-    except (ValueError, IndexError, zlib.error):
+    except (ValueError, IndexError):
         return b""
+    return _inflate(text, limit) if compressed else text
 
 
 def _png_unfilter(ftypes: np.ndarray, filt: np.ndarray, name: str) -> np.ndarray:

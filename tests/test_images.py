@@ -1255,6 +1255,57 @@ def test_png_text_chunks(tmp_path, bit_depth):
         assert dict(im.text) == text
 
 
+def _png_with_text_after_idat(depth: int, chunks: list[bytes]) -> bytes:
+    """A 4x4 RGB PNG with ``chunks`` (whole, already made) between its IDAT and IEND, where Pillow reads
+    them only as it loads the pixels."""
+    png = _ref_png(RNG.integers(0, 1 << depth, (4, 4, 3)), depth, 2)
+    return png[:-12] + b"".join(chunks) + png[-12:]
+
+
+@pytest.mark.parametrize("limit", ["chunk", "memory"])
+def test_png_text_past_pillows_limits_is_refused_at_16_bits_as_at_8(tmp_path, monkeypatch, limit):
+    # the 16-bit reader inflated each text chunk up to 16 MB with no total, kept them as comments
+    # and wrote them out again: a 160 KB file gave a 168 MB PNG. Pillow's limits are read as the file
+    # is, so a program that raised them gets the same at both depths; small ones here keep this cheap.
+    from PIL import PngImagePlugin
+
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_CHUNK", 4000)
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 10000)
+    if limit == "chunk":
+        chunks = [_chunk(b"zTXt", b"note\x00\x00" + zlib.compress(b"A" * 4001))]
+        why = "Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK"
+    else:
+        chunks = [_chunk(b"zTXt", b"k%d\x00\x00" % i + zlib.compress(b"A" * 3000)) for i in range(4)]
+        why = "Too much memory used in text chunks: 12000>MAX_TEXT_MEMORY"
+    errors = []
+    for depth in (8, 16):
+        path = tmp_path / f"t{depth}.png"
+        path.write_bytes(_png_with_text_after_idat(depth, chunks))
+        with pytest.raises(SrganError) as exc:
+            read_image(path)
+        errors.append(str(exc.value).replace(f"t{depth}.png", "t.png"))
+    assert errors[0] == errors[1] and f"({why})" in errors[1]
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_CHUNK", 5000)
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 20000)
+    got = read_image(tmp_path / "t16.png")  # raised, the same file reads
+    assert got.bit_depth == 16 and set(got.comments.values()) <= {"A" * 4001, "A" * 3000}
+
+
+def test_png_raw_profile_is_read_without_a_list_of_its_lines():
+    # 16 MB of newlines in a "Raw profile type exif" took 1.5 GB as a list of lines
+    import tracemalloc
+
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"
+    text = b"\nexif\n%d\n" % len(exif) + b"\n" * 200_000 + exif.hex().encode() + b"\n"
+    tracemalloc.start()
+    try:
+        assert images._raw_profile_exif(text) == exif
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(text)
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif"])
 def test_text_in_exif_or_tiff_tags(tmp_path, suffix):
     out = write_image(tmp_path / f"t{suffix}", RNG.random((4, 4, 3)), text={"model": "srgan_x4", "Software": "srgan"})
