@@ -1074,8 +1074,53 @@ def _strict_load(im: Image.Image) -> None:
     if im.format == "TIFF" and im.tile:
         with _pillow_unlimited():
             im.load_prepare()
+    marked = _png_mark_last_row(im)
     with _strict_pillow():
         im.load()
+    if marked is not None and _png_row_unwritten(im, *marked):
+        raise OSError("the image data ends early")
+
+
+# Pillow's PNG decoder stops without a word where the image data ends at a row boundary before the
+# last row, and leaves the rest black (a 3.9 KB file read as 2,686,996x20); srgan's 16-bit reader
+# refuses that. The row the decoder writes last is filled with a pattern before it runs: left as it
+# was, the data ended early. No second decode; a row of under 32 bits (a few pixels wide), which a
+# real image might match, goes unchecked.
+_PNG_MARK_BITS = 32
+
+
+def _png_mark_last_row(im: Image.Image) -> tuple[int, int, int, np.ndarray] | None:
+    """(row, first column, column step, pattern) of the pixels of a PNG that its decoder writes last,
+    filled with the pattern before ``im.load()``; None where there is nothing to check."""
+    if im.format != "PNG" or len(im.tile) != 1 or getattr(im, "is_animated", False):
+        return None
+    if tuple(im.tile[0][1]) != (0, 0, im.width, im.height) or im.mode not in (
+        "1",
+        "L",
+        "LA",
+        "P",
+        "RGB",
+        "RGBA",
+        "I",
+        "I;16",
+    ):
+        return None
+    width, height = im.size
+    passes = _ADAM7 if im.info.get("interlace") else ((0, 0, 1, 1),)
+    x0, y0, dx, dy = next(p for p in reversed(passes) if width > p[0] and height > p[1])
+    y = y0 + (height - 1 - y0) // dy * dy
+    size = len(Image.new(im.mode, (width, 1)).tobytes())
+    pattern = Image.frombytes(im.mode, (width, 1), ((np.arange(size) * 167 + 101) & 0xFF).astype(np.uint8).tobytes())
+    expected = np.asarray(pattern)[0, x0::dx]
+    if (expected.size if im.mode == "1" else expected.nbytes * 8) < _PNG_MARK_BITS:
+        return None
+    ImageFile.ImageFile.load_prepare(im)  # the image's memory only: PNG's own would be done twice
+    im.im.paste(pattern.im, (0, y, width, y + 1))
+    return y, x0, dx, expected
+
+
+def _png_row_unwritten(im: Image.Image, y: int, x0: int, dx: int, expected: np.ndarray) -> bool:
+    return bool(np.array_equal(np.asarray(im.crop((0, y, im.width, y + 1)))[0, x0::dx], expected))
 
 
 def _format_name(im: Image.Image) -> str:
