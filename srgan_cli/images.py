@@ -852,6 +852,11 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
     except SrganError:
         raise
     except MemoryError:
+        if im.width * im.height < _SMALL_IMAGE_PIXELS:  # a length field of 4 GB in a 16x16 PNG: the data is at fault
+            raise SrganError(
+                f"{name}: cannot decode the {fmt or 'image'} data (out of memory for a {im.width}x{im.height} image); "
+                "the file is corrupt or too large to decode"
+            ) from None
         raise SrganError(f"{name}: not enough memory to decode a {im.width}x{im.height} image") from None
     except Image.DecompressionBombError as exc:  # e.g. a GIF frame larger than its declared screen
         raise SrganError(f"{name}: refused as a decompression bomb ({_one_line(exc)})") from None
@@ -870,6 +875,11 @@ def _decode(fh, name: str, max_pixels: int | None) -> LoadedImage:
         low_bits=low_bits,
     )
     return _with_notes(notes, loaded)
+
+
+# an image this small takes a few hundred MB at most, decoded and as floats: out of memory, it is not the
+# image's size but its data (a chunk length or strip count) that asked for more
+_SMALL_IMAGE_PIXELS = 1 << 22
 
 
 def _with_notes(notes: list[str], loaded: LoadedImage) -> LoadedImage:

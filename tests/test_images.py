@@ -1315,6 +1315,20 @@ def test_png_whose_image_data_ends_a_row_early_is_refused(tmp_path, interlace, d
         read_image(path)
 
 
+def test_out_of_memory_on_a_small_image_blames_the_data(tmp_path, monkeypatch):
+    # a PNG of 16x16 whose second IDAT claims 4 GB ran out of memory and said "not enough memory to
+    # decode a 16x16 image", as if the machine were at fault
+    path = tmp_path / "small.png"
+    path.write_bytes(_ref_png(RNG.integers(0, 256, (16, 16, 3)), 8, 2))
+
+    def out_of_memory(im):
+        raise MemoryError
+
+    monkeypatch.setattr(images, "_strict_load", out_of_memory)
+    with pytest.raises(SrganError, match=r"small\.png: .*16x16.*corrupt or too large to decode"):
+        read_image(path)
+
+
 def test_png_raw_profile_is_read_without_a_list_of_its_lines():
     # 16 MB of newlines in a "Raw profile type exif" took 1.5 GB as a list of lines
     import tracemalloc
