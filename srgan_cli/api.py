@@ -707,7 +707,7 @@ def upscale_image(
     tile = _check_int("tile", tile, 0, "0 (whole image) or positive")
     tile_pad = _check_int("tile_pad", tile_pad, 0, "0 or positive")
     if isinstance(image, Image.Image):
-        loaded = images.from_pil(image)
+        loaded = images.from_pil(image, name=str(getattr(image, "filename", "") or "image"))
     else:
         loaded = images.read_image(image)
     for note in loaded.notes:  # what the image lost on the way (the CLI prints these as notes)

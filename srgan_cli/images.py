@@ -1181,21 +1181,16 @@ def _mp_entry_types(data) -> list[int] | None:
 
 
 def _count_frames(im: Image.Image) -> tuple[int, bool]:
-    """The number of frames (pages), and whether one after the frame ``im`` stands at is damaged: then
-    those before it are counted (the first frame of a GIF or TIFF cut short in a later one is good)."""
+    """The number of frames (pages), and whether the data after the frame ``im`` stands at is damaged: then
+    that frame is the last counted (the first frame of a GIF or TIFF cut short in a later one is good)."""
     if im.format == "MPO":
         return _mpo_frames(im), False
     here = im.tell()  # a caller's image (from_pil) may stand at another frame: that one is upscaled
     try:
         n = int(getattr(im, "n_frames", 1) or 1)  # TIFF and GIF walk the file to count
         damaged = False
-    except _DECODE_ERRORS:
+    except _DECODE_ERRORS:  # the later frames are not decoded to count them: they may be bombs past max_pixels
         n, damaged = here + 1, True
-        with contextlib.suppress(*_DECODE_ERRORS):
-            while True:  # seek loads each frame, as a viewer showing it would
-                im.seek(n)
-                im.load()
-                n += 1
     if im.tell() != here:
         im.seek(here)
     return n, damaged
@@ -1204,9 +1199,7 @@ def _count_frames(im: Image.Image) -> tuple[int, bool]:
 def _frames_note(im: Image.Image, name: str, n_frames: int, damaged: bool) -> str | None:
     """What a file's frames beyond the first say to a user, who gets the first frame only."""
     if damaged:
-        return (
-            f"{name}: {n_frames} frame{'s' * (n_frames > 1)}, then damaged or cut-off data; only the first is upscaled"
-        )
+        return f"{name}: the data after the first frame is damaged or cut off; only the first is upscaled"
     if n_frames > 1 and im.format == "PNG" and im.info.get("default_image"):
         # an APNG whose first image is the still picture for viewers without animation, not a frame of it
         return (
@@ -1233,7 +1226,11 @@ def from_pil(img: Image.Image, *, name: str = "image") -> LoadedImage:
         raise SrganError(f"{name}: cannot decode the image ({_one_line(exc)})") from None
     turned = _turned_by_pillow(img, turned)
     fmt = _format_name(img)
-    return _from_loaded_pil(img, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+    loaded = _from_loaded_pil(img, fmt=fmt, n_frames=n_frames, name=name, turned=turned, trns_scale=trns_scale)
+    if n_frames > 1:  # the caller's image may stand at another frame: that one is upscaled
+        frame = getattr(img, "tell", lambda: 0)()
+        loaded.notes[:0] = [f"{name}: {n_frames} frames; only frame {frame + 1} (where the image stands) is upscaled"]
+    return loaded
 
 
 def _from_loaded_pil(

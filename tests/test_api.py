@@ -1369,3 +1369,7 @@ def test_upscale_image_warns_of_what_the_image_lost(fp32, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain image: no warning
         upscale_image(Image.new("RGB", (10, 8), "red"), fp32)
+    with Image.open(tmp_path / "a.gif") as im:  # opened by the caller: the frame it stands at
+        im.seek(1)
+        with pytest.warns(SrganWarning, match=r"a\.gif: 2 frames; only frame 2 \(where the image stands\) is upscaled"):
+            upscale_image(im, fp32)

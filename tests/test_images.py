@@ -2081,7 +2081,35 @@ def test_a_file_cut_short_in_a_later_frame_gives_its_good_first_frame_with_a_not
     assert np.array_equal(got.rgb, first.rgb)
     assert len(got.notes) == 1
     assert got.notes[0].startswith(f"{cut}: ")
-    assert "then damaged or cut-off data; only the first is upscaled" in got.notes[0]
+    assert got.notes[0] == f"{cut}: the data after the first frame is damaged or cut off; only the first is upscaled"
+
+
+def test_the_pages_after_damage_are_not_decoded_to_count_them(tmp_path, monkeypatch):
+    # a small first page, then large ones, the last pointing past the end: counting the pages decoded each,
+    # past --max-pixels (a hostile file); the first page is read alone now
+    pages = [Image.new("RGB", (32, 32), "red"), Image.new("RGB", (2000, 2000))]
+    pages[0].save(tmp_path / "p.tif", save_all=True, append_images=pages[1:], compression="tiff_deflate")
+    data = bytearray((tmp_path / "p.tif").read_bytes())
+    at = struct.unpack_from("<I", data, 4)[0]
+    while True:  # to the last page's next-page offset
+        (n,) = struct.unpack_from("<H", data, at)
+        (following,) = struct.unpack_from("<I", data, at + 2 + 12 * n)
+        if not following:
+            struct.pack_into("<I", data, at + 2 + 12 * n, len(data) + 4096)
+            break
+        at = following
+    (tmp_path / "p.tif").write_bytes(bytes(data))
+    loaded_pages = []
+    real_load = TiffImagePlugin.TiffImageFile.load
+
+    def load(self):
+        loaded_pages.append(self.tell())
+        return real_load(self)
+
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "load", load)
+    got = read_image(tmp_path / "p.tif", max_pixels=10_000)
+    assert got.size == (32, 32) and got.notes[0].endswith("damaged or cut off; only the first is upscaled")
+    assert set(loaded_pages) == {0}  # the 2000x2000 page was decoded too
 
 
 def test_an_animated_png_whose_still_image_is_no_frame_says_the_still_image_is_upscaled(tmp_path):
