@@ -437,7 +437,7 @@ def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tu
         return cached("HF_HUB_OFFLINE is set")
     try:
         with _short_retries():
-            huggingface_hub.HfApi().repo_info(repo_id, repo_type=repo_type, timeout=HUB_TIMEOUT)
+            info = huggingface_hub.HfApi().repo_info(repo_id, repo_type=repo_type, timeout=HUB_TIMEOUT)
     except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
         raise _refusal(where, exc) from None
     except Exception as exc:  # noqa: BLE001 - no answer, a refused connection, a proxy's or captive portal's page
@@ -446,9 +446,7 @@ def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tu
         return cached(f"the Hub cannot be reached ({_endpoint()}: {_why(exc)})")
     try:
         with _short_retries():
-            root = huggingface_hub.snapshot_download(
-                repo_id=repo_id, repo_type=repo_type, allow_patterns=patterns, etag_timeout=HUB_TIMEOUT
-            )
+            root = _download_files(repo_id, repo_type, folder, info, patterns)
     except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
         raise _refusal(where, exc) from None
     except Exception as exc:  # noqa: BLE001 - network, disk and cache errors of the client
@@ -456,6 +454,32 @@ def download_folder(repo_id: str, folder: str, repo_type: str = "dataset") -> tu
             raise _refusal(where, exc) from None
         raise SrganError(f"{where}: download of {folder}/ failed ({_why(exc)}); retry") from None
     return Path(root), None
+
+
+def _download_files(repo_id: str, repo_type: str, folder: str, info, patterns: list[str]) -> str:
+    """The snapshot folder holding ``folder/`` of the revision ``info`` (``repo_info``'s answer) names, its
+    files fetched each with :data:`HUB_TIMEOUT` for the Hub's answer: ``snapshot_download`` asked the Hub
+    for the revision again, with no time limit, and an endpoint that answered once and stalled after hung
+    for good. Where the answer lists no files, ``snapshot_download`` of that very revision."""
+    import concurrent.futures
+
+    import huggingface_hub
+
+    names = [s.rfilename for s in (getattr(info, "siblings", None) or []) if s.rfilename.startswith(folder + "/")]
+    revision = getattr(info, "sha", None)
+    if not names or not revision:
+        return huggingface_hub.snapshot_download(
+            repo_id=repo_id, repo_type=repo_type, allow_patterns=patterns, etag_timeout=HUB_TIMEOUT, revision=revision
+        )
+
+    def fetch(name: str) -> str:
+        return huggingface_hub.hf_hub_download(
+            repo_id, name, repo_type=repo_type, revision=revision, etag_timeout=HUB_TIMEOUT
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(fetch, names))
+    return str(Path(paths[0]).parents[len(Path(names[0]).parts) - 1])
 
 
 def _refusal(where: str, exc: BaseException, revision: str | None = None) -> SrganError:

@@ -426,6 +426,43 @@ def test_hub_download_is_used_for_a_named_set_without_data_dir(monkeypatch, benc
     assert all(p.startswith("set14/") for p in calls[0]["allow_patterns"])
 
 
+def test_a_named_sets_files_are_fetched_from_the_revision_the_hub_named(monkeypatch, bench_dir, tmp_path):
+    # snapshot_download asked the Hub for the revision again, with no time limit: an endpoint that answered
+    # srgan's first question and stalled after hung the run for good. The files of the revision that answer
+    # named are fetched each with a bounded wait.
+    import types
+
+    import huggingface_hub
+
+    names = [f"set5/{p.relative_to(bench_dir / 'set5').as_posix()}" for p in (bench_dir / "set5").rglob("*.png")]
+    sha = "a" * 40
+    snapshot = tmp_path / "snapshots" / sha
+    asked = []
+
+    def repo_info(self, repo_id, **kwargs):
+        assert kwargs["timeout"] is not None
+        siblings = [types.SimpleNamespace(rfilename=n) for n in [*names, "set14/HR/x.png", "README.md"]]
+        return types.SimpleNamespace(sha=sha, siblings=siblings)
+
+    def hf_hub_download(repo_id, filename, **kwargs):
+        asked.append((filename, kwargs["revision"], kwargs["etag_timeout"]))
+        (snapshot / filename).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / filename).write_bytes((bench_dir / filename).read_bytes())
+        return str(snapshot / filename)
+
+    def stalls(**kwargs):
+        raise AssertionError("snapshot_download asks the Hub again, with no time limit")
+
+    monkeypatch.delenv("SRGAN_DATA_DIR", raising=False)
+    monkeypatch.delenv("SRGAN_BENCH_REPO", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", stalls)
+    assert core.resolve_set("set5") == snapshot / "set5"
+    assert sorted(a[0] for a in asked) == sorted(names)
+    assert all(a[1] == sha and a[2] for a in asked)
+
+
 def test_default_model_without_weights_suggests_bicubic(bench_dir, monkeypatch):
     from srgan_cli import weights
 
