@@ -157,9 +157,9 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="--cache disk's folder (refused without --cache disk: auto never keeps files, and inside --data): the "
-    "decoded images go into its sub-folder srgan-decoded, which may be deleted at any time (entries are made "
-    "again as needed), and entries of changed images are left there.  "
+    help="--cache disk's folder (refused without --cache disk, as auto never keeps files, and where it is --data "
+    "or inside it): the decoded images go into its sub-folder srgan-decoded, which may be deleted at any time "
+    "(entries are made again as needed), and entries of changed images are left there.  "
     "[default: $SRGAN_CACHE_DIR/decoded, else "
     "$XDG_CACHE_HOME/srgan/decoded (~/.cache/srgan/decoded)]",
 )
