@@ -3534,6 +3534,7 @@ def _patched_exif(original: bytes, rebuilt: bytes) -> bytes | None:
             at = _pointer(holder[pointer], e)
             kept += _spans(at, _ifd_entries(tiff, at, e)[0])
     del tiff[_thumbnail_start(tiff, next_at, e, kept) :]
+    _blank_thumbnail(tiff, next_at, e, kept)
     moved_sub = _patch_ifd(tiff, sub_at, sub, into_sub, new, old_sub, new_sub, {_INTEROP_POINTER: None}, e, None)
     sub_pointer = struct.pack(e + "I", moved_sub) if moved_sub != sub_at else None
     moved_main = _patch_ifd(
@@ -3541,6 +3542,26 @@ def _patched_exif(original: bytes, rebuilt: bytes) -> bytes | None:
     )
     struct.pack_into(e + "I", tiff, 4, moved_main)
     return _retyped(_EXIF_HEAD + bytes(tiff))
+
+
+def _blank_thumbnail(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int]]) -> None:
+    """Zero what is left in ``tiff`` of the thumbnail's IFD1 (at ``at``), its values and its JPEG, where no
+    kept directory or value (``kept``) shares the bytes: unlinked, they still held the input's preview
+    picture, hidden in the output."""
+    if not at or at >= len(tiff):
+        return
+    try:
+        entries, _ = _ifd_entries(tiff, at, e)
+        spans = _spans(at, entries)
+        if _THUMBNAIL_OFFSET in entries and _THUMBNAIL_LENGTH in entries:
+            start, length = (_pointer(entries[tag], e) for tag in (_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH))
+            spans.append((start, start + length))
+    except (ValueError, struct.error):
+        return
+    for start, end in spans:
+        start, end = max(start, 8), min(end, len(tiff))
+        if start < end and not any(a < end and start < b for a, b in kept):
+            tiff[start:end] = bytes(end - start)
 
 
 def _thumbnail_start(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int]]) -> int:

@@ -1776,6 +1776,31 @@ def test_a_camera_maker_note_stays_where_its_offsets_point(tmp_path, src, dst):
     assert _maker_note_read(_exif_tiff(out)) == canon
 
 
+def test_a_thumbnail_left_out_of_a_kept_layout_leaves_no_hidden_copy(tmp_path):
+    # a value after the thumbnail keeps it from being cut off the end: unlinked, the input's preview picture
+    # stayed in the output's EXIF as hidden bytes
+    tiff = bytearray(_canon_exif()[6:])
+    main, _, _ = _camera_tags(bytes(tiff))
+    sub_at = struct.unpack("<I", main[0x8769][2])[0]
+    (n,) = struct.unpack_from("<H", tiff, sub_at)
+    for i in range(n):
+        pos = sub_at + 2 + 12 * i
+        if struct.unpack_from("<H", tiff, pos)[0] == 0x9286:  # UserComment, moved past the thumbnail
+            tiff += b"\0" * (len(tiff) % 2)
+            struct.pack_into("<I", tiff, pos + 8, len(tiff))
+            tiff += b"ASCII\0\0\0HiMe"
+    exif = b"Exif\0\0" + bytes(tiff)
+    start = exif.index(b"\xff\xd8", 10)
+    thumb = exif[start : exif.index(b"\xff\xd9", start) + 2]
+    got = read_image(_save_with_exif(tmp_path / "in.jpg", RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8), exif))
+    for suffix in (".jpg", ".png", ".webp"):
+        out = write_image(tmp_path / f"o{suffix}", got.rgb, exif=got.exif, text={"Software": "srgan 0.1.0"})
+        kept = _exif_tiff(out)
+        assert thumb not in kept and b"HiMe" in kept
+        with Image.open(out) as im:
+            assert im.getexif().get_ifd(0x8769)[0x9286].endswith(b"HiMe")
+
+
 @pytest.mark.parametrize("e", ["<", ">"])
 def test_a_changed_tag_that_does_not_fit_its_place_goes_at_the_end(e):
     # a Software tag added, or longer than the camera's, and the pixel size: the rest stays where it was
