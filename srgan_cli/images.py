@@ -3544,12 +3544,9 @@ def _patched_exif(original: bytes, rebuilt: bytes) -> bytes | None:
     return _retyped(_EXIF_HEAD + bytes(tiff))
 
 
-def _blank_thumbnail(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int]]) -> None:
-    """Zero what is left in ``tiff`` of the thumbnail's IFD1 (at ``at``), its values and its JPEG, where no
-    kept directory or value (``kept``) shares the bytes: unlinked, they still held the input's preview
-    picture, hidden in the output."""
-    if not at or at >= len(tiff):
-        return
+def _thumbnail_spans(tiff: bytearray, at: int, e: str) -> list[tuple[int, int]] | None:
+    """The bytes the thumbnail's IFD1 (at ``at``), its values and its JPEG take, as (start, end); None where
+    the directory is damaged."""
     try:
         entries, _ = _ifd_entries(tiff, at, e)
         spans = _spans(at, entries)
@@ -3557,6 +3554,15 @@ def _blank_thumbnail(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int
             start, length = (_pointer(entries[tag], e) for tag in (_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH))
             spans.append((start, start + length))
     except (ValueError, struct.error):
+        return None
+    return spans
+
+
+def _blank_thumbnail(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int]]) -> None:
+    """Zero what is left in ``tiff`` of the thumbnail's IFD1 (at ``at``), its values and its JPEG, where no
+    kept directory or value (``kept``) shares the bytes: unlinked, they still held the input's preview
+    picture, hidden in the output."""
+    if not at or at >= len(tiff) or (spans := _thumbnail_spans(tiff, at, e)) is None:
         return
     for start, end in spans:
         start, end = max(start, 8), min(end, len(tiff))
@@ -3568,15 +3574,7 @@ def _thumbnail_start(tiff: bytearray, at: int, e: str, kept: list[tuple[int, int
     """Where the thumbnail's IFD1 (at ``at``; 0: none) starts, where it, its values and its JPEG are the
     last bytes of ``tiff``, with nothing else among them (``kept``: what else lies in ``tiff``); else the
     end of ``tiff``: whatever lies there stays."""
-    if not at:
-        return len(tiff)
-    try:
-        entries, _ = _ifd_entries(tiff, at, e)
-        spans = _spans(at, entries)
-        if _THUMBNAIL_OFFSET in entries and _THUMBNAIL_LENGTH in entries:
-            start, length = (_pointer(entries[tag], e) for tag in (_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH))
-            spans.append((start, start + length))
-    except (ValueError, struct.error):
+    if not at or (spans := _thumbnail_spans(tiff, at, e)) is None:
         return len(tiff)
     spans.sort()
     start, end = spans[0]

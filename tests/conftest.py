@@ -86,9 +86,10 @@ def _plain_terminal(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
-def _without_blocking(fn, fifo):
-    """fn() in a thread; a FIFO it opened for reading (and blocked on) is released to fail the test."""
-    import os
+def in_time(fn, limit: float = 30, on_timeout=None, message: str | None = None):
+    """fn()'s result (its exception raised), run on a thread: where it takes more than ``limit`` seconds,
+    ``on_timeout()`` (if given) is called to release it and the test fails (with ``message``) instead of
+    hanging."""
     import threading
 
     out: dict = {}
@@ -101,14 +102,25 @@ def _without_blocking(fn, fifo):
 
     thread = threading.Thread(target=call, daemon=True)
     thread.start()
-    thread.join(30)
+    thread.join(limit)
     if thread.is_alive():
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a writer lets the blocked open return
-        thread.join(10)
-        pytest.fail(f"blocked opening the FIFO {fifo}")
+        if on_timeout is not None:
+            on_timeout()
+            thread.join(10)
+        pytest.fail(message or f"still waiting after {limit} s")
     if "error" in out:
         raise out["error"]
     return out["value"]
+
+
+def _without_blocking(fn, fifo):
+    """fn() in a thread; a FIFO it opened for reading (and blocked on) is released to fail the test."""
+    import os
+
+    def release() -> None:  # a writer lets the blocked open return
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    return in_time(fn, 30, release, f"blocked opening the FIFO {fifo}")
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import in_time
 from PIL import Image
 
 from srgan_cli import __version__
@@ -1590,28 +1591,6 @@ def silent_hub(monkeypatch, tmp_path):
     server.close()
 
 
-def _in_time(fn, limit=30):
-    """fn()'s result, failing the test (not hanging it) where fn takes more than ``limit`` seconds."""
-    import threading
-
-    out: dict = {}
-
-    def call():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            out["error"] = exc
-
-    thread = threading.Thread(target=call, daemon=True)
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        pytest.fail(f"still waiting after {limit} s")
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
 def _cache_set(cache, bench_dir, repo="someone/sets", name="set5"):
     """``name`` of ``bench_dir`` in the Hugging Face cache as the dataset ``repo`` (main), as a download leaves it."""
     commit = "c" * 40
@@ -1627,16 +1606,16 @@ def test_a_hub_that_never_answers_is_waited_for_a_while_then_the_cached_set_is_u
     the set in the cache or not: the Hub's revision was asked for with no time limit."""
     server, cache = silent_hub
     folder = _cache_set(cache, bench_dir)
-    assert _in_time(lambda: core.resolve_set("set5", hub_dataset="someone/sets")) == folder
+    assert in_time(lambda: core.resolve_set("set5", hub_dataset="someone/sets")) == folder
     assert server.connections  # it was asked, and not answered
-    result = _in_time(lambda: _invoke("--set", "set5", "-m", "bicubic", "--no-lpips", "--hub-dataset", "someone/sets"))
+    result = in_time(lambda: _invoke("--set", "set5", "-m", "bicubic", "--no-lpips", "--hub-dataset", "someone/sets"))
     assert result.exit_code == 0, result.output
     assert "28.42" in result.stdout
 
 
 def test_a_hub_that_never_answers_with_the_set_not_cached_is_a_one_line_error(silent_hub):
     server, _ = silent_hub
-    result = _in_time(lambda: _invoke("--set", "set5", "-m", "bicubic", "--hub-dataset", "someone/sets"))
+    result = in_time(lambda: _invoke("--set", "set5", "-m", "bicubic", "--hub-dataset", "someone/sets"))
     line = _one_line_error(result)
     assert "someone/sets" in line and "no answer within 0.5 s" in line and server.url in line
     assert "set5/ is not in the Hugging Face cache" in line and "--data-dir" in line
