@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import mmap
@@ -82,6 +83,8 @@ class ImageScan:
     # names of a file listed already under another name (a symlink, a hard link): passed over, so that
     # no image is trained on twice, nor trained on under one name and held out under the other
     duplicates: list[Path] = field(default_factory=list)
+    # each of ``duplicates`` -> the name of it that is listed (in ``paths``, or passed over as too small/large)
+    twin_of: dict[Path, Path] = field(default_factory=dict)
 
     @property
     def skipped_unreadable(self) -> int:
@@ -276,7 +279,7 @@ def scan_images(
         ticker.tick(lambda: f"listing the training folder {root}: {found[0]} files so far")
 
     paths = list_images(root, unlisted=scan.unlisted, visit=visit, unread=scan.unread)
-    seen: set[object] = set()
+    seen: dict[object, Path] = {}
     for path, info in zip(paths, _header_sizes(paths, ticker), strict=True):
         if info is None:
             scan.unreadable.append(path)
@@ -284,8 +287,9 @@ def scan_images(
         (width, height), key = info
         if key in seen:  # a link to an image listed already (the first name, sorted, is kept)
             scan.duplicates.append(path)
+            scan.twin_of[path] = seen[key]
             continue
-        seen.add(key)
+        seen[key] = path
         if width < min_size or height < min_size:
             scan.skipped_small += 1
             continue
@@ -301,6 +305,23 @@ def scan_images(
             f"{min_size} px wide"
         )
     return scan
+
+
+def _recorded_names_listed(scan: ImageScan, recorded: set[str]) -> ImageScan:
+    """``scan`` with each image whose listed name is not among the ``recorded`` held-out names, but a second
+    name of it (a link added since) is, listed under that recorded name instead: the scan keeps the first
+    name, sorted, so a resumed run found its held-out image "gone" and trained on it under the new name."""
+    paths, duplicates, twin_of = list(scan.paths), list(scan.duplicates), dict(scan.twin_of)
+    for dup, listed in scan.twin_of.items():
+        name, listed_name = (p.relative_to(scan.root).as_posix() for p in (dup, listed))
+        if name in recorded and listed_name not in recorded and listed in paths:
+            paths[paths.index(listed)] = dup
+            duplicates[duplicates.index(dup)] = listed
+            del twin_of[dup]
+            twin_of[listed] = dup
+    if paths == scan.paths:
+        return scan
+    return dataclasses.replace(scan, paths=paths, duplicates=duplicates, twin_of=twin_of)
 
 
 def hold_out(
@@ -322,6 +343,7 @@ def hold_out(
             f"--val-holdout {count}: {scan.root} has {len(scan.paths)} usable training images; "
             "hold out at least 1 and leave at least 1 to train on"
         )
+    scan = _recorded_names_listed(scan, set(names or ()))
 
     def rank(path: Path) -> str:
         # fsencode: the bytes of the name (UTF-8 for text names, as before), also where they are not UTF-8
@@ -359,6 +381,7 @@ def hold_out(
         unlisted=scan.unlisted,
         unread=scan.unread,
         duplicates=scan.duplicates,
+        twin_of=scan.twin_of,
     )
     return rest, sorted(held)
 

@@ -899,6 +899,22 @@ def test_a_validation_image_whose_header_claims_billions_of_pixels_is_refused_be
     assert float(lines[1]) < 5
 
 
+def test_a_held_out_image_given_a_second_name_since_stays_held_out_on_resume(tmp_path):
+    # the scan keeps the first name, sorted: a link added since, sorting before a recorded held-out name, made
+    # the resume find that image "gone" and train on it under the new name
+    root = tmp_path / "data"
+    _write_images(root, 5)
+    recorded = [p.relative_to(root).as_posix() for p in hold_out(scan_images(root, 32), 2)[1]]
+    os.link(root / recorded[0], root / "a_copy.png")  # sorts before every imgN.png
+    scan = scan_images(root, 32)
+    assert "a_copy.png" in [p.name for p in scan.paths]
+    rest, held = hold_out(scan, 2, recorded)
+    assert [p.relative_to(root).as_posix() for p in held] == recorded
+    trained = {os.path.realpath(p) for p in rest.paths}
+    assert not trained & {os.path.realpath(p) for p in held} and len(rest.paths) == 3
+    assert [p.name for p in rest.duplicates] == ["a_copy.png"]
+
+
 def test_an_image_under_two_names_is_trained_on_once_and_never_both_held_out_and_trained(tmp_path):
     """A symlink (or hard link) inside --data to another of its images was listed twice: trained on
     twice as often, and --val-holdout could hold out one name while training on the other."""
