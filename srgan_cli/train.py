@@ -1450,7 +1450,13 @@ class _Trainer:
         GPUs every tenth, since reading the answer waits for the device."""
         if self.dist.enabled and self._nccl() and self.step % 10:
             return False
-        return self._on_any_rank(stop.requested)
+        requested = stop.requested
+        if not requested:  # this rank votes to go on: a stop asked while the ranks agree comes after the step
+            self._in_step = True
+        agreed = self._on_any_rank(requested)
+        if agreed:
+            self._in_step = False
+        return agreed
 
     @contextlib.contextmanager
     def _rank0_work(self) -> Iterator[None]:
@@ -1536,7 +1542,7 @@ class _Trainer:
         for note in state.get("resume_notes") or ():
             self.info(note)
         world = state.get("world_size")
-        if isinstance(world, int) and world != self.dist.world_size:
+        if isinstance(world, int) and world != self.dist.world_size and not self.idle:  # no step to batch
             self.info(
                 f"the run was trained on {world} process(es), now on {self.dist.world_size}: a step's batch is "
                 f"{self.cfg.batch_size * self.dist.world_size} patches (was {self.cfg.batch_size * world})"
@@ -2248,6 +2254,8 @@ class _Trainer:
         """The ``stopping`` event, as the first stop signal comes (from the notice thread): the step
         the run stops after (the one running ends first), or none before the loop begins."""
         step = self.step_now() + (1 if self._in_step else 0)
+        if self.dist.enabled and self._nccl() and step % 10:  # the ranks agree every tenth step on GPUs
+            step += 10 - step % 10
         self.emit({"event": "stopping", "step": step, "started": self._looping})
 
     def _save_at_stop(self, start: int, read_back: Callable, n_window: int, log_window: Callable) -> None:

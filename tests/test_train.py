@@ -2651,6 +2651,22 @@ def test_a_resume_with_nothing_left_to_train_applies_and_records_none_of_its_opt
     assert json.loads((run / "config.step2.json").read_text())["lr"] == 1e-3
 
 
+def test_a_resume_with_nothing_to_train_says_nothing_of_the_batch_of_its_steps(data, tmp_path):
+    # a finished 2-rank run resumed in one process said "a step's batch is 2 patches (was 4)", then that the
+    # run was already at its last step: no step was run
+    import torch
+
+    run = tmp_path / "run"
+    train(_options(data, steps=2), run)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["world_size"] = 2  # as a run of 2 ranks leaves it
+    torch.save(state, run / "checkpoint.pt")
+    events: list[dict] = []
+    train({}, run, resume=True, report=events.append)
+    notes = _notes(events)
+    assert not [n for n in notes if "process(es)" in n] and [n for n in notes if "already at step 2 of 2" in n]
+
+
 def test_a_resume_stopped_before_its_first_step_leaves_the_runs_config(data, tmp_path):
     run = tmp_path / "run"
     train(_options(data, steps=2, lr=1e-3), run)
@@ -2748,6 +2764,29 @@ def test_a_first_ctrl_c_says_at_once_that_the_run_is_stopping(data, tmp_path, mo
     assert stopping == {"event": "stopping", "step": 3, "started": True}
     assert [e["event"] for e in events][-2:] == ["checkpoint", "interrupted"] and events[-1]["step"] == 3
     assert _notice_threads() == []  # the notice thread ends with the run
+
+
+def test_a_stop_asked_while_the_ranks_agree_names_the_step_it_saves(data, tmp_path, monkeypatch):
+    # under torchrun a signal can come while rank 0 waits for the others' votes, having voted to go on: the
+    # notice named the step before, and the checkpoint came one step later
+    from srgan_cli import train as train_module
+
+    real = train_module._Trainer._on_any_rank
+    events: list[dict] = []
+
+    def agreeing(self, flag):
+        if self.step == 2 and not flag:  # the signal comes while the ranks agree; this rank voted to go on
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 10
+            while not [e for e in events if e["event"] == "stopping"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return real(self, flag)
+
+    monkeypatch.setattr(train_module._Trainer, "_on_any_rank", agreeing)
+    with pytest.raises(KeyboardInterrupt):
+        train(_options(data, steps=100, checkpoint_every=100), tmp_path / "run", report=events.append)
+    (stopping,) = [e for e in events if e["event"] == "stopping"]
+    assert stopping["step"] == events[-1]["step"] == 3
 
 
 def test_a_second_ctrl_c_says_which_checkpoint_is_left(data, tmp_path, monkeypatch):
