@@ -1344,26 +1344,29 @@ def _has_alpha(im: Image.Image) -> bool:
 def _palette_alpha(im: Image.Image) -> np.ndarray | None:
     """The alpha of each palette entry of a P image whose palette holds alpha (Pillow's ``quantize()``
     of an RGBA image makes one: no "transparency" in its info), where a used entry is not opaque; else None."""
-    if getattr(im.palette, "mode", "") != "RGBA":
+    if getattr(im.palette, "mode", "") != "RGBA" or (found := _palette_used(im, "RGBA")) is None:
         return None
+    pal, used = found
+    return pal[:, 3] if len(used) and np.any(pal[used, 3] < 255) else None
+
+
+def _palette_used(im: Image.Image, mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A P image's palette as an (N, len(mode)) array, and the entries its pixels use; None where the
+    palette cannot be read."""
     try:
-        pal = np.asarray(im.getpalette("RGBA") or [], dtype=np.uint8).reshape(-1, 4)
+        pal = np.asarray(im.getpalette(mode) or [], dtype=np.uint8).reshape(-1, len(mode))
     except (ValueError, TypeError):
         return None
     used = np.flatnonzero(np.bincount(np.asarray(im).ravel(), minlength=256))
-    used = used[used < len(pal)]
-    return pal[:, 3] if len(used) and np.any(pal[used, 3] < 255) else None
+    return pal, used[used < len(pal)]
 
 
 def _palette_is_gray(im: Image.Image) -> bool:
     """True when every palette colour the pixels use is gray; a fully transparent one (the
     transparency index, or a tRNS entry of 0) does not show and does not count."""
-    try:
-        pal = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
-    except (ValueError, TypeError):
+    if (found := _palette_used(im, "RGB")) is None:
         return False
-    used = np.flatnonzero(np.bincount(np.asarray(im).ravel(), minlength=256))
-    used = used[used < len(pal)]
+    pal, used = found
     hidden = im.info.get("transparency")
     if isinstance(hidden, int):
         used = used[used != hidden]
