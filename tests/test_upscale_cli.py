@@ -515,6 +515,26 @@ def test_bad_options_are_usage_errors(weights, tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_a_sub_folder_name_exfat_refuses_is_said_so(weights, tmp_path, monkeypatch):
+    # --recursive mirrors "12:30" onto a memory card, whose FUSE exFAT driver answers "no such file": the
+    # error said only that, naming no cause
+    _img(tmp_path / "in" / "12:30" / "a.png")
+    real = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if ":" in os.path.basename(path):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    result = run(weights, tmp_path / "in", "-o", tmp_path / "out", "--recursive")
+    assert result.exit_code == 1
+    assert (
+        f"{tmp_path / 'out' / '12:30'}: cannot create the output folder (the file system may refuse the name "
+        "'12:30', which holds ':' (FAT and exFAT refuse" in result.stderr
+    )
+
+
 def test_the_device_names_pytorch_prints_are_taken(weights, tmp_path):
     # str(tensor.device) is "cpu:0" for a CPU tensor made with an index: a user copies it from a log
     src = _img(tmp_path / "a.png")
