@@ -319,6 +319,22 @@ def not_found_reason(path: Path) -> str:
     return f"the file system refuses the name (it answered 'no such file or folder', though {path.parent} is there)"
 
 
+def mkdir_reason(folder: Path, exc: OSError) -> str:
+    """Why ``folder`` cannot be made: a name FAT and exFAT refuse (FUSE exFAT says "no such file"; the
+    kernel's drivers and Windows, "invalid argument"), where one of its missing parts holds such
+    characters; else the system's reason."""
+    if exc.errno in (errno.ENOENT, errno.EINVAL, errno.EILSEQ):
+        part = folder
+        while not part.exists() and part != part.parent:
+            if chars := fat_refused(part.name):
+                return (
+                    f"the file system may refuse the name {part.name!r}, which holds {_refused_words(chars)} "
+                    f"({_FAT_REFUSES})"
+                )
+            part = part.parent
+    return str(exc.strerror or exc)
+
+
 def user_cache_dir() -> Path:
     """srgan's folder in the user's cache: ``$XDG_CACHE_HOME/srgan`` (default ``~/.cache/srgan``),
     where the LPIPS weights and the decoded training images of ``--cache disk`` go."""

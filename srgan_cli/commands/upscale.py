@@ -1767,30 +1767,12 @@ def _check_output_folder(folder: Path) -> None:
 def _folder_problem(folder: Path, exc: OSError) -> str:
     """The error line for an output folder that cannot be made: names the file that stands where
     a folder must go (``out/sub``, not ``out``), else the folder and the system's reason."""
-    from ..fsutil import file_in_the_way
+    from ..fsutil import file_in_the_way, mkdir_reason
 
     blocked = file_in_the_way(folder)
     if blocked is not None:
         return f"{blocked}: a file, where the output folder would go; move it or choose another -o"
-    return f"{folder}: cannot create the output folder ({_mkdir_reason(folder, exc)})"
-
-
-def _mkdir_reason(folder: Path, exc: OSError) -> str:
-    """Why ``folder`` cannot be made: a name FAT and exFAT refuse (FUSE exFAT says "no such file"; the
-    kernel's drivers and Windows, "invalid argument"), where one of its missing parts holds such
-    characters; else the system's reason."""
-    from ..fsutil import _FAT_REFUSES, _refused_words, fat_refused
-
-    if exc.errno in (errno.ENOENT, errno.EINVAL, errno.EILSEQ):
-        part = folder
-        while not part.exists() and part != part.parent:
-            if chars := fat_refused(part.name):
-                return (
-                    f"the file system may refuse the name {part.name!r}, which holds {_refused_words(chars)} "
-                    f"({_FAT_REFUSES})"
-                )
-            part = part.parent
-    return str(exc.strerror or exc)
+    return f"{folder}: cannot create the output folder ({mkdir_reason(folder, exc)})"
 
 
 class _Silent(Reporter):
@@ -1912,7 +1894,9 @@ def _run(
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SrganError(f"{output}: cannot create the output folder ({_mkdir_reason(output, exc)})") from None
+            from ..fsutil import mkdir_reason
+
+            raise SrganError(f"{output}: cannot create the output folder ({mkdir_reason(output, exc)})") from None
     jobs = tally.pending = _make_folders(jobs, output, report, tally)
     if not jobs:
         return
