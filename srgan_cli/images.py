@@ -1304,12 +1304,39 @@ def _from_loaded_pil(
         raise SrganError(f"{name}: unsupported image mode {mode!r} ({_one_line(exc)})") from None
     if low_bits:
         rgb, alpha = _stretch_low_bits(rgb, alpha, low_bits)
+    if fmt == "GIF":
+        rgb, alpha = _gif_uncovered(im, rgb, alpha, grayscale)
     loaded = _finish(
         im, rgb, alpha, bit_depth, grayscale, mode, icc=icc, fmt=fmt, n_frames=n_frames, name=name, turned=turned
     )
     if note:
         loaded.notes.append(note)
     return loaded
+
+
+def _gif_uncovered(
+    im: Image.Image, rgb: np.ndarray, alpha: np.ndarray | None, grayscale: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A GIF whose first frame covers only part of its screen: the rest transparent, as browsers show it, over
+    the screen's background colour (the GIF spec's fill, for viewers that drop the alpha). Pillow filled it
+    with palette entry 0 (black, opaque, in most palettes) unless the frame had a transparent index."""
+    box = getattr(im, "dispose_extent", None)
+    if im.tell() != 0 or "transparency" in im.info or not box:
+        return rgb, alpha  # later frames are drawn over the earlier ones; a transparent index fills the rest
+    h, w = rgb.shape[:2]
+    x0, y0, x1, y1 = (max(0, min(int(v), side)) for v, side in zip(box, (w, h, w, h), strict=True))
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        return rgb, alpha
+    covered = np.zeros((h, w), dtype=bool)
+    covered[y0:y1, x0:x1] = True
+    rgb = rgb.copy()
+    palette = im.getpalette("RGB") if im.mode == "P" else None
+    index = im.info.get("background", 0)
+    if palette and isinstance(index, int) and 3 * index + 2 < len(palette):
+        background = np.asarray(palette[3 * index : 3 * index + 3], dtype=np.float32) / 255.0
+        rgb[~covered] = background.mean() if grayscale else background
+    alpha = covered.astype(np.float32) if alpha is None else np.where(covered, alpha, 0.0).astype(np.float32)
+    return rgb, alpha
 
 
 def _stretch_low_bits(

@@ -573,6 +573,37 @@ def test_sixteen_bit_gray_with_transparent_value(tmp_path):
     assert back.mode == "LA;16" and np.array_equal(back.alpha, got.alpha)
 
 
+def _gif_with_small_first_frame(path, transparent=None):
+    """A 64x64 GIF screen (background: entry 2, blue) whose first frame is a 32x32 red and white block at (16, 16)."""
+    palette = bytes([0, 0, 0, 255, 0, 0, 0, 0, 255, 255, 255, 255])
+    frame = Image.fromarray(np.tile(np.array([[1, 3]], dtype=np.uint8), (32, 16)), "P")
+    frame.putpalette(list(palette))
+    buf = io.BytesIO()
+    frame.save(buf, "GIF", optimize=False)
+    data = buf.getvalue()
+    start = data.index(b"\x2c", 13 + 3 * 2 ** ((data[10] & 7) + 1))  # its image descriptor
+    screen = b"GIF89a" + struct.pack("<HHBBB", 64, 64, 0x81, 2, 0) + palette
+    control = b"" if transparent is None else b"\x21\xf9\x04\x01\x00\x00" + bytes([transparent]) + b"\x00"
+    path.write_bytes(screen + control + b"\x2c" + struct.pack("<HHHH", 16, 16, 32, 32) + data[start + 9 :])
+    return path
+
+
+def test_a_gif_first_frame_smaller_than_its_screen_leaves_the_rest_transparent(tmp_path):
+    """Pillow fills the screen outside a GIF's first frame with palette entry 0: the photo came out framed in
+    opaque black. Browsers show that area transparent; the GIF spec fills it with the background colour."""
+    got = read_image(_gif_with_small_first_frame(tmp_path / "g.gif"))
+    assert got.alpha is not None and not got.grayscale
+    assert _q(got.alpha, 255)[16:48, 16:48].min() == 255 and _q(got.alpha, 255).sum() == 255 * 32 * 32
+    assert _q(got.rgb[0, 0], 255).tolist() == [0, 0, 255]  # the background colour under the transparency
+    assert _q(got.rgb[16, 16:18], 255).tolist() == [[255, 0, 0], [255, 255, 255]]
+    with Image.open(tmp_path / "g.gif") as im:
+        im.load()
+        assert _q(from_pil(im).alpha, 255).sum() == 255 * 32 * 32
+    # a transparent index fills the rest with itself (Pillow's own fill): transparent as before
+    got = read_image(_gif_with_small_first_frame(tmp_path / "t.gif", transparent=0))
+    assert _q(got.alpha, 255).sum() == 255 * 32 * 32
+
+
 def test_gray_palette_is_grayscale(tmp_path):
     im = Image.fromarray(np.array([[0, 128, 255]], dtype=np.uint8)).convert("P")
     im.save(tmp_path / "g.gif")
