@@ -22,6 +22,8 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
         {
           "name": "bicubic",
           "source": "matlab-bicubic" | path or model name,
+          "sha256": "..." | null,  # of the weights file (a blend: "A+B@alpha"); null for bicubic (results
+                                   # before it lack it)
           "dtype": "float32" | "float16" | "bfloat16" | null (bicubic),
           "psnr": 28.42,          # dB, mean over images (an exact one counts 100), Y channel, border = scale
           "ssim": 0.810,          # mean over images, Y channel, border = scale
@@ -484,6 +486,7 @@ class Upscaler:
     dtype: str | None = None
     synchronize: Callable[[], None] = lambda: None
     notes: list[str] = field(default_factory=list)
+    sha256: str | None = None  # of the weights: which file a score belongs to, beyond its name or path
 
 
 def model_label(spec: str) -> str:
@@ -567,7 +570,9 @@ def model_upscaler(
             torch.cuda.synchronize(dev)
 
     label = name or getattr(model, "name", None) or Path(spec).stem
-    return Upscaler(label, str(spec), int(model.scale), run, str(dtype).replace("torch.", ""), sync, notes)
+    dtype_name = str(dtype).replace("torch.", "")
+    sha256 = getattr(model, "sha256", None) or None
+    return Upscaler(label, str(spec), int(model.scale), run, dtype_name, sync, notes, sha256)
 
 
 # --------------------------------------------------------------------------- the run
@@ -669,6 +674,7 @@ def run_bench(
             {
                 "name": model.name,
                 "source": model.source,
+                "sha256": model.sha256,
                 "dtype": model.dtype,
                 "psnr": _mean_psnr([r["psnr"] for r in model_rows]),
                 "ssim": _mean([r["ssim"] for r in model_rows]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -117,6 +118,8 @@ def test_two_models_in_one_run_and_lpips_reason_shown(bench_dir, tmp_path):
     assert names == ["bicubic", "tiny"]
     bic, tiny = doc["models"]
     assert tiny["dtype"] == "float32" and bic["dtype"] is None
+    # which weights a score belongs to: a path or a name says nothing once the file is retrained
+    assert tiny["sha256"] == hashlib.sha256(Path(weights).read_bytes()).hexdigest() and bic["sha256"] is None
     assert tiny["psnr"] < bic["psnr"]  # an untrained network is far worse than bicubic
     assert all(m["lpips"] is None and "not installed" in m["lpips_note"] for m in doc["models"])
     assert doc["lpips_source"] is None
