@@ -309,13 +309,19 @@ def load_model(
     dtype, note = choose_dtype(precision, dev, cpu_bf16=config.arch in _CPU_BF16_ARCHS)
     notes = [note] if note else []
     name = _display_name(name_or_path, path)
+    if config.in_channels == 1:  # it sees the luma only: colour photos came out gray without a word
+        notes.append(f"{name} is a single-channel (gray) model: colour images come out gray")
     if blend:
         from .interpolate import blend_generators, parse_blend
 
         ref, alpha = parse_blend(blend)
         other_path, other_sha256, other, other_config, _ = _resolve_and_load(ref)
         if other_config != config:
-            raise SrganError(f"--blend {blend}: {other_path} has a different architecture than {path}; cannot blend")
+            ours, theirs = config.to_dict(), other_config.to_dict()
+            diff = ", ".join(f"{k} {theirs[k]!r} vs {ours[k]!r}" for k in ours if ours[k] != theirs.get(k))
+            raise SrganError(
+                f"--blend {blend}: {other_path} has another architecture than {path} ({diff}); cannot blend"
+            )
         module = blend_generators(module, other, alpha)
         name = f"{name}+{_display_name(ref, other_path)}@{exact_number(alpha)}"
         sha256 = f"{sha256}+{other_sha256}@{exact_number(alpha)}"

@@ -90,6 +90,8 @@ class GeneratorConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SrganError(f"generator config is not valid JSON ({exc.msg})") from None
+        except RecursionError:  # "[[[[...]]]]" thousands deep: a traceback from every command that loads the file
+            raise SrganError("generator config is not valid JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise SrganError("generator config must be a JSON object")
         return cls.from_dict(data)

@@ -1376,6 +1376,11 @@ class _Trainer:
         self.gconf = self._generator_config()
         if self.gconf.scale != cfg.scale:
             raise SrganError(f"{cfg.init}: a x{self.gconf.scale} generator; this run trains x{cfg.scale}")
+        if self.gconf.in_channels != 3:  # the data is RGB: it failed with a traceback at the first step
+            raise SrganError(
+                f"{cfg.init}: a {self.gconf.in_channels}-channel generator; srgan train trains on RGB images "
+                "(3 channels)"
+            )
         self.G = build_generator(self.gconf).to(device)
         # which weights the run started from, by content: the path alone names whatever is there now
         # (a resumed mse run rewrites its generator.safetensors); kept in the checkpoint for resumes

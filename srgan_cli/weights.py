@@ -17,7 +17,7 @@ import re
 import stat
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -202,7 +202,7 @@ def save_state(
     if not overwrite and path.exists():
         raise SrganError(f"{path}: already exists; choose another name or pass --overwrite")
     tensors = {}
-    for key, value in state.items():
+    for key, value in _unwrapped_state(state).items():
         if key.endswith("num_batches_tracked"):
             continue  # a counter for training only; not needed to rebuild the model
         value = value.detach().to("cpu")
@@ -226,6 +226,28 @@ def save_state(
     except OSError as exc:
         raise SrganError(f"{path}: cannot write weights ({exc.strerror or exc})") from None
     return path
+
+
+# What wrappers put before every parameter's name: DistributedDataParallel/DataParallel and torch.compile
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _wrapper_prefix(keys: Iterable[str]) -> str:
+    """The wrappers' prefixes that every name in ``keys`` starts with ("_orig_mod.module." for a compiled DDP
+    model), or ""."""
+    keys = list(keys)
+    prefix = ""
+    while keys and (found := next((p for p in _WRAPPER_PREFIXES if all(k.startswith(prefix + p) for k in keys)), None)):
+        prefix += found
+    return prefix
+
+
+def _unwrapped_state(state: dict[str, _T]) -> dict[str, _T]:
+    """``state`` with the names a compiled or DDP-wrapped model gives (``module.head.0.weight``) made the
+    generator's own: save_generator wrote them as they were, and every command that loads a file refused it
+    (it "holds weights for 0 blocks"); such files are read with the names made the generator's own."""
+    prefix = _wrapper_prefix(state)
+    return {key[len(prefix) :]: value for key, value in state.items()} if prefix else state
 
 
 def count_file_parameters(path: str | Path) -> int:
@@ -368,7 +390,7 @@ def _read_generator(path: Path) -> tuple[torch.nn.Module, GeneratorConfig, dict[
     check_file_config(path, config)
     try:
         with st_path(path) as name:
-            state = load_file(name, device="cpu")
+            state = _unwrapped_state(load_file(name, device="cpu"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise SrganError(f"{path}: cannot read weights ({_short(exc)})") from None
     model = build_generator(config)
@@ -430,7 +452,7 @@ def check_file_config(path: str | Path, config: GeneratorConfig) -> None:
     shape. One-line SrganError on the first mismatch.
     """
     path = Path(path)
-    shapes = read_shapes(path)
+    shapes = _unwrapped_state(read_shapes(path))  # names an older save_generator kept from a DDP/compile wrapper
     says = f"{path}: weights do not match their config: it says"
     rrdb = config.arch == "rrdb"
     head = "head.weight" if rrdb else "head.0.weight"

@@ -260,8 +260,17 @@ def test_blend_endpoints(tmp_path, rgb):
 def test_blend_refuses_other_architecture(tmp_path):
     a = _save(tmp_path / "a.safetensors")
     c = _save(tmp_path / "c.safetensors", GeneratorConfig(num_blocks=2, num_features=8))
-    with pytest.raises(SrganError, match="blend"):
+    with pytest.raises(SrganError, match="blend") as info:
         load_model(a, device="cpu", blend=f"{c}:0.5")
+    assert "(num_blocks 2 vs 1)" in str(info.value)  # what differs: both are SRResNets, "another architecture"
+
+
+def test_a_single_channel_model_says_colour_is_dropped(tmp_path, rgb):
+    """A 1-channel (gray) model turned colour photos gray without a word."""
+    gray = _save(tmp_path / "g.safetensors", GeneratorConfig(num_blocks=1, num_features=8, in_channels=1))
+    model = load_model(gray, device="cpu")
+    assert any("single-channel" in n and "gray" in n for n in model.notes), model.notes
+    assert not any("single-channel" in n for n in load_model(_save(tmp_path / "c.safetensors"), device="cpu").notes)
 
 
 def test_output_size():

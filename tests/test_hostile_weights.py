@@ -23,7 +23,7 @@ from srgan_cli.errors import SrganError
 from srgan_cli.hub import looks_like_hub_ref, resolve_weights, weights_sha256
 from srgan_cli.interpolate import interpolate_files
 from srgan_cli.models import build_generator
-from srgan_cli.weights import load_generator, read_metadata, save_generator
+from srgan_cli.weights import load_generator, read_metadata, read_shapes, save_generator, save_state
 
 TINY = GeneratorConfig(num_blocks=1, num_features=4)
 RRDB = GeneratorConfig(arch="rrdb", num_blocks=1, num_features=4, growth_channels=2, batch_norm=False)
@@ -162,6 +162,32 @@ def test_a_float_too_large_for_a_float_is_one_line(tmp_path):
     with pytest.raises(SrganError) as info:
         load_generator(path)
     assert _one_line(info) == f"{path}: generator config: res_scale is a number too large for a float"
+
+
+def test_a_config_nested_thousands_deep_is_one_line(tmp_path, image):
+    """json.loads raised RecursionError, neither a JSONDecodeError nor a ValueError: a traceback from
+    upscale, bench, train --init and interpolate."""
+    path = _write(tmp_path / "deep.safetensors", _state(), TINY, "[" * 5000 + "]" * 5000)
+    with pytest.raises(SrganError) as info:
+        load_generator(path)
+    assert _one_line(info) == f"{path}: generator config is not valid JSON (nested too deeply)"
+    assert "nested too deeply" in _upscale_error(image, path)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "_orig_mod.module."])
+def test_weights_of_a_wrapped_model_are_written_and_read_with_the_generators_names(tmp_path, image, prefix):
+    """save_generator of a DDP- or torch.compile-wrapped model wrote 'module.head.0.weight' names, which every
+    command refused as holding "weights for 0 blocks"; files written so are read too."""
+    state = _state()
+    wrapped = {prefix + k: v for k, v in state.items()}
+    saved = save_state(tmp_path / "saved.safetensors", wrapped, TINY)
+    assert set(read_shapes(saved)) == {k for k in state if not k.endswith("num_batches_tracked")}
+    old = _write(tmp_path / "old.safetensors", wrapped, TINY)  # as the earlier save_generator wrote it
+    model, _, _ = load_generator(old)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    result = CliRunner().invoke(main, ["upscale", str(image), "-o", str(tmp_path / "o.png"), "-m", str(old)])
+    assert result.exit_code == 0, result.output
 
 
 def test_models_info_json_of_a_nan_config_is_json(tmp_path):

@@ -21,7 +21,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from srgan_cli.cli import main
+from srgan_cli.config import GeneratorConfig
 from srgan_cli.errors import SrganError
+from srgan_cli.models import build_generator
 from srgan_cli.train import CHECKPOINT, TrainConfig, ema_decay, load_checkpoint, train
 from srgan_cli.weights import load_generator, read_metadata, save_generator
 
@@ -1912,6 +1914,16 @@ def test_init_takes_a_model_name_as_upscale_does(data, tmp_path):
     result = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--steps", "2", "--init", "srgan_x4"])
     assert result.exit_code == 0, result.output
     assert read_metadata(run / "generator.safetensors")["init"] == str(bundled)
+
+
+def test_init_with_a_single_channel_generator_is_refused_before_the_run(data, tmp_path):
+    """upscale, bench and models take a 1-channel generator; train --init one failed with a 40-line
+    traceback at its first step (the data is RGB), after the run had started."""
+    config = GeneratorConfig(num_blocks=1, num_features=8, in_channels=1)
+    gray = save_generator(tmp_path / "gray.safetensors", build_generator(config), config)
+    with pytest.raises(SrganError, match=r"gray\.safetensors: a 1-channel generator; srgan train trains on RGB"):
+        train(_options(data, steps=1, init=str(gray)), tmp_path / "run")
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
 
 
 def test_init_takes_a_hub_reference(data, tmp_path, monkeypatch):
