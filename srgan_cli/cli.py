@@ -68,6 +68,7 @@ class LazyGroup(click.Group):
         """click's main, with the same one line for what fails outside a command: the group's own
         --version and --help, and shell completion, print in click's parsing, before invoke (a
         traceback on a full or closed output); and PyTorch failing to load (a traceback)."""
+        _fill_closed_descriptors()
         _stand_in_for_closed_stdout()
         try:
             return super().main(*args, **kwargs)
@@ -306,6 +307,27 @@ class ClosedOutput:
 def _stand_in_for_closed_stdout() -> None:
     if sys.stdout is None:
         sys.stdout = ClosedOutput()
+    if sys.stderr is None:  # `2>&-` (cron, daemons): building rich's console on None failed every run, in silence
+        with contextlib.suppress(OSError):
+            sys.stderr = open(os.devnull, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+
+
+def _fill_closed_descriptors() -> None:
+    """Open the null device onto standard input, output and error where they are closed (`2>&-`): the
+    next file opened took the lowest free descriptor, so a temporary image file became descriptor 2,
+    where whatever a C library writes to stderr (libjpeg's and libtiff's warnings) would have gone
+    into the image. Python's sys.stdin/stdout/stderr stay None, so -o - and - still know they are closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:  # the lower ones are open: the first free is this one, unless another thread took it
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def stdout_closed() -> bool:
@@ -412,7 +434,7 @@ class DroppingStream:
     def isatty(self) -> bool:
         try:
             return self._stream.isatty()
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):  # AttributeError: no stream (None)
             return False
 
     def __getattr__(self, name: str):

@@ -28,18 +28,23 @@ def process_group_started() -> None:
 
 
 def stop_signals() -> list[signal.Signals]:
-    """The signals that stop a command as Ctrl-C does: SIGTERM (`timeout`, a scheduler), and
-    SIGHUP (the terminal or SSH session closed) unless it is ignored, as under `nohup`, which
-    asks for the command to go on; on Windows SIGBREAK (Ctrl+Break, the console closing), which
-    killed a training run without its checkpoint."""
-    signals = [signal.SIGTERM]
-    hup = getattr(signal, "SIGHUP", None)  # not on Windows
-    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
-        signals.append(hup)
-    brk = getattr(signal, "SIGBREAK", None)  # Windows only: Ctrl+Break, and the console window closing
-    if brk is not None and signal.getsignal(brk) is not signal.SIG_IGN:
-        signals.append(brk)
-    return signals
+    """The signals that stop a command as Ctrl-C does: SIGTERM (`timeout`, a scheduler), SIGHUP
+    (the terminal or SSH session closed) and on Windows SIGBREAK (Ctrl+Break, the console closing),
+    which killed a training run without its checkpoint; each unless it is ignored, which asks for
+    the command to go on: `nohup` ignores SIGHUP, `trap '' TERM` SIGTERM."""
+    names = ("SIGTERM", "SIGHUP", "SIGBREAK")  # SIGHUP is not on Windows, SIGBREAK only there
+    return [sig for name in names if (sig := getattr(signal, name, None)) is not None and not _ignored(sig)]
+
+
+def interrupt_signals() -> list[signal.Signals]:
+    """SIGINT (Ctrl-C) and the :func:`stop_signals`, less those ignored: a shell starts a
+    non-interactive script's background jobs with SIGINT ignored, so that Ctrl-C stops the script
+    and not them, and srgan stopped them all the same."""
+    return [*([] if _ignored(signal.SIGINT) else [signal.SIGINT]), *stop_signals()]
+
+
+def _ignored(sig: signal.Signals) -> bool:
+    return signal.getsignal(sig) is signal.SIG_IGN
 
 
 _first_request: float | None = None  # when the latest stop request came (monotonic), for same_request
@@ -98,7 +103,7 @@ def start_program() -> None:
     the API. A signal held then is raised where the command can stop cleanly (cli.Command); one
     that comes while ``--help`` or a usage error is printed is let go with the program."""
     _Program.active, _Program.deferring = True, 1
-    for sig in (signal.SIGINT, *stop_signals()):
+    for sig in interrupt_signals():
         signal.signal(sig, _program_handler)
 
 
@@ -118,7 +123,7 @@ def program_finished() -> None:
         return
     _Program.finished = True
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, *stop_signals()):
+        for sig in interrupt_signals():
             signal.signal(sig, signal.SIG_IGN)
 
 

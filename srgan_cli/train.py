@@ -72,7 +72,7 @@ from .device import PRECISIONS, autocast, choose_device, choose_dtype
 from .errors import OptionError, SrganError, first_line, printable
 from .fsutil import atomic_path, read_json
 from .models import build_discriminator, build_generator
-from .stopping import forget_requests, process_group_started, same_request, stop_signals
+from .stopping import forget_requests, interrupt_signals, process_group_started, same_request
 from .weights import load_generator, read_metadata, save_generator, sha256_file
 
 CHECKPOINT = "checkpoint.pt"
@@ -623,7 +623,7 @@ class _Interrupt:
                 os.set_blocking(self._pipe[1], False)  # a full pipe drops the byte, never blocks the handler
                 self._watcher = threading.Thread(target=self._watch, name="srgan-stop-notice", daemon=True)
                 self._watcher.start()
-            for sig in (signal.SIGINT, *stop_signals()):  # SIGHUP not where it is ignored (nohup)
+            for sig in interrupt_signals():  # not those the caller ignores (nohup's SIGHUP)
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

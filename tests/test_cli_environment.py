@@ -103,6 +103,48 @@ def test_upscale_to_a_file_needs_no_stdout(image, tmp_path):
     assert _one_line(done) == "error: -o -: standard output is closed"
 
 
+def _closed_stderr(*args, **kwargs):
+    """`srgan ARGS 2>&-`, its exit status."""
+    cmd = ["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "srgan_cli", *map(str, args)]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, env=_env(), timeout=300, check=False, **kwargs)
+    return done.returncode
+
+
+def test_upscale_and_bench_run_with_stderr_closed(image, tmp_path):
+    """With stderr closed (cron, a daemon), every upscale and bench wrote nothing and exited 1 in
+    silence: sys.stderr is None, and building the progress console on it raised AttributeError."""
+    assert _closed_stderr("upscale", image, "-o", tmp_path / "b.png", "--device", "cpu", "-m", "srresnet_x4") == 0
+    assert Image.open(tmp_path / "b.png").size == (48, 40)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("x.png", "y.png"):
+        Image.open(image).save(folder / name)
+    (folder / "bad.png").write_bytes(b"not an image")
+    assert _closed_stderr("upscale", folder, "-o", tmp_path / "out", "--device", "cpu", "-m", "srresnet_x4") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png", "y.png"]  # the bad one failed
+    bench = tmp_path / "set"
+    for sub in ("HR", "LR_x4"):
+        (bench / sub).mkdir(parents=True)
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(bench / "HR" / "a.png")
+    args = ["bench", "--set", bench, "-m", "bicubic", "--no-lpips", "--json", tmp_path / "b.json", "-q"]
+    assert _closed_stderr(*args) == 0
+    assert (tmp_path / "b.json").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_closed_standard_descriptors_are_filled_before_any_file_is_opened(tmp_path):
+    """With descriptor 2 closed, the first file srgan opened (an image's temporary file) became
+    descriptor 2: whatever a C library writes to stderr would have gone into the image."""
+    code = (
+        "import os, sys; from srgan_cli.cli import _fill_closed_descriptors as f; f(); "
+        "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT); print(fd, os.path.realpath('/proc/self/fd/2'))"
+    )
+    cmd = ["sh", "-c", 'exec "$@" 2>&- <&-', "sh", sys.executable, "-c", code, str(tmp_path / "f")]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, env=_env(), timeout=60, check=True)
+    fd, where = done.stdout.decode().split()
+    assert int(fd) > 2 and where == os.devnull
+
+
 # -- the current folder deleted ------------------------------------------------------------------
 
 GONE_CWD = """

@@ -37,8 +37,9 @@ N_IMAGES = 20
 SLOW_CLI = """
 import os, signal, sys, time
 # Ctrl-C as in a terminal, even when the suite itself runs with SIGINT ignored (a background job
-# of a non-interactive shell), which a child would inherit.
-signal.signal(signal.SIGINT, signal.default_int_handler)
+# of a non-interactive shell), which a child would inherit; KEEP_SIGINT keeps what the child was given.
+if not os.environ.get("KEEP_SIGINT"):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 delay = float(os.environ.get("SLOW", "0"))
 import srgan_cli.commands.upscale as cmd
 real_read, real_fsync = cmd._read, os.fsync
@@ -50,8 +51,12 @@ def slow_fsync(fd):
     return real_fsync(fd)
 cmd._read = slow_read
 os.fsync = slow_fsync
-from srgan_cli.cli import main
-main(prog_name="srgan")
+if os.environ.get("AS_PROGRAM"):  # as the console script runs, its own signal handling from the first line
+    from srgan_cli.__main__ import run
+    run()
+else:
+    from srgan_cli.cli import main
+    main(prog_name="srgan")
 """
 
 
@@ -80,9 +85,9 @@ def _run_here(weights: Path, inputs: Path, out: Path, *extra: str):
 
 
 def _start(
-    root: Path, weights: Path, inputs: Path, out: Path, *extra: str, slow: float = 0.05, preexec_fn=None
+    root: Path, weights: Path, inputs: Path, out: Path, *extra: str, slow: float = 0.05, preexec_fn=None, env=None
 ) -> subprocess.Popen:
-    env = dict(os.environ, SLOW=str(slow), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, SLOW=str(slow), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(env or {}))
     cmd = [sys.executable, str(root / "slow_cli.py"), "upscale", str(inputs), "-o", str(out)]
     cmd += ["-m", str(weights), "--device", "cpu", "-q", *extra]
     return subprocess.Popen(cmd, env=env, cwd=root, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
@@ -227,6 +232,22 @@ def test_sighup_stops_a_batch_with_its_report_unless_under_nohup(batch, tmp_path
     else:
         assert code == 130 and "error: interrupted" in err, err
         assert doc["ended"] == "interrupted" and doc["written"] == len(_outputs(out)) >= 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_a_signal_the_caller_ignores_does_not_stop_a_batch(batch, tmp_path, sig):
+    """`trap '' TERM` in a script, or a non-interactive shell's background job (SIGINT ignored, so
+    that Ctrl-C stops the script and not it): srgan set its own handlers over the ignored signals and
+    stopped the batch (exit 130) all the same."""
+    out = tmp_path / "out"
+    ignore = lambda: signal.signal(sig, signal.SIG_IGN)  # noqa: E731
+    env = {"KEEP_SIGINT": "1", "AS_PROGRAM": "1"}
+    proc = _start(batch["root"], batch["weights"], batch["inputs"], out, preexec_fn=ignore, env=env)
+    _wait_for_outputs(out, 1, proc)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert code == 0 and len(_outputs(out)) == N_IMAGES, err
 
 
 def test_two_processes_same_folder_skip_existing(batch, tmp_path):
