@@ -1354,6 +1354,25 @@ def test_report_to_a_closed_stdout_is_an_error_not_silence(weights, tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything ran, as '-o -' is
 
 
+def test_an_interrupt_while_the_image_goes_to_stdout_is_not_written_in_the_report(weights, tmp_path, monkeypatch):
+    """SIGTERM while the image streamed to stdout: the reader got 64 KB of 265 KB, and the report said
+    "written" (a retry script skipped the image)."""
+    import json
+
+    from srgan_cli import fsutil
+
+    def interrupted(chunk):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fsutil, "write_stdout", interrupted)
+    report = tmp_path / "r.json"
+    result = run(weights, _img(tmp_path / "a.png"), "-o", "-", "--report", report, "--format", "png")
+    assert result.exit_code == 130, result.output
+    doc = json.loads(report.read_text())
+    assert doc["written"] == 0 and doc["files"][0]["status"] == "failed", doc
+    assert "interrupted before the image was all written" in doc["files"][0]["reason"]
+
+
 @pytest.mark.parametrize("value", ["nan", "NaN", "-nan"])
 def test_outscale_nan_is_a_usage_error(weights, tmp_path, value):
     """NaN passes click.FloatRange (no comparison with it is true): each file then failed, exit 1,

@@ -1233,6 +1233,9 @@ def upscale(
                         _copy_to_stdout(output)
                     except SrganError as exc:
                         tally.unwrite(output, report.error(str(exc)))
+                    except KeyboardInterrupt:  # the reader got part of it: the report said "written"
+                        tally.unwrite(output, "-: interrupted before the image was all written to standard output")
+                        raise
             if isinstance(tally.stopped, str):
                 ended = f"stopped: {tally.stopped}"
             else:
