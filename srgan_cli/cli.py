@@ -72,11 +72,14 @@ class LazyGroup(click.Group):
         _stand_in_for_closed_stdout()
         try:
             return super().main(*args, **kwargs)
-        except (ImportError, OSError) as exc:
+        except (ImportError, OSError, MemoryError) as exc:
             if isinstance(exc, OSError) and _stream_error(exc):
                 fail(f"cannot write the output: {exc.strerror or exc}")
-            if (library := _failed_to_load(exc)) is not None:
-                fail(f"cannot load {library} ({first_line(exc)})")
+            if (library := _failed_to_load(exc)) is not None:  # MemoryError: a tight ulimit -v, in the import
+                reason = "out of memory" if isinstance(exc, MemoryError) and not str(exc) else first_line(exc)
+                fail(f"cannot load {library} ({reason})")
+            if isinstance(exc, MemoryError):
+                fail("out of memory")
             raise
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
