@@ -165,6 +165,9 @@ def resolve_weights(name_or_path: str | Path) -> Path:
     except (OSError, ValueError):
         mode = None
     if mode is not None and stat.S_ISDIR(mode):
+        run_weights = Path(path) / "generator.safetensors"
+        if run_weights.is_file():  # `srgan train --out runs/a`, then -m runs/a
+            raise SrganError(f"{path}: is a folder; give the weights file in it: {run_weights}")
         raise SrganError(f"{path}: is a folder; give a .safetensors weights file, a model name or a Hub reference")
     if mode is not None:
         # A FIFO, socket or device is named as such (not "no such weights file"), and never

@@ -164,6 +164,20 @@ def test_a_float_too_large_for_a_float_is_one_line(tmp_path):
     assert _one_line(info) == f"{path}: generator config: res_scale is a number too large for a float"
 
 
+def test_a_run_folder_as_model_names_its_weights_file(tmp_path, image):
+    """`srgan train --out runs/a` then `-m runs/a`: "is a folder" said nothing of the file to give."""
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    assert _upscale_error(image, run).endswith(
+        ": is a folder; give a .safetensors weights file, a model name or a Hub reference"
+    )
+    save_generator(run / "generator.safetensors", build_generator(TINY), TINY)
+    assert (
+        _upscale_error(image, run)
+        == f"error: {run}: is a folder; give the weights file in it: {run / 'generator.safetensors'}"
+    )
+
+
 def test_a_config_nested_thousands_deep_is_one_line(tmp_path, image):
     """json.loads raised RecursionError, neither a JSONDecodeError nor a ValueError: a traceback from
     upscale, bench, train --init and interpolate."""
