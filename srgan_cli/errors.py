@@ -34,16 +34,24 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return lines[0][:limit] if lines else type(exc).__name__
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# control characters, and the lone surrogates U+DC80..U+DCFF that hold the bytes of a name that is not
+# valid UTF-8 (os.fsdecode)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return _ESCAPES.get(char) or f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
 
 
 def printable(text: str) -> str:
     """``text`` on one line and faithful: control characters (a newline or tab in a file name, a
     terminal escape sequence) written as ``\\n``, ``\\t``, ``\\x1b``. Collapsing them into spaces
     made "new\\nline.png" and "new line.png" read the same, and an escape sequence in a name was
-    run by the terminal (or stripped from a log, so two names read the same there)."""
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+    run by the terminal (or stripped from a log, so two names read the same there). A byte of a
+    name that is not valid UTF-8 is written ``\\xff`` too: stderr wrote its surrogate as ``\\udcff``."""
+    return _CONTROL.sub(lambda m: _escape(m[0]), text)
 
 
 def utf8_safe(text: str) -> str:

@@ -662,6 +662,19 @@ def test_missing_single_input_names_the_file_not_the_output(weights, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="names of bytes that are not UTF-8: Linux")
+def test_a_name_that_is_not_utf8_shows_its_byte_in_messages(weights, tmp_path):
+    """An error line wrote a name's undecodable byte as stderr writes its surrogate, "miss\\udcff.png",
+    where the failed list wrote it $'miss\\377.png': the byte is written \\xff, as other odd characters."""
+    missing = os.fsdecode(bytes(tmp_path) + b"/miss\xff.png")
+    result = run(weights, missing, "-o", tmp_path / "z.png", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1
+    assert f"error: {tmp_path}/miss\\xff.png: no such file or folder" in result.stderr, result.stderr
+    assert "\\udc" not in result.stderr and f"$'{tmp_path}/miss\\377.png'" in result.stderr
+    record = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert record["input"] == missing and "miss\\xff.png" in record["reason"], record  # the input as it was
+
+
 def _cli(*args: str, data: bytes) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "srgan_cli", "upscale", *args]
