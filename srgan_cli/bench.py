@@ -72,7 +72,7 @@ import numpy as np
 
 from .data import read_within
 from .errors import OptionError, SrganError, printable
-from .fsutil import atomic_path, file_in_the_way
+from .fsutil import atomic_path, file_in_the_way, write_reason
 from .images import (
     is_image_path,
     stored_orientation,
@@ -990,7 +990,7 @@ def save_outputs(
             with atomic_path(dest) as tmp:
                 Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG", pnginfo=mark)
         except OSError as exc:
-            raise SrganError(f"{dest}: cannot write ({exc.strerror or _short(exc)}); check --save-images") from None
+            raise SrganError(f"{dest}: cannot write ({write_reason(exc)}); check --save-images") from None
         written.append(dest)
 
     folders = model_folders(list(outputs))

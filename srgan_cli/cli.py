@@ -24,6 +24,7 @@ import click
 from . import __version__, stopping
 from .commands.completion import complete_device
 from .errors import EMPTY_MODEL, SrganError, first_line, printable
+from .fsutil import write_reason
 from .stopping import sigterm_as_interrupt
 
 COMMANDS = {
@@ -74,7 +75,7 @@ class LazyGroup(click.Group):
             return super().main(*args, **kwargs)
         except (ImportError, OSError, MemoryError) as exc:
             if isinstance(exc, OSError) and _stream_error(exc):
-                fail(f"cannot write the output: {exc.strerror or exc}")
+                fail(f"cannot write the output: {write_reason(exc)}")
             if (library := _failed_to_load(exc)) is not None:  # MemoryError: a tight ulimit -v, in the import
                 reason = "out of memory" if isinstance(exc, MemoryError) and not str(exc) else first_line(exc)
                 fail(f"cannot load {library} ({reason})")
@@ -97,7 +98,7 @@ class LazyGroup(click.Group):
             fail("interrupted", 130)  # stderr may be gone (SIGHUP: the terminal closed): 130 all the same
         except OSError as exc:  # most often standard output closed or full (> /dev/full): a line, not a traceback
             if _stream_error(exc):
-                fail(f"cannot write the output: {exc.strerror or exc}")
+                fail(f"cannot write the output: {write_reason(exc)}")
             raise
 
 

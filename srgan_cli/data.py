@@ -37,7 +37,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import OptionError, SrganError, first_line, printable
-from .fsutil import atomic_path, user_cache_dir
+from .fsutil import atomic_path, user_cache_dir, write_reason
 from .images import _pillow_unlimited as pillow_unlimited
 from .images import folder_entries, is_image_path, read_rgb8, unread_hint, unread_kinds, unread_reason
 from .resize import imresize, imresize_torch
@@ -505,7 +505,7 @@ class DiskCache:
                     np.save(fh, image, allow_pickle=False)
             except OSError as exc:
                 self._unwritable.add(entry.name)
-                why = exc.strerror or first_line(exc)
+                why = write_reason(exc)
                 with contextlib.suppress(OSError):  # numpy's short write says only how many bytes it wrote
                     if exc.errno is None and shutil.disk_usage(self.folder).free < image.nbytes:
                         why = "no space left on the disk"
@@ -590,7 +590,7 @@ def check_disk_cache(folder: str | Path, scan: ImageScan, free: int | None = Non
         free = shutil.disk_usage(folder).free if free is None else free
     except OSError as exc:
         raise OptionError(
-            f"--cache disk: cannot write the decoded images to {folder} ({exc.strerror or first_line(exc)}); {way_out}"
+            f"--cache disk: cannot write the decoded images to {folder} ({write_reason(exc)}); {way_out}"
         ) from None
     need = scan.decoded_bytes
     if need > free:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .errors import first_line
+
 
 @contextlib.contextmanager
 def atomic_path(
@@ -335,6 +337,21 @@ def mkdir_reason(folder: Path, exc: OSError) -> str:
     return str(exc.strerror or exc)
 
 
+# EFBIG, "File too large": a write past the process's file-size limit or the file system's largest file
+TOO_LARGE = (
+    "file too large: over the file-size limit that ulimit -f sets, or over the file system's largest file, "
+    "4 GiB on FAT32"
+)
+
+
+def write_reason(exc: OSError) -> str:
+    """Why a file could not be written, for a one-line message: the system's reason, but for EFBIG,
+    whose "File too large" named neither the limit (ulimit -f) nor the file system as the cause."""
+    if exc.errno == errno.EFBIG:
+        return TOO_LARGE
+    return exc.strerror or first_line(exc)
+
+
 def user_cache_dir() -> Path:
     """srgan's folder in the user's cache: ``$XDG_CACHE_HOME/srgan`` (default ``~/.cache/srgan``),
     where the LPIPS weights and the decoded training images of ``--cache disk`` go."""
@@ -430,7 +447,7 @@ def stdout_problem(exc: OSError) -> str:
     """Why :func:`write_stdout` failed, for a message: the reader left, or the system's reason."""
     if isinstance(exc, BrokenPipeError):
         return "standard output was closed"
-    return f"cannot write to standard output ({exc.strerror or exc})"
+    return f"cannot write to standard output ({write_reason(exc)})"
 
 
 def _write_all(data: bytes) -> None:

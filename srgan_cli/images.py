@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import SrganError, utf8_safe
-from .fsutil import atomic_path
+from .fsutil import TOO_LARGE, atomic_path
 
 _SUFFIX_FORMAT = {
     ".png": "PNG",
@@ -3230,6 +3230,8 @@ def _os_reason(exc: OSError) -> str:
         return "the file system is read-only; choose another output folder"
     if exc.errno == errno.EDQUOT:
         return "disk quota exceeded; free some space and retry"
+    if exc.errno == errno.EFBIG:
+        return f"{TOO_LARGE}; raise the limit, or write to another disk or a smaller format"
     if exc.errno == errno.ENAMETOOLONG:
         return "the file name is too long for the file system; choose a shorter -o or --suffix"
     if exc.errno == errno.EINVAL:

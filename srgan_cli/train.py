@@ -70,7 +70,7 @@ from .data import (
 )
 from .device import PRECISIONS, autocast, choose_device, choose_dtype
 from .errors import OptionError, SrganError, first_line, printable
-from .fsutil import atomic_path, read_json
+from .fsutil import atomic_path, read_json, write_reason
 from .models import build_discriminator, build_generator
 from .stopping import forget_requests, interrupt_signals, process_group_started, same_request
 from .weights import load_generator, read_metadata, save_generator, sha256_file
@@ -2025,7 +2025,7 @@ class _Trainer:
                     self._write_checkpoint()
                 except OSError as exc:
                     raise SrganError(
-                        f"{self.run_dir}: cannot write the checkpoint ({exc.strerror or exc}); free space or fix "
+                        f"{self.run_dir}: cannot write the checkpoint ({write_reason(exc)}); free space or fix "
                         f"the folder, {self._go_on()}"
                     ) from None
                 self.emit({"event": "checkpoint", "step": self.step})
@@ -2170,7 +2170,7 @@ class _Trainer:
         try:
             self._write_run_files()
         except OSError as exc:
-            reason = exc.strerror or exc
+            reason = write_reason(exc)
             raise SrganError(f"{self.run_dir}: cannot write the run folder ({reason}); choose another --out") from None
 
     def _refresh_generator(self) -> None:
@@ -2189,7 +2189,7 @@ class _Trainer:
         try:
             save_generator(path, self.export_model(), self.gconf, self._metadata())
         except OSError as exc:
-            raise SrganError(f"{path}: cannot write ({exc.strerror or exc}); free space or fix the folder") from None
+            raise SrganError(f"{path}: cannot write ({write_reason(exc)}); free space or fix the folder") from None
         self.info(f"{path.name} was missing or older than the checkpoint: written from it (step {self.step})")
 
     def _write_run_files(self) -> None:
@@ -2222,7 +2222,7 @@ class _Trainer:
                     fh.write(json.dumps(record) + "\n")
             except OSError as exc:
                 raise SrganError(
-                    f"{path}: cannot write ({exc.strerror or exc}); free space or fix the folder, {self._go_on()}"
+                    f"{path}: cannot write ({write_reason(exc)}); free space or fix the folder, {self._go_on()}"
                 ) from None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -2465,7 +2465,7 @@ class _Trainer:
                             save_generator(best, self.export_model(), self.gconf, self._metadata())
                         except OSError as exc:
                             raise SrganError(
-                                f"{best}: cannot write ({exc.strerror or exc}); free space or fix the folder, "
+                                f"{best}: cannot write ({write_reason(exc)}); free space or fix the folder, "
                                 f"{self._go_on()}"
                             ) from None
                 idle += time.perf_counter() - t_idle

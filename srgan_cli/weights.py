@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 
 from .config import GeneratorConfig
 from .errors import SrganError, first_line, utf8_safe
-from .fsutil import atomic_path
+from .fsutil import atomic_path, write_reason
 
 if TYPE_CHECKING:
     import torch
@@ -224,7 +224,7 @@ def save_state(
     except FileExistsError:
         raise SrganError(f"{path}: already exists; choose another name or pass --overwrite") from None
     except OSError as exc:
-        raise SrganError(f"{path}: cannot write weights ({exc.strerror or exc})") from None
+        raise SrganError(f"{path}: cannot write weights ({write_reason(exc)})") from None
     return path
 
 

@@ -270,3 +270,12 @@ def test_a_read_only_sources_output_is_written_and_replaced_on_windows(
             tmp.write_bytes(b"lost")
     assert dest.read_bytes() == b"newer" and not os.stat(dest).st_mode & stat.S_IWUSR
     assert os.listdir(tmp_path) == ["out.png"]
+
+
+def test_a_file_too_large_is_said_so_with_the_limit_that_stopped_it():
+    """EFBIG ("File too large") named neither `ulimit -f` nor the file system's largest file; other
+    errors keep the system's words."""
+    too_large = OSError(errno.EFBIG, "File too large")
+    assert "ulimit -f" in fsutil.write_reason(too_large) and "4 GiB on FAT32" in fsutil.write_reason(too_large)
+    assert fsutil.stdout_problem(too_large).startswith("cannot write to standard output (file too large: over")
+    assert fsutil.write_reason(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"

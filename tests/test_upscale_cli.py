@@ -976,6 +976,38 @@ def test_a_report_that_cannot_be_written_fails_the_run(weights, tmp_path, monkey
     assert (tmp_path / "b.png").exists() and not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no ulimit -f on Windows")
+def test_a_write_past_the_file_size_limit_names_the_limit(weights, tmp_path, monkeypatch):
+    """Under `ulimit -f` the image's write said only "[Errno 27] File too large", and the report's
+    "File too large": both name the limit, and the file system's largest file, as the cause."""
+    import resource
+
+    from srgan_cli import fsutil, images  # noqa: F401  (images first: see the test above)
+
+    src = _img(tmp_path / "a.png", size=(64, 64), seed=2)  # a 256x256 output of random pixels: ~200 KB
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "srgan_cli", "upscale", str(src), "-o", str(tmp_path / "b.png"), "-m", str(weights)]
+    limit = 64 * 1024
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(cmd, capture_output=True, env=env, timeout=120, check=False, preexec_fn=small_files)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "Traceback" not in err, err
+    assert f"{tmp_path / 'b.png'}: cannot write the image: file too large: over the file-size limit" in err, err
+    assert "ulimit -f" in err and "4 GiB on FAT32" in err and "[Errno" not in err
+    assert not (tmp_path / "b.png").exists() and not list(tmp_path.glob(".b.png.*"))
+
+    def too_large(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(fsutil, "atomic_path", too_large)  # the report's
+    result = run(weights, src, "-o", tmp_path / "c.png", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1 and "cannot write the report (file too large: over the" in result.stderr
+    assert "ulimit -f" in result.stderr, result.stderr
+
+
 def test_report_names_stdin_as_dash_also_when_the_output_is_refused(weights, tmp_path):
     import json
 

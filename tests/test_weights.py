@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -99,6 +100,18 @@ def test_overwrite_false_keeps_the_existing_file(tiny_file):
     assert "exists" in _one_line(info)
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary file may be left behind"
+
+
+def test_weights_too_large_for_the_file_size_limit_say_so(tmp_path, monkeypatch):
+    """Weights saved under `ulimit -f` (or onto FAT32, past 4 GiB) failed with "File too large" alone."""
+
+    def too_large(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(weights, "atomic_path", too_large)
+    with pytest.raises(SrganError) as info:
+        save_generator(tmp_path / "m.safetensors", build_generator(TINY), TINY)
+    assert "cannot write weights (file too large: over the file-size limit that ulimit -f sets" in _one_line(info)
 
 
 def test_save_refuses_pickle_names_and_missing_folders(tmp_path):

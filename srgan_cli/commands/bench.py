@@ -279,7 +279,7 @@ def bench(
             except OSError as exc:
                 raise SrganError(f"--json -: {stdout_problem(exc)} before the JSON was all written") from None
         else:
-            from ..fsutil import atomic_path
+            from ..fsutil import atomic_path, write_reason
 
             try:
                 json_file.parent.mkdir(parents=True, exist_ok=True)  # as --save-images makes its folder
@@ -291,7 +291,7 @@ def bench(
                     "meanwhile"
                 ) from None
             except OSError as exc:
-                raise SrganError(f"{json_out}: cannot write the JSON ({exc.strerror or exc})") from None
+                raise SrganError(f"{json_out}: cannot write the JSON ({write_reason(exc)})") from None
     if save_images is not None:
         where = f"{save_images}" if len(bench_sets) == 1 else f"{save_images}/SET/"
         notes.print(

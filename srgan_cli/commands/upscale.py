@@ -1571,7 +1571,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter, quiet:
     import json
 
     from .. import __version__
-    from ..fsutil import atomic_path
+    from ..fsutil import atomic_path, write_reason
 
     with tally.lock:
         pending = [
@@ -1634,7 +1634,7 @@ def _write_report(path: Path, tally: Tally, ended: str, report: Reporter, quiet:
         return False
     except OSError as exc:
         if not quiet:
-            report.error(f"{path}: cannot write the report ({exc.strerror or exc})")
+            report.error(f"{path}: cannot write the report ({write_reason(exc)})")
         return False
     return True
 
