@@ -352,6 +352,15 @@ def write_reason(exc: OSError) -> str:
     return exc.strerror or first_line(exc)
 
 
+def temporary_folder_reason(exc: OSError) -> str:
+    """Why no temporary folder could be made, for a one-line message: tempfile's own "No usable
+    temporary directory found" lists every folder it tried, on one long line."""
+    why = exc.strerror or first_line(exc)
+    if "No usable temporary directory" in why:
+        return "no writable one in TMPDIR, /tmp, /var/tmp or the current folder"
+    return why
+
+
 def user_cache_dir() -> Path:
     """srgan's folder in the user's cache: ``$XDG_CACHE_HOME/srgan`` (default ``~/.cache/srgan``),
     where the LPIPS weights and the decoded training images of ``--cache disk`` go."""

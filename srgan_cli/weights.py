@@ -10,6 +10,7 @@ is built, so a file cannot make srgan build more than it holds.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 
 from .config import GeneratorConfig
 from .errors import SrganError, first_line, utf8_safe
-from .fsutil import atomic_path, write_reason
+from .fsutil import atomic_path, temporary_folder_reason, write_reason
 
 if TYPE_CHECKING:
     import torch
@@ -276,18 +277,33 @@ def st_path(path: str | Path) -> Iterator[str]:
 
     The library takes UTF-8 names only: a name with bytes from another system's encoding (a
     run folder under such a folder, too) was called "not a valid safetensors file". Such a
-    file is opened through a symbolic link with a plain name in a temporary folder.
+    file is opened through a symbolic link with a plain name in a temporary folder; where none
+    can be made (no writable one, or a full one), that is the one-line error, which was "not a
+    valid safetensors file" too.
     """
     text = os.fspath(path)
     if utf8_safe(text) == text:  # valid UTF-8 as it is
         yield text
         return
-    with tempfile.TemporaryDirectory(prefix="srgan-") as folder:
+
+    def no_folder(why: str) -> SrganError:
+        return SrganError(
+            f"{path}: the file name is not valid UTF-8, so it is opened through a link in a temporary folder, "
+            f"which cannot be made ({why}); set TMPDIR to a folder you can write to, or rename the file"
+        )
+
+    try:
+        temporary = tempfile.TemporaryDirectory(prefix="srgan-")
+    except OSError as exc:
+        raise no_folder(temporary_folder_reason(exc)) from None
+    with temporary as folder:
         link = os.path.join(folder, "weights.safetensors")
         try:
             os.symlink(os.path.abspath(text), link)
-        except OSError:  # no symbolic links here (some Windows set-ups)
-            raise SrganError(
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise no_folder(f"{os.path.dirname(folder)}: {exc.strerror}") from None
+            raise SrganError(  # no symbolic links here (some Windows set-ups)
                 f"{path}: the file name is not valid UTF-8, which the safetensors library cannot open; rename the file"
             ) from None
         yield link

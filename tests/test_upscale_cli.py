@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -1948,6 +1949,30 @@ def test_file_to_file_needs_no_temporary_folder(weights, tmp_path, monkeypatch):
         assert result.stderr.startswith("error: cannot make a temporary folder for standard input and output (")
         assert result.stderr.count("\n") == 1 and "set TMPDIR" in result.stderr
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="names of bytes that are not UTF-8: Linux")
+@pytest.mark.parametrize("temporary", ["none writable", "full"])
+def test_a_model_name_not_utf8_without_a_temporary_folder_says_so(weights, tmp_path, monkeypatch, temporary):
+    """Such a file is opened through a link in a temporary folder: with none to be had, it was "not a
+    valid safetensors file ([Errno 2] No usable temporary directory found in [...])"."""
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/m\xe9.safetensors"))
+    shutil.copyfile(weights, odd)
+    if temporary == "full":
+
+        def no_room(target, link, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "symlink", no_room)
+    else:
+        _no_temporary_folder(monkeypatch)
+    result = run(odd, _img(tmp_path / "in.png"), "-o", tmp_path / "o.png")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith(f"error: {tmp_path}/m\\xe9.safetensors: the file name is not valid UTF-8, so it ")
+    assert "valid safetensors" not in result.stderr and "set TMPDIR" in result.stderr, result.stderr
+    why = "no writable one in TMPDIR" if temporary != "full" else f"{tempfile.gettempdir()}: No space left on device"
+    assert f"which cannot be made ({why}" in result.stderr, result.stderr
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("others", [["readme.txt"], ["readme.txt", "notes.md"]])

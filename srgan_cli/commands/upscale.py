@@ -1486,12 +1486,10 @@ def _temporary_folder(stack: contextlib.ExitStack) -> Path:
     try:
         return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="srgan-stdio-")))
     except OSError as exc:
-        # tempfile's own message lists every folder it tried, on one long line
-        why = exc.strerror or str(exc)
-        if "No usable temporary directory" in why:
-            why = "no writable one in TMPDIR, /tmp, /var/tmp or the current folder"
+        from ..fsutil import temporary_folder_reason
+
         raise SrganError(
-            f"cannot make a temporary folder for standard input and output ({why}); "
+            f"cannot make a temporary folder for standard input and output ({temporary_folder_reason(exc)}); "
             "set TMPDIR to a folder you can write to"
         ) from None
 
