@@ -1885,6 +1885,31 @@ def test_standard_output_that_is_full_fails_the_image_in_the_report(weights, tmp
     assert report["ended"] == "completed" and report["failed"] == 1 and report["written"] == 0, report
 
 
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_temporary_folder_under_o_dash_names_it_not_the_outputs_disk(weights, tmp_path, monkeypatch, code):
+    """`-o -` writes the image into the temporary folder first: that folder filling said "the output's
+    disk is full" and to rerun with --skip-existing, where the disk to free (or TMPDIR to move) was
+    the temporary folder's."""
+
+    def full(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(images, "_write_png", full)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # else the folder found earlier is used
+    src = _img(tmp_path / "in.png")
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "-q", str(src), "-o", "-"])
+    assert result.exit_code == 1 and result.stdout_bytes == b"", result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    what = "is full" if code == errno.ENOSPC else "is over your disk quota"
+    assert line == (
+        f"error: -: cannot write the image: the temporary folder {tmp_path}, where the image is kept until it goes "
+        f"to standard output, {what}; free space there or set TMPDIR to a folder with room"
+    ), result.stderr
+    assert "--skip-existing" not in result.stderr and "output's disk" not in result.stderr
+    assert not list(tmp_path.glob("srgan-stdio-*"))
+
+
 def test_a_non_blocking_standard_output_gets_the_whole_image(weights, tmp_path):
     """os.write on a full non-blocking pipe raises BlockingIOError: it is waited on, not a traceback."""
     src = _img(tmp_path / "in.png", size=(96, 96), seed=4)

@@ -1811,6 +1811,18 @@ def _passed_over(tally: Tally) -> str:
 _DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
+def _staging_full(dest: Path, code: int) -> SrganError:
+    """The error for the output of '-o -', staged in the temporary folder, where that folder is full:
+    it blamed "the output's disk" and said to rerun with --skip-existing, which a pipe has no use for.
+    Without ``errno``, so the batch is not stopped as for a full output disk (there is no other image)."""
+    folder = dest.parent.parent  # the staging folder's: TMPDIR's, or /tmp
+    what = "is full" if code == errno.ENOSPC else "is over your disk quota"
+    return SrganError(
+        f"{dest}: cannot write the image: the temporary folder {folder}, where the image is kept until it goes "
+        f"to standard output, {what}; free space there or set TMPDIR to a folder with room"
+    )
+
+
 def _summary(tally: Tally) -> str:
     counts = f"{tally.written} written, {tally.skipped} skipped, {tally.failed} failed"
     return counts + (f", {tally.not_started} not started" if tally.not_started else "")
@@ -1993,10 +2005,12 @@ def _run(
                     on_note=noting(job),
                     like=_source_mode(job.src),
                 )
-            except SrganError:
+            except SrganError as exc:
                 # Another process (or a rank) wrote it meanwhile: with --skip-existing, that is a skip.
                 if skip_existing and not overwrite and os.path.exists(job.dest):
                     raise FileExistsError(job.dest) from None
+                if getattr(exc, "errno", None) in _DISK_FULL and str(job.dest) in report.aliases:
+                    raise _staging_full(job.dest, exc.errno) from None
                 raise
 
         tally.pending = None  # run_pipeline reports those it does not reach
