@@ -58,8 +58,8 @@ def _img(path: Path, size=(12, 10), mode="RGB", seed=0) -> Path:
     return path
 
 
-def run(weights: Path, *args: str):
-    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "-q", *map(str, args)])
+def run(weights: Path, *args: str, input=None):
+    result = CliRunner().invoke(main, ["upscale", "-m", str(weights), "-q", *map(str, args)], input=input)
     assert "Traceback" not in result.output
     return result
 
@@ -748,6 +748,67 @@ def test_pipe_errors_are_one_line_and_name_the_stream(weights, tmp_path, args, d
     assert message in result.output and "Traceback" not in result.output
     assert "srgan-stdio" not in result.output and "stdin." not in result.output  # staged names never show
     assert not (tmp_path / "x.png").exists()
+
+
+class _Stream(io.RawIOBase):
+    """Standard input of ``head`` and then zeros, ``total`` bytes in all, counting what is read of it;
+    ``fail``: the exception a read raises once ``head`` is read."""
+
+    def __init__(self, head: bytes, total: int, fail: BaseException | None = None) -> None:
+        self.head, self.total, self.fail, self.served = head, total, fail, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.fail is not None and self.served >= len(self.head):
+            raise self.fail
+        n = min(len(buffer), self.total - self.served)
+        start = self.head[self.served : self.served + n]
+        buffer[:n] = start + bytes(n - len(start))
+        self.served += n
+        return n
+
+
+def test_a_stream_that_is_no_image_is_refused_from_its_first_bytes(weights, tmp_path):
+    """`srgan upscale - < /dev/zero` read all of standard input before it looked at it: a MemoryError
+    traceback under a memory limit, or the OOM killer (exit 137, no word) without one."""
+    stream = _Stream(b"", 64 << 20)  # stands in for /dev/zero: an old srgan read all 64 MiB
+    result = run(weights, "-", "-o", tmp_path / "x.png", input=io.BufferedReader(stream))
+    assert result.exit_code == 1 and "-: standard input is not a PNG" in result.stderr, result.output
+    assert stream.served < 1 << 20 and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("fail", [OSError(errno.EIO, "Input/output error"), MemoryError()])
+def test_a_failed_read_of_standard_input_is_one_line(weights, tmp_path, fail):
+    png = _img(tmp_path / "in.png", size=(64, 64)).read_bytes()
+    result = run(weights, "-", "-o", tmp_path / "x.png", input=io.BufferedReader(_Stream(png, len(png), fail)))
+    why = "Input/output error" if isinstance(fail, OSError) else "out of memory"
+    assert result.exit_code == 1 and result.stderr == f"error: -: cannot read standard input ({why})\n"
+
+
+def test_standard_input_past_what_max_pixels_allows_is_refused_as_it_is_read(weights, tmp_path, monkeypatch):
+    """A PNG followed by an endless stream (`cat a.png /dev/zero`) filled the temporary folder: past 64
+    bytes a pixel of --max-pixels (and 1 GiB, left out here) it is refused; real images of that many
+    pixels, a 16-bit RGBA TIFF of noise among them, are well inside."""
+    from srgan_cli.commands import upscale as cmd
+
+    monkeypatch.setattr(cmd, "_STDIN_SPARE", 0)
+    png = _img(tmp_path / "in.png", size=(40, 25)).read_bytes()
+    stream = _Stream(png, 64 * 1000 + (4 << 20))
+    result = run(weights, "-", "-o", tmp_path / "x.png", "--max-pixels", 1000, input=io.BufferedReader(stream))
+    assert result.exit_code == 1 and result.stderr.startswith(
+        "error: -: standard input runs past 0.1 MiB, more than an image of --max-pixels 1000 takes; if it is an "
+        "image, raise --max-pixels or save it to a file and give the file's name\n"
+    ), result.stderr
+    assert stream.served < 64 * 1000 + (2 << 20) and not (tmp_path / "x.png").exists()
+    rng = np.random.default_rng(0)  # noise: deflate leaves the TIFF at its 8 bytes a pixel
+    tiff = tmp_path / "deep.tif"
+    images.write_image(tiff, rng.random((25, 40, 3), dtype=np.float32), alpha=rng.random((25, 40)), bit_depth=16)
+    assert tiff.stat().st_size > 8 * 1000
+    for data in (png, tiff.read_bytes()):
+        result = run(weights, "-", "-o", tmp_path / "x.png", "--max-pixels", 1000, "--overwrite", input=data)
+        assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "1"])
@@ -1889,7 +1950,7 @@ def test_standard_output_that_is_full_fails_the_image_in_the_report(weights, tmp
 def test_a_full_temporary_folder_under_o_dash_names_it_not_the_outputs_disk(weights, tmp_path, monkeypatch, code):
     """`-o -` writes the image into the temporary folder first: that folder filling said "the output's
     disk is full" and to rerun with --skip-existing, where the disk to free (or TMPDIR to move) was
-    the temporary folder's."""
+    the temporary folder's. Standard input, kept there too, names it and TMPDIR alike."""
 
     def full(*args, **kwargs):
         raise OSError(code, os.strerror(code))
@@ -1908,6 +1969,14 @@ def test_a_full_temporary_folder_under_o_dash_names_it_not_the_outputs_disk(weig
     ), result.stderr
     assert "--skip-existing" not in result.stderr and "output's disk" not in result.stderr
     assert not list(tmp_path.glob("srgan-stdio-*"))
+    from srgan_cli.commands import upscale as cmd
+
+    monkeypatch.setattr(cmd, "open", full, raising=False)  # standard input's copy there, as it is read
+    result = run(weights, "-", "-o", tmp_path / "x.png", input=src.read_bytes())
+    assert result.stderr == (
+        f"error: -: cannot keep standard input in the temporary folder {tmp_path} ({os.strerror(code)}); "
+        "free space there or set TMPDIR to a folder with room\n"
+    )
 
 
 def test_a_non_blocking_standard_output_gets_the_whole_image(weights, tmp_path):

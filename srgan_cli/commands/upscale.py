@@ -38,7 +38,7 @@ from ..cli import (
     typed_value,
 )
 from ..config import MAX_OUTSCALE, PRECISIONS
-from ..errors import SrganError, exact_number, printable
+from ..errors import SrganError, exact_number, first_line, printable
 from ..stopping import interruptible
 from .completion import complete_blend, complete_model
 
@@ -1222,7 +1222,9 @@ def upscale(
             # while the program started: held till here, UpscaleCommand) replaces an earlier run's report
             # too, which would say "completed"
             with interruptible():
-                inputs, output, to_stdout = _stage_stdio(inputs, output, fmt, stage, report, output_folder)
+                inputs, output, to_stdout = _stage_stdio(
+                    inputs, output, fmt, stage, report, output_folder, max_pixels=max_pixels
+                )
                 _run(
                     inputs, output, model, blend, ensemble, device, precision, tile, tile_pad, batch_size, outscale,
                     fmt, quality, suffix, recursive, skip_existing, overwrite, keep_going, max_pixels, quiet, report,
@@ -1383,6 +1385,8 @@ def _stage_stdio(
     stack: contextlib.ExitStack,
     report: Reporter,
     output_folder: bool = False,
+    *,
+    max_pixels: int | None = None,
 ) -> tuple[tuple[Path, ...], Path, bool]:
     """Standard input ('-' as the input) and output ('-o -') go through files in a temporary
     folder, which ``stack`` removes at its end.
@@ -1425,25 +1429,7 @@ def _stage_stdio(
         return inputs, output, False
     stage = _temporary_folder(stack)
     if from_stdin:
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise SrganError("-: standard input is empty")
-        in_suffix = _sniff_suffix(data[:64])
-        if in_suffix is None and (other := _sniff_unread(data[:512])):
-            from ..images import _CONVERT_ADVICE
-
-            raise SrganError(
-                f"-: standard input is in {other} format, which srgan does not read; {_CONVERT_ADVICE[other]}"
-            )
-        if in_suffix is None:
-            raise SrganError(
-                "-: standard input is not a PNG, JPEG, WebP, AVIF, TIFF, BMP, GIF, PPM/PGM/PBM, JPEG 2000 or QOI image"
-            )
-        staged_in = stage / f"stdin{in_suffix}"
-        try:
-            staged_in.write_bytes(data)
-        except OSError as exc:  # a full temporary folder (a small tmpfs /tmp)
-            raise SrganError(f"-: cannot keep standard input in {stage} ({exc.strerror or exc})") from None
+        staged_in = _stage_stdin(stage, max_pixels)
         report.aliases[str(staged_in)] = "-"
         inputs = (staged_in,)
     if to_stdout:
@@ -1452,6 +1438,71 @@ def _stage_stdio(
         output = stage / f"stdout{Path(_output_name(inputs[0], fmt, '')).suffix}"
         report.aliases[str(output)] = "-"
     return inputs, output, to_stdout
+
+
+_STDIN_HEAD = 512  # the bytes _sniff_suffix and _sniff_unread look at
+_STDIN_CHUNK = 1 << 20
+# A stream longer than any image --max-pixels lets through is refused as it is read (a file has no such
+# limit). Generous, so that no image is refused: 64 bytes a pixel is eight 64-bit samples (an RGBA TIFF of
+# 64-bit floats takes 32), and 1 GiB more holds metadata, previews and the further frames of an animation.
+_STDIN_BYTES_PER_PIXEL = 64
+_STDIN_SPARE = 1 << 30
+
+
+def _stage_stdin(stage: Path, max_pixels: int | None) -> Path:
+    """Standard input, kept in ``stage`` under a suffix that matches its content. Its first bytes are
+    looked at before the rest is read: a stream that is no image (`< /dev/zero`) is refused at once,
+    where reading it whole first ran out of memory (a MemoryError traceback, or the OOM killer: exit 137
+    and no word). The rest goes into the file a chunk at a time, up to :data:`_STDIN_BYTES_PER_PIXEL`
+    bytes a pixel of ``max_pixels`` and :data:`_STDIN_SPARE` more (None: no limit)."""
+    stream = sys.stdin.buffer
+    head = _read_stdin(stream, _STDIN_HEAD)
+    while head and len(head) < _STDIN_HEAD and (more := _read_stdin(stream, _STDIN_HEAD - len(head))):
+        head += more  # a pipe may give less than asked before its end
+    if not head:
+        raise SrganError("-: standard input is empty")
+    in_suffix = _sniff_suffix(head[:64])
+    if in_suffix is None and (other := _sniff_unread(head)):
+        from ..images import _CONVERT_ADVICE
+
+        raise SrganError(f"-: standard input is in {other} format, which srgan does not read; {_CONVERT_ADVICE[other]}")
+    if in_suffix is None:
+        raise SrganError(
+            "-: standard input is not a PNG, JPEG, WebP, AVIF, TIFF, BMP, GIF, PPM/PGM/PBM, JPEG 2000 or QOI image"
+        )
+    limit = None if max_pixels is None else max_pixels * _STDIN_BYTES_PER_PIXEL + _STDIN_SPARE
+    staged_in = stage / f"stdin{in_suffix}"
+    try:
+        with open(staged_in, "wb") as fh:
+            fh.write(head)
+            size = len(head)
+            while chunk := _read_stdin(stream, _STDIN_CHUNK):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    past = f"{limit / 2**30:.1f} GiB" if limit >= 2**30 else f"{limit / 2**20:.1f} MiB"
+                    raise SrganError(
+                        f"-: standard input runs past {past}, more than an image of --max-pixels "
+                        f"{max_pixels} takes; if it is an image, raise --max-pixels or save it to a file and give "
+                        "the file's name"
+                    )
+                fh.write(chunk)
+    except OSError as exc:  # a full temporary folder (a small tmpfs /tmp)
+        from ..fsutil import write_reason
+
+        advice = "; free space there or set TMPDIR to a folder with room" if exc.errno in _DISK_FULL else ""
+        raise SrganError(
+            f"-: cannot keep standard input in the temporary folder {stage.parent} ({write_reason(exc)}){advice}"
+        ) from None
+    return staged_in
+
+
+def _read_stdin(stream, size: int) -> bytes:
+    """Up to ``size`` bytes of standard input; a read that fails (an I/O error, no memory) is one line."""
+    try:
+        return stream.read(size)
+    except (OSError, MemoryError) as exc:
+        why = exc.strerror or first_line(exc) if isinstance(exc, OSError) else "out of memory"
+        raise SrganError(f"-: cannot read standard input ({why})") from None
 
 
 # a staging folder this old was left by a run killed outright (SIGKILL, a power cut): it holds a
