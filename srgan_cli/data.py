@@ -1032,8 +1032,10 @@ def val_image(path: Path, scale: int, max_side: int | None = None) -> ValImage:
         hr = read_within(path, TRAIN_MAX_PIXELS, "a validation image may have; remove it from the folder")
     except TooManyPixels:
         raise
-    except _READ_ERRORS:
-        raise SrganError(f"{path}: cannot read this validation image; fix or remove it") from None
+    except _READ_ERRORS as exc:
+        # why, as for a training image: "permission denied", "truncated" need other fixes
+        why = _reason(exc).removeprefix(f"{printable(str(path))}: ")
+        raise SrganError(f"{path}: cannot read this validation image ({why}); fix or remove it") from None
     side = max_side or max(hr.shape[:2])
     h, w = (min(hr.shape[0], side) // scale) * scale, (min(hr.shape[1], side) // scale) * scale
     if h < 2 * scale + 1 or w < 2 * scale + 1:

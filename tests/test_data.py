@@ -125,6 +125,24 @@ def test_val_image_crops_the_centre_to_a_multiple_of_the_scale(tmp_path):
     assert np.array_equal(item.lr, imresize(item.hr, 0.25))
 
 
+def test_a_validation_image_that_does_not_read_says_why(tmp_path):
+    """It said "cannot read this validation image" alone, for a truncated file as for one without
+    read permission, where the training images and bench say which."""
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "odd.png")
+    raw = (tmp_path / "odd.png").read_bytes()
+    (tmp_path / "odd.png").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SrganError) as info:
+        val_image(tmp_path / "odd.png", 4)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'odd.png'}: cannot read this validation image (cannot decode"), message
+    assert "truncated" in message and message.endswith("; fix or remove it") and message.count(str(tmp_path)) == 1
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root reads it all the same
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "odd.png")
+        (tmp_path / "odd.png").chmod(0)
+        with pytest.raises(SrganError, match="permission denied"):
+            val_image(tmp_path / "odd.png", 4)
+
+
 def test_patches_shape_dtype_and_determinism(image_tree):
     scan = scan_images(image_tree, 32)
     a = PatchDataset(scan, 32, seed=3)
