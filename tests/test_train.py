@@ -1571,6 +1571,49 @@ def test_a_config_file_may_name_paths_from_home_and_spell_each_option_once(data,
     assert "not valid TOML" in _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg)), code=2)
 
 
+def test_a_config_files_paths_expand_home_before_they_must_exist_and_flags_replace_them(data, tmp_path, monkeypatch):
+    """vgg_weights = "~/vgg19.safetensors" was refused as a file that does not exist (the check came
+    before "~" was expanded), and a path that exists on another machine only was refused though
+    --vgg-weights replaced it."""
+    from srgan_cli.commands.train import _read_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "vgg19.safetensors").write_bytes(b"weights")
+    cfg = tmp_path / "vgg.toml"
+    cfg.write_text('[train]\nvgg_weights = "~/vgg19.safetensors"\ncache_dir = "~/cache"\n')
+    options = _read_config(cfg)
+    assert options == {"vgg_weights": tmp_path / "vgg19.safetensors", "cache_dir": tmp_path / "cache"}
+    cfg.write_text('[train]\nvgg_weights = "/nowhere/machineA/vgg19.safetensors"\nsteps = 2\n')
+    assert _read_config(cfg, {"vgg_weights"}) == {"steps": 2}
+    args = ["--stage", "gan", "--config", str(cfg), "--vgg-weights", str(tmp_path / "vgg19.safetensors")]
+    line = _one_line_error(_cli_train(data, tmp_path / "run", *args), code=2)
+    assert "does not exist" not in line and "--init" in line, line  # as without the file: the gan stage needs --init
+    cfg.write_text("[train]\nvgg_weights = 5\n")  # a value of the wrong type is the file's error all the same
+    with pytest.raises(SrganError, match="vgg_weights must be a string, got int"):
+        _read_config(cfg, {"vgg_weights"})
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ('device = ""', "device: '': expected auto, cpu, cuda, cuda:N or mps"),  # trained on the CPU, recorded ""
+        ('device = "gpu"', "device: 'gpu': expected auto, cpu, cuda, cuda:N or mps"),
+        ('content_loss = "conv9_9"', "content_loss: unknown VGG19 layer 'conv9_9'"),
+        ('lr_milestones = "20,10"', "lr_milestones: "),
+        ('init = ""', "init: an empty model (an unset variable?)"),
+    ],
+)
+def test_config_values_are_checked_as_their_flags_are(data, tmp_path, entry, message):
+    """The flags' own checks (their callbacks) were skipped for a file's values: device = "gpu" and
+    an unknown content-loss layer failed later, exit 1, where the flag is refused with exit 2."""
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[train]\nstage = "gan"\n{entry}\n')
+    args = ["train", "--config", str(cfg), "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "1"]
+    line = _one_line_error(CliRunner().invoke(main, args), code=2)
+    assert line.startswith(f"error: {cfg}: {message}"), line
+    assert not (tmp_path / "run").exists()
+
+
 def test_option_combinations_the_trainer_refuses_exit_2(data, tmp_path):
     for extra in (["--stage", "gan", "--patch-size", "32", "--content-loss", "mse"], ["--cuda-graphs"]):
         line = _one_line_error(_cli_train(data, tmp_path / "run", *extra), code=2)

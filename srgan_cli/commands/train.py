@@ -337,10 +337,10 @@ def train(config_file: Path | None, **given: Any) -> None:
 
     Ctrl-C saves a checkpoint; --resume continues exactly where it stopped.
     """
-    options = _read_config(config_file) if config_file else {}
-    for key, value in given.items():
-        if value is not None:
-            options[key] = value  # a flag on the command line beats the config file
+    flags = {key for key, value in given.items() if value is not None}
+    options = _read_config(config_file, flags) if config_file else {}
+    for key in flags:
+        options[key] = given[key]  # a flag on the command line beats the config file
     if "compile_" in options:
         options["compile"] = options.pop("compile_")
     if "no_batch_norm" in options:
@@ -381,7 +381,12 @@ def train(config_file: Path | None, **given: Any) -> None:
             click.echo(f"done: step {result.step}{best}; weights in {Path(out) / 'generator.safetensors'}", err=True)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def _read_config(path: Path, flags: set[str] = frozenset()) -> dict[str, Any]:
+    """The options of the file's [train] table, checked as their flags are.
+
+    The keys in ``flags``, given on the command line, are checked for their type alone: the flag
+    replaces the value, which may be a path that exists on another machine only.
+    """
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -415,33 +420,39 @@ def _read_config(path: Path) -> dict[str, Any]:
         if key in ("batch_norm", "d_batch_norm"):
             if not isinstance(value, bool):
                 raise OptionError(f"{path}: {raw_key} must be true or false")
-            options[option] = not value
+            if option not in flags:
+                options[option] = not value
             continue
         key = option
         if key not in params:
             raise OptionError(f"{path}: unknown option {raw_key!r} in [train]; use the names of the srgan train flags")
         param = next(p for p in train.params if p.name == key)
-        if key == "lr_milestones" and isinstance(value, list):  # [50000, 100000] as well as "50000,100000"
-            options[key] = value
-            continue
+        milestones = key == "lr_milestones" and isinstance(value, list)  # [50000, 100000] as well as "50000,100000"
         if key in _BOOL_KEYS and not isinstance(value, bool):
             raise OptionError(f"{path}: {raw_key} must be true or false")
-        expected = _config_type_error(param, value)
+        expected = None if milestones else _config_type_error(param, value)
         if expected:
             raise OptionError(f"{path}: {raw_key} must be {expected}, got {_toml_type(value)}")
+        if key in flags:
+            continue
+        if key in _PATH_KEYS and value.startswith("~"):  # as the shell does for a flag, before it must exist
+            value = os.path.expanduser(value)
+        ctx = click.Context(train)
         try:
-            options[key] = param.type_cast_value(click.Context(train), value)
+            if not milestones:
+                value = param.type_cast_value(ctx, value)
+            if key in _POSITIVE_KEYS and value <= 0:
+                raise OptionError(f"{path}: {raw_key} must be positive")
+            if param.callback is not None:  # what the flag's value is checked with: the same exit 2
+                value = param.callback(ctx, param, value)
         except click.BadParameter as exc:
             raise OptionError(f"{path}: {raw_key}: {exc.message}") from None
-        if key in _POSITIVE_KEYS and options[key] <= 0:
-            raise OptionError(f"{path}: {raw_key} must be positive")
-        if key in _PATH_KEYS and str(options[key]).startswith("~"):  # as the shell does for a flag
-            options[key] = type(options[key])(os.path.expanduser(str(options[key])))
+        options[key] = value
     return options
 
 
 # Options that name a file or folder: '~' in the config file means the home folder, as on the command line.
-_PATH_KEYS = frozenset({"data", "out", "init", "vgg_weights", "data_dir", "val"})
+_PATH_KEYS = frozenset({"data", "out", "init", "vgg_weights", "data_dir", "val", "cache_dir"})
 
 
 def _config_type_error(param: click.Parameter, value: Any) -> str | None:
