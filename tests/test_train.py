@@ -1661,6 +1661,21 @@ def test_an_empty_path_is_a_usage_error_in_train_and_bench(data, tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
 
 
+def test_an_empty_val_or_cache_dir_is_refused_on_the_command_line_and_in_a_config_file(data, tmp_path, monkeypatch):
+    """--val "" trained without validating and recorded "val": ""; --cache disk --cache-dir "" wrote
+    the decoded images into ./srgan-decoded, where the other path options refuse ''."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "train.toml"
+    for option, message in (("--val", "an empty value"), ("--cache-dir", "an empty path")):
+        result = _cli_train(data, tmp_path / "run", "--cache", "disk", option, "")
+        assert result.exit_code == 2 and f"Invalid value for '{option}': {message}" in result.output, result.output
+        key = option[2:].replace("-", "_")
+        cfg.write_text(f'[train]\ncache = "disk"\n{key} = ""\n')
+        line = _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg)), code=2)
+        assert line.startswith(f"error: {cfg}: {key}: {message} (an unset variable?)"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "train.toml"]
+
+
 def test_a_resume_rewrites_a_generator_missing_or_older_than_its_checkpoint(data, tmp_path):
     """A run stopped between writing checkpoint.pt and generator.safetensors kept an older file (or
     none); a resume with nothing left to train said "done" over it."""

@@ -49,6 +49,15 @@ def _milestones(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc)) from None
 
 
+def _val(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """'' (an unset variable) is refused: it validated on nothing and was recorded as the run's --val."""
+    if value == "":
+        raise click.BadParameter(
+            "an empty value (an unset variable?); give a set name (set5, set14, bsd100) or a folder"
+        )
+    return value
+
+
 def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None or value == "mse":
         return value
@@ -156,7 +165,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 )
 @click.option(
     "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NonEmptyPath(file_okay=False, path_type=Path),
     help="--cache disk's folder (refused without --cache disk, as auto never keeps files, and where it is --data "
     "or inside it): the decoded images go into its sub-folder srgan-decoded, which may be deleted at any time "
     "(entries are made again as needed), and entries of changed images are left there.  "
@@ -300,6 +309,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--val",
     type=str,
     metavar="SET|DIR",
+    callback=_val,
     shell_complete=complete_set,
     help="Validation set: set5, set14, bsd100 (under --data-dir) or a folder.",
 )
