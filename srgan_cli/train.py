@@ -37,7 +37,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -338,6 +338,12 @@ def _flag(name: str, value: Any) -> str:
     return f"--{name.replace('_', '-')} {value!r}"
 
 
+def _named(given_as: Mapping[str, str] | None, name: str, value: Any) -> str:
+    """Option ``name`` set to ``value`` as a message names it: as the user gave it where that was not
+    a flag (``given_as``: ``num_blocks = 3 in run.toml``), else as its flag (``--num-blocks 3``)."""
+    return (given_as or {}).get(name) or _flag(name, value)
+
+
 def _milestones(value: Any) -> list[int]:
     """--lr-milestones as a list of steps: "50000,100000" or a list of whole numbers, rising."""
     items = value.split(",") if isinstance(value, str) else value
@@ -393,12 +399,17 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Our own checkpoint, loaded without unpickling arbitrary objects; one-line error if broken."""
+    return _load_checkpoint(path)
+
+
+def _load_checkpoint(path: Path, resume_as: str = "--resume") -> dict[str, Any]:
+    """:func:`load_checkpoint`, its missing file told as a resume asked for as ``resume_as``."""
     try:
         # torch warns of what it will not unpickle before it refuses: the srgan program ignores those
         # warnings (cli.ignore_library_warnings); the library leaves the process's filters alone
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise SrganError(_no_checkpoint(path)) from None
+        raise SrganError(_no_checkpoint(path, resume_as)) from None
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
         first = first_line(exc, 160)
         if isinstance(exc, pickle.UnpicklingError):  # torch's text goes on about weights_only=False: no way out here
@@ -424,8 +435,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def _no_checkpoint(path: Path) -> str:
-    """Why --resume cannot go on without ``path``, and what can be done instead."""
+def _no_checkpoint(path: Path, resume_as: str = "--resume") -> str:
+    """Why --resume (given as ``resume_as``) cannot go on without ``path``, and what can be done instead."""
     kept = [path.parent / name for name in ("generator.safetensors", "generator_best.safetensors")]
     kept = [weights for weights in kept if weights.is_file()]
     if kept:  # generator_best from a validation before the first checkpoint, or a checkpoint.pt deleted
@@ -435,6 +446,8 @@ def _no_checkpoint(path: Path) -> str:
             f"{'is' if len(kept) == 1 else 'are'} kept: start a new run with another --out (--init {kept[0]} "
             "starts it from those weights)"
         )
+    if resume_as != "--resume":  # the config file's resume = true: the flag turns it off
+        return f"{path}: no checkpoint to resume from; start the run without {resume_as} (or add --no-resume)"
     return f"{path}: no checkpoint to resume from; start the run without --resume"
 
 
@@ -748,9 +761,10 @@ def resolve_options(run_dir: Path, options: dict[str, Any], resume: bool) -> tup
 
 
 def _resolve_options(
-    run_dir: Path, options: dict[str, Any], resume: bool
+    run_dir: Path, options: dict[str, Any], resume: bool, given_as: Mapping[str, str] | None = None
 ) -> tuple[TrainConfig, dict[str, Any] | None, str | None]:
-    """:func:`resolve_options`, and the note on the files of a dead run a new run replaces (or None)."""
+    """:func:`resolve_options`, and the note on the files of a dead run a new run replaces (or None);
+    ``given_as`` as for :func:`train`."""
     ckpt_path = run_dir / CHECKPOINT
     if not resume:
         # Every rank checks here, before torch.distributed is set up: rank 0 writes nothing until
@@ -761,7 +775,7 @@ def _resolve_options(
         if cfg.init is not None:  # once the options agree: a Hub reference may be a download
             cfg.init = resolve_init(cfg.init)  # the run records the file its weights come from, not the name
         return cfg, None, replacing
-    state = load_checkpoint(ckpt_path)
+    state = _load_checkpoint(ckpt_path, (given_as or {}).get("resume", "--resume"))
     saved = dict(state.get("config") or {})
     known = {f.name for f in fields(TrainConfig)}
     saved = {k: v for k, v in saved.items() if k in known}
@@ -788,7 +802,7 @@ def _resolve_options(
     for key in FROZEN_ON_RESUME:
         if key in options and saved.get(key) is not None and options[key] != saved[key]:
             raise OptionError(
-                f"{_flag(key, options[key])} differs from the run being resumed ({_flag(key, saved[key])}); "
+                f"{_named(given_as, key, options[key])} differs from the run being resumed ({_flag(key, saved[key])}); "
                 "a resume continues the same training"
             )
     cwd = state.get("cwd")
@@ -1104,8 +1118,14 @@ def train(
     resume: bool = False,
     report: Report | None = None,
     stop: Callable[[], bool] | None = None,
+    *,
+    given_as: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Run (or resume) a training stage into the folder ``out``; see the module docstring.
+
+    ``given_as`` names options that were not given as flags, for the messages that would name the
+    flag (option name, as in ``options``, or ``resume`` -> how it was given: ``srgan train --config``
+    passes ``{"num_blocks": "num_blocks = 3 in run.toml"}``); without it messages name flags.
 
     ``threads`` (``--threads``) sets PyTorch's thread count for the run only: the caller's is back
     when train returns or raises.
@@ -1125,7 +1145,7 @@ def train(
     threads = torch.get_num_threads()
     try:
         with _RunLock(run_dir) as lock:
-            return _train(run_dir, options, resume, report, refused=lock.refused, stop=stop)
+            return _train(run_dir, options, resume, report, refused=lock.refused, stop=stop, given_as=given_as)
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
@@ -1249,8 +1269,9 @@ def _train(
     report: Report | None,
     refused: str | None = None,
     stop: Callable[[], bool] | None = None,
+    given_as: Mapping[str, str] | None = None,
 ) -> TrainResult:
-    cfg, state, replacing = _resolve_options(run_dir, options, resume)
+    cfg, state, replacing = _resolve_options(run_dir, options, resume, given_as)
     dist, device = _setup_dist(cfg.device)
     trainer = None
     try:
@@ -1260,7 +1281,7 @@ def _train(
                 torch.distributed.broadcast_object_list(why, src=0)
                 if why[0]:
                     raise SrganError(why[0])
-            trainer = _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing)
+            trainer = _Trainer(cfg, run_dir, state, dist, device, report, replacing=replacing, given_as=given_as)
             return trainer.run(stop)
     finally:
         if trainer is not None:
@@ -1292,9 +1313,11 @@ class _Trainer:
         device: torch.device,
         report: Report | None,
         replacing: str | None = None,
+        given_as: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.state, self.dist, self.device = cfg, run_dir, state, dist, device
         self._report = report
+        self.given_as = given_as  # see train()
         self.replacing = replacing  # the note on a dead run's files this new run replaces, or None
         self.gan = cfg.stage == "gan"
         # the step a resume goes on from; a resume with nothing left to train (idle) loads its models
@@ -1357,7 +1380,7 @@ class _Trainer:
                 if wanted is not None and wanted != getattr(gconf, name):
                     raise OptionError(  # a command line at odds with itself: exit 2, as a usage error
                         f"{cfg.init}: its generator has {name} = {getattr(gconf, name)!r}, but "
-                        f"{_flag(name, wanted)} was asked for; drop the option to train that model"
+                        f"{_named(self.given_as, name, wanted)} was asked for; drop the option to train that model"
                     )
         else:
             overrides: dict[str, Any] = {"scale": cfg.scale}

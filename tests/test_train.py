@@ -1581,10 +1581,10 @@ def test_a_config_files_paths_expand_home_before_they_must_exist_and_flags_repla
     (tmp_path / "vgg19.safetensors").write_bytes(b"weights")
     cfg = tmp_path / "vgg.toml"
     cfg.write_text('[train]\nvgg_weights = "~/vgg19.safetensors"\ncache_dir = "~/cache"\n')
-    options = _read_config(cfg)
+    options, _ = _read_config(cfg)
     assert options == {"vgg_weights": tmp_path / "vgg19.safetensors", "cache_dir": tmp_path / "cache"}
     cfg.write_text('[train]\nvgg_weights = "/nowhere/machineA/vgg19.safetensors"\nsteps = 2\n')
-    assert _read_config(cfg, {"vgg_weights"}) == {"steps": 2}
+    assert _read_config(cfg, {"vgg_weights"}) == ({"steps": 2}, {"steps": f"steps = 2 in {cfg}"})
     args = ["--stage", "gan", "--config", str(cfg), "--vgg-weights", str(tmp_path / "vgg19.safetensors")]
     line = _one_line_error(_cli_train(data, tmp_path / "run", *args), code=2)
     assert "does not exist" not in line and "--init" in line, line  # as without the file: the gan stage needs --init
@@ -1879,6 +1879,45 @@ def test_an_option_at_odds_with_the_init_is_a_usage_error(data, tmp_path):
     result = _cli_train(data, tmp_path / "run", "--init", str(init), "--num-features", "16")
     line = _one_line_error(result, 2)
     assert "its generator has num_features = 8, but --num-features 16 was asked for" in line
+
+
+def test_a_config_files_value_at_odds_with_the_init_or_the_run_is_named_as_the_file_gives_it(data, tmp_path):
+    """num_blocks = 2 in a --config file against a 1-block --init was blamed on "--num-blocks 2",
+    which the user never typed; so was a resume's."""
+    train(_options(data, steps=1), tmp_path / "first")
+    init = tmp_path / "first" / "generator.safetensors"
+    cfg = tmp_path / "nb.toml"
+    cfg.write_text("[train]\nnum-blocks = 2\nbatch_norm = false\n")
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg), "--init", str(init), tiny=False), 2)
+    assert f"its generator has num_blocks = 1, but num-blocks = 2 in {cfg} was asked for" in line, line
+    line = _one_line_error(_cli_train(data, tmp_path / "run", "--config", str(cfg), "--init", str(init)), 2)
+    assert f"its generator has batch_norm = True, but batch_norm = false in {cfg} was asked for" in line, line
+    cfg.write_text("[train]\nnum_blocks = 2\n")
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "first"), "--resume", "--config", str(cfg)])
+    assert f"num_blocks = 2 in {cfg} differs from the run being resumed (--num-blocks 1)" in _one_line_error(result, 2)
+    result = _cli_train(data, tmp_path / "run", "--init", str(init), "--num-blocks", "2", "--config", str(cfg))
+    assert "but --num-blocks 2 was asked for" in _one_line_error(result, 2)  # the flag replaced the file's key
+
+
+def test_a_config_files_true_keys_can_be_turned_off_and_are_named_as_the_file_gives_them(data, tmp_path):
+    """resume = true in a --config file: "start the run without --resume", a flag the user never
+    typed, and nothing on the command line turned it (or quiet, batch_norm) off."""
+    cfg = tmp_path / "res.toml"
+    cfg.write_text("[train]\nresume = true\nquiet = true\nbatch_norm = false\n")
+    run = tmp_path / "run"
+    line = _one_line_error(_cli_train(data, run, "--config", str(cfg)))
+    assert line.endswith(
+        f"no checkpoint to resume from; start the run without resume = true in {cfg} (or add --no-resume)"
+    )
+    result = CliRunner().invoke(
+        main,
+        ["train", "--config", str(cfg), "--data", str(data), "--out", str(run), "--steps", "1", "--batch-size", "2"]
+        + ["--patch-size", "16", "--workers", "0", "--device", "cpu", "--num-blocks", "1", "--num-features", "8"]
+        + ["--no-resume", "--no-quiet", "--batch-norm"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "done: step 1" in result.output  # not quiet
+    assert load_checkpoint(run / CHECKPOINT)["generator_config"]["batch_norm"] is True
 
 
 def test_an_init_file_rewritten_while_it_is_read_is_refused(data, tmp_path, monkeypatch):

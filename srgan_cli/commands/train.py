@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
@@ -100,7 +101,11 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "srresnet_x4), a .safetensors file (e.g. RUN/generator.safetensors) or a Hub reference "
     "owner/repo[:file][@rev].",
 )
-@click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its checkpoint.")
+@click.option(
+    "--resume/--no-resume",
+    default=None,
+    help="Continue the run in --out from its checkpoint (--no-resume: a new run, where a --config file says resume).",
+)
 @click.option(
     "--config",
     "config_file",
@@ -214,9 +219,8 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "discriminator, so its strided gradient is not locked to the x4 pixel grid (0 = off, the paper).  [default: 0]",
 )
 @click.option(
-    "--no-d-batch-norm",
+    "--no-d-batch-norm/--d-batch-norm",
     "no_d_batch_norm",
-    is_flag=True,
     default=None,
     help="gan: a discriminator without BatchNorm (the paper's has it; real and fake share its batch).",
 )
@@ -303,7 +307,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--num-blocks", type=int, callback=_positive, help="Residual blocks.  [default: 16 srresnet, 23 rrdb]")
 @click.option("--num-features", type=int, callback=_positive, help="Feature channels.  [default: 64]")
 @click.option(
-    "--no-batch-norm", "no_batch_norm", is_flag=True, default=None, help="SRResNet without BatchNorm (ESRGAN)."
+    "--no-batch-norm/--batch-norm", "no_batch_norm", default=None, help="SRResNet without BatchNorm (ESRGAN)."
 )
 @click.option(
     "--val",
@@ -335,7 +339,7 @@ def _layers(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--log-every", type=int, callback=_positive, help="Steps per metrics line.  [default: 10]")
 @click.option("--seed", type=int, help="Seed of the weights' start and the patches drawn.  [default: 0]")
 @click.option("--threads", type=int, callback=_positive, help="torch CPU threads.")
-@click.option("-q", "--quiet", is_flag=True, default=None, help="Only errors.")
+@click.option("-q", "--quiet/--no-quiet", default=None, help="Only errors.")
 def train(config_file: Path | None, **given: Any) -> None:
     """Train a generator: stage mse (SRResNet, pixel MSE), then stage gan (SRGAN) from it.
 
@@ -348,7 +352,7 @@ def train(config_file: Path | None, **given: Any) -> None:
     Ctrl-C saves a checkpoint; --resume continues exactly where it stopped.
     """
     flags = {key for key, value in given.items() if value is not None}
-    options = _read_config(config_file, flags) if config_file else {}
+    options, given_as = _read_config(config_file, flags) if config_file else ({}, {})
     for key in flags:
         options[key] = given[key]  # a flag on the command line beats the config file
     if "compile_" in options:
@@ -377,7 +381,7 @@ def train(config_file: Path | None, **given: Any) -> None:
     try:
         # SIGTERM/SIGHUP while it starts up stop it as Ctrl-C does (the command group's
         # sigterm_as_interrupt); the training loop then saves a checkpoint first
-        result = run_training(options, Path(out), resume=resume, report=reporter)
+        result = run_training(options, Path(out), resume=resume, report=reporter, given_as=given_as)
     finally:
         if reporter is not None:
             reporter.close()
@@ -391,8 +395,9 @@ def train(config_file: Path | None, **given: Any) -> None:
             click.echo(f"done: step {result.step}{best}; weights in {Path(out) / 'generator.safetensors'}", err=True)
 
 
-def _read_config(path: Path, flags: set[str] = frozenset()) -> dict[str, Any]:
-    """The options of the file's [train] table, checked as their flags are.
+def _read_config(path: Path, flags: set[str] = frozenset()) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options of the file's [train] table, checked as their flags are, and how each was given
+    there (``steps = 3 in run.toml``, for messages that would name a flag the user never typed).
 
     The keys in ``flags``, given on the command line, are checked for their type alone: the flag
     replaces the value, which may be a path that exists on another machine only.
@@ -418,6 +423,7 @@ def _read_config(path: Path, flags: set[str] = frozenset()) -> dict[str, Any]:
     params = {p.name for p in train.params} - {"config_file"}
     aliases = {"compile": "compile_"}  # batch_norm / d_batch_norm are turned into the no_ flags below
     options: dict[str, Any] = {}
+    given_as: dict[str, str] = {}  # by the trainer's names of the options
     spelled: dict[str, str] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
@@ -432,6 +438,7 @@ def _read_config(path: Path, flags: set[str] = frozenset()) -> dict[str, Any]:
                 raise OptionError(f"{path}: {raw_key} must be true or false")
             if option not in flags:
                 options[option] = not value
+                given_as[key] = f"{raw_key} = {_toml_text(value)} in {path}"
             continue
         key = option
         if key not in params:
@@ -445,6 +452,7 @@ def _read_config(path: Path, flags: set[str] = frozenset()) -> dict[str, Any]:
             raise OptionError(f"{path}: {raw_key} must be {expected}, got {_toml_type(value)}")
         if key in flags:
             continue
+        text = f"{raw_key} = {_toml_text(value)} in {path}"
         if key in _PATH_KEYS and value.startswith("~"):  # as the shell does for a flag, before it must exist
             value = os.path.expanduser(value)
         ctx = click.Context(train)
@@ -458,11 +466,25 @@ def _read_config(path: Path, flags: set[str] = frozenset()) -> dict[str, Any]:
         except click.BadParameter as exc:
             raise OptionError(f"{path}: {raw_key}: {exc.message}") from None
         options[key] = value
-    return options
+        given_as[_TRAINER_NAMES.get(key, key)] = text
+    return options, given_as
 
 
 # Options that name a file or folder: '~' in the config file means the home folder, as on the command line.
 _PATH_KEYS = frozenset({"data", "out", "init", "vgg_weights", "data_dir", "val", "cache_dir"})
+# The trainer's names of options whose flag is named otherwise.
+_TRAINER_NAMES = {"compile_": "compile", "no_batch_norm": "batch_norm", "no_d_batch_norm": "d_batch_norm"}
+
+
+def _toml_text(value: Any) -> str:
+    """``value`` as a TOML file spells it (true, "set5", [1, 2])."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # TOML's basic strings escape as JSON's do
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_text(item) for item in value) + "]"
+    return str(value)
 
 
 def _config_type_error(param: click.Parameter, value: Any) -> str | None:
