@@ -499,6 +499,8 @@ def upscale_tensor(
     ``batch``: tiles per forward; None is 4 on GPUs and 1 on the CPU (``tiling.default_batch``).
     ``source_bit_depth`` and the precision: as for :func:`upscale_array` (a uint16 tensor, or
     any with ``source_bit_depth=16``, runs in fp32 under ``precision="auto"``).
+    A gray (1, 1, H, W) tensor comes back (1, 3, sH, sW) too, gray: each channel the mean of the
+    model's three (as :func:`upscale_array` gives a 2-D array), where the model alone tints it.
     """
     _check_model(model, "upscale_tensor")
     if not isinstance(x, torch.Tensor):
@@ -506,6 +508,7 @@ def upscale_tensor(
         raise TypeError(f"upscale_tensor takes a torch.Tensor (1, 3, H, W), got {_describe(x)}{hint}")
     tile, tile_pad, batch = _check_options(tile, tile_pad, batch, progress, on_note)
     model = _compute_model(model, None, _source_bits(x.dtype, source_bit_depth), on_note)
+    gray = x.dim() == 4 and x.shape[1] == 1
     x, tile, pad, batch, keep = _tiling_input(model, _tensor_pixels(x), tile, tile_pad, batch)
     with torch.inference_mode():
         y = upscale_tiled(model.forward, x, model.scale, tile, pad, batch, progress=progress, on_note=on_note)
@@ -513,6 +516,8 @@ def upscale_tensor(
             top, left, height, width = keep
             y = y[:, :, top : top + height, left : left + width].contiguous()
         y = y.clamp_(0, 1)
+        if gray and y.shape[1] == 3:  # the mean of the model's channels, in NumPy as upscale_array takes it
+            y = torch.from_numpy(y.numpy().mean(axis=1, keepdims=True, dtype=np.float32))
     # made here, outside inference mode: an inference tensor refused in-place changes and autograd
     return y.expand(1, 3, *y.shape[2:]).contiguous() if y.shape[1] == 1 else y.clone()
 
@@ -535,7 +540,11 @@ def upscale_array(
 
     Float input is clamped to [0, 1]; NaN or infinity raises :class:`SrganError`. uint8
     pixels are read as value / 255 and uint16 as value / 65535; other integer, bool and
-    complex arrays raise ``TypeError``. A 2-D (H, W) array is gray, replicated to RGB.
+    complex arrays raise ``TypeError``. With ``grayscale`` the output is gray: all three channels
+    hold the mean of the model's three, which tint gray input (up to 14 levels apart with
+    ``srgan_x4``), as ``srgan upscale`` and :func:`upscale_image` keep gray images gray. A 2-D
+    (H, W) array is gray: it runs as RGB with equal channels and comes out gray, (sH, sW, 3) still
+    (quantised too, unless ``grayscale`` asks for the one plane).
     An image less than ``MIN_SIDE`` (8) pixels wide or tall runs padded to that size by
     repeating its edge pixels, and the output is cropped back: the network's zero padding
     otherwise swamps a 1 or 2 px image (a 1x1 pixel came out nearly black).
@@ -569,7 +578,8 @@ def upscale_array(
     rgb = np.asarray(rgb)
     if rgb.dtype.kind not in "biufc":
         raise TypeError(f"upscale_array takes an (H, W, 3) NumPy array of pixels, got an array of dtype {rgb.dtype}")
-    if rgb.ndim == 2:
+    gray_input = rgb.ndim == 2
+    if gray_input:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise SrganError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
@@ -582,6 +592,8 @@ def upscale_array(
     if bit_depth not in (None, 8, 16):
         raise SrganError(f"bit depth must be 8 or 16, got {bit_depth}")
     grayscale = _check_flag("grayscale", grayscale)
+    # the model tints gray input (channels up to 14 levels apart): gray out is the mean of its channels
+    gray = grayscale or gray_input
     model = _compute_model(model, dtype, _source_bits(rgb.dtype, source_bit_depth), on_note)
     from . import images
 
@@ -598,14 +610,21 @@ def upscale_array(
         # clamp, make channels last, and for RGB quantise with images.quantise_into's
         # arithmetic (NaN -> 0, clip, x top in float32, round half to even), so only the
         # stored pixels travel and the bytes equal those of writing the float output.
-        core = core.clamp(0, 1).permute(1, 2, 0).expand(-1, -1, 3)
+        core = core.clamp(0, 1).permute(1, 2, 0)
         if bit_depth is None:
-            canvas[rows, cols] = core.contiguous().cpu().numpy()
+            if gray and core.shape[2] == 3:  # (a one-channel model's output is gray already)
+                canvas[rows, cols] = core.contiguous().cpu().numpy().mean(axis=2, keepdims=True, dtype=np.float32)
+            else:
+                canvas[rows, cols] = core.contiguous().cpu().numpy()  # one channel: broadcast to three
             return
-        if grayscale:
+        core = core.expand(-1, -1, 3)
+        if gray:
             # the gray mean in NumPy, as images.write_image takes it from the float image
             block = core.contiguous().cpu().numpy().mean(axis=2, keepdims=True, dtype=np.float32)
-            images.quantise_into(block, canvas[rows, cols])
+            if grayscale:
+                images.quantise_into(block, canvas[rows, cols])
+            else:  # a 2-D input: the quantised gray in every channel
+                canvas[rows, cols] = images.quantise_into(block, np.empty(block.shape, dtype=canvas.dtype))
             return
         pixels = torch.nan_to_num(core, nan=0.0).mul(65535.0 if bit_depth == 16 else 255.0).round_()
         canvas[rows, cols] = pixels.to(torch.int32 if bit_depth == 16 else torch.uint8).contiguous().cpu().numpy()

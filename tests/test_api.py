@@ -229,12 +229,31 @@ def test_bad_inputs(weights):
         upscale_array(model, np.zeros((4, 4, 3), np.float32), tile=-1)
 
 
-def test_gray_2d_array_is_replicated(weights):
+def test_gray_input_comes_back_gray(weights):
+    """A gray image came back tinted from the array and tensor API (channels up to 14 levels apart
+    with srgan_x4), where srgan upscale and upscale_image keep it gray: a 2-D array, ``grayscale=True``
+    without ``bit_depth`` and a (1, 1, H, W) tensor now give each channel the mean of the model's, in the
+    shapes they had."""
+    images = _images()
     model = load_model(weights, device="cpu")
-    gray = np.random.default_rng(1).random((9, 7), dtype=np.float32)
-    np.testing.assert_array_equal(
-        upscale_array(model, gray), upscale_array(model, np.repeat(gray[:, :, None], 3, axis=2))
-    )
+    gray = np.random.default_rng(1).random((21, 17), dtype=np.float32)
+    as_rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    tinted = upscale_array(model, as_rgb)
+    assert np.ptp(tinted, axis=2).max() > 1 / 255  # the model alone tints gray
+    expected = np.repeat(tinted.mean(axis=2, keepdims=True, dtype=np.float32), 3, axis=2)
+    np.testing.assert_array_equal(upscale_array(model, gray), expected)
+    np.testing.assert_array_equal(upscale_array(model, as_rgb, grayscale=True), expected)
+    tiled = upscale_array(model, gray, tile=8)
+    assert np.ptp(tiled, axis=2).max() == 0
+    np.testing.assert_allclose(tiled, expected, rtol=0, atol=2e-5)
+    # quantised: the gray plane with grayscale, the same in three channels for a 2-D array without it
+    plane = upscale_array(model, gray, bit_depth=8, grayscale=True)
+    np.testing.assert_array_equal(plane, images._quantise(images._planes(tinted, None, True), 8))
+    np.testing.assert_array_equal(upscale_array(model, gray, bit_depth=8), np.repeat(plane, 3, axis=2))
+    # a gray tensor: (1, 3, sH, sW) as before, each channel the gray
+    out = upscale_tensor(model, torch.from_numpy(gray)[None, None])
+    assert out.shape == (1, 3, 84, 68)
+    np.testing.assert_array_equal(out[0].permute(1, 2, 0).numpy(), expected)
 
 
 def test_blend_endpoints(tmp_path, rgb):
@@ -373,7 +392,7 @@ def test_uint8_and_uint16_pixels_are_scaled_to_unit_range(fp32):
     np.testing.assert_array_equal(upscale_array(fp32, pixels, tile=0), expected)  # was all white
     wide = pixels.astype(np.uint16) * 257  # the same levels at 16 bits
     np.testing.assert_allclose(upscale_array(fp32, wide, tile=0), expected, rtol=0, atol=1e-6)
-    gray = pixels[:, :, 0]  # 2-D: replicated to RGB after the scaling
+    gray = pixels[:, :, 0]  # 2-D: gray, scaled as colour is
     np.testing.assert_array_equal(
         upscale_array(fp32, gray, tile=0), upscale_array(fp32, gray / np.float32(255), tile=0)
     )
