@@ -831,16 +831,17 @@ def upscale_loaded(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Upscale an ``images.LoadedImage``: returns (rgb, alpha or None) at the final size.
 
-    The arrays are float32 in [0, 1]; with ``bit_depth`` (the depth the output file stores,
-    ``images.stored_bit_depth``) they come already quantised instead (uint8 or uint16, see
-    ``upscale_array``), gray as (H, W, 1), ready for ``images.write_image``. With an ``outscale``
-    resize too, no float copy of the model's whole output is held: it is kept as 16-bit pixels
-    (the Lanczos resize then reads 16 bits where 8-bit output stores 8) and resized a band of
-    output rows at a time into the quantised result (see ``images.resize_into``); the alpha too.
-    A 16-bit (or float) image runs in fp32 under ``precision="auto"``, an 8-bit one in the
-    model's dtype (see ``upscale_array``). Peak memory with an ``outscale``: the 16-bit x4 output
-    (2 bytes a x4 pixel for gray, 6 for colour) and the result, where a float x4 canvas and its
-    resized float copies took 12-17 bytes a x4 pixel.
+    The arrays are float32 in [0, 1]; a gray image's (and an RGB one's whose pixels are all gray)
+    has each channel the mean of the model's three, the gray a gray file stores. With ``bit_depth``
+    (the depth the output file stores, ``images.stored_bit_depth``) they come already quantised
+    instead (uint8 or uint16, see ``upscale_array``), gray as (H, W, 1), ready for
+    ``images.write_image``. With an ``outscale`` resize too, no float copy of the model's whole
+    output is held: it is kept as 16-bit pixels (the Lanczos resize then reads 16 bits where 8-bit
+    output stores 8) and resized a band of output rows at a time into the quantised result (see
+    ``images.resize_into``); the alpha too. A 16-bit (or float) image runs in fp32 under
+    ``precision="auto"``, an 8-bit one in the model's dtype (see ``upscale_array``). Peak memory
+    with an ``outscale``: the 16-bit x4 output (2 bytes a x4 pixel for gray, 6 for colour) and the
+    result, where a float x4 canvas and its resized float copies took 12-17 bytes a x4 pixel.
     """
     from . import images
 
@@ -863,7 +864,7 @@ def upscale_loaded(
     out = upscale_array(
         model, rgb, tile=tile, tile_pad=tile_pad, batch=batch, progress=progress, on_note=on_note,
         bit_depth=(16 if compact else bit_depth) if quantised else None,
-        grayscale=quantised and (loaded.grayscale or neutral), source_bit_depth=loaded.bit_depth,
+        grayscale=loaded.grayscale or neutral, source_bit_depth=loaded.bit_depth,
     )  # fmt: skip
     del rgb
     if compact:  # the x4 output in 16 bits, resized a band of rows at a time into the quantised result
@@ -896,8 +897,8 @@ def upscale_loaded(
             alpha=alpha,
         )
         return resized_rgb, resized_alpha[..., 0]
-    if neutral:  # the gray mean in every channel: an RGB file still, with neutral pixels
-        out = np.repeat(out if direct else out.mean(axis=2, keepdims=True, dtype=np.float32), 3, axis=2)
+    if neutral and direct:  # the gray plane in every channel: an RGB file still, with neutral pixels
+        out = np.repeat(out, 3, axis=2)
     if direct:  # the alpha quantised a band of rows at a time: its float x4 plane was 4 bytes a x4 pixel
         if loaded.alpha is None:
             return out, None

@@ -646,6 +646,23 @@ def test_upscale_loaded_quantises_only_without_a_resize(weights):
     assert resized_alpha.shape == (18, 22)
 
 
+def test_upscale_loaded_keeps_a_gray_image_gray_in_float(weights):
+    """Without ``bit_depth`` a gray file came back tinted (the channel mean was taken only for RGB
+    files of gray pixels): now each channel is the gray that the quantised output and a gray file store."""
+    images = _images()
+    from srgan_cli.api import upscale_loaded
+
+    model = load_model(weights, device="cpu")
+    rgb = np.repeat(np.random.default_rng(6).random((9, 11, 1), dtype=np.float32), 3, axis=2)
+    loaded = images.LoadedImage(rgb, None, 8, True, "L", "PNG", None, None, 1)
+    out, _ = upscale_loaded(model, loaded)
+    assert out.shape == (36, 44, 3) and np.ptp(out, axis=2).max() == 0
+    plane, _ = upscale_loaded(model, loaded, bit_depth=8)
+    np.testing.assert_array_equal(plane, images._quantise(out[..., :1], 8))
+    resized, _ = upscale_loaded(model, loaded, outscale=2)
+    assert resized.shape == (18, 22, 3) and np.ptp(resized, axis=2).max() == 0
+
+
 def _smooth(rng, h: int, w: int, channels: int) -> np.ndarray:
     """Random pixels smoothed by a 3x3 box: an image with edges and flat parts, values in [0, 1]."""
     x = rng.random((h + 2, w + 2, channels), dtype=np.float32)
