@@ -229,6 +229,30 @@ def test_bad_inputs(weights):
         upscale_array(model, np.zeros((4, 4, 3), np.float32), tile=-1)
 
 
+@pytest.mark.parametrize("tile", [1, 7])
+def test_tiles_under_8_px_are_refused_as_by_the_cli(weights, tile):
+    """``--tile`` refuses tiles under 8 px (each runs with the pad's overlap around it: 1 px tiles
+    took many times as long), where the API ran them; now every entry point says so on one line."""
+    from srgan_cli.api import upscale_loaded
+    from srgan_cli.images import LoadedImage
+    from srgan_cli.tiling import MIN_TILE
+
+    assert MIN_TILE == 8
+    model = load_model(weights, device="cpu")
+    rgb = np.zeros((4, 4, 3), np.float32)
+    loaded = LoadedImage(rgb, None, 8, False, "RGB", "PNG", None, None, 1)
+    calls = [
+        lambda: upscale_array(model, rgb, tile=tile),
+        lambda: upscale_tensor(model, torch.zeros(1, 3, 4, 4), tile=tile),
+        lambda: upscale_loaded(model, loaded, tile=tile),
+        lambda: upscale_image(Image.new("RGB", (4, 4)), model, tile=tile),
+    ]
+    for call in calls:
+        with pytest.raises(SrganError, match=f"^tile must be 0 \\(the whole image\\) or at least 8, got {tile}$"):
+            call()
+    assert upscale_array(model, rgb, tile=8).shape == upscale_array(model, rgb, tile=0).shape == (16, 16, 3)
+
+
 def test_gray_input_comes_back_gray(weights):
     """A gray image came back tinted from the array and tensor API (channels up to 14 levels apart
     with srgan_x4), where srgan upscale and upscale_image keep it gray: a 2-D array, ``grayscale=True``
@@ -474,7 +498,7 @@ def test_wrong_argument_types_are_type_errors(weights, fp32):
     with pytest.raises(SrganError, match="batch must be at least 1"):
         upscale_array(fp32, arr, batch=0)
     # integers of other kinds stay valid
-    np.testing.assert_array_equal(upscale_array(fp32, arr, tile=np.int64(4)), upscale_array(fp32, arr, tile=4))
+    np.testing.assert_array_equal(upscale_array(fp32, arr, tile=np.int64(8)), upscale_array(fp32, arr, tile=8))
 
 
 @pytest.mark.parametrize("outscale", [0, -1, float("nan"), float("inf"), 64.5, 1e6])
@@ -572,7 +596,7 @@ def test_auto_precision_keeps_rrdb_in_fp32_on_the_cpu(tmp_path):
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
 @pytest.mark.parametrize("grayscale", [False, True])
-@pytest.mark.parametrize("tile", [0, 6])
+@pytest.mark.parametrize("tile", [0, 8])
 def test_quantised_output_is_the_float_output_written(weights, rgb, bit_depth, grayscale, tile):
     """``bit_depth`` quantises tile by tile; the bytes are those write_image makes of the float result."""
     images = _images()
@@ -606,7 +630,7 @@ class _Values(torch.nn.Module):
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
-@pytest.mark.parametrize("tile", [0, 5])
+@pytest.mark.parametrize("tile", [0, 8])
 def test_quantised_output_rounds_nan_inf_and_halves_as_write_image(rgb, bit_depth, tile):
     images = _images()
     model = Model(_Values(), TINY, "values")
@@ -620,10 +644,10 @@ def test_quantised_output_of_a_gray_model(tmp_path, rgb):
     images = _images()
     luma = GeneratorConfig(num_blocks=1, num_features=8, in_channels=1)
     model = load_model(_save(tmp_path / "y.safetensors", luma), device="cpu")
-    whole = upscale_array(model, rgb, tile=5)
+    whole = upscale_array(model, rgb, tile=8)
     assert whole.shape == (84, 68, 3)
     for gray in (False, True):
-        q = upscale_array(model, rgb, tile=5, bit_depth=8, grayscale=gray)
+        q = upscale_array(model, rgb, tile=8, bit_depth=8, grayscale=gray)
         np.testing.assert_array_equal(q, images._quantise(images._planes(whole, None, gray), 8))
 
 
@@ -1319,7 +1343,7 @@ def test_a_hand_built_model_runs_in_eval_mode_and_says_when_its_dtype_is_not_its
     model = Model(net, TINY, "mine")
     assert not net.training
     x = torch.rand(1, 3, 12, 12)
-    torch.testing.assert_close(upscale_tensor(model, x, tile=0), upscale_tensor(model, x, tile=4), rtol=0, atol=1e-5)
+    torch.testing.assert_close(upscale_tensor(model, x, tile=0), upscale_tensor(model, x, tile=8), rtol=0, atol=1e-5)
     with pytest.raises(SrganError, match="weights are float16, but the Model's dtype is float32"):
         Model(build_generator(TINY).half(), TINY, "h")
     with pytest.raises(TypeError, match="must be a torch.nn.Module"):
