@@ -32,7 +32,7 @@ Its schema (``schema_version`` 1; new keys may be added, existing ones keep thei
           "lpips_n": 5 | null,    # images the lpips mean is over (fewer where some are too small for it;
                                   # a note says which); null if not computed (results before it lack it)
           "mp_per_s": 12.3,       # output megapixels per second of the upscale alone (no I/O)
-          "notes": [],            # choices made while loading, e.g. "fp16 is not supported on the CPU; ...",
+          "notes": [],            # choices made while loading, e.g. "fp16 runs about 5x slower than fp32 ...",
                                   # and images reproduced exactly (counted as PSNR_CEILING in the mean)
           "seconds": 0.41,        # total upscale time (sum over images of the median run)
           "images": [             # one row per image with --per-image, else empty
