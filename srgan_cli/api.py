@@ -312,13 +312,12 @@ def load_model(
     if config.in_channels == 1:  # it sees the luma only: colour photos came out gray without a word
         notes.append(f"{name} is a single-channel (gray) model: colour images come out gray")
     if blend:
-        from .interpolate import blend_generators, parse_blend
+        from .interpolate import blend_generators, config_difference, parse_blend
 
         ref, alpha = parse_blend(blend)
-        other_path, other_sha256, other, other_config, _ = _resolve_and_load(ref)
+        other_path, other_sha256, other, other_config, other_meta = _resolve_and_load(ref)
         if other_config != config:
-            ours, theirs = config.to_dict(), other_config.to_dict()
-            diff = ", ".join(f"{k} {theirs[k]!r} vs {ours[k]!r}" for k in ours if ours[k] != theirs.get(k))
+            diff = config_difference(other_meta, meta)  # as srgan interpolate names it
             raise SrganError(
                 f"--blend {blend}: {other_path} has another architecture than {path} ({diff}); cannot blend"
             )
