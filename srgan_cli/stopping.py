@@ -40,7 +40,7 @@ def interrupt_signals() -> list[signal.Signals]:
     """SIGINT (Ctrl-C) and the :func:`stop_signals`, less those ignored: a shell starts a
     non-interactive script's background jobs with SIGINT ignored, so that Ctrl-C stops the script
     and not them, and srgan stopped them all the same."""
-    return [*([] if _ignored(signal.SIGINT) else [signal.SIGINT]), *stop_signals()]
+    return [sig for sig in (signal.SIGINT, *stop_signals()) if not _ignored(sig)]
 
 
 def _ignored(sig: signal.Signals) -> bool:
